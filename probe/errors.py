@@ -1,0 +1,57 @@
+"""The errors cnn-probe raises, and the one helper that words "unknown name" errors.
+
+Two families, so that callers (the CLI above all) can tell a mistake in the
+request from a failure while doing the work:
+
+- :class:`ProbeUsageError` (a ``ValueError``): the request names something that
+  does not exist or is out of range: a layer, a unit, a model, a file. The CLI
+  turns it into exit code 2 with the message, like any usage error.
+- :class:`ProbeRuntimeError` (a ``RuntimeError``): the request was valid but the
+  work failed: the optimization produced NaN, the GPU ran out of memory. The
+  message says what to change.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+__all__ = ["ProbeError", "ProbeUsageError", "ProbeRuntimeError", "unknown_name", "closest"]
+
+
+class ProbeError(Exception):
+    """Base class of every error cnn-probe raises on purpose."""
+
+
+class ProbeUsageError(ProbeError, ValueError):
+    """The request names something invalid (layer, unit, model, file, option value)."""
+
+
+class ProbeRuntimeError(ProbeError, RuntimeError):
+    """A valid request failed while running (NaN/inf, out of memory, ...)."""
+
+
+def closest(name: str, valid: Iterable[str]) -> str | None:
+    """Return the valid name most similar to ``name``, or None if none is close."""
+    matches = difflib.get_close_matches(name, list(valid), n=1, cutoff=0.5)
+    return matches[0] if matches else None
+
+
+def unknown_name(kind: str, name: str, valid: Iterable[str], *, limit: int = 40) -> ProbeUsageError:
+    """Build the error for an unknown ``kind`` (``"layer"``, ``"model"``, ...).
+
+    The message lists the valid names (the first ``limit`` of them) and suggests
+    the closest one, e.g.::
+
+        unknown layer 'conv3'; layers are: conv1, pool1, conv2, pool2, fc1, fc2
+        (did you mean 'conv2'?)
+    """
+    valid = list(valid)
+    shown = ", ".join(valid[:limit])
+    if len(valid) > limit:
+        shown += f", ... ({len(valid) - limit} more)"
+    message = f"unknown {kind} {name!r}; {kind}s are: {shown or '(none)'}"
+    suggestion = closest(name, valid)
+    if suggestion is not None:
+        message += f" (did you mean {suggestion!r}?)"
+    return ProbeUsageError(message)
