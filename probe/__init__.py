@@ -1,3 +1,40 @@
-"""cnn-probe: see what a convolutional network learned."""
+"""cnn-probe: see what a convolutional network learned.
+
+The public API, re-exported here (importing has no side effects)::
+
+    import probe
+    m = probe.load_model("digits")                       # embedded, offline
+    with probe.record(m.module, ["conv1", "conv2"]) as acts:
+        m(images)                                        # images (N, 1, 28, 28) in [0, 1]
+    acts["conv2"].shape                                  # (N, 50, 11, 11)
+    probe.layers(m.module, m.input_shape)                # names, types, output shapes
+"""
 
 __version__ = "0.1.0"
+
+from probe.devices import resolve_device
+from probe.errors import ProbeError, ProbeRuntimeError, ProbeUsageError
+from probe.hooks import INPUT, OUTPUT, LayerInfo, Recording, capture, evaluating, layers, record
+from probe.images import load_image, to_pil
+from probe.models import LoadedModel, Preprocess, load_model
+
+__all__ = [
+    "__version__",
+    "INPUT",
+    "OUTPUT",
+    "LayerInfo",
+    "LoadedModel",
+    "Preprocess",
+    "ProbeError",
+    "ProbeRuntimeError",
+    "ProbeUsageError",
+    "Recording",
+    "capture",
+    "evaluating",
+    "layers",
+    "load_image",
+    "load_model",
+    "record",
+    "resolve_device",
+    "to_pil",
+]

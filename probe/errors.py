@@ -24,7 +24,17 @@ class ProbeError(Exception):
 
 
 class ProbeUsageError(ProbeError, ValueError):
-    """The request names something invalid (layer, unit, model, file, option value)."""
+    """The request names something invalid (layer, unit, model, file, option value).
+
+    Args:
+        message: what is wrong and what would have been valid.
+        param: the name of the argument at fault (``"layer"``, ``"units"``, ...),
+            so that the CLI can name its option (``--layer``). Optional.
+    """
+
+    def __init__(self, message: str, *, param: str | None = None) -> None:
+        super().__init__(message)
+        self.param = param
 
 
 class ProbeRuntimeError(ProbeError, RuntimeError):
@@ -37,11 +47,14 @@ def closest(name: str, valid: Iterable[str]) -> str | None:
     return matches[0] if matches else None
 
 
-def unknown_name(kind: str, name: str, valid: Iterable[str], *, limit: int = 40) -> ProbeUsageError:
+def unknown_name(
+    kind: str, name: str, valid: Iterable[str], *, param: str | None = None, limit: int = 40
+) -> ProbeUsageError:
     """Build the error for an unknown ``kind`` (``"layer"``, ``"model"``, ...).
 
     The message lists the valid names (the first ``limit`` of them) and suggests
-    the closest one, e.g.::
+    the closest one; ``param`` names the argument at fault (see
+    :class:`ProbeUsageError`). E.g.::
 
         unknown layer 'conv3'; layers are: conv1, pool1, conv2, pool2, fc1, fc2
         (did you mean 'conv2'?)
@@ -54,4 +67,4 @@ def unknown_name(kind: str, name: str, valid: Iterable[str], *, limit: int = 40)
     suggestion = closest(name, valid)
     if suggestion is not None:
         message += f" (did you mean {suggestion!r}?)"
-    return ProbeUsageError(message)
+    return ProbeUsageError(message, param=param)

@@ -1,0 +1,29 @@
+"""The ``probe`` command group; each command lives in a module of its own."""
+
+from __future__ import annotations
+
+import click
+
+from probe import __version__
+from probe.cli import gallery_index, layers, train
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="probe")
+def cli() -> None:
+    """cnn-probe: see what a convolutional network learned.
+
+    Every command writes a gallery folder (PNGs, a captioned contact sheet,
+    index.html, manifest.json). Models: the embedded zoo works offline
+    (digits, lenet5, xo, shapes); torchvision models download their
+    pretrained weights once, or run with --weights none / --weights FILE.
+
+    \b
+    Start here:
+      probe layers digits                  list layers and output shapes
+      probe maximize --layer conv2         the images that excite conv2's 50 filters
+    """
+
+
+for module in (layers, train, gallery_index):
+    cli.add_command(module.command)

@@ -1,0 +1,106 @@
+"""Contact sheets: a grid of images with a caption under each, as one PIL image."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from PIL import Image, ImageDraw, ImageFont
+
+__all__ = ["contact_sheet", "display_size", "font"]
+
+BACKGROUND = (255, 255, 255)
+INK = (20, 20, 20)
+MUTED = (90, 90, 90)
+
+
+def font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+    """Pillow's bundled font at ``size`` pixels (a bitmap font on old Pillow)."""
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1 has no sized default font
+        return ImageFont.load_default()
+
+
+def display_size(width: int, height: int, cell: int) -> tuple[int, int]:
+    """The size an image of ``width x height`` is shown at in a cell of ``cell`` pixels (longer side)."""
+    scale = cell / max(width, height)
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def _fit(image: Image.Image, cell: int) -> Image.Image:
+    """Scale to the cell: nearest-neighbour when enlarging small images (keeps pixels crisp)."""
+    size = display_size(image.width, image.height, cell)
+    if size == image.size:
+        return image
+    smooth = image.width >= cell or image.height >= cell or max(image.size) >= 96
+    return image.resize(size, Image.Resampling.LANCZOS if smooth else Image.Resampling.NEAREST)
+
+
+def _wrap(text: str, draw: ImageDraw.ImageDraw, face: ImageFont.ImageFont, width: int, lines: int) -> list[str]:
+    words, wrapped, current = text.split(), [], ""
+    for word in words:
+        trial = f"{current} {word}".strip()
+        if draw.textlength(trial, font=face) <= width or not current:
+            current = trial
+        else:
+            wrapped.append(current)
+            current = word
+    if current:
+        wrapped.append(current)
+    if len(wrapped) > lines:
+        wrapped = wrapped[:lines]
+        wrapped[-1] = wrapped[-1][: max(1, len(wrapped[-1]) - 1)] + "…"
+    return wrapped
+
+
+def contact_sheet(
+    images: Sequence[Image.Image],
+    captions: Sequence[str] | None = None,
+    *,
+    columns: int | None = None,
+    cell: int = 128,
+    title: str | None = None,
+    caption_lines: int = 2,
+) -> Image.Image:
+    """Lay out ``images`` in a captioned grid.
+
+    Args:
+        images: PIL images of any sizes and modes; each is scaled so its longer
+            side is ``cell`` pixels (small images are enlarged without blurring).
+        captions: one line of text per image (wrapped to ``caption_lines``);
+            default none.
+        columns: grid width; default about the square root of the count, at
+            most 10.
+        cell: the size of each image in pixels (default 128).
+        title: a heading above the grid (default none).
+        caption_lines: lines of caption under each image (default 2).
+
+    Returns:
+        An RGB image.
+    """
+    if not images:
+        raise ValueError("contact_sheet needs at least one image")
+    captions = list(captions or [""] * len(images))
+    columns = columns or min(10, max(1, math.ceil(math.sqrt(len(images)))))
+    rows = math.ceil(len(images) / columns)
+    text_size = max(10, cell // 10)
+    face, title_face = font(text_size), font(int(text_size * 1.5))
+    pad = max(4, cell // 16)
+    caption_height = (text_size + 2) * caption_lines if any(captions) else 0
+    title_height = int(text_size * 1.5) + 2 * pad if title else 0
+    width = columns * (cell + pad) + pad
+    height = title_height + rows * (cell + caption_height + pad) + pad
+    sheet = Image.new("RGB", (width, height), BACKGROUND)
+    draw = ImageDraw.Draw(sheet)
+    if title:
+        draw.text((pad, pad), title, fill=INK, font=title_face)
+    for index, (image, caption) in enumerate(zip(images, captions)):
+        row, column = divmod(index, columns)
+        x = pad + column * (cell + pad)
+        y = title_height + pad + row * (cell + caption_height + pad)
+        fitted = _fit(image.convert("RGB"), cell)
+        sheet.paste(fitted, (x + (cell - fitted.width) // 2, y + (cell - fitted.height) // 2))
+        for line_number, line in enumerate(_wrap(caption, draw, face, cell, caption_lines)):
+            draw.text((x, y + cell + 1 + line_number * (text_size + 2)), line, fill=MUTED, font=face)
+    return sheet

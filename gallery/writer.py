@@ -1,0 +1,242 @@
+"""Write a run's results as a gallery folder: PNGs, contact sheets, index.html, manifest.json.
+
+Every command writes the same layout::
+
+    OUT/
+      conv2-000.png ...        one file per result, at its native size
+      contact-sheet.png        the captioned grid (one per section when there are several)
+      index.html               opens from disk in any browser
+      manifest.json            the machine-readable record of the run
+
+A folder is never overwritten silently: :func:`prepare_out_dir` picks a fresh
+name when none was given, and refuses a non-empty folder unless asked to
+replace it (and then only a folder that holds a cnn-probe gallery).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import shutil
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from probe.errors import ProbeUsageError
+from probe.gallery.html import render_collection_page, render_run_page
+from probe.gallery.sheet import contact_sheet
+
+__all__ = ["Gallery", "prepare_out_dir", "slug", "write_collection_index", "MANIFEST"]
+
+MANIFEST = "manifest.json"
+
+
+def slug(text: str) -> str:
+    """A file-name-safe version of ``text`` (``"layer3.1/conv"`` -> ``"layer3.1-conv"``)."""
+    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "-", str(text)).strip("-.")
+    return cleaned or "run"
+
+
+def _is_gallery(folder: Path) -> bool:
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(manifest, dict) and "command" in manifest and "items" in manifest
+
+
+def prepare_out_dir(out: str | Path | None, default: str | Path, *, force: bool = False) -> Path:
+    """Choose and create the folder a run writes to, never overwriting silently.
+
+    Args:
+        out: the folder the user asked for, or None.
+        default: used when ``out`` is None; if it already holds files, ``-2``,
+            ``-3``, ... is appended until a free name is found.
+        force: replace ``out`` when it already holds a cnn-probe gallery.
+
+    Returns:
+        An existing, empty folder.
+
+    Raises:
+        ProbeUsageError: ``out`` holds files and ``force`` is off, or ``force``
+            is on but the folder is not a cnn-probe gallery (nothing is deleted).
+    """
+    if out is None:
+        base = Path(default)
+        candidate, number = base, 1
+        while candidate.exists() and any(candidate.iterdir()):
+            number += 1
+            candidate = base.with_name(f"{base.name}-{number}")
+        candidate.mkdir(parents=True, exist_ok=True)
+        return candidate
+    folder = Path(out).expanduser()
+    if folder.exists() and not folder.is_dir():
+        raise ProbeUsageError(f"output folder {str(folder)!r} is a file", param="out")
+    if folder.exists() and any(folder.iterdir()):
+        if not force:
+            raise ProbeUsageError(
+                f"output folder {str(folder)!r} already holds files; choose another --out, "
+                "or pass --force to replace the gallery in it",
+                param="out",
+            )
+        if not _is_gallery(folder):
+            raise ProbeUsageError(
+                f"output folder {str(folder)!r} holds files but no cnn-probe gallery (no {MANIFEST}); "
+                "refusing to delete it even with --force",
+                param="out",
+            )
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    if hasattr(value, "item") and callable(value.item):  # numpy / torch scalars
+        return _jsonable(value.item())
+    return value
+
+
+class Gallery:
+    """Collects a run's images and writes the gallery folder.
+
+    Images are saved as they are added, so partial results survive an
+    interruption; :meth:`write` adds the contact sheets, the page and the
+    manifest.
+
+    Args:
+        folder: an existing folder, usually from :func:`prepare_out_dir`.
+        command: the command name recorded in the manifest (``"maximize"``).
+        title: the page heading.
+        fields: run-level manifest fields (model, layer, steps, seed, ...).
+        version: the cnn-probe version recorded in the manifest.
+    """
+
+    def __init__(
+        self, folder: str | Path, *, command: str, title: str, fields: Mapping[str, Any] | None = None, version: str = ""
+    ) -> None:
+        self.folder = Path(folder)
+        self.command = command
+        self.title = title
+        self.fields: dict[str, Any] = dict(fields or {})
+        self.version = version
+        self.items: list[dict[str, Any]] = []
+        self._images: list[Image.Image] = []
+        self.extras: list[dict[str, Any]] = []
+
+    def add(self, image: Image.Image, file: str, caption: str, *, section: str = "", **fields: Any) -> dict[str, Any]:
+        """Save ``image`` as ``file`` (PNG) and record it with its caption and extra manifest fields."""
+        if any(item["file"] == file for item in self.items):
+            raise ValueError(f"{file!r} was already added to this gallery")
+        image.save(self.folder / file)
+        item = {"file": file, "caption": caption, **({"section": section} if section else {}), **fields}
+        self.items.append(item)
+        self._images.append(image)
+        return item
+
+    def add_extra(self, file: str, caption: str, *, image: Image.Image | None = None, figure: Any = None) -> None:
+        """Record an overview file (plot, animation): saved from a PIL ``image`` or matplotlib ``figure``, or already on disk."""
+        if image is not None:
+            image.save(self.folder / file, **({"save_all": True} if file.endswith(".gif") else {}))
+        elif figure is not None:
+            figure.savefig(self.folder / file, dpi=110, bbox_inches="tight")
+        elif not (self.folder / file).exists():
+            raise FileNotFoundError(self.folder / file)
+        self.extras.append({"file": file, "caption": caption})
+
+    def sections(self) -> list[tuple[str, list[dict[str, Any]]]]:
+        """Items grouped by section, in the order sections first appear."""
+        grouped: dict[str, list[dict[str, Any]]] = {}
+        for item in self.items:
+            grouped.setdefault(item.get("section", ""), []).append(item)
+        return list(grouped.items())
+
+    def write(self, *, cell: int = 128, columns: int | None = None, **fields: Any) -> Path:
+        """Write the contact sheet(s), ``index.html`` and ``manifest.json``; return the manifest's path.
+
+        Args:
+            cell: contact-sheet cell size in pixels (default 128).
+            columns: contact-sheet columns (default about sqrt of the count).
+            **fields: more run-level manifest fields (final losses, timings, ...).
+        """
+        self.fields.update(fields)
+        sheets = []
+        by_file = dict(zip((item["file"] for item in self.items), self._images))
+        for section, items in self.sections():
+            if not items:
+                continue
+            name = f"contact-sheet-{slug(section)}.png" if section else "contact-sheet.png"
+            sheet = contact_sheet(
+                [by_file[item["file"]] for item in items],
+                [item["caption"] for item in items],
+                columns=columns,
+                cell=cell,
+                title=f"{self.title} — {section}" if section else self.title,
+            )
+            sheet.save(self.folder / name)
+            sheets.append({"file": name, "caption": f"contact sheet{': ' + section if section else ''}"})
+        manifest = {
+            "command": self.command,
+            "version": self.version,
+            **self.fields,
+            "items": self.items,
+            "sheets": [sheet["file"] for sheet in sheets],
+            "extras": self.extras,
+        }
+        manifest_path = self.folder / MANIFEST
+        manifest_path.write_text(json.dumps(_jsonable(manifest), indent=2, allow_nan=False) + "\n")
+        small = bool(self._images) and max(max(image.size) for image in self._images) < 96
+        page = render_run_page(
+            self.title,
+            {k: v for k, v in self.fields.items() if not isinstance(v, (list, dict)) or len(str(v)) < 200},
+            self.sections(),
+            sheets + self.extras,
+            small_images=small,
+        )
+        (self.folder / "index.html").write_text(page, encoding="utf-8")
+        return manifest_path
+
+
+def write_collection_index(root: str | Path, *, title: str | None = None) -> tuple[Path, int]:
+    """Write ``root/index.html`` linking every gallery found below ``root``.
+
+    Returns:
+        The page's path and the number of runs it links.
+
+    Raises:
+        ProbeUsageError: ``root`` is not a folder.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise ProbeUsageError(f"{str(root)!r} is not a folder", param="folder")
+    runs = []
+    for manifest_path in sorted(root.rglob(MANIFEST)):
+        folder = manifest_path.parent
+        if folder == root or not _is_gallery(folder):
+            continue
+        manifest = json.loads(manifest_path.read_text())
+        relative = folder.relative_to(root).as_posix()
+        sheets = manifest.get("sheets") or []
+        thumbnail = f"{relative}/{sheets[0]}" if sheets else None
+        keys = ("model", "layer", "layers", "objective", "steps", "seed")
+        runs.append(
+            {
+                "link": f"{relative}/index.html",
+                "thumbnail": thumbnail,
+                "caption": f"{manifest['command']}: {relative}",
+                "fields": {k: manifest[k] for k in keys if k in manifest},
+            }
+        )
+    page = root / "index.html"
+    page.write_text(render_collection_page(title or f"cnn-probe runs in {root.name}", runs), encoding="utf-8")
+    return page, len(runs)

@@ -1,0 +1,40 @@
+"""Choose the device work runs on; ``"auto"`` takes CUDA when there is one."""
+
+from __future__ import annotations
+
+import torch
+
+from probe.errors import ProbeUsageError
+
+__all__ = ["resolve_device"]
+
+
+def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
+    """Turn ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"`` or a device into a ``torch.device``.
+
+    ``"auto"`` (and None) pick ``cuda`` when it is available, else ``cpu``.
+
+    Raises:
+        ProbeUsageError: for a malformed name or a device this machine lacks.
+    """
+    if isinstance(device, torch.device):
+        return device
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as error:
+        raise ProbeUsageError(
+            f"unknown device {device!r}; use auto, cpu, cuda or cuda:N ({error})", param="device"
+        ) from None
+    if resolved.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ProbeUsageError("CUDA is not available on this machine; use --device cpu or auto", param="device")
+        if resolved.index is not None and resolved.index >= torch.cuda.device_count():
+            raise ProbeUsageError(
+                f"device {device!r} does not exist; this machine has {torch.cuda.device_count()} CUDA device(s)",
+                param="device",
+            )
+    if resolved.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+        raise ProbeUsageError("MPS is not available on this machine; use --device cpu or auto", param="device")
+    return resolved

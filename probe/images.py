@@ -1,0 +1,231 @@
+"""Images in and out: files, bundled samples, tensors and PIL images.
+
+Inside cnn-probe an image is a float tensor ``(C, H, W)`` with values in
+``[0, 1]`` (a batch is ``(N, C, H, W)``); the model's normalization is applied
+later, by :class:`probe.models.Preprocess`.
+
+Image *sources* that :func:`load_image` understands:
+
+- a file path (PNG, JPEG, TIFF, BMP, ... anything Pillow reads);
+- ``skimage:NAME``: a sample bundled with scikit-image (``skimage:astronaut``,
+  ``skimage:coffee``, ``skimage:chelsea``, ``skimage:camera``, ...), offline;
+- ``ZOO:KEY``: a sample of an embedded model's data (``digits:0`` is the first
+  bundled handwritten digit, ``xo:x`` / ``xo:o`` a generated X or O,
+  ``shapes:circle`` a generated shape).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, UnidentifiedImageError
+
+from probe.errors import ProbeUsageError, unknown_name
+
+__all__ = [
+    "SKIMAGE_SAMPLES",
+    "load_image",
+    "to_pil",
+    "from_pil",
+    "from_array",
+    "resize",
+    "fit_size",
+    "to_channels",
+    "parse_size",
+]
+
+SKIMAGE_SAMPLES = (
+    "astronaut", "brick", "camera", "cat", "chelsea", "clock", "coffee", "coins", "colorwheel",
+    "grass", "gravel", "horse", "hubble_deep_field", "immunohistochemistry", "logo",
+    "microaneurysms", "moon", "page", "retina", "rocket", "text", "checkerboard",
+)  # fmt: skip
+"""Names accepted after ``skimage:``; all ship inside scikit-image (no download)."""
+
+
+def from_array(array: np.ndarray) -> torch.Tensor:
+    """``(H, W)``, ``(H, W, C)`` array (uint8, uint16, bool or float in [0, 1]) -> ``(C, H, W)`` float tensor."""
+    if array.dtype == bool:
+        array = array.astype(np.float32)
+    elif np.issubdtype(array.dtype, np.integer):
+        array = array.astype(np.float32) / float(np.iinfo(array.dtype).max)
+    array = np.asarray(array, dtype=np.float32)
+    if array.ndim == 2:
+        array = array[:, :, None]
+    if array.ndim != 3:
+        raise ProbeUsageError(f"an image array must be (H, W) or (H, W, C); got shape {array.shape}")
+    tensor = torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))
+    return tensor.clamp(0.0, 1.0)
+
+
+def from_pil(image: Image.Image) -> torch.Tensor:
+    """A PIL image -> ``(C, H, W)`` float tensor in [0, 1]; alpha is composited on white."""
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(background, rgba).convert("RGB")
+    elif image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        array = np.asarray(image, dtype=np.float32)
+        return from_array(array / max(float(array.max()), 1.0))
+    elif image.mode not in ("L", "RGB"):
+        image = image.convert("RGB")
+    return from_array(np.asarray(image))
+
+
+def to_pil(image: torch.Tensor) -> Image.Image:
+    """``(C, H, W)`` or ``(H, W)`` tensor in [0, 1] -> PIL image (``L`` for 1 channel, ``RGB`` for 3).
+
+    Values are clamped to [0, 1]. Images with another channel count show their
+    first three channels (or the first one, for two).
+    """
+    image = image.detach().float().cpu()
+    if image.dim() == 2:
+        image = image.unsqueeze(0)
+    if image.dim() != 3:
+        raise ProbeUsageError(f"to_pil expects (C, H, W) or (H, W); got shape {tuple(image.shape)}")
+    channels = image.shape[0]
+    if channels == 2:
+        image = image[:1]
+    elif channels > 3:
+        image = image[:3]
+    array = (image.clamp(0, 1).numpy().transpose(1, 2, 0) * 255.0 + 0.5).astype(np.uint8)
+    if array.shape[2] == 1:
+        return Image.fromarray(array[:, :, 0], mode="L")
+    return Image.fromarray(array, mode="RGB")
+
+
+def to_channels(image: torch.Tensor, channels: int) -> torch.Tensor:
+    """Convert ``(C, H, W)`` or ``(N, C, H, W)`` between grayscale and RGB.
+
+    RGB -> 1 channel uses ITU-R 601 luminance; 1 -> 3 repeats the channel.
+
+    Raises:
+        ProbeUsageError: for a conversion with no sensible meaning (e.g. 3 -> 4).
+    """
+    axis = image.dim() - 3
+    have = image.shape[axis]
+    if have == channels:
+        return image
+    if have == 3 and channels == 1:
+        weights = torch.tensor([0.299, 0.587, 0.114], dtype=image.dtype, device=image.device)
+        shape = [1] * image.dim()
+        shape[axis] = 3
+        return (image * weights.view(shape)).sum(dim=axis, keepdim=True)
+    if have == 1:
+        return image.repeat_interleave(channels, dim=axis)
+    raise ProbeUsageError(f"cannot convert an image with {have} channels to {channels} channels")
+
+
+def parse_size(text: str) -> tuple[int, int] | int:
+    """Parse ``"128"`` (longer side) or ``"96x128"`` (H x W) as given on the command line."""
+    try:
+        if "x" in text.lower():
+            height, width = (int(part) for part in text.lower().split("x"))
+            if height > 0 and width > 0:
+                return (height, width)
+        else:
+            value = int(text)
+            if value > 0:
+                return value
+    except ValueError:
+        pass
+    raise ProbeUsageError(f"size must be N or HxW with positive integers (e.g. 224 or 96x128); got {text!r}", param="size")
+
+
+def fit_size(height: int, width: int, size: int | Sequence[int]) -> tuple[int, int]:
+    """The ``(H, W)`` an image of ``height x width`` takes for ``size``.
+
+    ``size`` is ``(H, W)`` exactly, or an int for the longer side, keeping the
+    aspect ratio.
+    """
+    if isinstance(size, int):
+        scale = size / max(height, width)
+        return max(1, round(height * scale)), max(1, round(width * scale))
+    return int(size[0]), int(size[1])
+
+
+def resize(image: torch.Tensor, size: int | Sequence[int]) -> torch.Tensor:
+    """Resize ``(C, H, W)`` or ``(N, C, H, W)`` with antialiased bilinear filtering (see :func:`fit_size`)."""
+    batched = image.dim() == 4
+    batch = image if batched else image.unsqueeze(0)
+    target = fit_size(batch.shape[-2], batch.shape[-1], size)
+    if target != tuple(batch.shape[-2:]):
+        batch = F.interpolate(batch, size=target, mode="bilinear", align_corners=False, antialias=True)
+        batch = batch.clamp(0.0, 1.0)
+    return batch if batched else batch[0]
+
+
+def _load_skimage(name: str) -> torch.Tensor:
+    if name not in SKIMAGE_SAMPLES:
+        raise unknown_name("scikit-image sample", name, SKIMAGE_SAMPLES, param="image")
+    import skimage.data
+
+    return from_array(getattr(skimage.data, name)())
+
+
+def _load_file(path: Path) -> torch.Tensor:
+    if not path.exists():
+        raise ProbeUsageError(f"cannot read image {str(path)!r}: no such file", param="image")
+    if path.is_dir():
+        raise ProbeUsageError(f"cannot read image {str(path)!r}: it is a directory", param="image")
+    try:
+        with Image.open(path) as image:
+            image.load()
+            return from_pil(image)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+        raise ProbeUsageError(
+            f"cannot read image {str(path)!r}: not an image file Pillow can decode ({type(error).__name__})",
+            param="image",
+        ) from None
+
+
+def load_image(
+    source: str | Path | np.ndarray | Image.Image | torch.Tensor,
+    *,
+    channels: int | None = None,
+    size: int | Sequence[int] | None = None,
+) -> torch.Tensor:
+    """Load an image as a ``(C, H, W)`` float tensor in ``[0, 1]``.
+
+    Args:
+        source: a file path, ``skimage:NAME``, ``ZOO:KEY`` (``digits:3``,
+            ``xo:x``, ``shapes:circle``), a numpy array, a PIL image, or a tensor
+            (``(C, H, W)`` in [0, 1], returned as float).
+        channels: convert to this many channels (1: luminance, 3: RGB); default
+            None keeps the source's.
+        size: resize; an int sets the longer side (aspect kept), ``(H, W)`` sets
+            both. Default None keeps the source's size.
+
+    Raises:
+        ProbeUsageError: missing or undecodable file, unknown sample name,
+            impossible channel conversion.
+    """
+    if isinstance(source, torch.Tensor):
+        image = source.detach().float()
+        if image.dim() == 2:
+            image = image.unsqueeze(0)
+    elif isinstance(source, np.ndarray):
+        image = from_array(source)
+    elif isinstance(source, Image.Image):
+        image = from_pil(source)
+    else:
+        text = str(source)
+        prefix, sep, key = text.partition(":")
+        if sep and prefix == "skimage":
+            image = _load_skimage(key)
+        elif sep and len(prefix) > 1 and not Path(text).exists():
+            from probe import zoo
+
+            if prefix not in zoo.zoo_names():
+                raise unknown_name("image source", prefix, ["skimage", *zoo.zoo_names()], param="image")
+            image = zoo.sample_input(prefix, key)
+        else:
+            image = _load_file(Path(text).expanduser())
+    if channels is not None:
+        image = to_channels(image, channels)
+    if size is not None:
+        image = resize(image, size)
+    return image.contiguous()

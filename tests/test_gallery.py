@@ -1,0 +1,109 @@
+"""Galleries: files written, manifest content, escaped HTML with working links, no silent overwrite."""
+
+from __future__ import annotations
+
+import json
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from probe.errors import ProbeUsageError
+from probe.gallery import Gallery, contact_sheet, prepare_out_dir, write_collection_index
+
+
+class LinkParser(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.links: list[str] = []
+        self.scripts = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "script":
+            self.scripts += 1
+        for name, value in attrs:
+            if name in ("href", "src") and value:
+                self.links.append(value)
+
+
+def make_gallery(folder: Path, caption: str = "conv2:0") -> Gallery:
+    gallery = Gallery(folder, command="maximize", title="conv2 <of> digits", version="0.1.0",
+                      fields={"model": "digits", "layer": "conv2"})
+    for unit in range(3):
+        gallery.add(Image.new("L", (28, 28), unit * 80), f"conv2-{unit:03d}.png",
+                    caption if unit == 0 else f"conv2:{unit}", unit=unit, score=1.5 * unit)
+    return gallery
+
+
+def test_gallery_writes_images_sheet_page_and_manifest(tmp_path):
+    make_gallery(tmp_path).write(steps=10, seed=0)
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert manifest["command"] == "maximize" and manifest["model"] == "digits" and manifest["steps"] == 10
+    assert [item["unit"] for item in manifest["items"]] == [0, 1, 2]
+    assert manifest["items"][2] == {"file": "conv2-002.png", "caption": "conv2:2", "unit": 2, "score": 3.0}
+    for item in manifest["items"]:
+        assert Image.open(tmp_path / item["file"]).size == (28, 28)
+    assert manifest["sheets"] == ["contact-sheet.png"]
+    assert Image.open(tmp_path / "contact-sheet.png").width > 3 * 28
+
+
+def test_html_escapes_captions_and_links_only_to_existing_files(tmp_path):
+    make_gallery(tmp_path, caption='<script>alert("x")</script> & more').write()
+    page = (tmp_path / "index.html").read_text()
+    assert "<script>" not in page and "&lt;script&gt;" in page and "&lt;of&gt;" in page
+    parser = LinkParser()
+    parser.feed(page)
+    assert parser.scripts == 0
+    assert parser.links and all((tmp_path / link).exists() for link in parser.links)
+
+
+def test_sections_get_their_own_sheets(tmp_path):
+    gallery = Gallery(tmp_path, command="activations", title="t")
+    gallery.add(Image.new("RGB", (8, 8)), "a.png", "a", section="conv1")
+    gallery.add(Image.new("RGB", (8, 8)), "b.png", "b", section="layer1.0/conv")
+    manifest = json.loads(gallery.write().read_text())
+    assert manifest["sheets"] == ["contact-sheet-conv1.png", "contact-sheet-layer1.0-conv.png"]
+
+
+def test_non_finite_numbers_become_null(tmp_path):
+    gallery = make_gallery(tmp_path)
+    gallery.write(loss=float("nan"))
+    assert json.loads((tmp_path / "manifest.json").read_text())["loss"] is None
+
+
+def test_contact_sheet_grid_size():
+    sheet = contact_sheet([Image.new("L", (10, 10))] * 5, ["a"] * 5, columns=2, cell=20)
+    assert sheet.mode == "RGB" and sheet.width == 2 * (20 + 4) + 4
+    with pytest.raises(ValueError):
+        contact_sheet([])
+
+
+def test_out_dir_is_never_overwritten_silently(tmp_path):
+    default = tmp_path / "runs" / "maximize-digits-conv2"
+    first = prepare_out_dir(None, default)
+    (first / "keep.png").write_bytes(b"x")
+    second = prepare_out_dir(None, default)
+    assert second.name == "maximize-digits-conv2-2" and (first / "keep.png").exists()
+    with pytest.raises(ProbeUsageError, match="already holds files"):
+        prepare_out_dir(first, default)
+    with pytest.raises(ProbeUsageError, match="refusing to delete"):
+        prepare_out_dir(first, default, force=True)
+    assert (first / "keep.png").exists()
+    make_gallery(second).write()
+    assert prepare_out_dir(second, default, force=True) == second and not any(second.iterdir())
+
+
+def test_collection_index_links_every_run(tmp_path):
+    for name in ("a", "b"):
+        folder = tmp_path / name
+        folder.mkdir()
+        make_gallery(folder).write()
+    page, count = write_collection_index(tmp_path)
+    assert count == 2
+    parser = LinkParser()
+    parser.feed(page.read_text())
+    assert {"a/index.html", "b/index.html", "a/contact-sheet.png"} <= set(parser.links)
+    assert all((tmp_path / link).exists() for link in parser.links)
+    assert re.search(r"2 run\(s\)", page.read_text())

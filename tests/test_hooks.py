@@ -1,0 +1,187 @@
+"""probe.record / capture / layers: shapes, options, and hooks that never stay behind."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import probe
+from conftest import no_hooks_left
+from probe.errors import ProbeUsageError
+
+
+def snapshot(model: torch.nn.Module) -> tuple[dict[str, torch.Tensor], list[bool], list[bool]]:
+    params = {k: v.detach().clone() for k, v in model.named_parameters()}
+    return params, [m.training for m in model.modules()], [p.requires_grad for p in model.parameters()]
+
+
+def assert_unchanged(model: torch.nn.Module, before: tuple) -> None:
+    params, training, requires = before
+    after = snapshot(model)
+    assert all(torch.equal(params[k], after[0][k]) for k in params)
+    assert after[1] == training and after[2] == requires
+
+
+def test_record_many_layers_gives_their_shapes(model, batch):
+    with probe.record(model, ["conv1", "pool1", "fc"]) as acts:
+        model.eval()(batch)
+    assert acts["conv1"].shape == (2, 4, 16, 16)
+    assert acts["pool1"].shape == (2, 4, 8, 8)
+    assert acts["fc"].shape == (2, 4)
+    assert not acts["conv1"].requires_grad
+
+
+def test_record_matches_manual_computation(model, batch):
+    model.eval()
+    with probe.record(model, "conv1") as acts:
+        model(batch)
+    assert torch.allclose(acts["conv1"], model.conv1(batch))
+
+
+def test_hooks_removed_and_model_unchanged_after_exit(model, batch):
+    before = snapshot(model)
+    for _ in range(3):
+        with probe.record(model, ["conv1", "conv2", "input", "output"], grads=True):
+            model(batch)
+    assert no_hooks_left(model)
+    assert_unchanged(model, before)
+
+
+def test_hooks_removed_when_forward_raises(model):
+    with pytest.raises(RuntimeError):
+        with probe.record(model, ["conv1", "fc"]):
+            model(torch.rand(2, 5, 16, 16))  # wrong channel count: conv1 raises
+    assert no_hooks_left(model)
+
+
+def test_hooks_removed_when_block_raises(model, batch):
+    with pytest.raises(KeyError):
+        with probe.record(model, ["conv1"]) as acts:
+            model(batch)
+            raise KeyError("user code fails")
+    assert no_hooks_left(model)
+    assert acts["conv1"].shape[0] == 2
+
+
+def test_input_and_output_are_reserved_names(model, batch):
+    model.eval()
+    with probe.record(model, ["input", "output"]) as acts:
+        out = model(batch)
+    assert torch.equal(acts["input"], batch)
+    assert torch.equal(acts["output"], out)
+
+
+def test_detach_false_keeps_graph(model, batch):
+    x = batch.clone().requires_grad_(True)
+    with probe.record(model, "conv2", detach=False) as acts:
+        model(x)
+    acts["conv2"].sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize(
+    ("reduce", "expected"),
+    [("mean", [[2.5, 10.0]]), ("max", [[4.0, 10.0]]), ("sum", [[10.0, 40.0]])],
+)
+def test_spatial_reduction_on_hand_made_map(reduce, expected):
+    layer = torch.nn.Identity()
+    net = torch.nn.Sequential(layer)
+    maps = torch.tensor([[[[1.0, 2.0], [3.0, 4.0]], [[10.0, 10.0], [10.0, 10.0]]]])
+    with probe.record(net, "0", reduce=reduce) as acts:
+        net(maps)
+    assert acts["0"].tolist() == expected
+
+
+def test_to_cpu_and_accumulate(model, batch):
+    model.eval()
+    with probe.record(model, "conv1", to_cpu=True, accumulate=True) as acts:
+        model(batch)
+        model(batch[:1])
+    assert acts["conv1"].device.type == "cpu"
+    assert acts["conv1"].shape[0] == 3
+
+
+def test_gradients_match_autograd(model, batch):
+    model.eval()
+    x = batch.clone().requires_grad_(True)
+    with probe.record(model, "conv2", grads=True, detach=False) as acts:
+        out = model(x)
+    loss = out[:, 1].sum()
+    expected = torch.autograd.grad(loss, acts["conv2"], retain_graph=True)[0]
+    loss.backward()
+    assert torch.allclose(acts.grads["conv2"], expected)
+
+
+def test_unknown_layer_lists_names_and_suggests_closest(model):
+    with pytest.raises(ProbeUsageError) as info:
+        with probe.record(model, ["conv3"]):
+            pass
+    message = str(info.value)
+    assert "unknown layer 'conv3'" in message and "conv1" in message and "did you mean 'conv2'" in message
+    assert info.value.param == "layer"
+    assert no_hooks_left(model)
+
+
+def test_unknown_reduction_is_refused_before_running(model):
+    with pytest.raises(ProbeUsageError, match="reductions are"):
+        with probe.record(model, "conv1", reduce="median"):  # type: ignore[arg-type]
+            pass
+
+
+def test_reading_a_layer_that_did_not_run(model):
+    with probe.record(model, "fc") as acts:
+        pass
+    with pytest.raises(KeyError, match="has not run yet"):
+        acts["fc"]
+
+
+def test_capture_stops_after_the_deepest_layer(model, batch):
+    model.eval()
+    out = probe.capture(model, batch, ["conv1", "conv2"])
+    assert set(out) == {"conv1", "conv2"} and model.counter.calls == 0
+    assert out["conv2"].shape == (2, 6, 8, 8)
+    full = probe.capture(model, batch, ["conv1", "output"])
+    assert model.counter.calls == 1 and full["output"].shape == (2, 4)
+    assert no_hooks_left(model)
+
+
+def test_capture_keeps_the_graph_to_the_input(model, batch):
+    x = batch.clone().requires_grad_(True)
+    out = probe.capture(model.eval(), x, "conv2")
+    (grad,) = torch.autograd.grad(out["conv2"].sum(), x)
+    assert grad.shape == x.shape and grad.abs().sum() > 0
+
+
+def test_evaluating_restores_each_modules_flag(model, batch):
+    model.train()
+    model.drop.eval()  # a mixed state must come back exactly
+    flags = [m.training for m in model.modules()]
+    with probe.evaluating(model):
+        assert not any(m.training for m in model.modules())
+    assert [m.training for m in model.modules()] == flags
+
+
+def test_layers_lists_types_shapes_and_channels(model):
+    before = snapshot(model)
+    rows = {row.name: row for row in probe.layers(model, (3, 16, 16))}
+    assert rows["conv2"].type == "Conv2d" and rows["conv2"].output_shape == (6, 8, 8)
+    assert rows["conv2"].channels == 6 and rows["conv2"].parameters == 4 * 6 * 9 + 6
+    assert rows["fc"].output_shape == (4,)
+    assert_unchanged(model, before)
+    assert no_hooks_left(model)
+
+
+def test_layers_marks_modules_that_did_not_run():
+    class WithAux(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.used = torch.nn.Conv2d(1, 2, 3)
+            self.aux = torch.nn.Linear(2, 2)  # registered but never called in forward
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.used(x)
+
+    net = WithAux()
+    rows = {row.name: row for row in probe.layers(net, (1, 5, 5))}
+    assert rows["used"].output_shape == (2, 3, 3)
+    assert rows["aux"].output_shape is None and rows["aux"].channels is None

@@ -1,0 +1,143 @@
+"""probe.load_model on every kind of spec, offline; weights files made in the tests."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import probe
+from probe.errors import ProbeUsageError
+from tinynets import tiny
+
+
+def test_torchvision_random_weights_are_frozen_eval_and_labelled():
+    loaded = probe.load_model("resnet18", weights=None, device="cpu")
+    assert loaded.source == "torchvision" and loaded.weights == "random"
+    assert not loaded.module.training
+    assert not any(p.requires_grad for p in loaded.module.parameters())
+    assert loaded.input_shape == (3, 224, 224)
+    assert loaded.preprocess.mean == pytest.approx((0.485, 0.456, 0.406))
+    assert loaded.labels is not None and len(loaded.labels) == 1000
+
+
+def test_inception_input_size_comes_from_its_weights_metadata():
+    loaded = probe.load_model("inception_v3", weights="none", device="cpu")
+    assert loaded.input_shape == (3, 299, 299)
+
+
+def test_pretrained_offline_says_how_to_proceed():
+    with pytest.raises(ProbeUsageError) as info:
+        probe.load_model("squeezenet1_1", device="cpu")
+    message = str(info.value)
+    assert "weights=None" in message and "--weights PATH" in message and info.value.param == "weights"
+
+
+def test_state_dict_file_round_trip(tmp_path):
+    source = probe.load_model("squeezenet1_1", weights=None, device="cpu").module
+    torch.nn.init.constant_(source.classifier[1].bias, 0.25)
+    plain, wrapped = tmp_path / "plain.pt", tmp_path / "wrapped.pt"
+    torch.save(source.state_dict(), plain)
+    torch.save({"epoch": 3, "state_dict": {f"module.{k}": v for k, v in source.state_dict().items()}}, wrapped)
+    for path in (plain, wrapped):
+        loaded = probe.load_model("squeezenet1_1", weights=str(path), device="cpu")
+        assert torch.equal(loaded.module.classifier[1].bias, source.classifier[1].bias)
+        assert loaded.weights == str(path)
+
+
+def test_weights_that_do_not_fit_name_the_keys(tmp_path):
+    path = tmp_path / "tiny.pt"
+    torch.save(tiny().state_dict(), path)
+    with pytest.raises(ProbeUsageError, match="does not fit this architecture: missing keys"):
+        probe.load_model("squeezenet1_1", weights=str(path), device="cpu")
+
+
+def test_corrupt_and_missing_weights_files(tmp_path):
+    corrupt = tmp_path / "corrupt.pt"
+    corrupt.write_bytes(b"not a checkpoint at all")
+    with pytest.raises(ProbeUsageError, match="cannot read weights file"):
+        probe.load_model("squeezenet1_1", weights=str(corrupt), device="cpu")
+    with pytest.raises(ProbeUsageError, match="does not exist"):
+        probe.load_model("squeezenet1_1", weights=str(tmp_path / "missing.pt"), device="cpu")
+
+
+def test_weights_needing_arbitrary_code_are_refused(tmp_path):
+    path = tmp_path / "pickled-module.pt"
+    torch.save(tiny(), path)  # a whole pickled module, not a state_dict
+    with pytest.raises(ProbeUsageError, match="weights_only=True"):
+        probe.load_model("squeezenet1_1", weights=str(path), device="cpu")
+
+
+def test_torchscript_file(tmp_path):
+    path = tmp_path / "net.ts"
+    torch.jit.script(tiny().eval()).save(str(path))
+    loaded = probe.load_model(str(path), device="cpu")
+    assert loaded.source == "torchscript" and loaded.input_shape[0] == 3
+    assert loaded(torch.rand(1, 3, 16, 16)).shape == (1, 4)
+
+
+def test_state_dict_passed_as_model_is_explained(tmp_path):
+    path = tmp_path / "state.pt"
+    torch.save(tiny().state_dict(), path)
+    with pytest.raises(ProbeUsageError, match="--model resnet18 --weights FILE"):
+        probe.load_model(str(path), device="cpu")
+
+
+def test_factory_import_path_with_weights_file(tmp_path):
+    source = tiny(channels=1)
+    torch.nn.init.constant_(source.fc.bias, 0.5)
+    path = tmp_path / "gray.pt"
+    torch.save(source.state_dict(), path)
+    loaded = probe.load_model("tinynets:tiny_gray", weights=str(path), device="cpu")
+    assert loaded.source == "factory" and loaded.input_shape == (1, 224, 224)
+    assert torch.equal(loaded.module.fc.bias, source.fc.bias)
+    assert not loaded.module.training
+
+
+def test_bad_factory_path():
+    with pytest.raises(ProbeUsageError, match="cannot import model factory"):
+        probe.load_model("tinynets:does_not_exist", device="cpu")
+
+
+def test_user_module_is_wrapped_not_changed(model):
+    model.train()
+    loaded = probe.load_model(model)
+    assert loaded.module is model and model.training
+    assert all(p.requires_grad for p in model.parameters())
+
+
+def test_unknown_model_suggests_closest():
+    with pytest.raises(ProbeUsageError, match="did you mean 'resnet50'"):
+        probe.load_model("resnet05", device="cpu")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on machines without CUDA")
+def test_cuda_requested_without_cuda():
+    with pytest.raises(ProbeUsageError, match="CUDA is not available"):
+        probe.load_model("squeezenet1_1", weights=None, device="cuda")
+    assert probe.resolve_device("auto").type == "cpu"
+
+
+def test_call_normalizes_and_checks_channels():
+    loaded = probe.load_model(tiny().eval())
+    images = torch.rand(1, 3, 16, 16)
+    expected = loaded.module(loaded.preprocess.normalize(images))
+    assert torch.equal(loaded(images), expected)
+    assert torch.allclose(loaded.preprocess.denormalize(loaded.preprocess.normalize(images)), images, atol=1e-6)
+    with pytest.raises(ProbeUsageError, match=r"expects images of shape \(N, 3, H, W\)"):
+        loaded(torch.rand(1, 1, 16, 16))
+
+
+def test_runtime_helpers():
+    from probe.errors import ProbeRuntimeError
+    from probe.runtime import autocast, check_finite, make_generator
+
+    a = torch.rand(3, generator=make_generator(5))
+    assert torch.equal(a, torch.rand(3, generator=make_generator(5)))
+    with pytest.raises(ProbeRuntimeError, match="NaN or infinite at step 7; lower the learning rate"):
+        check_finite(torch.tensor([1.0, float("nan")]), "the image", step=7)
+    with pytest.raises(ProbeUsageError, match="precisions are"):
+        with autocast(torch.device("cpu"), "fp8"):  # type: ignore[arg-type]
+            pass
+    with pytest.raises(ProbeUsageError, match="fp16 needs a CUDA device"):
+        with autocast(torch.device("cpu"), "fp16"):
+            pass

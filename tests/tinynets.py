@@ -1,0 +1,44 @@
+"""Tiny networks for tests (also importable as the factory spec ``tinynets:tiny``)."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import torch
+from torch import nn
+
+
+class Counter(nn.Module):
+    """Identity that counts its calls, to see which layers a forward pass reached."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        return x
+
+
+def tiny(channels: int = 3, classes: int = 4) -> nn.Sequential:
+    """conv1(4) relu1 pool1 conv2(6) bn2 relu2 drop flatten fc counter: 16x16 input -> (N, classes)."""
+    torch.manual_seed(0)
+    return nn.Sequential(
+        OrderedDict(
+            conv1=nn.Conv2d(channels, 4, 3, padding=1),
+            relu1=nn.ReLU(),
+            pool1=nn.MaxPool2d(2),
+            conv2=nn.Conv2d(4, 6, 3, padding=1),
+            bn2=nn.BatchNorm2d(6),
+            relu2=nn.ReLU(),
+            drop=nn.Dropout(0.5),
+            flatten=nn.Flatten(),
+            fc=nn.Linear(6 * 8 * 8, classes),
+            counter=Counter(),
+        )
+    )
+
+
+def tiny_gray() -> nn.Sequential:
+    """:func:`tiny` for one-channel input."""
+    return tiny(channels=1)
