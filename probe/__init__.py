@@ -13,6 +13,7 @@ The public API, re-exported here (importing has no side effects)::
 __version__ = "0.1.0"
 
 from probe.devices import resolve_device
+from probe.dream import DreamResult, dream
 from probe.errors import ProbeError, ProbeRuntimeError, ProbeUsageError
 from probe.hooks import INPUT, OUTPUT, LayerInfo, Recording, capture, evaluating, layers, record
 from probe.images import load_image, to_pil
@@ -20,6 +21,7 @@ from probe.models import LoadedModel, Preprocess, load_model
 
 __all__ = [
     "__version__",
+    "DreamResult",
     "INPUT",
     "OUTPUT",
     "LayerInfo",
@@ -30,6 +32,7 @@ __all__ = [
     "ProbeUsageError",
     "Recording",
     "capture",
+    "dream",
     "evaluating",
     "layers",
     "load_image",
