@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+import torch
+
 from probe.cli.common import ProbeCommand, echo_done, model_options, out_options, parse_weights, progress_bar, shared
 from probe.dream import dream
 from probe.errors import ProbeUsageError
@@ -52,13 +54,19 @@ def _load(model: str, weights: str, device: str) -> LoadedModel:
         ) from None
 
 
-def _input_image(source: str, loaded: LoadedModel, size: str):  # noqa: ANN202
-    image = load_image(source, channels=loaded.preprocess.channels)
+AUTO_MIN_SIDE = 256
+"""``--size auto``: the longer side is twice the model's input size, and at least this."""
+
+
+def _input_image(source: str, loaded: LoadedModel, size: str) -> torch.Tensor:
+    """IMAGE as the model's channels, resized as ``--size`` says."""
     if size == "full":
-        return image
-    if size == "auto":
-        return load_image(image, size=2 * max(loaded.preprocess.input_size))
-    return load_image(image, size=parse_size(size))
+        target = None
+    elif size == "auto":
+        target = max(AUTO_MIN_SIDE, 2 * max(loaded.preprocess.input_size))
+    else:
+        target = parse_size(size)
+    return load_image(source, channels=loaded.preprocess.channels, size=target)
 
 
 def _image_name(source: str) -> str:
@@ -73,7 +81,7 @@ def _image_name(source: str) -> str:
 @model_options(default=DEFAULT_MODEL, help_extra=" Offline: --model shapes.")
 @click.option("--layer", "layer", multiple=True, metavar="NAME",
               help="Layer to dream on; repeat for several. Default: the model's (googlenet: inception4c, "
-              "shapes: a mid layer, digits: conv2). 'probe layers MODEL' lists the names.")
+              "shapes: relu3_1, digits: conv2). 'probe layers MODEL' lists the names.")
 @click.option("--layer-weight", "layer_weight", multiple=True, type=float, metavar="W",
               help="Weight of each --layer, in the same order (default 1 each).")
 @click.option("--channels", default=None, metavar="0-9|3|0,4,7-9",
@@ -99,7 +107,8 @@ def _image_name(source: str) -> str:
               help="Zoom sequence: N frames, each the dream of the previous one zoomed by --zoom (PNGs and a GIF).")
 @click.option("--zoom", type=click.FloatRange(min=1.0), default=1.05, show_default=True, help="Zoom between frames.")
 @click.option("--size", default="auto", show_default=True, metavar="auto|full|N|HxW",
-              help="Resize IMAGE first: auto = longer side twice the model's input size; full keeps it; "
+              help="Resize IMAGE first: auto = longer side twice the model's input size, at least 256 "
+              "(googlenet: 448, shapes: 256); full keeps it; "
               "N sets the longer side; HxW both.")
 @click.option("--precision", type=click.Choice(PRECISIONS), default="fp32", show_default=True,
               help="Forward-pass precision (bf16/fp16 are for GPUs).")
@@ -130,36 +139,32 @@ def command(image: str, model: str, weights: str, layer: tuple[str, ...], layer_
       probe dream big.jpg --size full --tile 512          # 4000 px photos in bounded memory
       probe dream skimage:astronaut --model shapes --frames 30 --zoom 1.05
     """
-    if layer_weight and len(layer_weight) != len(layer):
-        raise ProbeUsageError(
-            f"{len(layer_weight)} --layer-weight for {len(layer)} --layer; give one weight per --layer, in order",
-            param="layer_weight",
-        )
     if size not in ("auto", "full"):
         parse_size(size)  # a clear --size error before any loading
     loaded = _load(model, weights, device)
     picture = _input_image(image, loaded, size)
-    if guide is not None:
-        try:
-            load_image(guide)  # an unreadable guide fails before any work, naming --guide
-        except ProbeUsageError as error:
-            raise ProbeUsageError(f"guide: {error}", param="guide") from None
     chosen_layers = list(layer) or None
     folder_name = f"dream-{slug(model if not Path(model).exists() else Path(model).stem)}-{_image_name(image)}"
     folder = prepare_out_dir(out, Path("runs") / folder_name, force=force)
-    total = max(1, frames) * octaves * steps
-    with progress_bar(total, "dream") as bar:
-        def progress(step: int, total_steps: int, metrics: dict[str, float]) -> None:
-            bar.total = total_steps
-            bar.update(1)
-            bar.set_postfix(objective=f"{metrics['objective']:.4g}", octave=int(metrics["octave"]))
+    bar = None
 
+    def progress(step: int, total: int, metrics: dict[str, float]) -> None:
+        nonlocal bar
+        if bar is None:  # opened at the first step, so that usage errors print without a bar
+            bar = progress_bar(total, "dream")
+        bar.update(1)
+        bar.set_postfix(objective=f"{metrics['objective']:.4g}", octave=int(metrics["octave"]))
+
+    try:
         result = dream(
             loaded, picture, chosen_layers, channels=parse_channels(channels),
             layer_weights=list(layer_weight) or None, objective=objective, steps=steps, lr=lr, octaves=octaves,
             octave_scale=octave_scale, jitter=jitter, tile_size=tile, tile_margin=tile_margin, guide=guide,
             frames=frames, zoom=zoom, seed=seed, precision=precision, progress=progress,
         )  # fmt: skip
+    finally:
+        if bar is not None:
+            bar.close()
     save_gallery(result, folder, image=image, weights=loaded.weights, size=size)
     layers_text = ", ".join(result.options["layers"])
     echo_done(folder, f"{loaded.name} {layers_text}: objective {result.objective_before:.4g} -> "

@@ -3,30 +3,30 @@
 The algorithm (Mordvintsev, Olah and Tyka, 2015; seed 003 of this project):
 gradient *ascent* on the image for the activation of chosen layers, so that
 whatever a layer responds to in the photo is strengthened, step after step.
+The pieces live in modules of their own:
 
-- **Objective** (a score to maximize, like every objective of cnn-probe):
-  per layer, ``"l2"`` is the mean squared activation (positive values grow,
-  negative ones shrink: the seed's "make the positive values larger and the
-  negative ones smaller") and ``"mean"`` the mean activation; optionally only
-  some channels; several layers add up with weights. With a *guide* image the
-  objective becomes, at each position of the dreamed image's features, the dot
-  product with the guide feature that matches it best (largest dot product),
-  which steers the dream toward what the guide contains.
+- :mod:`probe.dream_objective`: the score (``"l2"`` or ``"mean"`` activation of
+  the layers, chosen channels, layer weights, or the match with a guide image)
+  and its gradient, whole or tile by tile;
+- :mod:`probe.dream_geometry`: octave sizes, the random roll undone after each
+  step, the zoom of a frame sequence;
+- :mod:`probe.tiling`: the tiles of a large image.
+
+This module runs them:
+
 - **Normalized steps**: ``image += lr * g / mean(|g|)``, so ``lr`` is the mean
   change of a pixel per step whatever the layer's scale; values stay in [0, 1].
 - **Jitter**: before each step the image is rolled by a random shift and the
-  gradient is rolled back (:func:`jitter_roll`, :func:`unroll`), which removes
-  the grid artefacts of strided layers.
+  gradient is rolled back, which removes the grid artefacts of strided layers.
 - **Octaves**: the image is dreamed at ``octaves`` scales, from the smallest
   (the input shrunk ``octave_scale ** (octaves - 1)`` times) to the input's
   size. The *detail* of each scale (dreamed minus original at that scale) is
-  upsampled and added to the next, larger scale, so structures grow at every
-  size.
-- **Tiles**: with ``tile_size``, each step computes the gradient tile by tile
-  (:mod:`probe.tiling`), each tile seen with a margin of context, so peak
-  memory follows the tile's area instead of the image's; the tile grid moves
-  to a random offset at every step (through the same roll as the jitter), so
-  seams never stay in one place.
+  upsampled and added to the next, larger scale, so structures grow at every size.
+- **Tiles**: with ``tile_size``, each step computes the gradient tile by tile,
+  each tile seen with a margin of context, so peak memory follows the tile's
+  area instead of the image's; the tile grid moves to a random offset at every
+  step (through the same roll as the jitter), so seams never stay in one place.
+- **Frames**: a zoom sequence dreams each frame from the previous one, zoomed.
 
 Example::
 
@@ -42,10 +42,10 @@ from __future__ import annotations
 
 import io
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
@@ -53,27 +53,18 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
+from probe.dream_geometry import jitter_roll, octave_sizes, unroll, zoom_crop
+from probe.dream_objective import DreamObjective, Objective, make_objective
 from probe.errors import ProbeRuntimeError, ProbeUsageError
-from probe.hooks import INPUT, OUTPUT, capture, evaluating, layer_names, resolve_layers
-from probe.images import load_image, resize, to_channels, to_pil
+from probe.hooks import INPUT, OUTPUT, evaluating, layer_names, resolve_layers
+from probe.images import load_image, resize, to_channels
 from probe.models import LoadedModel, load_model
 from probe.runtime import Precision, ProgressFn, autocast, check_finite, make_generator
-from probe.tiling import Tile, tile_plan
+from probe.tiling import tile_plan
 
-__all__ = [
-    "DEFAULT_LAYERS",
-    "DreamResult",
-    "Objective",
-    "default_layers",
-    "dream",
-    "jitter_roll",
-    "octave_sizes",
-    "unroll",
-    "zoom_crop",
-]
+__all__ = ["DEFAULT_LAYERS", "DreamResult", "default_layers", "dream"]
 
-Objective = Literal["l2", "mean"]
-OBJECTIVES: tuple[str, ...] = ("l2", "mean")
+ImageSource = torch.Tensor | str | Path | Image.Image | np.ndarray
 
 DEFAULT_LAYERS: dict[str, tuple[str, ...]] = {
     "googlenet": ("inception4c",),
@@ -82,15 +73,12 @@ DEFAULT_LAYERS: dict[str, tuple[str, ...]] = {
     "vgg19": ("features.24",),  # relu4_3
     "resnet18": ("layer3",),
     "resnet50": ("layer3",),
+    "shapes": ("relu3_1",),
     "digits": ("conv2",),
+    "lenet5": ("conv2",),
+    "xo": ("conv2",),
 }
 """The layer :func:`dream` uses when none is given, by model name."""
-
-MIN_OCTAVE_SIDE = 16
-"""Octaves whose shorter side would fall below this many pixels are left out."""
-
-_EPSILON = 1e-8
-
 
 def default_layers(model: LoadedModel) -> list[str]:
     """The default dream layers of ``model`` (see :data:`DEFAULT_LAYERS`).
@@ -108,74 +96,6 @@ def default_layers(model: LoadedModel) -> list[str]:
             param="layer",
         )
     return list(chosen)
-
-
-def octave_sizes(size: tuple[int, int], octaves: int, octave_scale: float) -> list[tuple[int, int]]:
-    """The ``(H, W)`` of each octave, from the smallest to ``size`` itself.
-
-    Octave ``k`` (counting from 0 at the smallest) of ``n`` is ``size`` divided
-    by ``octave_scale ** (n - 1 - k)``, rounded. Octaves whose shorter side would
-    fall below :data:`MIN_OCTAVE_SIDE` are left out (the full size always stays).
-
-    >>> octave_sizes((100, 200), 3, 2.0)
-    [(25, 50), (50, 100), (100, 200)]
-    """
-    if octaves < 1:
-        raise ProbeUsageError(f"octaves must be at least 1; got {octaves}", param="octaves")
-    if octave_scale < 1.0:
-        raise ProbeUsageError(f"octave_scale must be at least 1; got {octave_scale}", param="octave_scale")
-    height, width = size
-    sizes = []
-    for k in range(octaves - 1, 0, -1):
-        factor = octave_scale**k
-        scaled = (max(1, round(height / factor)), max(1, round(width / factor)))
-        if min(scaled) >= MIN_OCTAVE_SIDE:
-            sizes.append(scaled)
-    return sizes + [(height, width)]
-
-
-def jitter_roll(
-    image: torch.Tensor, jitter: int, generator: torch.Generator, *, extra: int = 0
-) -> tuple[torch.Tensor, tuple[int, int]]:
-    """Roll ``image`` (``(..., H, W)``) by a random shift, wrapping around.
-
-    Each axis is shifted by an integer drawn uniformly from ``[-jitter, jitter]``
-    plus one from ``[0, extra)`` (``extra`` moves a tile grid to a random offset).
-
-    Returns:
-        The rolled image and the shift ``(dy, dx)``; :func:`unroll` undoes it exactly.
-    """
-    shift = torch.randint(-jitter, jitter + 1, (2,), generator=generator, device=generator.device)
-    if extra > 1:
-        shift = shift + torch.randint(0, extra, (2,), generator=generator, device=generator.device)
-    dy, dx = (int(v) for v in shift.tolist())
-    if dy == 0 and dx == 0:
-        return image, (0, 0)
-    return torch.roll(image, shifts=(dy, dx), dims=(-2, -1)), (dy, dx)
-
-
-def unroll(tensor: torch.Tensor, shift: tuple[int, int]) -> torch.Tensor:
-    """Undo :func:`jitter_roll`'s ``shift`` on ``tensor`` (the image or its gradient)."""
-    dy, dx = shift
-    if dy == 0 and dx == 0:
-        return tensor
-    return torch.roll(tensor, shifts=(-dy, -dx), dims=(-2, -1))
-
-
-def zoom_crop(image: torch.Tensor, zoom: float) -> torch.Tensor:
-    """Zoom into the centre of ``image`` (``(C, H, W)``) by ``zoom`` and resize back to ``(H, W)``.
-
-    The next input of a zoom sequence: the central ``H / zoom x W / zoom``
-    region, enlarged with bilinear filtering.
-    """
-    if zoom < 1.0:
-        raise ProbeUsageError(f"zoom must be at least 1; got {zoom}", param="zoom")
-    height, width = image.shape[-2:]
-    crop_h, crop_w = max(1, round(height / zoom)), max(1, round(width / zoom))
-    top, left = (height - crop_h) // 2, (width - crop_w) // 2
-    crop = image[..., top : top + crop_h, left : left + crop_w]
-    enlarged = F.interpolate(crop[None], size=(height, width), mode="bilinear", align_corners=False)[0]
-    return enlarged.clamp(0.0, 1.0)
 
 
 @dataclass
@@ -234,34 +154,16 @@ class DreamResult:
         return buffer.getvalue()
 
 
-@dataclass
-class _Setup:
-    """Everything one gradient evaluation needs, fixed for a run."""
-
-    module: nn.Module
-    loaded: LoadedModel
-    layers: list[str]
-    weights: dict[str, float]
-    channels: dict[str, list[int] | None]
-    objective: str
-    guides: dict[str, torch.Tensor]  # layer -> (C', Q) guide features
-    device: torch.device
-    precision: Precision
-    tile_size: int | None
-    tile_margin: int
-
-
-def _as_image(source: Any, channels: int, param: str) -> torch.Tensor:
+def _as_image(source: ImageSource, channels: int, param: str) -> torch.Tensor:
+    """``source`` as a ``(channels, H, W)`` float tensor in [0, 1]; errors name ``param``."""
+    if isinstance(source, torch.Tensor) and source.dim() == 4:
+        if source.shape[0] != 1:
+            raise ProbeUsageError(f"dream takes one image; got a batch of {source.shape[0]}", param=param)
+        source = source[0]
     try:
-        if isinstance(source, torch.Tensor) and source.dim() == 4:
-            if source.shape[0] != 1:
-                raise ProbeUsageError(f"dream takes one image; got a batch of {source.shape[0]}", param=param)
-            source = source[0]
         image = load_image(source)
     except ProbeUsageError as error:
-        if param == "image":
-            raise
-        raise ProbeUsageError(f"{param}: {error}", param=param) from None
+        raise ProbeUsageError(str(error) if param == "image" else f"{param}: {error}", param=param) from None
     if image.dim() != 3:
         raise ProbeUsageError(f"an image must be (C, H, W); got shape {tuple(image.shape)}", param=param)
     if image.numel() and (image.min() < 0 or image.max() > 1):
@@ -269,197 +171,48 @@ def _as_image(source: Any, channels: int, param: str) -> torch.Tensor:
     return to_channels(image, channels).float()
 
 
-def _per_layer(
-    value: Any, layers: list[str], what: str, param: str
-) -> dict[str, Any]:
-    """Expand ``value`` (one for all, a sequence by position, or a mapping by name) to ``{layer: value}``."""
-    if isinstance(value, Mapping):
-        unknown = [name for name in value if name not in layers]
-        if unknown:
-            raise ProbeUsageError(
-                f"{what} given for {unknown[0]!r}, which is not a dream layer; dream layers are: {', '.join(layers)}",
-                param=param,
-            )
-        return {name: value.get(name) for name in layers}
-    return {name: value for name in layers}
+def _check_options(steps: int, jitter: int, tile_size: int | None, frames: int, zoom: float) -> None:
+    for value, minimum, param in ((steps, 0, "steps"), (jitter, 0, "jitter"), (frames, 0, "frames")):
+        if value < minimum:
+            raise ProbeUsageError(f"{param} must be at least {minimum}; got {value}", param=param)
+    if tile_size is not None and tile_size < 8:
+        raise ProbeUsageError(f"tile_size must be at least 8 pixels; got {tile_size}", param="tile")
+    if frames > 0 and zoom < 1.0:
+        raise ProbeUsageError(f"zoom must be at least 1; got {zoom}", param="zoom")
 
 
-def _channel_lists(
-    channels: Sequence[int] | Mapping[str, Sequence[int] | None] | None, layers: list[str]
-) -> dict[str, list[int] | None]:
-    expanded = _per_layer(channels, layers, "channels", "channels")
-    result: dict[str, list[int] | None] = {}
-    for name, chosen in expanded.items():
-        if chosen is None:
-            result[name] = None
-            continue
-        if isinstance(chosen, int):
-            chosen = [chosen]
-        chosen = [int(c) for c in chosen]
-        if not chosen:
-            raise ProbeUsageError(f"no channel chosen for layer {name!r}", param="channels")
-        if min(chosen) < 0:
-            raise ProbeUsageError(f"channel {min(chosen)} is negative; channels count from 0", param="channels")
-        result[name] = chosen
-    return result
-
-
-def _layer_weights(layer_weights: Sequence[float] | Mapping[str, float] | None, layers: list[str]) -> dict[str, float]:
-    if layer_weights is None:
-        return {name: 1.0 for name in layers}
-    if isinstance(layer_weights, Mapping):
-        given = _per_layer(layer_weights, layers, "a layer weight", "layer_weight")
-        return {name: 1.0 if weight is None else float(weight) for name, weight in given.items()}
-    weights = [float(w) for w in layer_weights]
-    if len(weights) != len(layers):
-        raise ProbeUsageError(
-            f"{len(weights)} layer weight(s) for {len(layers)} layer(s) ({', '.join(layers)}); give one weight per layer",
-            param="layer_weight",
-        )
-    return dict(zip(layers, weights))
-
-
-def _as_maps(activation: torch.Tensor) -> torch.Tensor:
-    """Any layer output -> ``(N, C, h, w)`` float32 (a linear layer's features are one position)."""
-    tensor = activation.float()
-    if tensor.dim() == 2:
-        return tensor[:, :, None, None]
-    if tensor.dim() == 3:
-        return tensor[:, :, :, None]
-    if tensor.dim() > 4:
-        return tensor.flatten(3)
-    return tensor
-
-
-def _select(setup: _Setup, name: str, activation: torch.Tensor) -> torch.Tensor:
-    maps = _as_maps(activation)
-    chosen = setup.channels[name]
-    if chosen is None:
-        return maps
-    if max(chosen) >= maps.shape[1]:
-        raise ProbeUsageError(
-            f"channel {max(chosen)} is out of range for layer {name!r}: it has {maps.shape[1]} channels "
-            f"(0 to {maps.shape[1] - 1})",
-            param="channels",
-        )
-    return maps[:, chosen]
-
-
-def _values(setup: _Setup, name: str, activation: torch.Tensor) -> torch.Tensor:
-    """The objective of layer ``name`` at each position: ``(h, w)``; the layer's score is their mean."""
-    maps = _select(setup, name, activation)[0]  # (C, h, w)
-    guide = setup.guides.get(name)
-    if guide is not None:
-        channels, height, width = maps.shape
-        features = maps.reshape(channels, -1)  # (C, P)
-        best = (features.T @ guide).amax(dim=1)  # each position's best-matching guide feature
-        return best.view(height, width) / channels
-    if setup.objective == "l2":
-        return maps.pow(2).mean(dim=0)
-    return maps.mean(dim=0)
-
-
-def _forward(setup: _Setup, window: torch.Tensor) -> dict[str, torch.Tensor]:
-    inputs = setup.loaded.preprocess.normalize(window)
-    try:
-        with autocast(setup.device, setup.precision):
-            acts = capture(setup.module, inputs, setup.layers, stop_early=True)
-    except RuntimeError as error:
-        if "out of memory" in str(error).lower():
-            raise
-        first = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise ProbeUsageError(
-            f"the model cannot compute layer(s) {', '.join(setup.layers)} on a {window.shape[-2]}x{window.shape[-1]} "
-            f"image ({first}). Dream layers must be convolutional (before any flatten/linear layer); small octaves "
-            "or tiles can also be too small for deep layers: use fewer octaves, a smaller octave scale, a larger "
-            "image or tile",
-            param="layer",
-        ) from None
-    missing = [name for name in setup.layers if name not in acts]
-    if missing:
-        raise ProbeUsageError(f"layer(s) {', '.join(missing)} did not run in the model's forward pass", param="layer")
-    return acts
-
-
-def _evaluate(
-    setup: _Setup, image: torch.Tensor, tiles: list[Tile], *, gradient: bool
-) -> tuple[float, dict[str, float], torch.Tensor | None]:
-    """The objective of ``image`` (``(1, C, H, W)``), tile by tile, and optionally its gradient.
-
-    Each tile's window contributes the gradient of its own objective to the
-    tile's core. The reported score counts only the activations that belong to
-    the core (cropped in proportion), so the tiles' shares add up to the
-    objective of the whole image (exactly for one tile).
-    """
-    height, width = image.shape[-2:]
-    grad = torch.zeros_like(image) if gradient else None
-    per_layer = {name: 0.0 for name in setup.layers}
-    for tile in tiles:
-        window = image[..., tile.window[0], tile.window[1]].detach()
-        if gradient:
-            window.requires_grad_(True)
-        window_h, window_w = tile.window_size
-        share = (window_h * window_w) / (height * width)
-        with torch.set_grad_enabled(gradient):
-            acts = _forward(setup, window)
-            score = torch.zeros((), device=image.device)
-            for name in setup.layers:
-                values = _values(setup, name, acts[name])
-                score = score + setup.weights[name] * values.mean() * share
-                rows, cols = tile.core_in_window
-                vh, vw = values.shape
-                core = values[
-                    round(rows.start * vh / window_h) : round(rows.stop * vh / window_h),
-                    round(cols.start * vw / window_w) : round(cols.stop * vw / window_w),
-                ]
-                per_layer[name] += float(core.detach().sum()) / (vh * vw) * share
-            if gradient:
-                (window_grad,) = torch.autograd.grad(score, window)
-                grad[..., tile.core[0], tile.core[1]] = window_grad[..., tile.core_in_window[0], tile.core_in_window[1]]
-        del acts
-    total = sum(setup.weights[name] * per_layer[name] for name in setup.layers)
-    return total, per_layer, grad
-
-
-def _guide_features(setup: _Setup, guide: torch.Tensor, size: int) -> dict[str, torch.Tensor]:
-    """Per layer, the guide image's features as ``(C', Q)`` (channel selection applied)."""
-    image = resize(guide, size).to(setup.device)[None]
-    with torch.no_grad():
-        acts = _forward(setup, image)
-    features = {}
-    for name in setup.layers:
-        maps = _select(setup, name, acts[name])[0]
-        features[name] = maps.reshape(maps.shape[0], -1).detach()
-    return features
-
-
-def _dream_once(
-    setup: _Setup,
+def _ascend(
+    objective: DreamObjective,
     image: torch.Tensor,
     *,
     sizes: list[tuple[int, int]],
     steps: int,
     lr: float,
     jitter: int,
+    tile_size: int | None,
+    tile_margin: int,
     generator: torch.Generator,
-    on_step: Any,
+    on_step: Callable[[float, int], None],
 ) -> list[torch.Tensor]:
-    """Dream ``image`` (``(1, C, H, W)``) through the octaves; returns the image at the end of each octave."""
-    bases = [image if size == tuple(image.shape[-2:]) else resize(image, size) for size in sizes]
-    detail = torch.zeros_like(bases[0])
+    """Dream ``image`` (``(1, C, H, W)``) through the octaves ``sizes``; return the image at the end of each."""
+    detail: torch.Tensor | None = None
     results = []
-    for octave, base in enumerate(bases):
-        if detail.shape[-2:] != base.shape[-2:]:
-            detail = F.interpolate(detail, size=base.shape[-2:], mode="bilinear", align_corners=False)
-        current = (base + detail).clamp(0.0, 1.0)
-        tiles = tile_plan(*base.shape[-2:], setup.tile_size, setup.tile_margin)
-        tiled = len(tiles) > 1
+    for octave, size in enumerate(sizes):
+        base = image if size == tuple(image.shape[-2:]) else resize(image, size)
+        if detail is not None:
+            detail = F.interpolate(detail, size=size, mode="bilinear", align_corners=False)
+            current = (base + detail).clamp(0.0, 1.0)
+        else:
+            current = base
+        tiles = tile_plan(*size, tile_size, tile_margin)
+        grid_offset = tile_size if tile_size is not None and len(tiles) > 1 else 0
         for _ in range(steps):
-            rolled, shift = jitter_roll(current, jitter, generator, extra=setup.tile_size if tiled else 0)
-            score, _, grad = _evaluate(setup, rolled, tiles, gradient=True)
+            rolled, shift = jitter_roll(current, jitter, generator, extra=grid_offset)
+            score, _, grad = objective.evaluate(rolled, tiles, gradient=True)
             grad = unroll(grad, shift)
             check_finite(grad, "the dream's gradient")
-            current = (current + lr * grad / (grad.abs().mean() + _EPSILON)).clamp(0.0, 1.0)
+            scale = grad.abs().mean().clamp_min(torch.finfo(grad.dtype).tiny)  # scale-free: tiny gradients still step
+            current = (current + lr * grad / scale).clamp(0.0, 1.0)
             on_step(score, octave)
         results.append(current.detach())
         detail = current.detach() - base
@@ -468,7 +221,7 @@ def _dream_once(
 
 def dream(
     model: LoadedModel | nn.Module | str,
-    image: torch.Tensor | str | Path | Image.Image | np.ndarray,
+    image: ImageSource,
     layers: str | Sequence[str] | None = None,
     *,
     channels: Sequence[int] | Mapping[str, Sequence[int] | None] | None = None,
@@ -481,7 +234,7 @@ def dream(
     jitter: int = 32,
     tile_size: int | None = None,
     tile_margin: int | None = None,
-    guide: torch.Tensor | str | Path | Image.Image | np.ndarray | None = None,
+    guide: ImageSource | None = None,
     guide_size: int | None = None,
     frames: int = 0,
     zoom: float = 1.05,
@@ -501,7 +254,8 @@ def dream(
             ``skimage:NAME``, a PIL image or an array; converted to the model's
             channel count (grayscale models get grayscale). The dream keeps its size.
         layers: one dotted layer name or several; default: the model's
-            (:func:`default_layers`, e.g. ``inception4c`` for googlenet).
+            (:data:`DEFAULT_LAYERS`: ``inception4c`` for googlenet, ``relu3_1``
+            for shapes, ...).
         channels: only these channels count: a list for every layer, or
             ``{layer: list}``; default all.
         layer_weights: a weight per layer (a list in ``layers`` order, or
@@ -510,7 +264,7 @@ def dream(
             ``"mean"`` (mean activation); a ``guide`` replaces it.
         steps: gradient steps per octave (default 10).
         lr: mean change of a pixel per step, in [0, 1] units (default 0.01).
-        octaves: number of scales (default 4).
+        octaves: number of scales (default 4); those smaller than 16 pixels are left out.
         octave_scale: size ratio between consecutive octaves (default 1.4).
         jitter: maximal random roll in pixels before each step, undone after
             (default 32; 0 disables).
@@ -542,80 +296,53 @@ def dream(
         ProbeRuntimeError: the gradient became NaN or infinite.
     """
     started = time.perf_counter()
+    _check_options(steps, jitter, tile_size, frames, zoom)
     loaded = model if isinstance(model, LoadedModel) else load_model(model, device=device)
-    module = loaded.module
-    device_used = loaded.device
-    if objective not in OBJECTIVES:
-        raise ProbeUsageError(f"unknown objective {objective!r}; objectives are: {', '.join(OBJECTIVES)}", param="objective")
-    if steps < 0:
-        raise ProbeUsageError(f"steps must be at least 0; got {steps}", param="steps")
-    if jitter < 0:
-        raise ProbeUsageError(f"jitter must be at least 0; got {jitter}", param="jitter")
-    if tile_size is not None and tile_size < 8:
-        raise ProbeUsageError(f"tile_size must be at least 8 pixels; got {tile_size}", param="tile")
-    if frames < 0:
-        raise ProbeUsageError(f"frames must be at least 0; got {frames}", param="frames")
-    with autocast(device_used, precision):  # validates the precision for this device
+    with autocast(loaded.device, precision):  # validates the precision for this device
         pass
     names = [layers] if isinstance(layers, str) else list(layers) if layers is not None else default_layers(loaded)
-    names = list(resolve_layers(module, names))
-    source = _as_image(image, loaded.preprocess.channels, "image").to(device_used)
+    names = list(resolve_layers(loaded.module, names))
+    scorer = make_objective(loaded, names, channels=channels, layer_weights=layer_weights, objective=objective,
+                            precision=precision)  # fmt: skip
+    source = _as_image(image, loaded.preprocess.channels, "image").to(loaded.device)
+    guide_image = None if guide is None else _as_image(guide, loaded.preprocess.channels, "guide")
     height, width = source.shape[-2:]
     sizes = octave_sizes((height, width), octaves, octave_scale)
-    if frames > 0:
-        zoom_crop(source, zoom)  # validates zoom before any work
     margin = (tile_size // 8 if tile_size is not None else 0) if tile_margin is None else int(tile_margin)
-    setup = _Setup(
-        module=module,
-        loaded=loaded,
-        layers=names,
-        weights=_layer_weights(layer_weights, names),
-        channels=_channel_lists(channels, names),
-        objective=objective,
-        guides={},
-        device=device_used,
-        precision=precision,
-        tile_size=tile_size,
-        tile_margin=margin,
-    )
+    full_tiles = tile_plan(height, width, tile_size, margin)
     seed_used = seed if generator is None else None
     generator = generator if generator is not None else make_generator(seed, "cpu")
-    full_tiles = tile_plan(height, width, tile_size, margin)
     total_steps = max(1, frames) * len(sizes) * steps
     history: list[float] = []
-    with evaluating(module):
-        guide_longer = None
-        if guide is not None:
-            guide_image = _as_image(guide, loaded.preprocess.channels, "guide")
+    frame_images: list[torch.Tensor] = []
+    octave_images: list[torch.Tensor] = []
+    guide_longer = None
+    with evaluating(loaded.module):
+        if guide_image is not None:
             guide_longer = guide_size or min(max(height, width), 2 * max(loaded.preprocess.input_size))
-            setup.guides = _guide_features(setup, guide_image, guide_longer)
-        before, layers_before, _ = _evaluate(setup, source[None], full_tiles, gradient=False)
-        frame_images: list[torch.Tensor] = []
-        octave_images: list[torch.Tensor] = []
-        current = source[None]
+            scorer.set_guide(guide_image, guide_longer)
+        before = scorer.evaluate(source[None], full_tiles, gradient=False)
         for frame in range(max(1, frames)):
-            if frame > 0:
-                current = zoom_crop(frame_images[-1].to(device_used), zoom)[None]
+            current = source[None] if frame == 0 else zoom_crop(frame_images[-1].to(loaded.device), zoom)[None]
 
             def on_step(score: float, octave: int, frame: int = frame) -> None:
                 history.append(score)
                 if progress is not None:
-                    progress(len(history), total_steps, {"objective": score, "octave": float(octave + 1), "frame": float(frame)})
+                    metrics = {"objective": score, "octave": float(octave + 1), "frame": float(frame)}
+                    progress(len(history), total_steps, metrics)
 
-            dreamed = _dream_once(
-                setup, current, sizes=sizes, steps=steps, lr=lr, jitter=jitter, generator=generator, on_step=on_step
-            )
+            dreamed = _ascend(scorer, current, sizes=sizes, steps=steps, lr=lr, jitter=jitter, tile_size=tile_size,
+                              tile_margin=margin, generator=generator, on_step=on_step)  # fmt: skip
             if frame == 0:
-                octave_images = [image_[0].cpu() for image_ in dreamed]
+                octave_images = [octave_image[0].cpu() for octave_image in dreamed]
             frame_images.append(dreamed[-1][0].cpu())
-        result_image = frame_images[0]
-        after, layers_after, _ = _evaluate(setup, result_image[None].to(device_used), full_tiles, gradient=False)
-    if not np.isfinite(after):
+        after = scorer.evaluate(frame_images[0][None].to(loaded.device), full_tiles, gradient=False)
+    if not np.isfinite(after.score):
         raise ProbeRuntimeError("the dream's objective became NaN or infinite; lower the learning rate (--lr)")
     options = {
         "layers": names,
-        "layer_weights": [setup.weights[name] for name in names],
-        "channels": {name: chosen for name, chosen in setup.channels.items() if chosen is not None} or None,
+        "layer_weights": [scorer.weights[name] for name in names],
+        "channels": {name: chosen for name, chosen in scorer.channels.items() if chosen is not None} or None,
         "objective": "guide" if guide is not None else objective,
         "steps": steps,
         "lr": lr,
@@ -633,17 +360,17 @@ def dream(
         "zoom": zoom if frames > 0 else None,
         "seed": seed_used,
         "precision": precision,
-        "device": str(device_used),
+        "device": str(loaded.device),
         "image_size": [height, width],
     }
     return DreamResult(
-        image=result_image,
+        image=frame_images[0],
         input=source.cpu(),
         octaves=octave_images,
         frames=frame_images if frames > 0 else [],
-        objective_before=float(before),
-        objective_after=float(after),
-        layer_objectives={name: {"before": layers_before[name], "after": layers_after[name]} for name in names},
+        objective_before=before.score,
+        objective_after=after.score,
+        layer_objectives={name: {"before": before.per_layer[name], "after": after.per_layer[name]} for name in names},
         history=history,
         options=options,
         model=loaded.name,

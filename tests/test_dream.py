@@ -10,7 +10,8 @@ from torch import nn
 
 import probe
 from conftest import no_hooks_left
-from probe.dream import _evaluate, _Setup, jitter_roll, octave_sizes, unroll, zoom_crop
+from probe.dream_geometry import jitter_roll, octave_sizes, unroll, zoom_crop
+from probe.dream_objective import make_objective
 from probe.errors import ProbeUsageError
 from probe.tiling import split, tile_plan
 from tinynets import tiny, tiny_gray
@@ -82,14 +83,11 @@ def test_tiles_cover_every_pixel_once(height, width, tile, margin):
 
 def test_tiled_gradient_equals_untiled_with_enough_margin():
     module = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.Tanh(), nn.Conv2d(4, 4, 3, padding=1))
-    loaded = probe.load_model(module)
+    objective = make_objective(probe.load_model(module), ["2"])
     picture = image(30, 26)[None]
-    setup = _Setup(module=module, loaded=loaded, layers=["2"], weights={"2": 1.0}, channels={"2": None},
-                   objective="l2", guides={}, device=torch.device("cpu"), precision="fp32",
-                   tile_size=None, tile_margin=0)  # fmt: skip
-    whole_score, _, whole = _evaluate(setup, picture, tile_plan(30, 26, None), gradient=True)
+    whole_score, _, whole = objective.evaluate(picture, tile_plan(30, 26, None), gradient=True)
     # receptive-field radius 2, L2 objective: a margin of 4 makes the tiles exact
-    tiled_score, _, tiled = _evaluate(setup, picture, tile_plan(30, 26, 8, margin=4), gradient=True)
+    tiled_score, _, tiled = objective.evaluate(picture, tile_plan(30, 26, 8, margin=4), gradient=True)
     assert torch.allclose(whole, tiled, atol=1e-7, rtol=1e-5)
     assert tiled_score == pytest.approx(whole_score, rel=1e-5)
 
@@ -129,6 +127,15 @@ def test_zero_learning_rate_returns_the_input_exactly(model):
     picture = image()
     result = probe.dream(model, picture, "conv2", lr=0.0, steps=2, octaves=3)
     assert torch.equal(result.image, picture)  # octave detail carried without loss
+
+
+def test_steps_do_not_depend_on_the_objective_scale(model):
+    # normalized steps: a layer weight of 1e-12 (tiny gradients, like a randomly
+    # initialised deep network) dreams the same image as a weight of 1
+    picture = image()
+    plain = probe.dream(model, picture, "conv2", **FAST)
+    tiny_scale = probe.dream(model, picture, "conv2", layer_weights=[1e-12], **FAST)
+    assert torch.allclose(plain.image, tiny_scale.image, atol=1e-4)
 
 
 def test_guide_changes_the_result_and_its_objective_rises(model):

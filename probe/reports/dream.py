@@ -45,7 +45,7 @@ def overview(result: DreamResult, *, cell: int = 192) -> Image.Image:
 
 
 def _title(result: DreamResult) -> str:
-    return f"probe dream: {result.model}, {', '.join(result.options.get('layers', []))}"
+    return f"dream: {result.model} {', '.join(result.options.get('layers', []))}"
 
 
 def write_gif(frames: list[Image.Image], path: Path, *, duration_ms: int = 120) -> Path:
@@ -94,7 +94,7 @@ def save_gallery(result: DreamResult, folder: str | Path, **fields: Any) -> Path
         figure = _history_figure(result)
         gallery.add_extra("objective.png", "objective at every step (jittered, at each octave's scale)", figure=figure)
         figure.clear()
-    gallery.write()
+    gallery.write(cell=256)
     return folder
 
 
