@@ -209,10 +209,11 @@ def _ascend(
         for _ in range(steps):
             rolled, shift = jitter_roll(current, jitter, generator, extra=grid_offset)
             score, _, grad = objective.evaluate(rolled, tiles, gradient=True)
+            del rolled  # image-sized, like grad and current: few such copies bound a tiled dream's memory
             grad = unroll(grad, shift)
             check_finite(grad, "the dream's gradient")
             scale = grad.abs().mean().clamp_min(torch.finfo(grad.dtype).tiny)  # scale-free: tiny gradients still step
-            current = (current + lr * grad / scale).clamp(0.0, 1.0)
+            current = current.add(grad.mul_(lr / scale)).clamp_(0.0, 1.0)  # in place: few image-sized temporaries
             on_step(score, octave)
         results.append(current.detach())
         detail = current.detach() - base

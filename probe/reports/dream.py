@@ -94,7 +94,7 @@ def save_gallery(result: DreamResult, folder: str | Path, **fields: Any) -> Path
         figure = _history_figure(result)
         gallery.add_extra("objective.png", "objective at every step (jittered, at each octave's scale)", figure=figure)
         figure.clear()
-    gallery.write(cell=256)
+    gallery.write(cell=max(128, min(256, max(result.image.shape[-2:]))))  # dreams at their size, up to 256 px
     return folder
 
 
