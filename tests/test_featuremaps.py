@@ -11,7 +11,7 @@ from conftest import no_hooks_left
 import probe
 from probe.errors import ProbeUsageError
 from probe.featuremaps import default_layers, feature_maps
-from probe.filters import filters
+from probe.kernels import filters
 from probe.reports.filters import kernel_image
 
 

@@ -1,4 +1,4 @@
-""":class:`probe.filters.Filters` -> the gallery of ``probe filters``: one image per kernel.
+""":class:`probe.kernels.Filters` -> the gallery of ``probe filters``: one image per kernel.
 
 - ``rgb``: the kernel's three input channels as colour, mid-grey at 0;
 - ``single``: red positive, blue negative, white at 0;
@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 
 from probe import __version__
-from probe.filters import Filters
+from probe.kernels import Filters
 from probe.gallery import Gallery, slug
 from probe.images import to_pil
 from probe.reports.render import Entry, add_entries, preview_png, value_map
