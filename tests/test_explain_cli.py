@@ -58,7 +58,7 @@ def test_usage_errors_exit_2(run, args, option, message):
 
 
 def test_index_renders_in_headless_chromium(run, tmp_path):
-    browser = next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)), None)
+    browser = next((shutil.which(n) for n in ("chromium", "chromium-headless-shell", "chromium-browser", "google-chrome") if shutil.which(n)), None)
     if browser is None:
         pytest.skip("no Chromium installed")
     assert run("attribute", "xo:o", "--model", "xo", "--method", "gradcam").exit_code == 0

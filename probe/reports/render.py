@@ -109,7 +109,7 @@ def bar_chart(values: Sequence[float], labels: Sequence[str], title: str, *, hor
 
 def legend(cmap: str, *, size: int = 64, signed: bool = False) -> Image.Image:
     """A square colour-scale swatch: low values at the bottom, high at the top."""
-    ramp = torch.linspace(1.0, 0.0, size).unsqueeze(1).expand(size, size // 3)
+    ramp = torch.linspace(1.0, 0.0, size).unsqueeze(1).expand(size, size)
     return colorize(ramp, cmap if not signed else SIGNED)
 
 
