@@ -22,6 +22,8 @@ def cli() -> None:
     Start here:
       probe layers digits                  list layers and output shapes
       probe maximize --layer conv2         the images that excite conv2's 50 filters
+      probe activations digits:3           every conv layer's feature maps for one digit
+      probe attribute digits:0 --method all  which pixels made it a 0 (captum)
     """
 
 
