@@ -45,7 +45,7 @@ def overview(result: DreamResult, *, cell: int = 192) -> Image.Image:
 
 
 def _title(result: DreamResult) -> str:
-    return f"dream: {result.model} {', '.join(result.options.get('layers', []))}"
+    return f"{result.model} {', '.join(result.options.get('layers', []))}"
 
 
 def write_gif(frames: list[Image.Image], path: Path, *, duration_ms: int = 120) -> Path:
