@@ -137,7 +137,7 @@ def command(image: str, model: str, weights: str, layer: tuple[str, ...], layer_
       probe dream photo.jpg --channels 0-9 --octaves 5 --steps 20
       probe dream skimage:coffee --guide skimage:chelsea
       probe dream big.jpg --size full --tile 512          # 4000 px photos in bounded memory
-      probe dream skimage:astronaut --model shapes --frames 30 --zoom 1.05
+      probe dream skimage:chelsea --model shapes --frames 10 --zoom 1.08 --size 128   # zoom.gif
     """
     if size not in ("auto", "full"):
         parse_size(size)  # a clear --size error before any loading
