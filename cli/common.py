@@ -116,6 +116,7 @@ def progress_bar(total: int, description: str, **kwargs: Any) -> Any:
     """A tqdm progress bar on stderr (hidden when stderr is not a terminal)."""
     from tqdm.auto import tqdm
 
+    kwargs.setdefault("disable", None)  # tqdm: None hides the bar when stderr is not a terminal (logs, pipes)
     return tqdm(total=total, desc=description, unit="step", file=sys.stderr, dynamic_ncols=True, leave=False, **kwargs)
 
 
