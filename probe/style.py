@@ -706,7 +706,7 @@ def style_transfer(
                 return total.detach()
 
             if optimizer == "lbfgs":
-                lbfgs = torch.optim.LBFGS([pixels], lr=lr, max_iter=steps, max_eval=steps, history_size=50)
+                lbfgs = torch.optim.LBFGS([pixels], lr=lr, max_iter=steps, max_eval=steps)
                 lbfgs.step(evaluate)
             else:
                 adam = torch.optim.Adam([pixels], lr=lr)

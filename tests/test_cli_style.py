@@ -36,7 +36,7 @@ def test_style_writes_the_gallery(runner, tmp_path):
     files = {item["file"] for item in manifest["items"]}
     assert {"content.png", "result.png", "step-0001.png", "step-0003.png"} <= files
     assert sum(name.startswith("style-") for name in files) == 2
-    for name in ("index.html", "losses.png", "contact-sheet-inputs.png", "contact-sheet-result.png"):
+    for name in ("index.html", "losses.png", "contact-sheet-transfer.png", "contact-sheet-snapshots.png"):
         assert (out / name).exists(), name
 
 

@@ -105,16 +105,16 @@ def save_gallery(result: StyleResult, folder: str | Path, **fields: Any) -> Path
             **fields,
         },
     )
-    gallery.add(to_pil(result.content), "content.png", f"content: {result.content_label}", section="inputs")
+    gallery.add(to_pil(result.content), "content.png", f"content: {result.content_label}", section="transfer")
     blend = options.get("style_blend", [1.0] * len(result.styles))
     for index, (style, label) in enumerate(zip(result.styles, result.style_labels), start=1):
         caption = f"style {index}: {label}" + (f" (blend {blend[index - 1]:.2f})" if len(result.styles) > 1 else "")
-        gallery.add(to_pil(style), f"style-{index}-{slug(Path(label).stem or label)}.png", caption, section="inputs")
+        gallery.add(to_pil(style), f"style-{index}-{slug(Path(label).stem or label)}.png", caption, section="transfer")
     gallery.add(
         to_pil(result.image),
         "result.png",
         f"result: style loss {_percent(result.style_ratio)} of the content image's",
-        section="result",
+        section="transfer",
         losses=result.losses,
     )
     for step, snapshot in result.snapshots:
