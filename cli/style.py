@@ -16,7 +16,6 @@ from probe.reports.style import save_gallery, summary
 from probe.runtime import PRECISIONS
 from probe.style import (
     DEFAULT_CONTENT_WEIGHT,
-    DEFAULT_SIZE,
     DEFAULT_STEPS,
     DEFAULT_STYLE_WEIGHT,
     DEFAULT_TV_WEIGHT,
@@ -76,8 +75,9 @@ def _stem(source: str) -> str:
               help="Forward+backward passes per scale.")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Step size. [default: 1 for lbfgs, 0.02 for adam]")
-@click.option("--size", default=str(DEFAULT_SIZE), show_default=True, metavar="N|HxW",
-              help="Result size: longer side N (aspect kept) or HxW. Use 512 on a GPU.")
+@click.option("--size", default=None, metavar="N|HxW",
+              help="Result size: longer side N (aspect kept) or HxW; 512 wants a GPU. "
+                   "[default: 256, or twice a small model's input side: 128 for shapes]")
 @click.option("--original-colors", is_flag=True, help="Keep the content's colours (transfer luminance only).")
 @click.option("--pooling", type=click.Choice(["max", "avg"]), default="max", show_default=True,
               help="avg swaps max pools for average pools (in a weight-sharing copy; the model is not changed).")
@@ -106,7 +106,7 @@ def command(
     optimizer: str,
     steps: int,
     lr: float | None,
-    size: str,
+    size: str | None,
     original_colors: bool,
     pooling: str,
     scales: str | None,
@@ -136,7 +136,7 @@ def command(
       probe style photo.jpg starry.jpg --scales 256,512 --pooling avg
       probe style photo.jpg starry.jpg --content-layer conv4_2 --style-layer relu1_1,relu3_1
     """
-    parsed_size = parse_size(size)
+    parsed_size = None if size is None else parse_size(size)
     parsed_scales = _numbers(scales, int, "scales")
     blend = _numbers(style_blend, float, "style_blend")
     layer_weights = _numbers(style_layer_weight, float, "style_layer_weight")

@@ -40,6 +40,14 @@ def test_style_writes_the_gallery(runner, tmp_path):
         assert (out / name).exists(), name
 
 
+def test_without_snapshots_one_unsectioned_sheet(runner, tmp_path):
+    out = tmp_path / "run"
+    result = runner.invoke(cli, ["style", "skimage:astronaut", "skimage:coffee", *TINY, "--size", "24", "--steps", "2",
+                                 "--snapshots", "0", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert (out / "contact-sheet.png").exists() and not (out / "contact-sheet-snapshots.png").exists()
+
+
 def test_multiscale_avg_pooling_original_colors(runner, tmp_path):
     out = tmp_path / "run"
     result = runner.invoke(
@@ -61,7 +69,8 @@ def test_the_whole_vgg19_path_from_the_command_line(runner, tmp_path):
     )
     assert result.exit_code == 0, result.output
     manifest = json.loads((tmp_path / "vgg" / "manifest.json").read_text())
-    assert manifest["options"]["content_layers"] == {"relu4_2": "features.22"}
+    assert manifest["options"]["content_layers"] == {"relu4_2": "features.22"} and manifest["model"] == "vgg19"
+    assert list(manifest["options"]["style_layers"]) == ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"]
     assert manifest["image_size"] == [64, 64] and manifest["weights"] == "random"
 
 

@@ -25,7 +25,8 @@ from probe.style import (
     total_variation_loss,
     yiq_to_rgb,
 )
-from probe.vgg_names import plan_layers, vgg_aliases
+from probe.style import plan_layers
+from probe.vgg_names import vgg_aliases
 
 
 def images(seed: int, size: int = 16, channels: int = 3) -> torch.Tensor:
@@ -280,7 +281,7 @@ def test_style_transfer_errors(shapes_like, tmp_path):
     assert error.value.param == "style_blend"
     with pytest.raises(ProbeUsageError, match="style layer weights"):
         run(shapes_like, style_layer_weights=[1, 2])
-    with pytest.raises(ProbeUsageError, match="4 channels but the model takes 3") as error:
+    with pytest.raises(ProbeUsageError, match="content image: cannot convert an image with 4 channels to 3") as error:
         style_transfer(shapes_like, torch.rand(4, 8, 8), images(1))
     assert error.value.param == "content"
     broken = tmp_path / "broken.png"
@@ -307,19 +308,32 @@ def test_result_saves_a_gallery_and_shows_in_notebooks(shapes_like, tmp_path):
     assert result._repr_png_().startswith(b"\x89PNG")
 
 
-# --- the VGG path ------------------------------------------------------------------------------
+# --- the VGG path and the shipped model ---------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def vgg19() -> probe.LoadedModel:
-    return probe.load_model("vgg19", weights=None, device="cpu")
+def test_the_vgg19_features_run_with_gatys_layers_and_avg_pooling():
+    from torchvision.models.vgg import cfgs, make_layers
 
-
-def test_the_whole_vgg19_path_runs_with_gatys_layers(vgg19):
-    result = style_transfer(vgg19, images(1, 64), images(2, 64), size=64, steps=5, pooling="avg",
+    torch.manual_seed(0)
+    features = make_layers(cfgs["E"]).eval().requires_grad_(False)  # vgg19's features: no 120M-weight head
+    result = style_transfer(features, images(1, 64), images(2, 64), size=64, steps=5, pooling="avg",
                             content_layers=["conv4_2"])
-    assert result.options["content_layers"] == {"conv4_2": "features.21"}
-    assert result.options["style_layers"]["relu5_1"] == "features.29" and result.options["pools_swapped"] == 5
+    assert result.options["content_layers"] == {"conv4_2": "21"}
+    assert result.options["style_layers"]["relu5_1"] == "29" and result.options["pools_swapped"] == 5
     assert result.image.shape == (3, 64, 64) and len(result.history["total"]) == 5
     assert all(torch.isfinite(torch.tensor(v)).all() for v in result.history.values())
-    assert isinstance(vgg19.module.features[4], nn.MaxPool2d) and no_hooks_left(vgg19.module)
+    assert isinstance(features[4], nn.MaxPool2d) and features[1].inplace and no_hooks_left(features)
+
+
+def test_default_size_follows_the_model():
+    assert probe.style.default_size(probe.load_model("shapes", device="cpu")) == 128
+    assert probe.style.default_size(probe.load_model(probe_shapes_like())) == 256  # ImageNet-sized by default
+    digits = probe.load_model("digits", device="cpu")
+    assert probe.style.default_size(digits) == 56
+
+
+def test_the_shipped_shapes_model_transfers_style():
+    shapes = probe.load_model("shapes", device="cpu")
+    result = style_transfer(shapes, "skimage:astronaut", "skimage:coffee", size=48, steps=30, snapshots=0)
+    assert result.options["content_layers"] == {"relu3_2": "relu3_2"} and result.image.shape == (3, 48, 48)
+    assert result.style_ratio < 0.1 and result.losses["content"] < 1.0

@@ -92,7 +92,7 @@ def save_gallery(result: StyleResult, folder: str | Path, **fields: Any) -> Path
     gallery = Gallery(
         folder,
         command="style",
-        title=f"probe style: {result.content_label} in the style of {', '.join(result.style_labels)}",
+        title=f"probe style on {result.model}",
         version=__version__,
         fields={
             "model": result.model,
@@ -105,16 +105,17 @@ def save_gallery(result: StyleResult, folder: str | Path, **fields: Any) -> Path
             **fields,
         },
     )
-    gallery.add(to_pil(result.content), "content.png", f"content: {result.content_label}", section="transfer")
+    section = "transfer" if result.snapshots else ""  # one sheet needs no section name
+    gallery.add(to_pil(result.content), "content.png", f"content: {result.content_label}", section=section)
     blend = options.get("style_blend", [1.0] * len(result.styles))
     for index, (style, label) in enumerate(zip(result.styles, result.style_labels), start=1):
         caption = f"style {index}: {label}" + (f" (blend {blend[index - 1]:.2f})" if len(result.styles) > 1 else "")
-        gallery.add(to_pil(style), f"style-{index}-{slug(Path(label).stem or label)}.png", caption, section="transfer")
+        gallery.add(to_pil(style), f"style-{index}-{slug(Path(label).stem or label)}.png", caption, section=section)
     gallery.add(
         to_pil(result.image),
         "result.png",
-        f"result: style loss {_percent(result.style_ratio)} of the content image's",
-        section="transfer",
+        f"result: style loss {_percent(result.style_ratio)} of the content's",
+        section=section,
         losses=result.losses,
     )
     for step, snapshot in result.snapshots:
@@ -125,8 +126,10 @@ def save_gallery(result: StyleResult, folder: str | Path, **fields: Any) -> Path
         figure = loss_figure(result)
         gallery.add_extra("losses.png", "losses per step (log scale)", figure=figure)
         plt.close(figure)
+    tiles = len(result.styles) + 2  # content, styles, result: one row; snapshots wrap to the same width
     return gallery.write(
         cell=192,
+        columns=max(tiles, min(4, len(result.snapshots))),
         losses=result.losses,
         content_image_style_loss=result.content_image_style_loss,
         style_loss_percent=round(100 * result.style_ratio, 3),
