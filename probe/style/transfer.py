@@ -82,12 +82,19 @@ class _Run:
         self.progress = progress
         self.history: dict[str, list[torch.Tensor]] = {key: [] for key in (*LOSS_NAMES, "scale")}
         self.snapshots: list[tuple[int, torch.Tensor]] = []
+        self.best_total = torch.tensor(math.inf)
+        self.best_image = torch.empty(0)
 
     def optimize(
         self, start: torch.Tensor, targets: StyleTargets, optimizer: str, steps: int, lr: float, scale: int
     ) -> torch.Tensor:
-        """``steps`` loss evaluations from ``start`` ``(C, H, W)``; returns the clamped ``(C, H, W)`` image."""
+        """``steps`` loss evaluations from ``start`` ``(C, H, W)``; returns the ``(C, H, W)`` image of lowest loss.
+
+        The lowest-loss image seen, not the last: L-BFGS without a line search
+        (and Adam) can end on a step whose loss jumped up.
+        """
         pixels = start.detach().clone()[None].requires_grad_(True)
+        self.best_total, self.best_image = torch.tensor(math.inf, device=start.device), start.detach()
 
         def evaluate() -> torch.Tensor:
             with torch.no_grad():
@@ -105,9 +112,8 @@ class _Run:
             for _ in range(steps):
                 evaluate()
                 adam.step()
-        image = pixels.detach()[0].clamp(0.0, 1.0)
-        check_finite(image, "the style-transfer image", len(self.history["total"]))
-        return image
+        check_finite(self.best_total, "the style-transfer loss", len(self.history["total"]))  # inf: never finite
+        return self.best_image.clamp(0.0, 1.0)
 
     def _record(self, parts: dict[str, torch.Tensor], pixels: torch.Tensor, scale: int) -> None:
         step = len(self.history["total"]) + 1
@@ -116,6 +122,9 @@ class _Run:
         for key in LOSS_NAMES:
             self.history[key].append(parts[key].detach())
         self.history["scale"].append(torch.tensor(float(scale)))
+        better = parts["total"].detach() < self.best_total  # kept on the device: no sync per step
+        self.best_total = torch.where(better, parts["total"].detach(), self.best_total)
+        self.best_image = torch.where(better, pixels.detach()[0], self.best_image)
         if step in self.snapshot_at:
             self.snapshots.append((step, pixels.detach()[0].clamp(0, 1).cpu()))
         if self.progress is not None:
