@@ -6,7 +6,8 @@ Runs, as a user would (a fresh process, start-up included)::
 
 and reports:
 
-- the wall-clock time of that command (must be under a minute on 2 cores);
+- the wall-clock time of that command (must be under a minute on 2 cores),
+  with the machine's load average, since other work on the cores slows it;
 - the result's style loss as a percentage of the content image's own style
   loss (must be at most 10%);
 - the result's content loss, bounded against a reference: the content loss of
@@ -51,7 +52,7 @@ def random_init_content_loss(size: int) -> float:
 
     model = probe.load_model("shapes", device="cpu")
     first = probe.style_transfer(model, "skimage:astronaut", "skimage:coffee", size=size, init="random", steps=1,
-                                 snapshots=0)
+                                 snapshots=0, device="cpu")
     return first.history["content"][0]  # measured on the initial image, before any update
 
 
@@ -64,6 +65,7 @@ def main() -> int:
     folder = Path(tempfile.mkdtemp(prefix="measure-style-"))
     out = folder / "gallery"
     command = [*probe_executable(), *COMMAND, *args.extra, "--out", str(out), "--device", "cpu"]
+    load_before = os.getloadavg()[0]
     started = time.perf_counter()
     finished = subprocess.run(command, capture_output=True, text=True)
     seconds = time.perf_counter() - started
@@ -79,7 +81,8 @@ def main() -> int:
     content = manifest["losses"]["content"]
     rows = [
         ("command", "probe " + " ".join(COMMAND + args.extra)),
-        ("machine", f"{os.cpu_count()} CPU cores, torch {torch.__version__}, {torch.get_num_threads()} threads"),
+        ("machine", f"{os.cpu_count()} CPU cores, torch {torch.__version__}, {torch.get_num_threads()} threads, "
+                    f"load average {load_before:.1f} before / {os.getloadavg()[0]:.1f} after"),
         ("wall-clock time (whole command)", f"{seconds:.1f} s (limit {TIME_LIMIT_S:.0f} s)"),
         ("of which optimization", f"{manifest['seconds']:.1f} s, {manifest['options']['steps']} steps "
                                   f"({manifest['options']['optimizer']})"),

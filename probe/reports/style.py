@@ -114,7 +114,7 @@ def save_gallery(result: StyleResult, folder: str | Path, **fields: Any) -> Path
     gallery.add(
         to_pil(result.image),
         "result.png",
-        f"result: style loss {_percent(result.style_ratio)} of the content's",
+        f"result: style loss {_percent(result.style_ratio)} of content's",
         section=section,
         losses=result.losses,
     )
