@@ -14,9 +14,15 @@ and reports:
   the random initial image (seeded uniform noise, what ``--init random`` starts
   from), i.e. how far an unrelated image is from the content.
 
+On a shared machine run it with ``OMP_NUM_THREADS=1``: torch's OpenMP threads
+spin-wait when another process holds a core, and the same command took 175 s
+with 2 threads against 21 s with 1 at a load average of 3.7 on 2 cores (17 s
+with 2 threads on the idle machine).
+
 Usage (from the repository root)::
 
     python docs/measure_style.py                 # prints a Markdown table, exit 1 if a bound fails
+    OMP_NUM_THREADS=1 python docs/measure_style.py   # the same on a busy machine
     python docs/measure_style.py --keep runs/m   # keep the gallery to look at it
     python docs/measure_style.py -- --steps 200  # pass more options to probe style
 """
