@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from probe import __version__
-from probe.cli import gallery_index, layers, style, train
+from probe.cli import activations, attribute, filters, gallery_index, layers, style, train
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -22,9 +22,11 @@ def cli() -> None:
     Start here:
       probe layers digits                  list layers and output shapes
       probe maximize --layer conv2         the images that excite conv2's 50 filters
-      probe style skimage:astronaut skimage:coffee --model shapes --size 128
+      probe activations digits:3           every conv layer's feature maps for one digit
+      probe attribute digits:0 --method all  which pixels made it a 0 (captum)
+      probe style skimage:astronaut skimage:coffee --model shapes
     """
 
 
-for module in (layers, train, style, gallery_index):
+for module in (layers, train, gallery_index, activations, filters, attribute, style):
     cli.add_command(module.command)
