@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from probe import __version__
-from probe.cli import activations, attribute, dream, filters, gallery_index, layers, train
+from probe.cli import activations, attribute, dream, filters, gallery_index, layers, style, train
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -24,8 +24,9 @@ def cli() -> None:
       probe maximize --layer conv2         the images that excite conv2's 50 filters
       probe activations digits:3           every conv layer's feature maps for one digit
       probe attribute digits:0 --method all  which pixels made it a 0 (captum)
+      probe style skimage:astronaut skimage:coffee --model shapes
     """
 
 
-for module in (layers, train, gallery_index, activations, filters, attribute, dream):
+for module in (layers, train, gallery_index, activations, filters, attribute, dream, style):
     cli.add_command(module.command)

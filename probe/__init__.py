@@ -22,6 +22,7 @@ from probe.kernels import Filters, filters
 from probe.hooks import INPUT, OUTPUT, LayerInfo, Recording, capture, evaluating, layers, record
 from probe.images import load_image, to_pil
 from probe.models import LoadedModel, Preprocess, load_model
+from probe.style import StyleResult, content_loss, gram_matrix, style_loss, style_transfer, total_variation_loss
 
 __all__ = [
     "__version__",
@@ -42,13 +43,19 @@ __all__ = [
     "ProbeRuntimeError",
     "ProbeUsageError",
     "Recording",
+    "StyleResult",
     "capture",
+    "content_loss",
     "dream",
     "evaluating",
+    "gram_matrix",
     "layers",
     "load_image",
     "load_model",
     "record",
     "resolve_device",
+    "style_loss",
+    "style_transfer",
     "to_pil",
+    "total_variation_loss",
 ]

@@ -1,0 +1,191 @@
+"""``probe style CONTENT STYLE [STYLE...]``: Gram-matrix neural style transfer into a gallery."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import click
+
+from probe.cli.common import ProbeCommand, echo_done, model_options, out_options, parse_weights, progress_bar, shared
+from probe.errors import ProbeUsageError
+from probe.gallery import prepare_out_dir, slug
+from probe.images import parse_size
+from probe.models import load_model
+from probe.reports.style import save_gallery, summary
+from probe.runtime import PRECISIONS
+from probe.style import (
+    DEFAULT_CONTENT_WEIGHT,
+    DEFAULT_STEPS,
+    DEFAULT_STYLE_WEIGHT,
+    DEFAULT_TV_WEIGHT,
+    style_transfer,
+)
+
+
+def _split(values: tuple[str, ...]) -> list[str] | None:
+    """Repeated and/or comma-separated option values -> one list (None when not given)."""
+    items = [item.strip() for value in values for item in value.split(",") if item.strip()]
+    return items or None
+
+
+def _numbers(values: tuple[str, ...] | str | None, kind: Callable[[str], float], param: str) -> list | None:
+    if values is None:
+        return None
+    items = _split((values,) if isinstance(values, str) else values)
+    if items is None:
+        return None
+    try:
+        return [kind(item) for item in items]
+    except ValueError:
+        raise ProbeUsageError(f"expected comma-separated numbers; got {','.join(items)!r}", param=param) from None
+
+
+def _stem(source: str) -> str:
+    return slug(source.split(":", 1)[1] if source.startswith("skimage:") else Path(source).stem)
+
+
+@click.command("style", cls=ProbeCommand)
+@click.argument("content")
+@click.argument("styles", nargs=-1, required=True, metavar="STYLE [STYLE...]")
+@model_options(default="vgg19", help_extra=" Offline: --model shapes (embedded RGB model) or --weights PATH.")
+@click.option("--content-layer", "content_layer", multiple=True, metavar="NAME[,NAME]",
+              help="Content layer(s): relu4_2, conv4_2, ... (VGG names) or dotted module names. "
+                   "[default: relu4_2, or a deep ReLU the model has]")
+@click.option("--style-layer", "style_layer", multiple=True, metavar="NAME[,NAME]",
+              help="Style layer(s). [default: relu1_1,relu2_1,relu3_1,relu4_1,relu5_1, or the first ReLU "
+                   "of each block the model has]")
+@click.option("--style-layer-weight", "style_layer_weight", multiple=True, metavar="W[,W]",
+              help="One weight per style layer (normalized to sum 1). [default: equal]")
+@click.option("--content-weight", type=click.FloatRange(min=0), default=DEFAULT_CONTENT_WEIGHT, show_default=True,
+              help="Weight of the content loss.")
+@click.option("--style-weight", type=click.FloatRange(min=0), default=DEFAULT_STYLE_WEIGHT, show_default=True,
+              help="Weight of the style loss (each layer's loss is relative to its target, so one weight fits every model).")
+@click.option("--tv-weight", type=click.FloatRange(min=0), default=DEFAULT_TV_WEIGHT, show_default=True,
+              help="Weight of the total-variation (smoothness) loss.")
+@click.option("--style-blend", "style_blend", default=None, metavar="W,W,...",
+              help="One weight per style image, e.g. 0.7,0.3 (normalized to sum 1). [default: equal]")
+@click.option("--style-scale", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
+              help="Style images are resized to this times the content's size: larger, bigger strokes.")
+@click.option("--init", default="content", show_default=True, metavar="content|random|PATH",
+              help="Start from the content image, seeded noise, or an image.")
+@click.option("--optimizer", type=click.Choice(["lbfgs", "adam"]), default="lbfgs", show_default=True,
+              help="L-BFGS (Gatys) or Adam.")
+@click.option("--steps", type=click.IntRange(min=1), default=DEFAULT_STEPS, show_default=True,
+              help="Forward+backward passes per scale.")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Step size. [default: 1 for lbfgs, 0.02 for adam]")
+@click.option("--size", default=None, metavar="N|HxW",
+              help="Result size: longer side N (aspect kept) or HxW; 512 wants a GPU. "
+                   "[default: 256, or twice a small model's input side: 128 for shapes]")
+@click.option("--original-colors", is_flag=True, help="Keep the content's colours (transfer luminance only).")
+@click.option("--pooling", type=click.Choice(["max", "avg"]), default="max", show_default=True,
+              help="avg swaps max pools for average pools (in a weight-sharing copy; the model is not changed).")
+@click.option("--scales", default=None, metavar="N,N,...",
+              help="Multiscale, e.g. 256,512: each scale's result initializes the next (overrides --size).")
+@click.option("--snapshots", type=click.IntRange(min=0), default=4, show_default=True,
+              help="Intermediate images to keep in the gallery.")
+@click.option("--precision", type=click.Choice(PRECISIONS), default="fp32", show_default=True,
+              help="Autocast the forward pass (bf16/fp16 on CUDA).")
+@shared
+@out_options
+def command(
+    content: str,
+    styles: tuple[str, ...],
+    model: str,
+    weights: str,
+    content_layer: tuple[str, ...],
+    style_layer: tuple[str, ...],
+    style_layer_weight: tuple[str, ...],
+    content_weight: float,
+    style_weight: float,
+    tv_weight: float,
+    style_blend: str | None,
+    style_scale: float,
+    init: str,
+    optimizer: str,
+    steps: int,
+    lr: float | None,
+    size: str | None,
+    original_colors: bool,
+    pooling: str,
+    scales: str | None,
+    snapshots: int,
+    precision: str,
+    device: str,
+    seed: int,
+    out: Path | None,
+    force: bool,
+) -> None:
+    """Paint CONTENT in the style of STYLE (Gatys et al.'s Gram-matrix style transfer).
+
+    CONTENT and STYLE are image files or bundled samples (skimage:astronaut,
+    skimage:coffee, skimage:chelsea, ...). Several STYLE images are blended
+    (--style-blend). The result is the image whose deep features match
+    CONTENT's and whose Gram matrices (feature correlations) match STYLE's.
+
+    Real, painterly results want the default model: torchvision's vgg19 with
+    its ImageNet weights (--weights DEFAULT, downloaded once; or --weights
+    PATH, a local vgg19 state_dict). Offline, the embedded RGB model
+    (--model shapes, trained on 64x64 shapes and textures) gives a coarser
+    transfer of colour and texture in seconds on a CPU.
+
+    \b
+    Examples:
+      probe style skimage:astronaut skimage:coffee --model shapes
+      probe style photo.jpg starry.jpg --model vgg19 --weights DEFAULT --size 512 --device cuda
+      probe style photo.jpg a.jpg b.jpg --style-blend 0.7,0.3 --original-colors
+      probe style photo.jpg starry.jpg --scales 256,512 --pooling avg
+      probe style photo.jpg starry.jpg --content-layer conv4_2 --style-layer relu1_1,relu3_1
+    """
+    parsed_size = None if size is None else parse_size(size)
+    parsed_scales = _numbers(scales, int, "scales")
+    blend = _numbers(style_blend, float, "style_blend")
+    layer_weights = _numbers(style_layer_weight, float, "style_layer_weight")
+    try:
+        loaded = load_model(model, weights=parse_weights(weights), device=device)
+    except ProbeUsageError as error:
+        if error.param != "weights" or Path(weights).expanduser().exists():  # a local file that failed: as it is
+            raise
+        raise ProbeUsageError(
+            f"{error} -- for style transfer offline use --model shapes (the embedded RGB model) "
+            f"or --weights PATH (a {model} state_dict file)",
+            param="weights",
+        ) from None
+    what = "-".join([_stem(content), *(_stem(s) for s in styles[:2])])
+    folder = prepare_out_dir(out, Path("runs") / f"style-{slug(model)}-{what}", force=force)
+    total = steps * (len(parsed_scales) if parsed_scales else 1)
+    with progress_bar(total, f"style {model}") as bar:
+        def progress(step: int, total_steps: int, metrics: dict[str, float]) -> None:
+            bar.update(step - bar.n)
+            bar.set_postfix(content=f"{metrics['content']:.3g}", style=f"{metrics['style']:.3g}",
+                            tv=f"{metrics['tv']:.3g}", refresh=False)
+
+        result = style_transfer(
+            loaded,
+            content,
+            list(styles),
+            content_layers=_split(content_layer),
+            style_layers=_split(style_layer),
+            style_layer_weights=layer_weights,
+            content_weight=content_weight,
+            style_weight=style_weight,
+            tv_weight=tv_weight,
+            style_blend=blend,
+            style_scale=style_scale,
+            init=init,
+            optimizer=optimizer,  # type: ignore[arg-type]
+            steps=steps,
+            lr=lr,
+            size=parsed_size,
+            original_colors=original_colors,
+            pooling=pooling,  # type: ignore[arg-type]
+            scales=parsed_scales,
+            snapshots=snapshots,
+            progress=progress,
+            seed=seed,
+            precision=precision,  # type: ignore[arg-type]
+        )
+    save_gallery(result, folder, weights=loaded.weights)
+    note = result.options.get("layer_note")
+    echo_done(folder, f"{summary(result)}" + (f"\nnote: {note}" if note else ""))

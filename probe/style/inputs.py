@@ -1,0 +1,149 @@
+"""What style transfer is given, checked and made ready: the model, images, sizes, weights, the first image.
+
+Every check raises :class:`~probe.errors.ProbeUsageError` naming the argument
+(``param``), so the CLI reports the right option.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+
+from probe.errors import ProbeUsageError
+from probe.images import fit_size, load_image, resize
+from probe.models import LoadedModel, load_model
+
+__all__ = [
+    "ImageSource",
+    "DEFAULT_SIZE",
+    "as_loaded",
+    "as_sources",
+    "default_size",
+    "initial_image",
+    "label",
+    "load_for_model",
+    "normalize_weights",
+    "scale_sizes",
+]
+
+ImageSource = str | Path | torch.Tensor | np.ndarray | Image.Image
+
+DEFAULT_SIZE = 256
+"""The result's longer side for ImageNet-sized models (VGG): a minute or two on a CPU, seconds on a GPU."""
+
+
+def default_size(loaded: LoadedModel) -> int:
+    """The default longer side of the result for a model: 256, or twice the input side of a small model.
+
+    A network sees strokes the size of its receptive field, so a model trained
+    on small images (the embedded ``shapes``: 64x64) transfers visible style at
+    about twice its input size (128) and only faint colour at 256.
+    """
+    side = max(loaded.preprocess.input_size)
+    return DEFAULT_SIZE if side >= 224 else min(DEFAULT_SIZE, 2 * side)
+
+
+def as_loaded(model: str | Path | nn.Module | LoadedModel, device: str | torch.device | None) -> LoadedModel:
+    """A :class:`LoadedModel` for a spec or module; a loaded model must already be on ``device``."""
+    if isinstance(model, LoadedModel) and device not in (None, "auto") and torch.device(device) != model.device:
+        raise ProbeUsageError(
+            f"the model lives on {model.device}; load it on {device} (load_model(..., device=...))", param="device"
+        )
+    return load_model(model, device="auto" if device is None else device)
+
+
+def normalize_weights(
+    weights: Sequence[float] | None, count: int, what: str, *, param: str | None = None
+) -> list[float]:
+    """Weights that sum to 1: ``count`` equal ones for None, else ``weights / sum(weights)``.
+
+    Raises:
+        ProbeUsageError: wrong count, a negative or non-finite weight, or all zero.
+    """
+    if weights is None:
+        return [1.0 / count] * count
+    weights = [float(w) for w in weights]
+    if len(weights) != count:
+        raise ProbeUsageError(
+            f"{len(weights)} {what} given for {count} {'item' if count == 1 else 'items'}: give exactly {count}",
+            param=param,
+        )
+    if any(not math.isfinite(w) or w < 0 for w in weights) or sum(weights) <= 0:
+        raise ProbeUsageError(f"{what} must be finite, >= 0 and not all 0; got {weights}", param=param)
+    total = sum(weights)
+    return [w / total for w in weights]
+
+
+def as_sources(value: ImageSource | Sequence[ImageSource]) -> list[ImageSource]:
+    """One image source or several -> a list."""
+    if isinstance(value, (str, Path, torch.Tensor, np.ndarray, Image.Image)):
+        return [value]
+    return list(value)
+
+
+def label(source: Any, fallback: str) -> str:
+    """How an image source is named in captions: the path or sample name as given, else ``fallback``."""
+    return str(source) if isinstance(source, (str, Path)) else fallback
+
+
+def load_for_model(source: ImageSource, what: str, channels: int, param: str) -> torch.Tensor:
+    """Load one ``(channels, H, W)`` image in [0, 1]; errors start with ``what`` and name ``param``.
+
+    Raises:
+        ProbeUsageError: unreadable or missing file, unknown sample, a batch
+            instead of one image, channels the model cannot take (RGB and
+            grayscale convert into each other; 4 channels into 3 do not).
+    """
+    try:
+        image = load_image(source, channels=channels)
+    except ProbeUsageError as error:
+        raise ProbeUsageError(f"{what}: {error}", param=param) from None
+    if image.dim() != 3:
+        raise ProbeUsageError(f"{what}: expected one image (C, H, W); got shape {tuple(image.shape)}", param=param)
+    return image
+
+
+def scale_sizes(
+    height: int, width: int, size: int | Sequence[int], scales: Sequence[int] | None
+) -> list[tuple[int, int]]:
+    """The ``(H, W)`` of each scale for a ``height x width`` content: ``scales`` (longer sides) or ``size``."""
+    if scales is not None:
+        scales = list(scales)
+        if not scales or any(int(s) < 1 for s in scales):
+            raise ProbeUsageError(f"scales must be positive sizes, e.g. 256,512; got {scales}", param="scales")
+        return [fit_size(height, width, int(s)) for s in scales]
+    if (min(size) if not isinstance(size, int) else size) < 1:
+        raise ProbeUsageError(f"size must be positive; got {size}", param="size")
+    return [fit_size(height, width, size)]
+
+
+def initial_image(
+    init: ImageSource, content: torch.Tensor, generator: torch.Generator, channels: int
+) -> tuple[torch.Tensor, str]:
+    """The image the optimization starts from, and its name for the manifest.
+
+    Args:
+        init: ``"content"`` (a copy of ``content``), ``"random"`` (uniform
+            noise from ``generator``), or an image source (resized to the content).
+        content: ``(C, H, W)`` content at the first scale.
+        generator: the seeded generator, on the content's device.
+        channels: the model's input channels.
+    """
+    if isinstance(init, str) and init == "content":
+        return content.clone(), "content"
+    if isinstance(init, str) and init == "random":
+        noise = torch.rand(content.shape, generator=generator, device=generator.device, dtype=content.dtype)
+        return noise.to(content.device), "random"
+    if isinstance(init, str) and ":" not in init and not Path(init).expanduser().exists():
+        raise ProbeUsageError(
+            f"init must be content, random, or an image file; {init!r} is none of these", param="init"
+        )
+    image = load_for_model(init, "init image", channels, "init").to(content.device)
+    return resize(image, tuple(content.shape[-2:])), label(init, "image")

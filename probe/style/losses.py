@@ -1,0 +1,106 @@
+"""The functional core of style transfer: Gram matrices and the content, style and TV losses.
+
+Pure functions of tensors (no model, no state), differentiable, each a scalar
+that is 0 for a perfect match. Style transfer *minimizes* them (lower is
+better), unlike the scores the rest of cnn-probe maximizes.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from probe.errors import ProbeUsageError
+
+__all__ = ["gram_matrix", "content_loss", "style_loss", "total_variation_loss", "EPS"]
+
+EPS = 1e-12
+"""Floor of the divisors of relative losses (an all-zero target gives a finite loss)."""
+
+
+def gram_matrix(features: torch.Tensor, normalize: bool = True) -> torch.Tensor:
+    """Gram matrices of feature maps: the channel-by-channel inner products.
+
+    Args:
+        features: ``(N, C, H, W)`` feature maps, or ``(N, C, L)`` with the
+            positions already flattened.
+        normalize: divide by the number of positions ``H * W`` (default True),
+            so the Gram matrix is the mean of the outer products over positions
+            and does not grow with the image size. Gatys's style loss per layer,
+            ``1 / (4 C^2 (HW)^2) * sum (G - A)^2`` on unnormalized matrices, is a
+            quarter of the mean squared difference of normalized ones.
+
+    Returns:
+        ``(N, C, C)``: ``G[n, c, d] = sum_p F[n, c, p] * F[n, d, p]`` (``/ (H * W)``).
+        Computed in the input's dtype; pass float32 features for exact sums.
+
+    Raises:
+        ProbeUsageError: ``features`` has fewer than 3 dimensions.
+    """
+    if features.dim() < 3:
+        raise ProbeUsageError(
+            f"a Gram matrix needs feature maps (N, C, H, W) or (N, C, L); got shape {tuple(features.shape)}"
+        )
+    flat = features.flatten(2)
+    gram = torch.bmm(flat, flat.transpose(1, 2))
+    return gram / flat.shape[-1] if normalize else gram
+
+
+def _mse(value: torch.Tensor, target: torch.Tensor, relative: bool) -> torch.Tensor:
+    loss = F.mse_loss(value, target.expand_as(value))
+    return loss / target.pow(2).mean().clamp_min(EPS) if relative else loss
+
+
+def content_loss(features: torch.Tensor, target: torch.Tensor, *, relative: bool = False) -> torch.Tensor:
+    """Mean squared difference between feature maps (a scalar; 0 for identical features).
+
+    Args:
+        features: ``(N, C, H, W)`` (any shape) features of the image being optimized.
+        target: the content image's features, same shape (or broadcastable).
+        relative: divide by the mean square of ``target`` (default False), so
+            that 1.0 means an error as large as the features themselves.
+    """
+    return _mse(features, target, relative)
+
+
+def style_loss(
+    features: torch.Tensor, target_gram: torch.Tensor, *, normalize: bool = True, relative: bool = False
+) -> torch.Tensor:
+    """Mean squared difference between the Gram matrix of ``features`` and a target Gram matrix.
+
+    Args:
+        features: ``(N, C, H, W)`` features of the image being optimized.
+        target_gram: ``(N, C, C)`` or ``(1, C, C)`` target, computed once with
+            :func:`gram_matrix` (same ``normalize``) from the style image(s).
+        normalize: as in :func:`gram_matrix` (default True).
+        relative: divide by the mean square of ``target_gram`` (default False).
+
+    Returns:
+        A scalar, 0 when the Gram matrices agree.
+
+    Raises:
+        ProbeUsageError: the target has another channel count (another layer).
+    """
+    gram = gram_matrix(features, normalize=normalize)
+    if gram.shape[-2:] != target_gram.shape[-2:]:
+        raise ProbeUsageError(
+            f"the target Gram matrix is {tuple(target_gram.shape)} but the features give {tuple(gram.shape)}: "
+            "targets must come from the same layer"
+        )
+    return _mse(gram, target_gram, relative)
+
+
+def total_variation_loss(images: torch.Tensor, exponent: float = 2.0) -> torch.Tensor:
+    """Total variation: the mean ``|difference| ** exponent`` between neighbouring pixels.
+
+    Args:
+        images: ``(N, C, H, W)`` (or ``(C, H, W)``).
+        exponent: 2 (default, smooth) or 1 (anisotropic TV, keeps edges).
+
+    Returns:
+        A scalar: the mean over vertical and horizontal neighbour pairs; 0 for
+        a constant image.
+    """
+    down = (images[..., 1:, :] - images[..., :-1, :]).abs().pow(exponent)
+    right = (images[..., :, 1:] - images[..., :, :-1]).abs().pow(exponent)
+    return (down.sum() + right.sum()) / max(1, down.numel() + right.numel())

@@ -1,0 +1,133 @@
+"""The style-transfer objective: targets computed once, then one weighted loss per forward pass.
+
+``total = content_weight * content + style_weight * style + tv_weight * tv``,
+where ``content`` is the mean over content layers of the *relative* content
+loss (mean squared feature error / mean square of the content's features) and
+``style`` the weighted sum over style layers of the relative style loss (mean
+squared Gram error / mean square of the target Gram matrix). Relative losses
+let one set of weights serve every model and layer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from probe.errors import ProbeUsageError
+from probe.hooks import capture
+from probe.runtime import Precision, autocast
+from probe.style.layers import LayerPlan
+from probe.style.losses import content_loss, gram_matrix, style_loss, total_variation_loss
+
+__all__ = ["StyleTargets", "StyleObjective", "LOSS_NAMES"]
+
+LOSS_NAMES: tuple[str, ...] = ("content", "style", "tv", "total")
+"""The losses every step reports (unweighted parts and the weighted total)."""
+
+
+@dataclass
+class StyleTargets:
+    """Detached targets at one scale: content features and (blended) style Gram matrices, by module name."""
+
+    content: dict[str, torch.Tensor]
+    grams: dict[str, torch.Tensor]
+
+
+@dataclass
+class StyleObjective:
+    """The weighted loss of an image batch under a layer plan.
+
+    Attributes:
+        net: the network to run (see :func:`probe.style.network.style_network`).
+        normalize: images in [0, 1] -> the network's input (the model's mean/std).
+        plan: content and style layers.
+        style_layer_weights: ``{style layer name: weight}``, summing to 1.
+        weights: ``(content_weight, style_weight, tv_weight)``.
+        device: where autocast applies.
+        precision: ``"fp32"``, ``"bf16"`` or ``"fp16"`` for the forward pass.
+    """
+
+    net: nn.Module
+    normalize: Callable[[torch.Tensor], torch.Tensor]
+    plan: LayerPlan
+    style_layer_weights: Mapping[str, float]
+    weights: tuple[float, float, float]
+    device: torch.device
+    precision: Precision = "fp32"
+
+    def features(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Float32 features of the plan's layers for ``(N, C, H, W)`` images; the forward stops at the deepest.
+
+        Raises:
+            ProbeUsageError: the image is too small for the layers, a layer did
+                not run, or a style layer gives no feature maps.
+        """
+        with autocast(self.device, self.precision):
+            try:
+                captured = capture(self.net, self.normalize(images), self.plan.modules, stop_early=True)
+            except RuntimeError as error:
+                if "too small" not in str(error) and "Kernel size can't be greater" not in str(error):
+                    raise
+                raise ProbeUsageError(
+                    f"the image ({images.shape[-2]}x{images.shape[-1]}) is too small for the layers asked for "
+                    f"({str(error).splitlines()[0]}); use a larger --size",
+                    param="size",
+                ) from None
+        for name, module in {**self.plan.content, **self.plan.style}.items():
+            if module not in captured:
+                raise ProbeUsageError(f"layer {name!r} ({module}) did not run in the forward pass", param="style_layer")
+            if name in self.plan.style and captured[module].dim() < 3:
+                raise ProbeUsageError(
+                    f"style layer {name!r} outputs shape {tuple(captured[module].shape)}; style layers need "
+                    "feature maps (N, C, H, W): choose a convolutional layer",
+                    param="style_layer",
+                )
+        return {module: tensor.float() for module, tensor in captured.items()}
+
+    @torch.no_grad()
+    def targets(self, content: torch.Tensor, styles: Sequence[torch.Tensor], blend: Sequence[float]) -> StyleTargets:
+        """Content features and style Gram matrices blended with ``blend``, detached: one pass per image.
+
+        Args:
+            content: ``(C, H, W)`` content image in [0, 1].
+            styles: ``[(C, h, w)]`` style images (any sizes).
+            blend: one weight per style image, summing to 1.
+        """
+        content_features = self.features(content[None])
+        grams: dict[str, torch.Tensor] = {}
+        for style, weight in zip(styles, blend):
+            style_features = self.features(style[None])
+            for module in set(self.plan.style.values()):
+                gram = weight * gram_matrix(style_features[module])
+                grams[module] = grams[module] + gram if module in grams else gram
+        kept = {module: content_features[module] for module in set(self.plan.content.values())}
+        return StyleTargets(content=kept, grams=grams)
+
+    def losses(
+        self, images: torch.Tensor, targets: StyleTargets, *, per_layer: bool = False
+    ) -> dict[str, torch.Tensor]:
+        """The losses of ``(N, C, H, W)`` images: ``content``, ``style``, ``tv`` and the weighted ``total``.
+
+        With ``per_layer``, also ``content:NAME`` and ``style:NAME`` for each
+        layer (relative, unweighted). All are scalars with the graph kept.
+        """
+        features = self.features(images)
+        layers: dict[str, torch.Tensor] = {}
+        for name, module in self.plan.content.items():
+            layers[f"content:{name}"] = content_loss(features[module], targets.content[module], relative=True)
+        for name, module in self.plan.style.items():
+            layers[f"style:{name}"] = style_loss(features[module], targets.grams[module], relative=True)
+        content = sum(layers[f"content:{name}"] for name in self.plan.content) / len(self.plan.content)
+        style = sum(self.style_layer_weights[name] * layers[f"style:{name}"] for name in self.plan.style)
+        tv = total_variation_loss(images)
+        content_weight, style_weight, tv_weight = self.weights
+        parts = {
+            "content": content,
+            "style": style,
+            "tv": tv,
+            "total": content_weight * content + style_weight * style + tv_weight * tv,
+        }
+        return {**parts, **layers} if per_layer else parts

@@ -1,0 +1,321 @@
+"""``style_transfer``: the optimization loop (L-BFGS or Adam, one or several scales) and its result."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from typing import Literal
+
+import torch
+from torch import nn
+
+from probe.errors import ProbeUsageError
+from probe.hooks import evaluating
+from probe.images import resize
+from probe.models import LoadedModel
+from probe.runtime import Precision, ProgressFn, check_finite, make_generator
+from probe.style.colors import keep_content_colors
+from probe.style.inputs import (
+    ImageSource,
+    as_loaded,
+    as_sources,
+    default_size,
+    initial_image,
+    label,
+    load_for_model,
+    normalize_weights,
+    scale_sizes,
+)
+from probe.style.layers import plan_layers
+from probe.style.network import Pooling, style_network
+from probe.style.objective import LOSS_NAMES, StyleObjective, StyleTargets
+from probe.style.result import StyleResult
+
+__all__ = [
+    "Optimizer",
+    "style_transfer",
+    "DEFAULT_STEPS",
+    "DEFAULT_CONTENT_WEIGHT",
+    "DEFAULT_STYLE_WEIGHT",
+    "DEFAULT_TV_WEIGHT",
+    "DEFAULT_LR",
+]
+
+Optimizer = Literal["lbfgs", "adam"]
+
+DEFAULT_STEPS = 300
+DEFAULT_CONTENT_WEIGHT = 1.0
+DEFAULT_STYLE_WEIGHT = 1e3
+DEFAULT_TV_WEIGHT = 1.0
+DEFAULT_LR: dict[str, float] = {"lbfgs": 1.0, "adam": 0.02}
+
+
+def _check_options(
+    optimizer: str, steps: int, weights: dict[str, float], style_scale: float, snapshots: int
+) -> None:
+    if optimizer not in DEFAULT_LR:
+        raise ProbeUsageError(f"unknown optimizer {optimizer!r}; optimizers are: lbfgs, adam", param="optimizer")
+    if int(steps) < 1:
+        raise ProbeUsageError(f"steps must be at least 1; got {steps}", param="steps")
+    for name, value in weights.items():
+        if not math.isfinite(value) or value < 0:
+            raise ProbeUsageError(f"{name} must be finite and >= 0; got {value}", param=name)
+    if not math.isfinite(style_scale) or style_scale <= 0:
+        raise ProbeUsageError(f"style_scale must be > 0; got {style_scale}", param="style_scale")
+    if int(snapshots) < 0:
+        raise ProbeUsageError(f"snapshots must be >= 0; got {snapshots}", param="snapshots")
+
+
+def _snapshot_steps(total: int, count: int) -> set[int]:
+    """``count`` steps evenly spread strictly inside ``(0, total)`` (fewer if ``total`` is small)."""
+    return {round(total * i / (count + 1)) for i in range(1, count + 1)} - {0, total}
+
+
+class _Run:
+    """The optimization state across scales: history, snapshots, progress."""
+
+    def __init__(self, objective: StyleObjective, total_steps: int, snapshots: int, progress: ProgressFn | None):
+        self.objective = objective
+        self.total_steps = total_steps
+        self.snapshot_at = _snapshot_steps(total_steps, snapshots)
+        self.progress = progress
+        self.history: dict[str, list[torch.Tensor]] = {key: [] for key in (*LOSS_NAMES, "scale")}
+        self.snapshots: list[tuple[int, torch.Tensor]] = []
+        self.best_total = torch.tensor(math.inf)
+        self.best_image = torch.empty(0)
+
+    def optimize(
+        self, start: torch.Tensor, targets: StyleTargets, optimizer: str, steps: int, lr: float, scale: int
+    ) -> torch.Tensor:
+        """``steps`` loss evaluations from ``start`` ``(C, H, W)``; returns the ``(C, H, W)`` image of lowest loss.
+
+        The lowest-loss image seen, not the last: L-BFGS without a line search
+        (and Adam) can end on a step whose loss jumped up.
+        """
+        pixels = start.detach().clone()[None].requires_grad_(True)
+        self.best_total, self.best_image = torch.tensor(math.inf, device=start.device), start.detach()
+
+        def evaluate() -> torch.Tensor:
+            with torch.no_grad():
+                pixels.clamp_(0.0, 1.0)
+            parts = self.objective.losses(pixels, targets)
+            (grad,) = torch.autograd.grad(parts["total"], pixels)  # the model's parameters get no .grad
+            self._record(parts, pixels, scale)
+            pixels.grad = grad
+            return parts["total"].detach()
+
+        if optimizer == "lbfgs":
+            torch.optim.LBFGS([pixels], lr=lr, max_iter=steps, max_eval=steps).step(evaluate)
+        else:
+            adam = torch.optim.Adam([pixels], lr=lr)
+            for _ in range(steps):
+                evaluate()
+                adam.step()
+        check_finite(self.best_total, "the style-transfer loss", len(self.history["total"]))  # inf: never finite
+        return self.best_image.clamp(0.0, 1.0)
+
+    def _record(self, parts: dict[str, torch.Tensor], pixels: torch.Tensor, scale: int) -> None:
+        step = len(self.history["total"]) + 1
+        if self.progress is not None or step % 25 == 0:  # a check syncs a GPU: not every step
+            check_finite(parts["total"].detach(), "the style-transfer loss", step)
+        for key in LOSS_NAMES:
+            self.history[key].append(parts[key].detach())
+        self.history["scale"].append(torch.tensor(float(scale)))
+        better = parts["total"].detach() < self.best_total  # kept on the device: no sync per step
+        self.best_total = torch.where(better, parts["total"].detach(), self.best_total)
+        self.best_image = torch.where(better, pixels.detach()[0], self.best_image)
+        if step in self.snapshot_at:
+            self.snapshots.append((step, pixels.detach()[0].clamp(0, 1).cpu()))
+        if self.progress is not None:
+            self.progress(step, self.total_steps, {key: float(parts[key].detach()) for key in LOSS_NAMES})
+
+
+def style_transfer(
+    model: str | nn.Module | LoadedModel,
+    content: ImageSource,
+    styles: ImageSource | Sequence[ImageSource],
+    *,
+    content_layers: str | Sequence[str] | None = None,
+    style_layers: str | Sequence[str] | None = None,
+    style_layer_weights: Sequence[float] | None = None,
+    content_weight: float = DEFAULT_CONTENT_WEIGHT,
+    style_weight: float = DEFAULT_STYLE_WEIGHT,
+    tv_weight: float = DEFAULT_TV_WEIGHT,
+    style_blend: Sequence[float] | None = None,
+    style_scale: float = 1.0,
+    init: str | ImageSource = "content",
+    optimizer: Optimizer = "lbfgs",
+    steps: int = DEFAULT_STEPS,
+    lr: float | None = None,
+    size: int | Sequence[int] | None = None,
+    original_colors: bool = False,
+    pooling: Pooling = "max",
+    scales: Sequence[int] | None = None,
+    snapshots: int = 4,
+    progress: ProgressFn | None = None,
+    seed: int | None = 0,
+    generator: torch.Generator | None = None,
+    device: str | torch.device | None = None,
+    precision: Precision = "fp32",
+) -> StyleResult:
+    """Neural style transfer: an image with ``content``'s content and ``styles``' style.
+
+    Minimizes ``content_weight * content + style_weight * style + tv_weight * tv``
+    over the pixels (losses, lower is better; see :mod:`probe.style.objective`
+    for the relative losses). The model is not changed: it runs through
+    :func:`~probe.style.network.style_network` (weights shared), in eval mode,
+    and keeps no hook and no gradient.
+
+    Args:
+        model: a :class:`~probe.models.LoadedModel`, an ``nn.Module`` (ImageNet
+            normalization assumed for 3 channels) or a spec for
+            :func:`~probe.models.load_model` (``"vgg19"``, ``"shapes"``).
+        content: the content image: file, ``skimage:NAME``, ``(C, H, W)``
+            tensor in [0, 1], numpy array or PIL image.
+        styles: one style image or several (blended, see ``style_blend``).
+        content_layers: paper-style (``relu4_2``, ``conv4_2``) or dotted names;
+            default ``relu4_2``, or a deep ReLU when the model lacks it (the
+            choice is in ``options["layer_note"]``). See :mod:`probe.vgg_names`.
+        style_layers: default ``relu1_1, relu2_1, relu3_1, relu4_1, relu5_1``,
+            or the first ReLU of each block the model has.
+        style_layer_weights: one weight per style layer (normalized to sum 1);
+            default equal.
+        content_weight: weight of the content loss (default 1).
+        style_weight: weight of the style loss (default 1000).
+        tv_weight: weight of the total-variation smoothness loss (default 1).
+        style_blend: one weight per style image (normalized to sum 1; default
+            equal); the target Gram matrices are blended with them.
+        style_scale: style images are resized to ``style_scale`` times the
+            content's longer side (default 1): larger scales give larger brush
+            strokes.
+        init: ``"content"`` (default), ``"random"`` (uniform noise from the
+            seed), or an image source resized to the content's size.
+        optimizer: ``"lbfgs"`` (default, Gatys's choice) or ``"adam"``.
+        steps: loss evaluations per scale (default 300): each is one forward and
+            one backward pass. L-BFGS may stop earlier when it converges.
+        lr: step size; default 1 for L-BFGS, 0.02 for Adam.
+        size: the content's longer side (int) or ``(H, W)``; default None:
+            256 for ImageNet-sized models, twice the input side of smaller ones
+            (128 for ``shapes``), see :func:`~probe.style.inputs.default_size`.
+        original_colors: keep the content's colours: the result's luminance
+            with the content's chroma (YIQ), applied to the result and snapshots.
+        pooling: ``"max"`` (default) or ``"avg"`` (max pools swapped for average
+            pools in a weight-sharing copy of the model's structure).
+        scales: multiscale sizes, e.g. ``(256, 512)``, overriding ``size``:
+            each scale runs ``steps`` steps and its result, upsampled,
+            initializes the next.
+        snapshots: intermediate images to keep, evenly spread (default 4).
+        progress: ``progress(step, total, metrics)`` after each step, metrics
+            being the current losses.
+        seed: seed of the random initialization (default 0).
+        generator: a ``torch.Generator`` to use instead of ``seed``.
+        device: where to run when ``model`` is a spec (default: CUDA if any);
+            must match a loaded model's device.
+        precision: ``"fp32"`` (default), ``"bf16"`` or ``"fp16"`` (autocast on
+            the forward pass; Gram matrices and losses stay float32).
+
+    Returns:
+        A :class:`~probe.style.result.StyleResult`; its losses are measured on
+        the returned image against the last scale's targets.
+
+    Raises:
+        ProbeUsageError: unknown layer (with suggestions), unreadable image,
+            image whose channels the model cannot take, wrong number of blend
+            or layer weights, unknown optimizer/pooling/init, bad sizes.
+        ProbeRuntimeError: the loss became NaN or infinite.
+    """
+    weights = {"content_weight": content_weight, "style_weight": style_weight, "tv_weight": tv_weight}
+    _check_options(optimizer, steps, weights, style_scale, snapshots)
+    steps = int(steps)
+    lr = DEFAULT_LR[optimizer] if lr is None else float(lr)
+
+    loaded = as_loaded(model, device)
+    device = loaded.device
+    channels = loaded.preprocess.channels
+    plan = plan_layers(loaded.module, content_layers, style_layers)
+    style_sources = as_sources(styles)
+    if not style_sources:
+        raise ProbeUsageError("give at least one style image", param="styles")
+    blend = normalize_weights(style_blend, len(style_sources), "style blend weights", param="style_blend")
+    layer_weights = normalize_weights(
+        style_layer_weights, len(plan.style), "style layer weights", param="style_layer_weight"
+    )
+    content_image = load_for_model(content, "content image", channels, "content")
+    style_images = [
+        load_for_model(source, f"style image {i}", channels, "styles") for i, source in enumerate(style_sources, 1)
+    ]
+    size = default_size(loaded) if size is None and scales is None else size
+    sizes = scale_sizes(*content_image.shape[-2:], size, scales)
+    random = make_generator(seed if generator is None else generator, device)
+    net, swapped = style_network(loaded.module, pooling)
+    objective = StyleObjective(
+        net,
+        loaded.preprocess.normalize,
+        plan,
+        dict(zip(plan.style, layer_weights)),
+        (float(content_weight), float(style_weight), float(tv_weight)),
+        device,
+        precision,
+    )
+    run = _Run(objective, steps * len(sizes), int(snapshots), progress)
+
+    started = time.perf_counter()
+    with evaluating(net):
+        image: torch.Tensor | None = None
+        for scale, (height, width) in enumerate(sizes):
+            content_s = resize(content_image, (height, width)).to(device)
+            longer = max(1, round(style_scale * max(height, width)))
+            styles_s = [resize(style, longer).to(device) for style in style_images]
+            targets = objective.targets(content_s, styles_s, blend)
+            if image is None:
+                start, init_label = initial_image(init, content_s, random, channels)
+            else:
+                start = resize(image, (height, width))
+            image = run.optimize(start, targets, optimizer, steps, lr, scale)
+
+        final = keep_content_colors(image, content_s) if original_colors else image
+        with torch.no_grad():
+            measured = objective.losses(final[None], targets, per_layer=True)
+            reference = objective.losses(content_s[None], targets)
+    seconds = time.perf_counter() - started
+
+    snapshots_kept = run.snapshots
+    if original_colors:
+        snapshots_kept = [(step, keep_content_colors(snap, content_image)) for step, snap in snapshots_kept]
+    options = {
+        "content_layers": plan.content,
+        "style_layers": plan.style,
+        "layer_note": plan.note,
+        "style_layer_weights": dict(zip(plan.style, layer_weights)),
+        **{name: float(value) for name, value in weights.items()},
+        "style_blend": blend,
+        "style_scale": float(style_scale),
+        "init": init_label,
+        "optimizer": optimizer,
+        "lr": lr,
+        "steps": steps,
+        "scales": [list(s) for s in sizes],
+        "image_size": [int(final.shape[-2]), int(final.shape[-1])],
+        "original_colors": bool(original_colors),
+        "pooling": pooling,
+        "pools_swapped": swapped,
+        "precision": precision,
+        "device": str(device),
+        "seed": seed if generator is None else None,
+    }
+    return StyleResult(
+        image=final.detach().cpu(),
+        content=content_s.cpu(),
+        styles=[style.cpu() for style in styles_s],
+        history={key: torch.stack(values).tolist() for key, values in run.history.items()},
+        losses={key: float(measured[key]) for key in LOSS_NAMES},
+        layer_losses={key: float(value) for key, value in measured.items() if ":" in key},
+        content_image_style_loss=float(reference["style"]),
+        snapshots=snapshots_kept,
+        options=options,
+        seconds=seconds,
+        model=loaded.name,
+        content_label=label(content, "content"),
+        style_labels=[label(source, f"style {i}") for i, source in enumerate(style_sources, 1)],
+    )
