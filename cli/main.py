@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from probe import __version__
-from probe.cli import gallery_index, layers, train
+from probe.cli import gallery_index, layers, maximize, train
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -25,5 +25,5 @@ def cli() -> None:
     """
 
 
-for module in (layers, train, gallery_index):
+for module in (layers, maximize, train, gallery_index):
     cli.add_command(module.command)

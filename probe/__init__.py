@@ -8,6 +8,8 @@ The public API, re-exported here (importing has no side effects)::
         m(images)                                        # images (N, 1, 28, 28) in [0, 1]
     acts["conv2"].shape                                  # (N, 50, 11, 11)
     probe.layers(m.module, m.input_shape)                # names, types, output shapes
+    from probe import objectives as O
+    result = probe.maximize(m, O.channel("conv2", range(50)))   # 50 images, one batch
 """
 
 __version__ = "0.1.0"
@@ -17,6 +19,8 @@ from probe.errors import ProbeError, ProbeRuntimeError, ProbeUsageError
 from probe.hooks import INPUT, OUTPUT, LayerInfo, Recording, capture, evaluating, layers, record
 from probe.images import load_image, to_pil
 from probe.models import LoadedModel, Preprocess, load_model
+from probe import objectives, param, transforms  # noqa: E402  (submodules: probe.objectives.channel, ...)
+from probe.optimize import MaximizeResult, maximize
 
 __all__ = [
     "__version__",
@@ -24,6 +28,7 @@ __all__ = [
     "OUTPUT",
     "LayerInfo",
     "LoadedModel",
+    "MaximizeResult",
     "Preprocess",
     "ProbeError",
     "ProbeRuntimeError",
@@ -34,7 +39,11 @@ __all__ = [
     "layers",
     "load_image",
     "load_model",
+    "maximize",
+    "objectives",
+    "param",
     "record",
     "resolve_device",
     "to_pil",
+    "transforms",
 ]
