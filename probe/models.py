@@ -22,6 +22,7 @@ was trained on.
 from __future__ import annotations
 
 import importlib
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -319,7 +320,9 @@ def _load_factory(spec: str, weights: Any, device: torch.device) -> LoadedModel:
 
 def _load_torchscript(path: Path, device: torch.device) -> LoadedModel:
     try:
-        module = torch.jit.load(str(path), map_location=device)
+        with warnings.catch_warnings():  # the user asked for TorchScript: torch's deprecation notice is noise here
+            warnings.simplefilter("ignore", FutureWarning)
+            module = torch.jit.load(str(path), map_location=device)
     except Exception as error:
         raise ProbeUsageError(
             f"{str(path)!r} is not a TorchScript model ({type(error).__name__}). To load a state_dict, name the "

@@ -1,16 +1,31 @@
-"""The embedded model zoo (being built on the `zoo` branch; this file only keeps `import probe` working until it lands)."""
+"""The embedded model zoo: small CNNs that cnn-probe trains itself and ships.
 
-from probe.errors import unknown_name
+Four models, so that every command works offline out of the box:
 
+- ``digits``: the seed-003 network on 28x28 handwritten digits;
+- ``lenet5``: LeNet-5 on 32x32 handwritten digits;
+- ``xo``: the toy X-or-O ConvNet on 32x32 +1/-1 pixel images;
+- ``shapes``: a small VGG-style RGB network on 64x64 coloured shapes and textures.
 
-def zoo_names() -> list[str]:
-    """Names of the embedded models (none until the zoo lands)."""
-    return []
+Images are float tensors in [0, 1]; the caller normalizes them with the spec's
+``mean`` and ``std`` before the forward pass (the modules expect normalized
+input). Weights ship in ``probe/zoo/weights/`` and are rebuilt with
+``python -m probe.zoo.train_all``. Nothing is loaded at import.
+"""
 
+from probe.zoo.data import make_dataset, sample_input
+from probe.zoo.registry import ZOO, ZooSpec, build_zoo_model, get_spec, shipped_weights, zoo_names
+from probe.zoo.train import TrainReport, train
 
-def get_spec(name: str):  # noqa: ANN201
-    raise unknown_name("zoo model", name, zoo_names(), param="model")
-
-
-def sample_input(name: str, key: str):  # noqa: ANN201
-    raise unknown_name("zoo model", name, zoo_names(), param="model")
+__all__ = [
+    "ZOO",
+    "ZooSpec",
+    "get_spec",
+    "zoo_names",
+    "build_zoo_model",
+    "shipped_weights",
+    "make_dataset",
+    "sample_input",
+    "train",
+    "TrainReport",
+]

@@ -1,0 +1,1 @@
+"""One module per benchmark suite; each has ``run(device, quick) -> (rows, curves)``."""

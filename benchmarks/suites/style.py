@@ -1,0 +1,79 @@
+"""Style transfer: cnn-probe vs the PyTorch tutorial's algorithm (benchmarks/reference/style_tutorial.py).
+
+Same VGG19 (random weights, seeded: speed does not depend on them), same
+content and style photos at the same size, the tutorial's layers (content
+conv_4 = conv2_2; style conv_1..conv_5 = conv1_1, conv1_2, conv2_1, conv2_2,
+conv3_1), the same number of L-BFGS iterations. The row reports seconds per
+L-BFGS iteration and the peak memory of the whole run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from benchmarks.harness import Row, measure
+
+CONTENT_LAYERS = ["conv2_2"]
+STYLE_LAYERS = ["conv1_1", "conv1_2", "conv2_1", "conv2_2", "conv3_1"]
+
+
+def _inputs(device: str, size: int):
+    import torch
+    import torchvision
+
+    import probe
+
+    torch.manual_seed(0)
+    vgg = torchvision.models.vgg19(weights=None).eval().to(device)
+    content = probe.load_image("skimage:astronaut", channels=3, size=(size, size)).to(device)
+    style = probe.load_image("skimage:coffee", channels=3, size=(size, size)).to(device)
+    return vgg, content, style
+
+
+def probe_style(device: str, size: int, steps: int, precision: str = "fp32") -> Callable[[], Any]:
+    """``probe.style_transfer`` with the tutorial's layers and L-BFGS."""
+    import probe
+
+    vgg, content, style = _inputs(device, size)
+    loaded = probe.load_model(vgg, device=device)
+
+    def work() -> dict[str, float]:
+        probe.style_transfer(
+            loaded, content, style, content_layers=CONTENT_LAYERS, style_layers=STYLE_LAYERS,
+            optimizer="lbfgs", steps=steps, size=size, tv_weight=0.0, snapshots=0,
+            seed=0, device=device, precision=precision,
+        )
+        return {}
+
+    return work
+
+
+def tutorial_style(device: str, size: int, steps: int) -> Callable[[], Any]:
+    """The reference: the tutorial's model surgery and L-BFGS loop."""
+    from benchmarks.reference import style_tutorial
+
+    vgg, content, style = _inputs(device, size)
+
+    def work() -> dict[str, float]:
+        style_tutorial.run(vgg.features, content[None], style[None], steps)
+        return {}
+
+    return work
+
+
+def run(device: str, quick: bool) -> tuple[list[Row], list[dict]]:
+    sizes = (64,) if quick else ((128, 256) if device == "cpu" else (256, 512))
+    steps = 3 if quick else 20
+    rows = []
+    for size in sizes:
+        config = {"device": device, "size": size, "steps": steps}
+        ours = measure("benchmarks.suites.style:probe_style", config, 3)
+        peer = measure("benchmarks.suites.style:tutorial_style", config, 3)
+        rows.append(Row("style", f"vgg19 {size}px, {steps} L-BFGS iterations", "PyTorch tutorial", ours, peer,
+                        note=f"{ours.seconds / steps:.3f} vs {peer.seconds / steps:.3f} s/iteration"))
+        if device.startswith("cuda"):
+            bf16 = measure("benchmarks.suites.style:probe_style", {**config, "precision": "bf16"}, 3)
+            rows.append(Row("style", f"vgg19 {size}px, {steps} L-BFGS iterations, bf16", "PyTorch tutorial", bf16, peer,
+                            note=f"{bf16.seconds / steps:.3f} vs {peer.seconds / steps:.3f} s/iteration"))
+    return rows, []
