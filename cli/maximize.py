@@ -100,7 +100,7 @@ def _summary(result: MaximizeResult, name: str) -> str:
                    "(or a linear layer's unit); class: the logit of the model's output.")
 @click.option("--l1", type=click.FloatRange(min=0), default=0.0, show_default=True, metavar="W",
               help="Subtract W x sum|x| (the image in [0,1], summed over pixels): seed 003's L1 constraint. "
-                   "0.05 makes digit class images look like digits.")
+                   "0.3 makes the digits model's class images look like digits.")
 @click.option("--tv", type=click.FloatRange(min=0), default=0.0, show_default=True, metavar="W",
               help="Subtract W x total variation (summed absolute differences of neighbouring pixels).")
 @click.option("--diversity", type=click.FloatRange(min=0), default=0.0, show_default=True, metavar="W",
@@ -138,7 +138,7 @@ def command(
     Examples:
       probe maximize --layer conv2                         the 50 conv2 filters of digits
       probe maximize --objective class --steps 512         the 10 digit classes, noise-like
-      probe maximize --objective class --l1 0.05           ... with seed 003's L1 constraint
+      probe maximize --objective class --l1 0.3            ... with seed 003's L1 constraint
       probe maximize --layer conv2 --units 0-7 --preset plain --snapshots 32,128
       probe maximize --model shapes --layer conv3_1 --units 0-15
       probe maximize --model googlenet --layer inception4a --units 0-15 --size 128

@@ -9,7 +9,7 @@
     result.images.shape, result.scores.shape                     # (50, 1, 28, 28), (50,)
     result.save("runs/conv2")                                    # the gallery the CLI writes
 
-    classes = probe.maximize(m, O.class_logit(range(10)) - 0.02 * O.l1(), preset="plain")
+    classes = probe.maximize(m, O.class_logit(range(10)) - 0.3 * O.l1())      # digits that look like digits
 
 Two presets set the parametrization, the transforms and the learning rate
 together (any of them can still be given explicitly):

@@ -106,7 +106,10 @@ def _history_figure(result: MaximizeResult) -> Any:
     figure, axis = plt.subplots(figsize=(5.5, 3.2))
     steps = range(1, result.history.shape[0] + 1)
     history = result.history.numpy()
-    axis.plot(steps, history, color="0.75", linewidth=0.6)
+    if history.shape[1] <= 10:
+        axis.plot(steps, history, color="0.75", linewidth=0.6)
+    else:  # a band stays readable (and the PNG small) for a whole layer
+        axis.fill_between(steps, history.min(axis=1), history.max(axis=1), color="0.85", label="min to max")
     axis.plot(steps, history.mean(axis=1), color="C0", linewidth=2, label="mean over images")
     axis.set_xlabel("step")
     axis.set_ylabel("objective (with random transforms)")
@@ -151,7 +154,7 @@ def save_gallery(result: MaximizeResult, folder: str | Path, *, cell: int = 128,
         "options": options,
         **fields,
     }
-    title = f"probe maximize — {result.model} {_layer_name(result)} ({result.kind}, {run_fields['preset']})"
+    title = f"probe maximize: {result.model} {_layer_name(result)} ({result.kind}, {run_fields['preset']})"
     gallery = Gallery(folder, command="maximize", title=title, fields=run_fields, version=__version__)
     stems = file_stems(result)
     texts = captions(result)
