@@ -137,8 +137,9 @@ def command(
     \b
     Examples:
       probe maximize --layer conv2                         the 50 conv2 filters of digits
-      probe maximize --objective class --steps 512         the 10 digit classes, noise-like
-      probe maximize --objective class --l1 0.3            ... with seed 003's L1 constraint
+      probe maximize --objective class                     the 10 digit classes: cluttered
+      probe maximize --objective class --l1 0.3            ... with seed 003's L1 constraint: digits
+      probe maximize --objective class --preset plain      the seeds' pixel method: noise-like
       probe maximize --layer conv2 --units 0-7 --preset plain --snapshots 32,128
       probe maximize --model shapes --layer conv3_1 --units 0-15
       probe maximize --model googlenet --layer inception4a --units 0-15 --size 128

@@ -154,7 +154,7 @@ def save_gallery(result: MaximizeResult, folder: str | Path, *, cell: int = 128,
         "options": options,
         **fields,
     }
-    title = f"probe maximize: {result.model} {_layer_name(result)} ({result.kind}, {run_fields['preset']})"
+    title = f"{result.model} {_layer_name(result)} ({result.kind}, {run_fields['preset']})"  # short: fits 3 columns
     gallery = Gallery(folder, command="maximize", title=title, fields=run_fields, version=__version__)
     stems = file_stems(result)
     texts = captions(result)
