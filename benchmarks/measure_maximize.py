@@ -2,8 +2,8 @@
 
 ::
 
-    python -m benchmarks.measure_maximize                        # render, measure, print
-    python -m benchmarks.measure_maximize --gallery docs/gallery  # ... and refresh the committed example sheets
+    python -m benchmarks.measure_maximize                                  # render, measure, print
+    python -m benchmarks.measure_maximize --gallery docs/gallery/maximize  # ... and refresh the examples
 
 Every image is made by the ``probe maximize`` command itself (a subprocess, all
 defaults unless the example says otherwise), then read back from its PNGs and
@@ -126,8 +126,8 @@ def measure(runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
             "synthesized_median": float(ours.median()),
         }
     scores = torch.tensor([item["score"] for item in runs["digits-conv2"]["manifest"]["items"]])
-    results["conv2"]["manifest_scores_match"] = bool(torch.allclose(scores, _degrees(digits, synthesized, "conv2")[units, units],
-                                                                    rtol=1e-4, atol=1e-3))
+    measured = _degrees(digits, synthesized, "conv2")[units, units]
+    results["conv2"]["manifest_scores_match"] = bool(torch.allclose(scores, measured, rtol=1e-4, atol=1e-3))
 
     # classes: probability of the own class, and the ink (L1) with and without the constraint
     classes = {}
@@ -219,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("runs/measure-maximize"), help="where the galleries go")
     parser.add_argument("--gallery", type=Path, default=None,
-                        help="also copy each contact sheet and manifest here (e.g. docs/gallery)")
+                        help="also copy each contact sheet and manifest here (e.g. docs/gallery/maximize)")
     args = parser.parse_args(argv)
     runs = render(args.out)
     results = measure(runs)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from probe import __version__
-from probe.cli import gallery_index, layers, maximize, train
+from probe.cli import activations, attribute, dream, filters, gallery_index, layers, maximize, train
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -22,8 +22,10 @@ def cli() -> None:
     Start here:
       probe layers digits                  list layers and output shapes
       probe maximize --layer conv2         the images that excite conv2's 50 filters
+      probe activations digits:3           every conv layer's feature maps for one digit
+      probe attribute digits:0 --method all  which pixels made it a 0 (captum)
     """
 
 
-for module in (layers, maximize, train, gallery_index):
+for module in (layers, maximize, train, gallery_index, activations, filters, attribute, dream):
     cli.add_command(module.command)

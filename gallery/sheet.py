@@ -90,6 +90,8 @@ def contact_sheet(
     caption_height = (text_size + 2) * caption_lines if any(captions) else 0
     title_height = int(text_size * 1.5) + 2 * pad if title else 0
     width = columns * (cell + pad) + pad
+    if title:  # never clip the heading of a narrow sheet
+        width = max(width, int(ImageDraw.Draw(Image.new("RGB", (1, 1))).textlength(title, font=title_face)) + 2 * pad)
     height = title_height + rows * (cell + caption_height + pad) + pad
     sheet = Image.new("RGB", (width, height), BACKGROUND)
     draw = ImageDraw.Draw(sheet)

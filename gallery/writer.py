@@ -181,7 +181,7 @@ class Gallery:
                 [item["caption"] for item in items],
                 columns=columns,
                 cell=cell,
-                title=f"{self.title} — {section}" if section else self.title,
+                title=f"{self.title}: {section}" if section else self.title,
             )
             sheet.save(self.folder / name)
             sheets.append({"file": name, "caption": f"contact sheet{': ' + section if section else ''}"})

@@ -14,8 +14,13 @@ The public API, re-exported here (importing has no side effects)::
 
 __version__ = "0.1.0"
 
+from probe.attribution import METHODS as ATTRIBUTION_METHODS
+from probe.attribution import Attribution, attribute
 from probe.devices import resolve_device
+from probe.dream import DreamResult, dream
 from probe.errors import ProbeError, ProbeRuntimeError, ProbeUsageError
+from probe.featuremaps import FeatureMaps, feature_maps
+from probe.kernels import Filters, filters
 from probe.hooks import INPUT, OUTPUT, LayerInfo, Recording, capture, evaluating, layers, record
 from probe.images import load_image, to_pil
 from probe.models import LoadedModel, Preprocess, load_model
@@ -24,6 +29,14 @@ from probe.optimize import MaximizeResult, maximize
 
 __all__ = [
     "__version__",
+    "DreamResult",
+    "ATTRIBUTION_METHODS",
+    "Attribution",
+    "FeatureMaps",
+    "Filters",
+    "attribute",
+    "feature_maps",
+    "filters",
     "INPUT",
     "OUTPUT",
     "LayerInfo",
@@ -35,6 +48,7 @@ __all__ = [
     "ProbeUsageError",
     "Recording",
     "capture",
+    "dream",
     "evaluating",
     "layers",
     "load_image",

@@ -145,6 +145,12 @@ class Recording(Mapping[str, torch.Tensor]):
         shapes = ", ".join(f"{k}: {tuple(v.shape)}" for k, v in self._acts.items())
         return f"Recording({{{shapes}}})"
 
+    def _repr_png_(self) -> bytes | None:
+        """Notebooks show the first image's feature maps (up to 32 per layer) instead of tensors."""
+        from probe.reports.recording import preview
+
+        return preview(self)
+
 
 @contextlib.contextmanager
 def record(

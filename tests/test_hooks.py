@@ -185,3 +185,14 @@ def test_layers_marks_modules_that_did_not_run():
     rows = {row.name: row for row in probe.layers(net, (1, 5, 5))}
     assert rows["used"].output_shape == (2, 3, 3)
     assert rows["aux"].output_shape is None and rows["aux"].channels is None
+
+
+def test_recording_shows_itself_as_a_picture(model: torch.nn.Module, batch: torch.Tensor) -> None:
+    with probe.record(model, [name for name, _ in model.named_children()][:2]) as acts:
+        assert acts._repr_png_() is None  # nothing recorded yet: notebooks fall back to the repr
+        model(batch)
+    png = acts._repr_png_()
+    assert png is not None and png.startswith(b"\x89PNG")
+    with probe.record(model, "output", reduce=None) as flat:
+        model(batch)
+    assert flat._repr_png_().startswith(b"\x89PNG")  # (N, F) layers become a bar chart

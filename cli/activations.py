@@ -1,0 +1,65 @@
+"""``probe activations IMAGE``: the feature maps of chosen layers for one input, as a gallery."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from probe.cli.common import ProbeCommand, device_option, echo_done, model_options, out_options, parse_weights
+from probe.featuremaps import feature_maps
+from probe.gallery import prepare_out_dir, slug
+from probe.images import parse_size
+from probe.models import load_model
+from probe.reports.activations import SCALES, save_gallery
+
+
+def image_slug(image: str) -> str:
+    """A short folder-name part for an image source (``digits:3`` -> ``digits-3``, ``cat.jpg`` -> ``cat``)."""
+    path = Path(image)
+    return slug(path.stem if path.suffix and ":" not in image else image)
+
+
+@click.command("activations", cls=ProbeCommand)
+@click.argument("image")
+@model_options(default="digits")
+@click.option("--layer", "layer", multiple=True, metavar="NAME",
+              help="Layer to show (repeat for several). Default: every Conv2d layer.")
+@click.option("--all", "all_layers", is_flag=True, help="Every layer (but flatten/dropout/identity, which repeat their input).")
+@click.option("--top", type=click.IntRange(min=1), default=None,
+              help="Show only the K most active channels per layer, most active first.")
+@click.option("--limit", type=click.IntRange(min=1), default=64, show_default=True,
+              help="Without --top, show at most this many channels per layer (in index order).")
+@click.option("--scale", type=click.Choice(SCALES), default="map", show_default=True,
+              help="Colour scale per map (shows every map's pattern) or per layer (shows which maps are strong).")
+@click.option("--size", default=None, metavar="N|HxW", help="Input size (default: the model's); the image is centre-cropped to it.")
+@device_option
+@out_options
+def command(image: str, model: str, weights: str, layer: tuple[str, ...], all_layers: bool, top: int | None,
+            limit: int, scale: str, size: str | None, device: str, out: Path | None, force: bool) -> None:
+    """Show the feature maps every layer computes for IMAGE, and the prediction.
+
+    IMAGE is a file, skimage:NAME (astronaut, coffee, chelsea, ...) or a zoo
+    sample: digits:N (the N-th bundled digit), xo:x, xo:o, shapes:star, ...
+    Each layer gets its own grid; each map is captioned with its channel and
+    its degree of activation (the sum of the map). Signed maps (convolution
+    outputs) are red/blue with white at 0; maps after a ReLU are black to
+    yellow. Flat layers and the class probabilities are bar charts.
+
+    \b
+    Examples:
+      probe activations digits:3                      conv1 and conv2 of the digit 3
+      probe activations digits:0 --all                every layer
+      probe activations xo:x --model xo --layer relu1
+      probe activations skimage:astronaut --model shapes --top 16
+    """
+    if all_layers and layer:
+        raise click.UsageError("give --layer or --all, not both")
+    loaded = load_model(model, weights=parse_weights(weights), device=device)
+    parsed = parse_size(size) if size else None
+    result = feature_maps(loaded, image, "all" if all_layers else (list(layer) or None), top=top, limit=limit, size=parsed)
+    folder = prepare_out_dir(out, f"runs/activations-{slug(loaded.name)}-{image_slug(image)}", force=force)
+    save_gallery(result, folder, image=image, weights=loaded.weights)
+    shown = sum(len(order) for layer_name, order in result.order.items() if result.maps[layer_name].dim() == 3)
+    summary = f"{loaded.name} on {image}: prediction {result.prediction}; " if result.prediction else f"{loaded.name} on {image}: "
+    echo_done(folder, summary + f"{shown} maps from {len(result.maps)} layer(s)")

@@ -1,0 +1,172 @@
+"""``probe dream IMAGE``: Deep Dream with octaves, jitter, tiles, guides and zoom sequences."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+import torch
+
+from probe.cli.common import ProbeCommand, echo_done, model_options, out_options, parse_weights, progress_bar, shared
+from probe.dream import dream
+from probe.errors import ProbeUsageError
+from probe.gallery import prepare_out_dir, slug
+from probe.images import load_image, parse_size
+from probe.models import LoadedModel, load_model
+from probe.reports.dream import save_gallery
+from probe.runtime import PRECISIONS
+
+DEFAULT_MODEL = "googlenet"
+
+
+def parse_channels(text: str | None) -> list[int] | None:
+    """``"0-9"``, ``"3"``, ``"0,4,7-9"`` -> a sorted list of channel indices (None for None)."""
+    if text is None:
+        return None
+    chosen: set[int] = set()
+    try:
+        for part in text.replace(" ", "").split(","):
+            start, dash, stop = part.partition("-")
+            first, last = int(start), int(stop) if dash else int(start)
+            if first < 0 or last < first:
+                raise ValueError
+            chosen.update(range(first, last + 1))
+    except ValueError:
+        raise ProbeUsageError(
+            f"channels must be indices or ranges such as 5, 0-9 or 0,4,7-9; got {text!r}", param="channels"
+        ) from None
+    return sorted(chosen)
+
+
+def _load(model: str, weights: str, device: str) -> LoadedModel:
+    """Load ``model``; when pretrained weights cannot be had (offline), say how to dream anyway."""
+    try:
+        return load_model(model, weights=parse_weights(weights), device=device)
+    except ProbeUsageError as error:
+        if error.param != "weights" or weights.lower() not in ("default", "pretrained"):
+            raise
+        raise ProbeUsageError(
+            f"probe dream needs trained weights and uses {model} with its pretrained ImageNet weights by default, "
+            f"which cannot be downloaded here. Offline, dream with the embedded RGB model: --model shapes; or give "
+            f"a state_dict file: --model {model} --weights PATH. ({str(error).split(' torchvision downloads')[0]})",
+            param="weights",
+        ) from None
+
+
+AUTO_MIN_SIDE = 256
+"""``--size auto``: the longer side is twice the model's input size, and at least this."""
+
+
+def _input_image(source: str, loaded: LoadedModel, size: str) -> torch.Tensor:
+    """IMAGE as the model's channels, resized as ``--size`` says."""
+    if size == "full":
+        target = None
+    elif size == "auto":
+        target = max(AUTO_MIN_SIDE, 2 * max(loaded.preprocess.input_size))
+    else:
+        target = parse_size(size)
+    return load_image(source, channels=loaded.preprocess.channels, size=target)
+
+
+def _image_name(source: str) -> str:
+    prefix, sep, key = source.partition(":")
+    if sep and not Path(source).exists():
+        return slug(key or prefix)
+    return slug(Path(source).stem)
+
+
+@click.command("dream", cls=ProbeCommand)
+@click.argument("image", metavar="IMAGE")
+@model_options(default=DEFAULT_MODEL, help_extra=" Offline: --model shapes.")
+@click.option("--layer", "layer", multiple=True, metavar="NAME",
+              help="Layer to dream on; repeat for several. Default: the model's (googlenet: inception4c, "
+              "shapes: relu3_1, digits: conv2). 'probe layers MODEL' lists the names.")
+@click.option("--layer-weight", "layer_weight", multiple=True, type=float, metavar="W",
+              help="Weight of each --layer, in the same order (default 1 each).")
+@click.option("--channels", default=None, metavar="0-9|3|0,4,7-9",
+              help="Only these channels of the layer(s) count (default: all).")
+@click.option("--objective", type=click.Choice(["l2", "mean"]), default="l2", show_default=True,
+              help="l2: mean squared activation (positive grows, negative shrinks); mean: mean activation.")
+@click.option("--octaves", type=click.IntRange(min=1), default=4, show_default=True, help="Number of scales.")
+@click.option("--octave-scale", "octave_scale", type=click.FloatRange(min=1.0), default=1.4, show_default=True,
+              help="Size ratio between consecutive octaves.")
+@click.option("--steps", type=click.IntRange(min=0), default=10, show_default=True, help="Gradient steps per octave.")
+@click.option("--lr", type=click.FloatRange(min=0.0), default=0.01, show_default=True,
+              help="Mean change of a pixel per step (pixel values in [0, 1]).")
+@click.option("--jitter", type=click.IntRange(min=0), default=32, show_default=True,
+              help="Random roll in pixels before each step, undone after.")
+@click.option("--tile", type=click.IntRange(min=8), default=None, metavar="PX",
+              help="Compute gradients in tiles of PX pixels (at random offsets): memory follows the tile, "
+              "not the image. Default: whole image.")
+@click.option("--tile-margin", "tile_margin", type=click.IntRange(min=0), default=None, metavar="PX",
+              help="Context around each tile (default: tile/8).")
+@click.option("--guide", default=None, metavar="IMAGE",
+              help="Steer the dream toward the features of this image (file or skimage:NAME).")
+@click.option("--frames", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Zoom sequence: N frames, each the dream of the previous one zoomed by --zoom (PNGs and a GIF).")
+@click.option("--zoom", type=click.FloatRange(min=1.0), default=1.05, show_default=True, help="Zoom between frames.")
+@click.option("--size", default="auto", show_default=True, metavar="auto|full|N|HxW",
+              help="Resize IMAGE first: auto = longer side twice the model's input size, at least 256 "
+              "(googlenet: 448, shapes: 256); full keeps it; "
+              "N sets the longer side; HxW both.")
+@click.option("--precision", type=click.Choice(PRECISIONS), default="fp32", show_default=True,
+              help="Forward-pass precision (bf16/fp16 are for GPUs).")
+@shared
+@out_options
+def command(image: str, model: str, weights: str, layer: tuple[str, ...], layer_weight: tuple[float, ...],
+            channels: str | None, objective: str, octaves: int, octave_scale: float, steps: int, lr: float,
+            jitter: int, tile: int | None, tile_margin: int | None, guide: str | None, frames: int, zoom: float,
+            size: str, precision: str, device: str, seed: int, out: Path | None, force: bool) -> None:
+    """Deep Dream: make the network exaggerate what it sees in IMAGE.
+
+    IMAGE is a file or a bundled sample: skimage:astronaut, skimage:coffee,
+    skimage:chelsea, ... Gradient ascent on the image for the layer's
+    activation, over several octaves (scales), with random jitter; the result
+    keeps the (resized) input's size. Writes the input, the dream, one image
+    per octave, the zoom frames and a GIF, index.html and manifest.json (with
+    the layer objective before and after).
+
+    The default model, googlenet, needs its pretrained weights (downloaded
+    once on a machine with internet). Offline, use the embedded --model shapes.
+
+    \b
+    Examples:
+      probe dream skimage:astronaut --model shapes
+      probe dream photo.jpg --layer inception4c --layer inception4d --layer-weight 1 --layer-weight 0.5
+      probe dream photo.jpg --channels 0-9 --octaves 5 --steps 20
+      probe dream skimage:coffee --guide skimage:chelsea
+      probe dream big.jpg --size full --tile 512          # 4000 px photos in bounded memory
+      probe dream skimage:chelsea --model shapes --frames 10 --zoom 1.08 --size 128   # zoom.gif
+    """
+    if size not in ("auto", "full"):
+        parse_size(size)  # a clear --size error before any loading
+    loaded = _load(model, weights, device)
+    picture = _input_image(image, loaded, size)
+    chosen_layers = list(layer) or None
+    folder_name = f"dream-{slug(model if not Path(model).exists() else Path(model).stem)}-{_image_name(image)}"
+    folder = prepare_out_dir(out, Path("runs") / folder_name, force=force)
+    bar = None
+
+    def progress(step: int, total: int, metrics: dict[str, float]) -> None:
+        nonlocal bar
+        if bar is None:  # opened at the first step, so that usage errors print without a bar
+            bar = progress_bar(total, "dream")
+        bar.update(1)
+        bar.set_postfix(objective=f"{metrics['objective']:.4g}", octave=int(metrics["octave"]))
+
+    try:
+        result = dream(
+            loaded, picture, chosen_layers, channels=parse_channels(channels),
+            layer_weights=list(layer_weight) or None, objective=objective, steps=steps, lr=lr, octaves=octaves,
+            octave_scale=octave_scale, jitter=jitter, tile_size=tile, tile_margin=tile_margin, guide=guide,
+            frames=frames, zoom=zoom, seed=seed, precision=precision, progress=progress,
+        )  # fmt: skip
+    finally:
+        if bar is not None:
+            bar.close()
+    save_gallery(result, folder, image=image, weights=loaded.weights, size=size)
+    layers_text = ", ".join(result.options["layers"])
+    echo_done(folder, f"{loaded.name} {layers_text}: objective {result.objective_before:.4g} -> "
+                      f"{result.objective_after:.4g} ({result.seconds:.1f}s, {picture.shape[-2]}x{picture.shape[-1]})")
+

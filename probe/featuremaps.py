@@ -1,0 +1,167 @@
+"""Feature maps: what every chosen layer computes for one input (the Harley MNIST view).
+
+A thin layer over :func:`probe.record`: one forward pass with the chosen layers
+recorded, each channel's *degree of activation* (the sum of its map, seed 003)
+computed, and the model's prediction kept::
+
+    fm = probe.feature_maps("digits", "digits:3", layers=["conv1", "conv2"], top=8)
+    fm.maps["conv2"].shape      # (50, 11, 11): every channel of conv2 for this digit
+    fm.degree["conv2"]          # (50,): sum of each map
+    fm.order["conv2"]           # the 8 most active channels, most active first
+    fm.prediction               # '3 (99.8%)'
+    fm.save("runs/fm")          # the gallery `probe activations` writes
+
+The same maps straight from the hooks::
+
+    with probe.record(m.module, ["conv2"]) as acts:
+        m(x)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from probe.errors import ProbeUsageError
+from probe.hooks import OUTPUT, evaluating, record, resolve_layers
+from probe.inputs import Prediction, model_input, predict
+from probe.models import LoadedModel, load_model
+
+__all__ = ["FeatureMaps", "feature_maps", "default_layers", "SKIPPED_TYPES"]
+
+#: Layer types ``layers="all"`` leaves out: they repeat the previous layer's values.
+SKIPPED_TYPES: tuple[type[nn.Module], ...] = (nn.Flatten, nn.Dropout, nn.Dropout2d, nn.Identity)
+
+
+def default_layers(module: nn.Module, which: str = "conv") -> list[str]:
+    """Layer names to show when none are named.
+
+    Args:
+        module: the network.
+        which: ``"conv"`` (every ``Conv2d``) or ``"all"`` (every leaf module but
+            flatten, dropout and identity, which repeat their input).
+    """
+    names = []
+    for name, sub in module.named_modules():
+        if not name or any(True for _ in sub.children()):
+            continue
+        if which == "conv" and isinstance(sub, nn.Conv2d):
+            names.append(name)
+        elif which == "all" and not isinstance(sub, SKIPPED_TYPES):
+            names.append(name)
+    return names
+
+
+@dataclass
+class FeatureMaps:
+    """The activations of some layers for one image.
+
+    Attributes:
+        model: the model's name.
+        image: ``(C, H, W)`` the input in [0, 1], as the model saw it (resized).
+        maps: layer -> ``(C, H', W')`` maps of a convolutional layer, or ``(F,)``
+            features of a flat one, for the single input (CPU, float).
+        degree: layer -> ``(C,)`` degree of activation of each channel (sum of its
+            map); for a flat layer, the features themselves.
+        order: layer -> channel indices shown, in display order (all channels by
+            index; with ``top``, the most active first).
+        prediction: the model's output as class probabilities, or None when the
+            output is not a ``(1, K)`` vector.
+        top: how many channels per layer were kept by activation (None: all).
+    """
+
+    model: str
+    image: torch.Tensor
+    maps: dict[str, torch.Tensor]
+    degree: dict[str, torch.Tensor]
+    order: dict[str, torch.Tensor]
+    prediction: Prediction | None = None
+    top: int | None = None
+
+    def save(self, folder: str | Path, **fields: Any) -> Path:
+        """Write the gallery ``probe activations`` writes into ``folder`` (must exist, empty); return the manifest path."""
+        from probe.reports.activations import save_gallery
+
+        return save_gallery(self, folder, **fields)
+
+    def _repr_png_(self) -> bytes:
+        from probe.reports.activations import preview
+
+        return preview(self)
+
+
+def _ordered(degree: torch.Tensor, top: int | None, limit: int | None) -> torch.Tensor:
+    if top is not None:
+        return degree.argsort(descending=True, stable=True)[:top]
+    indices = torch.arange(degree.numel())
+    return indices if limit is None else indices[:limit]
+
+
+def feature_maps(
+    model: str | nn.Module | LoadedModel,
+    image: Any,
+    layers: str | Iterable[str] | None = None,
+    *,
+    top: int | None = None,
+    limit: int | None = None,
+    size: int | Sequence[int] | None = None,
+) -> FeatureMaps:
+    """Record the feature maps of ``layers`` for one image.
+
+    Args:
+        model: a :class:`LoadedModel`, a spec for :func:`probe.load_model`, or an ``nn.Module``.
+        image: a file, ``skimage:NAME``, ``digits:3``, PIL image, array, or a
+            ``(C, H, W)`` / ``(1, C, H, W)`` tensor in [0, 1]; converted to the
+            model's channels, centre-cropped and resized to its input size.
+        layers: layer names; ``"all"`` for every leaf layer (but flatten, dropout,
+            identity); default None: every ``Conv2d`` layer.
+        top: keep only the ``top`` most active channels per layer, most active
+            first (default None: every channel, in index order).
+        limit: without ``top``, keep the first ``limit`` channels per layer
+            (default None: all).
+        size: input size ``(H, W)`` or an int; default the model's.
+
+    Returns:
+        A :class:`FeatureMaps`.
+
+    Raises:
+        ProbeUsageError: unknown layers, ``top``/``limit`` below 1, no layer to show.
+    """
+    loaded = load_model(model)
+    for name, value in (("top", top), ("limit", limit)):
+        if value is not None and value < 1:
+            raise ProbeUsageError(f"{name} must be at least 1; got {value}", param=name)
+    if layers is None or layers == "all":
+        names = default_layers(loaded.module, "conv" if layers is None else "all")
+        if not names:
+            raise ProbeUsageError(f"{loaded.name} has no Conv2d layer; name layers with --layer", param="layer")
+    else:
+        names = [layers] if isinstance(layers, str) else list(layers)
+        resolve_layers(loaded.module, names)
+    x = model_input(loaded, image, size)
+    with evaluating(loaded.module), torch.no_grad(), record(loaded.module, [*names, OUTPUT], to_cpu=True) as acts:
+        loaded(x)
+    maps: dict[str, torch.Tensor] = {}
+    degree: dict[str, torch.Tensor] = {}
+    order: dict[str, torch.Tensor] = {}
+    for name in names:
+        if name not in acts:
+            continue  # a layer the forward pass never reached
+        activation = acts[name][0].float()
+        maps[name] = activation
+        degree[name] = activation.flatten(1).sum(1) if activation.dim() >= 2 else activation
+        order[name] = _ordered(degree[name], top, limit)
+    return FeatureMaps(
+        model=loaded.name,
+        image=x[0].detach().cpu(),
+        maps=maps,
+        degree=degree,
+        order=order,
+        prediction=predict(loaded, acts.get(OUTPUT)),
+        top=top,
+    )
