@@ -1,0 +1,191 @@
+"""``probe maximize``: synthesize the images that excite a layer's filters, neurons or classes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from probe import objectives as O
+from probe.cli.common import ProbeCommand, echo_done, model_options, out_options, parse_weights, progress_bar, shared
+from probe.errors import ProbeUsageError
+from probe.gallery import prepare_out_dir, slug
+from probe.hooks import OUTPUT
+from probe.images import parse_size
+from probe.models import load_model
+from probe.optimize import PRESETS, LayerShape, MaximizeResult, inspect_layer, maximize
+
+OBJECTIVES = ("channel", "neuron", "class")
+WHAT = {"channel": "degree of activation", "neuron": "activation", "class": "logit"}
+
+
+def _snapshot_steps(text: str) -> list[int]:
+    if not text.strip():
+        return []
+    try:
+        return [int(part) for part in text.replace(" ", "").split(",") if part]
+    except ValueError:
+        raise ProbeUsageError(f"cannot read snapshots {text!r}; give steps like 32,128,256", param="snapshots") from None
+
+
+def _size(text: str | None) -> tuple[int, int] | None:
+    if text is None:
+        return None
+    parsed = parse_size(text)
+    return (parsed, parsed) if isinstance(parsed, int) else parsed
+
+
+def _target_layer(loaded: Any, objective: str, layer: str | None, size: tuple[int, int] | None) -> LayerShape:
+    """Check --layer against --objective and learn its shape."""
+    if layer is None:
+        if objective != "class":
+            raise ProbeUsageError(
+                f"--layer is required for --objective {objective} (e.g. --layer conv2); "
+                f"'probe layers {loaded.name}' lists the layers",
+                param="layer",
+            )
+        layer = OUTPUT
+    info = inspect_layer(loaded, layer, size)
+    if objective == "class":
+        if not info.is_output:
+            raise ProbeUsageError(
+                f"--objective class maximizes the model's output (logits), but {layer!r} is not the output layer; "
+                f"use --layer {info.output_layer} (or leave --layer out), or --objective channel/neuron for {layer}",
+                param="layer",
+            )
+        if layer == OUTPUT and info.output_layer != OUTPUT:
+            info = inspect_layer(loaded, info.output_layer, size)
+    return info
+
+
+def _invocation(ctx: click.Context) -> str:
+    """The command as typed (options given on the command line, in a canonical order)."""
+    words = ["probe", "maximize"]
+    for param in ctx.command.params:
+        source = ctx.get_parameter_source(param.name) if param.name else None
+        if source is None or source.name != "COMMANDLINE" or not isinstance(param, click.Option):
+            continue
+        value = ctx.params[param.name]
+        flag = param.opts[0]
+        if param.is_flag:
+            words.append(flag)
+        else:
+            words += [flag, str(value)]
+    return " ".join(words)
+
+
+def _summary(result: MaximizeResult, name: str) -> str:
+    values = result.terms.get(result.main, result.scores)
+    what = WHAT.get(result.kind, "score")
+    text = (
+        f"{result.model} {name}: {len(result)} image(s) in {result.seconds:.1f}s; {what}: median {values.median():.4g} "
+        f"(min {values.min():.4g}, max {values.max():.4g})"
+    )
+    probabilities = result.probabilities
+    if probabilities is not None:
+        text += f"; probability of the own class: min {probabilities.min():.3f}"
+    return text
+
+
+@click.command("maximize", cls=ProbeCommand)
+@model_options(default="digits")
+@click.option("--layer", default=None, metavar="LAYER",
+              help="Dotted layer name (see 'probe layers MODEL'). Activations are the module's output: conv2 is "
+                   "before its ReLU; name relu2 for the rectified map. Optional for --objective class.")
+@click.option("--units", default="all", show_default=True, metavar="all|0-9|3,5",
+              help="Which filters/neurons/classes; one image each, all in one batch (see --batch).")
+@click.option("--objective", type=click.Choice(OBJECTIVES), default="channel", show_default=True,
+              help="channel: degree of activation, the sum over a filter's map; neuron: the centre position "
+                   "(or a linear layer's unit); class: the logit of the model's output.")
+@click.option("--l1", type=click.FloatRange(min=0), default=0.0, show_default=True, metavar="W",
+              help="Subtract W x sum|x| (the image in [0,1], summed over pixels): seed 003's L1 constraint. "
+                   "0.3 makes the digits model's class images look like digits.")
+@click.option("--tv", type=click.FloatRange(min=0), default=0.0, show_default=True, metavar="W",
+              help="Subtract W x total variation (summed absolute differences of neighbouring pixels).")
+@click.option("--diversity", type=click.FloatRange(min=0), default=0.0, show_default=True, metavar="W",
+              help="Add W x diversity: several images per unit (--per-unit, 4 by default then) that differ.")
+@click.option("--per-unit", type=click.IntRange(min=1), default=None, metavar="K",
+              help="Images per unit (default 1, or 4 with --diversity).")
+@click.option("--preset", type=click.Choice(list(PRESETS)), default="robust", show_default=True,
+              help="robust: Fourier parametrization + colour decorrelation + random jitter/scale/rotate; "
+                   "plain: the seeds' method, gradient ascent on the pixels.")
+@click.option("--steps", type=click.IntRange(min=1), default=256, show_default=True, help="Optimization steps.")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None, help="Learning rate (default 0.05).")
+@click.option("--size", default=None, metavar="H[xW]", help="Image size (default: the model's input size).")
+@click.option("--batch", type=click.IntRange(min=1), default=64, show_default=True, metavar="N",
+              help="At most N images per optimization pass; bigger requests run in chunks.")
+@click.option("--snapshots", default="", metavar="32,128,256", help="Also save the images after these steps.")
+@click.option("--precision", type=click.Choice(["fp32", "bf16"]), default="fp32", show_default=True,
+              help="Autocast precision of the forward passes (bf16 pays off on recent GPUs).")
+@shared
+@out_options
+@click.pass_context
+def command(
+    ctx: click.Context, model: str, weights: str, layer: str | None, units: str, objective: str, l1: float,
+    tv: float, diversity: float, per_unit: int | None, preset: str, steps: int, lr: float | None, size: str | None,
+    batch: int, snapshots: str, precision: str, device: str, seed: int, out: Path | None, force: bool,
+) -> None:
+    """Synthesize the images that maximize a layer's filters, neurons or classes.
+
+    Gradient ascent on the image with the network frozen (seed 003's "degree
+    of activation" of a filter: the sum of its feature map). One image per
+    unit; a whole layer renders in one batch. Writes a gallery: one PNG per
+    unit, a captioned contact sheet (a = degree of activation), index.html
+    and manifest.json with the score of every image.
+
+    \b
+    Examples:
+      probe maximize --layer conv2                         the 50 conv2 filters of digits
+      probe maximize --objective class                     the 10 digit classes: cluttered
+      probe maximize --objective class --l1 0.3            ... with seed 003's L1 constraint: digits
+      probe maximize --objective class --preset plain      the seeds' pixel method: noise-like
+      probe maximize --layer conv2 --units 0-7 --preset plain --snapshots 32,128
+      probe maximize --model shapes --layer conv3_1 --units 0-15
+      probe maximize --model googlenet --layer inception4a --units 0-15 --size 128
+    """
+    snapshot_steps = _snapshot_steps(snapshots)
+    image_size = _size(size)
+    loaded = load_model(model, weights=parse_weights(weights), device=device)
+    info = _target_layer(loaded, objective, layer, image_size)
+    chosen = O.parse_units(units, info.units, info.name)
+    copies = per_unit or (4 if diversity > 0 else 1)
+    expanded = [unit for unit in chosen for _ in range(copies)]
+    if objective == "channel":
+        target = O.channel(info.name, expanded)
+    elif objective == "neuron":
+        target = O.neuron(info.name, expanded)
+    else:
+        target = O.class_logit(expanded, layer=info.name)
+    if l1 > 0:
+        target = target - l1 * O.l1()
+    if tv > 0:
+        target = target - tv * O.total_variation()
+    if diversity > 0:
+        target = target + diversity * O.diversity(info.name, group=copies)
+    folder = prepare_out_dir(out, Path("runs") / f"maximize-{slug(loaded.name)}-{slug(info.name)}", force=force)
+    height_width = image_size or loaded.preprocess.input_size
+    click.echo(
+        f"maximize {target.name} on {loaded.name} ({loaded.weights} weights): {len(expanded)} image(s) of "
+        f"{height_width[0]}x{height_width[1]}, preset {preset}, {steps} steps, on {loaded.device}",
+        err=True,
+    )
+    with progress_bar(steps, f"{info.name}") as bar:
+
+        def progress(step: int, total: int, metrics: dict[str, float]) -> None:
+            if bar.total != total:
+                bar.total = total
+            bar.update(step - bar.n)
+            bar.set_postfix(score=f"{metrics['score']:.4g}", refresh=False)
+
+        result = maximize(
+            loaded, target, steps=steps, lr=lr, preset=preset, image_size=image_size, batch=batch,
+            snapshots=snapshot_steps, progress=progress, seed=seed, precision=precision,
+        )  # fmt: skip
+    result.save(
+        folder,
+        cli=_invocation(ctx),
+        units=units,
+        options={"l1": l1, "tv": tv, "diversity": diversity, "per_unit": copies},
+    )
+    echo_done(folder, _summary(result, info.name))

@@ -1,0 +1,595 @@
+"""Objectives: what an image should make the network do, as a score to MAXIMIZE.
+
+Sign convention (the same everywhere in cnn-probe): an objective is a score,
+higher is better; :func:`probe.maximize` climbs it. Penalties (:func:`l1`,
+:func:`l2`, :func:`total_variation`) are positive numbers that you subtract::
+
+    from probe import objectives as O
+    O.channel("conv2", 7)                      # degree of activation of filter 7
+    O.class_logit(3) - 0.3 * O.l1()            # seed 003's L1-constrained class image
+    O.channel("conv2", 7) + 10 * O.diversity("conv2")
+
+Objectives combine with ``+``, ``-``, ``*`` and ``/`` (with numbers or other
+objectives), unary ``-``, and :func:`total` (the sum of many).
+
+**One score per image.** An objective is evaluated on a batch of N images and
+returns a tensor of N scores. A term that addresses several units assigns unit
+``i`` of its list to image ``i``: ``channel("conv2", range(50))`` asks 50 images,
+and image 7 maximizes filter 7, so a whole layer renders in one optimization. A
+term with one unit applies to every image of the batch.
+
+**Layers** are torch's dotted ``named_modules()`` names; ``"output"`` is the
+model's output. The activation of a layer is the output of that module: for a
+convolution, the filter responses *before* the ReLU that follows (name the ReLU
+module, e.g. ``relu2``, to maximize the rectified map instead). Each objective
+knows the layers it needs (:attr:`Objective.layers`), so the render loop runs
+the network only up to the deepest of them.
+
+**Penalties** are computed on the image in ``[0, 1]`` (before the model's
+normalization and before random transforms), summed over pixels and channels,
+one value per image: ``l1()`` of a 28x28 image lies between 0 and 784.
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from probe.errors import ProbeUsageError, unknown_name
+from probe.hooks import OUTPUT
+
+__all__ = [
+    "Context",
+    "Objective",
+    "as_objective",
+    "channel",
+    "neuron",
+    "class_logit",
+    "direction",
+    "diversity",
+    "l1",
+    "l2",
+    "total_variation",
+    "total",
+    "unit_list",
+    "parse_units",
+]
+
+Units = int | Iterable[int]
+
+
+@dataclass
+class Context:
+    """What an objective sees at one evaluation.
+
+    Attributes:
+        activations: ``{layer name: activation}`` with the graph attached; shapes
+            ``(N, C, H, W)`` or ``(N, F)``; ``"output"`` is the model's output.
+        images: ``(N, C, H, W)`` images in ``[0, 1]`` before random transforms
+            (what penalties measure).
+        index: which images of the whole request this batch holds, as a slice of
+            every multi-unit term's unit list (the render loop splits big
+            requests into batches; default: all of them).
+    """
+
+    activations: Mapping[str, torch.Tensor]
+    images: torch.Tensor
+    index: slice = field(default_factory=lambda: slice(None))
+
+    def __call__(self, layer: str) -> torch.Tensor:
+        """The activation of ``layer``; raises a clear error if it was not captured."""
+        try:
+            return self.activations[layer]
+        except KeyError:
+            raise unknown_name("captured layer", layer, self.activations, param="layer") from None
+
+    @property
+    def batch(self) -> int:
+        """N, the number of images."""
+        return int(self.images.shape[0])
+
+
+@dataclass(frozen=True)
+class _Term:
+    """A leaf objective with its coefficient inside a linear combination."""
+
+    coefficient: float
+    objective: Objective
+
+
+class Objective:
+    """A score per image, as a function of a :class:`Context`, with algebra.
+
+    Args:
+        fn: ``fn(context) -> (N,)`` scores (a 0-d tensor is broadcast to every image).
+        name: a short description (``"channel(conv2)"``); names the term in results.
+        layers: the layer names ``fn`` reads from the context.
+        kind: ``"channel"``, ``"neuron"``, ``"class"``, ``"direction"``,
+            ``"diversity"``, ``"penalty"``, ``"combination"`` or your own.
+        units: the unit of each image for multi-unit terms (length = number of
+            images), one unit for single-unit terms, None when there is none.
+        layer: the layer this term is about (for captions), or None.
+        group: for :func:`diversity`: images form groups of this size (default 1).
+
+    Adding, subtracting and scaling objectives keeps their terms apart
+    (:attr:`terms`), so that a result can report each of them (the logit and the
+    L1 norm of a constrained class image, say).
+    """
+
+    def __init__(
+        self,
+        fn: Callable[[Context], torch.Tensor],
+        name: str = "objective",
+        *,
+        layers: Iterable[str] = (),
+        kind: str = "custom",
+        units: Sequence[int] | None = None,
+        layer: str | None = None,
+        group: int = 1,
+        terms: tuple[_Term, ...] | None = None,
+    ) -> None:
+        self.fn = fn
+        self.name = name
+        self.layers: frozenset[str] = frozenset(layers)
+        self.kind = kind
+        self.units: tuple[int, ...] | None = None if units is None else tuple(int(u) for u in units)
+        self.layer = layer
+        self.group = int(group)
+        self._terms = terms
+
+    def __call__(self, context: Context) -> torch.Tensor:
+        """Evaluate: ``(N,)`` scores (or a 0-d tensor for batch-free objectives)."""
+        return self.fn(context)
+
+    def __repr__(self) -> str:
+        return f"Objective({self.name})"
+
+    # ----------------------------------------------------------------- structure
+    @property
+    def terms(self) -> tuple[_Term, ...]:
+        """The linear combination this objective is: ``((coefficient, leaf), ...)``."""
+        return self._terms if self._terms is not None else (_Term(1.0, self),)
+
+    @property
+    def batch(self) -> int:
+        """Images the objective asks for: the longest unit list of its terms (1 if none is longer)."""
+        return max([len(t.objective.units or ()) for t in self.terms] + [1])
+
+    @property
+    def main(self) -> Objective:
+        """The term that names the result: the first that is no penalty, diversity or constant."""
+        leaves = [t.objective for t in self.terms if t.objective.kind != "constant"] or [self.terms[0].objective]
+        for leaf in leaves:
+            if leaf.kind not in ("penalty", "diversity"):
+                return leaf
+        return leaves[0]
+
+    def image_units(self) -> tuple[int | None, ...]:
+        """The unit each image works for, from :attr:`main` (None for terms without units)."""
+        units = self.main.units
+        if not units:
+            return (None,) * self.batch
+        if len(units) == 1:
+            return units * self.batch
+        return units
+
+    # ------------------------------------------------------------------- algebra
+    @staticmethod
+    def _combine(terms: Sequence[_Term]) -> Objective:
+        merged: list[_Term] = []
+        for term in terms:
+            if term.coefficient != 0 or not merged:
+                merged.append(term)
+        if len(merged) == 1 and merged[0].coefficient == 1.0:
+            return merged[0].objective
+        batches = {len(t.objective.units) for t in merged if t.objective.units and len(t.objective.units) > 1}
+        if len(batches) > 1:
+            raise ProbeUsageError(
+                f"cannot combine objectives over different numbers of units ({', '.join(map(str, sorted(batches)))}): "
+                "each image works for one unit of each list, so the lists must have the same length"
+            )
+
+        def fn(context: Context) -> torch.Tensor:
+            result = torch.zeros((), device=context.images.device)
+            for term in merged:
+                result = result + term.coefficient * term.objective(context)
+            return result
+
+        parts = []
+        for position, term in enumerate(merged):
+            c = term.coefficient
+            magnitude = "" if abs(c) == 1 else f"{abs(c):g} * "
+            sign = ("-" if c < 0 else "") if position == 0 else (" - " if c < 0 else " + ")
+            parts.append(f"{sign}{magnitude}{term.objective.name}")
+        name = "".join(parts)
+        layers = frozenset().union(*(t.objective.layers for t in merged))
+        return Objective(fn, name, layers=layers, kind="combination", terms=tuple(merged),
+                         group=max(t.objective.group for t in merged))
+
+    def _product(self, other: Objective, symbol: str, op: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> Objective:
+        def fn(context: Context) -> torch.Tensor:
+            return op(self(context), other(context))
+
+        return Objective(fn, f"({self.name}) {symbol} ({other.name})", layers=self.layers | other.layers,
+                         kind="custom", units=self.units or other.units, layer=self.layer or other.layer,
+                         group=max(self.group, other.group))
+
+    def __add__(self, other: Any) -> Objective:
+        if isinstance(other, Objective):
+            return self._combine(self.terms + other.terms)
+        if isinstance(other, numbers.Real):
+            return self._combine(self.terms + (_Term(1.0, constant(float(other))),)) if other != 0 else self
+        return NotImplemented
+
+    def __radd__(self, other: Any) -> Objective:
+        if isinstance(other, numbers.Real):
+            return self.__add__(other)
+        return NotImplemented
+
+    def __neg__(self) -> Objective:
+        return self._combine(tuple(_Term(-t.coefficient, t.objective) for t in self.terms))
+
+    def __sub__(self, other: Any) -> Objective:
+        if isinstance(other, (Objective, numbers.Real)):
+            return self + (-other)
+        return NotImplemented
+
+    def __rsub__(self, other: Any) -> Objective:
+        if isinstance(other, numbers.Real):
+            return (-self) + other
+        return NotImplemented
+
+    def __mul__(self, other: Any) -> Objective:
+        if isinstance(other, numbers.Real):
+            return self._combine(tuple(_Term(float(other) * t.coefficient, t.objective) for t in self.terms))
+        if isinstance(other, Objective):
+            return self._product(other, "*", torch.mul)
+        return NotImplemented
+
+    def __rmul__(self, other: Any) -> Objective:
+        return self.__mul__(other)
+
+    def __truediv__(self, other: Any) -> Objective:
+        if isinstance(other, numbers.Real):
+            if other == 0:
+                raise ZeroDivisionError("objective divided by zero")
+            return self * (1.0 / float(other))
+        if isinstance(other, Objective):
+            return self._product(other, "/", torch.div)
+        return NotImplemented
+
+    @staticmethod
+    def sum(objectives: Iterable[Objective]) -> Objective:
+        """The sum of many objectives (see :func:`total`)."""
+        return total(objectives)
+
+
+def total(objectives: Iterable[Objective]) -> Objective:
+    """``objectives[0] + objectives[1] + ...``, for a list built in a loop."""
+    items = list(objectives)
+    if not items:
+        raise ProbeUsageError("total() needs at least one objective")
+    terms: tuple[_Term, ...] = ()
+    for item in items:
+        terms += as_objective(item).terms
+    return Objective._combine(terms)
+
+
+def as_objective(value: Objective | Callable[[Context], torch.Tensor]) -> Objective:
+    """Wrap a plain ``fn(context) -> scores`` as an :class:`Objective` (no layers known: declare them yourself)."""
+    if isinstance(value, Objective):
+        return value
+    if callable(value):
+        return Objective(value, getattr(value, "__name__", "objective"))
+    raise ProbeUsageError(f"expected an Objective or a function of a Context; got {type(value).__name__}")
+
+
+def constant(value: float) -> Objective:
+    """A score of ``value`` for every image (what ``objective + 3`` adds)."""
+    return Objective(lambda context: torch.full((), value, device=context.images.device), f"{value:g}", kind="constant")
+
+
+# ---------------------------------------------------------------------- units
+def unit_list(units: Units) -> tuple[int, ...]:
+    """``7`` -> ``(7,)``; ``range(50)`` / ``[3, 5]`` -> a tuple; checks they are non-negative ints."""
+    if isinstance(units, numbers.Integral):
+        values: tuple[int, ...] = (int(units),)
+    else:
+        try:
+            values = tuple(int(u) for u in units)  # type: ignore[union-attr]
+        except (TypeError, ValueError):
+            raise ProbeUsageError(f"units must be an int or a list of ints; got {units!r}", param="units") from None
+    if not values:
+        raise ProbeUsageError("no unit given; name at least one unit", param="units")
+    negative = [u for u in values if u < 0]
+    if negative:
+        raise ProbeUsageError(f"unit {negative[0]} is negative; units count from 0", param="units")
+    return values
+
+
+def _units_for(units: tuple[int, ...], context: Context, size: int, layer: str) -> torch.Tensor:
+    """The unit of each image of this batch, as a long tensor ``(N,)``; checks the range."""
+    chosen = units if len(units) == 1 else units[context.index]
+    if len(chosen) != 1 and len(chosen) != context.batch:
+        raise ProbeUsageError(
+            f"the objective on {layer} addresses {len(chosen)} units but the batch holds {context.batch} images; "
+            "each image works for one unit"
+        )
+    top = max(chosen)
+    if top >= size:
+        raise ProbeUsageError(f"unit {top} is out of range for {layer} (0 to {size - 1})", param="units")
+    index = torch.tensor(chosen, device=context.images.device)
+    return index.expand(context.batch) if len(chosen) == 1 else index
+
+
+def _per_image(values: torch.Tensor, units: torch.Tensor) -> torch.Tensor:
+    """``values[i, units[i]]`` for a ``(N, C, ...)`` tensor -> ``(N, ...)``."""
+    rows = torch.arange(values.shape[0], device=values.device)
+    return values[rows, units]
+
+
+def _describe(units: tuple[int, ...]) -> str:
+    if len(units) == 1:
+        return str(units[0])
+    if units == tuple(range(units[0], units[0] + len(units))):
+        return f"{units[0]}-{units[-1]}"
+    return ",".join(map(str, units[:6])) + (",..." if len(units) > 6 else "")
+
+
+REDUCTIONS = ("sum", "mean")
+
+
+def _check_reduce(reduce: str) -> None:
+    if reduce not in REDUCTIONS:
+        raise ProbeUsageError(f"unknown reduction {reduce!r}; reductions are: {', '.join(REDUCTIONS)}", param="reduce")
+
+
+# ------------------------------------------------------------------ activations
+def channel(layer: str, units: Units, *, reduce: str = "sum") -> Objective:
+    """The degree of activation of filters: ``a^k = sum_ij a^k_ij`` (seed 003).
+
+    Args:
+        layer: dotted layer name.
+        units: one filter (every image works for it) or several (image ``i``
+            works for ``units[i]``).
+        reduce: ``"sum"`` over the feature map (default, seed 003's definition)
+            or ``"mean"`` (independent of the map's size). On a linear layer,
+            ``(N, F)``, the score is the unit's value either way.
+
+    Returns:
+        An objective of kind ``"channel"``.
+    """
+    chosen = unit_list(units)
+    _check_reduce(reduce)
+
+    def fn(context: Context) -> torch.Tensor:
+        act = context(layer)
+        values = _per_image(act, _units_for(chosen, context, act.shape[1], layer))
+        if values.dim() == 1:
+            return values
+        flat = values.flatten(1)
+        return flat.sum(1) if reduce == "sum" else flat.mean(1)
+
+    suffix = "" if reduce == "sum" else ", mean"
+    return Objective(fn, f"channel({layer}:{_describe(chosen)}{suffix})", layers=[layer], kind="channel",
+                     units=chosen, layer=layer)
+
+
+def neuron(layer: str, units: Units, y: int | None = None, x: int | None = None) -> Objective:
+    """One position of a filter's map (the centre by default), or one unit of a linear layer.
+
+    Args:
+        layer: dotted layer name.
+        units: as for :func:`channel`.
+        y, x: the position in the feature map; default the centre
+            ``(H // 2, W // 2)`` of the map at hand. Ignored for ``(N, F)`` layers.
+
+    Returns:
+        An objective of kind ``"neuron"``.
+    """
+    chosen = unit_list(units)
+
+    def fn(context: Context) -> torch.Tensor:
+        act = context(layer)
+        values = _per_image(act, _units_for(chosen, context, act.shape[1], layer))
+        if values.dim() == 1:
+            return values
+        if values.dim() != 3:
+            raise ProbeUsageError(f"neuron() needs a (N, C, H, W) or (N, F) layer; {layer} gives {tuple(act.shape)}")
+        height, width = values.shape[-2:]
+        row = height // 2 if y is None else y
+        col = width // 2 if x is None else x
+        if not (0 <= row < height and 0 <= col < width):
+            raise ProbeUsageError(f"position ({row}, {col}) is outside {layer}'s {height}x{width} map", param="units")
+        return values[:, row, col]
+
+    where = "" if y is None and x is None else f" @({y},{x})"
+    return Objective(fn, f"neuron({layer}:{_describe(chosen)}{where})", layers=[layer], kind="neuron",
+                     units=chosen, layer=layer)
+
+
+def class_logit(units: Units, *, layer: str = OUTPUT, probability: bool = False) -> Objective:
+    """A class score of the model's output: the logit (default) or the softmax probability.
+
+    Args:
+        units: class indices, as for :func:`channel`.
+        layer: where the logits come from: ``"output"`` (default) or the name of
+            the layer that produces them (``"fc2"``).
+        probability: maximize ``softmax(logits)[unit]`` instead of the logit.
+
+    Returns:
+        An objective of kind ``"class"``.
+    """
+    chosen = unit_list(units)
+
+    def fn(context: Context) -> torch.Tensor:
+        logits = context(layer)
+        if logits.dim() != 2:
+            raise ProbeUsageError(
+                f"class_logit needs (N, classes) logits; {layer} gives {tuple(logits.shape)}", param="layer"
+            )
+        index = _units_for(chosen, context, logits.shape[1], layer)
+        values = logits.float().softmax(dim=1) if probability else logits
+        return _per_image(values, index)
+
+    what = "class_probability" if probability else "class_logit"
+    return Objective(fn, f"{what}({_describe(chosen)})", layers=[layer], kind="class", units=chosen, layer=layer)
+
+
+def direction(layer: str, vector: torch.Tensor | Sequence[float], *, reduce: str = "sum", cosine: bool = False) -> Objective:
+    """Move a layer's activation along a direction in channel space.
+
+    The score is ``sum_ij <a_ij, v>`` over positions (``reduce="mean"``
+    averages), or the cosine similarity ``<a_ij, v> / |a_ij| |v|`` with
+    ``cosine=True``.
+
+    Args:
+        layer: dotted layer name.
+        vector: ``(C,)`` one direction for every image, or ``(K, C)``, image ``i``
+            following row ``i``.
+        reduce: ``"sum"`` (default) or ``"mean"`` over positions.
+        cosine: use cosine similarity per position instead of the dot product.
+
+    Returns:
+        An objective of kind ``"direction"``.
+    """
+    _check_reduce(reduce)
+    vectors = torch.as_tensor(vector, dtype=torch.float32)
+    if vectors.dim() not in (1, 2):
+        raise ProbeUsageError(f"a direction is (C,) or (K, C); got shape {tuple(vectors.shape)}")
+    many = vectors.dim() == 2
+    rows = tuple(range(vectors.shape[0])) if many else None
+
+    def fn(context: Context) -> torch.Tensor:
+        act = context(layer)
+        v = vectors.to(act.device, act.dtype)
+        if many:
+            v = v[context.index]
+            if v.shape[0] != context.batch:
+                raise ProbeUsageError(f"{v.shape[0]} directions for a batch of {context.batch} images")
+        if v.shape[-1] != act.shape[1]:
+            raise ProbeUsageError(f"the direction has {v.shape[-1]} values but {layer} has {act.shape[1]} channels")
+        v = v.expand(act.shape[0], -1)
+        shaped = v.view(*v.shape, *([1] * (act.dim() - 2)))
+        dots = (act * shaped).sum(1)
+        if cosine:
+            dots = dots / (act.norm(dim=1) * shaped.norm(dim=1) + 1e-8)
+        flat = dots.flatten(1) if dots.dim() > 1 else dots[:, None]
+        return flat.sum(1) if reduce == "sum" else flat.mean(1)
+
+    return Objective(fn, f"direction({layer})", layers=[layer], kind="direction", units=rows, layer=layer)
+
+
+def diversity(layer: str, *, group: int | None = None) -> Objective:
+    """Make the images of a batch differ (Lucid's diversity), as a score: higher = more different.
+
+    Each image's Gram matrix of ``layer`` (channels x channels, over positions)
+    is L2-normalized; an image's score is minus its mean dot product with the
+    other images of its group. Add it with a weight to an objective for one
+    unit, over a batch of several images: ``channel("conv2", 7) + 10 * diversity("conv2")``.
+
+    Args:
+        layer: dotted layer name.
+        group: images form consecutive groups of this size and differ within
+            their group (to render several units, several images each, in one
+            batch); default None: the whole batch is one group.
+
+    Returns:
+        An objective of kind ``"diversity"``; a batch (or group) of one image scores 0.
+    """
+    if group is not None and group < 1:
+        raise ProbeUsageError(f"diversity group must be >= 1; got {group}")
+
+    def fn(context: Context) -> torch.Tensor:
+        act = context(layer).float()
+        n = act.shape[0]
+        size = n if group is None else group
+        if n % size:
+            raise ProbeUsageError(f"a batch of {n} images does not split into diversity groups of {size}")
+        flat = act.flatten(2) if act.dim() > 2 else act[:, :, None]
+        grams = F.normalize(torch.bmm(flat, flat.transpose(1, 2)).flatten(1), dim=1, eps=1e-10)
+        similarity = grams @ grams.T
+        same = torch.arange(n, device=act.device) // size
+        mask = (same[:, None] == same[None, :]) & ~torch.eye(n, dtype=torch.bool, device=act.device)
+        others = (similarity * mask).sum(1)
+        return -others / max(size - 1, 1)
+
+    return Objective(fn, f"diversity({layer})", layers=[layer], kind="diversity", layer=layer, group=group or 1)
+
+
+# -------------------------------------------------------------------- penalties
+def _flat_images(context: Context, constant_value: float) -> torch.Tensor:
+    return (context.images - constant_value).flatten(1)
+
+
+def l1(constant: float = 0.0) -> Objective:
+    """``sum |x - constant|`` over the pixels and channels of each image in ``[0, 1]`` (a penalty: subtract it).
+
+    With ``constant=0`` on dark-background digits this is the amount of ink:
+    seed 003's L1 constraint ``y_i(x) - lambda * sum_ij |x_ij|``. For RGB, 0.5
+    (mid-gray) is a natural constant. The weight ``lambda`` depends on the scale
+    of the score it is subtracted from: on the shipped ``digits`` model, whose
+    class logits reach about 45, ``class_logit(k) - 0.3 * l1()`` halves the ink
+    and keeps every image classified as its digit.
+    """
+    return Objective(lambda context: _flat_images(context, constant).abs().sum(1), "l1", kind="penalty")
+
+
+def l2(constant: float = 0.0) -> Objective:
+    """``sqrt(sum (x - constant)^2)`` per image: the Euclidean norm of the image in ``[0, 1]`` (a penalty)."""
+    return Objective(lambda context: _flat_images(context, constant).pow(2).sum(1).add(1e-12).sqrt(), "l2",
+                     kind="penalty")
+
+
+def total_variation() -> Objective:
+    """``sum |x[i+1, j] - x[i, j]| + |x[i, j+1] - x[i, j]|`` per image (a penalty: subtract it for smoothness)."""
+
+    def fn(context: Context) -> torch.Tensor:
+        images = context.images
+        dy = (images[..., 1:, :] - images[..., :-1, :]).abs().flatten(1).sum(1)
+        dx = (images[..., :, 1:] - images[..., :, :-1]).abs().flatten(1).sum(1)
+        return dy + dx
+
+    return Objective(fn, "total_variation", kind="penalty")
+
+
+def parse_units(text: str, count: int, layer: str) -> tuple[int, ...]:
+    """Parse a unit selection as typed on the command line, checking it against the layer's size.
+
+    ``"all"`` -> ``0 .. count-1``; ``"0-9"`` -> 0 to 9 inclusive; ``"3,5"``; and
+    combinations like ``"0-3,7,10-12"``. Duplicates keep their first place.
+
+    Args:
+        text: the selection.
+        count: the number of units (channels or features) of ``layer``.
+        layer: the layer's name, for the messages.
+
+    Raises:
+        ProbeUsageError: bad syntax, or ``"unit 60 is out of range for conv2 (0 to 49)"``.
+    """
+    cleaned = text.strip().lower().replace(" ", "")
+    if cleaned == "all":
+        return tuple(range(count))
+    units: list[int] = []
+    try:
+        for part in cleaned.split(","):
+            if "-" in part:
+                first, last = (int(p) for p in part.split("-"))
+                if last < first:
+                    raise ValueError(part)
+                units.extend(range(first, last + 1))
+            else:
+                units.append(int(part))
+    except ValueError:
+        raise ProbeUsageError(
+            f"cannot read units {text!r}; use all, a range like 0-9, a list like 3,5, or both like 0-3,7", param="units"
+        ) from None
+    for unit in units:
+        if not 0 <= unit < count:
+            raise ProbeUsageError(f"unit {unit} is out of range for {layer} (0 to {count - 1})", param="units")
+    return tuple(dict.fromkeys(units))

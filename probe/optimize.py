@@ -1,0 +1,546 @@
+"""The render loop: gradient ascent on images to maximize an objective (activation maximization).
+
+::
+
+    import probe
+    from probe import objectives as O
+    m = probe.load_model("digits")
+    result = probe.maximize(m, O.channel("conv2", range(50)))     # 50 images, one batch
+    result.images.shape, result.scores.shape                     # (50, 1, 28, 28), (50,)
+    result.save("runs/conv2")                                    # the gallery the CLI writes
+
+    classes = probe.maximize(m, O.class_logit(range(10)) - 0.3 * O.l1())      # digits that look like digits
+
+Two presets set the parametrization, the transforms and the learning rate
+together (any of them can still be given explicitly):
+
+- ``"robust"`` (default): Fourier parametrization with ``1/f`` scaling, colour
+  decorrelation for RGB, and random pad/jitter/scale/rotate scaled to the image
+  size (:func:`probe.transforms.transforms_for_size`). Smooth, readable images.
+- ``"plain"``: the seeds' method: gradient ascent on the pixels themselves,
+  clipped to ``[0, 1]`` after each step, no transforms. The baseline.
+
+The model is never changed: it runs under :func:`probe.hooks.evaluating`,
+gradients are taken with ``torch.autograd.grad`` w.r.t. the image parameters
+only, and :func:`probe.hooks.capture` runs each forward pass only up to the
+deepest layer the objective needs and leaves no hook behind.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from probe import param as P
+from probe import transforms as T
+from probe.errors import ProbeUsageError
+from probe.hooks import INPUT, OUTPUT, capture, evaluating, record, resolve_layers
+from probe.models import LoadedModel, load_model
+from probe.objectives import Context, Objective, as_objective
+from probe.runtime import ProgressFn, autocast, check_finite, make_generator
+
+__all__ = ["Preset", "PRESETS", "OPTIMIZERS", "MaximizeResult", "LayerShape", "maximize", "evaluate", "inspect_layer"]
+
+ParamFactory = Callable[[tuple[int, int, int, int], torch.Generator, torch.device], P.ImageParam]
+OptimizerFactory = Callable[[list[torch.Tensor], float], torch.optim.Optimizer]
+
+OPTIMIZERS = ("adam", "sgd")
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A named recipe: parametrization, its options, whether to use transforms, learning rate.
+
+    Attributes:
+        name: ``"robust"`` or ``"plain"``.
+        param: ``"fft"`` or ``"pixel"``.
+        param_options: keyword options for :func:`probe.param.image_param`.
+        transforms: use :func:`probe.transforms.transforms_for_size` (True) or none.
+        lr: the default learning rate.
+        description: one line for ``--help`` and the docs.
+    """
+
+    name: str
+    param: str
+    param_options: dict[str, Any]
+    transforms: bool
+    lr: float
+    description: str
+
+
+PRESETS: dict[str, Preset] = {
+    "robust": Preset(
+        "robust", "fft", {}, True, 0.05,
+        "Fourier parametrization (1/f), colour decorrelation for RGB, random pad/jitter/scale/rotate",
+    ),
+    "plain": Preset(
+        "plain", "pixel", {"squash": "clip"}, False, 0.05,
+        "the seeds' method: gradient ascent on the pixels, clipped to [0, 1], no transforms",
+    ),
+}
+
+
+@dataclass
+class MaximizeResult:
+    """What :func:`maximize` returns. Tensors live on the CPU.
+
+    Attributes:
+        images: ``(N, C, H, W)`` synthesized images in ``[0, 1]``, quantized to
+            8 bits (exactly what a PNG of them holds).
+        scores: ``(N,)`` the objective of each image, measured on ``images``
+            without random transforms (for a channel: its degree of activation).
+        history: ``(steps, N)`` the objective at each step, as optimized (with
+            the random transforms).
+        snapshots: ``{step: (N, C, H, W)}`` images after the requested steps.
+        units: the unit each image works for (None when the objective has none).
+        terms: ``{term name: (N,)}`` each additive term of the objective on
+            ``images``, without its coefficient (e.g. the logit and the L1 norm).
+        main: the name in ``terms`` of the main term (the first that is not a
+            penalty): its value is what captions show (``a=``, ``logit=``);
+            empty when there is none (captions then show ``scores``).
+        objective: the objective's description.
+        kind: the main term's kind (``"channel"``, ``"neuron"``, ``"class"``, ...).
+        layer: the main term's layer (None for pure penalties).
+        model: the model's name; ``weights`` describes its weights.
+        labels: the model's class names, when known.
+        outputs: ``(N, classes)`` logits on ``images`` for class objectives, else None.
+        settings: steps, lr, optimizer, param, transforms, preset, seed,
+            image_size, batch, precision, device: everything to reproduce the run.
+        seconds: wall time of the optimization.
+    """
+
+    images: torch.Tensor
+    scores: torch.Tensor
+    history: torch.Tensor
+    snapshots: dict[int, torch.Tensor]
+    units: tuple[int | None, ...]
+    terms: dict[str, torch.Tensor]
+    main: str
+    objective: str
+    kind: str
+    layer: str | None
+    model: str = "model"
+    weights: str = ""
+    labels: tuple[str, ...] | None = None
+    outputs: torch.Tensor | None = None
+    settings: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+    @property
+    def probabilities(self) -> torch.Tensor | None:
+        """``(N,)`` softmax probability of each image's own class (class objectives), else None."""
+        if self.outputs is None or any(unit is None for unit in self.units):
+            return None
+        rows = torch.arange(len(self))
+        return self.outputs.float().softmax(dim=1)[rows, torch.tensor(self.units)]
+
+    @property
+    def predicted(self) -> torch.Tensor | None:
+        """``(N,)`` the class the model predicts for each image (class objectives), else None."""
+        return None if self.outputs is None else self.outputs.argmax(dim=1)
+
+    def save(self, folder: str | Path, **fields: Any) -> Path:
+        """Write the gallery the CLI writes (PNGs, contact sheet, index.html, manifest.json) into ``folder``.
+
+        ``folder`` is created if needed; extra ``fields`` go into the manifest.
+        Returns the folder.
+        """
+        from probe.reports.maximize import save_gallery
+
+        return save_gallery(self, folder, **fields)
+
+    def contact_sheet(self, cell: int = 96) -> Any:
+        """The captioned grid of :attr:`images` as a PIL image."""
+        from probe.reports.maximize import contact_sheet
+
+        return contact_sheet(self, cell=cell)
+
+    def _repr_png_(self) -> bytes:
+        buffer = io.BytesIO()
+        self.contact_sheet().save(buffer, format="PNG")
+        return buffer.getvalue()
+
+    def __repr__(self) -> str:
+        return (
+            f"MaximizeResult({self.objective}, images={tuple(self.images.shape)}, "
+            f"mean score={float(self.scores.mean()):.4g}, steps={self.settings.get('steps')})"
+        )
+
+
+def _image_size(size: int | Sequence[int] | None, loaded: LoadedModel) -> tuple[int, int]:
+    if size is None:
+        return tuple(loaded.preprocess.input_size)  # type: ignore[return-value]
+    if isinstance(size, int):
+        size = (size, size)
+    height, width = (int(s) for s in size)
+    if height < 1 or width < 1:
+        raise ProbeUsageError(f"image size must be positive; got {height}x{width}", param="size")
+    return height, width
+
+
+def _transform(
+    transforms: Any, preset: Preset, size: tuple[int, int]
+) -> tuple[T.Transform | None, list[str]]:
+    if transforms is None:
+        chosen = T.transforms_for_size(size) if preset.transforms else []
+    elif isinstance(transforms, str):
+        if transforms == "standard":
+            chosen = T.transforms_for_size(size)
+        elif transforms == "none":
+            chosen = []
+        else:
+            raise ProbeUsageError(f"unknown transforms {transforms!r}; give 'standard', 'none' or a list of transforms",
+                                  param="transforms")
+    elif callable(transforms):
+        chosen = [transforms]
+    else:
+        chosen = list(transforms)
+    if not chosen:
+        return None, []
+    composed = T.compose(*chosen)
+    return composed, [repr(t) for t in composed.transforms]
+
+
+def _param_factory(param: str | ParamFactory | None, preset: Preset) -> tuple[ParamFactory, str]:
+    if param is None or param == preset.param:
+        kind, options = preset.param, dict(preset.param_options)
+    elif isinstance(param, str):
+        kind, options = param, {}
+    else:
+        return param, getattr(param, "__name__", type(param).__name__)
+    if kind not in P.PARAMETRIZATIONS:
+        raise ProbeUsageError(
+            f"unknown parametrization {kind!r}; parametrizations are: {', '.join(P.PARAMETRIZATIONS)}", param="param"
+        )
+
+    def factory(shape: tuple[int, int, int, int], generator: torch.Generator, device: torch.device) -> P.ImageParam:
+        return P.image_param(kind, shape, generator=generator, device=device, **options)
+
+    described = kind + "".join(f" {k}={v}" for k, v in options.items())
+    return factory, described
+
+
+def _optimizer(optimizer: str | OptimizerFactory, params: list[torch.Tensor], lr: float) -> torch.optim.Optimizer:
+    if callable(optimizer):
+        return optimizer(params, lr)
+    if optimizer == "adam":
+        return torch.optim.Adam(params, lr=lr)
+    if optimizer == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=0.9)
+    raise ProbeUsageError(f"unknown optimizer {optimizer!r}; optimizers are: {', '.join(OPTIMIZERS)}",
+                          param="optimizer")
+
+
+def _as_loaded(model: LoadedModel | nn.Module, device: str | torch.device | None) -> LoadedModel:
+    if isinstance(model, LoadedModel):
+        if device not in (None, "auto") and torch.device(device) != model.device:
+            raise ProbeUsageError(
+                f"the model lives on {model.device}; load it there with probe.load_model(..., device={str(device)!r})",
+                param="device",
+            )
+        return model
+    if isinstance(model, nn.Module):
+        return load_model(model, device=device)
+    raise ProbeUsageError(f"expected a LoadedModel or a torch.nn.Module; got {type(model).__name__}", param="model")
+
+
+def _scores(objective: Objective, context: Context) -> torch.Tensor:
+    """Evaluate and shape as ``(N,)`` float scores (a 0-d result is shared by every image)."""
+    value = objective(context)
+    if not isinstance(value, torch.Tensor):
+        value = torch.as_tensor(value, device=context.images.device)
+    value = value.float()
+    if value.dim() == 0:
+        return value.expand(context.batch)
+    if value.shape != (context.batch,):
+        raise ProbeUsageError(
+            f"objective {objective.name} returned shape {tuple(value.shape)}; objectives give one score per image "
+            f"({context.batch},) or one number"
+        )
+    return value
+
+
+def _forward(loaded: LoadedModel, images: torch.Tensor, layers: frozenset[str]) -> dict[str, torch.Tensor]:
+    if not layers:
+        return {}
+    return capture(loaded.module, loaded.preprocess.normalize(images), sorted(layers), stop_early=True)
+
+
+def evaluate(
+    model: LoadedModel | nn.Module, objective: Objective, images: torch.Tensor, *, index: slice = slice(None)
+) -> torch.Tensor:
+    """Score ``images`` ``(N, C, H, W)`` in ``[0, 1]`` with ``objective``, without gradients: ``(N,)``.
+
+    The number :func:`maximize` reports; also handy to score real images with
+    the same objective (for a multi-unit objective, ``index`` picks which units
+    these images stand for, as in the render loop).
+    """
+    loaded = _as_loaded(model, None)
+    objective = as_objective(objective)
+    images = images.to(loaded.device)
+    with evaluating(loaded.module), torch.no_grad():
+        context = Context(_forward(loaded, images, objective.layers), images, index)
+        return _scores(objective, context).cpu()
+
+
+def _chunks(total: int, batch: int | None, group: int) -> list[slice]:
+    size = total if batch is None or batch <= 0 else batch
+    if group > 1:
+        size = max(group, size - size % group)
+    return [slice(start, min(total, start + size)) for start in range(0, total, size)]
+
+
+def _term_names(objective: Objective) -> list[tuple[str, Objective]]:
+    named: list[tuple[str, Objective]] = []
+    seen: dict[str, int] = {}
+    for term in objective.terms:
+        leaf = term.objective
+        if leaf.kind == "constant":
+            continue
+        seen[leaf.name] = seen.get(leaf.name, 0) + 1
+        name = leaf.name if seen[leaf.name] == 1 else f"{leaf.name}#{seen[leaf.name]}"
+        named.append((name, leaf))
+    return named
+
+
+def maximize(
+    model: LoadedModel | nn.Module,
+    objective: Objective | Callable[[Context], torch.Tensor],
+    *,
+    steps: int = 256,
+    lr: float | None = None,
+    optimizer: str | OptimizerFactory = "adam",
+    param: str | ParamFactory | None = None,
+    transforms: Any = None,
+    preset: str = "robust",
+    image_size: int | Sequence[int] | None = None,
+    images: int | None = None,
+    batch: int | None = None,
+    snapshots: Iterable[int] = (),
+    progress: ProgressFn | None = None,
+    seed: int = 0,
+    generator: torch.Generator | None = None,
+    device: str | torch.device | None = None,
+    precision: str = "fp32",
+) -> MaximizeResult:
+    """Synthesize images that maximize ``objective`` by gradient ascent on their parametrization.
+
+    Args:
+        model: a :class:`~probe.models.LoadedModel` (its normalization is
+            applied to the images), or an ``nn.Module`` (wrapped by
+            :func:`~probe.models.load_model`: ImageNet statistics for 3 channels).
+            Never modified.
+        objective: an :class:`~probe.objectives.Objective` (score to maximize);
+            a multi-unit objective renders one image per unit.
+        steps: optimization steps per image (default 256).
+        lr: learning rate (default: the preset's, 0.05).
+        optimizer: ``"adam"`` (default), ``"sgd"`` (momentum 0.9), or
+            ``factory(params, lr) -> torch.optim.Optimizer``.
+        param: ``"fft"``, ``"pixel"``, or ``factory(shape, generator, device) ->
+            ImageParam`` (default: the preset's).
+        transforms: None (the preset's), ``"standard"``
+            (:func:`~probe.transforms.transforms_for_size`), ``"none"``, a
+            transform or a list of them.
+        preset: ``"robust"`` (default) or ``"plain"``; see the module docstring.
+        image_size: ``H`` or ``(H, W)`` (default: the model's input size).
+        images: number of images (default: the objective's unit count, 1 for a
+            single-unit objective; give more to render several images of one
+            unit, e.g. with :func:`~probe.objectives.diversity`).
+        batch: at most this many images per optimization pass (default: all in
+            one pass); big layers are rendered in chunks.
+        snapshots: steps after which to keep a copy of the images (e.g. 32, 128).
+        progress: ``progress(step, total, {"score": mean})`` after each step;
+            ``total = steps x number of chunks``.
+        seed: seeds the generator (default 0) when ``generator`` is None.
+        generator: a ``torch.Generator`` for the initial images and every random
+            transform (default: a CPU generator seeded with ``seed``).
+        device: where to run; None or ``"auto"`` = the model's device.
+        precision: ``"fp32"`` (default), ``"bf16"`` or ``"fp16"`` (CUDA) autocast
+            for the forward passes; final scores are measured in fp32.
+
+    Returns:
+        A :class:`MaximizeResult`: images, final scores (on the final 8-bit
+        images, without random transforms), per-step history, snapshots.
+
+    Raises:
+        ProbeUsageError: unknown layer, unit out of range, bad option.
+        ProbeRuntimeError: the objective or its gradient became NaN/inf (lower lr).
+    """
+    loaded = _as_loaded(model, device)
+    objective = as_objective(objective)
+    if preset not in PRESETS:
+        raise ProbeUsageError(f"unknown preset {preset!r}; presets are: {', '.join(PRESETS)}", param="preset")
+    chosen = PRESETS[preset]
+    if steps < 1:
+        raise ProbeUsageError(f"steps must be >= 1; got {steps}", param="steps")
+    learning_rate = chosen.lr if lr is None else float(lr)
+    if learning_rate <= 0:
+        raise ProbeUsageError(f"the learning rate must be positive; got {learning_rate}", param="lr")
+    if objective.layers:
+        resolve_layers(loaded.module, objective.layers)
+    height, width = _image_size(image_size, loaded)
+    channels = loaded.preprocess.channels
+    count = objective.batch
+    if images is not None:
+        if count > 1 and images != count:
+            raise ProbeUsageError(f"the objective addresses {count} units, so it renders {count} images, not {images}",
+                                  param="images")
+        count = int(images)
+    snapshot_steps = sorted({int(s) for s in snapshots})
+    bad = [s for s in snapshot_steps if not 1 <= s <= steps]
+    if bad:
+        raise ProbeUsageError(f"snapshot step {bad[0]} is outside 1..{steps}", param="snapshots")
+    transform, transform_names = _transform(transforms, chosen, (height, width))
+    factory, param_name = _param_factory(param, chosen)
+    generator = make_generator(seed if generator is None else generator, "cpu")
+    target = loaded.device
+    with autocast(target, precision):  # validates the precision before any work
+        pass
+
+    history = torch.zeros(steps, count)
+    snaps = {s: torch.zeros(count, channels, height, width) for s in snapshot_steps}
+    final = torch.zeros(count, channels, height, width)
+    chunks = _chunks(count, batch, objective.group)
+    total_steps = steps * len(chunks)
+    started = time.perf_counter()
+    with evaluating(loaded.module):
+        for number, index in enumerate(chunks):
+            size = index.stop - index.start
+            image = factory((size, channels, height, width), generator, target)
+            optim = _optimizer(optimizer, image.params, learning_rate)
+            for step in range(1, steps + 1):
+                current = image()
+                shown = transform(current, generator) if transform is not None else current
+                with autocast(target, precision):
+                    acts = _forward(loaded, shown, objective.layers)
+                scores = _scores(objective, Context(acts, current, index))
+                check_finite(scores, "the objective", step)
+                grads = torch.autograd.grad(-scores.sum(), image.params, allow_unused=True)
+                optim.zero_grad(set_to_none=True)
+                for tensor, grad in zip(image.params, grads):
+                    if grad is not None:
+                        check_finite(grad, "the gradient", step)
+                        tensor.grad = grad
+                optim.step()
+                image.constrain()
+                history[step - 1, index] = scores.detach().cpu()
+                if step in snaps:
+                    with torch.no_grad():
+                        snaps[step][index] = _quantize(image()).cpu()
+                if progress is not None:
+                    progress(number * steps + step, total_steps, {"score": float(scores.detach().mean())})
+            with torch.no_grad():
+                final[index] = _quantize(image()).cpu()
+    seconds = time.perf_counter() - started
+    scores_final, terms, outputs = _measure(loaded, objective, final, chunks)
+    settings = {
+        "steps": steps, "lr": learning_rate, "optimizer": optimizer if isinstance(optimizer, str) else "custom",
+        "param": param_name, "transforms": transform_names, "preset": preset, "seed": seed,
+        "image_size": [height, width], "images": count, "batch": batch, "precision": precision,
+        "device": str(target),
+    }  # fmt: skip
+    main = objective.main
+    units = objective.image_units()
+    if len(units) != count:
+        units = units[:1] * count
+    return MaximizeResult(
+        images=final, scores=scores_final, history=history, snapshots=snaps, units=units, terms=terms,
+        main=next((name for name, leaf in _term_names(objective) if leaf is main), ""), objective=objective.name,
+        kind=main.kind, layer=main.layer, model=loaded.name, weights=loaded.weights, labels=loaded.labels,
+        outputs=outputs, settings=settings, seconds=seconds,
+    )  # fmt: skip
+
+
+def _quantize(images: torch.Tensor) -> torch.Tensor:
+    """Round to 8 bits, as a PNG stores the image: the reported scores are those of the saved files."""
+    return (images.float().clamp(0, 1) * 255).round() / 255
+
+
+def _measure(
+    loaded: LoadedModel, objective: Objective, images: torch.Tensor, chunks: list[slice]
+) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor | None]:
+    """Final scores, each term's value, and class logits, on the final images without transforms (fp32)."""
+    named = _term_names(objective)
+    scores = torch.zeros(images.shape[0])
+    terms = {name: torch.zeros(images.shape[0]) for name, _ in named}
+    main = objective.main
+    outputs: list[torch.Tensor] = []
+    with evaluating(loaded.module), torch.no_grad():
+        for index in chunks:
+            batch = images[index].to(loaded.device)
+            context = Context(_forward(loaded, batch, objective.layers), batch, index)
+            scores[index] = _scores(objective, context).cpu()
+            for name, leaf in named:
+                terms[name][index] = _scores(leaf, context).cpu()
+            if main.kind == "class" and main.layer in context.activations:
+                outputs.append(context(main.layer).float().cpu())
+    return scores, terms, torch.cat(outputs) if outputs else None
+
+
+@dataclass(frozen=True)
+class LayerShape:
+    """What :func:`inspect_layer` finds out about a layer.
+
+    Attributes:
+        name: the layer's name.
+        shape: its output shape without the batch dimension, e.g. ``(50, 11, 11)``.
+        units: ``shape[0]``: channels of a convolution, features of a linear layer.
+        is_output: whether the layer's output IS the model's output (the logits).
+        output_layer: the name of the module whose output is the model's output
+            (``"fc2"``; the first leaf module that gives it), or ``"output"``
+            when no module gives it as it is.
+    """
+
+    name: str
+    shape: tuple[int, ...]
+    units: int
+    is_output: bool
+    output_layer: str
+
+
+def inspect_layer(model: LoadedModel | nn.Module, layer: str, image_size: int | Sequence[int] | None = None) -> LayerShape:
+    """Run one blank image through the model to learn ``layer``'s shape and whether it gives the output.
+
+    Args:
+        model: the model (not changed; no hook is left).
+        layer: a dotted layer name, or ``"output"``.
+        image_size: ``H`` or ``(H, W)``; default the model's input size.
+
+    Raises:
+        ProbeUsageError: unknown layer (with the closest name), or a layer that
+            does not run in a forward pass or gives no tensor.
+    """
+    loaded = _as_loaded(model, None)
+    resolve_layers(loaded.module, [layer])
+    height, width = _image_size(image_size, loaded)
+    names = [name for name, _ in loaded.module.named_modules() if name]
+    blank = torch.full((1, loaded.preprocess.channels, height, width), 0.5, device=loaded.device)
+    with evaluating(loaded.module), torch.no_grad(), record(loaded.module, names + [OUTPUT]) as acts:
+        loaded(blank)
+    if layer == INPUT:
+        raise ProbeUsageError("'input' is the image itself; name a layer of the model", param="layer")
+    if layer not in acts:
+        raise ProbeUsageError(f"layer {layer!r} does not run in a forward pass of {loaded.name} in eval mode "
+                              "(an auxiliary head?); choose another layer", param="layer")
+    output = acts.get(OUTPUT)
+
+    def same(a: torch.Tensor, b: torch.Tensor | None) -> bool:
+        return b is not None and a.shape == b.shape and a.data_ptr() == b.data_ptr()
+
+    producers = [name for name in names if name in acts and same(acts[name], output)]
+    modules = dict(loaded.module.named_modules())
+    leaves = [name for name in producers if not any(True for _ in modules[name].children())]
+    output_layer = (leaves or producers or [OUTPUT])[0]  # the first leaf: fc, not an identity after it
+    value = acts[layer]
+    return LayerShape(layer, tuple(value.shape[1:]), int(value.shape[1]) if value.dim() > 1 else 1,
+                      layer == OUTPUT or same(value, output), output_layer)

@@ -1,0 +1,338 @@
+"""Random image transformations that make synthesized images robust (Lucid's "transformation robustness").
+
+An image optimized through a fixed network finds high-frequency patterns that
+excite a unit only at one exact alignment. Optimizing it through small random
+shifts, scalings and rotations instead asks for a pattern that excites the unit
+wherever it sits, and the pictures become smoother and easier to read.
+
+Every transform is a small callable ``t(images, generator) -> images`` on a batch
+``(N, C, H, W)`` of images in ``[0, 1]`` (before the model's normalization). The
+same random choice applies to the whole batch at one call; every random choice
+is drawn from the ``torch.Generator`` passed in, so the same seed gives the same
+sequence of transformations. Transforms keep the graph: gradients flow through
+them to the image parameters.
+
+Example::
+
+    from probe import transforms as T
+    chain = T.compose(T.pad(2), T.jitter(2), T.random_rotate(range(-10, 11)), T.center_fit(28))
+    out = chain(images, generator)        # (N, C, 28, 28)
+
+:func:`standard_transforms` gives Lucent's standard list (for 224-pixel images);
+:func:`transforms_for_size` scales it to any image size and ends with
+:func:`center_fit`, so the model always sees the size it was asked for.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+import torch
+import torch.nn.functional as F
+
+from probe.errors import ProbeUsageError
+
+__all__ = [
+    "Transform",
+    "Pad",
+    "Jitter",
+    "RandomScale",
+    "RandomRotate",
+    "CenterFit",
+    "Compose",
+    "pad",
+    "jitter",
+    "random_scale",
+    "random_rotate",
+    "center_fit",
+    "compose",
+    "standard_transforms",
+    "transforms_for_size",
+    "PAD_MODES",
+]
+
+PAD_MODES = ("constant", "reflect", "replicate", "circular")
+
+
+@runtime_checkable
+class Transform(Protocol):
+    """``transform(images, generator) -> images``: ``(N, C, H, W)`` in, ``(N, C, H', W')`` out."""
+
+    def __call__(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor: ...
+
+
+def _choice(options: Sequence[float], generator: torch.Generator | None) -> float:
+    """One element of ``options``, drawn uniformly with ``generator``."""
+    index = int(torch.randint(len(options), (1,), generator=generator, device=_device(generator)).item())
+    return float(options[index])
+
+
+def _device(generator: torch.Generator | None) -> torch.device:
+    return generator.device if generator is not None else torch.device("cpu")
+
+
+def _check_batch(images: torch.Tensor, what: str) -> None:
+    if images.dim() != 4:
+        raise ProbeUsageError(f"{what} expects a batch of images (N, C, H, W); got shape {tuple(images.shape)}")
+
+
+@dataclass(frozen=True)
+class Pad:
+    """Pad every side by ``width`` pixels: ``(N, C, H, W)`` -> ``(N, C, H + 2w, W + 2w)``.
+
+    Attributes:
+        width: pixels added on each side (>= 0).
+        mode: ``"constant"`` (fill with ``value``), ``"reflect"``, ``"replicate"``
+            or ``"circular"`` (see ``torch.nn.functional.pad``).
+        value: the fill value for ``"constant"`` (0.5: mid-gray in ``[0, 1]``).
+    """
+
+    width: int
+    mode: str = "constant"
+    value: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.width < 0:
+            raise ProbeUsageError(f"pad width must be >= 0; got {self.width}")
+        if self.mode not in PAD_MODES:
+            raise ProbeUsageError(f"unknown pad mode {self.mode!r}; modes are: {', '.join(PAD_MODES)}")
+
+    def __call__(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        _check_batch(images, "pad")
+        if self.width == 0:
+            return images
+        widths = (self.width,) * 4
+        if self.mode == "constant":
+            return F.pad(images, widths, mode="constant", value=self.value)
+        return F.pad(images, widths, mode=self.mode)
+
+
+@dataclass(frozen=True)
+class Jitter:
+    """Crop at a random offset of 0..``distance`` pixels in each direction: ``H, W`` -> ``H - d, W - d``.
+
+    Lucid's jitter: the picture moves by up to ``distance`` pixels against the
+    crop window.
+    """
+
+    distance: int
+
+    def __post_init__(self) -> None:
+        if self.distance < 0:
+            raise ProbeUsageError(f"jitter distance must be >= 0; got {self.distance}")
+
+    def __call__(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        _check_batch(images, "jitter")
+        d = self.distance
+        if d == 0:
+            return images
+        height, width = images.shape[-2:]
+        if d >= min(height, width):
+            raise ProbeUsageError(f"jitter distance {d} is too large for images of {height}x{width}")
+        offsets = torch.randint(d + 1, (2,), generator=generator, device=_device(generator)).tolist()
+        oy, ox = int(offsets[0]), int(offsets[1])
+        return images[..., oy : oy + height - d, ox : ox + width - d]
+
+
+@dataclass(frozen=True)
+class RandomScale:
+    """Resize by a factor drawn from ``scales`` (bilinear): ``H, W`` -> ``round(s H), round(s W)``."""
+
+    scales: tuple[float, ...]
+
+    def __post_init__(self) -> None:
+        if not self.scales or any(s <= 0 for s in self.scales):
+            raise ProbeUsageError(f"random_scale needs positive scale factors; got {self.scales}")
+
+    def __call__(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        _check_batch(images, "random_scale")
+        scale = _choice(self.scales, generator)
+        height, width = images.shape[-2:]
+        size = (max(1, round(scale * height)), max(1, round(scale * width)))
+        if size == (height, width):
+            return images
+        return F.interpolate(images, size=size, mode="bilinear", align_corners=False)
+
+
+def _rotation_grid(angle_degrees: float, images: torch.Tensor) -> torch.Tensor:
+    """A sampling grid that rotates ``images`` by ``angle`` degrees about the centre (pixel-accurate for H != W)."""
+    height, width = images.shape[-2:]
+    radians = math.radians(angle_degrees)
+    cos, sin = math.cos(radians), math.sin(radians)
+    theta = torch.tensor(
+        [[cos, -sin * height / width, 0.0], [sin * width / height, cos, 0.0]],
+        dtype=images.dtype,
+        device=images.device,
+    )
+    return F.affine_grid(theta.expand(images.shape[0], 2, 3), list(images.shape), align_corners=False)
+
+
+@dataclass(frozen=True)
+class RandomRotate:
+    """Rotate about the centre by an angle (degrees) drawn from ``angles``; the size is kept.
+
+    Attributes:
+        angles: the angles to draw from, in degrees (counter-clockwise on screen
+            for positive angles). Repeat 0 to rotate less often, as Lucent does.
+        fill: the value of corners that come from outside the image; None
+            (default) repeats the border pixels.
+    """
+
+    angles: tuple[float, ...]
+    fill: float | None = None
+
+    def __post_init__(self) -> None:
+        if not self.angles:
+            raise ProbeUsageError("random_rotate needs at least one angle")
+
+    def __call__(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        _check_batch(images, "random_rotate")
+        angle = _choice(self.angles, generator)
+        if angle % 360 == 0:
+            return images
+        grid = _rotation_grid(angle, images)
+        if self.fill is None:
+            return F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
+        shifted = F.grid_sample(images - self.fill, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+        return shifted + self.fill
+
+
+@dataclass(frozen=True)
+class CenterFit:
+    """Crop or pad about the centre to exactly ``size`` = (H, W); deterministic.
+
+    Ends a random chain so that a model with a fixed input size (a flatten
+    before a linear layer) sees the size it expects.
+    """
+
+    size: tuple[int, int]
+    value: float = 0.5
+
+    def __call__(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        _check_batch(images, "center_fit")
+        height, width = images.shape[-2:]
+        target_h, target_w = self.size
+        if height > target_h:
+            top = (height - target_h) // 2
+            images = images[..., top : top + target_h, :]
+        if width > target_w:
+            left = (width - target_w) // 2
+            images = images[..., :, left : left + target_w]
+        height, width = images.shape[-2:]
+        if height < target_h or width < target_w:
+            dh, dw = target_h - height, target_w - width
+            images = F.pad(images, (dw // 2, dw - dw // 2, dh // 2, dh - dh // 2), mode="constant", value=self.value)
+        return images
+
+
+@dataclass(frozen=True)
+class Compose:
+    """Apply ``transforms`` in order, each drawing from the same generator."""
+
+    transforms: tuple[Transform, ...]
+
+    def __call__(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        for transform in self.transforms:
+            images = transform(images, generator)
+        return images
+
+    def __len__(self) -> int:
+        return len(self.transforms)
+
+
+def pad(width: int, mode: str = "constant", value: float = 0.5) -> Pad:
+    """See :class:`Pad`: grow every side by ``width`` pixels (default fill mid-gray 0.5)."""
+    return Pad(int(width), mode, float(value))
+
+
+def jitter(distance: int) -> Jitter:
+    """See :class:`Jitter`: a random crop that moves the picture by up to ``distance`` pixels."""
+    return Jitter(int(distance))
+
+
+def random_scale(scales: Iterable[float]) -> RandomScale:
+    """See :class:`RandomScale`: resize by a factor drawn from ``scales``."""
+    return RandomScale(tuple(float(s) for s in scales))
+
+
+def random_rotate(angles: Iterable[float], fill: float | None = None) -> RandomRotate:
+    """See :class:`RandomRotate`: rotate by an angle in degrees drawn from ``angles``."""
+    return RandomRotate(tuple(float(a) for a in angles), fill)
+
+
+def center_fit(size: int | Sequence[int], value: float = 0.5) -> CenterFit:
+    """See :class:`CenterFit`: crop or pad about the centre to ``size`` (an int or ``(H, W)``)."""
+    height, width = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+    return CenterFit((height, width), float(value))
+
+
+def compose(*transforms: Transform | Iterable[Transform]) -> Compose:
+    """Chain transforms (or lists of them) into one: ``compose(pad(4), jitter(4))``."""
+    flat: list[Transform] = []
+    for item in transforms:
+        if isinstance(item, Compose):
+            flat.extend(item.transforms)
+        elif callable(item):
+            flat.append(item)
+        else:
+            flat.extend(compose(*item).transforms)
+    return Compose(tuple(flat))
+
+
+def standard_transforms() -> list[Transform]:
+    """Lucent's standard list, made for 224-pixel images.
+
+    ``pad(12)``, ``jitter(8)``, ``random_scale(0.9 ... 1.1)``,
+    ``random_rotate(-10 ... 10 degrees, 0 more often)``, ``jitter(4)``. The
+    output is a few pixels larger than the input; use
+    :func:`transforms_for_size` to get a chain for another size that ends at the
+    input's own size.
+    """
+    return [
+        pad(12),
+        jitter(8),
+        random_scale([1 + (i - 5) / 50 for i in range(11)]),
+        random_rotate(list(range(-10, 11)) + 5 * [0]),
+        jitter(4),
+    ]
+
+
+def transforms_for_size(size: int | Sequence[int], *, strength: float = 1.0, fill: float = 0.5) -> list[Transform]:
+    """The standard transforms scaled to images of ``size``, ending with :func:`center_fit` to ``size``.
+
+    Shifts (pad and jitter) scale with the image: Lucent's 12/8/4 pixels at 224
+    become 2/1/1 pixels at 28 (never below 1). Scale factors stay within +-10%
+    and rotations within +-10 degrees at any size, since they are relative.
+
+    Args:
+        size: the image size, an int or ``(H, W)``.
+        strength: multiplies every shift, scale range and angle (default 1.0;
+            0 gives only the final fit, i.e. no randomness).
+        fill: the value of padded pixels in ``[0, 1]`` (default 0.5, mid-gray).
+
+    Returns:
+        A list of transforms; ``compose(*list)`` maps ``(N, C, H, W)`` to the same shape.
+    """
+    height, width = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+    if strength < 0:
+        raise ProbeUsageError(f"transform strength must be >= 0; got {strength}")
+    side = min(height, width)
+
+    def shift(pixels_at_224: float) -> int:
+        if strength == 0:
+            return 0
+        return max(1, round(pixels_at_224 * strength * side / 224))
+
+    scales = [1 + strength * (i - 5) / 50 for i in range(11)]
+    angles = [strength * a for a in range(-10, 11)] + 5 * [0.0]
+    return [
+        pad(shift(12), value=fill),
+        jitter(shift(8)),
+        random_scale(scales),
+        random_rotate(angles),
+        jitter(shift(4)),
+        center_fit((height, width), value=fill),
+    ]

@@ -1,0 +1,115 @@
+"""``probe maximize`` through click's CliRunner: the gallery it writes, and usage errors with exit code 2."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from probe.cli.main import cli
+
+TINY = ["--model", "tinynets:tiny", "--size", "16"]
+
+
+@pytest.fixture
+def runner() -> CliRunner:
+    return CliRunner()
+
+
+def run(runner: CliRunner, *args: str):
+    return runner.invoke(cli, ["maximize", *args])
+
+
+def test_a_layer_gallery(runner, tmp_path):
+    out = tmp_path / "g"
+    result = run(runner, *TINY, "--layer", "conv2", "--steps", "4", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    assert "6 image(s)" in result.output and "degree of activation: median" in result.output
+    manifest = json.loads((out / "manifest.json").read_text())
+    for key in ("command", "version", "model", "weights", "layer", "objective", "preset", "steps", "lr", "seed",
+                "image_size", "options", "items", "cli"):
+        assert key in manifest, key
+    assert manifest["command"] == "maximize" and manifest["objective"] == "channel" and manifest["preset"] == "robust"
+    assert manifest["image_size"] == [16, 16] and manifest["steps"] == 4 and manifest["lr"] == 0.05
+    assert manifest["cli"] == f"probe maximize --model tinynets:tiny --layer conv2 --steps 4 --size 16 --out {out}"
+    items = manifest["items"]
+    assert [item["unit"] for item in items] == list(range(6))
+    assert items[3]["file"] == "conv2-003.png" and items[3]["caption"] == f"conv2:3  a={items[3]['score']:.1f}"
+    assert Image.open(out / "conv2-003.png").size == (16, 16)
+    assert (out / "contact-sheet.png").exists() and (out / "index.html").exists()
+
+
+def test_classes_with_l1_snapshots_and_units(runner, tmp_path):
+    out = tmp_path / "c"
+    result = run(runner, *TINY, "--objective", "class", "--units", "1,3", "--l1", "0.01", "--preset", "plain",
+                 "--steps", "3", "--snapshots", "1,3", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["layer"] == "fc" and manifest["options"]["l1"] == 0.01
+    finals = [item for item in manifest["items"] if "section" not in item]
+    assert [item["file"] for item in finals] == ["fc-001.png", "fc-003.png"]
+    assert "logit=" in finals[0]["caption"] and "L1=" in finals[0]["caption"] and "probability" in finals[0]
+    assert (out / "fc-003-step1.png").exists() and (out / "contact-sheet-step-3.png").exists()
+
+
+def test_several_images_per_unit_with_diversity(runner, tmp_path):
+    out = tmp_path / "d"
+    result = run(runner, *TINY, "--layer", "conv1", "--units", "0-1", "--diversity", "1", "--per-unit", "2",
+                 "--objective", "neuron", "--steps", "2", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    files = [item["file"] for item in json.loads((out / "manifest.json").read_text())["items"]]
+    assert files == ["conv1-000-1.png", "conv1-000-2.png", "conv1-001-1.png", "conv1-001-2.png"]
+
+
+def test_same_seed_same_scores(runner, tmp_path):
+    scores = []
+    for name in ("a", "b"):
+        assert run(runner, *TINY, "--layer", "conv2", "--units", "0-2", "--steps", "3", "--seed", "5",
+                   "--out", str(tmp_path / name)).exit_code == 0
+        items = json.loads((tmp_path / name / "manifest.json").read_text())["items"]
+        scores.append([item["score"] for item in items])
+    assert scores[0] == scores[1]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--layer", "conv3"], "unknown layer 'conv3'"),
+        (["--layer", "conv2", "--units", "60"], "unit 60 is out of range for conv2 (0 to 5)"),
+        (["--layer", "conv2", "--units", "3-"], "cannot read units '3-'"),
+        (["--layer", "conv2", "--objective", "class"], "'conv2' is not the output layer; use --layer fc"),
+        (["--objective", "channel"], "--layer is required"),
+        (["--layer", "conv2", "--steps", "4", "--snapshots", "8"], "snapshot step 8 is outside 1..4"),
+        (["--layer", "conv2", "--snapshots", "x"], "cannot read snapshots"),
+        (["--layer", "conv2", "--preset", "fancy"], "'fancy' is not one of"),
+    ],
+)
+def test_usage_errors_exit_2_with_a_clear_message(runner, args, message):
+    result = run(runner, *TINY, *args)
+    assert result.exit_code == 2, result.output
+    assert message in " ".join(result.output.split())
+
+
+def test_unknown_layer_suggests_the_closest(runner):
+    result = run(runner, *TINY, "--layer", "conv3")
+    assert result.exit_code == 2 and "--layer" in result.output and "did you mean 'conv2'" in result.output
+
+
+def test_a_torchvision_layer_with_all_units(runner, tmp_path):
+    out = tmp_path / "r"
+    result = run(runner, "--model", "resnet18", "--weights", "none", "--layer", "layer1.0.conv1", "--units", "all",
+                 "--size", "32", "--steps", "2", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    items = json.loads((out / "manifest.json").read_text())["items"]
+    assert len(items) == 64 and items[-1]["file"] == "layer1.0.conv1-063.png"
+
+
+def test_googlenet_inception4a_at_small_size(runner, tmp_path):
+    out = tmp_path / "gn"
+    result = run(runner, "--model", "googlenet", "--weights", "none", "--layer", "inception4a", "--units", "0-3",
+                 "--size", "32", "--steps", "2", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["model"] == "googlenet" and manifest["weights"] == "random" and len(manifest["items"]) == 4
