@@ -85,11 +85,16 @@ class Attribution:
     skipped: dict[str, str] = field(default_factory=dict)
     options: dict[str, Any] = field(default_factory=dict)
 
-    def save(self, folder: str | Path, **fields: Any) -> Path:
-        """Write the gallery ``probe attribute`` writes into ``folder``; return the manifest path."""
+    def save(self, folder: str | Path, *, force: bool = False, **fields: Any) -> Path:
+        """Write the gallery ``probe attribute`` writes into ``folder``.
+
+        ``folder`` is created; one that holds files is refused unless ``force``
+        (and then only when it holds a gallery, which is replaced). Returns the folder.
+        """
+        from probe.reports import save_result
         from probe.reports.attribution import save_gallery
 
-        return save_gallery(self, folder, **fields)
+        return save_result(save_gallery, self, folder, force=force, **fields)
 
     def _repr_png_(self) -> bytes:
         from probe.reports.attribution import preview

@@ -140,11 +140,16 @@ class DreamResult:
         """``(H, W)`` of each octave, smallest first."""
         return [tuple(image.shape[-2:]) for image in self.octaves]  # type: ignore[misc]
 
-    def save(self, folder: str | Path, **fields: Any) -> Path:
-        """Write the gallery the CLI writes (input, dream, octaves, frames, GIF, manifest) into ``folder``."""
+    def save(self, folder: str | Path, *, force: bool = False, **fields: Any) -> Path:
+        """Write the gallery the CLI writes (input, dream, octaves, frames, GIF, manifest) into ``folder``.
+
+        ``folder`` is created; one that holds files is refused unless ``force``
+        (and then only when it holds a gallery, which is replaced). Returns the folder.
+        """
+        from probe.reports import save_result
         from probe.reports.dream import save_gallery
 
-        return save_gallery(self, folder, **fields)
+        return save_result(save_gallery, self, folder, force=force, **fields)
 
     def _repr_png_(self) -> bytes:
         from probe.reports.dream import overview

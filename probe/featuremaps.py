@@ -83,11 +83,16 @@ class FeatureMaps:
     prediction: Prediction | None = None
     top: int | None = None
 
-    def save(self, folder: str | Path, **fields: Any) -> Path:
-        """Write the gallery ``probe activations`` writes into ``folder`` (must exist, empty); return the manifest path."""
+    def save(self, folder: str | Path, *, force: bool = False, **fields: Any) -> Path:
+        """Write the gallery ``probe activations`` writes into ``folder``.
+
+        ``folder`` is created; one that holds files is refused unless ``force``
+        (and then only when it holds a gallery, which is replaced). Returns the folder.
+        """
+        from probe.reports import save_result
         from probe.reports.activations import save_gallery
 
-        return save_gallery(self, folder, **fields)
+        return save_result(save_gallery, self, folder, force=force, **fields)
 
     def _repr_png_(self) -> bytes:
         from probe.reports.activations import preview

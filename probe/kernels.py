@@ -55,11 +55,16 @@ class Filters:
     view: str
     norms: torch.Tensor
 
-    def save(self, folder: str | Path, **fields: object) -> Path:
-        """Write the gallery ``probe filters`` writes into ``folder``; return the manifest path."""
+    def save(self, folder: str | Path, *, force: bool = False, **fields: object) -> Path:
+        """Write the gallery ``probe filters`` writes into ``folder``.
+
+        ``folder`` is created; one that holds files is refused unless ``force``
+        (and then only when it holds a gallery, which is replaced). Returns the folder.
+        """
+        from probe.reports import save_result
         from probe.reports.filters import save_gallery
 
-        return save_gallery(self, folder, **fields)
+        return save_result(save_gallery, self, folder, force=force, **fields)
 
     def _repr_png_(self) -> bytes:
         from probe.reports.filters import preview

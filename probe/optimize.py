@@ -149,15 +149,16 @@ class MaximizeResult:
         """``(N,)`` the class the model predicts for each image (class objectives), else None."""
         return None if self.outputs is None else self.outputs.argmax(dim=1)
 
-    def save(self, folder: str | Path, **fields: Any) -> Path:
+    def save(self, folder: str | Path, *, force: bool = False, **fields: Any) -> Path:
         """Write the gallery the CLI writes (PNGs, contact sheet, index.html, manifest.json) into ``folder``.
 
-        ``folder`` is created if needed; extra ``fields`` go into the manifest.
-        Returns the folder.
+        Extra ``fields`` go into the manifest. ``folder`` is created; one that holds files is refused unless ``force``
+        (and then only when it holds a gallery, which is replaced). Returns the folder.
         """
+        from probe.reports import save_result
         from probe.reports.maximize import save_gallery
 
-        return save_gallery(self, folder, **fields)
+        return save_result(save_gallery, self, folder, force=force, **fields)
 
     def contact_sheet(self, cell: int = 96) -> Any:
         """The captioned grid of :attr:`images` as a PIL image."""

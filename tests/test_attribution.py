@@ -146,7 +146,7 @@ class Links(HTMLParser):
 def test_gallery_escapes_labels_and_links_files_that_exist(tmp_path):
     model = probe.load_model("xo", device="cpu", labels=["<script>alert(1)</script>", "O & co"])
     result = attribute(model, "xo:x", ["saliency", "gradcam"], target=0)
-    manifest = json.loads(result.save(tmp_path).read_text())
+    manifest = json.loads((result.save(tmp_path) / "manifest.json").read_text())
     assert manifest["target_label"] == "<script>alert(1)</script>" and manifest["methods"] == ["saliency", "gradcam"]
     page = (tmp_path / "index.html").read_text()
     assert "<script>alert" not in page and "&lt;script&gt;" in page

@@ -59,7 +59,7 @@ def test_feature_map_errors(digits, kwargs, match):
 
 def test_feature_map_gallery(digits, tmp_path):
     fm = feature_maps(digits, "digits:2", ["conv1", "fc1"], top=4)
-    manifest = json.loads(fm.save(tmp_path).read_text())
+    manifest = json.loads((fm.save(tmp_path) / "manifest.json").read_text())
     items = [i for i in manifest["items"] if i.get("layer") == "conv1"]
     assert [i["rank"] for i in items] == [0, 1, 2, 3] and items[0]["caption"].startswith("#1 conv1:")
     assert {"prediction.png", "fc1.png"} <= {e["file"] for e in manifest["extras"]}
@@ -100,6 +100,6 @@ def test_kernel_colours_on_a_hand_made_kernel():
 
 
 def test_filter_gallery(digits, tmp_path):
-    manifest = json.loads(filters(digits, "conv2").save(tmp_path).read_text())
+    manifest = json.loads((filters(digits, "conv2").save(tmp_path) / "manifest.json").read_text())
     assert len(manifest["items"]) == 50 and manifest["view"] == "channels" and manifest["kernel_shape"] == [25, 3, 3]
     assert (tmp_path / "conv2-049.png").exists() and (tmp_path / "contact-sheet.png").exists()

@@ -304,8 +304,8 @@ def test_style_transfer_errors(shapes_like, tmp_path):
 
 def test_result_saves_a_gallery_and_shows_in_notebooks(shapes_like, tmp_path):
     result = run(shapes_like, steps=6)
-    manifest = result.save(tmp_path / "gallery")
-    assert manifest.exists() and (tmp_path / "gallery" / "losses.png").exists()
+    folder = result.save(tmp_path / "gallery")
+    assert (folder / "manifest.json").exists() and (folder / "losses.png").exists()
     assert result._repr_png_().startswith(b"\x89PNG")
 
 

@@ -61,13 +61,12 @@ class StyleResult:
         """Write the gallery the CLI writes (content, styles, result, snapshots, loss plot) into ``folder``.
 
         ``folder`` is created; one that holds files is refused unless ``force``
-        (and then only when it holds a gallery, which is replaced). Returns the
-        path of ``manifest.json``.
+        (and then only when it holds a gallery, which is replaced). Returns the folder.
         """
-        from probe.gallery import prepare_out_dir
+        from probe.reports import save_result
         from probe.reports.style import save_gallery
 
-        return save_gallery(self, prepare_out_dir(folder, folder, force=force), **fields)
+        return save_result(save_gallery, self, folder, force=force, **fields)
 
     def _repr_png_(self) -> bytes:
         from probe.reports.style import contact_png

@@ -1,0 +1,50 @@
+"""Every example notebook runs top to bottom, headless and offline, at reduced step counts.
+
+The notebooks read ``PROBE_EXAMPLE_STEPS`` (the number of optimization steps,
+256 or so by default) and ``PROBE_EXAMPLE_SIZE`` where they render torchvision
+models; the test sets both small so the suite stays fast. Each notebook runs in
+its own temporary working folder, so the galleries it saves go there.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+nbformat = pytest.importorskip("nbformat")
+nbclient = pytest.importorskip("nbclient")
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+NOTEBOOKS = sorted(EXAMPLES.glob("*.ipynb"))
+
+
+def test_there_are_example_notebooks() -> None:
+    assert len(NOTEBOOKS) >= 4, f"expected the example notebooks in {EXAMPLES}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_is_committed_without_outputs(path: Path) -> None:
+    notebook = json.loads(path.read_text())
+    code = [cell for cell in notebook["cells"] if cell["cell_type"] == "code"]
+    assert code, "a notebook without code"
+    assert all(not cell.get("outputs") and cell.get("execution_count") is None for cell in code)
+    assert path.stat().st_size < 40_000
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_runs(path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PROBE_EXAMPLE_STEPS", "4")
+    monkeypatch.setenv("PROBE_EXAMPLE_SIZE", "64")
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    notebook = nbformat.read(path, as_version=4)
+    client = nbclient.NotebookClient(
+        notebook, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    )
+    client.execute()  # raises CellExecutionError naming the cell when any cell fails
+    images = [
+        output for cell in notebook.cells if cell.cell_type == "code"
+        for output in cell.get("outputs", []) if "image/png" in output.get("data", {})
+    ]
+    assert images, "the notebook showed no picture"
