@@ -135,6 +135,25 @@ def measure(target: str, config: dict[str, Any], repeat: int = 3, warmup: bool =
     return Measurement(**json.loads(child.stdout.strip().splitlines()[-1]))
 
 
+def measure_pair(ours: str, peer: str, config: dict[str, Any], repeat: int = 3, rounds: int = 2,
+                 warmup: bool = True) -> tuple[Measurement, Measurement]:
+    """Measure two contenders in alternation, ``rounds`` fresh processes each (ours, peer, ours, peer...).
+
+    Alternating spreads slow drifts of the machine (other load, heat) over both
+    sides; the runs of all rounds are pooled: median seconds, largest peak memory.
+    """
+    measured: dict[str, list[Measurement]] = {ours: [], peer: []}
+    for _ in range(rounds):
+        for target in (ours, peer):
+            measured[target].append(measure(target, config, repeat, warmup))
+
+    def pooled(parts: list[Measurement]) -> Measurement:
+        runs = [t for part in parts for t in part.runs]
+        return Measurement(statistics.median(runs), runs, max(p.peak_mb for p in parts), parts[-1].extra)
+
+    return pooled(measured[ours]), pooled(measured[peer])
+
+
 def machine(device: str) -> dict[str, Any]:
     """A description of where the numbers were taken."""
     import torch

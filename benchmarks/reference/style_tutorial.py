@@ -94,12 +94,19 @@ def build(features: nn.Sequential, content: torch.Tensor, style: torch.Tensor):
 
 
 def run(features: nn.Sequential, content: torch.Tensor, style: torch.Tensor, steps: int,
-        style_weight: float = 1e6, content_weight: float = 1.0) -> torch.Tensor:
-    """Style ``content`` (``(1, 3, H, W)`` in [0, 1]) like ``style`` with ``steps`` L-BFGS evaluations."""
+        style_weight: float = 1e6, content_weight: float = 1.0) -> tuple[torch.Tensor, int]:
+    """Style ``content`` (``(1, 3, H, W)`` in [0, 1]) like ``style``.
+
+    As the tutorial does: ``optimizer.step(closure)`` with torch's default
+    L-BFGS (20 iterations a call) until ``steps`` closure evaluations have run.
+    Returns the image and the number of evaluations (one forward and one
+    backward pass each; the last call may run a few past ``steps``).
+    """
     model, style_losses, content_losses = build(features, content, style)
     model.eval().requires_grad_(False)
     image = content.clone().requires_grad_(True)
-    optimizer = torch.optim.LBFGS([image], max_iter=steps)
+    optimizer = torch.optim.LBFGS([image])
+    evaluations = [0]
 
     def closure() -> torch.Tensor:
         with torch.no_grad():
@@ -108,9 +115,11 @@ def run(features: nn.Sequential, content: torch.Tensor, style: torch.Tensor, ste
         model(image)
         loss = style_weight * sum(l.loss for l in style_losses) + content_weight * sum(l.loss for l in content_losses)
         loss.backward()
+        evaluations[0] += 1
         return loss
 
-    optimizer.step(closure)
+    while evaluations[0] < steps:
+        optimizer.step(closure)
     with torch.no_grad():
         image.clamp_(0, 1)
-    return image.detach()
+    return image.detach(), evaluations[0]
