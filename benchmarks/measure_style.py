@@ -21,10 +21,10 @@ with 2 threads on the idle machine).
 
 Usage (from the repository root)::
 
-    python docs/measure_style.py                 # prints a Markdown table, exit 1 if a bound fails
-    OMP_NUM_THREADS=1 python docs/measure_style.py   # the same on a busy machine
-    python docs/measure_style.py --keep runs/m   # keep the gallery to look at it
-    python docs/measure_style.py -- --steps 200  # pass more options to probe style
+    python -m benchmarks.measure_style                 # prints a Markdown table, exit 1 if a bound fails
+    OMP_NUM_THREADS=1 python -m benchmarks.measure_style   # the same on a busy machine
+    python -m benchmarks.measure_style --keep runs/m   # keep the gallery to look at it
+    python -m benchmarks.measure_style -- --steps 200  # pass more options to probe style
 """
 
 from __future__ import annotations

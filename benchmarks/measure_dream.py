@@ -18,9 +18,9 @@
 
 Usage (from the repository root)::
 
-    python docs/measure_dream.py                  # prints Markdown tables, exit 1 if a bound fails
-    python docs/measure_dream.py --big            # also 4096x4096 in tiles (slower)
-    python docs/measure_dream.py --keep runs/m    # keep the default run's gallery to look at it
+    python -m benchmarks.measure_dream                  # prints Markdown tables, exit 1 if a bound fails
+    python -m benchmarks.measure_dream --big            # also 4096x4096 in tiles (slower)
+    python -m benchmarks.measure_dream --keep runs/m    # keep the default run's gallery to look at it
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Do the digit's strokes light up?  ``python -m benchmarks.explain_digits [--count 100]``
+"""Do the digit's strokes light up?  ``python -m benchmarks.measure_explain [--count 100]``
 
 Measures issue 6's "Done means" on the embedded ``digits`` model, offline:
 
