@@ -35,7 +35,6 @@ import contextlib
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -44,10 +43,11 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from probe.errors import ProbeUsageError, unknown_name
-from probe.kernels import conv_layers
 from probe.hooks import OUTPUT, evaluating, first_tensor, record, resolve_layers
 from probe.inputs import Prediction, model_input, predict
+from probe.kernels import conv_layers
 from probe.models import LoadedModel, load_model
+from probe.results import GalleryResult
 
 __all__ = ["METHODS", "Attribution", "attribute", "resolve_target", "relu_check", "normalize_heatmap"]
 
@@ -58,7 +58,7 @@ _RELU_FUNCTIONS = {torch.relu, torch.relu_, F.relu, F.relu_, torch.Tensor.relu, 
 
 
 @dataclass
-class Attribution:
+class Attribution(GalleryResult):
     """Attribution maps of one image for one target class.
 
     Attributes:
@@ -74,6 +74,8 @@ class Attribution:
         options: the settings used (steps, samples, noise, seed, baseline).
     """
 
+    _report = "probe.reports.attribution"
+
     model: str
     image: torch.Tensor
     target: int
@@ -84,23 +86,6 @@ class Attribution:
     layer: str | None = None
     skipped: dict[str, str] = field(default_factory=dict)
     options: dict[str, Any] = field(default_factory=dict)
-
-    def save(self, folder: str | Path, *, force: bool = False, **fields: Any) -> Path:
-        """Write the gallery ``probe attribute`` writes into ``folder``.
-
-        ``folder`` is created; one that holds files is refused unless ``force``
-        (and then only when it holds a gallery, which is replaced). Returns the folder.
-        """
-        from probe.reports import save_result
-        from probe.reports.attribution import save_gallery
-
-        return save_result(save_gallery, self, folder, force=force, **fields)
-
-    def _repr_png_(self) -> bytes:
-        from probe.reports.attribution import preview
-
-        return preview(self)
-
 
 class _Normalized(nn.Module):
     """``image in [0, 1] -> logits``: the model with its normalization, as captum's forward function."""

@@ -40,7 +40,6 @@ Example::
 
 from __future__ import annotations
 
-import io
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -59,6 +58,7 @@ from probe.errors import ProbeRuntimeError, ProbeUsageError
 from probe.hooks import INPUT, OUTPUT, evaluating, layer_names, resolve_layers
 from probe.images import load_image, resize, to_channels
 from probe.models import LoadedModel, load_model
+from probe.results import GalleryResult
 from probe.runtime import Precision, ProgressFn, autocast, check_finite, make_generator
 from probe.tiling import tile_plan
 
@@ -99,7 +99,7 @@ def default_layers(model: LoadedModel) -> list[str]:
 
 
 @dataclass
-class DreamResult:
+class DreamResult(GalleryResult):
     """What :func:`dream` returns.
 
     Attributes:
@@ -123,6 +123,8 @@ class DreamResult:
         seconds: wall-clock time of the whole run.
     """
 
+    _report = "probe.reports.dream"
+
     image: torch.Tensor
     input: torch.Tensor
     octaves: list[torch.Tensor]
@@ -139,25 +141,6 @@ class DreamResult:
     def octave_sizes(self) -> list[tuple[int, int]]:
         """``(H, W)`` of each octave, smallest first."""
         return [tuple(image.shape[-2:]) for image in self.octaves]  # type: ignore[misc]
-
-    def save(self, folder: str | Path, *, force: bool = False, **fields: Any) -> Path:
-        """Write the gallery the CLI writes (input, dream, octaves, frames, GIF, manifest) into ``folder``.
-
-        ``folder`` is created; one that holds files is refused unless ``force``
-        (and then only when it holds a gallery, which is replaced). Returns the folder.
-        """
-        from probe.reports import save_result
-        from probe.reports.dream import save_gallery
-
-        return save_result(save_gallery, self, folder, force=force, **fields)
-
-    def _repr_png_(self) -> bytes:
-        from probe.reports.dream import overview
-
-        buffer = io.BytesIO()
-        overview(self).save(buffer, format="PNG")
-        return buffer.getvalue()
-
 
 def _as_image(source: ImageSource, channels: int, param: str) -> torch.Tensor:
     """``source`` as a ``(channels, H, W)`` float tensor in [0, 1]; errors name ``param``."""

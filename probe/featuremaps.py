@@ -21,7 +21,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -31,6 +30,7 @@ from probe.errors import ProbeUsageError
 from probe.hooks import OUTPUT, evaluating, record, resolve_layers
 from probe.inputs import Prediction, model_input, predict
 from probe.models import LoadedModel, load_model
+from probe.results import GalleryResult
 
 __all__ = ["FeatureMaps", "feature_maps", "default_layers", "SKIPPED_TYPES"]
 
@@ -58,7 +58,7 @@ def default_layers(module: nn.Module, which: str = "conv") -> list[str]:
 
 
 @dataclass
-class FeatureMaps:
+class FeatureMaps(GalleryResult):
     """The activations of some layers for one image.
 
     Attributes:
@@ -75,6 +75,8 @@ class FeatureMaps:
         top: how many channels per layer were kept by activation (None: all).
     """
 
+    _report = "probe.reports.activations"
+
     model: str
     image: torch.Tensor
     maps: dict[str, torch.Tensor]
@@ -82,23 +84,6 @@ class FeatureMaps:
     order: dict[str, torch.Tensor]
     prediction: Prediction | None = None
     top: int | None = None
-
-    def save(self, folder: str | Path, *, force: bool = False, **fields: Any) -> Path:
-        """Write the gallery ``probe activations`` writes into ``folder``.
-
-        ``folder`` is created; one that holds files is refused unless ``force``
-        (and then only when it holds a gallery, which is replaced). Returns the folder.
-        """
-        from probe.reports import save_result
-        from probe.reports.activations import save_gallery
-
-        return save_result(save_gallery, self, folder, force=force, **fields)
-
-    def _repr_png_(self) -> bytes:
-        from probe.reports.activations import preview
-
-        return preview(self)
-
 
 def _ordered(degree: torch.Tensor, top: int | None, limit: int | None) -> torch.Tensor:
     if top is not None:

@@ -19,13 +19,13 @@ Views:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from torch import nn
 
 from probe.errors import ProbeUsageError, unknown_name
 from probe.models import LoadedModel, load_model
+from probe.results import GalleryResult
 
 __all__ = ["Filters", "filters", "conv_layers", "VIEWS"]
 
@@ -38,7 +38,7 @@ def conv_layers(module: nn.Module) -> list[str]:
 
 
 @dataclass
-class Filters:
+class Filters(GalleryResult):
     """The kernels of one convolution layer.
 
     Attributes:
@@ -49,28 +49,13 @@ class Filters:
         norms: ``(O,)`` the L2 norm of each kernel (over all its input channels).
     """
 
+    _report = "probe.reports.filters"
+
     model: str
     layer: str
     weight: torch.Tensor
     view: str
     norms: torch.Tensor
-
-    def save(self, folder: str | Path, *, force: bool = False, **fields: object) -> Path:
-        """Write the gallery ``probe filters`` writes into ``folder``.
-
-        ``folder`` is created; one that holds files is refused unless ``force``
-        (and then only when it holds a gallery, which is replaced). Returns the folder.
-        """
-        from probe.reports import save_result
-        from probe.reports.filters import save_gallery
-
-        return save_result(save_gallery, self, folder, force=force, **fields)
-
-    def _repr_png_(self) -> bytes:
-        from probe.reports.filters import preview
-
-        return preview(self)
-
 
 def filters(model: str | nn.Module | LoadedModel, layer: str | None = None, *, view: str = "auto") -> Filters:
     """The kernels of convolution ``layer`` of ``model``.

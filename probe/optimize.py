@@ -28,11 +28,9 @@ deepest layer the objective needs and leaves no hook behind.
 
 from __future__ import annotations
 
-import io
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -44,6 +42,7 @@ from probe.errors import ProbeUsageError
 from probe.hooks import INPUT, OUTPUT, capture, evaluating, record, resolve_layers
 from probe.models import LoadedModel, load_model
 from probe.objectives import Context, Objective, as_objective
+from probe.results import GalleryResult
 from probe.runtime import ProgressFn, autocast, check_finite, make_generator
 
 __all__ = ["Preset", "PRESETS", "OPTIMIZERS", "MaximizeResult", "LayerShape", "maximize", "evaluate", "inspect_layer"]
@@ -88,7 +87,7 @@ PRESETS: dict[str, Preset] = {
 
 
 @dataclass
-class MaximizeResult:
+class MaximizeResult(GalleryResult):
     """What :func:`maximize` returns. Tensors live on the CPU.
 
     Attributes:
@@ -115,6 +114,8 @@ class MaximizeResult:
             image_size, batch, precision, device: everything to reproduce the run.
         seconds: wall time of the optimization.
     """
+
+    _report = "probe.reports.maximize"
 
     images: torch.Tensor
     scores: torch.Tensor
@@ -149,27 +150,11 @@ class MaximizeResult:
         """``(N,)`` the class the model predicts for each image (class objectives), else None."""
         return None if self.outputs is None else self.outputs.argmax(dim=1)
 
-    def save(self, folder: str | Path, *, force: bool = False, **fields: Any) -> Path:
-        """Write the gallery the CLI writes (PNGs, contact sheet, index.html, manifest.json) into ``folder``.
-
-        Extra ``fields`` go into the manifest. ``folder`` is created; one that holds files is refused unless ``force``
-        (and then only when it holds a gallery, which is replaced). Returns the folder.
-        """
-        from probe.reports import save_result
-        from probe.reports.maximize import save_gallery
-
-        return save_result(save_gallery, self, folder, force=force, **fields)
-
     def contact_sheet(self, cell: int = 96) -> Any:
         """The captioned grid of :attr:`images` as a PIL image."""
         from probe.reports.maximize import contact_sheet
 
         return contact_sheet(self, cell=cell)
-
-    def _repr_png_(self) -> bytes:
-        buffer = io.BytesIO()
-        self.contact_sheet().save(buffer, format="PNG")
-        return buffer.getvalue()
 
     def __repr__(self) -> str:
         return (

@@ -23,11 +23,12 @@ from PIL import Image
 from probe import __version__
 from probe.gallery import Gallery, contact_sheet
 from probe.images import to_pil
+from probe.reports.render import png_bytes
 
 if TYPE_CHECKING:
     from probe.dream import DreamResult
 
-__all__ = ["save_gallery", "overview", "write_gif"]
+__all__ = ["save_gallery", "overview", "preview", "write_gif"]
 
 
 def _size(image: Any) -> str:
@@ -42,6 +43,11 @@ def overview(result: DreamResult, *, cell: int = 192) -> Image.Image:
         images += [to_pil(octave) for octave in result.octaves]
         captions += [f"octave {k + 1}: {_size(octave)}" for k, octave in enumerate(result.octaves)]
     return contact_sheet(images, captions, cell=cell, columns=min(len(images), 6), title=_title(result))
+
+
+def preview(result: DreamResult) -> bytes:
+    """:func:`overview` as PNG bytes (what notebooks show)."""
+    return png_bytes(overview(result))
 
 
 def _title(result: DreamResult) -> str:

@@ -16,9 +16,9 @@ import torch
 from PIL import Image
 
 from probe import __version__
-from probe.kernels import Filters
 from probe.gallery import Gallery, slug
 from probe.images import to_pil
+from probe.kernels import Filters
 from probe.reports.render import Entry, add_entries, preview_png, value_map
 
 __all__ = ["entries", "kernel_image", "save_gallery", "preview", "SCALES"]

@@ -18,13 +18,14 @@ from typing import TYPE_CHECKING, Any
 
 from probe import __version__
 from probe.images import to_pil
+from probe.reports.render import png_bytes
 
 if TYPE_CHECKING:
     from PIL import Image
 
     from probe.optimize import MaximizeResult
 
-__all__ = ["save_gallery", "contact_sheet", "captions", "file_stems", "SCORE_SYMBOLS"]
+__all__ = ["save_gallery", "contact_sheet", "preview", "captions", "file_stems", "SCORE_SYMBOLS"]
 
 SCORE_SYMBOLS = {"channel": "a", "neuron": "n", "class": "logit", "direction": "d"}
 """How captions name the score of each kind of objective (``a`` = degree of activation)."""
@@ -95,6 +96,11 @@ def contact_sheet(result: MaximizeResult, *, cell: int = 96) -> Image.Image:
 
     return sheet([to_pil(image) for image in result.images], captions(result), cell=cell,
                  title=f"{result.model}: {result.objective}")
+
+
+def preview(result: MaximizeResult) -> bytes:
+    """:func:`contact_sheet` as PNG bytes (what notebooks show)."""
+    return png_bytes(contact_sheet(result))
 
 
 def _history_figure(result: MaximizeResult) -> Any:

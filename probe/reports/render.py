@@ -119,11 +119,16 @@ def add_entries(gallery: Any, entries: Sequence[Entry]) -> None:
         gallery.add(entry.image, entry.file, entry.caption, section=entry.section, **entry.fields)
 
 
+def png_bytes(image: Image.Image) -> bytes:
+    """``image`` encoded as PNG (what ``_repr_png_`` returns)."""
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
 def preview_png(entries: Sequence[Entry], title: str, *, columns: int | None = None, cell: int = 96) -> bytes:
     """A contact sheet of ``entries`` as PNG bytes (what notebooks show for a result)."""
     from probe.gallery import contact_sheet
 
     sheet = contact_sheet([e.image for e in entries], [e.caption for e in entries], columns=columns, cell=cell, title=title)
-    buffer = io.BytesIO()
-    sheet.save(buffer, format="PNG")
-    return buffer.getvalue()
+    return png_bytes(sheet)

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 from typing import Any
 
 from probe import __version__
 from probe.gallery import Gallery, contact_sheet, slug
 from probe.images import to_pil
+from probe.reports.render import png_bytes
 from probe.style import StyleResult
 
-__all__ = ["save_gallery", "contact_png", "loss_figure", "summary"]
+__all__ = ["save_gallery", "preview", "loss_figure", "summary"]
 
 
 def _percent(value: float) -> str:
@@ -67,13 +67,11 @@ def _tiles(result: StyleResult) -> tuple[list[Any], list[str]]:
     return images, captions
 
 
-def contact_png(result: StyleResult) -> bytes:
+def preview(result: StyleResult) -> bytes:
     """Content, style(s) and result side by side, as PNG bytes (for notebooks)."""
     images, captions = _tiles(result)
-    sheet = contact_sheet(images, captions, columns=len(images), cell=192, title=f"style transfer on {result.model}")
-    buffer = io.BytesIO()
-    sheet.save(buffer, format="PNG")
-    return buffer.getvalue()
+    return png_bytes(contact_sheet(images, captions, columns=len(images), cell=192,
+                                   title=f"style transfer on {result.model}"))
 
 
 def save_gallery(result: StyleResult, folder: str | Path, **fields: Any) -> Path:

@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
 
+from probe.results import GalleryResult
 from probe.style.losses import EPS
 
 __all__ = ["StyleResult"]
 
 
 @dataclass
-class StyleResult:
+class StyleResult(GalleryResult):
     """What :func:`style_transfer` returns.
 
     Attributes:
@@ -38,6 +38,8 @@ class StyleResult:
         style_labels: the style sources as given.
     """
 
+    _report = "probe.reports.style"
+
     image: torch.Tensor
     content: torch.Tensor
     styles: list[torch.Tensor]
@@ -56,19 +58,3 @@ class StyleResult:
     def style_ratio(self) -> float:
         """Final style loss / style loss of the content image (0.05 = 5%)."""
         return self.losses["style"] / max(self.content_image_style_loss, EPS)
-
-    def save(self, folder: str | Path, *, force: bool = False, **fields: Any) -> Path:
-        """Write the gallery the CLI writes (content, styles, result, snapshots, loss plot) into ``folder``.
-
-        ``folder`` is created; one that holds files is refused unless ``force``
-        (and then only when it holds a gallery, which is replaced). Returns the folder.
-        """
-        from probe.reports import save_result
-        from probe.reports.style import save_gallery
-
-        return save_result(save_gallery, self, folder, force=force, **fields)
-
-    def _repr_png_(self) -> bytes:
-        from probe.reports.style import contact_png
-
-        return contact_png(self)
