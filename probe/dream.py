@@ -286,7 +286,7 @@ def dream(
     """
     started = time.perf_counter()
     _check_options(steps, jitter, tile_size, frames, zoom)
-    loaded = model if isinstance(model, LoadedModel) else load_model(model, device=device)
+    loaded = (model if isinstance(model, LoadedModel) else load_model(model, device=device)).frozen()
     with autocast(loaded.device, precision):  # validates the precision for this device
         pass
     names = [layers] if isinstance(layers, str) else list(layers) if layers is not None else default_layers(loaded)

@@ -21,9 +21,10 @@ was trained on.
 
 from __future__ import annotations
 
+import copy
 import importlib
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -121,6 +122,19 @@ class LoadedModel:
         """Run the module on ``(N, C, H, W)`` images in ``[0, 1]`` (normalized here)."""
         return self.module(self.preprocess.normalize(images))
 
+    def frozen(self) -> LoadedModel:
+        """This model with a module whose parameters do not require grad, for optimizing inputs.
+
+        Autograd computes every weight gradient of a layer whose parameters
+        require grad, even when only the input's gradient is asked for: about
+        10-20% of a backward pass wasted in maximize, dream and style. Models
+        cnn-probe builds are frozen already and come back as they are; for a
+        module you passed in, the result holds a weight-sharing view of it (see
+        :func:`frozen_view`), and your module is not touched.
+        """
+        view = frozen_view(self.module)
+        return self if view is self.module else replace(self, module=view)
+
     def label(self, index: int) -> str:
         """The class name of output ``index``, or ``"class <index>"`` when labels are unknown."""
         if self.labels is not None and 0 <= index < len(self.labels):
@@ -132,6 +146,26 @@ class LoadedModel:
             f"LoadedModel(name={self.name!r}, source={self.source!r}, weights={self.weights!r}, "
             f"input_shape={self.input_shape}, device={str(self.device)!r})"
         )
+
+
+def frozen_view(module: nn.Module) -> nn.Module:
+    """A copy of ``module``'s structure that shares its weights, with no parameter requiring grad.
+
+    Parameters become ``nn.Parameter(p.detach(), requires_grad=False)`` over the
+    same storage and buffers are shared, so the view costs no weight memory and
+    sees later changes of the weights. Its mode flags are the module's. Returns
+    ``module`` itself when no parameter requires grad, or when it cannot be
+    copied (TorchScript).
+    """
+    parameters = list(module.parameters())
+    if not any(p.requires_grad for p in parameters):
+        return module
+    memo: dict[int, Any] = {id(p): nn.Parameter(p.detach(), requires_grad=False) for p in parameters}
+    memo.update({id(b): b for b in module.buffers()})
+    try:
+        return copy.deepcopy(module, memo)
+    except Exception:  # TorchScript and modules that refuse to be copied: use them as they are
+        return module
 
 
 def torchvision_names() -> list[str]:

@@ -362,7 +362,7 @@ def maximize(
         ProbeUsageError: unknown layer, unit out of range, bad option.
         ProbeRuntimeError: the objective or its gradient became NaN/inf (lower lr).
     """
-    loaded = _as_loaded(model, device)
+    loaded = _as_loaded(model, device).frozen()  # no weight gradients computed: ~10-20% of each step
     objective = as_objective(objective)
     if preset not in PRESETS:
         raise ProbeUsageError(f"unknown preset {preset!r}; presets are: {', '.join(PRESETS)}", param="preset")

@@ -40,6 +40,7 @@ def test_every_unit_of_a_layer_rises_in_one_batch(preset):
 
 def test_forward_stops_at_the_deepest_needed_layer():
     model = gray_model()
+    model.module.requires_grad_(False)  # frozen: maximize runs this very module, not a weight-sharing view
     maximize(model, O.channel("conv2", 0), steps=2, image_size=16)
     assert model.module.counter.calls == 0
     maximize(model, O.class_logit(1), steps=2, image_size=16)

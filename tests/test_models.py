@@ -141,3 +141,23 @@ def test_runtime_helpers():
     with pytest.raises(ProbeUsageError, match="fp16 needs a CUDA device"):
         with autocast(torch.device("cpu"), "fp16"):
             pass
+
+
+def test_frozen_view_shares_weights_and_leaves_the_users_module_alone() -> None:
+    from tinynets import tiny
+
+    from probe.models import frozen_view
+
+    module = tiny().eval()  # eval: batch norm in training mode would update its statistics between the passes
+    view = frozen_view(module)
+    assert view is not module and not any(p.requires_grad for p in view.parameters())
+    assert all(p.requires_grad for p in module.parameters())  # the user's flags are untouched
+    assert all(a.data_ptr() == b.data_ptr() for a, b in zip(module.parameters(), view.parameters()))  # no copy
+    x = torch.rand(2, 3, 16, 16, requires_grad=True)
+    (grad,) = torch.autograd.grad(view(x).sum(), x)
+    torch.testing.assert_close(grad, torch.autograd.grad(module(x).sum(), x)[0])
+    assert all(p.grad is None for p in module.parameters())
+    loaded = probe.load_model(module)
+    assert loaded.frozen().module is not module and loaded.frozen().frozen().module is not None
+    zoo_model = probe.load_model("digits")
+    assert zoo_model.frozen() is zoo_model  # built frozen already: nothing to copy

@@ -230,7 +230,7 @@ def style_transfer(
     steps = int(steps)
     lr = DEFAULT_LR[optimizer] if lr is None else float(lr)
 
-    loaded = as_loaded(model, device)
+    loaded = as_loaded(model, device).frozen()  # no weight gradients computed: ~10-20% of each step
     device = loaded.device
     channels = loaded.preprocess.channels
     plan = plan_layers(loaded.module, content_layers, style_layers)
