@@ -52,6 +52,7 @@ def naive_dream(device: str, size: int, octaves: int, steps: int) -> Callable[[]
     from benchmarks.reference import dream_naive
 
     model, image = _inputs(device, size)
+    model.requires_grad_(False)  # conservative: spare the reference the weight gradients cnn-probe also skips
     mean = torch.tensor([0.485, 0.456, 0.406], device=device).view(1, 3, 1, 1)
     std = torch.tensor([0.229, 0.224, 0.225], device=device).view(1, 3, 1, 1)
 
