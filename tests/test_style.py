@@ -338,3 +338,10 @@ def test_the_shipped_shapes_model_transfers_style():
     result = style_transfer(shapes, "skimage:astronaut", "skimage:coffee", size=48, steps=30, snapshots=0)
     assert result.options["content_layers"] == {"relu3_2": "relu3_2"} and result.image.shape == (3, 48, 48)
     assert result.style_ratio < 0.1 and result.losses["content"] < 1.0
+
+
+def test_content_image_style_loss_comes_from_the_targets_pass(shapes_like):
+    result = run(shapes_like, steps=2, snapshots=0)
+    # init="content": the first evaluation sees the content image itself, so its style loss is the reference
+    assert result.content_image_style_loss == pytest.approx(result.history["style"][0], rel=1e-4)
+    assert result.style_ratio == pytest.approx(result.losses["style"] / result.history["style"][0], rel=1e-4)

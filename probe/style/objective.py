@@ -34,6 +34,8 @@ class StyleTargets:
 
     content: dict[str, torch.Tensor]
     grams: dict[str, torch.Tensor]
+    content_style: torch.Tensor | None = None
+    """The content image's own style loss (the denominator of ``StyleResult.style_ratio``)."""
 
 
 @dataclass
@@ -104,7 +106,10 @@ class StyleObjective:
                 gram = weight * gram_matrix(style_features[module])
                 grams[module] = grams[module] + gram if module in grams else gram
         kept = {module: content_features[module] for module in set(self.plan.content.values())}
-        return StyleTargets(content=kept, grams=grams)
+        targets = StyleTargets(content=kept, grams=grams)
+        # The content image's style loss from the same features: no extra forward pass.
+        targets.content_style = self.losses_of(content_features, content[None], targets)["style"]
+        return targets
 
     def losses(
         self, images: torch.Tensor, targets: StyleTargets, *, per_layer: bool = False
@@ -114,7 +119,12 @@ class StyleObjective:
         With ``per_layer``, also ``content:NAME`` and ``style:NAME`` for each
         layer (relative, unweighted). All are scalars with the graph kept.
         """
-        features = self.features(images)
+        return self.losses_of(self.features(images), images, targets, per_layer=per_layer)
+
+    def losses_of(
+        self, features: dict[str, torch.Tensor], images: torch.Tensor, targets: StyleTargets, *, per_layer: bool = False
+    ) -> dict[str, torch.Tensor]:
+        """:meth:`losses` from features already computed by :meth:`features` for ``images``."""
         layers: dict[str, torch.Tensor] = {}
         for name, module in self.plan.content.items():
             layers[f"content:{name}"] = content_loss(features[module], targets.content[module], relative=True)

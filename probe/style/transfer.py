@@ -277,7 +277,6 @@ def style_transfer(
         final = keep_content_colors(image, content_s) if original_colors else image
         with torch.no_grad():
             measured = objective.losses(final[None], targets, per_layer=True)
-            reference = objective.losses(content_s[None], targets)
     seconds = time.perf_counter() - started
 
     snapshots_kept = run.snapshots
@@ -311,7 +310,7 @@ def style_transfer(
         history={key: torch.stack(values).tolist() for key, values in run.history.items()},
         losses={key: float(measured[key]) for key in LOSS_NAMES},
         layer_losses={key: float(value) for key, value in measured.items() if ":" in key},
-        content_image_style_loss=float(reference["style"]),
+        content_image_style_loss=float(targets.content_style),
         snapshots=snapshots_kept,
         options=options,
         seconds=seconds,
