@@ -6,9 +6,9 @@ import argparse
 import importlib
 import sys
 
-from benchmarks.harness import curve_table, table, write_results
+from benchmarks.harness import SUITE_ORDER, curve_table, table, write_results
 
-SUITES = ("gallery", "record", "style", "dream", "scaling")
+SUITES = SUITE_ORDER
 
 
 def main(argv: list[str] | None = None) -> int:

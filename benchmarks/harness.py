@@ -26,6 +26,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).resolve().parent / "results"
+SUITE_ORDER = ("gallery", "record", "style", "dream", "scaling")
 
 
 @dataclass
@@ -180,6 +181,16 @@ def write_results(rows: list[Row], device: str, settings: dict[str, Any], curves
     path = folder / f"{stamp}-{device.split(':')[0]}{suffix}.json"
     data = {"date": stamp, "machine": machine(device), "settings": settings,
             "rows": [row.as_dict() for row in rows], "curves": list(curves)}
+    if path.exists():  # a run of some suites replaces their rows and keeps the other suites' rows of the day
+        earlier = json.loads(path.read_text())
+        ran = set(settings.get("suites", []))
+        suites = [s for s in earlier.get("settings", {}).get("suites", []) if s not in ran] + list(ran)
+        data["settings"] = {**settings, "suites": sorted(suites)}
+        keep_rows = [row for row in earlier.get("rows", []) if row["suite"] not in ran]
+        keep_curves = [curve for curve in earlier.get("curves", []) if curve["suite"] not in ran]
+        order = {name: i for i, name in enumerate(SUITE_ORDER)}
+        data["rows"] = sorted(keep_rows + data["rows"], key=lambda row: order.get(row["suite"], len(order)))
+        data["curves"] = keep_curves + data["curves"]
     path.write_text(json.dumps(data, indent=2) + "\n")
     return path
 
