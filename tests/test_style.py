@@ -56,6 +56,20 @@ def test_gram_matrix_is_per_image_and_symmetric():
         gram_matrix(torch.ones(2, 3))
 
 
+@pytest.mark.parametrize("normalize", [True, False])
+def test_gram_matrix_gradient_is_autograds_of_the_plain_product(normalize):
+    # the one-matmul backward must give what autograd derives for bmm(F, F^T), to first and second order
+    features = torch.randn(2, 3, 4, 5, dtype=torch.double, generator=torch.Generator().manual_seed(1))
+    features.requires_grad_(True)
+    weights = torch.randn(2, 3, 3, dtype=torch.double, generator=torch.Generator().manual_seed(2))
+    flat = features.flatten(2)
+    plain = torch.bmm(flat, flat.transpose(1, 2)) / (20 if normalize else 1)
+    (expected,) = torch.autograd.grad((plain * weights).sum(), features)
+    (got,) = torch.autograd.grad((gram_matrix(features, normalize=normalize) * weights).sum(), features)
+    assert torch.allclose(got, expected)
+    assert torch.autograd.gradgradcheck(lambda f: gram_matrix(f, normalize=normalize), (features,))
+
+
 def test_losses_are_zero_for_identical_images_and_positive_otherwise():
     a = torch.rand(1, 4, 6, 6, generator=torch.Generator().manual_seed(1))
     b = torch.rand(1, 4, 6, 6, generator=torch.Generator().manual_seed(2))

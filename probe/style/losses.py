@@ -42,8 +42,32 @@ def gram_matrix(features: torch.Tensor, normalize: bool = True) -> torch.Tensor:
             f"a Gram matrix needs feature maps (N, C, H, W) or (N, C, L); got shape {tuple(features.shape)}"
         )
     flat = features.flatten(2)
-    gram = torch.bmm(flat, flat.transpose(1, 2))
-    return gram / flat.shape[-1] if normalize else gram
+    return _Gram.apply(flat, 1.0 / flat.shape[-1] if normalize else 1.0)
+
+
+class _Gram(torch.autograd.Function):
+    """``scale * F @ F^T`` for ``(N, C, L)`` features ``F``, with a one-matmul backward.
+
+    Autograd's generic backward of ``bmm(F, F^T)`` sees two operands and
+    computes two products, ``G @ F`` and ``(F^T @ G)^T``, the second in a
+    transposed layout, then adds them into a fresh ``(N, C, H, W)`` tensor:
+    about 13% of a style-transfer evaluation on a CPU. Since ``F`` is both
+    operands, the gradient is ``scale * (G + G^T) @ F``: one ``(C, C) @ (C, L)``
+    product. The backward is made of differentiable ops, so double backward works.
+    """
+
+    @staticmethod
+    def forward(ctx, flat: torch.Tensor, scale: float) -> torch.Tensor:  # type: ignore[override]
+        ctx.save_for_backward(flat)
+        ctx.scale = scale
+        gram = torch.bmm(flat, flat.transpose(1, 2))
+        return gram * scale if scale != 1.0 else gram
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:  # type: ignore[override]
+        (flat,) = ctx.saved_tensors
+        symmetric = (grad + grad.transpose(1, 2)) * ctx.scale
+        return torch.bmm(symmetric.to(flat.dtype), flat), None
 
 
 def _mse(value: torch.Tensor, target: torch.Tensor, relative: bool) -> torch.Tensor:
