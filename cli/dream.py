@@ -8,14 +8,22 @@ import click
 
 import torch
 
-from probe.cli.common import ProbeCommand, echo_done, model_options, out_options, parse_weights, progress_bar, shared
+from probe.cli.common import (
+    ProbeCommand,
+    echo_done,
+    model_options,
+    out_options,
+    parse_weights,
+    progress_bar,
+    shared,
+    speed_options,
+)
 from probe.dream import dream
 from probe.errors import ProbeUsageError
 from probe.gallery import prepare_out_dir, slug
 from probe.images import load_image, parse_size
 from probe.models import LoadedModel, load_model
 from probe.reports.dream import save_gallery
-from probe.runtime import PRECISIONS
 
 DEFAULT_MODEL = "googlenet"
 
@@ -110,14 +118,14 @@ def _image_name(source: str) -> str:
               help="Resize IMAGE first: auto = longer side twice the model's input size, at least 256 "
               "(googlenet: 448, shapes: 256); full keeps it; "
               "N sets the longer side; HxW both.")
-@click.option("--precision", type=click.Choice(PRECISIONS), default="fp32", show_default=True,
-              help="Forward-pass precision (bf16/fp16 are for GPUs).")
+@speed_options()
 @shared
 @out_options
 def command(image: str, model: str, weights: str, layer: tuple[str, ...], layer_weight: tuple[float, ...],
             channels: str | None, objective: str, octaves: int, octave_scale: float, steps: int, lr: float,
             jitter: int, tile: int | None, tile_margin: int | None, guide: str | None, frames: int, zoom: float,
-            size: str, precision: str, device: str, seed: int, out: Path | None, force: bool) -> None:
+            size: str, precision: str, channels_last: bool, device: str, seed: int, out: Path | None,
+            force: bool) -> None:
     """Deep Dream: make the network exaggerate what it sees in IMAGE.
 
     IMAGE is a file or a bundled sample: skimage:astronaut, skimage:coffee,
@@ -160,7 +168,8 @@ def command(image: str, model: str, weights: str, layer: tuple[str, ...], layer_
             loaded, picture, chosen_layers, channels=parse_channels(channels),
             layer_weights=list(layer_weight) or None, objective=objective, steps=steps, lr=lr, octaves=octaves,
             octave_scale=octave_scale, jitter=jitter, tile_size=tile, tile_margin=tile_margin, guide=guide,
-            frames=frames, zoom=zoom, seed=seed, precision=precision, progress=progress,
+            frames=frames, zoom=zoom, seed=seed, precision=precision, channels_last=channels_last,
+            progress=progress,
         )  # fmt: skip
     finally:
         if bar is not None:

@@ -8,7 +8,16 @@ from typing import Any
 import click
 
 from probe import objectives as O
-from probe.cli.common import ProbeCommand, echo_done, model_options, out_options, parse_weights, progress_bar, shared
+from probe.cli.common import (
+    ProbeCommand,
+    echo_done,
+    model_options,
+    out_options,
+    parse_weights,
+    progress_bar,
+    shared,
+    speed_options,
+)
 from probe.errors import ProbeUsageError
 from probe.gallery import prepare_out_dir, slug
 from probe.hooks import OUTPUT
@@ -116,15 +125,15 @@ def _summary(result: MaximizeResult, name: str) -> str:
 @click.option("--batch", type=click.IntRange(min=1), default=64, show_default=True, metavar="N",
               help="At most N images per optimization pass; bigger requests run in chunks.")
 @click.option("--snapshots", default="", metavar="32,128,256", help="Also save the images after these steps.")
-@click.option("--precision", type=click.Choice(["fp32", "bf16"]), default="fp32", show_default=True,
-              help="Autocast precision of the forward passes (bf16 pays off on recent GPUs).")
+@speed_options(precisions=("fp32", "bf16"))
 @shared
 @out_options
 @click.pass_context
 def command(
     ctx: click.Context, model: str, weights: str, layer: str | None, units: str, objective: str, l1: float,
     tv: float, diversity: float, per_unit: int | None, preset: str, steps: int, lr: float | None, size: str | None,
-    batch: int, snapshots: str, precision: str, device: str, seed: int, out: Path | None, force: bool,
+    batch: int, snapshots: str, precision: str, channels_last: bool, device: str, seed: int, out: Path | None,
+    force: bool,
 ) -> None:
     """Synthesize the images that maximize a layer's filters, neurons or classes.
 
@@ -181,6 +190,7 @@ def command(
         result = maximize(
             loaded, target, steps=steps, lr=lr, preset=preset, image_size=image_size, batch=batch,
             snapshots=snapshot_steps, progress=progress, seed=seed, precision=precision,
+            channels_last=channels_last,
         )  # fmt: skip
     result.save(
         folder,

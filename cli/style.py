@@ -7,13 +7,21 @@ from pathlib import Path
 
 import click
 
-from probe.cli.common import ProbeCommand, echo_done, model_options, out_options, parse_weights, progress_bar, shared
+from probe.cli.common import (
+    ProbeCommand,
+    echo_done,
+    model_options,
+    out_options,
+    parse_weights,
+    progress_bar,
+    shared,
+    speed_options,
+)
 from probe.errors import ProbeUsageError
 from probe.gallery import prepare_out_dir, slug
 from probe.images import parse_size
 from probe.models import load_model
 from probe.reports.style import save_gallery, summary
-from probe.runtime import PRECISIONS
 from probe.style import (
     DEFAULT_CONTENT_WEIGHT,
     DEFAULT_STEPS,
@@ -85,8 +93,7 @@ def _stem(source: str) -> str:
               help="Multiscale, e.g. 256,512: each scale's result initializes the next (overrides --size).")
 @click.option("--snapshots", type=click.IntRange(min=0), default=4, show_default=True,
               help="Intermediate images to keep in the gallery.")
-@click.option("--precision", type=click.Choice(PRECISIONS), default="fp32", show_default=True,
-              help="Autocast the forward pass (bf16/fp16 on CUDA).")
+@speed_options()
 @shared
 @out_options
 def command(
@@ -112,6 +119,7 @@ def command(
     scales: str | None,
     snapshots: int,
     precision: str,
+    channels_last: bool,
     device: str,
     seed: int,
     out: Path | None,
@@ -185,6 +193,7 @@ def command(
             progress=progress,
             seed=seed,
             precision=precision,  # type: ignore[arg-type]
+            channels_last=channels_last,
         )
     save_gallery(result, folder, weights=loaded.weights)
     note = result.options.get("layer_note")

@@ -231,6 +231,7 @@ def dream(
     generator: torch.Generator | None = None,
     device: str | torch.device | None = "auto",
     precision: Precision = "fp32",
+    channels_last: bool = False,
     progress: ProgressFn | None = None,
 ) -> DreamResult:
     """Deep Dream over ``image``: strengthen what ``layers`` see in it (see the module docstring).
@@ -273,6 +274,9 @@ def dream(
             model runs where it is.
         precision: ``"fp32"`` (default), ``"bf16"`` or ``"fp16"`` (CUDA) for the
             forward pass.
+        channels_last: run the convolutions in channels-last memory format
+            (default False): 1.3x faster for googlenet on CPU, 5% slower
+            for VGG19 style; see :func:`~probe.models.frozen_view`.
         progress: ``progress(step, total, {"objective", "octave", "frame"})``
             after every step.
 
@@ -286,7 +290,7 @@ def dream(
     """
     started = time.perf_counter()
     _check_options(steps, jitter, tile_size, frames, zoom)
-    loaded = (model if isinstance(model, LoadedModel) else load_model(model, device=device)).frozen()
+    loaded = (model if isinstance(model, LoadedModel) else load_model(model, device=device)).frozen(channels_last)
     with autocast(loaded.device, precision):  # validates the precision for this device
         pass
     names = [layers] if isinstance(layers, str) else list(layers) if layers is not None else default_layers(loaded)
@@ -349,6 +353,7 @@ def dream(
         "zoom": zoom if frames > 0 else None,
         "seed": seed_used,
         "precision": precision,
+        "channels_last": channels_last,
         "device": str(loaded.device),
         "image_size": [height, width],
     }

@@ -318,6 +318,7 @@ def maximize(
     generator: torch.Generator | None = None,
     device: str | torch.device | None = None,
     precision: str = "fp32",
+    channels_last: bool = False,
 ) -> MaximizeResult:
     """Synthesize images that maximize ``objective`` by gradient ascent on their parametrization.
 
@@ -353,6 +354,9 @@ def maximize(
         device: where to run; None or ``"auto"`` = the model's device.
         precision: ``"fp32"`` (default), ``"bf16"`` or ``"fp16"`` (CUDA) autocast
             for the forward passes; final scores are measured in fp32.
+        channels_last: run the convolutions in channels-last memory format
+            (default False): 1.3x faster for googlenet on CPU, 5% slower
+            for VGG19 style; see :func:`~probe.models.frozen_view`.
 
     Returns:
         A :class:`MaximizeResult`: images, final scores (on the final 8-bit
@@ -362,7 +366,7 @@ def maximize(
         ProbeUsageError: unknown layer, unit out of range, bad option.
         ProbeRuntimeError: the objective or its gradient became NaN/inf (lower lr).
     """
-    loaded = _as_loaded(model, device).frozen()  # no weight gradients computed: ~10-20% of each step
+    loaded = _as_loaded(model, device).frozen(channels_last)  # no weight gradients computed: ~10-20% of each step
     objective = as_objective(objective)
     if preset not in PRESETS:
         raise ProbeUsageError(f"unknown preset {preset!r}; presets are: {', '.join(PRESETS)}", param="preset")
@@ -433,7 +437,7 @@ def maximize(
         "steps": steps, "lr": learning_rate, "optimizer": optimizer if isinstance(optimizer, str) else "custom",
         "param": param_name, "transforms": transform_names, "preset": preset, "seed": seed,
         "image_size": [height, width], "images": count, "batch": batch, "precision": precision,
-        "device": str(target),
+        "channels_last": channels_last, "device": str(target),
     }  # fmt: skip
     main = objective.main
     units = objective.image_units()

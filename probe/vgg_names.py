@@ -23,7 +23,7 @@ from collections.abc import Sequence
 
 from torch import nn
 
-from probe.errors import ProbeUsageError, unknown_name
+from probe.errors import unknown_name
 
 __all__ = ["PAPER_NAME", "vgg_aliases", "module_names", "resolve_name"]
 

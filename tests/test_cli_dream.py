@@ -29,8 +29,9 @@ def photo(tmp_path):
 
 def test_dream_writes_a_gallery(runner, photo, tmp_path):
     out = tmp_path / "run"
-    result = runner.invoke(cli, ["dream", str(photo), *TINY, "--layer", "conv2", "--out", str(out)])
+    result = runner.invoke(cli, ["dream", str(photo), *TINY, "--layer", "conv2", "--channels-last", "--out", str(out)])
     assert result.exit_code == 0, result.output
+    assert json.loads((out / "manifest.json").read_text())["channels_last"] is True
     assert "objective" in result.output and "index.html" in result.output
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["command"] == "dream" and manifest["layers"] == ["conv2"]
@@ -48,6 +49,7 @@ def test_frames_guide_tiles_and_weights(runner, photo, tmp_path):
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["layer_weights"] == [1.0, 0.5] and manifest["channels"] == {"conv2": [0, 1, 2], "conv1": [0, 1, 2]}
     assert manifest["objective"] == "guide" and manifest["tile"] == 16 and manifest["frames"] == 2
+    assert manifest["channels_last"] is False
     assert (out / "frame-001.png").exists() and (out / "zoom.gif").exists()
     with Image.open(out / "zoom.gif") as gif:
         assert gif.n_frames == 2

@@ -73,6 +73,13 @@ def test_same_seed_same_scores(runner, tmp_path):
     assert scores[0] == scores[1]
 
 
+def test_channels_last_is_recorded(runner, tmp_path):
+    out = tmp_path / "cl"
+    result = run(runner, *TINY, "--layer", "conv2", "--units", "0-1", "--steps", "2", "--channels-last", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "manifest.json").read_text())["channels_last"] is True
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

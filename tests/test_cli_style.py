@@ -53,12 +53,14 @@ def test_multiscale_avg_pooling_original_colors(runner, tmp_path):
     result = runner.invoke(
         cli,
         ["style", "skimage:astronaut", "skimage:coffee", *TINY, "--steps", "3", "--scales", "16,24",
-         "--pooling", "avg", "--original-colors", "--optimizer", "adam", "--init", "random", "--out", str(out)],
+         "--pooling", "avg", "--original-colors", "--optimizer", "adam", "--init", "random", "--channels-last",
+         "--out", str(out)],
     )
     assert result.exit_code == 0, result.output
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["image_size"] == [24, 24] and manifest["options"]["scales"] == [[16, 16], [24, 24]]
     assert manifest["options"]["pooling"] == "avg" and manifest["options"]["original_colors"] is True
+    assert manifest["options"]["channels_last"] is True
 
 
 def test_the_whole_vgg19_path_from_the_command_line(runner, tmp_path):

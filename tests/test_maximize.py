@@ -120,6 +120,17 @@ def test_other_objectives_parametrizations_and_precisions_run():
     assert rgb.images.shape == (4, 3, 16, 20)
 
 
+def test_channels_last_renders_the_same_images():
+    # another memory layout for the convolutions: the same images up to float rounding, same seed
+    model = gray_model()
+    objective = O.channel("conv2", range(3))
+    default = maximize(model, objective, steps=8, image_size=16, seed=3)
+    channels_last = maximize(model, objective, steps=8, image_size=16, seed=3, channels_last=True)
+    assert channels_last.settings["channels_last"] is True and default.settings["channels_last"] is False
+    torch.testing.assert_close(channels_last.scores, default.scores, rtol=1e-3, atol=1e-3)
+    assert (channels_last.images - default.images).abs().max() <= 2 / 255  # 8-bit images: a level or two at most
+
+
 def test_nan_stops_with_advice():
     model = gray_model()
     broken = O.channel("conv2", 0) * O.Objective(lambda ctx: torch.full((ctx.batch,), float("nan")), "nan")

@@ -161,3 +161,27 @@ def test_frozen_view_shares_weights_and_leaves_the_users_module_alone() -> None:
     assert loaded.frozen().module is not module and loaded.frozen().frozen().module is not None
     zoo_model = probe.load_model("digits")
     assert zoo_model.frozen() is zoo_model  # built frozen already: nothing to copy
+
+
+def test_channels_last_view_copies_only_the_convolution_weights() -> None:
+    from tinynets import tiny
+
+    from probe.models import frozen_view
+
+    module = tiny().eval()
+    view = frozen_view(module, channels_last=True)
+    pairs = list(zip(module.parameters(), view.parameters()))
+    for original, viewed in pairs:
+        assert original.is_contiguous() and original.requires_grad and not viewed.requires_grad  # user's untouched
+        assert torch.equal(original, viewed)
+        if original.dim() == 4:
+            assert viewed.is_contiguous(memory_format=torch.channels_last) and viewed.data_ptr() != original.data_ptr()
+        else:
+            assert viewed.data_ptr() == original.data_ptr()
+    assert any(original.dim() == 4 for original, _ in pairs)
+    x = torch.rand(2, 3, 16, 16)
+    torch.testing.assert_close(view(x), module(x))
+    zoo_model = probe.load_model("digits")
+    converted = zoo_model.frozen(channels_last=True)  # frozen already, but the format asks for a view
+    assert converted is not zoo_model and converted.module.conv1.weight.is_contiguous(memory_format=torch.channels_last)
+    assert zoo_model.module.conv1.weight.is_contiguous()

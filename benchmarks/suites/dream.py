@@ -30,7 +30,8 @@ def _inputs(device: str, size: int):
     return model, image
 
 
-def probe_dream(device: str, size: int, octaves: int, steps: int, tile_size: int | None = None) -> Callable[[], Any]:
+def probe_dream(device: str, size: int, octaves: int, steps: int, tile_size: int | None = None,
+                channels_last: bool = False) -> Callable[[], Any]:
     """``probe.dream`` on ``LAYER``."""
     import probe
 
@@ -39,7 +40,8 @@ def probe_dream(device: str, size: int, octaves: int, steps: int, tile_size: int
 
     def work() -> dict[str, float]:
         probe.dream(loaded, image, LAYER, octaves=octaves, octave_scale=SETTINGS["octave_scale"], steps=steps,
-                    lr=0.01, jitter=SETTINGS["jitter"], tile_size=tile_size, seed=0, device=device)
+                    lr=0.01, jitter=SETTINGS["jitter"], tile_size=tile_size, seed=0, device=device,
+                    channels_last=channels_last)
         return {}
 
     return work

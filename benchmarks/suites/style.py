@@ -33,7 +33,8 @@ def _inputs(device: str, size: int):
     return vgg, content, style
 
 
-def probe_style(device: str, size: int, steps: int, precision: str = "fp32") -> Callable[[], Any]:
+def probe_style(device: str, size: int, steps: int, precision: str = "fp32",
+                channels_last: bool = False) -> Callable[[], Any]:
     """``probe.style_transfer`` with the tutorial's layers and L-BFGS."""
     import probe
 
@@ -44,7 +45,7 @@ def probe_style(device: str, size: int, steps: int, precision: str = "fp32") -> 
         result = probe.style_transfer(
             loaded, content, style, content_layers=CONTENT_LAYERS, style_layers=STYLE_LAYERS,
             optimizer="lbfgs", steps=steps, size=size, tv_weight=0.0, snapshots=0,
-            seed=0, device=device, precision=precision,
+            seed=0, device=device, precision=precision, channels_last=channels_last,
         )
         return {"evaluations": len(result.history["total"])}
 
@@ -82,7 +83,7 @@ def run(device: str, quick: bool) -> tuple[list[Row], list[dict]]:
                         per_evaluation(ours), per_evaluation(peer),
                         note=f"{ours.extra['evaluations']} vs {peer.extra['evaluations']} evaluations a run"))
         if device.startswith("cuda"):
-            bf16 = measure("benchmarks.suites.style:probe_style", {**config, "precision": "bf16"}, 3)
-            rows.append(Row("style", f"vgg19 {size}px, s per L-BFGS evaluation, bf16", "PyTorch tutorial",
+            bf16 = measure("benchmarks.suites.style:probe_style", {**config, "precision": "bf16", "channels_last": True}, 3)
+            rows.append(Row("style", f"vgg19 {size}px, s per L-BFGS evaluation, bf16, channels-last", "PyTorch tutorial",
                             per_evaluation(bf16), per_evaluation(peer)))
     return rows, []

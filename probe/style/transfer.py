@@ -158,6 +158,7 @@ def style_transfer(
     generator: torch.Generator | None = None,
     device: str | torch.device | None = None,
     precision: Precision = "fp32",
+    channels_last: bool = False,
 ) -> StyleResult:
     """Neural style transfer: an image with ``content``'s content and ``styles``' style.
 
@@ -214,6 +215,9 @@ def style_transfer(
             must match a loaded model's device.
         precision: ``"fp32"`` (default), ``"bf16"`` or ``"fp16"`` (autocast on
             the forward pass; Gram matrices and losses stay float32).
+        channels_last: run the convolutions in channels-last memory format
+            (default False): 1.3x faster for googlenet on CPU, 5% slower
+            for VGG19 style; see :func:`~probe.models.frozen_view`.
 
     Returns:
         A :class:`~probe.style.result.StyleResult`; its losses are measured on
@@ -230,7 +234,7 @@ def style_transfer(
     steps = int(steps)
     lr = DEFAULT_LR[optimizer] if lr is None else float(lr)
 
-    loaded = as_loaded(model, device).frozen()  # no weight gradients computed: ~10-20% of each step
+    loaded = as_loaded(model, device).frozen(channels_last)  # no weight gradients computed: ~10-20% of each step
     device = loaded.device
     channels = loaded.preprocess.channels
     plan = plan_layers(loaded.module, content_layers, style_layers)
@@ -300,6 +304,7 @@ def style_transfer(
         "pooling": pooling,
         "pools_swapped": swapped,
         "precision": precision,
+        "channels_last": channels_last,
         "device": str(device),
         "seed": seed if generator is None else None,
     }
