@@ -67,14 +67,23 @@ def naive_dream(device: str, size: int, octaves: int, steps: int) -> Callable[[]
     return work
 
 
-def run(device: str, quick: bool) -> tuple[list[Row], list[dict]]:
+def config(device: str, quick: bool) -> dict[str, Any]:
+    """The speed row's settings: ``device``, ``size``, ``octaves``, ``steps`` (per octave)."""
     size = 128 if quick else (384 if device == "cpu" else 1024)
     octaves, steps = (2, 2) if quick else (SETTINGS["octaves"], SETTINGS["steps"])
-    config = {"device": device, "size": size, "octaves": octaves, "steps": steps}
-    ours = measure("benchmarks.suites.dream:probe_dream", config, 1 if quick else 3)
-    peer = measure("benchmarks.suites.dream:naive_dream", config, 1 if quick else 3)
-    rows = [Row("dream", f"googlenet {LAYER} {size}px, {octaves} octaves x {steps} steps", "single-pass reference",
-                ours, peer)]
+    return {"device": device, "size": size, "octaves": octaves, "steps": steps}
+
+
+def case(config: dict[str, Any]) -> str:
+    """The speed row's name for :func:`config`."""
+    return f"googlenet {LAYER} {config['size']}px, {config['octaves']} octaves x {config['steps']} steps"
+
+
+def run(device: str, quick: bool) -> tuple[list[Row], list[dict]]:
+    speed = config(device, quick)
+    ours = measure("benchmarks.suites.dream:probe_dream", speed, 1 if quick else 3)
+    peer = measure("benchmarks.suites.dream:naive_dream", speed, 1 if quick else 3)
+    rows = [Row("dream", case(speed), "single-pass reference", ours, peer)]
     big = 256 if quick else (1536 if device == "cpu" else 4096)
     tile = 128 if quick else 512
     memory = {"device": device, "size": big, "octaves": 1, "steps": 2}

@@ -69,24 +69,31 @@ def lucent_layer(device: str, units: int, size: int, steps: int) -> Callable[[],
     return work
 
 
-def run(device: str, quick: bool) -> tuple[list[Row], list[dict]]:
-    size = 128
+def configs(device: str, quick: bool) -> list[dict[str, Any]]:
+    """The rows' settings, one per channel count: ``device``, ``units``, ``size``, ``steps``."""
     # On 2 CPU cores Lucent needs ~0.2 s a step at 128 px: 64 channels x 256 steps would take an hour,
     # so the CPU run uses 32 steps and stops at 16 channels (the issue's CPU target); the GPU runs all.
     steps = 8 if quick else (32 if device == "cpu" else 256)
     counts = (1, 4) if quick else ((1, 4, 16) if device == "cpu" else (1, 4, 16, 64))
+    return [{"device": device, "units": units, "size": 128, "steps": steps} for units in counts]
+
+
+def case(config: dict[str, Any]) -> str:
+    """A row's name for one of :func:`configs`."""
+    return f"googlenet {LAYER} {config['units']} ch, {config['size']}px, {config['steps']} steps"
+
+
+def run(device: str, quick: bool) -> tuple[list[Row], list[dict]]:
     rows = []
-    for units in counts:
-        config = {"device": device, "units": units, "size": size, "steps": steps}
+    for config in configs(device, quick):
+        units, steps = config["units"], config["steps"]
         repeat, warmup = (1, units < 16) if device == "cpu" else (3, True)
         ours = measure("benchmarks.suites.gallery:probe_layer", config, repeat, warmup)
         peer = measure("benchmarks.suites.gallery:lucent_layer", config, repeat, warmup)
-        rows.append(Row("gallery", f"googlenet {LAYER} {units} ch, {size}px, {steps} steps", "Lucent 0.1.8",
-                        ours, peer, note=f"{units * steps / ours.seconds:.1f} vs {units * steps / peer.seconds:.1f} unit-steps/s"))
+        rows.append(Row("gallery", case(config), "Lucent 0.1.8", ours, peer,
+                        note=f"{units * steps / ours.seconds:.1f} vs {units * steps / peer.seconds:.1f} unit-steps/s"))
         if device.startswith("cuda"):
             fast = {**config, "precision": "bf16", "channels_last": True}
             bf16 = measure("benchmarks.suites.gallery:probe_layer", fast, repeat, warmup)
-            rows.append(Row("gallery", f"googlenet {LAYER} {units} ch, {size}px, {steps} steps, bf16, channels-last",
-                            "Lucent 0.1.8",
-                            bf16, peer))
+            rows.append(Row("gallery", f"{case(config)}, bf16, channels-last", "Lucent 0.1.8", bf16, peer))
     return rows, []

@@ -71,12 +71,16 @@ def per_evaluation(measured: Measurement) -> Measurement:
     return Measurement(measured.seconds / count, [t / count for t in measured.runs], measured.peak_mb, measured.extra)
 
 
-def run(device: str, quick: bool) -> tuple[list[Row], list[dict]]:
+def configs(device: str, quick: bool) -> list[dict[str, Any]]:
+    """The rows' settings, one per image size: ``device``, ``size``, ``steps`` (L-BFGS evaluations)."""
     sizes = (64,) if quick else ((128, 256) if device == "cpu" else (256, 512))
-    steps = 3 if quick else 20
+    return [{"device": device, "size": size, "steps": 3 if quick else 20} for size in sizes]
+
+
+def run(device: str, quick: bool) -> tuple[list[Row], list[dict]]:
     rows = []
-    for size in sizes:
-        config = {"device": device, "size": size, "steps": steps}
+    for config in configs(device, quick):
+        size = config["size"]
         ours, peer = measure_pair("benchmarks.suites.style:probe_style", "benchmarks.suites.style:tutorial_style",
                                   config, repeat=3)
         rows.append(Row("style", f"vgg19 {size}px, s per L-BFGS evaluation", "PyTorch tutorial",
