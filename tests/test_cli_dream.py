@@ -31,10 +31,10 @@ def test_dream_writes_a_gallery(runner, photo, tmp_path):
     out = tmp_path / "run"
     result = runner.invoke(cli, ["dream", str(photo), *TINY, "--layer", "conv2", "--channels-last", "--out", str(out)])
     assert result.exit_code == 0, result.output
-    assert json.loads((out / "manifest.json").read_text())["channels_last"] is True
     assert "objective" in result.output and "index.html" in result.output
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["command"] == "dream" and manifest["layers"] == ["conv2"]
+    assert manifest["channels_last"] is True
     assert manifest["octaves"] == 2 and manifest["steps"] == 2 and manifest["image_size"] == [24, 32]
     assert manifest["objective_before"] is not None and manifest["objective_after"] is not None
     assert (out / "dream.png").exists() and (out / "octave-2.png").exists()
