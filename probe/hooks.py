@@ -44,12 +44,13 @@ one after the addition. (Not ``NAME:K``: ``"conv2:7"`` means unit 7 of conv2.)
 - :func:`capture`, and with it every objective (:mod:`probe.objectives`), Deep
   Dream and style transfer, refuses the plain name of such a module with the
   same error; name one call instead (``channel("layer1.0.relu#1", 3)``, ``probe
-  dream --layer layer1.0.relu#1``). Style transfer names modules (paper-style or
-  dotted names), so a repeated module cannot be one of its layers. To know that
-  a module does not run again later in the pass, the first :func:`capture` of a
-  module by its plain name on a model runs one forward pass without gradients
-  that counts calls; the count is remembered for that model object, so later
-  captures still stop at the deepest layer.
+  dream --layer layer1.0.relu#1``; style transfer's layer options take
+  ``NAME#K`` as well). To know that a module does not run
+  again later in the pass, the first :func:`capture` of a module by its plain
+  name on a model runs the whole forward pass (not stopping early) and counts
+  the calls; the count is remembered for that model object, so later captures
+  stop at the deepest layer. (A module reached only through plain
+  ``nn.Sequential`` containers runs once by construction: no full pass.)
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ from __future__ import annotations
 import contextlib
 import weakref
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Container, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -78,6 +79,7 @@ __all__ = [
     "layer_names",
     "resolve_layers",
     "call_names",
+    "split_call",
     "evaluating",
     "first_tensor",
 ]
@@ -114,6 +116,14 @@ def call_names(name: str, calls: int) -> list[str]:
     return [f"{name}{CALL_SEPARATOR}{call}" for call in range(calls)]
 
 
+def split_call(name: str, modules: Container[str]) -> tuple[str, int] | None:
+    """``("layer1.0.relu", 1)`` for ``"layer1.0.relu#1"`` when ``layer1.0.relu`` is in ``modules``, else None."""
+    base, separator, index = name.rpartition(CALL_SEPARATOR)
+    if separator and base and base in modules and index.isascii() and index.isdigit():
+        return base, int(index)
+    return None
+
+
 def _repeated(name: str, calls: int) -> ProbeUsageError:
     """The error for the plain name of a module that runs ``calls`` (> 1) times in one forward pass."""
     names = ", ".join(repr(n) for n in call_names(name, calls))
@@ -146,9 +156,9 @@ def _resolve(model: nn.Module, names: str | Iterable[str]) -> dict[str, _Target]
         if name and name in modules:
             resolved[name] = _Target(modules[name], name, None)
             continue
-        base, separator, index = name.rpartition(CALL_SEPARATOR)
-        if separator and base and base in modules and index.isascii() and index.isdigit():
-            resolved[name] = _Target(modules[base], base, int(index))
+        call = split_call(name, modules)
+        if call is not None:
+            resolved[name] = _Target(modules[call[0]], *call)
             continue
         raise unknown_name("layer", name, layer_names(model), param="layer")
     if not resolved:
@@ -313,6 +323,15 @@ class Recording(Mapping[str, torch.Tensor]):
 
         return preview(self)
 
+    def recorded_as(self, name: str) -> list[str]:
+        """The names a layer requested by ``name`` is kept under: ``[name]``, or its per-call names.
+
+        E.g. ``["layer1.0.relu#0", "layer1.0.relu#1"]`` for a module that ran
+        twice per forward pass; ``[name]`` also for a layer that did not run.
+        """
+        calls = self.calls.get(name, 0)
+        return call_names(name, calls) if calls > 1 else [name]
+
     def _split(self, name: str) -> None:
         """``name`` turned out to run several times per pass: what its plain name holds becomes ``name#0``."""
         first = f"{name}{CALL_SEPARATOR}0"
@@ -476,36 +495,20 @@ def _remember(model: nn.Module, taps: Mapping[str, _Taps], counts: Mapping[str, 
         known[name] = (weakref.ref(taps[name].module), calls)
 
 
-def _count_calls(model: nn.Module, inputs: torch.Tensor, taps: Mapping[str, _Taps]) -> dict[str, int]:
-    """Run ``model(inputs)`` once without gradients and count how often each of ``taps``' modules runs.
-
-    A model that fails after every one of these modules has run (a head that
-    cannot take this input size) still gives their counts; an error before
-    that is raised as it is. Buffers (batch-norm statistics of a model in
-    training mode) are put back as they were.
-    """
-    counts = Counter({name: 0 for name in taps})
-
-    def count(name: str) -> None:
-        counts[name] += 1
-
-    training = any(module.training for module in model.modules())
-    buffers = [(b, b.clone()) for b in model.buffers()] if training else []  # batch-norm statistics move in training
-    handles = [tap.module.register_forward_hook(lambda m, a, o, n=name: count(n)) for name, tap in taps.items()]
-    try:
-        with torch.no_grad():
-            model(inputs)
-    except Exception:
-        if not all(counts.values()):
-            raise
-    finally:
-        for handle in handles:
-            handle.remove()
-        with torch.no_grad():
-            for buffer, saved in buffers:
-                buffer.copy_(saved)
-    _remember(model, taps, counts)
-    return dict(counts)
+def _runs_once(model: nn.Module, name: str) -> bool:
+    """True when module ``name`` provably runs once per call of ``model``: every container above it is a plain
+    ``nn.Sequential`` (which calls each child once) and none of them, nor the module, is registered twice."""
+    parts = name.split(".")
+    chain = [model]
+    for part in parts:
+        child = chain[-1]._modules.get(part)
+        if child is None:
+            return False
+        chain.append(child)
+    if any(type(container) is not nn.Sequential for container in chain[:-1]):
+        return False
+    uses = Counter(id(module) for _, module in model.named_modules(remove_duplicate=False))
+    return all(uses[id(module)] == 1 for module in chain)
 
 
 def capture(
@@ -542,14 +545,15 @@ def capture(
     resolved = _resolve(model, layers)
     taps = _taps(resolved)
     needed = set(resolved) - {INPUT, OUTPUT}
-    stop = stop_early and OUTPUT not in resolved and bool(needed)
     counts = _remembered(model, taps)
-    unknown = {name: tap for name, tap in taps.items() if tap.every and name not in counts}
-    if stop and unknown:  # stopping early would not show a second call: count the calls once
-        counts.update(_count_calls(model, inputs, unknown))
+    counts.update({name: 1 for name, tap in taps.items() if tap.every and name not in counts and _runs_once(model, name)})
     for name, tap in taps.items():
         if tap.every and counts.get(name, 0) > 1:
             raise _repeated(name, counts[name])
+    wanted = stop_early and OUTPUT not in resolved and bool(needed)
+    # Stopping early would hide a second call: the first capture of a plain name runs the whole pass and counts.
+    learning = wanted and any(tap.every and name not in counts for name, tap in taps.items())
+    stop = wanted and not learning
     outputs: dict[str, torch.Tensor] = {}
     copies = _Copies()
     seen: Counter[str] = Counter()
@@ -573,19 +577,25 @@ def capture(
 
     handles = [tap.module.register_forward_hook(lambda m, args, out, n=name: on_module(n, out)) for name, tap in taps.items()]
     given = copies.copy(inputs) if INPUT in resolved else None
-    finished = False
+    result = None
+    counted = False
     try:
         result = model(inputs)
-        finished = True
+        counted = True
     except _StopForward:
-        result = None
+        pass
+    except Exception:
+        if not (learning and needed.issubset(outputs)):
+            raise
+        counted = True  # the network failed after every layer asked for (a head too small for this input)
     finally:
         for handle in handles:
             handle.remove()
-    if finished:
-        _remember(model, {n: t for n, t in taps.items() if t.every}, {n: seen[n] for n, t in taps.items() if t.every})
-    for name, tap in taps.items():
-        if tap.every and seen[name] > 1:
+    every = {name: tap for name, tap in taps.items() if tap.every}
+    if counted:
+        _remember(model, every, {name: seen[name] for name in every})
+    for name in every:
+        if seen[name] > 1:
             raise _repeated(name, seen[name])
     if given is not None:
         outputs[INPUT] = given
@@ -669,8 +679,7 @@ def layers(
         model(dummy)
     rows = []
     for name, module in named:
-        calls = acts.calls.get(name, 0)
-        first = name if calls == 1 else f"{name}{CALL_SEPARATOR}0"
+        first = acts.recorded_as(name)[0]
         shape = tuple(acts[first].shape[1:]) if first in acts else None
         rows.append(
             LayerInfo(
@@ -679,7 +688,7 @@ def layers(
                 output_shape=shape,
                 channels=shape[0] if shape else None,
                 parameters=sum(p.numel() for p in module.parameters(recurse=False)),
-                calls=calls,
+                calls=acts.calls.get(name, 0),
             )
         )
     return rows
