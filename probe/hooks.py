@@ -501,7 +501,7 @@ def _runs_once(model: nn.Module, name: str) -> bool:
     parts = name.split(".")
     chain = [model]
     for part in parts:
-        child = chain[-1]._modules.get(part)
+        child = dict(chain[-1].named_children()).get(part)
         if child is None:
             return False
         chain.append(child)
@@ -546,7 +546,9 @@ def capture(
     taps = _taps(resolved)
     needed = set(resolved) - {INPUT, OUTPUT}
     counts = _remembered(model, taps)
-    counts.update({name: 1 for name, tap in taps.items() if tap.every and name not in counts and _runs_once(model, name)})
+    once = {name: 1 for name, tap in taps.items() if tap.every and name not in counts and _runs_once(model, name)}
+    _remember(model, taps, once)
+    counts.update(once)
     for name, tap in taps.items():
         if tap.every and counts.get(name, 0) > 1:
             raise _repeated(name, counts[name])

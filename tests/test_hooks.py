@@ -313,3 +313,22 @@ def test_layers_counts_calls():
     rows = {row.name: row for row in probe.layers(Twice(), (3, 8, 8))}
     assert rows["relu"].calls == 2 and rows["relu"].output_shape == (3, 8, 8)
     assert rows["bn"].calls == 1 and rows["head"].output_shape == (2, 8, 8)
+
+
+def test_capture_learns_calls_even_when_the_head_cannot_take_the_input_size():
+    class Head(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 2, 3, padding=1)
+            self.fc = torch.nn.Linear(2 * 16 * 16, 3)  # for 16 px only
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.fc(self.conv(x).flatten(1))
+
+    net = Head().eval()
+    big = torch.rand(1, 3, 24, 24)
+    for _ in range(2):  # learning pass (the head fails after conv ran), then a pass that stops at conv
+        assert probe.capture(net, big, "conv")["conv"].shape == (1, 2, 24, 24)
+    with pytest.raises(RuntimeError):
+        probe.capture(net, big, ["conv", "fc"])  # a layer asked for fails: the error is the model's
+    assert no_hooks_left(net)
