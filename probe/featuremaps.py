@@ -139,7 +139,7 @@ def feature_maps(
     maps: dict[str, torch.Tensor] = {}
     degree: dict[str, torch.Tensor] = {}
     order: dict[str, torch.Tensor] = {}
-    for name in names:
+    for name in [key for layer in names for key in acts.recorded_as(layer)]:  # per call where a module runs twice
         if name not in acts:
             continue  # a layer the forward pass never reached
         activation = acts[name][0].float()

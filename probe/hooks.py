@@ -14,13 +14,52 @@ Typical use from a notebook::
 Every hook is registered when the ``with`` block starts and removed when it
 ends, also when the forward pass raises, so a model can be recorded any number
 of times and never keeps a hook.
+
+**Values as the module produced them.** A later operation of the same forward
+pass can rewrite a module's output in place: ``ReLU(inplace=True)`` after each
+convolution of torchvision's VGG and AlexNet, ``out += identity`` after a
+ResNet block's last batch norm, ``F.relu(x, inplace=True)`` in GoogLeNet's
+``BasicConv2d``. :func:`record` and :func:`capture` keep what each module
+returned at the moment it returned it. The hook copies the output (a
+``reduce=`` reduction or a move to the CPU is a copy already); when the forward
+pass ends, every copy whose original was not rewritten (its version counter is
+unchanged) is swapped back for the original, so that the kept tensor is the
+model's own (same storage, same graph) and no extra memory stays. Under
+``torch.inference_mode`` tensors have no version counter and the copies stay.
+:func:`capture` does not copy the output of the layer whose hook ends the
+forward pass: nothing runs after it.
+
+**Modules called several times.** A module can run more than once in one
+forward pass (each block of torchvision's ResNets uses its ``relu`` two or
+three times). Its calls are named ``NAME#K``, counting from 0 in the order they
+run: ``"layer1.0.relu#0"`` is the ReLU after ``bn1``, ``"layer1.0.relu#1"`` the
+one after the addition. (Not ``NAME:K``: ``"conv2:7"`` means unit 7 of conv2.)
+
+- :func:`record` given the plain name records every call: under ``NAME`` when
+  the module ran once in the pass, else under ``NAME#0``, ``NAME#1``, ...;
+  reading ``NAME`` then raises :class:`~probe.errors.ProbeUsageError` listing
+  the per-call names, and :attr:`Recording.calls` says how many there are.
+  ``accumulate=True`` concatenates each call name over passes. A forward pass
+  is one call of the model given to :func:`record`.
+- :func:`capture`, and with it every objective (:mod:`probe.objectives`), Deep
+  Dream and style transfer, refuses the plain name of such a module with the
+  same error; name one call instead (``channel("layer1.0.relu#1", 3)``, ``probe
+  dream --layer layer1.0.relu#1``; style transfer's layer options take
+  ``NAME#K`` as well). To know that a module does not run
+  again later in the pass, the first :func:`capture` of a module by its plain
+  name on a model runs the whole forward pass (not stopping early) and counts
+  the calls; the count is remembered for that model object, so later captures
+  stop at the deepest layer. (A module reached only through plain
+  ``nn.Sequential`` containers runs once by construction: no full pass.)
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+import weakref
+from collections import Counter
+from collections.abc import Container, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import torch
@@ -31,6 +70,7 @@ from probe.errors import ProbeUsageError, unknown_name
 __all__ = [
     "INPUT",
     "OUTPUT",
+    "CALL_SEPARATOR",
     "Recording",
     "LayerInfo",
     "record",
@@ -38,6 +78,8 @@ __all__ = [
     "layers",
     "layer_names",
     "resolve_layers",
+    "call_names",
+    "split_call",
     "evaluating",
     "first_tensor",
 ]
@@ -46,6 +88,8 @@ INPUT = "input"
 """Reserved layer name: the tensor the model was called with."""
 OUTPUT = "output"
 """Reserved layer name: the tensor the model returned."""
+CALL_SEPARATOR = "#"
+"""Separates a module name from a call index: ``"layer1.0.relu#1"`` is the second call of ``layer1.0.relu``."""
 
 Reduction = Literal["mean", "max", "sum"]
 
@@ -67,13 +111,69 @@ def layer_names(model: nn.Module) -> list[str]:
     return [INPUT] + [name for name, _ in model.named_modules() if name] + [OUTPUT]
 
 
+def call_names(name: str, calls: int) -> list[str]:
+    """The per-call names of a module that runs ``calls`` times: ``["NAME#0", "NAME#1", ...]``."""
+    return [f"{name}{CALL_SEPARATOR}{call}" for call in range(calls)]
+
+
+def split_call(name: str, modules: Container[str]) -> tuple[str, int] | None:
+    """``("layer1.0.relu", 1)`` for ``"layer1.0.relu#1"`` when ``layer1.0.relu`` is in ``modules``, else None."""
+    base, separator, index = name.rpartition(CALL_SEPARATOR)
+    if separator and base and base in modules and index.isascii() and index.isdigit():
+        return base, int(index)
+    return None
+
+
+def _repeated(name: str, calls: int) -> ProbeUsageError:
+    """The error for the plain name of a module that runs ``calls`` (> 1) times in one forward pass."""
+    names = ", ".join(repr(n) for n in call_names(name, calls))
+    return ProbeUsageError(
+        f"layer {name!r} runs {calls} times in one forward pass, so its name alone does not say which output; "
+        f"name one call: {names}",
+        param="layer",
+    )
+
+
+@dataclass(frozen=True)
+class _Target:
+    """One resolved layer name: the module, its dotted name, and the call asked for (None: the plain name)."""
+
+    module: nn.Module
+    base: str
+    call: int | None
+
+
+def _resolve(model: nn.Module, names: str | Iterable[str]) -> dict[str, _Target]:
+    """:func:`resolve_layers` with each name's module name and call index."""
+    if isinstance(names, str):
+        names = [names]
+    modules = dict(model.named_modules())
+    resolved: dict[str, _Target] = {}
+    for name in names:
+        if name in (INPUT, OUTPUT):
+            resolved[name] = _Target(model, name, None)
+            continue
+        if name and name in modules:
+            resolved[name] = _Target(modules[name], name, None)
+            continue
+        call = split_call(name, modules)
+        if call is not None:
+            resolved[name] = _Target(modules[call[0]], *call)
+            continue
+        raise unknown_name("layer", name, layer_names(model), param="layer")
+    if not resolved:
+        raise ProbeUsageError("no layer given; name at least one layer to record", param="layer")
+    return resolved
+
+
 def resolve_layers(model: nn.Module, names: str | Iterable[str]) -> dict[str, nn.Module]:
     """Map layer names to modules, checking every name.
 
     Args:
         model: the network.
         names: one dotted name or several. ``"input"`` and ``"output"`` map to
-            ``model`` itself.
+            ``model`` itself; ``"NAME#K"`` (call ``K`` of a module that runs
+            several times, see the module docstring) maps to module ``NAME``.
 
     Returns:
         ``{name: module}`` in the order given, duplicates dropped.
@@ -82,20 +182,69 @@ def resolve_layers(model: nn.Module, names: str | Iterable[str]) -> dict[str, nn
         ProbeUsageError: for an unknown name; the message lists the valid names
             and suggests the closest.
     """
-    if isinstance(names, str):
-        names = [names]
-    modules = dict(model.named_modules())
-    resolved: dict[str, nn.Module] = {}
-    for name in names:
+    return {name: target.module for name, target in _resolve(model, names).items()}
+
+
+@dataclass
+class _Taps:
+    """What a request wants of one module: every call (its plain name was given) and/or some calls by index."""
+
+    module: nn.Module
+    every: bool = False
+    calls: set[int] = field(default_factory=set)
+
+
+def _taps(resolved: Mapping[str, _Target]) -> dict[str, _Taps]:
+    """Group resolved names by module name; ``"input"`` and ``"output"`` left out."""
+    taps: dict[str, _Taps] = {}
+    for name, target in resolved.items():
         if name in (INPUT, OUTPUT):
-            resolved[name] = model
-        elif name and name in modules:
-            resolved[name] = modules[name]
+            continue
+        tap = taps.setdefault(target.base, _Taps(target.module))
+        if target.call is None:
+            tap.every = True
         else:
-            raise unknown_name("layer", name, layer_names(model), param="layer")
-    if not resolved:
-        raise ProbeUsageError("no layer given; name at least one layer to record", param="layer")
-    return resolved
+            tap.calls.add(target.call)
+    return taps
+
+
+def _version(tensor: torch.Tensor) -> int | None:
+    """The tensor's in-place version counter, or None where it has none (inference tensors)."""
+    if tensor.is_inference():
+        return None
+    try:
+        return tensor._version
+    except RuntimeError:
+        return None
+
+
+class _Copies:
+    """Copies of module outputs taken in the hook, swapped back for the originals that were not rewritten.
+
+    :meth:`copy` clones a tensor as it is now; :meth:`restore`, called when the
+    forward pass has ended, puts each original whose version counter did not
+    move back in place of its copy (same values, the model's own storage and
+    graph) and drops the copies.
+    """
+
+    def __init__(self) -> None:
+        self._pending: dict[int, tuple[torch.Tensor, torch.Tensor, int]] = {}
+
+    def copy(self, tensor: torch.Tensor) -> torch.Tensor:
+        """A clone of ``tensor`` (differentiable when ``tensor`` is in a graph)."""
+        copied = tensor.clone()
+        version = _version(tensor)
+        if version is not None:
+            self._pending[id(copied)] = (copied, tensor, version)
+        return copied
+
+    def restore(self, target: dict[str, torch.Tensor]) -> None:
+        """In ``target``, replace each pending copy whose original was not rewritten by that original."""
+        for key, value in target.items():
+            entry = self._pending.get(id(value))
+            if entry is not None and entry[0] is value and _version(entry[1]) == entry[2]:
+                target[key] = entry[1]
+        self._pending.clear()
 
 
 def _reduce(tensor: torch.Tensor, reduction: Reduction | None) -> torch.Tensor:
@@ -112,28 +261,51 @@ def _reduce(tensor: torch.Tensor, reduction: Reduction | None) -> torch.Tensor:
     raise ProbeUsageError(f"unknown reduction {reduction!r}; reductions are: mean, max, sum", param="reduce")
 
 
+def _new_tensor(value: torch.Tensor, reduction: Reduction | None, to_cpu: bool) -> torch.Tensor | None:
+    """``value`` reduced and/or moved to the CPU when that makes a new tensor, else None (a copy is needed)."""
+    if reduction is not None and value.dim() > 2:
+        reduced = _reduce(value, reduction)
+        return reduced.cpu() if to_cpu else reduced
+    if to_cpu and value.device.type != "cpu":
+        return value.cpu()
+    return None
+
+
 class Recording(Mapping[str, torch.Tensor]):
     """What :func:`record` yields: a read-only mapping ``layer name -> activation``.
 
     Activations have shape ``(N, C, H, W)`` for convolutional layers and
-    ``(N, F)`` for linear ones (``(N, C)`` after a spatial reduction). A layer
+    ``(N, F)`` for linear ones (``(N, C)`` after a spatial reduction), with the
+    values each module returned when it ran (see the module docstring). A layer
     that did not run (yet) is absent. ``grads`` maps the same names to
     ``d(loss)/d(activation)`` after ``loss.backward()``, when recording with
     ``grads=True``.
+
+    A module that ran several times in one forward pass is recorded per call as
+    ``NAME#0``, ``NAME#1``, ...; ``calls`` maps each module recorded by its plain
+    name to the most calls seen in one pass, and reading the plain name of a
+    module with ``calls > 1`` raises :class:`~probe.errors.ProbeUsageError`
+    naming the per-call names.
     """
 
     def __init__(self, names: Sequence[str]) -> None:
         self.names = tuple(names)
         self._acts: dict[str, torch.Tensor] = {}
         self.grads: dict[str, torch.Tensor] = {}
+        self.calls: dict[str, int] = {}
 
     def __getitem__(self, name: str) -> torch.Tensor:
         try:
             return self._acts[name]
         except KeyError:
+            if self.calls.get(name, 0) > 1:
+                raise _repeated(name, self.calls[name]) from None
             if name in self.names:
                 raise KeyError(f"layer {name!r} has not run yet: call the model inside the 'with' block") from None
-            raise unknown_name("recorded layer", name, self.names, param="layer") from None
+            raise unknown_name("recorded layer", name, dict.fromkeys([*self.names, *self._acts]), param="layer") from None
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._acts
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._acts)
@@ -151,6 +323,39 @@ class Recording(Mapping[str, torch.Tensor]):
 
         return preview(self)
 
+    def recorded_as(self, name: str) -> list[str]:
+        """The names a layer requested by ``name`` is kept under: ``[name]``, or its per-call names.
+
+        E.g. ``["layer1.0.relu#0", "layer1.0.relu#1"]`` for a module that ran
+        twice per forward pass; ``[name]`` also for a layer that did not run.
+        """
+        calls = self.calls.get(name, 0)
+        return call_names(name, calls) if calls > 1 else [name]
+
+    def _split(self, name: str) -> None:
+        """``name`` turned out to run several times per pass: what its plain name holds becomes ``name#0``."""
+        first = f"{name}{CALL_SEPARATOR}0"
+        for target in (self._acts, self.grads):
+            if name in target:
+                target[first] = target.pop(name)
+
+    def _key(self, name: str, call: int, taps: _Taps) -> list[str]:
+        """The names call ``call`` of module ``name`` is kept under (none when the request skips it)."""
+        keys = []
+        if taps.every:
+            runs = max(self.calls.get(name, 0), call + 1)
+            if runs > 1 and self.calls.get(name, 0) == 1:
+                self._split(name)
+            self.calls[name] = runs
+            keys.append(name if runs == 1 else f"{name}{CALL_SEPARATOR}{call}")
+        if call in taps.calls and f"{name}{CALL_SEPARATOR}{call}" not in keys:
+            keys.append(f"{name}{CALL_SEPARATOR}{call}")
+        return keys
+
+    def _live(self, key: str) -> str:
+        """Where a value first kept under ``key`` lives now (a plain name may have become ``NAME#0``)."""
+        return f"{key}{CALL_SEPARATOR}0" if self.calls.get(key, 0) > 1 else key
+
 
 @contextlib.contextmanager
 def record(
@@ -165,21 +370,33 @@ def record(
 ) -> Iterator[Recording]:
     """Record the activations of named layers while the ``with`` block runs.
 
+    Each value is the module's output at the moment it ran, even when a later
+    in-place operation rewrites that tensor (``ReLU(inplace=True)``,
+    ``out += identity``); a module called several times per forward pass is
+    recorded per call as ``NAME#K`` (see the module docstring).
+
     Args:
         model: any ``nn.Module``; it is not changed (no mode, weight or
             ``requires_grad`` change) and keeps no hook after the block.
         layers: one dotted ``named_modules()`` name or several; ``"input"`` and
-            ``"output"`` are the model's input and output.
+            ``"output"`` are the model's input and output; ``"NAME#K"`` records
+            only call ``K`` of module ``NAME``.
         detach: store activations detached from the graph (default True). Set
-            False to keep the graph and differentiate through the stored tensors.
+            False to keep the graph and differentiate through the stored
+            tensors. A stored tensor is the model's own unless a later in-place
+            operation rewrote it; then it is a copy taken in the hook (its graph
+            reaches the input, but the model's later layers read the rewritten
+            tensor, not the copy: use ``grads=True`` for ``d(loss)/d(activation)``).
         to_cpu: move stored activations to the CPU (default False).
         reduce: keep only ``"mean"``, ``"max"`` or ``"sum"`` over the spatial
             dimensions, shape ``(N, C)``, to save memory (default None: full maps).
         grads: also record ``d(loss)/d(activation)`` on ``backward()`` into
-            ``recording.grads`` (same reduction and device as the activations).
-            Needs an input or parameters that require grad.
+            ``recording.grads`` (same names, reduction and device as the
+            activations), the gradient w.r.t. the output as the module returned
+            it. Needs an input or parameters that require grad.
         accumulate: concatenate along the batch dimension over several forward
-            passes instead of keeping only the last one (default False).
+            passes instead of keeping only the last one (default False); per
+            call for modules that run several times.
 
     Yields:
         A :class:`Recording`, filled as the model runs.
@@ -187,42 +404,111 @@ def record(
     Raises:
         ProbeUsageError: for an unknown layer name or reduction.
     """
-    modules = resolve_layers(model, layers)
+    resolved = _resolve(model, layers)
     if reduce is not None:
         _reduce(torch.zeros(1, 1, 1), reduce)  # validate the name before any forward pass
-    recording = Recording(list(modules))
+    taps = _taps(resolved)
+    recording = Recording(list(resolved))
+    copies = _Copies()
+    seen: Counter[str] = Counter()  # calls per module in the current forward pass
+    passing = [False]  # inside a forward pass of ``model``
 
-    def store(target: dict[str, torch.Tensor], name: str, tensor: torch.Tensor) -> None:
-        value = _reduce(tensor.detach() if detach else tensor, reduce)
-        if to_cpu:
-            value = value.cpu()
-        if accumulate and name in target:
-            value = torch.cat([target[name], value], dim=0)
-        target[name] = value
+    def store(target: dict[str, torch.Tensor], key: str, tensor: torch.Tensor, copy: bool) -> None:
+        value = tensor.detach() if detach else tensor
+        fresh = _new_tensor(value, reduce, to_cpu)
+        if accumulate and key in target:
+            target[key] = torch.cat([target[key], value if fresh is None else fresh], dim=0)
+        elif fresh is not None:
+            target[key] = fresh
+        else:
+            target[key] = copies.copy(value) if copy else value.clone()
 
-    def keep(name: str, value: Any) -> None:
+    def keep(key: str, tensor: torch.Tensor) -> None:
+        store(recording._acts, key, tensor, copy=True)
+        if grads and tensor.requires_grad:  # on the tensor as returned: autograd gives d/d(this version)
+            tensor.register_hook(lambda grad, key=key: store(recording.grads, recording._live(key), grad, copy=False))
+
+    def on_module(name: str, value: Any) -> None:
+        if not passing[0]:
+            seen.clear()  # a submodule called on its own: each call is a pass of its own
+        call = seen[name]
+        seen[name] += 1
         tensor = first_tensor(value)
         if tensor is None:
             return
-        store(recording._acts, name, tensor)
-        if grads and tensor.requires_grad:
-            tensor.register_hook(lambda grad, name=name: store(recording.grads, name, grad))
+        for key in recording._key(name, call, taps[name]):
+            keep(key, tensor)
+
+    def on_root(name: str, value: Any) -> None:
+        tensor = first_tensor(value)
+        if tensor is not None:
+            keep(name, tensor)
+
+    def begin(*_: Any) -> None:
+        passing[0] = True
+        seen.clear()
+
+    def end(*_: Any) -> None:
+        passing[0] = False
+        copies.restore(recording._acts)
 
     handles: list[torch.utils.hooks.RemovableHandle] = []
     try:
-        for name, module in modules.items():
-            if name == INPUT:
-                handles.append(module.register_forward_pre_hook(lambda m, args, n=name: keep(n, args)))
-            else:
-                handles.append(module.register_forward_hook(lambda m, args, out, n=name: keep(n, out)))
+        handles.append(model.register_forward_pre_hook(begin, prepend=True))
+        if INPUT in resolved:
+            handles.append(model.register_forward_pre_hook(lambda m, args: on_root(INPUT, args)))
+        for name, tap in taps.items():
+            handles.append(tap.module.register_forward_hook(lambda m, args, out, n=name: on_module(n, out)))
+        if OUTPUT in resolved:
+            handles.append(model.register_forward_hook(lambda m, args, out: on_root(OUTPUT, out)))
+        handles.append(model.register_forward_hook(end))  # last: after every other hook of the pass
         yield recording
     finally:
         for handle in handles:
             handle.remove()
+        copies.restore({})  # drop what an unfinished pass left pending
 
 
 class _StopForward(Exception):
     """Raised inside a hook to end a forward pass once every needed layer has run."""
+
+
+_CALLS: weakref.WeakKeyDictionary[nn.Module, dict[str, tuple[weakref.ref[nn.Module], int]]] = weakref.WeakKeyDictionary()
+"""Per model: how many times each module (by name) runs in one forward pass, as counted before."""
+
+
+def _remembered(model: nn.Module, taps: Mapping[str, _Taps]) -> dict[str, int]:
+    """The call counts known for ``taps``' modules on ``model`` (only while the name still holds the same module)."""
+    try:
+        known = _CALLS.get(model, {})
+    except TypeError:  # a model that cannot be weakly referenced: nothing remembered
+        return {}
+    return {name: calls for name, (module, calls) in known.items() if name in taps and module() is taps[name].module}
+
+
+def _remember(model: nn.Module, taps: Mapping[str, _Taps], counts: Mapping[str, int]) -> None:
+    try:
+        known = _CALLS.setdefault(model, {})
+    except TypeError:
+        return
+    for name, calls in counts.items():
+        known[name] = (weakref.ref(taps[name].module), calls)
+
+
+def _runs_once(model: nn.Module, name: str) -> bool:
+    """True when module ``name`` provably runs once per call of ``model``: every container above it is a plain
+    ``nn.Sequential`` (which calls each child once) and none of them, nor the module, is registered twice."""
+    parts = name.split(".")
+    chain = [model]
+    for part in parts:
+        child = dict(chain[-1].named_children()).get(part)
+        if child is None:
+            return False
+        chain.append(child)
+    if any(type(container) is not nn.Sequential for container in chain[:-1]):
+        return False
+    uses = Counter(id(module) for _, module in model.named_modules(remove_duplicate=False))
+    return all(uses[id(module)] == 1 for module in chain)
 
 
 def capture(
@@ -235,46 +521,88 @@ def capture(
     """Run ``model(inputs)`` and return the named layers' outputs, graph kept.
 
     This is the primitive the render loops use: activations stay attached to
-    the graph so that objectives can be differentiated w.r.t. the input.
+    the graph so that objectives can be differentiated w.r.t. the input. Each
+    value is the module's output at the moment it ran, also when a later
+    in-place operation rewrites that tensor (the hook takes a differentiable
+    copy; see the module docstring).
 
     Args:
         model: the network (not changed).
         inputs: the model's input batch, e.g. ``(N, C, H, W)``.
-        layers: layer names as for :func:`record`.
+        layers: layer names as for :func:`record`; a module that runs several
+            times per forward pass must be named per call, ``"NAME#K"``.
         stop_early: end the forward pass as soon as every requested layer has
             run, skipping the rest of the network (default True). Ignored when
             ``"output"`` is requested.
 
     Returns:
         ``{name: activation}``; layers that never ran are absent.
-    """
-    modules = resolve_layers(model, layers)
-    needed = set(modules) - {INPUT, OUTPUT}
-    outputs: dict[str, torch.Tensor] = {}
-    stop = stop_early and OUTPUT not in modules and bool(needed)
 
-    def keep(name: str, value: Any) -> None:
+    Raises:
+        ProbeUsageError: an unknown name, or the plain name of a module that runs
+            several times per forward pass (the message lists ``NAME#0``, ...).
+    """
+    resolved = _resolve(model, layers)
+    taps = _taps(resolved)
+    needed = set(resolved) - {INPUT, OUTPUT}
+    counts = _remembered(model, taps)
+    once = {name: 1 for name, tap in taps.items() if tap.every and name not in counts and _runs_once(model, name)}
+    _remember(model, taps, once)
+    counts.update(once)
+    for name, tap in taps.items():
+        if tap.every and counts.get(name, 0) > 1:
+            raise _repeated(name, counts[name])
+    wanted = stop_early and OUTPUT not in resolved and bool(needed)
+    # Stopping early would hide a second call: the first capture of a plain name runs the whole pass and counts.
+    learning = wanted and any(tap.every and name not in counts for name, tap in taps.items())
+    stop = wanted and not learning
+    outputs: dict[str, torch.Tensor] = {}
+    copies = _Copies()
+    seen: Counter[str] = Counter()
+
+    def on_module(name: str, value: Any) -> None:
+        call = seen[name]
+        seen[name] += 1
+        tap = taps[name]
+        keys = [name] if tap.every and call == 0 else []
+        if call in tap.calls:
+            keys.append(f"{name}{CALL_SEPARATOR}{call}")
         tensor = first_tensor(value)
-        if tensor is not None:
-            outputs[name] = tensor
-        if stop and needed.issubset(outputs):
+        if tensor is None or not keys:
+            return
+        last = stop and needed.issubset({*outputs, *keys})
+        kept = tensor if last else copies.copy(tensor)  # nothing runs after the last one to rewrite it
+        for key in keys:
+            outputs[key] = kept
+        if last:
             raise _StopForward
 
-    handles = [
-        module.register_forward_hook(lambda m, args, out, n=name: keep(n, out))
-        for name, module in modules.items()
-        if name not in (INPUT, OUTPUT)
-    ]
+    handles = [tap.module.register_forward_hook(lambda m, args, out, n=name: on_module(n, out)) for name, tap in taps.items()]
+    given = copies.copy(inputs) if INPUT in resolved else None
+    result = None
+    counted = False
     try:
         result = model(inputs)
+        counted = True
     except _StopForward:
-        result = None
+        pass
+    except Exception:
+        if not (learning and needed.issubset(outputs)):
+            raise
+        counted = True  # the network failed after every layer asked for (a head too small for this input)
     finally:
         for handle in handles:
             handle.remove()
-    if INPUT in modules:
-        outputs[INPUT] = inputs
-    if OUTPUT in modules and result is not None:
+    every = {name: tap for name, tap in taps.items() if tap.every}
+    if counted:
+        _remember(model, every, {name: seen[name] for name in every})
+    for name in every:
+        if seen[name] > 1:
+            raise _repeated(name, seen[name])
+    if given is not None:
+        outputs[INPUT] = given
+    copies.restore(outputs)
+    if OUTPUT in resolved and result is not None:
         tensor = first_tensor(result)
         if tensor is not None:
             outputs[OUTPUT] = tensor
@@ -308,6 +636,9 @@ class LayerInfo:
             ``(50, 11, 11)``; None if the layer did not run in the dummy pass.
         channels: ``output_shape[0]`` (channels or features), or None.
         parameters: number of parameters owned directly by this module.
+        calls: how many times the module runs in the dummy pass (0: not
+            run); a module that runs several times is addressed per call as
+            ``NAME#0``, ``NAME#1``, ... and ``output_shape`` is its first call's.
     """
 
     name: str
@@ -315,6 +646,7 @@ class LayerInfo:
     output_shape: tuple[int, ...] | None
     channels: int | None
     parameters: int
+    calls: int = 1
 
 
 def layers(
@@ -349,7 +681,8 @@ def layers(
         model(dummy)
     rows = []
     for name, module in named:
-        shape = tuple(acts[name].shape[1:]) if name in acts else None
+        first = acts.recorded_as(name)[0]
+        shape = tuple(acts[first].shape[1:]) if first in acts else None
         rows.append(
             LayerInfo(
                 name=name,
@@ -357,6 +690,7 @@ def layers(
                 output_shape=shape,
                 channels=shape[0] if shape else None,
                 parameters=sum(p.numel() for p in module.parameters(recurse=False)),
+                calls=acts.calls.get(name, 0),
             )
         )
     return rows

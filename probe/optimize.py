@@ -519,7 +519,7 @@ def inspect_layer(model: LoadedModel | nn.Module, layer: str, image_size: int | 
         loaded(blank)
     if layer == INPUT:
         raise ProbeUsageError("'input' is the image itself; name a layer of the model", param="layer")
-    if layer not in acts:
+    if layer not in acts and acts.calls.get(layer, 0) <= 1:  # a module that runs twice: acts[layer] names its calls
         raise ProbeUsageError(f"layer {layer!r} does not run in a forward pass of {loaded.name} in eval mode "
                               "(an auxiliary head?); choose another layer", param="layer")
     output = acts.get(OUTPUT)

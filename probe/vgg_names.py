@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from torch import nn
 
 from probe.errors import unknown_name
+from probe.hooks import split_call
 
 __all__ = ["PAPER_NAME", "vgg_aliases", "module_names", "resolve_name"]
 
@@ -99,6 +100,8 @@ def resolve_name(
             names and suggests the closest.
     """
     if name in modules:
+        return name
+    if split_call(name, modules) is not None:  # "NAME#K": one call of a module that runs several times
         return name
     if name in aliases:
         return aliases[name]

@@ -137,7 +137,7 @@ def test_reading_a_layer_that_did_not_run(model):
 
 def test_capture_stops_after_the_deepest_layer(model, batch):
     model.eval()
-    out = probe.capture(model, batch, ["conv1", "conv2"])
+    out = probe.capture(model, batch, ["conv1", "conv2"])  # in an nn.Sequential each layer runs once
     assert set(out) == {"conv1", "conv2"} and model.counter.calls == 0
     assert out["conv2"].shape == (2, 6, 8, 8)
     full = probe.capture(model, batch, ["conv1", "output"])
@@ -196,3 +196,139 @@ def test_recording_shows_itself_as_a_picture(model: torch.nn.Module, batch: torc
     with probe.record(model, "output", reduce=None) as flat:
         model(batch)
     assert flat._repr_png_().startswith(b"\x89PNG")  # (N, F) layers become a bar chart
+
+
+class Twice(torch.nn.Module):
+    """conv -> bn -> relu, then the same relu again after adding the input back (a ResNet block in small)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = torch.nn.Conv2d(3, 3, 3, padding=1)
+        self.bn = torch.nn.BatchNorm2d(3)
+        self.relu = torch.nn.ReLU(inplace=True)
+        self.head = torch.nn.Conv2d(3, 2, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.relu(self.bn(self.conv(x)))
+        out = self.conv(out)
+        out += x  # rewrites the second conv call's output in place
+        return self.head(self.relu(out))
+
+
+def per_call(net: torch.nn.Module, x: torch.Tensor, name: str) -> list[torch.Tensor]:
+    """The oracle: each call's output of ``name``, cloned at hook time."""
+    calls: list[torch.Tensor] = []
+    handle = dict(net.named_modules())[name].register_forward_hook(lambda m, a, out: calls.append(out.detach().clone()))
+    with torch.no_grad():
+        net(x)
+    handle.remove()
+    return calls
+
+
+def test_record_keeps_outputs_an_in_place_op_rewrites_later(batch):
+    net = Twice().eval()
+    conv = per_call(net, batch, "conv")
+    with torch.no_grad(), probe.record(net, ["conv", "bn", "relu"]) as acts:
+        net(batch)
+    assert torch.equal(acts["conv#0"], conv[0]) and torch.equal(acts["conv#1"], conv[1])
+    assert acts["bn"].min() < 0  # the ReLU after it ran in place
+    assert acts.calls == {"conv": 2, "bn": 1, "relu": 2}
+    assert acts.recorded_as("relu") == ["relu#0", "relu#1"] and acts.recorded_as("bn") == ["bn"]
+
+
+def test_outputs_nothing_rewrites_stay_the_models_own_tensors(model, batch):
+    model.eval()
+    x = batch.clone().requires_grad_(True)
+    with probe.record(model, ["conv1", "relu1", "output"], detach=False) as acts:
+        out = model(x)
+    assert acts["output"] is out  # the copy taken in the hook was swapped back after the pass
+    (grad,) = torch.autograd.grad(out.sum(), acts["relu1"])  # still part of the model's graph
+    assert grad.shape == acts["relu1"].shape
+
+
+def test_values_are_right_under_inference_mode(batch):
+    net = Twice().eval()
+    conv = per_call(net, batch, "conv")
+    with torch.inference_mode(), probe.record(net, "conv") as acts:
+        net(batch)
+    assert torch.equal(acts["conv#1"], conv[1])
+
+
+def test_plain_name_of_a_repeated_module_names_its_calls(batch):
+    net = Twice().eval()
+    with torch.no_grad(), probe.record(net, ["relu", "conv#1"]) as acts:
+        net(batch)
+    assert set(acts) == {"relu#0", "relu#1", "conv#1"}
+    with pytest.raises(ProbeUsageError, match=r"'relu' runs 2 times .* 'relu#0', 'relu#1'") as info:
+        acts["relu"]
+    assert info.value.param == "layer"
+    with pytest.raises(ProbeUsageError, match="unknown layer 'relu#x'"):
+        with probe.record(net, "relu#x"):
+            pass
+
+
+def test_gradients_are_recorded_per_call(batch):
+    net = Twice().eval()
+    x = batch.clone().requires_grad_(True)
+    with probe.record(net, ["conv", "relu"], grads=True, detach=False) as acts:
+        out = net(x)
+    expected = torch.autograd.grad(out.sum(), [acts["relu#1"]], retain_graph=True)[0]
+    out.sum().backward()
+    assert torch.allclose(acts.grads["relu#1"], expected)
+    assert set(acts.grads) == {"conv#0", "conv#1", "relu#0", "relu#1"}
+    assert no_hooks_left(net)
+
+
+def test_capture_refuses_a_repeated_module_and_leaves_no_hook(batch):
+    net = Twice().eval()
+    before = snapshot(net)
+    with pytest.raises(ProbeUsageError, match="'conv#0', 'conv#1'"):
+        probe.capture(net, batch, ["bn", "conv"])
+    assert no_hooks_left(net)
+    assert_unchanged(net, before)
+    captured = probe.capture(net, batch, ["conv#1"])
+    assert torch.allclose(captured["conv#1"], per_call(net, batch, "conv")[1])
+
+
+def test_capture_learns_call_counts_in_one_whole_pass_then_stops_early(batch):
+    net = Twice().eval()
+    calls = []
+    handle = net.head.register_forward_hook(lambda m, a, out: calls.append(1))
+    probe.capture(net, batch, ["bn"])  # not provably once (a custom forward): the first capture runs it all
+    probe.capture(net, batch, ["bn"])
+    handle.remove()
+    assert len(calls) == 1
+
+
+def test_capture_runs_the_model_once_while_it_counts_calls(batch):
+    counted, plain = Twice().train(), Twice().train()
+    probe.capture(counted, batch, ["bn"])  # the first capture of "bn" runs the whole pass and counts calls
+    plain(batch)
+    assert torch.equal(counted.bn.running_mean, plain.bn.running_mean)
+    assert counted.bn.num_batches_tracked == plain.bn.num_batches_tracked == 1
+
+
+def test_layers_counts_calls():
+    rows = {row.name: row for row in probe.layers(Twice(), (3, 8, 8))}
+    assert rows["relu"].calls == 2 and rows["relu"].output_shape == (3, 8, 8)
+    assert rows["bn"].calls == 1 and rows["head"].output_shape == (2, 8, 8)
+
+
+def test_capture_learns_calls_even_when_the_head_cannot_take_the_input_size():
+    class Head(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 2, 3, padding=1)
+            self.fc = torch.nn.Linear(2 * 16 * 16, 3)  # for 16 px only
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.fc(self.conv(x).flatten(1))
+
+    net = Head().eval()
+    big = torch.rand(1, 3, 24, 24)
+    for _ in range(2):  # learning pass (the head fails after conv ran), then a pass that stops at conv
+        assert probe.capture(net, big, "conv")["conv"].shape == (1, 2, 24, 24)
+    with pytest.raises(RuntimeError):
+        probe.capture(net, big, ["conv", "fc"])  # a layer asked for fails: the error is the model's
+    assert no_hooks_left(net)

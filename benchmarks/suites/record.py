@@ -5,7 +5,10 @@ Random weights (speed does not depend on them), batch 16 at 224 px, under
 recording case opens and closes the ``with`` block around every forward pass,
 as a notebook does, so hook registration and removal are timed too. A second
 row keeps only the spatial mean of each channel (``reduce="mean"``): the
-memory kept drops by the maps' area.
+memory kept drops by the maps' area. A third records the three convolutions
+before those ReLUs, whose outputs the in-place ReLUs rewrite: the copy that
+keeps their values (taken in every full-map row: inference tensors have no
+version counter to tell) is what the first and third rows time.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from typing import Any
 from benchmarks.harness import Measurement, Row, measure
 
 LAYERS = ("features.8", "features.18", "features.29")  # relu2_2, relu4_1, relu5_3 of vgg16
+CONVS = ("features.7", "features.17", "features.28")  # conv2_2, conv4_1, conv5_3: rewritten by in-place ReLUs
 
 
 def _setup(device: str, batch: int, size: int):
@@ -29,7 +33,9 @@ def _setup(device: str, batch: int, size: int):
     return model, images
 
 
-def interleaved(device: str, batch: int, size: int, reduce: str | None, pairs: int) -> Callable[[], Any]:
+def interleaved(
+    device: str, batch: int, size: int, reduce: str | None, pairs: int, layers: tuple[str, ...] = LAYERS
+) -> Callable[[], Any]:
     """Plain and recorded passes in alternation, ``pairs`` of each, in one process.
 
     The overhead is a few percent at most, below the spread between fresh
@@ -50,7 +56,7 @@ def interleaved(device: str, batch: int, size: int, reduce: str | None, pairs: i
         kept = 0.0
         with torch.inference_mode():
             if record:
-                with probe.record(model, list(LAYERS), reduce=reduce) as acts:
+                with probe.record(model, list(layers), reduce=reduce) as acts:
                     model(images)
                 kept = sum(t.numel() * t.element_size() for t in acts.values()) / 2**20
             else:
@@ -76,9 +82,11 @@ def interleaved(device: str, batch: int, size: int, reduce: str | None, pairs: i
 def run(device: str, quick: bool) -> tuple[list[Row], list[dict]]:
     batch, size, pairs = (4, 112, 5) if quick else (16, 224, 15)
     rows = []
-    for reduce in (None, "mean"):
+    cases = ((LAYERS, None, "full maps"), (LAYERS, "mean", "reduce=mean"), (CONVS, None, "convs before in-place ReLUs"))
+    for layers, reduce, label in cases:
         measured = measure("benchmarks.suites.record:interleaved",
-                           {"device": device, "batch": batch, "size": size, "reduce": reduce, "pairs": pairs},
+                           {"device": device, "batch": batch, "size": size, "reduce": reduce, "pairs": pairs,
+                            "layers": list(layers)},
                            repeat=1, warmup=False)  # the set-up warms up with one pair
         plain, recorded = measured.extra["plain"], measured.extra["recorded"]
         ours = Measurement(statistics.median(recorded), recorded, measured.peak_mb, {"kept_mb": measured.extra["kept_mb"]})
@@ -86,7 +94,7 @@ def run(device: str, quick: bool) -> tuple[list[Row], list[dict]]:
         overhead = ours.seconds / peer.seconds - 1
         rows.append(Row(
             suite="record",
-            case=f"vgg16 b{batch} {size}px, 3 layers, {'full maps' if reduce is None else 'reduce=mean'}",
+            case=f"vgg16 b{batch} {size}px, 3 layers, {label}",
             peer_name="plain forward",
             ours=ours,
             peer=peer,

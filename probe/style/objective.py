@@ -70,6 +70,9 @@ class StyleObjective:
         with autocast(self.device, self.precision):
             try:
                 captured = capture(self.net, self.normalize(images), self.plan.modules, stop_early=True)
+            except ProbeUsageError as error:  # a module that runs several times: name the option it came from
+                content = [m for m in self.plan.content.values() if f"{m!r} runs" in str(error)]
+                raise ProbeUsageError(str(error), param="content_layer" if content else "style_layer") from None
             except RuntimeError as error:
                 if "too small" not in str(error) and "Kernel size can't be greater" not in str(error):
                     raise

@@ -1,0 +1,225 @@
+"""probe.record and probe.capture against captum's LayerActivation on real torchvision architectures.
+
+Random seeded weights (``weights=None``), batch 2 at 64 px. The layers are the
+ones whose outputs a later in-place operation rewrites (a convolution before
+``ReLU(inplace=True)``, a ResNet ``bn2`` before ``out += identity``, GoogLeNet's
+batch norms before ``F.relu(x, inplace=True)``) and modules that run several
+times in one forward pass (a ResNet block's ``relu``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+import pytest
+import torch
+import torchvision
+from captum.attr import LayerActivation
+from click.testing import CliRunner
+
+import probe
+from conftest import no_hooks_left
+from probe import objectives as O
+from probe.cli.main import cli
+from probe.dream_objective import make_objective
+from probe.errors import ProbeUsageError
+from probe.optimize import evaluate
+from probe.tiling import tile_plan
+
+TOLERANCE = 1e-5
+
+LAYERS = {
+    "vgg16": ["features.0", "features.10", "features.11", "features.12", "features.28", "classifier.0"],
+    "alexnet": ["features.3", "features.8", "classifier.1", "classifier.4"],
+    "resnet18": ["bn1", "layer1.0.bn2", "layer2.1.bn2", "layer2.1", "layer3.0.downsample.1", "layer4"],
+    "googlenet": ["conv1.bn", "inception3a.branch2.1.bn", "inception4c", "inception5b.branch4.1.bn"],
+}
+
+
+def _build(name: str) -> torch.nn.Module:
+    torch.manual_seed(0)
+    options = {"aux_logits": False, "init_weights": True} if name == "googlenet" else {}
+    return getattr(torchvision.models, name)(weights=None, **options).eval().requires_grad_(False)
+
+
+def captum_activations(net: torch.nn.Module, inputs: torch.Tensor, names: list[str]) -> dict[str, torch.Tensor]:
+    """The reference: captum's LayerActivation of each named layer (it clones inside its hook)."""
+    modules = dict(net.named_modules())
+    with torch.no_grad():
+        values = LayerActivation(net, [modules[name] for name in names]).attribute(inputs)
+    return dict(zip(names, values))
+
+
+@pytest.fixture(scope="module")
+def pixels() -> torch.Tensor:
+    """Two seeded 64 px images in [0, 1]."""
+    return torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+
+
+@pytest.fixture(scope="module")
+def images(pixels) -> torch.Tensor:
+    """:func:`pixels` normalized with ImageNet's mean and std, as every torchvision model's input is."""
+    mean = torch.tensor([0.485, 0.456, 0.406])[:, None, None]
+    std = torch.tensor([0.229, 0.224, 0.225])[:, None, None]
+    return (pixels - mean) / std
+
+
+@pytest.fixture(scope="module")
+def nets() -> Callable[[str], torch.nn.Module]:
+    """Each architecture built once for the module (vgg16's random init alone takes seconds)."""
+    built: dict[str, torch.nn.Module] = {}
+
+    def get(name: str) -> torch.nn.Module:
+        if name not in built:
+            built[name] = _build(name)
+        return built[name]
+
+    return get
+
+
+@pytest.fixture(scope="module")
+def reference(nets, images) -> Callable[[str], dict[str, torch.Tensor]]:
+    """captum's activations of each architecture's :data:`LAYERS` for :func:`images`, computed once."""
+    done: dict[str, dict[str, torch.Tensor]] = {}
+
+    def get(arch: str) -> dict[str, torch.Tensor]:
+        if arch not in done:
+            done[arch] = captum_activations(nets(arch), images, LAYERS[arch])
+        return done[arch]
+
+    return get
+
+
+def per_call_reference(net: torch.nn.Module, inputs: torch.Tensor, name: str) -> list[torch.Tensor]:
+    """Every call's output of module ``name``, cloned at hook time."""
+    calls: list[torch.Tensor] = []
+    handle = dict(net.named_modules())[name].register_forward_hook(lambda m, a, out: calls.append(out.detach().clone()))
+    try:
+        with torch.no_grad():
+            net(inputs)
+    finally:
+        handle.remove()
+    return calls
+
+
+def assert_close(actual: torch.Tensor, expected: torch.Tensor) -> None:
+    assert actual.shape == expected.shape
+    assert torch.allclose(actual, expected, rtol=TOLERANCE, atol=TOLERANCE), float((actual - expected).abs().max())
+
+
+@pytest.mark.parametrize("arch", list(LAYERS))
+def test_record_and_capture_agree_with_captum(arch: str, nets, images, reference) -> None:
+    net, names, expected = nets(arch), LAYERS[arch], reference(arch)
+    with torch.no_grad(), probe.record(net, names) as acts:
+        net(images)
+    with torch.no_grad():
+        captured = probe.capture(net, images, names)
+    for name in names:
+        assert_close(acts[name], expected[name])
+        assert_close(captured[name], expected[name])
+    assert no_hooks_left(net)
+
+
+def test_the_layers_chosen_are_rewritten_in_place(reference) -> None:
+    """The premise of this module: what the in-place operation leaves is far from the module's output."""
+    vgg = reference("vgg16")
+    assert vgg["features.10"].min() < 0 and vgg["features.11"].min() == 0
+    assert torch.equal(vgg["features.11"], vgg["features.10"].relu())
+    resnet = reference("resnet18")
+    assert (resnet["layer2.1"] - resnet["layer2.1.bn2"].relu()).abs().max() > 0.1  # the residual added after bn2
+
+
+@pytest.mark.parametrize("options", [{"reduce": "sum"}, {"to_cpu": True}, {"detach": False}], ids=str)
+def test_record_options_keep_the_values_before_the_in_place_op(options: dict, nets, images, reference) -> None:
+    net = nets("alexnet")
+    expected = reference("alexnet")["features.3"]
+    if options.get("reduce"):
+        expected = expected.flatten(2).sum(2)
+    with probe.record(net, "features.3", **options) as acts:
+        net(images)
+    assert_close(acts["features.3"].detach(), expected)
+
+
+def test_gradients_are_recorded_for_the_output_before_the_in_place_op(nets, images) -> None:
+    net = nets("alexnet")
+    x = images.clone().requires_grad_(True)
+    with probe.record(net, ["features.3", "features.4"], grads=True) as acts:
+        torch.autograd.grad(net(x)[:, 3].sum(), x)
+    relu_grad = acts.grads["features.4"]
+    assert_close(acts.grads["features.3"], relu_grad * (acts["features.3"] > 0))  # through the ReLU's mask
+    assert acts["features.3"].min() < 0
+    assert no_hooks_left(net)
+
+
+def test_a_repeated_module_is_recorded_per_call(nets, images) -> None:
+    resnet = nets("resnet18")
+    first, second = per_call_reference(resnet, images, "layer1.0.relu")
+    captum_last = captum_activations(resnet, images, ["layer1.0.relu"])["layer1.0.relu"]
+    with torch.no_grad(), probe.record(resnet, ["layer1.0.relu", "layer1.1.relu#1"]) as acts:
+        resnet(images)
+    assert acts.calls["layer1.0.relu"] == 2
+    assert {"layer1.0.relu#0", "layer1.0.relu#1", "layer1.1.relu#1"} == set(acts)
+    assert_close(acts["layer1.0.relu#0"], first)
+    assert_close(acts["layer1.0.relu#1"], second)
+    assert_close(acts["layer1.0.relu#1"], captum_last)  # captum keeps the last call
+    with pytest.raises(ProbeUsageError, match=r"'layer1.0.relu' runs 2 times.*'layer1.0.relu#0', 'layer1.0.relu#1'"):
+        acts["layer1.0.relu"]
+    assert "layer1.0.relu" not in acts
+
+
+def test_accumulate_concatenates_each_call_over_passes(nets, images) -> None:
+    resnet = nets("resnet18")
+    first, second = per_call_reference(resnet, images, "layer1.0.relu")
+    with torch.no_grad(), probe.record(resnet, "layer1.0.relu", accumulate=True) as acts:
+        resnet(images)
+        resnet(images[:1])
+    assert_close(acts["layer1.0.relu#0"], torch.cat([first, first[:1]]))
+    assert_close(acts["layer1.0.relu#1"], torch.cat([second, second[:1]]))
+
+
+def test_capture_refuses_a_repeated_module_and_takes_one_call(nets, images) -> None:
+    resnet = nets("resnet18")
+    _, second = per_call_reference(resnet, images, "layer1.0.relu")
+    with pytest.raises(ProbeUsageError, match="'layer1.0.relu#0', 'layer1.0.relu#1'") as info:
+        probe.capture(resnet, images, ["layer1.0.relu"])
+    assert info.value.param == "layer"
+    with torch.no_grad():
+        captured = probe.capture(resnet, images, ["layer1.0.relu#1", "layer2.1.bn2"])
+    assert_close(captured["layer1.0.relu#1"], second)
+    with pytest.raises(ProbeUsageError, match="runs 2 times"):
+        evaluate(probe.load_model(resnet), O.channel("layer1.0.relu", 0), torch.rand(1, 3, 64, 64))
+    assert no_hooks_left(resnet)
+
+
+def test_an_objective_scores_the_value_before_the_relu(nets, pixels, reference) -> None:
+    loaded = probe.load_model(nets("vgg16"))
+    objective = O.channel("features.10", 1) + 1e-9 * O.channel("features.12", 0)
+    score = evaluate(loaded, objective, pixels)
+    expected = objective(O.Context(reference("vgg16"), pixels)).float()
+    assert torch.allclose(score, expected, rtol=TOLERANCE)
+    relu_score = reference("vgg16")["features.11"][:, 1].flatten(1).sum(1)
+    assert (score - relu_score).abs().min() > 1.0  # what the ReLU left would score otherwise
+
+
+def test_a_two_layer_dream_objective_reads_the_values_before_the_relu(nets) -> None:
+    loaded = probe.load_model(nets("vgg16"))
+    image = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(3))
+    scorer = make_objective(loaded, ["features.10", "features.12"], objective="mean")
+    evaluation = scorer.evaluate(image, tile_plan(64, 64, None), gradient=True)
+    reference = captum_activations(loaded.module, loaded.preprocess.normalize(image), ["features.10", "features.12"])
+    for name in scorer.layers:
+        expected = float(scorer.values(name, reference[name]).mean())
+        assert evaluation.per_layer[name] == pytest.approx(expected, rel=TOLERANCE, abs=TOLERANCE)
+    assert evaluation.per_layer["features.10"] < 0 < float(scorer.values("features.10", reference["features.10"].relu()).mean())
+    assert no_hooks_left(loaded.module)
+
+
+def test_activations_cli_shows_negative_sums_for_a_conv_before_its_relu(tmp_path) -> None:
+    out = tmp_path / "acts"
+    result = CliRunner().invoke(cli, ["activations", "skimage:astronaut", "--model", "vgg16", "--weights", "none",
+                                      "--layer", "features.10", "--size", "64", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((out / "manifest.json").read_text())
+    sums = [item["score"] for item in manifest["items"] if item.get("layer") == "features.10"]
+    assert len(sums) == 64 and min(sums) < 0  # --help: a conv is recorded before its ReLU
