@@ -313,7 +313,7 @@ class OutDir:
             final = self._swap_in(staging, target)
             staging = None
         except BaseException as error:
-            if staging is not None:
+            if staging is not None:  # the unfinished gallery, or (interrupted after a swap) the old one's listed files
                 shutil.rmtree(staging, ignore_errors=True)
             for folder in reversed(created):
                 try:
@@ -382,7 +382,11 @@ class OutDir:
         if foreign_files(staging, marker):  # a file arrived between the check and the swap: undo
             _swap(staging, target)
             return False
-        _delete_listed(staging, marker)
+        try:
+            _delete_listed(staging, marker)
+        except OSError as error:  # the new gallery is in place; only the old one's clean-up failed
+            print(f"warning: could not delete the old gallery, now in {str(staging)!r}: {error.strerror or error}",
+                  file=sys.stderr)
         return True
 
     @staticmethod
