@@ -378,3 +378,57 @@ def test_bad_destinations_are_refused_before_the_run(runner, in_tmp, monkeypatch
         line = one_error_line(runner.invoke(cli, [*TINY_MAXIMIZE, "--out", out]), 2)
         assert "--out" in line and words in line
     assert sorted(p.name for p in in_tmp.iterdir()) == ["file.txt", "link", "target"] and not any(target.iterdir())
+
+
+# 10. The swap itself: real races between threads, and the fallback where the system has no atomic exchange.
+
+
+def test_concurrent_writers_to_one_default_name_all_keep_their_files(in_tmp):
+    import threading
+
+    from probe.gallery import check_out_dir
+
+    default = in_tmp / "runs" / "maximize-digits-conv2"
+    destinations = [check_out_dir(None, default) for _ in range(6)]
+    barrier = threading.Barrier(len(destinations))
+    landed: dict[int, Path] = {}
+
+    def run(index: int) -> None:
+        def write(folder: Path) -> None:
+            (folder / "result.txt").write_text(str(index))
+            barrier.wait()  # every staging folder complete before any swap: the claims race
+
+        landed[index] = destinations[index].write(write)
+
+    threads = [threading.Thread(target=run, args=(k,)) for k in range(len(destinations))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(set(landed.values())) == len(destinations)
+    assert all((folder / "result.txt").read_text() == str(k) for k, folder in landed.items())
+    assert sorted(p.name for p in default.parent.iterdir()) == sorted(folder.name for folder in landed.values())
+
+
+@pytest.mark.parametrize("atomic", [True, False])
+def test_force_swap_with_and_without_an_atomic_exchange(runner, old, monkeypatch, atomic):
+    from probe.gallery import outdir
+
+    folder, _ = old
+    if not atomic:
+        monkeypatch.setattr(outdir, "_exchange", lambda first, second: False)
+    result = probe.filters(probe.load_model("digits"), "conv2")
+    assert result.save(folder, force=True) == folder
+    assert json.loads((folder / "manifest.json").read_text())["layer"] == "conv2" and leftovers(folder.parent) == []
+
+
+def test_an_interrupt_after_the_swap_leaves_the_new_gallery_whole(runner, old, monkeypatch):
+    from probe.gallery import outdir
+
+    folder, _ = old
+    monkeypatch.setattr(outdir, "_delete_listed", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt()))
+    with pytest.raises(KeyboardInterrupt):
+        probe.filters(probe.load_model("digits"), "conv2").save(folder, force=True)
+    marker = json.loads((folder / probe.gallery.MARKER).read_text())
+    assert json.loads((folder / "manifest.json").read_text())["layer"] == "conv2"
+    assert set(marker["files"]) == set(snapshot(folder)) - {".cnn-probe"} and leftovers(folder.parent) == []
