@@ -192,7 +192,11 @@ def check_out_dir(out: str | Path | None, default: str | Path | None = None, *, 
         raise ValueError("check_out_dir needs out or default")
     folder = Path(out if out is not None else default).expanduser()  # type: ignore[arg-type]
     _check_location(folder, "out")
-    if out is not None and folder.is_dir() and any(folder.iterdir()):
+    try:
+        holds_files = out is not None and folder.is_dir() and any(folder.iterdir())
+    except OSError as error:
+        raise ProbeRuntimeError(f"cannot read output folder {str(folder)!r}: {error.strerror}; choose another --out") from None
+    if holds_files:
         if not force:
             raise ProbeUsageError(
                 f"output folder {str(folder)!r} already holds files; choose another --out, "
@@ -284,12 +288,11 @@ class OutDir:
     force: bool = False
     replaces: str | None = None
 
-    def write(self, writer: Callable[[Path], object], *, kind: str = "gallery") -> Path:
+    def write(self, writer: Callable[[Path], object]) -> Path:
         """Run ``writer(staging)`` to fill a staging folder, mark it, and swap it in; return where it landed.
 
         Args:
             writer: writes every file of the gallery into the folder it is given.
-            kind: the marker's kind (default ``"gallery"``).
 
         Returns:
             :attr:`path`, or a fresh sibling (``NAME-2``, ...) when :attr:`path`
@@ -309,7 +312,7 @@ class OutDir:
             os.umask(umask)
             staging.chmod(0o777 & ~umask)  # mkdtemp's 0700 would hide the gallery from other users
             writer(staging)
-            write_marker(staging, _walk(staging)[0], kind, token=staging.name)
+            write_marker(staging, _walk(staging)[0], "gallery", token=staging.name)
             final = self._swap_in(staging, target)
             staging = None
         except BaseException as error:

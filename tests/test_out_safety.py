@@ -332,7 +332,8 @@ def test_layers_whose_names_slug_alike_get_distinct_files(runner, in_tmp):
 # 8. A full or read-only disk: one line, exit 1, the old gallery intact, no staging left.
 
 
-def test_a_full_disk_leaves_the_old_gallery_and_no_staging(runner, old, monkeypatch):
+@pytest.mark.parametrize("code", [errno.ENOSPC, errno.EROFS])
+def test_a_full_or_read_only_disk_leaves_the_old_gallery_and_no_staging(runner, old, monkeypatch, code):
     folder, before = old
     real_save = Image.Image.save
     calls = []
@@ -340,15 +341,15 @@ def test_a_full_disk_leaves_the_old_gallery_and_no_staging(runner, old, monkeypa
     def fill_up(self, *args, **kwargs):
         calls.append(1)
         if len(calls) > 2:
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            raise OSError(code, os.strerror(code))
         return real_save(self, *args, **kwargs)
 
     monkeypatch.setattr(Image.Image, "save", fill_up)
     line = one_error_line(filters_gallery(runner, folder, "--force"), 1)
-    assert os.strerror(errno.ENOSPC) in line and "choose another --out" in line
+    assert os.strerror(code) in line and "choose another --out" in line
     assert snapshot(folder) == before and leftovers(folder.parent) == []
     calls.clear()
-    with pytest.raises(ProbeRuntimeError, match="No space left"):
+    with pytest.raises(ProbeRuntimeError, match=os.strerror(code)):
         probe.filters(probe.load_model("digits"), "conv1").save(folder.parent / "api")
     assert not (folder.parent / "api").exists() and leftovers(folder.parent) == []
 
