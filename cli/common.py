@@ -127,7 +127,10 @@ def speed_options(precisions: Sequence[str] = PRECISIONS) -> Callable[[F], F]:
 def out_options(function: F) -> F:
     """``--out DIR`` and ``--force``."""
     function = click.option(
-        "--force", is_flag=True, help="Replace the gallery already in --out (a folder without one is never deleted)."
+        "--force",
+        is_flag=True,
+        help="Replace the cnn-probe gallery in --out once the new one is complete; a folder holding any file "
+        "cnn-probe did not write is never touched.",
     )(function)
     return click.option(
         "--out",

@@ -20,10 +20,9 @@ from probe.cli.common import (
 )
 from probe.dream import dream
 from probe.errors import ProbeUsageError
-from probe.gallery import prepare_out_dir, slug
+from probe.gallery import check_out_dir, slug
 from probe.images import load_image, parse_size
 from probe.models import LoadedModel, load_model
-from probe.reports.dream import save_gallery
 
 DEFAULT_MODEL = "googlenet"
 
@@ -153,7 +152,7 @@ def command(image: str, model: str, weights: str, layer: tuple[str, ...], layer_
     picture = _input_image(image, loaded, size)
     chosen_layers = list(layer) or None
     folder_name = f"dream-{slug(model if not Path(model).exists() else Path(model).stem)}-{_image_name(image)}"
-    folder = prepare_out_dir(out, Path("runs") / folder_name, force=force)
+    destination = check_out_dir(out, Path("runs") / folder_name, force=force)
     bar = None
 
     def progress(step: int, total: int, metrics: dict[str, float]) -> None:
@@ -174,7 +173,7 @@ def command(image: str, model: str, weights: str, layer: tuple[str, ...], layer_
     finally:
         if bar is not None:
             bar.close()
-    save_gallery(result, folder, image=image, weights=loaded.weights, size=size)
+    folder = result.save(destination, image=image, weights=loaded.weights, size=size)
     layers_text = ", ".join(result.options["layers"])
     echo_done(folder, f"{loaded.name} {layers_text}: objective {result.objective_before:.4g} -> "
                       f"{result.objective_after:.4g} ({result.seconds:.1f}s, {picture.shape[-2]}x{picture.shape[-1]})")

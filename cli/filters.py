@@ -8,9 +8,9 @@ import click
 
 from probe.cli.common import ProbeCommand, echo_done, model_options, out_options, parse_weights
 from probe.kernels import VIEWS, filters
-from probe.gallery import prepare_out_dir, slug
+from probe.gallery import check_out_dir, slug
 from probe.models import load_model
-from probe.reports.filters import SCALES, save_gallery
+from probe.reports.filters import SCALES
 
 
 @click.command("filters", cls=ProbeCommand)
@@ -39,7 +39,7 @@ def command(model: str, weights: str, layer: str | None, view: str, scale: str, 
     """
     loaded = load_model(model, weights=parse_weights(weights), device="cpu")
     result = filters(loaded, layer, view=view)
-    folder = prepare_out_dir(out, f"runs/filters-{slug(loaded.name)}-{slug(result.layer)}", force=force)
-    save_gallery(result, folder, scale=scale, weights=loaded.weights)
+    destination = check_out_dir(out, f"runs/filters-{slug(loaded.name)}-{slug(result.layer)}", force=force)
+    folder = result.save(destination, scale=scale, weights=loaded.weights)
     shape = "x".join(str(s) for s in result.weight.shape[1:])
     echo_done(folder, f"{loaded.name} {result.layer}: {result.weight.shape[0]} kernels {shape}, view {result.view}")

@@ -15,6 +15,9 @@ from probe.gallery import write_collection_index
 def command(folder: Path) -> None:
     """Write FOLDER/index.html linking every gallery below FOLDER (default: runs).
 
+    Only where probe gallery wrote that page before, or where there is none:
+    a page of yours, or a run's own page, is refused and left as it is.
+
     \b
     Example:
       probe gallery runs && xdg-open runs/index.html

@@ -19,7 +19,7 @@ from probe.cli.common import (
     speed_options,
 )
 from probe.errors import ProbeUsageError
-from probe.gallery import prepare_out_dir, slug
+from probe.gallery import check_out_dir, slug
 from probe.hooks import OUTPUT
 from probe.images import parse_size
 from probe.models import load_model
@@ -172,7 +172,7 @@ def command(
         target = target - tv * O.total_variation()
     if diversity > 0:
         target = target + diversity * O.diversity(info.name, group=copies)
-    folder = prepare_out_dir(out, Path("runs") / f"maximize-{slug(loaded.name)}-{slug(info.name)}", force=force)
+    destination = check_out_dir(out, Path("runs") / f"maximize-{slug(loaded.name)}-{slug(info.name)}", force=force)
     height_width = image_size or loaded.preprocess.input_size
     click.echo(
         f"maximize {target.name} on {loaded.name} ({loaded.weights} weights): {len(expanded)} image(s) of "
@@ -192,8 +192,8 @@ def command(
             snapshots=snapshot_steps, progress=progress, seed=seed, precision=precision,
             channels_last=channels_last,
         )  # fmt: skip
-    result.save(
-        folder,
+    folder = result.save(
+        destination,
         cli=_invocation(ctx),
         units=units,
         options={"l1": l1, "tv": tv, "diversity": diversity, "per_unit": copies},

@@ -18,10 +18,10 @@ from probe.cli.common import (
     speed_options,
 )
 from probe.errors import ProbeUsageError
-from probe.gallery import prepare_out_dir, slug
+from probe.gallery import check_out_dir, slug
 from probe.images import parse_size
 from probe.models import load_model
-from probe.reports.style import save_gallery, summary
+from probe.reports.style import summary
 from probe.style import (
     DEFAULT_CONTENT_WEIGHT,
     DEFAULT_STEPS,
@@ -161,7 +161,7 @@ def command(
             param="weights",
         ) from None
     what = "-".join([_stem(content), *(_stem(s) for s in styles[:2])])
-    folder = prepare_out_dir(out, Path("runs") / f"style-{slug(model)}-{what}", force=force)
+    destination = check_out_dir(out, Path("runs") / f"style-{slug(model)}-{what}", force=force)
     total = steps * (len(parsed_scales) if parsed_scales else 1)
     with progress_bar(total, f"style {model}") as bar:
         def progress(step: int, total_steps: int, metrics: dict[str, float]) -> None:
@@ -195,6 +195,6 @@ def command(
             precision=precision,  # type: ignore[arg-type]
             channels_last=channels_last,
         )
-    save_gallery(result, folder, weights=loaded.weights)
+    folder = result.save(destination, weights=loaded.weights)
     note = result.options.get("layer_note")
     echo_done(folder, f"{summary(result)}" + (f"\nnote: {note}" if note else ""))

@@ -9,7 +9,7 @@ import torch
 
 from probe import __version__, zoo
 from probe.cli.common import ProbeCommand, echo_done, out_options, progress_bar, seed_option
-from probe.gallery import Gallery, prepare_out_dir
+from probe.gallery import Gallery, check_out_dir
 
 
 @click.command("train", cls=ProbeCommand)
@@ -29,7 +29,7 @@ def command(name: str, epochs: int | None, seed: int, out: Path | None, force: b
       probe train digits --out runs/my-digits
     """
     spec = zoo.get_spec(name)
-    folder = prepare_out_dir(out, Path("runs") / f"train-{name}", force=force)
+    destination = check_out_dir(out, Path("runs") / f"train-{name}", force=force)
     total = epochs or spec.epochs
     losses: list[float] = []
     with progress_bar(total, f"train {name}") as bar:
@@ -40,23 +40,27 @@ def command(name: str, epochs: int | None, seed: int, out: Path | None, force: b
 
         report = zoo.train(name, seed=seed, epochs=epochs, progress=progress)
     weights_file = f"{name}.pt"
-    torch.save(report.state_dict, folder / weights_file)
-    gallery = Gallery(folder, command="train", title=f"probe train {name}", version=__version__,
-                      fields={"model": name, "seed": seed, "epochs": report.epochs})
-    if losses:
-        import matplotlib
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+    def write(folder: Path) -> None:
+        torch.save(report.state_dict, folder / weights_file)
+        gallery = Gallery(folder, command="train", title=f"probe train {name}", version=__version__,
+                          fields={"model": name, "seed": seed, "epochs": report.epochs})
+        if losses:
+            import matplotlib
 
-        figure, axis = plt.subplots(figsize=(5, 3))
-        axis.plot(range(1, len(losses) + 1), losses, marker="o")
-        axis.set_xlabel("epoch")
-        axis.set_ylabel("training loss")
-        axis.set_title(f"{name}: held-out accuracy {report.test_accuracy:.2%}")
-        gallery.add_extra("loss.png", "training loss per epoch", figure=figure)
-        plt.close(figure)
-    gallery.write(weights=weights_file, train_accuracy=report.train_accuracy,
-                  test_accuracy=report.test_accuracy, seconds=report.seconds)
+            matplotlib.use("Agg")
+            import matplotlib.pyplot as plt
+
+            figure, axis = plt.subplots(figsize=(5, 3))
+            axis.plot(range(1, len(losses) + 1), losses, marker="o")
+            axis.set_xlabel("epoch")
+            axis.set_ylabel("training loss")
+            axis.set_title(f"{name}: held-out accuracy {report.test_accuracy:.2%}")
+            gallery.add_extra("loss.png", "training loss per epoch", figure=figure)
+            plt.close(figure)
+        gallery.write(weights=weights_file, train_accuracy=report.train_accuracy,
+                      test_accuracy=report.test_accuracy, seconds=report.seconds)
+
+    folder = destination.write(write)  # an old NAME.pt stays until the new gallery is complete
     echo_done(folder, f"{name}: held-out accuracy {report.test_accuracy:.2%} "
                       f"(train {report.train_accuracy:.2%}) in {report.seconds:.1f}s -> {folder / weights_file}")

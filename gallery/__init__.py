@@ -5,14 +5,17 @@ CLI and the notebook helpers turn tensors into PIL images first.
 """
 
 from probe.gallery.html import render_collection_page, render_run_page
+from probe.gallery.outdir import MARKER, OutDir, check_out_dir
 from probe.gallery.sheet import contact_sheet
-from probe.gallery.writer import MANIFEST, Gallery, prepare_out_dir, slug, write_collection_index
+from probe.gallery.writer import MANIFEST, Gallery, slug, write_collection_index
 
 __all__ = [
     "Gallery",
     "MANIFEST",
+    "MARKER",
+    "OutDir",
+    "check_out_dir",
     "contact_sheet",
-    "prepare_out_dir",
     "render_collection_page",
     "render_run_page",
     "slug",

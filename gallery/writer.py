@@ -8,28 +8,30 @@ Every command writes the same layout::
       index.html               opens from disk in any browser
       manifest.json            the machine-readable record of the run
 
-A folder is never overwritten silently: :func:`prepare_out_dir` picks a fresh
-name when none was given, and refuses a non-empty folder unless asked to
-replace it (and then only a folder that holds a cnn-probe gallery).
+A :class:`Gallery` writes into the folder it is given: the CLI and
+``Result.save`` give it a staging folder from :meth:`probe.gallery.OutDir.write`,
+which swaps it in only when complete (see :mod:`probe.gallery.outdir`).
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import re
-import shutil
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from PIL import Image
 
-from probe.errors import ProbeUsageError
+from probe.errors import ProbeRuntimeError, ProbeUsageError
 from probe.gallery.html import render_collection_page, render_run_page
+from probe.gallery.outdir import MARKER, read_marker, write_marker
 from probe.gallery.sheet import contact_sheet
 
-__all__ = ["Gallery", "prepare_out_dir", "slug", "write_collection_index", "MANIFEST"]
+__all__ = ["Gallery", "slug", "write_collection_index", "MANIFEST"]
 
 MANIFEST = "manifest.json"
 
@@ -41,56 +43,12 @@ def slug(text: str) -> str:
 
 
 def _is_gallery(folder: Path) -> bool:
+    """True when ``folder`` holds a run's gallery (a manifest with ``command`` and ``items``), marked or not."""
     try:
         manifest = json.loads((folder / MANIFEST).read_text())
     except (OSError, ValueError):
         return False
     return isinstance(manifest, dict) and "command" in manifest and "items" in manifest
-
-
-def prepare_out_dir(out: str | Path | None, default: str | Path, *, force: bool = False) -> Path:
-    """Choose and create the folder a run writes to, never overwriting silently.
-
-    Args:
-        out: the folder the user asked for, or None.
-        default: used when ``out`` is None; if it already holds files, ``-2``,
-            ``-3``, ... is appended until a free name is found.
-        force: replace ``out`` when it already holds a cnn-probe gallery.
-
-    Returns:
-        An existing, empty folder.
-
-    Raises:
-        ProbeUsageError: ``out`` holds files and ``force`` is off, or ``force``
-            is on but the folder is not a cnn-probe gallery (nothing is deleted).
-    """
-    if out is None:
-        base = Path(default)
-        candidate, number = base, 1
-        while candidate.exists() and any(candidate.iterdir()):
-            number += 1
-            candidate = base.with_name(f"{base.name}-{number}")
-        candidate.mkdir(parents=True, exist_ok=True)
-        return candidate
-    folder = Path(out).expanduser()
-    if folder.exists() and not folder.is_dir():
-        raise ProbeUsageError(f"output folder {str(folder)!r} is a file", param="out")
-    if folder.exists() and any(folder.iterdir()):
-        if not force:
-            raise ProbeUsageError(
-                f"output folder {str(folder)!r} already holds files; choose another --out, "
-                "or pass --force to replace the gallery in it",
-                param="out",
-            )
-        if not _is_gallery(folder):
-            raise ProbeUsageError(
-                f"output folder {str(folder)!r} holds files but no cnn-probe gallery (no {MANIFEST}); "
-                "refusing to delete it even with --force",
-                param="out",
-            )
-        shutil.rmtree(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
 
 
 def _jsonable(value: Any) -> Any:
@@ -110,12 +68,13 @@ def _jsonable(value: Any) -> Any:
 class Gallery:
     """Collects a run's images and writes the gallery folder.
 
-    Images are saved as they are added, so partial results survive an
-    interruption; :meth:`write` adds the contact sheets, the page and the
-    manifest.
+    Images are saved as they are added; :meth:`write` adds the contact sheets,
+    the page and the manifest. Two files whose names clash (equal, or equal but
+    for case, as ``slug("a<b")`` and ``slug("a>b")``) get distinct names
+    (``-2``, ``-3``, ... before the extension): nothing is overwritten.
 
     Args:
-        folder: an existing folder, usually from :func:`prepare_out_dir`.
+        folder: an existing folder, usually the staging folder of :meth:`probe.gallery.OutDir.write`.
         command: the command name recorded in the manifest (``"maximize"``).
         title: the page heading.
         fields: run-level manifest fields (model, layer, steps, seed, ...).
@@ -133,11 +92,24 @@ class Gallery:
         self.items: list[dict[str, Any]] = []
         self._images: list[Image.Image] = []
         self.extras: list[dict[str, Any]] = []
+        self._taken: set[str] = {MANIFEST.casefold(), "index.html", MARKER}
+
+    def _claim(self, file: str) -> str:
+        """``file``, or ``stem-2.ext``, ``stem-3.ext``, ... when a file of this gallery already has that name."""
+        stem, dot, extension = file.rpartition(".") if "." in file else (file, "", "")
+        candidate, number = file, 1
+        while candidate.casefold() in self._taken:
+            number += 1
+            candidate = f"{stem}-{number}{dot}{extension}"
+        self._taken.add(candidate.casefold())
+        return candidate
 
     def add(self, image: Image.Image, file: str, caption: str, *, section: str = "", **fields: Any) -> dict[str, Any]:
-        """Save ``image`` as ``file`` (PNG) and record it with its caption and extra manifest fields."""
-        if any(item["file"] == file for item in self.items):
-            raise ValueError(f"{file!r} was already added to this gallery")
+        """Save ``image`` as ``file`` (PNG) and record it with its caption and extra manifest fields.
+
+        Returns the manifest item; its ``"file"`` is ``file`` or, when that name is taken, ``file`` with a suffix.
+        """
+        file = self._claim(file)
         image.save(self.folder / file)
         item = {"file": file, "caption": caption, **({"section": section} if section else {}), **fields}
         self.items.append(item)
@@ -146,6 +118,10 @@ class Gallery:
 
     def add_extra(self, file: str, caption: str, *, image: Image.Image | None = None, figure: Any = None) -> None:
         """Record an overview file (plot, animation): saved from a PIL ``image`` or matplotlib ``figure``, or already on disk."""
+        if image is not None or figure is not None:
+            file = self._claim(file)
+        else:
+            self._taken.add(file.casefold())
         if image is not None:
             image.save(self.folder / file, **({"save_all": True} if file.endswith(".gif") else {}))
         elif figure is not None:
@@ -175,7 +151,7 @@ class Gallery:
         for section, items in self.sections():
             if not items:
                 continue
-            name = f"contact-sheet-{slug(section)}.png" if section else "contact-sheet.png"
+            name = self._claim(f"contact-sheet-{slug(section)}.png" if section else "contact-sheet.png")
             sheet = contact_sheet(
                 [by_file[item["file"]] for item in items],
                 [item["caption"] for item in items],
@@ -207,23 +183,63 @@ class Gallery:
         return manifest_path
 
 
+def _check_index_destination(root: Path, page: Path) -> None:
+    """Refuse to write ``root/index.html`` anywhere but where ``probe gallery`` wrote it before, or where none is."""
+    if _is_gallery(root) or read_marker(root, "gallery") is not None:
+        raise ProbeUsageError(
+            f"{str(root)!r} is one run's gallery and its index.html is that run's page; "
+            "index the folder that holds the runs instead (probe gallery runs)",
+            param="folder",
+        )
+    ours = read_marker(root, "index")
+    if os.path.lexists(page) and (ours is None or "index.html" not in ours["files"] or page.is_symlink()):
+        raise ProbeUsageError(
+            f"{str(page)!r} was not written by probe gallery; refusing to overwrite it -- "
+            "move it away, or index another folder",
+            param="folder",
+        )
+    if ours is None and os.path.lexists(root / MARKER):
+        raise ProbeUsageError(f"{str(root / MARKER)!r} is not a cnn-probe marker; refusing to overwrite it", param="folder")
+
+
+def _replace_file(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` whole or not at all: into a hidden temporary file, then renamed over ``path``."""
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.partial-", dir=path.parent)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            stream.write(text)
+        os.chmod(temporary, 0o644)
+        os.replace(temporary, path)
+    except BaseException:
+        os.unlink(temporary)
+        raise
+
+
 def write_collection_index(root: str | Path, *, title: str | None = None) -> tuple[Path, int]:
     """Write ``root/index.html`` linking every gallery found below ``root``.
+
+    The page is written only where ``probe gallery`` wrote it before (``root``'s
+    :data:`~probe.gallery.outdir.MARKER` of kind ``"index"`` lists it) or where
+    there is no ``index.html`` yet; never over a user's page or over a run's own
+    page. It replaces the old page in one rename.
 
     Returns:
         The page's path and the number of runs it links.
 
     Raises:
-        ProbeUsageError: ``root`` is not a folder.
+        ProbeUsageError: ``root`` is not a folder, is a run's gallery, or holds
+            an ``index.html`` that ``probe gallery`` did not write (nothing is written).
     """
     root = Path(root)
     if not root.is_dir():
         raise ProbeUsageError(f"{str(root)!r} is not a folder", param="folder")
+    page = root / "index.html"
+    _check_index_destination(root, page)
     runs = []
     for manifest_path in sorted(root.rglob(MANIFEST)):
         folder = manifest_path.parent
-        if folder == root or not _is_gallery(folder):
-            continue
+        if folder == root or not _is_gallery(folder) or any(part.startswith(".") for part in folder.relative_to(root).parts):
+            continue  # hidden: a staging folder being written, or one left by a crash
         manifest = json.loads(manifest_path.read_text())
         relative = folder.relative_to(root).as_posix()
         sheets = manifest.get("sheets") or []
@@ -237,6 +253,9 @@ def write_collection_index(root: str | Path, *, title: str | None = None) -> tup
                 "fields": {k: manifest[k] for k in keys if k in manifest},
             }
         )
-    page = root / "index.html"
-    page.write_text(render_collection_page(title or f"cnn-probe runs in {root.name}", runs), encoding="utf-8")
+    try:
+        _replace_file(page, render_collection_page(title or f"cnn-probe runs in {root.name}", runs))
+        write_marker(root, ["index.html"], "index")
+    except OSError as error:
+        raise ProbeRuntimeError(f"could not write {str(page)!r}: {error.strerror or error}") from None
     return page, len(runs)

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import importlib
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    from probe.gallery import OutDir
 
 __all__ = ["GalleryResult"]
 
@@ -20,27 +23,35 @@ class GalleryResult:
 
     _report: ClassVar[str]
 
-    def save(self, folder: str | Path, *, force: bool = False, **fields: Any) -> Path:
+    def save(self, folder: str | Path | OutDir, *, force: bool = False, **fields: Any) -> Path:
         """Write the gallery the matching ``probe`` command writes (PNGs, contact sheet, index.html, manifest.json).
 
+        The gallery is written beside ``folder`` and moved in only when complete,
+        so an error or interrupt leaves ``folder`` as it was (see :mod:`probe.gallery.outdir`).
+
         Args:
-            folder: where to write; created if needed.
-            force: replace ``folder`` when it already holds a cnn-probe gallery.
-                Default False: a folder that holds files is refused.
+            folder: where to write; created if needed. Or a destination already
+                checked by :func:`probe.gallery.check_out_dir` (the CLI checks
+                before the run); ``force`` is then its own.
+            force: replace the cnn-probe gallery already in ``folder`` (only files
+                its ``.cnn-probe`` marker lists are deleted). Default False: a
+                folder that holds files is refused.
             **fields: extra entries for ``manifest.json``.
 
         Returns:
-            The folder.
+            The folder written: ``folder``, or a fresh sibling (``folder-2``, said
+            on stderr) when ``folder`` gained files or was taken while writing.
 
         Raises:
-            ProbeUsageError: ``folder`` holds files (and ``force`` is off, or it
-                holds no gallery): nothing is overwritten silently.
+            ProbeUsageError: ``folder`` holds files (and ``force`` is off), or
+                files cnn-probe did not write: nothing is overwritten or deleted.
+            ProbeRuntimeError: the disk refused a write (full, read-only); nothing was changed.
         """
-        from probe.gallery import prepare_out_dir
+        from probe.gallery import OutDir, check_out_dir
 
-        target = prepare_out_dir(folder, folder, force=force)
-        importlib.import_module(self._report).save_gallery(self, target, **fields)
-        return target
+        destination = folder if isinstance(folder, OutDir) else check_out_dir(folder, force=force)
+        report = importlib.import_module(self._report)
+        return destination.write(lambda staging: report.save_gallery(self, staging, **fields))
 
     def _repr_png_(self) -> bytes:
         """The captioned picture Jupyter shows for the result."""

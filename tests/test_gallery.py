@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from probe.errors import ProbeUsageError
-from probe.gallery import Gallery, contact_sheet, prepare_out_dir, write_collection_index
+from probe.gallery import Gallery, check_out_dir, contact_sheet, write_collection_index
 
 
 class LinkParser(HTMLParser):
@@ -82,17 +82,28 @@ def test_contact_sheet_grid_size():
 
 def test_out_dir_is_never_overwritten_silently(tmp_path):
     default = tmp_path / "runs" / "maximize-digits-conv2"
-    first = prepare_out_dir(None, default)
-    (first / "keep.png").write_bytes(b"x")
-    second = prepare_out_dir(None, default)
-    assert second.name == "maximize-digits-conv2-2" and (first / "keep.png").exists()
+    first = check_out_dir(None, default).write(lambda folder: (folder / "keep.png").write_bytes(b"x"))
+    second = check_out_dir(None, default).write(lambda folder: make_gallery(folder).write())
+    assert first == default and second.name == "maximize-digits-conv2-2" and (first / "keep.png").exists()
     with pytest.raises(ProbeUsageError, match="already holds files"):
-        prepare_out_dir(first, default)
-    with pytest.raises(ProbeUsageError, match="refusing to delete"):
-        prepare_out_dir(first, default, force=True)
-    assert (first / "keep.png").exists()
-    make_gallery(second).write()
-    assert prepare_out_dir(second, default, force=True) == second and not any(second.iterdir())
+        check_out_dir(first, default)
+    (first / "notes.txt").write_text("mine")
+    with pytest.raises(ProbeUsageError, match="did not write"):
+        check_out_dir(first, default, force=True)
+    assert (first / "keep.png").exists() and (first / "notes.txt").exists()
+    replaced = check_out_dir(second, default, force=True).write(lambda folder: (folder / "new.png").write_bytes(b"y"))
+    assert replaced == second and sorted(p.name for p in second.iterdir()) == [".cnn-probe", "new.png"]
+
+
+def test_clashing_file_names_get_distinct_files(tmp_path):
+    gallery = Gallery(tmp_path, command="activations", title="t")
+    files = [gallery.add(Image.new("L", (4, 4), value), "a-b-000.png", name, section=name)["file"]
+             for value, name in ((0, "a<b"), (255, "a>b"), (128, "A-B"))]
+    gallery.write()
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert files == ["a-b-000.png", "a-b-000-2.png", "a-b-000-3.png"] == [item["file"] for item in manifest["items"]]
+    assert len(set(manifest["sheets"])) == 3 and all((tmp_path / f).is_file() for f in files + manifest["sheets"])
+    assert [Image.open(tmp_path / f).getpixel((0, 0)) for f in files] == [0, 255, 128]
 
 
 def test_collection_index_links_every_run(tmp_path):

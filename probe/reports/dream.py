@@ -66,7 +66,7 @@ def save_gallery(result: DreamResult, folder: str | Path, **fields: Any) -> Path
 
     Args:
         result: what :func:`probe.dream` returned.
-        folder: the output folder (the CLI passes a fresh one from ``prepare_out_dir``).
+        folder: the output folder (``result.save`` passes a staging folder from ``OutDir.write``).
         **fields: more manifest fields (weights, image source, ...).
     """
     folder = Path(folder)

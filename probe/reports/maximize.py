@@ -130,8 +130,8 @@ def save_gallery(result: MaximizeResult, folder: str | Path, *, cell: int = 128,
 
     Args:
         result: what :func:`probe.maximize` returned.
-        folder: the output folder (use :func:`probe.gallery.prepare_out_dir` to
-            choose one safely; this function writes into it as it is).
+        folder: the output folder (``result.save`` passes a staging folder from
+            :meth:`probe.gallery.OutDir.write`; this function writes into it as it is).
         cell: contact-sheet cell size in pixels (default 128).
         **fields: extra run-level manifest fields (the CLI adds the command line
             and the options it was given); ``options`` is merged with the

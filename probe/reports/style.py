@@ -79,7 +79,7 @@ def save_gallery(result: StyleResult, folder: str | Path, **fields: Any) -> Path
 
     Args:
         result: what :func:`probe.style_transfer` returned.
-        folder: an existing (empty) folder, e.g. from :func:`probe.gallery.prepare_out_dir`.
+        folder: an existing (empty) folder, e.g. the staging folder of :meth:`probe.gallery.OutDir.write`.
         **fields: more manifest fields (the CLI adds ``command_line``, ``weights``).
 
     Returns:

@@ -1,0 +1,407 @@
+"""Output folders as transactions: nothing a user has is lost, nothing half-written is left.
+
+A run's destination is checked before the run (:func:`check_out_dir`: nothing
+is created or deleted), and the gallery is written only when there is something
+to save (:meth:`OutDir.write`):
+
+1. into a staging folder beside the destination (``.NAME.partial-XXXX``, same
+   parent, so every move below is a rename on one file system);
+2. a marker file :data:`MARKER` (``.cnn-probe``, JSON) is added, listing every
+   file of the gallery: the only files cnn-probe will ever delete there;
+3. the staging folder is swapped in: renamed onto a free name (claimed with a
+   ``mkdir`` that fails when the name exists, so concurrent runs never share
+   one), or with ``force`` exchanged with the old gallery in one atomic
+   ``renameat2(RENAME_EXCHANGE)`` where the system has it (else two renames),
+   after which the old gallery's listed files are deleted.
+
+An exception or KeyboardInterrupt at any point removes the staging folder and
+the parent folders this write created; the old gallery stays as it was. A
+destination that can no longer take the gallery at save time (a file appeared
+in it, another run claimed the name) gets it under a fresh sibling name, said
+on stderr and returned: finished work is never discarded.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import json
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from probe.errors import ProbeRuntimeError, ProbeUsageError
+
+__all__ = ["MARKER", "MARKER_FORMAT", "OutDir", "check_out_dir", "read_marker", "write_marker", "foreign_files"]
+
+MARKER = ".cnn-probe"
+"""The marker file's name, in every folder cnn-probe writes."""
+
+MARKER_FORMAT = 1
+"""The marker's format version (its ``"format"`` field)."""
+
+_MANIFEST = "manifest.json"
+_SHOWN = 3  # foreign names quoted in a refusal
+
+
+def read_marker(folder: str | Path, kind: str | None = None) -> dict[str, Any] | None:
+    """The parsed marker of ``folder``, or None when it has none (or one cnn-probe cannot read).
+
+    Args:
+        folder: the folder.
+        kind: when given, a marker of another kind (``"gallery"``, ``"index"``) counts as none.
+
+    Returns:
+        ``{"format": 1, "kind": ..., "files": [relative POSIX paths]}``.
+    """
+    path = Path(folder) / MARKER
+    if path.is_symlink() or not path.is_file():
+        return None
+    try:
+        marker = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(marker, dict) or marker.get("format") != MARKER_FORMAT:
+        return None
+    files = marker.get("files")
+    if not isinstance(files, list) or not all(isinstance(f, str) for f in files):
+        return None
+    if kind is not None and marker.get("kind") != kind:
+        return None
+    return marker
+
+
+def write_marker(folder: str | Path, files: Iterable[str], kind: str = "gallery", *, token: str = "") -> Path:
+    """Write ``folder``'s marker listing ``files`` (relative POSIX paths); return its path.
+
+    ``token`` tells one gallery from another written to the same name later.
+    """
+    path = Path(folder) / MARKER
+    body = {"format": MARKER_FORMAT, "tool": "cnn-probe", "kind": kind, "id": token, "files": sorted(set(files))}
+    path.write_text(json.dumps(body, indent=1) + "\n", encoding="utf-8")
+    return path
+
+
+def _walk(folder: Path) -> tuple[list[str], list[str]]:
+    """Every file (or link) and every folder below ``folder``, as relative POSIX paths; links are not followed."""
+    files, folders = [], []
+    for root, dirs, names in os.walk(folder):
+        here = Path(root).relative_to(folder)
+        for name in list(dirs):
+            if os.path.islink(os.path.join(root, name)):
+                dirs.remove(name)
+                names.append(name)
+            else:
+                folders.append((here / name).as_posix())
+        files.extend((here / name).as_posix() for name in names)
+    return files, folders
+
+
+def foreign_files(folder: str | Path, marker: dict[str, Any] | None = None) -> list[str]:
+    """What in ``folder`` its marker does not list (files, links, folders holding no listed file), sorted.
+
+    Args:
+        folder: an existing folder.
+        marker: its marker (default: read it); with none, everything is foreign.
+    """
+    folder = Path(folder)
+    marker = marker if marker is not None else read_marker(folder)
+    listed = set(marker["files"]) if marker else set()
+    if marker:
+        listed.add(MARKER)
+    ancestors = {Path(f).parent.as_posix() for f in listed} | {p.as_posix() for f in listed for p in Path(f).parents}
+    files, folders = _walk(folder)
+    return sorted([f for f in files if f not in listed] + [d for d in folders if d not in ancestors])
+
+
+def _quote(names: list[str]) -> str:
+    shown = ", ".join(names[:_SHOWN])
+    return shown + (f" and {len(names) - _SHOWN} more" if len(names) > _SHOWN else "")
+
+
+def _looks_like_old_gallery(folder: Path) -> bool:
+    try:
+        manifest = json.loads((folder / _MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(manifest, dict) and "command" in manifest and "items" in manifest
+
+
+def _replace_refusal(folder: Path) -> str | None:
+    """Why ``force`` may not replace ``folder`` (None when it holds a marked cnn-probe gallery and nothing else)."""
+    marker = read_marker(folder, "gallery")
+    if marker is None:
+        if _looks_like_old_gallery(folder):
+            return (f"output folder {str(folder)!r} holds no {MARKER} marker (a gallery from cnn-probe before 0.2, "
+                    "or files that only look like one), so --force cannot tell its files from yours; "
+                    "delete or move it yourself, or choose another --out")
+        return (f"output folder {str(folder)!r} holds files cnn-probe did not write "
+                f"({_quote(foreign_files(folder, None))}); refusing to touch it even with --force; choose another --out")
+    foreign = foreign_files(folder, marker)
+    if foreign:
+        return (f"output folder {str(folder)!r} holds files cnn-probe did not write ({_quote(foreign)}); "
+                "refusing to replace the gallery even with --force; move them out or choose another --out")
+    return None
+
+
+def _nearest_existing(path: Path) -> Path:
+    while not os.path.lexists(path) and path != path.parent:
+        path = path.parent
+    return path
+
+
+def _check_location(folder: Path, param: str) -> None:
+    """Refuse a destination that is a file, under a file, a symbolic link, or in a folder we cannot write."""
+    if folder.is_symlink():
+        raise ProbeUsageError(f"output folder {str(folder)!r} is a symbolic link; give the folder it points to", param=param)
+    if os.path.lexists(folder) and not folder.is_dir():
+        raise ProbeUsageError(f"output folder {str(folder)!r} is a file", param=param)
+    above = _nearest_existing(folder.parent)
+    if not above.is_dir():
+        raise ProbeUsageError(f"output folder {str(folder)!r} is under {str(above)!r}, which is a file", param=param)
+    if not os.access(above, os.W_OK | os.X_OK):
+        raise ProbeRuntimeError(f"cannot write in {str(above)!r} (permission denied); choose another --out")
+
+
+def check_out_dir(out: str | Path | None, default: str | Path | None = None, *, force: bool = False) -> OutDir:
+    """Check where a run will write, before the run; create and delete nothing.
+
+    Args:
+        out: the folder the user asked for, or None for ``default``.
+        default: the name used when ``out`` is None; if taken at save time,
+            ``-2``, ``-3``, ... is appended (claimed atomically).
+        force: allow replacing the cnn-probe gallery already in ``out``, once
+            the new one is complete. A folder holding any file cnn-probe did not
+            write (per its :data:`MARKER`) is refused even so.
+
+    Returns:
+        The destination; :meth:`OutDir.write` writes the gallery.
+
+    Raises:
+        ProbeUsageError: (``param="out"``) ``out`` is a file, under a file, a
+            symbolic link, holds files and ``force`` is off, or holds files
+            cnn-probe did not write.
+        ProbeRuntimeError: the folder it would be written in is not writable.
+    """
+    if out is None and default is None:
+        raise ValueError("check_out_dir needs out or default")
+    folder = Path(out if out is not None else default).expanduser()  # type: ignore[arg-type]
+    _check_location(folder, "out")
+    try:
+        holds_files = out is not None and folder.is_dir() and any(folder.iterdir())
+    except OSError as error:
+        raise ProbeRuntimeError(f"cannot read output folder {str(folder)!r}: {error.strerror}; choose another --out") from None
+    if holds_files:
+        if not force:
+            raise ProbeUsageError(
+                f"output folder {str(folder)!r} already holds files; choose another --out, "
+                "or pass --force to replace the gallery in it",
+                param="out",
+            )
+        refusal = _replace_refusal(folder)
+        if refusal:
+            raise ProbeUsageError(refusal, param="out")
+        token = str((read_marker(folder, "gallery") or {}).get("id", ""))
+        return OutDir(folder, explicit=True, force=True, replaces=token)
+    return OutDir(folder, explicit=out is not None, force=force)
+
+
+def _exchange(first: Path, second: Path) -> bool:
+    """Swap two paths atomically (Linux ``renameat2(RENAME_EXCHANGE)``); False where the system cannot."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    if renameat2(at_fdcwd, os.fsencode(first), at_fdcwd, os.fsencode(second), rename_exchange) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP):
+        return False
+    raise OSError(code, os.strerror(code), str(second))
+
+
+def _swap(first: Path, second: Path) -> None:
+    """Swap two folders: atomically where possible, else by two renames through a hidden third name."""
+    if _exchange(first, second):
+        return
+    aside = first.with_name(first.name + ".swap")
+    os.rename(second, aside)
+    os.rename(first, second)
+    os.rename(aside, first)
+
+
+def _move_into_claimed(staging: Path, claimed: Path) -> bool:
+    """Rename ``staging`` onto the empty folder ``claimed``; False when ``claimed`` gained a file meanwhile."""
+    try:
+        os.rename(staging, claimed)  # POSIX: replaces an empty folder, fails on a non-empty one
+        return True
+    except OSError as error:
+        if os.name == "nt" and claimed.is_dir() and not any(claimed.iterdir()):
+            os.rmdir(claimed)
+            os.rename(staging, claimed)
+            return True
+        if error.errno in (errno.ENOTEMPTY, errno.EEXIST):
+            return False
+        raise
+
+
+def _delete_listed(folder: Path, marker: dict[str, Any]) -> None:
+    """Delete the files ``marker`` lists in ``folder`` and the marker, then the folders left empty.
+
+    Only files found inside ``folder`` are candidates, so a marker naming ``../x`` deletes nothing outside.
+    """
+    listed = set(marker["files"]) | {MARKER}
+    files, folders = _walk(folder)
+    for name in files:
+        if name in listed:
+            (folder / name).unlink()
+    for sub in sorted(folders, key=lambda p: -p.count("/")):
+        try:
+            (folder / sub).rmdir()
+        except OSError:
+            pass
+    folder.rmdir()
+
+
+@dataclass(frozen=True)
+class OutDir:
+    """A checked destination for one gallery (from :func:`check_out_dir`); nothing exists until :meth:`write`.
+
+    Attributes:
+        path: the folder asked for (the user's ``--out``, or the default name).
+        explicit: True when the user named it (a default name takes ``-2``, ... silently).
+        force: replace the cnn-probe gallery in ``path``.
+        replaces: the marker id of the gallery ``force`` replaces, as it was at the check
+            (a gallery written there meanwhile, by another run, is kept).
+    """
+
+    path: Path
+    explicit: bool = True
+    force: bool = False
+    replaces: str | None = None
+
+    def write(self, writer: Callable[[Path], object]) -> Path:
+        """Run ``writer(staging)`` to fill a staging folder, mark it, and swap it in; return where it landed.
+
+        Args:
+            writer: writes every file of the gallery into the folder it is given.
+
+        Returns:
+            :attr:`path`, or a fresh sibling (``NAME-2``, ...) when :attr:`path`
+            could not take the gallery at save time (said on stderr).
+
+        Raises:
+            ProbeRuntimeError: the disk refused a write (full, read-only): the
+                staging folder is removed and the old gallery left as it was.
+            Whatever ``writer`` raises (and KeyboardInterrupt), after the same clean-up.
+        """
+        target = Path(os.path.abspath(self.path))
+        created = self._make_parents(target.parent)
+        staging: Path | None = None
+        try:
+            staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
+            umask = os.umask(0)
+            os.umask(umask)
+            staging.chmod(0o777 & ~umask)  # mkdtemp's 0700 would hide the gallery from other users
+            writer(staging)
+            write_marker(staging, _walk(staging)[0], "gallery", token=staging.name)
+            final = self._swap_in(staging, target)
+            staging = None
+        except BaseException as error:
+            if staging is not None:  # the unfinished gallery, or (interrupted after a swap) the old one's listed files
+                shutil.rmtree(staging, ignore_errors=True)
+            for folder in reversed(created):
+                try:
+                    folder.rmdir()
+                except OSError:
+                    break
+            if isinstance(error, OSError):
+                reason = error.strerror or str(error)
+                raise ProbeRuntimeError(
+                    f"could not write the gallery in {str(target.parent)!r}: {reason}; nothing there was changed; "
+                    "free some space or choose another --out"
+                ) from None
+            raise
+        if final == target:
+            return self.path
+        return final if self.path.is_absolute() else Path(os.path.relpath(final))
+
+    @staticmethod
+    def _make_parents(folder: Path) -> list[Path]:
+        """Create ``folder`` and its missing parents; return the ones created, outermost first."""
+        missing = []
+        while not os.path.lexists(folder):
+            missing.append(folder)
+            folder = folder.parent
+        created = []
+        for path in reversed(missing):
+            try:
+                path.mkdir()
+            except FileExistsError:
+                continue  # another run made it meanwhile: not ours to remove
+            created.append(path)
+        return created
+
+    def _swap_in(self, staging: Path, target: Path) -> Path:
+        """Move the complete ``staging`` folder to ``target`` (or a fresh sibling); return where it went."""
+        if not self.explicit:
+            return self._claim_fresh(staging, target, start=1)
+        reason = "another run created it"
+        try:
+            target.mkdir()
+        except FileExistsError:
+            pass
+        if target.is_dir() and not target.is_symlink():
+            if not any(target.iterdir()) and _move_into_claimed(staging, target):
+                return target
+            if self.force and self.replaces is not None and self._replace(staging, target, self.replaces):
+                return target
+            foreign = foreign_files(target, read_marker(target, "gallery"))
+            reason = f"it gained {_quote(foreign)} during the run" if foreign else "it changed during the run"
+        final = self._claim_fresh(staging, target, start=2)
+        print(f"warning: {str(self.path)!r} could not take the gallery ({reason}); saved it to {str(final)!r} instead",
+              file=sys.stderr)
+        return final
+
+    @staticmethod
+    def _replace(staging: Path, target: Path, token: str) -> bool:
+        """Swap the new gallery for the marked old one in ``target``, then delete the old one's listed files.
+
+        Returns False (nothing changed) when ``target`` holds anything its marker does not list, or
+        another gallery than the one (marker id ``token``) seen at the check.
+        """
+        marker = read_marker(target, "gallery")
+        if marker is None or str(marker.get("id", "")) != token or foreign_files(target, marker):
+            return False
+        _swap(staging, target)  # staging now holds the old gallery
+        if foreign_files(staging, marker):  # a file arrived between the check and the swap: undo
+            _swap(staging, target)
+            return False
+        try:
+            _delete_listed(staging, marker)
+        except OSError as error:  # the new gallery is in place; only the old one's clean-up failed
+            print(f"warning: could not delete the old gallery, now in {str(staging)!r}: {error.strerror or error}",
+                  file=sys.stderr)
+        return True
+
+    @staticmethod
+    def _claim_fresh(staging: Path, base: Path, start: int) -> Path:
+        """Rename ``staging`` to the first free name of ``base``, ``base-2``, ... (each claimed by ``mkdir``)."""
+        number = start
+        while True:
+            candidate = base if number == 1 else base.with_name(f"{base.name}-{number}")
+            number += 1
+            try:
+                candidate.mkdir()
+            except FileExistsError:
+                continue
+            if _move_into_claimed(staging, candidate):
+                return candidate

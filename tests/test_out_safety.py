@@ -1,0 +1,435 @@
+"""Output folders never lose data: --force, failed and interrupted runs, foreign files, races, full disks.
+
+Every case goes through the CLI (click's CliRunner) or ``Result.save``, and checks
+byte for byte that what was on disk before is still there, and that no staging
+or empty folder is left behind. Runs are cheap (``probe filters`` on the zoo,
+``probe maximize`` on a tiny net for 2 steps); a long or failing run is the real
+command with its optimization replaced by one that fails or is interrupted.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+
+import probe
+from probe.cli import maximize as maximize_cli
+from probe.cli import train as train_cli
+from probe.cli.main import cli
+from probe.errors import ProbeRuntimeError, ProbeUsageError
+
+TINY_MAXIMIZE = ["maximize", "--model", "tinynets:tiny", "--size", "16", "--layer", "conv2", "--steps", "2"]
+
+
+@pytest.fixture
+def runner() -> CliRunner:
+    return CliRunner()
+
+
+@pytest.fixture(autouse=True)
+def in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test runs in its own folder, so default names (runs/...) never reach the repository."""
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    """Every file below ``folder`` with its bytes (relative POSIX paths)."""
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def leftovers(parent: Path) -> list[str]:
+    """Staging folders and empty folders in ``parent``: what a failed write must not leave."""
+    return sorted(p.name for p in parent.iterdir() if ".partial-" in p.name or (p.is_dir() and not any(p.iterdir())))
+
+
+def one_error_line(result, exit_code: int) -> str:
+    """Assert a clean CLI failure: ``exit_code``, no traceback, exactly one ``Error:`` line; return that line."""
+    assert result.exit_code == exit_code, result.output
+    assert isinstance(result.exception, SystemExit) and "Traceback" not in result.output, result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("Error")]
+    assert len(errors) == 1, result.output
+    return errors[0]
+
+
+def filters_gallery(runner: CliRunner, out: Path, *extra: str):
+    """``probe filters --out OUT``: a real gallery in under a second."""
+    return runner.invoke(cli, ["filters", "--out", str(out), *extra])
+
+
+@pytest.fixture
+def old(runner: CliRunner, tmp_path: Path) -> tuple[Path, dict[str, bytes]]:
+    """A gallery written by cnn-probe in ``tmp_path/old``, and its files."""
+    folder = tmp_path / "old"
+    assert filters_gallery(runner, folder).exit_code == 0
+    return folder, snapshot(folder)
+
+
+# 1. Nothing is created before there is something to save; a failed run leaves no empty folder.
+
+
+def test_a_failed_or_interrupted_run_creates_nothing(runner, in_tmp, monkeypatch):
+    for failure in (ProbeRuntimeError("the optimization diverged (loss is inf); lower --lr"), KeyboardInterrupt()):
+        def run(*args, **kwargs):
+            assert not (in_tmp / "runs").exists(), "runs/ was created before there was anything to save"
+            raise failure
+
+        monkeypatch.setattr(maximize_cli, "maximize", run)
+        result = runner.invoke(cli, TINY_MAXIMIZE)
+        assert result.exit_code == 1, result.output
+        assert not (in_tmp / "runs").exists()
+        result = runner.invoke(cli, [*TINY_MAXIMIZE, "--out", str(in_tmp / "mine" / "deep")])
+        assert result.exit_code == 1 and not (in_tmp / "mine").exists()
+
+
+# 2. --force swaps the new gallery in only when it is complete.
+
+
+@pytest.mark.parametrize("failure", ["diverged", "interrupt", "interrupt-while-saving"])
+def test_force_keeps_the_old_gallery_when_the_run_fails(runner, old, monkeypatch, failure):
+    folder, before = old
+    if failure == "interrupt-while-saving":
+        monkeypatch.setattr(probe.gallery.Gallery, "write", lambda self, **kw: (_ for _ in ()).throw(KeyboardInterrupt()))
+    else:
+        error = ProbeRuntimeError("diverged") if failure == "diverged" else KeyboardInterrupt()
+        monkeypatch.setattr(maximize_cli, "maximize", lambda *a, **k: (_ for _ in ()).throw(error))
+    result = runner.invoke(cli, [*TINY_MAXIMIZE, "--out", str(folder), "--force"])
+    assert result.exit_code == 1, result.output
+    assert snapshot(folder) == before
+    assert leftovers(folder.parent) == []
+
+
+def test_force_replaces_a_marked_gallery_whole(runner, old):
+    folder, before = old
+    result = runner.invoke(cli, [*TINY_MAXIMIZE, "--out", str(folder), "--force"])
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((folder / "manifest.json").read_text())
+    marker = json.loads((folder / probe.gallery.MARKER).read_text())
+    old_only = set(before) - {"index.html", "manifest.json", ".cnn-probe", "contact-sheet.png"}
+    assert manifest["command"] == "maximize" and old_only and not old_only & set(snapshot(folder))
+    assert marker["format"] == 1 and set(marker["files"]) == set(snapshot(folder)) - {".cnn-probe"}
+    assert leftovers(folder.parent) == []
+
+
+# 3. --force deletes only files cnn-probe listed in its marker.
+
+
+@pytest.mark.parametrize("foreign", ["notes.txt", "sub/data.csv", "empty-folder/"])
+def test_force_refuses_a_gallery_holding_anything_else(runner, old, foreign):
+    folder, _ = old
+    path = folder / foreign.rstrip("/")
+    if foreign.endswith("/"):
+        path.mkdir()
+    else:
+        path.parent.mkdir(exist_ok=True)
+        path.write_text("the user's")
+    before = snapshot(folder)
+    line = one_error_line(filters_gallery(runner, folder, "--force"), 2)
+    assert "--out" in line and foreign.split("/")[0] in line and "did not write" in line
+    assert snapshot(folder) == before and path.exists()
+
+
+def test_force_refuses_a_folder_that_only_looks_like_a_gallery(runner, in_tmp):
+    project = in_tmp / "project"
+    project.mkdir()
+    (project / "manifest.json").write_text(json.dumps({"command": "build", "items": ["a"]}))
+    (project / "index.html").write_text("<h1>my project</h1>")
+    (project / "data.csv").write_text("1,2\n")
+    before = snapshot(project)
+    line = one_error_line(filters_gallery(runner, project, "--force"), 2)
+    assert ".cnn-probe" in line and "delete or move it yourself" in line
+    assert snapshot(project) == before
+    with pytest.raises(ProbeUsageError, match="marker"):
+        probe.filters(probe.load_model("digits"), "conv1").save(project, force=True)
+    assert snapshot(project) == before
+
+
+def test_an_unmarked_old_gallery_is_refused_with_what_to_do(runner, old):
+    folder, _ = old
+    (folder / probe.gallery.MARKER).unlink()
+    before = snapshot(folder)
+    line = one_error_line(filters_gallery(runner, folder, "--force"), 2)
+    assert "no .cnn-probe marker" in line and "choose another --out" in line
+    assert snapshot(folder) == before
+
+
+# 4. Finished work is never discarded; default names are claimed atomically.
+
+
+def _run_then(effect):
+    """A stand-in for ``maximize`` that runs the real one, then ``effect()``: what happens during a run."""
+    real = maximize_cli.maximize
+
+    def run(*args, **kwargs):
+        result = real(*args, **kwargs)
+        effect()
+        return result
+
+    return run
+
+
+@pytest.mark.parametrize("force", [False, True])
+def test_an_out_that_gained_a_file_keeps_it_and_the_work_goes_beside_it(runner, in_tmp, old, monkeypatch, force):
+    folder = old[0] if force else in_tmp / "fresh"
+    monkeypatch.setattr(maximize_cli, "maximize", _run_then(lambda: (folder.mkdir(exist_ok=True),
+                                                                        (folder / ".DS_Store").write_bytes(b"mac"))))
+    result = runner.invoke(cli, [*TINY_MAXIMIZE, "--out", str(folder), *(["--force"] if force else [])])
+    assert result.exit_code == 0, result.output
+    sibling = folder.with_name(folder.name + "-2")
+    assert (sibling / "manifest.json").is_file() and json.loads((sibling / "manifest.json").read_text())["command"] == "maximize"
+    assert f"saved it to {str(sibling)!r}" in result.stderr and ".DS_Store" in result.stderr
+    assert f"{sibling}/index.html" in result.stdout
+    assert (folder / ".DS_Store").read_bytes() == b"mac"
+    if force:  # the old gallery was not replaced: its marker no longer covers the folder
+        assert {k: v for k, v in snapshot(folder).items() if k != ".DS_Store"} == old[1]
+    assert leftovers(in_tmp) == []
+
+
+def test_two_runs_with_the_same_default_name_both_keep_their_results(runner, in_tmp, monkeypatch):
+    real = maximize_cli.maximize
+    inner: list = []
+
+    def first_run(*args, **kwargs):
+        result = real(*args, **kwargs)
+        monkeypatch.setattr(maximize_cli, "maximize", real)
+        inner.append(CliRunner().invoke(cli, TINY_MAXIMIZE))  # a second run starts and finishes meanwhile
+        return result
+
+    monkeypatch.setattr(maximize_cli, "maximize", first_run)
+    outer = runner.invoke(cli, TINY_MAXIMIZE)
+    assert outer.exit_code == 0 and inner[0].exit_code == 0, (outer.output, inner[0].output)
+    base = in_tmp / "runs" / "maximize-tinynets-tiny-conv2"
+    assert f"gallery: {Path('runs') / 'maximize-tinynets-tiny-conv2'}/index.html" in inner[0].stdout
+    assert f"gallery: {Path('runs') / 'maximize-tinynets-tiny-conv2-2'}/index.html" in outer.stdout
+    assert "--out" not in outer.output
+    for folder in (base, base.with_name(base.name + "-2")):
+        assert json.loads((folder / "manifest.json").read_text())["command"] == "maximize"
+    assert sorted(p.name for p in base.parent.iterdir()) == ["maximize-tinynets-tiny-conv2", "maximize-tinynets-tiny-conv2-2"]
+
+
+def test_a_default_name_claimed_between_check_and_save_is_not_shared(in_tmp):
+    from probe.gallery import check_out_dir
+
+    default = in_tmp / "runs" / "filters-digits-conv1"
+    first, second = check_out_dir(None, default), check_out_dir(None, default)  # both checked before either saves
+    result = probe.filters(probe.load_model("digits"), "conv1")
+    landed = [result.save(second), result.save(first)]
+    assert landed == [default, default.with_name(default.name + "-2")]
+    assert all((folder / "manifest.json").is_file() for folder in landed)
+
+
+# 5. probe train --force never loses the old weights.
+
+
+def _trained_folder(folder: Path, weights: bytes) -> None:
+    from probe.gallery import check_out_dir
+
+    def write(staging: Path) -> None:
+        (staging / "digits.pt").write_bytes(weights)
+        probe.gallery.Gallery(staging, command="train", title="probe train digits").write(weights="digits.pt")
+
+    check_out_dir(folder).write(write)
+
+
+def test_train_force_interrupted_keeps_the_old_weights(runner, in_tmp, monkeypatch):
+    folder = in_tmp / "trained"
+    state = probe.load_model("digits").module.state_dict()
+    torch.save(state, in_tmp / "weights.pt")
+    _trained_folder(folder, (in_tmp / "weights.pt").read_bytes())
+    before = snapshot(folder)
+
+    def interrupted(name, **kwargs):
+        kwargs["progress"](1, 3, 0.5)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_cli.zoo, "train", interrupted)
+    assert runner.invoke(cli, ["train", "digits", "--out", str(folder), "--force"]).exit_code == 1
+    assert snapshot(folder) == before
+
+    def trained(name, **kwargs):
+        kwargs["progress"](1, 1, 0.5)
+        return SimpleNamespace(state_dict={k: v + 1 for k, v in state.items()}, epochs=1, train_accuracy=0.5,
+                               test_accuracy=0.5, seconds=0.1)
+
+    monkeypatch.setattr(train_cli.zoo, "train", trained)
+    monkeypatch.setattr(torch, "save", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt()))
+    assert runner.invoke(cli, ["train", "digits", "--out", str(folder), "--force"]).exit_code == 1
+    assert snapshot(folder) == before and leftovers(in_tmp) == []
+    monkeypatch.undo()
+    monkeypatch.chdir(in_tmp)
+    monkeypatch.setattr(train_cli.zoo, "train", trained)
+    result = runner.invoke(cli, ["train", "digits", "--out", str(folder), "--force"])
+    assert result.exit_code == 0, result.output
+    loaded = torch.load(folder / "digits.pt", weights_only=True)
+    assert torch.equal(loaded["conv1.weight"], state["conv1.weight"] + 1) and (folder / "loss.png").is_file()
+
+
+# 6. probe gallery writes its index only where it wrote one before.
+
+
+def test_probe_gallery_never_replaces_a_run_page_or_a_user_page(runner, in_tmp, old):
+    folder, before = old
+    line = one_error_line(runner.invoke(cli, ["gallery", str(folder)]), 2)
+    assert "one run's gallery" in line and snapshot(folder) == before
+    site = in_tmp / "site"
+    site.mkdir()
+    (site / "index.html").write_text("<h1>my site</h1>")
+    assert filters_gallery(runner, site / "run").exit_code == 0
+    line = one_error_line(runner.invoke(cli, ["gallery", str(site)]), 2)
+    assert "not written by probe gallery" in line and (site / "index.html").read_text() == "<h1>my site</h1>"
+
+
+def test_probe_gallery_rewrites_its_own_page(runner, in_tmp):
+    root = in_tmp / "runs"
+    assert filters_gallery(runner, root / "a").exit_code == 0
+    result = runner.invoke(cli, ["gallery", str(root)])
+    assert result.exit_code == 0 and "1 run(s)" in result.output
+    assert filters_gallery(runner, root / "b").exit_code == 0
+    result = runner.invoke(cli, ["gallery", str(root)])
+    assert result.exit_code == 0 and "2 run(s)" in result.output and "b/index.html" in (root / "index.html").read_text()
+    assert sorted(p.name for p in root.iterdir()) == [".cnn-probe", "a", "b", "index.html"]
+
+
+# 7. Names that slug alike get distinct files.
+
+
+class Clashing(torch.nn.Module):
+    """Two convolutions named ``a<b`` and ``a>b``: both slug to ``a-b``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.add_module("a<b", torch.nn.Conv2d(3, 2, 3, padding=1))
+        self.add_module("a>b", torch.nn.Conv2d(2, 2, 3, padding=1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return getattr(self, "a>b")(getattr(self, "a<b")(x))
+
+
+def clashing() -> Clashing:
+    torch.manual_seed(0)
+    return Clashing()
+
+
+def test_layers_whose_names_slug_alike_get_distinct_files(runner, in_tmp):
+    out = in_tmp / "clash"
+    result = runner.invoke(cli, ["activations", "skimage:astronaut", "--model", "test_out_safety:clashing",
+                                 "--size", "8", "--layer", "a<b", "--layer", "a>b", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((out / "manifest.json").read_text())
+    files = [item["file"] for item in manifest["items"] if item["file"].startswith("a-b")]
+    assert sorted(files) == ["a-b-000-2.png", "a-b-000.png", "a-b-001-2.png", "a-b-001.png"]
+    assert all((out / f).is_file() for f in files) and len(set(manifest["sheets"])) == len(manifest["sheets"]) >= 2
+
+
+# 8. A full or read-only disk: one line, exit 1, the old gallery intact, no staging left.
+
+
+@pytest.mark.parametrize("code", [errno.ENOSPC, errno.EROFS])
+def test_a_full_or_read_only_disk_leaves_the_old_gallery_and_no_staging(runner, old, monkeypatch, code):
+    folder, before = old
+    real_save = Image.Image.save
+    calls = []
+
+    def fill_up(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) > 2:
+            raise OSError(code, os.strerror(code))
+        return real_save(self, *args, **kwargs)
+
+    monkeypatch.setattr(Image.Image, "save", fill_up)
+    line = one_error_line(filters_gallery(runner, folder, "--force"), 1)
+    assert os.strerror(code) in line and "choose another --out" in line
+    assert snapshot(folder) == before and leftovers(folder.parent) == []
+    calls.clear()
+    with pytest.raises(ProbeRuntimeError, match=os.strerror(code)):
+        probe.filters(probe.load_model("digits"), "conv1").save(folder.parent / "api")
+    assert not (folder.parent / "api").exists() and leftovers(folder.parent) == []
+
+
+@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root writes through chmod")
+def test_a_read_only_parent_is_one_line(runner, in_tmp):
+    parent = in_tmp / "locked"
+    parent.mkdir()
+    parent.chmod(0o555)
+    try:
+        line = one_error_line(filters_gallery(runner, parent / "out"), 1)
+        assert "permission denied" in line and list(parent.iterdir()) == []
+    finally:
+        parent.chmod(0o755)
+
+
+# 9. Destinations that cannot be folders are refused before the run, creating nothing.
+
+
+def test_bad_destinations_are_refused_before_the_run(runner, in_tmp, monkeypatch):
+    monkeypatch.setattr(maximize_cli, "maximize", lambda *a, **k: pytest.fail("the run started"))
+    (in_tmp / "file.txt").write_text("x")
+    target = in_tmp / "target"
+    target.mkdir()
+    (in_tmp / "link").symlink_to(target, target_is_directory=True)
+    for out, words in (("file.txt/sub", "which is a file"), ("link", "symbolic link"), ("file.txt/a/b", "which is a file")):
+        line = one_error_line(runner.invoke(cli, [*TINY_MAXIMIZE, "--out", out]), 2)
+        assert "--out" in line and words in line
+    assert sorted(p.name for p in in_tmp.iterdir()) == ["file.txt", "link", "target"] and not any(target.iterdir())
+
+
+# 10. The swap itself: real races between threads, and the fallback where the system has no atomic exchange.
+
+
+def test_concurrent_writers_to_one_default_name_all_keep_their_files(in_tmp):
+    import threading
+
+    from probe.gallery import check_out_dir
+
+    default = in_tmp / "runs" / "maximize-digits-conv2"
+    destinations = [check_out_dir(None, default) for _ in range(6)]
+    barrier = threading.Barrier(len(destinations))
+    landed: dict[int, Path] = {}
+
+    def run(index: int) -> None:
+        def write(folder: Path) -> None:
+            (folder / "result.txt").write_text(str(index))
+            barrier.wait()  # every staging folder complete before any swap: the claims race
+
+        landed[index] = destinations[index].write(write)
+
+    threads = [threading.Thread(target=run, args=(k,)) for k in range(len(destinations))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(set(landed.values())) == len(destinations)
+    assert all((folder / "result.txt").read_text() == str(k) for k, folder in landed.items())
+    assert sorted(p.name for p in default.parent.iterdir()) == sorted(folder.name for folder in landed.values())
+
+
+@pytest.mark.parametrize("atomic", [True, False])
+def test_force_swap_with_and_without_an_atomic_exchange(runner, old, monkeypatch, atomic):
+    from probe.gallery import outdir
+
+    folder, _ = old
+    if not atomic:
+        monkeypatch.setattr(outdir, "_exchange", lambda first, second: False)
+    result = probe.filters(probe.load_model("digits"), "conv2")
+    assert result.save(folder, force=True) == folder
+    assert json.loads((folder / "manifest.json").read_text())["layer"] == "conv2" and leftovers(folder.parent) == []
+
+
+def test_an_interrupt_after_the_swap_leaves_the_new_gallery_whole(runner, old, monkeypatch):
+    from probe.gallery import outdir
+
+    folder, _ = old
+    monkeypatch.setattr(outdir, "_delete_listed", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt()))
+    with pytest.raises(KeyboardInterrupt):
+        probe.filters(probe.load_model("digits"), "conv2").save(folder, force=True)
+    marker = json.loads((folder / probe.gallery.MARKER).read_text())
+    assert json.loads((folder / "manifest.json").read_text())["layer"] == "conv2"
+    assert set(marker["files"]) == set(snapshot(folder)) - {".cnn-probe"} and leftovers(folder.parent) == []
