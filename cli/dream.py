@@ -18,6 +18,7 @@ from probe.cli.common import (
     shared,
     speed_options,
 )
+from probe.cli.types import finite
 from probe.dream import dream
 from probe.errors import ProbeUsageError
 from probe.gallery import prepare_out_dir, slug
@@ -90,17 +91,17 @@ def _image_name(source: str) -> str:
 @click.option("--layer", "layer", multiple=True, metavar="NAME",
               help="Layer to dream on; repeat for several. Default: the model's (googlenet: inception4c, "
               "shapes: relu3_1, digits: conv2). 'probe layers MODEL' lists the names.")
-@click.option("--layer-weight", "layer_weight", multiple=True, type=float, metavar="W",
+@click.option("--layer-weight", "layer_weight", multiple=True, type=finite(), metavar="W",
               help="Weight of each --layer, in the same order (default 1 each).")
 @click.option("--channels", default=None, metavar="0-9|3|0,4,7-9",
               help="Only these channels of the layer(s) count (default: all).")
 @click.option("--objective", type=click.Choice(["l2", "mean"]), default="l2", show_default=True,
               help="l2: mean squared activation (positive grows, negative shrinks); mean: mean activation.")
 @click.option("--octaves", type=click.IntRange(min=1), default=4, show_default=True, help="Number of scales.")
-@click.option("--octave-scale", "octave_scale", type=click.FloatRange(min=1.0), default=1.4, show_default=True,
+@click.option("--octave-scale", "octave_scale", type=finite(min=1.0), default=1.4, show_default=True,
               help="Size ratio between consecutive octaves.")
 @click.option("--steps", type=click.IntRange(min=0), default=10, show_default=True, help="Gradient steps per octave.")
-@click.option("--lr", type=click.FloatRange(min=0.0), default=0.01, show_default=True,
+@click.option("--lr", type=finite(min=0.0), default=0.01, show_default=True,
               help="Mean change of a pixel per step (pixel values in [0, 1]).")
 @click.option("--jitter", type=click.IntRange(min=0), default=32, show_default=True,
               help="Random roll in pixels before each step, undone after.")
@@ -113,7 +114,7 @@ def _image_name(source: str) -> str:
               help="Steer the dream toward the features of this image (file or skimage:NAME).")
 @click.option("--frames", type=click.IntRange(min=0), default=0, show_default=True,
               help="Zoom sequence: N frames, each the dream of the previous one zoomed by --zoom (PNGs and a GIF).")
-@click.option("--zoom", type=click.FloatRange(min=1.0), default=1.05, show_default=True, help="Zoom between frames.")
+@click.option("--zoom", type=finite(min=1.0), default=1.05, show_default=True, help="Zoom between frames.")
 @click.option("--size", default="auto", show_default=True, metavar="auto|full|N|HxW",
               help="Resize IMAGE first: auto = longer side twice the model's input size, at least 256 "
               "(googlenet: 448, shapes: 256); full keeps it; "
