@@ -13,6 +13,7 @@ from PIL import Image
 
 from probe.cli.types import SEED
 from probe.errors import ProbeRuntimeError, ProbeUsageError
+from probe.memory import is_out_of_memory
 from probe.runtime import PRECISIONS
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -26,6 +27,7 @@ __all__ = [
     "out_options",
     "progress_bar",
     "echo_done",
+    "fail_if_diverged",
 ]
 
 OOM_ADVICE = (
@@ -36,8 +38,6 @@ CPU_OOM_ADVICE = (
     "the computer ran out of memory; reduce the work per pass (--tile, --size, --batch, --steps where the "
     "command has them), or close other programs"
 )
-OOM_WORDS = ("out of memory", "can't allocate memory", "cannot allocate memory", "not enough memory")
-"""Substrings of the errors torch raises when an allocation fails: CUDA's, and the CPU allocator's."""
 SHAPE_WORDS = (
     "kernel size can't be greater than actual input size",
     "output size is too small",
@@ -50,11 +50,9 @@ SHAPE_WORDS = (
 
 def out_of_memory_advice(error: BaseException) -> str | None:
     """The one-line advice for an allocation failure (CUDA or CPU), or None if ``error`` is not one."""
-    if isinstance(error, MemoryError):
-        return CPU_OOM_ADVICE
-    text = str(error).lower()
-    if not isinstance(error, RuntimeError) or not any(words in text for words in OOM_WORDS):
+    if not is_out_of_memory(error):
         return None
+    text = str(error).lower()
     return OOM_ADVICE if "cuda" in text or "gpu" in text or "hip" in text else CPU_OOM_ADVICE
 
 
@@ -198,6 +196,19 @@ def echo_done(folder: Path, summary: str) -> None:
     """Tell the user where the gallery is."""
     click.echo(summary)
     click.echo(f"gallery: {folder / 'index.html'}")
+
+
+def fail_if_diverged(folder: Path, reason: str | None, knob: str = "--lr") -> None:
+    """Exit with code 1 when the run diverged (``reason``), after its gallery was written and announced.
+
+    A diverged optimization is not a success: scripts see exit code 1, the user one line saying so;
+    the gallery is kept for inspection and its manifest.json says ``"diverged": "<reason>"``.
+    """
+    if reason is not None:
+        raise click.ClickException(
+            f"the optimization diverged: {reason}; lower {knob}. The gallery in {folder} is kept for inspection, "
+            'marked "diverged" in its manifest.json'
+        )
 
 
 def parse_weights(value: str) -> str | None:

@@ -11,6 +11,7 @@ import torch
 from probe.cli.common import (
     ProbeCommand,
     echo_done,
+    fail_if_diverged,
     model_options,
     out_options,
     parse_weights,
@@ -101,7 +102,7 @@ def _image_name(source: str) -> str:
 @click.option("--octave-scale", "octave_scale", type=finite(min=1.0), default=1.4, show_default=True,
               help="Size ratio between consecutive octaves.")
 @click.option("--steps", type=click.IntRange(min=0), default=10, show_default=True, help="Gradient steps per octave.")
-@click.option("--lr", type=finite(min=0.0), default=0.01, show_default=True,
+@click.option("--lr", type=finite(min=0.0, max=1.0), default=0.01, show_default=True,
               help="Mean change of a pixel per step (pixel values in [0, 1]).")
 @click.option("--jitter", type=click.IntRange(min=0), default=32, show_default=True,
               help="Random roll in pixels before each step, undone after.")
@@ -177,6 +178,9 @@ def command(image: str, model: str, weights: str, layer: tuple[str, ...], layer_
             bar.close()
     save_gallery(result, folder, image=image, weights=loaded.weights, size=size)
     layers_text = ", ".join(result.options["layers"])
+    diverged = result.options.get("diverged")
     echo_done(folder, f"{loaded.name} {layers_text}: objective {result.objective_before:.4g} -> "
-                      f"{result.objective_after:.4g} ({result.seconds:.1f}s, {picture.shape[-2]}x{picture.shape[-1]})")
+                      f"{result.objective_after:.4g} ({result.seconds:.1f}s, {picture.shape[-2]}x{picture.shape[-1]})"
+                      + (" -- DIVERGED" if diverged else ""))
+    fail_if_diverged(folder, diverged)
 

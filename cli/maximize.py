@@ -11,6 +11,7 @@ from probe import objectives as O
 from probe.cli.common import (
     ProbeCommand,
     echo_done,
+    fail_if_diverged,
     model_options,
     out_options,
     parse_weights,
@@ -199,4 +200,6 @@ def command(
         units=units,
         options={"l1": l1, "tv": tv, "diversity": diversity, "per_unit": copies},
     )
-    echo_done(folder, _summary(result, info.name))
+    diverged = result.settings.get("diverged")
+    echo_done(folder, _summary(result, info.name) + (" -- DIVERGED" if diverged else ""))
+    fail_if_diverged(folder, diverged)

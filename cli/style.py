@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import click
 from probe.cli.common import (
     ProbeCommand,
     echo_done,
+    fail_if_diverged,
     model_options,
     out_options,
     parse_weights,
@@ -45,9 +47,12 @@ def _numbers(values: tuple[str, ...] | str | None, kind: Callable[[str], float],
     if items is None:
         return None
     try:
-        return [kind(item) for item in items]
+        numbers = [kind(item) for item in items]
+        if not all(math.isfinite(number) for number in numbers):
+            raise ValueError
+        return numbers
     except ValueError:
-        raise ProbeUsageError(f"expected comma-separated numbers; got {','.join(items)!r}", param=param) from None
+        raise ProbeUsageError(f"expected comma-separated numbers, each finite; got {','.join(items)!r}", param=param) from None
 
 
 def _stem(source: str) -> str:
@@ -198,4 +203,6 @@ def command(
         )
     save_gallery(result, folder, weights=loaded.weights)
     note = result.options.get("layer_note")
-    echo_done(folder, f"{summary(result)}" + (f"\nnote: {note}" if note else ""))
+    diverged = result.options.get("diverged")
+    echo_done(folder, f"{summary(result)}" + (" -- DIVERGED" if diverged else "") + (f"\nnote: {note}" if note else ""))
+    fail_if_diverged(folder, diverged)

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-__all__ = ["FiniteFloat", "finite", "check_finite", "SEED", "MAX_SEED"]
+__all__ = ["FiniteFloat", "finite", "SEED", "MAX_SEED"]
 
 MAX_SEED = 2**63 - 1
 """The largest seed ``torch.Generator.manual_seed`` takes without overflow (a signed 64-bit int)."""
@@ -21,7 +21,7 @@ class FiniteFloat(click.FloatRange):
     inside torch or silently drops a term. The error names the option (exit code 2).
     """
 
-    name = "finite float"
+    name = "float"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
         """Parse ``value`` as a float, refuse non-finite values, then check the range."""
@@ -29,12 +29,6 @@ class FiniteFloat(click.FloatRange):
         if not math.isfinite(number):
             self.fail(f"{value!r} is not a finite number; give a plain number such as 0.05", param, ctx)
         return super().convert(number, param, ctx)
-
-    def _describe_range(self) -> str:
-        """``finite`` or ``finite, x>=0``: how ``--help`` and errors word the range."""
-        if self.min is None and self.max is None:
-            return "finite"
-        return f"finite, {super()._describe_range()}"
 
 
 def finite(
@@ -47,12 +41,3 @@ def finite(
 SEED = click.IntRange(min=0, max=MAX_SEED)
 """``--seed``: 0 to 2**63-1, the seeds a ``torch.Generator`` takes."""
 
-
-def check_finite(values: list[float], param: str) -> list[float]:
-    """Return ``values`` if every one is finite, else raise :class:`~probe.errors.ProbeUsageError` on ``param``."""
-    from probe.errors import ProbeUsageError
-
-    bad = [value for value in values if not math.isfinite(value)]
-    if bad:
-        raise ProbeUsageError(f"{bad[0]!r} is not a finite number; give plain numbers such as 0.7,0.3", param=param)
-    return values

@@ -36,6 +36,8 @@ __all__ = [
     "fit_size",
     "to_channels",
     "parse_size",
+    "SATURATED",
+    "divergence",
 ]
 
 SKIMAGE_SAMPLES = (
@@ -171,6 +173,42 @@ def resize(image: torch.Tensor, size: int | Sequence[int]) -> torch.Tensor:
         batch = F.interpolate(batch, size=target, mode="bilinear", align_corners=False, antialias=True)
         batch = batch.clamp(0.0, 1.0)
     return batch if batched else batch[0]
+
+
+SATURATED = 0.99
+"""An image with at least this fraction of its values at exactly 0 or 1 is binary: see :func:`divergence`."""
+
+
+def divergence(
+    images: torch.Tensor, scores: torch.Tensor | None = None, *, start: torch.Tensor | None = None
+) -> str | None:
+    """Why an optimization that produced ``images`` diverged, or None when it looks sound.
+
+    Two signs, both cheap (one reduction on the device, one sync):
+
+    - NaN or infinite values in ``images`` ``(N, C, H, W)`` (or ``(C, H, W)``) or in ``scores``;
+    - an image that is binary noise: at least :data:`SATURATED` of its values pinned at exactly 0 or 1,
+      which happens when each step jumps past the whole [0, 1] range (a learning rate far too large).
+      Images that started that way (``start``, e.g. a dream of a black-and-white input) are not flagged.
+
+    Returns:
+        A short reason (``"2 of 4 images are binary noise (every value at 0 or 1)"``) or None.
+    """
+    batch = images.detach().reshape(-1, *images.shape[-3:]).float()
+    values = [batch.isfinite().all()]
+    if scores is not None:
+        values.append(scores.detach().float().isfinite().all())
+    saturated = ((batch <= 0) | (batch >= 1)).flatten(1).float().mean(dim=1)
+    binary = saturated >= SATURATED
+    if start is not None:
+        first = start.detach().reshape(-1, *start.shape[-3:]).float().to(batch.device)
+        binary &= ((first <= 0) | (first >= 1)).flatten(1).float().mean(dim=1).expand_as(binary) < SATURATED
+    finite, flagged = torch.stack([torch.stack(values).all().float(), binary.sum().float()]).tolist()  # one sync
+    if not finite:
+        return "the images or scores became NaN or infinite"
+    if flagged:
+        return f"{int(flagged)} of {binary.numel()} image(s) are binary noise (every value at 0 or 1)"
+    return None
 
 
 def _not_finite(bad: int, total: int) -> ProbeUsageError:
