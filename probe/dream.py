@@ -183,13 +183,8 @@ def _check_memory(scorer: DreamObjective, loaded: LoadedModel, height: int, widt
     if height * width <= 4 * base[0] * base[1]:
         return
 
-    def forward_at(rows: int, columns: int) -> dict[str, torch.Tensor]:
-        blank = torch.full((1, loaded.preprocess.channels, rows, columns), 0.5, device=loaded.device)
-        return scorer.activations(blank.requires_grad_(True))
-
-    try:
-        per_pixel = bytes_per_pixel(forward_at, base)
-    except ProbeUsageError:  # the layers do not run at the probe sizes: the dream itself will say why
+    per_pixel = bytes_per_pixel(scorer.activations, loaded.preprocess.channels, loaded.device, base)
+    if per_pixel is None:  # the layers do not run at the probe sizes: the dream itself will say why
         return
     check_fits(HEADROOM * per_pixel * height * width, loaded.device, f"a {height}x{width} dream without tiles",
                f"add --tile 512 (tile_size=512: memory then follows the tile, not the image), or a smaller --size "

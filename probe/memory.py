@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from probe.errors import ProbeRuntimeError
+from probe.errors import ProbeRuntimeError, ProbeUsageError
 
 __all__ = ["is_out_of_memory", "available_bytes", "saved_bytes", "bytes_per_pixel", "check_fits", "format_bytes", "HEADROOM"]
 
@@ -87,17 +87,31 @@ def saved_bytes(forward: Callable[[], Any], *, largest: bool = False) -> int:
 
 
 def bytes_per_pixel(
-    forward_at: Callable[[int, int], Any], size: tuple[int, int], *, largest: bool = False
-) -> float:
-    """Activation memory per input pixel of ``forward_at(height, width)`` (a forward pass with gradients).
+    features: Callable[[torch.Tensor], Any],
+    channels: int,
+    device: torch.device,
+    size: tuple[int, int],
+    *,
+    largest: bool = False,
+) -> float | None:
+    """Activation memory per input pixel of ``features(images)``, a forward pass with gradients.
 
-    Measured at ``size`` and at 1.5 times its sides; the slope between the two leaves out what does
-    not grow with the image (the weights). ``largest``: per pixel of the largest single activation
-    (see :func:`saved_bytes`).
+    ``features`` gets a grey ``(1, channels, H, W)`` image that requires grad, on ``device``, at
+    ``size`` and at 1.5 times its sides; the slope between the two leaves out what does not grow with
+    the image (the weights). ``largest``: per pixel of the largest single activation (see
+    :func:`saved_bytes`). None when the forward pass refuses a probe size (a
+    :class:`~probe.errors.ProbeUsageError`: the real run will say why).
     """
     small = (max(1, size[0]), max(1, size[1]))
     large = (small[0] * 3 // 2 + 1, small[1] * 3 // 2 + 1)
-    low, high = (saved_bytes(lambda s=s: forward_at(*s), largest=largest) for s in (small, large))
+
+    def forward_at(rows: int, columns: int) -> Any:
+        return features(torch.full((1, channels, rows, columns), 0.5, device=device).requires_grad_(True))
+
+    try:
+        low, high = (saved_bytes(lambda s=s: forward_at(*s), largest=largest) for s in (small, large))
+    except ProbeUsageError:
+        return None
     return max(0.0, (high - low) / (large[0] * large[1] - small[0] * small[1]))
 
 

@@ -83,19 +83,14 @@ def _check_memory(
     if max(size[0] * size[1], largest_style) <= 4 * base[0] * base[1]:
         return
 
-    def forward_at(rows: int, columns: int) -> dict[str, torch.Tensor]:
-        blank = torch.full((1, loaded.preprocess.channels, rows, columns), 0.5, device=loaded.device)
-        return objective.features(blank.requires_grad_(True))
-
-    try:
-        per_pixel = bytes_per_pixel(forward_at, base)
-        per_style_pixel = 2 * bytes_per_pixel(forward_at, base, largest=True)
-    except ProbeUsageError:  # the layers do not run at the probe sizes: the transfer itself will say why
+    measure = (objective.features, loaded.preprocess.channels, loaded.device, base)
+    per_pixel, per_largest = bytes_per_pixel(*measure), bytes_per_pixel(*measure, largest=True)
+    if per_pixel is None or per_largest is None:  # the layers do not run at the probe sizes: the run will say why
         return
     check_fits(HEADROOM * per_pixel * size[0] * size[1], loaded.device, f"style transfer at {size[0]}x{size[1]}",
                "use a smaller --size (or --scales), or --device cuda on a GPU with more memory")
     style_h, style_w = max(style_sizes, key=lambda hw: hw[0] * hw[1])
-    check_fits(per_style_pixel * style_h * style_w + 24 * style_h * style_w, loaded.device,
+    check_fits(2 * per_largest * style_h * style_w + 24 * style_h * style_w, loaded.device,
                f"a {style_h}x{style_w} style image", "lower --style-scale (style images are resized to it times "
                "the result's size) or use a smaller --size")  # fmt: skip
 
