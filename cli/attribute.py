@@ -6,9 +6,10 @@ from pathlib import Path
 
 import click
 
-from probe.attribution import METHODS, attribute
+from probe.attribution import MAX_IG_STEPS, METHODS, attribute
 from probe.cli.activations import image_slug
 from probe.cli.common import ProbeCommand, echo_done, model_options, out_options, parse_weights, shared
+from probe.cli.types import finite
 from probe.gallery import check_out_dir, slug
 from probe.images import parse_size
 from probe.models import load_model
@@ -22,9 +23,10 @@ from probe.models import load_model
 @click.option("--target", default="top", show_default=True, metavar="top|INDEX|LABEL",
               help="Class to explain: the predicted one, an output index, or a label (e.g. star).")
 @click.option("--layer", default=None, metavar="NAME", help="Grad-CAM's layer. Default: the last Conv2d.")
-@click.option("--steps", type=click.IntRange(min=1), default=50, show_default=True, help="Integrated-gradients steps.")
+@click.option("--steps", type=click.IntRange(min=1, max=MAX_IG_STEPS), default=50, show_default=True,
+              help="Integrated-gradients steps, run 32 at a time (Gauss-Legendre up to 1024, then the trapezoid rule).")
 @click.option("--samples", type=click.IntRange(min=1), default=16, show_default=True, help="Smoothgrad noisy samples.")
-@click.option("--noise", type=click.FloatRange(min=0), default=0.1, show_default=True,
+@click.option("--noise", type=finite(min=0), default=0.1, show_default=True,
               help="Smoothgrad noise standard deviation (image values are in [0, 1]).")
 @click.option("--size", default=None, metavar="N|HxW", help="Input size (default: the model's); the image is centre-cropped to it.")
 @shared

@@ -9,8 +9,11 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+from PIL import Image
 
+from probe.cli.types import SEED
 from probe.errors import ProbeRuntimeError, ProbeUsageError
+from probe.memory import is_out_of_memory
 from probe.runtime import PRECISIONS
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -24,12 +27,33 @@ __all__ = [
     "out_options",
     "progress_bar",
     "echo_done",
+    "fail_if_diverged",
 ]
 
 OOM_ADVICE = (
     "the GPU ran out of memory; reduce the work per pass (--batch, --size, --tile where the command has them), "
     "try --precision bf16, or run on --device cpu"
 )
+CPU_OOM_ADVICE = (
+    "the computer ran out of memory; reduce the work per pass (--tile, --size, --batch, --steps where the "
+    "command has them), or close other programs"
+)
+SHAPE_WORDS = (
+    "kernel size can't be greater than actual input size",
+    "output size is too small",
+    "input image is smaller than kernel",
+    "padding size should be less than",
+    "expected more than 1 value per channel",
+)
+"""Substrings of torch's errors for an input too small for the model's convolutions and pools."""
+
+
+def out_of_memory_advice(error: BaseException) -> str | None:
+    """The one-line advice for an allocation failure (CUDA or CPU), or None if ``error`` is not one."""
+    if not is_out_of_memory(error):
+        return None
+    text = str(error).lower()
+    return OOM_ADVICE if "cuda" in text or "gpu" in text or "hip" in text else CPU_OOM_ADVICE
 
 
 class ProbeCommand(click.Command):
@@ -37,8 +61,10 @@ class ProbeCommand(click.Command):
 
     - :class:`~probe.errors.ProbeUsageError` -> exit code 2, naming the option at
       fault (``Invalid value for '--layer': unknown layer 'conv3'; ...``);
-    - :class:`~probe.errors.ProbeRuntimeError` and CUDA out-of-memory -> exit
-      code 1 with the message and what to change.
+    - :class:`~probe.errors.ProbeRuntimeError` and out-of-memory (CUDA's, the
+      CPU allocator's, ``MemoryError``) -> exit code 1 with the message and what to change;
+    - torch's "input too small for the kernel" errors -> exit code 2 naming ``--size``;
+    - Pillow's ``DecompressionBombError`` -> exit code 1, one line.
     """
 
     def invoke(self, ctx: click.Context) -> Any:
@@ -51,10 +77,31 @@ class ProbeCommand(click.Command):
             raise click.UsageError(str(error), ctx=ctx) from None
         except ProbeRuntimeError as error:
             raise click.ClickException(str(error)) from None
-        except RuntimeError as error:
-            if "out of memory" in str(error).lower():
-                raise click.ClickException(OOM_ADVICE) from None
+        except (RuntimeError, MemoryError) as error:
+            advice = out_of_memory_advice(error)
+            if advice is not None:
+                raise click.ClickException(advice) from None
+            self._too_small(ctx, error)
             raise
+        except Image.DecompressionBombError as error:
+            raise click.ClickException(f"refusing an image that decodes to too many pixels: {error}") from None
+
+    def _too_small(self, ctx: click.Context, error: BaseException) -> None:
+        """Word torch's "input too small" errors as a ``--size`` error (or one line when --size was not given)."""
+        text = str(error).lower()
+        if not any(words in text for words in SHAPE_WORDS):
+            return
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        size = ctx.params.get("size")
+        param = next((p for p in self.params if p.name == "size"), None)
+        if param is not None and size not in (None, "auto", "full"):
+            raise click.BadParameter(
+                f"{size} is too small for this model's convolutions and pools ({first_line}); give a larger --size, "
+                "or leave it out for the model's own input size",
+                ctx=ctx,
+                param=param,
+            ) from None
+        raise click.ClickException(f"the input is too small for this model ({first_line}); use a larger image") from None
 
 
 def model_options(default: str | None = "digits", help_extra: str = "") -> Callable[[F], F]:
@@ -97,7 +144,7 @@ def device_option(function: F) -> F:
 def seed_option(function: F) -> F:
     """``--seed``: every random choice goes through it."""
     return click.option(
-        "--seed", default=0, show_default=True, type=int, help="Random seed: same seed, same result on the same device."
+        "--seed", default=0, show_default=True, type=SEED, help="Random seed: same seed, same result on the same device."
     )(function)
 
 
@@ -152,6 +199,19 @@ def echo_done(folder: Path, summary: str) -> None:
     """Tell the user where the gallery is."""
     click.echo(summary)
     click.echo(f"gallery: {folder / 'index.html'}")
+
+
+def fail_if_diverged(folder: Path, reason: str | None, knob: str = "--lr") -> None:
+    """Exit with code 1 when the run diverged (``reason``), after its gallery was written and announced.
+
+    A diverged optimization is not a success: scripts see exit code 1, the user one line saying so;
+    the gallery is kept for inspection and its manifest.json says ``"diverged": "<reason>"``.
+    """
+    if reason is not None:
+        raise click.ClickException(
+            f"the optimization diverged: {reason}; lower {knob}. The gallery in {folder} is kept for inspection, "
+            'marked "diverged" in its manifest.json'
+        )
 
 
 def parse_weights(value: str) -> str | None:

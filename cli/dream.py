@@ -11,6 +11,7 @@ import torch
 from probe.cli.common import (
     ProbeCommand,
     echo_done,
+    fail_if_diverged,
     model_options,
     out_options,
     parse_weights,
@@ -18,6 +19,7 @@ from probe.cli.common import (
     shared,
     speed_options,
 )
+from probe.cli.types import finite
 from probe.dream import dream
 from probe.errors import ProbeUsageError
 from probe.gallery import check_out_dir, slug
@@ -89,17 +91,17 @@ def _image_name(source: str) -> str:
 @click.option("--layer", "layer", multiple=True, metavar="NAME",
               help="Layer to dream on; repeat for several. Default: the model's (googlenet: inception4c, "
               "shapes: relu3_1, digits: conv2). 'probe layers MODEL' lists the names.")
-@click.option("--layer-weight", "layer_weight", multiple=True, type=float, metavar="W",
+@click.option("--layer-weight", "layer_weight", multiple=True, type=finite(), metavar="W",
               help="Weight of each --layer, in the same order (default 1 each).")
 @click.option("--channels", default=None, metavar="0-9|3|0,4,7-9",
               help="Only these channels of the layer(s) count (default: all).")
 @click.option("--objective", type=click.Choice(["l2", "mean"]), default="l2", show_default=True,
               help="l2: mean squared activation (positive grows, negative shrinks); mean: mean activation.")
 @click.option("--octaves", type=click.IntRange(min=1), default=4, show_default=True, help="Number of scales.")
-@click.option("--octave-scale", "octave_scale", type=click.FloatRange(min=1.0), default=1.4, show_default=True,
+@click.option("--octave-scale", "octave_scale", type=finite(min=1.0), default=1.4, show_default=True,
               help="Size ratio between consecutive octaves.")
 @click.option("--steps", type=click.IntRange(min=0), default=10, show_default=True, help="Gradient steps per octave.")
-@click.option("--lr", type=click.FloatRange(min=0.0), default=0.01, show_default=True,
+@click.option("--lr", type=finite(min=0.0, max=1.0), default=0.01, show_default=True,
               help="Mean change of a pixel per step (pixel values in [0, 1]).")
 @click.option("--jitter", type=click.IntRange(min=0), default=32, show_default=True,
               help="Random roll in pixels before each step, undone after.")
@@ -112,7 +114,7 @@ def _image_name(source: str) -> str:
               help="Steer the dream toward the features of this image (file or skimage:NAME).")
 @click.option("--frames", type=click.IntRange(min=0), default=0, show_default=True,
               help="Zoom sequence: N frames, each the dream of the previous one zoomed by --zoom (PNGs and a GIF).")
-@click.option("--zoom", type=click.FloatRange(min=1.0), default=1.05, show_default=True, help="Zoom between frames.")
+@click.option("--zoom", type=finite(min=1.0), default=1.05, show_default=True, help="Zoom between frames.")
 @click.option("--size", default="auto", show_default=True, metavar="auto|full|N|HxW",
               help="Resize IMAGE first: auto = longer side twice the model's input size, at least 256 "
               "(googlenet: 448, shapes: 256); full keeps it; "
@@ -175,6 +177,9 @@ def command(image: str, model: str, weights: str, layer: tuple[str, ...], layer_
             bar.close()
     folder = result.save(destination, image=image, weights=loaded.weights, size=size)
     layers_text = ", ".join(result.options["layers"])
+    diverged = result.options.get("diverged")
     echo_done(folder, f"{loaded.name} {layers_text}: objective {result.objective_before:.4g} -> "
-                      f"{result.objective_after:.4g} ({result.seconds:.1f}s, {picture.shape[-2]}x{picture.shape[-1]})")
+                      f"{result.objective_after:.4g} ({result.seconds:.1f}s, {picture.shape[-2]}x{picture.shape[-1]})"
+                      + (" -- DIVERGED" if diverged else ""))
+    fail_if_diverged(folder, diverged)
 

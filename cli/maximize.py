@@ -11,6 +11,7 @@ from probe import objectives as O
 from probe.cli.common import (
     ProbeCommand,
     echo_done,
+    fail_if_diverged,
     model_options,
     out_options,
     parse_weights,
@@ -18,6 +19,7 @@ from probe.cli.common import (
     shared,
     speed_options,
 )
+from probe.cli.types import finite
 from probe.errors import ProbeUsageError
 from probe.gallery import check_out_dir, slug
 from probe.hooks import OUTPUT
@@ -107,12 +109,12 @@ def _summary(result: MaximizeResult, name: str) -> str:
 @click.option("--objective", type=click.Choice(OBJECTIVES), default="channel", show_default=True,
               help="channel: degree of activation, the sum over a filter's map; neuron: the centre position "
                    "(or a linear layer's unit); class: the logit of the model's output.")
-@click.option("--l1", type=click.FloatRange(min=0), default=0.0, show_default=True, metavar="W",
+@click.option("--l1", type=finite(min=0), default=0.0, show_default=True, metavar="W",
               help="Subtract W x sum|x| (the image in [0,1], summed over pixels): seed 003's L1 constraint. "
                    "0.3 makes the digits model's class images look like digits.")
-@click.option("--tv", type=click.FloatRange(min=0), default=0.0, show_default=True, metavar="W",
+@click.option("--tv", type=finite(min=0), default=0.0, show_default=True, metavar="W",
               help="Subtract W x total variation (summed absolute differences of neighbouring pixels).")
-@click.option("--diversity", type=click.FloatRange(min=0), default=0.0, show_default=True, metavar="W",
+@click.option("--diversity", type=finite(min=0), default=0.0, show_default=True, metavar="W",
               help="Add W x diversity: several images per unit (--per-unit, 4 by default then) that differ.")
 @click.option("--per-unit", type=click.IntRange(min=1), default=None, metavar="K",
               help="Images per unit (default 1, or 4 with --diversity).")
@@ -120,7 +122,7 @@ def _summary(result: MaximizeResult, name: str) -> str:
               help="robust: Fourier parametrization + colour decorrelation + random jitter/scale/rotate; "
                    "plain: the seeds' method, gradient ascent on the pixels.")
 @click.option("--steps", type=click.IntRange(min=1), default=256, show_default=True, help="Optimization steps.")
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None, help="Learning rate (default 0.05).")
+@click.option("--lr", type=finite(min=0, min_open=True), default=None, help="Learning rate (default 0.05).")
 @click.option("--size", default=None, metavar="H[xW]", help="Image size (default: the model's input size).")
 @click.option("--batch", type=click.IntRange(min=1), default=64, show_default=True, metavar="N",
               help="At most N images per optimization pass; bigger requests run in chunks.")
@@ -198,4 +200,6 @@ def command(
         units=units,
         options={"l1": l1, "tv": tv, "diversity": diversity, "per_unit": copies},
     )
-    echo_done(folder, _summary(result, info.name))
+    diverged = result.settings.get("diverged")
+    echo_done(folder, _summary(result, info.name) + (" -- DIVERGED" if diverged else ""))
+    fail_if_diverged(folder, diverged)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import click
 from probe.cli.common import (
     ProbeCommand,
     echo_done,
+    fail_if_diverged,
     model_options,
     out_options,
     parse_weights,
@@ -17,6 +19,7 @@ from probe.cli.common import (
     shared,
     speed_options,
 )
+from probe.cli.types import finite
 from probe.errors import ProbeUsageError
 from probe.gallery import check_out_dir, slug
 from probe.images import parse_size
@@ -44,9 +47,12 @@ def _numbers(values: tuple[str, ...] | str | None, kind: Callable[[str], float],
     if items is None:
         return None
     try:
-        return [kind(item) for item in items]
+        numbers = [kind(item) for item in items]
+        if not all(math.isfinite(number) for number in numbers):
+            raise ValueError
+        return numbers
     except ValueError:
-        raise ProbeUsageError(f"expected comma-separated numbers; got {','.join(items)!r}", param=param) from None
+        raise ProbeUsageError(f"expected comma-separated numbers, each finite; got {','.join(items)!r}", param=param) from None
 
 
 def _stem(source: str) -> str:
@@ -65,15 +71,15 @@ def _stem(source: str) -> str:
                    "of each block the model has]")
 @click.option("--style-layer-weight", "style_layer_weight", multiple=True, metavar="W[,W]",
               help="One weight per style layer (normalized to sum 1). [default: equal]")
-@click.option("--content-weight", type=click.FloatRange(min=0), default=DEFAULT_CONTENT_WEIGHT, show_default=True,
+@click.option("--content-weight", type=finite(min=0), default=DEFAULT_CONTENT_WEIGHT, show_default=True,
               help="Weight of the content loss.")
-@click.option("--style-weight", type=click.FloatRange(min=0), default=DEFAULT_STYLE_WEIGHT, show_default=True,
+@click.option("--style-weight", type=finite(min=0), default=DEFAULT_STYLE_WEIGHT, show_default=True,
               help="Weight of the style loss (each layer's loss is relative to its target, so one weight fits every model).")
-@click.option("--tv-weight", type=click.FloatRange(min=0), default=DEFAULT_TV_WEIGHT, show_default=True,
+@click.option("--tv-weight", type=finite(min=0), default=DEFAULT_TV_WEIGHT, show_default=True,
               help="Weight of the total-variation (smoothness) loss.")
 @click.option("--style-blend", "style_blend", default=None, metavar="W,W,...",
               help="One weight per style image, e.g. 0.7,0.3 (normalized to sum 1). [default: equal]")
-@click.option("--style-scale", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
+@click.option("--style-scale", type=finite(min=0, min_open=True), default=1.0, show_default=True,
               help="Style images are resized to this times the content's size: larger, bigger strokes.")
 @click.option("--init", default="content", show_default=True, metavar="content|random|PATH",
               help="Start from the content image, seeded noise, or an image.")
@@ -81,7 +87,7 @@ def _stem(source: str) -> str:
               help="L-BFGS (Gatys) or Adam.")
 @click.option("--steps", type=click.IntRange(min=1), default=DEFAULT_STEPS, show_default=True,
               help="Forward+backward passes per scale.")
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--lr", type=finite(min=0, min_open=True), default=None,
               help="Step size. [default: 1 for lbfgs, 0.02 for adam]")
 @click.option("--size", default=None, metavar="N|HxW",
               help="Result size: longer side N (aspect kept) or HxW; 512 wants a GPU. "
@@ -197,4 +203,6 @@ def command(
         )
     folder = result.save(destination, weights=loaded.weights)
     note = result.options.get("layer_note")
-    echo_done(folder, f"{summary(result)}" + (f"\nnote: {note}" if note else ""))
+    diverged = result.options.get("diverged")
+    echo_done(folder, f"{summary(result)}" + (" -- DIVERGED" if diverged else "") + (f"\nnote: {note}" if note else ""))
+    fail_if_diverged(folder, diverged)

@@ -56,7 +56,8 @@ from probe.dream_geometry import jitter_roll, octave_sizes, unroll, zoom_crop
 from probe.dream_objective import DreamObjective, Objective, make_objective
 from probe.errors import ProbeRuntimeError, ProbeUsageError
 from probe.hooks import INPUT, OUTPUT, evaluating, layer_names, resolve_layers
-from probe.images import load_image, resize, to_channels
+from probe.images import divergence, load_image, resize, to_channels
+from probe.memory import HEADROOM, bytes_per_pixel, check_fits, format_bytes
 from probe.models import LoadedModel, load_model
 from probe.results import GalleryResult
 from probe.runtime import Precision, ProgressFn, autocast, check_finite, make_generator
@@ -118,7 +119,9 @@ class DreamResult(GalleryResult):
         history: the objective at every step (on the jittered image, at that
             octave's scale), all frames and octaves in order.
         options: every option of the run (layers, weights, channels, octaves,
-            octave sizes, steps, lr, jitter, tiles, guide, ...).
+            octave sizes, steps, lr, jitter, tiles, guide, ...), and ``diverged``:
+            None, or why the dream is not to be trusted (binary noise from a far
+            too large ``lr``; see :func:`~probe.images.divergence`).
         model: the model's name.
         seconds: wall-clock time of the whole run.
     """
@@ -167,6 +170,25 @@ def _check_options(steps: int, jitter: int, tile_size: int | None, frames: int, 
         raise ProbeUsageError(f"tile_size must be at least 8 pixels; got {tile_size}", param="tile")
     if frames > 0 and zoom < 1.0:
         raise ProbeUsageError(f"zoom must be at least 1; got {zoom}", param="zoom")
+
+
+def _check_memory(scorer: DreamObjective, loaded: LoadedModel, height: int, width: int) -> None:
+    """Refuse, before allocating, an untiled dream whose activations cannot fit in the free memory.
+
+    Measured, not guessed: the activation memory per pixel of this objective's own forward pass at
+    the model's input size (:func:`~probe.memory.bytes_per_pixel`), times the image's area. Dreams of
+    at most four times the model's input area are not checked (two small passes would cost more).
+    """
+    base = loaded.preprocess.input_size
+    if height * width <= 4 * base[0] * base[1]:
+        return
+
+    per_pixel = bytes_per_pixel(scorer.activations, loaded.preprocess.channels, loaded.device, base)
+    if per_pixel is None:  # the layers do not run at the probe sizes: the dream itself will say why
+        return
+    check_fits(HEADROOM * per_pixel * height * width, loaded.device, f"a {height}x{width} dream without tiles",
+               f"add --tile 512 (tile_size=512: memory then follows the tile, not the image), or a smaller --size "
+               f"(about {format_bytes(HEADROOM * per_pixel)} per pixel)")  # fmt: skip
 
 
 def _ascend(
@@ -286,7 +308,8 @@ def dream(
     Raises:
         ProbeUsageError: unknown layer (with a suggestion), channel out of range,
             unreadable image or guide, invalid option.
-        ProbeRuntimeError: the gradient became NaN or infinite.
+        ProbeRuntimeError: the gradient became NaN or infinite, or an untiled
+            dream would not fit in the free memory (measured before allocating).
     """
     started = time.perf_counter()
     _check_options(steps, jitter, tile_size, frames, zoom)
@@ -314,6 +337,8 @@ def dream(
         if guide_image is not None:
             guide_longer = guide_size or min(max(height, width), 2 * max(loaded.preprocess.input_size))
             scorer.set_guide(guide_image, guide_longer)
+        if tile_size is None:
+            _check_memory(scorer, loaded, height, width)
         before = scorer.evaluate(source[None], full_tiles, gradient=False)
         for frame in range(max(1, frames)):
             current = source[None] if frame == 0 else zoom_crop(frame_images[-1].to(loaded.device), zoom)[None]
@@ -356,6 +381,7 @@ def dream(
         "channels_last": channels_last,
         "device": str(loaded.device),
         "image_size": [height, width],
+        "diverged": divergence(torch.stack(frame_images), torch.tensor([after.score]), start=source.cpu()),
     }
     return DreamResult(
         image=frame_images[0],

@@ -28,6 +28,7 @@ from torch import nn
 from probe.errors import ProbeUsageError
 from probe.hooks import capture
 from probe.images import resize
+from probe.memory import is_out_of_memory
 from probe.models import LoadedModel
 from probe.runtime import Precision, autocast
 from probe.tiling import Tile
@@ -93,7 +94,7 @@ class DreamObjective:
             with autocast(self.loaded.device, self.precision):
                 acts = capture(self.module, inputs, self.layers, stop_early=True)
         except RuntimeError as error:
-            if "out of memory" in str(error).lower():
+            if is_out_of_memory(error):  # CUDA's or the CPU's: the CLI advises --tile / --size, never --layer
                 raise
             first = str(error).splitlines()[0] if str(error) else type(error).__name__
             raise ProbeUsageError(

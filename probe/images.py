@@ -36,6 +36,8 @@ __all__ = [
     "fit_size",
     "to_channels",
     "parse_size",
+    "SATURATED",
+    "divergence",
 ]
 
 SKIMAGE_SAMPLES = (
@@ -47,12 +49,21 @@ SKIMAGE_SAMPLES = (
 
 
 def from_array(array: np.ndarray) -> torch.Tensor:
-    """``(H, W)``, ``(H, W, C)`` array (uint8, uint16, bool or float in [0, 1]) -> ``(C, H, W)`` float tensor."""
+    """``(H, W)``, ``(H, W, C)`` array (uint8, uint16, bool or float in [0, 1]) -> ``(C, H, W)`` float tensor.
+
+    Integer arrays are scaled by their type's range (a uint16 value of 65535 is 1.0), never by
+    their own maximum, so a dark 16-bit image stays dark.
+
+    Raises:
+        ProbeUsageError: NaN or infinite values (a float image), or a shape that is not an image.
+    """
     if array.dtype == bool:
         array = array.astype(np.float32)
     elif np.issubdtype(array.dtype, np.integer):
         array = array.astype(np.float32) / float(np.iinfo(array.dtype).max)
     array = np.asarray(array, dtype=np.float32)
+    if not np.isfinite(array).all():
+        raise _not_finite(int(np.size(array) - np.isfinite(array).sum()), int(np.size(array)))
     if array.ndim == 2:
         array = array[:, :, None]
     if array.ndim != 3:
@@ -68,8 +79,14 @@ def from_pil(image: Image.Image) -> torch.Tensor:
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         image = Image.alpha_composite(background, rgba).convert("RGB")
     elif image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        array = np.asarray(image, dtype=np.float64)  # "I": 32-bit ints; a 16-bit PNG opens as I;16 or I
+        full_scale = 65535.0 if image.mode != "I" or array.max(initial=0) <= 65535 else float(2**31 - 1)
+        return from_array((array / full_scale).astype(np.float32))
+    elif image.mode == "F":  # 32-bit float (TIFF): [0, 1] data as it is, else 0..255 as Pillow would convert it
         array = np.asarray(image, dtype=np.float32)
-        return from_array(array / max(float(array.max()), 1.0))
+        if np.isfinite(array).all() and array.max(initial=0) > 1.0:
+            array = array / 255.0
+        return from_array(array)
     elif image.mode not in ("L", "RGB"):
         image = image.convert("RGB")
     return from_array(np.asarray(image))
@@ -158,6 +175,51 @@ def resize(image: torch.Tensor, size: int | Sequence[int]) -> torch.Tensor:
     return batch if batched else batch[0]
 
 
+SATURATED = 0.99
+"""An image with at least this fraction of its values at exactly 0 or 1 is binary: see :func:`divergence`."""
+
+
+def divergence(
+    images: torch.Tensor, scores: torch.Tensor | None = None, *, start: torch.Tensor | None = None
+) -> str | None:
+    """Why an optimization that produced ``images`` diverged, or None when it looks sound.
+
+    Two signs, both cheap (one reduction on the device, one sync):
+
+    - NaN or infinite values in ``images`` ``(N, C, H, W)`` (or ``(C, H, W)``) or in ``scores``;
+    - an image that is binary noise: at least :data:`SATURATED` of its values pinned at exactly 0 or 1,
+      which happens when each step jumps past the whole [0, 1] range (a learning rate far too large).
+      Images that started that way (``start``, e.g. a dream of a black-and-white input) are not flagged.
+
+    Returns:
+        A short reason (``"2 of 4 images are binary noise (every value at 0 or 1)"``) or None.
+    """
+    batch = images.detach().reshape(-1, *images.shape[-3:]).float()
+    values = [batch.isfinite().all()]
+    if scores is not None:
+        values.append(scores.detach().float().isfinite().all())
+    saturated = ((batch <= 0) | (batch >= 1)).flatten(1).float().mean(dim=1)
+    binary = saturated >= SATURATED
+    if start is not None:
+        first = start.detach().reshape(-1, *start.shape[-3:]).float().to(batch.device)
+        binary &= ((first <= 0) | (first >= 1)).flatten(1).float().mean(dim=1).expand_as(binary) < SATURATED
+    finite, flagged = torch.stack([torch.stack(values).all().float(), binary.sum().float()]).tolist()  # one sync
+    if not finite:
+        return "the images or scores became NaN or infinite"
+    if flagged:
+        return f"{int(flagged)} of {binary.numel()} image(s) are binary noise (every value at 0 or 1)"
+    return None
+
+
+def _not_finite(bad: int, total: int) -> ProbeUsageError:
+    """The error for an image holding NaN or infinite values (``bad`` of ``total``)."""
+    return ProbeUsageError(
+        f"the image holds {bad:,} NaN or infinite value(s) of {total:,}; give an image with finite pixel values "
+        "(e.g. re-export it as an 8- or 16-bit PNG)",
+        param="image",
+    )
+
+
 def _load_skimage(name: str) -> torch.Tensor:
     if name not in SKIMAGE_SAMPLES:
         raise unknown_name("scikit-image sample", name, SKIMAGE_SAMPLES, param="image")
@@ -175,6 +237,14 @@ def _load_file(path: Path) -> torch.Tensor:
         with Image.open(path) as image:
             image.load()
             return from_pil(image)
+    except Image.DecompressionBombError:
+        raise ProbeUsageError(
+            f"refusing image {str(path)!r}: it would decode to more than {2 * (Image.MAX_IMAGE_PIXELS or 0):,} "
+            "pixels (Pillow's guard against decompression bombs); shrink it with an image editor first",
+            param="image",
+        ) from None
+    except ProbeUsageError:
+        raise
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
         raise ProbeUsageError(
             f"cannot read image {str(path)!r}: not an image file Pillow can decode ({type(error).__name__})",
@@ -200,13 +270,17 @@ def load_image(
             both. Default None keeps the source's size.
 
     Raises:
-        ProbeUsageError: missing or undecodable file, unknown sample name,
-            impossible channel conversion.
+        ProbeUsageError: missing or undecodable file, a decompression bomb
+            (more than twice ``PIL.Image.MAX_IMAGE_PIXELS`` pixels), NaN or
+            infinite pixel values, unknown sample name, impossible channel conversion.
     """
     if isinstance(source, torch.Tensor):
         image = source.detach().float()
         if image.dim() == 2:
             image = image.unsqueeze(0)
+        finite = torch.isfinite(image)
+        if not bool(finite.all()):
+            raise _not_finite(int(finite.numel() - finite.sum()), finite.numel())
     elif isinstance(source, np.ndarray):
         image = from_array(source)
     elif isinstance(source, Image.Image):

@@ -575,21 +575,20 @@ def parse_units(text: str, count: int, layer: str) -> tuple[int, ...]:
     cleaned = text.strip().lower().replace(" ", "")
     if cleaned == "all":
         return tuple(range(count))
-    units: list[int] = []
+    spans: list[tuple[int, int]] = []
     try:
         for part in cleaned.split(","):
-            if "-" in part:
-                first, last = (int(p) for p in part.split("-"))
-                if last < first:
-                    raise ValueError(part)
-                units.extend(range(first, last + 1))
-            else:
-                units.append(int(part))
+            first, dash, last = part.partition("-")
+            span = (int(first), int(last) if dash else int(first))
+            if span[1] < span[0]:
+                raise ValueError(part)
+            spans.append(span)
     except ValueError:
         raise ProbeUsageError(
             f"cannot read units {text!r}; use all, a range like 0-9, a list like 3,5, or both like 0-3,7", param="units"
         ) from None
-    for unit in units:
-        if not 0 <= unit < count:
-            raise ProbeUsageError(f"unit {unit} is out of range for {layer} (0 to {count - 1})", param="units")
-    return tuple(dict.fromkeys(units))
+    for first, last in spans:  # checked before any list is built: "0-99999999999" must not allocate
+        for unit in (first, last):
+            if not 0 <= unit < count:
+                raise ProbeUsageError(f"unit {unit} is out of range for {layer} (0 to {count - 1})", param="units")
+    return tuple(dict.fromkeys(unit for first, last in spans for unit in range(first, last + 1)))

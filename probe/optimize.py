@@ -40,6 +40,7 @@ from probe import param as P
 from probe import transforms as T
 from probe.errors import ProbeUsageError
 from probe.hooks import INPUT, OUTPUT, capture, evaluating, record, resolve_layers
+from probe.images import divergence
 from probe.models import LoadedModel, load_model
 from probe.objectives import Context, Objective, as_objective
 from probe.results import GalleryResult
@@ -111,7 +112,9 @@ class MaximizeResult(GalleryResult):
         labels: the model's class names, when known.
         outputs: ``(N, classes)`` logits on ``images`` for class objectives, else None.
         settings: steps, lr, optimizer, param, transforms, preset, seed,
-            image_size, batch, precision, device: everything to reproduce the run.
+            image_size, batch, precision, device: everything to reproduce the run;
+            ``diverged``: None, or why the images are not to be trusted
+            (:func:`~probe.images.divergence`: NaN, or binary noise from a far too large lr).
         seconds: wall time of the optimization.
     """
 
@@ -438,6 +441,7 @@ def maximize(
         "param": param_name, "transforms": transform_names, "preset": preset, "seed": seed,
         "image_size": [height, width], "images": count, "batch": batch, "precision": precision,
         "channels_last": channels_last, "device": str(target),
+        "diverged": divergence(final, scores_final),  # None, or why the result is not to be trusted
     }  # fmt: skip
     main = objective.main
     units = objective.image_units()

@@ -12,7 +12,8 @@ from torch import nn
 
 from probe.errors import ProbeUsageError
 from probe.hooks import evaluating
-from probe.images import resize
+from probe.images import divergence, fit_size, resize
+from probe.memory import HEADROOM, bytes_per_pixel, check_fits
 from probe.models import LoadedModel
 from probe.runtime import Precision, ProgressFn, check_finite, make_generator
 from probe.style.colors import keep_content_colors
@@ -65,6 +66,33 @@ def _check_options(
         raise ProbeUsageError(f"style_scale must be > 0; got {style_scale}", param="style_scale")
     if int(snapshots) < 0:
         raise ProbeUsageError(f"snapshots must be >= 0; got {snapshots}", param="snapshots")
+
+
+def _check_memory(
+    objective: StyleObjective, loaded: LoadedModel, size: tuple[int, int], style_sizes: list[tuple[int, int]]
+) -> None:
+    """Refuse, before allocating, a scale whose image or style images cannot fit in the free memory.
+
+    The optimization keeps every layer's activations up to the deepest one for the backward pass
+    (measured per pixel at the model's input size, :func:`~probe.memory.bytes_per_pixel`); a style
+    image is seen once without gradients (about twice its largest activation). Runs of at most four
+    times the model's input area are not checked.
+    """
+    base = loaded.preprocess.input_size
+    largest_style = max((h * w for h, w in style_sizes), default=0)
+    if max(size[0] * size[1], largest_style) <= 4 * base[0] * base[1]:
+        return
+
+    measure = (objective.features, loaded.preprocess.channels, loaded.device, base)
+    per_pixel, per_largest = bytes_per_pixel(*measure), bytes_per_pixel(*measure, largest=True)
+    if per_pixel is None or per_largest is None:  # the layers do not run at the probe sizes: the run will say why
+        return
+    check_fits(HEADROOM * per_pixel * size[0] * size[1], loaded.device, f"style transfer at {size[0]}x{size[1]}",
+               "use a smaller --size (or --scales), or --device cuda on a GPU with more memory")
+    style_h, style_w = max(style_sizes, key=lambda hw: hw[0] * hw[1])
+    check_fits(2 * per_largest * style_h * style_w + 24 * style_h * style_w, loaded.device,
+               f"a {style_h}x{style_w} style image", "lower --style-scale (style images are resized to it times "
+               "the result's size) or use a smaller --size")  # fmt: skip
 
 
 def _snapshot_steps(total: int, count: int) -> set[int]:
@@ -268,8 +296,9 @@ def style_transfer(
     with evaluating(net):
         image: torch.Tensor | None = None
         for scale, (height, width) in enumerate(sizes):
-            content_s = resize(content_image, (height, width)).to(device)
             longer = max(1, round(style_scale * max(height, width)))
+            _check_memory(objective, loaded, (height, width), [fit_size(*s.shape[-2:], longer) for s in style_images])
+            content_s = resize(content_image, (height, width)).to(device)
             styles_s = [resize(style, longer).to(device) for style in style_images]
             targets = objective.targets(content_s, styles_s, blend)
             if image is None:
@@ -307,6 +336,7 @@ def style_transfer(
         "channels_last": channels_last,
         "device": str(device),
         "seed": seed if generator is None else None,
+        "diverged": divergence(final, start=content_s.cpu()),
     }
     return StyleResult(
         image=final.detach().cpu(),

@@ -1,0 +1,43 @@
+"""Click parameter types shared by the commands: numbers that must be finite, seeds that torch accepts."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import click
+
+__all__ = ["FiniteFloat", "finite", "SEED", "MAX_SEED"]
+
+MAX_SEED = 2**63 - 1
+"""The largest seed ``torch.Generator.manual_seed`` takes without overflow (a signed 64-bit int)."""
+
+
+class FiniteFloat(click.FloatRange):
+    """A :class:`click.FloatRange` that also refuses ``nan``, ``inf`` and ``-inf``.
+
+    click's own float types accept them (``float("nan")`` parses, and every comparison with NaN is
+    false, so ``FloatRange(min=0)`` lets NaN through); a NaN learning rate or weight then fails deep
+    inside torch or silently drops a term. The error names the option (exit code 2).
+    """
+
+    name = "float"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        """Parse ``value`` as a float, refuse non-finite values, then check the range."""
+        number = click.types.FloatParamType.convert(self, value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number; give a plain number such as 0.05", param, ctx)
+        return super().convert(number, param, ctx)
+
+
+def finite(
+    min: float | None = None, max: float | None = None, *, min_open: bool = False, max_open: bool = False
+) -> FiniteFloat:
+    """A finite float option type with an optional range (``finite(min=0)``: a finite number >= 0)."""
+    return FiniteFloat(min=min, max=max, min_open=min_open, max_open=max_open)
+
+
+SEED = click.IntRange(min=0, max=MAX_SEED)
+"""``--seed``: 0 to 2**63-1, the seeds a ``torch.Generator`` takes."""
+
