@@ -57,7 +57,7 @@ from probe.dream_objective import DreamObjective, Objective, make_objective
 from probe.errors import ProbeRuntimeError, ProbeUsageError
 from probe.hooks import INPUT, OUTPUT, evaluating, layer_names, resolve_layers
 from probe.images import load_image, resize, to_channels
-from probe.models import LoadedModel, load_model
+from probe.models import LoadedModel, as_loaded
 from probe.results import GalleryResult
 from probe.runtime import Precision, ProgressFn, autocast, check_finite, make_generator
 from probe.tiling import tile_plan
@@ -290,7 +290,7 @@ def dream(
     """
     started = time.perf_counter()
     _check_options(steps, jitter, tile_size, frames, zoom)
-    loaded = (model if isinstance(model, LoadedModel) else load_model(model, device=device)).frozen(channels_last)
+    loaded = as_loaded(model, device).frozen(channels_last)
     with autocast(loaded.device, precision):  # validates the precision for this device
         pass
     names = [layers] if isinstance(layers, str) else list(layers) if layers is not None else default_layers(loaded)

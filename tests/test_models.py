@@ -70,9 +70,14 @@ def test_weights_needing_arbitrary_code_are_refused(tmp_path):
 def test_torchscript_file(tmp_path):
     path = tmp_path / "net.ts"
     torch.jit.script(tiny().eval()).save(str(path))
-    loaded = probe.load_model(str(path), device="cpu")
-    assert loaded.source == "torchscript" and loaded.input_shape[0] == 3
-    assert loaded(torch.rand(1, 3, 16, 16)).shape == (1, 4)
+    with pytest.raises(ProbeUsageError, match="pass the model's --input-size .* mat1 and mat2|mat1 and mat2.*--input-size"):
+        probe.load_model(str(path), device="cpu")  # exported at 224 px: the 16 px model's fc refuses
+    loaded = probe.load_model(str(path), device="cpu", input_size=16)
+    assert loaded.source == "torchscript" and loaded.input_shape == (3, 16, 16)
+    scripted = torch.jit.load(str(path))
+    images = torch.rand(2, 3, 16, 16)
+    torch.testing.assert_close(loaded(images), scripted(loaded.preprocess.normalize(images)))
+    assert "conv1/Conv" in dict(loaded.module.named_modules())  # hookable modules, named after the ONNX nodes
 
 
 def test_state_dict_passed_as_model_is_explained(tmp_path):
