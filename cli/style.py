@@ -12,7 +12,7 @@ from probe.cli.common import (
     echo_done,
     model_options,
     out_options,
-    parse_weights,
+    load_model_from_options,
     progress_bar,
     shared,
     speed_options,
@@ -20,7 +20,6 @@ from probe.cli.common import (
 from probe.errors import ProbeUsageError
 from probe.gallery import prepare_out_dir, slug
 from probe.images import parse_size
-from probe.models import load_model
 from probe.reports.style import save_gallery, summary
 from probe.style import (
     DEFAULT_CONTENT_WEIGHT,
@@ -151,7 +150,7 @@ def command(
     blend = _numbers(style_blend, float, "style_blend")
     layer_weights = _numbers(style_layer_weight, float, "style_layer_weight")
     try:
-        loaded = load_model(model, weights=parse_weights(weights), device=device)
+        loaded = load_model_from_options(model, weights, device, seed)
     except ProbeUsageError as error:
         if error.param != "weights" or Path(weights).expanduser().exists():  # a local file that failed: as it is
             raise
@@ -195,6 +194,6 @@ def command(
             precision=precision,  # type: ignore[arg-type]
             channels_last=channels_last,
         )
-    save_gallery(result, folder, weights=loaded.weights)
+    save_gallery(result, folder, **loaded.describe())
     note = result.options.get("layer_note")
     echo_done(folder, f"{summary(result)}" + (f"\nnote: {note}" if note else ""))

@@ -88,7 +88,7 @@ def _floats(values: Sequence[float], channels: int, what: str) -> tuple[float, .
         return values * channels
     if len(values) != channels:
         raise ProbeUsageError(
-            f"--{what} has {len(values)} values for a model with {channels} input channel(s); give 1 or {channels}",
+            f"{what} has {len(values)} values for a model with {channels} input channel(s); give 1 or {channels}",
             param=what,
         )
     return values
@@ -109,7 +109,7 @@ def adjust_preprocess(
             value <= 0, ``channels`` or ``input_size`` below 1.
     """
     if channels is not None and channels < 1:
-        raise ProbeUsageError(f"--channels must be at least 1; got {channels}", param="channels")
+        raise ProbeUsageError(f"input channels (--in-channels) must be at least 1; got {channels}", param="in_channels")
     count = channels or preprocess.channels
     new_mean = _floats(mean, count, "mean") if mean is not None else preprocess.mean
     new_std = _floats(std, count, "std") if std is not None else preprocess.std
@@ -117,10 +117,10 @@ def adjust_preprocess(
         new_mean = new_mean if len(new_mean) == count else (new_mean[0],) * count
         new_std = new_std if len(new_std) == count else (new_std[0],) * count
     if any(s <= 0 for s in new_std):
-        raise ProbeUsageError(f"--std values must be > 0; got {list(new_std)}", param="std")
+        raise ProbeUsageError(f"std values must be > 0; got {list(new_std)}", param="std")
     size = preprocess.input_size
     if input_size is not None:
         size = (input_size, input_size) if isinstance(input_size, int) else tuple(input_size)  # type: ignore[assignment]
         if min(size) < 1:
-            raise ProbeUsageError(f"--input-size must be at least 1; got {input_size}", param="input_size")
+            raise ProbeUsageError(f"input size must be at least 1; got {input_size}", param="input_size")
     return replace(preprocess, mean=new_mean, std=new_std, channels=count, input_size=(int(size[0]), int(size[1])))

@@ -62,10 +62,29 @@ def onnx_input_shape(path: Path) -> tuple[int | None, int | None, int | None]:
     return dims[1], dims[2], dims[3]
 
 
+def _without_identities(model: Any) -> Any:
+    """The ONNX ``model`` with its Identity nodes bypassed (torch's exporter adds one per shared weight)."""
+    keep = {output.name for output in model.graph.output}
+    renamed: dict[str, str] = {}
+    nodes = []
+    for node in model.graph.node:
+        inputs = [renamed.get(name, name) for name in node.input]
+        if node.op_type == "Identity" and node.output[0] not in keep:
+            renamed[node.output[0]] = inputs[0]
+            continue
+        del node.input[:]
+        node.input.extend(inputs)
+        nodes.append(node)
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+    return model
+
+
 def _convert(path: Path, what: str) -> nn.Module:
+    onnx = require("onnx", "onnx", what)
     onnx2torch = require("onnx2torch", "onnx", what)
     try:
-        return onnx2torch.convert(str(path))
+        return onnx2torch.convert(_without_identities(onnx.load(str(path))))
     except Exception as error:  # an operator onnx2torch lacks, a malformed graph
         first = str(error).splitlines()[0] if str(error) else ""
         raise ProbeUsageError(
@@ -126,7 +145,7 @@ def _unscript(script: Any, spec: str, channels: int, size: tuple[int, int]) -> n
             raise ProbeUsageError(
                 f"TorchScript file {spec!r} takes no forward hooks, and exporting it to ONNX to make it hookable "
                 f"failed on a (1, {channels}, {size[0]}, {size[1]}) input ({type(error).__name__}: {last}); pass the "
-                "model's --input-size and --channels, or load its Python code: --model file.py:factory --weights FILE",
+                "model's --input-size and --in-channels, or load its Python code: --model file.py:factory --weights FILE",
                 param="model",
             ) from None
         return _convert(exported, f"TorchScript file {spec!r}")

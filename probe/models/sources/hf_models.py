@@ -76,6 +76,10 @@ def build(spec: str, request: Request) -> Built:
     name = spec[len(PREFIX):]
     folder = Path(name).expanduser()
     source = str(folder) if folder.is_dir() else name
+    from transformers.utils import logging as hf_logging
+
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # "Loading weights" bars are noise beside cnn-probe's own output
     try:
         config = AutoConfig.from_pretrained(source, **request.kwargs)
         if is_default(request.weights):
@@ -96,6 +100,9 @@ def build(spec: str, request: Request) -> Built:
             "written by save_pretrained (config.json and weights) or a hub name reachable from here",
             param="model",
         ) from None
+    finally:
+        if bars:
+            hf_logging.enable_progress_bar()
     return Built(HFClassifier(model), hf_preprocess(config, folder if folder.is_dir() else None),
                  labels=_labels(config), weights=described, details={"hf_class": type(model).__name__})  # fmt: skip
 
