@@ -235,3 +235,26 @@ def test_layers_says_shipped_for_the_zoo_and_takes_model_option() -> None:
     option = runner.invoke(cli, ["layers", "--model", "digits"])
     assert positional.exit_code == 0 and "weights shipped" in positional.output
     assert option.output == positional.output
+
+
+@pytest.mark.parametrize(("spec", "package", "extra"), [("timm:test_resnet", "timm", "timm"),
+                                                        ("hf:some/model", "transformers", "hf"),
+                                                        ("net.onnx", "onnx2torch", "onnx")])  # fmt: skip
+def test_a_missing_optional_package_names_its_extra(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, spec: str,
+                                                    package: str, extra: str) -> None:  # fmt: skip
+    import sys
+
+    monkeypatch.setitem(sys.modules, package, None)  # import raises ImportError, as when not installed
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "net.onnx").write_bytes(b"")
+    with pytest.raises(probe.ProbeUsageError, match=rf"needs the '{package}' package: pip install 'cnn-probe\[{extra}\]'"):
+        probe.load_model(spec, weights="offline", device="cpu")
+
+
+def test_arguments_go_where_they_fit() -> None:
+    with pytest.raises(probe.ProbeUsageError, match="takes no model arguments") as info:
+        probe.load_model("digits(width=3)")
+    assert info.value.param == "model_arg"
+    loaded = probe.load_model("squeezenet1_1(num_classes=7)", weights=None, device="cpu")
+    assert loaded(torch.rand(1, 3, 64, 64)).shape == (1, 7) and loaded.labels is None
+    assert loaded.describe()["model_args"] == {"num_classes": 7} and loaded.describe()["init_seed"] == 0

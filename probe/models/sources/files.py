@@ -98,6 +98,7 @@ def build_onnx(spec: str, request: Request) -> Built:
     """Convert the ONNX file ``spec`` with onnx2torch; size and channels from its input when static."""
     _weights_in_file(spec, request)
     path = _file(spec)
+    require("onnx2torch", "onnx", f"ONNX file {spec!r}")
     channels, height, width = onnx_input_shape(path)
     module = _convert(path, f"ONNX file {spec!r}")
     size = request.input_size or ((height, width) if height and width else None)
