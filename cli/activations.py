@@ -6,11 +6,10 @@ from pathlib import Path
 
 import click
 
-from probe.cli.common import ProbeCommand, device_option, echo_done, model_options, out_options, parse_weights
+from probe.cli.common import ProbeCommand, device_option, echo_done, load_model_from_options, model_options, out_options
 from probe.featuremaps import feature_maps
 from probe.gallery import check_out_dir, slug
 from probe.images import parse_size
-from probe.models import load_model
 from probe.reports.activations import SCALES
 
 
@@ -55,11 +54,11 @@ def command(image: str, model: str, weights: str, layer: tuple[str, ...], all_la
     """
     if all_layers and layer:
         raise click.UsageError("give --layer or --all, not both")
-    loaded = load_model(model, weights=parse_weights(weights), device=device)
+    loaded = load_model_from_options(model, weights, device)
     parsed = parse_size(size) if size else None
     destination = check_out_dir(out, f"runs/activations-{slug(loaded.name)}-{image_slug(image)}", force=force)
     result = feature_maps(loaded, image, "all" if all_layers else (list(layer) or None), top=top, limit=limit, size=parsed)
-    folder = result.save(destination, image=image, weights=loaded.weights)
+    folder = result.save(destination, image=image, **loaded.describe())
     shown = sum(len(order) for layer_name, order in result.order.items() if result.maps[layer_name].dim() == 3)
     summary = f"{loaded.name} on {image}: prediction {result.prediction}; " if result.prediction else f"{loaded.name} on {image}: "
     echo_done(folder, summary + f"{shown} maps from {len(result.maps)} layer(s)")

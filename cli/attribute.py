@@ -8,11 +8,10 @@ import click
 
 from probe.attribution import MAX_IG_STEPS, METHODS, attribute
 from probe.cli.activations import image_slug
-from probe.cli.common import ProbeCommand, echo_done, model_options, out_options, parse_weights, shared
+from probe.cli.common import ProbeCommand, echo_done, load_model_from_options, model_options, out_options, shared
 from probe.cli.types import finite
 from probe.gallery import check_out_dir, slug
 from probe.images import parse_size
-from probe.models import load_model
 
 
 @click.command("attribute", cls=ProbeCommand)
@@ -50,13 +49,13 @@ def command(image: str, model: str, weights: str, method: tuple[str, ...], targe
       probe attribute photo.jpg --model resnet50 --method all --size 224
     """
     methods = list(METHODS) if "all" in method else list(dict.fromkeys(method))
-    loaded = load_model(model, weights=parse_weights(weights), device=device)
+    loaded = load_model_from_options(model, weights, device, seed)
     parsed = parse_size(size) if size else None
     what = "all" if len(methods) == len(METHODS) else "-".join(methods)
     destination = check_out_dir(out, f"runs/attribute-{slug(loaded.name)}-{image_slug(image)}-{slug(what)}", force=force)
     result = attribute(loaded, image, methods, target=target, layer=layer, steps=steps, samples=samples, noise=noise,
                        seed=seed, size=parsed)
-    folder = result.save(destination, image=image, weights=loaded.weights, seed=seed)
+    folder = result.save(destination, image=image, seed=seed, **loaded.describe())
     for name, reason in result.skipped.items():
         click.echo(f"skipped {name}: {reason}", err=True)
     echo_done(folder, f"{loaded.name} on {image}: prediction {result.prediction}; "

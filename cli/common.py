@@ -6,7 +6,7 @@ import functools
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 from PIL import Image
@@ -16,11 +16,15 @@ from probe.errors import ProbeRuntimeError, ProbeUsageError
 from probe.memory import is_out_of_memory
 from probe.runtime import PRECISIONS
 
+if TYPE_CHECKING:
+    from probe.models import LoadedModel
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 __all__ = [
     "ProbeCommand",
     "model_options",
+    "load_model_from_options",
     "device_option",
     "seed_option",
     "speed_options",
@@ -104,30 +108,91 @@ class ProbeCommand(click.Command):
         raise click.ClickException(f"the input is too small for this model ({first_line}); use a larger image") from None
 
 
-def model_options(default: str | None = "digits", help_extra: str = "") -> Callable[[F], F]:
-    """``--model`` and ``--weights``."""
+MODEL_HELP = (
+    "Zoo model (digits, lenet5, xo, shapes), torchvision name (vgg16, resnet50, ...), timm:NAME, hf:NAME_OR_DIR, "
+    "an .onnx or TorchScript file, path/to/file.py:factory or package.module:factory (from the current folder); "
+    "arguments allowed: 'factory(num_classes=10)'."
+)
+_PREPROCESS_KEYS = ("mean", "std", "input_size", "in_channels", "model_arg")
+_META_KEY = "probe.model_options"
+
+
+def _floats(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[float, ...] | None:
+    if value is None:
+        return None
+    try:
+        return tuple(float(part) for part in value.replace(" ", "").split(",") if part)
+    except ValueError:
+        raise click.BadParameter(f"give numbers separated by commas (0.5 or 0.485,0.456,0.406); got {value!r}") from None
+
+
+def _size(ctx: click.Context, param: click.Parameter, value: str | None) -> int | tuple[int, int] | None:
+    if value is None:
+        return None
+    from probe.images import parse_size
+
+    try:
+        return parse_size(value)
+    except ProbeUsageError as error:
+        raise click.BadParameter(str(error)) from None
+
+
+def model_options(
+    default: str | None = "digits", help_extra: str = "", *, weights_default: str = "default", required: bool | None = None
+) -> Callable[[F], F]:
+    """``--model``, ``--weights``, ``--model-arg``, ``--mean``, ``--std``, ``--input-size`` and ``--in-channels``.
+
+    The command receives ``model`` and ``weights`` as arguments; the others are
+    kept on the click context for :func:`load_model_from_options`, so a command
+    loads its model with one call and its signature does not change.
+    """
 
     def decorate(function: F) -> F:
-        function = click.option(
-            "--weights",
-            default="default",
-            show_default=True,
-            metavar="default|none|PATH",
-            help="Weights: 'default' (zoo: shipped; torchvision: pretrained, downloaded once), "
-            "'none' (random init), or a state_dict file (loaded with weights_only=True).",
-        )(function)
-        return click.option(
-            "--model",
-            "model",
-            default=default,
-            show_default=default is not None,
-            required=default is None,
-            metavar="NAME",
-            help="Zoo model (digits, lenet5, xo, shapes), torchvision name (vgg16, googlenet, resnet50, ...), "
-            "TorchScript file, or package.module:factory." + help_extra,
-        )(function)
+        @functools.wraps(function)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            click.get_current_context().meta[_META_KEY] = {key: kwargs.pop(key) for key in _PREPROCESS_KEYS}
+            return function(*args, **kwargs)
+
+        decorated: Any = wrapper
+        for option in (
+            click.option("--in-channels", type=click.IntRange(min=1), default=None,
+                         help="Input channels the model expects (default: from its first convolution)."),
+            click.option("--input-size", callback=_size, default=None, metavar="N|HxW",
+                         help="Input size the model was trained at; the default size of made images "
+                              "(default: what the model's source states, else 224)."),
+            click.option("--std", callback=_floats, default=None, metavar="S[,S,...]",
+                         help="Per-channel std of the model's normalization (default: the model's own, else ImageNet's)."),
+            click.option("--mean", callback=_floats, default=None, metavar="M[,M,...]",
+                         help="Per-channel mean of the model's normalization (default: the model's own, else ImageNet's)."),
+            click.option("--model-arg", multiple=True, metavar="KEY=VALUE",
+                         help="Keyword argument for the model's builder (repeatable): --model-arg num_classes=10."),
+            click.option("--weights", default=weights_default, show_default=True, metavar="default|none|PATH",
+                         help="Weights: 'default' (zoo: shipped; torchvision/timm: pretrained, downloaded once), "
+                              "'none' (random init from --seed), or a state_dict file (.pt with weights_only=True, "
+                              "or .safetensors)."),
+            click.option("--model", "model", default=default, show_default=default is not None,
+                         required=default is None if required is None else required, metavar="SPEC",
+                         help=MODEL_HELP + help_extra),
+        ):
+            decorated = option(decorated)
+        return decorated  # type: ignore[no-any-return]
 
     return decorate
+
+
+def load_model_from_options(model: str, weights: str, device: str, seed: int | None = 0) -> LoadedModel:
+    """Load ``model`` with the options :func:`model_options` added (model arguments, preprocessing), seeded.
+
+    Outside a command (no click context) only the arguments given are used.
+    """
+    from probe.models import load_model
+
+    context = click.get_current_context(silent=True)
+    options = dict(context.meta.get(_META_KEY, {})) if context is not None else {}
+    model_args = options.pop("model_arg", None) or None
+    channels = options.pop("in_channels", None)
+    return load_model(model, weights=parse_weights(weights), device=device, seed=seed, model_args=model_args,
+                      channels=channels, **options)  # fmt: skip
 
 
 def device_option(function: F) -> F:

@@ -14,7 +14,7 @@ from probe.cli.common import (
     fail_if_diverged,
     model_options,
     out_options,
-    parse_weights,
+    load_model_from_options,
     progress_bar,
     shared,
     speed_options,
@@ -24,7 +24,7 @@ from probe.dream import dream
 from probe.errors import ProbeUsageError
 from probe.gallery import check_out_dir, slug
 from probe.images import load_image, parse_size
-from probe.models import LoadedModel, load_model
+from probe.models import LoadedModel
 
 DEFAULT_MODEL = "googlenet"
 
@@ -48,10 +48,10 @@ def parse_channels(text: str | None) -> list[int] | None:
     return sorted(chosen)
 
 
-def _load(model: str, weights: str, device: str) -> LoadedModel:
+def _load(model: str, weights: str, device: str, seed: int) -> LoadedModel:
     """Load ``model``; when pretrained weights cannot be had (offline), say how to dream anyway."""
     try:
-        return load_model(model, weights=parse_weights(weights), device=device)
+        return load_model_from_options(model, weights, device, seed)
     except ProbeUsageError as error:
         if error.param != "weights" or weights.lower() not in ("default", "pretrained"):
             raise
@@ -150,7 +150,7 @@ def command(image: str, model: str, weights: str, layer: tuple[str, ...], layer_
     """
     if size not in ("auto", "full"):
         parse_size(size)  # a clear --size error before any loading
-    loaded = _load(model, weights, device)
+    loaded = _load(model, weights, device, seed)
     picture = _input_image(image, loaded, size)
     chosen_layers = list(layer) or None
     folder_name = f"dream-{slug(model if not Path(model).exists() else Path(model).stem)}-{_image_name(image)}"
@@ -175,7 +175,7 @@ def command(image: str, model: str, weights: str, layer: tuple[str, ...], layer_
     finally:
         if bar is not None:
             bar.close()
-    folder = result.save(destination, image=image, weights=loaded.weights, size=size)
+    folder = result.save(destination, image=image, size=size, **loaded.describe())
     layers_text = ", ".join(result.options["layers"])
     diverged = result.options.get("diverged")
     echo_done(folder, f"{loaded.name} {layers_text}: objective {result.objective_before:.4g} -> "

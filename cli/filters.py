@@ -6,10 +6,9 @@ from pathlib import Path
 
 import click
 
-from probe.cli.common import ProbeCommand, echo_done, model_options, out_options, parse_weights
+from probe.cli.common import ProbeCommand, echo_done, load_model_from_options, model_options, out_options
 from probe.kernels import VIEWS, filters
 from probe.gallery import check_out_dir, slug
-from probe.models import load_model
 from probe.reports.filters import SCALES
 
 
@@ -37,9 +36,9 @@ def command(model: str, weights: str, layer: str | None, view: str, scale: str, 
       probe filters --model shapes --layer conv1_1    RGB kernels in colour
       probe filters --layer conv2 --view mean         50 kernels, averaged over 25 inputs
     """
-    loaded = load_model(model, weights=parse_weights(weights), device="cpu")
+    loaded = load_model_from_options(model, weights, "cpu")
     result = filters(loaded, layer, view=view)
     destination = check_out_dir(out, f"runs/filters-{slug(loaded.name)}-{slug(result.layer)}", force=force)
-    folder = result.save(destination, scale=scale, weights=loaded.weights)
+    folder = result.save(destination, scale=scale, **loaded.describe())
     shape = "x".join(str(s) for s in result.weight.shape[1:])
     echo_done(folder, f"{loaded.name} {result.layer}: {result.weight.shape[0]} kernels {shape}, view {result.view}")

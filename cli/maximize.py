@@ -14,7 +14,7 @@ from probe.cli.common import (
     fail_if_diverged,
     model_options,
     out_options,
-    parse_weights,
+    load_model_from_options,
     progress_bar,
     shared,
     speed_options,
@@ -24,7 +24,6 @@ from probe.errors import ProbeUsageError
 from probe.gallery import check_out_dir, slug
 from probe.hooks import OUTPUT
 from probe.images import parse_size
-from probe.models import load_model
 from probe.optimize import PRESETS, LayerShape, MaximizeResult, inspect_layer, maximize
 
 OBJECTIVES = ("channel", "neuron", "class")
@@ -157,7 +156,7 @@ def command(
     """
     snapshot_steps = _snapshot_steps(snapshots)
     image_size = _size(size)
-    loaded = load_model(model, weights=parse_weights(weights), device=device)
+    loaded = load_model_from_options(model, weights, device, seed)
     info = _target_layer(loaded, objective, layer, image_size)
     chosen = O.parse_units(units, info.units, info.name)
     copies = per_unit or (4 if diversity > 0 else 1)
@@ -197,6 +196,7 @@ def command(
     folder = result.save(
         destination,
         cli=_invocation(ctx),
+        **loaded.describe(),
         units=units,
         options={"l1": l1, "tv": tv, "diversity": diversity, "per_unit": copies},
     )

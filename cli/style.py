@@ -14,7 +14,7 @@ from probe.cli.common import (
     fail_if_diverged,
     model_options,
     out_options,
-    parse_weights,
+    load_model_from_options,
     progress_bar,
     shared,
     speed_options,
@@ -23,7 +23,6 @@ from probe.cli.types import finite
 from probe.errors import ProbeUsageError
 from probe.gallery import check_out_dir, slug
 from probe.images import parse_size
-from probe.models import load_model
 from probe.reports.style import summary
 from probe.style import (
     DEFAULT_CONTENT_WEIGHT,
@@ -157,7 +156,7 @@ def command(
     blend = _numbers(style_blend, float, "style_blend")
     layer_weights = _numbers(style_layer_weight, float, "style_layer_weight")
     try:
-        loaded = load_model(model, weights=parse_weights(weights), device=device)
+        loaded = load_model_from_options(model, weights, device, seed)
     except ProbeUsageError as error:
         if error.param != "weights" or Path(weights).expanduser().exists():  # a local file that failed: as it is
             raise
@@ -201,7 +200,7 @@ def command(
             precision=precision,  # type: ignore[arg-type]
             channels_last=channels_last,
         )
-    folder = result.save(destination, weights=loaded.weights)
+    folder = result.save(destination, **loaded.describe())
     note = result.options.get("layer_note")
     diverged = result.options.get("diverged")
     echo_done(folder, f"{summary(result)}" + (" -- DIVERGED" if diverged else "") + (f"\nnote: {note}" if note else ""))

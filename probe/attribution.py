@@ -47,7 +47,7 @@ from probe.errors import ProbeRuntimeError, ProbeUsageError, unknown_name
 from probe.hooks import OUTPUT, evaluating, first_tensor, record, resolve_layers
 from probe.inputs import Prediction, model_input, predict
 from probe.kernels import conv_layers
-from probe.models import LoadedModel, load_model
+from probe.models import LoadedModel, as_loaded
 from probe.results import GalleryResult
 
 __all__ = ["METHODS", "Attribution", "attribute", "resolve_target", "relu_check", "normalize_heatmap"]
@@ -240,7 +240,7 @@ def attribute(
             layer without spatial output, guided backprop asked for a model with
             functional ReLUs, a model whose output is not ``(1, K)`` class scores.
     """
-    loaded = load_model(model)
+    loaded = as_loaded(model)
     methods = _methods(method)
     for name, value, least in (("steps", steps, 1), ("samples", samples, 1)):
         if value < least:

@@ -6,7 +6,7 @@ import torch
 
 from probe.errors import ProbeUsageError
 
-__all__ = ["resolve_device"]
+__all__ = ["resolve_device", "normalize_device", "same_device"]
 
 
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
@@ -38,3 +38,22 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     if resolved.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
         raise ProbeUsageError("MPS is not available on this machine; use --device cpu or auto", param="device")
     return resolved
+
+
+def normalize_device(device: str | torch.device) -> torch.device:
+    """``device`` with its index made explicit: ``cuda`` -> ``cuda:<current device>``; ``cpu`` stays ``cpu``.
+
+    ``torch.device("cuda") != torch.device("cuda:0")``, yet a tensor created on
+    ``"cuda"`` lives on the current CUDA device; this names that device.
+    """
+    device = torch.device(device)
+    if device.type == "cuda" and device.index is None and torch.cuda.is_available():
+        return torch.device("cuda", torch.cuda.current_device())
+    if device.type in ("mps", "xpu") and device.index is None:
+        return torch.device(device.type, 0)
+    return device
+
+
+def same_device(a: str | torch.device, b: str | torch.device) -> bool:
+    """True when ``a`` and ``b`` name one device (``"cuda"`` and ``"cuda:0"`` while device 0 is current)."""
+    return normalize_device(a) == normalize_device(b)

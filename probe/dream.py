@@ -58,7 +58,7 @@ from probe.errors import ProbeRuntimeError, ProbeUsageError
 from probe.hooks import INPUT, OUTPUT, evaluating, layer_names, resolve_layers
 from probe.images import divergence, load_image, resize, to_channels
 from probe.memory import HEADROOM, bytes_per_pixel, check_fits, format_bytes
-from probe.models import LoadedModel, load_model
+from probe.models import LoadedModel, as_loaded
 from probe.results import GalleryResult
 from probe.runtime import Precision, ProgressFn, autocast, check_finite, make_generator
 from probe.tiling import tile_plan
@@ -313,7 +313,7 @@ def dream(
     """
     started = time.perf_counter()
     _check_options(steps, jitter, tile_size, frames, zoom)
-    loaded = (model if isinstance(model, LoadedModel) else load_model(model, device=device)).frozen(channels_last)
+    loaded = as_loaded(model, device).frozen(channels_last)
     with autocast(loaded.device, precision):  # validates the precision for this device
         pass
     names = [layers] if isinstance(layers, str) else list(layers) if layers is not None else default_layers(loaded)

@@ -29,7 +29,7 @@ from torch import nn
 from probe.errors import ProbeUsageError
 from probe.hooks import OUTPUT, evaluating, record, resolve_layers
 from probe.inputs import Prediction, model_input, predict
-from probe.models import LoadedModel, load_model
+from probe.models import LoadedModel, as_loaded
 from probe.results import GalleryResult
 
 __all__ = ["FeatureMaps", "feature_maps", "default_layers", "SKIPPED_TYPES"]
@@ -122,7 +122,7 @@ def feature_maps(
     Raises:
         ProbeUsageError: unknown layers, ``top``/``limit`` below 1, no layer to show.
     """
-    loaded = load_model(model)
+    loaded = as_loaded(model)
     for name, value in (("top", top), ("limit", limit)):
         if value is not None and value < 1:
             raise ProbeUsageError(f"{name} must be at least 1; got {value}", param=name)

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from probe.errors import ProbeUsageError, unknown_name
-from probe.models import LoadedModel, load_model
+from probe.models import LoadedModel, as_loaded
 from probe.results import GalleryResult
 
 __all__ = ["Filters", "filters", "conv_layers", "VIEWS"]
@@ -74,7 +74,7 @@ def filters(model: str | nn.Module | LoadedModel, layer: str | None = None, *, v
         ProbeUsageError: no such layer, not a convolution, unknown view, ``"rgb"``
             for a layer without 3 input channels.
     """
-    loaded = load_model(model)
+    loaded = as_loaded(model)
     convs = conv_layers(loaded.module)
     if not convs:
         raise ProbeUsageError(f"{loaded.name} has no Conv2d layer, so no kernels to show", param="layer")

@@ -41,7 +41,7 @@ from probe import transforms as T
 from probe.errors import ProbeUsageError
 from probe.hooks import INPUT, OUTPUT, capture, evaluating, record, resolve_layers
 from probe.images import divergence
-from probe.models import LoadedModel, load_model
+from probe.models import LoadedModel, as_loaded
 from probe.objectives import Context, Objective, as_objective
 from probe.results import GalleryResult
 from probe.runtime import ProgressFn, autocast, check_finite, make_generator
@@ -230,19 +230,6 @@ def _optimizer(optimizer: str | OptimizerFactory, params: list[torch.Tensor], lr
                           param="optimizer")
 
 
-def _as_loaded(model: LoadedModel | nn.Module, device: str | torch.device | None) -> LoadedModel:
-    if isinstance(model, LoadedModel):
-        if device not in (None, "auto") and torch.device(device) != model.device:
-            raise ProbeUsageError(
-                f"the model lives on {model.device}; load it there with probe.load_model(..., device={str(device)!r})",
-                param="device",
-            )
-        return model
-    if isinstance(model, nn.Module):
-        return load_model(model, device=device)
-    raise ProbeUsageError(f"expected a LoadedModel or a torch.nn.Module; got {type(model).__name__}", param="model")
-
-
 def _scores(objective: Objective, context: Context) -> torch.Tensor:
     """Evaluate and shape as ``(N,)`` float scores (a 0-d result is shared by every image)."""
     value = objective(context)
@@ -274,7 +261,7 @@ def evaluate(
     the same objective (for a multi-unit objective, ``index`` picks which units
     these images stand for, as in the render loop).
     """
-    loaded = _as_loaded(model, None)
+    loaded = as_loaded(model, None)
     objective = as_objective(objective)
     images = images.to(loaded.device)
     with evaluating(loaded.module), torch.no_grad():
@@ -369,7 +356,7 @@ def maximize(
         ProbeUsageError: unknown layer, unit out of range, bad option.
         ProbeRuntimeError: the objective or its gradient became NaN/inf (lower lr).
     """
-    loaded = _as_loaded(model, device).frozen(channels_last)  # no weight gradients computed: ~10-20% of each step
+    loaded = as_loaded(model, device).frozen(channels_last)  # no weight gradients computed: ~10-20% of each step
     objective = as_objective(objective)
     if preset not in PRESETS:
         raise ProbeUsageError(f"unknown preset {preset!r}; presets are: {', '.join(PRESETS)}", param="preset")
@@ -514,7 +501,7 @@ def inspect_layer(model: LoadedModel | nn.Module, layer: str, image_size: int | 
         ProbeUsageError: unknown layer (with the closest name), or a layer that
             does not run in a forward pass or gives no tensor.
     """
-    loaded = _as_loaded(model, None)
+    loaded = as_loaded(model, None)
     resolve_layers(loaded.module, [layer])
     height, width = _image_size(image_size, loaded)
     names = [name for name, _ in loaded.module.named_modules() if name]

@@ -7,6 +7,7 @@ import torch
 
 import probe
 from probe.errors import ProbeUsageError
+from conftest import no_hooks_left
 from tinynets import tiny
 
 
@@ -70,9 +71,14 @@ def test_weights_needing_arbitrary_code_are_refused(tmp_path):
 def test_torchscript_file(tmp_path):
     path = tmp_path / "net.ts"
     torch.jit.script(tiny().eval()).save(str(path))
-    loaded = probe.load_model(str(path), device="cpu")
-    assert loaded.source == "torchscript" and loaded.input_shape[0] == 3
-    assert loaded(torch.rand(1, 3, 16, 16)).shape == (1, 4)
+    with pytest.raises(ProbeUsageError, match="pass the model's --input-size .* mat1 and mat2|mat1 and mat2.*--input-size"):
+        probe.load_model(str(path), device="cpu")  # exported at 224 px: the 16 px model's fc refuses
+    loaded = probe.load_model(str(path), device="cpu", input_size=16)
+    assert loaded.source == "torchscript" and loaded.input_shape == (3, 16, 16)
+    scripted = torch.jit.load(str(path))
+    images = torch.rand(2, 3, 16, 16)
+    torch.testing.assert_close(loaded(images), scripted(loaded.preprocess.normalize(images)))
+    assert "conv1/Conv" in dict(loaded.module.named_modules())  # hookable modules, named after the ONNX nodes
 
 
 def test_state_dict_passed_as_model_is_explained(tmp_path):
@@ -185,3 +191,73 @@ def test_channels_last_view_copies_only_the_convolution_weights() -> None:
     converted = zoo_model.frozen(channels_last=True)  # frozen already, but the format asks for a view
     assert converted is not zoo_model and converted.module.conv1.weight.is_contiguous(memory_format=torch.channels_last)
     assert zoo_model.module.conv1.weight.is_contiguous()
+
+
+def _fake_cuda(monkeypatch: pytest.MonkeyPatch, current: int, count: int = 2) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: current)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: count)
+
+
+def test_cuda_and_cuda_0_are_one_device_while_device_0_is_current(monkeypatch: pytest.MonkeyPatch) -> None:
+    from probe.devices import normalize_device, same_device
+
+    _fake_cuda(monkeypatch, current=0)
+    assert same_device("cuda", "cuda:0") and same_device(torch.device("cuda:0"), "cuda")
+    assert not same_device("cuda", "cuda:1") and not same_device("cuda", "cpu")
+    assert normalize_device("cuda") == torch.device("cuda:0") and normalize_device("cpu") == torch.device("cpu")
+    _fake_cuda(monkeypatch, current=1)
+    assert same_device("cuda", "cuda:1") and not same_device("cuda", "cuda:0")
+    with pytest.raises(ProbeUsageError, match="has 2 CUDA device"):
+        probe.resolve_device("cuda:2")
+
+
+def test_as_loaded_accepts_a_model_on_the_device_named_either_way(monkeypatch: pytest.MonkeyPatch) -> None:
+    import probe.models as models
+
+    _fake_cuda(monkeypatch, current=0)
+    module = tiny().eval()
+    monkeypatch.setattr(models, "_module_device", lambda m: torch.device("cuda:0"))  # as if module.cuda()
+    for device in ("cuda", "cuda:0", torch.device("cuda"), "auto", None):
+        loaded = models.as_loaded(module, device)
+        assert loaded.module is module and loaded.device == torch.device("cuda:0")
+        assert models.as_loaded(loaded, device) is loaded
+    with pytest.raises(ProbeUsageError, match="lives on cuda:0, not cuda:1") as info:
+        models.as_loaded(module, "cuda:1")
+    assert info.value.param == "device"
+    with pytest.raises(ProbeUsageError, match="lives on cuda:0, not cpu"):
+        models.as_loaded(loaded, "cpu")
+
+
+def test_every_entry_point_takes_the_same_module_and_device(model: torch.nn.Module) -> None:
+    """maximize, dream, style transfer, attribution, feature maps and filters all go through as_loaded."""
+    from probe import objectives as O
+
+    model.eval()
+    image = torch.rand(3, 16, 16, generator=torch.Generator().manual_seed(0))
+    probe.maximize(model, O.channel("conv1", [0]), steps=1, image_size=16, device="cpu")
+    probe.dream(model, image, layers="conv2", steps=1, octaves=1, device="cpu")
+    probe.style_transfer(model, image, image, content_layers=["conv2"], style_layers=["conv1"], steps=1, device="cpu")
+    probe.attribute(model, image, "saliency", size=16)
+    probe.feature_maps(model, image, layers=["conv1"], size=16)
+    probe.filters(model, "conv1")
+    with pytest.raises(ProbeUsageError, match="not cuda|CUDA is not available"):
+        probe.maximize(model, O.channel("conv1", [0]), steps=1, image_size=16, device="cuda:0")
+    assert all(p.requires_grad for p in model.parameters()) and no_hooks_left(model)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_a_users_gpu_module_is_accepted_by_every_entry_point() -> None:
+    from probe import objectives as O
+
+    module = tiny().eval().cuda()
+    image = torch.rand(3, 16, 16)
+    for device in ("cuda", "cuda:0", None):
+        assert probe.maximize(module, O.channel("conv1", [0]), steps=1, image_size=16, device=device).images.shape[0] == 1
+    probe.dream(module, image, layers="conv2", steps=1, octaves=1, device="cuda")
+    probe.style_transfer(module, image, image, content_layers=["conv2"], style_layers=["conv1"], steps=1, device="cuda")
+    probe.attribute(module, image, "saliency", size=16)
+    probe.feature_maps(module, image, layers=["conv1"], size=16)
+    probe.filters(module, "conv1")
+    assert probe.load_model(module, device="cuda").device == torch.device("cuda:0")

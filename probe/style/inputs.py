@@ -14,16 +14,14 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image
-from torch import nn
 
 from probe.errors import ProbeUsageError
 from probe.images import fit_size, load_image, resize
-from probe.models import LoadedModel, load_model
+from probe.models import LoadedModel
 
 __all__ = [
     "ImageSource",
     "DEFAULT_SIZE",
-    "as_loaded",
     "as_sources",
     "default_size",
     "initial_image",
@@ -48,15 +46,6 @@ def default_size(loaded: LoadedModel) -> int:
     """
     side = max(loaded.preprocess.input_size)
     return DEFAULT_SIZE if side >= 224 else min(DEFAULT_SIZE, 2 * side)
-
-
-def as_loaded(model: str | Path | nn.Module | LoadedModel, device: str | torch.device | None) -> LoadedModel:
-    """A :class:`LoadedModel` for a spec or module; a loaded model must already be on ``device``."""
-    if isinstance(model, LoadedModel) and device not in (None, "auto") and torch.device(device) != model.device:
-        raise ProbeUsageError(
-            f"the model lives on {model.device}; load it on {device} (load_model(..., device=...))", param="device"
-        )
-    return load_model(model, device="auto" if device is None else device)
 
 
 def normalize_weights(

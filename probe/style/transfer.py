@@ -14,12 +14,11 @@ from probe.errors import ProbeUsageError
 from probe.hooks import evaluating
 from probe.images import divergence, fit_size, resize
 from probe.memory import HEADROOM, bytes_per_pixel, check_fits
-from probe.models import LoadedModel
+from probe.models import LoadedModel, as_loaded
 from probe.runtime import Precision, ProgressFn, check_finite, make_generator
 from probe.style.colors import keep_content_colors
 from probe.style.inputs import (
     ImageSource,
-    as_loaded,
     as_sources,
     default_size,
     initial_image,

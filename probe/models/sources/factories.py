@@ -1,0 +1,117 @@
+"""Source ``factory``: your own function returning an ``nn.Module``, named as ``path/to/file.py:build`` or ``pkg.mod:build``.
+
+The file or module is imported, and the function called, only because you named
+it: only name code you trust. A dotted module is looked up with the current
+folder importable (as ``python -m`` does); a file is imported from its path with
+its folder importable, so it may import its neighbours. Arguments come from the
+spec (``build(num_classes=10)``, Python literals only) and ``model_args``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import importlib.util
+import os
+import re
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from probe.errors import ProbeUsageError
+from probe.models.preprocess import module_preprocess
+from probe.models.registry import Built, ModelSource, Request, register_source
+from probe.models.weights import is_default, is_none, load_weights_into
+
+__all__ = ["claims", "build", "SOURCE"]
+
+_DOTTED = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")  # a dotted module path, or a dotted attribute
+
+
+def _split(spec: str) -> tuple[str, str]:
+    target, _, attribute = spec.rpartition(":")
+    return target, attribute
+
+
+def claims(spec: str) -> bool:
+    """``file.py:name`` or ``dotted.module:name``."""
+    target, attribute = _split(spec)
+    if not target or not _DOTTED.match(attribute):
+        return False
+    return target.endswith(".py") or bool(_DOTTED.match(target))
+
+
+@contextlib.contextmanager
+def _importable(folder: str) -> Iterator[None]:
+    added = folder not in sys.path
+    if added:
+        sys.path.insert(0, folder)
+    try:
+        yield
+    finally:
+        if added and folder in sys.path:
+            sys.path.remove(folder)
+
+
+def _import_file(path: Path) -> Any:
+    name = "probe_user_model_" + re.sub(r"\W", "_", path.stem)
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot import {str(path)!r}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses and pickling look their module up here
+    with _importable(str(path.parent.resolve())):
+        try:
+            spec.loader.exec_module(module)
+        except BaseException:
+            sys.modules.pop(name, None)
+            raise
+    return module
+
+
+def _factory(spec: str) -> Callable[..., Any]:
+    target, attribute = _split(spec)
+    try:
+        if target.endswith(".py"):
+            path = Path(target).expanduser()
+            if not path.is_file():
+                raise ProbeUsageError(f"model file {target!r} does not exist", param="model")
+            owner: Any = _import_file(path)
+        else:
+            with _importable(os.getcwd()):
+                owner = importlib.import_module(target)
+        for part in attribute.split("."):
+            owner = getattr(owner, part)
+    except ProbeUsageError:
+        raise
+    except (ImportError, AttributeError) as error:
+        raise ProbeUsageError(
+            f"cannot import model factory {spec!r}: {error}; give path/to/file.py:function or "
+            "package.module:function importable from the current folder",
+            param="model",
+        ) from None
+    if not callable(owner):
+        raise ProbeUsageError(f"{spec!r} is a {type(owner).__name__}, not a function returning a model", param="model")
+    return owner
+
+
+def build(spec: str, request: Request) -> Built:
+    """Import and call the factory; load a state_dict file into what it returns."""
+    factory = _factory(spec)
+    try:
+        module = factory(*request.args, **request.kwargs)
+    except TypeError as error:
+        raise ProbeUsageError(f"calling {spec!r} failed: {error}", param="model_arg") from None
+    if not isinstance(module, nn.Module):
+        raise ProbeUsageError(f"{spec!r} returned {type(module).__name__}, not a torch.nn.Module", param="model")
+    described = "as built"
+    if not (is_default(request.weights) or is_none(request.weights)):
+        load_weights_into(module, request.weights)
+        described = str(request.weights)
+    return Built(module, module_preprocess(module), weights=described)
+
+
+SOURCE = register_source(ModelSource("factory", claims, build, form="path/to/file.py:function or package.module:function"))

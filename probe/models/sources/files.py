@@ -1,0 +1,159 @@
+"""Sources ``onnx`` and ``torchscript``: model files, converted to hookable ``torch.fx`` modules.
+
+An ONNX file becomes a ``torch.fx.GraphModule`` through onnx2torch: real
+modules with forward hooks, named after the ONNX nodes (``conv1/Conv``). A
+TorchScript file (scripted or traced) cannot take forward hooks
+(``register_forward_hook is not supported on ScriptModules``), so it is exported
+to ONNX in a temporary folder and converted the same way; the example input of
+that export is ``(1, channels, *input_size)`` (pass ``input_size``/``channels``
+when the model is not 224 px RGB). Where the conversion fails, loading says so
+in one line: no command would work on the ScriptModule as it is.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from probe.errors import ProbeUsageError
+from probe.models.preprocess import DEFAULT_SIZE, first_conv_channels, generic_preprocess
+from probe.models.registry import Built, ModelSource, Request, register_source
+from probe.models.weights import is_default, require
+
+__all__ = ["onnx_input_shape", "build_onnx", "build_torchscript"]
+
+ONNX_OPSET = 17  # onnx2torch converts opsets up to 17 completely; torch's default (18+) emits ops it lacks
+
+
+def _file(spec: str) -> Path:
+    path = Path(spec).expanduser()
+    if not path.is_file():
+        raise ProbeUsageError(f"model file {spec!r} does not exist", param="model")
+    return path
+
+
+def _weights_in_file(spec: str, request: Request) -> None:
+    request.no_arguments(spec, "a model file is built already")
+    if not is_default(request.weights):
+        raise ProbeUsageError(
+            f"{spec!r} carries its own weights; drop --weights (random or other weights need the architecture: "
+            "--model path/to/file.py:factory --weights FILE)",
+            param="weights",
+        )
+
+
+def onnx_input_shape(path: Path) -> tuple[int | None, int | None, int | None]:
+    """``(C, H, W)`` of the ONNX graph's image input, None where a dimension is dynamic."""
+    onnx = require("onnx", "onnx", f"ONNX file {str(path)!r}")
+    graph = onnx.load(str(path), load_external_data=False).graph
+    initializers = {init.name for init in graph.initializer}
+    inputs = [i for i in graph.input if i.name not in initializers]
+    if not inputs:
+        return None, None, None
+    dims = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None
+            for d in inputs[0].type.tensor_type.shape.dim]  # fmt: skip
+    if len(dims) != 4:
+        return None, None, None
+    return dims[1], dims[2], dims[3]
+
+
+def _without_identities(model: Any) -> Any:
+    """The ONNX ``model`` with its Identity nodes bypassed (torch's exporter adds one per shared weight)."""
+    keep = {output.name for output in model.graph.output}
+    renamed: dict[str, str] = {}
+    nodes = []
+    for node in model.graph.node:
+        inputs = [renamed.get(name, name) for name in node.input]
+        if node.op_type == "Identity" and node.output[0] not in keep:
+            renamed[node.output[0]] = inputs[0]
+            continue
+        del node.input[:]
+        node.input.extend(inputs)
+        nodes.append(node)
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+    return model
+
+
+def _convert(path: Path, what: str) -> nn.Module:
+    onnx = require("onnx", "onnx", what)
+    onnx2torch = require("onnx2torch", "onnx", what)
+    try:
+        return onnx2torch.convert(_without_identities(onnx.load(str(path))))
+    except Exception as error:  # an operator onnx2torch lacks, a malformed graph
+        first = str(error).splitlines()[0] if str(error) else ""
+        raise ProbeUsageError(
+            f"cannot convert {what} to torch modules with onnx2torch ({type(error).__name__}: {first}); "
+            f"export it with opset {ONNX_OPSET} or load the Python model (--model file.py:factory --weights FILE)",
+            param="model",
+        ) from None
+
+
+def build_onnx(spec: str, request: Request) -> Built:
+    """Convert the ONNX file ``spec`` with onnx2torch; size and channels from its input when static."""
+    _weights_in_file(spec, request)
+    path = _file(spec)
+    require("onnx2torch", "onnx", f"ONNX file {spec!r}")
+    channels, height, width = onnx_input_shape(path)
+    module = _convert(path, f"ONNX file {spec!r}")
+    size = request.input_size or ((height, width) if height and width else None)
+    preprocess = generic_preprocess(module, size)
+    if channels and channels != preprocess.channels:
+        preprocess = generic_preprocess(nn.Conv2d(channels, 1, 1), preprocess.input_size)
+    return Built(module, preprocess, weights="in file", details={"converted": "onnx2torch"})
+
+
+def build_torchscript(spec: str, request: Request) -> Built:
+    """Load the TorchScript file ``spec`` and make it hookable through an ONNX export and onnx2torch."""
+    _weights_in_file(spec, request)
+    path = _file(spec)
+    try:
+        with warnings.catch_warnings():  # the user asked for TorchScript: torch's deprecation notice is noise here
+            warnings.simplefilter("ignore", FutureWarning)
+            script = torch.jit.load(str(path), map_location="cpu")
+    except Exception as error:
+        hint = "--model resnet18 --weights FILE" if path.suffix in (".pt", ".pth", ".bin", ".safetensors") else \
+            "--model NAME --weights FILE"  # fmt: skip
+        raise ProbeUsageError(
+            f"{spec!r} is not a TorchScript or ONNX model ({type(error).__name__}). To load a state_dict, name the "
+            f"architecture and pass the file as weights: {hint}",
+            param="model",
+        ) from None
+    channels = request.channels or first_conv_channels(script)
+    size = request.input_size or (DEFAULT_SIZE, DEFAULT_SIZE)
+    module = _unscript(script, spec, channels, size)
+    return Built(module, generic_preprocess(module, size), weights="in file",
+                 details={"converted": "torchscript -> onnx -> onnx2torch"})  # fmt: skip
+
+
+def _unscript(script: Any, spec: str, channels: int, size: tuple[int, int]) -> nn.Module:
+    require("onnx", "onnx", f"TorchScript file {spec!r} (forward hooks need it converted)")
+    with tempfile.TemporaryDirectory(prefix="probe-onnx-") as folder:
+        exported = Path(folder) / "model.onnx"
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                torch.onnx.export(script.eval(), (torch.rand(1, channels, *size),), str(exported), dynamo=False,
+                                  opset_version=ONNX_OPSET, do_constant_folding=False, input_names=["input"],
+                                  dynamic_axes={"input": {0: "batch", 2: "height", 3: "width"}})  # fmt: skip
+        except Exception as error:  # the interpreter's last line says what failed
+            last = next((line.strip() for line in reversed(str(error).splitlines()) if line.strip()), "")
+            raise ProbeUsageError(
+                f"TorchScript file {spec!r} takes no forward hooks, and exporting it to ONNX to make it hookable "
+                f"failed on a (1, {channels}, {size[0]}, {size[1]}) input ({type(error).__name__}: {last}); pass the "
+                "model's --input-size and --in-channels, or load its Python code: --model file.py:factory --weights FILE",
+                param="model",
+            ) from None
+        return _convert(exported, f"TorchScript file {spec!r}")
+
+
+register_source(ModelSource("onnx", lambda spec: spec.lower().endswith(".onnx"), build_onnx, form="model.onnx"))
+register_source(ModelSource(
+    "torchscript", lambda spec: Path(spec).expanduser().is_file() and not spec.endswith(".py"), build_torchscript,
+    form="TorchScript file (model.pt)",
+))  # fmt: skip
