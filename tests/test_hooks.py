@@ -332,3 +332,9 @@ def test_capture_learns_calls_even_when_the_head_cannot_take_the_input_size():
     with pytest.raises(RuntimeError):
         probe.capture(net, big, ["conv", "fc"])  # a layer asked for fails: the error is the model's
     assert no_hooks_left(net)
+
+
+def test_feature_maps_show_every_call_of_a_repeated_module():
+    maps = probe.feature_maps(Twice().eval(), torch.rand(3, 8, 8), layers=["relu", "bn"], size=8)
+    assert list(maps.maps) == ["relu#0", "relu#1", "bn"]
+    assert maps.maps["bn"].min() < 0  # recorded before the in-place ReLU after it
