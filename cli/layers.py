@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import click
 
-from probe.cli.common import ProbeCommand, device_option, parse_weights
+from probe.cli.common import ProbeCommand, complete_model, device_option, parse_weights
 from probe.hooks import layers as list_layers
 from probe.images import parse_size
 from probe.models import load_model
 
 
 @click.command("layers", cls=ProbeCommand)
-@click.argument("model")
+@click.argument("model", shell_complete=complete_model)
 @click.option("--weights", default="none", show_default=True, metavar="default|none|PATH",
               help="Weights to load; shapes do not depend on them, so none is the default (no download).")
 @click.option("--size", default=None, metavar="N|HxW", help="Input size for the dummy pass (default: the model's).")

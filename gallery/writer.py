@@ -28,6 +28,7 @@ from PIL import Image
 from probe.errors import ProbeUsageError
 from probe.gallery.html import render_collection_page, render_run_page
 from probe.gallery.sheet import contact_sheet
+from probe.gallery.stamp import run_stamp
 
 __all__ = ["Gallery", "prepare_out_dir", "slug", "write_collection_index", "MANIFEST"]
 
@@ -188,6 +189,7 @@ class Gallery:
         manifest = {
             "command": self.command,
             "version": self.version,
+            **run_stamp(self.fields),
             **self.fields,
             "items": self.items,
             "sheets": [sheet["file"] for sheet in sheets],
