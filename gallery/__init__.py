@@ -7,7 +7,8 @@ CLI and the notebook helpers turn tensors into PIL images first.
 from probe.gallery.html import render_collection_page, render_run_page
 from probe.gallery.sheet import contact_sheet
 from probe.gallery.stamp import recording_invocation, run_stamp
-from probe.gallery.writer import MANIFEST, Gallery, prepare_out_dir, slug, write_collection_index
+from probe.gallery.writer import MANIFEST, Gallery, prepare_out_dir, slug
+from probe.gallery.collection import write_collection_index
 
 __all__ = [
     "Gallery",

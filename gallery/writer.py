@@ -26,11 +26,11 @@ from typing import Any
 from PIL import Image
 
 from probe.errors import ProbeUsageError
-from probe.gallery.html import render_collection_page, render_run_page
+from probe.gallery.html import index_above, render_run_page
 from probe.gallery.sheet import contact_sheet
 from probe.gallery.stamp import run_stamp
 
-__all__ = ["Gallery", "prepare_out_dir", "slug", "write_collection_index", "MANIFEST"]
+__all__ = ["Gallery", "prepare_out_dir", "slug", "MANIFEST"]
 
 MANIFEST = "manifest.json"
 
@@ -171,6 +171,7 @@ class Gallery:
             **fields: more run-level manifest fields (final losses, timings, ...).
         """
         self.fields.update(fields)
+        stamp = run_stamp(self.fields)
         sheets = []
         by_file = dict(zip((item["file"] for item in self.items), self._images))
         for section, items in self.sections():
@@ -189,7 +190,7 @@ class Gallery:
         manifest = {
             "command": self.command,
             "version": self.version,
-            **run_stamp(self.fields),
+            **stamp,
             **self.fields,
             "items": self.items,
             "sheets": [sheet["file"] for sheet in sheets],
@@ -200,45 +201,11 @@ class Gallery:
         small = bool(self._images) and max(max(image.size) for image in self._images) < 96
         page = render_run_page(
             self.title,
-            {k: v for k, v in self.fields.items() if not isinstance(v, (list, dict)) or len(str(v)) < 200},
+            {**{k: v for k, v in self.fields.items() if not isinstance(v, (list, dict)) or len(str(v)) < 200}, **stamp},
             self.sections(),
             sheets + self.extras,
             small_images=small,
+            index=index_above(self.folder),
         )
         (self.folder / "index.html").write_text(page, encoding="utf-8")
         return manifest_path
-
-
-def write_collection_index(root: str | Path, *, title: str | None = None) -> tuple[Path, int]:
-    """Write ``root/index.html`` linking every gallery found below ``root``.
-
-    Returns:
-        The page's path and the number of runs it links.
-
-    Raises:
-        ProbeUsageError: ``root`` is not a folder.
-    """
-    root = Path(root)
-    if not root.is_dir():
-        raise ProbeUsageError(f"{str(root)!r} is not a folder", param="folder")
-    runs = []
-    for manifest_path in sorted(root.rglob(MANIFEST)):
-        folder = manifest_path.parent
-        if folder == root or not _is_gallery(folder):
-            continue
-        manifest = json.loads(manifest_path.read_text())
-        relative = folder.relative_to(root).as_posix()
-        sheets = manifest.get("sheets") or []
-        thumbnail = f"{relative}/{sheets[0]}" if sheets else None
-        keys = ("model", "layer", "layers", "objective", "steps", "seed")
-        runs.append(
-            {
-                "link": f"{relative}/index.html",
-                "thumbnail": thumbnail,
-                "caption": f"{manifest['command']}: {relative}",
-                "fields": {k: manifest[k] for k in keys if k in manifest},
-            }
-        )
-    page = root / "index.html"
-    page.write_text(render_collection_page(title or f"cnn-probe runs in {root.name}", runs), encoding="utf-8")
-    return page, len(runs)
