@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from probe import zoo
 from probe.cli.common import ProbeCommand, complete_model, device_option, parse_weights
 from probe.hooks import layers as list_layers
 from probe.images import parse_size
@@ -12,8 +13,9 @@ from probe.models import load_model
 
 @click.command("layers", cls=ProbeCommand)
 @click.argument("model", shell_complete=complete_model)
-@click.option("--weights", default="none", show_default=True, metavar="default|none|PATH",
-              help="Weights to load; shapes do not depend on them, so none is the default (no download).")
+@click.option("--weights", default="auto", show_default=True, metavar="auto|default|none|PATH",
+              help="Weights to load. Shapes do not depend on them: auto loads a zoo model's shipped weights and "
+                   "nothing for others (no download).")
 @click.option("--size", default=None, metavar="N|HxW", help="Input size for the dummy pass (default: the model's).")
 @click.option("--leaves", is_flag=True, help="Only modules without children (hide containers such as Sequential).")
 @device_option
@@ -31,6 +33,8 @@ def command(model: str, weights: str, size: str | None, leaves: bool, device: st
       probe layers vgg16 --leaves
       probe layers resnet18 --size 128
     """
+    if weights == "auto":
+        weights = "default" if model in zoo.zoo_names() else "none"
     loaded = load_model(model, weights=parse_weights(weights), device=device)
     shape = loaded.input_shape
     if size is not None:

@@ -195,3 +195,8 @@ def test_every_result_repr_is_short():
         assert text.startswith(type(result).__name__ + "(") and len(text) < 260 and "tensor(" not in text, text
     assert "prediction 0" in repr(results[3]) and "conv2 (50, 11, 11)" in repr(results[4])
     assert repr(results[5]) == "Filters(digits conv1: 25 kernels 1x3x3, view single)"
+
+
+def test_layers_of_a_zoo_model_report_its_shipped_weights(runner):
+    assert "weights shipped" in runner.invoke(cli, ["layers", "digits"]).output.splitlines()[0]
+    assert "weights random" in runner.invoke(cli, ["layers", "digits", "--weights", "none"]).output.splitlines()[0]
