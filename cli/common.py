@@ -280,9 +280,7 @@ def list_option(*declarations: str, item: Any = str, default: Sequence[Any] | No
 
     def convert(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> list[Any] | None:
         items = split_list(values)
-        if not items:
-            return None if default is None else list(default)
-        return [item_type.convert(value, param, ctx) for value in items]
+        return [item_type.convert(value, param, ctx) for value in items] if items else None
 
     def complete(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[CompletionItem]:
         head, comma, last = incomplete.rpartition(",")
@@ -290,7 +288,7 @@ def list_option(*declarations: str, item: Any = str, default: Sequence[Any] | No
         return [CompletionItem(head + comma + choice.value, help=choice.help) for choice in choices]
 
     if default is not None:
-        kwargs.setdefault("show_default", ",".join(map(str, default)))
+        kwargs.update(default=tuple(map(str, default)), show_default=True)
     return click.option(*declarations, multiple=True, callback=convert, shell_complete=complete,
                         help=help + LIST_HELP, **kwargs)
 
