@@ -6,7 +6,17 @@ from pathlib import Path
 
 import click
 
-from probe.cli.common import ProbeCommand, device_option, echo_done, load_model_from_options, model_options, out_options
+from probe.cli.common import (
+    ProbeCommand,
+    complete_layer,
+    device_option,
+    echo_done,
+    gallery_command,
+    list_option,
+    load_model_from_options,
+    model_options,
+    out_options,
+)
 from probe.featuremaps import feature_maps
 from probe.gallery import check_out_dir, slug
 from probe.images import parse_size
@@ -22,8 +32,8 @@ def image_slug(image: str) -> str:
 @click.command("activations", cls=ProbeCommand)
 @click.argument("image")
 @model_options(default="digits")
-@click.option("--layer", "layer", multiple=True, metavar="NAME",
-              help="Layer to show (repeat for several). Default: every Conv2d layer.")
+@list_option("--layer", "layer", metavar="NAME", shell_complete=complete_layer,
+             help="Layer(s) to show. Default: every Conv2d layer.")
 @click.option("--all", "all_layers", is_flag=True, help="Every layer (but flatten/dropout/identity, which repeat their input).")
 @click.option("--top", type=click.IntRange(min=1), default=None,
               help="Show only the K most active channels per layer, most active first.")
@@ -34,7 +44,8 @@ def image_slug(image: str) -> str:
 @click.option("--size", default=None, metavar="N|HxW", help="Input size (default: the model's); the image is centre-cropped to it.")
 @device_option
 @out_options
-def command(image: str, model: str, weights: str, layer: tuple[str, ...], all_layers: bool, top: int | None,
+@gallery_command
+def command(image: str, model: str, weights: str, layer: list[str] | None, all_layers: bool, top: int | None,
             limit: int, scale: str, size: str | None, device: str, out: Path | None, force: bool) -> None:
     """Show the feature maps every layer computes for IMAGE, and the prediction.
 
@@ -57,7 +68,7 @@ def command(image: str, model: str, weights: str, layer: tuple[str, ...], all_la
     loaded = load_model_from_options(model, weights, device)
     parsed = parse_size(size) if size else None
     destination = check_out_dir(out, f"runs/activations-{slug(loaded.name)}-{image_slug(image)}", force=force)
-    result = feature_maps(loaded, image, "all" if all_layers else (list(layer) or None), top=top, limit=limit, size=parsed)
+    result = feature_maps(loaded, image, "all" if all_layers else layer, top=top, limit=limit, size=parsed)
     folder = result.save(destination, image=image, **loaded.describe())
     shown = sum(len(order) for layer_name, order in result.order.items() if result.maps[layer_name].dim() == 3)
     summary = f"{loaded.name} on {image}: prediction {result.prediction}; " if result.prediction else f"{loaded.name} on {image}: "

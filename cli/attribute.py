@@ -8,7 +8,18 @@ import click
 
 from probe.attribution import MAX_IG_STEPS, METHODS, attribute
 from probe.cli.activations import image_slug
-from probe.cli.common import ProbeCommand, echo_done, load_model_from_options, model_options, out_options, shared
+from probe.cli.common import (
+    ProbeCommand,
+    complete_layer,
+    echo_done,
+    gallery_command,
+    list_option,
+    load_model_from_options,
+    model_options,
+    note,
+    out_options,
+    shared,
+)
 from probe.cli.types import finite
 from probe.gallery import check_out_dir, slug
 from probe.images import parse_size
@@ -17,11 +28,12 @@ from probe.images import parse_size
 @click.command("attribute", cls=ProbeCommand)
 @click.argument("image")
 @model_options(default="digits")
-@click.option("--method", "method", multiple=True, type=click.Choice([*METHODS, "all"]), default=("saliency",),
-              show_default=True, help="Attribution method (repeat for several; all: every method side by side).")
+@list_option("--method", "method", item=click.Choice([*METHODS, "all"]), default=["saliency"], metavar="METHOD",
+             help=f"Attribution method(s): {', '.join(METHODS)}; all: every method side by side.")
 @click.option("--target", default="top", show_default=True, metavar="top|INDEX|LABEL",
               help="Class to explain: the predicted one, an output index, or a label (e.g. star).")
-@click.option("--layer", default=None, metavar="NAME", help="Grad-CAM's layer. Default: the last Conv2d.")
+@click.option("--layer", default=None, metavar="NAME", shell_complete=complete_layer,
+              help="Grad-CAM's layer. Default: the last Conv2d.")
 @click.option("--steps", type=click.IntRange(min=1, max=MAX_IG_STEPS), default=50, show_default=True,
               help="Integrated-gradients steps, run 32 at a time (Gauss-Legendre up to 1024, then the trapezoid rule).")
 @click.option("--samples", type=click.IntRange(min=1), default=16, show_default=True, help="Smoothgrad noisy samples.")
@@ -30,7 +42,8 @@ from probe.images import parse_size
 @click.option("--size", default=None, metavar="N|HxW", help="Input size (default: the model's); the image is centre-cropped to it.")
 @shared
 @out_options
-def command(image: str, model: str, weights: str, method: tuple[str, ...], target: str, layer: str | None, steps: int,
+@gallery_command
+def command(image: str, model: str, weights: str, method: list[str], target: str, layer: str | None, steps: int,
             samples: int, noise: float, size: str | None, device: str, seed: int, out: Path | None, force: bool) -> None:
     """Explain the prediction for IMAGE: heatmaps of the pixels that drove it.
 
@@ -57,6 +70,6 @@ def command(image: str, model: str, weights: str, method: tuple[str, ...], targe
                        seed=seed, size=parsed)
     folder = result.save(destination, image=image, seed=seed, **loaded.describe())
     for name, reason in result.skipped.items():
-        click.echo(f"skipped {name}: {reason}", err=True)
+        note(f"skipped {name}: {reason}")
     echo_done(folder, f"{loaded.name} on {image}: prediction {result.prediction}; "
                       f"explained {result.target_label} with {', '.join(result.heatmaps)}")

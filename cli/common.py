@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import functools
+import json
+import shlex
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 from PIL import Image
+from click.shell_completion import CompletionItem
 
 from probe.cli.types import SEED
 from probe.errors import ProbeRuntimeError, ProbeUsageError
 from probe.memory import is_out_of_memory
+from probe.gallery import MANIFEST, recording_invocation
 from probe.runtime import PRECISIONS
 
 if TYPE_CHECKING:
@@ -32,6 +36,15 @@ __all__ = [
     "progress_bar",
     "echo_done",
     "fail_if_diverged",
+    "note",
+    "list_option",
+    "split_list",
+    "snapshot_steps",
+    "snapshots_option",
+    "gallery_command",
+    "invocation",
+    "complete_model",
+    "complete_layer",
 ]
 
 OOM_ADVICE = (
@@ -60,7 +73,22 @@ def out_of_memory_advice(error: BaseException) -> str | None:
     return OOM_ADVICE if "cuda" in text or "gpu" in text or "hip" in text else CPU_OOM_ADVICE
 
 
-class ProbeCommand(click.Command):
+class _RecordsInvocation(click.Command):
+    """Remembers the command line that made the context (see :func:`invocation`)."""
+
+    def make_context(self, info_name: str | None, args: list[str], parent: click.Context | None = None,
+                     **extra: Any) -> click.Context:
+        words = list(args)  # parsing consumes the list: copy it first
+        ctx = super().make_context(info_name, args, parent=parent, **extra)
+        path = ctx.command_path.split()[1:] if parent is not None else [info_name or self.name or ""]
+        ctx.meta[INVOCATION_KEY] = shlex.join(["probe", *path, *words])
+        return ctx
+
+
+INVOCATION_KEY = "probe.invocation"
+
+
+class ProbeCommand(_RecordsInvocation):
     """A click command that turns cnn-probe errors into proper CLI errors.
 
     - :class:`~probe.errors.ProbeUsageError` -> exit code 2, naming the option at
@@ -172,6 +200,7 @@ def model_options(
                               "or .safetensors)."),
             click.option("--model", "model", default=default, show_default=default is not None,
                          required=default is None if required is None else required, metavar="SPEC",
+                         shell_complete=complete_model,
                          help=MODEL_HELP + help_extra),
         ):
             decorated = option(decorated)
@@ -221,7 +250,7 @@ def speed_options(precisions: Sequence[str] = PRECISIONS) -> Callable[[F], F]:
             "--channels-last",
             is_flag=True,
             help="Run the convolutions channels-last, the format GPUs want with --precision bf16. On a 2-core "
-            "CPU: 1.3x faster googlenet galleries and dreams, 5% slower VGG19 style (benchmarks/README.md). "
+            "CPU: 1.3x faster googlenet galleries and dreams, 5% slower VGG19 style. "
             "Costs one copy of the conv weights.",
         )(function)
         return click.option(
@@ -230,7 +259,7 @@ def speed_options(precisions: Sequence[str] = PRECISIONS) -> Callable[[F], F]:
             default="fp32",
             show_default=True,
             help="Autocast the forward passes to 16 bits: worth it on recent GPUs, slow on most CPUs; "
-            "losses and reported scores stay fp32.",
+            "fp16 needs a CUDA device (bf16 runs anywhere); losses and reported scores stay fp32.",
         )(function)
 
     return decorate
@@ -252,17 +281,34 @@ def out_options(function: F) -> F:
     )(function)
 
 
+def _flag(name: str) -> bool:
+    ctx = click.get_current_context(silent=True)
+    return bool(ctx is not None and ctx.meta.get(name))
+
+
 def progress_bar(total: int, description: str, **kwargs: Any) -> Any:
-    """A tqdm progress bar on stderr (hidden when stderr is not a terminal)."""
+    """A tqdm progress bar on stderr (hidden when stderr is not a terminal, and under ``--quiet``)."""
     from tqdm.auto import tqdm
 
-    kwargs.setdefault("disable", None)  # tqdm: None hides the bar when stderr is not a terminal (logs, pipes)
+    # tqdm: None hides the bar when stderr is not a terminal (logs, pipes)
+    kwargs.setdefault("disable", True if _flag(QUIET_KEY) else None)
     return tqdm(total=total, desc=description, unit="step", file=sys.stderr, dynamic_ncols=True, leave=False, **kwargs)
 
 
+def note(text: str) -> None:
+    """An informational line on stderr (what is about to run, what was skipped); silent under ``--quiet``."""
+    if not _flag(QUIET_KEY):
+        click.echo(text, err=True)
+
+
 def echo_done(folder: Path, summary: str) -> None:
-    """Tell the user where the gallery is."""
-    click.echo(summary)
+    """Tell the user where the gallery is: the summary and the page; the page only under ``--quiet``;
+    the manifest's summary as JSON under ``--json`` (see :func:`manifest_summary`)."""
+    if _flag(JSON_KEY):
+        click.echo(json.dumps(manifest_summary(folder, summary), indent=2))
+        return
+    if not _flag(QUIET_KEY):
+        click.echo(summary)
     click.echo(f"gallery: {folder / 'index.html'}")
 
 
@@ -277,6 +323,145 @@ def fail_if_diverged(folder: Path, reason: str | None, knob: str = "--lr") -> No
             f"the optimization diverged: {reason}; lower {knob}. The gallery in {folder} is kept for inspection, "
             'marked "diverged" in its manifest.json'
         )
+def manifest_summary(folder: Path, summary: str) -> dict[str, Any]:
+    """The run's manifest without its per-image list (replaced by a count), plus where everything is.
+
+    Keys: every run-level manifest field (command, version, created, cli,
+    model, weights, ...), ``items`` (the number of images), ``summary`` (the
+    line the command prints), ``folder``, ``page`` and ``manifest`` (paths).
+    """
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text())
+    except (OSError, ValueError):
+        manifest = {}
+    manifest["items"] = len(manifest.get("items") or [])
+    return {**manifest, "summary": summary, "folder": str(folder), "page": str(folder / "index.html"),
+            "manifest": str(folder / MANIFEST)}
+
+
+QUIET_KEY = "probe.quiet"
+JSON_KEY = "probe.json"
+
+
+def invocation(ctx: click.Context | None = None) -> str:
+    """The command line that started this command, as typed (``probe maximize --layer conv2``), shell-quoted."""
+    ctx = ctx or click.get_current_context()
+    text = ctx.meta.get(INVOCATION_KEY)
+    return text if text else shlex.join(["probe", *ctx.command_path.split()[1:]])
+
+
+def gallery_command(function: F) -> F:
+    """``--quiet`` and ``--json`` for a command that writes a gallery; its manifest records the command line.
+
+    ``--quiet`` hides progress bars and notes: only errors and the final line
+    (``gallery: OUT/index.html``) are printed. ``--json`` prints the manifest's
+    summary as JSON on stdout instead (:func:`manifest_summary`).
+    """
+
+    @functools.wraps(function)
+    def wrapper(*args: Any, quiet: bool, json_summary: bool, **kwargs: Any) -> Any:
+        ctx = click.get_current_context()
+        ctx.meta[QUIET_KEY] = quiet
+        ctx.meta[JSON_KEY] = json_summary
+        with recording_invocation(invocation(ctx)):
+            return function(*args, **kwargs)
+
+    wrapper = click.option("--json", "json_summary", is_flag=True,
+                           help="Print the manifest's summary as JSON on stdout (paths, options, scores).")(wrapper)
+    wrapper = click.option("--quiet", "-q", is_flag=True,
+                           help="No progress bars or notes: only errors and the final line.")(wrapper)
+    return wrapper  # type: ignore[return-value]
+
+
+def split_list(values: Iterable[str]) -> list[str]:
+    """Repeated and comma-separated option values -> one flat list: ``("a,b", " c")`` -> ``["a", "b", "c"]``."""
+    return [item.strip() for value in values for item in str(value).split(",") if item.strip()]
+
+
+LIST_HELP = " Several: repeat the option or separate with commas."
+
+Completer = Callable[[click.Context, click.Parameter, str], list[CompletionItem]]
+
+
+def list_option(*declarations: str, item: Any = str, default: Sequence[Any] | None = None,
+                shell_complete: Completer | None = None, help: str = "", **kwargs: Any) -> Callable[[F], F]:
+    """An option that takes a list, the one way every list option of ``probe`` works.
+
+    ``--layer a --layer b``, ``--layer a,b`` and ``--layer a,b --layer c`` all
+    work; the command receives a list of ``item`` values (converted and
+    checked by click, so a bad value exits 2 naming the option), ``default``
+    when the option is not given (None unless set).
+
+    Args:
+        declarations: the option's names, as for :func:`click.option`.
+        item: the type of each value: ``str``, ``int``, ``float`` or a click type
+            such as :class:`click.Choice`.
+        default: the list when the option is absent (default None).
+        shell_complete: completes one value; the list form (``a,b,c``) is
+            handled here.
+        help: the option's help; a sentence on the list form is appended.
+        **kwargs: more :func:`click.option` arguments (``metavar``, ``show_default``).
+    """
+    item_type = click.types.convert_type(item)
+
+    def convert(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> list[Any] | None:
+        items = split_list(values)
+        return [item_type.convert(value, param, ctx) for value in items] if items else None
+
+    def complete(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[CompletionItem]:
+        head, comma, last = incomplete.rpartition(",")
+        choices = shell_complete(ctx, param, last) if shell_complete else item_type.shell_complete(ctx, param, last)
+        return [CompletionItem(head + comma + choice.value, help=choice.help) for choice in choices]
+
+    if default is not None:
+        kwargs.update(default=tuple(map(str, default)), show_default=True)
+    return click.option(*declarations, multiple=True, callback=convert, shell_complete=complete,
+                        help=help + LIST_HELP, **kwargs)
+
+
+def snapshot_steps(total: int, count: int) -> list[int]:
+    """``count`` steps evenly spread strictly inside ``(0, total)``, as style transfer spreads its snapshots.
+
+    ``snapshot_steps(30, 2)`` -> ``[10, 20]``; fewer when ``total`` is small.
+    """
+    return sorted({round(total * i / (count + 1)) for i in range(1, count + 1)} - {0, total})
+
+
+def snapshots_option(default: int) -> Callable[[F], F]:
+    """``--snapshots N``: keep N intermediate images, evenly spread over the run (maximize and style)."""
+    return click.option("--snapshots", type=click.IntRange(min=0), default=default, show_default=True, metavar="N",
+                        help="Also keep N intermediate images, evenly spread over the steps.")
+
+
+def complete_model(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[CompletionItem]:
+    """Shell completion for ``--model``: zoo names, then torchvision names."""
+    from probe import zoo
+
+    names = list(zoo.zoo_names())
+    try:
+        from probe.models import torchvision_names
+
+        names += torchvision_names()
+    except Exception:  # noqa: BLE001 - completion must never fail; zoo names are enough
+        pass
+    return [CompletionItem(name) for name in names if name.startswith(incomplete)]
+
+
+def complete_layer(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[CompletionItem]:
+    """Shell completion for layer names: the ``named_modules()`` of the model given so far.
+
+    Only for zoo models (built in a fraction of a second, no download); any
+    other model completes nothing rather than loading it.
+    """
+    from probe import zoo
+
+    model = ctx.params.get("model")
+    if model is None:  # not typed yet: the command's default model
+        model = next((p.default for p in ctx.command.params if p.name == "model"), None)
+    if model not in zoo.zoo_names():
+        return []
+    module = zoo.build_zoo_model(model, weights=None)
+    return [CompletionItem(name) for name, _ in module.named_modules() if name and name.startswith(incomplete)]
 
 
 def parse_weights(value: str) -> str | None:

@@ -10,8 +10,11 @@ import torch
 
 from probe.cli.common import (
     ProbeCommand,
+    complete_layer,
     echo_done,
     fail_if_diverged,
+    gallery_command,
+    list_option,
     model_options,
     out_options,
     load_model_from_options,
@@ -29,13 +32,13 @@ from probe.models import LoadedModel
 DEFAULT_MODEL = "googlenet"
 
 
-def parse_channels(text: str | None) -> list[int] | None:
-    """``"0-9"``, ``"3"``, ``"0,4,7-9"`` -> a sorted list of channel indices (None for None)."""
-    if text is None:
+def parse_channels(parts: list[str] | None) -> list[int] | None:
+    """``["0-9"]``, ``["3"]``, ``["0", "4", "7-9"]`` -> a sorted list of channel indices (None for None)."""
+    if parts is None:
         return None
     chosen: set[int] = set()
     try:
-        for part in text.replace(" ", "").split(","):
+        for part in parts:
             start, dash, stop = part.partition("-")
             first, last = int(start), int(stop) if dash else int(start)
             if first < 0 or last < first:
@@ -43,7 +46,7 @@ def parse_channels(text: str | None) -> list[int] | None:
             chosen.update(range(first, last + 1))
     except ValueError:
         raise ProbeUsageError(
-            f"channels must be indices or ranges such as 5, 0-9 or 0,4,7-9; got {text!r}", param="channels"
+            f"channels must be indices or ranges such as 5, 0-9 or 0,4,7-9; got {','.join(parts)!r}", param="channels"
         ) from None
     return sorted(chosen)
 
@@ -88,13 +91,13 @@ def _image_name(source: str) -> str:
 @click.command("dream", cls=ProbeCommand)
 @click.argument("image", metavar="IMAGE")
 @model_options(default=DEFAULT_MODEL, help_extra=" Offline: --model shapes.")
-@click.option("--layer", "layer", multiple=True, metavar="NAME",
-              help="Layer to dream on; repeat for several. Default: the model's (googlenet: inception4c, "
-              "shapes: relu3_1, digits: conv2). 'probe layers MODEL' lists the names.")
-@click.option("--layer-weight", "layer_weight", multiple=True, type=finite(), metavar="W",
-              help="Weight of each --layer, in the same order (default 1 each).")
-@click.option("--channels", default=None, metavar="0-9|3|0,4,7-9",
-              help="Only these channels of the layer(s) count (default: all).")
+@list_option("--layer", "layer", metavar="NAME", shell_complete=complete_layer,
+             help="Layer(s) to dream on. Default: the model's (googlenet: inception4c, "
+             "shapes: relu3_1, digits: conv2). 'probe layers MODEL' lists the names.")
+@list_option("--layer-weight", "layer_weight", item=finite(), metavar="W",
+             help="Weight of each --layer, in the same order (default 1 each).")
+@list_option("--channels", metavar="0-9|3",
+             help="Only these channels of the layer(s) count, by index or range (default: all).")
 @click.option("--objective", type=click.Choice(["l2", "mean"]), default="l2", show_default=True,
               help="l2: mean squared activation (positive grows, negative shrinks); mean: mean activation.")
 @click.option("--octaves", type=click.IntRange(min=1), default=4, show_default=True, help="Number of scales.")
@@ -122,8 +125,9 @@ def _image_name(source: str) -> str:
 @speed_options()
 @shared
 @out_options
-def command(image: str, model: str, weights: str, layer: tuple[str, ...], layer_weight: tuple[float, ...],
-            channels: str | None, objective: str, octaves: int, octave_scale: float, steps: int, lr: float,
+@gallery_command
+def command(image: str, model: str, weights: str, layer: list[str] | None, layer_weight: list[float] | None,
+            channels: list[str] | None, objective: str, octaves: int, octave_scale: float, steps: int, lr: float,
             jitter: int, tile: int | None, tile_margin: int | None, guide: str | None, frames: int, zoom: float,
             size: str, precision: str, channels_last: bool, device: str, seed: int, out: Path | None,
             force: bool) -> None:
@@ -142,7 +146,7 @@ def command(image: str, model: str, weights: str, layer: tuple[str, ...], layer_
     \b
     Examples:
       probe dream skimage:astronaut --model shapes
-      probe dream photo.jpg --layer inception4c --layer inception4d --layer-weight 1 --layer-weight 0.5
+      probe dream photo.jpg --layer inception4c,inception4d --layer-weight 1,0.5
       probe dream photo.jpg --channels 0-9 --octaves 5 --steps 20
       probe dream skimage:coffee --guide skimage:chelsea
       probe dream big.jpg --size full --tile 512          # 4000 px photos in bounded memory
@@ -152,7 +156,7 @@ def command(image: str, model: str, weights: str, layer: tuple[str, ...], layer_
         parse_size(size)  # a clear --size error before any loading
     loaded = _load(model, weights, device, seed)
     picture = _input_image(image, loaded, size)
-    chosen_layers = list(layer) or None
+    chosen_layers = layer
     folder_name = f"dream-{slug(model if not Path(model).exists() else Path(model).stem)}-{_image_name(image)}"
     destination = check_out_dir(out, Path("runs") / folder_name, force=force)
     bar = None
@@ -167,7 +171,7 @@ def command(image: str, model: str, weights: str, layer: tuple[str, ...], layer_
     try:
         result = dream(
             loaded, picture, chosen_layers, channels=parse_channels(channels),
-            layer_weights=list(layer_weight) or None, objective=objective, steps=steps, lr=lr, octaves=octaves,
+            layer_weights=layer_weight, objective=objective, steps=steps, lr=lr, octaves=octaves,
             octave_scale=octave_scale, jitter=jitter, tile_size=tile, tile_margin=tile_margin, guide=guide,
             frames=frames, zoom=zoom, seed=seed, precision=precision, channels_last=channels_last,
             progress=progress,

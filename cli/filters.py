@@ -6,7 +6,15 @@ from pathlib import Path
 
 import click
 
-from probe.cli.common import ProbeCommand, echo_done, load_model_from_options, model_options, out_options
+from probe.cli.common import (
+    ProbeCommand,
+    complete_layer,
+    echo_done,
+    gallery_command,
+    load_model_from_options,
+    model_options,
+    out_options,
+)
 from probe.kernels import VIEWS, filters
 from probe.gallery import check_out_dir, slug
 from probe.reports.filters import SCALES
@@ -14,13 +22,15 @@ from probe.reports.filters import SCALES
 
 @click.command("filters", cls=ProbeCommand)
 @model_options(default="digits")
-@click.option("--layer", default=None, metavar="NAME", help="A Conv2d layer. Default: the first one.")
+@click.option("--layer", default=None, metavar="NAME", shell_complete=complete_layer,
+              help="A Conv2d layer. Default: the first one.")
 @click.option("--view", type=click.Choice(VIEWS), default="auto", show_default=True,
               help="auto: rgb for 3 input channels, one map for 1, else channels. "
                    "rgb: colour kernels; channels: one tile per input channel; mean: averaged over input channels.")
 @click.option("--scale", type=click.Choice(SCALES), default="kernel", show_default=True,
               help="Colour scale per kernel (shows each pattern) or per layer (compares strengths).")
 @out_options
+@gallery_command
 def command(model: str, weights: str, layer: str | None, view: str, scale: str, out: Path | None, force: bool) -> None:
     """Draw the kernels of a convolution layer: one image per filter.
 

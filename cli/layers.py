@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import click
 
-from probe.cli.common import ProbeCommand, device_option, load_model_from_options, model_options
+from probe.cli.common import ProbeCommand, complete_model, device_option, load_model_from_options, model_options
 from probe.hooks import layers as list_layers
 from probe.images import parse_size
 
 
 @click.command("layers", cls=ProbeCommand)
-@click.argument("spec", required=False, metavar="MODEL")
+@click.argument("spec", required=False, metavar="MODEL", shell_complete=complete_model)
 @model_options(default=None, required=False, weights_default="offline")
 @click.option("--size", default=None, metavar="N|HxW", help="Input size for the dummy pass (default: the model's).")
 @click.option("--leaves", is_flag=True, help="Only modules without children (hide containers such as Sequential).")

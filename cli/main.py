@@ -18,6 +18,11 @@ def cli() -> None:
     (digits, lenet5, xo, shapes); torchvision models download their
     pretrained weights once, or run with --weights none / --weights FILE.
 
+    Options that take several values take them either way: --layer a,b or
+    --layer a --layer b. For scripts: --quiet prints only errors and the last
+    line, --json the manifest's summary. Shell completion (bash):
+    eval "$(_PROBE_COMPLETE=bash_source probe)".
+
     \b
     Start here:
       probe layers digits                  list layers and output shapes

@@ -10,13 +10,19 @@ import click
 from probe import objectives as O
 from probe.cli.common import (
     ProbeCommand,
+    complete_layer,
     echo_done,
     fail_if_diverged,
+    gallery_command,
+    list_option,
     model_options,
+    note,
     out_options,
     load_model_from_options,
     progress_bar,
     shared,
+    snapshot_steps,
+    snapshots_option,
     speed_options,
 )
 from probe.cli.types import finite
@@ -28,15 +34,6 @@ from probe.optimize import PRESETS, LayerShape, MaximizeResult, inspect_layer, m
 
 OBJECTIVES = ("channel", "neuron", "class")
 WHAT = {"channel": "degree of activation", "neuron": "activation", "class": "logit"}
-
-
-def _snapshot_steps(text: str) -> list[int]:
-    if not text.strip():
-        return []
-    try:
-        return [int(part) for part in text.replace(" ", "").split(",") if part]
-    except ValueError:
-        raise ProbeUsageError(f"cannot read snapshots {text!r}; give steps like 32,128,256", param="snapshots") from None
 
 
 def _size(text: str | None) -> tuple[int, int] | None:
@@ -69,22 +66,6 @@ def _target_layer(loaded: Any, objective: str, layer: str | None, size: tuple[in
     return info
 
 
-def _invocation(ctx: click.Context) -> str:
-    """The command as typed (options given on the command line, in a canonical order)."""
-    words = ["probe", "maximize"]
-    for param in ctx.command.params:
-        source = ctx.get_parameter_source(param.name) if param.name else None
-        if source is None or source.name != "COMMANDLINE" or not isinstance(param, click.Option):
-            continue
-        value = ctx.params[param.name]
-        flag = param.opts[0]
-        if param.is_flag:
-            words.append(flag)
-        else:
-            words += [flag, str(value)]
-    return " ".join(words)
-
-
 def _summary(result: MaximizeResult, name: str) -> str:
     values = result.terms.get(result.main, result.scores)
     what = WHAT.get(result.kind, "score")
@@ -100,17 +81,17 @@ def _summary(result: MaximizeResult, name: str) -> str:
 
 @click.command("maximize", cls=ProbeCommand)
 @model_options(default="digits")
-@click.option("--layer", default=None, metavar="LAYER",
+@click.option("--layer", default=None, metavar="LAYER", shell_complete=complete_layer,
               help="Dotted layer name (see 'probe layers MODEL'). Activations are the module's output: conv2 is "
                    "before its ReLU; name relu2 for the rectified map. Optional for --objective class.")
-@click.option("--units", default="all", show_default=True, metavar="all|0-9|3,5",
-              help="Which filters/neurons/classes; one image each, all in one batch (see --batch).")
+@list_option("--units", default=["all"], metavar="all|0-9|3",
+             help="Which filters/neurons/classes, by index or range; one image each, all in one batch (see --batch).")
 @click.option("--objective", type=click.Choice(OBJECTIVES), default="channel", show_default=True,
               help="channel: degree of activation, the sum over a filter's map; neuron: the centre position "
                    "(or a linear layer's unit); class: the logit of the model's output.")
 @click.option("--l1", type=finite(min=0), default=0.0, show_default=True, metavar="W",
-              help="Subtract W x sum|x| (the image in [0,1], summed over pixels): seed 003's L1 constraint. "
-                   "0.3 makes the digits model's class images look like digits.")
+              help="Subtract W x sum|x| (the image in [0,1], summed over pixels): the L1 constraint, which keeps "
+                   "only the pixels the objective needs. 0.3 makes the digits model's class images look like digits.")
 @click.option("--tv", type=finite(min=0), default=0.0, show_default=True, metavar="W",
               help="Subtract W x total variation (summed absolute differences of neighbouring pixels).")
 @click.option("--diversity", type=finite(min=0), default=0.0, show_default=True, metavar="W",
@@ -119,28 +100,28 @@ def _summary(result: MaximizeResult, name: str) -> str:
               help="Images per unit (default 1, or 4 with --diversity).")
 @click.option("--preset", type=click.Choice(list(PRESETS)), default="robust", show_default=True,
               help="robust: Fourier parametrization + colour decorrelation + random jitter/scale/rotate; "
-                   "plain: the seeds' method, gradient ascent on the pixels.")
+                   "plain: gradient ascent on the pixels themselves, clipped to [0, 1], no transforms.")
 @click.option("--steps", type=click.IntRange(min=1), default=256, show_default=True, help="Optimization steps.")
 @click.option("--lr", type=finite(min=0, min_open=True), default=None, help="Learning rate (default 0.05).")
 @click.option("--size", default=None, metavar="H[xW]", help="Image size (default: the model's input size).")
 @click.option("--batch", type=click.IntRange(min=1), default=64, show_default=True, metavar="N",
               help="At most N images per optimization pass; bigger requests run in chunks.")
-@click.option("--snapshots", default="", metavar="32,128,256", help="Also save the images after these steps.")
-@speed_options(precisions=("fp32", "bf16"))
+@snapshots_option(default=0)
+@speed_options()
 @shared
 @out_options
-@click.pass_context
+@gallery_command
 def command(
-    ctx: click.Context, model: str, weights: str, layer: str | None, units: str, objective: str, l1: float,
+    model: str, weights: str, layer: str | None, units: str, objective: str, l1: float,
     tv: float, diversity: float, per_unit: int | None, preset: str, steps: int, lr: float | None, size: str | None,
-    batch: int, snapshots: str, precision: str, channels_last: bool, device: str, seed: int, out: Path | None,
+    batch: int, snapshots: int, precision: str, channels_last: bool, device: str, seed: int, out: Path | None,
     force: bool,
 ) -> None:
     """Synthesize the images that maximize a layer's filters, neurons or classes.
 
-    Gradient ascent on the image with the network frozen (seed 003's "degree
-    of activation" of a filter: the sum of its feature map). One image per
-    unit; a whole layer renders in one batch. Writes a gallery: one PNG per
+    Gradient ascent on the image with the network frozen, for a filter's
+    "degree of activation": the sum of its feature map. One image per unit; a
+    whole layer renders in one batch. Writes a gallery: one PNG per
     unit, a captioned contact sheet (a = degree of activation), index.html
     and manifest.json with the score of every image.
 
@@ -148,17 +129,16 @@ def command(
     Examples:
       probe maximize --layer conv2                         the 50 conv2 filters of digits
       probe maximize --objective class                     the 10 digit classes: cluttered
-      probe maximize --objective class --l1 0.3            ... with seed 003's L1 constraint: digits
-      probe maximize --objective class --preset plain      the seeds' pixel method: noise-like
-      probe maximize --layer conv2 --units 0-7 --preset plain --snapshots 32,128
+      probe maximize --objective class --l1 0.3            ... under the L1 constraint: digits
+      probe maximize --objective class --preset plain      plain pixel ascent: noise-like
+      probe maximize --layer conv2 --units 0-3,7 --preset plain --snapshots 2
       probe maximize --model shapes --layer conv3_1 --units 0-15
       probe maximize --model googlenet --layer inception4a --units 0-15 --size 128
     """
-    snapshot_steps = _snapshot_steps(snapshots)
     image_size = _size(size)
     loaded = load_model_from_options(model, weights, device, seed)
     info = _target_layer(loaded, objective, layer, image_size)
-    chosen = O.parse_units(units, info.units, info.name)
+    chosen = O.parse_units(",".join(units), info.units, info.name)
     copies = per_unit or (4 if diversity > 0 else 1)
     expanded = [unit for unit in chosen for _ in range(copies)]
     if objective == "channel":
@@ -175,10 +155,9 @@ def command(
         target = target + diversity * O.diversity(info.name, group=copies)
     destination = check_out_dir(out, Path("runs") / f"maximize-{slug(loaded.name)}-{slug(info.name)}", force=force)
     height_width = image_size or loaded.preprocess.input_size
-    click.echo(
+    note(
         f"maximize {target.name} on {loaded.name} ({loaded.weights} weights): {len(expanded)} image(s) of "
-        f"{height_width[0]}x{height_width[1]}, preset {preset}, {steps} steps, on {loaded.device}",
-        err=True,
+        f"{height_width[0]}x{height_width[1]}, preset {preset}, {steps} steps, on {loaded.device}"
     )
     with progress_bar(steps, f"{info.name}") as bar:
 
@@ -190,14 +169,13 @@ def command(
 
         result = maximize(
             loaded, target, steps=steps, lr=lr, preset=preset, image_size=image_size, batch=batch,
-            snapshots=snapshot_steps, progress=progress, seed=seed, precision=precision,
+            snapshots=snapshot_steps(steps, snapshots), progress=progress, seed=seed, precision=precision,
             channels_last=channels_last,
         )  # fmt: skip
     folder = result.save(
         destination,
-        cli=_invocation(ctx),
         **loaded.describe(),
-        units=units,
+        units=",".join(units),
         options={"l1": l1, "tv": tv, "diversity": diversity, "per_unit": copies},
     )
     diverged = result.settings.get("diverged")

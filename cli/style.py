@@ -2,21 +2,23 @@
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable
 from pathlib import Path
 
 import click
 
 from probe.cli.common import (
     ProbeCommand,
+    complete_layer,
     echo_done,
     fail_if_diverged,
+    gallery_command,
+    list_option,
     model_options,
     out_options,
     load_model_from_options,
     progress_bar,
     shared,
+    snapshots_option,
     speed_options,
 )
 from probe.cli.types import finite
@@ -33,27 +35,6 @@ from probe.style import (
 )
 
 
-def _split(values: tuple[str, ...]) -> list[str] | None:
-    """Repeated and/or comma-separated option values -> one list (None when not given)."""
-    items = [item.strip() for value in values for item in value.split(",") if item.strip()]
-    return items or None
-
-
-def _numbers(values: tuple[str, ...] | str | None, kind: Callable[[str], float], param: str) -> list | None:
-    if values is None:
-        return None
-    items = _split((values,) if isinstance(values, str) else values)
-    if items is None:
-        return None
-    try:
-        numbers = [kind(item) for item in items]
-        if not all(math.isfinite(number) for number in numbers):
-            raise ValueError
-        return numbers
-    except ValueError:
-        raise ProbeUsageError(f"expected comma-separated numbers, each finite; got {','.join(items)!r}", param=param) from None
-
-
 def _stem(source: str) -> str:
     return slug(source.split(":", 1)[1] if source.startswith("skimage:") else Path(source).stem)
 
@@ -62,22 +43,22 @@ def _stem(source: str) -> str:
 @click.argument("content")
 @click.argument("styles", nargs=-1, required=True, metavar="STYLE [STYLE...]")
 @model_options(default="vgg19", help_extra=" Offline: --model shapes (embedded RGB model) or --weights PATH.")
-@click.option("--content-layer", "content_layer", multiple=True, metavar="NAME[,NAME]",
-              help="Content layer(s): relu4_2, conv4_2, ... (VGG names) or dotted module names. "
-                   "[default: relu4_2, or a deep ReLU the model has]")
-@click.option("--style-layer", "style_layer", multiple=True, metavar="NAME[,NAME]",
-              help="Style layer(s). [default: relu1_1,relu2_1,relu3_1,relu4_1,relu5_1, or the first ReLU "
-                   "of each block the model has]")
-@click.option("--style-layer-weight", "style_layer_weight", multiple=True, metavar="W[,W]",
-              help="One weight per style layer (normalized to sum 1). [default: equal]")
+@list_option("--content-layer", "content_layer", metavar="NAME", shell_complete=complete_layer,
+             help="Content layer(s): relu4_2, conv4_2, ... (VGG names) or dotted module names. "
+                  "[default: relu4_2, or a deep ReLU the model has]")
+@list_option("--style-layer", "style_layer", metavar="NAME", shell_complete=complete_layer,
+             help="Style layer(s). [default: relu1_1,relu2_1,relu3_1,relu4_1,relu5_1, or the first ReLU "
+                  "of each block the model has]")
+@list_option("--style-layer-weight", "style_layer_weight", item=finite(), metavar="W",
+             help="One weight per style layer (normalized to sum 1). [default: equal]")
 @click.option("--content-weight", type=finite(min=0), default=DEFAULT_CONTENT_WEIGHT, show_default=True,
               help="Weight of the content loss.")
 @click.option("--style-weight", type=finite(min=0), default=DEFAULT_STYLE_WEIGHT, show_default=True,
               help="Weight of the style loss (each layer's loss is relative to its target, so one weight fits every model).")
 @click.option("--tv-weight", type=finite(min=0), default=DEFAULT_TV_WEIGHT, show_default=True,
               help="Weight of the total-variation (smoothness) loss.")
-@click.option("--style-blend", "style_blend", default=None, metavar="W,W,...",
-              help="One weight per style image, e.g. 0.7,0.3 (normalized to sum 1). [default: equal]")
+@list_option("--style-blend", "style_blend", item=finite(), metavar="W",
+             help="One weight per style image, e.g. 0.7,0.3 (normalized to sum 1). [default: equal]")
 @click.option("--style-scale", type=finite(min=0, min_open=True), default=1.0, show_default=True,
               help="Style images are resized to this times the content's size: larger, bigger strokes.")
 @click.option("--init", default="content", show_default=True, metavar="content|random|PATH",
@@ -94,25 +75,25 @@ def _stem(source: str) -> str:
 @click.option("--original-colors", is_flag=True, help="Keep the content's colours (transfer luminance only).")
 @click.option("--pooling", type=click.Choice(["max", "avg"]), default="max", show_default=True,
               help="avg swaps max pools for average pools (in a weight-sharing copy; the model is not changed).")
-@click.option("--scales", default=None, metavar="N,N,...",
-              help="Multiscale, e.g. 256,512: each scale's result initializes the next (overrides --size).")
-@click.option("--snapshots", type=click.IntRange(min=0), default=4, show_default=True,
-              help="Intermediate images to keep in the gallery.")
+@list_option("--scales", item=int, metavar="N",
+             help="Multiscale, e.g. 256,512: each scale's result initializes the next (overrides --size).")
+@snapshots_option(default=4)
 @speed_options()
 @shared
 @out_options
+@gallery_command
 def command(
     content: str,
     styles: tuple[str, ...],
     model: str,
     weights: str,
-    content_layer: tuple[str, ...],
-    style_layer: tuple[str, ...],
-    style_layer_weight: tuple[str, ...],
+    content_layer: list[str] | None,
+    style_layer: list[str] | None,
+    style_layer_weight: list[float] | None,
     content_weight: float,
     style_weight: float,
     tv_weight: float,
-    style_blend: str | None,
+    style_blend: list[float] | None,
     style_scale: float,
     init: str,
     optimizer: str,
@@ -121,7 +102,7 @@ def command(
     size: str | None,
     original_colors: bool,
     pooling: str,
-    scales: str | None,
+    scales: list[int] | None,
     snapshots: int,
     precision: str,
     channels_last: bool,
@@ -152,9 +133,6 @@ def command(
       probe style photo.jpg starry.jpg --content-layer conv4_2 --style-layer relu1_1,relu3_1
     """
     parsed_size = None if size is None else parse_size(size)
-    parsed_scales = _numbers(scales, int, "scales")
-    blend = _numbers(style_blend, float, "style_blend")
-    layer_weights = _numbers(style_layer_weight, float, "style_layer_weight")
     try:
         loaded = load_model_from_options(model, weights, device, seed)
     except ProbeUsageError as error:
@@ -167,7 +145,7 @@ def command(
         ) from None
     what = "-".join([_stem(content), *(_stem(s) for s in styles[:2])])
     destination = check_out_dir(out, Path("runs") / f"style-{slug(model)}-{what}", force=force)
-    total = steps * (len(parsed_scales) if parsed_scales else 1)
+    total = steps * (len(scales) if scales else 1)
     with progress_bar(total, f"style {model}") as bar:
         def progress(step: int, total_steps: int, metrics: dict[str, float]) -> None:
             bar.update(step - bar.n)
@@ -178,13 +156,13 @@ def command(
             loaded,
             content,
             list(styles),
-            content_layers=_split(content_layer),
-            style_layers=_split(style_layer),
-            style_layer_weights=layer_weights,
+            content_layers=content_layer,
+            style_layers=style_layer,
+            style_layer_weights=style_layer_weight,
             content_weight=content_weight,
             style_weight=style_weight,
             tv_weight=tv_weight,
-            style_blend=blend,
+            style_blend=style_blend,
             style_scale=style_scale,
             init=init,
             optimizer=optimizer,  # type: ignore[arg-type]
@@ -193,7 +171,7 @@ def command(
             size=parsed_size,
             original_colors=original_colors,
             pooling=pooling,  # type: ignore[arg-type]
-            scales=parsed_scales,
+            scales=scales,
             snapshots=snapshots,
             progress=progress,
             seed=seed,

@@ -8,7 +8,7 @@ import click
 import torch
 
 from probe import __version__, zoo
-from probe.cli.common import ProbeCommand, echo_done, out_options, progress_bar, seed_option
+from probe.cli.common import ProbeCommand, echo_done, gallery_command, out_options, progress_bar, seed_option
 from probe.gallery import Gallery, check_out_dir
 
 
@@ -17,6 +17,7 @@ from probe.gallery import Gallery, check_out_dir
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="Training epochs (default: the model's own).")
 @seed_option
 @out_options
+@gallery_command
 def command(name: str, epochs: int | None, seed: int, out: Path | None, force: bool) -> None:
     """Train the embedded zoo model NAME (digits, lenet5, xo, shapes) on the CPU.
 

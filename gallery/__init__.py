@@ -7,7 +7,9 @@ CLI and the notebook helpers turn tensors into PIL images first.
 from probe.gallery.html import render_collection_page, render_run_page
 from probe.gallery.outdir import MARKER, OutDir, check_out_dir
 from probe.gallery.sheet import contact_sheet
-from probe.gallery.writer import MANIFEST, Gallery, slug, write_collection_index
+from probe.gallery.stamp import recording_invocation, run_stamp
+from probe.gallery.writer import MANIFEST, Gallery, slug
+from probe.gallery.collection import write_collection_index
 
 __all__ = [
     "Gallery",
@@ -16,8 +18,10 @@ __all__ = [
     "OutDir",
     "check_out_dir",
     "contact_sheet",
+    "recording_invocation",
     "render_collection_page",
     "render_run_page",
+    "run_stamp",
     "slug",
     "write_collection_index",
 ]

@@ -17,21 +17,20 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from PIL import Image
 
-from probe.errors import ProbeRuntimeError, ProbeUsageError
-from probe.gallery.html import render_collection_page, render_run_page
-from probe.gallery.outdir import MARKER, read_marker, write_marker
+from probe.errors import ProbeUsageError
+from probe.gallery.html import index_above, render_run_page
+from probe.gallery.outdir import MARKER
 from probe.gallery.sheet import contact_sheet
+from probe.gallery.stamp import run_stamp
 
-__all__ = ["Gallery", "slug", "write_collection_index", "MANIFEST"]
+__all__ = ["Gallery", "slug", "MANIFEST"]
 
 MANIFEST = "manifest.json"
 
@@ -146,6 +145,7 @@ class Gallery:
             **fields: more run-level manifest fields (final losses, timings, ...).
         """
         self.fields.update(fields)
+        stamp = run_stamp(self.fields)
         sheets = []
         by_file = dict(zip((item["file"] for item in self.items), self._images))
         for section, items in self.sections():
@@ -164,6 +164,7 @@ class Gallery:
         manifest = {
             "command": self.command,
             "version": self.version,
+            **stamp,
             **self.fields,
             "items": self.items,
             "sheets": [sheet["file"] for sheet in sheets],
@@ -174,88 +175,11 @@ class Gallery:
         small = bool(self._images) and max(max(image.size) for image in self._images) < 96
         page = render_run_page(
             self.title,
-            {k: v for k, v in self.fields.items() if not isinstance(v, (list, dict)) or len(str(v)) < 200},
+            {**{k: v for k, v in self.fields.items() if not isinstance(v, (list, dict)) or len(str(v)) < 200}, **stamp},
             self.sections(),
             sheets + self.extras,
             small_images=small,
+            index=index_above(self.folder),
         )
         (self.folder / "index.html").write_text(page, encoding="utf-8")
         return manifest_path
-
-
-def _check_index_destination(root: Path, page: Path) -> None:
-    """Refuse to write ``root/index.html`` anywhere but where ``probe gallery`` wrote it before, or where none is."""
-    if _is_gallery(root) or read_marker(root, "gallery") is not None:
-        raise ProbeUsageError(
-            f"{str(root)!r} is one run's gallery and its index.html is that run's page; "
-            "index the folder that holds the runs instead (probe gallery runs)",
-            param="folder",
-        )
-    ours = read_marker(root, "index")
-    if os.path.lexists(page) and (ours is None or "index.html" not in ours["files"] or page.is_symlink()):
-        raise ProbeUsageError(
-            f"{str(page)!r} was not written by probe gallery; refusing to overwrite it -- "
-            "move it away, or index another folder",
-            param="folder",
-        )
-    if ours is None and os.path.lexists(root / MARKER):
-        raise ProbeUsageError(f"{str(root / MARKER)!r} is not a cnn-probe marker; refusing to overwrite it", param="folder")
-
-
-def _replace_file(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` whole or not at all: into a hidden temporary file, then renamed over ``path``."""
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.partial-", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(text)
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, path)
-    except BaseException:
-        os.unlink(temporary)
-        raise
-
-
-def write_collection_index(root: str | Path, *, title: str | None = None) -> tuple[Path, int]:
-    """Write ``root/index.html`` linking every gallery found below ``root``.
-
-    The page is written only where ``probe gallery`` wrote it before (``root``'s
-    :data:`~probe.gallery.outdir.MARKER` of kind ``"index"`` lists it) or where
-    there is no ``index.html`` yet; never over a user's page or over a run's own
-    page. It replaces the old page in one rename.
-
-    Returns:
-        The page's path and the number of runs it links.
-
-    Raises:
-        ProbeUsageError: ``root`` is not a folder, is a run's gallery, or holds
-            an ``index.html`` that ``probe gallery`` did not write (nothing is written).
-    """
-    root = Path(root)
-    if not root.is_dir():
-        raise ProbeUsageError(f"{str(root)!r} is not a folder", param="folder")
-    page = root / "index.html"
-    _check_index_destination(root, page)
-    runs = []
-    for manifest_path in sorted(root.rglob(MANIFEST)):
-        folder = manifest_path.parent
-        if folder == root or not _is_gallery(folder) or any(part.startswith(".") for part in folder.relative_to(root).parts):
-            continue  # hidden: a staging folder being written, or one left by a crash
-        manifest = json.loads(manifest_path.read_text())
-        relative = folder.relative_to(root).as_posix()
-        sheets = manifest.get("sheets") or []
-        thumbnail = f"{relative}/{sheets[0]}" if sheets else None
-        keys = ("model", "layer", "layers", "objective", "steps", "seed")
-        runs.append(
-            {
-                "link": f"{relative}/index.html",
-                "thumbnail": thumbnail,
-                "caption": f"{manifest['command']}: {relative}",
-                "fields": {k: manifest[k] for k in keys if k in manifest},
-            }
-        )
-    try:
-        _replace_file(page, render_collection_page(title or f"cnn-probe runs in {root.name}", runs))
-        write_marker(root, ["index.html"], "index")
-    except OSError as error:
-        raise ProbeRuntimeError(f"could not write {str(page)!r}: {error.strerror or error}") from None
-    return page, len(runs)

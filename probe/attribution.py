@@ -88,6 +88,13 @@ class Attribution(GalleryResult):
     skipped: dict[str, str] = field(default_factory=dict)
     options: dict[str, Any] = field(default_factory=dict)
 
+    def __repr__(self) -> str:
+        skipped = f", skipped {', '.join(self.skipped)}" if self.skipped else ""
+        return (
+            f"Attribution({self.model}: target {self.target} ({self.target_label}), prediction {self.prediction}, "
+            f"methods {', '.join(self.heatmaps) or 'none'}{skipped}; image {tuple(self.image.shape)})"
+        )
+
 class _Normalized(nn.Module):
     """``image in [0, 1] -> logits``: the model with its normalization, as captum's forward function."""
 

@@ -140,6 +140,14 @@ class DreamResult(GalleryResult):
     model: str = ""
     seconds: float = 0.0
 
+    def __repr__(self) -> str:
+        layers = ", ".join(self.layer_objectives) or "?"
+        return (
+            f"DreamResult({self.model} {layers}: image {tuple(self.image.shape)}, objective "
+            f"{self.objective_before:.4g} -> {self.objective_after:.4g}, {len(self.octaves)} octave(s), "
+            f"{len(self.frames)} frame(s), {self.seconds:.1f}s)"
+        )
+
     @property
     def octave_sizes(self) -> list[tuple[int, int]]:
         """``(H, W)`` of each octave, smallest first."""

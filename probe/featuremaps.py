@@ -85,6 +85,11 @@ class FeatureMaps(GalleryResult):
     prediction: Prediction | None = None
     top: int | None = None
 
+    def __repr__(self) -> str:
+        layers = ", ".join(f"{name} {tuple(maps.shape)}" for name, maps in self.maps.items())
+        prediction = f"; prediction {self.prediction}" if self.prediction is not None else ""
+        return f"FeatureMaps({self.model}: {len(self.maps)} layer(s): {layers}{prediction})"
+
 def _ordered(degree: torch.Tensor, top: int | None, limit: int | None) -> torch.Tensor:
     if top is not None:
         return degree.argsort(descending=True, stable=True)[:top]

@@ -96,6 +96,9 @@ class Prediction:
     def __str__(self) -> str:
         return f"{self.label} ({100 * float(self.probabilities[self.index]):.1f}%)"
 
+    def __repr__(self) -> str:
+        return f"Prediction({self}, {len(self.labels)} classes)"
+
 
 def predict(loaded: LoadedModel, output: Any) -> Prediction | None:
     """Turn the model's output for a batch of one into a :class:`Prediction` (None if not ``(1, K)``)."""

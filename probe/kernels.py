@@ -57,6 +57,10 @@ class Filters(GalleryResult):
     view: str
     norms: torch.Tensor
 
+    def __repr__(self) -> str:
+        shape = "x".join(str(size) for size in self.weight.shape[1:])
+        return f"Filters({self.model} {self.layer}: {self.weight.shape[0]} kernels {shape}, view {self.view})"
+
 def filters(model: str | nn.Module | LoadedModel, layer: str | None = None, *, view: str = "auto") -> Filters:
     """The kernels of convolution ``layer`` of ``model``.
 

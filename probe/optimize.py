@@ -82,7 +82,7 @@ PRESETS: dict[str, Preset] = {
     ),
     "plain": Preset(
         "plain", "pixel", {"squash": "clip"}, False, 0.05,
-        "the seeds' method: gradient ascent on the pixels, clipped to [0, 1], no transforms",
+        "gradient ascent on the pixels themselves, clipped to [0, 1], no transforms",
     ),
 }
 

@@ -87,7 +87,7 @@ def test_unreadable_image_exits_2(runner, tmp_path):
 
 
 def test_parse_channels():
-    assert parse_channels("0-3,7, 9") == [0, 1, 2, 3, 7, 9]
+    assert parse_channels(["0-3", "7", "9"]) == [0, 1, 2, 3, 7, 9]
     assert parse_channels(None) is None
     with pytest.raises(ProbeUsageError):
-        parse_channels("3-1")
+        parse_channels(["3-1"])

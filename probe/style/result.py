@@ -54,6 +54,13 @@ class StyleResult(GalleryResult):
     content_label: str = "content"
     style_labels: list[str] = field(default_factory=list)
 
+    def __repr__(self) -> str:
+        styles = ", ".join(self.style_labels) or f"{len(self.styles)} style(s)"
+        return (
+            f"StyleResult({self.model}: {self.content_label} in the style of {styles}, image {tuple(self.image.shape)}, "
+            f"style loss {self.style_ratio:.2%} of the content's, {len(self.snapshots)} snapshot(s), {self.seconds:.1f}s)"
+        )
+
     @property
     def style_ratio(self) -> float:
         """Final style loss / style loss of the content image (0.05 = 5%)."""

@@ -1,0 +1,158 @@
+"""``probe gallery``: one page over every run below a folder, newest first, with thumbnails that can be read."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from probe.errors import ProbeRuntimeError, ProbeUsageError
+from probe.gallery.html import SMALL_IMAGE, render_collection_page, with_index_link
+from probe.gallery.outdir import MARKER, read_marker, write_marker
+from probe.gallery.writer import MANIFEST, _is_gallery
+
+__all__ = ["write_collection_index", "run_card"]
+
+THUMBNAILS = 4
+"""Images shown on a run's card: its first items, at a size one can read (not a shrunk contact sheet)."""
+
+CARD_FIELDS = ("model", "weights", "layer", "layers", "objective", "preset", "L1", "methods", "content", "styles",
+               "steps", "epochs", "test_accuracy", "seed")
+"""What tells runs apart on their cards, in this order (when the manifest has it)."""
+
+def _thumbnails(manifest: Mapping[str, Any]) -> list[str]:
+    items = [item for item in manifest.get("items") or [] if isinstance(item, Mapping) and item.get("kind") != "scale"]
+    first = items[0].get("section", "") if items else ""
+    files = [item["file"] for item in items if item.get("section", "") == first][:THUMBNAILS]
+    if not files:  # train: its loss plot; else the contact sheet itself
+        files = [extra["file"] for extra in manifest.get("extras") or [] if isinstance(extra, Mapping)][:1]
+    return files or list(manifest.get("sheets") or [])[:1]
+
+
+def _is_small(path: Path) -> bool:
+    try:
+        with Image.open(path) as image:
+            return max(image.size) < SMALL_IMAGE
+    except (OSError, ValueError):
+        return False
+
+
+def _created(manifest: Mapping[str, Any], manifest_path: Path) -> str:
+    created = manifest.get("created")
+    if isinstance(created, str) and created:
+        return created
+    stamp = datetime.fromtimestamp(manifest_path.stat().st_mtime, tz=timezone.utc)  # older runs: the file's time
+    return stamp.isoformat(timespec="seconds")
+
+
+def run_card(manifest: Mapping[str, Any], manifest_path: Path, root: Path) -> dict[str, Any]:
+    """What :func:`~probe.gallery.html.render_collection_page` shows for one run (paths relative to ``root``)."""
+    folder = manifest_path.parent
+    relative = folder.relative_to(root).as_posix()
+    values = dict(manifest)
+    l1 = (manifest.get("options") or {}).get("l1") if isinstance(manifest.get("options"), Mapping) else None
+    if isinstance(l1, (int, float)) and l1 > 0:
+        values["L1"] = l1
+    thumbnails = _thumbnails(manifest)
+    weights = str(manifest.get("weights", ""))
+    return {
+        "link": f"{relative}/index.html",
+        "name": relative,
+        "command": str(manifest.get("command", "")),
+        "created": _created(manifest, manifest_path),
+        "thumbnails": [f"{relative}/{file}" for file in thumbnails],
+        "small": bool(thumbnails) and _is_small(folder / thumbnails[0]),
+        "badges": ["random weights"] if weights.lower().startswith("random") else [],
+        "fields": {key: values[key] for key in CARD_FIELDS if values.get(key) not in (None, "", [])},
+    }
+
+
+def _link_back(folder: Path, root: Path) -> None:
+    """Give a run page written before the collection page its link back (the page is cnn-probe's own)."""
+    page = folder / "index.html"
+    ours = read_marker(folder, "gallery")
+    if ours is None or "index.html" not in ours["files"] or page.is_symlink():
+        return  # not a page cnn-probe wrote: never touched
+    try:
+        text = page.read_text(encoding="utf-8")
+    except OSError:
+        return
+    linked = with_index_link(text, "../" * len(folder.relative_to(root).parts) + "index.html")
+    if linked != text:
+        _replace_file(page, linked)
+
+
+def _check_index_destination(root: Path, page: Path) -> None:
+    """Refuse to write ``root/index.html`` anywhere but where ``probe gallery`` wrote it before, or where none is."""
+    if _is_gallery(root) or read_marker(root, "gallery") is not None:
+        raise ProbeUsageError(
+            f"{str(root)!r} is one run's gallery and its index.html is that run's page; "
+            "index the folder that holds the runs instead (probe gallery runs)",
+            param="folder",
+        )
+    ours = read_marker(root, "index")
+    if os.path.lexists(page) and (ours is None or "index.html" not in ours["files"] or page.is_symlink()):
+        raise ProbeUsageError(
+            f"{str(page)!r} was not written by probe gallery; refusing to overwrite it -- "
+            "move it away, or index another folder",
+            param="folder",
+        )
+    if ours is None and os.path.lexists(root / MARKER):
+        raise ProbeUsageError(f"{str(root / MARKER)!r} is not a cnn-probe marker; refusing to overwrite it", param="folder")
+
+
+def _replace_file(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` whole or not at all: into a hidden temporary file, then renamed over ``path``."""
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.partial-", dir=path.parent)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            stream.write(text)
+        os.chmod(temporary, 0o644)
+        os.replace(temporary, path)
+    except BaseException:
+        os.unlink(temporary)
+        raise
+
+
+def write_collection_index(root: str | Path, *, title: str | None = None) -> tuple[Path, int]:
+    """Write ``root/index.html`` linking every gallery found below ``root``, newest first.
+
+    Run pages that do not link back to the index yet get the link (only pages
+    their gallery's marker says cnn-probe wrote). The index is written only where
+    ``probe gallery`` wrote it before (``root``'s :data:`~probe.gallery.outdir.MARKER`
+    of kind ``"index"`` lists it) or where there is no ``index.html`` yet; never
+    over a user's page or over a run's own page. It replaces the old page in one rename.
+
+    Returns:
+        The page's path and the number of runs it links.
+
+    Raises:
+        ProbeUsageError: ``root`` is not a folder, is a run's gallery, or holds
+            an ``index.html`` that ``probe gallery`` did not write (nothing is written).
+        ProbeRuntimeError: the page could not be written (disk full, read-only).
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise ProbeUsageError(f"{str(root)!r} is not a folder", param="folder")
+    page = root / "index.html"
+    _check_index_destination(root, page)
+    runs = []
+    for manifest_path in sorted(root.rglob(MANIFEST)):
+        folder = manifest_path.parent
+        if folder == root or not _is_gallery(folder) or any(part.startswith(".") for part in folder.relative_to(root).parts):
+            continue  # hidden: a staging folder being written, or one left by a crash
+        runs.append(run_card(json.loads(manifest_path.read_text()), manifest_path, root))
+        _link_back(folder, root)
+    runs.sort(key=lambda run: run["created"], reverse=True)
+    try:
+        _replace_file(page, render_collection_page(title or f"cnn-probe runs in {root.resolve().name}", runs))
+        write_marker(root, ["index.html"], "index")
+    except OSError as error:
+        raise ProbeRuntimeError(f"could not write {str(page)!r}: {error.strerror or error}") from None
+    return page, len(runs)

@@ -1,0 +1,52 @@
+"""The wheel holds what users need (the three packages under ``probe``, the zoo's weights, the license) and
+nothing else; its metadata says MIT as an SPDX expression. Built from a copy of the sources, offline."""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _setuptools_is_new_enough() -> bool:
+    if importlib.util.find_spec("setuptools") is None or importlib.util.find_spec("pip") is None:
+        return False
+    import setuptools
+
+    return int(setuptools.__version__.split(".")[0]) >= 77
+
+
+@pytest.mark.skipif(not _setuptools_is_new_enough(), reason="needs pip and setuptools>=77 (no build isolation offline)")
+def test_the_wheel_holds_the_packages_weights_and_license(tmp_path):
+    source = tmp_path / "src"
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info")
+    for folder in ("probe", "cli", "gallery"):
+        shutil.copytree(ROOT / folder, source / folder, ignore=ignore)
+    for file in ("pyproject.toml", "README.md", "LICENSE"):
+        shutil.copy2(ROOT / file, source / file)
+    build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index",
+                            "-q", "-w", str(tmp_path / "dist"), str(source)], capture_output=True, text=True, timeout=240)
+    assert build.returncode == 0, build.stderr[-2000:]
+    [wheel] = (tmp_path / "dist").glob("cnn_probe-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        names = archive.namelist()
+        info = next(name.split("/")[0] for name in names if name.endswith(".dist-info/METADATA"))
+        metadata = archive.read(f"{info}/METADATA").decode()
+        entry_points = archive.read(f"{info}/entry_points.txt").decode()
+    tops = {name.split("/")[0] for name in names}
+    assert tops == {"probe", info}  # cli/ and gallery/ live under probe/, no tests or benchmarks
+    for needed in ("probe/__init__.py", "probe/cli/main.py", "probe/cli/common.py", "probe/gallery/html.py",
+                   "probe/gallery/collection.py", "probe/gallery/stamp.py", "probe/style/transfer.py",
+                   "probe/reports/maximize.py", f"{info}/licenses/LICENSE"):
+        assert needed in names, needed
+    assert len([name for name in names if name.startswith("probe/zoo/weights/") and name.endswith(".pt")]) == 4
+    assert "License-Expression: MIT" in metadata and "License-File: LICENSE" in metadata
+    assert "Classifier: Topic :: Scientific/Engineering :: Visualization" in metadata
+    assert "probe = probe.cli.main:cli" in entry_points

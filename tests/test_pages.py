@@ -1,0 +1,157 @@
+"""Run pages and the collection page: human formatting, sorting, filtering, zoom, dark mode, links back,
+readable thumbnails and flags; the script checked in headless Chromium where one is installed."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from probe.gallery import Gallery, write_collection_index
+from probe.gallery.html import human, render_run_page
+
+BROWSER = next((shutil.which(n) for n in ("chromium", "chromium-headless-shell", "chromium-browser", "google-chrome")
+                if shutil.which(n)), None)
+
+
+def browser_dom(page: Path, script: str) -> str:
+    """The DOM of ``page`` after ``script`` ran in it (headless Chromium, from file://)."""
+    copy = page.with_name("scripted-" + page.name)
+    copy.write_text(page.read_text().replace("</body>", f"<script>{script}</script></body>"))
+    run = subprocess.run([BROWSER, "--headless", "--disable-gpu", "--no-sandbox", "--virtual-time-budget=2000",
+                          "--dump-dom", copy.as_uri()], capture_output=True, text=True, timeout=90)
+    return run.stdout
+
+
+class Figures(HTMLParser):
+    """The figures of the grid ``grid_id`` in DOM order: their data attributes and whether hidden."""
+
+    def __init__(self, grid_id: str) -> None:
+        super().__init__()
+        self.grid_id, self.inside, self.depth, self.figures = grid_id, False, 0, []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        values = dict(attrs)
+        if tag == "div" and (self.inside or values.get("id") == self.grid_id):
+            self.inside, self.depth = True, self.depth + 1
+        elif self.inside and tag == "figure":
+            self.figures.append(values)
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "div" and self.inside:
+            self.depth -= 1
+            self.inside = self.depth > 0
+
+
+def figures(dom: str, grid_id: str) -> list[dict]:
+    parser = Figures(grid_id)
+    parser.feed(dom)
+    return parser.figures
+
+
+def scored_gallery(folder: Path, scores=(3.0, -1.0, 7.5, 0.25, 2.0), **fields) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    gallery = Gallery(folder, command="maximize", title="digits conv2",
+                      fields={"model": "digits", "weights": "shipped", "lr": 0.05000000000000001, "size": None,
+                              "layers": ["conv1", "conv2"], "options": {"l1": 0.3, "tv": None}, **fields},
+                      version="0")
+    for unit, score in enumerate(scores):
+        gallery.add(Image.new("L", (28, 28), unit * 40), f"conv2-{unit:03d}.png",
+                    f"conv2:{unit} {'odd' if unit % 2 else 'even'}", unit=unit, score=score)
+    gallery.write()
+    return folder / "index.html"
+
+
+def test_human_formatting():
+    assert human(None) == "\u2014" and human(True) == "yes" and human(0.05000000000000001) == "0.05"
+    assert human(123456.789) == "1.235e+05" and human(["conv1", "conv2"]) == "conv1, conv2"
+    assert human([[16, 16], [24, 24]]) == "(16, 16), (24, 24)" and human({"l1": 0.3, "tv": None}) == "l1: 0.3; tv: \u2014"
+    assert human([]) == "\u2014" and human(7) == "7"
+
+
+def test_run_page_has_no_python_reprs_and_has_controls_zoom_and_dark_mode(tmp_path):
+    page = scored_gallery(tmp_path / "run").read_text()
+    table = page[page.index('<table class="meta">'):page.index("</table>")]
+    for leak in ("None", "['", "{'", "0.05000000000000001", "True"):
+        assert leak not in table, leak
+    assert "conv1, conv2" in table and "l1: 0.3; tv: \u2014" in table
+    assert "prefers-color-scheme:dark" in page and 'id="lightbox"' in page and "image-rendering:pixelated" in page
+    assert 'class="zoom" href="conv2-002.png"' in page and 'data-score="7.5"' in page
+    assert '<option value="score:-1:n">' in page and "<nav>" not in page  # no index above: no link back
+
+
+def test_captions_and_fields_are_escaped(tmp_path):
+    page = render_run_page('<b>"t"</b>', {"<k>": "<script>x</script>"},
+                           [("<h>", [{"file": 'a"b.png', "caption": "<img onerror=x>", "score": 1.0}])])
+    assert "<script>x" not in page and "<img onerror" not in page and "&lt;img onerror=x&gt;" in page
+    assert 'href="a%22b.png"' in page and "&lt;b&gt;&quot;t&quot;&lt;/b&gt;" in page
+
+
+def test_collection_page_dates_thumbnails_cards_and_links_back(tmp_path):
+    root = tmp_path / "runs"
+    scored_gallery(root / "fc2", objective="class", preset="robust")
+    scored_gallery(root / "fc2-2", objective="class", preset="plain", weights="random")
+    train = root / "train-xo"
+    train.mkdir()
+    gallery = Gallery(train, command="train", title="train", fields={"model": "xo", "weights": "xo.pt"}, version="0")
+    gallery.add_extra("loss.png", "loss", image=Image.new("RGB", (300, 200), "white"))
+    gallery.write(test_accuracy=0.99)
+    manifests = {name: json.loads((root / name / "manifest.json").read_text()) for name in ("fc2", "fc2-2", "train-xo")}
+    (root / "fc2" / "manifest.json").write_text(json.dumps({**manifests["fc2"], "created": "2020-01-01T00:00:00+00:00"}))
+    old = {k: v for k, v in manifests["fc2-2"].items() if k != "created"}  # a run from before `created`
+    (root / "fc2-2" / "manifest.json").write_text(json.dumps(old))
+    os.utime(root / "fc2-2" / "manifest.json", (1.6e9, 1.6e9))  # 2020-09-13
+    index, count = write_collection_index(root)
+    page = index.read_text()
+    assert count == 3
+    cards = figures(page, "runs")
+    assert [card["data-name"] for card in cards] == ["train-xo", "fc2-2", "fc2"]  # newest first
+    assert cards[1]["data-created"].startswith("2020-09-13") and "2020-01-01 00:00" in page
+    assert 'src="train-xo/loss.png"' in page and 'src="fc2/conv2-000.png"' in page
+    assert "contact-sheet.png" not in page  # thumbnails are the images themselves, not a shrunk sheet
+    assert page.count('class="badge">random weights<') == 1 and "preset: plain" in page and "L1: 0.3" in page
+    assert 'class="small"' in page  # 28 px digits are drawn with crisp pixels
+    for name in ("fc2", "train-xo"):  # pages written before the index now link back to it
+        assert '<nav><a href="../index.html">' in (root / name / "index.html").read_text()
+    later = scored_gallery(root / "later")
+    assert '<nav><a href="../index.html">' in later.read_text()  # and new runs link at once
+
+
+@pytest.mark.skipif(BROWSER is None, reason="no Chromium installed")
+def test_run_page_sorts_filters_and_zooms_in_chromium(tmp_path):
+    page = scored_gallery(tmp_path / "run")
+    script = """
+      var select = document.querySelector('.controls select');
+      select.value = 'score:-1:n'; select.dispatchEvent(new Event('change', {bubbles: true}));
+      document.querySelector('a.zoom[href="conv2-002.png"]').click();
+      document.body.setAttribute('data-box', document.getElementById('lightbox').hidden ? 'hidden' : 'shown');
+      document.body.setAttribute('data-big', document.querySelector('#lightbox img').getAttribute('src'));
+      var box = document.querySelector('.controls input');
+      box.value = 'odd'; box.dispatchEvent(new Event('input', {bubbles: true}));
+    """
+    dom = browser_dom(page, script)
+    shown = figures(dom, "grid-0")
+    assert [float(f["data-score"]) for f in shown] == [7.5, 3.0, 2.0, 0.25, -1.0]
+    assert [f["data-order"] for f in shown if "hidden" not in f] == ["3", "1"]  # the odd units, by score
+    assert 'data-box="shown"' in dom and 'data-big="conv2-002.png"' in dom
+    assert re.search(r'class="count">2 of 5<', dom)
+
+
+@pytest.mark.skipif(BROWSER is None, reason="no Chromium installed")
+def test_collection_page_sorts_by_name_and_command_in_chromium(tmp_path):
+    root = tmp_path / "runs"
+    for name in ("b-run", "a-run", "c-run"):
+        scored_gallery(root / name)
+    index, _ = write_collection_index(root)
+    dom = browser_dom(index, """
+      var select = document.querySelector('.controls select');
+      select.value = 'name:1:s'; select.dispatchEvent(new Event('change', {bubbles: true}));
+    """)
+    assert [card["data-name"] for card in figures(dom, "runs")] == ["a-run", "b-run", "c-run"]
