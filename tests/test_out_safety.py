@@ -366,6 +366,18 @@ def test_a_read_only_parent_is_one_line(runner, in_tmp):
         parent.chmod(0o755)
 
 
+def test_an_unwritable_parent_is_refused_before_the_run(runner, in_tmp, monkeypatch):
+    from probe.gallery import outdir
+
+    locked = in_tmp / "locked"
+    locked.mkdir()
+    real_access = os.access
+    monkeypatch.setattr(outdir.os, "access", lambda path, mode: Path(path) != locked and real_access(path, mode))
+    monkeypatch.setattr(maximize_cli, "maximize", lambda *a, **k: pytest.fail("the run started"))
+    line = one_error_line(runner.invoke(cli, [*TINY_MAXIMIZE, "--out", str(locked / "out")]), 1)
+    assert "permission denied" in line and "choose another --out" in line and list(locked.iterdir()) == []
+
+
 # 9. Destinations that cannot be folders are refused before the run, creating nothing.
 
 
