@@ -238,8 +238,11 @@ def _swap(first: Path, second: Path) -> None:
     os.rename(aside, first)
 
 
-def _move_into_claimed(staging: Path, claimed: Path) -> bool:
-    """Rename ``staging`` onto the empty folder ``claimed``; False when ``claimed`` gained a file meanwhile."""
+def _move_into_claimed(staging: Path, claimed: Path, *, ours: bool) -> bool:
+    """Rename ``staging`` onto the empty folder ``claimed``; False when ``claimed`` gained a file meanwhile.
+
+    ``ours``: this write made ``claimed`` (by ``mkdir``), so it removes it again when the rename fails.
+    """
     try:
         os.rename(staging, claimed)  # POSIX: replaces an empty folder, fails on a non-empty one
         return True
@@ -250,7 +253,29 @@ def _move_into_claimed(staging: Path, claimed: Path) -> bool:
             return True
         if error.errno in (errno.ENOTEMPTY, errno.EEXIST):
             return False
+        if ours:
+            try:
+                claimed.rmdir()
+            except OSError:
+                pass
         raise
+
+
+def _discard(staging: Path) -> None:
+    """Remove a staging folder after a failure, never a file cnn-probe did not write.
+
+    Until the swap it holds the unfinished gallery (its marker, if any, carries
+    the staging folder's own name): all of it goes. After a swap it holds the old
+    gallery: only the files the old marker lists go.
+    """
+    marker = read_marker(staging, "gallery")
+    if marker is None or marker.get("id") == staging.name:
+        shutil.rmtree(staging, ignore_errors=True)
+        return
+    try:
+        _delete_listed(staging, marker)
+    except OSError:
+        pass
 
 
 def _delete_listed(folder: Path, marker: dict[str, Any]) -> None:
@@ -258,11 +283,12 @@ def _delete_listed(folder: Path, marker: dict[str, Any]) -> None:
 
     Only files found inside ``folder`` are candidates, so a marker naming ``../x`` deletes nothing outside.
     """
-    listed = set(marker["files"]) | {MARKER}
+    listed = set(marker["files"])
     files, folders = _walk(folder)
     for name in files:
-        if name in listed:
+        if name in listed and name != MARKER:
             (folder / name).unlink()
+    (folder / MARKER).unlink(missing_ok=True)  # last: an interrupted clean-up still knows what is whose
     for sub in sorted(folders, key=lambda p: -p.count("/")):
         try:
             (folder / sub).rmdir()
@@ -316,8 +342,8 @@ class OutDir:
             final = self._swap_in(staging, target)
             staging = None
         except BaseException as error:
-            if staging is not None:  # the unfinished gallery, or (interrupted after a swap) the old one's listed files
-                shutil.rmtree(staging, ignore_errors=True)
+            if staging is not None:
+                _discard(staging)
             for folder in reversed(created):
                 try:
                     folder.rmdir()
@@ -357,10 +383,11 @@ class OutDir:
         reason = "another run created it"
         try:
             target.mkdir()
+            made = True
         except FileExistsError:
-            pass
+            made = False
         if target.is_dir() and not target.is_symlink():
-            if not any(target.iterdir()) and _move_into_claimed(staging, target):
+            if not any(target.iterdir()) and _move_into_claimed(staging, target, ours=made):
                 return target
             if self.force and self.replaces is not None and self._replace(staging, target, self.replaces):
                 return target
@@ -403,5 +430,5 @@ class OutDir:
                 candidate.mkdir()
             except FileExistsError:
                 continue
-            if _move_into_claimed(staging, candidate):
+            if _move_into_claimed(staging, candidate, ours=True):
                 return candidate

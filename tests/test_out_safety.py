@@ -366,6 +366,18 @@ def test_a_read_only_parent_is_one_line(runner, in_tmp):
         parent.chmod(0o755)
 
 
+def test_an_unwritable_parent_is_refused_before_the_run(runner, in_tmp, monkeypatch):
+    from probe.gallery import outdir
+
+    locked = in_tmp / "locked"
+    locked.mkdir()
+    real_access = os.access
+    monkeypatch.setattr(outdir.os, "access", lambda path, mode: Path(path) != locked and real_access(path, mode))
+    monkeypatch.setattr(maximize_cli, "maximize", lambda *a, **k: pytest.fail("the run started"))
+    line = one_error_line(runner.invoke(cli, [*TINY_MAXIMIZE, "--out", str(locked / "out")]), 1)
+    assert "permission denied" in line and "choose another --out" in line and list(locked.iterdir()) == []
+
+
 # 9. Destinations that cannot be folders are refused before the run, creating nothing.
 
 
@@ -411,6 +423,20 @@ def test_concurrent_writers_to_one_default_name_all_keep_their_files(in_tmp):
     assert sorted(p.name for p in default.parent.iterdir()) == sorted(folder.name for folder in landed.values())
 
 
+def interrupt_first_clean_up(real, before=lambda where: None):
+    """A stand-in for ``outdir._delete_listed``: the first call runs ``before(folder)`` and is interrupted."""
+    calls = []
+
+    def clean_up(where: Path, marker: dict) -> None:
+        calls.append(where)
+        if len(calls) == 1:
+            before(where)
+            raise KeyboardInterrupt
+        real(where, marker)
+
+    return clean_up
+
+
 @pytest.mark.parametrize("atomic", [True, False])
 def test_force_swap_with_and_without_an_atomic_exchange(runner, old, monkeypatch, atomic):
     from probe.gallery import outdir
@@ -427,9 +453,25 @@ def test_an_interrupt_after_the_swap_leaves_the_new_gallery_whole(runner, old, m
     from probe.gallery import outdir
 
     folder, _ = old
-    monkeypatch.setattr(outdir, "_delete_listed", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt()))
+    monkeypatch.setattr(outdir, "_delete_listed", interrupt_first_clean_up(outdir._delete_listed))
     with pytest.raises(KeyboardInterrupt):
         probe.filters(probe.load_model("digits"), "conv2").save(folder, force=True)
     marker = json.loads((folder / probe.gallery.MARKER).read_text())
     assert json.loads((folder / "manifest.json").read_text())["layer"] == "conv2"
     assert set(marker["files"]) == set(snapshot(folder)) - {".cnn-probe"} and leftovers(folder.parent) == []
+
+
+def test_an_interrupted_clean_up_never_deletes_a_file_that_arrived_in_the_old_gallery(old, monkeypatch):
+    from probe.gallery import outdir
+
+    folder, _ = old
+
+    def arrive(where: Path) -> None:
+        (where / "notes.txt").write_text("the user's")
+
+    monkeypatch.setattr(outdir, "_delete_listed", interrupt_first_clean_up(outdir._delete_listed, arrive))
+    with pytest.raises(KeyboardInterrupt):
+        probe.filters(probe.load_model("digits"), "conv2").save(folder, force=True)
+    assert json.loads((folder / "manifest.json").read_text())["layer"] == "conv2"
+    [aside] = [p for p in folder.parent.iterdir() if ".partial-" in p.name]
+    assert snapshot(aside) == {"notes.txt": b"the user's"}
