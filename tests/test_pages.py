@@ -16,6 +16,7 @@ from PIL import Image
 
 from probe.gallery import Gallery, write_collection_index
 from probe.gallery.html import human, render_run_page
+from probe.gallery.outdir import write_marker
 
 BROWSER = next((shutil.which(n) for n in ("chromium", "chromium-headless-shell", "chromium-browser", "google-chrome")
                 if shutil.which(n)), None)
@@ -66,7 +67,13 @@ def scored_gallery(folder: Path, scores=(3.0, -1.0, 7.5, 0.25, 2.0), **fields) -
         gallery.add(Image.new("L", (28, 28), unit * 40), f"conv2-{unit:03d}.png",
                     f"conv2:{unit} {'odd' if unit % 2 else 'even'}", unit=unit, score=score)
     gallery.write()
+    mark(folder)
     return folder / "index.html"
+
+
+def mark(folder: Path) -> None:
+    """List the folder's files in its marker, as OutDir.write does: probe gallery touches only marked pages."""
+    write_marker(folder, [p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()], "gallery")
 
 
 def test_human_formatting():
@@ -103,6 +110,7 @@ def test_collection_page_dates_thumbnails_cards_and_links_back(tmp_path):
     gallery = Gallery(train, command="train", title="train", fields={"model": "xo", "weights": "xo.pt"}, version="0")
     gallery.add_extra("loss.png", "loss", image=Image.new("RGB", (300, 200), "white"))
     gallery.write(test_accuracy=0.99)
+    mark(train)
     manifests = {name: json.loads((root / name / "manifest.json").read_text()) for name in ("fc2", "fc2-2", "train-xo")}
     (root / "fc2" / "manifest.json").write_text(json.dumps({**manifests["fc2"], "created": "2020-01-01T00:00:00+00:00"}))
     old = {k: v for k, v in manifests["fc2-2"].items() if k != "created"}  # a run from before `created`
@@ -155,3 +163,12 @@ def test_collection_page_sorts_by_name_and_command_in_chromium(tmp_path):
       select.value = 'name:1:s'; select.dispatchEvent(new Event('change', {bubbles: true}));
     """)
     assert [card["data-name"] for card in figures(dom, "runs")] == ["a-run", "b-run", "c-run"]
+
+
+def test_collection_page_leaves_unmarked_run_pages_alone(tmp_path):
+    root = tmp_path / "runs"
+    page = scored_gallery(root / "fc2")
+    (root / "fc2" / ".cnn-probe").unlink()  # a page cnn-probe cannot prove it wrote
+    before = page.read_bytes()
+    write_collection_index(root)
+    assert page.read_bytes() == before
