@@ -180,6 +180,12 @@ def test_timm_and_hf_statistics_come_from_the_model(tmp_path: Path) -> None:
     assert wrapped.module(torch.rand(1, 3, 32, 32)).shape == (1, 3) and "resnet.embedder" in dict(
         wrapped.module.named_modules())
     assert not module.training and all(p.requires_grad for p in module.parameters())
+    module.config.save_pretrained(tmp_path / "config-only")  # config.json alone: random weights, offline
+    random = probe.load_model(f"hf:{tmp_path / 'config-only'}", weights=None, device="cpu", seed=1)  # saved: seed 0
+    assert random.weights == "random" and random.labels is None and random.describe()["hf_class"] == type(module).__name__
+    assert not torch.equal(random.module.classifier[1].weight, module.classifier[1].weight)
+    with pytest.raises(probe.ProbeUsageError, match="cannot load .* as a transformers image classifier"):
+        probe.load_model(f"hf:{tmp_path / 'config-only'}", device="cpu")  # no weights in that folder
 
 
 def test_random_initialization_follows_the_seed_and_keeps_the_callers_rng() -> None:
