@@ -180,6 +180,12 @@ def test_timm_and_hf_statistics_come_from_the_model(tmp_path: Path) -> None:
     assert wrapped.module(torch.rand(1, 3, 32, 32)).shape == (1, 3) and "resnet.embedder" in dict(
         wrapped.module.named_modules())
     assert not module.training and all(p.requires_grad for p in module.parameters())
+    module.config.save_pretrained(tmp_path / "config-only")  # config.json alone: random weights, offline
+    random = probe.load_model(f"hf:{tmp_path / 'config-only'}", weights=None, device="cpu", seed=1)  # saved: seed 0
+    assert random.weights == "random" and random.labels is None and random.describe()["hf_class"] == type(module).__name__
+    assert not torch.equal(random.module.classifier[1].weight, module.classifier[1].weight)
+    with pytest.raises(probe.ProbeUsageError, match="cannot load .* as a transformers image classifier"):
+        probe.load_model(f"hf:{tmp_path / 'config-only'}", device="cpu")  # no weights in that folder
 
 
 def test_random_initialization_follows_the_seed_and_keeps_the_callers_rng() -> None:
@@ -191,8 +197,11 @@ def test_random_initialization_follows_the_seed_and_keeps_the_callers_rng() -> N
     other = probe.load_model("timm:test_resnet", weights=None, seed=1).module.state_dict()
     assert all(torch.equal(first[k], again[k]) for k in first)
     assert not all(torch.equal(first[k], other[k]) for k in first)
-    tv0, tv1 = (probe.load_model("squeezenet1_1", weights=None, seed=s).module for s in (0, 0))
-    assert all(torch.equal(a, b) for a, b in zip(tv0.parameters(), tv1.parameters()))
+    for spec in ("squeezenet1_1", "digits"):  # torchvision and the zoo seed the same way
+        a, b, c = (probe.load_model(spec, weights=None, seed=s, device="cpu").module for s in (0, 0, 1))
+        assert all(torch.equal(x, y) for x, y in zip(a.parameters(), b.parameters()))
+        assert not all(torch.equal(x, z) for x, z in zip(a.parameters(), c.parameters()))
+    assert torch.equal(torch.random.get_rng_state(), state)
 
 
 def test_cli_random_weights_are_reproducible(tmp_path: Path) -> None:

@@ -261,3 +261,5 @@ def test_a_users_gpu_module_is_accepted_by_every_entry_point() -> None:
     probe.feature_maps(module, image, layers=["conv1"], size=16)
     probe.filters(module, "conv1")
     assert probe.load_model(module, device="cuda").device == torch.device("cuda:0")
+    current = torch.device("cuda", torch.cuda.current_device())
+    assert probe.load_model("digits", device="cuda").device == current  # a spec's device names its index

@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from probe import zoo
-from probe.devices import resolve_device, same_device
+from probe.devices import normalize_device, resolve_device, same_device
 from probe.errors import ProbeUsageError, unknown_name
 from probe.models import sources as _sources  # noqa: F401  (registers the sources)
 from probe.models.preprocess import adjust_preprocess, module_preprocess
@@ -166,7 +166,7 @@ def load_model(
         loaded = _wrap_module(spec, device)
     elif isinstance(spec, (str, Path)):
         request = Request(weights, seed, (), parse_model_args(model_args), size, channels)
-        loaded = _build(str(spec), weights, resolve_device(device), request)
+        loaded = _build(str(spec), weights, normalize_device(resolve_device(device)), request)  # cuda -> cuda:N
     else:
         raise ProbeUsageError(
             f"expected a model spec, a torch.nn.Module or a LoadedModel; got {type(spec).__name__}", param="model"
