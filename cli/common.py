@@ -91,9 +91,9 @@ class ProbeCommand(click.Command):
             self._wrong_weights(ctx, error)
             if isinstance(error, RuntimeError) and any(words in str(error) for words in DTYPE_WORDS):
                 raise click.ClickException(
-                    f"the model's weights and the float32 images differ in dtype ({_first_line(error)}); give a "
-                    "float32 model (module.float(): a float16 module cannot run on the CPU); for mixed precision "
-                    "use --precision bf16 where the command has it"
+                    f"the model's weights and the float32 images differ in dtype or device ({_first_line(error)}); "
+                    "give a float32 model whose weights all live on one device (module.float(): a float16 module "
+                    "cannot run on the CPU); for mixed precision use --precision bf16 where the command has it"
                 ) from None
             raise
         except OSError as error:
@@ -120,7 +120,7 @@ class ProbeCommand(click.Command):
 
     def _os_error(self, ctx: click.Context, error: OSError) -> None:
         """A file-system failure in one line: naming ``--out`` when it is about the output folder."""
-        where = error.filename if error.filename is not None else ""
+        where = str(error.filename) if error.filename is not None else ""
         reason = error.strerror or type(error).__name__
         out = ctx.params.get("out")
         param = self._param("out")
