@@ -61,8 +61,11 @@ SHAPE_WORDS = (
     "input image is smaller than kernel",
     "padding size should be less than",
     "expected more than 1 value per channel",
+    "mat1 and mat2 shapes cannot be multiplied",
 )
-"""Substrings of torch's errors for an input too small for the model's convolutions and pools."""
+"""Substrings of torch's errors for an input size the model cannot take (too small, or not its fixed size)."""
+DTYPE_WORDS = ("should be the same", "expected scalar type", "must have the same dtype", "found dtype")
+"""Substrings of torch's errors for weights and inputs of different dtypes (a float16 module on the CPU)."""
 
 
 def out_of_memory_advice(error: BaseException) -> str | None:
@@ -95,7 +98,10 @@ class ProbeCommand(_RecordsInvocation):
       fault (``Invalid value for '--layer': unknown layer 'conv3'; ...``);
     - :class:`~probe.errors.ProbeRuntimeError` and out-of-memory (CUDA's, the
       CPU allocator's, ``MemoryError``) -> exit code 1 with the message and what to change;
-    - torch's "input too small for the kernel" errors -> exit code 2 naming ``--size``;
+    - torch's "input too small for the kernel" / wrong fixed size errors -> exit code 2 naming ``--size``;
+    - weights and inputs of different dtypes (a float16 module on the CPU) -> exit code 1, one line;
+    - torch's state_dict size mismatch -> exit code 2 naming ``--weights``;
+    - file-system errors (``OSError``) -> one line: exit code 2 naming ``--out`` when they concern it, else 1;
     - Pillow's ``DecompressionBombError`` -> exit code 1, one line.
     """
 
@@ -103,7 +109,7 @@ class ProbeCommand(_RecordsInvocation):
         try:
             return super().invoke(ctx)
         except ProbeUsageError as error:
-            param = next((p for p in self.params if error.param and p.name == error.param.replace("-", "_")), None)
+            param = self._param(error.param.replace("-", "_")) if error.param else None
             if param is not None:
                 raise click.BadParameter(str(error), ctx=ctx, param=param) from None
             raise click.UsageError(str(error), ctx=ctx) from None
@@ -113,27 +119,70 @@ class ProbeCommand(_RecordsInvocation):
             advice = out_of_memory_advice(error)
             if advice is not None:
                 raise click.ClickException(advice) from None
-            self._too_small(ctx, error)
+            self._wrong_size(ctx, error)
+            self._wrong_weights(ctx, error)
+            if isinstance(error, RuntimeError) and any(words in str(error) for words in DTYPE_WORDS):
+                raise click.ClickException(
+                    f"the model's weights and the float32 images differ in dtype or device ({_first_line(error)}); "
+                    "give a float32 model whose weights all live on one device (module.float(): a float16 module "
+                    "cannot run on the CPU); for mixed precision use --precision bf16 where the command has it"
+                ) from None
             raise
+        except OSError as error:
+            self._os_error(ctx, error)
         except Image.DecompressionBombError as error:
             raise click.ClickException(f"refusing an image that decodes to too many pixels: {error}") from None
 
-    def _too_small(self, ctx: click.Context, error: BaseException) -> None:
-        """Word torch's "input too small" errors as a ``--size`` error (or one line when --size was not given)."""
-        text = str(error).lower()
-        if not any(words in text for words in SHAPE_WORDS):
+    def _param(self, name: str) -> click.Parameter | None:
+        return next((p for p in self.params if p.name == name), None)
+
+    def _wrong_weights(self, ctx: click.Context, error: BaseException) -> None:
+        """torch's "Error(s) in loading state_dict" (keys that fit, shapes that do not) -> a ``--weights`` error."""
+        text = str(error)
+        if "error(s) in loading state_dict" not in text.lower() or self._param("weights") is None:
             return
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        problems = [line.strip() for line in text.splitlines()[1:] if line.strip()]
+        shown = problems[0] if problems else _first_line(error)
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise click.BadParameter(
+            f"the weights do not fit the model: {shown}{more}; give a state_dict saved from this architecture",
+            ctx=ctx,
+            param=self._param("weights"),
+        ) from None
+
+    def _os_error(self, ctx: click.Context, error: OSError) -> None:
+        """A file-system failure in one line: naming ``--out`` when it is about the output folder."""
+        where = str(error.filename) if error.filename is not None else ""
+        reason = error.strerror or type(error).__name__
+        out = ctx.params.get("out")
+        param = self._param("out")
+        if out is not None and param is not None and where:
+            target, failed = Path(out).absolute(), Path(where).absolute()
+            if failed == target or target in failed.parents or failed in target.parents:
+                raise click.BadParameter(f"cannot write {where!r}: {reason}", ctx=ctx, param=param) from None
+        raise click.ClickException(f"{reason}: {where!r}" if where else f"{reason} ({error})") from None
+
+    def _wrong_size(self, ctx: click.Context, error: BaseException) -> None:
+        """Word torch's "input too small / wrong size" errors as a ``--size`` error (one line without --size)."""
+        if not any(words in str(error).lower() for words in SHAPE_WORDS):
+            return
         size = ctx.params.get("size")
-        param = next((p for p in self.params if p.name == "size"), None)
+        param = self._param("size")
         if param is not None and size not in (None, "auto", "full"):
             raise click.BadParameter(
-                f"{size} is too small for this model's convolutions and pools ({first_line}); give a larger --size, "
-                "or leave it out for the model's own input size",
+                f"the model cannot run on a {size} input ({_first_line(error)}): too small for its convolutions "
+                "and pools, or not the size its linear layers were built for; leave --size out for the model's own",
                 ctx=ctx,
                 param=param,
             ) from None
-        raise click.ClickException(f"the input is too small for this model ({first_line}); use a larger image") from None
+        hint = "give the input size it was built for with --size" if param is not None else "use another image size"
+        raise click.ClickException(f"the model cannot run on this input size ({_first_line(error)}); {hint}") from None
+
+
+def _first_line(error: BaseException) -> str:
+    """The first line of ``error``'s message (its type's name when it has none)."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 MODEL_HELP = (

@@ -32,6 +32,10 @@ from probe.models import LoadedModel
 DEFAULT_MODEL = "googlenet"
 
 
+MAX_CHANNEL = 2**20 - 1
+"""The largest channel index ``--channels`` takes; the layer's own count is checked once it is known."""
+
+
 def parse_channels(parts: list[str] | None) -> list[int] | None:
     """``["0-9"]``, ``["3"]``, ``["0", "4", "7-9"]`` -> a sorted list of channel indices (None for None)."""
     if parts is None:
@@ -43,6 +47,9 @@ def parse_channels(parts: list[str] | None) -> list[int] | None:
             first, last = int(start), int(stop) if dash else int(start)
             if first < 0 or last < first:
                 raise ValueError
+            if last > MAX_CHANNEL:  # before any set is built: "0-99999999999" must not allocate
+                raise ProbeUsageError(f"channel {last} is beyond any layer's channels (at most {MAX_CHANNEL})",
+                                      param="channels")
             chosen.update(range(first, last + 1))
     except ValueError:
         raise ProbeUsageError(

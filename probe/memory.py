@@ -45,14 +45,15 @@ def format_bytes(count: float) -> str:
 
 
 def available_bytes(device: torch.device | str) -> int | None:
-    """Free memory on ``device`` in bytes: CUDA's ``mem_get_info``, else the OS's available memory.
+    """Free memory on ``device`` in bytes: CUDA's ``mem_get_info`` (plus torch's unused cache), else the OS's.
 
     On the CPU: ``MemAvailable`` of ``/proc/meminfo`` (Linux), else ``os.sysconf`` available pages.
     None when it cannot be known (the caller then skips its check).
     """
     device = torch.device(device)
-    if device.type == "cuda":
-        return int(torch.cuda.mem_get_info(device)[0])
+    if device.type == "cuda":  # free on the device, plus what torch's caching allocator holds unused
+        cached = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+        return int(torch.cuda.mem_get_info(device)[0]) + int(cached)
     if device.type != "cpu":
         return None
     try:
