@@ -49,6 +49,7 @@ from probe.inputs import Prediction, model_input, predict
 from probe.kernels import conv_layers
 from probe.models import LoadedModel, as_loaded
 from probe.results import GalleryResult
+from probe.runtime import check_finite_output
 
 __all__ = ["METHODS", "Attribution", "attribute", "resolve_target", "relu_check", "normalize_heatmap"]
 
@@ -281,7 +282,7 @@ def attribute(
         prediction = predict(loaded, acts.get(OUTPUT))
         if prediction is None:
             raise ProbeUsageError(f"attribution needs a classifier with (1, K) outputs; {loaded.name} returned another shape")
-        _check_finite_output(loaded, prediction.logits)
+        check_finite_output(loaded.name, loaded.module, prediction.logits)
         if cam_layer is not None and (cam_layer not in acts or acts[cam_layer].dim() != 4):
             shape = tuple(acts[cam_layer].shape) if cam_layer in acts else "nothing (it did not run)"
             raise ProbeUsageError(
@@ -317,17 +318,6 @@ def attribute(
         options={"steps": steps, "samples": samples, "noise": noise, "baseline": baseline, "seed": seed,
                  "ig_method": integration_method(steps)},
     )
-
-
-def _check_finite_output(loaded: LoadedModel, logits: torch.Tensor) -> None:
-    """Refuse to explain a NaN/inf prediction (no "prediction 0 (nan%)", no NaN heat maps); say where it comes from."""
-    if bool(torch.isfinite(logits).all()):
-        return
-    bad = sum(int((~torch.isfinite(p)).sum()) for p in loaded.module.parameters())
-    bad += sum(int((~torch.isfinite(b)).sum()) for b in loaded.module.buffers() if b.is_floating_point())
-    where = (f"{bad:,} of its weights/buffers are NaN or infinite: load other weights (--weights)" if bad else
-             "its weights are finite, so a layer overflowed: check the image and the model's normalization")
-    raise ProbeRuntimeError(f"{loaded.name}'s output for this image is NaN or infinite; {where}")
 
 
 IG_BATCH = 32

@@ -31,6 +31,7 @@ from probe.hooks import OUTPUT, evaluating, record, resolve_layers
 from probe.inputs import Prediction, model_input, predict
 from probe.models import LoadedModel, as_loaded
 from probe.results import GalleryResult
+from probe.runtime import check_finite_output
 
 __all__ = ["FeatureMaps", "feature_maps", "default_layers", "SKIPPED_TYPES"]
 
@@ -151,6 +152,8 @@ def feature_maps(
         maps[name] = activation
         degree[name] = activation.flatten(1).sum(1) if activation.dim() >= 2 else activation
         order[name] = _ordered(degree[name], top, limit)
+    if OUTPUT in acts:
+        check_finite_output(loaded.name, loaded.module, acts[OUTPUT])
     return FeatureMaps(
         model=loaded.name,
         image=x[0].detach().cpu(),

@@ -10,7 +10,7 @@ import torch
 
 from probe.errors import ProbeRuntimeError, ProbeUsageError
 
-__all__ = ["Precision", "ProgressFn", "make_generator", "autocast", "check_finite", "PRECISIONS"]
+__all__ = ["Precision", "ProgressFn", "make_generator", "autocast", "check_finite", "check_finite_output", "PRECISIONS"]
 
 Precision = Literal["fp32", "bf16", "fp16"]
 PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "fp16")
@@ -63,3 +63,23 @@ def check_finite(tensor: torch.Tensor, what: str, step: int | None = None) -> No
             f"{what} became NaN or infinite{where}; lower the learning rate (--lr) or the penalty weights, "
             "or use --precision fp32"
         )
+
+
+def check_finite_output(name: str, module: torch.nn.Module, output: torch.Tensor) -> None:
+    """Refuse a NaN/inf model output (no "prediction 0 (nan%)", no NaN heat maps), saying where it comes from.
+
+    Args:
+        name: the model's name, for the message.
+        module: the network, whose weights and buffers are counted when the output is not finite.
+        output: what it returned, e.g. ``(N, K)`` logits.
+
+    Raises:
+        ProbeRuntimeError: ``output`` holds NaN or inf; the message says whether the weights do.
+    """
+    if bool(torch.isfinite(output).all()):
+        return
+    bad = sum(int((~torch.isfinite(p)).sum()) for p in module.parameters())
+    bad += sum(int((~torch.isfinite(b)).sum()) for b in module.buffers() if b.is_floating_point())
+    where = (f"{bad:,} of its weights/buffers are NaN or infinite: load other weights (--weights)" if bad else
+             "its weights are finite, so a layer overflowed: check the image and the model's normalization")
+    raise ProbeRuntimeError(f"{name}'s output for this image is NaN or infinite; {where}")

@@ -126,7 +126,6 @@ DREAM = ("dream", "skimage:astronaut", "--model", "shapes", "--steps", "1", "--o
          "--out", "out")  # fmt: skip
 STYLE = ("style", "skimage:astronaut", "skimage:coffee", "--model", "shapes", "--steps", "2", "--out", "out")
 ATTR = ("attribute", "digits:0", "--out", "out")
-FEATUREMAPS = pytest.mark.xfail(strict=False, reason="featuremaps/activations summary (not this change)")
 
 CASES: dict[str, Case] = {
     # non-finite numbers: refused at parse time by the shared finite-float type
@@ -172,13 +171,13 @@ CASES: dict[str, Case] = {
     "a directory as image": Case(("activations", ".", "--out", "out"), 2, "IMAGE", ("directory",)),
     "an empty file as image": Case(("activations", "empty.png", "--out", "out"), 2, "IMAGE", ("decode",),
                                    setup=lambda folder, _: (folder / "empty.png").write_bytes(b"")),
-    "maximize --snapshots 0": Case((*MAX, "--snapshots", "0"), 2, "--snapshots"),
+    "maximize --snapshots -1": Case((*MAX, "--snapshots", "-1"), 2, "--snapshots"),
     "layers --size -3": Case(("layers", "digits", "--size", "-3"), 2, "--size"),
     # models and weights
     "NaN weights, attribute": Case((*ATTR, "--weights", "nan.pt"), 1, None, ("nan", "--weights"),
                                    setup=nan_weights),
     "NaN weights, activations": Case(("activations", "digits:0", "--weights", "nan.pt", "--out", "out"), 1, None,
-                                     ("nan", "--weights"), setup=nan_weights, marks=(FEATUREMAPS,)),
+                                     ("nan", "--weights"), setup=nan_weights),
     "state_dict of wrong shapes": Case(("layers", "digits", "--weights", "bad.pt"), 2, "--weights",
                                        setup=wrong_shapes),
     "fp16 module on the CPU": Case(("activations", "skimage:astronaut", "--model", "test_bad_input:half_tiny",
