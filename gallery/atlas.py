@@ -38,9 +38,10 @@ cards.forEach(function(c){grid.appendChild(c);});}
 
 FIGURES = (
     ("unit", "unit"),
-    ("ratio", "synthetic / best example"),
+    ("ratio", "synthetic / best example (from the median)"),
     ("score", "synthetic degree of activation"),
     ("best", "best example's degree of activation"),
+    ("median", "dataset median"),
     ("spread", "spread of the K images"),
 )
 
@@ -128,7 +129,8 @@ def _layer_page(atlas: Mapping[str, Any], layer: Mapping[str, Any]) -> str:
     body = (
         f"<nav><a href=\"index.html\">all layers</a></nav><h1>{escape(title)}</h1>"
         f"<p>{len(layer['units'])} units; each shows its synthetic image and the crop of its best dataset example "
-        f"(receptive field {field_['size'][0]}x{field_['size'][1]}); x = synthetic / best example.</p>"
+        f"(receptive field {field_['size'][0]}x{field_['size'][1]}); x = the synthetic image's degree of activation over the best example's, both counted from the dataset "
+        "median (above 1: the synthetic image beats every dataset image).</p>"
         f"<p>sort by: {buttons}</p><div class=\"grid\" id=\"units\" style=\"--cell:150px\">{cards}</div>"
     )
     return _page(title, body, SORT_SCRIPT)

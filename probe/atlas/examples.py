@@ -29,7 +29,7 @@ from probe.runtime import autocast
 
 __all__ = ["BINS", "UnitExamples", "TopK", "Histogram", "dataset_pass", "merge_passes", "batches_of"]
 
-BINS = 16  # per side of zero
+BINS = 64  # per side of zero
 
 
 @dataclass

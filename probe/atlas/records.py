@@ -21,14 +21,16 @@ TMP_PREFIX = ".tmp-"
 
 
 def write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (fsync'd, then renamed over it)."""
+    """Write ``data`` to ``path`` atomically: a temporary file beside it, renamed over it.
+
+    A killed process leaves the old file or the new one, never half of one (no
+    fsync: this guards against crashes of the process, not of the machine).
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=TMP_PREFIX, suffix=path.suffix)
     try:
         with os.fdopen(handle, "wb") as file:
             file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)

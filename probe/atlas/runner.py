@@ -266,7 +266,7 @@ def _done(folder: Path, chunk: Chunk, digest: str) -> bool:
 def build_atlas(
     model: str,
     *,
-    out: str | Path,
+    out: str | Path | None = None,
     weights: str | None = "default",
     layers: str | Sequence[str] = "all",
     dataset: str | Path = "zoo",
@@ -295,7 +295,9 @@ def build_atlas(
 
     Args:
         model: a model spec for :func:`probe.load_model` (each rank loads it on its device).
-        out: the atlas folder (new, empty, or an atlas with the same settings).
+        out: the atlas folder (new, empty, or an atlas with the same settings);
+            default ``runs/atlas-<model>-<first 8 digits of the settings' digest>``,
+            so that the same call finds its folder again.
         weights: as for :func:`probe.load_model` (``"default"``, None = random, a file).
         layers: ``"all"`` or layer names (see :func:`atlas_layers`).
         dataset: ``"zoo"``, ``"skimage"`` or a folder (see :func:`probe.atlas.data.open_dataset`).
@@ -336,7 +338,8 @@ def build_atlas(
             image_size=tuple(loaded.preprocess.input_size), chunk=chunk, seed=seed, precision=precision,
             channels_last=channels_last,
         )  # fmt: skip
-        folder = Path(out).expanduser()
+        folder = Path(out).expanduser() if out is not None else (
+            Path("runs") / f"atlas-{file_stem(loaded.name)}-{settings.digest()[:8]}")
         _relay(group, lambda: _start_folder(folder, settings, force))
         summary = AtlasSummary(folder, group.rank, group.world, settings, units=sum(settings.units))
         record, summary.dataset_reused = _examples_stage(group, loaded, data, folder, settings, batch, progress)
