@@ -6,9 +6,10 @@
     python -m benchmarks.measure_atlas --repeats 3 --steps 64
 
 1. **Units per second, 1 and 2 processes.** The same atlas (conv1 and conv2,
-   75 units) made by ``probe atlas`` (one process, torch's default threads) and
-   by ``probe atlas --nproc 2`` (torchrun's launcher, one thread per process as
-   torchrun sets), interleaved back to back ``--repeats`` times so that a
+   75 units) made by ``probe atlas`` in one process with one thread and by
+   ``probe atlas --nproc 2`` (torchrun's launcher, one thread per process as
+   torchrun sets; ``--default-threads`` adds one process with torch's default
+   threads), interleaved back to back ``--repeats`` times so that a
    machine shared with others loads both alike. The render stage is timed
    from the files: from ``records/examples.json`` (the dataset pass done) to
    the last chunk record; units/s = 75 / that span. The whole command's wall
@@ -51,13 +52,18 @@ def _atlas(out: Path, args: list[str], env: dict[str, str] | None = None) -> dic
     return {"wall_s": wall, "render_s": last - first}
 
 
-def speed(root: Path, steps: int, chunk: int, repeats: int) -> dict[str, Any]:
+def speed(root: Path, steps: int, chunk: int, repeats: int, default_threads: bool) -> dict[str, Any]:
     """Interleaved 1-process and 2-process runs of the same atlas."""
     args = [*BASE, "--steps", str(steps), "--chunk", str(chunk)]
-    runs: dict[str, list[dict[str, Any]]] = {"1 process": [], "2 processes": []}
+    one_thread = {**os.environ, "OMP_NUM_THREADS": "1"}
+    runs: dict[str, list[dict[str, Any]]] = {"1 process, 1 thread": [], "2 processes": []}
+    if default_threads:
+        runs["1 process, default threads"] = []
     for _ in range(repeats):
-        runs["1 process"].append(_atlas(root / "one", args))
+        runs["1 process, 1 thread"].append(_atlas(root / "one", args, one_thread))
         runs["2 processes"].append(_atlas(root / "two", [*args, "--nproc", "2"]))
+        if default_threads:
+            runs["1 process, default threads"].append(_atlas(root / "default", args))
     same = all((root / "two" / "images" / p.name).read_bytes() == p.read_bytes()
                for p in (root / "one" / "images").glob("*.png"))
     table = {}
@@ -65,7 +71,7 @@ def speed(root: Path, steps: int, chunk: int, repeats: int) -> dict[str, Any]:
         render = statistics.median(r["render_s"] for r in rows)
         table[name] = {"units_per_s": 75 / render, "render_s": render,
                        "wall_s": statistics.median(r["wall_s"] for r in rows), "runs": rows}
-    speedup = table["2 processes"]["units_per_s"] / table["1 process"]["units_per_s"]
+    speedup = table["2 processes"]["units_per_s"] / table["1 process, 1 thread"]["units_per_s"]
     return {"steps": steps, "chunk": chunk, "repeats": repeats, "table": table, "speedup": speedup,
             "bitwise_equal": same, "unit_steps_per_s": {k: v["units_per_s"] * steps for k, v in table.items()}}
 
@@ -73,7 +79,8 @@ def speed(root: Path, steps: int, chunk: int, repeats: int) -> dict[str, Any]:
 def figure(root: Path) -> dict[str, Any]:
     """The conv2 atlas at the defaults: synthetic vs best digit, and crop sizes."""
     out = root / "conv2"
-    timing = _atlas(out, ["--model", "digits", "--layers", "conv2", "--dataset", "zoo"])
+    timing = _atlas(out, ["--model", "digits", "--layers", "conv2", "--dataset", "zoo"],
+                    {**os.environ, "OMP_NUM_THREADS": "1"})
     atlas = json.loads((out / "atlas.json").read_text())
     units = atlas["layers"][0]["units"]
     ratios = [u["ratio"] for u in units]
@@ -91,10 +98,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=2, help="interleaved pairs of runs (default 2)")
     parser.add_argument("--out", type=Path, default=None, help="where measurements.json goes (default: a temp folder)")
     parser.add_argument("--skip-figure", action="store_true", help="only the speed runs")
+    parser.add_argument("--default-threads", action="store_true",
+                        help="also one process with torch's default threads (on a loaded machine OpenMP's "
+                             "threads wait on each other: 20x slower here once)")
     options = parser.parse_args(argv)
     root = Path(tempfile.mkdtemp(prefix="atlas-bench-"))
     result = {"cpu_count": os.cpu_count(), "load_before": os.getloadavg(),
-              "speed": speed(root, options.steps, options.chunk, options.repeats)}
+              "speed": speed(root, options.steps, options.chunk, options.repeats, options.default_threads)}
     if not options.skip_figure:
         result["figure"] = figure(root)
     result["load_after"] = os.getloadavg()

@@ -19,7 +19,7 @@ from probe.atlas.plan import make_chunks
 from probe.cli.main import cli
 from probe.gallery.atlas import write_site
 
-SMALL = ["--model", "digits", "--layers", "conv1,conv2", "--dataset", "zoo", "--steps", "12", "--limit", "240",
+SMALL = ["--model", "digits", "--layers", "conv1,conv2", "--dataset", "zoo", "--steps", "24", "--limit", "240",
          "--examples", "4", "--chunk", "25"]
 
 
@@ -115,6 +115,7 @@ def test_cli_writes_the_site(small_atlas):
     unit = layers["conv2"]["units"][7]
     assert len(unit["examples"]) == 4 and sum(unit["histogram"]["counts"]) == 240
     assert [e["score"] for e in unit["examples"]] == sorted((e["score"] for e in unit["examples"]), reverse=True)
+    assert layers["conv2"]["above_one"] == 50  # every filter's synthetic image beats its best digit
     crop = Image.open(folder / unit["examples"][0]["file"])
     assert crop.size[0] <= 8 and crop.size[1] <= 8  # the strokes, not the 28x28 digit
     assert Image.open(folder / unit["synthetic"][0]).size == (28, 28)
