@@ -186,3 +186,22 @@ def test_layer_page_renders_in_headless_chromium(small_atlas):
     dom = subprocess.run([browser, "--headless", "--disable-gpu", "--no-sandbox", "--dump-dom", page.as_uri()],
                          capture_output=True, text=True, timeout=60).stdout
     assert dom.count("data-ratio=") == 50 and "conv2-0007.html" in dom and "images/conv2-0007-s0.png" in dom
+
+
+class _Block(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(2, 2, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.conv(x)
+
+
+def test_all_layers_are_convolutions_and_blocks_but_not_sequentials():
+    from probe.atlas import atlas_layers
+
+    net = nn.Sequential(nn.Conv2d(1, 2, 3), _Block(), nn.Sequential(nn.Conv2d(2, 3, 1), nn.ReLU()), nn.Flatten(),
+                        nn.Linear(3 * 6 * 6, 2))
+    loaded = probe.LoadedModel("net", net, probe.Preprocess((0.0,), (1.0,), 1, (8, 8)))
+    assert atlas_layers(loaded, "all") == [("0", 2), ("1", 2), ("1.conv", 2), ("2.0", 3)]
+    assert atlas_layers(probe.load_model("digits"), "all") == [("conv1", 25), ("conv2", 50)]

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from probe import __version__
 from probe import objectives as O
@@ -87,6 +88,10 @@ class AtlasSummary:
 def atlas_layers(loaded: LoadedModel, layers: str | Sequence[str]) -> list[tuple[str, int]]:
     """``[(layer, channels)]`` for ``layers``: names, or ``"all"`` = every convolution and block with a (C, H, W) map.
 
+    A block is a module with children, other than an ``nn.Sequential`` (whose
+    output is its last child's, already in the list: ResNet's ``layer1`` is
+    ``layer1.1``).
+
     Raises:
         ProbeUsageError: an unknown layer (with the closest name), or one without a spatial map.
     """
@@ -94,8 +99,8 @@ def atlas_layers(loaded: LoadedModel, layers: str | Sequence[str]) -> list[tuple
     maps = {row.name: row for row in rows if row.output_shape is not None and len(row.output_shape) == 3}
     modules = dict(loaded.module.named_modules())
     if layers == "all" or list(layers) == ["all"]:
-        chosen = [name for name, row in maps.items()
-                  if row.type == "Conv2d" or any(True for _ in modules[name].children())]
+        chosen = [name for name, row in maps.items() if row.type == "Conv2d" or (
+            any(True for _ in modules[name].children()) and not isinstance(modules[name], nn.Sequential))]
         if not chosen:
             raise ProbeUsageError(f"{loaded.name} has no convolution or block with a (C, H, W) output", param="layers")
         return [(name, int(maps[name].channels)) for name in chosen]
