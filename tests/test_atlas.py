@@ -205,3 +205,21 @@ def test_all_layers_are_convolutions_and_blocks_but_not_sequentials():
     loaded = probe.LoadedModel("net", net, probe.Preprocess((0.0,), (1.0,), 1, (8, 8)))
     assert atlas_layers(loaded, "all") == [("0", 2), ("1", 2), ("1.conv", 2), ("2.0", 3)]
     assert atlas_layers(probe.load_model("digits"), "all") == [("conv1", 25), ("conv2", 50)]
+
+
+def test_datasets_from_folders_flat_and_by_class(tmp_path):
+    from probe.atlas.data import open_dataset
+
+    loaded = probe.load_model("digits")
+    for sub in ("flat", "classes/a", "classes/b"):
+        (tmp_path / sub).mkdir(parents=True)
+        for number in range(2):
+            Image.new("RGB", (40, 30), (number * 200, 0, 0)).save(tmp_path / sub / f"{number}.png")
+    flat = open_dataset(tmp_path / "flat", loaded)
+    assert flat.names == ["0.png", "1.png"] and flat.load([1]).shape == (1, 1, 28, 28)
+    by_class = open_dataset(tmp_path / "classes", loaded, limit=3)
+    assert by_class.names == ["a/0.png", "a/1.png", "b/0.png"]
+    assert float(by_class.load([0, 1]).max()) > 0
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(probe.ProbeUsageError, match="holds no images"):
+        open_dataset(tmp_path / "empty", loaded)
