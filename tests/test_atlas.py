@@ -223,3 +223,17 @@ def test_datasets_from_folders_flat_and_by_class(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(probe.ProbeUsageError, match="holds no images"):
         open_dataset(tmp_path / "empty", loaded)
+
+
+def test_python_api_several_images_per_unit_differ(tmp_path):
+    from probe.atlas import build_atlas
+
+    summary = build_atlas("digits", out=tmp_path / "k2", layers=["conv1"], dataset="zoo", limit=50, examples=2,
+                          per_unit=2, steps=6, chunk=25)
+    assert summary.rank == 0 and summary.world == 1 and summary.rendered == ["conv1-0000-0024"]
+    atlas = json.loads((tmp_path / "k2" / "atlas.json").read_text())
+    assert atlas["settings"]["diversity"] == 10.0
+    units = atlas["layers"][0]["units"]
+    assert all(len(u["synthetic"]) == 2 and u["spread"] > 0 for u in units)
+    first, second = (Image.open(tmp_path / "k2" / f).tobytes() for f in units[0]["synthetic"])
+    assert first != second
