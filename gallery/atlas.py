@@ -2,7 +2,8 @@
 
 Plain static HTML that opens from disk; every string is escaped. The layer
 pages sort their grid with a few lines of plain JavaScript (the order of the
-HTML itself is by unit, so the page reads without script). Knows nothing of
+HTML itself is by unit, so the page reads without script); the order is kept
+in the address (``layer-conv2.html#sort=ratio``), so a sorted grid can be linked. Knows nothing of
 torch: it turns the ``atlas.json`` document :func:`probe.atlas.site.assemble`
 builds into files.
 """
@@ -28,12 +29,15 @@ table.layers{border-collapse:collapse}table.layers td,table.layers th{padding:.2
 svg.hist rect{fill:#1a5fb4}svg.hist text{font-size:10px;fill:#444}
 """
 
-SORT_SCRIPT = """
+SORT_SCRIPT = r"""
 function sortUnits(key){var grid=document.getElementById('units');
 var cards=Array.prototype.slice.call(grid.children);
 cards.sort(function(a,b){var x=parseFloat(a.dataset[key]),y=parseFloat(b.dataset[key]);
 if(isNaN(x))x=-Infinity;if(isNaN(y))y=-Infinity;return key==='unit'?x-y:y-x;});
-cards.forEach(function(c){grid.appendChild(c);});}
+cards.forEach(function(c){grid.appendChild(c);});
+if(history.replaceState)history.replaceState(null,'','#sort='+key);}
+document.addEventListener('DOMContentLoaded',function(){var m=/^#sort=(\w+)$/.exec(location.hash);
+if(m)sortUnits(m[1]);});
 """
 
 FIGURES = (

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 
@@ -183,9 +184,11 @@ def test_layer_page_renders_in_headless_chromium(small_atlas):
         pytest.skip("no Chromium installed")
     folder, _ = small_atlas
     page = (folder / "layer-conv2.html").resolve()
-    dom = subprocess.run([browser, "--headless", "--disable-gpu", "--no-sandbox", "--dump-dom", page.as_uri()],
+    dom = subprocess.run([browser, "--headless", "--disable-gpu", "--no-sandbox", "--dump-dom", page.as_uri() + "#sort=ratio"],
                          capture_output=True, text=True, timeout=60).stdout
     assert dom.count("data-ratio=") == 50 and "conv2-0007.html" in dom and "images/conv2-0007-s0.png" in dom
+    shown = [float(v) for v in re.findall(r'data-ratio="([^"]+)"', dom)]
+    assert shown == sorted(shown, reverse=True) and shown != sorted(shown)  # the script sorted the grid
 
 
 class _Block(nn.Module):
