@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from probe import __version__
-from probe.cli import activations, attribute, dream, filters, gallery_index, layers, maximize, style, train
+from probe.cli import activations, atlas, attribute, dream, filters, gallery_index, layers, maximize, style, train
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -33,5 +33,5 @@ def cli() -> None:
     """
 
 
-for module in (layers, maximize, dream, style, activations, filters, attribute, train, gallery_index):
+for module in (layers, maximize, dream, style, activations, filters, attribute, train, gallery_index, atlas):
     cli.add_command(module.command)

@@ -1,0 +1,148 @@
+"""``probe atlas``: every unit of a model with its synthetic images and dataset examples, as a static site."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from probe.atlas.runner import DEFAULT_DIVERSITY, AtlasSummary, build_atlas
+from probe.cli.common import ProbeCommand, model_options, parse_weights, progress_bar, shared, speed_options
+from probe.errors import ProbeRuntimeError
+from probe.optimize import PRESETS
+
+
+def _layers(text: str) -> str | list[str]:
+    parts = [part.strip() for part in text.split(",") if part.strip()]
+    return "all" if parts in ([], ["all"]) else parts
+
+
+def _worker_args(ctx: click.Context) -> list[str]:
+    """The command line of this call without ``--nproc``: what each torchrun worker runs."""
+    words = []
+    for param in ctx.command.params:
+        if not isinstance(param, click.Option) or param.name in ("nproc", "help"):
+            continue
+        value = ctx.params.get(param.name)
+        if param.is_flag:
+            words += [param.opts[0]] if value else []
+        elif value is not None:
+            words += [param.opts[0], str(value)]
+    return words
+
+
+def _launch(ctx: click.Context, nproc: int) -> None:
+    """Run this command in ``nproc`` local processes through torchrun's own launcher."""
+    argv = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+            "-m", "probe", "atlas", *_worker_args(ctx)]
+    click.echo(f"launching {nproc} processes: torchrun --standalone --nproc_per_node={nproc} -m probe atlas ...",
+               err=True)
+    code = subprocess.run(argv, check=False).returncode
+    if code != 0:
+        raise ProbeRuntimeError(f"a worker process failed (exit {code}); rerun the same command to resume: "
+                                "finished chunks are kept")
+
+
+@click.command("atlas", cls=ProbeCommand)
+@model_options(default="digits")
+@click.option("--layers", default="all", show_default=True, metavar="all|conv1,conv2",
+              help="Layers to map, comma-separated dotted names; all = every convolution and block with a "
+                   "(C, H, W) output (see 'probe layers MODEL').")
+@click.option("--dataset", default="zoo", show_default=True, metavar="zoo|skimage|DIR",
+              help="Images for the dataset examples: zoo = the embedded model's own data (train then test), "
+                   "skimage = scikit-image's photos, DIR = a folder of images, flat or one subfolder per class.")
+@click.option("--examples", type=click.IntRange(min=1), default=9, show_default=True, metavar="K",
+              help="Dataset examples per unit: the K images with the highest degree of activation, each cropped "
+                   "to the receptive field around the map's maximum.")
+@click.option("--per-unit", type=click.IntRange(min=1), default=1, show_default=True, metavar="K",
+              help="Synthetic images per unit; several are pushed apart by a diversity term.")
+@click.option("--diversity", type=click.FloatRange(min=0), default=None, metavar="W",
+              help=f"Weight of the diversity term with --per-unit > 1 (default {DEFAULT_DIVERSITY:g}).")
+@click.option("--preset", type=click.Choice(list(PRESETS)), default="robust", show_default=True,
+              help="How the synthetic images are made (see 'probe maximize --help').")
+@click.option("--steps", type=click.IntRange(min=1), default=256, show_default=True, help="Optimization steps.")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None, help="Learning rate (default 0.05).")
+@click.option("--chunk", type=click.IntRange(min=1), default=16, show_default=True, metavar="N",
+              help="Units per chunk: the work one process claims at a time, one batch, and the unit of resuming.")
+@click.option("--batch", type=click.IntRange(min=1), default=64, show_default=True, metavar="N",
+              help="Dataset images per forward pass.")
+@click.option("--limit", type=click.IntRange(min=1), default=None, metavar="N", help="Use the first N dataset images.")
+@speed_options()
+@shared
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Atlas folder. Default runs/atlas-<model>-<settings digest>. Rerunning the same command resumes "
+                   "it; other settings in the same folder are refused.")
+@click.option("--force", is_flag=True, help="Replace an atlas made with other settings in --out (only an atlas).")
+@click.option("--nproc", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Run N local processes through torchrun's launcher (torch.distributed.run --standalone).")
+@click.pass_context
+def command(ctx: click.Context, model: str, weights: str, layers: str, dataset: str, examples: int, per_unit: int,
+            diversity: float | None, preset: str, steps: int, lr: float | None, chunk: int, batch: int,
+            limit: int | None, precision: str, channels_last: bool, device: str, seed: int, out: Path | None,
+            force: bool, nproc: int | None) -> None:
+    """Map every unit of a model: its synthetic image(s) beside the dataset images that excite it most.
+
+    For each unit (channel) of the chosen layers: synthetic images (gradient
+    ascent, as 'probe maximize'), the top dataset examples from one pass over
+    the dataset with the crop of the receptive field (measured, not guessed)
+    around the strongest position, and figures: the synthetic image's degree
+    of activation over the best example's (counted from the dataset median;
+    above 1 = beats every dataset image), the spread of the K images, the
+    histogram over the dataset. Writes a static site (index.html, one page per
+    layer sortable by the figures, one per unit) and atlas.json.
+
+    Work is split into chunks of units. Under torchrun the processes share
+    them (each claims the next free chunk) and the dataset pass; every
+    finished chunk is saved at once, so rerunning the same command after a
+    crash or Ctrl-C renders only what is missing.
+
+    \b
+    Examples:
+      probe atlas --layers conv1,conv2                       digits, offline, about a minute on a CPU
+      probe atlas --layers conv2 --per-unit 4 --steps 128    four different images per filter
+      probe atlas --nproc 2 --layers conv1,conv2             two local processes (torchrun's launcher)
+      torchrun --nproc_per_node=8 -m probe atlas --model resnet50 --dataset ~/imagenet/val
+      torchrun --nnodes=2 --node_rank=0 --rdzv-backend=c10d --rdzv-endpoint=HOST:29400 \\
+               --nproc_per_node=8 -m probe atlas --model resnet50 --dataset ~/imagenet/val --out /shared/atlas
+    """
+    if nproc is not None and nproc > 1:
+        _launch(ctx, nproc)
+        return
+    bars: dict[str, Any] = {}
+    lead = [True]
+
+    def started(summary: AtlasSummary, missing: int) -> None:
+        lead[0] = summary.rank == 0
+        if lead[0]:
+            s = summary.settings
+            click.echo(f"atlas of {s.model} ({s.weights} weights): {len(s.layers)} layer(s), {summary.units} units "
+                       f"in {summary.total} chunks; {summary.skipped} done before, {missing} to render on "
+                       f"{summary.world} process(es); {s.steps} steps, preset {s.preset}", err=True)
+
+    def progress(stage: str, done: int, total: int) -> None:
+        if not lead[0] and stage == "render":
+            return
+        bar = bars.get(stage)
+        if bar is None:
+            bar = bars[stage] = progress_bar(total, "dataset images" if stage == "dataset" else "chunks")
+        bar.update(done - bar.n)
+
+    try:
+        summary = build_atlas(
+            model, out=out, weights=parse_weights(weights), layers=_layers(layers), dataset=dataset,
+            examples=examples, per_unit=per_unit, diversity=diversity, steps=steps, preset=preset, lr=lr,
+            chunk=chunk, batch=batch, limit=limit, seed=seed, device=device, precision=precision,
+            channels_last=channels_last, force=force, progress=progress, on_start=started,
+        )  # fmt: skip
+    finally:
+        for bar in bars.values():
+            bar.close()
+    if summary.rank == 0:
+        rate = ""
+        if summary.rendered and summary.seconds > 0:
+            rate = f" ({len(summary.rendered)} chunks on this process in {summary.seconds:.1f}s)"
+        click.echo(f"atlas: {summary.total - summary.skipped} chunk(s) rendered now, {summary.skipped} kept{rate}")
+        click.echo(f"site: {summary.site}")

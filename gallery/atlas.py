@@ -1,0 +1,191 @@
+"""The atlas site: an index of layers, a page per layer (a sortable grid of units), a page per unit.
+
+Plain static HTML that opens from disk; every string is escaped. The layer
+pages sort their grid with a few lines of plain JavaScript (the order of the
+HTML itself is by unit, so the page reads without script); the order is kept
+in the address (``layer-conv2.html#sort=ratio``), so a sorted grid can be linked. Knows nothing of
+torch: it turns the ``atlas.json`` document :func:`probe.atlas.site.assemble`
+builds into files.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from probe.gallery.html import STYLE, escape, href
+
+__all__ = ["write_site", "histogram_svg", "ATLAS_JSON"]
+
+ATLAS_JSON = "atlas.json"
+
+EXTRA_STYLE = """
+.unit{display:flex;gap:4px}.unit img{width:50%;image-rendering:pixelated}
+.big img{width:160px;image-rendering:pixelated}.crop img{width:96px;image-rendering:pixelated}
+nav{margin:.5rem 0 1rem}nav a{margin-right:1rem}
+table.layers{border-collapse:collapse}table.layers td,table.layers th{padding:.2rem .8rem;text-align:left}
+svg.hist rect{fill:#1a5fb4}svg.hist text{font-size:10px;fill:#444}
+"""
+
+SORT_SCRIPT = r"""
+function sortUnits(key){var grid=document.getElementById('units');
+var cards=Array.prototype.slice.call(grid.children);
+cards.sort(function(a,b){var x=parseFloat(a.dataset[key]),y=parseFloat(b.dataset[key]);
+if(isNaN(x))x=-Infinity;if(isNaN(y))y=-Infinity;return key==='unit'?x-y:y-x;});
+cards.forEach(function(c){grid.appendChild(c);});
+if(history.replaceState)history.replaceState(null,'','#sort='+key);}
+document.addEventListener('DOMContentLoaded',function(){var m=/^#sort=(\w+)$/.exec(location.hash);
+if(m)sortUnits(m[1]);});
+"""
+
+FIGURES = (
+    ("unit", "unit"),
+    ("ratio", "synthetic / best example (from the median)"),
+    ("score", "synthetic degree of activation"),
+    ("best", "best example's degree of activation"),
+    ("median", "dataset median"),
+    ("spread", "spread of the K images"),
+)
+
+
+def _number(value: Any) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def _page(title: str, body: str, script: str = "") -> str:
+    tag = f"<script>{script}</script>" if script else ""
+    return (
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        f"<title>{escape(title)}</title><style>{STYLE}{EXTRA_STYLE}</style>{tag}</head>\n<body>\n{body}\n</body></html>\n"
+    )
+
+
+def _rows(fields: Mapping[str, Any]) -> str:
+    cells = "".join(f"<tr><td>{escape(k)}</td><td>{escape(_number(v))}</td></tr>" for k, v in fields.items())
+    return f"<table class=\"meta\">{cells}</table>"
+
+
+def histogram_svg(histogram: Mapping[str, Any], *, width: int = 320, height: int = 90, mark: float | None = None) -> str:
+    """An inline SVG bar chart of ``{"start", "width", "counts"}``; ``mark`` draws a line at one value."""
+    counts = list(histogram.get("counts") or [])
+    if not counts:
+        return "<p>no values</p>"
+    start, step = float(histogram["start"]), float(histogram["width"])
+    top, bar = max(counts), width / len(counts)
+    bars = "".join(
+        f"<rect x=\"{i * bar:.2f}\" y=\"{height - 14 - (c / top) * (height - 20):.2f}\" width=\"{max(bar - 1, 1):.2f}\" "
+        f"height=\"{(c / top) * (height - 20):.2f}\"><title>{escape(f'[{start + i * step:.4g}, {start + (i + 1) * step:.4g}): {c}')}</title></rect>"
+        for i, c in enumerate(counts)
+    )
+    line = ""
+    end = start + step * len(counts)
+    if mark is not None and end > start:
+        x = min(max((mark - start) / (end - start), 0.0), 1.0) * width
+        line = f"<line x1=\"{x:.2f}\" x2=\"{x:.2f}\" y1=\"0\" y2=\"{height - 14}\" stroke=\"#c01c28\" stroke-width=\"2\"/>"
+    labels = (f"<text x=\"0\" y=\"{height - 2}\">{escape(f'{start:.4g}')}</text>"
+              f"<text x=\"{width}\" y=\"{height - 2}\" text-anchor=\"end\">{escape(f'{end:.4g}')}</text>")
+    return (f"<svg class=\"hist\" width=\"{width}\" height=\"{height}\" viewBox=\"0 0 {width} {height}\" "
+            f"role=\"img\" aria-label=\"histogram\">{bars}{line}{labels}</svg>")
+
+
+def _index(atlas: Mapping[str, Any]) -> str:
+    settings = atlas["settings"]
+    title = f"Atlas of {settings['model']}"
+    rows = []
+    for layer in atlas["layers"]:
+        field_ = layer["receptive_field"]
+        rows.append(
+            f"<tr><td><a href=\"{href(layer['page'])}\">{escape(layer['name'])}</a></td><td>{len(layer['units'])}</td>"
+            f"<td>{field_['size'][0]}x{field_['size'][1]} (stride {field_['stride'][0]})</td>"
+            f"<td>{layer['above_one']} / {len(layer['units'])}</td><td>{escape(_number(layer['median_ratio']))}</td></tr>"
+        )
+    shown = {k: settings[k] for k in ("model", "weights", "dataset", "dataset_size", "examples", "per_unit", "steps",
+                                      "preset", "seed", "chunk") if k in settings}
+    body = (
+        f"<h1>{escape(title)}</h1>{_rows(shown)}<p><a href=\"{ATLAS_JSON}\">atlas.json</a></p>"
+        "<table class=\"layers\"><tr><th>layer</th><th>units</th><th>receptive field</th>"
+        "<th>synthetic beats best example</th><th>median ratio</th></tr>" + "".join(rows) + "</table>"
+    )
+    return _page(title, body)
+
+
+def _card(unit: Mapping[str, Any]) -> str:
+    data = " ".join(f"data-{key}=\"{escape(_number(unit.get(key)))}\"" for key, _ in FIGURES)
+    best = unit["examples"][0]["file"] if unit["examples"] else None
+    crop = f"<img src=\"{href(best)}\" alt=\"best example\">" if best else ""
+    caption = f"unit {unit['unit']} &middot; x{escape(_number(unit['ratio']))}"
+    return (f"<figure {data}><a class=\"unit\" href=\"{href(unit['page'])}\"><img src=\"{href(unit['synthetic'][0])}\" "
+            f"alt=\"synthetic\">{crop}</a><figcaption>{caption}</figcaption></figure>")
+
+
+def _layer_page(atlas: Mapping[str, Any], layer: Mapping[str, Any]) -> str:
+    title = f"{atlas['settings']['model']} {layer['name']}"
+    buttons = " ".join(f"<button type=\"button\" onclick=\"sortUnits('{key}')\">{escape(label)}</button>"
+                       for key, label in FIGURES)
+    cards = "".join(_card(unit) for unit in layer["units"])
+    field_ = layer["receptive_field"]
+    body = (
+        f"<nav><a href=\"index.html\">all layers</a></nav><h1>{escape(title)}</h1>"
+        f"<p>{len(layer['units'])} units; each shows its synthetic image and the crop of its best dataset example "
+        f"(receptive field {field_['size'][0]}x{field_['size'][1]}); x = the synthetic image's degree of activation over the best example's, both counted from the dataset "
+        "median (above 1: the synthetic image beats every dataset image).</p>"
+        f"<p>sort by: {buttons}</p><div class=\"grid\" id=\"units\" style=\"--cell:150px\">{cards}</div>"
+    )
+    return _page(title, body, SORT_SCRIPT)
+
+
+def _unit_page(atlas: Mapping[str, Any], layer: Mapping[str, Any], position: int) -> str:
+    unit = layer["units"][position]
+    title = f"{atlas['settings']['model']} {layer['name']} unit {unit['unit']}"
+    links = [f"<a href=\"{href(layer['page'])}\">{escape(layer['name'])}</a>"]
+    if position > 0:
+        links.append(f"<a href=\"{href(layer['units'][position - 1]['page'])}\">previous</a>")
+    if position + 1 < len(layer["units"]):
+        links.append(f"<a href=\"{href(layer['units'][position + 1]['page'])}\">next</a>")
+    synthetic = "".join(
+        f"<figure><img src=\"{href(file)}\" alt=\"synthetic {k}\"><figcaption>a={escape(_number(score))}</figcaption></figure>"
+        for k, (file, score) in enumerate(zip(unit["synthetic"], unit["scores"]))
+    )
+    examples = "".join(
+        f"<figure><img src=\"{href(e['file'])}\" alt=\"{escape(e['name'])}\"><figcaption>{escape(e['name'])}<br>"
+        f"a={escape(_number(e['score']))} at ({e['y']}, {e['x']})</figcaption></figure>"
+        for e in unit["examples"]
+    )
+    figures = {label: unit.get(key) for key, label in FIGURES}
+    body = (
+        f"<nav>{' '.join(links)}</nav><h1>{escape(title)}</h1>{_rows(figures)}"
+        f"<h2>Synthetic</h2><div class=\"grid big\" style=\"--cell:170px\">{synthetic}</div>"
+        f"<h2>Dataset examples (receptive-field crops at the maximum)</h2>"
+        f"<div class=\"grid crop\" style=\"--cell:110px\">{examples}</div>"
+        f"<h2>Degree of activation over the dataset</h2>{histogram_svg(unit['histogram'], mark=unit['score'])}"
+        "<p>bars: dataset images; red line: the synthetic image.</p>"
+    )
+    return _page(title, body)
+
+
+def write_site(folder: str | Path, atlas: Mapping[str, Any]) -> Path:
+    """Write ``atlas.json``, ``index.html``, one page per layer and one per unit into ``folder``.
+
+    Args:
+        folder: the atlas folder (its ``images/`` hold the files the document names).
+        atlas: the document of :func:`probe.atlas.site.assemble`.
+
+    Returns:
+        The path of ``index.html``.
+    """
+    folder = Path(folder)
+    (folder / ATLAS_JSON).write_text(json.dumps(atlas, indent=1, allow_nan=False) + "\n")
+    layers: Sequence[Mapping[str, Any]] = atlas["layers"]
+    for layer in layers:
+        (folder / layer["page"]).write_text(_layer_page(atlas, layer), encoding="utf-8")
+        for position, unit in enumerate(layer["units"]):
+            (folder / unit["page"]).write_text(_unit_page(atlas, layer, position), encoding="utf-8")
+    index = folder / "index.html"
+    index.write_text(_index(atlas), encoding="utf-8")
+    return index

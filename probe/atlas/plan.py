@@ -1,0 +1,127 @@
+"""The plan of an atlas: its settings, their hash, and the deterministic list of chunks.
+
+A chunk is ``(layer, first unit, last unit + 1)``. The list depends only on the
+layers, their unit counts and the chunk size, so every rank of a distributed run
+(and every rerun) computes the same list, and a unit always falls in the same
+chunk: its synthetic image is rendered with the same batch companions and the
+same seed whatever rank renders it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from probe.errors import ProbeUsageError
+
+__all__ = ["AtlasSettings", "Chunk", "make_chunks", "chunk_seed", "file_stem"]
+
+
+def file_stem(layer: str) -> str:
+    """A file-name-safe form of a layer name (``"layer3.1/conv"`` -> ``"layer3.1-conv"``)."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", layer).strip("-.") or "layer"
+
+
+@dataclass(frozen=True)
+class AtlasSettings:
+    """Everything that decides what an atlas contains; its :meth:`digest` keys every record.
+
+    Attributes:
+        model: the model spec (``"digits"``, ``"resnet50"``, a file ...).
+        weights: the weights, in words (``"shipped"``, ``"random"``, a path).
+        layers: dotted layer names, in atlas order.
+        units: units (channels) of each layer, same order.
+        dataset: ``"zoo"``, ``"skimage"`` or a folder, as given.
+        dataset_size: images in the dataset pass (after ``limit``).
+        examples: dataset examples kept per unit (default 9).
+        per_unit: synthetic images per unit (default 1).
+        diversity: weight of the diversity term when ``per_unit > 1``.
+        steps: optimization steps per synthetic image.
+        preset: ``"robust"`` or ``"plain"``.
+        lr: learning rate, or None for the preset's.
+        image_size: ``(H, W)`` of the synthetic images and of the dataset images.
+        chunk: units per chunk.
+        seed: the atlas seed; each chunk's seed is derived from it.
+        precision: ``"fp32"`` / ``"bf16"`` / ``"fp16"`` for the forward passes.
+        channels_last: convolutions channels-last.
+        extra: anything else a caller wants in the key.
+    """
+
+    model: str
+    weights: str
+    layers: tuple[str, ...]
+    units: tuple[int, ...]
+    dataset: str
+    dataset_size: int
+    examples: int = 9
+    per_unit: int = 1
+    diversity: float = 0.0
+    steps: int = 256
+    preset: str = "robust"
+    lr: float | None = None
+    image_size: tuple[int, int] = (28, 28)
+    chunk: int = 16
+    seed: int = 0
+    precision: str = "fp32"
+    channels_last: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (tuples become lists)."""
+        return json.loads(json.dumps(asdict(self)))
+
+    def digest(self) -> str:
+        """A 16-hex-digit hash of every setting: records with another digest belong to another atlas."""
+        text = json.dumps(self.as_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def differences(self, other: dict[str, Any]) -> list[str]:
+        """``["steps: 64 (there) vs 32 (now)", ...]`` against the settings dict of another atlas."""
+        mine = self.as_dict()
+        keys = sorted(set(mine) | set(other))
+        return [f"{key}: {other.get(key)!r} (there) vs {mine.get(key)!r} (now)" for key in keys
+                if other.get(key) != mine.get(key)]
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """Units ``start..stop-1`` of ``layer``: the unit of work one rank claims and writes at once."""
+
+    layer: str
+    start: int
+    stop: int
+
+    @property
+    def units(self) -> range:
+        """The units of the chunk."""
+        return range(self.start, self.stop)
+
+    @property
+    def name(self) -> str:
+        """The file-name stem of the chunk's record, e.g. ``conv2-0016-0031``."""
+        return f"{file_stem(self.layer)}-{self.start:04d}-{self.stop - 1:04d}"
+
+
+def make_chunks(layers: tuple[str, ...], units: tuple[int, ...], size: int) -> list[Chunk]:
+    """The chunks of an atlas, layer by layer, ``size`` units each (the last of a layer may be smaller).
+
+    Raises:
+        ProbeUsageError: ``size < 1`` or a layer without units.
+    """
+    if size < 1:
+        raise ProbeUsageError(f"the chunk size must be >= 1; got {size}", param="chunk")
+    chunks = []
+    for layer, count in zip(layers, units):
+        if count < 1:
+            raise ProbeUsageError(f"layer {layer!r} has no units", param="layers")
+        chunks.extend(Chunk(layer, start, min(count, start + size)) for start in range(0, count, size))
+    return chunks
+
+
+def chunk_seed(seed: int, chunk: Chunk) -> int:
+    """The seed of one chunk's render, from the atlas seed, the layer and the chunk's first unit (63 bits)."""
+    text = f"{seed}:{chunk.layer}:{chunk.start}:{chunk.stop}"
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big") >> 1

@@ -1,0 +1,70 @@
+"""Files an atlas writes, each atomically: a temporary file in the same folder, then ``os.replace``.
+
+A reader therefore sees a finished file or none; a process killed mid-write
+leaves only a ``.tmp-*`` file, which a rerun removes. A chunk's record (JSON) is
+written after its images, so the record's existence means the chunk is done.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+__all__ = ["write_bytes", "write_json", "write_png", "read_json", "remove_partial", "TMP_PREFIX"]
+
+TMP_PREFIX = ".tmp-"
+
+
+def write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically: a temporary file beside it, renamed over it.
+
+    A killed process leaves the old file or the new one, never half of one (no
+    fsync: this guards against crashes of the process, not of the machine).
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=TMP_PREFIX, suffix=path.suffix)
+    try:
+        with os.fdopen(handle, "wb") as file:
+            file.write(data)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: Path, value: Any) -> None:
+    """Write ``value`` as JSON (no NaN) atomically."""
+    write_bytes(path, (json.dumps(value, indent=1, allow_nan=False) + "\n").encode())
+
+
+def write_png(path: Path, image: Image.Image) -> None:
+    """Write ``image`` as PNG atomically."""
+    import io
+
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    write_bytes(path, buffer.getvalue())
+
+
+def read_json(path: Path) -> Any:
+    """The JSON in ``path``, or None when it is missing or unreadable."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def remove_partial(folder: Path) -> int:
+    """Delete the ``.tmp-*`` files an interrupted run left in ``folder`` (only those); return how many."""
+    removed = 0
+    if folder.is_dir():
+        for path in folder.glob(TMP_PREFIX + "*"):
+            if path.is_file():
+                path.unlink(missing_ok=True)
+                removed += 1
+    return removed

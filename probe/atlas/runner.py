@@ -1,0 +1,372 @@
+"""The atlas run: one dataset pass, then the synthetic images chunk by chunk, then the site.
+
+Each stage is resumable; every rank runs the same function (torchrun starts
+them), rank 0 alone writes the shared files::
+
+    OUT/atlas-run.json           the settings and their digest (written first)
+    OUT/records/examples.json    the merged dataset pass (after its crops)
+    OUT/records/<chunk>.json     one finished chunk (after its images)
+    OUT/images/*.png             synthetic images (-s0, -s1...) and example crops (-e0, -e1...)
+    OUT/index.html, layer-*.html, unit pages, atlas.json    the site (rank 0, at the end)
+
+1. **Settings.** Rank 0 checks ``OUT``: a new or empty folder is started, an
+   atlas with the same digest is resumed, any other content is refused.
+2. **Dataset pass.** The dataset's fixed batches are dealt round-robin to the
+   ranks; the per-unit top-k lists and histograms are gathered and merged on
+   rank 0, which measures each layer's receptive field and writes the crops.
+3. **Chunks.** Rank 0 lists the chunks without a record and broadcasts the
+   list; ranks claim them one at a time with ``store.add`` (fast ranks take
+   more). A chunk's seed comes from (seed, layer, its units), so its images
+   are the same on any rank.
+4. **Site.** After a barrier, rank 0 assembles ``atlas.json`` and the pages.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from probe import __version__
+from probe import objectives as O
+from probe.atlas.data import AtlasData, open_dataset
+from probe.atlas.distributed import Group, join
+from probe.atlas.examples import UnitExamples, batches_of, dataset_pass, merge_passes
+from probe.atlas.plan import AtlasSettings, Chunk, chunk_seed, file_stem, make_chunks
+from probe.atlas.receptive import receptive_field
+from probe.atlas.records import read_json, remove_partial, write_json, write_png
+from probe.errors import ProbeError, ProbeRuntimeError, ProbeUsageError, unknown_name
+from probe.hooks import layers as list_layers
+from probe.images import to_pil
+from probe.models import LoadedModel, load_model
+from probe.optimize import maximize
+
+__all__ = ["AtlasSummary", "Progress", "build_atlas", "atlas_layers", "RUN_FILE", "DEFAULT_DIVERSITY"]
+
+RUN_FILE = "atlas-run.json"
+DEFAULT_DIVERSITY = 10.0
+Progress = Callable[[str, int, int], None]
+"""``progress(stage, done, total)``: stage ``"dataset"`` (images) or ``"render"`` (chunks)."""
+
+
+@dataclass
+class AtlasSummary:
+    """What :func:`build_atlas` did on this rank.
+
+    Attributes:
+        folder: the atlas folder.
+        rank, world: this process and the number of processes.
+        settings: the atlas's settings.
+        rendered: chunks this rank rendered now.
+        skipped: chunks already done when this run began (all ranks).
+        total: chunks of the atlas.
+        units: units of the atlas.
+        seconds: wall time of this rank's rendering stage.
+        site: ``index.html`` (rank 0; None elsewhere).
+        dataset_reused: whether the dataset pass came from an earlier run.
+    """
+
+    folder: Path
+    rank: int
+    world: int
+    settings: AtlasSettings
+    rendered: list[str] = field(default_factory=list)
+    skipped: int = 0
+    total: int = 0
+    units: int = 0
+    seconds: float = 0.0
+    site: Path | None = None
+    dataset_reused: bool = False
+
+
+def atlas_layers(loaded: LoadedModel, layers: str | Sequence[str]) -> list[tuple[str, int]]:
+    """``[(layer, channels)]`` for ``layers``: names, or ``"all"`` = every convolution and block with a (C, H, W) map.
+
+    A block is a module with children, other than an ``nn.Sequential`` (whose
+    output is its last child's, already in the list: ResNet's ``layer1`` is
+    ``layer1.1``).
+
+    Raises:
+        ProbeUsageError: an unknown layer (with the closest name), or one without a spatial map.
+    """
+    rows = list_layers(loaded.module, loaded.input_shape)
+    maps = {row.name: row for row in rows if row.output_shape is not None and len(row.output_shape) == 3}
+    modules = dict(loaded.module.named_modules())
+    if layers == "all" or list(layers) == ["all"]:
+        chosen = [name for name, row in maps.items() if row.type == "Conv2d" or (
+            any(True for _ in modules[name].children()) and not isinstance(modules[name], nn.Sequential))]
+        if not chosen:
+            raise ProbeUsageError(f"{loaded.name} has no convolution or block with a (C, H, W) output", param="layers")
+        return [(name, int(maps[name].channels)) for name in chosen]
+    names = [layers] if isinstance(layers, str) else list(layers)
+    result = []
+    for name in names:
+        if name not in modules or not name:
+            raise unknown_name("layer", name, [row.name for row in rows], param="layers")
+        if name not in maps:
+            raise ProbeUsageError(f"layer {name!r} has no (C, H, W) map (its output is "
+                                  f"{next((r.output_shape for r in rows if r.name == name), None)}); an atlas shows "
+                                  "convolutions and blocks", param="layers")
+        if name in (n for n, _ in result):
+            raise ProbeUsageError(f"layer {name!r} is named twice", param="layers")
+        result.append((name, int(maps[name].channels)))
+    return result
+
+
+def _relay(group: Group, work: Callable[[], Any]) -> Any:
+    """Run ``work`` on rank 0 and give every rank its result, or raise its cnn-probe error on every rank."""
+    outcome: Any = None
+    if group.rank == 0:
+        try:
+            outcome = ("ok", work())
+        except ProbeError as error:
+            outcome = ("error", type(error).__name__, str(error), getattr(error, "param", None))
+    outcome = group.broadcast(outcome)
+    if outcome[0] == "ok":
+        return outcome[1]
+    kind, message, param = outcome[1:]
+    raise ProbeUsageError(message, param=param) if kind == "ProbeUsageError" else ProbeRuntimeError(message)
+
+
+def _start_folder(folder: Path, settings: AtlasSettings, force: bool) -> None:
+    """Rank 0: start, resume or refuse ``folder`` (see the module docstring)."""
+    run = read_json(folder / RUN_FILE)
+    if run is not None and isinstance(run, dict) and "digest" in run:
+        if run["digest"] == settings.digest():
+            for sub in (folder, folder / "records", folder / "images"):
+                remove_partial(sub)
+            return
+        if not force:
+            changed = "; ".join(settings.differences(run.get("settings", {}))[:4])
+            raise ProbeUsageError(f"{str(folder)!r} holds an atlas made with other settings ({changed}); rerun with "
+                                  "those settings to resume it, choose another --out, or --force to start over",
+                                  param="out")
+        _clear(folder)
+    elif folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
+        raise ProbeUsageError(f"{str(folder)!r} is not empty and holds no atlas; choose a new or empty --out "
+                              "(nothing was deleted)", param="out")
+    folder.mkdir(parents=True, exist_ok=True)
+    write_json(folder / RUN_FILE, {"command": "atlas", "version": __version__, "digest": settings.digest(),
+                                   "settings": settings.as_dict()})
+
+
+def _clear(folder: Path) -> None:
+    """Delete what an atlas wrote in ``folder`` (and nothing else)."""
+    for sub in ("records", "images"):
+        if (folder / sub).is_dir():
+            shutil.rmtree(folder / sub)
+    for pattern in ("*.html", "atlas.json", RUN_FILE):
+        for path in folder.glob(pattern):
+            path.unlink()
+
+
+def _crop_examples(loaded: LoadedModel, data: AtlasData, merged: dict[str, UnitExamples], folder: Path,
+                   settings: AtlasSettings) -> dict[str, Any]:
+    """Rank 0: measure receptive fields, write every example's crop, and return the examples record."""
+    wanted: dict[int, list[tuple[str, int, int, tuple[int, int, int, int], Path]]] = {}
+    layers: dict[str, Any] = {}
+    for layer in settings.layers:
+        entry = merged[layer]
+        field_ = receptive_field(loaded, layer, settings.image_size, seed=settings.seed)
+        units = []
+        for unit in range(entry.top.scores.shape[0]):
+            examples = []
+            for rank_in_unit in range(entry.top.scores.shape[1]):
+                index = int(entry.top.index[unit, rank_in_unit])
+                if index < 0:
+                    continue
+                position = int(entry.top.position[unit, rank_in_unit])
+                y, x = divmod(position, entry.map_width)
+                box = field_.box(y, x)
+                file = f"images/{file_stem(layer)}-{unit:04d}-e{rank_in_unit}.png"
+                wanted.setdefault(index, []).append((layer, unit, rank_in_unit, box, folder / file))
+                examples.append({"index": index, "name": data.names[index], "file": file, "y": y, "x": x,
+                                 "box": list(box), "score": float(entry.top.scores[unit, rank_in_unit])})
+            units.append({"examples": examples, "histogram": entry.histogram.unit(unit)})
+        layers[layer] = {"receptive_field": field_.as_dict(), "seen": entry.seen, "units": units}
+    order = sorted(wanted)
+    for start in range(0, len(order), 64):
+        batch = order[start:start + 64]
+        for index, image in zip(batch, data.load(batch)):
+            for _, _, _, (top, left, bottom, right), path in wanted[index]:
+                write_png(path, to_pil(image[:, top:bottom, left:right]))
+    return {"digest": settings.digest(), "layers": layers}
+
+
+def _examples_stage(group: Group, loaded: LoadedModel, data: AtlasData, folder: Path, settings: AtlasSettings,
+                    batch: int, progress: Progress | None) -> tuple[dict[str, Any], bool]:
+    path = folder / "records" / "examples.json"
+    existing = read_json(path)
+    if existing is not None and existing.get("digest") == settings.digest():
+        return existing, True
+    batches = batches_of(len(data), batch)[group.rank::group.world]
+    done = [0]
+
+    def step(images: int) -> None:
+        done[0] += images
+        if progress is not None:
+            progress("dataset", done[0], sum(len(b) for b in batches))
+
+    mine = dataset_pass(loaded, data.load, settings.layers, batches, k=settings.examples,
+                        precision=settings.precision, progress=step)
+    parts = group.gather({layer: entry.cpu() for layer, entry in mine.items()})
+
+    def write() -> dict[str, Any]:
+        record = _crop_examples(loaded, data, merge_passes(parts), folder, settings)
+        write_json(path, record)
+        return record
+
+    return _relay(group, write), False
+
+
+def _spread(images: torch.Tensor) -> float:
+    """Mean pairwise RMS pixel distance of ``images`` ``(K, C, H, W)`` (0 for one image)."""
+    if images.shape[0] < 2:
+        return 0.0
+    flat = images.flatten(1).double()
+    distances = torch.cdist(flat, flat) / flat.shape[1] ** 0.5
+    count = images.shape[0]
+    return float(distances.sum() / (count * (count - 1)))
+
+
+def _render_chunk(loaded: LoadedModel, chunk: Chunk, folder: Path, settings: AtlasSettings) -> dict[str, Any]:
+    """Render one chunk's units, write their images, then the chunk's record; return the record."""
+    copies = settings.per_unit
+    expanded = [unit for unit in chunk.units for _ in range(copies)]
+    objective = O.channel(chunk.layer, expanded)
+    if copies > 1 and settings.diversity > 0:
+        objective = objective + settings.diversity * O.diversity(chunk.layer, group=copies)
+    result = maximize(loaded, objective, steps=settings.steps, lr=settings.lr, preset=settings.preset,
+                      image_size=settings.image_size, seed=chunk_seed(settings.seed, chunk),
+                      precision=settings.precision, channels_last=settings.channels_last)
+    values = result.terms.get(result.main, result.scores)
+    units = []
+    for offset, unit in enumerate(chunk.units):
+        rows = slice(offset * copies, (offset + 1) * copies)
+        files = []
+        for k, image in enumerate(result.images[rows]):
+            file = f"images/{file_stem(chunk.layer)}-{unit:04d}-s{k}.png"
+            write_png(folder / file, to_pil(image))
+            files.append(file)
+        units.append({"unit": unit, "files": files, "scores": [float(v) for v in values[rows]],
+                      "spread": _spread(result.images[rows])})
+    record = {"digest": settings.digest(), "layer": chunk.layer, "start": chunk.start, "stop": chunk.stop,
+              "units": units, "seconds": result.seconds}
+    write_json(folder / "records" / f"{chunk.name}.json", record)
+    return record
+
+
+def _done(folder: Path, chunk: Chunk, digest: str) -> bool:
+    record = read_json(folder / "records" / f"{chunk.name}.json")
+    return isinstance(record, dict) and record.get("digest") == digest and all(
+        (folder / file).is_file() for unit in record.get("units", []) for file in unit.get("files", []))
+
+
+def build_atlas(
+    model: str,
+    *,
+    out: str | Path | None = None,
+    weights: str | None = "default",
+    layers: str | Sequence[str] = "all",
+    dataset: str | Path = "zoo",
+    examples: int = 9,
+    per_unit: int = 1,
+    diversity: float | None = None,
+    steps: int = 256,
+    preset: str = "robust",
+    lr: float | None = None,
+    chunk: int = 16,
+    batch: int = 64,
+    limit: int | None = None,
+    seed: int = 0,
+    device: str = "auto",
+    precision: str = "fp32",
+    channels_last: bool = False,
+    force: bool = False,
+    progress: Progress | None = None,
+    on_start: Callable[[AtlasSummary, int], None] | None = None,
+) -> AtlasSummary:
+    """Render an atlas of ``model``: every unit of ``layers`` with its synthetic image(s) and dataset examples.
+
+    Run it in one process, or in every process of ``torchrun`` (the processes
+    share the work; see the module docstring). Rerunning with the same
+    arguments resumes: only missing chunks are rendered.
+
+    Args:
+        model: a model spec for :func:`probe.load_model` (each rank loads it on its device).
+        out: the atlas folder (new, empty, or an atlas with the same settings);
+            default ``runs/atlas-<model>-<first 8 digits of the settings' digest>``,
+            so that the same call finds its folder again.
+        weights: as for :func:`probe.load_model` (``"default"``, None = random, a file).
+        layers: ``"all"`` or layer names (see :func:`atlas_layers`).
+        dataset: ``"zoo"``, ``"skimage"`` or a folder (see :func:`probe.atlas.data.open_dataset`).
+        examples: dataset examples per unit (default 9).
+        per_unit: synthetic images per unit (default 1); several differ by diversity.
+        diversity: weight of the diversity term when ``per_unit > 1`` (default 10).
+        steps, preset, lr, precision, channels_last: as for :func:`probe.maximize` (defaults 256, robust).
+        chunk: units per chunk, the unit of work and of resuming (default 16).
+        batch: dataset images per forward pass (default 64).
+        limit: use only the first ``limit`` dataset images (default all).
+        seed: the atlas seed (default 0).
+        device: ``"auto"`` (``cuda:LOCAL_RANK`` when there is a GPU), ``"cpu"``, ``"cuda[:N]"``.
+        force: replace an atlas with other settings in ``out`` (only an atlas is ever deleted).
+        progress: ``progress(stage, done, total)``, see :data:`Progress`.
+        on_start: ``on_start(summary, missing_chunks)`` once the plan is known (for a log line).
+
+    Returns:
+        This rank's :class:`AtlasSummary`.
+
+    Raises:
+        ProbeUsageError: bad layers, dataset, folder or option (on every rank).
+        ProbeRuntimeError: the work failed (NaN, a failed process group).
+    """
+    for name, value, low in (("examples", examples, 1), ("per_unit", per_unit, 1), ("steps", steps, 1),
+                             ("chunk", chunk, 1), ("batch", batch, 1)):
+        if value < low:
+            raise ProbeUsageError(f"{name.replace('_', '-')} must be >= {low}; got {value}", param=name)
+    with join(device) as (group, chosen):
+        loaded = load_model(model, weights=weights, device=chosen)
+        chosen_layers = atlas_layers(loaded, layers)
+        data = open_dataset(dataset, loaded, limit=limit)
+        source = str(Path(dataset).expanduser().resolve()) if data.paths else str(dataset)
+        weight = diversity if diversity is not None else (DEFAULT_DIVERSITY if per_unit > 1 else 0.0)
+        settings = AtlasSettings(
+            model=loaded.name, weights=loaded.weights, layers=tuple(n for n, _ in chosen_layers),
+            units=tuple(c for _, c in chosen_layers), dataset=source, dataset_size=len(data), examples=examples,
+            per_unit=per_unit, diversity=float(weight) if per_unit > 1 else 0.0, steps=steps, preset=preset, lr=lr,
+            image_size=tuple(loaded.preprocess.input_size), chunk=chunk, seed=seed, precision=precision,
+            channels_last=channels_last,
+        )  # fmt: skip
+        folder = Path(out).expanduser() if out is not None else (
+            Path("runs") / f"atlas-{file_stem(loaded.name)}-{settings.digest()[:8]}")
+        _relay(group, lambda: _start_folder(folder, settings, force))
+        summary = AtlasSummary(folder, group.rank, group.world, settings, units=sum(settings.units))
+        record, summary.dataset_reused = _examples_stage(group, loaded, data, folder, settings, batch, progress)
+        chunks = make_chunks(settings.layers, settings.units, chunk)
+        missing = group.broadcast([i for i, c in enumerate(chunks) if not _done(folder, c, settings.digest())]
+                                  if group.rank == 0 else None)
+        summary.total, summary.skipped = len(chunks), len(chunks) - len(missing)
+        if on_start is not None:
+            on_start(summary, len(missing))
+        started = time.perf_counter()
+        for number, claimed in enumerate(group.claim(len(missing)), 1):
+            target = chunks[missing[claimed]]
+            _render_chunk(loaded, target, folder, settings)
+            summary.rendered.append(target.name)
+            if progress is not None:
+                progress("render", number, len(missing))
+        summary.seconds = time.perf_counter() - started
+        group.barrier()
+        if group.rank == 0:
+            from probe.atlas.site import write_atlas
+
+            summary.site = write_atlas(folder, settings, record, [read_json(folder / "records" / f"{c.name}.json")
+                                                                  for c in chunks])
+        group.barrier()
+    return summary

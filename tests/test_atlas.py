@@ -1,0 +1,242 @@
+"""probe atlas in one process: the dataset pass's merges, receptive fields, the CLI, the site, resuming, refusals."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+from torch import nn
+
+import probe
+from probe.atlas import receptive_field
+from probe.atlas.examples import BINS, Histogram, TopK, merge_passes, UnitExamples
+from probe.atlas.plan import make_chunks
+from probe.cli.main import cli
+from probe.gallery.atlas import write_site
+
+SMALL = ["--model", "digits", "--layers", "conv1,conv2", "--dataset", "zoo", "--steps", "24", "--limit", "240",
+         "--examples", "4", "--chunk", "25"]
+
+
+def _atlas(tmp_path, *extra: str, out: str = "atlas"):
+    return CliRunner().invoke(cli, ["atlas", *SMALL, *extra, "--out", str(tmp_path / out)])
+
+
+@pytest.fixture(scope="module")
+def small_atlas(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("atlas")
+    result = _atlas(folder)
+    assert result.exit_code == 0, result.output
+    return folder / "atlas", result
+
+
+def test_topk_merge_is_independent_of_sharding():
+    g = torch.Generator().manual_seed(0)
+    scores = torch.randint(0, 6, (3, 40), generator=g).float()  # many ties
+    position = torch.randint(0, 9, (3, 40), generator=g)
+    index = torch.arange(40).expand(3, -1)
+    whole = TopK.empty(3, 5).add(scores, index, position)
+    for order in ([0, 1], [1, 0]):
+        parts = [slice(0, 17), slice(17, 40)]
+        top = TopK.empty(3, 5)
+        for part in (parts[i] for i in order):
+            top = top.add(scores[:, part], index[:, part], position[:, part])
+        assert torch.equal(top.index, whole.index) and torch.equal(top.scores, whole.scores)
+    expected = sorted(range(40), key=lambda i: (-scores[0, i].item(), i))[:5]
+    assert whole.index[0].tolist() == expected
+
+
+def test_histogram_merges_exactly_and_holds_every_value():
+    g = torch.Generator().manual_seed(1)
+    values = torch.randn(2, 300, generator=g, dtype=torch.float64) * torch.tensor([[3.0], [700.0]])
+    whole = Histogram.empty(2).add(values)
+    a = Histogram.empty(2).add(values[:, :10])  # a small range first, widened later
+    b = Histogram.empty(2).add(values[:, 10:])
+    assert torch.equal(a.merge(b).counts, whole.counts) and torch.equal(b.merge(a).counts, whole.counts)
+    assert whole.counts.sum(1).tolist() == [300, 300]
+    shown = whole.unit(1)
+    lo, width = shown["start"], shown["width"]
+    assert values[1].min() >= lo and values[1].max() < lo + width * len(shown["counts"])
+    assert values[1].abs().max() < 2.0 ** int(whole.exponent[1]) <= 2 * values[1].abs().max() + 1e-9
+    assert whole.counts.shape[1] == 2 * BINS
+
+
+def test_merge_passes_sums_images_seen():
+    part = {"c": UnitExamples("c", TopK.empty(1, 2).add(torch.tensor([[1.0]]), torch.tensor([[0]]), torch.tensor([[3]])),
+                              Histogram.empty(1).add(torch.tensor([[1.0]])), 4, 1)}
+    other = {"c": UnitExamples("c", TopK.empty(1, 2).add(torch.tensor([[2.0]]), torch.tensor([[1]]), torch.tensor([[5]])),
+                               Histogram.empty(1).add(torch.tensor([[2.0]])), 4, 1)}
+    merged = merge_passes([part, other])["c"]
+    assert merged.seen == 2 and merged.top.index[0].tolist() == [1, 0] and merged.top.position[0].tolist() == [5, 3]
+
+
+def _walked(layers) -> tuple[int, int]:
+    """The textbook receptive field of a chain of conv/pool layers: (size, stride)."""
+    size, jump = 1, 1
+    for layer in layers:
+        kernel = layer.kernel_size if isinstance(layer.kernel_size, int) else layer.kernel_size[0]
+        dilation = layer.dilation if isinstance(layer.dilation, int) else layer.dilation[0]
+        stride = layer.stride if isinstance(layer.stride, int) else layer.stride[0]
+        size += (kernel - 1) * dilation * jump
+        jump *= stride
+    return size, jump
+
+
+def test_receptive_field_matches_the_walk_along_strides_kernels_and_dilations():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(1, 4, 3, stride=2, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                        nn.Conv2d(4, 4, 3, dilation=2, padding=2), nn.ReLU(), nn.Conv2d(4, 3, 5, stride=1))
+    loaded = probe.load_model(net)
+    field_ = receptive_field(loaded, "5", (64, 64))
+    walked = _walked([net[0], net[2], net[3], net[5]])
+    assert field_.size == (walked[0], walked[0]) and field_.stride == (walked[1], walked[1])
+    digits = receptive_field(probe.load_model("digits"), "conv2")
+    assert digits.size == (8, 8) and digits.stride == (2, 2) and digits.box(10, 10) == (20, 20, 28, 28)
+
+
+def test_chunks_are_deterministic():
+    chunks = make_chunks(("conv1", "conv2"), (25, 50), 16)
+    assert [(c.layer, c.start, c.stop) for c in chunks][:3] == [("conv1", 0, 16), ("conv1", 16, 25), ("conv2", 0, 16)]
+    assert chunks[-1].name == "conv2-0048-0049" and len(chunks) == 6
+
+
+def test_cli_writes_the_site(small_atlas):
+    folder, result = small_atlas
+    assert "site:" in result.output
+    atlas = json.loads((folder / "atlas.json").read_text())
+    layers = {layer["name"]: layer for layer in atlas["layers"]}
+    assert list(layers) == ["conv1", "conv2"] and len(layers["conv2"]["units"]) == 50
+    assert layers["conv2"]["receptive_field"]["size"] == [8, 8] and layers["conv2"]["dataset_images"] == 240
+    unit = layers["conv2"]["units"][7]
+    assert len(unit["examples"]) == 4 and sum(unit["histogram"]["counts"]) == 240
+    assert [e["score"] for e in unit["examples"]] == sorted((e["score"] for e in unit["examples"]), reverse=True)
+    assert layers["conv2"]["above_one"] == 50  # every filter's synthetic image beats its best digit
+    crop = Image.open(folder / unit["examples"][0]["file"])
+    assert crop.size[0] <= 8 and crop.size[1] <= 8  # the strokes, not the 28x28 digit
+    assert Image.open(folder / unit["synthetic"][0]).size == (28, 28)
+    for page in ("index.html", "layer-conv2.html", "conv2-0007.html"):
+        assert (folder / page).read_text().startswith("<!DOCTYPE html>")
+    assert "sortUnits('ratio')" in (folder / "layer-conv2.html").read_text()
+
+
+def test_rerun_renders_nothing_and_other_settings_are_refused(small_atlas, tmp_path):
+    folder, _ = small_atlas
+    copy = tmp_path / "atlas"
+    shutil.copytree(folder, copy)
+    records = sorted((folder / "records").glob("conv*.json"))
+    (copy / "records" / records[1].name).unlink()  # as if killed before this chunk finished
+    stamps = {p.name: (copy / "records" / p.name).stat().st_mtime_ns for p in records if p != records[1]}
+    again = _atlas(tmp_path)
+    assert again.exit_code == 0, again.output
+    assert "1 chunk(s) rendered now, 2 kept" in again.output
+    assert all((copy / "records" / name).stat().st_mtime_ns == stamp for name, stamp in stamps.items())
+    for image in (folder / "images").glob("*.png"):
+        assert (copy / "images" / image.name).read_bytes() == image.read_bytes()
+    other = _atlas(tmp_path, "--seed", "1")
+    assert other.exit_code == 2 and "--out" in other.output and "other settings" in other.output
+    assert "seed: 0 (there) vs 1 (now)" in other.output
+
+
+@pytest.mark.parametrize("args, option, message", [
+    (["--layers", "conv3"], "--layers", "did you mean"),
+    (["--layers", "fc1"], "--layers", "no (C, H, W) map"),
+    (["--dataset", "/nonexistent/folder"], "--dataset", "not a folder"),
+])
+def test_usage_errors_exit_2(tmp_path, args, option, message):
+    result = CliRunner().invoke(cli, ["atlas", "--steps", "2", *args, "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2, result.output
+    assert option in result.output and message in result.output and "Traceback" not in result.output
+
+
+def test_a_folder_that_is_not_an_atlas_is_left_alone(tmp_path):
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "notes.txt").write_text("mine")
+    result = CliRunner().invoke(cli, ["atlas", "--steps", "2", "--out", str(tmp_path / "out"), "--force"])
+    assert result.exit_code == 2 and "holds no atlas" in result.output
+    assert (tmp_path / "out" / "notes.txt").read_text() == "mine"
+
+
+def test_site_escapes_every_string(tmp_path):
+    nasty = "<script>alert(1)</script>"
+    unit = {"unit": 0, "page": "u.html", "synthetic": ["s.png"], "scores": [1.0], "score": 1.0, "best": 0.5,
+            "median": 0.0, "ratio": 2.0, "spread": 0.0, "histogram": {"start": 0.0, "width": 1.0, "counts": [1, 2]},
+            "examples": [{"index": 0, "name": nasty, "file": "e \"x\".png", "y": 0, "x": 0, "box": [0, 0, 1, 1],
+                          "score": 0.5}]}
+    atlas = {"settings": {"model": nasty}, "layers": [{"name": nasty, "page": "l.html", "units": [unit],
+                                                        "receptive_field": {"size": [1, 1], "stride": [1, 1]},
+                                                        "above_one": 1, "median_ratio": 2.0}]}
+    write_site(tmp_path, atlas)
+    for page in ("index.html", "l.html", "u.html"):
+        assert nasty not in (tmp_path / page).read_text()
+    assert "e%20%22x%22.png" in (tmp_path / "u.html").read_text()
+
+
+def test_layer_page_renders_in_headless_chromium(small_atlas):
+    browser = next((shutil.which(n) for n in ("chromium", "chromium-headless-shell", "chromium-browser", "google-chrome")
+                    if shutil.which(n)), None)
+    if browser is None:
+        pytest.skip("no Chromium installed")
+    folder, _ = small_atlas
+    page = (folder / "layer-conv2.html").resolve()
+    dom = subprocess.run([browser, "--headless", "--disable-gpu", "--no-sandbox", "--dump-dom", page.as_uri() + "#sort=ratio"],
+                         capture_output=True, text=True, timeout=60).stdout
+    assert dom.count("data-ratio=") == 50 and "conv2-0007.html" in dom and "images/conv2-0007-s0.png" in dom
+    shown = [float(v) for v in re.findall(r'data-ratio="([^"]+)"', dom)]
+    assert shown == sorted(shown, reverse=True) and shown != sorted(shown)  # the script sorted the grid
+
+
+class _Block(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(2, 2, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.conv(x)
+
+
+def test_all_layers_are_convolutions_and_blocks_but_not_sequentials():
+    from probe.atlas import atlas_layers
+
+    net = nn.Sequential(nn.Conv2d(1, 2, 3), _Block(), nn.Sequential(nn.Conv2d(2, 3, 1), nn.ReLU()), nn.Flatten(),
+                        nn.Linear(3 * 6 * 6, 2))
+    loaded = probe.LoadedModel("net", net, probe.Preprocess((0.0,), (1.0,), 1, (8, 8)))
+    assert atlas_layers(loaded, "all") == [("0", 2), ("1", 2), ("1.conv", 2), ("2.0", 3)]
+    assert atlas_layers(probe.load_model("digits"), "all") == [("conv1", 25), ("conv2", 50)]
+
+
+def test_datasets_from_folders_flat_and_by_class(tmp_path):
+    from probe.atlas.data import open_dataset
+
+    loaded = probe.load_model("digits")
+    for sub in ("flat", "classes/a", "classes/b"):
+        (tmp_path / sub).mkdir(parents=True)
+        for number in range(2):
+            Image.new("RGB", (40, 30), (number * 200, 0, 0)).save(tmp_path / sub / f"{number}.png")
+    flat = open_dataset(tmp_path / "flat", loaded)
+    assert flat.names == ["0.png", "1.png"] and flat.load([1]).shape == (1, 1, 28, 28)
+    by_class = open_dataset(tmp_path / "classes", loaded, limit=3)
+    assert by_class.names == ["a/0.png", "a/1.png", "b/0.png"]
+    assert float(by_class.load([0, 1]).max()) > 0
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(probe.ProbeUsageError, match="holds no images"):
+        open_dataset(tmp_path / "empty", loaded)
+
+
+def test_python_api_several_images_per_unit_differ(tmp_path):
+    from probe.atlas import build_atlas
+
+    summary = build_atlas("digits", out=tmp_path / "k2", layers=["conv1"], dataset="zoo", limit=50, examples=2,
+                          per_unit=2, steps=6, chunk=25)
+    assert summary.rank == 0 and summary.world == 1 and summary.rendered == ["conv1-0000-0024"]
+    atlas = json.loads((tmp_path / "k2" / "atlas.json").read_text())
+    assert atlas["settings"]["diversity"] == 10.0
+    units = atlas["layers"][0]["units"]
+    assert all(len(u["synthetic"]) == 2 and u["spread"] > 0 for u in units)
+    first, second = (Image.open(tmp_path / "k2" / f).tobytes() for f in units[0]["synthetic"])
+    assert first != second
