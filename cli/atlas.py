@@ -10,7 +10,15 @@ from typing import Any
 import click
 
 from probe.atlas.runner import DEFAULT_DIVERSITY, AtlasSummary, build_atlas
-from probe.cli.common import ProbeCommand, model_options, parse_weights, progress_bar, shared, speed_options
+from probe.cli.common import (
+    ProbeCommand,
+    model_load_options,
+    model_options,
+    parse_weights,
+    progress_bar,
+    shared,
+    speed_options,
+)
 from probe.errors import ProbeRuntimeError
 from probe.optimize import PRESETS
 
@@ -136,6 +144,7 @@ def command(ctx: click.Context, model: str, weights: str, layers: str, dataset: 
             examples=examples, per_unit=per_unit, diversity=diversity, steps=steps, preset=preset, lr=lr,
             chunk=chunk, batch=batch, limit=limit, seed=seed, device=device, precision=precision,
             channels_last=channels_last, force=force, progress=progress, on_start=started,
+            model_options=model_load_options(),
         )  # fmt: skip
     finally:
         for bar in bars.values():

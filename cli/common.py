@@ -258,6 +258,21 @@ def model_options(
     return decorate
 
 
+def model_load_options() -> dict[str, Any]:
+    """The keyword arguments of :func:`probe.load_model` that :func:`model_options` collected on this command.
+
+    ``{"model_args": ..., "channels": ..., "mean": ..., "std": ..., "input_size": ...}`` (each None when
+    not given); empty outside a command (no click context).
+    """
+    context = click.get_current_context(silent=True)
+    options = dict(context.meta.get(_META_KEY, {})) if context is not None else {}
+    if not options:
+        return {}
+    model_args = options.pop("model_arg", None) or None
+    channels = options.pop("in_channels", None)
+    return {"model_args": model_args, "channels": channels, **options}
+
+
 def load_model_from_options(model: str, weights: str, device: str, seed: int | None = 0) -> LoadedModel:
     """Load ``model`` with the options :func:`model_options` added (model arguments, preprocessing), seeded.
 
@@ -265,12 +280,7 @@ def load_model_from_options(model: str, weights: str, device: str, seed: int | N
     """
     from probe.models import load_model
 
-    context = click.get_current_context(silent=True)
-    options = dict(context.meta.get(_META_KEY, {})) if context is not None else {}
-    model_args = options.pop("model_arg", None) or None
-    channels = options.pop("in_channels", None)
-    return load_model(model, weights=parse_weights(weights), device=device, seed=seed, model_args=model_args,
-                      channels=channels, **options)  # fmt: skip
+    return load_model(model, weights=parse_weights(weights), device=device, seed=seed, **model_load_options())
 
 
 def device_option(function: F) -> F:

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import shutil
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -291,6 +291,7 @@ def build_atlas(
     force: bool = False,
     progress: Progress | None = None,
     on_start: Callable[[AtlasSummary, int], None] | None = None,
+    model_options: Mapping[str, Any] | None = None,
 ) -> AtlasSummary:
     """Render an atlas of ``model``: every unit of ``layers`` with its synthetic image(s) and dataset examples.
 
@@ -318,6 +319,8 @@ def build_atlas(
         force: replace an atlas with other settings in ``out`` (only an atlas is ever deleted).
         progress: ``progress(stage, done, total)``, see :data:`Progress`.
         on_start: ``on_start(summary, missing_chunks)`` once the plan is known (for a log line).
+        model_options: more keyword arguments of :func:`probe.load_model` (``model_args``,
+            ``mean``, ``std``, ``channels``, ``input_size``); default none.
 
     Returns:
         This rank's :class:`AtlasSummary`.
@@ -331,7 +334,7 @@ def build_atlas(
         if value < low:
             raise ProbeUsageError(f"{name.replace('_', '-')} must be >= {low}; got {value}", param=name)
     with join(device) as (group, chosen):
-        loaded = load_model(model, weights=weights, device=chosen)
+        loaded = load_model(model, weights=weights, device=chosen, seed=seed, **dict(model_options or {}))
         chosen_layers = atlas_layers(loaded, layers)
         data = open_dataset(dataset, loaded, limit=limit)
         source = str(Path(dataset).expanduser().resolve()) if data.paths else str(dataset)
@@ -342,6 +345,7 @@ def build_atlas(
             per_unit=per_unit, diversity=float(weight) if per_unit > 1 else 0.0, steps=steps, preset=preset, lr=lr,
             image_size=tuple(loaded.preprocess.input_size), chunk=chunk, seed=seed, precision=precision,
             channels_last=channels_last,
+            extra={"model_options": loaded.describe()} if any(v is not None for v in (model_options or {}).values()) else {},
         )  # fmt: skip
         folder = Path(out).expanduser() if out is not None else (
             Path("runs") / f"atlas-{file_stem(loaded.name)}-{settings.digest()[:8]}")
