@@ -24,6 +24,7 @@ from probe.hooks import OUTPUT
 from probe.images import parse_size
 from probe.models import load_model
 from probe.optimize import PRESETS, LayerShape, MaximizeResult, inspect_layer, maximize
+from probe.cli.methods import apply_methods, method_options, target_shorthand
 
 OBJECTIVES = ("channel", "neuron", "class")
 WHAT = {"channel": "degree of activation", "neuron": "activation", "class": "logit"}
@@ -125,6 +126,7 @@ def _summary(result: MaximizeResult, name: str) -> str:
 @click.option("--batch", type=click.IntRange(min=1), default=64, show_default=True, metavar="N",
               help="At most N images per optimization pass; bigger requests run in chunks.")
 @click.option("--snapshots", default="", metavar="32,128,256", help="Also save the images after these steps.")
+@method_options
 @speed_options(precisions=("fp32", "bf16"))
 @shared
 @out_options
@@ -133,7 +135,7 @@ def command(
     ctx: click.Context, model: str, weights: str, layer: str | None, units: str, objective: str, l1: float,
     tv: float, diversity: float, per_unit: int | None, preset: str, steps: int, lr: float | None, size: str | None,
     batch: int, snapshots: str, precision: str, channels_last: bool, device: str, seed: int, out: Path | None,
-    force: bool,
+    force: bool, **methods: Any,
 ) -> None:
     """Synthesize the images that maximize a layer's filters, neurons or classes.
 
@@ -152,10 +154,13 @@ def command(
       probe maximize --layer conv2 --units 0-7 --preset plain --snapshots 32,128
       probe maximize --model shapes --layer conv3_1 --units 0-15
       probe maximize --model googlenet --layer inception4a --units 0-15 --size 128
+      probe maximize --target conv2:7 --param maco          MACO, with its transparency map
+      probe maximize --model shapes --target conv3_1:5 --from shapes:circle --accentuate 2
     """
     snapshot_steps = _snapshot_steps(snapshots)
     image_size = _size(size)
     loaded = load_model(model, weights=parse_weights(weights), device=device)
+    layer, units, objective = target_shorthand(methods, loaded, layer, units, objective, image_size)
     info = _target_layer(loaded, objective, layer, image_size)
     chosen = O.parse_units(units, info.units, info.name)
     copies = per_unit or (4 if diversity > 0 else 1)
@@ -172,8 +177,9 @@ def command(
         target = target - tv * O.total_variation()
     if diversity > 0:
         target = target + diversity * O.diversity(info.name, group=copies)
-    folder = prepare_out_dir(out, Path("runs") / f"maximize-{slug(loaded.name)}-{slug(info.name)}", force=force)
     height_width = image_size or loaded.preprocess.input_size
+    target, method_kwargs, method_record = apply_methods(methods, loaded, target, info, preset, tuple(height_width))
+    folder = prepare_out_dir(out, Path("runs") / f"maximize-{slug(loaded.name)}-{slug(info.name)}", force=force)
     click.echo(
         f"maximize {target.name} on {loaded.name} ({loaded.weights} weights): {len(expanded)} image(s) of "
         f"{height_width[0]}x{height_width[1]}, preset {preset}, {steps} steps, on {loaded.device}",
@@ -190,12 +196,12 @@ def command(
         result = maximize(
             loaded, target, steps=steps, lr=lr, preset=preset, image_size=image_size, batch=batch,
             snapshots=snapshot_steps, progress=progress, seed=seed, precision=precision,
-            channels_last=channels_last,
+            channels_last=channels_last, **method_kwargs,
         )  # fmt: skip
     result.save(
         folder,
         cli=_invocation(ctx),
         units=units,
-        options={"l1": l1, "tv": tv, "diversity": diversity, "per_unit": copies},
+        options={"l1": l1, "tv": tv, "diversity": diversity, "per_unit": copies, **method_record},
     )
     echo_done(folder, _summary(result, info.name))

@@ -41,7 +41,8 @@ from probe import transforms as T
 from probe.errors import ProbeUsageError
 from probe.hooks import INPUT, OUTPUT, capture, evaluating, record, resolve_layers
 from probe.models import LoadedModel, load_model
-from probe.objectives import Context, Objective, as_objective
+from probe.objectives import Context, Objective, as_objective, parse_objective
+from probe.relu import redirected_relu
 from probe.results import GalleryResult
 from probe.runtime import ProgressFn, autocast, check_finite, make_generator
 
@@ -113,6 +114,9 @@ class MaximizeResult(GalleryResult):
         settings: steps, lr, optimizer, param, transforms, preset, seed,
             image_size, batch, precision, device: everything to reproduce the run.
         seconds: wall time of the optimization.
+        maps: ``{name: (N, 1, H, W)}`` per-image maps the parametrization kept
+            (``"transparency"`` for MACO: the accumulated |gradient| of the
+            image); empty for the others.
     """
 
     _report = "probe.reports.maximize"
@@ -133,6 +137,7 @@ class MaximizeResult(GalleryResult):
     outputs: torch.Tensor | None = None
     settings: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
+    maps: dict[str, torch.Tensor] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
@@ -263,7 +268,7 @@ def _forward(loaded: LoadedModel, images: torch.Tensor, layers: frozenset[str]) 
 
 
 def evaluate(
-    model: LoadedModel | nn.Module, objective: Objective, images: torch.Tensor, *, index: slice = slice(None)
+    model: LoadedModel | nn.Module, objective: Objective | str, images: torch.Tensor, *, index: slice = slice(None)
 ) -> torch.Tensor:
     """Score ``images`` ``(N, C, H, W)`` in ``[0, 1]`` with ``objective``, without gradients: ``(N,)``.
 
@@ -272,6 +277,8 @@ def evaluate(
     these images stand for, as in the render loop).
     """
     loaded = _as_loaded(model, None)
+    if isinstance(objective, str):
+        objective = parse_objective(objective, loaded, image_size=tuple(images.shape[-2:]))
     objective = as_objective(objective)
     images = images.to(loaded.device)
     with evaluating(loaded.module), torch.no_grad():
@@ -301,7 +308,7 @@ def _term_names(objective: Objective) -> list[tuple[str, Objective]]:
 
 def maximize(
     model: LoadedModel | nn.Module,
-    objective: Objective | Callable[[Context], torch.Tensor],
+    objective: Objective | Callable[[Context], torch.Tensor] | str,
     *,
     steps: int = 256,
     lr: float | None = None,
@@ -319,6 +326,7 @@ def maximize(
     device: str | torch.device | None = None,
     precision: str = "fp32",
     channels_last: bool = False,
+    redirect_relu: int = 0,
 ) -> MaximizeResult:
     """Synthesize images that maximize ``objective`` by gradient ascent on their parametrization.
 
@@ -328,7 +336,9 @@ def maximize(
             :func:`~probe.models.load_model`: ImageNet statistics for 3 channels).
             Never modified.
         objective: an :class:`~probe.objectives.Objective` (score to maximize);
-            a multi-unit objective renders one image per unit.
+            a multi-unit objective renders one image per unit. A Lucent-style
+            string ``"conv2:7"`` / ``"fc1:3"`` is read by
+            :func:`~probe.objectives.parse_objective`.
         steps: optimization steps per image (default 256).
         lr: learning rate (default: the preset's, 0.05).
         optimizer: ``"adam"`` (default), ``"sgd"`` (momentum 0.9), or
@@ -357,6 +367,9 @@ def maximize(
         channels_last: run the convolutions in channels-last memory format
             (default False): 1.3x faster for googlenet on CPU, 5% slower
             for VGG19 style; see :func:`~probe.models.frozen_view`.
+        redirect_relu: for the first this many steps of each pass, every ReLU
+            passes Lucid's redirected gradient (:func:`probe.relu.redirected_relu`),
+            so units dead on the initial image still move (default 0: never).
 
     Returns:
         A :class:`MaximizeResult`: images, final scores (on the final 8-bit
@@ -367,6 +380,8 @@ def maximize(
         ProbeRuntimeError: the objective or its gradient became NaN/inf (lower lr).
     """
     loaded = _as_loaded(model, device).frozen(channels_last)  # no weight gradients computed: ~10-20% of each step
+    if isinstance(objective, str):
+        objective = parse_objective(objective, loaded, image_size=image_size)
     objective = as_objective(objective)
     if preset not in PRESETS:
         raise ProbeUsageError(f"unknown preset {preset!r}; presets are: {', '.join(PRESETS)}", param="preset")
@@ -400,6 +415,8 @@ def maximize(
     history = torch.zeros(steps, count)
     snaps = {s: torch.zeros(count, channels, height, width) for s in snapshot_steps}
     final = torch.zeros(count, channels, height, width)
+    maps: dict[str, torch.Tensor] = {}  # per-image maps a parametrization keeps (MACO's transparency)
+    param_record: dict[str, Any] = {}
     chunks = _chunks(count, batch, objective.group)
     total_steps = steps * len(chunks)
     started = time.perf_counter()
@@ -411,7 +428,7 @@ def maximize(
             for step in range(1, steps + 1):
                 current = image()
                 shown = transform(current, generator) if transform is not None else current
-                with autocast(target, precision):
+                with autocast(target, precision), redirected_relu(step <= redirect_relu):
                     acts = _forward(loaded, shown, objective.layers)
                 scores = _scores(objective, Context(acts, current, index))
                 check_finite(scores, "the objective", step)
@@ -431,6 +448,7 @@ def maximize(
                     progress(number * steps + step, total_steps, {"score": float(scores.detach().mean())})
             with torch.no_grad():
                 final[index] = _quantize(image()).cpu()
+            _keep_maps(image, index, count, maps, param_record)
     seconds = time.perf_counter() - started
     scores_final, terms, outputs = _measure(loaded, objective, final, chunks)
     settings = {
@@ -439,6 +457,10 @@ def maximize(
         "image_size": [height, width], "images": count, "batch": batch, "precision": precision,
         "channels_last": channels_last, "device": str(target),
     }  # fmt: skip
+    if redirect_relu:
+        settings["redirect_relu"] = redirect_relu
+    if param_record:
+        settings["param_options"] = param_record
     main = objective.main
     units = objective.image_units()
     if len(units) != count:
@@ -447,8 +469,20 @@ def maximize(
         images=final, scores=scores_final, history=history, snapshots=snaps, units=units, terms=terms,
         main=next((name for name, leaf in _term_names(objective) if leaf is main), ""), objective=objective.name,
         kind=main.kind, layer=main.layer, model=loaded.name, weights=loaded.weights, labels=loaded.labels,
-        outputs=outputs, settings=settings, seconds=seconds,
+        outputs=outputs, settings=settings, seconds=seconds, maps=maps,
     )  # fmt: skip
+
+
+def _keep_maps(
+    image: P.ImageParam, index: slice, count: int, maps: dict[str, torch.Tensor], record: dict[str, Any]
+) -> None:
+    """After a chunk: copy the per-image maps its parametrization kept (``image.maps()``, e.g. MACO's
+    transparency) into ``maps`` at ``index``, and its JSON-safe options into ``record``."""
+    keep = getattr(image, "maps", None)
+    if callable(keep):
+        for name, value in keep().items():
+            maps.setdefault(name, torch.zeros(count, *value.shape[1:]))[index] = value.float().cpu()
+    record.update({k: v for k, v in image.options.items() if isinstance(v, (str, int, float, bool)) or v is None})
 
 
 def _quantize(images: torch.Tensor) -> torch.Tensor:

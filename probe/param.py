@@ -44,9 +44,12 @@ __all__ = [
     "decorrelate_colors",
     "correlate_colors",
     "rfft2d_frequencies",
+    "MacoParam",
+    "maco_image",
+    "parametrization",
 ]
 
-PARAMETRIZATIONS = ("pixel", "fft")
+PARAMETRIZATIONS = ("pixel", "fft", "maco")
 SQUASHES = ("sigmoid", "clip")
 
 COLOR_CORRELATION_SVD_SQRT = torch.tensor(
@@ -269,7 +272,7 @@ def image_param(
     Raises:
         ProbeUsageError: unknown kind or option.
     """
-    builders = {"pixel": pixel_image, "fft": fft_image}
+    builders = {"pixel": pixel_image, "fft": fft_image, "maco": maco_image}
     if kind not in builders:
         raise ProbeUsageError(f"unknown parametrization {kind!r}; parametrizations are: {', '.join(PARAMETRIZATIONS)}",
                               param="param")
@@ -277,3 +280,119 @@ def image_param(
         return builders[kind](shape, generator=generator, device=device, **options)  # type: ignore[arg-type]
     except TypeError as error:
         raise ProbeUsageError(f"bad option for the {kind!r} parametrization: {error}", param="param") from None
+
+
+# ------------------------------------------------------------------------ MACO
+@dataclass
+class MacoParam(ImageParam):
+    """A MACO parametrization (:func:`maco_image`): an :class:`ImageParam` that also keeps a transparency map.
+
+    Attributes:
+        transparency: ``(N, C, H, W)``, the accumulated ``|d objective / d image|``
+            over every gradient step so far (Fel et al.'s transparency map: where
+            the optimization kept pushing); zeros before the first step.
+        spectrum_source: where the fixed magnitude came from (for the manifest).
+    """
+
+    transparency: torch.Tensor | None = None
+    spectrum_source: str = ""
+
+    def maps(self) -> dict[str, torch.Tensor]:
+        """``{"transparency": (N, 1, H, W)}``: the accumulated |gradient| summed over channels (not normalized)."""
+        assert self.transparency is not None
+        return {"transparency": self.transparency.sum(1, keepdim=True).detach()}
+
+
+def _standardize(t: torch.Tensor) -> torch.Tensor:
+    """Zero mean, unit standard deviation per image of a ``(N, ...)`` tensor."""
+    flat = t.flatten(1)
+    mean = flat.mean(1).view(-1, *([1] * (t.dim() - 1)))
+    std = flat.std(1).view(-1, *([1] * (t.dim() - 1)))
+    return (t - mean) / (std + _EPSILON)
+
+
+def maco_image(
+    shape: Sequence[int],
+    *,
+    spectrum: object = None,
+    sd: float = 1.0,
+    decorrelate: bool | None = None,
+    generator: torch.Generator | None = None,
+    device: torch.device | str = "cpu",
+) -> MacoParam:
+    """MACO (Fel et al. 2023): only the Fourier phase is optimized; the magnitude is a natural-image spectrum.
+
+    The image is ``sigmoid(mix(standardize(irfft2(M * exp(i * standardize(phase))))))``:
+    ``M`` the fixed magnitude ``(C, H, W // 2 + 1)`` of :func:`probe.spectrum.natural_spectrum`,
+    ``mix`` the colour decorrelation (RGB) or nothing (any other channel count,
+    e.g. 1 for digits). Every gradient of the objective w.r.t. the image is
+    accumulated in absolute value into :attr:`MacoParam.transparency` (a tensor
+    hook on the image: the render loop needs no change).
+
+    Args:
+        shape: ``(N, C, H, W)``; C is 1 or 3.
+        spectrum: None (default: the mean spectrum of scikit-image's bundled
+            photographs, :func:`probe.spectrum.default_spectrum`), a folder of
+            images (computed and cached, :func:`probe.spectrum.folder_spectrum`),
+            a :class:`probe.spectrum.Spectrum`, or a ``(C, h, w // 2 + 1)``
+            magnitude tensor (resized).
+        sd: standard deviation of the random initial phase (default 1.0).
+        decorrelate: as for :func:`pixel_image` (default: yes for 3 channels).
+        generator: for the initial phase.
+        device: where the parameters live.
+
+    Returns:
+        A :class:`MacoParam` of kind ``"maco"``.
+    """
+    from probe.spectrum import natural_spectrum
+
+    n, c, h, w = _check_shape(shape)
+    use_colors = _use_decorrelation(decorrelate, c)
+    device = torch.device(device)
+    chosen = natural_spectrum(spectrum, h, w, c)  # type: ignore[arg-type]
+    magnitude = chosen.resized(h, w).to(device=device, dtype=torch.float32)[None]
+    phase = _draw((n, c, h, w // 2 + 1), sd, generator, device).requires_grad_(True)
+    transparency = torch.zeros(n, c, h, w, device=device)
+
+    def accumulate(grad: torch.Tensor) -> None:
+        transparency.add_(grad.detach().abs().to(transparency.dtype))
+
+    def image() -> torch.Tensor:
+        spatial = torch.fft.irfft2(torch.polar(magnitude.expand(n, -1, -1, -1), _standardize(phase)), s=(h, w),
+                                   norm="ortho")
+        spatial = _standardize(spatial)
+        result = torch.sigmoid(decorrelate_colors(spatial) if use_colors else spatial)
+        if result.requires_grad:
+            result.register_hook(accumulate)
+        return result
+
+    return MacoParam([phase], image, (n, c, h, w), "maco", None,
+                     {"decorrelate": use_colors, "spectrum": chosen.source}, transparency, chosen.source)
+
+
+def parametrization(kind: str, **options: object) -> Callable[[tuple[int, int, int, int], torch.Generator,
+                                                                torch.device], ImageParam]:
+    """A parametrization with options, as the ``param`` of :func:`probe.maximize`.
+
+    ``probe.maximize(m, obj, param=parametrization("maco", spectrum="photos/"))``
+    uses MACO with the spectrum of your own photos; ``parametrization("fft",
+    init=image)`` starts from an image. The factory's ``__name__`` describes it
+    (what the manifest records as ``param``).
+
+    Args:
+        kind: a name of :data:`PARAMETRIZATIONS`.
+        **options: keyword options of that builder (see :func:`image_param`).
+
+    Raises:
+        ProbeUsageError: unknown kind (at once) or option (when the factory is used).
+    """
+    if kind not in PARAMETRIZATIONS:
+        raise ProbeUsageError(f"unknown parametrization {kind!r}; parametrizations are: {', '.join(PARAMETRIZATIONS)}",
+                              param="param")
+
+    def factory(shape: tuple[int, int, int, int], generator: torch.Generator, device: torch.device) -> ImageParam:
+        return image_param(kind, shape, generator=generator, device=device, **options)
+
+    shown = {key: value for key, value in options.items() if isinstance(value, (str, int, float, bool))}
+    factory.__name__ = kind + "".join(f" {key}={value}" for key, value in shown.items())
+    return factory
