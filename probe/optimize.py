@@ -340,7 +340,8 @@ def maximize(
             string ``"conv2:7"`` / ``"fc1:3"`` is read by
             :func:`~probe.objectives.parse_objective`.
         steps: optimization steps per image (default 256).
-        lr: learning rate (default: the preset's, 0.05).
+        lr: learning rate (default: the preset's, 0.05; 0.005 for ``param="cppn"``,
+            :data:`probe.param.LEARNING_RATES`).
         optimizer: ``"adam"`` (default), ``"sgd"`` (momentum 0.9), or
             ``factory(params, lr) -> torch.optim.Optimizer``.
         param: ``"fft"``, ``"pixel"``, or ``factory(shape, generator, device) ->
@@ -388,7 +389,8 @@ def maximize(
     chosen = PRESETS[preset]
     if steps < 1:
         raise ProbeUsageError(f"steps must be >= 1; got {steps}", param="steps")
-    learning_rate = chosen.lr if lr is None else float(lr)
+    default_lr = P.LEARNING_RATES.get(param, chosen.lr) if isinstance(param, str) else chosen.lr
+    learning_rate = default_lr if lr is None else float(lr)
     if learning_rate <= 0:
         raise ProbeUsageError(f"the learning rate must be positive; got {learning_rate}", param="lr")
     if objective.layers:

@@ -47,10 +47,15 @@ __all__ = [
     "MacoParam",
     "maco_image",
     "parametrization",
+    "cppn_image",
+    "LEARNING_RATES",
+    "laplacian_image",
 ]
 
-PARAMETRIZATIONS = ("pixel", "fft", "maco")
+PARAMETRIZATIONS = ("pixel", "fft", "maco", "cppn", "laplacian")
 SQUASHES = ("sigmoid", "clip")
+LEARNING_RATES = {"cppn": 0.005}
+"""Default learning rates of parametrizations that need another than the preset's (Lucid's 0.005 for CPPNs)."""
 
 COLOR_CORRELATION_SVD_SQRT = torch.tensor(
     [[0.26, 0.09, 0.02], [0.27, 0.00, -0.05], [0.27, -0.09, 0.03]], dtype=torch.float64
@@ -272,7 +277,8 @@ def image_param(
     Raises:
         ProbeUsageError: unknown kind or option.
     """
-    builders = {"pixel": pixel_image, "fft": fft_image, "maco": maco_image}
+    builders = {"pixel": pixel_image, "fft": fft_image, "maco": maco_image, "cppn": cppn_image,
+                "laplacian": laplacian_image}
     if kind not in builders:
         raise ProbeUsageError(f"unknown parametrization {kind!r}; parametrizations are: {', '.join(PARAMETRIZATIONS)}",
                               param="param")
@@ -396,3 +402,113 @@ def parametrization(kind: str, **options: object) -> Callable[[tuple[int, int, i
     shown = {key: value for key, value in options.items() if isinstance(value, (str, int, float, bool))}
     factory.__name__ = kind + "".join(f" {key}={value}" for key, value in shown.items())
     return factory
+
+
+# ------------------------------------------------------------------------ CPPN
+def _composite(t: torch.Tensor) -> torch.Tensor:
+    """Lucid's CPPN activation: ``atan(x)`` concatenated with its square, rescaled: ``(N, K, P)`` -> ``(N, 2K, P)``."""
+    a = torch.atan(t)
+    return torch.cat([a / 0.67, a * a / 0.6], dim=1)
+
+
+def cppn_image(
+    shape: Sequence[int],
+    *,
+    hidden: int = 24,
+    layers: int = 8,
+    generator: torch.Generator | None = None,
+    device: torch.device | str = "cpu",
+) -> ImageParam:
+    """A compositional pattern-producing network per image (Lucid's CPPN): pixel colour = net(x, y).
+
+    Each image has its own small network of ``layers`` 1x1 layers (a matrix
+    per layer, ``hidden`` units, Lucid's composite ``atan`` activation) mapping
+    the coordinates ``(x, y)`` in ``[-sqrt 3, sqrt 3]`` of every pixel to
+    ``C`` channels, then ``sigmoid``. Weights start normal with variance
+    ``1 / fan_in`` and the output layer at zero, so the first image is mid-gray.
+    The image is resolution-free: the same weights render at any size. Lucid
+    and Lucent optimize it with a small learning rate (0.005 with Adam).
+
+    Args:
+        shape: ``(N, C, H, W)``.
+        hidden: units per hidden layer (default 24).
+        layers: number of layers, the output layer included (default 8, >= 2).
+        generator: for the initial weights.
+        device: where the parameters live.
+
+    Returns:
+        An :class:`ImageParam` of kind ``"cppn"``; its params are the weights and biases.
+    """
+    n, c, h, w = _check_shape(shape)
+    if layers < 2 or hidden < 1:
+        raise ProbeUsageError(f"a CPPN needs layers >= 2 and hidden >= 1; got {layers}, {hidden}", param="param")
+    device = torch.device(device)
+    r = 3**0.5
+    ys, xs = torch.meshgrid(torch.linspace(-r, r, h), torch.linspace(-r, r, w), indexing="ij")
+    coordinates = torch.stack([ys, xs]).view(1, 2, h * w).expand(n, -1, -1).to(device)
+    weights: list[torch.Tensor] = []
+    biases: list[torch.Tensor] = []
+    for index in range(layers):
+        fan_in = 2 if index == 0 else 2 * hidden
+        fan_out = c if index == layers - 1 else hidden
+        if index == layers - 1:
+            weight = torch.zeros(n, fan_out, fan_in, device=device)
+        else:
+            weight = _draw((n, fan_out, fan_in), (1.0 / fan_in) ** 0.5, generator, device)
+        weights.append(weight.requires_grad_(True))
+        biases.append(torch.zeros(n, fan_out, 1, device=device, requires_grad=True))
+
+    def image() -> torch.Tensor:
+        t = coordinates
+        for index, (weight, bias) in enumerate(zip(weights, biases)):
+            t = torch.bmm(weight, t) + bias
+            if index < layers - 1:
+                t = _composite(t)
+        return torch.sigmoid(t).view(n, c, h, w)
+
+    return ImageParam(weights + biases, image, (n, c, h, w), "cppn", None, {"hidden": hidden, "layers": layers})
+
+
+# ----------------------------------------------------------- Laplacian pyramid
+def laplacian_image(
+    shape: Sequence[int],
+    *,
+    levels: int = 4,
+    sd: float = 0.01,
+    decorrelate: bool | None = None,
+    generator: torch.Generator | None = None,
+    device: torch.device | str = "cpu",
+) -> ImageParam:
+    """A Laplacian-pyramid parametrization (Lucid's ``laplacian_pyramid``): a sum of upsampled low-resolution images.
+
+    The image is ``sigmoid(mix(sum_k upsample(p_k)))`` where ``p_k`` is
+    ``(N, C, ceil(H / 2^k), ceil(W / 2^k))`` for ``k = 0 .. levels-1``, upsampled
+    bilinearly to ``(H, W)``: a coarse level moves a whole region at once, so
+    the optimizer finds large structures early.
+
+    Args:
+        shape: ``(N, C, H, W)``.
+        levels: pyramid levels (default 4; 1 is the pixel parametrization).
+        sd: standard deviation of each level's initial noise (default 0.01).
+        decorrelate: as for :func:`pixel_image` (default: yes for 3 channels).
+        generator: for the initial noise.
+        device: where the parameters live.
+
+    Returns:
+        An :class:`ImageParam` of kind ``"laplacian"``, one parameter per level (finest first).
+    """
+    n, c, h, w = _check_shape(shape)
+    if levels < 1:
+        raise ProbeUsageError(f"a Laplacian pyramid needs levels >= 1; got {levels}", param="param")
+    use_colors = _use_decorrelation(decorrelate, c)
+    device = torch.device(device)
+    params = [_draw((n, c, -(-h // 2**k), -(-w // 2**k)), sd, generator, device).requires_grad_(True)
+              for k in range(levels)]
+
+    def image() -> torch.Tensor:
+        total = params[0]
+        for level in params[1:]:
+            total = total + torch.nn.functional.interpolate(level, size=(h, w), mode="bilinear", align_corners=False)
+        return torch.sigmoid(decorrelate_colors(total) if use_colors else total)
+
+    return ImageParam(params, image, (n, c, h, w), "laplacian", None, {"levels": levels, "decorrelate": use_colors})
