@@ -181,7 +181,7 @@ def command(
     target, method_kwargs, method_record = apply_methods(methods, loaded, target, info, preset, tuple(height_width))
     folder = prepare_out_dir(out, Path("runs") / f"maximize-{slug(loaded.name)}-{slug(info.name)}", force=force)
     click.echo(
-        f"maximize {target.name} on {loaded.name} ({loaded.weights} weights): {len(expanded)} image(s) of "
+        f"maximize {target.name} on {loaded.name} ({loaded.weights} weights): {target.batch} image(s) of "
         f"{height_width[0]}x{height_width[1]}, preset {preset}, {steps} steps, on {loaded.device}",
         err=True,
     )

@@ -151,3 +151,16 @@ def test_the_swap_ends_with_the_block_even_on_error():
     assert torch.autograd.grad(-F.relu(x).sum(), x)[0] == 0
     with redirected_relu(enabled=False):
         assert torch.autograd.grad(-torch.relu(x).sum(), x)[0] == 0
+
+
+def test_cli_caricature_and_redirect_relu(tmp_path):
+    out = tmp_path / "g"
+    result = CliRunner().invoke(cli, ["maximize", "--layer", "conv2", "--caricature", "digits:3", "--redirect-relu",
+                                      "2", "--steps", "3", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["objective"] == "caricature" and manifest["options"]["caricature"] == "digits:3"
+    assert manifest["redirect_relu"] == 2 and len(manifest["items"]) == 1
+    bad = CliRunner().invoke(cli, ["maximize", "--layer", "conv2", "--caricature", "nowhere.png",
+                                   "--out", str(tmp_path / "x")])
+    assert bad.exit_code == 2 and "'--caricature'" in bad.output
