@@ -12,8 +12,8 @@ synthesized (``class_logit(0..9)``, seed 0, the same steps for all) and measured
 
 - **judge p**: the probability of the intended digit under ``lenet5``, a
   different architecture trained separately (seed 002) on the same digits; the
-  images are resized to its 32x32 input. Median over the ten classes, and how
-  many of the ten it classifies as intended. A class image that only fools the
+  images are resized to its 32x32 input. Median and minimum over the ten
+  classes, and how many of the ten it classifies as intended. A class image that only fools the
   network it was made for scores low here;
 - **own p**: the same probability under ``digits`` itself;
 - **TV**: total variation of each image in [0, 1] (sum of absolute neighbour
@@ -77,7 +77,8 @@ def measure(steps: int, seed: int = 0) -> list[dict[str, Any]]:
         assert own is not None
         rows.append({
             "case": name, "param": result.settings["param"], "lr": result.settings["lr"],
-            "judge_p_median": float(judged.median()), "judge_correct": int((judged > 0.5).sum()),
+            "judge_p_median": float(judged.median()), "judge_p_min": float(judged.min()),
+            "judge_correct": int((judged > 0.5).sum()),
             "own_p_median": float(own.median()), "tv_median": float(total_variation(result.images).median()),
             "seconds_per_step": result.seconds / steps, "wall_seconds": wall,
         })  # fmt: skip
@@ -87,12 +88,12 @@ def measure(steps: int, seed: int = 0) -> list[dict[str, Any]]:
 def table(rows: list[dict[str, Any]], steps: int) -> str:
     """The rows as the Markdown table of benchmarks/README.md."""
     lines = [
-        f"| digits class images, {steps} steps | judge (lenet5) p, median | judged right (of 10) | own p, median | "
-        "TV, median | s/step |",
-        "|---|---|---|---|---|---|",
+        f"| digits class images, {steps} steps | judge (lenet5) p, median | min | judged right (of 10) | "
+        "own p, median | TV, median | s/step |",
+        "|---|---|---|---|---|---|---|",
     ]
     for row in rows:
-        lines.append(f"| {row['case']} | {row['judge_p_median']:.3f} | {row['judge_correct']} | "
+        lines.append(f"| {row['case']} | {row['judge_p_median']:.3f} | {row['judge_p_min']:.3f} | {row['judge_correct']} | "
                      f"{row['own_p_median']:.3f} | {row['tv_median']:.0f} | {row['seconds_per_step']:.4f} |")
     return "\n".join(lines)
 

@@ -81,3 +81,13 @@ def test_cli_style_loss_and_histogram_matching(tmp_path):
     assert options["style_loss"] == "w2" and options["match_colors"] is True
     bad = CliRunner().invoke(cli, ["style", "skimage:astronaut", "skimage:coffee", "--style-loss", "l2"])
     assert bad.exit_code == 2 and "'--style-loss'" in bad.output
+
+
+def test_w2_gradients_stay_finite_with_dead_channels():
+    features, style = _rand(1, 6, 5, 5, seed=7), _rand(1, 6, 5, 5, seed=8)
+    features[:, 3:] = 0  # dead ReLU channels: repeated zero eigenvalues
+    style[:, 4:] = 0
+    mean, cov = feature_moments(style)
+    x = features.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(wasserstein_style_loss(x, mean, cov, relative=True), x)
+    assert torch.isfinite(grad).all() and grad.abs().sum() > 0

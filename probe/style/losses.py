@@ -7,6 +7,8 @@ better), unlike the scores the rest of cnn-probe maximizes.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 
@@ -150,10 +152,22 @@ def sqrtm_psd(matrix: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
     Eigenvalues below ``eps`` are raised to ``eps`` (covariances of few positions are singular).
     Differentiable (``torch.linalg.eigh``), in float64 for stable gradients, returned in the input's dtype.
     """
-    symmetric = (matrix + matrix.transpose(-2, -1)).double() / 2
-    values, vectors = torch.linalg.eigh(symmetric)
+    values, vectors = _symmetric_eig(matrix, torch.linalg.eigh)
     root = vectors * values.clamp_min(eps).sqrt()[..., None, :]
     return (root @ vectors.transpose(-2, -1)).to(matrix.dtype)
+
+
+def _symmetric_eig(matrix: torch.Tensor, decompose: Any) -> Any:
+    """``decompose`` (eigh or eigvalsh) of the symmetric part of ``matrix`` in float64; when LAPACK does not
+    converge (degenerate covariances of dead ReLU channels), again with a small multiple of the identity added."""
+    symmetric = (matrix + matrix.transpose(-2, -1)).double() / 2
+    try:
+        return decompose(symmetric)
+    except RuntimeError:  # torch.linalg.LinAlgError
+        size = symmetric.shape[-1]
+        scale = torch.diagonal(symmetric, dim1=-2, dim2=-1).mean(-1).abs()[..., None, None] + 1e-12
+        eye = torch.eye(size, dtype=symmetric.dtype, device=symmetric.device)
+        return decompose(symmetric + 1e-6 * scale * eye)
 
 
 def wasserstein_style_loss(
@@ -187,10 +201,13 @@ def wasserstein_style_loss(
         raise ProbeUsageError(f"the target covariance is {tuple(target_cov.shape)} but the features give "
                               f"{tuple(cov.shape)}: targets must come from the same layer")
     root = sqrtm_psd(target_cov) if target_cov_sqrt is None else target_cov_sqrt
-    cross = sqrtm_psd(root @ cov @ root)
+    # tr (S_t^1/2 S S_t^1/2)^1/2 from eigenvalues only: eigvalsh's gradient stays finite for repeated
+    # eigenvalues (dead channels), where eigenvectors' gradients (an eigh-based square root) are not
+    cross_trace = _symmetric_eig(root @ cov @ root, torch.linalg.eigvalsh).clamp_min(1e-12).sqrt().sum(-1)
     channels = cov.shape[-1]
     mean_term = (mean - target_mean).pow(2).sum(-1)
-    cov_term = torch.diagonal(cov + target_cov - 2 * cross, dim1=-2, dim2=-1).sum(-1)
+    trace = torch.diagonal(cov + target_cov, dim1=-2, dim2=-1).sum(-1)
+    cov_term = trace - 2 * cross_trace.to(trace.dtype)
     loss = ((mean_term + cov_term) / channels).mean()
     if relative:
         scale = (target_mean.pow(2).sum(-1) + torch.diagonal(target_cov, dim1=-2, dim2=-1).sum(-1)).mean() / channels
