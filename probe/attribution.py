@@ -50,7 +50,7 @@ from probe.models import LoadedModel, load_model
 from probe.results import GalleryResult
 
 __all__ = ["METHODS", "Attribution", "attribute", "resolve_target", "relu_check", "normalize_heatmap",
-           "EXTRA_METHODS", "attribute_batch", "lrp_support", "parse_baseline"]
+           "EXTRA_METHODS", "attribute_batch", "lrp_support", "parse_baseline", "tensor_additions"]
 
 METHODS: tuple[str, ...] = ("saliency", "integrated-gradients", "smoothgrad", "guided-backprop", "gradcam")
 """Every method, in the order ``method="all"`` shows them."""
@@ -376,8 +376,8 @@ def _run(
 EXTRA_METHODS: tuple[str, ...] = ("deeplift", "gradient-shap", "occlusion", "lrp")
 """The methods beyond the first five, asked for by name (``method="all"`` stays the five of :data:`METHODS`).
 
-LRP uses captum's default rules on the leaf modules; additions written in ``forward`` (ResNet's residuals)
-get no rule of their own, which is captum's limitation."""
+LRP uses captum's default rules on the leaf modules; a model that adds activations in ``forward`` (ResNet's
+residuals, which captum has no rule for) is refused in one line, like one with a layer captum has no rule for."""
 
 LRP_PASSTHROUGH = (nn.Flatten, nn.Identity, nn.Unflatten)
 """Reshaping modules LRP passes relevance through unchanged (no rule, no hook: their gradient is the reshape)."""
@@ -420,6 +420,33 @@ def lrp_support(module: nn.Module) -> list[str]:
     known = (*SUPPORTED_LAYERS_WITH_RULES, *SUPPORTED_NON_LINEAR_LAYERS, *LRP_PASSTHROUGH)
     leaves = [m for m in module.modules() if not any(True for _ in m.children())]
     return sorted({type(m).__name__ for m in leaves if type(m) not in known})
+
+
+_ADDITIONS = {torch.add, torch.Tensor.add, torch.Tensor.add_, torch.Tensor.__add__, torch.Tensor.__iadd__,
+              torch.Tensor.__radd__}
+
+
+class _Additions(TorchFunctionMode):
+    """Counts additions of two same-shaped batch tensors (residual connections) during a forward pass."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    def __torch_function__(self, func: Any, types: Any, args: Sequence[Any] = (), kwargs: Any = None) -> Any:
+        if func in _ADDITIONS and len(args) >= 2 and all(isinstance(a, torch.Tensor) for a in args[:2]) \
+                and args[0].dim() >= 2 and args[0].shape == args[1].shape:
+            self.count += 1
+        return func(*args, **(kwargs or {}))
+
+
+def tensor_additions(module: nn.Module, inputs: torch.Tensor) -> int:
+    """How many times one forward pass of ``module(inputs)`` adds two same-shaped activations (residuals),
+    which captum's LRP has no rule for."""
+    counter = _Additions()
+    with torch.no_grad(), counter:
+        module(inputs)
+    return counter.count
 
 
 def _baselines(baseline: float | torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -487,6 +514,11 @@ def _run_extra(
             if missing:
                 raise ProbeUsageError(f"captum's LRP has no rule for {', '.join(missing)} in this model; "
                                       "use another --method (deeplift is the closest)", param="method")
+            added = tensor_additions(forward, x.detach())
+            if added:
+                raise ProbeUsageError(f"captum's LRP has no rule for the {added} addition(s) of activations in this "
+                                      "model's forward (residual connections); use another --method, e.g. "
+                                      "integrated-gradients", param="method")
             result = _PassthroughLRP(forward).attribute(inputs, target=target)
     value = result[0].detach().float().cpu()
     if not torch.isfinite(value).all():

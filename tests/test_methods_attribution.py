@@ -96,3 +96,24 @@ def test_cli_new_methods_and_baselines(tmp_path):
     bad = runner.invoke(cli, ["attribute", "digits:3", "--method", "deeplift", "--baseline", "nowhere.png",
                               "--out", str(tmp_path / "x")])
     assert bad.exit_code == 2 and "'--baseline'" in bad.output and "Traceback" not in bad.output
+
+
+class _Residual(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 1, 3, padding=1)
+        self.relu = nn.ReLU()
+        self.flatten = nn.Flatten()
+        self.fc = nn.Linear(64, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.flatten(x + self.relu(self.conv(x))))
+
+
+def test_lrp_refuses_residual_additions_it_has_no_rule_for():
+    torch.manual_seed(0)
+    net = _Residual().eval()
+    assert lrp_support(net) == []  # every layer has a rule: only the addition in forward is unsupported
+    with pytest.raises(ProbeUsageError, match="1 addition\\(s\\) of activations") as error:
+        attribute(net, torch.rand(1, 8, 8), "lrp", size=8)
+    assert error.value.param == "method" and no_hooks_left(net)
