@@ -18,13 +18,13 @@ from probe.cli.common import (
     shared,
     speed_options,
 )
+from probe.cli.methods import apply_methods, method_options, target_shorthand
 from probe.errors import ProbeUsageError
 from probe.gallery import prepare_out_dir, slug
 from probe.hooks import OUTPUT
 from probe.images import parse_size
 from probe.models import load_model
 from probe.optimize import PRESETS, LayerShape, MaximizeResult, inspect_layer, maximize
-from probe.cli.methods import apply_methods, method_options, target_shorthand
 
 OBJECTIVES = ("channel", "neuron", "class")
 WHAT = {"channel": "degree of activation", "neuron": "activation", "class": "logit"}

@@ -22,7 +22,6 @@ from probe.gallery import prepare_out_dir, slug
 from probe.images import parse_size
 from probe.models import load_model
 from probe.reports.style import save_gallery, summary
-from probe.style.transfer import STYLE_LOSSES
 from probe.style import (
     DEFAULT_CONTENT_WEIGHT,
     DEFAULT_STEPS,
@@ -30,6 +29,7 @@ from probe.style import (
     DEFAULT_TV_WEIGHT,
     style_transfer,
 )
+from probe.style.transfer import STYLE_LOSSES
 
 
 def _split(values: tuple[str, ...]) -> list[str] | None:
