@@ -344,8 +344,10 @@ def maximize(
             :data:`probe.param.LEARNING_RATES`).
         optimizer: ``"adam"`` (default), ``"sgd"`` (momentum 0.9), or
             ``factory(params, lr) -> torch.optim.Optimizer``.
-        param: ``"fft"``, ``"pixel"``, or ``factory(shape, generator, device) ->
-            ImageParam`` (default: the preset's).
+        param: ``"fft"``, ``"pixel"``, ``"maco"``, ``"cppn"``, ``"laplacian"``
+            (:data:`probe.param.PARAMETRIZATIONS`), or ``factory(shape, generator,
+            device) -> ImageParam`` such as :func:`probe.param.parametrization`
+            (default: the preset's).
         transforms: None (the preset's), ``"standard"``
             (:func:`~probe.transforms.transforms_for_size`), ``"none"``, a
             transform or a list of them.

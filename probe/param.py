@@ -18,6 +18,13 @@ number of channels:
   correlation matrix, so that the optimizer moves along decorrelated colour
   axes. Other channel counts (1 for digits) use no mixing.
 
+Newer ones, from the field: ``"maco"`` (:func:`maco_image`, Fel et al. 2023:
+the Fourier phase only, the magnitude a natural-image spectrum, with a
+transparency map), ``"cppn"`` (:func:`cppn_image`, a small network of the pixel
+coordinates per image) and ``"laplacian"`` (:func:`laplacian_image`, a sum of
+upsampled low-resolution levels). :func:`parametrization` gives any of them
+with options as the ``param`` of :func:`probe.maximize`.
+
 Every parametrization returns an :class:`ImageParam`: its ``params`` go to the
 optimizer, and calling it gives ``(N, C, H, W)`` images in ``[0, 1]``. Initial
 values are drawn from a ``torch.Generator``: same seed, same image. An ``init``
@@ -269,10 +276,11 @@ def image_param(
     device: torch.device | str = "cpu",
     **options: object,
 ) -> ImageParam:
-    """Build a parametrization by name: ``"pixel"`` (:func:`pixel_image`) or ``"fft"`` (:func:`fft_image`).
+    """Build a parametrization by name: ``"pixel"`` (:func:`pixel_image`), ``"fft"`` (:func:`fft_image`),
+    ``"maco"`` (:func:`maco_image`), ``"cppn"`` (:func:`cppn_image`) or ``"laplacian"`` (:func:`laplacian_image`).
 
     ``options`` go to that function (``sd``, ``decorrelate``, ``squash``,
-    ``decay_power``, ``init``).
+    ``decay_power``, ``init``; ``spectrum`` for maco, ``hidden`` and ``layers`` for cppn, ``levels`` for laplacian).
 
     Raises:
         ProbeUsageError: unknown kind or option.
