@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from probe.attribution import MAX_IG_STEPS, METHODS, attribute
+from probe.attribution import EXTRA_METHODS, MAX_IG_STEPS, METHODS, attribute, parse_baseline
 from probe.cli.activations import image_slug
 from probe.cli.common import (
     ProbeCommand,
@@ -28,8 +28,9 @@ from probe.images import parse_size
 @click.command("attribute", cls=ProbeCommand)
 @click.argument("image")
 @model_options(default="digits")
-@list_option("--method", "method", item=click.Choice([*METHODS, "all"]), default=["saliency"], metavar="METHOD",
-             help=f"Attribution method(s): {', '.join(METHODS)}; all: every method side by side.")
+@list_option("--method", "method", item=click.Choice([*METHODS, *EXTRA_METHODS, "all"]), default=["saliency"],
+             metavar="METHOD", help=f"Attribution method(s): {', '.join([*METHODS, *EXTRA_METHODS])}; "
+             f"all: the first five ({', '.join(METHODS)}) side by side.")
 @click.option("--target", default="top", show_default=True, metavar="top|INDEX|LABEL",
               help="Class to explain: the predicted one, an output index, or a label (e.g. star).")
 @click.option("--layer", default=None, metavar="NAME", shell_complete=complete_layer,
@@ -40,16 +41,21 @@ from probe.images import parse_size
 @click.option("--noise", type=finite(min=0), default=0.1, show_default=True,
               help="Smoothgrad noise standard deviation (image values are in [0, 1]).")
 @click.option("--size", default=None, metavar="N|HxW", help="Input size (default: the model's); the image is centre-cropped to it.")
+@click.option("--baseline", default="0", show_default=True, metavar="GREY|IMAGE",
+              help="Baseline of integrated-gradients, deeplift, gradient-shap and occlusion: a grey level in [0, 1] "
+                   "or an image (a file, skimage:NAME, digits:0), resized like IMAGE.")
 @shared
 @out_options
 @gallery_command
 def command(image: str, model: str, weights: str, method: list[str], target: str, layer: str | None, steps: int,
-            samples: int, noise: float, size: str | None, device: str, seed: int, out: Path | None, force: bool) -> None:
+            samples: int, noise: float, size: str | None, baseline: str, device: str, seed: int, out: Path | None,
+            force: bool) -> None:
     """Explain the prediction for IMAGE: heatmaps of the pixels that drove it.
 
     Built on captum: saliency, integrated-gradients (from a black image),
     smoothgrad (noise tunnel over saliency), guided-backprop, gradcam (upsampled
-    to the input). Heatmaps are black (none) to yellow (the 99th percentile and
+    to the input; --layer: any layer with spatial output), deeplift,
+    gradient-shap, occlusion, lrp (refused where captum has no rule for a layer). Heatmaps are black (none) to yellow (the 99th percentile and
     above), each scaled on its own; overlays lay them on a grey copy of IMAGE.
     Guided backprop refuses models that apply ReLU functionally (F.relu in
     forward); in-place nn.ReLU modules are handled.
@@ -60,6 +66,8 @@ def command(image: str, model: str, weights: str, method: list[str], target: str
       probe attribute digits:7 --method gradcam --target 1      why not a 1?
       probe attribute shapes:star --model shapes --method integrated-gradients
       probe attribute photo.jpg --model resnet50 --method all --size 224
+      probe attribute digits:3 --method deeplift --method lrp --method occlusion
+      probe attribute shapes:star --model shapes --method gradient-shap --baseline skimage:grass
     """
     methods = list(METHODS) if "all" in method else list(dict.fromkeys(method))
     loaded = load_model_from_options(model, weights, device, seed)
@@ -67,7 +75,7 @@ def command(image: str, model: str, weights: str, method: list[str], target: str
     what = "all" if len(methods) == len(METHODS) else "-".join(methods)
     destination = check_out_dir(out, f"runs/attribute-{slug(loaded.name)}-{image_slug(image)}-{slug(what)}", force=force)
     result = attribute(loaded, image, methods, target=target, layer=layer, steps=steps, samples=samples, noise=noise,
-                       seed=seed, size=parsed)
+                       seed=seed, size=parsed, baseline=parse_baseline(baseline, loaded, parsed))
     folder = result.save(destination, image=image, seed=seed, **loaded.describe())
     for name, reason in result.skipped.items():
         note(f"skipped {name}: {reason}")

@@ -25,6 +25,7 @@ from probe.cli.common import (
     snapshots_option,
     speed_options,
 )
+from probe.cli.methods import apply_methods, method_options, target_shorthand
 from probe.cli.types import finite
 from probe.errors import ProbeUsageError
 from probe.gallery import check_out_dir, slug
@@ -107,6 +108,7 @@ def _summary(result: MaximizeResult, name: str) -> str:
 @click.option("--batch", type=click.IntRange(min=1), default=64, show_default=True, metavar="N",
               help="At most N images per optimization pass; bigger requests run in chunks.")
 @snapshots_option(default=0)
+@method_options
 @speed_options()
 @shared
 @out_options
@@ -115,7 +117,7 @@ def command(
     model: str, weights: str, layer: str | None, units: str, objective: str, l1: float,
     tv: float, diversity: float, per_unit: int | None, preset: str, steps: int, lr: float | None, size: str | None,
     batch: int, snapshots: int, precision: str, channels_last: bool, device: str, seed: int, out: Path | None,
-    force: bool,
+    force: bool, **methods: Any,
 ) -> None:
     """Synthesize the images that maximize a layer's filters, neurons or classes.
 
@@ -134,9 +136,12 @@ def command(
       probe maximize --layer conv2 --units 0-3,7 --preset plain --snapshots 2
       probe maximize --model shapes --layer conv3_1 --units 0-15
       probe maximize --model googlenet --layer inception4a --units 0-15 --size 128
+      probe maximize --target conv2:7 --param maco          MACO, with its transparency map
+      probe maximize --model shapes --target conv3_1:5 --from shapes:circle --accentuate 2
     """
     image_size = _size(size)
     loaded = load_model_from_options(model, weights, device, seed)
+    layer, units, objective = target_shorthand(methods, loaded, layer, units, objective, image_size)
     info = _target_layer(loaded, objective, layer, image_size)
     chosen = O.parse_units(",".join(units), info.units, info.name)
     copies = per_unit or (4 if diversity > 0 else 1)
@@ -153,10 +158,11 @@ def command(
         target = target - tv * O.total_variation()
     if diversity > 0:
         target = target + diversity * O.diversity(info.name, group=copies)
-    destination = check_out_dir(out, Path("runs") / f"maximize-{slug(loaded.name)}-{slug(info.name)}", force=force)
     height_width = image_size or loaded.preprocess.input_size
+    target, method_kwargs, method_record = apply_methods(methods, loaded, target, info, preset, tuple(height_width))
+    destination = check_out_dir(out, Path("runs") / f"maximize-{slug(loaded.name)}-{slug(info.name)}", force=force)
     note(
-        f"maximize {target.name} on {loaded.name} ({loaded.weights} weights): {len(expanded)} image(s) of "
+        f"maximize {target.name} on {loaded.name} ({loaded.weights} weights): {target.batch} image(s) of "
         f"{height_width[0]}x{height_width[1]}, preset {preset}, {steps} steps, on {loaded.device}"
     )
     with progress_bar(steps, f"{info.name}") as bar:
@@ -170,13 +176,13 @@ def command(
         result = maximize(
             loaded, target, steps=steps, lr=lr, preset=preset, image_size=image_size, batch=batch,
             snapshots=snapshot_steps(steps, snapshots), progress=progress, seed=seed, precision=precision,
-            channels_last=channels_last,
+            channels_last=channels_last, **method_kwargs,
         )  # fmt: skip
     folder = result.save(
         destination,
         **loaded.describe(),
         units=",".join(units),
-        options={"l1": l1, "tv": tv, "diversity": diversity, "per_unit": copies},
+        options={"l1": l1, "tv": tv, "diversity": diversity, "per_unit": copies, **method_record},
     )
     diverged = result.settings.get("diverged")
     echo_done(folder, _summary(result, info.name) + (" -- DIVERGED" if diverged else ""))

@@ -33,6 +33,7 @@ from probe.style import (
     DEFAULT_TV_WEIGHT,
     style_transfer,
 )
+from probe.style.transfer import STYLE_LOSSES
 
 
 def _stem(source: str) -> str:
@@ -78,6 +79,11 @@ def _stem(source: str) -> str:
 @list_option("--scales", item=int, metavar="N",
              help="Multiscale, e.g. 256,512: each scale's result initializes the next (overrides --size).")
 @snapshots_option(default=4)
+@click.option("--style-loss", "style_loss", type=click.Choice(STYLE_LOSSES), default="gram", show_default=True,
+              help="gram: Gatys's Gram matrices; w2: the Wasserstein-2 distance of the features' mean and covariance.")
+@click.option("--match-histograms", "match_colors", is_flag=True,
+              help="Keep the content's colours by giving each style image the content's colour histogram first "
+                   "(the other way of Gatys et al. 2017; --original-colors transfers luminance only).")
 @speed_options()
 @shared
 @out_options
@@ -110,6 +116,8 @@ def command(
     seed: int,
     out: Path | None,
     force: bool,
+    style_loss: str = "gram",
+    match_colors: bool = False,
 ) -> None:
     """Paint CONTENT in the style of STYLE (Gatys et al.'s Gram-matrix style transfer).
 
@@ -131,6 +139,7 @@ def command(
       probe style photo.jpg a.jpg b.jpg --style-blend 0.7,0.3 --original-colors
       probe style photo.jpg starry.jpg --scales 256,512 --pooling avg
       probe style photo.jpg starry.jpg --content-layer conv4_2 --style-layer relu1_1,relu3_1
+      probe style skimage:astronaut skimage:coffee --model shapes --style-loss w2 --match-histograms
     """
     parsed_size = None if size is None else parse_size(size)
     try:
@@ -177,6 +186,8 @@ def command(
             seed=seed,
             precision=precision,  # type: ignore[arg-type]
             channels_last=channels_last,
+            style_loss=style_loss,
+            match_colors=match_colors,
         )
     folder = result.save(destination, **loaded.describe())
     note = result.options.get("layer_note")

@@ -15,6 +15,7 @@ The public API, re-exported here (importing has no side effects)::
 __version__ = "0.1.0"
 
 from probe import objectives, param, transforms  # submodules: probe.objectives.channel(...), ...
+from probe.accentuate import accentuate
 from probe.attribution import METHODS as ATTRIBUTION_METHODS
 from probe.attribution import Attribution, attribute
 from probe.devices import resolve_device
@@ -34,7 +35,7 @@ __all__ = [
     "record", "capture", "layers", "evaluating", "Recording", "LayerInfo", "INPUT", "OUTPUT",
     "load_model", "LoadedModel", "Preprocess", "load_image", "to_pil", "resolve_device",
     # activation maximization
-    "maximize", "MaximizeResult", "objectives", "param", "transforms",
+    "maximize", "MaximizeResult", "objectives", "param", "transforms", "accentuate",
     # dream and style
     "dream", "DreamResult",
     "style_transfer", "StyleResult", "gram_matrix", "content_loss", "style_loss", "total_variation_loss",

@@ -51,7 +51,8 @@ from probe.models import LoadedModel, as_loaded
 from probe.results import GalleryResult
 from probe.runtime import check_finite_output
 
-__all__ = ["METHODS", "Attribution", "attribute", "resolve_target", "relu_check", "normalize_heatmap"]
+__all__ = ["METHODS", "Attribution", "attribute", "resolve_target", "relu_check", "normalize_heatmap",
+           "EXTRA_METHODS", "attribute_batch", "lrp_support", "parse_baseline", "tensor_additions"]
 
 METHODS: tuple[str, ...] = ("saliency", "integrated-gradients", "smoothgrad", "guided-backprop", "gradcam")
 """Every method, in the order ``method="all"`` shows them."""
@@ -204,8 +205,8 @@ def normalize_heatmap(heat: torch.Tensor, percentile: float = 99.0) -> torch.Ten
 def _methods(method: str | Iterable[str]) -> list[str]:
     names = list(METHODS) if method == "all" else [method] if isinstance(method, str) else list(method)
     for name in names:
-        if name not in METHODS:
-            raise unknown_name("method", name, [*METHODS, "all"], param="method")
+        if name not in METHODS and name not in EXTRA_METHODS:
+            raise unknown_name("method", name, [*METHODS, *EXTRA_METHODS, "all"], param="method")
     if not names:
         raise ProbeUsageError("no attribution method given", param="method")
     return list(dict.fromkeys(names))
@@ -221,7 +222,7 @@ def attribute(
     steps: int = 50,
     samples: int = 16,
     noise: float = 0.1,
-    baseline: float = 0.0,
+    baseline: float | torch.Tensor = 0.0,
     seed: int = 0,
     size: int | Sequence[int] | None = None,
 ) -> Attribution:
@@ -236,7 +237,9 @@ def attribute(
         steps: integrated-gradients steps (default 50).
         samples: smoothgrad noisy samples (default 16).
         noise: smoothgrad noise standard deviation, in image units [0, 1] (default 0.1).
-        baseline: integrated-gradients baseline grey level (default 0.0: black).
+        baseline: the baseline of integrated gradients, DeepLift, GradientShap and
+            occlusion: a grey level (default 0.0: black) or images in [0, 1],
+            ``(C, H, W)`` or ``(K, C, H, W)`` (GradientShap draws from the K).
         seed: smoothgrad's noise seed (default 0); the global RNG is left as it was.
         size: input size ``(H, W)`` or an int; default the model's.
 
@@ -315,7 +318,8 @@ def attribute(
         heatmaps=heatmaps,
         layer=cam_layer,
         skipped=skipped,
-        options={"steps": steps, "samples": samples, "noise": noise, "baseline": baseline, "seed": seed,
+        options={"steps": steps, "samples": samples, "noise": noise, "seed": seed,
+                 "baseline": baseline if not isinstance(baseline, torch.Tensor) else f"tensor {tuple(baseline.shape)}",
                  "ig_method": integration_method(steps)},
     )
 
@@ -356,7 +360,7 @@ def _run(
     steps: int,
     samples: int,
     noise: float,
-    baseline: float,
+    baseline: float | torch.Tensor,
     seed: int,
 ) -> torch.Tensor:
     """One captum method on the batch of one ``x``; returns ``(C, H, W)`` (``(1, H, W)`` for Grad-CAM), on the CPU."""
@@ -369,14 +373,16 @@ def _run(
         Saliency,
     )
 
+    if method in EXTRA_METHODS:
+        return _run_extra(method, forward, x, target, samples, noise, baseline, seed)
     inputs = x.detach().clone().requires_grad_(True)
     with torch.enable_grad():
         if method == "saliency":
             result = Saliency(forward).attribute(inputs, target=target, abs=False)
         elif method == "integrated-gradients":
             result = IntegratedGradients(forward).attribute(
-                inputs, baselines=baseline, target=target, n_steps=steps, method=integration_method(steps),
-                internal_batch_size=min(steps, IG_BATCH),
+                inputs, baselines=_baselines(baseline, x)[:1], target=target, n_steps=steps,
+                method=integration_method(steps), internal_batch_size=min(steps, IG_BATCH),
             )  # fmt: skip
         elif method == "smoothgrad":
             devices = [x.device] if x.device.type == "cuda" else []
@@ -404,3 +410,214 @@ def _run(
             maps = cam.attribute(inputs, target=target, relu_attributions=True)
             result = LayerAttribution.interpolate(maps, tuple(x.shape[-2:]), interpolate_mode="bilinear").clamp_min(0)
     return result[0].detach().float().cpu()
+
+
+# ------------------------------------------------------- more of captum's methods
+EXTRA_METHODS: tuple[str, ...] = ("deeplift", "gradient-shap", "occlusion", "lrp")
+"""The methods beyond the first five, asked for by name (``method="all"`` stays the five of :data:`METHODS`).
+
+LRP uses captum's default rules on the leaf modules; a model that adds activations in ``forward`` (ResNet's
+residuals, which captum has no rule for) is refused in one line, like one with a layer captum has no rule for."""
+
+LRP_PASSTHROUGH = (nn.Flatten, nn.Identity, nn.Unflatten)
+"""Reshaping modules LRP passes relevance through unchanged (no rule, no hook: their gradient is the reshape)."""
+
+
+def _passthrough_lrp_class() -> type:
+    from captum.attr import LRP
+
+    class PassthroughLRP(LRP):
+        """captum's LRP, with :data:`LRP_PASSTHROUGH` modules left out of its rules (captum has none for them)."""
+
+        def _get_layers(self, model: nn.Module) -> None:
+            super()._get_layers(model)
+            self.layers = [layer for layer in self.layers if not isinstance(layer, LRP_PASSTHROUGH)]
+
+    return PassthroughLRP
+
+
+def _PassthroughLRP(forward: nn.Module) -> Any:  # noqa: N802 (a class made on first use: captum loads lazily)
+    return _passthrough_lrp_class()(forward)
+
+
+@contextlib.contextmanager
+def _restored_attributes(module: nn.Module) -> Iterator[None]:
+    """Remove every attribute the block adds to ``module``'s submodules (captum's LRP leaves ``rule`` and
+    ``activations`` behind), also on error."""
+    before = {id(m): set(vars(m)) for m in module.modules()}
+    try:
+        yield
+    finally:
+        for m in module.modules():
+            for name in set(vars(m)) - before.get(id(m), set()):
+                delattr(m, name)
+
+
+def lrp_support(module: nn.Module) -> list[str]:
+    """The leaf module types of ``module`` captum's LRP has no rule for (empty: LRP can run)."""
+    from captum.attr._core.lrp import SUPPORTED_LAYERS_WITH_RULES, SUPPORTED_NON_LINEAR_LAYERS
+
+    known = (*SUPPORTED_LAYERS_WITH_RULES, *SUPPORTED_NON_LINEAR_LAYERS, *LRP_PASSTHROUGH)
+    leaves = [m for m in module.modules() if not any(True for _ in m.children())]
+    return sorted({type(m).__name__ for m in leaves if type(m) not in known})
+
+
+_ADDITIONS = {torch.add, torch.Tensor.add, torch.Tensor.add_, torch.Tensor.__add__, torch.Tensor.__iadd__,
+              torch.Tensor.__radd__}
+
+
+class _Additions(TorchFunctionMode):
+    """Counts additions of two same-shaped batch tensors (residual connections) during a forward pass."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    def __torch_function__(self, func: Any, types: Any, args: Sequence[Any] = (), kwargs: Any = None) -> Any:
+        if func in _ADDITIONS and len(args) >= 2 and all(isinstance(a, torch.Tensor) for a in args[:2]) \
+                and args[0].dim() >= 2 and args[0].shape == args[1].shape:
+            self.count += 1
+        return func(*args, **(kwargs or {}))
+
+
+def tensor_additions(module: nn.Module, inputs: torch.Tensor) -> int:
+    """How many times one forward pass of ``module(inputs)`` adds two same-shaped activations (residuals),
+    which captum's LRP has no rule for."""
+    counter = _Additions()
+    with torch.no_grad(), counter:
+        module(inputs)
+    return counter.count
+
+
+def _baselines(baseline: float | torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """A grey level or ``(C, H, W)`` / ``(K, C, H, W)`` images -> ``(K, C, H, W)`` baselines on ``x``'s device."""
+    if isinstance(baseline, torch.Tensor):
+        value = baseline.detach().float().to(x.device)
+        value = value.unsqueeze(0) if value.dim() == 3 else value
+        if value.dim() != 4 or value.shape[1:] != x.shape[1:]:
+            raise ProbeUsageError(f"a baseline of shape {tuple(baseline.shape)} does not fit the input "
+                                  f"{tuple(x.shape[1:])}; give (C, H, W) or (K, C, H, W)", param="baseline")
+        return value
+    return torch.full((1, *x.shape[1:]), float(baseline), device=x.device)
+
+
+def _run_extra(
+    method: str, forward: nn.Module, x: torch.Tensor, target: int, samples: int, noise: float,
+    baseline: float | torch.Tensor, seed: int, window: int | None = None,
+) -> torch.Tensor:
+    """DeepLift, GradientShap, Occlusion or LRP on ``x`` ``(1, C, H, W)``: ``(C, H, W)`` on the CPU.
+
+    - ``deeplift``: DeepLift's rescale rule against the baseline (the first one of a stack);
+    - ``gradient-shap``: expected gradients x (input - baseline) over ``samples`` draws from the
+      baselines with Gaussian noise ``noise``, seeded (Lundberg and Lee 2017);
+    - ``occlusion``: the score drop when a ``window`` square (default 1/7 of the image) is set to
+      the baseline, stride half the window (Zeiler and Fergus 2014);
+    - ``lrp``: layer-wise relevance propagation with captum's default rules (epsilon for conv and
+      linear layers); refused in one line when the model has a layer captum has no rule for.
+    """
+    from captum.attr import DeepLift, GradientShap, Occlusion
+
+    inputs = x.detach().clone().requires_grad_(True)
+    reference = _baselines(baseline, x)
+    with torch.enable_grad(), _out_of_place_relus(forward), _restored_attributes(forward):
+        if method == "deeplift":
+            try:
+                result = DeepLift(forward).attribute(inputs, baselines=reference[:1], target=target)
+            except RuntimeError as error:
+                if "more than once" not in str(error):
+                    raise
+                raise ProbeUsageError("DeepLift needs every activation module to run once per forward pass, and "
+                                      "this model calls one several times (a shared ReLU); use another --method",
+                                      param="method") from None
+        elif method == "gradient-shap":
+            devices = [x.device] if x.device.type == "cuda" else []
+            import numpy as np
+
+            state = np.random.get_state()  # captum draws the baselines with numpy, the noise with torch
+            try:
+                with torch.random.fork_rng(devices=devices):
+                    torch.manual_seed(seed)
+                    np.random.seed(seed)
+                    result = GradientShap(forward).attribute(inputs, baselines=reference, n_samples=samples,
+                                                             stdevs=noise, target=target)
+            finally:
+                np.random.set_state(state)
+        elif method == "occlusion":
+            height, width = x.shape[-2:]
+            size = window or max(2, min(height, width) // 7)
+            stride = max(1, size // 2)
+            result = Occlusion(forward).attribute(inputs, sliding_window_shapes=(x.shape[1], size, size),
+                                                  strides=(x.shape[1], stride, stride), baselines=reference[:1],
+                                                  target=target, perturbations_per_eval=16)
+        else:
+            missing = lrp_support(forward)
+            if missing:
+                raise ProbeUsageError(f"captum's LRP has no rule for {', '.join(missing)} in this model; "
+                                      "use another --method (deeplift is the closest)", param="method")
+            added = tensor_additions(forward, x.detach())
+            if added:
+                raise ProbeUsageError(f"captum's LRP has no rule for the {added} addition(s) of activations in this "
+                                      "model's forward (residual connections); use another --method, e.g. "
+                                      "integrated-gradients", param="method")
+            result = _PassthroughLRP(forward).attribute(inputs, target=target)
+    value = result[0].detach().float().cpu()
+    if not torch.isfinite(value).all():
+        raise ProbeUsageError(f"{method} gave non-finite attributions for this model; use another --method",
+                              param="method")
+    return value
+
+
+def attribute_batch(
+    model: str | nn.Module | LoadedModel,
+    images: Sequence[Any] | torch.Tensor,
+    method: str | Iterable[str] = "saliency",
+    *,
+    targets: Sequence[int | str | None] | None = None,
+    baselines: torch.Tensor | float = 0.0,
+    **options: Any,
+) -> list[Attribution]:
+    """Attribute a batch of images, one :class:`Attribution` each, with per-image tensor baselines.
+
+    Args:
+        model: as for :func:`attribute`.
+        images: a ``(N, C, H, W)`` tensor in ``[0, 1]`` or a list of anything :func:`attribute` takes.
+        method: as for :func:`attribute`.
+        targets: one target per image (default: each image's predicted class).
+        baselines: a grey level, one ``(C, H, W)`` baseline for all, or ``(N, C, H, W)``
+            (image ``i`` gets row ``i``; for ``gradient-shap`` give ``(N, K, C, H, W)``
+            for K baselines per image).
+        **options: the other keyword arguments of :func:`attribute`.
+
+    Raises:
+        ProbeUsageError: as :func:`attribute`, or lists of the wrong length.
+    """
+    loaded = as_loaded(model)
+    items = list(images.unbind(0)) if isinstance(images, torch.Tensor) else list(images)
+    chosen = list(targets) if targets is not None else [None] * len(items)
+    if len(chosen) != len(items):
+        raise ProbeUsageError(f"{len(chosen)} targets for {len(items)} images", param="target")
+    per_image = isinstance(baselines, torch.Tensor) and baselines.dim() in (4, 5) and baselines.shape[0] == len(items) \
+        and (baselines.dim() == 5 or len(items) > 1)
+    results = []
+    for i, (item, target) in enumerate(zip(items, chosen)):
+        baseline = baselines[i] if per_image else baselines  # type: ignore[index]
+        results.append(attribute(loaded, item, method, target=target, baseline=baseline, **options))
+    return results
+
+
+def parse_baseline(text: str, loaded: LoadedModel, size: int | Sequence[int] | None = None) -> float | torch.Tensor:
+    """``--baseline``: a grey level (``"0"``, ``"0.5"``) or an image source, as the model sees it ``(C, H, W)``.
+
+    Raises:
+        ProbeUsageError: a grey level outside ``[0, 1]``, or an unreadable image (naming ``--baseline``).
+    """
+    try:
+        grey = float(text)
+    except ValueError:
+        try:
+            return model_input(loaded, text, size)[0]
+        except ProbeUsageError as error:
+            raise ProbeUsageError(str(error), param="baseline") from None
+    if not 0.0 <= grey <= 1.0:
+        raise ProbeUsageError(f"a grey baseline lies in [0, 1]; got {grey}", param="baseline")
+    return grey

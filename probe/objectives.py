@@ -58,6 +58,14 @@ __all__ = [
     "total",
     "unit_list",
     "parse_units",
+    "parse_objective",
+    "channel_weight",
+    "neuron_weight",
+    "channel_interpolate",
+    "alignment",
+    "caricature",
+    "activations_of",
+    "l2_distance",
 ]
 
 Units = int | Iterable[int]
@@ -592,3 +600,243 @@ def parse_units(text: str, count: int, layer: str) -> tuple[int, ...]:
             if not 0 <= unit < count:
                 raise ProbeUsageError(f"unit {unit} is out of range for {layer} (0 to {count - 1})", param="units")
     return tuple(dict.fromkeys(unit for first, last in spans for unit in range(first, last + 1)))
+
+
+# ------------------------------------------------------- Lucent-style strings
+def parse_objective(text: str, model: Any, *, image_size: int | Sequence[int] | None = None) -> Objective:
+    """Read a Lucent-style shorthand: ``"conv2:7"`` is channel 7 of conv2, ``"fc1:3"`` neuron 3 of a linear layer.
+
+    The units may be anything :func:`parse_units` reads (``"conv2:0-9"``,
+    ``"conv2:3,5"``, ``"conv2:all"``): several units render one image each.
+    A layer whose output is ``(N, C, H, W)`` gives :func:`channel`, one whose
+    output is ``(N, F)`` gives :func:`neuron`.
+
+    Args:
+        text: ``"LAYER:UNITS"``, layer a dotted ``named_modules()`` name.
+        model: the model the layer belongs to (a :class:`~probe.models.LoadedModel`
+            or an ``nn.Module``; one blank image runs through it to learn the
+            layer's shape; not changed).
+        image_size: the image size for that blank pass (default: the model's).
+
+    Raises:
+        ProbeUsageError: no ``:``, unknown layer (with the closest name), units
+            out of range.
+    """
+    from probe.optimize import inspect_layer
+
+    layer, sep, units = text.strip().rpartition(":")
+    if not sep or not layer or not units:
+        raise ProbeUsageError(f"cannot read objective {text!r}; write LAYER:UNITS, e.g. conv2:7 (channel 7 of conv2) "
+                              "or fc1:3 (neuron 3 of a linear layer)", param="objective")
+    info = inspect_layer(model, layer, image_size)
+    chosen = parse_units(units, info.units, info.name)
+    return channel(layer, chosen) if len(info.shape) > 1 else neuron(layer, chosen)
+
+
+# ------------------------------------------------------ objectives of the field
+def _weights_for(weight: torch.Tensor, act: torch.Tensor, layer: str) -> torch.Tensor:
+    if weight.shape[0] != act.shape[1]:
+        raise ProbeUsageError(f"the weight has {weight.shape[0]} values but {layer} has {act.shape[1]} channels",
+                              param="weight")
+    return weight.to(act.device, act.dtype).view(1, -1, *([1] * (act.dim() - 2)))
+
+
+def channel_weight(layer: str, weight: torch.Tensor | Sequence[float]) -> Objective:
+    """Lucent's activation-weighted channels: ``mean over (C, H, W) of a * w[c]`` per image.
+
+    Args:
+        layer: dotted layer name.
+        weight: ``(C,)`` one weight per channel (e.g. a later layer's weights
+            into one unit, or an attribution).
+
+    Returns:
+        An objective of kind ``"channel_weight"``.
+    """
+    vector = torch.as_tensor(weight, dtype=torch.float32).flatten()
+
+    def fn(context: Context) -> torch.Tensor:
+        act = context(layer)
+        return (act * _weights_for(vector, act, layer)).flatten(1).mean(1)
+
+    return Objective(fn, f"channel_weight({layer})", layers=[layer], kind="channel_weight", layer=layer)
+
+
+def neuron_weight(layer: str, weight: torch.Tensor | Sequence[float] | None = None, y: int | None = None,
+                  x: int | None = None) -> Objective:
+    """Lucent's activation-weighted neuron: ``mean over C of a[:, c, y, x] * w[c]`` at one position per image.
+
+    Args:
+        layer: dotted layer name, ``(N, C, H, W)`` or ``(N, F)``.
+        weight: ``(C,)`` weights; None averages the channels unweighted.
+        y, x: the position (default the centre of the map).
+
+    Returns:
+        An objective of kind ``"neuron_weight"``.
+    """
+    vector = None if weight is None else torch.as_tensor(weight, dtype=torch.float32).flatten()
+
+    def fn(context: Context) -> torch.Tensor:
+        act = context(layer)
+        if act.dim() == 4:
+            height, width = act.shape[-2:]
+            row, col = (height // 2 if y is None else y), (width // 2 if x is None else x)
+            if not (0 <= row < height and 0 <= col < width):
+                raise ProbeUsageError(f"position ({row}, {col}) is outside {layer}'s {height}x{width} map")
+            act = act[:, :, row, col]
+        elif act.dim() != 2:
+            raise ProbeUsageError(f"neuron_weight needs a (N, C, H, W) or (N, F) layer; {layer} gives {tuple(act.shape)}")
+        return (act if vector is None else act * _weights_for(vector, act, layer)).mean(1)
+
+    return Objective(fn, f"neuron_weight({layer})", layers=[layer], kind="neuron_weight", layer=layer)
+
+
+def channel_interpolate(layer1: str, unit1: int, layer2: str, unit2: int, images: int) -> Objective:
+    """Lucid's ``channel_interpolate``: a batch that morphs from one channel to another.
+
+    Image ``i`` of ``images`` maximizes ``(1 - t) * channel(layer1, unit1) + t *
+    channel(layer2, unit2)`` with ``t = i / (images - 1)``. Add
+    :func:`alignment` to make neighbouring images look alike.
+
+    Args:
+        layer1, unit1: where the batch starts.
+        layer2, unit2: where it ends.
+        images: the number of images (>= 2).
+
+    Returns:
+        An objective of kind ``"interpolate"`` over ``images`` images (its units
+        are the image positions ``0 .. images-1``).
+    """
+    if images < 2:
+        raise ProbeUsageError(f"channel_interpolate needs at least 2 images; got {images}", param="images")
+    first, second = channel(layer1, unit1), channel(layer2, unit2)
+    mix = torch.linspace(0.0, 1.0, images)
+
+    def fn(context: Context) -> torch.Tensor:
+        t = mix[context.index].to(context.images.device)
+        if t.shape[0] != context.batch:
+            raise ProbeUsageError(f"channel_interpolate over {images} images got a batch of {context.batch}")
+        return (1 - t) * first(context) + t * second(context)
+
+    return Objective(fn, f"channel_interpolate({layer1}:{unit1} -> {layer2}:{unit2})", layers=[layer1, layer2],
+                     kind="interpolate", units=tuple(range(images)), layer=layer1)
+
+
+def alignment(layer: str, decay_ratio: float = 2.0, *, reach: int = 4) -> Objective:
+    """Lucid's ``alignment``: neighbouring images of a batch should have similar activations (a score <= 0).
+
+    The sum over pairs ``(i, i + d)``, ``1 <= d <= reach``, of ``-mean((a_i -
+    a_{i+d})^2) / decay_ratio ** d``; each pair's term is shared equally by its
+    two images, so the scores of a batch sum to Lucid's value. Within one
+    optimization pass only (a batch split into chunks aligns each chunk).
+
+    Args:
+        layer: dotted layer name.
+        decay_ratio: how fast farther neighbours matter less (default 2).
+        reach: the farthest neighbour compared (default 4, Lucid's).
+
+    Returns:
+        An objective of kind ``"alignment"``.
+    """
+    if decay_ratio <= 0 or reach < 1:
+        raise ProbeUsageError(f"alignment needs decay_ratio > 0 and reach >= 1; got {decay_ratio}, {reach}")
+
+    def fn(context: Context) -> torch.Tensor:
+        act = context(layer).float()
+        n = act.shape[0]
+        scores = torch.zeros(n, device=act.device)
+        for d in range(1, min(reach, n - 1) + 1):
+            pair = (act[:-d] - act[d:]).pow(2).flatten(1).mean(1) / decay_ratio**d
+            scores = scores - F.pad(pair, (0, d)) / 2 - F.pad(pair, (d, 0)) / 2
+        return scores
+
+    return Objective(fn, f"alignment({layer})", layers=[layer], kind="diversity", layer=layer)
+
+
+def caricature(layer: str, activations: torch.Tensor, *, cossim_pow: float = 1.0) -> Objective:
+    """Lucid's caricature: amplify what ``layer`` sees in an image.
+
+    Per position, the dot product over channels of the image's activations
+    ``t`` with the rendered ones ``a``, weighted by their cosine similarity
+    floored at 0.1 to the power ``cossim_pow``; averaged over positions:
+    ``mean_ij <a_ij, t_ij> * max(0.1, cos(a_ij, t_ij)) ** cossim_pow``. Render
+    it at the image's size (positions are matched one to one).
+
+    Args:
+        layer: dotted layer name.
+        activations: the image's activations of ``layer``: ``(C, H, W)``,
+            ``(F,)``, or a batch ``(K, ...)`` (image ``i`` follows row ``i``);
+            see :func:`activations_of`.
+        cossim_pow: the weight of the cosine similarity (default 1; 0 gives the
+            plain dot product).
+
+    Returns:
+        An objective of kind ``"caricature"``.
+    """
+    target = activations.detach().float()
+    many = target.dim() == 4 or (target.dim() == 2 and target.shape[0] > 1)
+    if not many:
+        target = target.unsqueeze(0)
+    rows = tuple(range(target.shape[0])) if many else None
+
+    def fn(context: Context) -> torch.Tensor:
+        act = context(layer).float()
+        t = target[context.index] if many else target
+        t = t.to(act.device)
+        if t.shape[1:] != act.shape[1:]:
+            raise ProbeUsageError(f"caricature: the image's {layer} activations are {tuple(t.shape[1:])} but the "
+                                  f"rendered ones are {tuple(act.shape[1:])}; render at the image's size",
+                                  param="size")
+        dot = (act * t).sum(1)
+        if cossim_pow == 0:
+            return dot.flatten(1).mean(1) if dot.dim() > 1 else dot
+        cos = dot / (act.norm(dim=1) + 1e-4) / (t.norm(dim=1) + 1e-4)
+        weighted = dot * cos.clamp(min=0.1) ** cossim_pow
+        return weighted.flatten(1).mean(1) if weighted.dim() > 1 else weighted
+
+    return Objective(fn, f"caricature({layer})", layers=[layer], kind="caricature", units=rows, layer=layer)
+
+
+def activations_of(model: Any, images: torch.Tensor, layer: str) -> torch.Tensor:
+    """The activations of ``layer`` for ``images`` ``(N, C, H, W)`` or ``(C, H, W)`` in ``[0, 1]``, without gradients.
+
+    The model's normalization is applied (a :class:`~probe.models.LoadedModel`,
+    or an ``nn.Module`` wrapped by :func:`~probe.models.load_model`); the model is not changed.
+    Returns ``(N, ...)`` (what :func:`caricature` and :func:`l2_distance` compare against).
+    """
+    from probe.hooks import capture, evaluating
+    from probe.models import as_loaded
+
+    loaded = as_loaded(model, None)
+    batch = (images.unsqueeze(0) if images.dim() == 3 else images).to(loaded.device, torch.float32)
+    with evaluating(loaded.module), torch.no_grad():
+        found = capture(loaded.module, loaded.preprocess.normalize(batch), [layer])
+    if layer not in found:
+        raise ProbeUsageError(f"layer {layer!r} did not run in a forward pass", param="layer")
+    return found[layer].float()
+
+
+def l2_distance(reference: torch.Tensor) -> Objective:
+    """``sqrt(sum (x - reference)^2)`` per image: how far the image in ``[0, 1]`` is from ``reference`` (a penalty).
+
+    Feature accentuation (Hamblin et al. 2024) subtracts it with a weight:
+    ``channel("conv2", 7) - w * l2_distance(photo)`` keeps the result near the
+    photo it starts from.
+
+    Args:
+        reference: ``(C, H, W)`` or ``(N|1, C, H, W)`` in ``[0, 1]``, the size of the rendered images.
+    """
+    ref = reference.detach().float()
+    if ref.dim() == 3:
+        ref = ref.unsqueeze(0)
+
+    def fn(context: Context) -> torch.Tensor:
+        images = context.images
+        r = ref.to(images.device, images.dtype)
+        if r.shape[0] > 1:
+            r = r[context.index]
+        if r.shape[1:] != images.shape[1:]:
+            raise ProbeUsageError(f"the reference image is {tuple(r.shape[1:])} but the images are "
+                                  f"{tuple(images.shape[1:])}", param="size")
+        return (images - r).pow(2).flatten(1).sum(1).add(1e-12).sqrt()
+
+    return Objective(fn, "l2_distance", kind="penalty")

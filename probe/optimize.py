@@ -42,7 +42,8 @@ from probe.errors import ProbeUsageError
 from probe.hooks import INPUT, OUTPUT, capture, evaluating, record, resolve_layers
 from probe.images import divergence
 from probe.models import LoadedModel, as_loaded
-from probe.objectives import Context, Objective, as_objective
+from probe.objectives import Context, Objective, as_objective, parse_objective
+from probe.relu import redirected_relu
 from probe.results import GalleryResult
 from probe.runtime import ProgressFn, autocast, check_finite, make_generator
 
@@ -116,6 +117,9 @@ class MaximizeResult(GalleryResult):
             ``diverged``: None, or why the images are not to be trusted
             (:func:`~probe.images.divergence`: NaN, or binary noise from a far too large lr).
         seconds: wall time of the optimization.
+        maps: ``{name: (N, 1, H, W)}`` per-image maps the parametrization kept
+            (``"transparency"`` for MACO: the accumulated |gradient| of the
+            image); empty for the others.
     """
 
     _report = "probe.reports.maximize"
@@ -136,6 +140,7 @@ class MaximizeResult(GalleryResult):
     outputs: torch.Tensor | None = None
     settings: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
+    maps: dict[str, torch.Tensor] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
@@ -253,7 +258,7 @@ def _forward(loaded: LoadedModel, images: torch.Tensor, layers: frozenset[str]) 
 
 
 def evaluate(
-    model: LoadedModel | nn.Module, objective: Objective, images: torch.Tensor, *, index: slice = slice(None)
+    model: LoadedModel | nn.Module, objective: Objective | str, images: torch.Tensor, *, index: slice = slice(None)
 ) -> torch.Tensor:
     """Score ``images`` ``(N, C, H, W)`` in ``[0, 1]`` with ``objective``, without gradients: ``(N,)``.
 
@@ -262,6 +267,8 @@ def evaluate(
     these images stand for, as in the render loop).
     """
     loaded = as_loaded(model, None)
+    if isinstance(objective, str):
+        objective = parse_objective(objective, loaded, image_size=tuple(images.shape[-2:]))
     objective = as_objective(objective)
     images = images.to(loaded.device)
     with evaluating(loaded.module), torch.no_grad():
@@ -291,7 +298,7 @@ def _term_names(objective: Objective) -> list[tuple[str, Objective]]:
 
 def maximize(
     model: LoadedModel | nn.Module,
-    objective: Objective | Callable[[Context], torch.Tensor],
+    objective: Objective | Callable[[Context], torch.Tensor] | str,
     *,
     steps: int = 256,
     lr: float | None = None,
@@ -309,6 +316,7 @@ def maximize(
     device: str | torch.device | None = None,
     precision: str = "fp32",
     channels_last: bool = False,
+    redirect_relu: int = 0,
 ) -> MaximizeResult:
     """Synthesize images that maximize ``objective`` by gradient ascent on their parametrization.
 
@@ -318,13 +326,18 @@ def maximize(
             :func:`~probe.models.load_model`: ImageNet statistics for 3 channels).
             Never modified.
         objective: an :class:`~probe.objectives.Objective` (score to maximize);
-            a multi-unit objective renders one image per unit.
+            a multi-unit objective renders one image per unit. A Lucent-style
+            string ``"conv2:7"`` / ``"fc1:3"`` is read by
+            :func:`~probe.objectives.parse_objective`.
         steps: optimization steps per image (default 256).
-        lr: learning rate (default: the preset's, 0.05).
+        lr: learning rate (default: the preset's, 0.05; 0.005 for ``param="cppn"``,
+            :data:`probe.param.LEARNING_RATES`).
         optimizer: ``"adam"`` (default), ``"sgd"`` (momentum 0.9), or
             ``factory(params, lr) -> torch.optim.Optimizer``.
-        param: ``"fft"``, ``"pixel"``, or ``factory(shape, generator, device) ->
-            ImageParam`` (default: the preset's).
+        param: ``"fft"``, ``"pixel"``, ``"maco"``, ``"cppn"``, ``"laplacian"``
+            (:data:`probe.param.PARAMETRIZATIONS`), or ``factory(shape, generator,
+            device) -> ImageParam`` such as :func:`probe.param.parametrization`
+            (default: the preset's).
         transforms: None (the preset's), ``"standard"``
             (:func:`~probe.transforms.transforms_for_size`), ``"none"``, a
             transform or a list of them.
@@ -347,6 +360,9 @@ def maximize(
         channels_last: run the convolutions in channels-last memory format
             (default False): 1.3x faster for googlenet on CPU, 5% slower
             for VGG19 style; see :func:`~probe.models.frozen_view`.
+        redirect_relu: for the first this many steps of each pass, every ReLU
+            passes Lucid's redirected gradient (:func:`probe.relu.redirected_relu`),
+            so units dead on the initial image still move (default 0: never).
 
     Returns:
         A :class:`MaximizeResult`: images, final scores (on the final 8-bit
@@ -357,13 +373,16 @@ def maximize(
         ProbeRuntimeError: the objective or its gradient became NaN/inf (lower lr).
     """
     loaded = as_loaded(model, device).frozen(channels_last)  # no weight gradients computed: ~10-20% of each step
+    if isinstance(objective, str):
+        objective = parse_objective(objective, loaded, image_size=image_size)
     objective = as_objective(objective)
     if preset not in PRESETS:
         raise ProbeUsageError(f"unknown preset {preset!r}; presets are: {', '.join(PRESETS)}", param="preset")
     chosen = PRESETS[preset]
     if steps < 1:
         raise ProbeUsageError(f"steps must be >= 1; got {steps}", param="steps")
-    learning_rate = chosen.lr if lr is None else float(lr)
+    default_lr = P.LEARNING_RATES.get(param, chosen.lr) if isinstance(param, str) else chosen.lr
+    learning_rate = default_lr if lr is None else float(lr)
     if learning_rate <= 0:
         raise ProbeUsageError(f"the learning rate must be positive; got {learning_rate}", param="lr")
     if objective.layers:
@@ -390,6 +409,8 @@ def maximize(
     history = torch.zeros(steps, count)
     snaps = {s: torch.zeros(count, channels, height, width) for s in snapshot_steps}
     final = torch.zeros(count, channels, height, width)
+    maps: dict[str, torch.Tensor] = {}  # per-image maps a parametrization keeps (MACO's transparency)
+    param_record: dict[str, Any] = {}
     chunks = _chunks(count, batch, objective.group)
     total_steps = steps * len(chunks)
     started = time.perf_counter()
@@ -401,7 +422,7 @@ def maximize(
             for step in range(1, steps + 1):
                 current = image()
                 shown = transform(current, generator) if transform is not None else current
-                with autocast(target, precision):
+                with autocast(target, precision), redirected_relu(step <= redirect_relu):
                     acts = _forward(loaded, shown, objective.layers)
                 scores = _scores(objective, Context(acts, current, index))
                 check_finite(scores, "the objective", step)
@@ -421,6 +442,7 @@ def maximize(
                     progress(number * steps + step, total_steps, {"score": float(scores.detach().mean())})
             with torch.no_grad():
                 final[index] = _quantize(image()).cpu()
+            _keep_maps(image, index, count, maps, param_record)
     seconds = time.perf_counter() - started
     scores_final, terms, outputs = _measure(loaded, objective, final, chunks)
     settings = {
@@ -430,6 +452,10 @@ def maximize(
         "channels_last": channels_last, "device": str(target),
         "diverged": divergence(final, scores_final),  # None, or why the result is not to be trusted
     }  # fmt: skip
+    if redirect_relu:
+        settings["redirect_relu"] = redirect_relu
+    if param_record:
+        settings["param_options"] = param_record
     main = objective.main
     units = objective.image_units()
     if len(units) != count:
@@ -438,8 +464,20 @@ def maximize(
         images=final, scores=scores_final, history=history, snapshots=snaps, units=units, terms=terms,
         main=next((name for name, leaf in _term_names(objective) if leaf is main), ""), objective=objective.name,
         kind=main.kind, layer=main.layer, model=loaded.name, weights=loaded.weights, labels=loaded.labels,
-        outputs=outputs, settings=settings, seconds=seconds,
+        outputs=outputs, settings=settings, seconds=seconds, maps=maps,
     )  # fmt: skip
+
+
+def _keep_maps(
+    image: P.ImageParam, index: slice, count: int, maps: dict[str, torch.Tensor], record: dict[str, Any]
+) -> None:
+    """After a chunk: copy the per-image maps its parametrization kept (``image.maps()``, e.g. MACO's
+    transparency) into ``maps`` at ``index``, and its JSON-safe options into ``record``."""
+    keep = getattr(image, "maps", None)
+    if callable(keep):
+        for name, value in keep().items():
+            maps.setdefault(name, torch.zeros(count, *value.shape[1:]))[index] = value.float().cpu()
+    record.update({k: v for k, v in image.options.items() if isinstance(v, (str, int, float, bool)) or v is None})
 
 
 def _quantize(images: torch.Tensor) -> torch.Tensor:

@@ -18,6 +18,13 @@ number of channels:
   correlation matrix, so that the optimizer moves along decorrelated colour
   axes. Other channel counts (1 for digits) use no mixing.
 
+Newer ones, from the field: ``"maco"`` (:func:`maco_image`, Fel et al. 2023:
+the Fourier phase only, the magnitude a natural-image spectrum, with a
+transparency map), ``"cppn"`` (:func:`cppn_image`, a small network of the pixel
+coordinates per image) and ``"laplacian"`` (:func:`laplacian_image`, a sum of
+upsampled low-resolution levels). :func:`parametrization` gives any of them
+with options as the ``param`` of :func:`probe.maximize`.
+
 Every parametrization returns an :class:`ImageParam`: its ``params`` go to the
 optimizer, and calling it gives ``(N, C, H, W)`` images in ``[0, 1]``. Initial
 values are drawn from a ``torch.Generator``: same seed, same image. An ``init``
@@ -44,10 +51,18 @@ __all__ = [
     "decorrelate_colors",
     "correlate_colors",
     "rfft2d_frequencies",
+    "MacoParam",
+    "maco_image",
+    "parametrization",
+    "cppn_image",
+    "LEARNING_RATES",
+    "laplacian_image",
 ]
 
-PARAMETRIZATIONS = ("pixel", "fft")
+PARAMETRIZATIONS = ("pixel", "fft", "maco", "cppn", "laplacian")
 SQUASHES = ("sigmoid", "clip")
+LEARNING_RATES = {"cppn": 0.005}
+"""Default learning rates of parametrizations that need another than the preset's (Lucid's 0.005 for CPPNs)."""
 
 COLOR_CORRELATION_SVD_SQRT = torch.tensor(
     [[0.26, 0.09, 0.02], [0.27, 0.00, -0.05], [0.27, -0.09, 0.03]], dtype=torch.float64
@@ -261,15 +276,17 @@ def image_param(
     device: torch.device | str = "cpu",
     **options: object,
 ) -> ImageParam:
-    """Build a parametrization by name: ``"pixel"`` (:func:`pixel_image`) or ``"fft"`` (:func:`fft_image`).
+    """Build a parametrization by name: ``"pixel"`` (:func:`pixel_image`), ``"fft"`` (:func:`fft_image`),
+    ``"maco"`` (:func:`maco_image`), ``"cppn"`` (:func:`cppn_image`) or ``"laplacian"`` (:func:`laplacian_image`).
 
     ``options`` go to that function (``sd``, ``decorrelate``, ``squash``,
-    ``decay_power``, ``init``).
+    ``decay_power``, ``init``; ``spectrum`` for maco, ``hidden`` and ``layers`` for cppn, ``levels`` for laplacian).
 
     Raises:
         ProbeUsageError: unknown kind or option.
     """
-    builders = {"pixel": pixel_image, "fft": fft_image}
+    builders = {"pixel": pixel_image, "fft": fft_image, "maco": maco_image, "cppn": cppn_image,
+                "laplacian": laplacian_image}
     if kind not in builders:
         raise ProbeUsageError(f"unknown parametrization {kind!r}; parametrizations are: {', '.join(PARAMETRIZATIONS)}",
                               param="param")
@@ -277,3 +294,229 @@ def image_param(
         return builders[kind](shape, generator=generator, device=device, **options)  # type: ignore[arg-type]
     except TypeError as error:
         raise ProbeUsageError(f"bad option for the {kind!r} parametrization: {error}", param="param") from None
+
+
+# ------------------------------------------------------------------------ MACO
+@dataclass
+class MacoParam(ImageParam):
+    """A MACO parametrization (:func:`maco_image`): an :class:`ImageParam` that also keeps a transparency map.
+
+    Attributes:
+        transparency: ``(N, C, H, W)``, the accumulated ``|d objective / d image|``
+            over every gradient step so far (Fel et al.'s transparency map: where
+            the optimization kept pushing); zeros before the first step.
+        spectrum_source: where the fixed magnitude came from (for the manifest).
+    """
+
+    transparency: torch.Tensor | None = None
+    spectrum_source: str = ""
+
+    def maps(self) -> dict[str, torch.Tensor]:
+        """``{"transparency": (N, 1, H, W)}``: the accumulated |gradient| summed over channels (not normalized)."""
+        assert self.transparency is not None
+        return {"transparency": self.transparency.sum(1, keepdim=True).detach()}
+
+
+def _standardize(t: torch.Tensor) -> torch.Tensor:
+    """Zero mean, unit standard deviation per image of a ``(N, ...)`` tensor."""
+    flat = t.flatten(1)
+    mean = flat.mean(1).view(-1, *([1] * (t.dim() - 1)))
+    std = flat.std(1).view(-1, *([1] * (t.dim() - 1)))
+    return (t - mean) / (std + _EPSILON)
+
+
+def maco_image(
+    shape: Sequence[int],
+    *,
+    spectrum: object = None,
+    sd: float = 1.0,
+    decorrelate: bool | None = None,
+    generator: torch.Generator | None = None,
+    device: torch.device | str = "cpu",
+) -> MacoParam:
+    """MACO (Fel et al. 2023): only the Fourier phase is optimized; the magnitude is a natural-image spectrum.
+
+    The image is ``sigmoid(mix(standardize(irfft2(M * exp(i * standardize(phase))))))``:
+    ``M`` the fixed magnitude ``(C, H, W // 2 + 1)`` of :func:`probe.spectrum.natural_spectrum`,
+    ``mix`` the colour decorrelation (RGB) or nothing (any other channel count,
+    e.g. 1 for digits). Every gradient of the objective w.r.t. the image is
+    accumulated in absolute value into :attr:`MacoParam.transparency` (a tensor
+    hook on the image: the render loop needs no change).
+
+    Args:
+        shape: ``(N, C, H, W)``; C is 1 or 3.
+        spectrum: None (default: the mean spectrum of scikit-image's bundled
+            photographs, :func:`probe.spectrum.default_spectrum`), a folder of
+            images (computed and cached, :func:`probe.spectrum.folder_spectrum`),
+            a :class:`probe.spectrum.Spectrum`, or a ``(C, h, w // 2 + 1)``
+            magnitude tensor (resized).
+        sd: standard deviation of the random initial phase (default 1.0).
+        decorrelate: as for :func:`pixel_image` (default: yes for 3 channels).
+        generator: for the initial phase.
+        device: where the parameters live.
+
+    Returns:
+        A :class:`MacoParam` of kind ``"maco"``.
+    """
+    from probe.spectrum import natural_spectrum
+
+    n, c, h, w = _check_shape(shape)
+    use_colors = _use_decorrelation(decorrelate, c)
+    device = torch.device(device)
+    chosen = natural_spectrum(spectrum, h, w, c)  # type: ignore[arg-type]
+    magnitude = chosen.resized(h, w).to(device=device, dtype=torch.float32)[None]
+    phase = _draw((n, c, h, w // 2 + 1), sd, generator, device).requires_grad_(True)
+    transparency = torch.zeros(n, c, h, w, device=device)
+
+    def accumulate(grad: torch.Tensor) -> None:
+        transparency.add_(grad.detach().abs().to(transparency.dtype))
+
+    def image() -> torch.Tensor:
+        spatial = torch.fft.irfft2(torch.polar(magnitude.expand(n, -1, -1, -1), _standardize(phase)), s=(h, w),
+                                   norm="ortho")
+        spatial = _standardize(spatial)
+        result = torch.sigmoid(decorrelate_colors(spatial) if use_colors else spatial)
+        if result.requires_grad:
+            result.register_hook(accumulate)
+        return result
+
+    return MacoParam([phase], image, (n, c, h, w), "maco", None,
+                     {"decorrelate": use_colors, "spectrum": chosen.source}, transparency, chosen.source)
+
+
+def parametrization(kind: str, **options: object) -> Callable[[tuple[int, int, int, int], torch.Generator,
+                                                                torch.device], ImageParam]:
+    """A parametrization with options, as the ``param`` of :func:`probe.maximize`.
+
+    ``probe.maximize(m, obj, param=parametrization("maco", spectrum="photos/"))``
+    uses MACO with the spectrum of your own photos; ``parametrization("fft",
+    init=image)`` starts from an image. The factory's ``__name__`` describes it
+    (what the manifest records as ``param``).
+
+    Args:
+        kind: a name of :data:`PARAMETRIZATIONS`.
+        **options: keyword options of that builder (see :func:`image_param`).
+
+    Raises:
+        ProbeUsageError: unknown kind (at once) or option (when the factory is used).
+    """
+    if kind not in PARAMETRIZATIONS:
+        raise ProbeUsageError(f"unknown parametrization {kind!r}; parametrizations are: {', '.join(PARAMETRIZATIONS)}",
+                              param="param")
+
+    def factory(shape: tuple[int, int, int, int], generator: torch.Generator, device: torch.device) -> ImageParam:
+        return image_param(kind, shape, generator=generator, device=device, **options)
+
+    shown = {key: value for key, value in options.items() if isinstance(value, (str, int, float, bool))}
+    factory.__name__ = kind + "".join(f" {key}={value}" for key, value in shown.items())
+    return factory
+
+
+# ------------------------------------------------------------------------ CPPN
+def _composite(t: torch.Tensor) -> torch.Tensor:
+    """Lucid's CPPN activation: ``atan(x)`` concatenated with its square, rescaled: ``(N, K, P)`` -> ``(N, 2K, P)``."""
+    a = torch.atan(t)
+    return torch.cat([a / 0.67, a * a / 0.6], dim=1)
+
+
+def cppn_image(
+    shape: Sequence[int],
+    *,
+    hidden: int = 24,
+    layers: int = 8,
+    generator: torch.Generator | None = None,
+    device: torch.device | str = "cpu",
+) -> ImageParam:
+    """A compositional pattern-producing network per image (Lucid's CPPN): pixel colour = net(x, y).
+
+    Each image has its own small network of ``layers`` 1x1 layers (a matrix
+    per layer, ``hidden`` units, Lucid's composite ``atan`` activation) mapping
+    the coordinates ``(x, y)`` in ``[-sqrt 3, sqrt 3]`` of every pixel to
+    ``C`` channels, then ``sigmoid``. Weights start normal with variance
+    ``1 / fan_in`` and the output layer at zero, so the first image is mid-gray.
+    The image is resolution-free: the same weights render at any size. Lucid
+    and Lucent optimize it with a small learning rate (0.005 with Adam).
+
+    Args:
+        shape: ``(N, C, H, W)``.
+        hidden: units per hidden layer (default 24).
+        layers: number of layers, the output layer included (default 8, >= 2).
+        generator: for the initial weights.
+        device: where the parameters live.
+
+    Returns:
+        An :class:`ImageParam` of kind ``"cppn"``; its params are the weights and biases.
+    """
+    n, c, h, w = _check_shape(shape)
+    if layers < 2 or hidden < 1:
+        raise ProbeUsageError(f"a CPPN needs layers >= 2 and hidden >= 1; got {layers}, {hidden}", param="param")
+    device = torch.device(device)
+    r = 3**0.5
+    ys, xs = torch.meshgrid(torch.linspace(-r, r, h), torch.linspace(-r, r, w), indexing="ij")
+    coordinates = torch.stack([ys, xs]).view(1, 2, h * w).expand(n, -1, -1).to(device)
+    weights: list[torch.Tensor] = []
+    biases: list[torch.Tensor] = []
+    for index in range(layers):
+        fan_in = 2 if index == 0 else 2 * hidden
+        fan_out = c if index == layers - 1 else hidden
+        if index == layers - 1:
+            weight = torch.zeros(n, fan_out, fan_in, device=device)
+        else:
+            weight = _draw((n, fan_out, fan_in), (1.0 / fan_in) ** 0.5, generator, device)
+        weights.append(weight.requires_grad_(True))
+        biases.append(torch.zeros(n, fan_out, 1, device=device, requires_grad=True))
+
+    def image() -> torch.Tensor:
+        t = coordinates
+        for index, (weight, bias) in enumerate(zip(weights, biases)):
+            t = torch.bmm(weight, t) + bias
+            if index < layers - 1:
+                t = _composite(t)
+        return torch.sigmoid(t).view(n, c, h, w)
+
+    return ImageParam(weights + biases, image, (n, c, h, w), "cppn", None, {"hidden": hidden, "layers": layers})
+
+
+# ----------------------------------------------------------- Laplacian pyramid
+def laplacian_image(
+    shape: Sequence[int],
+    *,
+    levels: int = 4,
+    sd: float = 0.01,
+    decorrelate: bool | None = None,
+    generator: torch.Generator | None = None,
+    device: torch.device | str = "cpu",
+) -> ImageParam:
+    """A Laplacian-pyramid parametrization (Lucid's ``laplacian_pyramid``): a sum of upsampled low-resolution images.
+
+    The image is ``sigmoid(mix(sum_k upsample(p_k)))`` where ``p_k`` is
+    ``(N, C, ceil(H / 2^k), ceil(W / 2^k))`` for ``k = 0 .. levels-1``, upsampled
+    bilinearly to ``(H, W)``: a coarse level moves a whole region at once, so
+    the optimizer finds large structures early.
+
+    Args:
+        shape: ``(N, C, H, W)``.
+        levels: pyramid levels (default 4; 1 is the pixel parametrization).
+        sd: standard deviation of each level's initial noise (default 0.01).
+        decorrelate: as for :func:`pixel_image` (default: yes for 3 channels).
+        generator: for the initial noise.
+        device: where the parameters live.
+
+    Returns:
+        An :class:`ImageParam` of kind ``"laplacian"``, one parameter per level (finest first).
+    """
+    n, c, h, w = _check_shape(shape)
+    if levels < 1:
+        raise ProbeUsageError(f"a Laplacian pyramid needs levels >= 1; got {levels}", param="param")
+    use_colors = _use_decorrelation(decorrelate, c)
+    device = torch.device(device)
+    params = [_draw((n, c, -(-h // 2**k), -(-w // 2**k)), sd, generator, device).requires_grad_(True)
+              for k in range(levels)]
+
+    def image() -> torch.Tensor:
+        total = params[0]
+        for level in params[1:]:
+            total = total + torch.nn.functional.interpolate(level, size=(h, w), mode="bilinear", align_corners=False)
+        return torch.sigmoid(decorrelate_colors(total) if use_colors else total)
+
+    return ImageParam(params, image, (n, c, h, w), "laplacian", None, {"levels": levels, "decorrelate": use_colors})

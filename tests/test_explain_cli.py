@@ -47,7 +47,7 @@ def test_filters_of_the_xo_net(run, tmp_path):
 @pytest.mark.parametrize("args, option, message", [
     (["attribute", "digits:0", "--target", "12"], "--target", "out of range (0 to 9)"),
     (["attribute", "digits:0", "--method", "gradcam", "--layer", "fc1"], "--layer", "spatial output"),
-    (["attribute", "digits:0", "--method", "deeplift"], "--method", "deeplift"),
+    (["attribute", "digits:0", "--method", "deconvnet"], "--method", "deconvnet"),
     (["activations", "digits:0", "--layer", "conv3"], "--layer", "did you mean"),
     (["filters", "--layer", "fc2"], "--layer", "not a convolution"),
 ])

@@ -25,6 +25,10 @@ _NAMES = {
     "smoothgrad": "smoothgrad",
     "guided-backprop": "guided backprop",
     "gradcam": "Grad-CAM",
+    "deeplift": "DeepLift",
+    "gradient-shap": "GradientShap",
+    "occlusion": "occlusion",
+    "lrp": "LRP",
 }
 
 

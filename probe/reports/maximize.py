@@ -7,6 +7,7 @@
       conv2-000-step032.png ...            snapshots, when asked for
       contact-sheet.png                    captions like "conv2:7  a=123.4"
       contact-sheet-step-32.png ...        one sheet per snapshot step
+      conv2-000-transparency.png ...       MACO's transparency map (accumulated |gradient|), with --param maco
       history.png                          the score of every image along the optimization
       index.html, manifest.json            manifest items: file, unit, score, caption, terms
 """
@@ -125,6 +126,16 @@ def _history_figure(result: MaximizeResult) -> Any:
     return figure, plt
 
 
+def _add_maps(gallery: Any, result: MaximizeResult, stems: list[str], texts: list[str]) -> None:
+    """One grayscale PNG per image and map (``conv2-007-transparency.png``), each scaled to its own maximum."""
+    for name, values in result.maps.items():
+        for i, stem in enumerate(stems):
+            value = values[i].float()
+            scaled = value / value.max() if float(value.max()) > 0 else value
+            gallery.add(to_pil(scaled), f"{stem}-{name}.png", f"{texts[i].split('  ')[0]} {name}", section=name,
+                        unit=result.units[i], map=name, map_max=float(value.max()))
+
+
 def save_gallery(result: MaximizeResult, folder: str | Path, *, cell: int = 128, **fields: Any) -> Path:
     """Write ``result`` as a gallery into ``folder`` (created if needed) and return the folder.
 
@@ -142,7 +153,7 @@ def save_gallery(result: MaximizeResult, folder: str | Path, *, cell: int = 128,
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     settings = dict(result.settings)
-    options = {key: settings.pop(key) for key in ("param", "transforms", "optimizer", "images", "batch",
+    options = {key: settings.pop(key) for key in ("param", "param_options", "transforms", "optimizer", "images", "batch",
                                                   "precision", "device") if key in settings}
     options.update(fields.pop("options", {}) or {})
     run_fields = {
@@ -179,6 +190,7 @@ def save_gallery(result: MaximizeResult, folder: str | Path, *, cell: int = 128,
         for i, stem in enumerate(stems):
             gallery.add(to_pil(images[i]), f"{stem}-step{step:0{width}d}.png", f"{texts[i].split('  ')[0]} @{step}",
                         section=f"step {step}", unit=result.units[i], step=step)
+    _add_maps(gallery, result, stems, texts)
     if result.history.numel():
         figure, plt = _history_figure(result)
         gallery.add_extra("history.png", "the objective of each image along the optimization", figure=figure)

@@ -7,12 +7,15 @@ better), unlike the scores the rest of cnn-probe maximizes.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 
 from probe.errors import ProbeUsageError
 
-__all__ = ["gram_matrix", "content_loss", "style_loss", "total_variation_loss", "EPS"]
+__all__ = ["gram_matrix", "content_loss", "style_loss", "total_variation_loss", "EPS", "feature_moments", "sqrtm_psd",
+           "wasserstein_style_loss"]
 
 EPS = 1e-12
 """Floor of the divisors of relative losses (an all-zero target gives a finite loss)."""
@@ -128,3 +131,85 @@ def total_variation_loss(images: torch.Tensor, exponent: float = 2.0) -> torch.T
     down = (images[..., 1:, :] - images[..., :-1, :]).abs().pow(exponent)
     right = (images[..., :, 1:] - images[..., :, :-1]).abs().pow(exponent)
     return (down.sum() + right.sum()) / max(1, down.numel() + right.numel())
+
+
+# --------------------------------------------------- Wasserstein-2 (mean and covariance)
+def feature_moments(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The mean ``(N, C)`` and covariance ``(N, C, C)`` of feature maps ``(N, C, H, W)`` over positions.
+
+    The covariance is the biased one (divided by ``H * W``): ``gram_matrix(F) - mu mu^T``.
+    """
+    if features.dim() < 3:
+        raise ProbeUsageError(f"moments need feature maps (N, C, H, W) or (N, C, L); got shape {tuple(features.shape)}")
+    flat = features.flatten(2).float()
+    mean = flat.mean(2)
+    return mean, gram_matrix(flat) - mean[:, :, None] * mean[:, None, :]
+
+
+def sqrtm_psd(matrix: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """The square root of symmetric positive semi-definite ``(..., C, C)`` matrices, by eigendecomposition.
+
+    Eigenvalues below ``eps`` are raised to ``eps`` (covariances of few positions are singular).
+    Differentiable (``torch.linalg.eigh``), in float64 for stable gradients, returned in the input's dtype.
+    """
+    values, vectors = _symmetric_eig(matrix, torch.linalg.eigh)
+    root = vectors * values.clamp_min(eps).sqrt()[..., None, :]
+    return (root @ vectors.transpose(-2, -1)).to(matrix.dtype)
+
+
+def _symmetric_eig(matrix: torch.Tensor, decompose: Any) -> Any:
+    """``decompose`` (eigh or eigvalsh) of the symmetric part of ``matrix`` in float64; when LAPACK does not
+    converge (degenerate covariances of dead ReLU channels), again with a small multiple of the identity added."""
+    symmetric = (matrix + matrix.transpose(-2, -1)).double() / 2
+    try:
+        return decompose(symmetric)
+    except RuntimeError:  # torch.linalg.LinAlgError
+        size = symmetric.shape[-1]
+        scale = torch.diagonal(symmetric, dim1=-2, dim2=-1).mean(-1).abs()[..., None, None] + 1e-12
+        eye = torch.eye(size, dtype=symmetric.dtype, device=symmetric.device)
+        return decompose(symmetric + 1e-6 * scale * eye)
+
+
+def wasserstein_style_loss(
+    features: torch.Tensor,
+    target_mean: torch.Tensor,
+    target_cov: torch.Tensor,
+    *,
+    target_cov_sqrt: torch.Tensor | None = None,
+    relative: bool = False,
+) -> torch.Tensor:
+    """The squared Wasserstein-2 distance between Gaussians fitted to the features and to the style, per channel.
+
+    ``W2^2 = |mu - mu_t|^2 + tr(S + S_t - 2 (S_t^1/2 S S_t^1/2)^1/2)`` divided by the channel count
+    ``C``, with ``mu, S`` the mean and covariance of ``features`` over positions (:func:`feature_moments`).
+    Unlike the Gram loss it separates the mean from the spread, and it is a true distance between
+    the two feature distributions (the style loss of Kolkin et al.'s and Crowson's style transfer).
+
+    Args:
+        features: ``(N, C, H, W)`` features of the image being optimized.
+        target_mean: ``(1|N, C)`` the style's feature mean.
+        target_cov: ``(1|N, C, C)`` the style's feature covariance.
+        target_cov_sqrt: ``sqrtm_psd(target_cov)`` when already computed (once per style, not per step).
+        relative: divide by the style's own ``(|mu_t|^2 + tr S_t) / C`` (default False), its distance
+            to a zero Gaussian, so 1.0 means an error as large as the style's statistics.
+
+    Returns:
+        A scalar, 0 when mean and covariance agree.
+    """
+    mean, cov = feature_moments(features)
+    if cov.shape[-1] != target_cov.shape[-1]:
+        raise ProbeUsageError(f"the target covariance is {tuple(target_cov.shape)} but the features give "
+                              f"{tuple(cov.shape)}: targets must come from the same layer")
+    root = sqrtm_psd(target_cov) if target_cov_sqrt is None else target_cov_sqrt
+    # tr (S_t^1/2 S S_t^1/2)^1/2 from eigenvalues only: eigvalsh's gradient stays finite for repeated
+    # eigenvalues (dead channels), where eigenvectors' gradients (an eigh-based square root) are not
+    cross_trace = _symmetric_eig(root @ cov @ root, torch.linalg.eigvalsh).clamp_min(1e-12).sqrt().sum(-1)
+    channels = cov.shape[-1]
+    mean_term = (mean - target_mean).pow(2).sum(-1)
+    trace = torch.diagonal(cov + target_cov, dim1=-2, dim2=-1).sum(-1)
+    cov_term = trace - 2 * cross_trace.to(trace.dtype)
+    loss = ((mean_term + cov_term) / channels).mean()
+    if relative:
+        scale = (target_mean.pow(2).sum(-1) + torch.diagonal(target_cov, dim1=-2, dim2=-1).sum(-1)).mean() / channels
+        loss = loss / scale.clamp_min(EPS)
+    return loss

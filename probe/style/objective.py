@@ -11,7 +11,7 @@ let one set of weights serve every model and layer.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -20,7 +20,15 @@ from probe.errors import ProbeUsageError
 from probe.hooks import capture
 from probe.runtime import Precision, autocast
 from probe.style.layers import LayerPlan
-from probe.style.losses import content_loss, gram_matrix, style_loss, total_variation_loss
+from probe.style.losses import (
+    content_loss,
+    feature_moments,
+    gram_matrix,
+    sqrtm_psd,
+    style_loss,
+    total_variation_loss,
+    wasserstein_style_loss,
+)
 
 __all__ = ["StyleTargets", "StyleObjective", "LOSS_NAMES"]
 
@@ -36,6 +44,8 @@ class StyleTargets:
     grams: dict[str, torch.Tensor]
     content_style: torch.Tensor | None = None
     """The content image's own style loss (the denominator of ``StyleResult.style_ratio``)."""
+    moments: dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = field(default_factory=dict)
+    """For the ``"w2"`` style loss: ``{module: (mean (1, C), covariance (1, C, C), its square root)}``, blended."""
 
 
 @dataclass
@@ -50,6 +60,8 @@ class StyleObjective:
         weights: ``(content_weight, style_weight, tv_weight)``.
         device: where autocast applies.
         precision: ``"fp32"``, ``"bf16"`` or ``"fp16"`` for the forward pass.
+        style_kind: ``"gram"`` (default: Gatys's Gram matrices) or ``"w2"``
+            (:func:`~probe.style.losses.wasserstein_style_loss`: mean and covariance).
     """
 
     net: nn.Module
@@ -59,6 +71,7 @@ class StyleObjective:
     weights: tuple[float, float, float]
     device: torch.device
     precision: Precision = "fp32"
+    style_kind: str = "gram"
 
     def features(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         """Float32 features of the plan's layers for ``(N, C, H, W)`` images; the forward stops at the deepest.
@@ -110,9 +123,27 @@ class StyleObjective:
                 grams[module] = grams[module] + gram if module in grams else gram
         kept = {module: content_features[module] for module in set(self.plan.content.values())}
         targets = StyleTargets(content=kept, grams=grams)
+        if self.style_kind == "w2":
+            targets.moments = self._moments(styles, blend)
         # The content image's style loss from the same features: no extra forward pass.
         targets.content_style = self.losses_of(content_features, content[None], targets)["style"]
         return targets
+
+    def _moments(self, styles: Sequence[torch.Tensor],
+                 blend: Sequence[float]) -> dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """The blended style mean and covariance of every style module, with the covariance's square root.
+
+        Several styles blend their means and covariances linearly (an approximation of the W2 barycenter).
+        """
+        sums: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        for style, weight in zip(styles, blend):
+            style_features = self.features(style[None])
+            for module in set(self.plan.style.values()):
+                mean, cov = feature_moments(style_features[module])
+                old = sums.get(module)
+                sums[module] = (weight * mean, weight * cov) if old is None else (old[0] + weight * mean,
+                                                                                   old[1] + weight * cov)
+        return {module: (mean, cov, sqrtm_psd(cov)) for module, (mean, cov) in sums.items()}
 
     def losses(
         self, images: torch.Tensor, targets: StyleTargets, *, per_layer: bool = False
@@ -132,7 +163,12 @@ class StyleObjective:
         for name, module in self.plan.content.items():
             layers[f"content:{name}"] = content_loss(features[module], targets.content[module], relative=True)
         for name, module in self.plan.style.items():
-            layers[f"style:{name}"] = style_loss(features[module], targets.grams[module], relative=True)
+            if self.style_kind == "w2":
+                mean, cov, root = targets.moments[module]
+                layers[f"style:{name}"] = wasserstein_style_loss(features[module], mean, cov, target_cov_sqrt=root,
+                                                                 relative=True)
+            else:
+                layers[f"style:{name}"] = style_loss(features[module], targets.grams[module], relative=True)
         content = sum(layers[f"content:{name}"] for name in self.plan.content) / len(self.plan.content)
         style = sum(self.style_layer_weights[name] * layers[f"style:{name}"] for name in self.plan.style)
         tv = total_variation_loss(images)

@@ -16,7 +16,7 @@ from probe.images import divergence, fit_size, resize
 from probe.memory import HEADROOM, bytes_per_pixel, check_fits
 from probe.models import LoadedModel, as_loaded
 from probe.runtime import Precision, ProgressFn, check_finite, make_generator
-from probe.style.colors import keep_content_colors
+from probe.style.colors import keep_content_colors, match_histograms
 from probe.style.inputs import (
     ImageSource,
     as_sources,
@@ -32,7 +32,11 @@ from probe.style.network import Pooling, style_network
 from probe.style.objective import LOSS_NAMES, StyleObjective, StyleTargets
 from probe.style.result import StyleResult
 
+STYLE_LOSSES = ("gram", "w2")
+"""The style losses :func:`style_transfer` takes: Gram matrices or Wasserstein-2 of mean and covariance."""
+
 __all__ = [
+    "STYLE_LOSSES",
     "Optimizer",
     "style_transfer",
     "DEFAULT_STEPS",
@@ -186,6 +190,8 @@ def style_transfer(
     device: str | torch.device | None = None,
     precision: Precision = "fp32",
     channels_last: bool = False,
+    style_loss: str = "gram",
+    match_colors: bool = False,
 ) -> StyleResult:
     """Neural style transfer: an image with ``content``'s content and ``styles``' style.
 
@@ -245,6 +251,13 @@ def style_transfer(
         channels_last: run the convolutions in channels-last memory format
             (default False): 1.3x faster for googlenet on CPU, 5% slower
             for VGG19 style; see :func:`~probe.models.frozen_view`.
+        style_loss: ``"gram"`` (default, Gatys's Gram matrices) or ``"w2"``: the
+            Wasserstein-2 distance of the features' mean and covariance
+            (:func:`~probe.style.losses.wasserstein_style_loss`).
+        match_colors: keep the content's colours the other way (Gatys et al.
+            2017): give each style image the content's colour histogram before
+            the transfer (:func:`~probe.style.colors.match_histograms`;
+            ``original_colors`` transfers luminance only instead).
 
     Returns:
         A :class:`~probe.style.result.StyleResult`; its losses are measured on
@@ -276,6 +289,11 @@ def style_transfer(
     style_images = [
         load_for_model(source, f"style image {i}", channels, "styles") for i, source in enumerate(style_sources, 1)
     ]
+    if style_loss not in STYLE_LOSSES:
+        raise ProbeUsageError(f"unknown style loss {style_loss!r}; style losses are: {', '.join(STYLE_LOSSES)}",
+                              param="style_loss")
+    if match_colors:
+        style_images = [match_histograms(style, content_image) for style in style_images]
     size = default_size(loaded) if size is None and scales is None else size
     sizes = scale_sizes(*content_image.shape[-2:], size, scales)
     random = make_generator(seed if generator is None else generator, device)
@@ -288,6 +306,7 @@ def style_transfer(
         (float(content_weight), float(style_weight), float(tv_weight)),
         device,
         precision,
+        style_loss,
     )
     run = _Run(objective, steps * len(sizes), int(snapshots), progress)
 
@@ -329,6 +348,8 @@ def style_transfer(
         "scales": [list(s) for s in sizes],
         "image_size": [int(final.shape[-2]), int(final.shape[-1])],
         "original_colors": bool(original_colors),
+        "match_colors": bool(match_colors),
+        "style_loss": style_loss,
         "pooling": pooling,
         "pools_swapped": swapped,
         "precision": precision,

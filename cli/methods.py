@@ -1,0 +1,117 @@
+"""The newer methods' options of ``probe maximize``: MACO, Lucent strings, caricature, accentuation, redirected ReLU.
+
+Kept apart from :mod:`probe.cli.maximize` so that command stays a list of its
+own options; it calls :func:`target_shorthand` once the model is loaded and
+:func:`apply_methods` once its objective is built.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from probe import objectives as O
+from probe import param as P
+from probe.accentuate import accentuation
+from probe.errors import ProbeUsageError
+from probe.images import load_image
+from probe.optimize import PRESETS, LayerShape, inspect_layer
+
+__all__ = ["method_options", "target_shorthand", "apply_methods"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def method_options(function: F) -> F:
+    """Decorate ``probe maximize`` with ``--target``, ``--param``, ``--spectrum``, ``--from``, ``--accentuate``,
+    ``--caricature`` and ``--redirect-relu``."""
+    options = [
+        click.option("--target", default=None, metavar="LAYER:UNITS",
+                     help="Lucent-style shorthand for --layer/--units/--objective: conv2:7 is channel 7 of conv2, "
+                          "fc1:3 neuron 3 of a linear layer, conv2:0-9 ten channels."),
+        click.option("--param", "param", type=click.Choice(P.PARAMETRIZATIONS), default=None,
+                     help="Parametrization (default: the preset's). maco: Fourier phase only, the magnitude a "
+                          "natural-image spectrum (Fel et al. 2023); writes transparency maps too."),
+        click.option("--spectrum", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+                     metavar="DIR", help="With --param maco: compute (and cache) the spectrum from this folder "
+                                         "of images (default: scikit-image's bundled photos)."),
+        click.option("--from", "seed_image", default=None, metavar="IMAGE",
+                     help="Start from this image (a file, skimage:NAME, shapes:circle) instead of noise."),
+        click.option("--accentuate", type=click.FloatRange(min=0), default=None, metavar="W",
+                     help="Feature accentuation (Hamblin et al. 2024), with --from: subtract W x the L2 distance "
+                          "to the image, so the result stays near it."),
+        click.option("--caricature", default=None, metavar="IMAGE",
+                     help="Lucid's caricature: amplify what --layer sees in IMAGE (replaces --objective/--units)."),
+        click.option("--redirect-relu", type=click.IntRange(min=0), default=0, show_default=True, metavar="N",
+                     help="Redirected ReLU gradient for the first N steps: units dead on the start image move."),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
+def target_shorthand(methods: dict[str, Any], loaded: Any, layer: str | None, units: list[str], objective: str,
+                     size: tuple[int, int] | None) -> tuple[str | None, list[str], str]:
+    """``--target LAYER:UNITS`` -> ``(layer, units, objective)``; the given ones when it is absent.
+
+    Raises:
+        ProbeUsageError: ``--target`` together with ``--layer``, or unreadable.
+    """
+    text = methods.get("target")
+    if not text:
+        return layer, units, objective
+    if layer is not None:
+        raise ProbeUsageError("--target already names the layer; leave --layer out", param="target")
+    name, sep, chosen = text.strip().rpartition(":")
+    if not sep or not name or not chosen:
+        raise ProbeUsageError(f"cannot read --target {text!r}; write LAYER:UNITS, e.g. conv2:7", param="target")
+    info = inspect_layer(loaded, name, size)
+    return name, chosen.split(","), "channel" if len(info.shape) > 1 else "neuron"
+
+
+def _image(source: str, loaded: Any, size: tuple[int, int], option: str) -> Any:
+    try:
+        return load_image(source, channels=loaded.preprocess.channels, size=size)
+    except ProbeUsageError as error:
+        raise ProbeUsageError(str(error), param=option) from None
+
+
+def apply_methods(methods: dict[str, Any], loaded: Any, target: O.Objective, info: LayerShape, preset: str,
+                  size: tuple[int, int]) -> tuple[O.Objective, dict[str, Any], dict[str, Any]]:
+    """Turn the method options into ``(objective, maximize keyword arguments, manifest options)``.
+
+    Raises:
+        ProbeUsageError: an option without the one it needs (``--spectrum``
+            without ``--param maco``, ``--accentuate`` without ``--from``).
+    """
+    kind = methods.get("param")
+    spectrum = methods.get("spectrum")
+    seed_image = methods.get("seed_image")
+    weight = methods.get("accentuate")
+    record: dict[str, Any] = {}
+    arguments: dict[str, Any] = {"redirect_relu": methods.get("redirect_relu") or 0}
+    if spectrum is not None and kind != "maco":
+        raise ProbeUsageError("--spectrum sets the magnitude of the MACO parametrization; add --param maco",
+                              param="spectrum")
+    if weight is not None and seed_image is None:
+        raise ProbeUsageError("--accentuate W keeps the result near the --from image; give --from IMAGE",
+                              param="accentuate")
+    if methods.get("caricature"):
+        photo = _image(methods["caricature"], loaded, size, "caricature")
+        target = O.caricature(info.name, O.activations_of(loaded, photo, info.name))
+        record["caricature"] = methods["caricature"]
+    if seed_image is not None:
+        chosen = PRESETS[preset]
+        name = kind or chosen.param
+        options = dict(chosen.param_options) if name == chosen.param else {}
+        photo = _image(seed_image, loaded, size, "seed_image")
+        target, arguments["param"] = accentuation(target, photo, weight or 0.0, param=name, param_options=options)
+        record.update({"from": seed_image, "accentuate": weight or 0.0})
+    elif kind == "maco" and spectrum is not None:
+        arguments["param"] = P.parametrization("maco", spectrum=spectrum)
+    elif kind is not None:
+        arguments["param"] = kind
+    return target, arguments, record
