@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import subprocess
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -12,6 +12,7 @@ import click
 from probe.atlas.runner import DEFAULT_DIVERSITY, AtlasSummary, build_atlas
 from probe.cli.common import (
     ProbeCommand,
+    invocation,
     model_load_options,
     model_options,
     parse_weights,
@@ -29,29 +30,47 @@ def _layers(text: str) -> str | list[str]:
 
 
 def _worker_args(ctx: click.Context) -> list[str]:
-    """The command line of this call without ``--nproc``: what each torchrun worker runs."""
-    words = []
-    for param in ctx.command.params:
-        if not isinstance(param, click.Option) or param.name in ("nproc", "help"):
-            continue
-        value = ctx.params.get(param.name)
-        if param.is_flag:
-            words += [param.opts[0]] if value else []
-        elif value is not None:
-            words += [param.opts[0], str(value)]
-    return words
+    """The command line of this call as the user typed it, without ``--nproc``: what each torchrun worker runs."""
+    words = shlex.split(invocation(ctx))[2:]  # drop "probe atlas"
+    kept: list[str] = []
+    skip = False
+    for word in words:
+        if skip:
+            skip = False
+        elif word == "--nproc":
+            skip = True
+        elif not word.startswith("--nproc="):
+            kept.append(word)
+    return kept
 
 
 def _launch(ctx: click.Context, nproc: int) -> None:
-    """Run this command in ``nproc`` local processes through torchrun's own launcher."""
-    argv = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-            "-m", "probe", "atlas", *_worker_args(ctx)]
+    """Run this command in ``nproc`` local processes through torchrun's own launcher (``torch.distributed.run``).
+
+    The launcher runs in this process, so a failed worker ends in one line here
+    (each worker has printed its own error) instead of the launcher's traceback.
+    """
+    import logging
+
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import get_args_parser, run
+
     click.echo(f"launching {nproc} processes: torchrun --standalone --nproc_per_node={nproc} -m probe atlas ...",
                err=True)
-    code = subprocess.run(argv, check=False).returncode
-    if code != 0:
+    args = get_args_parser().parse_args(
+        ["--standalone", f"--nproc_per_node={nproc}", "-m", "probe", "atlas", *_worker_args(ctx)]
+    )
+    elastic = logging.getLogger("torch.distributed.elastic")
+    level = elastic.level
+    elastic.setLevel(logging.CRITICAL)  # its "failed (exitcode: N)" log and failure table repeat what workers said
+    try:
+        run(args)
+    except ChildFailedError as error:
+        code = error.get_first_failure()[1].exitcode
         raise ProbeRuntimeError(f"a worker process failed (exit {code}); rerun the same command to resume: "
-                                "finished chunks are kept")
+                                "finished chunks are kept") from None
+    finally:
+        elastic.setLevel(level)
 
 
 @click.command("atlas", cls=ProbeCommand)
