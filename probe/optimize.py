@@ -43,7 +43,11 @@ from probe.hooks import INPUT, OUTPUT, capture, evaluating, record, resolve_laye
 from probe.models import LoadedModel, load_model
 from probe.objectives import Context, Objective, as_objective
 from probe.results import GalleryResult
-from probe.runtime import ProgressFn, autocast, check_finite, make_generator
+from probe.runtime import progress_every as default_progress_every
+from probe.runtime import (
+    FiniteLog, ProgressFn, autocast, is_out_of_memory, plan_batch, resolve_precision,
+)  # fmt: skip
+from probe.streams import ImageStreams, image_key
 
 __all__ = ["Preset", "PRESETS", "OPTIMIZERS", "MaximizeResult", "LayerShape", "maximize", "evaluate", "inspect_layer"]
 
@@ -51,6 +55,8 @@ ParamFactory = Callable[[tuple[int, int, int, int], torch.Generator, torch.devic
 OptimizerFactory = Callable[[list[torch.Tensor], float], torch.optim.Optimizer]
 
 OPTIMIZERS = ("adam", "sgd")
+CPU_BATCH = 64
+"""``batch="auto"`` on the CPU: images per pass (a bigger batch gains nothing on a few cores)."""
 
 
 @dataclass(frozen=True)
@@ -209,8 +215,10 @@ def _param_factory(param: str | ParamFactory | None, preset: Preset) -> tuple[Pa
             f"unknown parametrization {kind!r}; parametrizations are: {', '.join(P.PARAMETRIZATIONS)}", param="param"
         )
 
-    def factory(shape: tuple[int, int, int, int], generator: torch.Generator, device: torch.device) -> P.ImageParam:
+    def factory(shape: tuple[int, int, int, int], generator: P.Generators, device: torch.device) -> P.ImageParam:
         return P.image_param(kind, shape, generator=generator, device=device, **options)
+
+    factory.per_image = True  # type: ignore[attr-defined]  # takes one generator per image
 
     described = kind + "".join(f" {k}={v}" for k, v in options.items())
     return factory, described
@@ -311,9 +319,10 @@ def maximize(
     preset: str = "robust",
     image_size: int | Sequence[int] | None = None,
     images: int | None = None,
-    batch: int | None = None,
+    batch: int | str | None = None,
     snapshots: Iterable[int] = (),
     progress: ProgressFn | None = None,
+    progress_every: int | None = None,
     seed: int = 0,
     generator: torch.Generator | None = None,
     device: str | torch.device | None = None,
@@ -344,16 +353,25 @@ def maximize(
             single-unit objective; give more to render several images of one
             unit, e.g. with :func:`~probe.objectives.diversity`).
         batch: at most this many images per optimization pass (default: all in
-            one pass); big layers are rendered in chunks.
+            one pass); big layers are rendered in chunks. ``"auto"``: on CUDA the
+            largest batch that fits the free memory (one step of a small batch
+            is measured), halved and retried on out-of-memory; 64 on the CPU.
+            The images do not depend on the batch (see ``seed``).
         snapshots: steps after which to keep a copy of the images (e.g. 32, 128).
-        progress: ``progress(step, total, {"score": mean})`` after each step;
+        progress: ``progress(step, total, {"score": mean})`` every
+            ``progress_every`` steps and at the end of each chunk;
             ``total = steps x number of chunks``.
-        seed: seeds the generator (default 0) when ``generator`` is None.
-        generator: a ``torch.Generator`` for the initial images and every random
-            transform (default: a CPU generator seeded with ``seed``).
+        progress_every: steps between progress calls (default: 1 on the CPU,
+            16 on CUDA, where each call waits for the device).
+        seed: the images' randomness (default 0). Each image draws its initial
+            values and its random transforms from its own stream, keyed by
+            ``(seed, layer, unit, copy)``: a unit's image is the same alone, in
+            a batch of 512, or in another chunk.
+        generator: a ``torch.Generator`` whose ``initial_seed()`` stands for ``seed``.
         device: where to run; None or ``"auto"`` = the model's device.
         precision: ``"fp32"`` (default), ``"bf16"`` or ``"fp16"`` (CUDA) autocast
-            for the forward passes; final scores are measured in fp32.
+            for the forward passes; final scores are measured in fp32. ``"auto"``:
+            bf16 with channels-last on CUDA, fp32 on the CPU.
         channels_last: run the convolutions in channels-last memory format
             (default False): 1.3x faster for googlenet on CPU, 5% slower
             for VGG19 style; see :func:`~probe.models.frozen_view`.
@@ -366,7 +384,9 @@ def maximize(
         ProbeUsageError: unknown layer, unit out of range, bad option.
         ProbeRuntimeError: the objective or its gradient became NaN/inf (lower lr).
     """
-    loaded = _as_loaded(model, device).frozen(channels_last)  # no weight gradients computed: ~10-20% of each step
+    loaded = _as_loaded(model, device)
+    precision, channels_last = resolve_precision(precision, loaded.device, channels_last)
+    loaded = loaded.frozen(channels_last)  # no weight gradients computed: ~10-20% of each step
     objective = as_objective(objective)
     if preset not in PRESETS:
         raise ProbeUsageError(f"unknown preset {preset!r}; presets are: {', '.join(PRESETS)}", param="preset")
@@ -392,51 +412,58 @@ def maximize(
         raise ProbeUsageError(f"snapshot step {bad[0]} is outside 1..{steps}", param="snapshots")
     transform, transform_names = _transform(transforms, chosen, (height, width))
     factory, param_name = _param_factory(param, chosen)
-    generator = make_generator(seed if generator is None else generator, "cpu")
+    base_seed = seed if generator is None else generator.initial_seed()
+    keys = _image_keys(objective, count, base_seed)
     target = loaded.device
     with autocast(target, precision):  # validates the precision before any work
         pass
+    every = default_progress_every(target) if progress_every is None else max(1, int(progress_every))
+    shape = (channels, height, width)
 
+    def render(index: slice, chunk_steps: int, report: Callable[[int, torch.Tensor], None] | None) -> _Chunk:
+        return _render_chunk(
+            loaded, objective, index, shape, keys[index], factory, transform, optimizer, learning_rate,
+            chunk_steps, snapshot_steps, precision, report, every,
+        )  # fmt: skip
+
+    batch_size = _batch_size(batch, count, objective.group, target, render)
     history = torch.zeros(steps, count)
     snaps = {s: torch.zeros(count, channels, height, width) for s in snapshot_steps}
     final = torch.zeros(count, channels, height, width)
-    chunks = _chunks(count, batch, objective.group)
-    total_steps = steps * len(chunks)
+    pending = _chunks(count, batch_size, objective.group)
+    done: list[slice] = []
     started = time.perf_counter()
     with evaluating(loaded.module):
-        for number, index in enumerate(chunks):
-            size = index.stop - index.start
-            image = factory((size, channels, height, width), generator, target)
-            optim = _optimizer(optimizer, image.params, learning_rate)
-            for step in range(1, steps + 1):
-                current = image()
-                shown = transform(current, generator) if transform is not None else current
-                with autocast(target, precision):
-                    acts = _forward(loaded, shown, objective.layers)
-                scores = _scores(objective, Context(acts, current, index))
-                check_finite(scores, "the objective", step)
-                grads = torch.autograd.grad(-scores.sum(), image.params, allow_unused=True)
-                optim.zero_grad(set_to_none=True)
-                for tensor, grad in zip(image.params, grads):
-                    if grad is not None:
-                        check_finite(grad, "the gradient", step)
-                        tensor.grad = grad
-                optim.step()
-                image.constrain()
-                history[step - 1, index] = scores.detach().cpu()
-                if step in snaps:
-                    with torch.no_grad():
-                        snaps[step][index] = _quantize(image()).cpu()
+        while pending:
+            index = pending.pop(0)
+            offset = len(done) * steps
+            total_steps = steps * (len(done) + 1 + len(pending))
+
+            def report(step: int, scores: torch.Tensor, offset: int = offset, total: int = total_steps) -> None:
                 if progress is not None:
-                    progress(number * steps + step, total_steps, {"score": float(scores.detach().mean())})
-            with torch.no_grad():
-                final[index] = _quantize(image()).cpu()
+                    progress(offset + step, total, {"score": float(scores.mean())})
+
+            try:
+                chunk = render(index, steps, report if progress is not None else None)
+            except (RuntimeError, torch.OutOfMemoryError) as error:  # OOM: the same images in smaller chunks
+                halves = _split(index, objective.group) if batch == "auto" and is_out_of_memory(error) else None
+                if not halves:
+                    raise
+                _release(target)
+                pending[:0] = halves
+                continue
+            done.append(index)
+            history[:, index] = chunk.history
+            final[index] = chunk.final
+            for step, images_at in chunk.snapshots.items():
+                snaps[step][index] = images_at
+    chunks = done
     seconds = time.perf_counter() - started
     scores_final, terms, outputs = _measure(loaded, objective, final, chunks)
     settings = {
         "steps": steps, "lr": learning_rate, "optimizer": optimizer if isinstance(optimizer, str) else "custom",
         "param": param_name, "transforms": transform_names, "preset": preset, "seed": seed,
-        "image_size": [height, width], "images": count, "batch": batch, "precision": precision,
+        "image_size": [height, width], "images": count, "batch": batch_size, "precision": precision,
         "channels_last": channels_last, "device": str(target),
     }  # fmt: skip
     main = objective.main
@@ -449,6 +476,127 @@ def maximize(
         kind=main.kind, layer=main.layer, model=loaded.name, weights=loaded.weights, labels=loaded.labels,
         outputs=outputs, settings=settings, seconds=seconds,
     )  # fmt: skip
+
+
+def _image_keys(objective: Objective, count: int, seed: int) -> list[int]:
+    """One random-stream key per image: ``(seed, layer, unit, copy)``, copy counting repeats of a unit."""
+    units = objective.image_units()
+    if len(units) != count:
+        units = units[:1] * count
+    layer = objective.main.layer
+    seen: dict[int | None, int] = {}
+    keys = []
+    for unit in units:
+        copy = seen.get(unit, 0)
+        seen[unit] = copy + 1
+        keys.append(image_key(seed, layer, unit, copy))
+    return keys
+
+
+@dataclass
+class _Chunk:
+    """One chunk's render, on the CPU: ``final`` ``(n, C, H, W)``, ``history`` ``(steps, n)``, snapshots."""
+
+    final: torch.Tensor
+    history: torch.Tensor
+    snapshots: dict[int, torch.Tensor]
+
+
+def _render_chunk(
+    loaded: LoadedModel,
+    objective: Objective,
+    index: slice,
+    shape: tuple[int, int, int],
+    keys: list[int],
+    factory: ParamFactory,
+    transform: T.Transform | None,
+    optimizer: str | OptimizerFactory,
+    lr: float,
+    steps: int,
+    snapshot_steps: list[int],
+    precision: str,
+    report: Callable[[int, torch.Tensor], None] | None,
+    every: int,
+) -> _Chunk:
+    """Optimize the images ``index`` of the request for ``steps`` steps; no host sync inside the step loop.
+
+    Scores, NaN checks and snapshots stay on the device and come back once at
+    the end; ``report(step, scores)`` runs every ``every`` steps and at the last
+    (it reads the scores: a sync), only when given.
+    """
+    target = loaded.device
+    streams = ImageStreams(keys, target)
+    if getattr(factory, "per_image", False):
+        image = factory((len(keys), *shape), streams.generators(), target)  # type: ignore[arg-type]
+    else:
+        image = factory((len(keys), *shape), streams.generator, target)
+    optim = _optimizer(optimizer, image.params, lr)
+    history = torch.zeros(steps, len(keys), device=target)
+    checks = FiniteLog(steps, ("the objective", "the gradient"), target)
+    snaps: dict[int, torch.Tensor] = {}
+    for step in range(1, steps + 1):
+        current = image()
+        shown = transform(current, streams) if transform is not None else current
+        with autocast(target, precision):
+            acts = _forward(loaded, shown, objective.layers)
+        scores = _scores(objective, Context(acts, current, index))
+        checks.note(step, 0, scores)
+        grads = torch.autograd.grad(-scores.sum(), image.params, allow_unused=True)
+        optim.zero_grad(set_to_none=True)
+        for tensor, grad in zip(image.params, grads):
+            if grad is not None:
+                checks.note(step, 1, grad)
+                tensor.grad = grad
+        optim.step()
+        image.constrain()
+        history[step - 1] = scores.detach()
+        if step in snapshot_steps:
+            with torch.no_grad():
+                snaps[step] = _quantize(image())
+        if report is not None and (step % every == 0 or step == steps):
+            checks.check(step)
+            report(step, scores.detach())
+    checks.check()
+    with torch.no_grad():
+        final = _quantize(image()).cpu()
+    return _Chunk(final, history.cpu(), {step: value.cpu() for step, value in snaps.items()})
+
+
+def _batch_size(
+    batch: int | str | None, count: int, group: int, device: torch.device,
+    render: Callable[[slice, int, None], _Chunk],
+) -> int | None:
+    """``batch`` as a number of images per pass: ``"auto"`` measures one step of a small batch on CUDA
+    and plans the largest that fits the free memory (:func:`~probe.runtime.plan_batch`); on the CPU it is 64."""  # fmt: skip
+    if batch != "auto":
+        if isinstance(batch, str):
+            raise ProbeUsageError(f"batch must be a number of images or 'auto'; got {batch!r}", param="batch")
+        return batch
+    if device.type != "cuda":
+        return min(count, CPU_BATCH)
+    small = min(count, max(group, 8 - 8 % group))
+    _release(device)
+    before = torch.cuda.memory_allocated(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    render(slice(0, small), 1, None)
+    per_image = (torch.cuda.max_memory_allocated(device) - before) / small
+    _release(device)
+    return plan_batch(count, per_image, free_memory(device), group=group)
+
+
+def _split(index: slice, group: int) -> list[slice] | None:
+    """Two halves of ``index`` made of whole groups, or None when it cannot be split."""
+    size = index.stop - index.start
+    half = (size // 2) - (size // 2) % max(1, group)
+    if half < max(1, group) or half >= size:
+        return None
+    return [slice(index.start, index.start + half), slice(index.start + half, index.stop)]
+
+
+def _release(device: torch.device) -> None:
+    """Give cached blocks back before measuring or retrying after an out-of-memory error."""
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
 
 
 def _quantize(images: torch.Tensor) -> torch.Tensor:

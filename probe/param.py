@@ -118,8 +118,21 @@ def correlate_colors(t: torch.Tensor) -> torch.Tensor:
     return torch.einsum("ij,njhw->nihw", inverse, t)
 
 
-def _draw(shape: Sequence[int], sd: float, generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
-    """Gaussian noise drawn on the generator's device, then moved: same seed, same values anywhere."""
+Generators = torch.Generator | Sequence[torch.Generator] | None
+"""One generator for the batch, or one per image (each image's noise then depends on its generator alone)."""
+
+
+def _draw(shape: Sequence[int], sd: float, generator: Generators, device: torch.device) -> torch.Tensor:
+    """Gaussian noise drawn on the generator's device, then moved: same seed, same values anywhere.
+
+    With a sequence of ``N`` generators, image ``i`` (``shape[0] == N``) is drawn from ``generator[i]``.
+    """
+    if generator is not None and not isinstance(generator, torch.Generator):
+        generators = list(generator)
+        if len(generators) != shape[0]:
+            raise ProbeUsageError(f"{len(generators)} generators for a batch of {shape[0]} images")
+        rows = [torch.randn(*shape[1:], generator=g, device=g.device).to(device) for g in generators]
+        return torch.stack(rows) * sd
     source = generator.device if generator is not None else torch.device("cpu")
     return (torch.randn(*shape, generator=generator, device=source) * sd).to(device)
 
@@ -143,7 +156,7 @@ def pixel_image(
     decorrelate: bool | None = None,
     squash: str = "sigmoid",
     init: torch.Tensor | None = None,
-    generator: torch.Generator | None = None,
+    generator: Generators = None,
     device: torch.device | str = "cpu",
 ) -> ImageParam:
     """Pixels as parameters.
@@ -158,7 +171,8 @@ def pixel_image(
             (image = ``p``, clipped to ``[0, 1]`` after each step: projected
             gradient ascent). ``"clip"`` works without decorrelation only.
         init: start from these images in ``[0, 1]``, ``(N|1, C, H, W)`` or ``(C, H, W)``.
-        generator: for the initial noise (default: torch's global generator).
+        generator: for the initial noise (default: torch's global generator), or
+            one generator per image.
         device: where the parameters live.
 
     Returns:
@@ -208,7 +222,7 @@ def fft_image(
     decay_power: float = 1.0,
     decorrelate: bool | None = None,
     init: torch.Tensor | None = None,
-    generator: torch.Generator | None = None,
+    generator: Generators = None,
     device: torch.device | str = "cpu",
 ) -> ImageParam:
     """The image's Fourier spectrum as parameters, scaled by ``1/f ** decay_power``.
@@ -224,7 +238,7 @@ def fft_image(
             plain Fourier basis).
         decorrelate: as for :func:`pixel_image` (default: yes for 3 channels).
         init: start from these images in ``[0, 1]`` (exactly, up to float error).
-        generator: for the initial spectrum.
+        generator: for the initial spectrum, or one generator per image.
         device: where the parameters live.
 
     Returns:
@@ -257,7 +271,7 @@ def image_param(
     kind: str,
     shape: Sequence[int],
     *,
-    generator: torch.Generator | None = None,
+    generator: Generators = None,
     device: torch.device | str = "cpu",
     **options: object,
 ) -> ImageParam:
