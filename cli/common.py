@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 import click
 
 from probe.errors import ProbeRuntimeError, ProbeUsageError
-from probe.runtime import PRECISIONS
+from probe.runtime import OUT_OF_MEMORY, PRECISIONS
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -26,10 +26,7 @@ __all__ = [
     "echo_done",
 ]
 
-OOM_ADVICE = (
-    "the GPU ran out of memory; reduce the work per pass (--batch, --size, --tile where the command has them), "
-    "try --precision bf16, or run on --device cpu"
-)
+OOM_ADVICE = f"the GPU ran out of memory; {OUT_OF_MEMORY}"
 
 
 class ProbeCommand(click.Command):
@@ -114,11 +111,11 @@ def speed_options(precisions: Sequence[str] = PRECISIONS) -> Callable[[F], F]:
         )(function)
         return click.option(
             "--precision",
-            type=click.Choice(list(precisions)),
-            default="fp32",
+            type=click.Choice(list(dict.fromkeys([*precisions, "auto"]))),
+            default="auto",
             show_default=True,
             help="Autocast the forward passes to 16 bits: worth it on recent GPUs, slow on most CPUs; "
-            "losses and reported scores stay fp32.",
+            "losses and reported scores stay fp32. auto: bf16 with channels-last on CUDA, fp32 on the CPU.",
         )(function)
 
     return decorate

@@ -29,6 +29,21 @@ OBJECTIVES = ("channel", "neuron", "class")
 WHAT = {"channel": "degree of activation", "neuron": "activation", "class": "logit"}
 
 
+class BatchSize(click.ParamType):
+    """``--batch``: a positive number of images, or ``auto``."""
+
+    name = "batch"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int | str:
+        if isinstance(value, int) or str(value).strip().isdigit():
+            number = int(value)
+            if number >= 1:
+                return number
+        elif str(value).strip().lower() == "auto":
+            return "auto"
+        self.fail(f"give a number of images >= 1 or 'auto'; got {value!r}", param, ctx)
+
+
 def _snapshot_steps(text: str) -> list[int]:
     if not text.strip():
         return []
@@ -122,8 +137,10 @@ def _summary(result: MaximizeResult, name: str) -> str:
 @click.option("--steps", type=click.IntRange(min=1), default=256, show_default=True, help="Optimization steps.")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None, help="Learning rate (default 0.05).")
 @click.option("--size", default=None, metavar="H[xW]", help="Image size (default: the model's input size).")
-@click.option("--batch", type=click.IntRange(min=1), default=64, show_default=True, metavar="N",
-              help="At most N images per optimization pass; bigger requests run in chunks.")
+@click.option("--batch", type=BatchSize(), default="auto", show_default=True, metavar="N|auto",
+              help="At most N images per optimization pass; bigger requests run in chunks. auto: on CUDA the "
+                   "largest batch that fits the free memory (halved and retried if it runs out), 64 on the CPU. "
+                   "The images do not depend on it.")
 @click.option("--snapshots", default="", metavar="32,128,256", help="Also save the images after these steps.")
 @speed_options(precisions=("fp32", "bf16"))
 @shared
@@ -132,7 +149,7 @@ def _summary(result: MaximizeResult, name: str) -> str:
 def command(
     ctx: click.Context, model: str, weights: str, layer: str | None, units: str, objective: str, l1: float,
     tv: float, diversity: float, per_unit: int | None, preset: str, steps: int, lr: float | None, size: str | None,
-    batch: int, snapshots: str, precision: str, channels_last: bool, device: str, seed: int, out: Path | None,
+    batch: int | str, snapshots: str, precision: str, channels_last: bool, device: str, seed: int, out: Path | None,
     force: bool,
 ) -> None:
     """Synthesize the images that maximize a layer's filters, neurons or classes.
@@ -189,8 +206,8 @@ def command(
 
         result = maximize(
             loaded, target, steps=steps, lr=lr, preset=preset, image_size=image_size, batch=batch,
-            snapshots=snapshot_steps, progress=progress, seed=seed, precision=precision,
-            channels_last=channels_last,
+            snapshots=snapshot_steps, progress=None if bar.disable else progress, seed=seed,
+            precision=precision, channels_last=channels_last,
         )  # fmt: skip
     result.save(
         folder,

@@ -190,7 +190,7 @@ def command(
             pooling=pooling,  # type: ignore[arg-type]
             scales=parsed_scales,
             snapshots=snapshots,
-            progress=progress,
+            progress=None if bar.disable else progress,
             seed=seed,
             precision=precision,  # type: ignore[arg-type]
             channels_last=channels_last,

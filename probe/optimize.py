@@ -38,14 +38,14 @@ from torch import nn
 
 from probe import param as P
 from probe import transforms as T
-from probe.errors import ProbeUsageError
+from probe.errors import ProbeRuntimeError, ProbeUsageError
 from probe.hooks import INPUT, OUTPUT, capture, evaluating, record, resolve_layers
 from probe.models import LoadedModel, load_model
 from probe.objectives import Context, Objective, as_objective
 from probe.results import GalleryResult
 from probe.runtime import progress_every as default_progress_every
 from probe.runtime import (
-    FiniteLog, ProgressFn, autocast, is_out_of_memory, plan_batch, resolve_precision,
+    OUT_OF_MEMORY, CudaMemory, FiniteLog, ProgressFn, auto_batch, autocast, is_out_of_memory, resolve_precision,
 )  # fmt: skip
 from probe.streams import ImageStreams, image_key
 
@@ -446,9 +446,12 @@ def maximize(
             try:
                 chunk = render(index, steps, report if progress is not None else None)
             except (RuntimeError, torch.OutOfMemoryError) as error:  # OOM: the same images in smaller chunks
-                halves = _split(index, objective.group) if batch == "auto" and is_out_of_memory(error) else None
-                if not halves:
+                if batch != "auto" or not is_out_of_memory(error):
                     raise
+                halves = _split(index, objective.group)
+                if not halves:
+                    raise ProbeRuntimeError(f"out of memory with {index.stop - index.start} image(s) per pass; "
+                                            f"{OUT_OF_MEMORY}") from None
                 _release(target)
                 pending[:0] = halves
                 continue
@@ -567,21 +570,14 @@ def _batch_size(
     render: Callable[[slice, int, None], _Chunk],
 ) -> int | None:
     """``batch`` as a number of images per pass: ``"auto"`` measures one step of a small batch on CUDA
-    and plans the largest that fits the free memory (:func:`~probe.runtime.plan_batch`); on the CPU it is 64."""  # fmt: skip
+    and plans the largest that fits the free memory (:func:`~probe.runtime.auto_batch`); on the CPU it is 64."""  # fmt: skip
     if batch != "auto":
         if isinstance(batch, str):
             raise ProbeUsageError(f"batch must be a number of images or 'auto'; got {batch!r}", param="batch")
         return batch
     if device.type != "cuda":
         return min(count, CPU_BATCH)
-    small = min(count, max(group, 8 - 8 % group))
-    _release(device)
-    before = torch.cuda.memory_allocated(device)
-    torch.cuda.reset_peak_memory_stats(device)
-    render(slice(0, small), 1, None)
-    per_image = (torch.cuda.max_memory_allocated(device) - before) / small
-    _release(device)
-    return plan_batch(count, per_image, free_memory(device), group=group)
+    return auto_batch(count, group, lambda n: render(slice(0, n), 1, None), CudaMemory(device))
 
 
 def _split(index: slice, group: int) -> list[slice] | None:

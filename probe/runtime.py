@@ -20,10 +20,16 @@ from probe.errors import ProbeRuntimeError, ProbeUsageError
 __all__ = [
     "Precision", "ProgressFn", "make_generator", "autocast", "check_finite", "PRECISIONS", "resolve_precision",
     "FiniteLog", "progress_every", "plan_batch", "free_memory", "is_out_of_memory", "CUDA_PROGRESS_EVERY",
+    "CudaMemory", "auto_batch", "OUT_OF_MEMORY",
 ]  # fmt: skip
 
 Precision = Literal["fp32", "bf16", "fp16", "auto"]
 PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "fp16", "auto")
+OUT_OF_MEMORY = (
+    "reduce the work per pass (--batch, --size, --tile where the command has them), try --precision bf16, "
+    "or run on --device cpu"
+)
+"""What to do after an out-of-memory error."""
 CUDA_PROGRESS_EVERY = 16
 """Steps between progress callbacks on CUDA (each callback reads a number back: one sync)."""
 
@@ -90,8 +96,12 @@ def _nonfinite(what: str, step: int | None) -> ProbeRuntimeError:
 
 
 def check_finite(tensor: torch.Tensor, what: str, step: int | None = None) -> None:
-    """Raise :class:`ProbeRuntimeError` if ``tensor`` holds NaN or inf, saying what to change (syncs a GPU)."""
-    if not bool(torch.isfinite(tensor).all()):
+    """Raise :class:`ProbeRuntimeError` if ``tensor`` holds NaN or inf, saying what to change (syncs a GPU).
+
+    A bool ``tensor`` is taken as flags already computed on the device (True: finite).
+    """
+    finite = tensor.all() if tensor.dtype == torch.bool else torch.isfinite(tensor).all()
+    if not bool(finite):
         raise _nonfinite(what, step)
 
 
@@ -158,6 +168,52 @@ def free_memory(device: torch.device | str) -> int:
     available = free + reserved - allocated
     fraction = torch.cuda.get_per_process_memory_fraction(device) if hasattr(torch.cuda, "get_per_process_memory_fraction") else 1.0
     return int(max(0, min(available, fraction * total - allocated)))
+
+
+class CudaMemory:
+    """What :func:`auto_batch` asks of a device's memory; tests pass a fake with the same four methods."""
+
+    def __init__(self, device: torch.device | str) -> None:
+        self.device = torch.device(device)
+
+    def reset(self) -> None:
+        """Return cached blocks and restart the peak counter."""
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(self.device)
+
+    def allocated(self) -> int:
+        """Bytes allocated now."""
+        return int(torch.cuda.memory_allocated(self.device))
+
+    def peak(self) -> int:
+        """The most bytes allocated since :meth:`reset`."""
+        return int(torch.cuda.max_memory_allocated(self.device))
+
+    def free(self) -> int:
+        """Bytes this process may still allocate (:func:`free_memory`)."""
+        return free_memory(self.device)
+
+
+def auto_batch(total: int, group: int, run: Callable[[int], object], memory: CudaMemory, probe: int = 8) -> int:
+    """The batch for ``total`` images: run one step of a small batch, scale its peak memory linearly.
+
+    Args:
+        total: images to render.
+        group: batches hold whole groups of this many images.
+        run: ``run(n)`` does one step on ``n`` images (the memory that counts).
+        memory: the device's memory (:class:`CudaMemory` or a fake).
+        probe: the small batch (default 8, rounded to whole groups, at most ``total``).
+
+    Returns:
+        :func:`plan_batch` of the measured bytes per image and the free memory.
+    """
+    small = min(total, max(group, probe - probe % max(1, group)))
+    memory.reset()
+    before = memory.allocated()
+    run(small)
+    per_image = (memory.peak() - before) / small
+    memory.reset()
+    return plan_batch(total, per_image, memory.free(), group=group)
 
 
 def is_out_of_memory(error: BaseException) -> bool:

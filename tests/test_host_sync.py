@@ -64,3 +64,19 @@ def test_a_nan_is_still_caught_and_named_with_its_step():
     objective = O.Objective(lambda c: c("conv2").sum((1, 2, 3)) * torch.tensor(float("nan")), "nan", layers=["conv2"])
     with pytest.raises(ProbeRuntimeError, match="the objective became NaN or infinite at step 1"):
         probe.maximize(model(), objective, steps=3, image_size=12)
+
+
+class Poison(torch.nn.Module):
+    """Turns every activation into NaN."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * float("nan")
+
+
+def test_a_dream_checks_its_gradient_once_per_octave_and_still_catches_nan():
+    from collections import OrderedDict
+
+    net = torch.nn.Sequential(OrderedDict(conv=torch.nn.Conv2d(1, 2, 3), poison=Poison()))
+    loaded = load_model(net, preprocess=Preprocess((0.2,), (0.3,), 1, (16, 16)))
+    with pytest.raises(ProbeRuntimeError, match="the dream's gradient became NaN"):
+        probe.dream(loaded, torch.rand(1, 20, 20), "poison", steps=2, octaves=1, jitter=0)
