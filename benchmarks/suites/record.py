@@ -10,6 +10,7 @@ memory kept drops by the maps' area.
 
 from __future__ import annotations
 
+import functools
 import statistics
 from collections.abc import Callable
 from typing import Any
@@ -19,7 +20,9 @@ from benchmarks.harness import Measurement, Row, measure
 LAYERS = ("features.8", "features.18", "features.29")  # relu2_2, relu4_1, relu5_3 of vgg16
 
 
+@functools.lru_cache(maxsize=None)
 def _setup(device: str, batch: int, size: int):
+    """vgg16 (seeded random weights) and a batch of images, built once per process."""
     import torch
     import torchvision
 
