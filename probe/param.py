@@ -106,9 +106,14 @@ def _use_decorrelation(decorrelate: bool | None, channels: int) -> bool:
     return bool(decorrelate)
 
 
-def decorrelate_colors(t: torch.Tensor) -> torch.Tensor:
-    """Map decorrelated colour coordinates to RGB: ``(N, 3, H, W)`` -> ``(N, 3, H, W)`` (before squashing)."""
-    matrix = _COLOR_MATRIX.to(device=t.device, dtype=t.dtype)
+def decorrelate_colors(t: torch.Tensor, matrix: torch.Tensor | None = None) -> torch.Tensor:
+    """Map decorrelated colour coordinates to RGB: ``(N, 3, H, W)`` -> ``(N, 3, H, W)`` (before squashing).
+
+    ``matrix``: the colour matrix already on ``t``'s device and dtype (a render loop passes it, so that no
+    step copies it to the GPU, which would wait for the device); default: copied here.
+    """
+    if matrix is None:
+        matrix = _COLOR_MATRIX.to(device=t.device, dtype=t.dtype)
     return torch.einsum("ij,njhw->nihw", matrix, t)
 
 
@@ -201,9 +206,10 @@ def pixel_image(
     else:
         start = _draw((n, c, h, w), sd, generator, device)
     raw = start.clone().requires_grad_(True)
+    colors = _COLOR_MATRIX.to(device=device, dtype=raw.dtype)
 
     def image() -> torch.Tensor:
-        return torch.sigmoid(decorrelate_colors(raw) if use_colors else raw)
+        return torch.sigmoid(decorrelate_colors(raw, colors) if use_colors else raw)
 
     return ImageParam([raw], image, (n, c, h, w), "pixel", None, {"squash": "sigmoid", "decorrelate": use_colors})
 
@@ -258,10 +264,11 @@ def fft_image(
     else:
         spectrum = _draw((n, c, h, w // 2 + 1, 2), sd, generator, device)
     raw = spectrum.clone().contiguous().requires_grad_(True)
+    colors = _COLOR_MATRIX.to(device=device, dtype=raw.dtype)
 
     def image() -> torch.Tensor:
         spatial = torch.fft.irfft2(torch.view_as_complex(raw * scale), s=(h, w), norm="ortho") / _FFT_MAGIC
-        return torch.sigmoid(decorrelate_colors(spatial) if use_colors else spatial)
+        return torch.sigmoid(decorrelate_colors(spatial, colors) if use_colors else spatial)
 
     return ImageParam([raw], image, (n, c, h, w), "fft", None,
                       {"decay_power": decay_power, "decorrelate": use_colors})

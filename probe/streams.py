@@ -72,6 +72,7 @@ class ImageStreams:
         self._high = (self.keys >> 32) & _M32
         self.counter = 0
         self.generator = torch.Generator().manual_seed(self._keys[0] if self._keys else 0)
+        self._tables: dict[tuple[float, ...], torch.Tensor] = {}
 
     def __len__(self) -> int:
         return len(self._keys)
@@ -87,6 +88,13 @@ class ImageStreams:
         mixed = _mix32(self._low[:, None] ^ _mix32(counters)[None, :])
         mixed = _mix32(mixed ^ self._high[:, None])
         return (mixed >> 8).to(torch.float32) * (1.0 / (1 << 24))
+
+    def table(self, values: Sequence[float]) -> torch.Tensor:
+        """``values`` as a float32 tensor on ``device``, copied once per stream (a copy per step would sync)."""
+        key = tuple(float(v) for v in values)
+        if key not in self._tables:
+            self._tables[key] = torch.tensor(key, dtype=torch.float32).to(self.device)
+        return self._tables[key]
 
     def integers(self, high: int, count: int) -> torch.Tensor:
         """``(N, count)`` int64 numbers in ``0..high-1``, uniform, on ``device``."""

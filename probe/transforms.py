@@ -315,11 +315,11 @@ def _step_affine(
         offsets = streams.integers(d + 1, 2).to(torch.float32)  # (N, 2): y, x
         return _translation(offsets[:, 1], offsets[:, 0], n, device), (height - d, width - d)
     if isinstance(transform, RandomScale):
-        options = torch.tensor(transform.scales, dtype=torch.float32, device=device)
+        options = streams.table(transform.scales)
         inverse = 1.0 / options[streams.integers(len(options), 1)[:, 0]]
         return _about_centre(torch.diag_embed(torch.stack([inverse, inverse], 1)), size), size
     if isinstance(transform, RandomRotate):
-        options = torch.tensor([math.radians(a) for a in transform.angles], dtype=torch.float32, device=device)
+        options = streams.table([math.radians(a) for a in transform.angles])
         angle = options[streams.integers(len(options), 1)[:, 0]]
         cos, sin = angle.cos(), angle.sin()
         linear = torch.stack([torch.stack([cos, -sin], 1), torch.stack([sin, cos], 1)], 1)
@@ -378,8 +378,8 @@ def resample(images: torch.Tensor, transforms: Sequence[Transform], streams: Ima
     xs = torch.arange(out_w, dtype=torch.float32, device=images.device) + 0.5
     m = matrix[:, :2, :, None, None]  # (N, 2, 3, 1, 1); elementwise below, so each image is computed alone
     source = m[:, :, 0] * xs[None, None, None, :] + m[:, :, 1] * ys[None, None, :, None] + m[:, :, 2]  # (N, 2, H', W')
-    half = torch.tensor([width / 2, height / 2], device=images.device)[None, :, None, None]
-    grid = (source / half - 1).permute(0, 2, 3, 1).to(images.dtype)  # (N, H', W', 2): x, y in [-1, 1]
+    # grid: (N, H', W', 2), x and y in [-1, 1] (align_corners=False: -1 is the left edge of the first pixel)
+    grid = torch.stack([source[:, 0] / (width / 2) - 1, source[:, 1] / (height / 2) - 1], -1).to(images.dtype)
     if fill is None:
         return F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
     return F.grid_sample(images - fill, grid, mode="bilinear", padding_mode="zeros", align_corners=False) + fill
