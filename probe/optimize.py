@@ -439,14 +439,14 @@ def maximize(
             chunk_steps, snapshot_steps, precision, report, every,
         )  # fmt: skip
 
-    batch_size = _batch_size(batch, count, objective.group, target, render)
     history = torch.zeros(steps, count)
     snaps = {s: torch.zeros(count, channels, height, width) for s in snapshot_steps}
     final = torch.zeros(count, channels, height, width)
-    pending = _chunks(count, batch_size, objective.group)
     done: list[slice] = []
     started = time.perf_counter()
     with evaluating(loaded.module):
+        batch_size = _batch_size(batch, count, objective.group, target, render)
+        pending = _chunks(count, batch_size, objective.group)
         while pending:
             index = pending.pop(0)
             offset = len(done) * steps
@@ -465,8 +465,10 @@ def maximize(
                 if not halves:
                     raise ProbeRuntimeError(f"out of memory with {index.stop - index.start} image(s) per pass; "
                                             f"{OUT_OF_MEMORY}") from None
-                _release(target)
                 pending[:0] = halves
+                chunk = None
+            if chunk is None:  # outside the except block: the failed pass's tensors are released by now
+                _release(target)
                 continue
             done.append(index)
             history[:, index] = chunk.history

@@ -136,8 +136,8 @@ def _draw(shape: Sequence[int], sd: float, generator: Generators, device: torch.
         generators = list(generator)
         if len(generators) != shape[0]:
             raise ProbeUsageError(f"{len(generators)} generators for a batch of {shape[0]} images")
-        rows = [torch.randn(*shape[1:], generator=g, device=g.device).to(device) for g in generators]
-        return torch.stack(rows) * sd
+        rows = [torch.randn(*shape[1:], generator=g, device=g.device) for g in generators]
+        return (torch.stack(rows) * sd).to(device)  # one copy to the device, not one per image
     source = generator.device if generator is not None else torch.device("cpu")
     return (torch.randn(*shape, generator=generator, device=source) * sd).to(device)
 

@@ -35,7 +35,7 @@ def gpu_module() -> torch.nn.Module:
 def test_the_api_takes_a_users_gpu_module():
     module = gpu_module()
     flags = [m.training for m in module.modules()]
-    result = probe.maximize(module, O.channel("conv2", range(6)), steps=4)
+    result = probe.maximize(module, O.channel("conv2", range(6)), steps=4, image_size=16)
     assert result.images.shape == (6, 3, 16, 16) and torch.isfinite(result.scores).all()
     assert result.settings["device"].startswith("cuda")
     image = torch.rand(3, 32, 32)
@@ -44,7 +44,7 @@ def test_the_api_takes_a_users_gpu_module():
     styled = probe.style_transfer(module, image, torch.rand(3, 32, 32), content_layers=["conv2"],
                                   style_layers=["conv1", "conv2"], steps=3, size=16)
     assert torch.isfinite(torch.tensor(list(styled.losses.values()))).all()
-    explained = probe.attribute(module, torch.rand(3, 16, 16), "saliency")
+    explained = probe.attribute(module, torch.rand(3, 16, 16), "saliency", size=16)
     assert explained is not None
     with probe.record(module, ["conv1", "conv2"]) as acts:
         module(torch.rand(2, 3, 16, 16, device="cuda"))
