@@ -126,12 +126,13 @@ def style_probe(device: str, size: int, steps: int, precision: str = "auto") -> 
                                       precision=precision)  # fmt: skip
         return len(result.history["total"])
 
-    counted: dict[int, tuple[int, int]] = {}
-    for n_steps in (2, 4):
+    counted: dict[int, tuple[int, int]] = {}  # steps: (FLOPs, evaluations) of a run
+    short, long = (1, 2) if steps < 4 else (2, 4)
+    for n_steps in (short, long):
         evaluations = [0]
-        counted[n_steps] = (flops(lambda n=n_steps, e=evaluations: e.__setitem__(0, run(n))), 0)
-        counted[n_steps] = (counted[n_steps][0], evaluations[0])
-    per_evaluation_flops = (counted[4][0] - counted[2][0]) // max(1, counted[4][1] - counted[2][1])
+        total = flops(lambda n=n_steps, e=evaluations: e.__setitem__(0, run(n)))
+        counted[n_steps] = (total, evaluations[0])
+    per_evaluation_flops = (counted[long][0] - counted[short][0]) // max(1, counted[long][1] - counted[short][1])
 
     def work() -> dict[str, Any]:
         count = run(steps)
@@ -177,7 +178,7 @@ def plan(device: str, quick: bool) -> dict[str, Any]:
     """Sizes and steps of every row: the issue's on a GPU, toy ones with ``quick``."""
     if quick:
         return {"gallery": {"units": (2,), "size": 32, "steps": 2}, "lucent_steps": 2, "conv2_steps": 2,
-                "style": {"sizes": (32,), "steps": 3}, "dream": {"size": 64, "octaves": 2, "steps": 1},
+                "style": {"sizes": (32,), "steps": 3}, "dream": {"size": 48, "octaves": 2, "steps": 1},
                 "record": {"batch": 1, "size": 32, "pairs": 1}, "repeat": 1}  # fmt: skip
     return {"gallery": {"units": (256, 512), "size": 128, "steps": 256}, "lucent_steps": 64, "conv2_steps": 256,
             "style": {"sizes": (512, 1024), "steps": 20}, "dream": {"size": 1024, "octaves": 4, "steps": 10},
