@@ -26,7 +26,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).resolve().parent / "results"
-SUITE_ORDER = ("gallery", "record", "style", "dream", "scaling", "options")
+SUITE_ORDER = ("gallery", "record", "style", "dream", "scaling", "options", "gpu")
 
 
 @dataclass
@@ -120,12 +120,15 @@ def measure_here(target: str, config: dict[str, Any], repeat: int, warmup: bool 
     return Measurement(statistics.median(runs), runs, peak / 2**20, dict(extra) if isinstance(extra, dict) else {})
 
 
-def measure(target: str, config: dict[str, Any], repeat: int = 3, warmup: bool = True, timeout: float = 1800) -> Measurement:
-    """Run :func:`measure_here` in a fresh Python process and return its measurement.
+def measure(target: str, config: dict[str, Any], repeat: int = 3, warmup: bool = True, timeout: float = 1800,
+            fresh: bool = True) -> Measurement:
+    """Run :func:`measure_here` in a fresh Python process (or here, ``fresh=False``: smoke runs) and return it.
 
     Raises:
         RuntimeError: The child failed; its stderr is in the message.
     """
+    if not fresh:
+        return measure_here(target, config, repeat, warmup)
     payload = json.dumps({"target": target, "config": config, "repeat": repeat, "warmup": warmup})
     child = subprocess.run(
         [sys.executable, "-m", "benchmarks.child", payload],
@@ -155,6 +158,21 @@ def measure_pair(ours: str, peer: str, config: dict[str, Any], repeat: int = 3, 
     return pooled(measured[ours]), pooled(measured[peer])
 
 
+def not_installed(package: str) -> Measurement:
+    """The peer's side of a row whose peer is not installed: no time (NaN), said in ``extra``."""
+    return Measurement(float("nan"), [], 0.0, {"missing": f"peer not installed ({package})"})
+
+
+def card_slug(device: str) -> str:
+    """``"h200"`` for an NVIDIA H200 (the GPU's name, lower case, without the vendor); ``""`` off CUDA."""
+    if not device.startswith("cuda"):
+        return ""
+    import torch
+
+    name = torch.cuda.get_device_name(torch.device(device)).lower().replace("nvidia", "")
+    return "-".join("".join(c if c.isalnum() else " " for c in name).split())
+
+
 def machine(device: str) -> dict[str, Any]:
     """A description of where the numbers were taken."""
     import torch
@@ -174,11 +192,15 @@ def machine(device: str) -> dict[str, Any]:
 
 def write_results(rows: list[Row], device: str, settings: dict[str, Any], curves: list[dict[str, Any]] = (),
                   folder: Path = RESULTS) -> Path:
-    """Write ``<date>-<device>[-quick].json`` with every row, curve and the machine; return its path."""
+    """Write ``<date>-<device>[-<card>][-quick].json`` with every row, curve and the machine; return its path.
+
+    On CUDA the card names the file (``2026-12-01-cuda-h200.json``).
+    """
     folder.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y-%m-%d")
     suffix = "-quick" if settings.get("quick") else ""
-    path = folder / f"{stamp}-{device.split(':')[0]}{suffix}.json"
+    card = card_slug(device)
+    path = folder / f"{stamp}-{device.split(':')[0]}{'-' + card if card else ''}{suffix}.json"
     data = {"date": stamp, "machine": machine(device), "settings": settings,
             "rows": [row.as_dict() for row in rows], "curves": list(curves)}
     if path.exists():  # a run of some suites replaces their rows and keeps the other suites' rows of the day
@@ -201,10 +223,17 @@ def table(rows: list[Row]) -> str:
         "| suite | case | cnn-probe s | peer | peer s | speed-up | cnn-probe MiB | peer MiB | note |",
         "|---|---|---:|---|---:|---:|---:|---:|---|",
     ]
+    def seconds(value: float) -> str:
+        return f"{value:.3f}" if value >= 0.01 else f"{value:.2e}"
+
     for row in rows:
+        if row.peer.seconds != row.peer.seconds:  # NaN: the peer could not run
+            peer, speedup = str(row.peer.extra.get("missing", "-")), "-"
+        else:
+            peer, speedup = seconds(row.peer.seconds), f"**{row.speedup:.2f}x**"
         lines.append(
-            f"| {row.suite} | {row.case} | {row.ours.seconds:.3f} | {row.peer_name} | {row.peer.seconds:.3f} "
-            f"| **{row.speedup:.2f}x** | {row.ours.peak_mb:.0f} | {row.peer.peak_mb:.0f} | {row.note} |"
+            f"| {row.suite} | {row.case} | {seconds(row.ours.seconds)} | {row.peer_name} | {peer} "
+            f"| {speedup} | {row.ours.peak_mb:.0f} | {row.peer.peak_mb:.0f} | {row.note} |"
         )
     return "\n".join(lines)
 

@@ -1,7 +1,8 @@
-"""Print the Markdown tables of a results file: ``python -m benchmarks.render_readme benchmarks/results/FILE.json``.
+"""Print the Markdown tables of results files: ``python -m benchmarks.render_readme FILE.json [FILE.json ...]``.
 
 The tables in benchmarks/README.md and the README are pasted from this output,
-so every number quoted there comes from a committed results file.
+so every number quoted there comes from a committed results file. Given a CPU
+and a CUDA file, it prints one section each (``### cpu``, ``### cuda (NVIDIA H200)``).
 """
 
 from __future__ import annotations
@@ -22,7 +23,20 @@ def rows_of(data: dict) -> list[Row]:
     return rows
 
 
-def main(path: str) -> None:
+def main(*paths: str) -> None:
+    """Print each file's tables, under a heading per device when there are several."""
+    for number, path in enumerate(paths):
+        if len(paths) > 1:
+            machine = json.loads(Path(path).read_text())["machine"]
+            gpu = f" ({machine['gpu']})" if machine.get("gpu") else ""
+            if number:
+                print()
+            print(f"### {machine['device']}{gpu}\n")
+        render(path)
+
+
+def render(path: str) -> None:
+    """Print one results file: where it was measured, its rows and curves."""
     data = json.loads(Path(path).read_text())
     machine = data["machine"]
     print(f"{data['date']}, {machine['device']}, {machine.get('gpu', machine['cpu'])}, "
@@ -35,4 +49,4 @@ def main(path: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(*sys.argv[1:])

@@ -18,7 +18,7 @@ from probe.cli.types import SEED
 from probe.errors import ProbeRuntimeError, ProbeUsageError
 from probe.memory import is_out_of_memory
 from probe.gallery import MANIFEST, recording_invocation
-from probe.runtime import PRECISIONS
+from probe.runtime import OUT_OF_MEMORY, PRECISIONS
 
 if TYPE_CHECKING:
     from probe.models import LoadedModel
@@ -47,10 +47,7 @@ __all__ = [
     "complete_layer",
 ]
 
-OOM_ADVICE = (
-    "the GPU ran out of memory; reduce the work per pass (--batch, --size, --tile where the command has them), "
-    "try --precision bf16, or run on --device cpu"
-)
+OOM_ADVICE = f"the GPU ran out of memory; {OUT_OF_MEMORY}"
 CPU_OOM_ADVICE = (
     "the computer ran out of memory; reduce the work per pass (--tile, --size, --batch, --steps where the "
     "command has them), or close other programs"
@@ -314,11 +311,12 @@ def speed_options(precisions: Sequence[str] = PRECISIONS) -> Callable[[F], F]:
         )(function)
         return click.option(
             "--precision",
-            type=click.Choice(list(precisions)),
-            default="fp32",
+            type=click.Choice(list(dict.fromkeys([*precisions, "auto"]))),
+            default="auto",
             show_default=True,
             help="Autocast the forward passes to 16 bits: worth it on recent GPUs, slow on most CPUs; "
-            "fp16 needs a CUDA device (bf16 runs anywhere); losses and reported scores stay fp32.",
+            "fp16 needs a CUDA device (bf16 runs anywhere); losses and reported scores stay fp32. auto: bf16 with "
+            "channels-last on CUDA, fp32 on the CPU.",
         )(function)
 
     return decorate

@@ -37,6 +37,21 @@ OBJECTIVES = ("channel", "neuron", "class")
 WHAT = {"channel": "degree of activation", "neuron": "activation", "class": "logit"}
 
 
+class BatchSize(click.ParamType):
+    """``--batch``: a positive number of images, or ``auto``."""
+
+    name = "batch"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int | str:
+        if isinstance(value, int) or str(value).strip().isdigit():
+            number = int(value)
+            if number >= 1:
+                return number
+        elif str(value).strip().lower() == "auto":
+            return "auto"
+        self.fail(f"give a number of images >= 1 or 'auto'; got {value!r}", param, ctx)
+
+
 def _size(text: str | None) -> tuple[int, int] | None:
     if text is None:
         return None
@@ -105,8 +120,10 @@ def _summary(result: MaximizeResult, name: str) -> str:
 @click.option("--steps", type=click.IntRange(min=1), default=256, show_default=True, help="Optimization steps.")
 @click.option("--lr", type=finite(min=0, min_open=True), default=None, help="Learning rate (default 0.05).")
 @click.option("--size", default=None, metavar="H[xW]", help="Image size (default: the model's input size).")
-@click.option("--batch", type=click.IntRange(min=1), default=64, show_default=True, metavar="N",
-              help="At most N images per optimization pass; bigger requests run in chunks.")
+@click.option("--batch", type=BatchSize(), default="auto", show_default=True, metavar="N|auto",
+              help="At most N images per optimization pass; bigger requests run in chunks. auto: on CUDA the "
+                   "largest batch that fits the free memory (halved and retried if it runs out), 64 on the CPU. "
+                   "The images do not depend on it.")
 @snapshots_option(default=0)
 @method_options
 @speed_options()
@@ -116,8 +133,8 @@ def _summary(result: MaximizeResult, name: str) -> str:
 def command(
     model: str, weights: str, layer: str | None, units: str, objective: str, l1: float,
     tv: float, diversity: float, per_unit: int | None, preset: str, steps: int, lr: float | None, size: str | None,
-    batch: int, snapshots: int, precision: str, channels_last: bool, device: str, seed: int, out: Path | None,
-    force: bool, **methods: Any,
+    batch: int | str, snapshots: int, precision: str, channels_last: bool, device: str, seed: int,
+    out: Path | None, force: bool, **methods: Any,
 ) -> None:
     """Synthesize the images that maximize a layer's filters, neurons or classes.
 
@@ -175,8 +192,8 @@ def command(
 
         result = maximize(
             loaded, target, steps=steps, lr=lr, preset=preset, image_size=image_size, batch=batch,
-            snapshots=snapshot_steps(steps, snapshots), progress=progress, seed=seed, precision=precision,
-            channels_last=channels_last, **method_kwargs,
+            snapshots=snapshot_steps(steps, snapshots), progress=None if bar.disable else progress, seed=seed,
+            precision=precision, channels_last=channels_last, **method_kwargs,
         )  # fmt: skip
     folder = result.save(
         destination,

@@ -182,7 +182,7 @@ def command(
             pooling=pooling,  # type: ignore[arg-type]
             scales=scales,
             snapshots=snapshots,
-            progress=progress,
+            progress=None if bar.disable else progress,
             seed=seed,
             precision=precision,  # type: ignore[arg-type]
             channels_last=channels_last,

@@ -60,7 +60,7 @@ from probe.images import divergence, load_image, resize, to_channels
 from probe.memory import HEADROOM, bytes_per_pixel, check_fits, format_bytes
 from probe.models import LoadedModel, as_loaded
 from probe.results import GalleryResult
-from probe.runtime import Precision, ProgressFn, autocast, check_finite, make_generator
+from probe.runtime import Precision, ProgressFn, autocast, check_finite, make_generator, resolve_precision
 from probe.tiling import tile_plan
 
 __all__ = ["DEFAULT_LAYERS", "DreamResult", "default_layers", "dream"]
@@ -224,15 +224,17 @@ def _ascend(
             current = base
         tiles = tile_plan(*size, tile_size, tile_margin)
         grid_offset = tile_size if tile_size is not None and len(tiles) > 1 else 0
+        finite = torch.ones((), dtype=torch.bool, device=current.device)  # read once per octave: no sync per step
         for _ in range(steps):
             rolled, shift = jitter_roll(current, jitter, generator, extra=grid_offset)
             score, _, grad = objective.evaluate(rolled, tiles, gradient=True)
             del rolled  # image-sized, like grad and current: few such copies bound a tiled dream's memory
             grad = unroll(grad, shift)
-            check_finite(grad, "the dream's gradient")
+            finite &= torch.isfinite(grad).all()
             scale = grad.abs().mean().clamp_min(torch.finfo(grad.dtype).tiny)  # scale-free: tiny gradients still step
             current = current.add(grad.mul_(lr / scale)).clamp_(0.0, 1.0)  # in place: few image-sized temporaries
             on_step(score, octave)
+        check_finite(finite, "the dream's gradient")
         results.append(current.detach())
         detail = current.detach() - base
     return results
@@ -303,7 +305,7 @@ def dream(
         device: where a spec string is loaded (default ``"auto"``); a loaded
             model runs where it is.
         precision: ``"fp32"`` (default), ``"bf16"`` or ``"fp16"`` (CUDA) for the
-            forward pass.
+            forward pass; ``"auto"``: bf16 with channels-last on CUDA, fp32 on the CPU.
         channels_last: run the convolutions in channels-last memory format
             (default False): 1.3x faster for googlenet on CPU, 5% slower
             for VGG19 style; see :func:`~probe.models.frozen_view`.
@@ -321,7 +323,9 @@ def dream(
     """
     started = time.perf_counter()
     _check_options(steps, jitter, tile_size, frames, zoom)
-    loaded = as_loaded(model, device).frozen(channels_last)
+    loaded = as_loaded(model, device)
+    precision, channels_last = resolve_precision(precision, loaded.device, channels_last)  # "auto": bf16 on CUDA
+    loaded = loaded.frozen(channels_last)
     with autocast(loaded.device, precision):  # validates the precision for this device
         pass
     names = [layers] if isinstance(layers, str) else list(layers) if layers is not None else default_layers(loaded)

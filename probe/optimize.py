@@ -38,14 +38,19 @@ from torch import nn
 
 from probe import param as P
 from probe import transforms as T
-from probe.errors import ProbeUsageError
+from probe.errors import ProbeRuntimeError, ProbeUsageError
 from probe.hooks import INPUT, OUTPUT, capture, evaluating, record, resolve_layers
 from probe.images import divergence
+from probe.memory import is_out_of_memory
 from probe.models import LoadedModel, as_loaded
 from probe.objectives import Context, Objective, as_objective, parse_objective
 from probe.relu import redirected_relu
 from probe.results import GalleryResult
-from probe.runtime import ProgressFn, autocast, check_finite, make_generator
+from probe.runtime import progress_every as default_progress_every
+from probe.runtime import (
+    OUT_OF_MEMORY, CudaMemory, FiniteLog, ProgressFn, auto_batch, autocast, resolve_precision,
+)  # fmt: skip
+from probe.streams import ImageStreams, image_key
 
 __all__ = ["Preset", "PRESETS", "OPTIMIZERS", "MaximizeResult", "LayerShape", "maximize", "evaluate", "inspect_layer"]
 
@@ -53,6 +58,8 @@ ParamFactory = Callable[[tuple[int, int, int, int], torch.Generator, torch.devic
 OptimizerFactory = Callable[[list[torch.Tensor], float], torch.optim.Optimizer]
 
 OPTIMIZERS = ("adam", "sgd")
+CPU_BATCH = 64
+"""``batch="auto"`` on the CPU: images per pass (a bigger batch gains nothing on a few cores)."""
 
 
 @dataclass(frozen=True)
@@ -217,8 +224,10 @@ def _param_factory(param: str | ParamFactory | None, preset: Preset) -> tuple[Pa
             f"unknown parametrization {kind!r}; parametrizations are: {', '.join(P.PARAMETRIZATIONS)}", param="param"
         )
 
-    def factory(shape: tuple[int, int, int, int], generator: torch.Generator, device: torch.device) -> P.ImageParam:
+    def factory(shape: tuple[int, int, int, int], generator: P.Generators, device: torch.device) -> P.ImageParam:
         return P.image_param(kind, shape, generator=generator, device=device, **options)
+
+    factory.per_image = True  # type: ignore[attr-defined]  # takes one generator per image
 
     described = kind + "".join(f" {k}={v}" for k, v in options.items())
     return factory, described
@@ -251,10 +260,23 @@ def _scores(objective: Objective, context: Context) -> torch.Tensor:
     return value
 
 
-def _forward(loaded: LoadedModel, images: torch.Tensor, layers: frozenset[str]) -> dict[str, torch.Tensor]:
+def _forward(
+    loaded: LoadedModel, images: torch.Tensor, layers: frozenset[str],
+    stats: tuple[torch.Tensor, torch.Tensor] | None = None,
+) -> dict[str, torch.Tensor]:
+    """The activations of ``layers``; ``stats`` = (mean, std) already on the device spares a copy (a sync) per call."""
     if not layers:
         return {}
-    return capture(loaded.module, loaded.preprocess.normalize(images), sorted(layers), stop_early=True)
+    normalized = loaded.preprocess.normalize(images) if stats is None else (images - stats[0]) / stats[1]
+    return capture(loaded.module, normalized, sorted(layers), stop_early=True)
+
+
+def _device_stats(loaded: LoadedModel, channels: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The normalization's ``(1, C, 1, 1)`` mean and std on the model's device, copied once."""
+    loaded.preprocess.check_channels(torch.empty(1, channels, 1, 1))
+    mean, std = (torch.as_tensor(v, dtype=torch.float32).reshape(1, -1, 1, 1).to(loaded.device)
+                 for v in (loaded.preprocess.mean, loaded.preprocess.std))  # fmt: skip
+    return mean, std
 
 
 def evaluate(
@@ -308,9 +330,10 @@ def maximize(
     preset: str = "robust",
     image_size: int | Sequence[int] | None = None,
     images: int | None = None,
-    batch: int | None = None,
+    batch: int | str | None = None,
     snapshots: Iterable[int] = (),
     progress: ProgressFn | None = None,
+    progress_every: int | None = None,
     seed: int = 0,
     generator: torch.Generator | None = None,
     device: str | torch.device | None = None,
@@ -347,16 +370,25 @@ def maximize(
             single-unit objective; give more to render several images of one
             unit, e.g. with :func:`~probe.objectives.diversity`).
         batch: at most this many images per optimization pass (default: all in
-            one pass); big layers are rendered in chunks.
+            one pass); big layers are rendered in chunks. ``"auto"``: on CUDA the
+            largest batch that fits the free memory (one step of a small batch
+            is measured), halved and retried on out-of-memory; 64 on the CPU.
+            The images do not depend on the batch (see ``seed``).
         snapshots: steps after which to keep a copy of the images (e.g. 32, 128).
-        progress: ``progress(step, total, {"score": mean})`` after each step;
+        progress: ``progress(step, total, {"score": mean})`` every
+            ``progress_every`` steps and at the end of each chunk;
             ``total = steps x number of chunks``.
-        seed: seeds the generator (default 0) when ``generator`` is None.
-        generator: a ``torch.Generator`` for the initial images and every random
-            transform (default: a CPU generator seeded with ``seed``).
+        progress_every: steps between progress calls (default: 1 on the CPU,
+            16 on CUDA, where each call waits for the device).
+        seed: the images' randomness (default 0). Each image draws its initial
+            values and its random transforms from its own stream, keyed by
+            ``(seed, layer, unit, copy)``: a unit's image is the same alone, in
+            a batch of 512, or in another chunk.
+        generator: a ``torch.Generator`` whose ``initial_seed()`` stands for ``seed``.
         device: where to run; None or ``"auto"`` = the model's device.
         precision: ``"fp32"`` (default), ``"bf16"`` or ``"fp16"`` (CUDA) autocast
-            for the forward passes; final scores are measured in fp32.
+            for the forward passes; final scores are measured in fp32. ``"auto"``:
+            bf16 with channels-last on CUDA, fp32 on the CPU.
         channels_last: run the convolutions in channels-last memory format
             (default False): 1.3x faster for googlenet on CPU, 5% slower
             for VGG19 style; see :func:`~probe.models.frozen_view`.
@@ -372,7 +404,9 @@ def maximize(
         ProbeUsageError: unknown layer, unit out of range, bad option.
         ProbeRuntimeError: the objective or its gradient became NaN/inf (lower lr).
     """
-    loaded = as_loaded(model, device).frozen(channels_last)  # no weight gradients computed: ~10-20% of each step
+    loaded = as_loaded(model, device)
+    precision, channels_last = resolve_precision(precision, loaded.device, channels_last)
+    loaded = loaded.frozen(channels_last)  # no weight gradients computed: ~10-20% of each step
     if isinstance(objective, str):
         objective = parse_objective(objective, loaded, image_size=image_size)
     objective = as_objective(objective)
@@ -401,54 +435,68 @@ def maximize(
         raise ProbeUsageError(f"snapshot step {bad[0]} is outside 1..{steps}", param="snapshots")
     transform, transform_names = _transform(transforms, chosen, (height, width))
     factory, param_name = _param_factory(param, chosen)
-    generator = make_generator(seed if generator is None else generator, "cpu")
+    base_seed = seed if generator is None else generator.initial_seed()
+    keys = _image_keys(objective, count, base_seed)
     target = loaded.device
     with autocast(target, precision):  # validates the precision before any work
         pass
+    every = default_progress_every(target) if progress_every is None else max(1, int(progress_every))
+    shape = (channels, height, width)
+
+    def render(index: slice, chunk_steps: int, report: Callable[[int, torch.Tensor], None] | None) -> _Chunk:
+        return _render_chunk(
+            loaded, objective, index, shape, keys[index], factory, transform, optimizer, learning_rate,
+            chunk_steps, snapshot_steps, precision, report, every, redirect_relu,
+        )  # fmt: skip
 
     history = torch.zeros(steps, count)
     snaps = {s: torch.zeros(count, channels, height, width) for s in snapshot_steps}
     final = torch.zeros(count, channels, height, width)
     maps: dict[str, torch.Tensor] = {}  # per-image maps a parametrization keeps (MACO's transparency)
     param_record: dict[str, Any] = {}
-    chunks = _chunks(count, batch, objective.group)
-    total_steps = steps * len(chunks)
+    done: list[slice] = []
     started = time.perf_counter()
     with evaluating(loaded.module):
-        for number, index in enumerate(chunks):
-            size = index.stop - index.start
-            image = factory((size, channels, height, width), generator, target)
-            optim = _optimizer(optimizer, image.params, learning_rate)
-            for step in range(1, steps + 1):
-                current = image()
-                shown = transform(current, generator) if transform is not None else current
-                with autocast(target, precision), redirected_relu(step <= redirect_relu):
-                    acts = _forward(loaded, shown, objective.layers)
-                scores = _scores(objective, Context(acts, current, index))
-                check_finite(scores, "the objective", step)
-                grads = torch.autograd.grad(-scores.sum(), image.params, allow_unused=True)
-                optim.zero_grad(set_to_none=True)
-                for tensor, grad in zip(image.params, grads):
-                    if grad is not None:
-                        check_finite(grad, "the gradient", step)
-                        tensor.grad = grad
-                optim.step()
-                image.constrain()
-                history[step - 1, index] = scores.detach().cpu()
-                if step in snaps:
-                    with torch.no_grad():
-                        snaps[step][index] = _quantize(image()).cpu()
+        batch_size = _batch_size(batch, count, objective.group, target, render)
+        pending = _chunks(count, batch_size, objective.group)
+        while pending:
+            index = pending.pop(0)
+            offset = len(done) * steps
+            total_steps = steps * (len(done) + 1 + len(pending))
+
+            def report(step: int, scores: torch.Tensor, offset: int = offset, total: int = total_steps) -> None:
                 if progress is not None:
-                    progress(number * steps + step, total_steps, {"score": float(scores.detach().mean())})
-            with torch.no_grad():
-                final[index] = _quantize(image()).cpu()
-            _keep_maps(image, index, count, maps, param_record)
+                    progress(offset + step, total, {"score": float(scores.mean())})
+
+            try:
+                chunk = render(index, steps, report if progress is not None else None)
+            except (RuntimeError, torch.OutOfMemoryError) as error:  # OOM: the same images in smaller chunks
+                if batch != "auto" or not is_out_of_memory(error):
+                    raise
+                halves = _split(index, objective.group)
+                if not halves:
+                    raise ProbeRuntimeError(f"out of memory with {index.stop - index.start} image(s) per pass; "
+                                            f"{OUT_OF_MEMORY}") from None
+                pending[:0] = halves
+                chunk = None
+            if chunk is None:  # outside the except block: the failed pass's tensors are released by now
+                _release(target)
+                continue
+            done.append(index)
+            history[:, index] = chunk.history
+            final[index] = chunk.final
+            for step, images_at in chunk.snapshots.items():
+                snaps[step][index] = images_at
+            for name, value in chunk.maps.items():
+                maps.setdefault(name, torch.zeros(count, *value.shape[1:]))[index] = value
+            param_record.update(chunk.options)
+    chunks = done
     seconds = time.perf_counter() - started
     scores_final, terms, outputs = _measure(loaded, objective, final, chunks)
     settings = {
         "steps": steps, "lr": learning_rate, "optimizer": optimizer if isinstance(optimizer, str) else "custom",
         "param": param_name, "transforms": transform_names, "preset": preset, "seed": seed,
-        "image_size": [height, width], "images": count, "batch": batch, "precision": precision,
+        "image_size": [height, width], "images": count, "batch": batch_size, "precision": precision,
         "channels_last": channels_last, "device": str(target),
         "diverged": divergence(final, scores_final),  # None, or why the result is not to be trusted
     }  # fmt: skip
@@ -468,16 +516,128 @@ def maximize(
     )  # fmt: skip
 
 
-def _keep_maps(
-    image: P.ImageParam, index: slice, count: int, maps: dict[str, torch.Tensor], record: dict[str, Any]
-) -> None:
-    """After a chunk: copy the per-image maps its parametrization kept (``image.maps()``, e.g. MACO's
-    transparency) into ``maps`` at ``index``, and its JSON-safe options into ``record``."""
+def _image_keys(objective: Objective, count: int, seed: int) -> list[int]:
+    """One random-stream key per image: ``(seed, layer, unit, copy)``, copy counting repeats of a unit."""
+    units = objective.image_units()
+    if len(units) != count:
+        units = units[:1] * count
+    layer = objective.main.layer
+    seen: dict[int | None, int] = {}
+    keys = []
+    for unit in units:
+        copy = seen.get(unit, 0)
+        seen[unit] = copy + 1
+        keys.append(image_key(seed, layer, unit, copy))
+    return keys
+
+
+@dataclass
+class _Chunk:
+    """One chunk's render, on the CPU: ``final`` ``(n, C, H, W)``, ``history`` ``(steps, n)``, snapshots."""
+
+    final: torch.Tensor
+    history: torch.Tensor
+    snapshots: dict[int, torch.Tensor]
+    maps: dict[str, torch.Tensor]
+    """Per-image maps the parametrization kept (``image.maps()``: MACO's transparency), ``(n, ...)``."""
+    options: dict[str, Any]
+    """The parametrization's JSON-safe options, for the manifest."""
+
+
+def _render_chunk(
+    loaded: LoadedModel,
+    objective: Objective,
+    index: slice,
+    shape: tuple[int, int, int],
+    keys: list[int],
+    factory: ParamFactory,
+    transform: T.Transform | None,
+    optimizer: str | OptimizerFactory,
+    lr: float,
+    steps: int,
+    snapshot_steps: list[int],
+    precision: str,
+    report: Callable[[int, torch.Tensor], None] | None,
+    every: int,
+    redirect_relu: int = 0,
+) -> _Chunk:
+    """Optimize the images ``index`` of the request for ``steps`` steps; no host sync inside the step loop.
+
+    Scores, NaN checks and snapshots stay on the device and come back once at
+    the end; ``report(step, scores)`` runs every ``every`` steps and at the last
+    (it reads the scores: a sync), only when given. For the first
+    ``redirect_relu`` steps ReLUs pass gradient to dead units (:func:`~probe.relu.redirected_relu`).
+    """
+    target = loaded.device
+    streams = ImageStreams(keys, target)
+    if getattr(factory, "per_image", False):
+        image = factory((len(keys), *shape), streams.generators(), target)  # type: ignore[arg-type]
+    else:
+        image = factory((len(keys), *shape), streams.generator, target)
+    optim = _optimizer(optimizer, image.params, lr)
+    history = torch.zeros(steps, len(keys), device=target)
+    checks = FiniteLog(steps, ("the objective", "the gradient"), target)
+    snaps: dict[int, torch.Tensor] = {}
+    stats = _device_stats(loaded, shape[0])
+    for step in range(1, steps + 1):
+        current = image()
+        shown = transform(current, streams) if transform is not None else current
+        with autocast(target, precision), redirected_relu(step <= redirect_relu):
+            acts = _forward(loaded, shown, objective.layers, stats)
+        scores = _scores(objective, Context(acts, current, index))
+        checks.note(step, 0, scores)
+        grads = torch.autograd.grad(-scores.sum(), image.params, allow_unused=True)
+        optim.zero_grad(set_to_none=True)
+        for tensor, grad in zip(image.params, grads):
+            if grad is not None:
+                checks.note(step, 1, grad)
+                tensor.grad = grad
+        optim.step()
+        image.constrain()
+        history[step - 1] = scores.detach()
+        if step in snapshot_steps:
+            with torch.no_grad():
+                snaps[step] = _quantize(image())
+        if report is not None and (step % every == 0 or step == steps):
+            checks.check(step)
+            report(step, scores.detach())
+    checks.check()
+    with torch.no_grad():
+        final = _quantize(image()).cpu()
     keep = getattr(image, "maps", None)
-    if callable(keep):
-        for name, value in keep().items():
-            maps.setdefault(name, torch.zeros(count, *value.shape[1:]))[index] = value.float().cpu()
-    record.update({k: v for k, v in image.options.items() if isinstance(v, (str, int, float, bool)) or v is None})
+    maps = {name: value.float().cpu() for name, value in keep().items()} if callable(keep) else {}
+    options = {k: v for k, v in image.options.items() if isinstance(v, (str, int, float, bool)) or v is None}
+    return _Chunk(final, history.cpu(), {step: value.cpu() for step, value in snaps.items()}, maps, options)
+
+
+def _batch_size(
+    batch: int | str | None, count: int, group: int, device: torch.device,
+    render: Callable[[slice, int, None], _Chunk],
+) -> int | None:
+    """``batch`` as a number of images per pass: ``"auto"`` measures one step of a small batch on CUDA
+    and plans the largest that fits the free memory (:func:`~probe.runtime.auto_batch`); on the CPU it is 64."""  # fmt: skip
+    if batch != "auto":
+        if isinstance(batch, str):
+            raise ProbeUsageError(f"batch must be a number of images or 'auto'; got {batch!r}", param="batch")
+        return batch
+    if device.type != "cuda":
+        return min(count, CPU_BATCH)
+    return auto_batch(count, group, lambda n: render(slice(0, n), 1, None), CudaMemory(device))
+
+
+def _split(index: slice, group: int) -> list[slice] | None:
+    """Two halves of ``index`` made of whole groups, or None when it cannot be split."""
+    size = index.stop - index.start
+    half = (size // 2) - (size // 2) % max(1, group)
+    if half < max(1, group) or half >= size:
+        return None
+    return [slice(index.start, index.start + half), slice(index.start + half, index.stop)]
+
+
+def _release(device: torch.device) -> None:
+    """Give cached blocks back before measuring or retrying after an out-of-memory error."""
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
 
 
 def _quantize(images: torch.Tensor) -> torch.Tensor:

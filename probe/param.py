@@ -121,9 +121,14 @@ def _use_decorrelation(decorrelate: bool | None, channels: int) -> bool:
     return bool(decorrelate)
 
 
-def decorrelate_colors(t: torch.Tensor) -> torch.Tensor:
-    """Map decorrelated colour coordinates to RGB: ``(N, 3, H, W)`` -> ``(N, 3, H, W)`` (before squashing)."""
-    matrix = _COLOR_MATRIX.to(device=t.device, dtype=t.dtype)
+def decorrelate_colors(t: torch.Tensor, matrix: torch.Tensor | None = None) -> torch.Tensor:
+    """Map decorrelated colour coordinates to RGB: ``(N, 3, H, W)`` -> ``(N, 3, H, W)`` (before squashing).
+
+    ``matrix``: the colour matrix already on ``t``'s device and dtype (a render loop passes it, so that no
+    step copies it to the GPU, which would wait for the device); default: copied here.
+    """
+    if matrix is None:
+        matrix = _COLOR_MATRIX.to(device=t.device, dtype=t.dtype)
     return torch.einsum("ij,njhw->nihw", matrix, t)
 
 
@@ -133,8 +138,21 @@ def correlate_colors(t: torch.Tensor) -> torch.Tensor:
     return torch.einsum("ij,njhw->nihw", inverse, t)
 
 
-def _draw(shape: Sequence[int], sd: float, generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
-    """Gaussian noise drawn on the generator's device, then moved: same seed, same values anywhere."""
+Generators = torch.Generator | Sequence[torch.Generator] | None
+"""One generator for the batch, or one per image (each image's noise then depends on its generator alone)."""
+
+
+def _draw(shape: Sequence[int], sd: float, generator: Generators, device: torch.device) -> torch.Tensor:
+    """Gaussian noise drawn on the generator's device, then moved: same seed, same values anywhere.
+
+    With a sequence of ``N`` generators, image ``i`` (``shape[0] == N``) is drawn from ``generator[i]``.
+    """
+    if generator is not None and not isinstance(generator, torch.Generator):
+        generators = list(generator)
+        if len(generators) != shape[0]:
+            raise ProbeUsageError(f"{len(generators)} generators for a batch of {shape[0]} images")
+        rows = [torch.randn(*shape[1:], generator=g, device=g.device) for g in generators]
+        return (torch.stack(rows) * sd).to(device)  # one copy to the device, not one per image
     source = generator.device if generator is not None else torch.device("cpu")
     return (torch.randn(*shape, generator=generator, device=source) * sd).to(device)
 
@@ -158,7 +176,7 @@ def pixel_image(
     decorrelate: bool | None = None,
     squash: str = "sigmoid",
     init: torch.Tensor | None = None,
-    generator: torch.Generator | None = None,
+    generator: Generators = None,
     device: torch.device | str = "cpu",
 ) -> ImageParam:
     """Pixels as parameters.
@@ -173,7 +191,8 @@ def pixel_image(
             (image = ``p``, clipped to ``[0, 1]`` after each step: projected
             gradient ascent). ``"clip"`` works without decorrelation only.
         init: start from these images in ``[0, 1]``, ``(N|1, C, H, W)`` or ``(C, H, W)``.
-        generator: for the initial noise (default: torch's global generator).
+        generator: for the initial noise (default: torch's global generator), or
+            one generator per image.
         device: where the parameters live.
 
     Returns:
@@ -202,9 +221,10 @@ def pixel_image(
     else:
         start = _draw((n, c, h, w), sd, generator, device)
     raw = start.clone().requires_grad_(True)
+    colors = _COLOR_MATRIX.to(device=device, dtype=raw.dtype)
 
     def image() -> torch.Tensor:
-        return torch.sigmoid(decorrelate_colors(raw) if use_colors else raw)
+        return torch.sigmoid(decorrelate_colors(raw, colors) if use_colors else raw)
 
     return ImageParam([raw], image, (n, c, h, w), "pixel", None, {"squash": "sigmoid", "decorrelate": use_colors})
 
@@ -223,7 +243,7 @@ def fft_image(
     decay_power: float = 1.0,
     decorrelate: bool | None = None,
     init: torch.Tensor | None = None,
-    generator: torch.Generator | None = None,
+    generator: Generators = None,
     device: torch.device | str = "cpu",
 ) -> ImageParam:
     """The image's Fourier spectrum as parameters, scaled by ``1/f ** decay_power``.
@@ -239,7 +259,7 @@ def fft_image(
             plain Fourier basis).
         decorrelate: as for :func:`pixel_image` (default: yes for 3 channels).
         init: start from these images in ``[0, 1]`` (exactly, up to float error).
-        generator: for the initial spectrum.
+        generator: for the initial spectrum, or one generator per image.
         device: where the parameters live.
 
     Returns:
@@ -259,10 +279,11 @@ def fft_image(
     else:
         spectrum = _draw((n, c, h, w // 2 + 1, 2), sd, generator, device)
     raw = spectrum.clone().contiguous().requires_grad_(True)
+    colors = _COLOR_MATRIX.to(device=device, dtype=raw.dtype)
 
     def image() -> torch.Tensor:
         spatial = torch.fft.irfft2(torch.view_as_complex(raw * scale), s=(h, w), norm="ortho") / _FFT_MAGIC
-        return torch.sigmoid(decorrelate_colors(spatial) if use_colors else spatial)
+        return torch.sigmoid(decorrelate_colors(spatial, colors) if use_colors else spatial)
 
     return ImageParam([raw], image, (n, c, h, w), "fft", None,
                       {"decay_power": decay_power, "decorrelate": use_colors})
@@ -272,7 +293,7 @@ def image_param(
     kind: str,
     shape: Sequence[int],
     *,
-    generator: torch.Generator | None = None,
+    generator: Generators = None,
     device: torch.device | str = "cpu",
     **options: object,
 ) -> ImageParam:

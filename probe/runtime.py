@@ -1,4 +1,11 @@
-"""Small pieces every optimization loop shares: seeds, precision, NaN checks, progress callbacks."""
+"""Small pieces every optimization loop shares: seeds, precision, NaN checks, progress callbacks, batch sizes.
+
+Loops on a GPU must not wait for it at every step: a ``float(tensor)``,
+``.item()``, ``.cpu()`` or ``if tensor:`` blocks the host until the device has
+caught up, and a short step then costs a launch round trip. So NaN checks are
+noted on the device (:class:`FiniteLog`) and read at a few points, and progress
+callbacks run every :func:`progress_every` steps on CUDA.
+"""
 
 from __future__ import annotations
 
@@ -10,10 +17,21 @@ import torch
 
 from probe.errors import ProbeRuntimeError, ProbeUsageError
 
-__all__ = ["Precision", "ProgressFn", "make_generator", "autocast", "check_finite", "check_finite_output", "PRECISIONS"]
+__all__ = [
+    "Precision", "ProgressFn", "make_generator", "autocast", "check_finite", "check_finite_output", "PRECISIONS", "resolve_precision",
+    "FiniteLog", "progress_every", "plan_batch", "free_memory", "CUDA_PROGRESS_EVERY",
+    "CudaMemory", "auto_batch", "OUT_OF_MEMORY",
+]  # fmt: skip
 
-Precision = Literal["fp32", "bf16", "fp16"]
-PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "fp16")
+Precision = Literal["fp32", "bf16", "fp16", "auto"]
+PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "fp16", "auto")
+OUT_OF_MEMORY = (
+    "reduce the work per pass (--batch, --size, --tile where the command has them), try --precision bf16, "
+    "or run on --device cpu"
+)
+"""What to do after an out-of-memory error."""
+CUDA_PROGRESS_EVERY = 16
+"""Steps between progress callbacks on CUDA (each callback reads a number back: one sync)."""
 
 ProgressFn = Callable[[int, int, dict[str, float]], None]
 """``progress(step, total, metrics)``: called once per optimization step (step counts from 1)."""
@@ -43,6 +61,7 @@ def autocast(device: torch.device, precision: Precision = "fp32") -> Iterator[No
     Raises:
         ProbeUsageError: unknown precision, or fp16 off CUDA.
     """
+    precision = resolve_precision(precision, device)[0]
     if precision not in PRECISIONS:
         raise ProbeUsageError(f"unknown precision {precision!r}; precisions are: {', '.join(PRECISIONS)}", param="precision")
     if precision == "fp32":
@@ -55,14 +74,147 @@ def autocast(device: torch.device, precision: Precision = "fp32") -> Iterator[No
         yield
 
 
+def resolve_precision(precision: str, device: torch.device | str, channels_last: bool = False) -> tuple[str, bool]:
+    """``"auto"`` -> ``("bf16", True)`` (bf16 with channels-last) on a CUDA device with bf16, else ``("fp32", flag)``.
+
+    Other precisions pass through with ``channels_last`` as given.
+    """
+    if precision != "auto":
+        return precision, channels_last
+    device = torch.device(device)
+    if device.type == "cuda" and torch.cuda.is_available() and torch.cuda.is_bf16_supported():
+        return "bf16", True
+    return "fp32", channels_last
+
+
+def _nonfinite(what: str, step: int | None) -> ProbeRuntimeError:
+    where = f" at step {step}" if step is not None else ""
+    return ProbeRuntimeError(
+        f"{what} became NaN or infinite{where}; lower the learning rate (--lr) or the penalty weights, "
+        "or use --precision fp32"
+    )
+
+
 def check_finite(tensor: torch.Tensor, what: str, step: int | None = None) -> None:
-    """Raise :class:`ProbeRuntimeError` if ``tensor`` holds NaN or inf, saying what to change."""
-    if not bool(torch.isfinite(tensor).all()):
-        where = f" at step {step}" if step is not None else ""
-        raise ProbeRuntimeError(
-            f"{what} became NaN or infinite{where}; lower the learning rate (--lr) or the penalty weights, "
-            "or use --precision fp32"
-        )
+    """Raise :class:`ProbeRuntimeError` if ``tensor`` holds NaN or inf, saying what to change (syncs a GPU).
+
+    A bool ``tensor`` is taken as flags already computed on the device (True: finite).
+    """
+    finite = tensor.all() if tensor.dtype == torch.bool else torch.isfinite(tensor).all()
+    if not bool(finite):
+        raise _nonfinite(what, step)
+
+
+class FiniteLog:
+    """NaN/inf checks of a step loop, noted on the device and read only by :meth:`check` (one sync).
+
+    Args:
+        steps: the loop's steps (counted from 1).
+        names: what each kind of check is about, e.g. ``("the objective", "the gradient")``.
+        device: where the checked tensors live.
+    """
+
+    def __init__(self, steps: int, names: tuple[str, ...], device: torch.device | str) -> None:
+        self.names = names
+        self.flags = torch.ones(len(names), steps, dtype=torch.bool, device=device)
+
+    def note(self, step: int, which: int, tensor: torch.Tensor) -> None:
+        """Record whether ``tensor`` is finite, as check ``which`` of ``step``; no sync."""
+        self.flags[which, step - 1] &= torch.isfinite(tensor.detach()).all()
+
+    def check(self, upto: int | None = None) -> None:
+        """Raise :class:`ProbeRuntimeError` naming the first failed check of steps ``1..upto`` (default all)."""
+        flags = self.flags if upto is None else self.flags[:, :upto]
+        if bool(flags.all()):
+            return
+        failed = ~flags
+        step = int(failed.any(0).nonzero()[0, 0])
+        which = int(failed[:, step].nonzero()[0, 0])
+        raise _nonfinite(self.names[which], step + 1)
+
+
+def progress_every(device: torch.device | str) -> int:
+    """Steps between progress callbacks: 1 on the CPU (reading a number costs nothing), more on CUDA."""
+    return 1 if torch.device(device).type == "cpu" else CUDA_PROGRESS_EVERY
+
+
+def plan_batch(total: int, per_image: float, free: float, *, group: int = 1, headroom: float = 0.8) -> int:
+    """The largest batch that fits: ``floor(headroom * free / per_image)``, within ``group..total``.
+
+    Args:
+        total: images to render.
+        per_image: peak bytes one more image costs (measured on a small batch).
+        free: bytes this process may still allocate.
+        group: batches hold whole groups of this many images (diversity).
+        headroom: the fraction of ``free`` to plan for (default 0.8: fragmentation, workspaces).
+
+    Returns:
+        A multiple of ``group`` (or ``total``), at least ``group``.
+    """
+    group = max(1, int(group))
+    if per_image <= 0:
+        return total
+    fits = int(headroom * free // per_image)
+    size = min(total, max(group, fits - fits % group))
+    return max(1, size)
+
+
+def free_memory(device: torch.device | str) -> int:
+    """Bytes this process may still allocate on CUDA ``device``: free memory, reserved-but-unused memory,
+    within ``torch.cuda.set_per_process_memory_fraction``'s cap."""
+    device = torch.device(device)
+    free, total = torch.cuda.mem_get_info(device)
+    reserved, allocated = torch.cuda.memory_reserved(device), torch.cuda.memory_allocated(device)
+    available = free + reserved - allocated
+    fraction = torch.cuda.get_per_process_memory_fraction(device) if hasattr(torch.cuda, "get_per_process_memory_fraction") else 1.0
+    return int(max(0, min(available, fraction * total - allocated)))
+
+
+class CudaMemory:
+    """What :func:`auto_batch` asks of a device's memory; tests pass a fake with the same four methods."""
+
+    def __init__(self, device: torch.device | str) -> None:
+        self.device = torch.device(device)
+
+    def reset(self) -> None:
+        """Return cached blocks and restart the peak counter."""
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(self.device)
+
+    def allocated(self) -> int:
+        """Bytes allocated now."""
+        return int(torch.cuda.memory_allocated(self.device))
+
+    def peak(self) -> int:
+        """The most bytes allocated since :meth:`reset`."""
+        return int(torch.cuda.max_memory_allocated(self.device))
+
+    def free(self) -> int:
+        """Bytes this process may still allocate (:func:`free_memory`)."""
+        return free_memory(self.device)
+
+
+def auto_batch(total: int, group: int, run: Callable[[int], object], memory: CudaMemory, probe: int = 8) -> int:
+    """The batch for ``total`` images: run one step of a small batch, scale its peak memory linearly.
+
+    Args:
+        total: images to render.
+        group: batches hold whole groups of this many images.
+        run: ``run(n)`` does one step on ``n`` images (the memory that counts).
+        memory: the device's memory (:class:`CudaMemory` or a fake).
+        probe: the small batch (default 8, rounded to whole groups, at most ``total``).
+
+    Returns:
+        :func:`plan_batch` of the measured bytes per image and the free memory.
+    """
+    small = min(total, max(group, probe - probe % max(1, group)))
+    memory.reset()
+    before = memory.allocated()
+    run(small)
+    per_image = (memory.peak() - before) / small
+    memory.reset()
+    return plan_batch(total, per_image, memory.free(), group=group)
+
 
 
 def check_finite_output(name: str, module: torch.nn.Module, output: torch.Tensor) -> None:

@@ -12,6 +12,20 @@ is drawn from the ``torch.Generator`` passed in, so the same seed gives the same
 sequence of transformations. Transforms keep the graph: gradients flow through
 them to the image parameters.
 
+**Per-image randomness.** Given a :class:`~probe.streams.ImageStreams` instead
+of a generator (what :func:`probe.maximize` does), every image draws its own
+offsets, scale and angle from its own stream, so an image is transformed the
+same whether it is alone or in a batch of 512. Then a run of consecutive
+geometric transforms (constant pad, jitter, scale, rotate, centre fit) is
+fused into one affine resampling: one ``affine_grid`` + ``grid_sample`` per
+step instead of a pass per transform. The distributions stay the same; two
+differences in geometry: a random scale zooms about the centre on a canvas of
+the same size (instead of resizing it), which the final centre fit would crop
+or pad back anyway, and the image is interpolated once, not once per
+transform. Pixels from outside the image take the run's first fill value (the
+pad's 0.5 in the standard chain), or repeat the border when no transform of
+the run has one.
+
 Example::
 
     from probe import transforms as T
@@ -34,6 +48,7 @@ import torch
 import torch.nn.functional as F
 
 from probe.errors import ProbeUsageError
+from probe.streams import ImageStreams
 
 __all__ = [
     "Transform",
@@ -52,6 +67,7 @@ __all__ = [
     "standard_transforms",
     "transforms_for_size",
     "PAD_MODES",
+    "resample",
 ]
 
 PAD_MODES = ("constant", "reflect", "replicate", "circular")
@@ -104,6 +120,8 @@ class Pad:
         _check_batch(images, "pad")
         if self.width == 0:
             return images
+        if isinstance(generator, ImageStreams) and self.mode == "constant":
+            return resample(images, [self], generator)
         widths = (self.width,) * 4
         if self.mode == "constant":
             return F.pad(images, widths, mode="constant", value=self.value)
@@ -132,6 +150,8 @@ class Jitter:
         height, width = images.shape[-2:]
         if d >= min(height, width):
             raise ProbeUsageError(f"jitter distance {d} is too large for images of {height}x{width}")
+        if isinstance(generator, ImageStreams):
+            return resample(images, [self], generator)
         offsets = torch.randint(d + 1, (2,), generator=generator, device=_device(generator)).tolist()
         oy, ox = int(offsets[0]), int(offsets[1])
         return images[..., oy : oy + height - d, ox : ox + width - d]
@@ -149,6 +169,8 @@ class RandomScale:
 
     def __call__(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         _check_batch(images, "random_scale")
+        if isinstance(generator, ImageStreams):
+            return resample(images, [self], generator)
         scale = _choice(self.scales, generator)
         height, width = images.shape[-2:]
         size = (max(1, round(scale * height)), max(1, round(scale * width)))
@@ -190,6 +212,8 @@ class RandomRotate:
 
     def __call__(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         _check_batch(images, "random_rotate")
+        if isinstance(generator, ImageStreams):
+            return resample(images, [self], generator)
         angle = _choice(self.angles, generator)
         if angle % 360 == 0:
             return images
@@ -235,12 +259,143 @@ class Compose:
     transforms: tuple[Transform, ...]
 
     def __call__(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        if isinstance(generator, ImageStreams):
+            return _apply_fused(self.transforms, images, generator)
         for transform in self.transforms:
             images = transform(images, generator)
         return images
 
     def __len__(self) -> int:
         return len(self.transforms)
+
+
+# ------------------------------------------------------------------ per-image, fused
+_FUSABLE = (Jitter, RandomScale, RandomRotate, CenterFit)
+
+
+def _fusable(transform: object) -> bool:
+    return isinstance(transform, _FUSABLE) or (isinstance(transform, Pad) and transform.mode == "constant")
+
+
+def _translation(dx: torch.Tensor | float, dy: torch.Tensor | float, n: int, device: torch.device) -> torch.Tensor:
+    """``(N, 3, 3)`` maps ``(x, y, 1) -> (x + dx, y + dy, 1)``; ``dx``/``dy`` are numbers or ``(N,)``."""
+    matrix = torch.eye(3, device=device).repeat(n, 1, 1)
+    matrix[:, 0, 2] = dx
+    matrix[:, 1, 2] = dy
+    return matrix
+
+
+def _about_centre(linear: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Embed ``(N, 2, 2)`` linear maps as ``(N, 3, 3)`` maps about the centre of an ``(H, W)`` canvas."""
+    n, device = linear.shape[0], linear.device
+    cx, cy = size[1] / 2, size[0] / 2
+    matrix = torch.eye(3, device=device).repeat(n, 1, 1)
+    matrix[:, :2, :2] = linear
+    return _translation(cx, cy, n, device) @ matrix @ _translation(-cx, -cy, n, device)
+
+
+def _step_affine(
+    transform: object, streams: ImageStreams, size: tuple[int, int]
+) -> tuple[torch.Tensor | None, tuple[int, int]]:
+    """One transform as ``(N, 3, 3)`` output->input pixel coordinates (None: identity) and its output size.
+
+    Coordinates are continuous: pixel ``(i, j)`` covers ``[j, j+1] x [i, i+1]``.
+    """
+    n, device = len(streams), streams.device
+    height, width = size
+    if isinstance(transform, Pad):
+        w = transform.width
+        return (_translation(-w, -w, n, device) if w else None), (height + 2 * w, width + 2 * w)
+    if isinstance(transform, Jitter):
+        d = transform.distance
+        if d == 0:
+            return None, size
+        if d >= min(height, width):
+            raise ProbeUsageError(f"jitter distance {d} is too large for images of {height}x{width}")
+        offsets = streams.integers(d + 1, 2).to(torch.float32)  # (N, 2): y, x
+        return _translation(offsets[:, 1], offsets[:, 0], n, device), (height - d, width - d)
+    if isinstance(transform, RandomScale):
+        options = streams.table(transform.scales)
+        inverse = 1.0 / options[streams.integers(len(options), 1)[:, 0]]
+        return _about_centre(torch.diag_embed(torch.stack([inverse, inverse], 1)), size), size
+    if isinstance(transform, RandomRotate):
+        options = streams.table([math.radians(a) for a in transform.angles])
+        angle = options[streams.integers(len(options), 1)[:, 0]]
+        cos, sin = angle.cos(), angle.sin()
+        linear = torch.stack([torch.stack([cos, -sin], 1), torch.stack([sin, cos], 1)], 1)
+        return _about_centre(linear, size), size
+    if isinstance(transform, CenterFit):
+        target_h, target_w = transform.size
+
+        def offset(have: int, want: int) -> int:
+            return (have - want) // 2 if have >= want else -((want - have) // 2)
+
+        dy, dx = offset(height, target_h), offset(width, target_w)
+        return (_translation(dx, dy, n, device) if dx or dy else None), (target_h, target_w)
+    raise TypeError(f"{type(transform).__name__} is not a geometric transform")
+
+
+def _fill(transform: object) -> float | None:
+    if isinstance(transform, Pad) and transform.width > 0:
+        return transform.value
+    if isinstance(transform, RandomRotate):
+        return transform.fill
+    if isinstance(transform, CenterFit):
+        return transform.value
+    return None
+
+
+def resample(images: torch.Tensor, transforms: Sequence[Transform], streams: ImageStreams) -> torch.Tensor:
+    """Apply a run of geometric transforms with per-image draws as one affine resampling.
+
+    Args:
+        images: ``(N, C, H, W)``.
+        transforms: constant :class:`Pad`, :class:`Jitter`, :class:`RandomScale`,
+            :class:`RandomRotate` and :class:`CenterFit`, in order.
+        streams: one stream per image (``len(streams) == N``).
+
+    Returns:
+        ``(N, C, H', W')``: one bilinear ``grid_sample`` of ``images``; pixels from
+        outside take the first fill value of the run (border pixels when none has one).
+    """
+    _check_batch(images, "resample")
+    n, _, height, width = images.shape
+    if len(streams) != n:
+        raise ProbeUsageError(f"{len(streams)} random streams for a batch of {n} images")
+    size = (height, width)
+    matrix: torch.Tensor | None = None
+    fill: float | None = None
+    for transform in transforms:
+        step, size = _step_affine(transform, streams, size)
+        if fill is None:
+            fill = _fill(transform)
+        if step is not None:
+            matrix = step if matrix is None else matrix @ step
+    if matrix is None:
+        return images if size == (height, width) else CenterFit(size, 0.5 if fill is None else fill)(images)
+    out_h, out_w = size
+    ys = torch.arange(out_h, dtype=torch.float32, device=images.device) + 0.5
+    xs = torch.arange(out_w, dtype=torch.float32, device=images.device) + 0.5
+    m = matrix[:, :2, :, None, None]  # (N, 2, 3, 1, 1); elementwise below, so each image is computed alone
+    source = m[:, :, 0] * xs[None, None, None, :] + m[:, :, 1] * ys[None, None, :, None] + m[:, :, 2]  # (N, 2, H', W')
+    # grid: (N, H', W', 2), x and y in [-1, 1] (align_corners=False: -1 is the left edge of the first pixel)
+    grid = torch.stack([source[:, 0] / (width / 2) - 1, source[:, 1] / (height / 2) - 1], -1).to(images.dtype)
+    if fill is None:
+        return F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    return F.grid_sample(images - fill, grid, mode="bilinear", padding_mode="zeros", align_corners=False) + fill
+
+
+def _apply_fused(transforms: Sequence[Transform], images: torch.Tensor, streams: ImageStreams) -> torch.Tensor:
+    """Apply ``transforms`` in order with per-image draws, fusing each run of geometric ones."""
+    run: list[Transform] = []
+    for transform in transforms:
+        if _fusable(transform):
+            run.append(transform)
+            continue
+        if run:
+            images, run = resample(images, run, streams), []
+        images = transform(images, streams if isinstance(transform, Compose) else streams.generator)
+    return resample(images, run, streams) if run else images
 
 
 def pad(width: int, mode: str = "constant", value: float = 0.5) -> Pad:

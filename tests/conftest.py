@@ -12,6 +12,18 @@ from tinynets import tiny
 torch.set_num_threads(2)
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Skip ``cuda``-marked tests without a GPU, and ``slow`` ones unless asked for with ``-m slow``."""
+    no_gpu = pytest.mark.skip(reason="needs a CUDA GPU (torch.cuda.is_available() is false)")
+    not_asked = pytest.mark.skip(reason="slow: run with -m slow")
+    asked_for_slow = "slow" in (config.getoption("-m") or "")
+    for item in items:
+        if "cuda" in item.keywords and not torch.cuda.is_available():
+            item.add_marker(no_gpu)
+        if "slow" in item.keywords and not asked_for_slow:
+            item.add_marker(not_asked)
+
+
 @pytest.fixture(autouse=True)
 def no_downloads(monkeypatch: pytest.MonkeyPatch) -> None:
     """Make any weight download fail as it does offline, so tests never reach the network."""

@@ -13,6 +13,7 @@ version counter to tell) is what the first and third rows time.
 
 from __future__ import annotations
 
+import functools
 import statistics
 from collections.abc import Callable
 from typing import Any
@@ -23,7 +24,9 @@ LAYERS = ("features.8", "features.18", "features.29")  # relu2_2, relu4_1, relu5
 CONVS = ("features.7", "features.17", "features.28")  # conv2_2, conv4_1, conv5_3: rewritten by in-place ReLUs
 
 
+@functools.lru_cache(maxsize=None)
 def _setup(device: str, batch: int, size: int):
+    """vgg16 (seeded random weights) and a batch of images, built once per process."""
     import torch
     import torchvision
 

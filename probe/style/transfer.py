@@ -15,7 +15,7 @@ from probe.hooks import evaluating
 from probe.images import divergence, fit_size, resize
 from probe.memory import HEADROOM, bytes_per_pixel, check_fits
 from probe.models import LoadedModel, as_loaded
-from probe.runtime import Precision, ProgressFn, check_finite, make_generator
+from probe.runtime import Precision, ProgressFn, check_finite, make_generator, progress_every, resolve_precision
 from probe.style.colors import keep_content_colors, match_histograms
 from probe.style.inputs import (
     ImageSource,
@@ -148,7 +148,8 @@ class _Run:
 
     def _record(self, parts: dict[str, torch.Tensor], pixels: torch.Tensor, scale: int) -> None:
         step = len(self.history["total"]) + 1
-        if self.progress is not None or step % 25 == 0:  # a check syncs a GPU: not every step
+        report = self.progress is not None and (step % progress_every(pixels.device) == 0 or step == self.total_steps)
+        if report or step % 25 == 0:  # a check syncs a GPU: not every step
             check_finite(parts["total"].detach(), "the style-transfer loss", step)
         for key in LOSS_NAMES:
             self.history[key].append(parts[key].detach())
@@ -158,7 +159,7 @@ class _Run:
         self.best_image = torch.where(better, pixels.detach()[0], self.best_image)
         if step in self.snapshot_at:
             self.snapshots.append((step, pixels.detach()[0].clamp(0, 1).cpu()))
-        if self.progress is not None:
+        if report:
             self.progress(step, self.total_steps, {key: float(parts[key].detach()) for key in LOSS_NAMES})
 
 
@@ -240,14 +241,16 @@ def style_transfer(
             each scale runs ``steps`` steps and its result, upsampled,
             initializes the next.
         snapshots: intermediate images to keep, evenly spread (default 4).
-        progress: ``progress(step, total, metrics)`` after each step, metrics
-            being the current losses.
+        progress: ``progress(step, total, metrics)`` after each step (every 16
+            on CUDA, where each call waits for the device), metrics being the
+            current losses.
         seed: seed of the random initialization (default 0).
         generator: a ``torch.Generator`` to use instead of ``seed``.
         device: where to run when ``model`` is a spec (default: CUDA if any);
             must match a loaded model's device.
         precision: ``"fp32"`` (default), ``"bf16"`` or ``"fp16"`` (autocast on
-            the forward pass; Gram matrices and losses stay float32).
+            the forward pass; Gram matrices and losses stay float32); ``"auto"``:
+            bf16 with channels-last on CUDA, fp32 on the CPU.
         channels_last: run the convolutions in channels-last memory format
             (default False): 1.3x faster for googlenet on CPU, 5% slower
             for VGG19 style; see :func:`~probe.models.frozen_view`.
@@ -274,7 +277,9 @@ def style_transfer(
     steps = int(steps)
     lr = DEFAULT_LR[optimizer] if lr is None else float(lr)
 
-    loaded = as_loaded(model, device).frozen(channels_last)  # no weight gradients computed: ~10-20% of each step
+    loaded = as_loaded(model, device)
+    precision, channels_last = resolve_precision(precision, loaded.device, channels_last)  # "auto": bf16 on CUDA
+    loaded = loaded.frozen(channels_last)  # no weight gradients computed: ~10-20% of each step
     device = loaded.device
     channels = loaded.preprocess.channels
     plan = plan_layers(loaded.module, content_layers, style_layers)

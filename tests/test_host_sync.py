@@ -1,0 +1,82 @@
+"""The step loops never wait for the device: syncs are counted per run, and must not grow with the steps."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from tinynets import tiny_gray
+
+import probe
+from probe import objectives as O
+from probe.errors import ProbeRuntimeError
+from probe.models import Preprocess, load_model
+
+PROBE = str(Path(probe.__file__).parent)
+SYNCS = ("item", "tolist", "cpu", "numpy", "__bool__", "__float__", "__int__", "__index__")
+
+
+@pytest.fixture
+def count_syncs(monkeypatch):
+    """Count the calls that read a tensor back to the host, made from cnn-probe's own code."""
+    calls: list[str] = []
+    for name in SYNCS:
+        original = getattr(torch.Tensor, name)
+
+        def counted(self, *args, _original=original, _name=name, **kwargs):
+            caller = sys._getframe(1).f_code.co_filename
+            if caller.startswith(PROBE):
+                calls.append(f"{_name} {Path(caller).name}:{sys._getframe(1).f_lineno}")
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(torch.Tensor, name, counted)
+    return calls
+
+
+def model():
+    return load_model(tiny_gray(), preprocess=Preprocess((0.2,), (0.3,), 1, (16, 16)))
+
+
+def syncs(calls, **options):
+    calls.clear()
+    probe.maximize(model(), O.channel("conv2", range(4)), image_size=12, **options)
+    return len(calls)
+
+
+def test_the_render_loop_does_not_sync_each_step(count_syncs):
+    few, many = syncs(count_syncs, steps=3), syncs(count_syncs, steps=9)
+    assert few == many, count_syncs
+    chunked = syncs(count_syncs, steps=9, batch=2)
+    assert chunked > many and syncs(count_syncs, steps=3, batch=2) == chunked  # a few per chunk, none per step
+
+
+def test_progress_reads_the_device_only_every_k_steps(count_syncs):
+    calls = []
+    none = syncs(count_syncs, steps=8)
+    once = syncs(count_syncs, steps=8, progress_every=8, progress=lambda *a: calls.append(a[0]))
+    twice = syncs(count_syncs, steps=16, progress_every=8, progress=lambda *a: calls.append(a[0]))
+    assert calls == [8, 8, 16] and twice - once == once - none > 0
+
+
+def test_a_nan_is_still_caught_and_named_with_its_step():
+    objective = O.Objective(lambda c: c("conv2").sum((1, 2, 3)) * torch.tensor(float("nan")), "nan", layers=["conv2"])
+    with pytest.raises(ProbeRuntimeError, match="the objective became NaN or infinite at step 1"):
+        probe.maximize(model(), objective, steps=3, image_size=12)
+
+
+class Poison(torch.nn.Module):
+    """Turns every activation into NaN."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * float("nan")
+
+
+def test_a_dream_checks_its_gradient_once_per_octave_and_still_catches_nan():
+    from collections import OrderedDict
+
+    net = torch.nn.Sequential(OrderedDict(conv=torch.nn.Conv2d(1, 2, 3), poison=Poison()))
+    loaded = load_model(net, preprocess=Preprocess((0.2,), (0.3,), 1, (16, 16)))
+    with pytest.raises(ProbeRuntimeError, match="the dream's gradient became NaN"):
+        probe.dream(loaded, torch.rand(1, 20, 20), "poison", steps=2, octaves=1, jitter=0)
