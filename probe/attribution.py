@@ -258,8 +258,9 @@ def attribute(
             raise ProbeUsageError(f"{name} must be at least {least}; got {value}", param=name)
     if not math.isfinite(noise) or noise < 0:
         raise ProbeUsageError(f"noise must be finite and >= 0; got {noise}", param="noise")
-    if not math.isfinite(baseline):
-        raise ProbeUsageError(f"baseline must be finite; got {baseline}", param="baseline")
+    finite = bool(torch.isfinite(baseline).all()) if isinstance(baseline, torch.Tensor) else math.isfinite(baseline)
+    if not finite:
+        raise ProbeUsageError("the baseline must be finite (no NaN or inf)", param="baseline")
     module = loaded.module
     x = model_input(loaded, image, size)
     cam_layer = None

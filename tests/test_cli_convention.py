@@ -152,7 +152,8 @@ def test_python_saves_record_no_command_line(tmp_path):
 @pytest.mark.parametrize("command", ["maximize", "dream", "style"])
 def test_precision_help_and_behaviour_agree(runner, command):
     param = next(p for p in cli.commands[command].params if p.name == "precision")
-    assert list(param.type.choices) == ["fp32", "bf16", "fp16"] and "fp16 needs a CUDA device" in param.help
+    assert list(param.type.choices) == ["fp32", "bf16", "fp16", "auto"] and param.default == "auto"
+    assert "fp16 needs a CUDA device" in param.help and "auto: bf16 with channels-last on CUDA, fp32 on the CPU" in param.help
 
 
 def test_fp16_off_cuda_is_one_clear_usage_error(runner):
