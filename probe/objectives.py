@@ -32,6 +32,7 @@ one value per image: ``l1()`` of a 28x28 image lies between 0 and 784.
 
 from __future__ import annotations
 
+import functools
 import numbers
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -331,8 +332,15 @@ def _units_for(units: tuple[int, ...], context: Context, size: int, layer: str) 
     top = max(chosen)
     if top >= size:
         raise ProbeUsageError(f"unit {top} is out of range for {layer} (0 to {size - 1})", param="units")
-    index = torch.tensor(chosen, device=context.images.device)
+    index = _index_tensor(tuple(chosen), context.images.device)
     return index.expand(context.batch) if len(chosen) == 1 else index
+
+
+@functools.lru_cache(maxsize=256)
+def _index_tensor(units: tuple[int, ...], device: torch.device) -> torch.Tensor:
+    """``units`` as a long tensor on ``device``, made once: a copy to a GPU at every step would wait for it."""
+    with torch.inference_mode(False):  # cached: must stay usable by autograd after a first call in inference mode
+        return torch.tensor(units, device=device)
 
 
 def _per_image(values: torch.Tensor, units: torch.Tensor) -> torch.Tensor:

@@ -156,3 +156,20 @@ def test_parse_units():
     for bad in ("3-", "a", "5-2", "1,,2"):
         with pytest.raises(ProbeUsageError, match="cannot read units"):
             O.parse_units(bad, 50, "conv2")
+
+
+def test_cached_index_and_statistics_tensors_survive_inference_mode():
+    """The per-device caches (unit indices, normalization statistics) made first under inference_mode still
+    serve autograd afterwards: no 'inference tensors cannot be saved for backward'."""
+    from probe import objectives as O
+    from probe.models import Preprocess
+
+    pre = Preprocess((0.123, 0.5), (0.456, 0.456), 2, (8, 8))
+    images = torch.rand(2, 2, 8, 8)
+    with torch.inference_mode():
+        pre.normalize(images)
+        O._index_tensor((1, 0), torch.device("cpu"))
+    leaf = images.clone().requires_grad_(True)
+    values = pre.normalize(leaf)[torch.arange(2), O._index_tensor((1, 0), torch.device("cpu"))]
+    values.sum().backward()
+    assert leaf.grad is not None and torch.allclose(leaf.grad.sum(), torch.tensor(128 / 0.456))

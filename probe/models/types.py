@@ -9,6 +9,7 @@ was trained on.
 from __future__ import annotations
 
 import copy
+import functools
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -41,10 +42,7 @@ class Preprocess:
     input_size: tuple[int, int]
 
     def _stats(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        shape = (1, -1) + (1,) * (like.dim() - 2)
-        mean = torch.as_tensor(self.mean, device=like.device, dtype=like.dtype).view(shape)
-        std = torch.as_tensor(self.std, device=like.device, dtype=like.dtype).view(shape)
-        return mean, std
+        return _stat_tensors(self.mean, self.std, like.device, like.dtype, like.dim())
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
         """``(N, C, H, W)`` images in ``[0, 1]`` -> the model's normalized input, same shape."""
@@ -191,3 +189,15 @@ def frozen_view(module: nn.Module, channels_last: bool = False) -> nn.Module:
         return copy.deepcopy(module, memo)
     except Exception:  # TorchScript and modules that refuse to be copied: use them as they are
         return module
+
+
+@functools.lru_cache(maxsize=64)
+def _stat_tensors(
+    mean: tuple[float, ...], std: tuple[float, ...], device: torch.device, dtype: torch.dtype, dims: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``mean`` and ``std`` as ``(1, C, 1, ...)`` tensors for ``dims``-dimensional inputs, made once per device:
+    a copy to a GPU at every step would make the step wait for it."""
+    shape = (1, -1) + (1,) * (dims - 2)
+    with torch.inference_mode(False):  # cached: must stay usable by autograd after a first call in inference mode
+        return (torch.tensor(mean, device=device, dtype=dtype).view(shape),
+                torch.tensor(std, device=device, dtype=dtype).view(shape))
