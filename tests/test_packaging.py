@@ -3,6 +3,7 @@ nothing else; its metadata says MIT as an SPDX expression. Built from a copy of 
 
 from __future__ import annotations
 
+import importlib.metadata
 import importlib.util
 import shutil
 import subprocess
@@ -16,11 +17,15 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _setuptools_is_new_enough() -> bool:
-    if importlib.util.find_spec("setuptools") is None or importlib.util.find_spec("pip") is None:
+    """Whether this environment can build the wheel offline; read from metadata, since importing setuptools
+    here (after torch and friends imported distutils) trips setuptools' own distutils check."""
+    if importlib.util.find_spec("pip") is None:
         return False
-    import setuptools
-
-    return int(setuptools.__version__.split(".")[0]) >= 77
+    try:
+        version = importlib.metadata.version("setuptools")
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return int(version.split(".")[0]) >= 77
 
 
 @pytest.mark.skipif(not _setuptools_is_new_enough(), reason="needs pip and setuptools>=77 (no build isolation offline)")
