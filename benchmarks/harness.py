@@ -26,7 +26,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).resolve().parent / "results"
-SUITE_ORDER = ("gallery", "record", "style", "dream", "scaling", "options", "gpu")
+SUITE_ORDER = ("gallery", "record", "style", "dream", "scaling", "options", "maco", "gpu")
 
 
 @dataclass
