@@ -5,13 +5,13 @@
     python -m benchmarks.measure_methods                    # the table, on stdout
     python -m benchmarks.measure_methods --steps 256 --out runs/methods   # ... and OUT/measurements.json
 
-For each parametrization (``plain``: the seeds' clipped pixels without
+For each parametrization (``plain``: clipped pixels without
 transforms; then every :data:`probe.param.PARAMETRIZATIONS` with the robust
 preset's transforms), the ten class images of the shipped ``digits`` model are
 synthesized (``class_logit(0..9)``, seed 0, the same steps for all) and measured:
 
 - **judge p**: the probability of the intended digit under ``lenet5``, a
-  different architecture trained separately (seed 002) on the same digits; the
+  different architecture trained separately on the same digits; the
   images are resized to its 32x32 input. Median and minimum over the ten
   classes, and how many of the ten it classifies as intended. A class image that only fools the
   network it was made for scores low here;

@@ -1,6 +1,6 @@
 """Deep Dream: make a network exaggerate what it sees in a photo.
 
-The algorithm (Mordvintsev, Olah and Tyka, 2015; seed 003 of this project):
+The algorithm (Mordvintsev, Olah and Tyka, 2015):
 gradient *ascent* on the image for the activation of chosen layers, so that
 whatever a layer responds to in the photo is strengthened, step after step.
 The pieces live in modules of their own:

@@ -4,8 +4,8 @@ A score to maximize, like every objective of cnn-probe. Per layer, at each
 position of its feature map (channels optionally restricted):
 
 - ``"l2"``: the mean over channels of the squared activation (positive values
-  grow, negative ones shrink: seed 003's "make the positive values larger and
-  the negative ones smaller");
+  grow, negative ones shrink: the positive values get larger and the
+  negative ones smaller);
 - ``"mean"``: the mean activation;
 - with a *guide* image: the dot product with the guide feature that matches
   this position best (the largest dot product), divided by the channel count.

@@ -1,7 +1,7 @@
 """Feature maps: what every chosen layer computes for one input (the Harley MNIST view).
 
 A thin layer over :func:`probe.record`: one forward pass with the chosen layers
-recorded, each channel's *degree of activation* (the sum of its map, seed 003)
+recorded, each channel's *degree of activation* (the sum of its map)
 computed, and the model's prediction kept::
 
     fm = probe.feature_maps("digits", "digits:3", layers=["conv1", "conv2"], top=8)

@@ -6,7 +6,7 @@ higher is better; :func:`probe.maximize` climbs it. Penalties (:func:`l1`,
 
     from probe import objectives as O
     O.channel("conv2", 7)                      # degree of activation of filter 7
-    O.class_logit(3) - 0.3 * O.l1()            # seed 003's L1-constrained class image
+    O.class_logit(3) - 0.3 * O.l1()            # a class image under the L1 constraint
     O.channel("conv2", 7) + 10 * O.diversity("conv2")
 
 Objectives combine with ``+``, ``-``, ``*`` and ``/`` (with numbers or other
@@ -367,13 +367,13 @@ def _check_reduce(reduce: str) -> None:
 
 # ------------------------------------------------------------------ activations
 def channel(layer: str, units: Units, *, reduce: str = "sum") -> Objective:
-    """The degree of activation of filters: ``a^k = sum_ij a^k_ij`` (seed 003).
+    """The degree of activation of filters: ``a^k = sum_ij a^k_ij``, the sum of the feature map.
 
     Args:
         layer: dotted layer name.
         units: one filter (every image works for it) or several (image ``i``
             works for ``units[i]``).
-        reduce: ``"sum"`` over the feature map (default, seed 003's definition)
+        reduce: ``"sum"`` over the feature map (default: the degree of activation)
             or ``"mean"`` (independent of the map's size). On a linear layer,
             ``(N, F)``, the score is the unit's value either way.
 
@@ -547,7 +547,7 @@ def l1(constant: float = 0.0) -> Objective:
     """``sum |x - constant|`` over the pixels and channels of each image in ``[0, 1]`` (a penalty: subtract it).
 
     With ``constant=0`` on dark-background digits this is the amount of ink:
-    seed 003's L1 constraint ``y_i(x) - lambda * sum_ij |x_ij|``. For RGB, 0.5
+    the L1 constraint ``y_i(x) - lambda * sum_ij |x_ij|``. For RGB, 0.5
     (mid-gray) is a natural constant. The weight ``lambda`` depends on the scale
     of the score it is subtracted from: on the shipped ``digits`` model, whose
     class logits reach about 45, ``class_logit(k) - 0.3 * l1()`` halves the ink

@@ -17,7 +17,7 @@ together (any of them can still be given explicitly):
 - ``"robust"`` (default): Fourier parametrization with ``1/f`` scaling, colour
   decorrelation for RGB, and random pad/jitter/scale/rotate scaled to the image
   size (:func:`probe.transforms.transforms_for_size`). Smooth, readable images.
-- ``"plain"``: the seeds' method: gradient ascent on the pixels themselves,
+- ``"plain"``: the textbook method: gradient ascent on the pixels themselves,
   clipped to ``[0, 1]`` after each step, no transforms. The baseline.
 
 The model is never changed: it runs under :func:`probe.hooks.evaluating`,

@@ -9,7 +9,7 @@ number of channels:
 - ``"pixel"``: the parameters are the pixels. With ``squash="sigmoid"``
   (default) the image is ``sigmoid(p)``; with ``squash="clip"`` it is ``p``
   itself and ``p`` is clipped to ``[0, 1]`` after every step (projected gradient
-  ascent: the seeds' method, literally).
+  ascent: the textbook method).
 - ``"fft"``: the parameters are the real and imaginary parts of the image's 2-D
   spectrum (``rfft2``), multiplied by ``1 / max(f, 1/size) ** decay_power``
   before the inverse transform, then ``sigmoid``.

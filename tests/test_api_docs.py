@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 
 import probe
+import probe.atlas
 
 
 def _public_members(obj: object) -> list[tuple[str, object]]:
@@ -16,8 +17,9 @@ def _public_members(obj: object) -> list[tuple[str, object]]:
 
 def test_every_exported_name_is_documented() -> None:
     missing = []
-    for name in probe.__all__:
-        obj = getattr(probe, name)
+    exported = [(name, getattr(probe, name)) for name in probe.__all__]
+    exported += [(f"atlas.{name}", getattr(probe.atlas, name)) for name in probe.atlas.__all__]
+    for name, obj in exported:
         if inspect.ismodule(obj) or inspect.isfunction(obj) or inspect.isclass(obj):
             if not (obj.__doc__ or "").strip():
                 missing.append(name)
@@ -28,5 +30,7 @@ def test_every_exported_name_is_documented() -> None:
 
 
 def test_objective_terms_are_documented() -> None:
-    for name in ("channel", "neuron", "class_logit", "direction", "diversity", "l1", "l2", "total_variation"):
+    for name in ("channel", "neuron", "class_logit", "direction", "diversity", "l1", "l2", "total_variation",
+                 "parse_objective", "caricature", "channel_interpolate", "alignment", "channel_weight",
+                 "neuron_weight", "l2_distance"):
         assert (getattr(probe.objectives, name).__doc__ or "").strip(), name

@@ -105,6 +105,24 @@ def test_the_readme_says_which_command_takes_which_option():
     assert sorted(name for name in cli.commands if "--json" in options_of(name)) == sorted(GALLERY_COMMANDS)
 
 
+def test_probe_help_shows_every_command_with_an_example(runner):
+    text = runner.invoke(cli, ["--help"]).output
+    examples = text[text.index("Every command, with an example"):text.index("Options:")]
+    shown = {line.split()[1] for line in examples.splitlines() if line.strip().startswith("probe ")}
+    assert shown == set(cli.commands)
+
+
+def test_every_option_the_readme_shows_a_command_exists():
+    text = README.read_text()
+    lines = [line for block in re.findall(r"```bash\n(.*?)```", text, re.S) for line in block.splitlines()]
+    lines += re.findall(r"`(probe [a-z]+ [^`]*)`", text)
+    commands = [re.sub(r"\s+#.*$", "", line).split() for line in lines if line.strip().startswith("probe ")]
+    assert len(commands) > 30
+    unknown = [(words[1], option) for words in commands for option in words[2:]
+               if re.fullmatch(r"--[a-z][a-z0-9-]*", option) and option not in options_of(words[1])]
+    assert not unknown
+
+
 def test_readme_and_help_describe_the_method_not_the_tutorials(runner):
     stale = ("seed 003", "seeds' method", "shared/seeds")
     readme = " ".join(README.read_text().split())

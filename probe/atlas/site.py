@@ -9,7 +9,7 @@ Figures per unit (all in ``atlas.json``):
   histogram bin that holds it): the level of a typical image;
 - ``ratio``: ``(score - median) / (best - median)``, the synthetic image's
   degree of activation over the best dataset example's, both counted from the
-  typical image (seed 003's comparison made a figure: above 1, the synthetic
+  typical image (the synthetic-versus-real comparison as one figure: above 1, the synthetic
   image excites the unit more than any image of the dataset). Counted from
   the median because a plain ``score / best`` means nothing when ``best <= 0``,
   as for most of digits' conv2 filters before their ReLU, whose maps sum to

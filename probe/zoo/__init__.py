@@ -2,7 +2,7 @@
 
 Four models, so that every command works offline out of the box:
 
-- ``digits``: the seed-003 network on 28x28 handwritten digits;
+- ``digits``: a small Keras-style network on 28x28 handwritten digits;
 - ``lenet5``: LeNet-5 on 32x32 handwritten digits;
 - ``xo``: the toy X-or-O ConvNet on 32x32 +1/-1 pixel images;
 - ``shapes``: a small VGG-style RGB network on 64x64 coloured shapes and textures.

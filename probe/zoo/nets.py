@@ -22,14 +22,14 @@ __all__ = ["digits_net", "lenet5_net", "xo_net", "shapes_net", "shapes_net_bn", 
 
 
 def digits_net() -> nn.Sequential:
-    """The seed-003 network (a Keras MNIST example) for 28x28 grayscale digits.
+    """A small Keras-style network (the classic Keras MNIST example) for 28x28 grayscale digits.
 
     Shapes for an input ``(N, 1, 28, 28)``::
 
         conv1   (N, 25, 26, 26)   25 filters 3x3, no padding
         relu1   (N, 25, 26, 26)
         pool1   (N, 25, 13, 13)   max 2x2
-        conv2   (N, 50, 11, 11)   50 filters 3x3: the 11x11 maps seed 003 maximizes
+        conv2   (N, 50, 11, 11)   50 filters 3x3: the 11x11 maps whose sums are maximized
         relu2   (N, 50, 11, 11)
         pool2   (N, 50, 5, 5)
         flatten (N, 1250)
@@ -59,7 +59,7 @@ def digits_net() -> nn.Sequential:
 
 
 def lenet5_net() -> nn.Sequential:
-    """LeNet-5 (LeCun et al. 1998, seed 002) for 32x32 grayscale digits, modernised.
+    """LeNet-5 (LeCun et al. 1998) for 32x32 grayscale digits, modernised.
 
     The paper's layers map to module names as follows (input ``(N, 1, 32, 32)``)::
 
@@ -101,9 +101,9 @@ def lenet5_net() -> nn.Sequential:
 
 
 def xo_net() -> nn.Sequential:
-    """The toy X-or-O ConvNet of seeds 000/004 for 32x32 images of +1/-1 pixels.
+    """A toy X-or-O ConvNet for 32x32 images of +1/-1 pixels.
 
-    A few 3x3 first-layer filters (the seeds' diagonal and cross features),
+    A few 3x3 first-layer filters (diagonal and cross detectors),
     two conv/ReLU/max-pool stages, a small hidden layer and two outputs.
     Input ``(N, 1, 32, 32)``::
 

@@ -91,7 +91,7 @@ class ZooSpec:
 _SPECS = (
     ZooSpec(
         name="digits",
-        description="seed-003 CNN: conv1(25 3x3) pool conv2(50 3x3) pool fc1(100) fc2(10); 28x28 gray digits",
+        description="Keras-style digit CNN: conv1(25 3x3) pool conv2(50 3x3) pool fc1(100) fc2(10); 28x28 gray digits",
         build=nets.digits_net,
         input_shape=(1, 28, 28),
         mean=(0.156,),
@@ -129,7 +129,7 @@ _SPECS = (
     ),
     ZooSpec(
         name="xo",
-        description="toy X-or-O ConvNet (seeds 000/004): conv1(4 3x3) pool conv2(8 3x3) pool fc1(32) fc2(2); 32x32 +1/-1 pixels",
+        description="toy X-or-O ConvNet: conv1(4 3x3) pool conv2(8 3x3) pool fc1(32) fc2(2); 32x32 +1/-1 pixels",
         build=nets.xo_net,
         input_shape=(1, 32, 32),
         mean=(0.5,),

@@ -1,9 +1,9 @@
-"""Generated X's and O's: the toy problem of seeds 000 and 004.
+"""Generated X's and O's: the classic toy problem of telling an X from an O.
 
 Each image is 32x32 and binary: stroke pixels are 1, background pixels 0, so
 that after the ``xo`` spec's normalization (mean 0.5, std 0.5) the network sees
-the seeds' +1 (white) / -1 (black) pixels. The generator varies exactly what the
-seeds say the network must be robust to:
++1 (white) / -1 (black) pixels. The generator varies what a classifier of
+hand-drawn X's and O's must be robust to:
 
 - position: the letter is shifted anywhere it still fits;
 - scale: half-extent 6 to 13 pixels;
