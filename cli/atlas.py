@@ -12,7 +12,9 @@ import click
 from probe.atlas.runner import DEFAULT_DIVERSITY, AtlasSummary, build_atlas
 from probe.cli.common import (
     ProbeCommand,
+    complete_layer,
     invocation,
+    list_option,
     model_load_options,
     model_options,
     parse_weights,
@@ -24,9 +26,9 @@ from probe.errors import ProbeRuntimeError
 from probe.optimize import PRESETS
 
 
-def _layers(text: str) -> str | list[str]:
-    parts = [part.strip() for part in text.split(",") if part.strip()]
-    return "all" if parts in ([], ["all"]) else parts
+def _layers(names: list[str] | None) -> str | list[str]:
+    """``--layers`` (repeated or comma-separated) -> ``"all"`` or the layer names."""
+    return "all" if not names or names == ["all"] else names
 
 
 def _worker_args(ctx: click.Context) -> list[str]:
@@ -75,9 +77,9 @@ def _launch(ctx: click.Context, nproc: int) -> None:
 
 @click.command("atlas", cls=ProbeCommand)
 @model_options(default="digits")
-@click.option("--layers", default="all", show_default=True, metavar="all|conv1,conv2",
-              help="Layers to map, comma-separated dotted names; all = every convolution and block with a "
-                   "(C, H, W) output (see 'probe layers MODEL').")
+@list_option("--layers", "layers", default=["all"], metavar="all|NAME", shell_complete=complete_layer,
+             help="Layers to map, dotted names; all = every convolution and block with a (C, H, W) output "
+                  "(see 'probe layers MODEL').")
 @click.option("--dataset", default="zoo", show_default=True, metavar="zoo|skimage|DIR",
               help="Images for the dataset examples: zoo = the embedded model's own data (train then test), "
                    "skimage = scikit-image's photos, DIR = a folder of images, flat or one subfolder per class.")
@@ -106,8 +108,8 @@ def _launch(ctx: click.Context, nproc: int) -> None:
 @click.option("--nproc", type=click.IntRange(min=1), default=None, metavar="N",
               help="Run N local processes through torchrun's launcher (torch.distributed.run --standalone).")
 @click.pass_context
-def command(ctx: click.Context, model: str, weights: str, layers: str, dataset: str, examples: int, per_unit: int,
-            diversity: float | None, preset: str, steps: int, lr: float | None, chunk: int, batch: int,
+def command(ctx: click.Context, model: str, weights: str, layers: list[str] | None, dataset: str, examples: int,
+            per_unit: int, diversity: float | None, preset: str, steps: int, lr: float | None, chunk: int, batch: int,
             limit: int | None, precision: str, channels_last: bool, device: str, seed: int, out: Path | None,
             force: bool, nproc: int | None) -> None:
     """Map every unit of a model: its synthetic image(s) beside the dataset images that excite it most.
