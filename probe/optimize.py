@@ -219,16 +219,7 @@ def _param_factory(param: str | ParamFactory | None, preset: Preset) -> tuple[Pa
         kind, options = param, {}
     else:
         return param, getattr(param, "__name__", type(param).__name__)
-    if kind not in P.PARAMETRIZATIONS:
-        raise ProbeUsageError(
-            f"unknown parametrization {kind!r}; parametrizations are: {', '.join(P.PARAMETRIZATIONS)}", param="param"
-        )
-
-    def factory(shape: tuple[int, int, int, int], generator: P.Generators, device: torch.device) -> P.ImageParam:
-        return P.image_param(kind, shape, generator=generator, device=device, **options)
-
-    factory.per_image = True  # type: ignore[attr-defined]  # takes one generator per image
-
+    factory = P.parametrization(kind, **options)  # per-image: one generator per image; refuses an unknown kind
     described = kind + "".join(f" {k}={v}" for k, v in options.items())
     return factory, described
 
@@ -360,7 +351,10 @@ def maximize(
         param: ``"fft"``, ``"pixel"``, ``"maco"``, ``"cppn"``, ``"laplacian"``
             (:data:`probe.param.PARAMETRIZATIONS`), or ``factory(shape, generator,
             device) -> ImageParam`` such as :func:`probe.param.parametrization`
-            (default: the preset's).
+            (default: the preset's). A factory with ``per_image = True`` (the named
+            ones and :func:`~probe.param.parametrization`'s) gets one generator per
+            image, so a unit's image does not depend on its batch; any other gets one
+            generator for the chunk.
         transforms: None (the preset's), ``"standard"``
             (:func:`~probe.transforms.transforms_for_size`), ``"none"``, a
             transform or a list of them.

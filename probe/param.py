@@ -352,7 +352,7 @@ def maco_image(
     spectrum: object = None,
     sd: float = 1.0,
     decorrelate: bool | None = None,
-    generator: torch.Generator | None = None,
+    generator: Generators = None,
     device: torch.device | str = "cpu",
 ) -> MacoParam:
     """MACO (Fel et al. 2023): only the Fourier phase is optimized; the magnitude is a natural-image spectrum.
@@ -373,7 +373,7 @@ def maco_image(
             magnitude tensor (resized).
         sd: standard deviation of the random initial phase (default 1.0).
         decorrelate: as for :func:`pixel_image` (default: yes for 3 channels).
-        generator: for the initial phase.
+        generator: for the initial phase, or one generator per image.
         device: where the parameters live.
 
     Returns:
@@ -405,14 +405,16 @@ def maco_image(
                      {"decorrelate": use_colors, "spectrum": chosen.source}, transparency, chosen.source)
 
 
-def parametrization(kind: str, **options: object) -> Callable[[tuple[int, int, int, int], torch.Generator,
+def parametrization(kind: str, **options: object) -> Callable[[tuple[int, int, int, int], Generators,
                                                                 torch.device], ImageParam]:
     """A parametrization with options, as the ``param`` of :func:`probe.maximize`.
 
     ``probe.maximize(m, obj, param=parametrization("maco", spectrum="photos/"))``
     uses MACO with the spectrum of your own photos; ``parametrization("fft",
     init=image)`` starts from an image. The factory's ``__name__`` describes it
-    (what the manifest records as ``param``).
+    (what the manifest records as ``param``). It is per-image (``factory.per_image
+    = True``): the render hands it one generator per image, so each image's initial
+    parameters come from its own stream and a unit renders the same in any batch.
 
     Args:
         kind: a name of :data:`PARAMETRIZATIONS`.
@@ -425,9 +427,10 @@ def parametrization(kind: str, **options: object) -> Callable[[tuple[int, int, i
         raise ProbeUsageError(f"unknown parametrization {kind!r}; parametrizations are: {', '.join(PARAMETRIZATIONS)}",
                               param="param")
 
-    def factory(shape: tuple[int, int, int, int], generator: torch.Generator, device: torch.device) -> ImageParam:
+    def factory(shape: tuple[int, int, int, int], generator: Generators, device: torch.device) -> ImageParam:
         return image_param(kind, shape, generator=generator, device=device, **options)
 
+    factory.per_image = True  # type: ignore[attr-defined]  # takes one generator per image
     shown = {key: value for key, value in options.items() if isinstance(value, (str, int, float, bool))}
     factory.__name__ = kind + "".join(f" {key}={value}" for key, value in shown.items())
     return factory
@@ -445,7 +448,7 @@ def cppn_image(
     *,
     hidden: int = 24,
     layers: int = 8,
-    generator: torch.Generator | None = None,
+    generator: Generators = None,
     device: torch.device | str = "cpu",
 ) -> ImageParam:
     """A compositional pattern-producing network per image (Lucid's CPPN): pixel colour = net(x, y).
@@ -462,7 +465,7 @@ def cppn_image(
         shape: ``(N, C, H, W)``.
         hidden: units per hidden layer (default 24).
         layers: number of layers, the output layer included (default 8, >= 2).
-        generator: for the initial weights.
+        generator: for the initial weights, or one generator per image (its network's weights drawn from it).
         device: where the parameters live.
 
     Returns:
@@ -505,7 +508,7 @@ def laplacian_image(
     levels: int = 4,
     sd: float = 0.01,
     decorrelate: bool | None = None,
-    generator: torch.Generator | None = None,
+    generator: Generators = None,
     device: torch.device | str = "cpu",
 ) -> ImageParam:
     """A Laplacian-pyramid parametrization (Lucid's ``laplacian_pyramid``): a sum of upsampled low-resolution images.
@@ -520,7 +523,7 @@ def laplacian_image(
         levels: pyramid levels (default 4; 1 is the pixel parametrization).
         sd: standard deviation of each level's initial noise (default 0.01).
         decorrelate: as for :func:`pixel_image` (default: yes for 3 channels).
-        generator: for the initial noise.
+        generator: for the initial noise, or one generator per image (all its levels drawn from it).
         device: where the parameters live.
 
     Returns:

@@ -75,10 +75,25 @@ def test_fused_resampling_matches_the_transforms_one_by_one():
 
 
 def test_initial_images_come_from_one_generator_per_image():
-    for kind in ("fft", "pixel"):
+    for kind in P.PARAMETRIZATIONS:
         batch = P.image_param(kind, (6, 3, 12, 12), generator=ImageStreams(keys(range(6))).generators())
         alone = P.image_param(kind, (1, 3, 12, 12), generator=ImageStreams(keys([3])).generators())
-        assert torch.equal(batch()[3], alone()[0])
+        assert torch.equal(batch()[3], alone()[0]), kind
+        for together, single in zip(batch.params, alone.params):  # a CPPN starts mid-gray: compare its weights
+            assert torch.equal(together[3], single[0]), kind
+        assert any(not torch.equal(p[2], p[3]) for p in batch.params), kind
+
+
+def test_every_parametrization_factory_takes_one_generator_per_image():
+    assert getattr(P.parametrization("cppn", hidden=4, layers=3), "per_image", False)
+    model = load_model(nn.Sequential(OrderedDict(mix=Mix(), pool=nn.AvgPool2d(2))),
+                       preprocess=Preprocess((0.5,) * 3, (0.25,) * 3, 3, (12, 12)))
+    for param in ("maco", "cppn", "laplacian", P.parametrization("cppn", hidden=4, layers=3),
+                  P.parametrization("laplacian", levels=2), P.parametrization("maco", sd=0.5)):
+        alone = maximize(model, O.channel("mix", [7]), steps=3, seed=5, param=param)
+        batch = maximize(model, O.channel("mix", range(4, 10)), steps=3, seed=5, param=param)
+        assert torch.equal(alone.images[0], batch.images[3]), param
+        assert not torch.equal(batch.images[2], batch.images[3]), param
 
 
 class Mix(nn.Module):
