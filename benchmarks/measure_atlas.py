@@ -3,7 +3,7 @@
 ::
 
     python -m benchmarks.measure_atlas                      # both measurements, printed and in OUT/measurements.json
-    python -m benchmarks.measure_atlas --repeats 3 --steps 64
+    python -m benchmarks.measure_atlas --repeats 3 --steps 64    # short runs: the per-process warm-up shows
 
 1. **Units per second, 1 and 2 processes.** The same atlas (conv1 and conv2,
    75 units) made by ``probe atlas`` in one process with one thread and by
@@ -93,7 +93,7 @@ def figure(root: Path) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--steps", type=int, default=64, help="steps of the speed runs (default 64)")
+    parser.add_argument("--steps", type=int, default=256, help="steps of the speed runs (default 256, the atlas default: fewer leave each process's warm-up unamortized)")
     parser.add_argument("--chunk", type=int, default=4, help="units per chunk of the speed runs (default 4)")
     parser.add_argument("--repeats", type=int, default=2, help="interleaved pairs of runs (default 2)")
     parser.add_argument("--out", type=Path, default=None, help="where measurements.json goes (default: a temp folder)")
