@@ -14,8 +14,8 @@ from PIL import Image
 
 from probe.errors import ProbeRuntimeError, ProbeUsageError
 from probe.gallery.html import SMALL_IMAGE, render_collection_page, with_index_link
-from probe.gallery.outdir import MARKER, read_marker, write_marker
-from probe.gallery.writer import MANIFEST, _is_gallery
+from probe.gallery.outdir import MARKER, is_gallery, read_marker, write_marker
+from probe.gallery.writer import MANIFEST
 
 __all__ = ["write_collection_index", "run_card"]
 
@@ -90,7 +90,7 @@ def _link_back(folder: Path, root: Path) -> None:
 
 def _check_index_destination(root: Path, page: Path) -> None:
     """Refuse to write ``root/index.html`` anywhere but where ``probe gallery`` wrote it before, or where none is."""
-    if _is_gallery(root) or read_marker(root, "gallery") is not None:
+    if is_gallery(root) or read_marker(root, "gallery") is not None:
         raise ProbeUsageError(
             f"{str(root)!r} is one run's gallery and its index.html is that run's page; "
             "index the folder that holds the runs instead (probe gallery runs)",
@@ -145,7 +145,7 @@ def write_collection_index(root: str | Path, *, title: str | None = None) -> tup
     runs = []
     for manifest_path in sorted(root.rglob(MANIFEST)):
         folder = manifest_path.parent
-        if folder == root or not _is_gallery(folder) or any(part.startswith(".") for part in folder.relative_to(root).parts):
+        if folder == root or not is_gallery(folder) or any(part.startswith(".") for part in folder.relative_to(root).parts):
             continue  # hidden: a staging folder being written, or one left by a crash
         runs.append(run_card(json.loads(manifest_path.read_text()), manifest_path, root))
         _link_back(folder, root)

@@ -124,7 +124,8 @@ def _quote(names: list[str]) -> str:
     return shown + (f" and {len(names) - _SHOWN} more" if len(names) > _SHOWN else "")
 
 
-def _looks_like_old_gallery(folder: Path) -> bool:
+def is_gallery(folder: Path) -> bool:
+    """True when ``folder`` holds a run's gallery (a manifest with ``command`` and ``items``), marked or not."""
     try:
         manifest = json.loads((folder / _MANIFEST).read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -136,7 +137,7 @@ def _replace_refusal(folder: Path) -> str | None:
     """Why ``force`` may not replace ``folder`` (None when it holds a marked cnn-probe gallery and nothing else)."""
     marker = read_marker(folder, "gallery")
     if marker is None:
-        if _looks_like_old_gallery(folder):
+        if is_gallery(folder):
             return (f"output folder {str(folder)!r} holds no {MARKER} marker (a gallery from cnn-probe before 0.2, "
                     "or files that only look like one), so --force cannot tell its files from yours; "
                     "delete or move it yourself, or choose another --out")

@@ -41,15 +41,6 @@ def slug(text: str) -> str:
     return cleaned or "run"
 
 
-def _is_gallery(folder: Path) -> bool:
-    """True when ``folder`` holds a run's gallery (a manifest with ``command`` and ``items``), marked or not."""
-    try:
-        manifest = json.loads((folder / MANIFEST).read_text())
-    except (OSError, ValueError):
-        return False
-    return isinstance(manifest, dict) and "command" in manifest and "items" in manifest
-
-
 def _jsonable(value: Any) -> Any:
     if isinstance(value, float):
         return value if math.isfinite(value) else None
