@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from probe.errors import ProbeRuntimeError, ProbeUsageError
+from probe.runtime import free_memory
 
 __all__ = ["is_out_of_memory", "available_bytes", "saved_bytes", "bytes_per_pixel", "check_fits", "format_bytes", "HEADROOM"]
 
@@ -45,15 +46,15 @@ def format_bytes(count: float) -> str:
 
 
 def available_bytes(device: torch.device | str) -> int | None:
-    """Free memory on ``device`` in bytes: CUDA's ``mem_get_info`` (plus torch's unused cache), else the OS's.
+    """Free memory on ``device`` in bytes: on CUDA what this process may still allocate
+    (:func:`probe.runtime.free_memory`: free, plus torch's unused cache, within the per-process cap), else the OS's.
 
     On the CPU: ``MemAvailable`` of ``/proc/meminfo`` (Linux), else ``os.sysconf`` available pages.
     None when it cannot be known (the caller then skips its check).
     """
     device = torch.device(device)
-    if device.type == "cuda":  # free on the device, plus what torch's caching allocator holds unused
-        cached = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
-        return int(torch.cuda.mem_get_info(device)[0]) + int(cached)
+    if device.type == "cuda":
+        return free_memory(device)
     if device.type != "cpu":
         return None
     try:
