@@ -80,28 +80,14 @@ def cache_dir() -> Path:
     return base / "spectra"
 
 
-def _crop_resize(image: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """Centre-crop ``(C, h, w)`` to the aspect ratio ``height:width``, then resize to ``(C, height, width)``."""
-    _, h, w = image.shape
-    if h * width > w * height:  # too tall
-        keep = max(1, round(w * height / width))
-        top = (h - keep) // 2
-        image = image[:, top:top + keep]
-    else:
-        keep = max(1, round(h * width / height))
-        left = (w - keep) // 2
-        image = image[:, :, left:left + keep]
-    return torch.nn.functional.interpolate(image[None], size=(height, width), mode="bilinear", align_corners=False,
-                                           antialias=True)[0]
-
-
 def images_spectrum(images: list[torch.Tensor], height: int, width: int, channels: int) -> torch.Tensor:
     """The mean amplitude spectrum of ``(C, h, w)`` images in ``[0, 1]``: ``(channels, height, width // 2 + 1)``.
 
     Raises:
         ProbeUsageError: no image, or a channel count other than 1 or 3.
     """
-    from probe.images import to_channels
+    from probe.images import resize, to_channels
+    from probe.inputs import center_crop
     from probe.param import correlate_colors
 
     if channels not in (1, 3):
@@ -110,7 +96,7 @@ def images_spectrum(images: list[torch.Tensor], height: int, width: int, channel
         raise ProbeUsageError("no image to compute a spectrum from", param="spectrum")
     total = torch.zeros(channels, height, width // 2 + 1, dtype=torch.float64)
     for image in images:
-        x = _crop_resize(to_channels(image.float(), channels), height, width)[None]
+        x = resize(center_crop(to_channels(image.float(), channels), width / height), (height, width))[None]
         if channels == 3:
             x = correlate_colors(x)
         x = x - x.mean(dim=(-2, -1), keepdim=True)
