@@ -23,6 +23,7 @@ from PIL import Image
 
 import probe
 from probe.cli.main import cli
+from probe.dream import objective as dream_objective
 from probe.images import divergence, load_image
 from tinynets import tiny
 
@@ -77,7 +78,7 @@ def cpu_oom(_: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         raise RuntimeError("[enforce fail at alloc_cpu.cpp:118] DefaultCPUAllocator: can't allocate memory: "
                            "you tried to allocate 10737418240 bytes. Error code 12 (Cannot allocate memory)")
 
-    monkeypatch.setattr("probe.dream_objective.capture", fail)
+    monkeypatch.setattr(dream_objective, "capture", fail)  # "probe.dream" on probe is the function
 
 
 def memory_error(_: Path, monkeypatch: pytest.MonkeyPatch) -> None:

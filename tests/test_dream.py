@@ -10,8 +10,8 @@ from torch import nn
 
 import probe
 from conftest import no_hooks_left
-from probe.dream_geometry import jitter_roll, octave_sizes, unroll, zoom_crop
-from probe.dream_objective import make_objective
+from probe.dream.geometry import jitter_roll, octave_sizes, unroll, zoom_crop
+from probe.dream.objective import make_objective
 from probe.errors import ProbeUsageError
 from probe.tiling import split, tile_plan
 from tinynets import tiny, tiny_gray

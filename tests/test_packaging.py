@@ -48,7 +48,7 @@ def test_the_wheel_holds_the_packages_weights_and_license(tmp_path):
     tops = {name.split("/")[0] for name in names}
     assert tops == {"probe", info}  # cli/ and gallery/ live under probe/, no tests or benchmarks
     for needed in ("probe/__init__.py", "probe/cli/main.py", "probe/cli/common.py", "probe/gallery/html.py",
-                   "probe/gallery/collection.py", "probe/gallery/stamp.py", "probe/style/transfer.py",
+                   "probe/gallery/collection.py", "probe/gallery/stamp.py", "probe/style/transfer.py", "probe/dream/run.py",
                    "probe/reports/maximize.py", f"{info}/licenses/LICENSE"):
         assert needed in names, needed
     assert len([name for name in names if name.startswith("probe/zoo/weights/") and name.endswith(".pt")]) == 4

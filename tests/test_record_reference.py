@@ -22,7 +22,7 @@ import probe
 from conftest import no_hooks_left
 from probe import objectives as O
 from probe.cli.main import cli
-from probe.dream_objective import make_objective
+from probe.dream.objective import make_objective
 from probe.errors import ProbeUsageError
 from probe.optimize import evaluate
 from probe.tiling import tile_plan

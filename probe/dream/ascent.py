@@ -1,0 +1,69 @@
+"""The gradient ascent of one dream: octave after octave, jittered, normalized steps.
+
+- **Normalized steps**: ``image += lr * g / mean(|g|)``, so ``lr`` is the mean
+  change of a pixel per step whatever the layer's scale; values stay in [0, 1].
+- **Jitter**: before each step the image is rolled by a random shift and the
+  gradient is rolled back (:mod:`probe.dream.geometry`).
+- **Octaves**: the *detail* of each scale (dreamed minus original at that
+  scale) is upsampled and added to the next, larger scale.
+- **Tiles**: the tile grid moves to a random offset at every step (through the
+  same roll as the jitter), so seams never stay in one place.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+from probe.dream.geometry import jitter_roll, unroll
+from probe.dream.objective import DreamObjective
+from probe.images import resize
+from probe.runtime import check_finite
+from probe.tiling import tile_plan
+
+__all__ = ["ascend"]
+
+
+def ascend(
+    objective: DreamObjective,
+    image: torch.Tensor,
+    *,
+    sizes: list[tuple[int, int]],
+    steps: int,
+    lr: float,
+    jitter: int,
+    tile_size: int | None,
+    tile_margin: int,
+    generator: torch.Generator,
+    on_step: Callable[[float, int], None],
+) -> list[torch.Tensor]:
+    """Dream ``image`` (``(1, C, H, W)``) through the octaves ``sizes``; return the image at the end of each."""
+    detail: torch.Tensor | None = None
+    results = []
+    for octave, size in enumerate(sizes):
+        base = image if size == tuple(image.shape[-2:]) else resize(image, size)
+        if detail is not None:
+            detail = F.interpolate(detail, size=size, mode="bilinear", align_corners=False)
+            current = (base + detail).clamp(0.0, 1.0)
+        else:
+            current = base
+        tiles = tile_plan(*size, tile_size, tile_margin)
+        grid_offset = tile_size if tile_size is not None and len(tiles) > 1 else 0
+        finite = torch.ones((), dtype=torch.bool, device=current.device)  # read once per octave: no sync per step
+        for _ in range(steps):
+            rolled, shift = jitter_roll(current, jitter, generator, extra=grid_offset)
+            score, _, grad = objective.evaluate(rolled, tiles, gradient=True)
+            del rolled  # image-sized, like grad and current: few such copies bound a tiled dream's memory
+            grad = unroll(grad, shift)
+            finite &= torch.isfinite(grad).all()
+            scale = grad.abs().mean().clamp_min(torch.finfo(grad.dtype).tiny)  # scale-free: tiny gradients still step
+            current = current.add(grad.mul_(lr / scale)).clamp_(0.0, 1.0)  # in place: few image-sized temporaries
+            on_step(score, octave)
+        check_finite(finite, "the dream's gradient")
+        results.append(current.detach())
+        detail = current.detach() - base
+    return results
+
+
