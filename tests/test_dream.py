@@ -89,7 +89,7 @@ def test_tiled_gradient_equals_untiled_with_enough_margin():
     # receptive-field radius 2, L2 objective: a margin of 4 makes the tiles exact
     tiled_score, _, tiled = objective.evaluate(picture, tile_plan(30, 26, 8, margin=4), gradient=True)
     assert torch.allclose(whole, tiled, atol=1e-7, rtol=1e-5)
-    assert tiled_score == pytest.approx(whole_score, rel=1e-5)
+    assert float(tiled_score) == pytest.approx(float(whole_score), rel=1e-5)
 
 
 def test_tiled_dream_runs_and_rises(model):

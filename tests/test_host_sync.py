@@ -80,3 +80,26 @@ def test_a_dream_checks_its_gradient_once_per_octave_and_still_catches_nan():
     loaded = load_model(net, preprocess=Preprocess((0.2,), (0.3,), 1, (16, 16)))
     with pytest.raises(ProbeRuntimeError, match="the dream's gradient became NaN"):
         probe.dream(loaded, torch.rand(1, 20, 20), "poison", steps=2, octaves=1, jitter=0)
+
+
+def dream_syncs(calls, **options):
+    calls.clear()
+    result = probe.dream(model(), torch.rand(1, 24, 24, generator=torch.Generator().manual_seed(0)), "conv2",
+                         octaves=2, jitter=3, **options)
+    return len(calls), result
+
+
+def test_a_dream_reads_its_scores_once_not_every_step(count_syncs):
+    (few, short), (many, long) = dream_syncs(count_syncs, steps=2), dream_syncs(count_syncs, steps=6)
+    assert few == many, count_syncs
+    assert len(short.history) == 4 and len(long.history) == 12 and all(isinstance(v, float) for v in long.history)
+    tiled, _ = dream_syncs(count_syncs, steps=2, tile_size=8)
+    assert dream_syncs(count_syncs, steps=6, tile_size=8)[0] == tiled, count_syncs  # nor every tile
+
+
+def test_a_dream_still_reports_progress_every_step_on_the_cpu():
+    seen = []
+    result = probe.dream(model(), torch.rand(1, 24, 24), "conv2", octaves=2, steps=3,
+                         progress=lambda step, total, metrics: seen.append((step, total, metrics["objective"])))
+    assert [step for step, _, _ in seen] == list(range(1, 7)) and {total for _, total, _ in seen} == {6}
+    assert [objective for _, _, objective in seen] == pytest.approx(result.history)

@@ -210,7 +210,7 @@ def test_a_two_layer_dream_objective_reads_the_values_before_the_relu(nets) -> N
     reference = captum_activations(loaded.module, loaded.preprocess.normalize(image), ["features.10", "features.12"])
     for name in scorer.layers:
         expected = float(scorer.values(name, reference[name]).mean())
-        assert evaluation.per_layer[name] == pytest.approx(expected, rel=TOLERANCE, abs=TOLERANCE)
+        assert float(evaluation.per_layer[name]) == pytest.approx(expected, rel=TOLERANCE, abs=TOLERANCE)
     assert evaluation.per_layer["features.10"] < 0 < float(scorer.values("features.10", reference["features.10"].relu()).mean())
     assert no_hooks_left(loaded.module)
 

@@ -17,7 +17,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from probe.dream.geometry import jitter_roll, unroll
+from probe.dream.geometry import jitter_shifts, roll, unroll
 from probe.dream.objective import DreamObjective
 from probe.images import resize
 from probe.runtime import check_finite
@@ -37,9 +37,14 @@ def ascend(
     tile_size: int | None,
     tile_margin: int,
     generator: torch.Generator,
-    on_step: Callable[[float, int], None],
+    on_step: Callable[[torch.Tensor, int], None],
 ) -> list[torch.Tensor]:
-    """Dream ``image`` (``(1, C, H, W)``) through the octaves ``sizes``; return the image at the end of each."""
+    """Dream ``image`` (``(1, C, H, W)``) through the octaves ``sizes``; return the image at the end of each.
+
+    Nothing in a step waits for the device: ``on_step(score, octave)`` gets the
+    step's score as a 0-dim tensor on the image's device, the random shifts of
+    an octave are drawn at once, and the gradient's NaN check is read once per octave.
+    """
     detail: torch.Tensor | None = None
     results = []
     for octave, size in enumerate(sizes):
@@ -52,8 +57,8 @@ def ascend(
         tiles = tile_plan(*size, tile_size, tile_margin)
         grid_offset = tile_size if tile_size is not None and len(tiles) > 1 else 0
         finite = torch.ones((), dtype=torch.bool, device=current.device)  # read once per octave: no sync per step
-        for _ in range(steps):
-            rolled, shift = jitter_roll(current, jitter, generator, extra=grid_offset)
+        for shift in jitter_shifts(jitter, generator, steps, extra=grid_offset):
+            rolled = roll(current, shift)
             score, _, grad = objective.evaluate(rolled, tiles, gradient=True)
             del rolled  # image-sized, like grad and current: few such copies bound a tiled dream's memory
             grad = unroll(grad, shift)

@@ -3,8 +3,9 @@
 Pure tensor functions with no model in sight, so each is tested on its own:
 
 - :func:`octave_sizes`: the pyramid of scales an image is dreamed at;
-- :func:`jitter_roll` and :func:`unroll`: shift the image by a random roll
-  before a gradient step and roll the gradient back after, exactly;
+- :func:`jitter_shifts`, :func:`roll` and :func:`unroll`: shift the image by a
+  random roll before a gradient step and roll the gradient back after, exactly
+  (:func:`jitter_roll`: one of each);
 - :func:`zoom_crop`: the next frame of a zoom sequence.
 """
 
@@ -15,7 +16,7 @@ import torch.nn.functional as F
 
 from probe.errors import ProbeUsageError
 
-__all__ = ["MIN_OCTAVE_SIDE", "jitter_roll", "octave_sizes", "unroll", "zoom_crop"]
+__all__ = ["MIN_OCTAVE_SIDE", "jitter_roll", "jitter_shifts", "octave_sizes", "roll", "unroll", "zoom_crop"]
 
 MIN_OCTAVE_SIDE = 16
 """Octaves whose shorter side would fall below this many pixels are left out."""
@@ -48,32 +49,42 @@ def octave_sizes(size: tuple[int, int], octaves: int, octave_scale: float) -> li
     return sizes + [(height, width)]
 
 
-def jitter_roll(
-    image: torch.Tensor, jitter: int, generator: torch.Generator, *, extra: int = 0
-) -> tuple[torch.Tensor, tuple[int, int]]:
-    """Roll ``image`` (``(..., H, W)``) by a random shift, wrapping around.
+def jitter_shifts(jitter: int, generator: torch.Generator, count: int, *, extra: int = 0) -> list[tuple[int, int]]:
+    """``count`` random shifts ``(dy, dx)``, drawn at once: one read of ``generator``'s numbers, not one per step.
 
     Each axis is shifted by an integer drawn uniformly from ``[-jitter, jitter]``
     plus one from ``[0, extra)`` (``extra`` moves a tile grid to a random offset).
+    """
+    shift = torch.randint(-jitter, jitter + 1, (count, 2), generator=generator, device=generator.device)
+    if extra > 1:
+        shift = shift + torch.randint(0, extra, (count, 2), generator=generator, device=generator.device)
+    return [(int(dy), int(dx)) for dy, dx in shift.tolist()]
+
+
+def roll(image: torch.Tensor, shift: tuple[int, int]) -> torch.Tensor:
+    """``image`` (``(..., H, W)``) rolled by ``shift`` ``(dy, dx)``, wrapping around; :func:`unroll` undoes it."""
+    dy, dx = shift
+    if dy == 0 and dx == 0:
+        return image
+    return torch.roll(image, shifts=(dy, dx), dims=(-2, -1))
+
+
+def jitter_roll(
+    image: torch.Tensor, jitter: int, generator: torch.Generator, *, extra: int = 0
+) -> tuple[torch.Tensor, tuple[int, int]]:
+    """Roll ``image`` (``(..., H, W)``) by one random shift of :func:`jitter_shifts`, wrapping around.
 
     Returns:
         The rolled image and the shift ``(dy, dx)``; :func:`unroll` undoes it exactly.
     """
-    shift = torch.randint(-jitter, jitter + 1, (2,), generator=generator, device=generator.device)
-    if extra > 1:
-        shift = shift + torch.randint(0, extra, (2,), generator=generator, device=generator.device)
-    dy, dx = (int(v) for v in shift.tolist())
-    if dy == 0 and dx == 0:
-        return image, (0, 0)
-    return torch.roll(image, shifts=(dy, dx), dims=(-2, -1)), (dy, dx)
+    [shift] = jitter_shifts(jitter, generator, 1, extra=extra)
+    return roll(image, shift), shift
 
 
 def unroll(tensor: torch.Tensor, shift: tuple[int, int]) -> torch.Tensor:
-    """Undo :func:`jitter_roll`'s ``shift`` on ``tensor`` (the image or its gradient)."""
+    """Undo :func:`roll`'s (or :func:`jitter_roll`'s) ``shift`` on ``tensor`` (the image or its gradient)."""
     dy, dx = shift
-    if dy == 0 and dx == 0:
-        return tensor
-    return torch.roll(tensor, shifts=(-dy, -dx), dims=(-2, -1))
+    return roll(tensor, (-dy, -dx))
 
 
 def zoom_crop(image: torch.Tensor, zoom: float) -> torch.Tensor:

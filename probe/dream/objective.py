@@ -42,14 +42,17 @@ OBJECTIVES: tuple[str, ...] = ("l2", "mean")
 class Evaluation(NamedTuple):
     """What :meth:`DreamObjective.evaluate` returns.
 
+    The numbers stay on the image's device (0-dim tensors, detached): a dream's
+    steps never wait for the device; read them with ``float()`` once they are needed.
+
     Attributes:
-        score: the weighted objective of the whole image.
-        per_layer: each layer's unweighted objective.
+        score: the weighted objective of the whole image, 0-dim.
+        per_layer: each layer's unweighted objective, 0-dim each.
         grad: d(score)/d(image), the image's shape; None unless asked for.
     """
 
-    score: float
-    per_layer: dict[str, float]
+    score: torch.Tensor
+    per_layer: dict[str, torch.Tensor]
     grad: torch.Tensor | None
 
 
@@ -168,27 +171,28 @@ class DreamObjective:
         """
         height, width = image.shape[-2:]
         grad = torch.zeros_like(image) if gradient else None
-        per_layer = dict.fromkeys(self.layers, 0.0)
+        zero = torch.zeros((), device=image.device)
+        per_layer = dict.fromkeys(self.layers, zero)
         for tile in tiles:
             window = image[..., tile.window[0], tile.window[1]].detach().requires_grad_(gradient)
             share = tile.window_size[0] * tile.window_size[1] / (height * width)
             with torch.set_grad_enabled(gradient):
                 acts = self.activations(window)
-                score = torch.zeros((), device=image.device)
+                score = zero
                 for name in self.layers:
                     values = self.values(name, acts[name])
                     score = score + self.weights[name] * values.mean() * share
-                    per_layer[name] += _core_mean(values, tile) * share
+                    per_layer[name] = per_layer[name] + _core_mean(values, tile) * share  # not +=: the zero is shared
                 del acts
                 if grad is not None:
                     (window_grad,) = torch.autograd.grad(score, window)
                     grad[..., tile.core[0], tile.core[1]] = window_grad[..., tile.core_in_window[0], tile.core_in_window[1]]
-        total = sum(self.weights[name] * per_layer[name] for name in self.layers)
+        total = sum((self.weights[name] * per_layer[name] for name in self.layers), zero)
         return Evaluation(total, per_layer, grad)
 
 
-def _core_mean(values: torch.Tensor, tile: Tile) -> float:
-    """Sum of the ``(h, w)`` ``values`` over the tile's core (scaled to the window), over ``h * w``."""
+def _core_mean(values: torch.Tensor, tile: Tile) -> torch.Tensor:
+    """Sum of the ``(h, w)`` ``values`` over the tile's core (scaled to the window), over ``h * w``; 0-dim, detached."""
     vh, vw = values.shape
     window_h, window_w = tile.window_size
     rows, cols = tile.core_in_window
@@ -196,7 +200,7 @@ def _core_mean(values: torch.Tensor, tile: Tile) -> float:
         round(rows.start * vh / window_h) : round(rows.stop * vh / window_h),
         round(cols.start * vw / window_w) : round(cols.stop * vw / window_w),
     ]
-    return float(core.detach().sum()) / (vh * vw)
+    return core.detach().float().sum() / (vh * vw)
 
 
 def make_objective(

@@ -20,7 +20,7 @@ from probe.errors import ProbeRuntimeError
 from probe.hooks import evaluating, resolve_layers
 from probe.images import divergence
 from probe.models import LoadedModel, as_loaded
-from probe.runtime import Precision, ProgressFn, autocast, make_generator, resolve_precision
+from probe.runtime import Precision, ProgressFn, autocast, make_generator, progress_every, resolve_precision
 from probe.tiling import tile_plan
 
 __all__ = ["dream"]
@@ -96,7 +96,8 @@ def dream(
             (default False): 1.3x faster for googlenet on CPU, 5% slower
             for VGG19 style; see :func:`~probe.models.frozen_view`.
         progress: ``progress(step, total, {"objective", "octave", "frame"})``
-            after every step.
+            after every step (every 16 on CUDA, where each call waits for the
+            device) and after the last.
 
     Returns:
         A :class:`DreamResult`.
@@ -127,7 +128,8 @@ def dream(
     seed_used = seed if generator is None else None
     generator = generator if generator is not None else make_generator(seed, "cpu")
     total_steps = max(1, frames) * len(sizes) * steps
-    history: list[float] = []
+    every = progress_every(loaded.device)
+    history: list[torch.Tensor] = []  # 0-dim scores on the device, read back once at the end
     frame_images: list[torch.Tensor] = []
     octave_images: list[torch.Tensor] = []
     guide_longer = None
@@ -141,11 +143,12 @@ def dream(
         for frame in range(max(1, frames)):
             current = source[None] if frame == 0 else zoom_crop(frame_images[-1].to(loaded.device), zoom)[None]
 
-            def on_step(score: float, octave: int, frame: int = frame) -> None:
+            def on_step(score: torch.Tensor, octave: int, frame: int = frame) -> None:
                 history.append(score)
-                if progress is not None:
-                    metrics = {"objective": score, "octave": float(octave + 1), "frame": float(frame)}
-                    progress(len(history), total_steps, metrics)
+                step = len(history)
+                if progress is not None and (step % every == 0 or step == total_steps):  # a read waits for a GPU
+                    metrics = {"objective": float(score), "octave": float(octave + 1), "frame": float(frame)}
+                    progress(step, total_steps, metrics)
 
             dreamed = ascend(scorer, current, sizes=sizes, steps=steps, lr=lr, jitter=jitter, tile_size=tile_size,
                               tile_margin=margin, generator=generator, on_step=on_step)  # fmt: skip
@@ -153,7 +156,8 @@ def dream(
                 octave_images = [octave_image[0].cpu() for octave_image in dreamed]
             frame_images.append(dreamed[-1][0].cpu())
         after = scorer.evaluate(frame_images[0][None].to(loaded.device), full_tiles, gradient=False)
-    if not np.isfinite(after.score):
+    before_score, after_score = float(before.score), float(after.score)
+    if not np.isfinite(after_score):
         raise ProbeRuntimeError("the dream's objective became NaN or infinite; lower the learning rate (--lr)")
     options = {
         "layers": names,
@@ -179,17 +183,18 @@ def dream(
         "channels_last": channels_last,
         "device": str(loaded.device),
         "image_size": [height, width],
-        "diverged": divergence(torch.stack(frame_images), torch.tensor([after.score]), start=source.cpu()),
+        "diverged": divergence(torch.stack(frame_images), torch.tensor([after_score]), start=source.cpu()),
     }
     return DreamResult(
         image=frame_images[0],
         input=source.cpu(),
         octaves=octave_images,
         frames=frame_images if frames > 0 else [],
-        objective_before=before.score,
-        objective_after=after.score,
-        layer_objectives={name: {"before": before.per_layer[name], "after": after.per_layer[name]} for name in names},
-        history=history,
+        objective_before=before_score,
+        objective_after=after_score,
+        layer_objectives={name: {"before": float(before.per_layer[name]), "after": float(after.per_layer[name])}
+                          for name in names},
+        history=torch.stack(history).tolist() if history else [],
         options=options,
         model=loaded.name,
         seconds=time.perf_counter() - started,
