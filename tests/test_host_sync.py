@@ -18,21 +18,32 @@ PROBE = str(Path(probe.__file__).parent)
 SYNCS = ("item", "tolist", "cpu", "numpy", "__bool__", "__float__", "__int__", "__index__")
 
 
-@pytest.fixture
-def count_syncs(monkeypatch):
-    """Count the calls that read a tensor back to the host, made from cnn-probe's own code."""
+def counter(monkeypatch, roots: tuple[str, ...]) -> list[str]:
+    """Count the calls that read a tensor back to the host, made from files under ``roots``."""
     calls: list[str] = []
     for name in SYNCS:
         original = getattr(torch.Tensor, name)
 
         def counted(self, *args, _original=original, _name=name, **kwargs):
             caller = sys._getframe(1).f_code.co_filename
-            if caller.startswith(PROBE):
+            if caller.startswith(roots):
                 calls.append(f"{_name} {Path(caller).name}:{sys._getframe(1).f_lineno}")
             return _original(self, *args, **kwargs)
 
         monkeypatch.setattr(torch.Tensor, name, counted)
     return calls
+
+
+@pytest.fixture
+def count_syncs(monkeypatch):
+    """Count the calls that read a tensor back to the host, made from cnn-probe's own code."""
+    return counter(monkeypatch, (PROBE,))
+
+
+@pytest.fixture
+def count_lbfgs_syncs(monkeypatch):
+    """The same, counting torch.optim.LBFGS's own reads too (it ran style transfer's L-BFGS)."""
+    return counter(monkeypatch, (PROBE, sys.modules[torch.optim.LBFGS.__module__].__file__))
 
 
 def model():
@@ -103,3 +114,18 @@ def test_a_dream_still_reports_progress_every_step_on_the_cpu():
                          progress=lambda step, total, metrics: seen.append((step, total, metrics["objective"])))
     assert [step for step, _, _ in seen] == list(range(1, 7)) and {total for _, total, _ in seen} == {6}
     assert [objective for _, _, objective in seen] == pytest.approx(result.history)
+
+
+def style_syncs(calls, steps):
+    calls.clear()
+    result = probe.style_transfer(model(), torch.rand(1, 24, 24, generator=torch.Generator().manual_seed(1)),
+                                  torch.rand(1, 24, 24, generator=torch.Generator().manual_seed(2)),
+                                  content_layers=["conv2"], style_layers=["conv1", "conv2"], size=24, steps=steps,
+                                  snapshots=0)
+    return len(calls), result
+
+
+def test_style_lbfgs_reads_the_device_a_fixed_number_of_times_per_run(count_lbfgs_syncs):
+    (few, short), (many, long) = style_syncs(count_lbfgs_syncs, 4), style_syncs(count_lbfgs_syncs, 12)
+    assert few == many, count_lbfgs_syncs
+    assert len(short.history["total"]) == 4 and len(long.history["total"]) == 12

@@ -28,6 +28,7 @@ from probe.style.inputs import (
     scale_sizes,
 )
 from probe.style.layers import plan_layers
+from probe.style.lbfgs import minimize
 from probe.style.network import Pooling, style_network
 from probe.style.objective import LOSS_NAMES, StyleObjective, StyleTargets
 from probe.style.result import StyleResult
@@ -136,8 +137,9 @@ class _Run:
             pixels.grad = grad
             return parts["total"].detach()
 
-        if optimizer == "lbfgs":
-            torch.optim.LBFGS([pixels], lr=lr, max_iter=steps, max_eval=steps).step(evaluate)
+        if optimizer == "lbfgs":  # torch.optim.LBFGS's iterates, without its several host reads per evaluation
+            recorded = len(self.history["total"])
+            self._trim(recorded + minimize(pixels, evaluate, steps, lr=lr).evaluations)
         else:
             adam = torch.optim.Adam([pixels], lr=lr)
             for _ in range(steps):
@@ -145,6 +147,12 @@ class _Run:
                 adam.step()
         check_finite(self.best_total, "the style-transfer loss", len(self.history["total"]))  # inf: never finite
         return self.best_image.clamp(0.0, 1.0)
+
+    def _trim(self, evaluations: int) -> None:
+        """Forget what was recorded after the first ``evaluations``: those saw the converged image again."""
+        for values in self.history.values():
+            del values[evaluations:]
+        self.snapshots = [(step, image) for step, image in self.snapshots if step <= evaluations]
 
     def _record(self, parts: dict[str, torch.Tensor], pixels: torch.Tensor, scale: int) -> None:
         step = len(self.history["total"]) + 1
