@@ -59,8 +59,9 @@ def _size(text: str | None) -> tuple[int, int] | None:
     return (parsed, parsed) if isinstance(parsed, int) else parsed
 
 
-def _target_layer(loaded: Any, objective: str, layer: str | None, size: tuple[int, int] | None) -> LayerShape:
-    """Check --layer against --objective and learn its shape."""
+def _target_layer(loaded: Any, objective: str, layer: str | None, size: tuple[int, int] | None,
+                  known: LayerShape | None = None) -> LayerShape:
+    """Check --layer against --objective and learn its shape (``known``: already learned for ``layer``)."""
     if layer is None:
         if objective != "class":
             raise ProbeUsageError(
@@ -69,7 +70,7 @@ def _target_layer(loaded: Any, objective: str, layer: str | None, size: tuple[in
                 param="layer",
             )
         layer = OUTPUT
-    info = inspect_layer(loaded, layer, size)
+    info = known if known is not None and known.name == layer else inspect_layer(loaded, layer, size)
     if objective == "class":
         if not info.is_output:
             raise ProbeUsageError(
@@ -158,8 +159,8 @@ def command(
     """
     image_size = _size(size)
     loaded = load_model_from_options(model, weights, device, seed)
-    layer, units, objective = target_shorthand(methods, loaded, layer, units, objective, image_size)
-    info = _target_layer(loaded, objective, layer, image_size)
+    layer, units, objective, known = target_shorthand(methods, loaded, layer, units, objective, image_size)
+    info = _target_layer(loaded, objective, layer, image_size, known)
     chosen = O.parse_units(",".join(units), info.units, info.name)
     copies = per_unit or (4 if diversity > 0 else 1)
     expanded = [unit for unit in chosen for _ in range(copies)]

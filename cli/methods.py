@@ -54,22 +54,25 @@ def method_options(function: F) -> F:
 
 
 def target_shorthand(methods: dict[str, Any], loaded: Any, layer: str | None, units: list[str], objective: str,
-                     size: tuple[int, int] | None) -> tuple[str | None, list[str], str]:
-    """``--target LAYER:UNITS`` -> ``(layer, units, objective)``; the given ones when it is absent.
+                     size: tuple[int, int] | None) -> tuple[str | None, list[str], str, LayerShape | None]:
+    """``--target LAYER:UNITS`` -> ``(layer, units, objective, shape)``; the given ones and None when it is absent.
+
+    ``shape`` is what :func:`~probe.optimize.inspect_layer` found (one dummy
+    pass), for the caller to reuse rather than run the pass again.
 
     Raises:
         ProbeUsageError: ``--target`` together with ``--layer``, or unreadable.
     """
     text = methods.get("target")
     if not text:
-        return layer, units, objective
+        return layer, units, objective, None
     if layer is not None:
         raise ProbeUsageError("--target already names the layer; leave --layer out", param="target")
     name, sep, chosen = text.strip().rpartition(":")
     if not sep or not name or not chosen:
         raise ProbeUsageError(f"cannot read --target {text!r}; write LAYER:UNITS, e.g. conv2:7", param="target")
     info = inspect_layer(loaded, name, size)
-    return name, chosen.split(","), "channel" if len(info.shape) > 1 else "neuron"
+    return name, chosen.split(","), "channel" if len(info.shape) > 1 else "neuron", info
 
 
 def _image(source: str, loaded: Any, size: tuple[int, int], option: str) -> Any:

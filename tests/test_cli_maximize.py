@@ -120,3 +120,21 @@ def test_googlenet_inception4a_at_small_size(runner, tmp_path):
     assert result.exit_code == 0, result.output
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["model"] == "googlenet" and manifest["weights"] == "random" and len(manifest["items"]) == 4
+
+
+def test_target_runs_the_layers_dummy_pass_once(runner, tmp_path, monkeypatch):
+    import probe.cli.maximize
+    import probe.cli.methods
+    from probe.optimize import inspect_layer
+
+    passes = []
+
+    def counted(*args, **kwargs):
+        passes.append(args[1])
+        return inspect_layer(*args, **kwargs)
+
+    for module in (probe.cli.maximize, probe.cli.methods):
+        monkeypatch.setattr(module, "inspect_layer", counted)
+    result = run(runner, *TINY, "--target", "conv2:3", "--steps", "1", "--out", str(tmp_path / "t"))
+    assert result.exit_code == 0, result.output
+    assert passes == ["conv2"] and "1 image(s)" in result.output
