@@ -27,7 +27,13 @@ unchanged) is swapped back for the original, so that the kept tensor is the
 model's own (same storage, same graph) and no extra memory stays. Under
 ``torch.inference_mode`` tensors have no version counter and the copies stay.
 :func:`capture` does not copy the output of the layer whose hook ends the
-forward pass: nothing runs after it.
+forward pass: nothing runs after it. Nor, after the first pass, the outputs
+that pass left untouched: it learns, per model and kind of pass (the layers,
+where it stops, grad and autocast modes, the input's device and dtype), which
+outputs were rewritten, and later passes copy only those. Should a later pass
+rewrite an output it did not copy after all (a rewrite that depends on the
+data), capture forgets what it learned and runs that pass again, copying
+everything.
 
 **Modules called several times.** A module can run more than once in one
 forward pass (each block of torchvision's ResNets uses its ``relu`` two or
@@ -58,7 +64,7 @@ from __future__ import annotations
 import contextlib
 import weakref
 from collections import Counter
-from collections.abc import Container, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Container, Hashable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -228,23 +234,30 @@ class _Copies:
     """
 
     def __init__(self) -> None:
-        self._pending: dict[int, tuple[torch.Tensor, torch.Tensor, int]] = {}
+        self._pending: dict[int, tuple[torch.Tensor, torch.Tensor, int, Hashable]] = {}
 
-    def copy(self, tensor: torch.Tensor) -> torch.Tensor:
-        """A clone of ``tensor`` (differentiable when ``tensor`` is in a graph)."""
+    def copy(self, tensor: torch.Tensor, label: Hashable = None) -> torch.Tensor:
+        """A clone of ``tensor`` (differentiable when ``tensor`` is in a graph); ``label`` names it for :meth:`restore`."""
         copied = tensor.clone()
         version = _version(tensor)
         if version is not None:
-            self._pending[id(copied)] = (copied, tensor, version)
+            self._pending[id(copied)] = (copied, tensor, version, label)
         return copied
 
-    def restore(self, target: dict[str, torch.Tensor]) -> None:
-        """In ``target``, replace each pending copy whose original was not rewritten by that original."""
+    def restore(self, target: dict[str, torch.Tensor]) -> dict[Hashable, bool]:
+        """In ``target``, replace each pending copy whose original was not rewritten by that original.
+
+        Returns:
+            ``{label: rewritten}`` for every copy whose original has a version counter.
+        """
+        moved = {ident: _version(original) != version for ident, (_, original, version, _) in self._pending.items()}
         for key, value in target.items():
             entry = self._pending.get(id(value))
-            if entry is not None and entry[0] is value and _version(entry[1]) == entry[2]:
+            if entry is not None and entry[0] is value and not moved[id(value)]:
                 target[key] = entry[1]
+        rewritten = {entry[3]: moved[ident] for ident, entry in self._pending.items()}
         self._pending.clear()
+        return rewritten
 
 
 def _reduce(tensor: torch.Tensor, reduction: Reduction | None) -> torch.Tensor:
@@ -495,6 +508,44 @@ def _remember(model: nn.Module, taps: Mapping[str, _Taps], counts: Mapping[str, 
         known[name] = (weakref.ref(taps[name].module), calls)
 
 
+_Pass = tuple[Hashable, ...]
+_REWRITES: weakref.WeakKeyDictionary[nn.Module, dict[_Pass, tuple[tuple[weakref.ref[nn.Module], ...], frozenset]]] = (
+    weakref.WeakKeyDictionary())
+"""Per model and kind of :func:`capture` pass, the ``(layer, call)`` outputs that nothing rewrote in place."""
+
+
+def _pass_key(resolved: Sequence[str], stop: bool, inputs: torch.Tensor) -> _Pass:
+    """What decides which outputs a forward pass rewrites: the layers asked for and where it stops, the modes, the input."""
+    return (tuple(resolved), stop, torch.is_grad_enabled(), torch.is_autocast_enabled(inputs.device.type),
+            inputs.device.type, inputs.dtype)
+
+
+def _never_rewritten(model: nn.Module, taps: Mapping[str, _Taps], key: _Pass) -> frozenset | None:
+    """The ``(layer, call)`` outputs a pass like ``key`` left as they were, learned by the first one; None: not learned."""
+    try:
+        known = _REWRITES.get(model, {}).get(key)
+    except TypeError:  # a model that cannot be weakly referenced: nothing remembered
+        return None
+    modules = tuple(tap.module for tap in taps.values())
+    if known is None or len(known[0]) != len(modules) or any(ref() is not m for ref, m in zip(known[0], modules)):
+        return None
+    return known[1]
+
+
+def _learn_rewrites(model: nn.Module, taps: Mapping[str, _Taps], key: _Pass, rewritten: Mapping[Hashable, bool]) -> None:
+    try:
+        known = _REWRITES.setdefault(model, {})
+    except TypeError:
+        return
+    known[key] = (tuple(weakref.ref(tap.module) for tap in taps.values()),
+                  frozenset(label for label, moved in rewritten.items() if not moved))
+
+
+def _forget_rewrites(model: nn.Module, key: _Pass) -> None:
+    with contextlib.suppress(TypeError):
+        _REWRITES.get(model, {}).pop(key, None)
+
+
 def _runs_once(model: nn.Module, name: str) -> bool:
     """True when module ``name`` provably runs once per call of ``model``: every container above it is a plain
     ``nn.Sequential`` (which calls each child once) and none of them, nor the module, is registered twice."""
@@ -559,6 +610,9 @@ def capture(
     outputs: dict[str, torch.Tensor] = {}
     copies = _Copies()
     seen: Counter[str] = Counter()
+    pass_key = _pass_key(resolved, stop, inputs)
+    untouched = _never_rewritten(model, taps, pass_key)  # learned by the first such pass: copy only the others
+    trusted: list[tuple[torch.Tensor, int | None]] = []  # outputs kept uncopied, with their version then
 
     def on_module(name: str, value: Any) -> None:
         call = seen[name]
@@ -571,7 +625,13 @@ def capture(
         if tensor is None or not keys:
             return
         last = stop and needed.issubset({*outputs, *keys})
-        kept = tensor if last else copies.copy(tensor)  # nothing runs after the last one to rewrite it
+        if last:  # nothing runs after the last one to rewrite it
+            kept = tensor
+        elif untouched is not None and (name, call) in untouched:  # nothing rewrote it in such a pass
+            kept = tensor
+            trusted.append((tensor, _version(tensor)))
+        else:
+            kept = copies.copy(tensor, (name, call))
         for key in keys:
             outputs[key] = kept
         if last:
@@ -580,12 +640,12 @@ def capture(
     handles = [tap.module.register_forward_hook(lambda m, args, out, n=name: on_module(n, out)) for name, tap in taps.items()]
     given = copies.copy(inputs) if INPUT in resolved else None
     result = None
-    counted = False
+    counted = ended = False
     try:
         result = model(inputs)
-        counted = True
+        counted = ended = True
     except _StopForward:
-        pass
+        ended = True
     except Exception:
         if not (learning and needed.issubset(outputs)):
             raise
@@ -601,7 +661,12 @@ def capture(
             raise _repeated(name, seen[name])
     if given is not None:
         outputs[INPUT] = given
-    copies.restore(outputs)
+    rewritten = copies.restore(outputs)
+    if any(_version(tensor) != version for tensor, version in trusted):  # this pass rewrote one after all
+        _forget_rewrites(model, pass_key)
+        return capture(model, inputs, layers, stop_early=stop_early)  # again, copying everything (and relearning)
+    if ended and untouched is None and not torch.is_inference_mode_enabled():
+        _learn_rewrites(model, taps, pass_key, rewritten)
     if OUTPUT in resolved and result is not None:
         tensor = first_tensor(result)
         if tensor is not None:

@@ -338,3 +338,51 @@ def test_feature_maps_show_every_call_of_a_repeated_module():
     maps = probe.feature_maps(Twice().eval(), torch.rand(3, 8, 8), layers=["relu", "bn"], size=8)
     assert list(maps.maps) == ["relu#0", "relu#1", "bn"]
     assert maps.maps["bn"].min() < 0  # recorded before the in-place ReLU after it
+
+
+class Sometimes(torch.nn.Module):
+    """conv -> (in place ReLU only when the batch's mean is positive) -> conv: a rewrite that depends on the data."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = torch.nn.Conv2d(3, 3, 3, padding=1)
+        self.head = torch.nn.Conv2d(3, 2, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.conv(x)
+        return self.head(out.relu_() if x.mean() > 0 else out.relu())
+
+
+def clones_in_capture(monkeypatch, net, batch, layers):
+    """``(outputs, number of clones capture took)``."""
+    made = []
+    original = torch.Tensor.clone
+
+    def counted(self, *args, **kwargs):
+        made.append(tuple(self.shape))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.Tensor, "clone", counted)
+    acts = probe.capture(net, batch, layers)
+    monkeypatch.setattr(torch.Tensor, "clone", original)
+    return acts, len(made)
+
+
+@pytest.mark.parametrize("inplace", [False, True])
+def test_capture_learns_which_outputs_are_rewritten_and_copies_only_those(monkeypatch, batch, inplace):
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(inplace=inplace), torch.nn.Conv2d(4, 2, 1)).eval()
+    conv = net[0](batch)
+    for _ in range(3):
+        acts, clones = clones_in_capture(monkeypatch, net, batch, ["0", "2"])
+        assert torch.allclose(acts["0"], conv) and acts["0"].min() < 0  # the value before the ReLU, every time
+    assert clones == (1 if inplace else 0)  # after the first pass: a copy only where the ReLU rewrites in place
+    assert no_hooks_left(net)
+
+
+def test_capture_still_copies_when_a_pass_rewrites_what_the_first_did_not(batch):
+    net = Sometimes().eval()
+    negative, positive = -batch.abs() - 1, batch.abs() + 1
+    for images in (negative, negative, positive, positive, negative):
+        acts = probe.capture(net, images, ["conv", "head"])
+        assert torch.allclose(acts["conv"], net.conv(images)) and acts["conv"].min() < 0
