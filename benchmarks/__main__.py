@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from pathlib import Path
 
-from benchmarks.harness import SUITE_ORDER, curve_table, table, write_results
+from benchmarks.harness import RESULTS, SUITE_ORDER, curve_table, table, write_results
 
 SUITES = SUITE_ORDER
 EVERYDAY = tuple(name for name in SUITES if name != "gpu")
@@ -20,6 +21,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
     parser.add_argument("--quick", action="store_true", help="small sizes and few steps: checks that every suite runs")
     parser.add_argument("--no-save", action="store_true", help="print only; do not write benchmarks/results/")
+    parser.add_argument("--results", type=Path, default=RESULTS, metavar="DIR",
+                        help="folder of the results file (default benchmarks/results/)")
     args = parser.parse_args(argv)
 
     import torch
@@ -42,7 +45,8 @@ def main(argv: list[str] | None = None) -> int:
         print()
         print(curve_table(curves))
     if not args.no_save:
-        path = write_results(rows, device, {"suites": list(chosen), "quick": args.quick}, curves=curves)
+        path = write_results(rows, device, {"suites": list(chosen), "quick": args.quick}, curves=curves,
+                             folder=args.results)
         print(f"saved {path}", file=sys.stderr)
     return 0
 

@@ -27,10 +27,11 @@ from __future__ import annotations
 import functools
 import importlib.util
 import statistics
+import sys
 from collections.abc import Callable
 from typing import Any
 
-from benchmarks.harness import Measurement, Row, measure, not_installed
+from benchmarks.harness import Measurement, Row, measure, not_installed, table
 from benchmarks.suites.style import CONTENT_LAYERS, STYLE_LAYERS, per_evaluation
 
 PEAKS: dict[str, tuple[float, str]] = {
@@ -223,7 +224,13 @@ def run(device: str, quick: bool) -> tuple[list[Row], list[dict]]:
     def timed(name: str, config: dict[str, Any], times: int = repeat) -> Measurement:
         return measure(f"{here}:{name}", config, times, warmup=not quick, fresh=fresh)
 
-    rows = []
+    rows: list[Row] = []
+
+    def keep(row: Row) -> None:
+        """Keep ``row`` and print it at once: a run stopped by a time limit still shows the rows it finished."""
+        rows.append(row)
+        print(table([row]), file=sys.stderr, flush=True)
+
     gallery = settings["gallery"]
     lucent_config = {"device": device, "units": 1, "size": gallery["size"], "steps": settings["lucent_steps"]}
     if importlib.util.find_spec("lucent") is None:
@@ -235,14 +242,14 @@ def run(device: str, quick: bool) -> tuple[list[Row], list[dict]]:
         ours = timed("gallery_probe", config, 1)
         note = throughput(ours, device)
         rate = units * gallery["steps"] / ours.seconds
-        rows.append(Row("gpu", f"gallery inception4a {units} units, {gallery['size']}px, {gallery['steps']} steps, "
+        keep(Row("gpu", f"gallery inception4a {units} units, {gallery['size']}px, {gallery['steps']} steps, "
                         "s per unit-step", "Lucent 0.1.8", _per(ours, units * gallery["steps"]), lucent,
                         note=f"{rate:,.4g} unit-steps/s (goal 30,000); {note}"))  # fmt: skip
 
     steps = settings["conv2_steps"]
     ours = timed("conv2_probe", {"device": device, "steps": steps})
     on_cpu = measure(f"{here}:conv2_probe", {"device": "cpu", "steps": steps}, 1, warmup=not quick, fresh=fresh)
-    rows.append(Row("gpu", f"probe maximize --layer conv2 (digits, 50 units, {steps} steps)", "the same on the CPU",
+    keep(Row("gpu", f"probe maximize --layer conv2 (digits, 50 units, {steps} steps)", "the same on the CPU",
                     ours, on_cpu, note=f"optimization {ours.extra['optimization_s']:.3f} s (goal < 0.5 s); "
                                        f"{throughput(ours, device)}"))  # fmt: skip
 
@@ -251,13 +258,13 @@ def run(device: str, quick: bool) -> tuple[list[Row], list[dict]]:
         config = {"device": device, "size": size, "steps": style["steps"]}
         ours, peer = timed("style_probe", config), timed("style_tutorial", config)
         note = throughput(ours, device)
-        rows.append(Row("gpu", f"style vgg19 {size}px, s per L-BFGS evaluation", "PyTorch tutorial",
+        keep(Row("gpu", f"style vgg19 {size}px, s per L-BFGS evaluation", "PyTorch tutorial",
                         per_evaluation(ours), per_evaluation(peer), note=f"goal <= {3.5 if size <= 512 else 8} ms; "
                         f"{note}"))  # fmt: skip
 
     config = {"device": device, **settings["dream"]}
     ours, peer = timed("dream_probe", config), timed("dream_reference", config)
-    rows.append(Row("gpu", f"dream googlenet inception4c {config['size']}px, {config['octaves']} octaves x "
+    keep(Row("gpu", f"dream googlenet inception4c {config['size']}px, {config['octaves']} octaves x "
                     f"{config['steps']} steps", "single-pass reference", ours, peer,
                     note=f"goal >= 2x; {throughput(ours, device)}"))  # fmt: skip
 
@@ -268,7 +275,7 @@ def run(device: str, quick: bool) -> tuple[list[Row], list[dict]]:
         plain, recorded = measured.extra["plain"], measured.extra["recorded"]
         ours = Measurement(statistics.median(recorded), recorded, measured.peak_mb)
         peer = Measurement(statistics.median(plain), plain, 0.0)
-        rows.append(Row("gpu", f"record vgg16 b{record['batch']} {record['size']}px, 3 layers, "
+        keep(Row("gpu", f"record vgg16 b{record['batch']} {record['size']}px, 3 layers, "
                         f"{'full maps' if reduce is None else 'reduce=mean'}", "plain forward", ours, peer,
                         note=f"overhead {100 * (ours.seconds / peer.seconds - 1):+.1f}% (goal <= 2%)"))  # fmt: skip
     return rows, []
