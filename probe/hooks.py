@@ -29,11 +29,11 @@ model's own (same storage, same graph) and no extra memory stays. Under
 :func:`capture` does not copy the output of the layer whose hook ends the
 forward pass: nothing runs after it. Nor, after the first pass, the outputs
 that pass left untouched: it learns, per model and kind of pass (the layers,
-where it stops, grad and autocast modes, the input's device and dtype), which
-outputs were rewritten, and later passes copy only those. Should a later pass
-rewrite an output it did not copy after all (a rewrite that depends on the
-data), capture forgets what it learned and runs that pass again, copying
-everything.
+where it stops, training, grad and autocast modes, the input's device, dtype
+and ``requires_grad``), which outputs were rewritten, and later passes copy
+only those. Should a later pass rewrite an output it did not copy after all
+(a rewrite that depends on the data), capture forgets what it learned and
+runs that pass again, copying everything.
 
 **Modules called several times.** A module can run more than once in one
 forward pass (each block of torchvision's ResNets uses its ``relu`` two or
@@ -514,10 +514,11 @@ _REWRITES: weakref.WeakKeyDictionary[nn.Module, dict[_Pass, tuple[tuple[weakref.
 """Per model and kind of :func:`capture` pass, the ``(layer, call)`` outputs that nothing rewrote in place."""
 
 
-def _pass_key(resolved: Sequence[str], stop: bool, inputs: torch.Tensor) -> _Pass:
-    """What decides which outputs a forward pass rewrites: the layers asked for and where it stops, the modes, the input."""
-    return (tuple(resolved), stop, torch.is_grad_enabled(), torch.is_autocast_enabled(inputs.device.type),
-            inputs.device.type, inputs.dtype)
+def _pass_key(model: nn.Module, resolved: Sequence[str], stop: bool, inputs: torch.Tensor) -> _Pass:
+    """What decides which outputs a forward pass rewrites: the layers asked for and where it stops, the modes
+    (training: ``Dropout(inplace=True)`` rewrites only then; grad, autocast), the input's device, dtype and grad."""
+    return (tuple(resolved), stop, model.training, torch.is_grad_enabled(),
+            torch.is_autocast_enabled(inputs.device.type), inputs.device.type, inputs.dtype, inputs.requires_grad)
 
 
 def _never_rewritten(model: nn.Module, taps: Mapping[str, _Taps], key: _Pass) -> frozenset | None:
@@ -610,7 +611,7 @@ def capture(
     outputs: dict[str, torch.Tensor] = {}
     copies = _Copies()
     seen: Counter[str] = Counter()
-    pass_key = _pass_key(resolved, stop, inputs)
+    pass_key = _pass_key(model, resolved, stop, inputs)
     untouched = _never_rewritten(model, taps, pass_key)  # learned by the first such pass: copy only the others
     trusted: list[tuple[torch.Tensor, int | None]] = []  # outputs kept uncopied, with their version then
 
