@@ -275,3 +275,16 @@ def test_python_api_several_images_per_unit_differ(tmp_path):
     assert all(len(u["synthetic"]) == 2 and u["spread"] > 0 for u in units)
     first, second = (Image.open(tmp_path / "k2" / f).tobytes() for f in units[0]["synthetic"])
     assert first != second
+
+
+def test_probe_gallery_lists_an_atlas(small_atlas, tmp_path):
+    folder, _ = small_atlas
+    shutil.copytree(folder, tmp_path / "runs" / "atlas-digits")
+    (tmp_path / "runs" / ".atlas-digits.partial-x").mkdir()  # a staging folder is never listed
+    shutil.copy(folder / "atlas.json", tmp_path / "runs" / ".atlas-digits.partial-x" / "atlas.json")
+    result = CliRunner().invoke(cli, ["gallery", str(tmp_path / "runs")])
+    assert result.exit_code == 0 and "1 run(s)" in result.output, result.output
+    page = (tmp_path / "runs" / "index.html").read_text()
+    assert '<a href="atlas-digits/index.html"><b>atlas</b>: atlas-digits</a>' in page and "units: 75" in page
+    assert 'src="atlas-digits/images/conv1-0000-s0.png"' in page and "layers: conv1, conv2" in page
+    assert broken_links(tmp_path / "runs") == [] and reprs(page) == []
