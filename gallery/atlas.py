@@ -26,6 +26,7 @@ EXTRA_STYLE = """
 .unit{display:flex;gap:4px}.unit img{width:50%;image-rendering:pixelated}
 .big img{width:160px;image-rendering:pixelated}.crop img{width:96px;image-rendering:pixelated}
 nav{margin:.5rem 0 1rem}nav a{margin-right:1rem}
+button[aria-pressed=true]{font-weight:600;outline:2px solid var(--link)}
 table.layers{border-collapse:collapse}table.layers td,table.layers th{padding:.2rem .8rem;text-align:left}
 svg.hist rect{fill:var(--link)}svg.hist text{font-size:10px;fill:var(--muted)}
 """
@@ -36,6 +37,7 @@ var cards=Array.prototype.slice.call(grid.children);
 cards.sort(function(a,b){var x=parseFloat(a.dataset[key]),y=parseFloat(b.dataset[key]);
 if(isNaN(x))x=-Infinity;if(isNaN(y))y=-Infinity;return key==='unit'?x-y:y-x;});
 cards.forEach(function(c){grid.appendChild(c);});
+document.querySelectorAll('button[data-sort]').forEach(function(b){b.setAttribute('aria-pressed',b.dataset.sort===key);});
 if(history.replaceState)history.replaceState(null,'','#sort='+key);}
 document.addEventListener('DOMContentLoaded',function(){var m=/^#sort=(\w+)$/.exec(location.hash);
 if(m)sortUnits(m[1]);});
@@ -145,8 +147,8 @@ def _card(unit: Mapping[str, Any]) -> str:
 
 def _layer_page(atlas: Mapping[str, Any], layer: Mapping[str, Any]) -> str:
     title = f"{atlas['settings']['model']} {layer['name']}"
-    buttons = " ".join(f"<button type=\"button\" onclick=\"sortUnits('{key}')\">{escape(name)}</button>"
-                       for key, name in FIGURES)
+    buttons = " ".join(f"<button type=\"button\" data-sort=\"{key}\" aria-pressed=\"{str(key == 'unit').lower()}\" "
+                       f"onclick=\"sortUnits('{key}')\">{escape(name)}</button>" for key, name in FIGURES)
     cards = "".join(_card(unit) for unit in layer["units"])
     field_ = layer["receptive_field"]
     body = (

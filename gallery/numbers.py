@@ -86,7 +86,7 @@ def number(value: Any, *, digits: int = 4, sign: bool = False, minus: str = "-")
 
 
 def ratio(value: Any, *, digits: int = 3, minus: str = "-") -> str:
-    """A ratio with its unit: ``2.48×``, ``-0.552×`` (:data:`DASH` for none; non-numbers as :func:`number` has them)."""
+    """A ratio with its unit: ``2.48×``, ``-0.552×`` (:data:`DASH` for none; other values as :func:`number` writes them)."""
     text = number(value, digits=digits, minus=minus)
     numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
     return f"{text}\u00d7" if numeric and text != DASH else text
@@ -138,8 +138,8 @@ def quantity(value: Any, key: str = "", *, minus: str = "-") -> str:
                 return size
             if value and all(_size(v) for v in value):
                 return ", ".join(_size(v) or "" for v in value)
-        parts = (f"({quantity(item, minus=minus)})" if isinstance(item, (list, tuple)) else quantity(item, key, minus=minus)
-                 for item in value)
+        parts = (f"({quantity(item, minus=minus)})" if isinstance(item, (list, tuple))
+                 else quantity(item, key, minus=minus) for item in value)
         return ", ".join(parts) or DASH
     numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
     if numeric and (name == "seconds" or name.endswith("_seconds") or name.endswith("_s")):

@@ -224,6 +224,7 @@ def test_layer_page_renders_in_headless_chromium(small_atlas):
     assert dom.count("data-ratio=") == 50 and "conv2-0007.html" in dom and "images/conv2-0007-s0.png" in dom
     shown = [float(v) for v in re.findall(r'data-ratio="([^"]+)"', dom)]
     assert shown == sorted(shown, reverse=True) and shown != sorted(shown)  # the script sorted the grid
+    assert 'data-sort="ratio" aria-pressed="true"' in dom and 'data-sort="unit" aria-pressed="false"' in dom
 
 
 class _Block(nn.Module):
