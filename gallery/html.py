@@ -19,7 +19,7 @@ from urllib.parse import quote
 
 from probe.gallery.numbers import MINUS, quantity
 
-__all__ = ["render_run_page", "render_collection_page", "escape", "href", "human", "SMALL_IMAGE", "COLLECTION_MARK", "index_above", "with_index_link"]
+__all__ = ["render_run_page", "render_collection_page", "escape", "href", "human", "label", "SMALL_IMAGE", "COLLECTION_MARK", "index_above", "with_index_link"]
 
 COLLECTION_MARK = '<meta name="generator" content="cnn-probe runs">'
 """In the head of every collection page, so that run pages below it know they may link to it."""
@@ -39,7 +39,7 @@ body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:2rem;color
 h1{font-size:1.4rem;margin-bottom:.2rem}h2{font-size:1.1rem;margin-top:2rem}
 nav{font-size:.9rem;margin-bottom:.6rem}
 table.meta{border-collapse:collapse;margin:1rem 0;font-size:.9rem}
-table.meta td{padding:.15rem .8rem .15rem 0;vertical-align:top}table.meta td:first-child{color:var(--muted)}
+table.meta td{padding:.15rem .8rem .15rem 0;vertical-align:top;overflow-wrap:anywhere}table.meta td:first-child{color:var(--muted)}
 .grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(var(--cell),1fr));gap:12px}
 figure{margin:0;background:var(--card);border:1px solid var(--line);border-radius:4px;padding:6px}
 figure[hidden]{display:none}
