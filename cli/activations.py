@@ -36,7 +36,8 @@ def image_slug(image: str) -> str:
              help="Layer(s) to show. Default: every Conv2d layer.")
 @click.option("--all", "all_layers", is_flag=True, help="Every layer (but flatten/dropout/identity, which repeat their input).")
 @click.option("--top", type=click.IntRange(min=1), default=None,
-              help="Show only the K most active channels per layer, most active first.")
+              help="Show only the K most active channels per layer, most active first (default: every "
+                   "channel, in order): --top 8.")
 @click.option("--limit", type=click.IntRange(min=1), default=64, show_default=True,
               help="Without --top, show at most this many channels per layer (in index order).")
 @click.option("--scale", type=click.Choice(SCALES), default="map", show_default=True,

@@ -98,7 +98,8 @@ def _launch(ctx: click.Context, nproc: int) -> None:
               help="Units per chunk: the work one process claims at a time, one batch, and the unit of resuming.")
 @click.option("--batch", type=click.IntRange(min=1), default=64, show_default=True, metavar="N",
               help="Dataset images per forward pass.")
-@click.option("--limit", type=click.IntRange(min=1), default=None, metavar="N", help="Use the first N dataset images.")
+@click.option("--limit", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Use the first N dataset images (default: all): --limit 240.")
 @speed_options()
 @shared
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -106,7 +107,8 @@ def _launch(ctx: click.Context, nproc: int) -> None:
                    "it; other settings in the same folder are refused.")
 @click.option("--force", is_flag=True, help="Replace an atlas made with other settings in --out (only an atlas).")
 @click.option("--nproc", type=click.IntRange(min=1), default=None, metavar="N",
-              help="Run N local processes through torchrun's launcher (torch.distributed.run --standalone).")
+              help="Run N local processes through torchrun's launcher (torch.distributed.run --standalone); "
+                   "default: this process alone (or the processes torchrun started): --nproc 2.")
 @click.pass_context
 def command(ctx: click.Context, model: str, weights: str, layers: list[str] | None, dataset: str, examples: int,
             per_unit: int, diversity: float | None, preset: str, steps: int, lr: float | None, chunk: int, batch: int,

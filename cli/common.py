@@ -239,7 +239,8 @@ def model_options(
             click.option("--mean", callback=_floats, default=None, metavar="M[,M,...]",
                          help="Per-channel mean of the model's normalization (default: the model's own, else ImageNet's)."),
             click.option("--model-arg", multiple=True, metavar="KEY=VALUE",
-                         help="Keyword argument for the model's builder (repeatable): --model-arg num_classes=10."),
+                         help="Keyword argument for the model's builder (repeatable; default: none): "
+                              "--model-arg num_classes=10."),
             click.option("--weights", default=weights_default, show_default=True, metavar="default|none|PATH",
                          help="Weights: 'default' (zoo: shipped; torchvision/timm: pretrained, downloaded once), "
                               "'none' (random init from --seed), or a state_dict file (.pt with weights_only=True, "

@@ -121,7 +121,8 @@ def _image_name(source: str) -> str:
 @click.option("--tile-margin", "tile_margin", type=click.IntRange(min=0), default=None, metavar="PX",
               help="Context around each tile (default: tile/8).")
 @click.option("--guide", default=None, metavar="IMAGE",
-              help="Steer the dream toward the features of this image (file or skimage:NAME).")
+              help="Steer the dream toward the features of this image (file or skimage:NAME; default: none, "
+                   "the layer's own activation): --guide shapes:stripes.")
 @click.option("--frames", type=click.IntRange(min=0), default=0, show_default=True,
               help="Zoom sequence: N frames, each the dream of the previous one zoomed by --zoom (PNGs and a GIF).")
 @click.option("--zoom", type=finite(min=1.0), default=1.05, show_default=True, help="Zoom between frames.")

@@ -100,7 +100,8 @@ def _summary(result: MaximizeResult, name: str) -> str:
 @model_options(default="digits")
 @click.option("--layer", default=None, metavar="LAYER", shell_complete=complete_layer,
               help="Dotted layer name (see 'probe layers MODEL'). Activations are the module's output: conv2 is "
-                   "before its ReLU; name relu2 for the rectified map. Optional for --objective class.")
+                   "before its ReLU; name relu2 for the rectified map. No default: needed unless --target names it or "
+                   "--objective class (the output layer).")
 @list_option("--units", default=["all"], metavar="all|0-9|3",
              help="Which filters/neurons/classes, by index or range; one image each, all in one batch (see --batch).")
 @click.option("--objective", type=click.Choice(OBJECTIVES), default="channel", show_default=True,

@@ -77,7 +77,8 @@ def _stem(source: str) -> str:
 @click.option("--pooling", type=click.Choice(["max", "avg"]), default="max", show_default=True,
               help="avg swaps max pools for average pools (in a weight-sharing copy; the model is not changed).")
 @list_option("--scales", item=int, metavar="N",
-             help="Multiscale, e.g. 256,512: each scale's result initializes the next (overrides --size).")
+             help="Multiscale, e.g. 256,512: each scale's result initializes the next (overrides --size; "
+                  "default: one scale, --size).")
 @snapshots_option(default=4)
 @click.option("--style-loss", "style_loss", type=click.Choice(STYLE_LOSSES), default="gram", show_default=True,
               help="gram: Gatys's Gram matrices; w2: the Wasserstein-2 distance of the features' mean and covariance.")

@@ -15,7 +15,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from probe.gallery.html import STYLE, escape, href
+from probe.gallery.html import STYLE, escape, href, human, label
+from probe.gallery.numbers import MINUS, number, ratio
 
 __all__ = ["write_site", "histogram_svg", "ATLAS_JSON"]
 
@@ -25,8 +26,9 @@ EXTRA_STYLE = """
 .unit{display:flex;gap:4px}.unit img{width:50%;image-rendering:pixelated}
 .big img{width:160px;image-rendering:pixelated}.crop img{width:96px;image-rendering:pixelated}
 nav{margin:.5rem 0 1rem}nav a{margin-right:1rem}
+button[aria-pressed=true]{font-weight:600;outline:2px solid var(--link)}
 table.layers{border-collapse:collapse}table.layers td,table.layers th{padding:.2rem .8rem;text-align:left}
-svg.hist rect{fill:#1a5fb4}svg.hist text{font-size:10px;fill:#444}
+svg.hist rect{fill:var(--link)}svg.hist text{font-size:10px;fill:var(--muted)}
 """
 
 SORT_SCRIPT = r"""
@@ -35,6 +37,7 @@ var cards=Array.prototype.slice.call(grid.children);
 cards.sort(function(a,b){var x=parseFloat(a.dataset[key]),y=parseFloat(b.dataset[key]);
 if(isNaN(x))x=-Infinity;if(isNaN(y))y=-Infinity;return key==='unit'?x-y:y-x;});
 cards.forEach(function(c){grid.appendChild(c);});
+document.querySelectorAll('button[data-sort]').forEach(function(b){b.setAttribute('aria-pressed',b.dataset.sort===key);});
 if(history.replaceState)history.replaceState(null,'','#sort='+key);}
 document.addEventListener('DOMContentLoaded',function(){var m=/^#sort=(\w+)$/.exec(location.hash);
 if(m)sortUnits(m[1]);});
@@ -50,25 +53,43 @@ FIGURES = (
 )
 
 
-def _number(value: Any) -> str:
-    if value is None:
-        return "n/a"
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
+def _figure(key: str, value: Any) -> str:
+    """One of :data:`FIGURES` as the pages show it: ratios as ``2.48×``, degrees of activation to 4 digits."""
+    if key == "ratio":
+        return ratio(value, minus=MINUS)
+    if key == "unit":
+        return number(value)
+    return number(value, minus=MINUS)
+
+
+def _sort_key(value: Any) -> str:
+    """A figure as the sorting script reads it: every digit (``repr``), empty when there is none."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+        return ""
+    return repr(value)
+
+
+def _field(field_: Mapping[str, Any]) -> str:
+    """A receptive field's size, ``8×8``."""
+    return f"{field_['size'][0]}\u00d7{field_['size'][1]}"
 
 
 def _page(title: str, body: str, script: str = "") -> str:
     tag = f"<script>{script}</script>" if script else ""
     return (
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
         f"<title>{escape(title)}</title><style>{STYLE}{EXTRA_STYLE}</style>{tag}</head>\n<body>\n{body}\n</body></html>\n"
     )
 
 
-def _rows(fields: Mapping[str, Any]) -> str:
-    cells = "".join(f"<tr><td>{escape(k)}</td><td>{escape(_number(v))}</td></tr>" for k, v in fields.items())
+def _rows(fields: Mapping[str, str]) -> str:
+    cells = "".join(f"<tr><td>{escape(k)}</td><td>{escape(v)}</td></tr>" for k, v in fields.items())
     return f"<table class=\"meta\">{cells}</table>"
+
+
+def _value(value: float) -> str:
+    return number(value, minus=MINUS)
 
 
 def histogram_svg(histogram: Mapping[str, Any], *, width: int = 320, height: int = 90, mark: float | None = None) -> str:
@@ -80,7 +101,7 @@ def histogram_svg(histogram: Mapping[str, Any], *, width: int = 320, height: int
     top, bar = max(counts), width / len(counts)
     bars = "".join(
         f"<rect x=\"{i * bar:.2f}\" y=\"{height - 14 - (c / top) * (height - 20):.2f}\" width=\"{max(bar - 1, 1):.2f}\" "
-        f"height=\"{(c / top) * (height - 20):.2f}\"><title>{escape(f'[{start + i * step:.4g}, {start + (i + 1) * step:.4g}): {c}')}</title></rect>"
+        f"height=\"{(c / top) * (height - 20):.2f}\"><title>{escape(f'{_value(start + i * step)} to {_value(start + (i + 1) * step)}: {number(c)} image(s)')}</title></rect>"
         for i, c in enumerate(counts)
     )
     line = ""
@@ -88,8 +109,8 @@ def histogram_svg(histogram: Mapping[str, Any], *, width: int = 320, height: int
     if mark is not None and end > start:
         x = min(max((mark - start) / (end - start), 0.0), 1.0) * width
         line = f"<line x1=\"{x:.2f}\" x2=\"{x:.2f}\" y1=\"0\" y2=\"{height - 14}\" stroke=\"#c01c28\" stroke-width=\"2\"/>"
-    labels = (f"<text x=\"0\" y=\"{height - 2}\">{escape(f'{start:.4g}')}</text>"
-              f"<text x=\"{width}\" y=\"{height - 2}\" text-anchor=\"end\">{escape(f'{end:.4g}')}</text>")
+    labels = (f"<text x=\"0\" y=\"{height - 2}\">{escape(_value(start))}</text>"
+              f"<text x=\"{width}\" y=\"{height - 2}\" text-anchor=\"end\">{escape(_value(end))}</text>")
     return (f"<svg class=\"hist\" width=\"{width}\" height=\"{height}\" viewBox=\"0 0 {width} {height}\" "
             f"role=\"img\" aria-label=\"histogram\">{bars}{line}{labels}</svg>")
 
@@ -102,11 +123,11 @@ def _index(atlas: Mapping[str, Any]) -> str:
         field_ = layer["receptive_field"]
         rows.append(
             f"<tr><td><a href=\"{href(layer['page'])}\">{escape(layer['name'])}</a></td><td>{len(layer['units'])}</td>"
-            f"<td>{field_['size'][0]}x{field_['size'][1]} (stride {field_['stride'][0]})</td>"
-            f"<td>{layer['above_one']} / {len(layer['units'])}</td><td>{escape(_number(layer['median_ratio']))}</td></tr>"
+            f"<td>{_field(field_)} (stride {field_['stride'][0]})</td>"
+            f"<td>{layer['above_one']} / {len(layer['units'])}</td><td>{escape(ratio(layer['median_ratio'], minus=MINUS))}</td></tr>"
         )
-    shown = {k: settings[k] for k in ("model", "weights", "dataset", "dataset_size", "examples", "per_unit", "steps",
-                                      "preset", "seed", "chunk") if k in settings}
+    shown = {label(k): human(settings[k], k) for k in ("model", "weights", "dataset", "dataset_size", "examples",
+                                                      "per_unit", "steps", "preset", "seed", "chunk") if k in settings}
     body = (
         f"<h1>{escape(title)}</h1>{_rows(shown)}<p><a href=\"{ATLAS_JSON}\">atlas.json</a></p>"
         "<table class=\"layers\"><tr><th>layer</th><th>units</th><th>receptive field</th>"
@@ -116,25 +137,26 @@ def _index(atlas: Mapping[str, Any]) -> str:
 
 
 def _card(unit: Mapping[str, Any]) -> str:
-    data = " ".join(f"data-{key}=\"{escape(_number(unit.get(key)))}\"" for key, _ in FIGURES)
+    data = " ".join(f"data-{key}=\"{escape(_sort_key(unit.get(key)))}\"" for key, _ in FIGURES)
     best = unit["examples"][0]["file"] if unit["examples"] else None
     crop = f"<img src=\"{href(best)}\" alt=\"best example\">" if best else ""
-    caption = f"unit {unit['unit']} &middot; x{escape(_number(unit['ratio']))}"
+    caption = f"unit {unit['unit']} &middot; {escape(_figure('ratio', unit['ratio']))}"
     return (f"<figure {data}><a class=\"unit\" href=\"{href(unit['page'])}\"><img src=\"{href(unit['synthetic'][0])}\" "
             f"alt=\"synthetic\">{crop}</a><figcaption>{caption}</figcaption></figure>")
 
 
 def _layer_page(atlas: Mapping[str, Any], layer: Mapping[str, Any]) -> str:
     title = f"{atlas['settings']['model']} {layer['name']}"
-    buttons = " ".join(f"<button type=\"button\" onclick=\"sortUnits('{key}')\">{escape(label)}</button>"
-                       for key, label in FIGURES)
+    buttons = " ".join(f"<button type=\"button\" data-sort=\"{key}\" aria-pressed=\"{str(key == 'unit').lower()}\" "
+                       f"onclick=\"sortUnits('{key}')\">{escape(name)}</button>" for key, name in FIGURES)
     cards = "".join(_card(unit) for unit in layer["units"])
     field_ = layer["receptive_field"]
     body = (
         f"<nav><a href=\"index.html\">all layers</a></nav><h1>{escape(title)}</h1>"
         f"<p>{len(layer['units'])} units; each shows its synthetic image and the crop of its best dataset example "
-        f"(receptive field {field_['size'][0]}x{field_['size'][1]}); x = the synthetic image's degree of activation over the best example's, both counted from the dataset "
-        "median (above 1: the synthetic image beats every dataset image).</p>"
+        f"(receptive field {_field(field_)} pixels) and its ratio: the synthetic image's degree of activation over the "
+        "best example's, both counted from the dataset median (above 1\u00d7: the synthetic image beats every dataset "
+        "image; below 0: it scores under the median image; \u2014: the best example is no higher than the median).</p>"
         f"<p>sort by: {buttons}</p><div class=\"grid\" id=\"units\" style=\"--cell:150px\">{cards}</div>"
     )
     return _page(title, body, SORT_SCRIPT)
@@ -149,15 +171,17 @@ def _unit_page(atlas: Mapping[str, Any], layer: Mapping[str, Any], position: int
     if position + 1 < len(layer["units"]):
         links.append(f"<a href=\"{href(layer['units'][position + 1]['page'])}\">next</a>")
     synthetic = "".join(
-        f"<figure><img src=\"{href(file)}\" alt=\"synthetic {k}\"><figcaption>a={escape(_number(score))}</figcaption></figure>"
+        f"<figure><img src=\"{href(file)}\" alt=\"synthetic {k}\"><figcaption>a = {escape(_figure('score', score))}</figcaption></figure>"
         for k, (file, score) in enumerate(zip(unit["synthetic"], unit["scores"]))
     )
     examples = "".join(
         f"<figure><img src=\"{href(e['file'])}\" alt=\"{escape(e['name'])}\"><figcaption>{escape(e['name'])}<br>"
-        f"a={escape(_number(e['score']))} at ({e['y']}, {e['x']})</figcaption></figure>"
+        f"a = {escape(_figure('score', e['score']))} at row {e['y']}, column {e['x']}</figcaption></figure>"
         for e in unit["examples"]
     )
-    figures = {label: unit.get(key) for key, label in FIGURES}
+    figures = {name: _figure(key, unit.get(key)) for key, name in FIGURES}
+    if len(unit["synthetic"]) < 2:
+        figures[dict(FIGURES)["spread"]] = "\u2014 (one image)"
     body = (
         f"<nav>{' '.join(links)}</nav><h1>{escape(title)}</h1>{_rows(figures)}"
         f"<h2>Synthetic</h2><div class=\"grid big\" style=\"--cell:170px\">{synthetic}</div>"

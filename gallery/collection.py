@@ -13,11 +13,12 @@ from typing import Any
 from PIL import Image
 
 from probe.errors import ProbeRuntimeError, ProbeUsageError
+from probe.gallery.atlas import ATLAS_JSON
 from probe.gallery.html import SMALL_IMAGE, render_collection_page, with_index_link
 from probe.gallery.outdir import MARKER, is_gallery, read_marker, write_marker
 from probe.gallery.writer import MANIFEST
 
-__all__ = ["write_collection_index", "run_card"]
+__all__ = ["write_collection_index", "run_card", "atlas_card"]
 
 THUMBNAILS = 4
 """Images shown on a run's card: its first items, at a size one can read (not a shrunk contact sheet)."""
@@ -73,6 +74,48 @@ def run_card(manifest: Mapping[str, Any], manifest_path: Path, root: Path) -> di
     }
 
 
+def atlas_card(atlas: Mapping[str, Any], atlas_path: Path, root: Path) -> dict[str, Any]:
+    """What the collection page shows for a ``probe atlas`` site: its first layer's synthetic images and settings."""
+    folder = atlas_path.parent
+    relative = folder.relative_to(root).as_posix()
+    settings = dict(atlas.get("settings") or {})
+    layers = [layer for layer in atlas.get("layers") or [] if isinstance(layer, Mapping)]
+    files = [unit["synthetic"][0] for unit in (layers[0].get("units") or [] if layers else []) if unit.get("synthetic")]
+    thumbnails = files[:THUMBNAILS]
+    settings["units"] = sum(len(layer.get("units") or []) for layer in layers)
+    weights = str(settings.get("weights", ""))
+    return {
+        "link": f"{relative}/index.html",
+        "name": relative,
+        "command": "atlas",
+        "created": _created({}, atlas_path),
+        "thumbnails": [f"{relative}/{file}" for file in thumbnails],
+        "small": bool(thumbnails) and _is_small(folder / thumbnails[0]),
+        "badges": ["random weights"] if weights.lower().startswith("random") else [],
+        "fields": {key: settings[key] for key in ATLAS_FIELDS if settings.get(key) not in (None, "", [])},
+    }
+
+
+ATLAS_FIELDS = ("model", "weights", "layers", "units", "dataset", "steps", "preset", "seed")
+"""What tells atlases apart on their cards."""
+
+
+def _atlases(root: Path) -> list[dict[str, Any]]:
+    """The cards of the ``probe atlas`` sites below ``root`` (an ``atlas.json`` beside the ``index.html`` it wrote)."""
+    cards = []
+    for atlas_path in sorted(root.rglob(ATLAS_JSON)):
+        folder = atlas_path.parent
+        if folder == root or any(part.startswith(".") for part in folder.relative_to(root).parts):
+            continue
+        try:
+            atlas = json.loads(atlas_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue  # half written, or not ours: not listed
+        if isinstance(atlas, dict) and atlas.get("command") == "atlas" and (folder / "index.html").is_file():
+            cards.append(atlas_card(atlas, atlas_path, root))
+    return cards
+
+
 def _link_back(folder: Path, root: Path) -> None:
     """Give a run page written before the collection page its link back (the page is cnn-probe's own)."""
     page = folder / "index.html"
@@ -121,7 +164,7 @@ def _replace_file(path: Path, text: str) -> None:
 
 
 def write_collection_index(root: str | Path, *, title: str | None = None) -> tuple[Path, int]:
-    """Write ``root/index.html`` linking every gallery found below ``root``, newest first.
+    """Write ``root/index.html`` linking every gallery and every ``probe atlas`` site found below ``root``, newest first.
 
     Run pages that do not link back to the index yet get the link (only pages
     their gallery's marker says cnn-probe wrote). The index is written only where
@@ -149,6 +192,7 @@ def write_collection_index(root: str | Path, *, title: str | None = None) -> tup
             continue  # hidden: a staging folder being written, or one left by a crash
         runs.append(run_card(json.loads(manifest_path.read_text()), manifest_path, root))
         _link_back(folder, root)
+    runs += _atlases(root)
     runs.sort(key=lambda run: run["created"], reverse=True)
     try:
         _replace_file(page, render_collection_page(title or f"cnn-probe runs in {root.resolve().name}", runs))

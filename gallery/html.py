@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import html
 import math
+from datetime import datetime
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-__all__ = ["render_run_page", "render_collection_page", "escape", "href", "human", "SMALL_IMAGE", "COLLECTION_MARK", "index_above", "with_index_link"]
+from probe.gallery.numbers import MINUS, quantity
+
+__all__ = ["render_run_page", "render_collection_page", "escape", "href", "human", "label", "SMALL_IMAGE", "COLLECTION_MARK", "index_above", "with_index_link"]
 
 COLLECTION_MARK = '<meta name="generator" content="cnn-probe runs">'
 """In the head of every collection page, so that run pages below it know they may link to it."""
@@ -36,7 +39,7 @@ body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:2rem;color
 h1{font-size:1.4rem;margin-bottom:.2rem}h2{font-size:1.1rem;margin-top:2rem}
 nav{font-size:.9rem;margin-bottom:.6rem}
 table.meta{border-collapse:collapse;margin:1rem 0;font-size:.9rem}
-table.meta td{padding:.15rem .8rem .15rem 0;vertical-align:top}table.meta td:first-child{color:var(--muted)}
+table.meta td{padding:.15rem .8rem .15rem 0;vertical-align:top;overflow-wrap:anywhere}table.meta td:first-child{color:var(--muted)}
 .grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(var(--cell),1fr));gap:12px}
 figure{margin:0;background:var(--card);border:1px solid var(--line);border-radius:4px;padding:6px}
 figure[hidden]{display:none}
@@ -122,26 +125,35 @@ def href(path: str) -> str:
     return escape(quote(str(path), safe="/"))
 
 
-def human(value: Any) -> str:
-    """A value as a reader wants it, never a Python repr.
+def human(value: Any, key: str = "") -> str:
+    """A value as a reader wants it, never a Python repr: :func:`probe.gallery.numbers.quantity` with the page's minus.
 
-    None -> an em dash; True/False -> yes/no; floats to 4 significant digits
-    (``0.05``, ``1.235e+04``); lists joined with commas (nested lists in
-    parentheses: ``[[16, 16], [24, 24]]`` reads ``(16, 16), (24, 24)``);
-    dicts as ``key: value; key: value``.
+    None -> an em dash; True/False -> yes/no; numbers to 4 significant digits,
+    grouped in thousands (``0.05``, ``123,457``); lists joined with commas
+    (nested lists in parentheses: ``[[16, 16], [24, 24]]`` reads ``(16, 16), (24, 24)``);
+    dicts as ``key: value; key: value``; ``key`` adds the unit the field's name
+    implies (``seconds`` -> ``1.9 s``, ``image_size`` -> ``28×28``).
     """
-    if value is None:
-        return "\u2014"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, float):
-        return f"{value:.4g}" if math.isfinite(value) else str(value)
-    if isinstance(value, Mapping):
-        return "; ".join(f"{key}: {human(item)}" for key, item in value.items()) or "\u2014"
-    if isinstance(value, (list, tuple)):
-        parts = (f"({human(item)})" if isinstance(item, (list, tuple)) else human(item) for item in value)
-        return ", ".join(parts) or "\u2014"
-    return str(value)
+    if key in NONE_MEANS and value is None:
+        return NONE_MEANS[key]
+    if key == "created" and isinstance(value, str):
+        return _timestamp(value)
+    return quantity(value, key, minus=MINUS)
+
+
+NONE_MEANS = {"diverged": "no"}
+"""Fields whose null is a plain answer rather than a missing value (``"diverged": null`` is a sound run)."""
+
+
+def _timestamp(value: str) -> str:
+    """``2026-12-01T10:11:48+00:00`` -> ``2026-12-01 10:11:48 UTC`` (other offsets kept as written)."""
+    try:
+        stamp = datetime.fromisoformat(value)
+    except ValueError:
+        return value
+    if stamp.utcoffset() is not None and stamp.utcoffset().total_seconds() == 0:
+        return stamp.strftime("%Y-%m-%d %H:%M:%S UTC")
+    return stamp.isoformat(sep=" ")
 
 
 def index_above(folder: str | Path) -> str | None:
@@ -168,8 +180,14 @@ def with_index_link(page: str, index: str) -> str:
     return page.replace("<body>\n", f"<body>\n{_nav(index)}\n", 1)
 
 
+def label(key: str) -> str:
+    """A manifest key as a table label: ``objective_before`` -> ``objective before``."""
+    return str(key).replace("_", " ")
+
+
 def _meta_rows(fields: Mapping[str, Any]) -> str:
-    rows = "".join(f"<tr><td>{escape(key)}</td><td>{escape(human(value))}</td></tr>" for key, value in fields.items())
+    rows = "".join(f"<tr><td>{escape(label(key))}</td><td>{escape(human(value, key))}</td></tr>"
+                   for key, value in fields.items())
     return f'<table class="meta">{rows}</table>'
 
 
@@ -277,11 +295,11 @@ def _card(run: Mapping[str, Any], order: int) -> str:
     picture = f'<div class="thumbs" style="--n:{min(2, len(thumbs))}">{images}</div>' if thumbs else ""
     badges = "".join(f'<span class="badge">{escape(badge)}</span>' for badge in run.get("badges", ()))
     fields = run.get("fields", {})
-    lines = "<br>".join(f"{escape(key)}: {escape(human(value))}" for key, value in fields.items())
+    lines = "<br>".join(f"{escape(label(key))}: {escape(human(value, key))}" for key, value in fields.items())
     created = run.get("created") or ""
     date = escape(created.replace("T", " ")[:16]) if created else "\u2014"
     text = " ".join([str(run.get("name", "")), str(run.get("command", "")), *map(str, run.get("badges", ())),
-                     *(f"{key} {human(value)}" for key, value in fields.items())])
+                     *(f"{label(key)} {human(value, key)}" for key, value in fields.items())])
     return (
         f"<figure{_data(order=order, name=run.get('name'), command=run.get('command'), created=created, text=text)}>"
         f'<a href="{href(run["link"])}">{picture}</a><figcaption><a href="{href(run["link"])}"><b>'

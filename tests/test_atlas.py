@@ -20,6 +20,8 @@ from probe.atlas.plan import make_chunks
 from probe.cli.main import cli
 from probe.gallery.atlas import write_site
 
+from pagecheck import broken_links, reprs
+
 SMALL = ["--model", "digits", "--layers", "conv1,conv2", "--dataset", "zoo", "--steps", "24", "--limit", "240",
          "--examples", "4", "--chunk", "25"]
 
@@ -123,6 +125,9 @@ def test_cli_writes_the_site(small_atlas):
     for page in ("index.html", "layer-conv2.html", "conv2-0007.html"):
         assert (folder / page).read_text().startswith("<!DOCTYPE html>")
     assert "sortUnits('ratio')" in (folder / "layer-conv2.html").read_text()
+    assert broken_links(folder) == []
+    for page in folder.glob("*.html"):
+        assert reprs(page.read_text()) == [], page.name
 
 
 def test_rerun_renders_nothing_and_other_settings_are_refused(small_atlas, tmp_path):
@@ -177,6 +182,36 @@ def test_site_escapes_every_string(tmp_path):
     assert "e%20%22x%22.png" in (tmp_path / "u.html").read_text()
 
 
+def _unit(number: int, **figures) -> dict:
+    """A hand-made unit of ``atlas.json`` (one synthetic image, one example); ``figures`` override its numbers."""
+    unit = {"unit": number, "page": f"u{number}.html", "synthetic": ["s.png"], "scores": [1.0], "score": 1.0,
+            "best": 0.5, "median": 0.0, "ratio": 2.0, "spread": 0.0,
+            "histogram": {"start": -1234.5678, "width": 0.30000000000000004, "counts": [1, 2]},
+            "examples": [{"index": 0, "name": "train 0 (3)", "file": "e.png", "y": 1, "x": 2, "box": [0, 0, 1, 1],
+                          "score": 0.5}]}
+    return {**unit, **figures}
+
+
+def test_site_formats_every_figure_for_people(tmp_path):
+    units = [_unit(0, ratio=-3.8720491234567, score=-109.23456789012345, best=12345.678, median=-130.0),
+             _unit(1, ratio=None, best=-7.0, median=-7.0), _unit(2, ratio=27.41714450171142, spread=0.1234567)]
+    units[2]["synthetic"], units[2]["scores"] = ["s.png", "s.png"], [1.0, 0.999999999]
+    atlas = {"settings": {"model": "digits", "dataset_size": 1797, "per_unit": 1, "steps": 256},
+             "layers": [{"name": "conv2", "page": "l.html", "units": units, "above_one": 1, "median_ratio": 27.41714450171142,
+                         "receptive_field": {"size": [8, 8], "stride": [2, 2]}}]}
+    write_site(tmp_path, atlas)
+    pages = {page: (tmp_path / page).read_text() for page in ("index.html", "l.html", "u0.html", "u1.html", "u2.html")}
+    for name, page in pages.items():
+        assert reprs(page) == [], name
+    layer, unit = pages["l.html"], pages["u0.html"]
+    assert "unit 0 &middot; \u22123.87\u00d7" in layer and "unit 1 &middot; \u2014<" in layer and "27.4\u00d7" in layer
+    assert 'data-ratio="-3.8720491234567"' in layer and 'data-ratio=""' in layer  # the script sorts on every digit
+    assert "8\u00d78" in layer and "<td>27.4\u00d7</td>" in pages["index.html"] and "1,797" in pages["index.html"]
+    assert "<td>12,346</td>" in unit and "<td>\u2212109.2</td>" in unit and "\u2014 (one image)" in unit
+    assert "a = 0.5 at row 1, column 2" in unit
+    assert "\u22121,235" in unit and "<td>0.1235</td>" in pages["u2.html"]  # histogram axis; a real spread
+
+
 def test_layer_page_renders_in_headless_chromium(small_atlas):
     browser = next((shutil.which(n) for n in ("chromium", "chromium-headless-shell", "chromium-browser", "google-chrome")
                     if shutil.which(n)), None)
@@ -189,6 +224,7 @@ def test_layer_page_renders_in_headless_chromium(small_atlas):
     assert dom.count("data-ratio=") == 50 and "conv2-0007.html" in dom and "images/conv2-0007-s0.png" in dom
     shown = [float(v) for v in re.findall(r'data-ratio="([^"]+)"', dom)]
     assert shown == sorted(shown, reverse=True) and shown != sorted(shown)  # the script sorted the grid
+    assert 'data-sort="ratio" aria-pressed="true"' in dom and 'data-sort="unit" aria-pressed="false"' in dom
 
 
 class _Block(nn.Module):
@@ -240,3 +276,16 @@ def test_python_api_several_images_per_unit_differ(tmp_path):
     assert all(len(u["synthetic"]) == 2 and u["spread"] > 0 for u in units)
     first, second = (Image.open(tmp_path / "k2" / f).tobytes() for f in units[0]["synthetic"])
     assert first != second
+
+
+def test_probe_gallery_lists_an_atlas(small_atlas, tmp_path):
+    folder, _ = small_atlas
+    shutil.copytree(folder, tmp_path / "runs" / "atlas-digits")
+    (tmp_path / "runs" / ".atlas-digits.partial-x").mkdir()  # a staging folder is never listed
+    shutil.copy(folder / "atlas.json", tmp_path / "runs" / ".atlas-digits.partial-x" / "atlas.json")
+    result = CliRunner().invoke(cli, ["gallery", str(tmp_path / "runs")])
+    assert result.exit_code == 0 and "1 run(s)" in result.output, result.output
+    page = (tmp_path / "runs" / "index.html").read_text()
+    assert '<a href="atlas-digits/index.html"><b>atlas</b>: atlas-digits</a>' in page and "units: 75" in page
+    assert 'src="atlas-digits/images/conv1-0000-s0.png"' in page and "layers: conv1, conv2" in page
+    assert broken_links(tmp_path / "runs") == [] and reprs(page) == []

@@ -9,6 +9,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from probe.cli.main import cli
+from probe.gallery.numbers import number
 
 TINY = ["--model", "tinynets:tiny", "--size", "16"]
 
@@ -36,7 +37,7 @@ def test_a_layer_gallery(runner, tmp_path):
     assert manifest["cli"] == f"probe maximize --model tinynets:tiny --size 16 --layer conv2 --steps 4 --out {out}"
     items = manifest["items"]
     assert [item["unit"] for item in items] == list(range(6))
-    assert items[3]["file"] == "conv2-003.png" and items[3]["caption"] == f"conv2:3  a={items[3]['score']:.1f}"
+    assert items[3]["file"] == "conv2-003.png" and items[3]["caption"] == f"conv2:3  a={number(items[3]['score'], digits=3)}"
     assert Image.open(out / "conv2-003.png").size == (16, 16)
     assert (out / "contact-sheet.png").exists() and (out / "index.html").exists()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import importlib.util
+import re
 import shutil
 import subprocess
 import sys
@@ -55,3 +56,9 @@ def test_the_wheel_holds_the_packages_weights_and_license(tmp_path):
     assert "License-Expression: MIT" in metadata and "License-File: LICENSE" in metadata
     assert "Classifier: Topic :: Scientific/Engineering :: Visualization" in metadata
     assert "probe = probe.cli.main:cli" in entry_points
+    # the README is the long description, and every Project-URL is one PyPI accepts (absolute http or https)
+    assert "Description-Content-Type: text/markdown" in metadata and "# cnn-probe" in metadata
+    for line in metadata.splitlines():
+        if line.startswith("Project-URL:"):
+            label, _, url = line.removeprefix("Project-URL:").partition(",")
+            assert re.fullmatch(r"https?://[^/\s]+\.[^/\s]+(/\S*)?", url.strip()), line

@@ -16,7 +16,10 @@ from PIL import Image
 
 from probe.gallery import Gallery, write_collection_index
 from probe.gallery.html import human, render_run_page
+from probe.gallery.numbers import MINUS, number, quantity, ratio, seconds
 from probe.gallery.outdir import write_marker
+
+from pagecheck import broken_links, reprs
 
 BROWSER = next((shutil.which(n) for n in ("chromium", "chromium-headless-shell", "chromium-browser", "google-chrome")
                 if shutil.which(n)), None)
@@ -78,9 +81,40 @@ def mark(folder: Path) -> None:
 
 def test_human_formatting():
     assert human(None) == "\u2014" and human(True) == "yes" and human(0.05000000000000001) == "0.05"
-    assert human(123456.789) == "1.235e+05" and human(["conv1", "conv2"]) == "conv1, conv2"
+    assert human(123456.789) == "123,457" and human(["conv1", "conv2"]) == "conv1, conv2"
     assert human([[16, 16], [24, 24]]) == "(16, 16), (24, 24)" and human({"l1": 0.3, "tv": None}) == "l1: 0.3; tv: \u2014"
-    assert human([]) == "\u2014" and human(7) == "7"
+    assert human([]) == "\u2014" and human(7) == "7" and human(-3.872) == "\u22123.872"  # a true minus on pages
+
+
+@pytest.mark.parametrize("value, text", [
+    (1234567, "1,234,567"), (-1234.5678, "-1,235"), (0.05000000000000001, "0.05"), (164.53, "164.5"),
+    (-0.5516513520730477, "-0.5517"), (2.0, "2"), (-0.0, "0"), (9.99999, "10"), (0.00012345, "0.0001234"),
+    (1.2e-7, "1.2e-7"), (3e18, "3e+18"), (float("nan"), "\u2014"), (float("-inf"), "-inf"), (None, "\u2014"),
+])
+def test_numbers_for_people(value, text):
+    assert number(value) == text
+
+
+def test_number_signs_digits_and_units():
+    assert number(0.3, sign=True) == "+0.3" and number(-0.3, sign=True, minus=MINUS) == "\u22120.3"
+    assert number(2.4751, digits=3) == "2.48" and ratio(-3.872) == "-3.87\u00d7" and ratio(None) == "\u2014"
+    assert seconds(1.879) == "1.9 s" and seconds(16.3) == "16 s" and seconds(125.3) == "2 min 05 s"
+    assert seconds(3725) == "1 h 02 min"
+    assert quantity([64, 64], "image_size") == "64\u00d764" and quantity([64, 64], "layers") == "64, 64"
+    assert quantity([[23, 23], [33, 33]], "octave_sizes") == "23\u00d723, 33\u00d733"
+    assert quantity(0.997, "test_accuracy") == "99.7%" and quantity(6.624, "style_loss_percent") == "6.62%"
+    assert quantity(1618.4, "peak_mib") == "1,618 MiB" and quantity([-0.403, 0.5076], "weight_range") == "-0.403 to 0.5076"
+    assert quantity({"input_size": [28, 28], "mean": [0.1563]}, "preprocess") == "input_size: 28\u00d728; mean: 0.1563"
+
+
+def test_run_page_shows_units_dates_and_plain_answers(tmp_path):
+    page = scored_gallery(tmp_path / "run", seconds=16.31, image_size=[28, 28], diverged=None,
+                          objective_before=-1234.56789).read_text()
+    table = page[page.index('<table class="meta">'):page.index("</table>")]
+    assert "<td>seconds</td><td>16 s</td>" in table and "<td>image size</td><td>28\u00d728</td>" in table
+    assert "<td>diverged</td><td>no</td>" in table and "<td>objective before</td><td>\u22121,235</td>" in table
+    assert re.search(r"<td>created</td><td>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC</td>", table)
+    assert reprs(page) == []
 
 
 def test_run_page_has_no_python_reprs_and_has_controls_zoom_and_dark_mode(tmp_path):
@@ -130,6 +164,7 @@ def test_collection_page_dates_thumbnails_cards_and_links_back(tmp_path):
         assert '<nav><a href="../index.html">' in (root / name / "index.html").read_text()
     later = scored_gallery(root / "later")
     assert '<nav><a href="../index.html">' in later.read_text()  # and new runs link at once
+    assert broken_links(root) == [] and reprs(page) == [] and "test accuracy: 99%" in page
 
 
 @pytest.mark.skipif(BROWSER is None, reason="no Chromium installed")

@@ -13,17 +13,13 @@ from typing import Any
 from probe import __version__
 from probe.featuremaps import FeatureMaps
 from probe.gallery import Gallery, slug
+from probe.gallery.numbers import number
 from probe.images import to_pil
 from probe.reports.render import Entry, add_entries, bar_chart, preview_png, value_map
 
-__all__ = ["entries", "extras", "number", "save_gallery", "preview", "SCALES"]
+__all__ = ["entries", "extras", "save_gallery", "preview", "SCALES"]
 
 SCALES: tuple[str, ...] = ("map", "layer")
-
-
-def number(value: float) -> str:
-    """A compact caption number: ``2,690`` rather than ``2.69e+03``, ``0.0123`` for small ones."""
-    return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.3g}"
 
 
 def _caption_input(result: FeatureMaps) -> str:
@@ -48,7 +44,7 @@ def entries(result: FeatureMaps, *, scale: str = "map") -> list[Entry]:
         layer_limit = float(maps[shown].abs().max()) if scale == "layer" else None
         for rank, channel in enumerate(shown.tolist()):
             degree = float(result.degree[layer][channel])
-            caption = f"{layer}:{channel} sum {number(degree)}"
+            caption = f"{layer}:{channel} sum {number(degree, digits=3)}"
             if result.top is not None:
                 caption = f"#{rank + 1} " + caption
             items.append(

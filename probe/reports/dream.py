@@ -22,6 +22,7 @@ from PIL import Image
 
 from probe import __version__
 from probe.gallery import Gallery, contact_sheet
+from probe.gallery.numbers import number
 from probe.images import to_pil
 from probe.reports.render import png_bytes
 
@@ -38,7 +39,7 @@ def _size(image: Any) -> str:
 def overview(result: DreamResult, *, cell: int = 192) -> Image.Image:
     """A contact sheet of the input, the dream and every octave (what notebooks show)."""
     images = [to_pil(result.input), to_pil(result.image)]
-    captions = [f"input (objective {result.objective_before:.4g})", f"dream (objective {result.objective_after:.4g})"]
+    captions = [f"input (objective {number(result.objective_before)})", f"dream (objective {number(result.objective_after)})"]
     if len(result.octaves) > 1:
         images += [to_pil(octave) for octave in result.octaves]
         captions += [f"octave {k + 1}: {_size(octave)}" for k, octave in enumerate(result.octaves)]
@@ -82,9 +83,9 @@ def save_gallery(result: DreamResult, folder: str | Path, **fields: Any) -> Path
         **fields,
     }
     gallery = Gallery(folder, command="dream", title=_title(result), fields=manifest, version=__version__)
-    gallery.add(to_pil(result.input), "input.png", f"input {_size(result.input)}, objective {result.objective_before:.4g}",
+    gallery.add(to_pil(result.input), "input.png", f"input {_size(result.input)}, objective {number(result.objective_before)}",
                 section="dream", kind="input", score=result.objective_before)
-    gallery.add(to_pil(result.image), "dream.png", f"dream {_size(result.image)}, objective {result.objective_after:.4g}",
+    gallery.add(to_pil(result.image), "dream.png", f"dream {_size(result.image)}, objective {number(result.objective_after)}",
                 section="dream", kind="dream", score=result.objective_after)
     count = len(result.octaves)
     for k, octave in enumerate(result.octaves):
@@ -116,6 +117,6 @@ def _history_figure(result: DreamResult) -> Any:
             axis.axvline(boundary + 0.5, color="#bbb", linewidth=0.6)
     axis.set_xlabel("step (grey lines: octave boundaries)")
     axis.set_ylabel("objective")
-    axis.set_title(f"before {result.objective_before:.4g}, after {result.objective_after:.4g}")
+    axis.set_title(f"before {number(result.objective_before)}, after {number(result.objective_after)}")
     figure.tight_layout()
     return figure

@@ -17,6 +17,7 @@ from PIL import Image
 
 from probe import __version__
 from probe.gallery import Gallery, slug
+from probe.gallery.numbers import number
 from probe.images import to_pil
 from probe.kernels import Filters
 from probe.reports.render import Entry, add_entries, preview_png, value_map
@@ -71,7 +72,7 @@ def entries(result: Filters, *, scale: str = "kernel") -> list[Entry]:
         image = _upscaled(kernel_image(weight[index], result.view, limit))
         norm = float(result.norms[index])
         items.append(
-            Entry(image, f"{slug(result.layer)}-{index:03d}.png", f"{result.layer}:{index} norm {norm:.2g}",
+            Entry(image, f"{slug(result.layer)}-{index:03d}.png", f"{result.layer}:{index} norm {number(norm, digits=2)}",
                   fields={"unit": index, "score": norm})
         )
     return items

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from probe import __version__
+from probe.gallery.numbers import number
 from probe.images import to_pil
 from probe.reports.render import png_bytes
 
@@ -32,14 +33,6 @@ SCORE_SYMBOLS = {"channel": "a", "neuron": "n", "class": "logit", "direction": "
 """How captions name the score of each kind of objective (``a`` = degree of activation)."""
 
 _PENALTY_SYMBOLS = {"l1": "L1", "l2": "L2", "total_variation": "TV"}
-
-
-def _number(value: float) -> str:
-    if abs(value) >= 1000:
-        return f"{value:.0f}"
-    if abs(value) >= 1:
-        return f"{value:.1f}"
-    return f"{value:.3g}"
 
 
 def _layer_name(result: MaximizeResult) -> str:
@@ -59,10 +52,10 @@ def captions(result: MaximizeResult) -> list[str]:
             if label != str(unit):
                 head += f" {label}"
         value = result.terms[result.main][i] if result.main in result.terms else result.scores[i]
-        parts = [f"{symbol}={_number(float(value))}"]
+        parts = [f"{symbol}={number(float(value), digits=3)}"]
         if probabilities is not None:
             parts.append(f"p={float(probabilities[i]):.2f}")
-        parts += [f"{short}={_number(float(result.terms[name][i]))}" for name, short in penalties]
+        parts += [f"{short}={number(float(result.terms[name][i]), digits=3)}" for name, short in penalties]
         texts.append(f"{head}  " + " ".join(parts))
     return texts
 

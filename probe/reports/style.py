@@ -7,6 +7,7 @@ from typing import Any
 
 from probe import __version__
 from probe.gallery import Gallery, contact_sheet, slug
+from probe.gallery.numbers import number, seconds
 from probe.images import to_pil
 from probe.reports.render import png_bytes
 from probe.style import StyleResult
@@ -22,9 +23,9 @@ def summary(result: StyleResult) -> str:
     """One line: the final losses against the content image's style loss."""
     losses = result.losses
     return (
-        f"style loss {losses['style']:.4g} ({_percent(result.style_ratio)} of the content image's "
-        f"{result.content_image_style_loss:.4g}), content loss {losses['content']:.4g}, "
-        f"tv {losses['tv']:.4g} in {result.seconds:.1f}s"
+        f"style loss {number(losses['style'])} ({_percent(result.style_ratio)} of the content image's "
+        f"{number(result.content_image_style_loss)}), content loss {number(losses['content'])}, "
+        f"tv {number(losses['tv'])} in {seconds(result.seconds)}"
     )
 
 
