@@ -49,7 +49,7 @@ from probe.inputs import Prediction, model_input, predict
 from probe.kernels import conv_layers
 from probe.models import LoadedModel, as_loaded
 from probe.results import GalleryResult
-from probe.runtime import check_finite_output
+from probe.runtime import check_finite_output, global_rng_kept
 
 __all__ = ["METHODS", "Attribution", "attribute", "resolve_target", "relu_check", "normalize_heatmap",
            "EXTRA_METHODS", "attribute_batch", "lrp_support", "parse_baseline", "tensor_additions"]
@@ -386,9 +386,7 @@ def _run(
                 method=integration_method(steps), internal_batch_size=min(steps, IG_BATCH),
             )  # fmt: skip
         elif method == "smoothgrad":
-            devices = [x.device] if x.device.type == "cuda" else []
-            with torch.random.fork_rng(devices=devices):
-                torch.manual_seed(seed)
+            with global_rng_kept(seed, [x.device]):  # captum draws the noise from torch's global generator
                 result = NoiseTunnel(Saliency(forward)).attribute(
                     inputs, nt_type="smoothgrad", nt_samples=samples, nt_samples_batch_size=min(samples, 8),
                     stdevs=noise, target=target, abs=False,
@@ -531,18 +529,9 @@ def _run_extra(
                                       "this model calls one several times (a shared ReLU); use another --method",
                                       param="method") from None
         elif method == "gradient-shap":
-            devices = [x.device] if x.device.type == "cuda" else []
-            import numpy as np
-
-            state = np.random.get_state()  # captum draws the baselines with numpy, the noise with torch
-            try:
-                with torch.random.fork_rng(devices=devices):
-                    torch.manual_seed(seed)
-                    np.random.seed(seed)
-                    result = GradientShap(forward).attribute(inputs, baselines=reference, n_samples=samples,
-                                                             stdevs=noise, target=target)
-            finally:
-                np.random.set_state(state)
+            with global_rng_kept(seed, [x.device]):  # captum draws the baselines with numpy, the noise with torch
+                result = GradientShap(forward).attribute(inputs, baselines=reference, n_samples=samples,
+                                                         stdevs=noise, target=target)
         elif method == "occlusion":
             height, width = x.shape[-2:]
             size = window or max(2, min(height, width) // 7)

@@ -33,6 +33,7 @@ one value per image: ``l1()`` of a 28x28 image lies between 0 and 784.
 from __future__ import annotations
 
 import functools
+import math
 import numbers
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -48,6 +49,7 @@ __all__ = [
     "Context",
     "Objective",
     "as_objective",
+    "joint_group",
     "channel",
     "neuron",
     "class_logit",
@@ -123,7 +125,12 @@ class Objective:
         units: the unit of each image for multi-unit terms (length = number of
             images), one unit for single-unit terms, None when there is none.
         layer: the layer this term is about (for captions), or None.
-        group: for :func:`diversity`: images form groups of this size (default 1).
+        group: images that must be optimized in one pass, because each one's
+            score reads the others: groups of this size (:func:`diversity` with
+            ``group=``), None for all the images of the request
+            (:func:`diversity`'s default, :func:`alignment`), 1 (default) when
+            every image's score is its own. The render loop never splits a
+            group, so an image does not depend on how the request is batched.
 
     Adding, subtracting and scaling objectives keeps their terms apart
     (:attr:`terms`), so that a result can report each of them (the logit and the
@@ -139,7 +146,7 @@ class Objective:
         kind: str = "custom",
         units: Sequence[int] | None = None,
         layer: str | None = None,
-        group: int = 1,
+        group: int | None = 1,
         terms: tuple[_Term, ...] | None = None,
     ) -> None:
         self.fn = fn
@@ -148,7 +155,7 @@ class Objective:
         self.kind = kind
         self.units: tuple[int, ...] | None = None if units is None else tuple(int(u) for u in units)
         self.layer = layer
-        self.group = int(group)
+        self.group = None if group is None else int(group)
         self._terms = terms
 
     def __call__(self, context: Context) -> torch.Tensor:
@@ -218,7 +225,7 @@ class Objective:
         name = "".join(parts)
         layers = frozenset().union(*(t.objective.layers for t in merged))
         return Objective(fn, name, layers=layers, kind="combination", terms=tuple(merged),
-                         group=max(t.objective.group for t in merged))
+                         group=joint_group(t.objective.group for t in merged))
 
     def _product(self, other: Objective, symbol: str, op: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> Objective:
         def fn(context: Context) -> torch.Tensor:
@@ -226,7 +233,7 @@ class Objective:
 
         return Objective(fn, f"({self.name}) {symbol} ({other.name})", layers=self.layers | other.layers,
                          kind="custom", units=self.units or other.units, layer=self.layer or other.layer,
-                         group=max(self.group, other.group))
+                         group=joint_group((self.group, other.group)))
 
     def __add__(self, other: Any) -> Objective:
         if isinstance(other, Objective):
@@ -287,6 +294,13 @@ def total(objectives: Iterable[Objective]) -> Objective:
     for item in items:
         terms += as_objective(item).terms
     return Objective._combine(terms)
+
+
+def joint_group(groups: Iterable[int | None]) -> int | None:
+    """The :attr:`Objective.group` of a combination: None (the whole request) if any term's is, else
+    the least common multiple of the terms' (so a pass holds whole groups of each)."""
+    chosen = list(groups)
+    return None if any(g is None for g in chosen) else math.lcm(*chosen, 1)
 
 
 def as_objective(value: Objective | Callable[[Context], torch.Tensor]) -> Objective:
@@ -467,7 +481,7 @@ def direction(layer: str, vector: torch.Tensor | Sequence[float], *, reduce: str
     Args:
         layer: dotted layer name.
         vector: ``(C,)`` one direction for every image, or ``(K, C)``, image ``i``
-            following row ``i``.
+            following row ``i`` (``(1, C)`` is one direction for every image).
         reduce: ``"sum"`` (default) or ``"mean"`` over positions.
         cosine: use cosine similarity per position instead of the dot product.
 
@@ -478,7 +492,7 @@ def direction(layer: str, vector: torch.Tensor | Sequence[float], *, reduce: str
     vectors = torch.as_tensor(vector, dtype=torch.float32)
     if vectors.dim() not in (1, 2):
         raise ProbeUsageError(f"a direction is (C,) or (K, C); got shape {tuple(vectors.shape)}")
-    many = vectors.dim() == 2
+    many = vectors.dim() == 2 and vectors.shape[0] > 1  # one row is one direction for every image
     rows = tuple(range(vectors.shape[0])) if many else None
 
     def fn(context: Context) -> torch.Tensor:
@@ -513,7 +527,9 @@ def diversity(layer: str, *, group: int | None = None) -> Objective:
         layer: dotted layer name.
         group: images form consecutive groups of this size and differ within
             their group (to render several units, several images each, in one
-            batch); default None: the whole batch is one group.
+            batch); default None: all the images of the request are one
+            group (:func:`probe.maximize` then renders them in one pass,
+            whatever its ``batch``).
 
     Returns:
         An objective of kind ``"diversity"``; a batch (or group) of one image scores 0.
@@ -535,7 +551,7 @@ def diversity(layer: str, *, group: int | None = None) -> Objective:
         others = (similarity * mask).sum(1)
         return -others / max(size - 1, 1)
 
-    return Objective(fn, f"diversity({layer})", layers=[layer], kind="diversity", layer=layer, group=group or 1)
+    return Objective(fn, f"diversity({layer})", layers=[layer], kind="diversity", layer=layer, group=group)
 
 
 # -------------------------------------------------------------------- penalties
@@ -734,8 +750,9 @@ def alignment(layer: str, decay_ratio: float = 2.0, *, reach: int = 4) -> Object
 
     The sum over pairs ``(i, i + d)``, ``1 <= d <= reach``, of ``-mean((a_i -
     a_{i+d})^2) / decay_ratio ** d``; each pair's term is shared equally by its
-    two images, so the scores of a batch sum to Lucid's value. Within one
-    optimization pass only (a batch split into chunks aligns each chunk).
+    two images, so the scores of a batch sum to Lucid's value. Every image
+    reads its neighbours, so :func:`probe.maximize` renders all of them in one
+    pass, whatever its ``batch``.
 
     Args:
         layer: dotted layer name.
@@ -757,7 +774,7 @@ def alignment(layer: str, decay_ratio: float = 2.0, *, reach: int = 4) -> Object
             scores = scores - F.pad(pair, (0, d)) / 2 - F.pad(pair, (d, 0)) / 2
         return scores
 
-    return Objective(fn, f"alignment({layer})", layers=[layer], kind="diversity", layer=layer)
+    return Objective(fn, f"alignment({layer})", layers=[layer], kind="diversity", layer=layer, group=None)
 
 
 def caricature(layer: str, activations: torch.Tensor, *, cossim_pow: float = 1.0) -> Objective:
@@ -772,8 +789,8 @@ def caricature(layer: str, activations: torch.Tensor, *, cossim_pow: float = 1.0
     Args:
         layer: dotted layer name.
         activations: the image's activations of ``layer``: ``(C, H, W)``,
-            ``(F,)``, or a batch ``(K, ...)`` (image ``i`` follows row ``i``);
-            see :func:`activations_of`.
+            ``(F,)``, or a batch ``(K, ...)`` (image ``i`` follows row ``i``; a
+            batch of one is every image's target); see :func:`activations_of`.
         cossim_pow: the weight of the cosine similarity (default 1; 0 gives the
             plain dot product).
 
@@ -781,9 +798,9 @@ def caricature(layer: str, activations: torch.Tensor, *, cossim_pow: float = 1.0
         An objective of kind ``"caricature"``.
     """
     target = activations.detach().float()
-    many = target.dim() == 4 or (target.dim() == 2 and target.shape[0] > 1)
-    if not many:
+    if target.dim() in (1, 3):
         target = target.unsqueeze(0)
+    many = target.shape[0] > 1  # one row (what activations_of gives for one image) is shared by every image
     rows = tuple(range(target.shape[0])) if many else None
 
     def fn(context: Context) -> torch.Tensor:

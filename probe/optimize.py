@@ -367,7 +367,9 @@ def maximize(
             one pass); big layers are rendered in chunks. ``"auto"``: on CUDA the
             largest batch that fits the free memory (one step of a small batch
             is measured), halved and retried on out-of-memory; 64 on the CPU.
-            The images do not depend on the batch (see ``seed``).
+            The images do not depend on the batch (see ``seed``); images whose
+            scores read each other (:func:`~probe.objectives.diversity`'s groups,
+            :func:`~probe.objectives.alignment`) stay in one pass.
         snapshots: steps after which to keep a copy of the images (e.g. 32, 128).
         progress: ``progress(step, total, {"score": mean})`` every
             ``progress_every`` steps and at the end of each chunk;
@@ -450,9 +452,10 @@ def maximize(
     param_record: dict[str, Any] = {}
     done: list[slice] = []
     started = time.perf_counter()
+    group = count if objective.group is None else objective.group  # images that read each other: one pass
     with evaluating(loaded.module):
-        batch_size = _batch_size(batch, count, objective.group, target, render)
-        pending = _chunks(count, batch_size, objective.group)
+        batch_size = _batch_size(batch, count, group, target, render)
+        pending = _chunks(count, batch_size, group)
         while pending:
             index = pending.pop(0)
             offset = len(done) * steps
@@ -467,7 +470,7 @@ def maximize(
             except (RuntimeError, torch.OutOfMemoryError) as error:  # OOM: the same images in smaller chunks
                 if batch != "auto" or not is_out_of_memory(error):
                     raise
-                halves = _split(index, objective.group)
+                halves = _split(index, group)
                 if not halves:
                     raise ProbeRuntimeError(f"out of memory with {index.stop - index.start} image(s) per pass; "
                                             f"{OUT_OF_MEMORY}") from None

@@ -139,7 +139,8 @@ def correlate_colors(t: torch.Tensor) -> torch.Tensor:
 
 
 Generators = torch.Generator | Sequence[torch.Generator] | None
-"""One generator for the batch, or one per image (each image's noise then depends on its generator alone)."""
+"""One generator for the batch, or one per image (each image's noise then depends on its generator alone);
+None: a generator seeded with 0 (never torch's global one, whose state the caller keeps)."""
 
 
 def _draw(shape: Sequence[int], sd: float, generator: Generators, device: torch.device) -> torch.Tensor:
@@ -153,8 +154,9 @@ def _draw(shape: Sequence[int], sd: float, generator: Generators, device: torch.
             raise ProbeUsageError(f"{len(generators)} generators for a batch of {shape[0]} images")
         rows = [torch.randn(*shape[1:], generator=g, device=g.device) for g in generators]
         return (torch.stack(rows) * sd).to(device)  # one copy to the device, not one per image
-    source = generator.device if generator is not None else torch.device("cpu")
-    return (torch.randn(*shape, generator=generator, device=source) * sd).to(device)
+    if generator is None:
+        generator = torch.Generator().manual_seed(0)
+    return (torch.randn(*shape, generator=generator, device=generator.device) * sd).to(device)
 
 
 def _check_init(init: torch.Tensor, shape: tuple[int, int, int, int]) -> torch.Tensor:

@@ -10,7 +10,7 @@ callbacks run every :func:`progress_every` steps on CUDA.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Literal
 
 import torch
@@ -18,7 +18,7 @@ import torch
 from probe.errors import ProbeRuntimeError, ProbeUsageError
 
 __all__ = [
-    "Precision", "ProgressFn", "make_generator", "autocast", "check_finite", "check_finite_output", "PRECISIONS", "resolve_precision",
+    "Precision", "ProgressFn", "make_generator", "global_rng_kept", "autocast", "check_finite", "check_finite_output", "PRECISIONS", "resolve_precision",
     "FiniteLog", "progress_every", "plan_batch", "free_memory", "CUDA_PROGRESS_EVERY",
     "CudaMemory", "auto_batch", "OUT_OF_MEMORY",
 ]  # fmt: skip
@@ -49,6 +49,39 @@ def make_generator(seed: int | torch.Generator | None, device: torch.device | st
     generator = torch.Generator(device=torch.device(device))
     generator.manual_seed(0 if seed is None else int(seed))
     return generator
+
+
+@contextlib.contextmanager
+def global_rng_kept(seed: int | None = None, devices: Sequence[torch.device] = ()) -> Iterator[None]:
+    """Run the block with the global random states saved and restored: Python's ``random``, NumPy's, torch's.
+
+    For code that is not ours and draws from global state: captum's noise
+    (torch) and baselines (NumPy), or a library that draws a number when it is
+    first imported (``rich``, which scikit-learn imports, calls
+    ``random.getrandbits``). The caller's states come back unchanged, whatever
+    the block drew.
+
+    Args:
+        seed: when given, all three generators (and torch's on ``devices``) are
+            seeded with it inside the block, so what it draws is a function of
+            ``seed`` (default None: only isolate).
+        devices: CUDA devices whose generators are saved, restored (and seeded) too.
+    """
+    import random
+
+    import numpy as np
+
+    python_state, numpy_state = random.getstate(), np.random.get_state()
+    try:
+        with torch.random.fork_rng(devices=[d for d in devices if torch.device(d).type == "cuda"]):
+            if seed is not None:
+                random.seed(seed)
+                np.random.seed((seed ^ (seed >> 32)) & 0xFFFFFFFF)  # NumPy takes 32 bits; both halves count
+                torch.manual_seed(seed)
+            yield
+    finally:
+        random.setstate(python_state)
+        np.random.set_state(numpy_state)
 
 
 @contextlib.contextmanager

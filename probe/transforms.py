@@ -9,8 +9,9 @@ Every transform is a small callable ``t(images, generator) -> images`` on a batc
 ``(N, C, H, W)`` of images in ``[0, 1]`` (before the model's normalization). The
 same random choice applies to the whole batch at one call; every random choice
 is drawn from the ``torch.Generator`` passed in, so the same seed gives the same
-sequence of transformations. Transforms keep the graph: gradients flow through
-them to the image parameters.
+sequence of transformations (a random transform called without one raises:
+none ever draws from torch's global generator). Transforms keep the graph:
+gradients flow through them to the image parameters.
 
 **Per-image randomness.** Given a :class:`~probe.streams.ImageStreams` instead
 of a generator (what :func:`probe.maximize` does), every image draws its own
@@ -80,14 +81,19 @@ class Transform(Protocol):
     def __call__(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor: ...
 
 
-def _choice(options: Sequence[float], generator: torch.Generator | None) -> float:
+def _choice(options: Sequence[float], generator: torch.Generator | None, what: str) -> float:
     """One element of ``options``, drawn uniformly with ``generator``."""
-    index = int(torch.randint(len(options), (1,), generator=generator, device=_device(generator)).item())
+    source = _seeded(generator, what)
+    index = int(torch.randint(len(options), (1,), generator=source, device=source.device).item())
     return float(options[index])
 
 
-def _device(generator: torch.Generator | None) -> torch.device:
-    return generator.device if generator is not None else torch.device("cpu")
+def _seeded(generator: torch.Generator | None, what: str) -> torch.Generator:
+    """``generator``, or a clear error: a random transform never draws from torch's global generator."""
+    if generator is None:
+        raise ProbeUsageError(f"{what} draws random numbers: call it with a torch.Generator (or the ImageStreams "
+                              "probe.maximize passes), so that the same seed gives the same images")
+    return generator
 
 
 def _check_batch(images: torch.Tensor, what: str) -> None:
@@ -152,7 +158,8 @@ class Jitter:
             raise ProbeUsageError(f"jitter distance {d} is too large for images of {height}x{width}")
         if isinstance(generator, ImageStreams):
             return resample(images, [self], generator)
-        offsets = torch.randint(d + 1, (2,), generator=generator, device=_device(generator)).tolist()
+        source = _seeded(generator, "jitter")
+        offsets = torch.randint(d + 1, (2,), generator=source, device=source.device).tolist()
         oy, ox = int(offsets[0]), int(offsets[1])
         return images[..., oy : oy + height - d, ox : ox + width - d]
 
@@ -171,7 +178,7 @@ class RandomScale:
         _check_batch(images, "random_scale")
         if isinstance(generator, ImageStreams):
             return resample(images, [self], generator)
-        scale = _choice(self.scales, generator)
+        scale = _choice(self.scales, generator, "random_scale")
         height, width = images.shape[-2:]
         size = (max(1, round(scale * height)), max(1, round(scale * width)))
         if size == (height, width):
@@ -214,7 +221,7 @@ class RandomRotate:
         _check_batch(images, "random_rotate")
         if isinstance(generator, ImageStreams):
             return resample(images, [self], generator)
-        angle = _choice(self.angles, generator)
+        angle = _choice(self.angles, generator, "random_rotate")
         if angle % 360 == 0:
             return images
         grid = _rotation_grid(angle, images)

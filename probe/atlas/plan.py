@@ -3,8 +3,8 @@
 A chunk is ``(layer, first unit, last unit + 1)``. The list depends only on the
 layers, their unit counts and the chunk size, so every rank of a distributed run
 (and every rerun) computes the same list, and a unit always falls in the same
-chunk: its synthetic image is rendered with the same batch companions and the
-same seed whatever rank renders it.
+chunk; its synthetic images do not depend on the chunk anyway (each image has
+its own random stream, :mod:`probe.streams`).
 """
 
 from __future__ import annotations
@@ -17,12 +17,16 @@ from typing import Any
 
 from probe.errors import ProbeUsageError
 
-__all__ = ["AtlasSettings", "Chunk", "make_chunks", "chunk_seed", "file_stem"]
+__all__ = ["STREAMS", "AtlasSettings", "Chunk", "make_chunks", "file_stem"]
 
 
 def file_stem(layer: str) -> str:
     """A file-name-safe form of a layer name (``"layer3.1/conv"`` -> ``"layer3.1-conv"``)."""
     return re.sub(r"[^A-Za-z0-9._-]+", "-", layer).strip("-.") or "layer"
+
+
+STREAMS = 2
+"""2: every image from its own stream keyed by (seed, layer, unit, copy); 1 (absent): one seed per chunk."""
 
 
 @dataclass(frozen=True)
@@ -44,9 +48,11 @@ class AtlasSettings:
         lr: learning rate, or None for the preset's.
         image_size: ``(H, W)`` of the synthetic images and of the dataset images.
         chunk: units per chunk.
-        seed: the atlas seed; each chunk's seed is derived from it.
+        seed: the atlas seed: every image's random stream is keyed by (seed, layer, unit, copy).
         precision: ``"fp32"`` / ``"bf16"`` / ``"fp16"`` for the forward passes.
         channels_last: convolutions channels-last.
+        streams: how images draw their randomness (:data:`STREAMS`), so that an
+            atlas begun by an older cnn-probe is refused, not completed with images of another kind.
         extra: anything else a caller wants in the key.
     """
 
@@ -67,6 +73,7 @@ class AtlasSettings:
     seed: int = 0
     precision: str = "fp32"
     channels_last: bool = False
+    streams: int = STREAMS
     extra: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
@@ -119,9 +126,3 @@ def make_chunks(layers: tuple[str, ...], units: tuple[int, ...], size: int) -> l
             raise ProbeUsageError(f"layer {layer!r} has no units", param="layers")
         chunks.extend(Chunk(layer, start, min(count, start + size)) for start in range(0, count, size))
     return chunks
-
-
-def chunk_seed(seed: int, chunk: Chunk) -> int:
-    """The seed of one chunk's render, from the atlas seed, the layer and the chunk's first unit (63 bits)."""
-    text = f"{seed}:{chunk.layer}:{chunk.start}:{chunk.stop}"
-    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big") >> 1

@@ -16,8 +16,9 @@ them), rank 0 alone writes the shared files::
    rank 0, which measures each layer's receptive field and writes the crops.
 3. **Chunks.** Rank 0 lists the chunks without a record and broadcasts the
    list; ranks claim them one at a time with ``store.add`` (fast ranks take
-   more). A chunk's seed comes from (seed, layer, its units), so its images
-   are the same on any rank.
+   more). Every image draws from its own stream keyed by (seed, layer, unit,
+   copy) (:mod:`probe.streams`), so a unit's images are the same on any rank,
+   in a chunk of any size, and as ``probe maximize`` renders that unit alone.
 4. **Site.** After a barrier, rank 0 assembles ``atlas.json`` and the pages.
 """
 
@@ -38,7 +39,7 @@ from probe import objectives as O
 from probe.atlas.data import AtlasData, open_dataset
 from probe.atlas.distributed import Group, join
 from probe.atlas.examples import UnitExamples, batches_of, dataset_pass, merge_passes
-from probe.atlas.plan import AtlasSettings, Chunk, chunk_seed, file_stem, make_chunks
+from probe.atlas.plan import AtlasSettings, Chunk, file_stem, make_chunks
 from probe.atlas.receptive import receptive_field
 from probe.atlas.records import read_json, remove_partial, write_json, write_png
 from probe.errors import ProbeError, ProbeRuntimeError, ProbeUsageError, unknown_name
@@ -243,7 +244,7 @@ def _render_chunk(loaded: LoadedModel, chunk: Chunk, folder: Path, settings: Atl
     if copies > 1 and settings.diversity > 0:
         objective = objective + settings.diversity * O.diversity(chunk.layer, group=copies)
     result = maximize(loaded, objective, steps=settings.steps, lr=settings.lr, preset=settings.preset,
-                      image_size=settings.image_size, seed=chunk_seed(settings.seed, chunk),
+                      image_size=settings.image_size, seed=settings.seed,
                       precision=settings.precision, channels_last=settings.channels_last)
     values = result.terms.get(result.main, result.scores)
     units = []

@@ -122,7 +122,7 @@ def initial_image(
         init: ``"content"`` (a copy of ``content``), ``"random"`` (uniform
             noise from ``generator``), or an image source (resized to the content).
         content: ``(C, H, W)`` content at the first scale.
-        generator: the seeded generator, on the content's device.
+        generator: the seeded generator (a CPU one from style_transfer: the same noise on any device).
         channels: the model's input channels.
     """
     if isinstance(init, str) and init == "content":

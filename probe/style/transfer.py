@@ -309,7 +309,7 @@ def style_transfer(
         style_images = [match_histograms(style, content_image) for style in style_images]
     size = default_size(loaded) if size is None and scales is None else size
     sizes = scale_sizes(*content_image.shape[-2:], size, scales)
-    random = make_generator(seed if generator is None else generator, device)
+    random = make_generator(seed if generator is None else generator, "cpu")  # the same noise on any device
     net, swapped = style_network(loaded.module, pooling)
     objective = StyleObjective(
         net,

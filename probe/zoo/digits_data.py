@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from probe.errors import ProbeUsageError
+from probe.runtime import global_rng_kept
 from probe.zoo.splits import check_limit, check_split
 
 __all__ = ["LABELS", "DIGIT_BOX", "split_indices", "digits_split", "digit_sample", "KEYS_HELP"]
@@ -39,7 +40,8 @@ TEST_EVERY = 5
 @functools.lru_cache(maxsize=1)
 def _raw() -> tuple[Tensor, Tensor]:
     """All of ``load_digits`` as ``(N, 1, 8, 8)`` float32 in [0, 1] and ``(N,)`` int64."""
-    from sklearn.datasets import load_digits
+    with global_rng_kept():  # importing scikit-learn draws from Python's global random (rich)
+        from sklearn.datasets import load_digits
 
     bunch = load_digits()
     images = torch.as_tensor(bunch.images, dtype=torch.float32).unsqueeze(1) / 16.0
