@@ -136,20 +136,27 @@ def to_channels(image: torch.Tensor, channels: int) -> torch.Tensor:
     raise ProbeUsageError(f"cannot convert an image with {have} channels to {channels} channels")
 
 
+MAX_SIDE = 65536
+"""The longest image side cnn-probe takes (pixels): beyond it torch's sizes overflow (a traceback, not an
+out-of-memory error), and no command could hold such an image anyway."""
+
+
 def parse_size(text: str) -> tuple[int, int] | int:
-    """Parse ``"128"`` (longer side) or ``"96x128"`` (H x W) as given on the command line."""
+    """Parse ``"128"`` (longer side) or ``"96x128"`` (H x W) as given on the command line (1 to :data:`MAX_SIDE`)."""
     try:
         if "x" in text.lower():
             height, width = (int(part) for part in text.lower().split("x"))
-            if height > 0 and width > 0:
+            if 0 < height <= MAX_SIDE and 0 < width <= MAX_SIDE:
                 return (height, width)
         else:
             value = int(text)
-            if value > 0:
+            if 0 < value <= MAX_SIDE:
                 return value
     except ValueError:
         pass
-    raise ProbeUsageError(f"size must be N or HxW with positive integers (e.g. 224 or 96x128); got {text!r}", param="size")
+    raise ProbeUsageError(
+        f"size must be N or HxW with integers from 1 to {MAX_SIDE} (e.g. 224 or 96x128); got {text!r}", param="size"
+    )
 
 
 def fit_size(height: int, width: int, size: int | Sequence[int]) -> tuple[int, int]:
