@@ -117,7 +117,8 @@ def to_pil(image: torch.Tensor) -> Image.Image:
 def to_channels(image: torch.Tensor, channels: int) -> torch.Tensor:
     """Convert ``(C, H, W)`` or ``(N, C, H, W)`` between grayscale and RGB.
 
-    RGB -> 1 channel uses ITU-R 601 luminance; 1 -> 3 repeats the channel.
+    RGB -> 1 channel uses ITU-R 601 luminance; 1 -> 3 repeats the channel; a last alpha channel
+    (2: grey + alpha, 4: RGBA, from arrays and ``skimage:`` samples) is composited on white first.
 
     Raises:
         ProbeUsageError: for a conversion with no sensible meaning (e.g. 3 -> 4).
@@ -126,6 +127,9 @@ def to_channels(image: torch.Tensor, channels: int) -> torch.Tensor:
     have = image.shape[axis]
     if have == channels:
         return image
+    if have in (2, 4) and channels in (1, 3):  # grey or RGB with alpha: composited on white, as from_pil does
+        colour, alpha = image.split([have - 1, 1], dim=axis)
+        return to_channels(colour * alpha + (1 - alpha), channels)
     if have == 3 and channels == 1:
         weights = torch.tensor([0.299, 0.587, 0.114], dtype=image.dtype, device=image.device)
         shape = [1] * image.dim()

@@ -315,3 +315,22 @@ def test_huge_counts_stay_cheap() -> None:
     assert octave_sizes((64, 64), 2**31 - 1, 1.4) == octave_sizes((64, 64), 5, 1.4)
     assert octave_sizes((100, 200), 3, 2.0) == [(25, 50), (50, 100), (100, 200)]
 
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_alpha_channels_are_composited_on_white(channels: int) -> None:
+    """RGBA and grey+alpha arrays (skimage samples, user arrays) convert like files do: alpha on white."""
+    from probe.images import to_channels
+
+    rgba = torch.tensor([0.2, 0.4, 0.6, 0.0]).view(4, 1, 1).expand(4, 2, 2)
+    assert torch.allclose(to_channels(rgba, channels), torch.ones(channels, 2, 2))
+    grey = torch.tensor([0.5, 1.0]).view(2, 1, 1).expand(2, 2, 2)
+    assert torch.allclose(to_channels(grey, channels), torch.full((channels, 2, 2), 0.5))
+
+
+def test_maximize_from_a_black_and_white_image_is_not_called_diverged(tmp_path: Path) -> None:
+    """A start image that is already all 0/1 (a black photo, a scanned line drawing) is not divergence."""
+    Image.new("L", (28, 28), 0).save(tmp_path / "black.png")
+    result = CliRunner().invoke(cli, [*MAX[:-2], "--from", str(tmp_path / "black.png"), "--out", str(tmp_path / "g")])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "g" / "manifest.json").read_text())["diverged"] is None
+
