@@ -90,7 +90,8 @@ def _launch(ctx: click.Context, nproc: int) -> None:
         elastic.setLevel(level)
 
 
-@click.command("atlas", cls=ProbeCommand)
+@click.command("atlas", cls=ProbeCommand,
+               interrupted="interrupted (Ctrl-C); every finished chunk is saved: rerun the same command to resume")
 @model_options(default="digits")
 @list_option("--layers", "layers", default=["all"], metavar="all|NAME", shell_complete=complete_layer,
              help="Layers to map, dotted names; all = every convolution and block with a (C, H, W) output "

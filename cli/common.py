@@ -89,8 +89,22 @@ class _RecordsInvocation(click.Command):
 INVOCATION_KEY = "probe.invocation"
 
 
+INTERRUPTED = "interrupted (Ctrl-C); nothing was written"
+"""What an interrupted command says (``probe atlas`` says what it kept instead)."""
+
+
+class Interrupted(click.ClickException):
+    """Ctrl-C: one line and exit code 130 (128 + SIGINT), the shell's convention, instead of click's
+    ``Aborted!`` with exit code 1 that scripts cannot tell from a failure."""
+
+    exit_code = 130
+
+
 class ProbeCommand(_RecordsInvocation):
     """A click command that turns cnn-probe errors into proper CLI errors.
+
+    - Ctrl-C (``KeyboardInterrupt``) -> exit code 130 with one line, ``interrupted`` (the command's own
+      words, default :data:`INTERRUPTED`); the gallery being made was already removed on the way out;
 
     - :class:`~probe.errors.ProbeUsageError` -> exit code 2, naming the option at
       fault (``Invalid value for '--layer': unknown layer 'conv3'; ...``);
@@ -103,9 +117,15 @@ class ProbeCommand(_RecordsInvocation):
     - Pillow's ``DecompressionBombError`` -> exit code 1, one line.
     """
 
+    def __init__(self, *args: Any, interrupted: str = INTERRUPTED, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.interrupted = interrupted
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except KeyboardInterrupt:
+            raise Interrupted(self.interrupted) from None
         except ProbeUsageError as error:
             param = self._param(error.param.replace("-", "_")) if error.param else None
             if param is not None:

@@ -334,3 +334,26 @@ def test_maximize_from_a_black_and_white_image_is_not_called_diverged(tmp_path: 
     assert result.exit_code == 0, result.output
     assert json.loads((tmp_path / "g" / "manifest.json").read_text())["diverged"] is None
 
+
+@pytest.mark.parametrize("command", [MAX, DREAM], ids=["maximize", "dream"])
+def test_ctrl_c_mid_run_exits_130_in_one_line_leaving_nothing(
+    command: tuple[str, ...], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C during the optimization (the third convolution call): exit 130, one line, no folder left."""
+    monkeypatch.chdir(tmp_path)
+    forward = torch.nn.Conv2d.forward
+    calls = []
+
+    def interrupted(self: torch.nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return forward(self, x)
+
+    monkeypatch.setattr(torch.nn.Conv2d, "forward", interrupted)
+    result = CliRunner().invoke(cli, list(command))
+    assert isinstance(result.exception, SystemExit) and result.exit_code == 130, result.output
+    assert [line for line in result.output.splitlines() if line.startswith("Error:")] == [
+        "Error: interrupted (Ctrl-C); nothing was written"
+    ]
+    assert len(calls) == 3 and list(tmp_path.iterdir()) == []
