@@ -21,6 +21,7 @@ from probe.featuremaps import feature_maps
 from probe.gallery import check_out_dir, slug
 from probe.images import parse_size
 from probe.reports.activations import SCALES
+from probe.cli.types import count
 
 
 def image_slug(image: str) -> str:
@@ -35,10 +36,10 @@ def image_slug(image: str) -> str:
 @list_option("--layer", "layer", metavar="NAME", shell_complete=complete_layer,
              help="Layer(s) to show. Default: every Conv2d layer.")
 @click.option("--all", "all_layers", is_flag=True, help="Every layer (but flatten/dropout/identity, which repeat their input).")
-@click.option("--top", type=click.IntRange(min=1), default=None,
+@click.option("--top", type=count(1), default=None,
               help="Show only the K most active channels per layer, most active first (default: every "
                    "channel, in order): --top 8.")
-@click.option("--limit", type=click.IntRange(min=1), default=64, show_default=True,
+@click.option("--limit", type=count(1), default=64, show_default=True,
               help="Without --top, show at most this many channels per layer (in index order).")
 @click.option("--scale", type=click.Choice(SCALES), default="map", show_default=True,
               help="Colour scale per map (shows every map's pattern) or per layer (shows which maps are strong).")

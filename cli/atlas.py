@@ -22,8 +22,9 @@ from probe.cli.common import (
     shared,
     speed_options,
 )
-from probe.errors import ProbeRuntimeError
+from probe.errors import ProbeRuntimeError, ProbeUsageError
 from probe.optimize import PRESETS
+from probe.cli.types import count, finite
 
 
 def _layers(names: list[str] | None) -> str | list[str]:
@@ -44,6 +45,20 @@ def _worker_args(ctx: click.Context) -> list[str]:
         elif not word.startswith("--nproc="):
             kept.append(word)
     return kept
+
+
+def _check_nproc(nproc: int) -> None:
+    """Refuse more local processes than the machine has CPU cores or GPUs: each worker needs one, and
+    torchrun would start them all (``--nproc 99999`` forks until the machine stops)."""
+    import os
+
+    import torch
+
+    cores, gpus = os.cpu_count() or 1, torch.cuda.device_count()
+    if nproc > max(cores, gpus):
+        raise ProbeUsageError(f"{nproc} processes is more than this machine's {cores} CPU core(s) and {gpus} GPU(s); "
+                              f"give at most {max(cores, gpus)} (one process per GPU, or per core on the CPU)",
+                              param="nproc")
 
 
 def _launch(ctx: click.Context, nproc: int) -> None:
@@ -75,7 +90,8 @@ def _launch(ctx: click.Context, nproc: int) -> None:
         elastic.setLevel(level)
 
 
-@click.command("atlas", cls=ProbeCommand)
+@click.command("atlas", cls=ProbeCommand,
+               interrupted="interrupted (Ctrl-C); every finished chunk is saved: rerun the same command to resume")
 @model_options(default="digits")
 @list_option("--layers", "layers", default=["all"], metavar="all|NAME", shell_complete=complete_layer,
              help="Layers to map, dotted names; all = every convolution and block with a (C, H, W) output "
@@ -83,22 +99,22 @@ def _launch(ctx: click.Context, nproc: int) -> None:
 @click.option("--dataset", default="zoo", show_default=True, metavar="zoo|skimage|DIR",
               help="Images for the dataset examples: zoo = the embedded model's own data (train then test), "
                    "skimage = scikit-image's photos, DIR = a folder of images, flat or one subfolder per class.")
-@click.option("--examples", type=click.IntRange(min=1), default=9, show_default=True, metavar="K",
+@click.option("--examples", type=count(1), default=9, show_default=True, metavar="K",
               help="Dataset examples per unit: the K images with the highest degree of activation, each cropped "
                    "to the receptive field around the map's maximum.")
-@click.option("--per-unit", type=click.IntRange(min=1), default=1, show_default=True, metavar="K",
+@click.option("--per-unit", type=count(1), default=1, show_default=True, metavar="K",
               help="Synthetic images per unit; several are pushed apart by a diversity term.")
-@click.option("--diversity", type=click.FloatRange(min=0), default=None, metavar="W",
+@click.option("--diversity", type=finite(min=0), default=None, metavar="W",
               help=f"Weight of the diversity term with --per-unit > 1 (default {DEFAULT_DIVERSITY:g}).")
 @click.option("--preset", type=click.Choice(list(PRESETS)), default="robust", show_default=True,
               help="How the synthetic images are made (see 'probe maximize --help').")
-@click.option("--steps", type=click.IntRange(min=1), default=256, show_default=True, help="Optimization steps.")
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None, help="Learning rate (default 0.05).")
-@click.option("--chunk", type=click.IntRange(min=1), default=16, show_default=True, metavar="N",
+@click.option("--steps", type=count(1), default=256, show_default=True, help="Optimization steps.")
+@click.option("--lr", type=finite(min=0, min_open=True), default=None, help="Learning rate (default 0.05).")
+@click.option("--chunk", type=count(1), default=16, show_default=True, metavar="N",
               help="Units per chunk: the work one process claims at a time, one batch, and the unit of resuming.")
-@click.option("--batch", type=click.IntRange(min=1), default=64, show_default=True, metavar="N",
+@click.option("--batch", type=count(1), default=64, show_default=True, metavar="N",
               help="Dataset images per forward pass.")
-@click.option("--limit", type=click.IntRange(min=1), default=None, metavar="N",
+@click.option("--limit", type=count(1), default=None, metavar="N",
               help="Use the first N dataset images (default: all): --limit 240.")
 @speed_options()
 @shared
@@ -106,7 +122,7 @@ def _launch(ctx: click.Context, nproc: int) -> None:
               help="Atlas folder. Default runs/atlas-<model>-<settings digest>. Rerunning the same command resumes "
                    "it; other settings in the same folder are refused.")
 @click.option("--force", is_flag=True, help="Replace an atlas made with other settings in --out (only an atlas).")
-@click.option("--nproc", type=click.IntRange(min=1), default=None, metavar="N",
+@click.option("--nproc", type=count(1), default=None, metavar="N",
               help="Run N local processes through torchrun's launcher (torch.distributed.run --standalone); "
                    "default: this process alone (or the processes torchrun started): --nproc 2.")
 @click.pass_context
@@ -140,6 +156,7 @@ def command(ctx: click.Context, model: str, weights: str, layers: list[str] | No
                --nproc_per_node=8 -m probe atlas --model resnet50 --dataset ~/imagenet/val --out /shared/atlas
     """
     if nproc is not None and nproc > 1:
+        _check_nproc(nproc)
         _launch(ctx, nproc)
         return
     bars: dict[str, Any] = {}

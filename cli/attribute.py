@@ -20,7 +20,7 @@ from probe.cli.common import (
     out_options,
     shared,
 )
-from probe.cli.types import finite
+from probe.cli.types import count, finite
 from probe.gallery import check_out_dir, slug
 from probe.images import parse_size
 
@@ -37,7 +37,7 @@ from probe.images import parse_size
               help="Grad-CAM's layer. Default: the last Conv2d.")
 @click.option("--steps", type=click.IntRange(min=1, max=MAX_IG_STEPS), default=50, show_default=True,
               help="Integrated-gradients steps, run 32 at a time (Gauss-Legendre up to 1024, then the trapezoid rule).")
-@click.option("--samples", type=click.IntRange(min=1), default=16, show_default=True, help="Smoothgrad noisy samples.")
+@click.option("--samples", type=count(1), default=16, show_default=True, help="Smoothgrad noisy samples.")
 @click.option("--noise", type=finite(min=0), default=0.1, show_default=True,
               help="Smoothgrad noise standard deviation (image values are in [0, 1]).")
 @click.option("--size", default=None, metavar="N|HxW", help="Input size (default: the model's); the image is centre-cropped to it.")

@@ -12,9 +12,10 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 from PIL import Image
+from click.core import ParameterSource
 from click.shell_completion import CompletionItem
 
-from probe.cli.types import SEED
+from probe.cli.types import SEED, count
 from probe.errors import ProbeRuntimeError, ProbeUsageError
 from probe.memory import is_out_of_memory
 from probe.gallery import MANIFEST, recording_invocation
@@ -88,8 +89,22 @@ class _RecordsInvocation(click.Command):
 INVOCATION_KEY = "probe.invocation"
 
 
+INTERRUPTED = "interrupted (Ctrl-C); nothing was written"
+"""What an interrupted command says (``probe atlas`` says what it kept instead)."""
+
+
+class Interrupted(click.ClickException):
+    """Ctrl-C: one line and exit code 130 (128 + SIGINT), the shell's convention, instead of click's
+    ``Aborted!`` with exit code 1 that scripts cannot tell from a failure."""
+
+    exit_code = 130
+
+
 class ProbeCommand(_RecordsInvocation):
     """A click command that turns cnn-probe errors into proper CLI errors.
+
+    - Ctrl-C (``KeyboardInterrupt``) -> exit code 130 with one line, ``interrupted`` (the command's own
+      words, default :data:`INTERRUPTED`); the gallery being made was already removed on the way out;
 
     - :class:`~probe.errors.ProbeUsageError` -> exit code 2, naming the option at
       fault (``Invalid value for '--layer': unknown layer 'conv3'; ...``);
@@ -102,9 +117,15 @@ class ProbeCommand(_RecordsInvocation):
     - Pillow's ``DecompressionBombError`` -> exit code 1, one line.
     """
 
+    def __init__(self, *args: Any, interrupted: str = INTERRUPTED, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.interrupted = interrupted
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except KeyboardInterrupt:
+            raise Interrupted(self.interrupted) from None
         except ProbeUsageError as error:
             param = self._param(error.param.replace("-", "_")) if error.param else None
             if param is not None:
@@ -229,7 +250,7 @@ def model_options(
 
         decorated: Any = wrapper
         for option in (
-            click.option("--in-channels", type=click.IntRange(min=1), default=None,
+            click.option("--in-channels", type=count(1), default=None,
                          help="Input channels the model expects (default: from its first convolution)."),
             click.option("--input-size", callback=_size, default=None, metavar="N|HxW",
                          help="Input size the model was trained at; the default size of made images "
@@ -464,6 +485,8 @@ def list_option(*declarations: str, item: Any = str, default: Sequence[Any] | No
 
     def convert(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> list[Any] | None:
         items = split_list(values)
+        if values and not items and ctx.get_parameter_source(param.name or "") is not ParameterSource.DEFAULT:
+            raise click.BadParameter(f"give at least one value; got {', '.join(map(repr, values))}", ctx, param)
         return [item_type.convert(value, param, ctx) for value in items] if items else None
 
     def complete(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[CompletionItem]:
@@ -480,14 +503,17 @@ def list_option(*declarations: str, item: Any = str, default: Sequence[Any] | No
 def snapshot_steps(total: int, count: int) -> list[int]:
     """``count`` steps evenly spread strictly inside ``(0, total)``, as style transfer spreads its snapshots.
 
-    ``snapshot_steps(30, 2)`` -> ``[10, 20]``; fewer when ``total`` is small.
+    ``snapshot_steps(30, 2)`` -> ``[10, 20]``; fewer when ``total`` is small (every step inside when
+    ``count`` asks for more, without looping over ``count``).
     """
+    if count >= total - 1:
+        return list(range(1, total))
     return sorted({round(total * i / (count + 1)) for i in range(1, count + 1)} - {0, total})
 
 
 def snapshots_option(default: int) -> Callable[[F], F]:
     """``--snapshots N``: keep N intermediate images, evenly spread over the run (maximize and style)."""
-    return click.option("--snapshots", type=click.IntRange(min=0), default=default, show_default=True, metavar="N",
+    return click.option("--snapshots", type=count(0), default=default, show_default=True, metavar="N",
                         help="Also keep N intermediate images, evenly spread over the steps.")
 
 

@@ -22,7 +22,7 @@ from probe.cli.common import (
     shared,
     speed_options,
 )
-from probe.cli.types import finite
+from probe.cli.types import count, finite
 from probe.dream import dream
 from probe.errors import ProbeUsageError
 from probe.gallery import check_out_dir, slug
@@ -107,23 +107,23 @@ def _image_name(source: str) -> str:
              help="Only these channels of the layer(s) count, by index or range (default: all).")
 @click.option("--objective", type=click.Choice(["l2", "mean"]), default="l2", show_default=True,
               help="l2: mean squared activation (positive grows, negative shrinks); mean: mean activation.")
-@click.option("--octaves", type=click.IntRange(min=1), default=4, show_default=True, help="Number of scales.")
+@click.option("--octaves", type=count(1), default=4, show_default=True, help="Number of scales.")
 @click.option("--octave-scale", "octave_scale", type=finite(min=1.0), default=1.4, show_default=True,
               help="Size ratio between consecutive octaves.")
-@click.option("--steps", type=click.IntRange(min=0), default=10, show_default=True, help="Gradient steps per octave.")
+@click.option("--steps", type=count(0), default=10, show_default=True, help="Gradient steps per octave.")
 @click.option("--lr", type=finite(min=0.0, max=1.0), default=0.01, show_default=True,
               help="Mean change of a pixel per step (pixel values in [0, 1]).")
-@click.option("--jitter", type=click.IntRange(min=0), default=32, show_default=True,
+@click.option("--jitter", type=count(0), default=32, show_default=True,
               help="Random roll in pixels before each step, undone after.")
-@click.option("--tile", type=click.IntRange(min=8), default=None, metavar="PX",
+@click.option("--tile", type=count(8), default=None, metavar="PX",
               help="Compute gradients in tiles of PX pixels (at random offsets): memory follows the tile, "
               "not the image. Default: whole image.")
-@click.option("--tile-margin", "tile_margin", type=click.IntRange(min=0), default=None, metavar="PX",
+@click.option("--tile-margin", "tile_margin", type=count(0), default=None, metavar="PX",
               help="Context around each tile (default: tile/8).")
 @click.option("--guide", default=None, metavar="IMAGE",
               help="Steer the dream toward the features of this image (file or skimage:NAME; default: none, "
                    "the layer's own activation): --guide shapes:stripes.")
-@click.option("--frames", type=click.IntRange(min=0), default=0, show_default=True,
+@click.option("--frames", type=count(0), default=0, show_default=True,
               help="Zoom sequence: N frames, each the dream of the previous one zoomed by --zoom (PNGs and a GIF).")
 @click.option("--zoom", type=finite(min=1.0), default=1.05, show_default=True, help="Zoom between frames.")
 @click.option("--size", default="auto", show_default=True, metavar="auto|full|N|HxW",

@@ -26,7 +26,7 @@ from probe.cli.common import (
     speed_options,
 )
 from probe.cli.methods import apply_methods, method_options, target_shorthand
-from probe.cli.types import finite
+from probe.cli.types import count, finite
 from probe.errors import ProbeUsageError
 from probe.gallery import check_out_dir, slug
 from probe.hooks import OUTPUT
@@ -114,12 +114,12 @@ def _summary(result: MaximizeResult, name: str) -> str:
               help="Subtract W x total variation (summed absolute differences of neighbouring pixels).")
 @click.option("--diversity", type=finite(min=0), default=0.0, show_default=True, metavar="W",
               help="Add W x diversity: several images per unit (--per-unit, 4 by default then) that differ.")
-@click.option("--per-unit", type=click.IntRange(min=1), default=None, metavar="K",
+@click.option("--per-unit", type=count(1), default=None, metavar="K",
               help="Images per unit (default 1, or 4 with --diversity).")
 @click.option("--preset", type=click.Choice(list(PRESETS)), default="robust", show_default=True,
               help="robust: Fourier parametrization + colour decorrelation + random jitter/scale/rotate; "
                    "plain: gradient ascent on the pixels themselves, clipped to [0, 1], no transforms.")
-@click.option("--steps", type=click.IntRange(min=1), default=256, show_default=True, help="Optimization steps.")
+@click.option("--steps", type=count(1), default=256, show_default=True, help="Optimization steps.")
 @click.option("--lr", type=finite(min=0, min_open=True), default=None, help="Learning rate (default 0.05).")
 @click.option("--size", default=None, metavar="H[xW]", help="Image size (default: the model's input size).")
 @click.option("--batch", type=BatchSize(), default="auto", show_default=True, metavar="N|auto",

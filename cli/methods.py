@@ -19,6 +19,7 @@ from probe.accentuate import accentuation
 from probe.errors import ProbeUsageError
 from probe.images import load_image
 from probe.optimize import PRESETS, LayerShape, inspect_layer
+from probe.cli.types import count, finite
 
 __all__ = ["method_options", "target_shorthand", "apply_methods"]
 
@@ -42,14 +43,14 @@ def method_options(function: F) -> F:
         click.option("--from", "seed_image", default=None, metavar="IMAGE",
                      help="Start from this image (a file, skimage:NAME, shapes:circle) instead of noise (the "
                           "default): --from shapes:circle."),
-        click.option("--accentuate", type=click.FloatRange(min=0), default=None, metavar="W",
+        click.option("--accentuate", type=finite(min=0), default=None, metavar="W",
                      help="Feature accentuation (Hamblin et al. 2024), with --from: subtract W x the L2 distance "
                           "to the image, so the result stays near it (default: none): "
                           "--from shapes:circle --accentuate 2."),
         click.option("--caricature", default=None, metavar="IMAGE",
                      help="Lucid's caricature: amplify what --layer sees in IMAGE (replaces --objective/--units; "
                           "default: none): --layer conv2 --caricature digits:3."),
-        click.option("--redirect-relu", type=click.IntRange(min=0), default=0, show_default=True, metavar="N",
+        click.option("--redirect-relu", type=count(0), default=0, show_default=True, metavar="N",
                      help="Redirected ReLU gradient for the first N steps: units dead on the start image move."),
     ]
     for option in reversed(options):

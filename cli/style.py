@@ -21,7 +21,7 @@ from probe.cli.common import (
     snapshots_option,
     speed_options,
 )
-from probe.cli.types import finite
+from probe.cli.types import count, finite
 from probe.errors import ProbeUsageError
 from probe.gallery import check_out_dir, slug
 from probe.images import parse_size
@@ -66,7 +66,7 @@ def _stem(source: str) -> str:
               help="Start from the content image, seeded noise, or an image.")
 @click.option("--optimizer", type=click.Choice(["lbfgs", "adam"]), default="lbfgs", show_default=True,
               help="L-BFGS (Gatys) or Adam.")
-@click.option("--steps", type=click.IntRange(min=1), default=DEFAULT_STEPS, show_default=True,
+@click.option("--steps", type=count(1), default=DEFAULT_STEPS, show_default=True,
               help="Forward+backward passes per scale.")
 @click.option("--lr", type=finite(min=0, min_open=True), default=None,
               help="Step size. [default: 1 for lbfgs, 0.02 for adam]")

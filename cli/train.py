@@ -10,11 +10,12 @@ import torch
 from probe import __version__, zoo
 from probe.cli.common import ProbeCommand, echo_done, gallery_command, out_options, progress_bar, seed_option
 from probe.gallery import Gallery, check_out_dir
+from probe.cli.types import count
 
 
 @click.command("train", cls=ProbeCommand)
 @click.argument("name", metavar="NAME")
-@click.option("--epochs", type=click.IntRange(min=1), default=None, help="Training epochs (default: the model's own).")
+@click.option("--epochs", type=count(1), default=None, help="Training epochs (default: the model's own).")
 @seed_option
 @out_options
 @gallery_command

@@ -37,7 +37,25 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
             )
     if resolved.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
         raise ProbeUsageError("MPS is not available on this machine; use --device cpu or auto", param="device")
+    if resolved.type == "meta":
+        raise ProbeUsageError("the meta device holds no data, so nothing can be computed on it; use --device cpu "
+                              "or auto", param="device")
+    if resolved.type not in ("cpu", "cuda", "mps") and not _backend_available(resolved.type):
+        raise ProbeUsageError(
+            f"{resolved.type} is not available on this machine (torch was not built with it, or no device is "
+            "present); use --device cpu or auto", param="device")
     return resolved
+
+
+def _backend_available(kind: str) -> bool:
+    """Whether torch has a working backend for device type ``kind`` (``xpu``, ``hpu``, ...): its
+    ``torch.<kind>.is_available()``; False when torch has no such module (it would fail on first use)."""
+    backend = getattr(torch, kind, None)
+    available = getattr(backend, "is_available", None)
+    try:
+        return bool(available()) if callable(available) else False
+    except Exception:  # noqa: BLE001 - a backend that cannot even say is not one to run on
+        return False
 
 
 def normalize_device(device: str | torch.device) -> torch.device:

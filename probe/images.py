@@ -117,7 +117,8 @@ def to_pil(image: torch.Tensor) -> Image.Image:
 def to_channels(image: torch.Tensor, channels: int) -> torch.Tensor:
     """Convert ``(C, H, W)`` or ``(N, C, H, W)`` between grayscale and RGB.
 
-    RGB -> 1 channel uses ITU-R 601 luminance; 1 -> 3 repeats the channel.
+    RGB -> 1 channel uses ITU-R 601 luminance; 1 -> 3 repeats the channel; a last alpha channel
+    (2: grey + alpha, 4: RGBA, from arrays and ``skimage:`` samples) is composited on white first.
 
     Raises:
         ProbeUsageError: for a conversion with no sensible meaning (e.g. 3 -> 4).
@@ -126,6 +127,9 @@ def to_channels(image: torch.Tensor, channels: int) -> torch.Tensor:
     have = image.shape[axis]
     if have == channels:
         return image
+    if have in (2, 4) and channels in (1, 3):  # grey or RGB with alpha: composited on white, as from_pil does
+        colour, alpha = image.split([have - 1, 1], dim=axis)
+        return to_channels(colour * alpha + (1 - alpha), channels)
     if have == 3 and channels == 1:
         weights = torch.tensor([0.299, 0.587, 0.114], dtype=image.dtype, device=image.device)
         shape = [1] * image.dim()
@@ -136,20 +140,27 @@ def to_channels(image: torch.Tensor, channels: int) -> torch.Tensor:
     raise ProbeUsageError(f"cannot convert an image with {have} channels to {channels} channels")
 
 
+MAX_SIDE = 65536
+"""The longest image side cnn-probe takes (pixels): beyond it torch's sizes overflow (a traceback, not an
+out-of-memory error), and no command could hold such an image anyway."""
+
+
 def parse_size(text: str) -> tuple[int, int] | int:
-    """Parse ``"128"`` (longer side) or ``"96x128"`` (H x W) as given on the command line."""
+    """Parse ``"128"`` (longer side) or ``"96x128"`` (H x W) as given on the command line (1 to :data:`MAX_SIDE`)."""
     try:
         if "x" in text.lower():
             height, width = (int(part) for part in text.lower().split("x"))
-            if height > 0 and width > 0:
+            if 0 < height <= MAX_SIDE and 0 < width <= MAX_SIDE:
                 return (height, width)
         else:
             value = int(text)
-            if value > 0:
+            if 0 < value <= MAX_SIDE:
                 return value
     except ValueError:
         pass
-    raise ProbeUsageError(f"size must be N or HxW with positive integers (e.g. 224 or 96x128); got {text!r}", param="size")
+    raise ProbeUsageError(
+        f"size must be N or HxW with integers from 1 to {MAX_SIDE} (e.g. 224 or 96x128); got {text!r}", param="size"
+    )
 
 
 def fit_size(height: int, width: int, size: int | Sequence[int]) -> tuple[int, int]:

@@ -448,6 +448,7 @@ def maximize(
     history = torch.zeros(steps, count)
     snaps = {s: torch.zeros(count, channels, height, width) for s in snapshot_steps}
     final = torch.zeros(count, channels, height, width)
+    start = torch.zeros(count, channels, height, width)
     maps: dict[str, torch.Tensor] = {}  # per-image maps a parametrization keeps (MACO's transparency)
     param_record: dict[str, Any] = {}
     done: list[slice] = []
@@ -482,6 +483,7 @@ def maximize(
             done.append(index)
             history[:, index] = chunk.history
             final[index] = chunk.final
+            start[index] = chunk.start
             for step, images_at in chunk.snapshots.items():
                 snaps[step][index] = images_at
             for name, value in chunk.maps.items():
@@ -495,7 +497,7 @@ def maximize(
         "param": param_name, "transforms": transform_names, "preset": preset, "seed": seed,
         "image_size": [height, width], "images": count, "batch": batch_size, "precision": precision,
         "channels_last": channels_last, "device": str(target),
-        "diverged": divergence(final, scores_final),  # None, or why the result is not to be trusted
+        "diverged": divergence(final, scores_final, start=start),  # None, or why the result is not to be trusted
     }  # fmt: skip
     if redirect_relu:
         settings["redirect_relu"] = redirect_relu
@@ -539,6 +541,9 @@ class _Chunk:
     """Per-image maps the parametrization kept (``image.maps()``: MACO's transparency), ``(n, ...)``."""
     options: dict[str, Any]
     """The parametrization's JSON-safe options, for the manifest."""
+    start: torch.Tensor
+    """The images before the first step, 8-bit ``(n, C, H, W)``: a start image (``init``) that is already
+    black and white is not mistaken for divergence (:func:`~probe.images.divergence`)."""
 
 
 def _render_chunk(
@@ -572,6 +577,8 @@ def _render_chunk(
     else:
         image = factory((len(keys), *shape), streams.generator, target)
     optim = _optimizer(optimizer, image.params, lr)
+    with torch.no_grad():
+        start = _quantize(image()).cpu()
     history = torch.zeros(steps, len(keys), device=target)
     checks = FiniteLog(steps, ("the objective", "the gradient"), target)
     snaps: dict[int, torch.Tensor] = {}
@@ -604,7 +611,7 @@ def _render_chunk(
     keep = getattr(image, "maps", None)
     maps = {name: value.float().cpu() for name, value in keep().items()} if callable(keep) else {}
     options = {k: v for k, v in image.options.items() if isinstance(v, (str, int, float, bool)) or v is None}
-    return _Chunk(final, history.cpu(), {step: value.cpu() for step, value in snaps.items()}, maps, options)
+    return _Chunk(final, history.cpu(), {step: value.cpu() for step, value in snaps.items()}, maps, options, start)
 
 
 def _batch_size(

@@ -194,6 +194,30 @@ CASES: dict[str, Case] = {
     # divergence: reported, gallery kept and marked
     "maximize --lr 1e30 diverges": Case((*MAX[:-2], "--units", "0-3", "--lr", "1e30", "--out", "out"), 1, None,
                                         ("diverged", "--lr"), writes=("out",)),
+    # counts beyond what torch's sizes hold: refused at parse time, not overflowing inside torch
+    "--in-channels 1e20": Case(("layers", "digits", "--in-channels", "99999999999999999999"), 2, "--in-channels"),
+    "--input-size 1e20": Case(("layers", "digits", "--input-size", "99999999999999999999"), 2, "--input-size"),
+    "maximize --size 1e20": Case((*MAX, "--size", "99999999999999999999"), 2, "--size", ("65536",)),
+    "maximize --steps 1e20": Case((*MAX, "--steps", "99999999999999999999"), 2, "--steps"),
+    "maximize --snapshots 1e20": Case((*MAX, "--snapshots", "99999999999999999999"), 2, "--snapshots"),
+    "dream --octaves 1e20": Case((*DREAM, "--octaves", "99999999999999999999"), 2, "--octaves"),
+    "attribute --samples 1e20": Case((*ATTR, "--method", "smoothgrad", "--samples", "99999999999999999999"), 2,
+                                     "--samples"),
+    "atlas --nproc 999": Case(("atlas", "--nproc", "999", "--out", "out"), 2, "--nproc", ("at most",)),
+    # empty lists given explicitly
+    "--units ''": Case((*MAX[:3], "--units", "", *MAX[5:]), 2, "--units", ("at least one",)),
+    "--method ,": Case((*ATTR, "--method", ","), 2, "--method", ("at least one",)),
+    "dream --layer ''": Case((*DREAM, "--layer", ""), 2, "--layer", ("at least one",)),
+    # devices torch parses but cannot run on
+    "--device xpu": Case(("layers", "digits", "--device", "xpu"), 2, "--device", ("not available",)),
+    "--device meta": Case((*ATTR, "--device", "meta"), 2, "--device", ("meta",)),
+    # non-finite numbers in the model's statistics and the options click's FloatRange let through
+    "--mean nan": Case(("activations", "digits:0", "--mean", "nan", "--out", "out"), 2, "--mean", ("finite",)),
+    "--std inf": Case((*MAX, "--std", "inf"), 2, "--std", ("finite",)),
+    "maximize --accentuate nan": Case((*MAX, "--from", "digits:3", "--accentuate", "nan"), 2, "--accentuate",
+                                      ("finite",)),
+    "atlas --lr nan": Case(("atlas", "--lr", "nan", "--out", "out"), 2, "--lr", ("finite",)),
+    "atlas --diversity inf": Case(("atlas", "--diversity", "inf", "--out", "out"), 2, "--diversity", ("finite",)),
     # output folders
     "--out under a file": Case((*MAX[:-2], "--out", "afile/sub"), 2, "--out", setup=out_under_file),
     "--out on a symlink": Case((*MAX[:-2], "--out", "link"), 2, "--out", setup=out_on_symlink),
@@ -281,3 +305,56 @@ def test_integrated_gradients_steps_run_in_bounded_batches(monkeypatch: pytest.M
     assert seen["method"] == "riemann_trapezoid" and seen["internal_batch_size"] == 32
     assert result.options["ig_method"] == "riemann_trapezoid"
     assert torch.isfinite(result.heatmaps["integrated-gradients"]).all()
+
+
+def test_huge_counts_stay_cheap() -> None:
+    """Counts far beyond the work are clipped to what exists, without looping over the count."""
+    from probe.cli.common import snapshot_steps
+    from probe.dream_geometry import octave_sizes
+
+    assert snapshot_steps(3, 2**31 - 1) == [1, 2] and snapshot_steps(30, 2) == [10, 20]
+    assert octave_sizes((64, 64), 2**31 - 1, 1.4) == octave_sizes((64, 64), 5, 1.4)
+    assert octave_sizes((100, 200), 3, 2.0) == [(25, 50), (50, 100), (100, 200)]
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_alpha_channels_are_composited_on_white(channels: int) -> None:
+    """RGBA and grey+alpha arrays (skimage samples, user arrays) convert like files do: alpha on white."""
+    from probe.images import to_channels
+
+    rgba = torch.tensor([0.2, 0.4, 0.6, 0.0]).view(4, 1, 1).expand(4, 2, 2)
+    assert torch.allclose(to_channels(rgba, channels), torch.ones(channels, 2, 2))
+    grey = torch.tensor([0.5, 1.0]).view(2, 1, 1).expand(2, 2, 2)
+    assert torch.allclose(to_channels(grey, channels), torch.full((channels, 2, 2), 0.5))
+
+
+def test_maximize_from_a_black_and_white_image_is_not_called_diverged(tmp_path: Path) -> None:
+    """A start image that is already all 0/1 (a black photo, a scanned line drawing) is not divergence."""
+    Image.new("L", (28, 28), 0).save(tmp_path / "black.png")
+    result = CliRunner().invoke(cli, [*MAX[:-2], "--from", str(tmp_path / "black.png"), "--out", str(tmp_path / "g")])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "g" / "manifest.json").read_text())["diverged"] is None
+
+
+@pytest.mark.parametrize("command", [MAX, DREAM], ids=["maximize", "dream"])
+def test_ctrl_c_mid_run_exits_130_in_one_line_leaving_nothing(
+    command: tuple[str, ...], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C during the optimization (the third convolution call): exit 130, one line, no folder left."""
+    monkeypatch.chdir(tmp_path)
+    forward = torch.nn.Conv2d.forward
+    calls = []
+
+    def interrupted(self: torch.nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return forward(self, x)
+
+    monkeypatch.setattr(torch.nn.Conv2d, "forward", interrupted)
+    result = CliRunner().invoke(cli, list(command))
+    assert isinstance(result.exception, SystemExit) and result.exit_code == 130, result.output
+    assert [line for line in result.output.splitlines() if line.startswith("Error:")] == [
+        "Error: interrupted (Ctrl-C); nothing was written"
+    ]
+    assert len(calls) == 3 and list(tmp_path.iterdir()) == []

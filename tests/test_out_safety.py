@@ -77,17 +77,18 @@ def old(runner: CliRunner, tmp_path: Path) -> tuple[Path, dict[str, bytes]]:
 
 
 def test_a_failed_or_interrupted_run_creates_nothing(runner, in_tmp, monkeypatch):
-    for failure in (ProbeRuntimeError("the optimization diverged (loss is inf); lower --lr"), KeyboardInterrupt()):
+    for failure, code in ((ProbeRuntimeError("the optimization diverged (loss is inf); lower --lr"), 1),
+                          (KeyboardInterrupt(), 130)):
         def run(*args, **kwargs):
             assert not (in_tmp / "runs").exists(), "runs/ was created before there was anything to save"
             raise failure
 
         monkeypatch.setattr(maximize_cli, "maximize", run)
         result = runner.invoke(cli, TINY_MAXIMIZE)
-        assert result.exit_code == 1, result.output
+        assert result.exit_code == code, result.output
         assert not (in_tmp / "runs").exists()
         result = runner.invoke(cli, [*TINY_MAXIMIZE, "--out", str(in_tmp / "mine" / "deep")])
-        assert result.exit_code == 1 and not (in_tmp / "mine").exists()
+        assert result.exit_code == code and not (in_tmp / "mine").exists()
 
 
 # 2. --force swaps the new gallery in only when it is complete.
@@ -102,7 +103,7 @@ def test_force_keeps_the_old_gallery_when_the_run_fails(runner, old, monkeypatch
         error = ProbeRuntimeError("diverged") if failure == "diverged" else KeyboardInterrupt()
         monkeypatch.setattr(maximize_cli, "maximize", lambda *a, **k: (_ for _ in ()).throw(error))
     result = runner.invoke(cli, [*TINY_MAXIMIZE, "--out", str(folder), "--force"])
-    assert result.exit_code == 1, result.output
+    assert result.exit_code == (1 if failure == "diverged" else 130), result.output
     assert snapshot(folder) == before
     assert leftovers(folder.parent) == []
 
@@ -251,7 +252,7 @@ def test_train_force_interrupted_keeps_the_old_weights(runner, in_tmp, monkeypat
         raise KeyboardInterrupt
 
     monkeypatch.setattr(train_cli.zoo, "train", interrupted)
-    assert runner.invoke(cli, ["train", "digits", "--out", str(folder), "--force"]).exit_code == 1
+    assert runner.invoke(cli, ["train", "digits", "--out", str(folder), "--force"]).exit_code == 130
     assert snapshot(folder) == before
 
     def trained(name, **kwargs):
@@ -261,7 +262,7 @@ def test_train_force_interrupted_keeps_the_old_weights(runner, in_tmp, monkeypat
 
     monkeypatch.setattr(train_cli.zoo, "train", trained)
     monkeypatch.setattr(torch, "save", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt()))
-    assert runner.invoke(cli, ["train", "digits", "--out", str(folder), "--force"]).exit_code == 1
+    assert runner.invoke(cli, ["train", "digits", "--out", str(folder), "--force"]).exit_code == 130
     assert snapshot(folder) == before and leftovers(in_tmp) == []
     monkeypatch.undo()
     monkeypatch.chdir(in_tmp)

@@ -41,12 +41,13 @@ def octave_sizes(size: tuple[int, int], octaves: int, octave_scale: float) -> li
         raise ProbeUsageError(f"octave_scale must be at least 1; got {octave_scale}", param="octave_scale")
     height, width = size
     sizes = []
-    for k in range(octaves - 1, 0, -1):
+    for k in range(1, octaves):  # from the largest down: stop at the first too small (also before scale**k overflows)
         factor = octave_scale**k
         scaled = (max(1, round(height / factor)), max(1, round(width / factor)))
-        if min(scaled) >= MIN_OCTAVE_SIDE:
-            sizes.append(scaled)
-    return sizes + [(height, width)]
+        if min(scaled) < MIN_OCTAVE_SIDE:
+            break
+        sizes.append(scaled)
+    return sizes[::-1] + [(height, width)]
 
 
 def jitter_shifts(jitter: int, generator: torch.Generator, count: int, *, extra: int = 0) -> list[tuple[int, int]]:

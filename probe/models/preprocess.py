@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import Any
 from torch import nn
 
 from probe.errors import ProbeUsageError
+from probe.images import MAX_SIDE
 from probe.models.types import IMAGENET_MEAN, IMAGENET_STD, Preprocess
 
 __all__ = ["module_preprocess", "timm_preprocess", "hf_preprocess", "first_conv_channels", "adjust_preprocess"]
@@ -84,6 +86,8 @@ def module_preprocess(module: nn.Module) -> Preprocess:
 
 def _floats(values: Sequence[float], channels: int, what: str) -> tuple[float, ...]:
     values = tuple(float(v) for v in values)
+    if not all(map(math.isfinite, values)):
+        raise ProbeUsageError(f"{what} values must be finite numbers; got {list(values)}", param=what)
     if len(values) == 1:
         return values * channels
     if len(values) != channels:
@@ -121,6 +125,6 @@ def adjust_preprocess(
     size = preprocess.input_size
     if input_size is not None:
         size = (input_size, input_size) if isinstance(input_size, int) else tuple(input_size)  # type: ignore[assignment]
-        if min(size) < 1:
-            raise ProbeUsageError(f"input size must be at least 1; got {input_size}", param="input_size")
+        if min(size) < 1 or max(size) > MAX_SIDE:
+            raise ProbeUsageError(f"input size must be from 1 to {MAX_SIDE}; got {input_size}", param="input_size")
     return replace(preprocess, mean=new_mean, std=new_std, channels=count, input_size=(int(size[0]), int(size[1])))
