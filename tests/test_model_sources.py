@@ -83,7 +83,7 @@ def _torchscript(tmp: Path) -> Case:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.jit.script(tiny().eval()).save(str(tmp / "tiny.ts"))
-    return Case(str(tmp / "tiny.ts"), "conv2/Conv", "torchscript", 4, {"input_size": 16}, ["--input-size", "16"])
+    return Case(str(tmp / "tiny.ts"), "conv2", "torchscript", 4, {"input_size": 16}, ["--input-size", "16"])
 
 
 def _onnx(tmp: Path) -> Case:

@@ -9,6 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
 from probe.errors import ProbeUsageError
@@ -25,9 +26,12 @@ def first_conv_channels(module: nn.Module, fallback: int = 3) -> int:
     for sub in module.modules():
         if isinstance(sub, nn.Conv2d):
             return sub.in_channels
-        in_channels = getattr(sub, "in_channels", None)  # TorchScript convolutions keep the attribute
+        in_channels = getattr(sub, "in_channels", None)  # scripted convolutions keep the attribute
         if isinstance(in_channels, int):
             return in_channels
+        weight = getattr(sub, "weight", None)  # traced ones keep only their weight (groups=1 assumed)
+        if getattr(sub, "original_name", None) == "Conv2d" and isinstance(weight, torch.Tensor) and weight.dim() == 4:
+            return int(weight.shape[1])
     return fallback
 
 
