@@ -83,7 +83,7 @@ def _torchscript(tmp: Path) -> Case:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.jit.script(tiny().eval()).save(str(tmp / "tiny.ts"))
-    return Case(str(tmp / "tiny.ts"), "conv2/Conv", "torchscript", 4, {"input_size": 16}, ["--input-size", "16"])
+    return Case(str(tmp / "tiny.ts"), "conv2", "torchscript", 4, {"input_size": 16}, ["--input-size", "16"])
 
 
 def _onnx(tmp: Path) -> Case:
@@ -267,3 +267,51 @@ def test_arguments_go_where_they_fit() -> None:
     loaded = probe.load_model("squeezenet1_1(num_classes=7)", weights=None, device="cpu")
     assert loaded(torch.rand(1, 3, 64, 64)).shape == (1, 7) and loaded.labels is None
     assert loaded.describe()["model_args"] == {"num_classes": 7} and loaded.describe()["init_seed"] == 0
+
+
+@pytest.mark.parametrize(("code", "call", "message"), [
+    ("import torch\nraise RuntimeError('broken on purpose')\n", "build", "RuntimeError: broken on purpose (bad.py, line 2)"),
+    ("def build(:\n", "build", "SyntaxError: invalid syntax (bad.py, line 1)"),
+    ("def build():\n    raise ValueError('no such width')\n", "build", "ValueError: no such width (bad.py, line 2)"),
+    ("def build():\n    return len(3)\n", "build", "TypeError: object of type 'int' has no len() (bad.py, line 2)"),
+])  # fmt: skip
+def test_a_model_file_that_raises_is_one_line_with_its_place(tmp_path: Path, code: str, call: str,
+                                                             message: str) -> None:  # fmt: skip
+    """Import and build errors of the user's own code: exit 1, the error and the file's line, no traceback."""
+    (tmp_path / "bad.py").write_text(code)
+    result = CliRunner().invoke(cli, ["layers", f"{tmp_path / 'bad.py'}:{call}"])
+    assert result.exit_code == 1 and message in result.output, result.output
+    assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
+    with pytest.raises(probe.ProbeRuntimeError, match="fix that code"):
+        probe.load_model(f"{tmp_path / 'bad.py'}:{call}", device="cpu")
+
+
+def test_a_factory_on_the_meta_device_or_with_wrong_arguments_is_a_usage_error(tmp_path: Path) -> None:
+    (tmp_path / "meta.py").write_text(FACTORY_CODE + "\n\ndef empty():\n    return build().to('meta')\n")
+    result = CliRunner().invoke(cli, ["layers", f"{tmp_path / 'meta.py'}:empty"])
+    assert result.exit_code == 2 and "--model" in result.output and "meta device (conv1.weight" in result.output
+    result = CliRunner().invoke(cli, ["layers", f"{tmp_path / 'meta.py'}:build", "--model-arg", "depth=3"])
+    assert result.exit_code == 2 and "--model-arg" in result.output and "unexpected keyword argument 'depth'" in (
+        result.output)
+
+
+def test_hf_hub_names_read_the_processor_statistics_from_the_cache_offline(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """A hub name found in the HF cache under HF_HUB_OFFLINE: its preprocessor_config.json, as for a folder."""
+    import huggingface_hub.constants
+
+    snapshot = tmp_path / "models--someone--tiny-resnet" / "snapshots" / "0123abcd"
+    _hf(tmp_path)  # writes tmp_path / "hf-resnet"
+    (tmp_path / "hf-resnet").rename(snapshot.parent.mkdir(parents=True) or snapshot)
+    (snapshot.parents[1] / "refs").mkdir()
+    (snapshot.parents[1] / "refs" / "main").write_text("0123abcd")
+    (snapshot / "preprocessor_config.json").write_text(json.dumps({
+        "image_mean": [0.5, 0.4, 0.3], "image_std": 0.25, "size": {"height": 40, "width": 48},
+        "do_center_crop": False, "crop_size": {"height": 56, "width": 56}}))  # no crop: the resize is the input
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    for weights in ("default", None):
+        loaded = probe.load_model("hf:someone/tiny-resnet", weights=weights, device="cpu")
+        assert loaded.preprocess == probe.Preprocess((0.5, 0.4, 0.3), (0.25,) * 3, 3, (40, 48)), weights
+    (snapshot / "preprocessor_config.json").unlink()  # none in the cache: transformers' defaults, still offline
+    assert probe.load_model("hf:someone/tiny-resnet", device="cpu").preprocess.mean == probe.models.IMAGENET_MEAN

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 
@@ -78,7 +80,43 @@ def test_torchscript_file(tmp_path):
     scripted = torch.jit.load(str(path))
     images = torch.rand(2, 3, 16, 16)
     torch.testing.assert_close(loaded(images), scripted(loaded.preprocess.normalize(images)))
-    assert "conv1/Conv" in dict(loaded.module.named_modules())  # hookable modules, named after the ONNX nodes
+    assert "conv1" in dict(loaded.module.named_modules())  # hookable modules, named after the original ones
+
+
+class _Residual(torch.nn.Module):
+    """A block whose own forward adds (an operation of no submodule) and calls one ReLU twice."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv, self.bn, self.relu = torch.nn.Conv2d(4, 4, 3, padding=1), torch.nn.BatchNorm2d(4), torch.nn.ReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.relu(self.bn(self.conv(self.relu(x))) + x)
+
+
+@pytest.mark.parametrize("export", ["script", "trace"])
+def test_torchscript_layers_keep_the_original_module_names_where_they_are_exact(tmp_path, export):
+    """A leaf module that became one ONNX node is named as in the original and records exactly its output;
+    the rest is named by the module it ran in (``block.0/Add``, both calls of the shared ``relu``)."""
+    torch.manual_seed(0)
+    original = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.Sequential(_Residual())).eval()
+    torch.nn.init.uniform_(original[1][0].bn.running_mean)  # batch norm that is not the identity
+    example = torch.rand(1, 1, 12, 12)
+    path = tmp_path / "net.pt"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        (torch.jit.script(original) if export == "script" else torch.jit.trace(original, example)).save(str(path))
+    loaded = probe.load_model(str(path), device="cpu", input_size=12)  # one input channel, read from the file
+    assert loaded.input_shape == (1, 12, 12)
+    names = [name for name, module in loaded.module.named_modules() if not list(module.children())]
+    assert {"0", "1.0.conv", "1.0.bn", "1.0/Add"} <= set(names) and "1.0.relu" not in names, names  # it ran twice
+    layers = ["0", "1.0.conv", "1.0.bn"]
+    with probe.record(original, layers) as want:
+        original(example)
+    with probe.record(loaded.module, layers) as got:
+        loaded.module(example)
+    for name in layers:
+        torch.testing.assert_close(got[name], want[name])
 
 
 def test_state_dict_passed_as_model_is_explained(tmp_path):

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
 from probe.errors import ProbeUsageError
@@ -18,6 +20,7 @@ from probe.models.types import IMAGENET_MEAN, IMAGENET_STD, Preprocess
 __all__ = ["module_preprocess", "timm_preprocess", "hf_preprocess", "first_conv_channels", "adjust_preprocess"]
 
 DEFAULT_SIZE = 224
+PROCESSOR_FILE = "preprocessor_config.json"
 
 
 def first_conv_channels(module: nn.Module, fallback: int = 3) -> int:
@@ -25,9 +28,12 @@ def first_conv_channels(module: nn.Module, fallback: int = 3) -> int:
     for sub in module.modules():
         if isinstance(sub, nn.Conv2d):
             return sub.in_channels
-        in_channels = getattr(sub, "in_channels", None)  # TorchScript convolutions keep the attribute
+        in_channels = getattr(sub, "in_channels", None)  # scripted convolutions keep the attribute
         if isinstance(in_channels, int):
             return in_channels
+        weight = getattr(sub, "weight", None)  # traced ones keep only their weight (groups=1 assumed)
+        if getattr(sub, "original_name", None) == "Conv2d" and isinstance(weight, torch.Tensor) and weight.dim() == 4:
+            return int(weight.shape[1])
     return fallback
 
 
@@ -50,27 +56,63 @@ def timm_preprocess(config: dict[str, Any]) -> Preprocess:
     return Preprocess(mean, std, channels, (height, width))
 
 
+def _processor_file(name: str | Path) -> Path | None:
+    """The ``preprocessor_config.json`` of a ``save_pretrained`` folder or of a hub name, or None.
+
+    A hub name is looked up the way transformers finds its other files: in the
+    local cache, and under ``HF_HUB_OFFLINE=1`` nowhere else; a hub without the
+    file, or no network, is None (transformers' defaults then).
+    """
+    path = Path(name).expanduser()
+    if path.is_dir():
+        return path / PROCESSOR_FILE if (path / PROCESSOR_FILE).is_file() else None
+    if "transformers" not in sys.modules:  # only a transformers model has a hub name; never imported just to ask
+        return None
+    from transformers.utils import cached_file
+
+    try:
+        found = cached_file(str(name), PROCESSOR_FILE, _raise_exceptions_for_missing_entries=False,
+                            _raise_exceptions_for_connection_errors=False)  # fmt: skip
+    except Exception:  # not a repo id, a gated repo, a broken cache: no statistics from there
+        return None
+    return Path(found) if found else None
+
+
+def _processor_size(processor: dict[str, Any], side: Any) -> tuple[int, int]:
+    """``(H, W)`` the image processor feeds the model: its crop when it crops, else its resize, else ``side``."""
+    crops = processor.get("do_center_crop", True) is not False
+    size = (processor.get("crop_size") if crops else None) or processor.get("size") or side or DEFAULT_SIZE
+    if isinstance(size, dict):
+        edge = size.get("shortest_edge") or size.get("longest_edge") or DEFAULT_SIZE
+        size = (size.get("height") or edge, size.get("width") or size.get("height") or edge)
+    return (int(size), int(size)) if isinstance(size, (int, float)) else (int(size[0]), int(size[-1]))
+
+
 def hf_preprocess(config: Any, folder: str | Path | None = None) -> Preprocess:
-    """A transformers config (and the folder's ``preprocessor_config.json``, when there is one) -> :class:`Preprocess`.
+    """A transformers config (and its ``preprocessor_config.json``, when there is one) -> :class:`Preprocess`.
 
     The config gives channels (``num_channels``) and size (``image_size``); the
-    image processor file gives ``image_mean``/``image_std`` and ``size``. Without
-    that file the statistics are ImageNet's, transformers' own default.
+    image processor file (of ``folder``, else of the folder or hub name the
+    config was loaded from, see :func:`_processor_file`) gives
+    ``image_mean``/``image_std`` and the size. Without that file the statistics
+    are ImageNet's, transformers' own default.
     """
     channels = int(getattr(config, "num_channels", 3) or 3)
-    side = getattr(config, "image_size", None)
     processor: dict[str, Any] = {}
-    folder = folder or getattr(config, "_name_or_path", None)
-    if folder and (Path(folder) / "preprocessor_config.json").is_file():
-        processor = json.loads((Path(folder) / "preprocessor_config.json").read_text())
-    size = processor.get("crop_size") or processor.get("size") or side or DEFAULT_SIZE
-    if isinstance(size, dict):
-        size = (size.get("height") or size.get("shortest_edge") or DEFAULT_SIZE, size.get("width")
-                or size.get("height") or size.get("shortest_edge") or DEFAULT_SIZE)  # fmt: skip
-    height, width = (int(size), int(size)) if isinstance(size, (int, float)) else (int(size[0]), int(size[-1]))
-    mean = tuple(float(v) for v in processor.get("image_mean", IMAGENET_MEAN if channels == 3 else (0.0,) * channels))
-    std = tuple(float(v) for v in processor.get("image_std", IMAGENET_STD if channels == 3 else (1.0,) * channels))
+    source = folder or getattr(config, "_name_or_path", None)
+    found = _processor_file(source) if source else None
+    if found is not None:
+        processor = json.loads(found.read_text())
+    height, width = _processor_size(processor, getattr(config, "image_size", None))
+    mean = _per_channel(processor.get("image_mean", IMAGENET_MEAN if channels == 3 else 0.0), channels)
+    std = _per_channel(processor.get("image_std", IMAGENET_STD if channels == 3 else 1.0), channels)
     return Preprocess(mean, std, channels, (height, width))
+
+
+def _per_channel(value: float | Sequence[float], channels: int) -> tuple[float, ...]:
+    """A processor statistic (one number, or one per channel) as ``channels`` floats."""
+    values = (float(value),) if isinstance(value, (int, float)) else tuple(float(v) for v in value)
+    return values * channels if len(values) == 1 else values
 
 
 def module_preprocess(module: nn.Module) -> Preprocess:

@@ -15,13 +15,14 @@ import importlib.util
 import os
 import re
 import sys
+import traceback
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from torch import nn
 
-from probe.errors import ProbeUsageError
+from probe.errors import ProbeError, ProbeRuntimeError, ProbeUsageError
 from probe.models.preprocess import module_preprocess
 from probe.models.registry import Built, ModelSource, Request, register_source
 from probe.models.weights import is_default, is_none, load_weights_into
@@ -72,6 +73,17 @@ def _import_file(path: Path) -> Any:
     return module
 
 
+def _where(error: BaseException) -> str:
+    """``"RuntimeError: broken (net.py, line 2)"``: the error and the last line of the user's code it came from."""
+    text = str(error).strip().splitlines()
+    what = f"{type(error).__name__}: {text[0]}" if text and not isinstance(error, SyntaxError) else type(error).__name__
+    if isinstance(error, SyntaxError) and error.filename:
+        return f"{what}: {error.msg} ({Path(error.filename).name}, line {error.lineno})"
+    package = str(Path(__file__).resolve().parents[2])  # frames of cnn-probe itself say nothing to the user
+    frames = [f for f in traceback.extract_tb(error.__traceback__) if not f.filename.startswith(package)]
+    return f"{what} ({Path(frames[-1].filename).name}, line {frames[-1].lineno})" if frames else what
+
+
 def _factory(spec: str) -> Callable[..., Any]:
     target, attribute = _split(spec)
     try:
@@ -93,6 +105,9 @@ def _factory(spec: str) -> Callable[..., Any]:
             "package.module:function importable from the current folder",
             param="model",
         ) from None
+    except Exception as error:  # the user's code failed while it was imported: say where, in one line
+        raise ProbeRuntimeError(f"importing {target!r} for model {spec!r} raised {_where(error)}; fix that code "
+                                "or name another model") from None
     if not callable(owner):
         raise ProbeUsageError(f"{spec!r} is a {type(owner).__name__}, not a function returning a model", param="model")
     return owner
@@ -103,10 +118,23 @@ def build(spec: str, request: Request) -> Built:
     factory = _factory(spec)
     try:
         module = factory(*request.args, **request.kwargs)
+    except ProbeError:
+        raise
     except TypeError as error:
-        raise ProbeUsageError(f"calling {spec!r} failed: {error}", param="model_arg") from None
+        if error.__traceback__ is not None and error.__traceback__.tb_next is None:  # the call itself: its arguments
+            raise ProbeUsageError(f"calling {spec!r} failed: {error}", param="model_arg") from None
+        raise ProbeRuntimeError(f"calling {spec!r} raised {_where(error)}; fix that code or its arguments") from None
+    except Exception as error:  # the user's code failed while building: say where, in one line
+        raise ProbeRuntimeError(f"calling {spec!r} raised {_where(error)}; fix that code or its arguments") from None
     if not isinstance(module, nn.Module):
         raise ProbeUsageError(f"{spec!r} returned {type(module).__name__}, not a torch.nn.Module", param="model")
+    meta = next((name for name, tensor in (*module.named_parameters(), *module.named_buffers()) if tensor.is_meta), None)
+    if meta is not None:
+        raise ProbeUsageError(
+            f"{spec!r} returned a module on the meta device ({meta} has no data); build it with real tensors "
+            "(not under torch.device('meta')) or materialize it (module.to_empty(device='cpu') and load weights)",
+            param="model",
+        )
     described = "as built"
     if not (is_default(request.weights) or is_none(request.weights)):
         load_weights_into(module, request.weights)

@@ -4,9 +4,12 @@ An ONNX file becomes a ``torch.fx.GraphModule`` through onnx2torch: real
 modules with forward hooks, named after the ONNX nodes (``conv1/Conv``). A
 TorchScript file (scripted or traced) cannot take forward hooks
 (``register_forward_hook is not supported on ScriptModules``), so it is exported
-to ONNX in a temporary folder and converted the same way; the example input of
-that export is ``(1, channels, *input_size)`` (pass ``input_size``/``channels``
-when the model is not 224 px RGB). Where the conversion fails, loading says so
+to ONNX in a temporary folder and converted the same way, its modules named as
+in the original where the graph proves them (:mod:`probe.models.sources.onnx_names`:
+``layer1.0.conv1``; ``layer1.0/Add`` for an operation of a module's own forward).
+The example input of that export is ``(1, channels, *input_size)`` (pass
+``input_size``/``channels`` when the model is not 224 px RGB; the channels are
+read from the file's first convolution, scripted or traced). Where the conversion fails, loading says so
 in one line: no command would work on the ScriptModule as it is.
 """
 
@@ -22,6 +25,7 @@ from torch import nn
 
 from probe.errors import ProbeUsageError
 from probe.models.preprocess import DEFAULT_SIZE, first_conv_channels, generic_preprocess
+from probe.models.sources import onnx_names
 from probe.models.registry import Built, ModelSource, Request, register_source
 from probe.models.weights import is_default, require
 
@@ -80,11 +84,17 @@ def _without_identities(model: Any) -> Any:
     return model
 
 
-def _convert(path: Path, what: str) -> nn.Module:
+def _convert(path: Path, what: str, leaves: set[str] | None = None) -> nn.Module:
+    """onnx2torch's module for the ONNX file; with ``leaves`` (the original's leaf modules), named after them."""
     onnx = require("onnx", "onnx", what)
     onnx2torch = require("onnx2torch", "onnx", what)
     try:
-        return onnx2torch.convert(_without_identities(onnx.load(str(path))))
+        model = _without_identities(onnx.load(str(path)))
+        names = onnx_names.module_names([node.name for node in model.graph.node], leaves) if leaves else None
+        if names is None:
+            return onnx2torch.convert(model)
+        onnx_names.placeholders(model)
+        return onnx_names.renamed(onnx2torch.convert(model), names)
     except Exception as error:  # an operator onnx2torch lacks, a malformed graph
         first = str(error).splitlines()[0] if str(error) else ""
         raise ProbeUsageError(
@@ -149,7 +159,8 @@ def _unscript(script: Any, spec: str, channels: int, size: tuple[int, int]) -> n
                 "model's --input-size and --in-channels, or load its Python code: --model file.py:factory --weights FILE",
                 param="model",
             ) from None
-        return _convert(exported, f"TorchScript file {spec!r}")
+        leaves = {name for name, sub in script.named_modules() if name and not any(True for _ in sub.children())}
+        return _convert(exported, f"TorchScript file {spec!r}", leaves)
 
 
 register_source(ModelSource("onnx", lambda spec: spec.lower().endswith(".onnx"), build_onnx, form="model.onnx"))

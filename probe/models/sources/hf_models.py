@@ -103,7 +103,7 @@ def build(spec: str, request: Request) -> Built:
     finally:
         if bars:
             hf_logging.enable_progress_bar()
-    return Built(HFClassifier(model), hf_preprocess(config, folder if folder.is_dir() else None),
+    return Built(HFClassifier(model), hf_preprocess(config, source),
                  labels=_labels(config), weights=described, details={"hf_class": type(model).__name__})  # fmt: skip
 
 
