@@ -66,6 +66,7 @@ import torch
 from torch import nn
 
 from probe.errors import ProbeUsageError, unknown_name
+from probe.forward import model_input
 
 __all__ = [
     "INPUT",
@@ -582,7 +583,8 @@ def capture(
     result = None
     counted = False
     try:
-        result = model(inputs)
+        with model_input(inputs, passes=(_StopForward,)):
+            result = model(inputs)
         counted = True
     except _StopForward:
         pass
@@ -677,7 +679,7 @@ def layers(
     except StopIteration:
         device, dtype = torch.device("cpu"), torch.float32
     dummy = torch.zeros(1, *input_shape, device=device, dtype=dtype)
-    with evaluating(model), torch.no_grad(), record(model, [name for name, _ in named]) as acts:
+    with evaluating(model), torch.no_grad(), record(model, [name for name, _ in named]) as acts, model_input(dummy):
         model(dummy)
     rows = []
     for name, module in named:

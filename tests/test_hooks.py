@@ -8,6 +8,7 @@ import torch
 import probe
 from conftest import no_hooks_left
 from probe.errors import ProbeUsageError
+from probe.forward import ModelInputError
 
 
 def snapshot(model: torch.nn.Module) -> tuple[dict[str, torch.Tensor], list[bool], list[bool]]:
@@ -329,8 +330,8 @@ def test_capture_learns_calls_even_when_the_head_cannot_take_the_input_size():
     big = torch.rand(1, 3, 24, 24)
     for _ in range(2):  # learning pass (the head fails after conv ran), then a pass that stops at conv
         assert probe.capture(net, big, "conv")["conv"].shape == (1, 2, 24, 24)
-    with pytest.raises(RuntimeError):
-        probe.capture(net, big, ["conv", "fc"])  # a layer asked for fails: the error is the model's
+    with pytest.raises(ModelInputError, match="mat1 and mat2"):
+        probe.capture(net, big, ["conv", "fc"])  # a layer asked for fails: the model's error, as a size error
     assert no_hooks_left(net)
 
 

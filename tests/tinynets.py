@@ -42,3 +42,27 @@ def tiny(channels: int = 3, classes: int = 4) -> nn.Sequential:
 def tiny_gray() -> nn.Sequential:
     """:func:`tiny` for one-channel input."""
     return tiny(channels=1)
+
+
+class FixedSize(nn.Module):
+    """:func:`tiny` behind its own input check, as torchvision's ViT checks its input (``torch._assert``).
+
+    Args:
+        error: the exception type the check raises (default AssertionError, ViT's); any type a model's
+            code may raise.
+    """
+
+    def __init__(self, error: type[Exception] = AssertionError) -> None:
+        super().__init__()
+        self.error = error
+        self.body = tiny()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-2:] != (16, 16):
+            raise self.error(f"Wrong image size! Expected 16x16 but got {x.shape[-2]}x{x.shape[-1]}!")
+        return self.body(x)
+
+
+def fixed_size() -> FixedSize:
+    """A :class:`FixedSize` that takes 16x16 inputs only (the factory spec ``tinynets:fixed_size``)."""
+    return FixedSize()
