@@ -528,7 +528,9 @@ def capture(
     copy; see the module docstring).
 
     Args:
-        model: the network (not changed).
+        model: the network (not changed: it runs in eval mode, as every cnn-probe function runs a model, so
+            a model left in training mode keeps its batch-norm statistics and draws no dropout; its own
+            flags are restored after).
         inputs: the model's input batch, e.g. ``(N, C, H, W)``.
         layers: layer names as for :func:`record`; a module that runs several
             times per forward pass must be named per call, ``"NAME#K"``.
@@ -583,7 +585,7 @@ def capture(
     result = None
     counted = False
     try:
-        with model_input(inputs, passes=(_StopForward,)):
+        with evaluating(model), model_input(inputs, passes=(_StopForward,)):
             result = model(inputs)
         counted = True
     except _StopForward:
