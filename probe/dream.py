@@ -40,8 +40,9 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,6 +56,7 @@ from torch import nn
 from probe.dream_geometry import jitter_roll, octave_sizes, unroll, zoom_crop
 from probe.dream_objective import DreamObjective, Objective, make_objective
 from probe.errors import ProbeRuntimeError, ProbeUsageError
+from probe.forward import ModelInputError, first_line
 from probe.hooks import INPUT, OUTPUT, evaluating, layer_names, resolve_layers
 from probe.images import divergence, load_image, resize, to_channels
 from probe.memory import HEADROOM, bytes_per_pixel, check_fits, format_bytes
@@ -168,6 +170,32 @@ def _as_image(source: ImageSource, channels: int, param: str) -> torch.Tensor:
     if image.numel() and (image.min() < 0 or image.max() > 1):
         raise ProbeUsageError("images must hold values in [0, 1] (the model's normalization is applied later)", param=param)
     return to_channels(image, channels).float()
+
+
+@contextlib.contextmanager
+def _dream_sizes(size: tuple[int, int], tile_size: int | None, margin: int, octaves: int) -> Iterator[None]:
+    """A model's refusal of a tile's or an octave's size names ``tile`` or ``octaves``, the option that made it.
+
+    Tiles (of varying sizes at the edges, plus their margin) and the smaller octaves feed the model other
+    sizes than ``--size``: a model that takes one input size (ViT, MaxViT) dreams untiled, in one octave.
+    """
+    try:
+        yield
+    except ModelInputError as error:
+        if tuple(error.shape[-2:]) == tuple(size):  # the image's own size: a --size error as it is
+            raise
+        seen = "x".join(map(str, error.shape[-2:]))
+        why = first_line(error.original)
+        if tile_size is not None:
+            raise ProbeUsageError(
+                f"the model cannot run on a {seen} tile ({why}); tiles of {tile_size} px with a {margin} px margin "
+                "give it inputs of other sizes: leave --tile out (tile_size=None) for a model that takes one size",
+                param="tile") from error
+        if octaves > 1:
+            raise ProbeUsageError(
+                f"the model cannot run on the {seen} image of a smaller octave ({why}); a model that takes one "
+                "input size dreams in one octave: --octaves 1 at its size", param="octaves") from error
+        raise
 
 
 def _check_options(steps: int, jitter: int, tile_size: int | None, frames: int, zoom: float) -> None:
@@ -345,7 +373,7 @@ def dream(
     frame_images: list[torch.Tensor] = []
     octave_images: list[torch.Tensor] = []
     guide_longer = None
-    with evaluating(loaded.module):
+    with evaluating(loaded.module), _dream_sizes((height, width), tile_size, margin, len(sizes)):
         if guide_image is not None:
             guide_longer = guide_size or min(max(height, width), 2 * max(loaded.preprocess.input_size))
             scorer.set_guide(guide_image, guide_longer)

@@ -14,7 +14,7 @@ import probe
 from conftest import model_state, same_state
 from probe import objectives as O
 from probe.cli.main import cli
-from probe.errors import ProbeRuntimeError
+from probe.errors import ProbeRuntimeError, ProbeUsageError
 from probe.forward import ModelInputError
 from probe.hooks import layers as list_layers
 from tinynets import FixedSize, tiny
@@ -80,3 +80,17 @@ def test_cli_names_the_size_option(args: tuple[str, ...], tmp_path: Path) -> Non
     assert result.exit_code == 2, result.output
     assert option in result.output and "Expected 16x16 but got 8x8" in result.output
     assert "Traceback" not in result.output and not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(("options", "param", "words"), [
+    ({"tile_size": 12, "octaves": 1}, "tile", "leave --tile out"),
+    ({"octaves": 2}, "octaves", "--octaves 1"),
+])
+def test_a_fixed_size_model_refusing_a_dreams_tile_or_octave_names_that_option(options: dict[str, int], param: str,
+                                                                               words: str) -> None:
+    """The image is the model's size, 32 px: a tile or a smaller octave is what it refuses, not --size."""
+    net, image = FixedSize(side=32), torch.rand(3, 32, 32)
+    with pytest.raises(ProbeUsageError, match=words) as raised:
+        probe.dream(net, image, layers=["body.conv2"], steps=1, jitter=0, **options)
+    assert raised.value.param == param
+    assert probe.dream(net, image, layers=["body.conv2"], steps=1, octaves=1).image.shape[-1] == 32

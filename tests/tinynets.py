@@ -50,16 +50,18 @@ class FixedSize(nn.Module):
     Args:
         error: the exception type the check raises (default AssertionError, ViT's); any type a model's
             code may raise.
+        side: the one input size it takes (default 16; the head needs 16, the convolutions any).
     """
 
-    def __init__(self, error: type[Exception] = AssertionError) -> None:
+    def __init__(self, error: type[Exception] = AssertionError, side: int = 16) -> None:
         super().__init__()
         self.error = error
+        self.side = side
         self.body = tiny()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.shape[-2:] != (16, 16):
-            raise self.error(f"Wrong image size! Expected 16x16 but got {x.shape[-2]}x{x.shape[-1]}!")
+        if x.shape[-2:] != (self.side, self.side):
+            raise self.error(f"Wrong image size! Expected {self.side}x{self.side} but got {x.shape[-2]}x{x.shape[-1]}!")
         return self.body(x)
 
 
