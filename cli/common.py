@@ -17,6 +17,7 @@ from click.shell_completion import CompletionItem
 
 from probe.cli.types import SEED, count
 from probe.errors import ProbeRuntimeError, ProbeUsageError
+from probe.forward import ModelInputError
 from probe.memory import is_out_of_memory
 from probe.gallery import MANIFEST, recording_invocation
 from probe.runtime import OUT_OF_MEMORY, PRECISIONS
@@ -110,7 +111,9 @@ class ProbeCommand(_RecordsInvocation):
       fault (``Invalid value for '--layer': unknown layer 'conv3'; ...``);
     - :class:`~probe.errors.ProbeRuntimeError` and out-of-memory (CUDA's, the
       CPU allocator's, ``MemoryError``) -> exit code 1 with the message and what to change;
-    - torch's "input too small for the kernel" / wrong fixed size errors -> exit code 2 naming ``--size``;
+    - the model's refusal of its input (:class:`~probe.forward.ModelInputError`, whatever it raised) -> exit
+      code 2 naming ``--size`` (``--input-size`` where the command has no ``--size``); torch's "input too small
+      for the kernel" / wrong fixed size errors raised elsewhere -> the same;
     - weights and inputs of different dtypes (a float16 module on the CPU) -> exit code 1, one line;
     - torch's state_dict size mismatch -> exit code 2 naming ``--weights``;
     - file-system errors (``OSError``) -> one line: exit code 2 naming ``--out`` when they concern it, else 1;
@@ -128,6 +131,8 @@ class ProbeCommand(_RecordsInvocation):
             raise Interrupted(self.interrupted) from None
         except ProbeUsageError as error:
             param = self._param(error.param.replace("-", "_")) if error.param else None
+            if param is None and isinstance(error, ModelInputError):  # atlas: the model's size is --input-size
+                param = self._param("input_size")
             if param is not None:
                 raise click.BadParameter(str(error), ctx=ctx, param=param) from None
             raise click.UsageError(str(error), ctx=ctx) from None

@@ -266,9 +266,10 @@ def attribute(
     cam_layer = None
     if "gradcam" in methods:
         convs = conv_layers(module)
-        cam_layer = layer if layer is not None else (convs[-1] if convs else None)
+        cam_layer = layer if layer is not None else _last_conv_run(loaded, x, convs)
         if cam_layer is None:
-            raise ProbeUsageError(f"{loaded.name} has no Conv2d layer; name Grad-CAM's layer with --layer", param="layer")
+            raise ProbeUsageError(f"{loaded.name} has no Conv2d layer that runs; name Grad-CAM's layer with --layer",
+                                  param="layer")
         if resolve_layers(module, [cam_layer])[cam_layer] is module:
             raise ProbeUsageError(f"Grad-CAM needs an inner layer, not {cam_layer!r}", param="layer")
     elif layer is not None:
@@ -287,6 +288,10 @@ def attribute(
         if prediction is None:
             raise ProbeUsageError(f"attribution needs a classifier with (1, K) outputs; {loaded.name} returned another shape")
         check_finite_output(loaded.name, loaded.module, prediction.logits)
+        if cam_layer is not None and acts.calls.get(cam_layer, 0) > 1:
+            raise ProbeUsageError(
+                f"Grad-CAM's layer {cam_layer} runs {acts.calls[cam_layer]} times in one forward pass and captum's "
+                "Grad-CAM takes a layer that runs once; name another layer (a convolution runs once)", param="layer")
         if cam_layer is not None and (cam_layer not in acts or acts[cam_layer].dim() != 4):
             shape = tuple(acts[cam_layer].shape) if cam_layer in acts else "nothing (it did not run)"
             raise ProbeUsageError(
@@ -323,6 +328,24 @@ def attribute(
                  "baseline": baseline if not isinstance(baseline, torch.Tensor) else f"tensor {tuple(baseline.shape)}",
                  "ig_method": integration_method(steps)},
     )
+
+
+def _last_conv_run(loaded: LoadedModel, x: torch.Tensor, convs: list[str]) -> str | None:
+    """Grad-CAM's default layer: the last of ``convs`` to run in a forward pass of ``x`` (in eval mode), or None.
+
+    Not the last in ``named_modules()`` order: GoogLeNet's and Inception's auxiliary heads come last there
+    and do not run in eval mode.
+    """
+    modules = dict(loaded.module.named_modules())
+    ran: list[str] = []
+    handles = [modules[name].register_forward_hook(lambda m, a, out, n=name: ran.append(n)) for name in convs]
+    try:
+        with evaluating(loaded.module), torch.no_grad():
+            loaded(x)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return ran[-1] if ran else None
 
 
 IG_BATCH = 32

@@ -72,6 +72,7 @@ import torch
 from torch import nn
 
 from probe.errors import ProbeUsageError, unknown_name
+from probe.forward import model_input
 
 __all__ = [
     "INPUT",
@@ -579,7 +580,9 @@ def capture(
     copy; see the module docstring).
 
     Args:
-        model: the network (not changed).
+        model: the network (not changed: it runs in eval mode, as every cnn-probe function runs a model, so
+            a model left in training mode keeps its batch-norm statistics and draws no dropout; its own
+            flags are restored after).
         inputs: the model's input batch, e.g. ``(N, C, H, W)``.
         layers: layer names as for :func:`record`; a module that runs several
             times per forward pass must be named per call, ``"NAME#K"``.
@@ -643,7 +646,8 @@ def capture(
     result = None
     counted = ended = False
     try:
-        result = model(inputs)
+        with evaluating(model), model_input(inputs, passes=(_StopForward,)):
+            result = model(inputs)
         counted = ended = True
     except _StopForward:
         ended = True
@@ -743,7 +747,7 @@ def layers(
     except StopIteration:
         device, dtype = torch.device("cpu"), torch.float32
     dummy = torch.zeros(1, *input_shape, device=device, dtype=dtype)
-    with evaluating(model), torch.no_grad(), record(model, [name for name, _ in named]) as acts:
+    with evaluating(model), torch.no_grad(), record(model, [name for name, _ in named]) as acts, model_input(dummy):
         model(dummy)
     rows = []
     for name, module in named:

@@ -53,3 +53,19 @@ def no_hooks_left(module: torch.nn.Module) -> bool:
         not m._forward_hooks and not m._forward_pre_hooks and not m._backward_hooks and not m._backward_pre_hooks
         for m in module.modules()
     )
+
+
+def model_state(module: torch.nn.Module) -> tuple[object, ...]:
+    """What cnn-probe must never change on a module: every mode flag, ``requires_grad``, weight and buffer
+    value, and device, with the hook count (compare before and after a call)."""
+    flags = tuple(m.training for m in module.modules())
+    grads = tuple(p.requires_grad for p in module.parameters())
+    values = tuple((name, t.device, t.detach().clone()) for name, t in [*module.named_parameters(), *module.named_buffers()])
+    return flags, grads, values, no_hooks_left(module)
+
+
+def same_state(before: tuple[object, ...], after: tuple[object, ...]) -> bool:
+    """Whether two :func:`model_state` snapshots agree (tensors compared exactly)."""
+    (flags, grads, values, hooks), (flags2, grads2, values2, hooks2) = before, after
+    return (flags, grads, hooks) == (flags2, grads2, hooks2) and len(values) == len(values2) and all(
+        n == n2 and d == d2 and torch.equal(t, t2) for (n, d, t), (n2, d2, t2) in zip(values, values2))

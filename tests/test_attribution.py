@@ -15,6 +15,7 @@ from torch import nn
 import probe
 from probe.attribution import METHODS, attribute, relu_check
 from probe.errors import ProbeUsageError
+from tinynets import tiny
 
 
 @pytest.fixture(scope="module")
@@ -156,3 +157,31 @@ def test_gallery_escapes_labels_and_links_files_that_exist(tmp_path):
     assert all((tmp_path / link).exists() for link in parser.links if "://" not in link)
     assert {"input.png", "saliency.png", "gradcam-overlay.png", "scale.png"} <= {i["file"] for i in manifest["items"]}
     assert result._repr_png_().startswith(b"\x89PNG")
+
+
+class AuxHead(torch.nn.Module):
+    """:func:`tiny` with an auxiliary convolution declared last that runs only in training (GoogLeNet's aux heads)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = tiny()
+        self.aux = torch.nn.Conv2d(4, 2, 1)
+        self.relu = torch.nn.ReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            self.aux(self.body.conv1(x))
+        self.relu(x)  # runs twice: Grad-CAM cannot take it
+        return self.body(self.relu(x))
+
+
+def test_gradcam_defaults_to_the_last_convolution_that_runs() -> None:
+    net = AuxHead().train()
+    result = probe.attribute(net, torch.rand(3, 16, 16), "gradcam", size=16)
+    assert result.layer == "body.conv2" and net.training and no_hooks_left(net)
+
+
+def test_gradcam_refuses_a_layer_that_runs_twice() -> None:
+    with pytest.raises(ProbeUsageError, match="relu runs 2 times") as raised:
+        probe.attribute(AuxHead(), torch.rand(3, 16, 16), "gradcam", layer="relu", size=16)
+    assert raised.value.param == "layer"

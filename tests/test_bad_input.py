@@ -310,7 +310,7 @@ def test_integrated_gradients_steps_run_in_bounded_batches(monkeypatch: pytest.M
 def test_huge_counts_stay_cheap() -> None:
     """Counts far beyond the work are clipped to what exists, without looping over the count."""
     from probe.cli.common import snapshot_steps
-    from probe.dream_geometry import octave_sizes
+    from probe.dream.geometry import octave_sizes
 
     assert snapshot_steps(3, 2**31 - 1) == [1, 2] and snapshot_steps(30, 2) == [10, 20]
     assert octave_sizes((64, 64), 2**31 - 1, 1.4) == octave_sizes((64, 64), 5, 1.4)

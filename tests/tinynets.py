@@ -42,3 +42,29 @@ def tiny(channels: int = 3, classes: int = 4) -> nn.Sequential:
 def tiny_gray() -> nn.Sequential:
     """:func:`tiny` for one-channel input."""
     return tiny(channels=1)
+
+
+class FixedSize(nn.Module):
+    """:func:`tiny` behind its own input check, as torchvision's ViT checks its input (``torch._assert``).
+
+    Args:
+        error: the exception type the check raises (default AssertionError, ViT's); any type a model's
+            code may raise.
+        side: the one input size it takes (default 16; the head needs 16, the convolutions any).
+    """
+
+    def __init__(self, error: type[Exception] = AssertionError, side: int = 16) -> None:
+        super().__init__()
+        self.error = error
+        self.side = side
+        self.body = tiny()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-2:] != (self.side, self.side):
+            raise self.error(f"Wrong image size! Expected {self.side}x{self.side} but got {x.shape[-2]}x{x.shape[-1]}!")
+        return self.body(x)
+
+
+def fixed_size() -> FixedSize:
+    """A :class:`FixedSize` that takes 16x16 inputs only (the factory spec ``tinynets:fixed_size``)."""
+    return FixedSize()

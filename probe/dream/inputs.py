@@ -2,11 +2,14 @@
 
 - :func:`as_image`: a photo in any form as ``(C, H, W)`` in [0, 1], with the model's channels;
 - :func:`check_options`: the numeric options, each error naming its option;
-- :func:`check_memory`: an untiled dream that cannot fit is refused before allocating.
+- :func:`check_memory`: an untiled dream that cannot fit is refused before allocating;
+- :func:`naming_size_options`: a model's refusal of a tile's or an octave's size names that option.
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -15,11 +18,12 @@ from PIL import Image
 
 from probe.dream.objective import DreamObjective
 from probe.errors import ProbeUsageError
+from probe.forward import ModelInputError, first_line
 from probe.images import load_image, to_channels
 from probe.memory import HEADROOM, bytes_per_pixel, check_fits, format_bytes
 from probe.models import LoadedModel
 
-__all__ = ["ImageSource", "as_image", "check_memory", "check_options"]
+__all__ = ["ImageSource", "as_image", "check_memory", "check_options", "naming_size_options"]
 
 ImageSource = torch.Tensor | str | Path | Image.Image | np.ndarray
 
@@ -70,3 +74,29 @@ def check_memory(scorer: DreamObjective, loaded: LoadedModel, height: int, width
                f"(about {format_bytes(HEADROOM * per_pixel)} per pixel)")  # fmt: skip
 
 
+
+
+@contextlib.contextmanager
+def naming_size_options(size: tuple[int, int], tile_size: int | None, margin: int, octaves: int) -> Iterator[None]:
+    """A model's refusal of a tile's or an octave's size names ``tile`` or ``octaves``, the option that made it.
+
+    Tiles (of varying sizes at the edges, plus their margin) and the smaller octaves feed the model other
+    sizes than ``--size``: a model that takes one input size (ViT, MaxViT) dreams untiled, in one octave.
+    """
+    try:
+        yield
+    except ModelInputError as error:
+        if tuple(error.shape[-2:]) == tuple(size):  # the image's own size: a --size error as it is
+            raise
+        seen = "x".join(map(str, error.shape[-2:]))
+        why = first_line(error.original)
+        if tile_size is not None:
+            raise ProbeUsageError(
+                f"the model cannot run on a {seen} tile ({why}); tiles of {tile_size} px with a {margin} px margin "
+                "give it inputs of other sizes: leave --tile out (tile_size=None) for a model that takes one size",
+                param="tile") from error
+        if octaves > 1:
+            raise ProbeUsageError(
+                f"the model cannot run on the {seen} image of a smaller octave ({why}); a model that takes one "
+                "input size dreams in one octave: --octaves 1 at its size", param="octaves") from error
+        raise

@@ -12,7 +12,7 @@ from torch import nn
 
 from probe.dream.ascent import ascend
 from probe.dream.geometry import octave_sizes, zoom_crop
-from probe.dream.inputs import ImageSource, as_image, check_memory, check_options
+from probe.dream.inputs import ImageSource, as_image, check_memory, check_options, naming_size_options
 from probe.dream.layers import default_layers
 from probe.dream.objective import Objective, make_objective
 from probe.dream.result import DreamResult
@@ -133,7 +133,7 @@ def dream(
     frame_images: list[torch.Tensor] = []
     octave_images: list[torch.Tensor] = []
     guide_longer = None
-    with evaluating(loaded.module):
+    with evaluating(loaded.module), naming_size_options((height, width), tile_size, margin, len(sizes)):
         if guide_image is not None:
             guide_longer = guide_size or min(max(height, width), 2 * max(loaded.preprocess.input_size))
             scorer.set_guide(guide_image, guide_longer)

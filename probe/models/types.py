@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from probe.errors import ProbeUsageError
+from probe.forward import model_input
 
 __all__ = ["Preprocess", "LoadedModel", "frozen_view", "IMAGENET_MEAN", "IMAGENET_STD"]
 
@@ -103,8 +104,14 @@ class LoadedModel:
         return self.preprocess.input_shape
 
     def __call__(self, images: torch.Tensor) -> Any:
-        """Run the module on ``(N, C, H, W)`` images in ``[0, 1]`` (normalized here)."""
-        return self.module(self.preprocess.normalize(images))
+        """Run the module on ``(N, C, H, W)`` images in ``[0, 1]`` (normalized here).
+
+        Raises:
+            ModelInputError: the module's forward pass raised on these images (see :func:`probe.forward.model_input`).
+        """
+        inputs = self.preprocess.normalize(images)
+        with model_input(inputs):
+            return self.module(inputs)
 
     def frozen(self, channels_last: bool = False) -> LoadedModel:
         """This model with a module whose parameters do not require grad, for optimizing inputs.

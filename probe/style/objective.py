@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from probe.errors import ProbeUsageError
+from probe.forward import ModelInputError
 from probe.hooks import capture
 from probe.runtime import Precision, autocast
 from probe.style.layers import LayerPlan
@@ -83,6 +84,8 @@ class StyleObjective:
         with autocast(self.device, self.precision):
             try:
                 captured = capture(self.net, self.normalize(images), self.plan.modules, stop_early=True)
+            except ModelInputError:  # the model refused this image: a --size error as it is
+                raise
             except ProbeUsageError as error:  # a module that runs several times: name the option it came from
                 content = [m for m in self.plan.content.values() if f"{m!r} runs" in str(error)]
                 raise ProbeUsageError(str(error), param="content_layer" if content else "style_layer") from None

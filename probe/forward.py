@@ -1,0 +1,108 @@
+"""When a model's own code refuses an input: one clear error instead of the model's traceback.
+
+A network checks its input in its own way, or fails deep inside it:
+torchvision's ViT asserts ``Wrong image height! Expected 224 but got 64!``,
+a head too small for a feature map raises ``mat1 and mat2 shapes cannot be
+multiplied``, a pool raises ``output size is too small``, a float16 module on
+the CPU raises a dtype mismatch, a user's model may raise anything. Whatever
+the exception, when it comes from the model's forward pass (not from
+cnn-probe's hooks, not a failed allocation, not cnn-probe's own errors) the
+request gave the model an input it cannot take: :func:`model_input` turns it
+into :class:`ModelInputError`, a :class:`~probe.errors.ProbeUsageError` about
+the input ``size`` that names the input's shape and quotes the model's first
+line, so the CLI prints one line naming ``--size``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+from types import TracebackType
+
+import torch
+
+from probe.errors import ProbeError, ProbeRuntimeError, ProbeUsageError
+from probe.memory import is_out_of_memory
+
+__all__ = ["ModelInputError", "model_input", "first_line"]
+
+_PACKAGE = Path(__file__).resolve().parent
+_MODELS = _PACKAGE / "zoo"  # the embedded zoo's networks are models like any other
+
+
+class ModelInputError(ProbeUsageError):
+    """The model's forward pass raised on this input (its size, shape or dtype).
+
+    Attributes:
+        shape: the input's shape, e.g. ``(1, 3, 64, 64)``.
+        original: what the model raised.
+    """
+
+    def __init__(self, message: str, shape: tuple[int, ...], original: BaseException) -> None:
+        super().__init__(message, param="size")
+        self.shape = shape
+        self.original = original
+
+
+def first_line(error: BaseException) -> str:
+    """``"Type: first line of the message"`` (the type's name alone when the message is empty)."""
+    text = str(error).strip()
+    return f"{type(error).__name__}: {text.splitlines()[0]}" if text else type(error).__name__
+
+
+def _ours(trace: TracebackType) -> bool:
+    path = Path(trace.tb_frame.f_code.co_filename).resolve()
+    return _PACKAGE in path.parents and _MODELS not in path.parents
+
+
+def _raised_by_probe(error: BaseException) -> bool:
+    """Whether cnn-probe's own code (a hook, an objective; not a zoo network) ran inside the model's forward
+    pass when ``error`` was raised: then it is a bug or a deliberate error of ours, not the model's refusal.
+
+    The traceback runs from the caller (cnn-probe's frames that called the model) inward; a frame of ours
+    after the first frame that is not ours (torch's module call, the model's code) is a hook of ours.
+    """
+    trace, inside = error.__traceback__, False
+    while trace is not None:
+        ours = _ours(trace)
+        if ours and inside:
+            return True
+        inside = inside or not ours
+        trace = trace.tb_next
+    return False
+
+
+_DTYPE_WORDS = ("should be the same", "expected scalar type", "must have the same dtype", "found dtype",
+                "not implemented for")
+"""Substrings of torch's errors for weights and inputs of different dtypes (a float16 module on the CPU)."""
+
+
+@contextlib.contextmanager
+def model_input(inputs: torch.Tensor, passes: tuple[type[BaseException], ...] = ()) -> Iterator[None]:
+    """Run a forward pass of the model on ``inputs`` in the block; its refusal becomes :class:`ModelInputError`.
+
+    Args:
+        inputs: what the model is called with, e.g. ``(N, C, H, W)`` (only its shape and dtype are used).
+        passes: exception types that pass through unchanged (e.g. a hook's signal to stop the pass).
+
+    Raises:
+        ModelInputError: the model's own code raised on ``inputs``.
+        ProbeRuntimeError: ... with a dtype mismatch (a float16 module on the CPU). cnn-probe's
+            errors, out-of-memory errors, exceptions raised by cnn-probe's hooks
+            and ``passes`` are re-raised as they are.
+    """
+    try:
+        yield
+    except Exception as error:
+        if isinstance(error, (ProbeError, *passes)) or is_out_of_memory(error) or _raised_by_probe(error):
+            raise
+        shape = tuple(inputs.shape)
+        what = f"the model cannot run on a {'x'.join(map(str, shape))} {str(inputs.dtype).removeprefix('torch.')} input"
+        if any(words in str(error).lower() for words in _DTYPE_WORDS):
+            raise ProbeRuntimeError(
+                f"{what} ({first_line(error)}): its weights and the input differ in dtype or device; give a float32 "
+                "model whose weights all live on one device (module.float(): a float16 module cannot run on the CPU)"
+            ) from error
+        raise ModelInputError(f"{what} ({first_line(error)}); give an input size it accepts (without one, the "
+                              "model's own input size is used)", shape, error) from error

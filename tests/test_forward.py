@@ -1,0 +1,96 @@
+"""A model's own refusal of an input (any exception from its forward pass) becomes one error naming the size."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+import probe
+from conftest import model_state, same_state
+from probe import objectives as O
+from probe.cli.main import cli
+from probe.errors import ProbeRuntimeError, ProbeUsageError
+from probe.forward import ModelInputError
+from probe.hooks import layers as list_layers
+from tinynets import FixedSize, tiny
+
+IMAGE = torch.rand(3, 8, 8, generator=torch.Generator().manual_seed(0))
+
+CALLS: dict[str, Callable[[torch.nn.Module], Any]] = {
+    "maximize": lambda m: probe.maximize(m, O.channel("body.conv2", 0), steps=1, image_size=8),
+    "maximize class": lambda m: probe.maximize(m, O.class_logit(0), steps=1, image_size=8),
+    "dream": lambda m: probe.dream(m, IMAGE, layers=["body.conv2"], steps=1, octaves=1),
+    "feature_maps": lambda m: probe.feature_maps(m, IMAGE, size=8),
+    "attribute": lambda m: probe.attribute(m, IMAGE, "saliency", size=8),
+    "layers": lambda m: list_layers(m, (3, 8, 8)),
+}
+
+
+@pytest.mark.parametrize("error", [AssertionError, ValueError, IndexError])
+@pytest.mark.parametrize("call", list(CALLS))
+def test_the_models_own_check_becomes_a_size_error(call: str, error: type[Exception]) -> None:
+    """Whatever the model raises on an 8x8 input (ViT's AssertionError, a user's ValueError): one error about
+    the size, quoting the model; the module keeps its mode, flags, weights, and no hook."""
+    module = FixedSize(error).train()
+    module.body.conv1.weight.requires_grad_(False)
+    before = model_state(module)
+    with pytest.raises(ModelInputError, match=r"cannot run on a 1x3x8x8 float32 input .*Expected 16x16") as raised:
+        CALLS[call](module)
+    assert raised.value.param == "size" and isinstance(raised.value.original, error)
+    assert same_state(before, model_state(module))
+
+
+def test_errors_of_cnn_probes_own_hooks_are_not_blamed_on_the_input(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A failure inside one of cnn-probe's hooks is a bug of ours: it passes through as it is."""
+
+    def broken(value: Any) -> torch.Tensor:
+        raise RuntimeError("a bug in a hook")
+
+    monkeypatch.setattr("probe.hooks.first_tensor", broken)
+    with pytest.raises(RuntimeError, match="a bug in a hook") as raised:
+        probe.maximize(tiny(), O.channel("conv2", 0), steps=1, image_size=16)
+    assert not isinstance(raised.value, ModelInputError)
+
+
+def test_a_float16_module_on_the_cpu_is_a_runtime_error_not_a_size_error() -> None:
+    with pytest.raises(ProbeRuntimeError, match="differ in dtype"):
+        probe.feature_maps(tiny().half(), torch.rand(3, 16, 16))
+
+
+@pytest.mark.parametrize("args", [
+    ("maximize", "--objective", "class", "--units", "0", "--steps", "1", "--size", "8"),
+    ("maximize", "--target", "body.conv2:0", "--steps", "1", "--size", "8"),
+    ("dream", "skimage:astronaut", "--layer", "body.conv2", "--steps", "1", "--octaves", "1", "--size", "8"),
+    ("style", "skimage:astronaut", "skimage:coffee", "--content-layer", "body.conv2", "--style-layer",
+     "body.conv1", "--steps", "1", "--size", "8"),
+    ("activations", "skimage:astronaut", "--size", "8"),
+    ("attribute", "skimage:astronaut", "--method", "gradcam", "--size", "8"),
+    ("layers", "--size", "8"),
+    ("atlas", "--layers", "body.conv1", "--dataset", "skimage", "--steps", "1", "--limit", "2", "--input-size", "8"),
+], ids=lambda args: args[0] + (f" {args[2]}" if args[0] == "maximize" else ""))
+def test_cli_names_the_size_option(args: tuple[str, ...], tmp_path: Path) -> None:
+    out = () if args[0] == "layers" else ("--out", str(tmp_path / "out"))
+    result = CliRunner().invoke(cli, [*args, "--model", "tinynets:fixed_size", "--weights", "none", *out])
+    option = "'--input-size'" if args[0] == "atlas" else "'--size'"
+    assert result.exit_code == 2, result.output
+    assert option in result.output and "Expected 16x16 but got 8x8" in result.output
+    assert "Traceback" not in result.output and not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(("options", "param", "words"), [
+    ({"tile_size": 12, "octaves": 1}, "tile", "leave --tile out"),
+    ({"octaves": 2}, "octaves", "--octaves 1"),
+])
+def test_a_fixed_size_model_refusing_a_dreams_tile_or_octave_names_that_option(options: dict[str, int], param: str,
+                                                                               words: str) -> None:
+    """The image is the model's size, 32 px: a tile or a smaller octave is what it refuses, not --size."""
+    net, image = FixedSize(side=32), torch.rand(3, 32, 32)
+    with pytest.raises(ProbeUsageError, match=words) as raised:
+        probe.dream(net, image, layers=["body.conv2"], steps=1, jitter=0, **options)
+    assert raised.value.param == param
+    assert probe.dream(net, image, layers=["body.conv2"], steps=1, octaves=1).image.shape[-1] == 32
