@@ -91,3 +91,36 @@ def test_parse_channels():
     assert parse_channels(None) is None
     with pytest.raises(ProbeUsageError):
         parse_channels(["3-1"])
+
+
+class Bar:
+    """Stands in for the tqdm bar: counts what it is told."""
+
+    def __init__(self, total: int, *args, **kwargs) -> None:
+        self.total, self.n = total, 0
+        BARS.append(self)
+
+    def update(self, count: int) -> None:
+        self.n += count
+
+    def set_postfix(self, **kwargs) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+BARS: list[Bar] = []
+
+
+def test_the_bar_reaches_the_end_when_progress_comes_every_few_steps(runner, photo, tmp_path, monkeypatch):
+    import probe.cli.dream
+    from probe.dream import run as dream_run
+
+    monkeypatch.setattr(dream_run, "progress_every", lambda device: 3)  # as on CUDA, where it is 16
+    monkeypatch.setattr(probe.cli.dream, "progress_bar", Bar)
+    BARS.clear()
+    result = runner.invoke(cli, ["dream", str(photo), *TINY, "--layer", "conv2", "--out", str(tmp_path / "d")])
+    assert result.exit_code == 0, result.output
+    [bar] = BARS
+    assert bar.total == 4 and bar.n == 4

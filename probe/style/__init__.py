@@ -34,6 +34,7 @@ Modules, one job each:
 - :mod:`~probe.style.network`: the weight-sharing view (out-of-place ReLUs, average pooling);
 - :mod:`~probe.style.objective`: targets once, the weighted loss per step;
 - :mod:`~probe.style.inputs`: images, sizes, weights and the first image, checked;
+- :mod:`~probe.style.lbfgs`: torch's L-BFGS iterates without reading the device at each evaluation;
 - :mod:`~probe.style.transfer`: ``style_transfer``, the loop;
 - :mod:`~probe.style.result`: ``StyleResult``.
 """
