@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import html
 import math
-from datetime import datetime
 from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote

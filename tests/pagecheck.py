@@ -7,9 +7,10 @@ import re
 from pathlib import Path
 from urllib.parse import unquote
 
-REPRS = re.compile(r"\bNone\b|\bTrue\b|\bFalse\b|\bnan\b|\[|\]|\{'|'\}|\d[eE]\+\d|\d\.\d{6,}|\bn/a\b|\bx-\d")
+REPRS = re.compile(r"\bNone\b|\bTrue\b|\bFalse\b|\bnan\b|\[|\]|\{'|'\}|\d[eE]\+\d|\d\.\d{9,}|\bn/a\b|\bx-\d")
 """A Python repr or machine number in text meant for people: None, booleans, lists, dicts, large numbers with an
-exponent (``1.2e+05``), 16-digit floats, ``n/a``, and ``x-3.87`` (a ratio's sign after its ``x``)."""
+exponent (``1.2e+05``), 16-digit floats (9 decimals or more; pages write at most 7), ``n/a``, and ``x-3.87``
+(a ratio's sign after its ``x``)."""
 
 
 def visible_text(page: str) -> str:

@@ -207,3 +207,9 @@ def test_collection_page_leaves_unmarked_run_pages_alone(tmp_path):
     before = page.read_bytes()
     write_collection_index(root)
     assert page.read_bytes() == before
+
+
+def test_style_captions_keep_a_small_percentage():
+    from probe.reports.style import _percent
+
+    assert _percent(0.00133) == "0.133%" and _percent(0.17146) == "17.1%"  # ".1f" wrote the first as 0.1%

@@ -16,7 +16,8 @@ __all__ = ["save_gallery", "preview", "loss_figure", "summary"]
 
 
 def _percent(value: float) -> str:
-    return f"{100 * value:.1f}%"
+    """A fraction as a percentage to 3 significant digits: ``0.133%``, ``17.1%`` (``.1f`` wrote 0.133% as 0.1%)."""
+    return f"{number(100 * value, digits=3)}%"
 
 
 def summary(result: StyleResult) -> str:
