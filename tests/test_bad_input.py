@@ -284,6 +284,15 @@ def test_divergence_spares_images_that_started_binary() -> None:
     assert divergence(torch.full((1, 3, 8, 8), float("nan"))) is not None
 
 
+def test_divergence_spares_saturated_smooth_shapes() -> None:
+    """A CPPN drawing in pure colours is saturated but smooth: not the binary noise of a far too large step."""
+    disc = ((torch.arange(16.0) - 7.5).view(1, -1) ** 2 + (torch.arange(16.0) - 7.5).view(-1, 1) ** 2 < 30).float()
+    stripes = (torch.arange(16) // 4 % 2).float().expand(16, 16)
+    assert divergence(torch.stack([disc, stripes]).unsqueeze(1).expand(2, 3, 16, 16)) is None
+    noise = (torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(1)) > 0.5).float()
+    assert divergence(noise) == "2 of 2 image(s) are binary noise (every value at 0 or 1)"
+
+
 def test_16_bit_png_is_scaled_by_65535(tmp_path: Path) -> None:
     Image.fromarray(np.full((4, 4), 1000, dtype=np.uint16)).save(tmp_path / "dark.png")
     assert torch.allclose(load_image(tmp_path / "dark.png"), torch.tensor(1000 / 65535), atol=1e-6)
