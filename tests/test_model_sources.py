@@ -315,3 +315,17 @@ def test_hf_hub_names_read_the_processor_statistics_from_the_cache_offline(tmp_p
         assert loaded.preprocess == probe.Preprocess((0.5, 0.4, 0.3), (0.25,) * 3, 3, (40, 48)), weights
     (snapshot / "preprocessor_config.json").unlink()  # none in the cache: transformers' defaults, still offline
     assert probe.load_model("hf:someone/tiny-resnet", device="cpu").preprocess.mean == probe.models.IMAGENET_MEAN
+
+
+def test_a_fixed_size_vit_at_another_size_is_a_size_error(tmp_path: Path) -> None:
+    """timm's ViT asserts its size (AssertionError), transformers' raises ValueError: both one --size line, exit 2."""
+    from transformers import ViTConfig, ViTForImageClassification
+
+    ViTForImageClassification(ViTConfig(image_size=32, patch_size=8, hidden_size=16, num_hidden_layers=1,
+                                        num_attention_heads=2, intermediate_size=16)).save_pretrained(tmp_path / "vit")
+    for spec in ("timm:test_vit(dynamic_img_size=False)", f"hf:{tmp_path / 'vit'}"):
+        result = CliRunner().invoke(cli, ["activations", "skimage:astronaut", "--model", spec, "--weights", "none",
+                                          "--size", "48", "--out", str(tmp_path / "o")])  # fmt: skip
+        assert result.exit_code == 2 and "'--size'" in result.output and "doesn't match model" in result.output, (
+            result.output)
+        assert "Traceback" not in result.output and not (tmp_path / "o").exists()
