@@ -264,6 +264,9 @@ def test_arguments_go_where_they_fit() -> None:
     with pytest.raises(probe.ProbeUsageError, match="takes no model arguments") as info:
         probe.load_model("digits(width=3)")
     assert info.value.param == "model_arg"
+    for spec in ("timm:create_model('test_resnet', num_classes=7)", "timm:create_model(model_name='test_resnet')"):
+        built = probe.load_model(spec, weights=None, device="cpu", model_args={"num_classes": 7})  # timm's own call
+        assert built.describe()["timm_model"] == "test_resnet" and built(torch.rand(1, 3, 32, 32)).shape == (1, 7)
     loaded = probe.load_model("squeezenet1_1(num_classes=7)", weights=None, device="cpu")
     assert loaded(torch.rand(1, 3, 64, 64)).shape == (1, 7) and loaded.labels is None
     assert loaded.describe()["model_args"] == {"num_classes": 7} and loaded.describe()["init_seed"] == 0
