@@ -61,6 +61,7 @@ SHAPE_WORDS = (
     "padding size should be less than",
     "expected more than 1 value per channel",
     "mat1 and mat2 shapes cannot be multiplied",
+    "doesn't match model",  # a fixed-size ViT: timm's AssertionError, transformers' ValueError
 )
 """Substrings of torch's errors for an input size the model cannot take (too small, or not its fixed size)."""
 DTYPE_WORDS = ("should be the same", "expected scalar type", "must have the same dtype", "found dtype")
@@ -138,7 +139,7 @@ class ProbeCommand(_RecordsInvocation):
             raise click.UsageError(str(error), ctx=ctx) from None
         except ProbeRuntimeError as error:
             raise click.ClickException(str(error)) from None
-        except (RuntimeError, MemoryError) as error:
+        except (RuntimeError, MemoryError, AssertionError, ValueError) as error:  # the last two: a model's own checks
             advice = out_of_memory_advice(error)
             if advice is not None:
                 raise click.ClickException(advice) from None

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable
+from typing import Any
 
-__all__ = ["ProbeError", "ProbeUsageError", "ProbeRuntimeError", "unknown_name", "closest"]
+__all__ = ["ProbeError", "ProbeUsageError", "ProbeRuntimeError", "unknown_name", "closest", "check_depends_on_image"]
 
 
 class ProbeError(Exception):
@@ -68,3 +69,23 @@ def unknown_name(
     if suggestion is not None:
         message += f" (did you mean {suggestion!r}?)"
     return ProbeUsageError(message, param=param)
+
+
+def check_depends_on_image(score: Any, layers: Iterable[str]) -> None:
+    """Raise one line when ``score`` (a tensor about to be differentiated) does not depend on the image.
+
+    A layer whose output is computed from the weights alone (Swin's
+    ``relative_position_bias``, a position embedding, a buffer) gives a score
+    without a gradient; torch's own error ("element 0 of tensors does not
+    require grad") names no layer.
+
+    Raises:
+        ProbeUsageError: (``param="layer"``) ``score`` does not require grad.
+    """
+    if not getattr(score, "requires_grad", True):
+        names = ", ".join(layers) or "the output"
+        raise ProbeUsageError(
+            f"the output of {names} does not depend on the input image (it is computed from the weights alone, "
+            "like a position bias or embedding), so no image can change it; choose a layer the image flows through",
+            param="layer",
+        )

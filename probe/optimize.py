@@ -38,7 +38,7 @@ from torch import nn
 
 from probe import param as P
 from probe import transforms as T
-from probe.errors import ProbeRuntimeError, ProbeUsageError
+from probe.errors import ProbeRuntimeError, ProbeUsageError, check_depends_on_image
 from probe.hooks import INPUT, OUTPUT, capture, evaluating, record, resolve_layers
 from probe.images import divergence
 from probe.memory import is_out_of_memory
@@ -590,6 +590,7 @@ def _render_chunk(
             acts = _forward(loaded, shown, objective.layers, stats)
         scores = _scores(objective, Context(acts, current, index))
         checks.note(step, 0, scores)
+        check_depends_on_image(scores, objective.layers)
         grads = torch.autograd.grad(-scores.sum(), image.params, allow_unused=True)
         optim.zero_grad(set_to_none=True)
         for tensor, grad in zip(image.params, grads):

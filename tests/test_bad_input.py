@@ -367,3 +367,34 @@ def test_ctrl_c_mid_run_exits_130_in_one_line_leaving_nothing(
         "Error: interrupted (Ctrl-C); nothing was written"
     ]
     assert len(calls) == 3 and list(tmp_path.iterdir()) == []
+class _Table(torch.nn.Module):
+    """Returns its parameter whatever the input: a position bias (shaped like one image's output)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.table = torch.nn.Parameter(torch.ones(1, 4, 1, 1))
+
+    def forward(self) -> torch.Tensor:
+        return self.table
+
+
+class _Biased(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv, self.bias = torch.nn.Conv2d(3, 4, 3), _Table()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x) + self.bias()
+
+
+def test_a_layer_the_image_does_not_reach_is_named_not_torchs_autograd_error() -> None:
+    """maximize and dream on a layer computed from the weights alone (Swin's relative_position_bias)."""
+    from probe import objectives as O
+
+    loaded = probe.load_model(_Biased().eval(), input_size=16)
+    with pytest.raises(probe.ProbeUsageError, match="output of bias does not depend on the input image") as info:
+        probe.maximize(loaded, O.channel("bias", [0]), steps=1, preset="plain")
+    assert info.value.param == "layer"
+    with pytest.raises(probe.ProbeUsageError, match="output of bias does not depend on the input image"):
+        probe.dream(loaded, torch.rand(3, 16, 16), layers=["bias"], steps=1, octaves=1)
+    assert probe.maximize(loaded, O.channel("conv", [0]), steps=1, preset="plain").images.shape == (1, 3, 16, 16)

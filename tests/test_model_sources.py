@@ -264,6 +264,9 @@ def test_arguments_go_where_they_fit() -> None:
     with pytest.raises(probe.ProbeUsageError, match="takes no model arguments") as info:
         probe.load_model("digits(width=3)")
     assert info.value.param == "model_arg"
+    for spec in ("timm:create_model('test_resnet', num_classes=7)", "timm:create_model(model_name='test_resnet')"):
+        built = probe.load_model(spec, weights=None, device="cpu", model_args={"num_classes": 7})  # timm's own call
+        assert built.describe()["timm_model"] == "test_resnet" and built(torch.rand(1, 3, 32, 32)).shape == (1, 7)
     loaded = probe.load_model("squeezenet1_1(num_classes=7)", weights=None, device="cpu")
     assert loaded(torch.rand(1, 3, 64, 64)).shape == (1, 7) and loaded.labels is None
     assert loaded.describe()["model_args"] == {"num_classes": 7} and loaded.describe()["init_seed"] == 0
@@ -315,3 +318,17 @@ def test_hf_hub_names_read_the_processor_statistics_from_the_cache_offline(tmp_p
         assert loaded.preprocess == probe.Preprocess((0.5, 0.4, 0.3), (0.25,) * 3, 3, (40, 48)), weights
     (snapshot / "preprocessor_config.json").unlink()  # none in the cache: transformers' defaults, still offline
     assert probe.load_model("hf:someone/tiny-resnet", device="cpu").preprocess.mean == probe.models.IMAGENET_MEAN
+
+
+def test_a_fixed_size_vit_at_another_size_is_a_size_error(tmp_path: Path) -> None:
+    """timm's ViT asserts its size (AssertionError), transformers' raises ValueError: both one --size line, exit 2."""
+    from transformers import ViTConfig, ViTForImageClassification
+
+    ViTForImageClassification(ViTConfig(image_size=32, patch_size=8, hidden_size=16, num_hidden_layers=1,
+                                        num_attention_heads=2, intermediate_size=16)).save_pretrained(tmp_path / "vit")
+    for spec in ("timm:test_vit(dynamic_img_size=False)", f"hf:{tmp_path / 'vit'}"):
+        result = CliRunner().invoke(cli, ["activations", "skimage:astronaut", "--model", spec, "--weights", "none",
+                                          "--size", "48", "--out", str(tmp_path / "o")])  # fmt: skip
+        assert result.exit_code == 2 and "'--size'" in result.output and "doesn't match model" in result.output, (
+            result.output)
+        assert "Traceback" not in result.output and not (tmp_path / "o").exists()

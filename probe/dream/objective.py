@@ -25,7 +25,7 @@ from typing import Any, Literal, NamedTuple
 import torch
 from torch import nn
 
-from probe.errors import ProbeUsageError
+from probe.errors import ProbeUsageError, check_depends_on_image
 from probe.hooks import capture
 from probe.images import resize
 from probe.memory import is_out_of_memory
@@ -185,6 +185,7 @@ class DreamObjective:
                     per_layer[name] = per_layer[name] + _core_mean(values, tile) * share  # not +=: the zero is shared
                 del acts
                 if grad is not None:
+                    check_depends_on_image(score, self.layers)
                     (window_grad,) = torch.autograd.grad(score, window)
                     grad[..., tile.core[0], tile.core[1]] = window_grad[..., tile.core_in_window[0], tile.core_in_window[1]]
         total = sum((self.weights[name] * per_layer[name] for name in self.layers), zero)

@@ -1,4 +1,8 @@
-"""Source ``timm``: ``timm:NAME`` through timm's own ``create_model``; its ``pretrained_cfg`` gives mean, std and size."""
+"""Source ``timm``: ``timm:NAME`` through timm's own ``create_model``; its ``pretrained_cfg`` gives mean, std and size.
+
+``timm:NAME(k=v)`` and ``timm:create_model('NAME', k=v)`` (timm's call, written
+as a factory spec) build the same model.
+"""
 
 from __future__ import annotations
 
@@ -13,12 +17,17 @@ PREFIX = "timm:"
 def build(spec: str, request: Request) -> Built:
     """``timm.create_model(NAME, pretrained=..., **kwargs)``; pretrained weights come through timm (network once)."""
     timm = require("timm", "timm", f"model {spec!r}")
-    name = spec[len(PREFIX):]
+    name, args, kwargs = spec[len(PREFIX):], request.args, dict(request.kwargs)
+    if name == "create_model":  # timm:create_model('resnet18', ...) or (model_name='resnet18'): timm's own call
+        if args and isinstance(args[0], str):
+            name, args = args[0], args[1:]
+        elif isinstance(kwargs.get("model_name"), str):
+            name = kwargs.pop("model_name")
     if not timm.is_model(name):
         raise unknown_name("timm model", name, timm.list_models(), param="model", limit=12)
     pretrained = is_default(request.weights)
     try:
-        module = timm.create_model(name, *request.args, pretrained=pretrained, **request.kwargs)
+        module = timm.create_model(name, *args, pretrained=pretrained, **kwargs)
     except (TypeError, ValueError, KeyError) as error:
         raise ProbeUsageError(f"timm refused the arguments of {name!r}: {error}", param="model_arg") from None
     except Exception as error:  # no internet, no cached weights
