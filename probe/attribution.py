@@ -47,6 +47,7 @@ from probe.errors import ProbeRuntimeError, ProbeUsageError, unknown_name
 from probe.hooks import OUTPUT, evaluating, first_tensor, record, resolve_layers
 from probe.inputs import Prediction, model_input, predict
 from probe.kernels import conv_layers
+from probe.layout import channels_last_layers
 from probe.models import LoadedModel, as_loaded
 from probe.results import GalleryResult
 from probe.runtime import check_finite_output, global_rng_kept
@@ -292,6 +293,11 @@ def attribute(
             raise ProbeUsageError(
                 f"Grad-CAM's layer {cam_layer} runs {acts.calls[cam_layer]} times in one forward pass and captum's "
                 "Grad-CAM takes a layer that runs once; name another layer (a convolution runs once)", param="layer")
+        if cam_layer is not None and cam_layer in channels_last_layers(module, x):
+            raise ProbeUsageError(
+                f"Grad-CAM's layer {cam_layer} is channels-last, {tuple(acts[cam_layer].shape)} (see probe.layout), and "
+                f"captum's Grad-CAM takes channels at dim 1; name a convolution layer: {', '.join(conv_layers(module))}",
+                param="layer")
         if cam_layer is not None and (cam_layer not in acts or acts[cam_layer].dim() != 4):
             shape = tuple(acts[cam_layer].shape) if cam_layer in acts else "nothing (it did not run)"
             raise ProbeUsageError(

@@ -73,6 +73,7 @@ from torch import nn
 
 from probe.errors import ProbeUsageError, unknown_name
 from probe.forward import model_input
+from probe.layout import channels_last_layers
 
 __all__ = [
     "INPUT",
@@ -591,7 +592,9 @@ def capture(
             ``"output"`` is requested.
 
     Returns:
-        ``{name: activation}``; layers that never ran are absent.
+        ``{name: activation}``; layers that never ran are absent. A channels-last layer (ViT's ``(N, L, C)``
+        tokens, Swin's ``(N, H, W, C)``; the rule is :mod:`probe.layout`'s) comes channels first,
+        ``(N, C, L)`` / ``(N, C, H, W)``, so that channel ``k`` is the same for every objective.
 
     Raises:
         ProbeUsageError: an unknown name, or the plain name of a module that runs
@@ -614,7 +617,9 @@ def capture(
     outputs: dict[str, torch.Tensor] = {}
     copies = _Copies()
     seen: Counter[str] = Counter()
-    pass_key = _pass_key(model, resolved, stop, inputs)
+    with evaluating(model):  # capture runs the model in eval mode: its key says so
+        last = channels_last_layers(model, inputs) & set(taps)
+        pass_key = _pass_key(model, resolved, stop, inputs)
     untouched = _never_rewritten(model, taps, pass_key)  # learned by the first such pass: copy only the others
     trusted: list[tuple[torch.Tensor, int | None]] = []  # outputs kept uncopied, with their version then
 
@@ -672,6 +677,9 @@ def capture(
         return capture(model, inputs, layers, stop_early=stop_early)  # again, copying everything (and relearning)
     if ended and untouched is None and not torch.is_inference_mode_enabled():
         _learn_rewrites(model, taps, pass_key, rewritten)
+    for key, value in outputs.items():
+        if key.split(CALL_SEPARATOR)[0] in last and value.dim() > 2:
+            outputs[key] = value.movedim(-1, 1)  # channels-last blocks read as (N, C, ...), see probe.layout
     if OUTPUT in resolved and result is not None:
         tensor = first_tensor(result)
         if tensor is not None:
@@ -704,7 +712,8 @@ class LayerInfo:
         type: the module's class name (``"Conv2d"``).
         output_shape: output shape without the batch dimension, e.g.
             ``(50, 11, 11)``; None if the layer did not run in the dummy pass.
-        channels: ``output_shape[0]`` (channels or features), or None.
+        channels: ``output_shape[0]`` (channels or features), ``output_shape[-1]`` for a channels-last
+            layer (see :mod:`probe.layout`), or None.
         parameters: number of parameters owned directly by this module.
         calls: how many times the module runs in the dummy pass (0: not
             run); a module that runs several times is addressed per call as
@@ -749,16 +758,18 @@ def layers(
     dummy = torch.zeros(1, *input_shape, device=device, dtype=dtype)
     with evaluating(model), torch.no_grad(), record(model, [name for name, _ in named]) as acts, model_input(dummy):
         model(dummy)
+    last = channels_last_layers(model, dummy)
     rows = []
     for name, module in named:
         first = acts.recorded_as(name)[0]
         shape = tuple(acts[first].shape[1:]) if first in acts else None
+        channels = (shape[-1] if name in last else shape[0]) if shape else None
         rows.append(
             LayerInfo(
                 name=name,
                 type=type(module).__name__,
                 output_shape=shape,
-                channels=shape[0] if shape else None,
+                channels=channels,
                 parameters=sum(p.numel() for p in module.parameters(recurse=False)),
                 calls=acts.calls.get(name, 0),
             )

@@ -68,3 +68,16 @@ class FixedSize(nn.Module):
 def fixed_size() -> FixedSize:
     """A :class:`FixedSize` that takes 16x16 inputs only (the factory spec ``tinynets:fixed_size``)."""
     return FixedSize()
+
+
+def channels_last() -> nn.Sequential:
+    """conv(8) permute norm(LayerNorm) fc(Linear 8->6) back(Permute) pool flatten head: ConvNeXt's and Swin's
+    channels-last block in small; norm and fc give ``(N, H, W, C)``. Any input size (adaptive pool)."""
+    from torchvision.ops.misc import Permute
+
+    torch.manual_seed(0)
+    return nn.Sequential(OrderedDict(
+        conv=nn.Conv2d(3, 8, 3, padding=1), permute=Permute([0, 2, 3, 1]), norm=nn.LayerNorm(8),
+        fc=nn.Linear(8, 6), act=nn.GELU(), back=Permute([0, 3, 1, 2]), pool=nn.AdaptiveAvgPool2d(1),
+        flatten=nn.Flatten(), head=nn.Linear(6, 4),
+    ))

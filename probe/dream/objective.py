@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from probe.errors import ProbeUsageError, check_depends_on_image
+from probe.forward import ModelInputError
 from probe.hooks import capture
 from probe.images import resize
 from probe.memory import is_out_of_memory
@@ -96,17 +97,20 @@ class DreamObjective:
         try:
             with autocast(self.loaded.device, self.precision):
                 acts = capture(self.module, inputs, self.layers, stop_early=True)
-        except RuntimeError as error:
+        except (RuntimeError, ModelInputError) as error:
             if is_out_of_memory(error):  # CUDA's or the CPU's: the CLI advises --tile / --size, never --layer
                 raise
-            first = str(error).splitlines()[0] if str(error) else type(error).__name__
-            raise ProbeUsageError(
+            original = error.original if isinstance(error, ModelInputError) else error
+            if not isinstance(original, RuntimeError):  # the model's own input check (ViT's assert): its size
+                raise
+            first = str(original).splitlines()[0] if str(original) else type(original).__name__
+            refused = ModelInputError(
                 f"the model cannot compute layer(s) {', '.join(self.layers)} on a {images.shape[-2]}x{images.shape[-1]} "
                 f"image ({first}). Dream layers must be convolutional (before any flatten/linear layer); small octaves "
                 "or tiles can also be too small for deep layers: use fewer octaves, a smaller octave scale, a larger "
-                "image or tile",
-                param="layer",
-            ) from None
+                "image or tile", tuple(inputs.shape), original)
+            refused.param = "layer"  # a tile's or an octave's size is named by probe.dream
+            raise refused from None
         missing = [name for name in self.layers if name not in acts]
         if missing:
             raise ProbeUsageError(f"layer(s) {', '.join(missing)} did not run in the model's forward pass", param="layer")

@@ -1,0 +1,112 @@
+"""Where a layer's channels are: dim 1 of ``(N, C, H, W)``, or last in channels-last blocks.
+
+Convolutional networks put channels at dim 1. Transformer-style blocks put them
+last: ViT's encoder gives ``(N, L, C)`` tokens, Swin's stages and ConvNeXt's
+LayerNorm/Linear inside a block ``(N, H, W, C)``, MaxViT's attention
+``(N, P, L, C)``. "Channel k" of such a layer is feature ``k`` of its last
+dimension, so cnn-probe reads those layers channels-last.
+
+The rule, from one forward pass with a hook on every module: a layer's
+channel axis is that of the last channel-defining leaf module that ran before
+its output: a convolution or a batch/group/instance norm sets dim 1 (channels
+first); ``Linear``, ``LayerNorm`` and ``MultiheadAttention`` set the last dim;
+other modules (activations, dropout, pools, stochastic depth, reshapes) keep
+it; torchvision's ``Permute`` moves it. A channels-last state whose width (the last such module's features) no
+longer matches the last dimension but matches dim 1 has been permuted back
+(MaxViT's departition): channels first.
+Outputs with fewer than three dimensions, ``(N, F)``, have their features at
+dim 1 either way. Models with no ``LayerNorm``, ``MultiheadAttention`` or
+``Permute`` module are channels-first throughout, with no extra pass. A
+``torch.nn.functional`` layer norm or permutation is not seen.
+"""
+
+from __future__ import annotations
+
+import weakref
+from typing import Any
+
+import torch
+from torch import nn
+
+__all__ = ["channels_last_layers", "may_be_channels_last"]
+
+_FIRST = (nn.modules.conv._ConvNd, nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.modules.instancenorm._InstanceNorm)
+_LAST = (nn.Linear, nn.LayerNorm, nn.MultiheadAttention)
+
+_KNOWN: weakref.WeakKeyDictionary[nn.Module, frozenset[str]] = weakref.WeakKeyDictionary()
+"""Per model: the names of its channels-last layers, found once."""
+
+
+def may_be_channels_last(model: nn.Module) -> bool:
+    """Whether ``model`` has a module that can put channels last (a LayerNorm, attention or a Permute)."""
+    return any(isinstance(m, (nn.LayerNorm, nn.MultiheadAttention)) or type(m).__name__ == "Permute"
+               for m in model.modules())
+
+
+def _width(module: nn.Module) -> int | None:
+    """The number of features a channel-defining module produces (None when it says nothing)."""
+    for attribute in ("out_channels", "num_features", "num_channels", "out_features", "embed_dim"):
+        value = getattr(module, attribute, None)
+        if isinstance(value, int):
+            return value
+    shape = getattr(module, "normalized_shape", None)
+    return int(shape[-1]) if shape else None
+
+
+def channels_last_layers(model: nn.Module, inputs: torch.Tensor) -> frozenset[str]:
+    """The names of ``model``'s layers whose channels are last (see the module docstring), found once per model.
+
+    Args:
+        model: the network (run once under ``torch.no_grad`` on ``inputs[:1]``; no hook stays).
+        inputs: a batch the model takes, e.g. ``(N, C, H, W)``.
+
+    Returns:
+        Dotted names (first call of a module that runs several times); empty for a model with no
+        module that can put channels last. A forward pass that fails keeps what it found so far.
+    """
+    try:
+        known = _KNOWN.get(model)
+    except TypeError:
+        known = None
+    if known is not None:
+        return known
+    found: set[str] = set()
+    if may_be_channels_last(model):
+        state: dict[str, Any] = {"last": False, "width": None}
+        seen: set[str] = set()
+
+        def hook(name: str, module: nn.Module, output: Any) -> None:
+            tensor = output[0] if isinstance(output, (tuple, list)) and output else output
+            if not any(True for _ in module.children()):
+                if isinstance(module, (_FIRST, _LAST)):
+                    state["last"], state["width"] = isinstance(module, _LAST), _width(module)
+                elif type(module).__name__ == "Permute" and isinstance(tensor, torch.Tensor) and tensor.dim() > 2:
+                    dims = [d % tensor.dim() for d in getattr(module, "dims", ())]
+                    axis = tensor.dim() - 1 if state["last"] else 1
+                    if axis in dims:  # torchvision's Permute: where the channel axis went
+                        state["last"] = dims.index(axis) == tensor.dim() - 1
+            if name in seen or not isinstance(tensor, torch.Tensor) or tensor.dim() < 3:
+                return
+            seen.add(name)
+            width = state["width"]
+            if state["last"] and width is not None and tensor.shape[-1] != width and tensor.shape[1] == width:
+                state["last"] = False  # permuted back to channels first
+            if state["last"]:
+                found.add(name)
+
+        handles = [m.register_forward_hook(lambda m, a, out, n=name: hook(n, m, out))
+                   for name, m in model.named_modules() if name]
+        try:
+            with torch.no_grad():
+                model(inputs[:1])
+        except Exception:  # noqa: BLE001 - the layers before the failure are known; the caller's pass reports it
+            pass
+        finally:
+            for handle in handles:
+                handle.remove()
+    result = frozenset(found)
+    try:
+        _KNOWN[model] = result
+    except TypeError:
+        pass
+    return result

@@ -1,0 +1,50 @@
+"""Channels-last layers (Swin, ConvNeXt, ViT, MaxViT blocks): channel k is feature k of the last dimension."""
+
+from __future__ import annotations
+
+import torch
+
+import probe
+from probe import objectives as O
+from probe.layout import channels_last_layers
+from tinynets import channels_last, tiny
+
+
+def test_the_channels_last_layers_are_found_and_listed_with_their_channels() -> None:
+    net = channels_last().eval()
+    assert channels_last_layers(net, torch.rand(1, 3, 12, 10)) == {"permute", "norm", "fc", "act"}
+    rows = {row.name: row for row in probe.layers(net, (3, 12, 10))}
+    assert (rows["norm"].output_shape, rows["norm"].channels) == ((12, 10, 8), 8)
+    assert (rows["fc"].channels, rows["back"].channels, rows["conv"].channels) == (6, 6, 8)
+    assert channels_last_layers(tiny(), torch.rand(1, 3, 16, 16)) == frozenset()  # a CNN: no pass at all
+
+
+def test_capture_gives_channels_last_layers_channels_first_and_objectives_read_feature_k() -> None:
+    net = channels_last().eval()
+    x = torch.rand(2, 3, 12, 10, generator=torch.Generator().manual_seed(0))
+    with probe.record(net, ["fc"]) as acts:
+        net(x)
+    raw = acts["fc"]  # (2, 12, 10, 6) as the module returned it
+    got = probe.capture(net, x, ["fc"])["fc"]
+    assert got.shape == (2, 6, 12, 10) and torch.equal(got, raw.movedim(-1, 1))
+    score = probe.maximize(net, O.channel("fc", 5), steps=1, image_size=(12, 10), preset="plain")
+    check = probe.capture(net, probe.load_model(net).preprocess.normalize(score.images), ["fc"])["fc"]
+    assert torch.allclose(score.scores, check[:, 5].flatten(1).sum(1), rtol=1e-4)
+
+
+def test_style_transfer_on_a_channels_last_layer_takes_a_style_image_of_another_shape() -> None:
+    """Swin's style transfer failed: the Gram matrix was taken over the height (10x10 against 16x16)."""
+    content, style = torch.rand(3, 16, 16), torch.rand(3, 10, 24)
+    result = probe.style_transfer(channels_last(), content, style, content_layers=["norm"], style_layers=["fc"],
+                                  steps=1, size=16, device="cpu")
+    assert result.image.shape == (3, 16, 16)
+
+
+def test_gradcam_refuses_a_channels_last_layer() -> None:
+    try:
+        probe.attribute(channels_last(), torch.rand(3, 12, 12), "gradcam", layer="norm", size=12)
+    except probe.ProbeUsageError as error:
+        assert "channels-last" in str(error) and error.param == "layer"
+    else:
+        raise AssertionError("Grad-CAM ran over a (N, H, W, C) layer's height as if it were channels")
+    assert probe.attribute(channels_last(), torch.rand(3, 12, 12), "gradcam", size=12).layer == "conv"
