@@ -27,8 +27,9 @@ import torch
 from torch import nn
 
 from probe.errors import ProbeUsageError
-from probe.hooks import OUTPUT, evaluating, record, resolve_layers
+from probe.hooks import CALL_SEPARATOR, OUTPUT, evaluating, record, resolve_layers
 from probe.inputs import Prediction, model_input, predict
+from probe.layout import channels_last_layers
 from probe.models import LoadedModel, as_loaded
 from probe.results import GalleryResult
 from probe.runtime import check_finite_output
@@ -140,6 +141,8 @@ def feature_maps(
         names = [layers] if isinstance(layers, str) else list(layers)
         resolve_layers(loaded.module, names)
     x = model_input(loaded, image, size)
+    with evaluating(loaded.module):
+        channels_last = channels_last_layers(loaded.module, x)  # (H, W, C) blocks are shown as C maps
     with evaluating(loaded.module), torch.no_grad(), record(loaded.module, [*names, OUTPUT], to_cpu=True) as acts:
         loaded(x)
     maps: dict[str, torch.Tensor] = {}
@@ -149,6 +152,8 @@ def feature_maps(
         if name not in acts:
             continue  # a layer the forward pass never reached
         activation = acts[name][0].float()
+        if name.split(CALL_SEPARATOR)[0] in channels_last and activation.dim() >= 2:
+            activation = activation.movedim(-1, 0)  # (H, W, C) or (L, C) -> (C, H, W) or (C, L), see probe.layout
         maps[name] = activation
         degree[name] = activation.flatten(1).sum(1) if activation.dim() >= 2 else activation
         order[name] = _ordered(degree[name], top, limit)

@@ -48,3 +48,15 @@ def test_gradcam_refuses_a_channels_last_layer() -> None:
     else:
         raise AssertionError("Grad-CAM ran over a (N, H, W, C) layer's height as if it were channels")
     assert probe.attribute(channels_last(), torch.rand(3, 12, 12), "gradcam", size=12).layer == "conv"
+
+
+def test_feature_maps_show_a_channels_last_layer_as_its_channels() -> None:
+    """`probe activations` on Swin drew (H, W, C) blocks row by row: H maps of W x C instead of C maps."""
+    net = channels_last().eval()
+    image = torch.rand(3, 12, 10, generator=torch.Generator().manual_seed(0))
+    shown = probe.feature_maps(net, image, layers=["norm", "conv"], size=(12, 10))
+    with probe.record(net, ["norm"]) as acts:
+        net(probe.load_model(net).preprocess.normalize(image.unsqueeze(0)))
+    assert shown.maps["norm"].shape == (8, 12, 10) and torch.allclose(shown.maps["norm"], acts["norm"][0].movedim(-1, 0))
+    assert torch.allclose(shown.degree["norm"], acts["norm"][0].sum((0, 1)))
+    assert shown.maps["conv"].shape[0] == 8  # a convolution stays as it is
