@@ -7,10 +7,9 @@ from typing import Any
 
 import click
 
-__all__ = ["FiniteFloat", "finite", "count", "SEED", "MAX_SEED", "MAX_COUNT"]
+from probe.checks import MAX_COUNT, MAX_SEED
 
-MAX_SEED = 2**63 - 1
-"""The largest seed ``torch.Generator.manual_seed`` takes without overflow (a signed 64-bit int)."""
+__all__ = ["FiniteFloat", "finite", "count", "SEED", "MAX_SEED", "MAX_COUNT"]
 
 
 class FiniteFloat(click.FloatRange):
@@ -36,12 +35,6 @@ def finite(
 ) -> FiniteFloat:
     """A finite float option type with an optional range (``finite(min=0)``: a finite number >= 0)."""
     return FiniteFloat(min=min, max=max, min_open=min_open, max_open=max_open)
-
-
-MAX_COUNT = 2**31 - 1
-"""The largest count (steps, sizes, channels, images) an option takes: beyond it torch's sizes overflow
-(``zeros(): ... Overflow when unpacking long long``) or a loop over it never ends; any such run would
-exhaust memory or time anyway."""
 
 
 def count(min: int = 1, max: int = MAX_COUNT) -> click.IntRange:

@@ -54,6 +54,7 @@ from torch import nn
 
 from probe.dream_geometry import jitter_roll, octave_sizes, unroll, zoom_crop
 from probe.dream_objective import DreamObjective, Objective, make_objective
+from probe.checks import check_count, check_number
 from probe.errors import ProbeRuntimeError, ProbeUsageError
 from probe.hooks import INPUT, OUTPUT, evaluating, layer_names, resolve_layers
 from probe.images import divergence, load_image, resize, to_channels
@@ -170,12 +171,19 @@ def _as_image(source: ImageSource, channels: int, param: str) -> torch.Tensor:
     return to_channels(image, channels).float()
 
 
-def _check_options(steps: int, jitter: int, tile_size: int | None, frames: int, zoom: float) -> None:
-    for value, minimum, param in ((steps, 0, "steps"), (jitter, 0, "jitter"), (frames, 0, "frames")):
-        if value < minimum:
-            raise ProbeUsageError(f"{param} must be at least {minimum}; got {value}", param=param)
-    if tile_size is not None and tile_size < 8:
-        raise ProbeUsageError(f"tile_size must be at least 8 pixels; got {tile_size}", param="tile")
+def _check_options(steps: int, jitter: int, tile_size: int | None, frames: int, zoom: float, lr: float,
+                   octaves: int, octave_scale: float, tile_margin: int | None) -> None:
+    """Refuse numbers torch would fail on with a traceback (or loop on for ever), naming the argument."""
+    for value, minimum, param in ((steps, 0, "steps"), (jitter, 0, "jitter"), (frames, 0, "frames"),
+                                  (octaves, 1, "octaves")):
+        check_count(value, param, minimum)
+    check_number(lr, "lr", 0)
+    check_number(octave_scale, "octave_scale", 1)
+    check_number(zoom, "zoom")
+    if tile_size is not None:
+        check_count(tile_size, "tile", 8)
+    if tile_margin is not None:
+        check_count(tile_margin, "tile_margin", 0)
     if frames > 0 and zoom < 1.0:
         raise ProbeUsageError(f"zoom must be at least 1; got {zoom}", param="zoom")
 
@@ -322,7 +330,7 @@ def dream(
             dream would not fit in the free memory (measured before allocating).
     """
     started = time.perf_counter()
-    _check_options(steps, jitter, tile_size, frames, zoom)
+    _check_options(steps, jitter, tile_size, frames, zoom, lr, octaves, octave_scale, tile_margin)
     loaded = as_loaded(model, device)
     precision, channels_last = resolve_precision(precision, loaded.device, channels_last)  # "auto": bf16 on CUDA
     loaded = loaded.frozen(channels_last)

@@ -296,8 +296,8 @@ def test_style_transfer_errors(shapes_like, tmp_path):
     assert error.value.param == "style_blend"
     with pytest.raises(ProbeUsageError, match="style layer weights"):
         run(shapes_like, style_layer_weights=[1, 2])
-    with pytest.raises(ProbeUsageError, match="content image: cannot convert an image with 4 channels to 3") as error:
-        style_transfer(shapes_like, torch.rand(4, 8, 8), images(1))
+    with pytest.raises(ProbeUsageError, match="content image: cannot convert an image with 5 channels to 3") as error:
+        style_transfer(shapes_like, torch.rand(5, 8, 8), images(1))
     assert error.value.param == "content"
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"not a png")
