@@ -37,13 +37,29 @@ def finite(
     return FiniteFloat(min=min, max=max, min_open=min_open, max_open=max_open)
 
 
+class Count(click.IntRange):
+    """An :class:`click.IntRange` whose help shows ``x>=1`` while the hidden maximum is :data:`MAX_COUNT`."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        """Parse and check ``value``; past the maximum, say what the maximum is."""
+        number = click.types.IntParamType.convert(self, value, param, ctx)
+        if self.max is not None and number > self.max:
+            self.fail(f"{number} is more than {self.max}, the largest this option takes", param, ctx)
+        return super().convert(number, param, ctx)
+
+    def _describe_range(self) -> str:
+        if self.max == MAX_COUNT and self.min is not None:
+            return f"x>={self.min}"
+        return super()._describe_range()
+
+
 def count(min: int = 1, max: int = MAX_COUNT) -> click.IntRange:
     """An integer option from ``min`` to ``max`` (default :data:`MAX_COUNT`): steps, images, channels, pixels.
 
     click's ``IntRange(min=1)`` alone lets ``99999999999999999999`` through, which then fails inside
     torch with a traceback instead of naming the option.
     """
-    return click.IntRange(min=min, max=max)
+    return Count(min=min, max=max)
 
 
 SEED = click.IntRange(min=0, max=MAX_SEED)
