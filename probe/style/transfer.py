@@ -303,8 +303,6 @@ def style_transfer(
     size = default_size(loaded) if size is None and scales is None else size
     if size is not None:
         size = check_size(size)
-    for scale in scales or ():
-        check_size(scale, "scales")
     sizes = scale_sizes(*content_image.shape[-2:], size, scales)
     random = make_generator(seed if generator is None else generator, device)
     net, swapped = style_network(loaded.module, pooling)
