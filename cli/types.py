@@ -7,10 +7,9 @@ from typing import Any
 
 import click
 
-__all__ = ["FiniteFloat", "finite", "count", "SEED", "MAX_SEED", "MAX_COUNT"]
+from probe.checks import MAX_COUNT, MAX_SEED
 
-MAX_SEED = 2**63 - 1
-"""The largest seed ``torch.Generator.manual_seed`` takes without overflow (a signed 64-bit int)."""
+__all__ = ["FiniteFloat", "finite", "count", "SEED", "MAX_SEED", "MAX_COUNT"]
 
 
 class FiniteFloat(click.FloatRange):
@@ -38,10 +37,20 @@ def finite(
     return FiniteFloat(min=min, max=max, min_open=min_open, max_open=max_open)
 
 
-MAX_COUNT = 2**31 - 1
-"""The largest count (steps, sizes, channels, images) an option takes: beyond it torch's sizes overflow
-(``zeros(): ... Overflow when unpacking long long``) or a loop over it never ends; any such run would
-exhaust memory or time anyway."""
+class Count(click.IntRange):
+    """An :class:`click.IntRange` whose help shows ``x>=1`` while the hidden maximum is :data:`MAX_COUNT`."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        """Parse and check ``value``; past the maximum, say what the maximum is."""
+        number = click.types.IntParamType.convert(self, value, param, ctx)
+        if self.max is not None and number > self.max:
+            self.fail(f"{number} is more than {self.max}, the largest this option takes", param, ctx)
+        return super().convert(number, param, ctx)
+
+    def _describe_range(self) -> str:
+        if self.max == MAX_COUNT and self.min is not None:
+            return f"x>={self.min}"
+        return super()._describe_range()
 
 
 def count(min: int = 1, max: int = MAX_COUNT) -> click.IntRange:
@@ -50,7 +59,7 @@ def count(min: int = 1, max: int = MAX_COUNT) -> click.IntRange:
     click's ``IntRange(min=1)`` alone lets ``99999999999999999999`` through, which then fails inside
     torch with a traceback instead of naming the option.
     """
-    return click.IntRange(min=min, max=max)
+    return Count(min=min, max=max)
 
 
 SEED = click.IntRange(min=0, max=MAX_SEED)

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import numbers
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -43,6 +44,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
+from probe.checks import check_count, check_number, check_seed, check_size
 from probe.errors import ProbeRuntimeError, ProbeUsageError, unknown_name
 from probe.hooks import OUTPUT, evaluating, first_tensor, record, resolve_layers
 from probe.inputs import Prediction, model_input, predict
@@ -187,6 +189,8 @@ def resolve_target(target: int | str | None, prediction: Prediction) -> int:
         if not text.lstrip("-").isdigit():
             raise unknown_name("target", text, ["top", *prediction.labels], param="target", limit=20)
         target = int(text)
+    if not isinstance(target, numbers.Integral) or isinstance(target, bool):
+        raise ProbeUsageError(f"target must be a class index, a label or 'top'; got {target!r}", param="target")
     if not 0 <= int(target) < count:
         raise ProbeUsageError(f"target {int(target)} is out of range (0 to {count - 1})", param="target")
     return int(target)
@@ -254,12 +258,15 @@ def attribute(
     """
     loaded = as_loaded(model)
     methods = _methods(method)
-    for name, value, least in (("steps", steps, 1), ("samples", samples, 1)):
-        if value < least:
-            raise ProbeUsageError(f"{name} must be at least {least}; got {value}", param=name)
-    if not math.isfinite(noise) or noise < 0:
-        raise ProbeUsageError(f"noise must be finite and >= 0; got {noise}", param="noise")
-    finite = bool(torch.isfinite(baseline).all()) if isinstance(baseline, torch.Tensor) else math.isfinite(baseline)
+    check_count(steps, "steps")
+    check_count(samples, "samples")
+    check_number(noise, "noise", 0)
+    check_seed(seed)
+    if size is not None:
+        size = check_size(size)
+    if not isinstance(baseline, torch.Tensor):
+        check_number(baseline, "baseline")
+    finite = bool(torch.isfinite(baseline).all()) if isinstance(baseline, torch.Tensor) else True
     if not finite:
         raise ProbeUsageError("the baseline must be finite (no NaN or inf)", param="baseline")
     module = loaded.module

@@ -155,6 +155,10 @@ def _resolve(model: nn.Module, names: str | Iterable[str]) -> dict[str, _Target]
     """:func:`resolve_layers` with each name's module name and call index."""
     if isinstance(names, str):
         names = [names]
+    names = list(names) if isinstance(names, Iterable) else [names]
+    if not all(isinstance(name, str) for name in names):
+        raise ProbeUsageError(f"layers must be a layer name or a list of names (e.g. 'conv2'); got {names!r}",
+                              param="layer")
     modules = dict(model.named_modules())
     resolved: dict[str, _Target] = {}
     for name in names:

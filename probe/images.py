@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 
+from probe.checks import MAX_SIDE, check_size
 from probe.errors import ProbeUsageError, unknown_name
 
 __all__ = [
@@ -139,11 +140,6 @@ def to_channels(image: torch.Tensor, channels: int) -> torch.Tensor:
     if have == 1:
         return image.repeat_interleave(channels, dim=axis)
     raise ProbeUsageError(f"cannot convert an image with {have} channels to {channels} channels")
-
-
-MAX_SIDE = 65536
-"""The longest image side cnn-probe takes (pixels): beyond it torch's sizes overflow (a traceback, not an
-out-of-memory error), and no command could hold such an image anyway."""
 
 
 def parse_size(text: str) -> tuple[int, int] | int:
@@ -320,8 +316,11 @@ def load_image(
             image = zoo.sample_input(prefix, key)
         else:
             image = _load_file(Path(text).expanduser())
+    if image.dim() < 2 or 0 in image.shape[-2:]:
+        raise ProbeUsageError(f"the image is empty or not 2-D: shape {tuple(image.shape)}; give an image of at "
+                              "least 1x1 pixels", param="image")
     if channels is not None:
         image = to_channels(image, channels)
     if size is not None:
-        image = resize(image, size)
+        image = resize(image, check_size(size))
     return image.contiguous()

@@ -38,6 +38,7 @@ from torch import nn
 
 from probe import param as P
 from probe import transforms as T
+from probe.checks import check_count, check_number, check_seed, check_size
 from probe.errors import ProbeRuntimeError, ProbeUsageError, check_depends_on_image
 from probe.hooks import INPUT, OUTPUT, capture, evaluating, record, resolve_layers
 from probe.images import divergence
@@ -181,12 +182,8 @@ class MaximizeResult(GalleryResult):
 def _image_size(size: int | Sequence[int] | None, loaded: LoadedModel) -> tuple[int, int]:
     if size is None:
         return tuple(loaded.preprocess.input_size)  # type: ignore[return-value]
-    if isinstance(size, int):
-        size = (size, size)
-    height, width = (int(s) for s in size)
-    if height < 1 or width < 1:
-        raise ProbeUsageError(f"image size must be positive; got {height}x{width}", param="size")
-    return height, width
+    size = check_size(size)
+    return (size, size) if isinstance(size, int) else size
 
 
 def _transform(
@@ -409,26 +406,28 @@ def maximize(
     if preset not in PRESETS:
         raise ProbeUsageError(f"unknown preset {preset!r}; presets are: {', '.join(PRESETS)}", param="preset")
     chosen = PRESETS[preset]
-    if steps < 1:
-        raise ProbeUsageError(f"steps must be >= 1; got {steps}", param="steps")
+    check_count(steps, "steps")
+    check_count(redirect_relu, "redirect_relu", 0)
+    if progress_every is not None:
+        check_count(progress_every, "progress_every")
+    if generator is None:
+        check_seed(seed)
     default_lr = P.LEARNING_RATES.get(param, chosen.lr) if isinstance(param, str) else chosen.lr
-    learning_rate = default_lr if lr is None else float(lr)
-    if learning_rate <= 0:
-        raise ProbeUsageError(f"the learning rate must be positive; got {learning_rate}", param="lr")
+    learning_rate = default_lr if lr is None else check_number(lr, "lr", 0, above=True)
     if objective.layers:
         resolve_layers(loaded.module, objective.layers)
     height, width = _image_size(image_size, loaded)
     channels = loaded.preprocess.channels
     count = objective.batch
     if images is not None:
+        check_count(images, "images")
         if count > 1 and images != count:
             raise ProbeUsageError(f"the objective addresses {count} units, so it renders {count} images, not {images}",
                                   param="images")
         count = int(images)
-    snapshot_steps = sorted({int(s) for s in snapshots})
-    bad = [s for s in snapshot_steps if not 1 <= s <= steps]
-    if bad:
-        raise ProbeUsageError(f"snapshot step {bad[0]} is outside 1..{steps}", param="snapshots")
+    if isinstance(snapshots, (str, bytes)):
+        raise ProbeUsageError(f"snapshots must be a list of steps (e.g. [32, 128]); got {snapshots!r}", param="snapshots")
+    snapshot_steps = sorted({check_count(s, "snapshots", 1, steps) for s in snapshots})
     transform, transform_names = _transform(transforms, chosen, (height, width))
     factory, param_name = _param_factory(param, chosen)
     base_seed = seed if generator is None else generator.initial_seed()
@@ -624,7 +623,7 @@ def _batch_size(
     if batch != "auto":
         if isinstance(batch, str):
             raise ProbeUsageError(f"batch must be a number of images or 'auto'; got {batch!r}", param="batch")
-        return batch
+        return None if batch is None else check_count(batch, "batch")
     if device.type != "cuda":
         return min(count, CPU_BATCH)
     return auto_batch(count, group, lambda n: render(slice(0, n), 1, None), CudaMemory(device))

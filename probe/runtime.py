@@ -15,6 +15,7 @@ from typing import Literal
 
 import torch
 
+from probe.checks import check_seed
 from probe.errors import ProbeRuntimeError, ProbeUsageError
 
 __all__ = [
@@ -47,7 +48,7 @@ def make_generator(seed: int | torch.Generator | None, device: torch.device | st
     if isinstance(seed, torch.Generator):
         return seed
     generator = torch.Generator(device=torch.device(device))
-    generator.manual_seed(0 if seed is None else int(seed))
+    generator.manual_seed(0 if seed is None else check_seed(seed))
     return generator
 
 

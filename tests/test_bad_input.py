@@ -367,6 +367,8 @@ def test_ctrl_c_mid_run_exits_130_in_one_line_leaving_nothing(
         "Error: interrupted (Ctrl-C); nothing was written"
     ]
     assert len(calls) == 3 and list(tmp_path.iterdir()) == []
+
+
 class _Table(torch.nn.Module):
     """Returns its parameter whatever the input: a position bias (shaped like one image's output)."""
 
@@ -398,3 +400,88 @@ def test_a_layer_the_image_does_not_reach_is_named_not_torchs_autograd_error() -
     with pytest.raises(probe.ProbeUsageError, match="output of bias does not depend on the input image"):
         probe.dream(loaded, torch.rand(3, 16, 16), layers=["bias"], steps=1, octaves=1)
     assert probe.maximize(loaded, O.channel("conv", [0]), steps=1, preset="plain").images.shape == (1, 3, 16, 16)
+
+
+# --- the same through the Python API: a ProbeUsageError naming the argument, the user's module untouched ----
+
+NAN, INF, HUGE = float("nan"), float("inf"), 10**20
+IMAGE = torch.rand(3, 16, 16, generator=torch.Generator().manual_seed(0))
+
+
+def _maximize(model: Any, **kwargs: Any) -> Any:
+    return probe.maximize(model, "conv2:0", **{"steps": 1, **kwargs})
+
+
+def _dream(model: Any, **kwargs: Any) -> Any:
+    return probe.dream(model, IMAGE, "relu2", **{"steps": 1, "octaves": 1, **kwargs})
+
+
+def _style(model: Any, **kwargs: Any) -> Any:
+    return probe.style_transfer(model, IMAGE, IMAGE, **{"content_layers": "relu2", "style_layers": "relu1",
+                                                        "steps": 1, "snapshots": 0, **kwargs})
+
+
+def _attribute(model: Any, **kwargs: Any) -> Any:
+    return probe.attribute(model, kwargs.pop("image", IMAGE), **kwargs)
+
+
+API_CASES: dict[str, tuple[Callable[..., Any], dict[str, Any], str]] = {
+    "maximize steps=1e20": (_maximize, {"steps": HUGE}, "steps"),
+    "maximize steps=nan": (_maximize, {"steps": NAN}, "steps"),
+    "maximize steps='3'": (_maximize, {"steps": "3"}, "steps"),
+    "maximize lr=nan": (_maximize, {"lr": NAN}, "lr"),
+    "maximize image_size=1e20": (_maximize, {"image_size": HUGE}, "size"),
+    "maximize image_size=(16,)": (_maximize, {"image_size": (16,)}, "size"),
+    "maximize image_size='a'": (_maximize, {"image_size": "a"}, "size"),
+    "maximize images=0": (_maximize, {"images": 0}, "images"),
+    "maximize images=-1": (_maximize, {"images": -1}, "images"),
+    "maximize snapshots=[nan]": (_maximize, {"snapshots": [NAN]}, "snapshots"),
+    "maximize snapshots='ab'": (_maximize, {"snapshots": "ab"}, "snapshots"),
+    "maximize seed=nan": (_maximize, {"seed": NAN}, "seed"),
+    "maximize seed=2**64": (_maximize, {"seed": 2**64}, "seed"),
+    "maximize batch=0": (_maximize, {"batch": 0}, "batch"),
+    "maximize redirect_relu=-1": (_maximize, {"redirect_relu": -1}, "redirect_relu"),
+    "dream octaves=1e20": (_dream, {"octaves": HUGE}, "octaves"),
+    "dream jitter=1e20": (_dream, {"jitter": HUGE}, "jitter"),
+    "dream lr=inf": (_dream, {"lr": INF}, "lr"),
+    "dream octave_scale=nan": (_dream, {"octave_scale": NAN}, "octave_scale"),
+    "dream seed=2**64": (_dream, {"seed": 2**64}, "seed"),
+    "dream an empty image": (lambda m, **k: probe.dream(m, torch.rand(3, 0, 0), "relu2"), {}, "image"),
+    "style lr=nan": (_style, {"lr": NAN}, "lr"),
+    "style lr=-1": (_style, {"lr": -1}, "lr"),
+    "style size=1e20": (_style, {"size": HUGE}, "size"),
+    "style an empty content image": (lambda m, **k: probe.style_transfer(m, torch.rand(3, 0, 0), IMAGE), {}, "content"),
+    "attribute target=nan": (_attribute, {"target": NAN}, "target"),
+    "attribute size=0": (_attribute, {"size": 0}, "size"),
+    "attribute size=1e20": (_attribute, {"size": HUGE}, "size"),
+    "attribute baseline='bogus'": (_attribute, {"baseline": "bogus"}, "baseline"),
+    "attribute an empty image": (_attribute, {"image": torch.rand(3, 0, 0)}, "image"),
+    "record layers=None": (lambda m: probe.record(m.module, None).__enter__(), {}, "layer"),
+    "load_model channels=1e20": (lambda m: probe.load_model(m.module, channels=HUGE), {}, "in_channels"),
+}
+
+
+def _state(module: torch.nn.Module) -> dict[str, Any]:
+    """Everything a call must leave as it was: modes, requires_grad, weights, devices, every kind of hook."""
+    hooks = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
+    return {
+        "modes": {name: m.training for name, m in module.named_modules()},
+        "grad": {name: (p.requires_grad, p.device, p.grad is None) for name, p in module.named_parameters()},
+        "weights": {name: value.clone() for name, value in module.state_dict().items()},
+        "hooks": {name: [len(getattr(m, kind)) for kind in hooks] for name, m in module.named_modules()},
+    }
+
+
+@pytest.mark.parametrize("call,kwargs,param", list(API_CASES.values()), ids=list(API_CASES))
+def test_the_api_names_the_bad_argument_and_leaves_the_model_as_it_was(
+    call: Callable[..., Any], kwargs: dict[str, Any], param: str
+) -> None:
+    module = tiny().train()
+    loaded = probe.load_model(module, input_size=16, seed=None)
+    before = _state(module)
+    with pytest.raises(probe.ProbeUsageError) as raised:
+        call(loaded, **kwargs)
+    assert raised.value.param == param, raised.value
+    after = _state(module)
+    assert {k: v for k, v in after.items() if k != "weights"} == {k: v for k, v in before.items() if k != "weights"}
+    assert all(torch.equal(before["weights"][name], value) for name, value in after["weights"].items())

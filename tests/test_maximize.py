@@ -146,7 +146,7 @@ def test_bad_requests_name_what_is_valid():
         maximize(model, O.channel("conv2", 60), steps=1, image_size=16)
     with pytest.raises(ProbeUsageError, match="presets are: robust, plain"):
         maximize(model, O.channel("conv2", 0), preset="fancy")
-    with pytest.raises(ProbeUsageError, match="snapshot step 9 is outside 1..4"):
+    with pytest.raises(ProbeUsageError, match="snapshots must be from 1 to 4; got 9"):
         maximize(model, O.channel("conv2", 0), steps=4, snapshots=[9])
     with pytest.raises(ProbeUsageError, match="renders 3 images, not 2"):
         maximize(model, O.channel("conv2", [0, 1, 2]), images=2)

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from probe.checks import check_count, check_number
 from probe.dream.objective import DreamObjective
 from probe.errors import ProbeUsageError
 from probe.forward import ModelInputError, first_line
@@ -45,12 +46,19 @@ def as_image(source: ImageSource, channels: int, param: str) -> torch.Tensor:
     return to_channels(image, channels).float()
 
 
-def check_options(steps: int, jitter: int, tile_size: int | None, frames: int, zoom: float) -> None:
-    for value, minimum, param in ((steps, 0, "steps"), (jitter, 0, "jitter"), (frames, 0, "frames")):
-        if value < minimum:
-            raise ProbeUsageError(f"{param} must be at least {minimum}; got {value}", param=param)
-    if tile_size is not None and tile_size < 8:
-        raise ProbeUsageError(f"tile_size must be at least 8 pixels; got {tile_size}", param="tile")
+def check_options(steps: int, jitter: int, tile_size: int | None, frames: int, zoom: float, lr: float,
+                  octaves: int, octave_scale: float, tile_margin: int | None) -> None:
+    """Refuse numbers torch would fail on with a traceback (or loop on for ever), naming the argument."""
+    for value, minimum, param in ((steps, 0, "steps"), (jitter, 0, "jitter"), (frames, 0, "frames"),
+                                  (octaves, 1, "octaves")):
+        check_count(value, param, minimum)
+    check_number(lr, "lr", 0)
+    check_number(octave_scale, "octave_scale", 1)
+    check_number(zoom, "zoom")
+    if tile_size is not None:
+        check_count(tile_size, "tile", 8)
+    if tile_margin is not None:
+        check_count(tile_margin, "tile_margin", 0)
     if frames > 0 and zoom < 1.0:
         raise ProbeUsageError(f"zoom must be at least 1; got {zoom}", param="zoom")
 

@@ -109,7 +109,7 @@ def dream(
             dream would not fit in the free memory (measured before allocating).
     """
     started = time.perf_counter()
-    check_options(steps, jitter, tile_size, frames, zoom)
+    check_options(steps, jitter, tile_size, frames, zoom, lr, octaves, octave_scale, tile_margin)
     loaded = as_loaded(model, device)
     precision, channels_last = resolve_precision(precision, loaded.device, channels_last)  # "auto": bf16 on CUDA
     loaded = loaded.frozen(channels_last)

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from probe.errors import ProbeUsageError
-from probe.images import MAX_SIDE
+from probe.checks import MAX_SIDE, check_count
 from probe.models.types import IMAGENET_MEAN, IMAGENET_STD, Preprocess
 
 __all__ = ["module_preprocess", "timm_preprocess", "hf_preprocess", "first_conv_channels", "adjust_preprocess"]
@@ -154,8 +154,8 @@ def adjust_preprocess(
         ProbeUsageError: ``mean``/``std`` of the wrong length, ``std`` with a
             value <= 0, ``channels`` or ``input_size`` below 1.
     """
-    if channels is not None and channels < 1:
-        raise ProbeUsageError(f"input channels (--in-channels) must be at least 1; got {channels}", param="in_channels")
+    if channels is not None:
+        check_count(channels, "in_channels")
     count = channels or preprocess.channels
     new_mean = _floats(mean, count, "mean") if mean is not None else preprocess.mean
     new_std = _floats(std, count, "std") if std is not None else preprocess.std

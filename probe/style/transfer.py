@@ -10,6 +10,7 @@ from typing import Literal
 import torch
 from torch import nn
 
+from probe.checks import check_count, check_number, check_size
 from probe.errors import ProbeUsageError
 from probe.hooks import evaluating
 from probe.images import divergence, fit_size, resize
@@ -61,15 +62,13 @@ def _check_options(
 ) -> None:
     if optimizer not in DEFAULT_LR:
         raise ProbeUsageError(f"unknown optimizer {optimizer!r}; optimizers are: lbfgs, adam", param="optimizer")
-    if int(steps) < 1:
-        raise ProbeUsageError(f"steps must be at least 1; got {steps}", param="steps")
+    check_count(steps, "steps")
     for name, value in weights.items():
         if not math.isfinite(value) or value < 0:
             raise ProbeUsageError(f"{name} must be finite and >= 0; got {value}", param=name)
     if not math.isfinite(style_scale) or style_scale <= 0:
         raise ProbeUsageError(f"style_scale must be > 0; got {style_scale}", param="style_scale")
-    if int(snapshots) < 0:
-        raise ProbeUsageError(f"snapshots must be >= 0; got {snapshots}", param="snapshots")
+    check_count(snapshots, "snapshots", 0)
 
 
 def _check_memory(
@@ -101,6 +100,8 @@ def _check_memory(
 
 def _snapshot_steps(total: int, count: int) -> set[int]:
     """``count`` steps evenly spread strictly inside ``(0, total)`` (fewer if ``total`` is small)."""
+    if count >= total - 1:  # every step inside, without looping over a huge count
+        return set(range(1, total))
     return {round(total * i / (count + 1)) for i in range(1, count + 1)} - {0, total}
 
 
@@ -283,7 +284,7 @@ def style_transfer(
     weights = {"content_weight": content_weight, "style_weight": style_weight, "tv_weight": tv_weight}
     _check_options(optimizer, steps, weights, style_scale, snapshots)
     steps = int(steps)
-    lr = DEFAULT_LR[optimizer] if lr is None else float(lr)
+    lr = DEFAULT_LR[optimizer] if lr is None else check_number(lr, "lr", 0, above=True)
 
     loaded = as_loaded(model, device)
     precision, channels_last = resolve_precision(precision, loaded.device, channels_last)  # "auto": bf16 on CUDA
@@ -308,6 +309,8 @@ def style_transfer(
     if match_colors:
         style_images = [match_histograms(style, content_image) for style in style_images]
     size = default_size(loaded) if size is None and scales is None else size
+    if size is not None:
+        size = check_size(size)
     sizes = scale_sizes(*content_image.shape[-2:], size, scales)
     random = make_generator(seed if generator is None else generator, "cpu")  # the same noise on any device
     net, swapped = style_network(loaded.module, pooling)
