@@ -51,6 +51,7 @@ def command(spec: str | None, model: str | None, weights: str, size: str | None,
     click.echo(f"{loaded.name}: input {list(shape)}, weights {loaded.weights} (source {loaded.source})")
     click.echo(f"{'layer':<{name_width}}  {'type':<{type_width}}  {'output shape':<18}  {'channels':>8}  {'params':>10}")
     for row in rows:
-        out = str(list(row.output_shape)) if row.output_shape is not None else "(not run)"
+        out = "(not run)" if row.output_shape is None else str(list(row.output_shape)) + ("" if row.batched else
+                                                                                         " (no batch)")
         channels = "" if row.channels is None else str(row.channels)
         click.echo(f"{row.name:<{name_width}}  {row.type:<{type_width}}  {out:<18}  {channels:>8}  {row.parameters:>10,}")

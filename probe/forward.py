@@ -98,7 +98,8 @@ def model_input(inputs: torch.Tensor, passes: tuple[type[BaseException], ...] = 
         if isinstance(error, (ProbeError, *passes)) or is_out_of_memory(error) or _raised_by_probe(error):
             raise
         shape = tuple(inputs.shape)
-        what = f"the model cannot run on a {'x'.join(map(str, shape))} {str(inputs.dtype).removeprefix('torch.')} input"
+        one = shape[1:] if len(shape) > 1 else shape  # one image's shape: the batch is ours (layers() runs two)
+        what = f"the model cannot run on a {'x'.join(map(str, one))} {str(inputs.dtype).removeprefix('torch.')} image"
         if any(words in str(error).lower() for words in _DTYPE_WORDS):
             raise ProbeRuntimeError(
                 f"{what} ({first_line(error)}): its weights and the input differ in dtype or device; give a float32 "

@@ -722,6 +722,8 @@ class LayerInfo:
         calls: how many times the module runs in the dummy pass (0: not
             run); a module that runs several times is addressed per call as
             ``NAME#0``, ``NAME#1``, ... and ``output_shape`` is its first call's.
+        batched: False for an output with no batch dimension (a table computed from the weights alone,
+            like Swin's relative position bias): ``output_shape`` is then its whole shape, ``channels`` None.
     """
 
     name: str
@@ -730,6 +732,7 @@ class LayerInfo:
     channels: int | None
     parameters: int
     calls: int = 1
+    batched: bool = True
 
 
 def layers(
@@ -743,7 +746,7 @@ def layers(
     Args:
         model: the network (not changed: it runs in eval mode under
             ``torch.no_grad`` and keeps no hook).
-        input_shape: ``(C, H, W)`` of one input; a batch of one zero-image of
+        input_shape: ``(C, H, W)`` of one input; a batch of two zero-images of
             this shape is run on the model's device and dtype.
         leaves_only: list only modules without children (default False: all).
 
@@ -759,15 +762,17 @@ def layers(
         device, dtype = reference.device, reference.dtype
     except StopIteration:
         device, dtype = torch.device("cpu"), torch.float32
-    dummy = torch.zeros(1, *input_shape, device=device, dtype=dtype)
+    dummy = torch.zeros(2, *input_shape, device=device, dtype=dtype)  # two images: outputs without a batch show
     with evaluating(model), torch.no_grad(), record(model, [name for name, _ in named]) as acts, model_input(dummy):
         model(dummy)
     last = channels_last_layers(model, dummy)
     rows = []
     for name, module in named:
         first = acts.recorded_as(name)[0]
-        shape = tuple(acts[first].shape[1:]) if first in acts else None
-        channels = (shape[-1] if name in last else shape[0]) if shape else None
+        value = acts.get(first)
+        batched = value is None or (value.dim() > 0 and value.shape[0] == len(dummy))
+        shape = None if value is None else tuple(value.shape[1:]) if batched else tuple(value.shape)
+        channels = (shape[-1] if name in last else shape[0]) if shape and batched else None
         rows.append(
             LayerInfo(
                 name=name,
@@ -776,6 +781,7 @@ def layers(
                 channels=channels,
                 parameters=sum(p.numel() for p in module.parameters(recurse=False)),
                 calls=acts.calls.get(name, 0),
+                batched=batched,
             )
         )
     return rows

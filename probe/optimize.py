@@ -40,8 +40,9 @@ from probe import param as P
 from probe import transforms as T
 from probe.checks import check_count, check_number, check_seed, check_size
 from probe.errors import ProbeRuntimeError, ProbeUsageError, check_depends_on_image
-from probe.hooks import INPUT, OUTPUT, capture, evaluating, record, resolve_layers
+from probe.hooks import CALL_SEPARATOR, INPUT, OUTPUT, capture, evaluating, record, resolve_layers
 from probe.images import divergence
+from probe.layout import channels_last_layers
 from probe.memory import is_out_of_memory
 from probe.models import LoadedModel, as_loaded
 from probe.objectives import Context, Objective, as_objective, parse_objective
@@ -676,7 +677,8 @@ class LayerShape:
 
     Attributes:
         name: the layer's name.
-        shape: its output shape without the batch dimension, e.g. ``(50, 11, 11)``.
+        shape: its output shape without the batch dimension, e.g. ``(50, 11, 11)``; channels first, also
+            for a channels-last block (Swin's ``(H, W, C)`` reads ``(C, H, W)``, see :mod:`probe.layout`).
         units: ``shape[0]``: channels of a convolution, features of a linear layer.
         is_output: whether the layer's output IS the model's output (the logits).
         output_layer: the name of the module whose output is the model's output
@@ -701,15 +703,17 @@ def inspect_layer(model: LoadedModel | nn.Module, layer: str, image_size: int | 
 
     Raises:
         ProbeUsageError: unknown layer (with the closest name), or a layer that
-            does not run in a forward pass or gives no tensor.
+            does not run in a forward pass, gives no tensor, or has no batch dimension.
     """
     loaded = as_loaded(model, None)
     resolve_layers(loaded.module, [layer])
     height, width = _image_size(image_size, loaded)
     names = [name for name, _ in loaded.module.named_modules() if name]
-    blank = torch.full((1, loaded.preprocess.channels, height, width), 0.5, device=loaded.device)
+    blank = torch.full((2, loaded.preprocess.channels, height, width), 0.5, device=loaded.device)  # 2: see the batch
     with evaluating(loaded.module), torch.no_grad(), record(loaded.module, names + [OUTPUT]) as acts:
         loaded(blank)
+    with evaluating(loaded.module):
+        channels_last = channels_last_layers(loaded.module, blank)
     if layer == INPUT:
         raise ProbeUsageError("'input' is the image itself; name a layer of the model", param="layer")
     if layer not in acts and acts.calls.get(layer, 0) <= 1:  # a module that runs twice: acts[layer] names its calls
@@ -725,5 +729,12 @@ def inspect_layer(model: LoadedModel | nn.Module, layer: str, image_size: int | 
     leaves = [name for name in producers if not any(True for _ in modules[name].children())]
     output_layer = (leaves or producers or [OUTPUT])[0]  # the first leaf: fc, not an identity after it
     value = acts[layer]
-    return LayerShape(layer, tuple(value.shape[1:]), int(value.shape[1]) if value.dim() > 1 else 1,
-                      layer == OUTPUT or same(value, output), output_layer)
+    if value.dim() == 0 or value.shape[0] != blank.shape[0]:
+        raise ProbeUsageError(f"layer {layer!r} gives a {tuple(value.shape)} output for a batch of {blank.shape[0]} "
+                              "images: no batch dimension, so no unit of it belongs to one image (a table computed "
+                              "from the weights, like a position bias?); choose another layer", param="layer")
+    is_output = layer == OUTPUT or same(value, output)
+    if layer.split(CALL_SEPARATOR)[0] in channels_last and value.dim() > 2:
+        value = value.movedim(-1, 1)  # (N, H, W, C) blocks: channel k is feature k of the last dim, see probe.layout
+    return LayerShape(layer, tuple(value.shape[1:]), int(value.shape[1]) if value.dim() > 1 else 1, is_output,
+                      output_layer)

@@ -485,3 +485,20 @@ def test_the_api_names_the_bad_argument_and_leaves_the_model_as_it_was(
     after = _state(module)
     assert {k: v for k, v in after.items() if k != "weights"} == {k: v for k, v in before.items() if k != "weights"}
     assert all(torch.equal(before["weights"][name], value) for name, value in after["weights"].items())
+
+
+def test_a_layer_without_a_batch_dimension_is_listed_as_such_and_refused_as_units(tmp_path: Path) -> None:
+    """Its (1, 4, 1, 1) output looks like one image's: a dummy batch of two shows it has no batch dimension."""
+    from probe.atlas.runner import atlas_layers
+    from probe.optimize import inspect_layer
+
+    loaded = probe.load_model(_Biased().eval(), input_size=16)
+    rows = {row.name: row for row in probe.layers(loaded.module, loaded.input_shape)}
+    assert (rows["bias"].batched, rows["bias"].output_shape, rows["bias"].channels) == (False, (1, 4, 1, 1), None)
+    assert (rows["conv"].batched, rows["conv"].channels) == (True, 4)
+    with pytest.raises(probe.ProbeUsageError, match="no batch dimension") as info:
+        inspect_layer(loaded, "bias")
+    assert info.value.param == "layer" and inspect_layer(loaded, "conv").units == 4
+    with pytest.raises(probe.ProbeUsageError, match="has no \\(C, H, W\\) map") as info:
+        atlas_layers(loaded, ["bias"])
+    assert info.value.param == "layers" and atlas_layers(loaded, "all") == [("conv", 4)]

@@ -39,7 +39,7 @@ def test_the_models_own_check_becomes_a_size_error(call: str, error: type[Except
     module = FixedSize(error).train()
     module.body.conv1.weight.requires_grad_(False)
     before = model_state(module)
-    with pytest.raises(ModelInputError, match=r"cannot run on a 1x3x8x8 float32 input .*Expected 16x16") as raised:
+    with pytest.raises(ModelInputError, match=r"cannot run on a 3x8x8 float32 image .*Expected 16x16") as raised:
         CALLS[call](module)
     assert raised.value.param == "size" and isinstance(raised.value.original, error)
     assert same_state(before, model_state(module))

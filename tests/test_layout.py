@@ -60,3 +60,13 @@ def test_feature_maps_show_a_channels_last_layer_as_its_channels() -> None:
     assert shown.maps["norm"].shape == (8, 12, 10) and torch.allclose(shown.maps["norm"], acts["norm"][0].movedim(-1, 0))
     assert torch.allclose(shown.degree["norm"], acts["norm"][0].sum((0, 1)))
     assert shown.maps["conv"].shape[0] == 8  # a convolution stays as it is
+
+
+def test_a_channels_last_layer_has_its_channels_as_units() -> None:
+    """maximize --layer on a Swin stage rendered one unit per row of the (H, W, C) output."""
+    from probe.optimize import inspect_layer
+
+    net = channels_last().eval()
+    info = inspect_layer(net, "norm", (12, 10))
+    assert (info.shape, info.units) == ((8, 12, 10), 8)
+    assert inspect_layer(net, "conv", (12, 10)).units == 8

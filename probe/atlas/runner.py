@@ -97,7 +97,7 @@ def atlas_layers(loaded: LoadedModel, layers: str | Sequence[str]) -> list[tuple
         ProbeUsageError: an unknown layer (with the closest name), or one without a spatial map.
     """
     rows = list_layers(loaded.module, loaded.input_shape)
-    maps = {row.name: row for row in rows if row.output_shape is not None and len(row.output_shape) == 3}
+    maps = {row.name: row for row in rows if row.batched and row.output_shape is not None and len(row.output_shape) == 3}
     modules = dict(loaded.module.named_modules())
     if layers == "all" or list(layers) == ["all"]:
         chosen = [name for name, row in maps.items() if row.type == "Conv2d" or (
