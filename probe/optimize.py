@@ -38,7 +38,7 @@ from torch import nn
 
 from probe import param as P
 from probe import transforms as T
-from probe.checks import check_count, check_number, check_seed, check_size
+from probe.checks import check_callables, check_count, check_name_or_callable, check_number, check_seed, check_size
 from probe.errors import ProbeRuntimeError, ProbeUsageError, check_depends_on_image
 from probe.hooks import INPUT, OUTPUT, capture, evaluating, record, resolve_layers
 from probe.images import divergence
@@ -199,10 +199,8 @@ def _transform(
         else:
             raise ProbeUsageError(f"unknown transforms {transforms!r}; give 'standard', 'none' or a list of transforms",
                                   param="transforms")
-    elif callable(transforms):
-        chosen = [transforms]
     else:
-        chosen = list(transforms)
+        chosen = check_callables(transforms, "transforms", "'standard', 'none', a transform (images -> images)")
     if not chosen:
         return None, []
     composed = T.compose(*chosen)
@@ -215,7 +213,8 @@ def _param_factory(param: str | ParamFactory | None, preset: Preset) -> tuple[Pa
     elif isinstance(param, str):
         kind, options = param, {}
     else:
-        return param, getattr(param, "__name__", type(param).__name__)
+        factory = check_name_or_callable(param, "param", P.PARAMETRIZATIONS, "a factory(shape, generator, device)")
+        return factory, getattr(param, "__name__", type(param).__name__)
     factory = P.parametrization(kind, **options)  # per-image: one generator per image; refuses an unknown kind
     described = kind + "".join(f" {k}={v}" for k, v in options.items())
     return factory, described
