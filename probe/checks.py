@@ -17,7 +17,7 @@ from typing import Any
 
 from probe.errors import ProbeUsageError
 
-__all__ = ["MAX_COUNT", "MAX_SEED", "MAX_SIDE", "check_callables", "check_count", "check_indices", "check_name_or_callable",
+__all__ = ["MAX_COUNT", "MAX_SEED", "MAX_SIDE", "check_callables", "check_count", "check_indices", "check_names", "check_name_or_callable",
            "check_number", "check_numbers", "check_path", "check_seed", "check_size"]
 
 MAX_COUNT = 2**31 - 1
@@ -76,6 +76,15 @@ def check_indices(value: Any, name: str) -> list[int]:
         if all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in values):
             return [check_count(v, name, 0) for v in values]
     raise ProbeUsageError(f"{name} must be an integer >= 0 or a list of them; got {value!r}", param=name)
+
+
+def check_names(value: Any, name: str, what: str = "layer name", example: str = "'conv2'") -> list[str]:
+    """One name or an iterable of names (layers, methods) as a list of str; else ProbeUsageError
+    (``layers=5`` was ``'int' object is not iterable``)."""
+    values = [value] if isinstance(value, str) else list(value) if isinstance(value, Iterable) else None
+    if values is None or not all(isinstance(v, str) for v in values):
+        raise ProbeUsageError(f"{name} must be a {what} or a list of them (e.g. {example}); got {value!r}", param=name)
+    return values
 
 
 def check_numbers(value: Any, name: str) -> list[float]:

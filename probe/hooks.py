@@ -71,6 +71,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from probe.checks import check_names
 from probe.errors import ProbeUsageError, unknown_name
 from probe.forward import model_input
 from probe.layout import channels_last_layers
@@ -153,12 +154,7 @@ class _Target:
 
 def _resolve(model: nn.Module, names: str | Iterable[str]) -> dict[str, _Target]:
     """:func:`resolve_layers` with each name's module name and call index."""
-    if isinstance(names, str):
-        names = [names]
-    names = list(names) if isinstance(names, Iterable) else [names]
-    if not all(isinstance(name, str) for name in names):
-        raise ProbeUsageError(f"layers must be a layer name or a list of names (e.g. 'conv2'); got {names!r}",
-                              param="layer")
+    names = check_names(names, "layer")
     modules = dict(model.named_modules())
     resolved: dict[str, _Target] = {}
     for name in names:

@@ -49,7 +49,7 @@ from probe.relu import redirected_relu
 from probe.results import GalleryResult
 from probe.runtime import progress_every as default_progress_every
 from probe.runtime import (
-    OUT_OF_MEMORY, CudaMemory, FiniteLog, ProgressFn, auto_batch, autocast, resolve_precision,
+    OUT_OF_MEMORY, CudaMemory, FiniteLog, ProgressFn, auto_batch, autocast, check_generator, resolve_precision,
 )  # fmt: skip
 from probe.streams import ImageStreams, image_key
 
@@ -424,12 +424,12 @@ def maximize(
             raise ProbeUsageError(f"the objective addresses {count} units, so it renders {count} images, not {images}",
                                   param="images")
         count = int(images)
-    if isinstance(snapshots, (str, bytes)):
+    if isinstance(snapshots, (str, bytes)) or not isinstance(snapshots, Iterable):
         raise ProbeUsageError(f"snapshots must be a list of steps (e.g. [32, 128]); got {snapshots!r}", param="snapshots")
     snapshot_steps = sorted({check_count(s, "snapshots", 1, steps) for s in snapshots})
     transform, transform_names = _transform(transforms, chosen, (height, width))
     factory, param_name = _param_factory(param, chosen)
-    base_seed = seed if generator is None else generator.initial_seed()
+    base_seed = seed if check_generator(generator) is None else generator.initial_seed()
     keys = _image_keys(objective, count, base_seed)
     target = loaded.device
     with autocast(target, precision):  # validates the precision before any work
