@@ -40,6 +40,7 @@ from probe import param as P
 from probe import transforms as T
 from probe.checks import check_callables, check_count, check_name_or_callable, check_number, check_seed, check_size
 from probe.errors import ProbeRuntimeError, ProbeUsageError, check_depends_on_image
+from probe.forward import ModelInputError
 from probe.hooks import INPUT, OUTPUT, capture, evaluating, record, resolve_layers
 from probe.images import divergence
 from probe.memory import is_out_of_memory
@@ -698,9 +699,13 @@ def inspect_layer(model: LoadedModel | nn.Module, layer: str, image_size: int | 
         layer: a dotted layer name, or ``"output"``.
         image_size: ``H`` or ``(H, W)``; default the model's input size.
 
+    A model that fails after ``layer`` on this size (a fixed-size ``Linear`` head given a larger image) is
+    fine: a run on ``layer`` stops the forward pass there, so only ``is_output`` is False.
+
     Raises:
         ProbeUsageError: unknown layer (with the closest name), or a layer that
             does not run in a forward pass or gives no tensor.
+        ModelInputError: the model refused the size before computing ``layer``.
     """
     loaded = as_loaded(model, None)
     resolve_layers(loaded.module, [layer])
@@ -708,7 +713,11 @@ def inspect_layer(model: LoadedModel | nn.Module, layer: str, image_size: int | 
     names = [name for name, _ in loaded.module.named_modules() if name]
     blank = torch.full((1, loaded.preprocess.channels, height, width), 0.5, device=loaded.device)
     with evaluating(loaded.module), torch.no_grad(), record(loaded.module, names + [OUTPUT]) as acts:
-        loaded(blank)
+        try:
+            loaded(blank)
+        except ModelInputError:  # a head of fixed size (a Linear after a flatten) refusing this size, after `layer`:
+            if layer in (INPUT, OUTPUT) or layer not in acts:  # the layer is known; the output is not this layer's
+                raise
     if layer == INPUT:
         raise ProbeUsageError("'input' is the image itself; name a layer of the model", param="layer")
     if layer not in acts and acts.calls.get(layer, 0) <= 1:  # a module that runs twice: acts[layer] names its calls
