@@ -71,7 +71,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from probe.checks import check_names
+from probe.checks import MAX_SIDE, check_count, check_names
 from probe.errors import ProbeUsageError, unknown_name
 from probe.forward import model_input
 from probe.layout import channels_last_layers
@@ -747,6 +747,10 @@ def layers(
         One :class:`LayerInfo` per module, in ``named_modules()`` order,
         the root excluded.
     """
+    if isinstance(input_shape, (str, bytes)) or not isinstance(input_shape, Sequence):
+        raise ProbeUsageError(f"input_shape must be (C, H, W), e.g. (3, 224, 224); got {input_shape!r}",
+                              param="input_shape")
+    input_shape = [check_count(side, "input_shape", 1, MAX_SIDE) for side in input_shape]
     named = [(name, module) for name, module in model.named_modules() if name]
     if leaves_only:
         named = [(name, module) for name, module in named if not any(True for _ in module.children())]

@@ -468,6 +468,8 @@ API_CASES: dict[str, tuple[Callable[..., Any], dict[str, Any], str]] = {
     "feature_maps layers=5": (lambda m: probe.feature_maps(m, IMAGE, layers=5), {}, "layer"),
     "filters layer=5": (lambda m: probe.filters(m, 5), {}, "layer"),
     "record layers=[5]": (lambda m: probe.record(m.module, [5]).__enter__(), {}, "layer"),
+    "layers input_shape='a'": (lambda m: probe.layers(m.module, "a"), {}, "input_shape"),
+    "layers input_shape=(3, 'a', 16)": (lambda m: probe.layers(m.module, (3, "a", 16)), {}, "input_shape"),
     "save(None)": (lambda m: _maximize(m).save(None), {}, "folder"),
     "save(5)": (lambda m: _maximize(m).save(5), {}, "folder"),
     "save('')": (lambda m: _maximize(m).save(""), {}, "folder"),
