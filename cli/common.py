@@ -15,6 +15,7 @@ from PIL import Image
 from click.core import ParameterSource
 from click.shell_completion import CompletionItem
 
+from probe.cli.interrupt import INTERRUPTED, Interrupted
 from probe.cli.types import SEED, count
 from probe.errors import ProbeRuntimeError, ProbeUsageError
 from probe.forward import ModelInputError
@@ -89,17 +90,6 @@ class _RecordsInvocation(click.Command):
 
 
 INVOCATION_KEY = "probe.invocation"
-
-
-INTERRUPTED = "interrupted (Ctrl-C); nothing was written"
-"""What an interrupted command says (``probe atlas`` says what it kept instead)."""
-
-
-class Interrupted(click.ClickException):
-    """Ctrl-C: one line and exit code 130 (128 + SIGINT), the shell's convention, instead of click's
-    ``Aborted!`` with exit code 1 that scripts cannot tell from a failure."""
-
-    exit_code = 130
 
 
 class ProbeCommand(_RecordsInvocation):

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from probe.checks import check_path
 from probe.errors import ProbeRuntimeError, ProbeUsageError
 
 __all__ = ["MARKER", "MARKER_FORMAT", "OutDir", "check_out_dir", "read_marker", "write_marker", "foreign_files"]
@@ -184,14 +185,12 @@ def check_out_dir(out: str | Path | None, default: str | Path | None = None, *, 
         The destination; :meth:`OutDir.write` writes the gallery.
 
     Raises:
-        ProbeUsageError: (``param="out"``) ``out`` is a file, under a file, a
-            symbolic link, holds files and ``force`` is off, or holds files
+        ProbeUsageError: (``param="out"``) ``out`` (or, when None, ``default``) is not a path; it is a
+            file, under a file, a symbolic link, holds files and ``force`` is off, or holds files
             cnn-probe did not write.
         ProbeRuntimeError: the folder it would be written in is not writable.
     """
-    if out is None and default is None:
-        raise ValueError("check_out_dir needs out or default")
-    folder = Path(out if out is not None else default).expanduser()  # type: ignore[arg-type]
+    folder = check_path(out if out is not None else default, "out")
     _check_location(folder, "out")
     try:
         holds_files = out is not None and folder.is_dir() and any(folder.iterdir())

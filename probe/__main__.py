@@ -1,6 +1,6 @@
 """``python -m probe``: the ``probe`` command, so that ``torchrun -m probe atlas ...`` works."""
 
-from probe.cli.main import cli
+from probe.cli.entry import main
 
 if __name__ == "__main__":
-    cli(prog_name="probe")
+    main()

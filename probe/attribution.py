@@ -44,7 +44,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from probe.checks import check_count, check_number, check_seed, check_size
+from probe.checks import check_count, check_names, check_number, check_seed, check_size
 from probe.errors import ProbeRuntimeError, ProbeUsageError, unknown_name
 from probe.hooks import OUTPUT, evaluating, first_tensor, record, resolve_layers
 from probe.inputs import Prediction, model_input, predict
@@ -208,7 +208,7 @@ def normalize_heatmap(heat: torch.Tensor, percentile: float = 99.0) -> torch.Ten
 
 
 def _methods(method: str | Iterable[str]) -> list[str]:
-    names = list(METHODS) if method == "all" else [method] if isinstance(method, str) else list(method)
+    names = list(METHODS) if method == "all" else check_names(method, "method", "method name", "'saliency'")
     for name in names:
         if name not in METHODS and name not in EXTRA_METHODS:
             raise unknown_name("method", name, [*METHODS, *EXTRA_METHODS, "all"], param="method")

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Sequence
+import os
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 from probe.errors import ProbeUsageError
 
-__all__ = ["MAX_COUNT", "MAX_SEED", "MAX_SIDE", "check_count", "check_number", "check_seed", "check_size"]
+__all__ = ["MAX_COUNT", "MAX_SEED", "MAX_SIDE", "check_callables", "check_count", "check_indices", "check_names", "check_name_or_callable",
+           "check_number", "check_numbers", "check_path", "check_seed", "check_size"]
 
 MAX_COUNT = 2**31 - 1
 """The largest count (steps, images, octaves, channels, samples) taken: beyond it torch's sizes overflow or a
@@ -61,3 +64,62 @@ def check_size(size: Any, name: str = "size") -> int | tuple[int, int]:
         height, width = (check_count(side, name, 1, MAX_SIDE) for side in size)
         return (height, width)
     raise ProbeUsageError(f"{name} must be N or (H, W) with integers from 1 to {MAX_SIDE}; got {size!r}", param=name)
+
+
+def check_indices(value: Any, name: str) -> list[int]:
+    """One index or a sequence of them (channels, units), each an int from 0 to :data:`MAX_COUNT`; else
+    ProbeUsageError (``channels='a'`` was ``int('a')``'s ValueError naming nothing)."""
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        return [check_count(value, name, 0)]
+    if isinstance(value, Iterable) and not isinstance(value, (str, bytes)):
+        values = list(value)
+        if all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in values):
+            return [check_count(v, name, 0) for v in values]
+    raise ProbeUsageError(f"{name} must be an integer >= 0 or a list of them; got {value!r}", param=name)
+
+
+def check_names(value: Any, name: str, what: str = "layer name", example: str = "'conv2'") -> list[str]:
+    """One name or an iterable of names (layers, methods) as a list of str; else ProbeUsageError
+    (``layers=5`` was ``'int' object is not iterable``)."""
+    values = [value] if isinstance(value, str) else list(value) if isinstance(value, Iterable) else None
+    if values is None or not all(isinstance(v, str) for v in values):
+        raise ProbeUsageError(f"{name} must be a {what} or a list of them (e.g. {example}); got {value!r}", param=name)
+    return values
+
+
+def check_numbers(value: Any, name: str) -> list[float]:
+    """A sequence of finite numbers (layer weights); else ProbeUsageError."""
+    if isinstance(value, Iterable) and not isinstance(value, (str, bytes)):
+        values = list(value)
+        if all(isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v) for v in values):
+            return [float(v) for v in values]
+    raise ProbeUsageError(f"{name} must be a list of finite numbers; got {value!r}", param=name)
+
+
+def check_path(value: Any, name: str) -> Path:
+    """A folder or file path: a non-empty ``str`` or ``os.PathLike``; else ProbeUsageError
+    (``save(None)``, ``save(5)`` were ``Path()``'s TypeError or an internal ValueError)."""
+    if isinstance(value, (str, os.PathLike)) and str(os.fspath(value)).strip():
+        return Path(os.fspath(value)).expanduser()
+    raise ProbeUsageError(f"{name} must be a path (a str or os.PathLike, not empty); got {value!r}", param=name)
+
+
+def check_name_or_callable(value: Any, name: str, names: Iterable[str], callable_: str) -> str | Callable[..., Any]:
+    """``value`` if it is one of ``names`` or a callable (``callable_`` says which one, for the message);
+    else ProbeUsageError listing both (``param=5`` was ``'int' object is not callable`` mid-run)."""
+    names = list(names)
+    if callable(value) or (isinstance(value, str) and value in names):
+        return value
+    raise ProbeUsageError(f"{name} must be one of {', '.join(map(repr, names))} or {callable_}; got {value!r}",
+                          param=name)
+
+
+def check_callables(value: Any, name: str, what: str) -> list[Callable[..., Any]]:
+    """A callable or an iterable of callables (``what`` names the kind); else ProbeUsageError."""
+    if callable(value):
+        return [value]
+    if isinstance(value, Iterable) and not isinstance(value, (str, bytes)):
+        values = list(value)
+        if all(callable(v) for v in values):
+            return values
+    raise ProbeUsageError(f"{name} must be {what} or a list of them; got {value!r}", param=name)

@@ -26,6 +26,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from probe.checks import check_names
 from probe.errors import ProbeUsageError
 from probe.hooks import CALL_SEPARATOR, OUTPUT, evaluating, record, resolve_layers
 from probe.inputs import Prediction, model_input, predict
@@ -138,7 +139,7 @@ def feature_maps(
         if not names:
             raise ProbeUsageError(f"{loaded.name} has no Conv2d layer; name layers with --layer", param="layer")
     else:
-        names = [layers] if isinstance(layers, str) else list(layers)
+        names = check_names(layers, "layer")
         resolve_layers(loaded.module, names)
     x = model_input(loaded, image, size)
     with evaluating(loaded.module):

@@ -71,6 +71,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from probe.checks import MAX_SIDE, check_count, check_names
 from probe.errors import ProbeUsageError, unknown_name
 from probe.forward import model_input
 from probe.layout import channels_last_layers
@@ -153,12 +154,7 @@ class _Target:
 
 def _resolve(model: nn.Module, names: str | Iterable[str]) -> dict[str, _Target]:
     """:func:`resolve_layers` with each name's module name and call index."""
-    if isinstance(names, str):
-        names = [names]
-    names = list(names) if isinstance(names, Iterable) else [names]
-    if not all(isinstance(name, str) for name in names):
-        raise ProbeUsageError(f"layers must be a layer name or a list of names (e.g. 'conv2'); got {names!r}",
-                              param="layer")
+    names = check_names(names, "layer")
     modules = dict(model.named_modules())
     resolved: dict[str, _Target] = {}
     for name in names:
@@ -754,6 +750,10 @@ def layers(
         One :class:`LayerInfo` per module, in ``named_modules()`` order,
         the root excluded.
     """
+    if isinstance(input_shape, (str, bytes)) or not isinstance(input_shape, Sequence):
+        raise ProbeUsageError(f"input_shape must be (C, H, W), e.g. (3, 224, 224); got {input_shape!r}",
+                              param="input_shape")
+    input_shape = [check_count(side, "input_shape", 1, MAX_SIDE) for side in input_shape]
     named = [(name, module) for name, module in model.named_modules() if name]
     if leaves_only:
         named = [(name, module) for name, module in named if not any(True for _ in module.children())]

@@ -84,6 +84,8 @@ def filters(model: str | nn.Module | LoadedModel, layer: str | None = None, *, v
         raise ProbeUsageError(f"{loaded.name} has no Conv2d layer, so no kernels to show", param="layer")
     if view not in VIEWS:
         raise unknown_name("view", view, VIEWS, param="view")
+    if layer is not None and not isinstance(layer, str):
+        raise ProbeUsageError(f"layer must be one layer name (e.g. {convs[0]!r}); got {layer!r}", param="layer")
     name = convs[0] if layer is None else layer
     if name not in convs:
         modules = dict(loaded.module.named_modules())

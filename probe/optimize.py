@@ -38,8 +38,9 @@ from torch import nn
 
 from probe import param as P
 from probe import transforms as T
-from probe.checks import check_count, check_number, check_seed, check_size
+from probe.checks import check_callables, check_count, check_name_or_callable, check_number, check_seed, check_size
 from probe.errors import ProbeRuntimeError, ProbeUsageError, check_depends_on_image
+from probe.forward import ModelInputError
 from probe.hooks import CALL_SEPARATOR, INPUT, OUTPUT, capture, evaluating, record, resolve_layers
 from probe.images import divergence
 from probe.layout import channels_last_layers
@@ -50,7 +51,7 @@ from probe.relu import redirected_relu
 from probe.results import GalleryResult
 from probe.runtime import progress_every as default_progress_every
 from probe.runtime import (
-    OUT_OF_MEMORY, CudaMemory, FiniteLog, ProgressFn, auto_batch, autocast, resolve_precision,
+    OUT_OF_MEMORY, CudaMemory, FiniteLog, ProgressFn, auto_batch, autocast, check_generator, resolve_precision,
 )  # fmt: skip
 from probe.streams import ImageStreams, image_key
 
@@ -200,10 +201,8 @@ def _transform(
         else:
             raise ProbeUsageError(f"unknown transforms {transforms!r}; give 'standard', 'none' or a list of transforms",
                                   param="transforms")
-    elif callable(transforms):
-        chosen = [transforms]
     else:
-        chosen = list(transforms)
+        chosen = check_callables(transforms, "transforms", "'standard', 'none', a transform (images -> images)")
     if not chosen:
         return None, []
     composed = T.compose(*chosen)
@@ -216,7 +215,8 @@ def _param_factory(param: str | ParamFactory | None, preset: Preset) -> tuple[Pa
     elif isinstance(param, str):
         kind, options = param, {}
     else:
-        return param, getattr(param, "__name__", type(param).__name__)
+        factory = check_name_or_callable(param, "param", P.PARAMETRIZATIONS, "a factory(shape, generator, device)")
+        return factory, getattr(param, "__name__", type(param).__name__)
     factory = P.parametrization(kind, **options)  # per-image: one generator per image; refuses an unknown kind
     described = kind + "".join(f" {k}={v}" for k, v in options.items())
     return factory, described
@@ -426,12 +426,12 @@ def maximize(
             raise ProbeUsageError(f"the objective addresses {count} units, so it renders {count} images, not {images}",
                                   param="images")
         count = int(images)
-    if isinstance(snapshots, (str, bytes)):
+    if isinstance(snapshots, (str, bytes)) or not isinstance(snapshots, Iterable):
         raise ProbeUsageError(f"snapshots must be a list of steps (e.g. [32, 128]); got {snapshots!r}", param="snapshots")
     snapshot_steps = sorted({check_count(s, "snapshots", 1, steps) for s in snapshots})
     transform, transform_names = _transform(transforms, chosen, (height, width))
     factory, param_name = _param_factory(param, chosen)
-    base_seed = seed if generator is None else generator.initial_seed()
+    base_seed = seed if check_generator(generator) is None else generator.initial_seed()
     keys = _image_keys(objective, count, base_seed)
     target = loaded.device
     with autocast(target, precision):  # validates the precision before any work
@@ -701,9 +701,13 @@ def inspect_layer(model: LoadedModel | nn.Module, layer: str, image_size: int | 
         layer: a dotted layer name, or ``"output"``.
         image_size: ``H`` or ``(H, W)``; default the model's input size.
 
+    A model that fails after ``layer`` on this size (a fixed-size ``Linear`` head given a larger image) is
+    fine: a run on ``layer`` stops the forward pass there, so only ``is_output`` is False.
+
     Raises:
         ProbeUsageError: unknown layer (with the closest name), or a layer that
             does not run in a forward pass, gives no tensor, or has no batch dimension.
+        ModelInputError: the model refused the size before computing ``layer``.
     """
     loaded = as_loaded(model, None)
     resolve_layers(loaded.module, [layer])
@@ -711,9 +715,13 @@ def inspect_layer(model: LoadedModel | nn.Module, layer: str, image_size: int | 
     names = [name for name, _ in loaded.module.named_modules() if name]
     blank = torch.full((2, loaded.preprocess.channels, height, width), 0.5, device=loaded.device)  # 2: see the batch
     with evaluating(loaded.module), torch.no_grad(), record(loaded.module, names + [OUTPUT]) as acts:
-        loaded(blank)
+        try:
+            loaded(blank)
+        except ModelInputError:  # a head of fixed size (a Linear after a flatten) refusing this size, after `layer`:
+            if layer in (INPUT, OUTPUT) or layer not in acts:  # the layer is known; the output is not this layer's
+                raise
     with evaluating(loaded.module):
-        channels_last = channels_last_layers(loaded.module, blank)
+        channels_last = channels_last_layers(loaded.module, blank)  # a pass that fails keeps what it found
     if layer == INPUT:
         raise ProbeUsageError("'input' is the image itself; name a layer of the model", param="layer")
     if layer not in acts and acts.calls.get(layer, 0) <= 1:  # a module that runs twice: acts[layer] names its calls

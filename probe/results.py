@@ -43,13 +43,14 @@ class GalleryResult:
             on stderr) when ``folder`` gained files or was taken while writing.
 
         Raises:
-            ProbeUsageError: ``folder`` holds files (and ``force`` is off), or
-                files cnn-probe did not write: nothing is overwritten or deleted.
+            ProbeUsageError: ``folder`` is not a path (``param="folder"``), holds files (and ``force``
+                is off), or files cnn-probe did not write: nothing is overwritten or deleted.
             ProbeRuntimeError: the disk refused a write (full, read-only); nothing was changed.
         """
+        from probe.checks import check_path
         from probe.gallery import OutDir, check_out_dir
 
-        destination = folder if isinstance(folder, OutDir) else check_out_dir(folder, force=force)
+        destination = folder if isinstance(folder, OutDir) else check_out_dir(check_path(folder, "folder"), force=force)
         report = importlib.import_module(self._report)
         return destination.write(lambda staging: report.save_gallery(self, staging, **fields))
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator, Sequence
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 
@@ -19,7 +19,7 @@ from probe.checks import check_seed
 from probe.errors import ProbeRuntimeError, ProbeUsageError
 
 __all__ = [
-    "Precision", "ProgressFn", "make_generator", "global_rng_kept", "autocast", "check_finite", "check_finite_output", "PRECISIONS", "resolve_precision",
+    "Precision", "ProgressFn", "make_generator", "check_generator", "global_rng_kept", "autocast", "check_finite", "check_finite_output", "PRECISIONS", "resolve_precision",
     "FiniteLog", "progress_every", "plan_batch", "free_memory", "CUDA_PROGRESS_EVERY",
     "CudaMemory", "auto_batch", "OUT_OF_MEMORY",
 ]  # fmt: skip
@@ -49,6 +49,15 @@ def make_generator(seed: int | torch.Generator | None, device: torch.device | st
         return seed
     generator = torch.Generator(device=torch.device(device))
     generator.manual_seed(0 if seed is None else check_seed(seed))
+    return generator
+
+
+def check_generator(generator: Any) -> torch.Generator | None:
+    """``generator`` if it is None or a ``torch.Generator``; else ProbeUsageError (``generator=5`` was an
+    AttributeError mid-run, or taken silently as a seed)."""
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise ProbeUsageError(f"generator must be a torch.Generator or None (give a number as seed=); "
+                              f"got {generator!r}", param="generator")
     return generator
 
 

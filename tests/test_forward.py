@@ -94,3 +94,44 @@ def test_a_fixed_size_model_refusing_a_dreams_tile_or_octave_names_that_option(o
         probe.dream(net, image, layers=["body.conv2"], steps=1, jitter=0, **options)
     assert raised.value.param == param
     assert probe.dream(net, image, layers=["body.conv2"], steps=1, octaves=1).image.shape[-1] == 32
+
+
+# --- torch's own refusals by a bare module with a fixed-size head (the digits net, wrapped at 224 px) ----------
+
+def _digits() -> torch.nn.Module:
+    from probe.zoo.nets import digits_net
+    return digits_net()  # conv1 3x3 ... fc1 = Linear(1250, 100): only 28x28 reaches the head at its size
+
+
+DIGIT = torch.rand(1, 28, 28, generator=torch.Generator().manual_seed(0))
+
+BARE_CALLS: dict[str, tuple[Callable[[torch.nn.Module], Any], str]] = {
+    "maximize fc1 at 224": (lambda m: probe.maximize(m, "fc1:0", steps=1), "mat1 and mat2"),
+    "maximize class at 224": (lambda m: probe.maximize(m, O.class_logit(0), steps=1), "mat1 and mat2"),
+    "maximize image_size=2": (lambda m: probe.maximize(m, "conv2:0", steps=1, image_size=2), "Kernel size"),
+    "attribute at 224": (lambda m: probe.attribute(m, DIGIT), "mat1 and mat2"),
+    "attribute size=1": (lambda m: probe.attribute(m, DIGIT, size=1), "Kernel size"),
+    "feature_maps at 224": (lambda m: probe.feature_maps(m, DIGIT), "mat1 and mat2"),
+    "layers (1, 2, 2)": (lambda m: list_layers(m, (1, 2, 2)), "Kernel size"),
+}
+
+
+@pytest.mark.parametrize("call", list(BARE_CALLS))
+def test_torchs_own_size_errors_reach_the_api_as_one_size_error(call: str) -> None:
+    """torch's 'mat1 and mat2 shapes cannot be multiplied' / 'Kernel size can't be greater' from the model's
+    forward pass: a one-line ModelInputError naming size (what the CLI prints), the module as it was."""
+    module = _digits().train()
+    before = model_state(module)
+    function, words = BARE_CALLS[call]
+    with pytest.raises(ModelInputError, match=words) as raised:
+        function(module)
+    assert raised.value.param == "size" and "\n" not in str(raised.value)
+    assert same_state(before, model_state(module))
+
+
+def test_a_layer_before_a_fixed_size_head_is_maximized_at_any_size() -> None:
+    """'conv2:0' at 64 px on the digits net: the run stops at conv2, so the head refusing 64 px does not matter
+    (learning conv2's shape ran the whole net and refused it)."""
+    result = probe.maximize(_digits(), "conv2:0", steps=1, image_size=64)
+    assert result.images.shape == (1, 1, 64, 64) and torch.isfinite(result.images).all()
+    assert probe.optimize.inspect_layer(_digits(), "conv2", 64).is_output is False

@@ -55,7 +55,7 @@ def test_the_wheel_holds_the_packages_weights_and_license(tmp_path):
     assert len([name for name in names if name.startswith("probe/zoo/weights/") and name.endswith(".pt")]) == 4
     assert "License-Expression: MIT" in metadata and "License-File: LICENSE" in metadata
     assert "Classifier: Topic :: Scientific/Engineering :: Visualization" in metadata
-    assert "probe = probe.cli.main:cli" in entry_points
+    assert "probe = probe.cli.entry:main" in entry_points
     # the README is the long description, and every Project-URL is one PyPI accepts (absolute http or https)
     assert "Description-Content-Type: text/markdown" in metadata and "# cnn-probe" in metadata
     for line in metadata.splitlines():

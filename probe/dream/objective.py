@@ -25,6 +25,7 @@ from typing import Any, Literal, NamedTuple
 import torch
 from torch import nn
 
+from probe.checks import check_indices, check_number, check_numbers
 from probe.errors import ProbeUsageError, check_depends_on_image
 from probe.forward import ModelInputError
 from probe.hooks import capture
@@ -267,11 +268,9 @@ def _channel_lists(
         if chosen is None:
             result[name] = None
             continue
-        chosen = [int(chosen)] if isinstance(chosen, int) else [int(c) for c in chosen]
+        chosen = check_indices(chosen, "channels")
         if not chosen:
             raise ProbeUsageError(f"no channel chosen for layer {name!r}", param="channels")
-        if min(chosen) < 0:
-            raise ProbeUsageError(f"channel {min(chosen)} is negative; channels count from 0", param="channels")
         result[name] = chosen
     return result
 
@@ -279,8 +278,9 @@ def _channel_lists(
 def _layer_weights(layer_weights: Sequence[float] | Mapping[str, float] | None, layers: list[str]) -> dict[str, float]:
     if layer_weights is None or isinstance(layer_weights, Mapping):
         given = _per_layer(layer_weights, layers, "a layer weight", "layer_weight")
-        return {name: 1.0 if weight is None else float(weight) for name, weight in given.items()}
-    weights = [float(w) for w in layer_weights]
+        return {name: 1.0 if weight is None else check_number(weight, "layer_weight")
+                for name, weight in given.items()}
+    weights = check_numbers(layer_weights, "layer_weight")
     if len(weights) != len(layers):
         raise ProbeUsageError(
             f"{len(weights)} layer weight(s) for {len(layers)} layer(s) ({', '.join(layers)}); give one weight per layer",

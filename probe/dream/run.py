@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from probe.checks import check_names
 from probe.dream.ascent import ascend
 from probe.dream.geometry import octave_sizes, zoom_crop
 from probe.dream.inputs import ImageSource, as_image, check_memory, check_options, naming_size_options
@@ -20,7 +21,7 @@ from probe.errors import ProbeRuntimeError
 from probe.hooks import evaluating, resolve_layers
 from probe.images import divergence
 from probe.models import LoadedModel, as_loaded
-from probe.runtime import Precision, ProgressFn, autocast, make_generator, progress_every, resolve_precision
+from probe.runtime import Precision, ProgressFn, autocast, check_generator, make_generator, progress_every, resolve_precision
 from probe.tiling import tile_plan
 
 __all__ = ["dream"]
@@ -115,7 +116,7 @@ def dream(
     loaded = loaded.frozen(channels_last)
     with autocast(loaded.device, precision):  # validates the precision for this device
         pass
-    names = [layers] if isinstance(layers, str) else list(layers) if layers is not None else default_layers(loaded)
+    names = check_names(layers, "layer") if layers is not None else default_layers(loaded)
     names = list(resolve_layers(loaded.module, names))
     scorer = make_objective(loaded, names, channels=channels, layer_weights=layer_weights, objective=objective,
                             precision=precision)  # fmt: skip
@@ -126,7 +127,7 @@ def dream(
     margin = (tile_size // 8 if tile_size is not None else 0) if tile_margin is None else int(tile_margin)
     full_tiles = tile_plan(height, width, tile_size, margin)
     seed_used = seed if generator is None else None
-    generator = generator if generator is not None else make_generator(seed, "cpu")
+    generator = check_generator(generator) or make_generator(seed, "cpu")
     total_steps = max(1, frames) * len(sizes) * steps
     every = progress_every(loaded.device)
     history: list[torch.Tensor] = []  # 0-dim scores on the device, read back once at the end

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
+from probe.checks import check_names
 from probe.errors import ProbeUsageError
 from probe.vgg_names import PAPER_NAME, module_names, resolve_name, vgg_aliases
 
@@ -115,7 +116,7 @@ def plan_layers(
         style_layers = default_style if style_layers is None else style_layers
     plan = {}
     for kind, names in (("content", content_layers), ("style", style_layers)):
-        names = [names] if isinstance(names, str) else list(names)
+        names = check_names(names, f"{kind}_layer", example="'relu2_1'")
         if not names:
             raise ProbeUsageError(f"no {kind} layer given; name at least one", param=f"{kind}_layer")
         repeated = sorted({name for name in names if names.count(name) > 1})

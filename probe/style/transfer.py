@@ -16,7 +16,7 @@ from probe.hooks import evaluating
 from probe.images import divergence, fit_size, resize
 from probe.memory import HEADROOM, bytes_per_pixel, check_fits
 from probe.models import LoadedModel, as_loaded
-from probe.runtime import Precision, ProgressFn, check_finite, make_generator, progress_every, resolve_precision
+from probe.runtime import Precision, ProgressFn, check_finite, check_generator, make_generator, progress_every, resolve_precision
 from probe.style.colors import keep_content_colors, match_histograms
 from probe.style.inputs import (
     ImageSource,
@@ -64,10 +64,8 @@ def _check_options(
         raise ProbeUsageError(f"unknown optimizer {optimizer!r}; optimizers are: lbfgs, adam", param="optimizer")
     check_count(steps, "steps")
     for name, value in weights.items():
-        if not math.isfinite(value) or value < 0:
-            raise ProbeUsageError(f"{name} must be finite and >= 0; got {value}", param=name)
-    if not math.isfinite(style_scale) or style_scale <= 0:
-        raise ProbeUsageError(f"style_scale must be > 0; got {style_scale}", param="style_scale")
+        check_number(value, name, 0)
+    check_number(style_scale, "style_scale", 0, above=True)
     check_count(snapshots, "snapshots", 0)
 
 
@@ -312,7 +310,7 @@ def style_transfer(
     if size is not None:
         size = check_size(size)
     sizes = scale_sizes(*content_image.shape[-2:], size, scales)
-    random = make_generator(seed if generator is None else generator, "cpu")  # the same noise on any device
+    random = make_generator(seed if check_generator(generator) is None else generator, "cpu")  # the same noise on any device
     net, swapped = style_network(loaded.module, pooling)
     objective = StyleObjective(
         net,
