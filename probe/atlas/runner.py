@@ -42,6 +42,7 @@ from probe.atlas.examples import UnitExamples, batches_of, dataset_pass, merge_p
 from probe.atlas.plan import AtlasSettings, Chunk, file_stem, make_chunks
 from probe.atlas.receptive import receptive_field
 from probe.atlas.records import read_json, remove_partial, write_json, write_png
+from probe.atlas.writer import Writer
 from probe.errors import ProbeError, ProbeRuntimeError, ProbeUsageError, unknown_name
 from probe.hooks import layers as list_layers
 from probe.images import to_pil
@@ -236,8 +237,9 @@ def _spread(images: torch.Tensor) -> float:
     return float(distances.sum() / (count * (count - 1)))
 
 
-def _render_chunk(loaded: LoadedModel, chunk: Chunk, folder: Path, settings: AtlasSettings) -> dict[str, Any]:
-    """Render one chunk's units, write their images, then the chunk's record; return the record."""
+def _render_chunk(loaded: LoadedModel, chunk: Chunk, folder: Path, settings: AtlasSettings,
+                  writer: Writer) -> dict[str, Any]:
+    """Render one chunk's units and hand their images, then the chunk's record, to ``writer``; return the record."""
     copies = settings.per_unit
     expanded = [unit for unit in chunk.units for _ in range(copies)]
     objective = O.channel(chunk.layer, expanded)
@@ -247,19 +249,22 @@ def _render_chunk(loaded: LoadedModel, chunk: Chunk, folder: Path, settings: Atl
                       image_size=settings.image_size, seed=settings.seed,
                       precision=settings.precision, channels_last=settings.channels_last)
     values = result.terms.get(result.main, result.scores)
-    units = []
+    units, images = [], []
     for offset, unit in enumerate(chunk.units):
         rows = slice(offset * copies, (offset + 1) * copies)
-        files = []
-        for k, image in enumerate(result.images[rows]):
-            file = f"images/{file_stem(chunk.layer)}-{unit:04d}-s{k}.png"
-            write_png(folder / file, to_pil(image))
-            files.append(file)
+        files = [f"images/{file_stem(chunk.layer)}-{unit:04d}-s{k}.png" for k in range(copies)]
+        images += zip(files, result.images[rows])
         units.append({"unit": unit, "files": files, "scores": [float(v) for v in values[rows]],
                       "spread": _spread(result.images[rows])})
     record = {"digest": settings.digest(), "layer": chunk.layer, "start": chunk.start, "stop": chunk.stop,
               "units": units, "seconds": result.seconds}
-    write_json(folder / "records" / f"{chunk.name}.json", record)
+
+    def write() -> None:
+        for file, image in images:
+            write_png(folder / file, to_pil(image))
+        write_json(folder / "records" / f"{chunk.name}.json", record)
+
+    writer.submit(write)
     return record
 
 
@@ -360,12 +365,13 @@ def build_atlas(
         if on_start is not None:
             on_start(summary, len(missing))
         started = time.perf_counter()
-        for number, claimed in enumerate(group.claim(len(missing)), 1):
-            target = chunks[missing[claimed]]
-            _render_chunk(loaded, target, folder, settings)
-            summary.rendered.append(target.name)
-            if progress is not None:
-                progress("render", number, len(missing))
+        with Writer() as writer:
+            for number, claimed in enumerate(group.claim(len(missing)), 1):
+                target = chunks[missing[claimed]]
+                _render_chunk(loaded, target, folder, settings, writer)
+                summary.rendered.append(target.name)
+                if progress is not None:
+                    progress("render", number, len(missing))
         summary.seconds = time.perf_counter() - started
         group.barrier()
         if group.rank == 0:
