@@ -41,7 +41,7 @@ from probe.atlas.distributed import Group, join
 from probe.atlas.examples import UnitExamples, batches_of, dataset_pass, merge_passes
 from probe.atlas.plan import AtlasSettings, Chunk, file_stem, make_chunks
 from probe.atlas.receptive import receptive_field
-from probe.atlas.records import read_json, remove_partial, write_json, write_png
+from probe.atlas.records import png_bytes, read_json, remove_partial, write_bytes, write_json, write_png
 from probe.atlas.writer import Writer
 from probe.errors import ProbeError, ProbeRuntimeError, ProbeUsageError, unknown_name
 from probe.hooks import layers as list_layers
@@ -196,8 +196,12 @@ def _crop_examples(loaded: LoadedModel, data: AtlasData, merged: dict[str, UnitE
     for start in range(0, len(order), 64):
         batch = order[start:start + 64]
         for index, image in zip(batch, data.load(batch)):
-            for _, _, _, (top, left, bottom, right), path in wanted[index]:
-                write_png(path, to_pil(image[:, top:bottom, left:right]))
+            encoded: dict[tuple[int, int, int, int], bytes] = {}  # units that share a crop share its encoding
+            for _, _, _, box, path in wanted[index]:
+                if box not in encoded:
+                    top, left, bottom, right = box
+                    encoded[box] = png_bytes(to_pil(image[:, top:bottom, left:right]))
+                write_bytes(path, encoded[box])
     return {"digest": settings.digest(), "layers": layers}
 
 
