@@ -13,7 +13,8 @@ them), rank 0 alone writes the shared files::
    atlas with the same digest is resumed, any other content is refused.
 2. **Dataset pass.** The dataset's fixed batches are dealt round-robin to the
    ranks; the per-unit top-k lists and histograms are gathered and merged on
-   rank 0, which measures each layer's receptive field and writes the crops.
+   rank 0, which measures each layer's receptive field; every rank writes the
+   crops of its share of the dataset's images, then rank 0 the record.
 3. **Chunks.** Rank 0 lists the chunks without a record and broadcasts the
    list; ranks claim them one at a time with ``store.add`` (fast ranks take
    more). Every image draws from its own stream keyed by (seed, layer, unit,
@@ -168,10 +169,9 @@ def _clear(folder: Path) -> None:
             path.unlink()
 
 
-def _crop_examples(loaded: LoadedModel, data: AtlasData, merged: dict[str, UnitExamples], folder: Path,
-                   settings: AtlasSettings) -> dict[str, Any]:
-    """Rank 0: measure receptive fields, write every example's crop, and return the examples record."""
-    wanted: dict[int, list[tuple[str, int, int, tuple[int, int, int, int], Path]]] = {}
+def _examples_record(loaded: LoadedModel, data: AtlasData, merged: dict[str, UnitExamples],
+                     settings: AtlasSettings) -> dict[str, Any]:
+    """Rank 0: measure receptive fields and return the examples record (each example's box and crop file)."""
     layers: dict[str, Any] = {}
     for layer in settings.layers:
         entry = merged[layer]
@@ -185,28 +185,40 @@ def _crop_examples(loaded: LoadedModel, data: AtlasData, merged: dict[str, UnitE
                     continue
                 position = int(entry.top.position[unit, rank_in_unit])
                 y, x = divmod(position, entry.map_width)
-                box = field_.box(y, x)
-                file = f"images/{file_stem(layer)}-{unit:04d}-e{rank_in_unit}.png"
-                wanted.setdefault(index, []).append((layer, unit, rank_in_unit, box, folder / file))
-                examples.append({"index": index, "name": data.names[index], "file": file, "y": y, "x": x,
-                                 "box": list(box), "score": float(entry.top.scores[unit, rank_in_unit])})
+                examples.append({"index": index, "name": data.names[index],
+                                 "file": f"images/{file_stem(layer)}-{unit:04d}-e{rank_in_unit}.png", "y": y, "x": x,
+                                 "box": list(field_.box(y, x)), "score": float(entry.top.scores[unit, rank_in_unit])})
             units.append({"examples": examples, "histogram": entry.histogram.unit(unit)})
         layers[layer] = {"receptive_field": field_.as_dict(), "seen": entry.seen, "units": units}
-    order = sorted(wanted)
-    for start in range(0, len(order), 64):
-        batch = order[start:start + 64]
-        for index, image in zip(batch, data.load(batch)):
-            encoded: dict[tuple[int, int, int, int], bytes] = {}  # units that share a crop share its encoding
-            for _, _, _, box, path in wanted[index]:
-                if box not in encoded:
-                    top, left, bottom, right = box
-                    encoded[box] = png_bytes(to_pil(image[:, top:bottom, left:right]))
-                write_bytes(path, encoded[box])
     return {"digest": settings.digest(), "layers": layers}
+
+
+def _write_crops(data: AtlasData, record: dict[str, Any], folder: Path, rank: int = 0, world: int = 1) -> None:
+    """Write the crops of ``record``'s examples whose dataset image falls to ``rank`` (every ``world``-th index).
+
+    Each (image, box) is encoded once, its bytes written for every unit that
+    shares it (a deep layer's field covers the whole image, so units share most crops).
+    """
+    wanted: dict[int, dict[tuple[int, ...], list[Path]]] = {}
+    for layer in record["layers"].values():
+        for unit in layer["units"]:
+            for example in unit["examples"]:
+                wanted.setdefault(example["index"], {}).setdefault(tuple(example["box"]), []).append(
+                    folder / example["file"])
+    mine = sorted(wanted)[rank::world]
+    for start in range(0, len(mine), 64):
+        batch = mine[start:start + 64]
+        for index, image in zip(batch, data.load(batch)):
+            for (top, left, bottom, right), paths in wanted[index].items():
+                encoded = png_bytes(to_pil(image[:, top:bottom, left:right]))
+                for path in paths:
+                    write_bytes(path, encoded)
 
 
 def _examples_stage(group: Group, loaded: LoadedModel, data: AtlasData, folder: Path, settings: AtlasSettings,
                     batch: int, progress: Progress | None) -> tuple[dict[str, Any], bool]:
+    """The dataset pass (batches dealt to the ranks), rank 0's record, every rank's share of the crops, then
+    ``records/examples.json``, written last: it means the stage is done."""
     path = folder / "records" / "examples.json"
     existing = read_json(path)
     if existing is not None and existing.get("digest") == settings.digest():
@@ -222,9 +234,23 @@ def _examples_stage(group: Group, loaded: LoadedModel, data: AtlasData, folder: 
     mine = dataset_pass(loaded, data.load, settings.layers, batches, k=settings.examples,
                         precision=settings.precision, progress=step)
     parts = group.gather({layer: entry.cpu() for layer, entry in mine.items()})
+    record = _relay(group, lambda: _examples_record(loaded, data, merge_passes(parts), settings))
+    if not group.distributed:
+        _write_crops(data, record, folder)
+    else:  # a rank that cannot write must not leave the others waiting at the next collective
+        failure = None
+        try:
+            _write_crops(data, record, folder, group.rank, group.world)
+        except OSError as error:
+            failure = error
+        failed = [(rank, text) for rank, text in enumerate(group.gather(None if failure is None else str(failure)))
+                  if text is not None]
+        if failure is not None:
+            raise failure
+        if failed:
+            raise ProbeRuntimeError(f"rank {failed[0][0]} could not write its example crops: {failed[0][1]}")
 
     def write() -> dict[str, Any]:
-        record = _crop_examples(loaded, data, merge_passes(parts), folder, settings)
         write_json(path, record)
         return record
 
