@@ -209,8 +209,9 @@ def _write_crops(data: AtlasData, record: dict[str, Any], folder: Path, rank: in
     for start in range(0, len(mine), 64):
         batch = mine[start:start + 64]
         for index, image in zip(batch, data.load(batch)):
+            whole = to_pil(image)  # 8 bits once per image; a crop of it has the same pixels as to_pil of the crop
             for (top, left, bottom, right), paths in wanted[index].items():
-                encoded = png_bytes(to_pil(image[:, top:bottom, left:right]))
+                encoded = png_bytes(whole.crop((left, top, right, bottom)))
                 for path in paths:
                     write_bytes(path, encoded)
 
