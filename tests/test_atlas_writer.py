@@ -49,3 +49,29 @@ def test_an_error_in_the_block_still_lets_the_pending_job_finish_and_is_the_one_
             writer.submit(lambda: (time.sleep(0.05), done.append("chunk written")))
             raise KeyboardInterrupt
     assert done == ["chunk written"]
+
+
+def test_a_disk_full_in_the_writer_is_one_line_naming_out_and_keeps_the_chunks_written_before(tmp_path, monkeypatch):
+    import errno
+
+    from click.testing import CliRunner
+
+    import probe.atlas.runner as runner
+    from probe.cli.main import cli
+
+    real, calls = runner.write_png, []
+
+    def full_after_ten(path, image, **options):
+        calls.append(path)
+        if len(calls) > 10:
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return real(path, image, **options)
+
+    monkeypatch.setattr(runner, "write_png", full_after_ten)
+    out = tmp_path / "atlas"
+    result = CliRunner().invoke(cli, ["atlas", "--model", "digits", "--layers", "conv1", "--dataset", "zoo", "--steps",
+                                      "1", "--limit", "8", "--examples", "1", "--chunk", "4", "--out", str(out)])
+    assert result.exit_code == 2 and "--out" in result.output and "No space left" in result.output
+    assert "Traceback" not in result.output
+    kept = sorted(p.name for p in (out / "records").glob("conv1-*.json"))
+    assert kept == ["conv1-0000-0003.json", "conv1-0004-0007.json"]  # chunk 3's 11th image failed: no record
