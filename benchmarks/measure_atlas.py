@@ -107,14 +107,19 @@ def main(argv: list[str] | None = None) -> int:
               "speed": speed(root, options.steps, options.chunk, options.repeats, options.default_threads)}
     if not options.skip_figure:
         result["figure"] = figure(root)
+    publish(result, options.out)
+    shutil.rmtree(root, ignore_errors=True)
+    return 0
+
+
+def publish(result: dict[str, Any], out: Path | None) -> None:
+    """Add the load average now to ``result``, print it as JSON, and write ``out/measurements.json`` when given."""
     result["load_after"] = os.getloadavg()
     text = json.dumps(result, indent=1)
     print(text)
-    if options.out is not None:
-        options.out.mkdir(parents=True, exist_ok=True)
-        (options.out / "measurements.json").write_text(text + "\n")
-    shutil.rmtree(root, ignore_errors=True)
-    return 0
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "measurements.json").write_text(text + "\n")
 
 
 if __name__ == "__main__":

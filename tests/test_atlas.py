@@ -289,3 +289,40 @@ def test_probe_gallery_lists_an_atlas(small_atlas, tmp_path):
     assert '<a href="atlas-digits/index.html"><b>atlas</b>: atlas-digits</a>' in page and "units: 75" in page
     assert 'src="atlas-digits/images/conv1-0000-s0.png"' in page and "layers: conv1, conv2" in page
     assert broken_links(tmp_path / "runs") == [] and reprs(page) == []
+
+
+def test_every_crop_holds_its_box_of_its_dataset_image(small_atlas):
+    """Units that share a crop share its encoding: each file must still hold its own box of its own image."""
+    import numpy as np
+
+    from probe.atlas.data import open_dataset
+    from probe.images import to_pil
+
+    folder, _ = small_atlas
+    atlas = json.loads((folder / "atlas.json").read_text())
+    data = open_dataset("zoo", probe.load_model("digits"), limit=240)
+    examples = [e for layer in atlas["layers"] for unit in layer["units"] for e in unit["examples"]]
+    assert len({(e["index"], tuple(e["box"])) for e in examples}) < len(examples) == 300  # some are shared
+    for example in examples:
+        top, left, bottom, right = example["box"]
+        expected = np.asarray(to_pil(data.load([example["index"]])[0][:, top:bottom, left:right]))
+        assert np.array_equal(np.asarray(Image.open(folder / example["file"])), expected), example["file"]
+
+
+def test_ranks_write_disjoint_shares_of_the_crops_that_together_equal_one_process(tmp_path):
+    from probe.atlas.data import AtlasData
+    from probe.atlas.runner import _write_crops
+
+    images = torch.rand(5, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    data = AtlasData("test", [f"i{n}" for n in range(5)], 3, (8, 8), tensor=images)
+    examples = [{"index": n % 5, "file": f"images/u-{n}.png", "box": [n % 3, 0, 8, 4 + n % 4]} for n in range(12)]
+    record = {"layers": {"a": {"units": [{"examples": examples[:6]}, {"examples": examples[6:]}]}}}
+    _write_crops(data, record, tmp_path / "one")
+    written = []
+    for rank in range(3):
+        _write_crops(data, record, tmp_path / f"rank{rank}", rank, 3)
+        written.append({p.name for p in (tmp_path / f"rank{rank}" / "images").glob("*.png")})
+    assert sum(len(names) for names in written) == 12 == len(set().union(*written))  # disjoint, complete
+    for rank, names in enumerate(written):
+        for name in names:
+            assert (tmp_path / f"rank{rank}" / "images" / name).read_bytes() == (tmp_path / "one" / "images" / name).read_bytes()

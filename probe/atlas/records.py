@@ -7,6 +7,7 @@ written after its images, so the record's existence means the chunk is done.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import tempfile
@@ -15,7 +16,7 @@ from typing import Any
 
 from PIL import Image
 
-__all__ = ["write_bytes", "write_json", "write_png", "read_json", "remove_partial", "TMP_PREFIX"]
+__all__ = ["write_bytes", "write_json", "write_png", "read_json", "remove_partial", "png_bytes", "TMP_PREFIX", "PNG_LEVEL"]
 
 TMP_PREFIX = ".tmp-"
 
@@ -42,13 +43,22 @@ def write_json(path: Path, value: Any) -> None:
     write_bytes(path, (json.dumps(value, indent=1, allow_nan=False) + "\n").encode())
 
 
-def write_png(path: Path, image: Image.Image) -> None:
-    """Write ``image`` as PNG atomically."""
-    import io
+PNG_LEVEL = 1
+"""zlib level of the atlas's PNGs: 1 encodes a 224 px synthetic image in about 6 ms instead of PIL's
+default 6's 34 ms (the encoding was a third of a one-step unit's time), for files about 14% larger;
+the pixels are the same at every level."""
 
+
+def png_bytes(image: Image.Image, *, level: int = PNG_LEVEL) -> bytes:
+    """``image`` encoded as PNG at zlib ``level`` (default :data:`PNG_LEVEL`)."""
     buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    write_bytes(path, buffer.getvalue())
+    image.save(buffer, format="PNG", compress_level=level)
+    return buffer.getvalue()
+
+
+def write_png(path: Path, image: Image.Image, *, level: int = PNG_LEVEL) -> None:
+    """Write ``image`` as PNG atomically, at zlib ``level`` (default :data:`PNG_LEVEL`)."""
+    write_bytes(path, png_bytes(image, level=level))
 
 
 def read_json(path: Path) -> Any:

@@ -13,7 +13,8 @@ them), rank 0 alone writes the shared files::
    atlas with the same digest is resumed, any other content is refused.
 2. **Dataset pass.** The dataset's fixed batches are dealt round-robin to the
    ranks; the per-unit top-k lists and histograms are gathered and merged on
-   rank 0, which measures each layer's receptive field and writes the crops.
+   rank 0, which measures each layer's receptive field; every rank writes the
+   crops of its share of the dataset's images, then rank 0 the record.
 3. **Chunks.** Rank 0 lists the chunks without a record and broadcasts the
    list; ranks claim them one at a time with ``store.add`` (fast ranks take
    more). Every image draws from its own stream keyed by (seed, layer, unit,
@@ -41,7 +42,8 @@ from probe.atlas.distributed import Group, join
 from probe.atlas.examples import UnitExamples, batches_of, dataset_pass, merge_passes
 from probe.atlas.plan import AtlasSettings, Chunk, file_stem, make_chunks
 from probe.atlas.receptive import receptive_field
-from probe.atlas.records import read_json, remove_partial, write_json, write_png
+from probe.atlas.records import png_bytes, read_json, remove_partial, write_bytes, write_json, write_png
+from probe.atlas.writer import Writer
 from probe.errors import ProbeError, ProbeRuntimeError, ProbeUsageError, unknown_name
 from probe.hooks import layers as list_layers
 from probe.images import to_pil
@@ -167,10 +169,9 @@ def _clear(folder: Path) -> None:
             path.unlink()
 
 
-def _crop_examples(loaded: LoadedModel, data: AtlasData, merged: dict[str, UnitExamples], folder: Path,
-                   settings: AtlasSettings) -> dict[str, Any]:
-    """Rank 0: measure receptive fields, write every example's crop, and return the examples record."""
-    wanted: dict[int, list[tuple[str, int, int, tuple[int, int, int, int], Path]]] = {}
+def _examples_record(loaded: LoadedModel, data: AtlasData, merged: dict[str, UnitExamples],
+                     settings: AtlasSettings) -> dict[str, Any]:
+    """Rank 0: measure receptive fields and return the examples record (each example's box and crop file)."""
     layers: dict[str, Any] = {}
     for layer in settings.layers:
         entry = merged[layer]
@@ -184,24 +185,41 @@ def _crop_examples(loaded: LoadedModel, data: AtlasData, merged: dict[str, UnitE
                     continue
                 position = int(entry.top.position[unit, rank_in_unit])
                 y, x = divmod(position, entry.map_width)
-                box = field_.box(y, x)
-                file = f"images/{file_stem(layer)}-{unit:04d}-e{rank_in_unit}.png"
-                wanted.setdefault(index, []).append((layer, unit, rank_in_unit, box, folder / file))
-                examples.append({"index": index, "name": data.names[index], "file": file, "y": y, "x": x,
-                                 "box": list(box), "score": float(entry.top.scores[unit, rank_in_unit])})
+                examples.append({"index": index, "name": data.names[index],
+                                 "file": f"images/{file_stem(layer)}-{unit:04d}-e{rank_in_unit}.png", "y": y, "x": x,
+                                 "box": list(field_.box(y, x)), "score": float(entry.top.scores[unit, rank_in_unit])})
             units.append({"examples": examples, "histogram": entry.histogram.unit(unit)})
         layers[layer] = {"receptive_field": field_.as_dict(), "seen": entry.seen, "units": units}
-    order = sorted(wanted)
-    for start in range(0, len(order), 64):
-        batch = order[start:start + 64]
-        for index, image in zip(batch, data.load(batch)):
-            for _, _, _, (top, left, bottom, right), path in wanted[index]:
-                write_png(path, to_pil(image[:, top:bottom, left:right]))
     return {"digest": settings.digest(), "layers": layers}
+
+
+def _write_crops(data: AtlasData, record: dict[str, Any], folder: Path, rank: int = 0, world: int = 1) -> None:
+    """Write the crops of ``record``'s examples whose dataset image falls to ``rank`` (every ``world``-th index).
+
+    Each (image, box) is encoded once, its bytes written for every unit that
+    shares it (a deep layer's field covers the whole image, so units share most crops).
+    """
+    wanted: dict[int, dict[tuple[int, ...], list[Path]]] = {}
+    for layer in record["layers"].values():
+        for unit in layer["units"]:
+            for example in unit["examples"]:
+                wanted.setdefault(example["index"], {}).setdefault(tuple(example["box"]), []).append(
+                    folder / example["file"])
+    mine = sorted(wanted)[rank::world]
+    for start in range(0, len(mine), 64):
+        batch = mine[start:start + 64]
+        for index, image in zip(batch, data.load(batch)):
+            whole = to_pil(image)  # 8 bits once per image; a crop of it has the same pixels as to_pil of the crop
+            for (top, left, bottom, right), paths in wanted[index].items():
+                encoded = png_bytes(whole.crop((left, top, right, bottom)))
+                for path in paths:
+                    write_bytes(path, encoded)
 
 
 def _examples_stage(group: Group, loaded: LoadedModel, data: AtlasData, folder: Path, settings: AtlasSettings,
                     batch: int, progress: Progress | None) -> tuple[dict[str, Any], bool]:
+    """The dataset pass (batches dealt to the ranks), rank 0's record, every rank's share of the crops, then
+    ``records/examples.json``, written last: it means the stage is done."""
     path = folder / "records" / "examples.json"
     existing = read_json(path)
     if existing is not None and existing.get("digest") == settings.digest():
@@ -217,9 +235,23 @@ def _examples_stage(group: Group, loaded: LoadedModel, data: AtlasData, folder: 
     mine = dataset_pass(loaded, data.load, settings.layers, batches, k=settings.examples,
                         precision=settings.precision, progress=step)
     parts = group.gather({layer: entry.cpu() for layer, entry in mine.items()})
+    record = _relay(group, lambda: _examples_record(loaded, data, merge_passes(parts), settings))
+    if not group.distributed:
+        _write_crops(data, record, folder)
+    else:  # a rank that cannot write must not leave the others waiting at the next collective
+        failure = None
+        try:
+            _write_crops(data, record, folder, group.rank, group.world)
+        except OSError as error:
+            failure = error
+        failed = [(rank, text) for rank, text in enumerate(group.gather(None if failure is None else str(failure)))
+                  if text is not None]
+        if failure is not None:
+            raise failure
+        if failed:
+            raise ProbeRuntimeError(f"rank {failed[0][0]} could not write its example crops: {failed[0][1]}")
 
     def write() -> dict[str, Any]:
-        record = _crop_examples(loaded, data, merge_passes(parts), folder, settings)
         write_json(path, record)
         return record
 
@@ -236,8 +268,9 @@ def _spread(images: torch.Tensor) -> float:
     return float(distances.sum() / (count * (count - 1)))
 
 
-def _render_chunk(loaded: LoadedModel, chunk: Chunk, folder: Path, settings: AtlasSettings) -> dict[str, Any]:
-    """Render one chunk's units, write their images, then the chunk's record; return the record."""
+def _render_chunk(loaded: LoadedModel, chunk: Chunk, folder: Path, settings: AtlasSettings,
+                  writer: Writer) -> dict[str, Any]:
+    """Render one chunk's units and hand their images, then the chunk's record, to ``writer``; return the record."""
     copies = settings.per_unit
     expanded = [unit for unit in chunk.units for _ in range(copies)]
     objective = O.channel(chunk.layer, expanded)
@@ -247,19 +280,22 @@ def _render_chunk(loaded: LoadedModel, chunk: Chunk, folder: Path, settings: Atl
                       image_size=settings.image_size, seed=settings.seed,
                       precision=settings.precision, channels_last=settings.channels_last)
     values = result.terms.get(result.main, result.scores)
-    units = []
+    units, images = [], []
     for offset, unit in enumerate(chunk.units):
         rows = slice(offset * copies, (offset + 1) * copies)
-        files = []
-        for k, image in enumerate(result.images[rows]):
-            file = f"images/{file_stem(chunk.layer)}-{unit:04d}-s{k}.png"
-            write_png(folder / file, to_pil(image))
-            files.append(file)
+        files = [f"images/{file_stem(chunk.layer)}-{unit:04d}-s{k}.png" for k in range(copies)]
+        images += zip(files, result.images[rows])
         units.append({"unit": unit, "files": files, "scores": [float(v) for v in values[rows]],
                       "spread": _spread(result.images[rows])})
     record = {"digest": settings.digest(), "layer": chunk.layer, "start": chunk.start, "stop": chunk.stop,
               "units": units, "seconds": result.seconds}
-    write_json(folder / "records" / f"{chunk.name}.json", record)
+
+    def write() -> None:
+        for file, image in images:
+            write_png(folder / file, to_pil(image))
+        write_json(folder / "records" / f"{chunk.name}.json", record)
+
+    writer.submit(write)
     return record
 
 
@@ -360,12 +396,13 @@ def build_atlas(
         if on_start is not None:
             on_start(summary, len(missing))
         started = time.perf_counter()
-        for number, claimed in enumerate(group.claim(len(missing)), 1):
-            target = chunks[missing[claimed]]
-            _render_chunk(loaded, target, folder, settings)
-            summary.rendered.append(target.name)
-            if progress is not None:
-                progress("render", number, len(missing))
+        with Writer() as writer:
+            for number, claimed in enumerate(group.claim(len(missing)), 1):
+                target = chunks[missing[claimed]]
+                _render_chunk(loaded, target, folder, settings, writer)
+                summary.rendered.append(target.name)
+                if progress is not None:
+                    progress("render", number, len(missing))
         summary.seconds = time.perf_counter() - started
         group.barrier()
         if group.rank == 0:
