@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import functools
 import json
 import shlex
@@ -65,6 +66,9 @@ SHAPE_WORDS = (
     "doesn't match model",  # a fixed-size ViT: timm's AssertionError, transformers' ValueError
 )
 """Substrings of torch's errors for an input size the model cannot take (too small, or not its fixed size)."""
+DISK_FAILURES = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO})
+"""``OSError`` codes that say the disk is full, read-only or failing: exit 1, whatever file they concern."""
+
 DTYPE_WORDS = ("should be the same", "expected scalar type", "must have the same dtype", "found dtype")
 """Substrings of torch's errors for weights and inputs of different dtypes (a float16 module on the CPU)."""
 
@@ -107,7 +111,8 @@ class ProbeCommand(_RecordsInvocation):
       for the kernel" / wrong fixed size errors raised elsewhere -> the same;
     - weights and inputs of different dtypes (a float16 module on the CPU) -> exit code 1, one line;
     - torch's state_dict size mismatch -> exit code 2 naming ``--weights``;
-    - file-system errors (``OSError``) -> one line: exit code 2 naming ``--out`` when they concern it, else 1;
+    - file-system errors (``OSError``) -> one line: a full, read-only or failing disk exit code 1; others exit
+      code 2 naming ``--out`` when they concern it, else 1;
     - Pillow's ``DecompressionBombError`` -> exit code 1, one line.
     """
 
@@ -170,6 +175,9 @@ class ProbeCommand(_RecordsInvocation):
         reason = error.strerror or type(error).__name__
         out = ctx.params.get("out")
         param = self._param("out")
+        if error.errno in DISK_FAILURES:  # the disk's state, not the option's value: a runtime failure
+            raise click.ClickException(f"cannot write {where or 'the output'!r}: {reason}; what was finished before is "
+                                       "kept; free some space or choose another --out") from None
         if out is not None and param is not None and where:
             target, failed = Path(out).absolute(), Path(where).absolute()
             if failed == target or target in failed.parents or failed in target.parents:

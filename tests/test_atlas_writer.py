@@ -51,7 +51,7 @@ def test_an_error_in_the_block_still_lets_the_pending_job_finish_and_is_the_one_
     assert done == ["chunk written"]
 
 
-def test_a_disk_full_in_the_writer_is_one_line_naming_out_and_keeps_the_chunks_written_before(tmp_path, monkeypatch):
+def test_a_disk_full_in_the_writer_is_one_line_exit_1_and_keeps_the_chunks_written_before(tmp_path, monkeypatch):
     import errno
 
     from click.testing import CliRunner
@@ -71,7 +71,7 @@ def test_a_disk_full_in_the_writer_is_one_line_naming_out_and_keeps_the_chunks_w
     out = tmp_path / "atlas"
     result = CliRunner().invoke(cli, ["atlas", "--model", "digits", "--layers", "conv1", "--dataset", "zoo", "--steps",
                                       "1", "--limit", "8", "--examples", "1", "--chunk", "4", "--out", str(out)])
-    assert result.exit_code == 2 and "--out" in result.output and "No space left" in result.output
+    assert result.exit_code == 1 and "--out" in result.output and "No space left" in result.output
     assert "Traceback" not in result.output
     kept = sorted(p.name for p in (out / "records").glob("conv1-*.json"))
     assert kept == ["conv1-0000-0003.json", "conv1-0004-0007.json"]  # chunk 3's 11th image failed: no record
