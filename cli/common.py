@@ -175,6 +175,8 @@ class ProbeCommand(_RecordsInvocation):
         reason = error.strerror or type(error).__name__
         out = ctx.params.get("out")
         param = self._param("out")
+        if isinstance(error, BrokenPipeError):  # `probe layers vgg16 | head`: the reader left; click exits quietly
+            raise error
         if error.errno in DISK_FAILURES:  # the disk's state, not the option's value: a runtime failure
             raise click.ClickException(f"cannot write {where or 'the output'!r}: {reason}; what was finished before is "
                                        "kept; free some space or choose another --out") from None

@@ -529,3 +529,15 @@ def test_a_layer_without_a_batch_dimension_is_listed_as_such_and_refused_as_unit
     with pytest.raises(probe.ProbeUsageError, match="has no \\(C, H, W\\) map") as info:
         atlas_layers(loaded, ["bias"])
     assert info.value.param == "layers" and atlas_layers(loaded, "all") == [("conv", 4)]
+
+
+def test_a_reader_that_leaves_the_pipe_early_gets_no_error_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`probe layers vgg16 | head -3` printed 'Error: Broken pipe'; click's own quiet exit applies instead."""
+    import probe.cli.layers as layers_command
+
+    def closed(*args: Any, **kwargs: Any) -> None:
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(layers_command.click, "echo", closed)
+    result = CliRunner().invoke(cli, ["layers", "digits"])
+    assert result.exit_code == 1 and "Error" not in result.output and not isinstance(result.exception, BrokenPipeError)
