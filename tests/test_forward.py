@@ -94,3 +94,39 @@ def test_a_fixed_size_model_refusing_a_dreams_tile_or_octave_names_that_option(o
         probe.dream(net, image, layers=["body.conv2"], steps=1, jitter=0, **options)
     assert raised.value.param == param
     assert probe.dream(net, image, layers=["body.conv2"], steps=1, octaves=1).image.shape[-1] == 32
+
+
+def test_a_fixed_size_model_takes_a_non_square_style_image_stretched_to_the_results_size() -> None:
+    """A 10x16 style image keeps its aspect ratio at size 16; the model takes 16x16 only (ViT, MaxViT): the
+    style is stretched to the 16x16 the model took; the module is left as it was."""
+    net = FixedSize().train()
+    net.body.conv1.weight.requires_grad_(False)
+    before = model_state(net)
+    content, style = torch.rand(3, 16, 16), torch.rand(3, 10, 16)
+    result = probe.style_transfer(net, content, style, content_layers=["body.conv2"], style_layers=["body.conv1"],
+                                  steps=1, size=16)
+    assert result.styles[0].shape == (3, 16, 16) and result.image.shape == (3, 16, 16)
+    assert same_state(before, model_state(net))
+
+
+@pytest.mark.parametrize(("options", "param", "words"), [
+    ({"size": 16, "style_scale": 0.5}, "style_scale", "cannot run on a 5x8 style image .*--style-scale 1"),
+    ({"size": 12}, "size", "cannot run on the 12x12 result .*Expected 16x16.*give a --size HxW"),
+    ({}, "size", "cannot run on the 32x32 result"),  # the default size, twice the input side: not "without one"
+])
+def test_a_fixed_size_models_refusal_in_style_transfer_names_the_option(options: dict[str, Any], param: str,
+                                                                        words: str) -> None:
+    net = FixedSize()
+    loaded = probe.load_model(net, input_size=16)
+    with pytest.raises(ProbeUsageError, match=words) as raised:
+        probe.style_transfer(loaded, torch.rand(3, 16, 16), torch.rand(3, 10, 16), content_layers=["body.conv2"],
+                             style_layers=["body.conv1"], steps=1, **options)
+    assert raised.value.param == param
+
+
+def test_cli_style_on_a_fixed_size_model_with_a_non_square_style(tmp_path: Path) -> None:
+    """skimage:coffee is 400x600: at --size 16 it is 11x16, which the model refuses; it is stretched to 16x16."""
+    result = CliRunner().invoke(cli, ["style", "skimage:astronaut", "skimage:coffee", "--model", "tinynets:fixed_size",
+                                      "--weights", "none", "--content-layer", "body.conv2", "--style-layer",
+                                      "body.conv1", "--steps", "1", "--size", "16", "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
