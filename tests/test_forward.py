@@ -57,9 +57,17 @@ def test_errors_of_cnn_probes_own_hooks_are_not_blamed_on_the_input(monkeypatch:
     assert not isinstance(raised.value, ModelInputError)
 
 
-def test_a_float16_module_on_the_cpu_is_a_runtime_error_not_a_size_error() -> None:
+@pytest.mark.parametrize("dtype", [torch.float16, torch.float64])
+@pytest.mark.parametrize("call", ["feature_maps", "dream", "maximize"])
+def test_a_module_of_another_dtype_is_a_runtime_error_not_a_size_or_layer_error(call: str,
+                                                                               dtype: torch.dtype) -> None:
+    """A float16 module on the CPU, a float64 one anywhere: what to do, not --size (dream blamed --layer)."""
+    image = torch.rand(3, 16, 16)
+    calls = {"feature_maps": lambda m: probe.feature_maps(m, image),
+             "dream": lambda m: probe.dream(m, image, layers=["conv2"], steps=1, octaves=1),
+             "maximize": lambda m: probe.maximize(m, O.channel("conv2", 0), steps=1, image_size=16)}
     with pytest.raises(ProbeRuntimeError, match="differ in dtype"):
-        probe.feature_maps(tiny().half(), torch.rand(3, 16, 16))
+        calls[call](tiny().to(dtype))
 
 
 @pytest.mark.parametrize("args", [
