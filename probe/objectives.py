@@ -790,7 +790,8 @@ def caricature(layer: str, activations: torch.Tensor, *, cossim_pow: float = 1.0
         layer: dotted layer name.
         activations: the image's activations of ``layer``: ``(C, H, W)``,
             ``(F,)``, or a batch ``(K, ...)`` (image ``i`` follows row ``i``; a
-            batch of one is every image's target); see :func:`activations_of`.
+            batch of one is every image's target, also a token layer's ``(1, C, L)``);
+            see :func:`activations_of`.
         cossim_pow: the weight of the cosine similarity (default 1; 0 gives the
             plain dot product).
 
@@ -798,8 +799,10 @@ def caricature(layer: str, activations: torch.Tensor, *, cossim_pow: float = 1.0
         An objective of kind ``"caricature"``.
     """
     target = activations.detach().float()
-    if target.dim() in (1, 3):
-        target = target.unsqueeze(0)
+    if target.dim() == 1 or (target.dim() == 3 and target.shape[0] > 1):
+        target = target.unsqueeze(0)  # one image's (F,) or (C, H, W)
+    # A (1, A, B) is one image either way: a token layer's (1, C, L) (ViT's encoder) or a 1-channel (C, H, W);
+    # which one shows in the rendered activations' dims.
     many = target.shape[0] > 1  # one row (what activations_of gives for one image) is shared by every image
     rows = tuple(range(target.shape[0])) if many else None
 
@@ -807,6 +810,8 @@ def caricature(layer: str, activations: torch.Tensor, *, cossim_pow: float = 1.0
         act = context(layer).float()
         t = target[context.index] if many else target
         t = t.to(act.device)
+        if t.dim() == act.dim() - 1:  # a 1-channel (1, H, W) image
+            t = t.unsqueeze(0)
         if t.shape[1:] != act.shape[1:]:
             raise ProbeUsageError(f"caricature: the image's {layer} activations are {tuple(t.shape[1:])} but the "
                                   f"rendered ones are {tuple(act.shape[1:])}; render at the image's size",

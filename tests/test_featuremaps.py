@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import json
+import math
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 from conftest import no_hooks_left
 
 import probe
 from probe.errors import ProbeUsageError
 from probe.featuremaps import default_layers, feature_maps
 from probe.kernels import filters
+from probe.reports import filters as filters_report
 from probe.reports.filters import kernel_image
+from probe.reports.render import value_map
 
 
 @pytest.fixture(scope="module")
@@ -77,6 +82,31 @@ def test_filters_views(digits):
     assert mean.weight.shape == (50, 1, 3, 3) and mean.view == "single"
     assert torch.allclose(mean.norms, digits.module.conv2.weight.detach().flatten(1).norm(dim=1))
     assert filters("shapes").view == "rgb"
+
+
+@pytest.mark.parametrize("shape", [(5, 3, 2), (1, 3, 3), (9, 1, 1)])
+def test_the_channels_mosaic_is_one_signed_tile_per_input_channel_on_grey_gaps(shape):
+    """Pixel for pixel what pasting tile by tile draws: 5 channels of 3x2 in a 3x2 grid, one cell empty."""
+    kernel = torch.randn(*shape, generator=torch.Generator().manual_seed(0))
+    limit = float(kernel.abs().max())
+    count, height, width = shape
+    columns = math.ceil(math.sqrt(count))
+    rows = math.ceil(count / columns)
+    expected = Image.new("RGB", (columns * (width + 1) - 1, rows * (height + 1) - 1), (60, 60, 60))
+    for index in range(count):
+        row, column = divmod(index, columns)
+        expected.paste(value_map(kernel[index], signed=True, limit=limit), (column * (width + 1), row * (height + 1)))
+    assert np.array_equal(np.array(kernel_image(kernel, "channels", limit)), np.array(expected))
+
+
+def test_a_deep_layers_kernels_draw_in_one_colour_lookup_each(monkeypatch):
+    """256 kernels of 256 input channels (wide_resnet50_2's layer2.0.conv2) took minutes drawn tile by tile."""
+    calls = []
+    monkeypatch.setattr(filters_report, "value_map", lambda *a, **k: calls.append(1) or value_map(*a, **k))
+    weight = torch.randn(4, 64, 3, 3, generator=torch.Generator().manual_seed(0))
+    result = probe.kernels.Filters(model="m", layer="conv", weight=weight, view="channels",
+                                   norms=weight.flatten(1).norm(dim=1))
+    assert [e.image.size for e in filters_report.entries(result)] == [(62, 62)] * 4 and len(calls) == 4  # 8x8 tiles of 3 px + gaps, doubled
 
 
 @pytest.mark.parametrize("kwargs, match", [

@@ -57,9 +57,17 @@ def test_errors_of_cnn_probes_own_hooks_are_not_blamed_on_the_input(monkeypatch:
     assert not isinstance(raised.value, ModelInputError)
 
 
-def test_a_float16_module_on_the_cpu_is_a_runtime_error_not_a_size_error() -> None:
+@pytest.mark.parametrize("dtype", [torch.float16, torch.float64])
+@pytest.mark.parametrize("call", ["feature_maps", "dream", "maximize"])
+def test_a_module_of_another_dtype_is_a_runtime_error_not_a_size_or_layer_error(call: str,
+                                                                               dtype: torch.dtype) -> None:
+    """A float16 module on the CPU, a float64 one anywhere: what to do, not --size (dream blamed --layer)."""
+    image = torch.rand(3, 16, 16)
+    calls = {"feature_maps": lambda m: probe.feature_maps(m, image),
+             "dream": lambda m: probe.dream(m, image, layers=["conv2"], steps=1, octaves=1),
+             "maximize": lambda m: probe.maximize(m, O.channel("conv2", 0), steps=1, image_size=16)}
     with pytest.raises(ProbeRuntimeError, match="differ in dtype"):
-        probe.feature_maps(tiny().half(), torch.rand(3, 16, 16))
+        calls[call](tiny().to(dtype))
 
 
 @pytest.mark.parametrize("args", [
@@ -135,3 +143,39 @@ def test_a_layer_before_a_fixed_size_head_is_maximized_at_any_size() -> None:
     result = probe.maximize(_digits(), "conv2:0", steps=1, image_size=64)
     assert result.images.shape == (1, 1, 64, 64) and torch.isfinite(result.images).all()
     assert probe.optimize.inspect_layer(_digits(), "conv2", 64).is_output is False
+
+
+def test_a_fixed_size_model_takes_a_non_square_style_image_stretched_to_the_results_size() -> None:
+    """A 10x16 style image keeps its aspect ratio at size 16; the model takes 16x16 only (ViT, MaxViT): the
+    style is stretched to the 16x16 the model took; the module is left as it was."""
+    net = FixedSize().train()
+    net.body.conv1.weight.requires_grad_(False)
+    before = model_state(net)
+    content, style = torch.rand(3, 16, 16), torch.rand(3, 10, 16)
+    result = probe.style_transfer(net, content, style, content_layers=["body.conv2"], style_layers=["body.conv1"],
+                                  steps=1, size=16)
+    assert result.styles[0].shape == (3, 16, 16) and result.image.shape == (3, 16, 16)
+    assert same_state(before, model_state(net))
+
+
+@pytest.mark.parametrize(("options", "param", "words"), [
+    ({"size": 16, "style_scale": 0.5}, "style_scale", "cannot run on a 5x8 style image .*--style-scale 1"),
+    ({"size": 12}, "size", "cannot run on the 12x12 result .*Expected 16x16.*give a --size HxW"),
+    ({}, "size", "cannot run on the 32x32 result"),  # the default size, twice the input side: not "without one"
+])
+def test_a_fixed_size_models_refusal_in_style_transfer_names_the_option(options: dict[str, Any], param: str,
+                                                                        words: str) -> None:
+    net = FixedSize()
+    loaded = probe.load_model(net, input_size=16)
+    with pytest.raises(ProbeUsageError, match=words) as raised:
+        probe.style_transfer(loaded, torch.rand(3, 16, 16), torch.rand(3, 10, 16), content_layers=["body.conv2"],
+                             style_layers=["body.conv1"], steps=1, **options)
+    assert raised.value.param == param
+
+
+def test_cli_style_on_a_fixed_size_model_with_a_non_square_style(tmp_path: Path) -> None:
+    """skimage:coffee is 400x600: at --size 16 it is 11x16, which the model refuses; it is stretched to 16x16."""
+    result = CliRunner().invoke(cli, ["style", "skimage:astronaut", "skimage:coffee", "--model", "tinynets:fixed_size",
+                                      "--weights", "none", "--content-layer", "body.conv2", "--style-layer",
+                                      "body.conv1", "--steps", "1", "--size", "16", "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output

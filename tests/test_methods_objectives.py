@@ -7,6 +7,7 @@ import json
 import pytest
 import torch
 import torch.nn.functional as F
+import torchvision
 from click.testing import CliRunner
 from conftest import no_hooks_left
 from torch import nn
@@ -110,6 +111,27 @@ def test_a_caricature_renders_what_the_layer_sees_in_the_image(digits):
     result = probe.maximize(digits, O.caricature("conv2", acts), steps=16, transforms="none")
     assert result.scores[0] > probe.optimize.evaluate(digits, O.caricature("conv2", acts), three[None])[0] * 0.5
     assert result.history[-1, 0] > result.history[0, 0]
+
+
+def test_a_caricature_of_a_token_layer_reads_its_1_c_l_activations_as_one_image():
+    """ViT's encoder layers give (N, C, L) (channels first, as cnn-probe reads them): the image's (1, C, L) is
+    one image's target, not a (C, H, W) to add a batch to; the same as the (C, L, 1) it is per position."""
+    target, act = torch.randn(1, 4, 5), torch.randn(2, 4, 5)
+    tokens = O.caricature("a", target)(_context(a=act))
+    assert torch.allclose(tokens, O.caricature("a", target[..., None])(_context(a=act[..., None])))
+    one_channel = torch.rand(1, 3, 3)  # a 1-channel (C, H, W) at a (N, 1, H, W) layer: still one image
+    assert O.caricature("a", one_channel)(_context(a=torch.rand(2, 1, 3, 3))).shape == (2,)
+
+
+def test_a_caricature_renders_on_a_small_vits_encoder_layer(tmp_path):
+    vit = torchvision.models.VisionTransformer(image_size=32, patch_size=16, num_layers=1, num_heads=1,
+                                               hidden_dim=8, mlp_dim=8, num_classes=3)
+    image = torch.rand(3, 32, 32, generator=torch.Generator().manual_seed(0))
+    loaded = probe.load_model(vit, input_size=32)
+    layer = "encoder.layers.encoder_layer_0"
+    acts = O.activations_of(loaded, image, layer)
+    result = probe.maximize(loaded, O.caricature(layer, acts), steps=1, image_size=32)
+    assert result.images.shape[0] == 1 and torch.isfinite(result.scores).all()
 
 
 # ---------------------------------------------------------- redirected ReLU

@@ -7,6 +7,7 @@ a class objective, and a saliency map, from Python and from the command line.
 from __future__ import annotations
 
 import json
+import sys
 import textwrap
 import warnings
 from collections.abc import Callable
@@ -332,3 +333,28 @@ def test_a_fixed_size_vit_at_another_size_is_a_size_error(tmp_path: Path) -> Non
         assert result.exit_code == 2 and "'--size'" in result.output and "doesn't match model" in result.output, (
             result.output)
         assert "Traceback" not in result.output and not (tmp_path / "o").exists()
+
+
+def test_a_model_file_inside_a_package_keeps_its_relative_imports(tmp_path: Path) -> None:
+    """``relpkg/nets/net.py:build`` with ``from ..blocks import width`` imports as ``relpkg.nets.net`` (it failed:
+    'attempted relative import with no known parent package'); a file outside a package still imports alone."""
+    package = tmp_path / "relpkg_probe" / "nets"
+    package.mkdir(parents=True)
+    (tmp_path / "relpkg_probe" / "__init__.py").write_text("")
+    (package / "__init__.py").write_text("")
+    (tmp_path / "relpkg_probe" / "blocks.py").write_text("WIDTH = 5\n")
+    (package / "net.py").write_text(textwrap.dedent("""\
+        from torch import nn
+        from ..blocks import WIDTH
+
+        def build():
+            return nn.Sequential(nn.Conv2d(3, WIDTH, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(WIDTH, 2))
+        """))
+    try:
+        loaded = probe.load_model(f"{package / 'net.py'}:build", input_size=16)
+        assert loaded.module[0].out_channels == 5
+        result = CliRunner().invoke(cli, ["layers", f"{package / 'net.py'}:build", "--size", "16"])
+        assert result.exit_code == 0 and "Traceback" not in result.output, result.output
+    finally:
+        for name in [n for n in sys.modules if n == "relpkg_probe" or n.startswith("relpkg_probe.")]:
+            del sys.modules[name]

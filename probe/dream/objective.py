@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from probe.checks import check_indices, check_number, check_numbers
-from probe.errors import ProbeUsageError, check_depends_on_image
+from probe.errors import ProbeRuntimeError, ProbeUsageError, check_depends_on_image
 from probe.forward import ModelInputError
 from probe.hooks import capture
 from probe.images import resize
@@ -100,6 +100,8 @@ class DreamObjective:
                 acts = capture(self.module, inputs, self.layers, stop_early=True)
         except (RuntimeError, ModelInputError) as error:
             if is_out_of_memory(error):  # CUDA's or the CPU's: the CLI advises --tile / --size, never --layer
+                raise
+            if isinstance(error, ProbeRuntimeError):  # already says what to do (a float64 model), not the layers
                 raise
             original = error.original if isinstance(error, ModelInputError) else error
             if not isinstance(original, RuntimeError):  # the model's own input check (ViT's assert): its size

@@ -9,15 +9,19 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from PIL import Image
 
 from probe.errors import ProbeUsageError
+from probe.forward import ModelInputError, first_line
 from probe.images import fit_size, load_image, resize
 from probe.models import LoadedModel
+
+if TYPE_CHECKING:
+    from probe.style.objective import StyleObjective, StyleTargets
 
 __all__ = [
     "ImageSource",
@@ -29,6 +33,7 @@ __all__ = [
     "load_for_model",
     "normalize_weights",
     "scale_sizes",
+    "targets_for_model",
 ]
 
 ImageSource = str | Path | torch.Tensor | np.ndarray | Image.Image
@@ -136,3 +141,51 @@ def initial_image(
         )
     image = load_for_model(init, "init image", channels, "init").to(content.device)
     return resize(image, tuple(content.shape[-2:])), label(init, "image")
+
+
+def targets_for_model(
+    objective: StyleObjective,
+    content: torch.Tensor,
+    styles: list[torch.Tensor],
+    blend: Sequence[float],
+    style_scale: float,
+    input_size: tuple[int, int],
+) -> tuple[StyleTargets, list[torch.Tensor]]:
+    """The targets of one scale, and the style images they were taken from.
+
+    Style images keep their aspect ratio (a 400x600 style at 224 is 149x224). A model that takes one input
+    size (ViT, MaxViT) refuses that shape after taking the content's ``(H, W)``: then the style images are
+    resized to the content's ``(H, W)``, the size the model took (Gram matrices and moments average over
+    positions, so the stretch changes the strokes' proportions only). With ``style_scale`` other than 1 that
+    would drop the scale asked for, so the refusal names ``style_scale`` instead.
+
+    Args:
+        objective: the style objective of the model.
+        content: ``(C, H, W)`` content at this scale.
+        styles: ``[(C, h, w)]`` style images at this scale.
+        blend: one weight per style image, summing to 1.
+        style_scale: the style images' size relative to the result's (checked > 0).
+        input_size: the model's ``(H, W)`` (its preprocessing's), named when it refuses the content's size.
+
+    Raises:
+        ProbeUsageError: the model refuses the content's size (``param="size"``, suggesting its own input
+            size) or a style image's at ``style_scale`` other than 1 (``param="style_scale"``).
+    """
+    shape = tuple(content.shape[-2:])
+    try:
+        return objective.targets(content, styles, blend), styles
+    except ModelInputError as error:
+        refused = "x".join(map(str, error.shape[-2:]))
+        if tuple(error.shape[-2:]) == shape == tuple(input_size):  # its own size: the message as it is
+            raise
+        if tuple(error.shape[-2:]) == shape:
+            raise ProbeUsageError(
+                f"the model cannot run on the {refused} result ({first_line(error.original)}); give a --size HxW "
+                f"it takes ({input_size[0]}x{input_size[1]} is the input size taken for this model)", param="size") from error
+        if style_scale != 1:
+            raise ProbeUsageError(
+                f"the model cannot run on a {refused} style image ({first_line(error.original)}): style images "
+                "are resized to --style-scale times the result's size; a model that takes one input size needs "
+                "--style-scale 1 (style_scale=1)", param="style_scale") from error
+    fitted = [resize(style, shape) for style in styles]  # stretched to the size the model took
+    return objective.targets(content, fitted, blend), fitted

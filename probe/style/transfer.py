@@ -27,6 +27,7 @@ from probe.style.inputs import (
     load_for_model,
     normalize_weights,
     scale_sizes,
+    targets_for_model,
 )
 from probe.style.layers import plan_layers
 from probe.style.lbfgs import minimize
@@ -332,7 +333,8 @@ def style_transfer(
             _check_memory(objective, loaded, (height, width), [fit_size(*s.shape[-2:], longer) for s in style_images])
             content_s = resize(content_image, (height, width)).to(device)
             styles_s = [resize(style, longer).to(device) for style in style_images]
-            targets = objective.targets(content_s, styles_s, blend)
+            targets, styles_s = targets_for_model(objective, content_s, styles_s, blend, style_scale,
+                                                  loaded.preprocess.input_size)
             if image is None:
                 start, init_label = initial_image(init, content_s, random, channels)
             else:

@@ -57,7 +57,29 @@ def _importable(folder: str) -> Iterator[None]:
             sys.path.remove(folder)
 
 
+def _package_module(path: Path) -> Any | None:
+    """``pkg/net.py`` inside a package (``__init__.py`` beside it) imported as ``pkg.net``, so that its relative
+    imports (``from .blocks import block``) work; None outside a package, or when that dotted name is taken by
+    another module already imported (then the file is imported alone)."""
+    path = path.resolve()
+    root = path.parent
+    while (root / "__init__.py").is_file() and _DOTTED.match(root.name):
+        root = root.parent
+    if root == path.parent or not _DOTTED.match(path.stem):
+        return None
+    name = ".".join([*path.relative_to(root).parent.parts, path.stem])
+    top = sys.modules.get(name.split(".")[0])
+    if top is not None and Path(getattr(top, "__file__", "") or "").resolve().parent != root / name.split(".")[0]:
+        return None
+    with _importable(str(root)):
+        module = importlib.import_module(name)
+    return module if Path(module.__file__ or "").resolve() == path else None
+
+
 def _import_file(path: Path) -> Any:
+    packaged = _package_module(path)
+    if packaged is not None:
+        return packaged
     name = "probe_user_model_" + re.sub(r"\W", "_", path.stem)
     spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:
