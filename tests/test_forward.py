@@ -161,7 +161,6 @@ def test_a_fixed_size_model_takes_a_non_square_style_image_stretched_to_the_resu
 @pytest.mark.parametrize(("options", "param", "words"), [
     ({"size": 16, "style_scale": 0.5}, "style_scale", "cannot run on a 5x8 style image .*--style-scale 1"),
     ({"size": 12}, "size", "cannot run on the 12x12 result .*Expected 16x16.*give a --size HxW"),
-    ({}, "size", "cannot run on the 32x32 result"),  # the default size, twice the input side: not "without one"
 ])
 def test_a_fixed_size_models_refusal_in_style_transfer_names_the_option(options: dict[str, Any], param: str,
                                                                         words: str) -> None:
@@ -171,6 +170,20 @@ def test_a_fixed_size_models_refusal_in_style_transfer_names_the_option(options:
         probe.style_transfer(loaded, torch.rand(3, 16, 16), torch.rand(3, 10, 16), content_layers=["body.conv2"],
                              style_layers=["body.conv1"], steps=1, **options)
     assert raised.value.param == param
+
+
+def test_style_at_the_default_size_takes_the_size_a_fixed_size_model_takes() -> None:
+    """The default result size (twice a 16 px input side, 32; 256 for ViT's 224) is refused by a model that
+    takes one size: the result is made at the model's own, the content stretched to it; a size given is kept."""
+    loaded = probe.load_model(FixedSize(), input_size=16)
+    content = torch.rand(3, 20, 30, generator=torch.Generator().manual_seed(0))
+    result = probe.style_transfer(loaded, content, torch.rand(3, 10, 16), content_layers=["body.conv2"],
+                                  style_layers=["body.conv1"], steps=1)
+    assert result.image.shape == (3, 16, 16)
+    with pytest.raises(ProbeUsageError, match="cannot run on the 32x32 result") as raised:
+        probe.style_transfer(loaded, torch.rand(3, 16, 16), torch.rand(3, 16, 16), content_layers=["body.conv2"],
+                             style_layers=["body.conv1"], steps=1, size=32)
+    assert raised.value.param == "size"
 
 
 def test_cli_style_on_a_fixed_size_model_with_a_non_square_style(tmp_path: Path) -> None:

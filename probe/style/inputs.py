@@ -33,6 +33,7 @@ __all__ = [
     "load_for_model",
     "normalize_weights",
     "scale_sizes",
+    "size_the_model_takes",
     "targets_for_model",
 ]
 
@@ -189,3 +190,28 @@ def targets_for_model(
                 "--style-scale 1 (style_scale=1)", param="style_scale") from error
     fitted = [resize(style, shape) for style in styles]  # stretched to the size the model took
     return objective.targets(content, fitted, blend), fitted
+
+
+def size_the_model_takes(
+    objective: StyleObjective, content: torch.Tensor, sizes: list[tuple[int, int]], input_size: tuple[int, int]
+) -> list[tuple[int, int]]:
+    """``sizes``, or the model's own ``input_size`` when the model refuses the *default* result size.
+
+    Only for the default (no ``size`` or ``scales`` given): a model that takes one input size (ViT, MaxViT
+    at 224x224) refuses 256 px; then the result is made at the size it takes, the content stretched to it.
+    One no-grad pass of the content at the first size decides (the run itself makes it again).
+
+    Args:
+        objective: the style objective of the model.
+        content: ``(C, H, W)`` content image in [0, 1].
+        sizes: the default ``[(H, W)]``, one size.
+        input_size: the model's ``(H, W)`` (its preprocessing's).
+    """
+    if list(sizes) == [tuple(input_size)]:
+        return sizes
+    try:
+        with torch.no_grad():
+            objective.features(resize(content, sizes[0]).to(objective.device)[None])
+    except ModelInputError:
+        return [tuple(input_size)]
+    return sizes

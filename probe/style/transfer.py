@@ -27,6 +27,7 @@ from probe.style.inputs import (
     load_for_model,
     normalize_weights,
     scale_sizes,
+    size_the_model_takes,
     targets_for_model,
 )
 from probe.style.layers import plan_layers
@@ -240,7 +241,8 @@ def style_transfer(
         lr: step size; default 1 for L-BFGS, 0.02 for Adam.
         size: the content's longer side (int) or ``(H, W)``; default None:
             256 for ImageNet-sized models, twice the input side of smaller ones
-            (128 for ``shapes``), see :func:`~probe.style.inputs.default_size`.
+            (128 for ``shapes``), see :func:`~probe.style.inputs.default_size`; the
+            model's own input size when it refuses that (ViT, MaxViT take only theirs).
         original_colors: keep the content's colours: the result's luminance
             with the content's chroma (YIQ), applied to the result and snapshots.
         pooling: ``"max"`` (default) or ``"avg"`` (max pools swapped for average
@@ -307,7 +309,8 @@ def style_transfer(
                               param="style_loss")
     if match_colors:
         style_images = [match_histograms(style, content_image) for style in style_images]
-    size = default_size(loaded) if size is None and scales is None else size
+    defaulted = size is None and scales is None
+    size = default_size(loaded) if defaulted else size
     if size is not None:
         size = check_size(size)
     sizes = scale_sizes(*content_image.shape[-2:], size, scales)
@@ -323,6 +326,8 @@ def style_transfer(
         precision,
         style_loss,
     )
+    if defaulted:  # a model that takes one input size (ViT at 224) refuses the default 256: then its own
+        sizes = size_the_model_takes(objective, content_image, sizes, loaded.preprocess.input_size)
     run = _Run(objective, steps * len(sizes), int(snapshots), progress)
 
     started = time.perf_counter()
