@@ -142,8 +142,7 @@ def feature_maps(
         names = check_names(layers, "layer")
         resolve_layers(loaded.module, names)
     x = model_input(loaded, image, size)
-    with evaluating(loaded.module):
-        channels_last = channels_last_layers(loaded.module, x)  # (H, W, C) blocks are shown as C maps
+    channels_last = channels_last_layers(loaded.module, x)  # (H, W, C) blocks are shown as C maps
     with evaluating(loaded.module), torch.no_grad(), record(loaded.module, [*names, OUTPUT], to_cpu=True) as acts:
         loaded(x)
     maps: dict[str, torch.Tensor] = {}

@@ -75,6 +75,7 @@ from probe.checks import MAX_SIDE, check_count, check_names
 from probe.errors import ProbeUsageError, unknown_name
 from probe.forward import model_input
 from probe.layout import channels_last_layers
+from probe.modes import evaluating
 
 __all__ = [
     "INPUT",
@@ -516,10 +517,11 @@ _REWRITES: weakref.WeakKeyDictionary[nn.Module, dict[_Pass, tuple[tuple[weakref.
 """Per model and kind of :func:`capture` pass, the ``(layer, call)`` outputs that nothing rewrote in place."""
 
 
-def _pass_key(model: nn.Module, resolved: Sequence[str], stop: bool, inputs: torch.Tensor) -> _Pass:
+def _pass_key(resolved: Sequence[str], stop: bool, inputs: torch.Tensor) -> _Pass:
     """What decides which outputs a forward pass rewrites: the layers asked for and where it stops, the modes
-    (training: ``Dropout(inplace=True)`` rewrites only then; grad, autocast), the input's device, dtype and grad."""
-    return (tuple(resolved), stop, model.training, torch.is_grad_enabled(),
+    (grad, autocast; capture always runs the model in eval mode, where ``Dropout(inplace=True)`` rewrites
+    nothing), the input's device, dtype and grad."""
+    return (tuple(resolved), stop, torch.is_grad_enabled(),
             torch.is_autocast_enabled(inputs.device.type), inputs.device.type, inputs.dtype, inputs.requires_grad)
 
 
@@ -617,9 +619,8 @@ def capture(
     outputs: dict[str, torch.Tensor] = {}
     copies = _Copies()
     seen: Counter[str] = Counter()
-    with evaluating(model):  # capture runs the model in eval mode: its key says so
-        last = channels_last_layers(model, inputs) & set(taps)
-        pass_key = _pass_key(model, resolved, stop, inputs)
+    channels_last = channels_last_layers(model, inputs) & set(taps)
+    pass_key = _pass_key(resolved, stop, inputs)
     untouched = _never_rewritten(model, taps, pass_key)  # learned by the first such pass: copy only the others
     trusted: list[tuple[torch.Tensor, int | None]] = []  # outputs kept uncopied, with their version then
 
@@ -678,29 +679,13 @@ def capture(
     if ended and untouched is None and not torch.is_inference_mode_enabled():
         _learn_rewrites(model, taps, pass_key, rewritten)
     for key, value in outputs.items():
-        if key.split(CALL_SEPARATOR)[0] in last and value.dim() > 2:
+        if key.split(CALL_SEPARATOR)[0] in channels_last and value.dim() > 2:
             outputs[key] = value.movedim(-1, 1)  # channels-last blocks read as (N, C, ...), see probe.layout
     if OUTPUT in resolved and result is not None:
         tensor = first_tensor(result)
         if tensor is not None:
             outputs[OUTPUT] = tensor
     return outputs
-
-
-@contextlib.contextmanager
-def evaluating(model: nn.Module) -> Iterator[nn.Module]:
-    """Put ``model`` in eval mode for the block, then restore every module's own flag.
-
-    Used by every function that runs a user's model, so that dropout and
-    batch-norm behave as at inference without leaving the model changed.
-    """
-    flags = [(module, module.training) for module in model.modules()]
-    model.eval()
-    try:
-        yield model
-    finally:
-        for module, training in flags:
-            module.training = training
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from probe.modes import evaluating
+
 __all__ = ["channels_last_layers", "may_be_channels_last"]
 
 _FIRST = (nn.modules.conv._ConvNd, nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.modules.instancenorm._InstanceNorm)
@@ -57,7 +59,8 @@ def channels_last_layers(model: nn.Module, inputs: torch.Tensor) -> frozenset[st
     """The names of ``model``'s layers whose channels are last (see the module docstring), found once per model.
 
     Args:
-        model: the network (run once under ``torch.no_grad`` on ``inputs[:1]``; no hook stays).
+        model: the network (run once in eval mode under ``torch.no_grad`` on ``inputs[:1]``; no hook stays, no
+            module's mode or statistic changes).
         inputs: a batch the model takes, e.g. ``(N, C, H, W)``.
 
     Returns:
@@ -97,7 +100,7 @@ def channels_last_layers(model: nn.Module, inputs: torch.Tensor) -> frozenset[st
         handles = [m.register_forward_hook(lambda m, a, out, n=name: hook(n, m, out))
                    for name, m in model.named_modules() if name]
         try:
-            with torch.no_grad():
+            with evaluating(model), torch.no_grad():  # a model left in train() keeps its batch-norm statistics
                 model(inputs[:1])
         except Exception:  # noqa: BLE001 - the layers before the failure are known; the caller's pass reports it
             pass

@@ -720,8 +720,7 @@ def inspect_layer(model: LoadedModel | nn.Module, layer: str, image_size: int | 
         except ModelInputError:  # a head of fixed size (a Linear after a flatten) refusing this size, after `layer`:
             if layer in (INPUT, OUTPUT) or layer not in acts:  # the layer is known; the output is not this layer's
                 raise
-    with evaluating(loaded.module):
-        channels_last = channels_last_layers(loaded.module, blank)  # a pass that fails keeps what it found
+    channels_last = channels_last_layers(loaded.module, blank)  # a pass that fails keeps what it found
     if layer == INPUT:
         raise ProbeUsageError("'input' is the image itself; name a layer of the model", param="layer")
     if layer not in acts and acts.calls.get(layer, 0) <= 1:  # a module that runs twice: acts[layer] names its calls

@@ -70,3 +70,18 @@ def test_a_channels_last_layer_has_its_channels_as_units() -> None:
     info = inspect_layer(net, "norm", (12, 10))
     assert (info.shape, info.units) == ((8, 12, 10), 8)
     assert inspect_layer(net, "conv", (12, 10)).units == 8
+
+
+def test_finding_the_layout_leaves_a_training_model_as_it_was() -> None:
+    """probe.layers ran the layout pass on a model left in train(): batch-norm statistics moved."""
+    from torch import nn
+
+    class Permute(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x.permute(0, 2, 3, 1)
+
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), Permute(), nn.LayerNorm(4)).train()
+    statistics = [tensor.clone() for tensor in net[1].buffers()]
+    rows = {row.name: row for row in probe.layers(net, (3, 8, 8))}
+    assert rows["3"].channels == 4 and all(m.training for m in net.modules())
+    assert all(torch.equal(before, after) for before, after in zip(statistics, net[1].buffers()))
