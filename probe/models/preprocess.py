@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from probe.errors import ProbeUsageError
-from probe.checks import MAX_SIDE, check_count
+from probe.checks import check_count, check_size
 from probe.models.types import IMAGENET_MEAN, IMAGENET_STD, Preprocess
 
 __all__ = ["module_preprocess", "timm_preprocess", "hf_preprocess", "first_conv_channels", "adjust_preprocess"]
@@ -166,7 +166,6 @@ def adjust_preprocess(
         raise ProbeUsageError(f"std values must be > 0; got {list(new_std)}", param="std")
     size = preprocess.input_size
     if input_size is not None:
-        size = (input_size, input_size) if isinstance(input_size, int) else tuple(input_size)  # type: ignore[assignment]
-        if min(size) < 1 or max(size) > MAX_SIDE:
-            raise ProbeUsageError(f"input size must be from 1 to {MAX_SIDE}; got {input_size}", param="input_size")
+        checked = check_size(input_size, "input_size")
+        size = (checked, checked) if isinstance(checked, int) else checked
     return replace(preprocess, mean=new_mean, std=new_std, channels=count, input_size=(int(size[0]), int(size[1])))
