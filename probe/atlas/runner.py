@@ -236,20 +236,17 @@ def _examples_stage(group: Group, loaded: LoadedModel, data: AtlasData, folder: 
                         precision=settings.precision, progress=step)
     parts = group.gather({layer: entry.cpu() for layer, entry in mine.items()})
     record = _relay(group, lambda: _examples_record(loaded, data, merge_passes(parts), settings))
-    if not group.distributed:
-        _write_crops(data, record, folder)
-    else:  # a rank that cannot write must not leave the others waiting at the next collective
-        failure = None
-        try:
-            _write_crops(data, record, folder, group.rank, group.world)
-        except OSError as error:
-            failure = error
-        failed = [(rank, text) for rank, text in enumerate(group.gather(None if failure is None else str(failure)))
-                  if text is not None]
-        if failure is not None:
-            raise failure
-        if failed:
-            raise ProbeRuntimeError(f"rank {failed[0][0]} could not write its example crops: {failed[0][1]}")
+    failure = None  # a rank that cannot write must not leave the others waiting at the next collective
+    try:
+        _write_crops(data, record, folder, group.rank, group.world)
+    except OSError as error:
+        failure = error
+    failed = [(rank, text) for rank, text in enumerate(group.gather(None if failure is None else str(failure)))
+              if text is not None]
+    if failure is not None:
+        raise failure
+    if failed:
+        raise ProbeRuntimeError(f"rank {failed[0][0]} could not write its example crops: {failed[0][1]}")
 
     def write() -> dict[str, Any]:
         write_json(path, record)
