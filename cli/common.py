@@ -19,7 +19,7 @@ from click.shell_completion import CompletionItem
 from probe.cli.interrupt import INTERRUPTED, Interrupted
 from probe.cli.types import SEED, count
 from probe.errors import ProbeRuntimeError, ProbeUsageError
-from probe.forward import ModelInputError
+from probe.forward import DTYPE_WORDS, ModelInputError
 from probe.memory import is_out_of_memory
 from probe.gallery import MANIFEST, recording_invocation
 from probe.runtime import OUT_OF_MEMORY, PRECISIONS
@@ -68,9 +68,6 @@ SHAPE_WORDS = (
 """Substrings of torch's errors for an input size the model cannot take (too small, or not its fixed size)."""
 DISK_FAILURES = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO})
 """``OSError`` codes that say the disk is full, read-only or failing: exit 1, whatever file they concern."""
-
-DTYPE_WORDS = ("should be the same", "expected scalar type", "must have the same dtype", "found dtype")
-"""Substrings of torch's errors for weights and inputs of different dtypes (a float16 module on the CPU)."""
 
 
 def out_of_memory_advice(error: BaseException) -> str | None:
@@ -140,7 +137,7 @@ class ProbeCommand(_RecordsInvocation):
                 raise click.ClickException(advice) from None
             self._wrong_size(ctx, error)
             self._wrong_weights(ctx, error)
-            if isinstance(error, RuntimeError) and any(words in str(error) for words in DTYPE_WORDS):
+            if isinstance(error, RuntimeError) and any(words in str(error).lower() for words in DTYPE_WORDS):
                 raise click.ClickException(
                     f"the model's weights and the float32 images differ in dtype or device ({_first_line(error)}); "
                     "give a float32 model whose weights all live on one device (module.float(): a float16 module "

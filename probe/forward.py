@@ -25,7 +25,7 @@ import torch
 from probe.errors import ProbeError, ProbeRuntimeError, ProbeUsageError
 from probe.memory import is_out_of_memory
 
-__all__ = ["ModelInputError", "model_input", "first_line"]
+__all__ = ["DTYPE_WORDS", "ModelInputError", "model_input", "first_line"]
 
 _PACKAGE = Path(__file__).resolve().parent
 _MODELS = _PACKAGE / "zoo"  # the embedded zoo's networks are models like any other
@@ -73,7 +73,7 @@ def _raised_by_probe(error: BaseException) -> bool:
     return False
 
 
-_DTYPE_WORDS = ("should be the same", "expected scalar type", "must have the same dtype", "found dtype",
+DTYPE_WORDS = ("should be the same", "expected scalar type", "must have the same dtype", "found dtype",
                 "not implemented for")
 """Substrings of torch's errors for weights and inputs of different dtypes (a float16 module on the CPU)."""
 
@@ -100,7 +100,7 @@ def model_input(inputs: torch.Tensor, passes: tuple[type[BaseException], ...] = 
         shape = tuple(inputs.shape)
         one = shape[1:] if len(shape) > 1 else shape  # one image's shape: the batch is ours (layers() runs two)
         what = f"the model cannot run on a {'x'.join(map(str, one))} {str(inputs.dtype).removeprefix('torch.')} image"
-        if any(words in str(error).lower() for words in _DTYPE_WORDS):
+        if any(words in str(error).lower() for words in DTYPE_WORDS):
             raise ProbeRuntimeError(
                 f"{what} ({first_line(error)}): its weights and the input differ in dtype or device; give a float32 "
                 "model whose weights all live on one device (module.float(): a float16 module cannot run on the CPU)"
