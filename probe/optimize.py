@@ -44,6 +44,7 @@ from probe.forward import ModelInputError
 from probe.hooks import CALL_SEPARATOR, INPUT, OUTPUT, capture, evaluating, record, resolve_layers
 from probe.images import divergence
 from probe.layout import channels_last_layers
+from probe.leaves import is_leaf
 from probe.memory import is_out_of_memory
 from probe.models import LoadedModel, as_loaded
 from probe.objectives import Context, Objective, as_objective, parse_objective
@@ -733,7 +734,7 @@ def inspect_layer(model: LoadedModel | nn.Module, layer: str, image_size: int | 
 
     producers = [name for name in names if name in acts and same(acts[name], output)]
     modules = dict(loaded.module.named_modules())
-    leaves = [name for name in producers if not any(True for _ in modules[name].children())]
+    leaves = [name for name in producers if is_leaf(modules[name])]
     output_layer = (leaves or producers or [OUTPUT])[0]  # the first leaf: fc, not an identity after it
     value = acts[layer]
     if value.dim() == 0 or value.shape[0] != blank.shape[0]:

@@ -81,3 +81,20 @@ def channels_last() -> nn.Sequential:
         fc=nn.Linear(8, 6), act=nn.GELU(), back=Permute([0, 3, 1, 2]), pool=nn.AdaptiveAvgPool2d(1),
         flatten=nn.Flatten(), head=nn.Linear(6, 4),
     ))
+
+
+def weight_normed() -> nn.Sequential:
+    """:func:`tiny` with torch's parametrizations on its convolutions: conv1 weight-normed, conv2 spectral-normed
+    (each conv gets a ``parametrizations`` child that computes its weight)."""
+    net = tiny()
+    nn.utils.parametrizations.weight_norm(net.conv1)
+    nn.utils.parametrizations.spectral_norm(net.conv2)
+    return net
+
+
+def quantization_aware() -> nn.Sequential:
+    """:func:`tiny` prepared for quantization-aware training (``prepare_qat``, fbgemm): its convs and fc carry
+    fake-quantizers, which observe ranges on every forward pass, in eval mode too. Returned in eval mode."""
+    net = tiny().train()
+    net.qconfig = torch.ao.quantization.get_default_qat_qconfig("fbgemm")
+    return torch.ao.quantization.prepare_qat(net).eval()

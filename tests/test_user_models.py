@@ -1,0 +1,34 @@
+"""Models users write by hand, beyond the plain nn.Sequential: each command's API on them, the module unchanged."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+import probe
+from probe.featuremaps import default_layers
+from probe.leaves import helper_names, is_leaf
+from tinynets import quantization_aware, weight_normed
+
+
+def _state(module: nn.Module) -> dict[str, torch.Tensor]:
+    return {name: value.detach().clone() for name, value in module.state_dict().items()}
+
+
+def _image(side: int = 16) -> torch.Tensor:
+    return torch.rand(3, side, side, generator=torch.Generator().manual_seed(0))
+
+
+def test_a_conv_with_parametrizations_or_observers_is_one_layer() -> None:
+    """weight_norm/spectral_norm and QAT's fake-quantizers hang modules on a conv: it is still a leaf layer, and the
+    helpers (which compute its weight or watch its output) are not layers. Counting children made both convs
+    containers, so the activations' default (every Conv2d) found none and refused the model."""
+    for net in (weight_normed(), quantization_aware()):
+        modules = dict(net.named_modules())
+        assert is_leaf(modules["conv1"]) and is_leaf(modules["conv2"]) and not is_leaf(net)
+        assert default_layers(net) == ["conv1", "conv2"]
+        every = default_layers(net, "all")
+        assert {"conv1", "conv2", "fc"} <= set(every) and not set(every) & helper_names(net)
+        maps = probe.feature_maps(net, _image(), size=16)
+        assert list(maps.maps) == ["conv1", "conv2"] and maps.maps["conv2"].shape == (6, 8, 8)
+    assert "conv1.parametrizations.weight.0" in helper_names(weight_normed())
