@@ -32,3 +32,21 @@ def test_a_conv_with_parametrizations_or_observers_is_one_layer() -> None:
         maps = probe.feature_maps(net, _image(), size=16)
         assert list(maps.maps) == ["conv1", "conv2"] and maps.maps["conv2"].shape == (6, 8, 8)
     assert "conv1.parametrizations.weight.0" in helper_names(weight_normed())
+
+
+def test_quantization_observers_are_held_and_the_model_unchanged() -> None:
+    """A QAT model's observers write their ranges (and the fake-quantizers their scales) on every forward pass,
+    eval mode or not: maximize, feature maps and attribution changed the user's model. They run held now and
+    every buffer is as it was after, the fake-quantizers' observer switches included."""
+    net = quantization_aware()
+    before = _state(net)
+    probe.maximize(net, probe.objectives.channel("conv2", [0, 1]), steps=2, image_size=16)
+    probe.maximize(net, probe.objectives.class_logit(1), steps=2, image_size=16, param="pixel")
+    probe.feature_maps(net, _image(), size=16)
+    probe.attribute(net, _image(), "saliency", size=16)
+    probe.dream(net, _image(), ["conv2"], steps=1, octaves=1, device=None)
+    after = _state(net)
+    assert before.keys() == after.keys()
+    assert [name for name in before if not torch.equal(before[name], after[name])] == []
+    assert all(int(q.observer_enabled) == 1 for q in net.modules() if hasattr(q, "observer_enabled"))
+    assert not net.training
