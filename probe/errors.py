@@ -74,18 +74,23 @@ def unknown_name(
 def check_depends_on_image(score: Any, layers: Iterable[str]) -> None:
     """Raise one line when ``score`` (a tensor about to be differentiated) does not depend on the image.
 
-    A layer whose output is computed from the weights alone (Swin's
-    ``relative_position_bias``, a position embedding, a buffer) gives a score
-    without a gradient; torch's own error ("element 0 of tensors does not
-    require grad") names no layer.
+    No gradient reaches a layer from the image when its output is computed
+    from the weights alone (Swin's ``relative_position_bias``, a position
+    embedding, a buffer), or when the model's own forward cuts the graph
+    before it (a ``torch.no_grad()`` block, a ``.detach()``, a round trip
+    through NumPy); torch's own error ("element 0 of tensors does not require
+    grad") names neither the layer nor the cause.
 
     Raises:
         ProbeUsageError: (``param="layer"``) ``score`` does not require grad.
     """
     if not getattr(score, "requires_grad", True):
-        names = ", ".join(layers) or "the output"
+        names = [name for name in layers if name != "output"]
+        what = f"the output of {', '.join(names)}" if names else "the model's output"
         raise ProbeUsageError(
-            f"the output of {names} does not depend on the input image (it is computed from the weights alone, "
-            "like a position bias or embedding), so no image can change it; choose a layer the image flows through",
+            f"{what} does not depend on the input image through autograd, so no image can change it: the model's "
+            "forward cuts the gradient before it (torch.no_grad(), .detach(), NumPy) or computes it from the weights "
+            "alone (a position bias or embedding); choose a layer the image's gradient flows through, or remove "
+            "the no_grad/detach from the model's forward",
             param="layer",
         )

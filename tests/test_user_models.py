@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torch import nn
 
 import probe
 from probe.featuremaps import default_layers
 from probe.leaves import helper_names, is_leaf
-from tinynets import quantization_aware, weight_normed
+from tinynets import GradientCut, quantization_aware, weight_normed
 
 
 def _state(module: nn.Module) -> dict[str, torch.Tensor]:
@@ -50,3 +51,20 @@ def test_quantization_observers_are_held_and_the_model_unchanged() -> None:
     assert [name for name in before if not torch.equal(before[name], after[name])] == []
     assert all(int(q.observer_enabled) == 1 for q in net.modules() if hasattr(q, "observer_enabled"))
     assert not net.training
+
+
+def test_a_forward_that_cuts_the_gradient_is_named_as_the_cause() -> None:
+    """torch.no_grad() or .detach() inside a user's forward: no image can move what lies after the cut. The error
+    named only weights-alone tables (a position bias) and read 'the output of output' for a class objective."""
+    for how in ("no_grad", "detach"):
+        net = GradientCut(how)
+        with pytest.raises(probe.ProbeUsageError, match=r"the model's output does not .*no_grad\(\), \.detach\(\)"):
+            probe.maximize(net, probe.objectives.class_logit(0), steps=1, image_size=16)
+    net = GradientCut("no_grad")
+    with pytest.raises(probe.ProbeUsageError, match="output of body.conv2 does not .*remove the no_grad") as info:
+        probe.maximize(net, "body.conv2:0", steps=1, image_size=16)
+    assert info.value.param == "layer"
+    with pytest.raises(probe.ProbeUsageError, match="output of body.conv2 does not .*no_grad"):
+        probe.dream(net, _image(), ["body.conv2"], steps=1, octaves=1, device=None)
+    result = probe.maximize(GradientCut("detach"), "body.conv2:0", steps=2, image_size=16)  # before the cut: works
+    assert torch.isfinite(result.images).all()

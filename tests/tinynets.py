@@ -98,3 +98,20 @@ def quantization_aware() -> nn.Sequential:
     net = tiny().train()
     net.qconfig = torch.ao.quantization.get_default_qat_qconfig("fbgemm")
     return torch.ao.quantization.prepare_qat(net).eval()
+
+
+class GradientCut(nn.Module):
+    """:func:`tiny` whose forward cuts the gradient after conv2, as users' models do: ``"no_grad"`` runs the
+    convolutions under ``torch.no_grad()``, ``"detach"`` detaches conv2's output. 16x16 input -> (N, 4)."""
+
+    def __init__(self, how: str = "no_grad") -> None:
+        super().__init__()
+        self.how = how
+        self.body = tiny()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        convs, head = self.body[:4], self.body[4:]
+        if self.how == "no_grad":
+            with torch.no_grad():
+                return head(convs(x))
+        return head(convs(x).detach())
