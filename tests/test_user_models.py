@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 from torch import nn
 
 import probe
 from probe.featuremaps import default_layers
 from probe.leaves import helper_names, is_leaf
-from tinynets import GradientCut, quantization_aware, weight_normed
+from tinynets import GradientCut, quantization_aware, tiny, weight_normed
 
 
 def _state(module: nn.Module) -> dict[str, torch.Tensor]:
@@ -68,3 +72,27 @@ def test_a_forward_that_cuts_the_gradient_is_named_as_the_cause() -> None:
         probe.dream(net, _image(), ["body.conv2"], steps=1, octaves=1, device=None)
     result = probe.maximize(GradientCut("detach"), "body.conv2:0", steps=2, image_size=16)  # before the cut: works
     assert torch.isfinite(result.images).all()
+
+
+def test_a_four_channel_model_takes_an_rgba_file(tmp_path: Path) -> None:
+    """A model taking 4 channels: an RGBA PNG keeps its alpha as the 4th channel (files were always composited on
+    white to RGB, so no file could reach such a model); an RGB image is refused in one line naming the image and
+    what to give. A 3-channel model still sees the RGBA file composited."""
+    rgba = np.random.default_rng(0).integers(0, 256, (16, 16, 4), dtype=np.uint8)
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "four.png")
+    Image.fromarray(rgba[..., :3], "RGB").save(tmp_path / "three.png")
+    loaded = probe.load_model(tiny(channels=4))
+    x = probe.load_image(str(tmp_path / "four.png"), channels=4)
+    assert x.shape == (4, 16, 16) and torch.allclose(x[3], torch.from_numpy(rgba[..., 3] / 255).float())
+    maps = probe.feature_maps(loaded, str(tmp_path / "four.png"), size=16)
+    assert torch.equal(maps.image, x)
+    dreamed = probe.dream(loaded, str(tmp_path / "four.png"), ["conv2"], steps=1, octaves=1, device=None)
+    assert dreamed.image.shape == (4, 16, 16)
+    for call in (lambda image: probe.feature_maps(loaded, image, size=16),
+                 lambda image: probe.dream(loaded, image, ["conv2"], steps=1, octaves=1, device=None)):
+        with pytest.raises(probe.ProbeUsageError, match="3 channels to 4 channels.*give an image with 4 channels "
+                                                        r"\(an RGBA PNG") as info:
+            call(str(tmp_path / "three.png"))
+        assert info.value.param == "image"
+    composited = probe.load_image(str(tmp_path / "four.png"), channels=3)
+    assert composited.shape == (3, 16, 16) and torch.all(composited >= x[:3] - 1e-6)  # on white: never darker
