@@ -17,7 +17,8 @@ import difflib
 from collections.abc import Iterable
 from typing import Any
 
-__all__ = ["ProbeError", "ProbeUsageError", "ProbeRuntimeError", "unknown_name", "closest", "check_depends_on_image"]
+__all__ = ["ProbeError", "ProbeUsageError", "ProbeRuntimeError", "unknown_name", "closest", "check_depends_on_image",
+           "output_not_a_tensor"]
 
 
 class ProbeError(Exception):
@@ -94,3 +95,18 @@ def check_depends_on_image(score: Any, layers: Iterable[str]) -> None:
             "the no_grad/detach from the model's forward",
             param="layer",
         )
+
+
+def output_not_a_tensor(model: str) -> ProbeUsageError:
+    """The error for an objective on the model's output when that output holds no tensor cnn-probe reads.
+
+    The output is read as a tensor, or the first tensor of a tuple, list or namedtuple; a model returning a
+    dict or a dataclass of outputs (a transformers backbone's ``BaseModelOutput``, a user's
+    ``{"logits": ...}``) gives none, and the class objective found "no captured layer 'output'".
+    """
+    return ProbeUsageError(
+        f"{model}'s output is not a tensor (a dict or a dataclass of outputs?), so no class score can be read from "
+        "it: class objectives need a forward that returns (N, classes) logits, or a tuple that starts with them; "
+        "wrap the model so that it does, or maximize a layer instead (--layer, a channel objective)",
+        param="objective",
+    )

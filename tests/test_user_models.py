@@ -7,13 +7,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from click.testing import CliRunner
 from PIL import Image
 from torch import nn
 
 import probe
+from probe.cli.main import cli
 from probe.featuremaps import default_layers
 from probe.leaves import helper_names, is_leaf
-from tinynets import GradientCut, quantization_aware, tiny, weight_normed
+from tinynets import DictOutput, GradientCut, quantization_aware, tiny, weight_normed
 
 
 def _state(module: nn.Module) -> dict[str, torch.Tensor]:
@@ -96,3 +98,17 @@ def test_a_four_channel_model_takes_an_rgba_file(tmp_path: Path) -> None:
         assert info.value.param == "image"
     composited = probe.load_image(str(tmp_path / "four.png"), channels=3)
     assert composited.shape == (3, 16, 16) and torch.all(composited >= x[:3] - 1e-6)  # on white: never darker
+
+
+def test_a_class_objective_on_a_dict_output_says_so() -> None:
+    """A model returning a dict of outputs has no tensor output to read logits from: the class objective said
+    "unknown captured layer 'output'; captured layers are: (none)" in Python and blamed --layer ('does not run in a
+    forward pass (an auxiliary head?)') on the command line. Its layers still maximize."""
+    with pytest.raises(probe.ProbeUsageError, match="output is not a tensor .*a dict") as info:
+        probe.maximize(DictOutput(), probe.objectives.class_logit(0), steps=1, image_size=16)
+    assert info.value.param == "objective"
+    assert torch.isfinite(probe.maximize(DictOutput(), "body.conv2:0", steps=1, image_size=16).images).all()
+    result = CliRunner().invoke(cli, ["maximize", "--model", "tinynets:dict_output", "--objective", "class",
+                                      "--size", "16", "--steps", "1", "--units", "0"])
+    assert result.exit_code == 2 and "'--objective'" in result.output and "output is not a tensor" in result.output
+    assert "Traceback" not in result.output

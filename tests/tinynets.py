@@ -115,3 +115,21 @@ class GradientCut(nn.Module):
             with torch.no_grad():
                 return head(convs(x))
         return head(convs(x).detach())
+
+
+class DictOutput(nn.Module):
+    """:func:`tiny` returning ``{"logits": (N, 4), "features": conv2's (N, 6, 8, 8)}``, as transformers' backbones
+    and many users' models return a dict (or a dataclass) of outputs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = tiny()
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        features = self.body[:4](x)
+        return {"logits": self.body[4:](features), "features": features}
+
+
+def dict_output() -> DictOutput:
+    """A :class:`DictOutput` (the factory spec ``tinynets:dict_output``)."""
+    return DictOutput()
