@@ -25,7 +25,7 @@ import torch
 from probe.errors import ProbeError, ProbeRuntimeError, ProbeUsageError
 from probe.memory import is_out_of_memory
 
-__all__ = ["DTYPE_WORDS", "ModelInputError", "model_input", "first_line"]
+__all__ = ["DTYPE_WORDS", "GRADIENT_WORDS", "ModelInputError", "model_input", "first_line"]
 
 _PACKAGE = Path(__file__).resolve().parent
 _MODELS = _PACKAGE / "zoo"  # the embedded zoo's networks are models like any other
@@ -76,6 +76,10 @@ def _raised_by_probe(error: BaseException) -> bool:
 DTYPE_WORDS = ("should be the same", "expected scalar type", "must have the same dtype", "found dtype",
                 "not implemented for")
 """Substrings of torch's errors for weights and inputs of different dtypes (a float16 module on the CPU)."""
+
+GRADIENT_WORDS = ("does not require grad", "not have been used in the graph")
+"""Substrings of autograd's errors for a differentiated tensor the image's graph does not reach: a model whose forward
+cuts it (``torch.no_grad()``, ``.detach()``) before what a command differentiates."""
 
 
 @contextlib.contextmanager

@@ -112,3 +112,17 @@ def test_a_class_objective_on_a_dict_output_says_so() -> None:
                                       "--size", "16", "--steps", "1", "--units", "0"])
     assert result.exit_code == 2 and "'--objective'" in result.output and "output is not a tensor" in result.output
     assert "Traceback" not in result.output
+
+
+def test_the_commands_say_in_one_line_that_no_gradient_reaches_the_image() -> None:
+    """Attribution and the atlas's receptive fields differentiate a cut graph without checking first: autograd's
+    'does not require grad' / 'not been used in the graph' came out of the command as a traceback. The CLI
+    translates that class of error to one line, exit 1, as it does dtype mismatches."""
+    runner = CliRunner()
+    for how in ("no_grad", "detach"):
+        spec = f"tinynets:GradientCut('{how}')"
+        result = runner.invoke(cli, ["attribute", "digits:0", "--model", spec, "--size", "16", "--in-channels", "3",
+                                     "--method", "saliency", "--quiet"])
+        assert result.exit_code == 1, result.output
+        lines = result.output.strip().splitlines()
+        assert len(lines) == 1 and "no gradient reaches the image" in lines[0] and "no_grad" in lines[0]
