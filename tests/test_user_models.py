@@ -15,7 +15,7 @@ import probe
 from probe.cli.main import cli
 from probe.featuremaps import default_layers
 from probe.leaves import helper_names, is_leaf
-from tinynets import DictOutput, GradientCut, quantization_aware, tiny, weight_normed
+from tinynets import DictOutput, GradientCut, NeedsMask, quantization_aware, tiny, weight_normed
 
 
 def _state(module: nn.Module) -> dict[str, torch.Tensor]:
@@ -126,3 +126,26 @@ def test_the_commands_say_in_one_line_that_no_gradient_reaches_the_image() -> No
         assert result.exit_code == 1, result.output
         lines = result.output.strip().splitlines()
         assert len(lines) == 1 and "no gradient reaches the image" in lines[0] and "no_grad" in lines[0]
+
+
+def test_a_forward_that_needs_more_than_the_images_names_the_model() -> None:
+    """forward(x, mask) or forward(*, pixel_values): Python refuses model(images) itself. That TypeError became the
+    input-size error ('give an input size it accepts'), which no --size can fix; it names the model now. A
+    TypeError raised inside the model's own code stays the model's refusal of this input."""
+    for net in (NeedsMask(), NeedsMask(keyword_only=True)):
+        alone = r"calling it with the images alone \(TypeError: NeedsMask\.\w+\(\)"
+        with pytest.raises(probe.ProbeUsageError, match=alone) as info:
+            probe.maximize(net, "body.conv2:0", steps=1, image_size=16)
+        assert info.value.param == "model"
+
+    class Inner(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.nn.functional.conv2d(self.conv(x))  # type: ignore[call-arg]  # the model's own bug
+
+    with pytest.raises(probe.ProbeUsageError, match="give an input size it accepts") as info:
+        probe.layers(Inner(), (3, 8, 8))
+    assert info.value.param == "size"

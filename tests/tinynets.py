@@ -133,3 +133,20 @@ class DictOutput(nn.Module):
 def dict_output() -> DictOutput:
     """A :class:`DictOutput` (the factory spec ``tinynets:dict_output``)."""
     return DictOutput()
+
+
+class NeedsMask(nn.Module):
+    """:func:`tiny` whose forward needs a second argument, ``forward(x, mask)``; with ``keyword_only=True`` its
+    forward takes the input by keyword only, ``forward(*, pixel_values)``, as some wrappers do."""
+
+    def __init__(self, keyword_only: bool = False) -> None:
+        super().__init__()
+        self.body = tiny()
+        if keyword_only:
+            self.forward = self._by_keyword  # type: ignore[method-assign]
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.body(x * mask)
+
+    def _by_keyword(self, *, pixel_values: torch.Tensor) -> torch.Tensor:
+        return self.body(pixel_values)
