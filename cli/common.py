@@ -19,7 +19,7 @@ from click.shell_completion import CompletionItem
 from probe.cli.interrupt import INTERRUPTED, Interrupted
 from probe.cli.types import SEED, count
 from probe.errors import ProbeRuntimeError, ProbeUsageError
-from probe.forward import DTYPE_WORDS, ModelInputError
+from probe.forward import DTYPE_WORDS, GRADIENT_WORDS, ModelInputError
 from probe.memory import is_out_of_memory
 from probe.gallery import MANIFEST, recording_invocation
 from probe.runtime import OUT_OF_MEMORY, PRECISIONS
@@ -107,6 +107,8 @@ class ProbeCommand(_RecordsInvocation):
       code 2 naming ``--size`` (``--input-size`` where the command has no ``--size``); torch's "input too small
       for the kernel" / wrong fixed size errors raised elsewhere -> the same;
     - weights and inputs of different dtypes (a float16 module on the CPU) -> exit code 1, one line;
+    - autograd's errors for a graph the image does not reach (a ``torch.no_grad()`` or ``.detach()`` in the
+      model's forward, met by a command that differentiates without checking first) -> exit code 1, one line;
     - torch's state_dict size mismatch -> exit code 2 naming ``--weights``;
     - file-system errors (``OSError``) -> one line: a full, read-only or failing disk exit code 1; others exit
       code 2 naming ``--out`` when they concern it, else 1;
@@ -142,6 +144,12 @@ class ProbeCommand(_RecordsInvocation):
                     f"the model's weights and the float32 images differ in dtype or device ({_first_line(error)}); "
                     "give a float32 model whose weights all live on one device (module.float(): a float16 module "
                     "cannot run on the CPU); for mixed precision use --precision bf16 where the command has it"
+                ) from None
+            if isinstance(error, RuntimeError) and any(words in str(error) for words in GRADIENT_WORDS):
+                raise click.ClickException(
+                    f"no gradient reaches the image through the model ({_first_line(error)}): its forward cuts the "
+                    "graph (torch.no_grad(), .detach(), NumPy) before what this command differentiates; remove that "
+                    "from the model's forward, or choose a layer before it"
                 ) from None
             raise
         except OSError as error:

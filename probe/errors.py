@@ -17,7 +17,8 @@ import difflib
 from collections.abc import Iterable
 from typing import Any
 
-__all__ = ["ProbeError", "ProbeUsageError", "ProbeRuntimeError", "unknown_name", "closest", "check_depends_on_image"]
+__all__ = ["ProbeError", "ProbeUsageError", "ProbeRuntimeError", "unknown_name", "closest", "check_depends_on_image",
+           "output_not_a_tensor"]
 
 
 class ProbeError(Exception):
@@ -74,18 +75,38 @@ def unknown_name(
 def check_depends_on_image(score: Any, layers: Iterable[str]) -> None:
     """Raise one line when ``score`` (a tensor about to be differentiated) does not depend on the image.
 
-    A layer whose output is computed from the weights alone (Swin's
-    ``relative_position_bias``, a position embedding, a buffer) gives a score
-    without a gradient; torch's own error ("element 0 of tensors does not
-    require grad") names no layer.
+    No gradient reaches a layer from the image when its output is computed
+    from the weights alone (Swin's ``relative_position_bias``, a position
+    embedding, a buffer), or when the model's own forward cuts the graph
+    before it (a ``torch.no_grad()`` block, a ``.detach()``, a round trip
+    through NumPy); torch's own error ("element 0 of tensors does not require
+    grad") names neither the layer nor the cause.
 
     Raises:
         ProbeUsageError: (``param="layer"``) ``score`` does not require grad.
     """
     if not getattr(score, "requires_grad", True):
-        names = ", ".join(layers) or "the output"
+        names = [name for name in layers if name != "output"]
+        what = f"the output of {', '.join(names)}" if names else "the model's output"
         raise ProbeUsageError(
-            f"the output of {names} does not depend on the input image (it is computed from the weights alone, "
-            "like a position bias or embedding), so no image can change it; choose a layer the image flows through",
+            f"{what} does not depend on the input image through autograd, so no image can change it: the model's "
+            "forward cuts the gradient before it (torch.no_grad(), .detach(), NumPy) or computes it from the weights "
+            "alone (a position bias or embedding); choose a layer the image's gradient flows through, or remove "
+            "the no_grad/detach from the model's forward",
             param="layer",
         )
+
+
+def output_not_a_tensor(model: str) -> ProbeUsageError:
+    """The error for an objective on the model's output when that output holds no tensor cnn-probe reads.
+
+    The output is read as a tensor, or the first tensor of a tuple, list or namedtuple; a model returning a
+    dict or a dataclass of outputs (a transformers backbone's ``BaseModelOutput``, a user's
+    ``{"logits": ...}``) gives none, and the class objective found "no captured layer 'output'".
+    """
+    return ProbeUsageError(
+        f"{model}'s output is not a tensor (a dict or a dataclass of outputs?), so no class score can be read from "
+        "it: class objectives need a forward that returns (N, classes) logits, or a tuple that starts with them; "
+        "wrap the model so that it does, or maximize a layer instead (--layer, a channel objective)",
+        param="objective",
+    )

@@ -31,6 +31,7 @@ from probe.errors import ProbeUsageError
 from probe.hooks import CALL_SEPARATOR, OUTPUT, evaluating, record, resolve_layers
 from probe.inputs import Prediction, model_input, predict
 from probe.layout import channels_last_layers
+from probe.leaves import helper_names, is_leaf
 from probe.models import LoadedModel, as_loaded
 from probe.results import GalleryResult
 from probe.runtime import check_finite_output
@@ -50,8 +51,9 @@ def default_layers(module: nn.Module, which: str = "conv") -> list[str]:
             flatten, dropout and identity, which repeat their input).
     """
     names = []
+    helpers = helper_names(module)  # a weight-normed or QAT conv's parametrizations and observers are not layers
     for name, sub in module.named_modules():
-        if not name or any(True for _ in sub.children()):
+        if not name or name in helpers or not is_leaf(sub):
             continue
         if which == "conv" and isinstance(sub, nn.Conv2d):
             names.append(name)

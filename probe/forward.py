@@ -16,6 +16,7 @@ line, so the CLI prints one line naming ``--size``.
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
@@ -25,10 +26,11 @@ import torch
 from probe.errors import ProbeError, ProbeRuntimeError, ProbeUsageError
 from probe.memory import is_out_of_memory
 
-__all__ = ["DTYPE_WORDS", "ModelInputError", "model_input", "first_line"]
+__all__ = ["DTYPE_WORDS", "GRADIENT_WORDS", "ModelInputError", "model_input", "first_line"]
 
 _PACKAGE = Path(__file__).resolve().parent
 _MODELS = _PACKAGE / "zoo"  # the embedded zoo's networks are models like any other
+_MODULE_CALL = Path(torch.nn.modules.module.__file__).resolve()  # where torch calls a module's forward
 
 
 class ModelInputError(ProbeUsageError):
@@ -73,9 +75,28 @@ def _raised_by_probe(error: BaseException) -> bool:
     return False
 
 
+_SIGNATURE = re.compile(r"missing \d+ required (positional|keyword-only) argument|takes \d+ positional argument")
+
+
+def _not_callable_with_images(error: BaseException) -> bool:
+    """Whether ``error`` is Python refusing the call ``module(images)`` itself: a forward that needs more arguments
+    (``forward(x, mask)``) or takes its input by keyword only. Its innermost frame is torch's module call, which
+    called forward, not code inside the model."""
+    trace = error.__traceback__
+    if not isinstance(error, TypeError) or trace is None or not _SIGNATURE.search(str(error)):
+        return False
+    while trace.tb_next is not None:
+        trace = trace.tb_next
+    return Path(trace.tb_frame.f_code.co_filename).resolve() == _MODULE_CALL
+
+
 DTYPE_WORDS = ("should be the same", "expected scalar type", "must have the same dtype", "found dtype",
                 "not implemented for")
 """Substrings of torch's errors for weights and inputs of different dtypes (a float16 module on the CPU)."""
+
+GRADIENT_WORDS = ("does not require grad", "not have been used in the graph")
+"""Substrings of autograd's errors for a differentiated tensor the image's graph does not reach: a model whose forward
+cuts it (``torch.no_grad()``, ``.detach()``) before what a command differentiates."""
 
 
 @contextlib.contextmanager
@@ -88,6 +109,8 @@ def model_input(inputs: torch.Tensor, passes: tuple[type[BaseException], ...] = 
 
     Raises:
         ModelInputError: the model's own code raised on ``inputs``.
+        ProbeUsageError: (``param="model"``) the module cannot be called with the images alone (its forward needs
+            another argument, or takes its input by keyword only).
         ProbeRuntimeError: ... with a dtype mismatch (a float16 module on the CPU). cnn-probe's
             errors, out-of-memory errors, exceptions raised by cnn-probe's hooks
             and ``passes`` are re-raised as they are.
@@ -100,6 +123,13 @@ def model_input(inputs: torch.Tensor, passes: tuple[type[BaseException], ...] = 
         shape = tuple(inputs.shape)
         one = shape[1:] if len(shape) > 1 else shape  # one image's shape: the batch is ours (layers() runs two)
         what = f"the model cannot run on a {'x'.join(map(str, one))} {str(inputs.dtype).removeprefix('torch.')} image"
+        if _not_callable_with_images(error):
+            raise ProbeUsageError(
+                f"{what} by calling it with the images alone ({first_line(error)}): cnn-probe calls model(images); "
+                "give a model whose forward's other arguments have defaults, or wrap it in a module whose forward(x) "
+                "calls yours",
+                param="model",
+            ) from error
         if any(words in str(error).lower() for words in DTYPE_WORDS):
             raise ProbeRuntimeError(
                 f"{what} ({first_line(error)}): its weights and the input differ in dtype or device; give a float32 "

@@ -74,9 +74,17 @@ def from_array(array: np.ndarray) -> torch.Tensor:
     return tensor.clamp(0.0, 1.0)
 
 
-def from_pil(image: Image.Image) -> torch.Tensor:
-    """A PIL image -> ``(C, H, W)`` float tensor in [0, 1]; alpha is composited on white."""
+def from_pil(image: Image.Image, keep_alpha: bool = False) -> torch.Tensor:
+    """A PIL image -> ``(C, H, W)`` float tensor in [0, 1]; alpha is composited on white.
+
+    Args:
+        image: any mode Pillow opens.
+        keep_alpha: keep an alpha channel as the last channel instead (RGBA -> 4 channels, LA -> 2),
+            for a model that takes it; default False.
+    """
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        if keep_alpha:
+            return from_array(np.asarray(image.convert("LA" if image.mode == "LA" else "RGBA")))
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         image = Image.alpha_composite(background, rgba).convert("RGB")
@@ -139,7 +147,10 @@ def to_channels(image: torch.Tensor, channels: int) -> torch.Tensor:
         return (image * weights.view(shape)).sum(dim=axis, keepdim=True)
     if have == 1:
         return image.repeat_interleave(channels, dim=axis)
-    raise ProbeUsageError(f"cannot convert an image with {have} channels to {channels} channels")
+    raise ProbeUsageError(
+        f"cannot convert an image with {have} channels to {channels} channels, the model's; give an image with {channels} "
+        f"channels{' (an RGBA PNG, ' if channels == 4 else ' ('}or, in Python, a ({channels}, H, W) tensor or an "
+        f"(H, W, {channels}) array)", param="image")
 
 
 def parse_size(text: str) -> tuple[int, int] | int:
@@ -246,7 +257,7 @@ def _load_skimage(name: str) -> torch.Tensor:
     return from_array(getattr(skimage.data, name)())
 
 
-def _load_file(path: Path) -> torch.Tensor:
+def _load_file(path: Path, keep_alpha: bool = False) -> torch.Tensor:
     if not path.exists():
         raise ProbeUsageError(f"cannot read image {str(path)!r}: no such file", param="image")
     if path.is_dir():
@@ -254,7 +265,7 @@ def _load_file(path: Path) -> torch.Tensor:
     try:
         with Image.open(path) as image:
             image.load()
-            return from_pil(image)
+            return from_pil(image, keep_alpha)
     except Image.DecompressionBombError:
         raise ProbeUsageError(
             f"refusing image {str(path)!r}: it would decode to more than {2 * (Image.MAX_IMAGE_PIXELS or 0):,} "
@@ -282,8 +293,8 @@ def load_image(
         source: a file path, ``skimage:NAME``, ``ZOO:KEY`` (``digits:3``,
             ``xo:x``, ``shapes:circle``), a numpy array, a PIL image, or a tensor
             (``(C, H, W)`` in [0, 1], returned as float).
-        channels: convert to this many channels (1: luminance, 3: RGB); default
-            None keeps the source's.
+        channels: convert to this many channels (1: luminance, 3: RGB; 4 or 2 keep a file's alpha
+            channel, RGBA or grey + alpha); default None keeps the source's.
         size: resize; an int sets the longer side (aspect kept), ``(H, W)`` sets
             both. Default None keeps the source's size.
 
@@ -302,7 +313,7 @@ def load_image(
     elif isinstance(source, np.ndarray):
         image = from_array(source)
     elif isinstance(source, Image.Image):
-        image = from_pil(source)
+        image = from_pil(source, keep_alpha=channels in (2, 4))
     else:
         text = str(source)
         prefix, sep, key = text.partition(":")
@@ -315,7 +326,7 @@ def load_image(
                 raise unknown_name("image source", prefix, ["skimage", *zoo.zoo_names()], param="image")
             image = zoo.sample_input(prefix, key)
         else:
-            image = _load_file(Path(text).expanduser())
+            image = _load_file(Path(text).expanduser(), keep_alpha=channels in (2, 4))  # a model taking alpha
     if image.dim() < 2 or 0 in image.shape[-2:]:
         raise ProbeUsageError(f"the image is empty or not 2-D: shape {tuple(image.shape)}; give an image of at "
                               "least 1x1 pixels", param="image")

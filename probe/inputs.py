@@ -17,7 +17,7 @@ from PIL import Image
 
 from probe.errors import ProbeUsageError
 from probe.hooks import first_tensor
-from probe.images import load_image, resize, to_channels
+from probe.images import load_image, resize
 from probe.models import LoadedModel
 
 __all__ = ["Prediction", "center_crop", "model_input", "predict"]
@@ -56,8 +56,7 @@ def model_input(
         if image.shape[0] != 1:
             raise ProbeUsageError(f"expected one image (1, C, H, W); got a batch of shape {tuple(image.shape)}", param="image")
         image = image[0]
-    tensor = load_image(image)
-    tensor = to_channels(tensor, loaded.preprocess.channels)
+    tensor = load_image(image, channels=loaded.preprocess.channels)  # a model taking 4 channels keeps RGBA's alpha
     target = loaded.preprocess.input_size if size is None else size
     target = (target, target) if isinstance(target, int) else (int(target[0]), int(target[1]))
     tensor = resize(center_crop(tensor, target[1] / target[0]), target)

@@ -28,6 +28,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from probe.leaves import is_leaf
 from probe.modes import evaluating
 
 __all__ = ["channels_last_layers", "may_be_channels_last"]
@@ -80,7 +81,7 @@ def channels_last_layers(model: nn.Module, inputs: torch.Tensor) -> frozenset[st
 
         def hook(name: str, module: nn.Module, output: Any) -> None:
             tensor = output[0] if isinstance(output, (tuple, list)) and output else output
-            if not any(True for _ in module.children()):
+            if is_leaf(module):
                 if isinstance(module, (_FIRST, _LAST)):
                     state["last"], state["width"] = isinstance(module, _LAST), _width(module)
                 elif type(module).__name__ == "Permute" and isinstance(tensor, torch.Tensor) and tensor.dim() > 2:

@@ -1,13 +1,56 @@
-"""A user's model run in eval mode for a block, every module's own ``training`` flag restored after."""
+"""A user's model run in eval mode for a block: every module's own ``training`` flag, and the state its
+quantization observers would write in eval mode too, restored after."""
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
 
+import torch
 from torch import nn
 
+from probe.leaves import quantization_helpers
+
 __all__ = ["evaluating"]
+
+_Saved = list[tuple[nn.Module, str, torch.Tensor, torch.Tensor]]
+
+
+def _hold_observers(model: nn.Module) -> _Saved:
+    """Stop ``model``'s quantization observers for a while; what they hold, to give back with :func:`_release`.
+
+    Eval mode does not stop them: a quantization-aware (``prepare_qat``) or prepared model's observers
+    update their ranges, and the fake-quantizers their scale and zero point, on every forward pass, so
+    synthesized images would move a model cnn-probe promised not to change, and its quantization with
+    it during a run. A fake-quantizer's observer is switched off (``observer_enabled``); a bare observer
+    (it returns its input as it is) observes, and its buffers are given back after.
+
+    Returns:
+        ``(module, buffer name, the buffer, a copy of its value)`` for every buffer of every observer
+        and fake-quantizer in ``model``; empty, and nothing done, when torch.ao.quantization is not loaded.
+    """
+    helpers = quantization_helpers()
+    if not helpers:
+        return []
+    from torch.ao.quantization.fake_quantize import FakeQuantizeBase
+
+    saved: _Saved = []
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, helpers):
+                saved += [(module, name, buffer, buffer.clone()) for name, buffer in module.named_buffers(recurse=False)]
+        for module in model.modules():
+            if isinstance(module, FakeQuantizeBase):
+                module.disable_observer()  # in place: also a frozen view's (it shares these buffers)
+    return saved
+
+
+def _release(saved: _Saved) -> None:
+    """Give the buffers :func:`_hold_observers` saved their values (and their tensors) back."""
+    with torch.no_grad(), torch.inference_mode(False):
+        for module, name, buffer, value in saved:
+            buffer.resize_(value.shape).copy_(value)  # observers resize_ and copy_ their ranges in place
+            module._buffers[name] = buffer  # one that replaced its buffer gets the user's tensor back
 
 
 @contextlib.contextmanager
@@ -16,11 +59,15 @@ def evaluating(model: nn.Module) -> Iterator[nn.Module]:
 
     Used by every function that runs a user's model, so that dropout and
     batch-norm behave as at inference without leaving the model changed.
+    Quantization observers, which write their ranges in eval mode too, are
+    held for the block and their buffers restored after (see :func:`_hold_observers`).
     """
     flags = [(module, module.training) for module in model.modules()]
+    saved = _hold_observers(model)
     model.eval()
     try:
         yield model
     finally:
         for module, training in flags:
             module.training = training
+        _release(saved)

@@ -39,11 +39,12 @@ from torch import nn
 from probe import param as P
 from probe import transforms as T
 from probe.checks import check_callables, check_count, check_name_or_callable, check_number, check_seed, check_size
-from probe.errors import ProbeRuntimeError, ProbeUsageError, check_depends_on_image
+from probe.errors import ProbeRuntimeError, ProbeUsageError, check_depends_on_image, output_not_a_tensor
 from probe.forward import ModelInputError
 from probe.hooks import CALL_SEPARATOR, INPUT, OUTPUT, capture, evaluating, record, resolve_layers
 from probe.images import divergence
 from probe.layout import channels_last_layers
+from probe.leaves import is_leaf
 from probe.memory import is_out_of_memory
 from probe.models import LoadedModel, as_loaded
 from probe.objectives import Context, Objective, as_objective, parse_objective
@@ -257,7 +258,10 @@ def _forward(
     if not layers:
         return {}
     normalized = loaded.preprocess.normalize(images) if stats is None else (images - stats[0]) / stats[1]
-    return capture(loaded.module, normalized, sorted(layers), stop_early=True)
+    acts = capture(loaded.module, normalized, sorted(layers), stop_early=True)
+    if OUTPUT in layers and OUTPUT not in acts:  # a dict or dataclass of outputs: no tensor to read
+        raise output_not_a_tensor(loaded.name)
+    return acts
 
 
 def _device_stats(loaded: LoadedModel, channels: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -723,6 +727,8 @@ def inspect_layer(model: LoadedModel | nn.Module, layer: str, image_size: int | 
     channels_last = channels_last_layers(loaded.module, blank)  # a pass that fails keeps what it found
     if layer == INPUT:
         raise ProbeUsageError("'input' is the image itself; name a layer of the model", param="layer")
+    if layer == OUTPUT and layer not in acts:
+        raise output_not_a_tensor(loaded.name)
     if layer not in acts and acts.calls.get(layer, 0) <= 1:  # a module that runs twice: acts[layer] names its calls
         raise ProbeUsageError(f"layer {layer!r} does not run in a forward pass of {loaded.name} in eval mode "
                               "(an auxiliary head?); choose another layer", param="layer")
@@ -733,7 +739,7 @@ def inspect_layer(model: LoadedModel | nn.Module, layer: str, image_size: int | 
 
     producers = [name for name in names if name in acts and same(acts[name], output)]
     modules = dict(loaded.module.named_modules())
-    leaves = [name for name in producers if not any(True for _ in modules[name].children())]
+    leaves = [name for name in producers if is_leaf(modules[name])]
     output_layer = (leaves or producers or [OUTPUT])[0]  # the first leaf: fc, not an identity after it
     value = acts[layer]
     if value.dim() == 0 or value.shape[0] != blank.shape[0]:

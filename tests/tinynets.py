@@ -81,3 +81,72 @@ def channels_last() -> nn.Sequential:
         fc=nn.Linear(8, 6), act=nn.GELU(), back=Permute([0, 3, 1, 2]), pool=nn.AdaptiveAvgPool2d(1),
         flatten=nn.Flatten(), head=nn.Linear(6, 4),
     ))
+
+
+def weight_normed() -> nn.Sequential:
+    """:func:`tiny` with torch's parametrizations on its convolutions: conv1 weight-normed, conv2 spectral-normed
+    (each conv gets a ``parametrizations`` child that computes its weight)."""
+    net = tiny()
+    nn.utils.parametrizations.weight_norm(net.conv1)
+    nn.utils.parametrizations.spectral_norm(net.conv2)
+    return net
+
+
+def quantization_aware() -> nn.Sequential:
+    """:func:`tiny` prepared for quantization-aware training (``prepare_qat``, fbgemm): its convs and fc carry
+    fake-quantizers, which observe ranges on every forward pass, in eval mode too. Returned in eval mode."""
+    net = tiny().train()
+    net.qconfig = torch.ao.quantization.get_default_qat_qconfig("fbgemm")
+    return torch.ao.quantization.prepare_qat(net).eval()
+
+
+class GradientCut(nn.Module):
+    """:func:`tiny` whose forward cuts the gradient after conv2, as users' models do: ``"no_grad"`` runs the
+    convolutions under ``torch.no_grad()``, ``"detach"`` detaches conv2's output. 16x16 input -> (N, 4)."""
+
+    def __init__(self, how: str = "no_grad") -> None:
+        super().__init__()
+        self.how = how
+        self.body = tiny()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        convs, head = self.body[:4], self.body[4:]
+        if self.how == "no_grad":
+            with torch.no_grad():
+                return head(convs(x))
+        return head(convs(x).detach())
+
+
+class DictOutput(nn.Module):
+    """:func:`tiny` returning ``{"logits": (N, 4), "features": conv2's (N, 6, 8, 8)}``, as transformers' backbones
+    and many users' models return a dict (or a dataclass) of outputs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = tiny()
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        features = self.body[:4](x)
+        return {"logits": self.body[4:](features), "features": features}
+
+
+def dict_output() -> DictOutput:
+    """A :class:`DictOutput` (the factory spec ``tinynets:dict_output``)."""
+    return DictOutput()
+
+
+class NeedsMask(nn.Module):
+    """:func:`tiny` whose forward needs a second argument, ``forward(x, mask)``; with ``keyword_only=True`` its
+    forward takes the input by keyword only, ``forward(*, pixel_values)``, as some wrappers do."""
+
+    def __init__(self, keyword_only: bool = False) -> None:
+        super().__init__()
+        self.body = tiny()
+        if keyword_only:
+            self.forward = self._by_keyword  # type: ignore[method-assign]
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.body(x * mask)
+
+    def _by_keyword(self, *, pixel_values: torch.Tensor) -> torch.Tensor:
+        return self.body(pixel_values)

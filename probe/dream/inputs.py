@@ -20,7 +20,7 @@ from probe.checks import check_count, check_number
 from probe.dream.objective import DreamObjective
 from probe.errors import ProbeUsageError
 from probe.forward import ModelInputError, first_line
-from probe.images import load_image, to_channels
+from probe.images import load_image
 from probe.memory import HEADROOM, bytes_per_pixel, check_fits, format_bytes
 from probe.models import LoadedModel
 
@@ -36,14 +36,14 @@ def as_image(source: ImageSource, channels: int, param: str) -> torch.Tensor:
             raise ProbeUsageError(f"dream takes one image; got a batch of {source.shape[0]}", param=param)
         source = source[0]
     try:
-        image = load_image(source)
+        image = load_image(source, channels=channels)  # a model taking 4 channels keeps an RGBA file's alpha
     except ProbeUsageError as error:
         raise ProbeUsageError(str(error) if param == "image" else f"{param}: {error}", param=param) from None
     if image.dim() != 3:
         raise ProbeUsageError(f"an image must be (C, H, W); got shape {tuple(image.shape)}", param=param)
     if image.numel() and (image.min() < 0 or image.max() > 1):
         raise ProbeUsageError("images must hold values in [0, 1] (the model's normalization is applied later)", param=param)
-    return to_channels(image, channels).float()
+    return image.float()
 
 
 def check_options(steps: int, jitter: int, tile_size: int | None, frames: int, zoom: float, lr: float,

@@ -1,0 +1,151 @@
+"""Models users write by hand, beyond the plain nn.Sequential: each command's API on them, the module unchanged."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+from torch import nn
+
+import probe
+from probe.cli.main import cli
+from probe.featuremaps import default_layers
+from probe.leaves import helper_names, is_leaf
+from tinynets import DictOutput, GradientCut, NeedsMask, quantization_aware, tiny, weight_normed
+
+
+def _state(module: nn.Module) -> dict[str, torch.Tensor]:
+    return {name: value.detach().clone() for name, value in module.state_dict().items()}
+
+
+def _image(side: int = 16) -> torch.Tensor:
+    return torch.rand(3, side, side, generator=torch.Generator().manual_seed(0))
+
+
+def test_a_conv_with_parametrizations_or_observers_is_one_layer() -> None:
+    """weight_norm/spectral_norm and QAT's fake-quantizers hang modules on a conv: it is still a leaf layer, and the
+    helpers (which compute its weight or watch its output) are not layers. Counting children made both convs
+    containers, so the activations' default (every Conv2d) found none and refused the model."""
+    for net in (weight_normed(), quantization_aware()):
+        modules = dict(net.named_modules())
+        assert is_leaf(modules["conv1"]) and is_leaf(modules["conv2"]) and not is_leaf(net)
+        assert default_layers(net) == ["conv1", "conv2"]
+        every = default_layers(net, "all")
+        assert {"conv1", "conv2", "fc"} <= set(every) and not set(every) & helper_names(net)
+        maps = probe.feature_maps(net, _image(), size=16)
+        assert list(maps.maps) == ["conv1", "conv2"] and maps.maps["conv2"].shape == (6, 8, 8)
+    assert "conv1.parametrizations.weight.0" in helper_names(weight_normed())
+
+
+def test_quantization_observers_are_held_and_the_model_unchanged() -> None:
+    """A QAT model's observers write their ranges (and the fake-quantizers their scales) on every forward pass,
+    eval mode or not: maximize, feature maps and attribution changed the user's model. They run held now and
+    every buffer is as it was after, the fake-quantizers' observer switches included."""
+    net = quantization_aware()
+    before = _state(net)
+    probe.maximize(net, probe.objectives.channel("conv2", [0, 1]), steps=2, image_size=16)
+    probe.maximize(net, probe.objectives.class_logit(1), steps=2, image_size=16, param="pixel")
+    probe.feature_maps(net, _image(), size=16)
+    probe.attribute(net, _image(), "saliency", size=16)
+    probe.dream(net, _image(), ["conv2"], steps=1, octaves=1, device=None)
+    after = _state(net)
+    assert before.keys() == after.keys()
+    assert [name for name in before if not torch.equal(before[name], after[name])] == []
+    assert all(int(q.observer_enabled) == 1 for q in net.modules() if hasattr(q, "observer_enabled"))
+    assert not net.training
+
+
+def test_a_forward_that_cuts_the_gradient_is_named_as_the_cause() -> None:
+    """torch.no_grad() or .detach() inside a user's forward: no image can move what lies after the cut. The error
+    named only weights-alone tables (a position bias) and read 'the output of output' for a class objective."""
+    for how in ("no_grad", "detach"):
+        net = GradientCut(how)
+        with pytest.raises(probe.ProbeUsageError, match=r"the model's output does not .*no_grad\(\), \.detach\(\)"):
+            probe.maximize(net, probe.objectives.class_logit(0), steps=1, image_size=16)
+    net = GradientCut("no_grad")
+    with pytest.raises(probe.ProbeUsageError, match="output of body.conv2 does not .*remove the no_grad") as info:
+        probe.maximize(net, "body.conv2:0", steps=1, image_size=16)
+    assert info.value.param == "layer"
+    with pytest.raises(probe.ProbeUsageError, match="output of body.conv2 does not .*no_grad"):
+        probe.dream(net, _image(), ["body.conv2"], steps=1, octaves=1, device=None)
+    result = probe.maximize(GradientCut("detach"), "body.conv2:0", steps=2, image_size=16)  # before the cut: works
+    assert torch.isfinite(result.images).all()
+
+
+def test_a_four_channel_model_takes_an_rgba_file(tmp_path: Path) -> None:
+    """A model taking 4 channels: an RGBA PNG keeps its alpha as the 4th channel (files were always composited on
+    white to RGB, so no file could reach such a model); an RGB image is refused in one line naming the image and
+    what to give. A 3-channel model still sees the RGBA file composited."""
+    rgba = np.random.default_rng(0).integers(0, 256, (16, 16, 4), dtype=np.uint8)
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "four.png")
+    Image.fromarray(rgba[..., :3], "RGB").save(tmp_path / "three.png")
+    loaded = probe.load_model(tiny(channels=4))
+    x = probe.load_image(str(tmp_path / "four.png"), channels=4)
+    assert x.shape == (4, 16, 16) and torch.allclose(x[3], torch.from_numpy(rgba[..., 3] / 255).float())
+    maps = probe.feature_maps(loaded, str(tmp_path / "four.png"), size=16)
+    assert torch.equal(maps.image, x)
+    dreamed = probe.dream(loaded, str(tmp_path / "four.png"), ["conv2"], steps=1, octaves=1, device=None)
+    assert dreamed.image.shape == (4, 16, 16)
+    for call in (lambda image: probe.feature_maps(loaded, image, size=16),
+                 lambda image: probe.dream(loaded, image, ["conv2"], steps=1, octaves=1, device=None)):
+        with pytest.raises(probe.ProbeUsageError, match="3 channels to 4 channels.*give an image with 4 channels "
+                                                        r"\(an RGBA PNG") as info:
+            call(str(tmp_path / "three.png"))
+        assert info.value.param == "image"
+    composited = probe.load_image(str(tmp_path / "four.png"), channels=3)
+    assert composited.shape == (3, 16, 16) and torch.all(composited >= x[:3] - 1e-6)  # on white: never darker
+
+
+def test_a_class_objective_on_a_dict_output_says_so() -> None:
+    """A model returning a dict of outputs has no tensor output to read logits from: the class objective said
+    "unknown captured layer 'output'; captured layers are: (none)" in Python and blamed --layer ('does not run in a
+    forward pass (an auxiliary head?)') on the command line. Its layers still maximize."""
+    with pytest.raises(probe.ProbeUsageError, match="output is not a tensor .*a dict") as info:
+        probe.maximize(DictOutput(), probe.objectives.class_logit(0), steps=1, image_size=16)
+    assert info.value.param == "objective"
+    assert torch.isfinite(probe.maximize(DictOutput(), "body.conv2:0", steps=1, image_size=16).images).all()
+    result = CliRunner().invoke(cli, ["maximize", "--model", "tinynets:dict_output", "--objective", "class",
+                                      "--size", "16", "--steps", "1", "--units", "0"])
+    assert result.exit_code == 2 and "'--objective'" in result.output and "output is not a tensor" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_the_commands_say_in_one_line_that_no_gradient_reaches_the_image() -> None:
+    """Attribution and the atlas's receptive fields differentiate a cut graph without checking first: autograd's
+    'does not require grad' / 'not been used in the graph' came out of the command as a traceback. The CLI
+    translates that class of error to one line, exit 1, as it does dtype mismatches."""
+    runner = CliRunner()
+    for how in ("no_grad", "detach"):
+        spec = f"tinynets:GradientCut('{how}')"
+        result = runner.invoke(cli, ["attribute", "digits:0", "--model", spec, "--size", "16", "--in-channels", "3",
+                                     "--method", "saliency", "--quiet"])
+        assert result.exit_code == 1, result.output
+        lines = result.output.strip().splitlines()
+        assert len(lines) == 1 and "no gradient reaches the image" in lines[0] and "no_grad" in lines[0]
+
+
+def test_a_forward_that_needs_more_than_the_images_names_the_model() -> None:
+    """forward(x, mask) or forward(*, pixel_values): Python refuses model(images) itself. That TypeError became the
+    input-size error ('give an input size it accepts'), which no --size can fix; it names the model now. A
+    TypeError raised inside the model's own code stays the model's refusal of this input."""
+    for net in (NeedsMask(), NeedsMask(keyword_only=True)):
+        alone = r"calling it with the images alone \(TypeError: NeedsMask\.\w+\(\)"
+        with pytest.raises(probe.ProbeUsageError, match=alone) as info:
+            probe.maximize(net, "body.conv2:0", steps=1, image_size=16)
+        assert info.value.param == "model"
+
+    class Inner(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.nn.functional.conv2d(self.conv(x))  # type: ignore[call-arg]  # the model's own bug
+
+    with pytest.raises(probe.ProbeUsageError, match="give an input size it accepts") as info:
+        probe.layers(Inner(), (3, 8, 8))
+    assert info.value.param == "size"
