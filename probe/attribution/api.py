@@ -12,6 +12,7 @@ from torch import nn
 
 from probe.attribution.extra import EXTRA_METHODS, run_extra
 from probe.attribution.gradients import METHODS, Normalized, integration_method, run_gradient
+from probe.attribution.occlusion import Progress
 from probe.attribution.result import Attribution, heat_of, normalize_heatmap
 from probe.checks import check_count, check_names, check_number, check_seed, check_size
 from probe.errors import ProbeRuntimeError, ProbeUsageError, unknown_name
@@ -74,6 +75,9 @@ def attribute(
     baseline: float | torch.Tensor = 0.0,
     seed: int = 0,
     size: int | Sequence[int] | None = None,
+    window: int | None = None,
+    stride: int | None = None,
+    progress: Progress | None = None,
 ) -> Attribution:
     """Attribute the model's score for ``target`` to the pixels of ``image``.
 
@@ -91,6 +95,10 @@ def attribute(
             ``(C, H, W)`` or ``(K, C, H, W)`` (GradientShap draws from the K).
         seed: smoothgrad's noise seed (default 0); the global RNG is left as it was.
         size: input size ``(H, W)`` or an int; default the model's.
+        window: occlusion's square window in pixels (default None: a 7 x 7 grid of windows that covers
+            the image, aligned to the model's patches: 32 px at 224 px, 49 occluded passes at any size).
+        stride: occlusion's step between windows in pixels (default None: the grid's, or half of ``window``).
+        progress: ``progress(method, done, total)``, called as a long method (occlusion) advances.
 
     Returns:
         An :class:`Attribution`.
@@ -108,6 +116,11 @@ def attribute(
     check_seed(seed)
     if size is not None:
         size = check_size(size)
+    for name, value in (("window", window), ("stride", stride)):
+        if value is not None:
+            check_count(value, name)
+            if "occlusion" not in methods:
+                raise ProbeUsageError(f"--{name} is occlusion's; add --method occlusion", param=name)
     if not isinstance(baseline, torch.Tensor):
         check_number(baseline, "baseline")
     finite = bool(torch.isfinite(baseline).all()) if isinstance(baseline, torch.Tensor) else True
@@ -160,7 +173,8 @@ def attribute(
         for name in methods:
             try:
                 if name in EXTRA_METHODS:
-                    attributions[name] = run_extra(name, forward, x, index, samples, noise, baseline, seed)
+                    attributions[name] = run_extra(name, forward, x, index, samples, noise, baseline, seed,
+                                                   window=window, stride=stride, progress=progress)
                 else:
                     attributions[name] = run_gradient(name, forward, x, index, cam_layer, steps, samples, noise,
                                                       baseline, seed)
@@ -187,7 +201,7 @@ def attribute(
         skipped=skipped,
         options={"steps": steps, "samples": samples, "noise": noise, "seed": seed,
                  "baseline": baseline if not isinstance(baseline, torch.Tensor) else f"tensor {tuple(baseline.shape)}",
-                 "ig_method": integration_method(steps)},
+                 "ig_method": integration_method(steps), "window": window, "stride": stride},
     )
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from probe.attribution.lrp import passthrough_lrp, lrp_support, restored_attributes, tensor_additions
-from probe.attribution.relus import out_of_place_relus
+from probe.attribution.hooked import run_deeplift, run_lrp
+from probe.attribution.occlusion import Progress, run_occlusion
 from probe.errors import ProbeUsageError
 from probe.runtime import global_rng_kept
 
@@ -31,54 +31,37 @@ def baselines_of(baseline: float | torch.Tensor, x: torch.Tensor) -> torch.Tenso
 
 def run_extra(
     method: str, forward: nn.Module, x: torch.Tensor, target: int, samples: int, noise: float,
-    baseline: float | torch.Tensor, seed: int, window: int | None = None,
+    baseline: float | torch.Tensor, seed: int, window: int | None = None, stride: int | None = None,
+    progress: Progress | None = None,
 ) -> torch.Tensor:
     """DeepLift, GradientShap, Occlusion or LRP on ``x`` ``(1, C, H, W)``: ``(C, H, W)`` on the CPU.
 
     - ``deeplift``: DeepLift's rescale rule against the baseline (the first one of a stack);
     - ``gradient-shap``: expected gradients x (input - baseline) over ``samples`` draws from the
       baselines with Gaussian noise ``noise``, seeded (Lundberg and Lee 2017);
-    - ``occlusion``: the score drop when a ``window`` square (default 1/7 of the image) is set to
-      the baseline, stride half the window (Zeiler and Fergus 2014);
+    - ``occlusion``: the score drop when a window is set to the baseline (Zeiler and Fergus 2014); by
+      default a 7 x 7 grid of windows covering the image, aligned to the model's patches
+      (:func:`probe.attribution.occlusion.occlusion_grid`), else ``window`` squares at ``stride``
+      (default half the window);
     - ``lrp``: layer-wise relevance propagation with captum's default rules (epsilon for conv and
       linear layers); refused in one line when the model has a layer captum has no rule for.
     """
-    from captum.attr import DeepLift, GradientShap, Occlusion
+    from captum.attr import GradientShap
 
     inputs = x.detach().clone().requires_grad_(True)
     reference = baselines_of(baseline, x)
-    with torch.enable_grad(), out_of_place_relus(forward), restored_attributes(forward):
+    with torch.enable_grad():
         if method == "deeplift":
-            try:
-                result = DeepLift(forward).attribute(inputs, baselines=reference[:1], target=target)
-            except RuntimeError as error:
-                if "more than once" not in str(error):
-                    raise
-                raise ProbeUsageError("DeepLift needs every activation module to run once per forward pass, and "
-                                      "this model calls one several times (a shared ReLU); use another --method",
-                                      param="method") from None
+            result = run_deeplift(forward, inputs, reference[:1], target)
         elif method == "gradient-shap":
             with global_rng_kept(seed, [x.device]):  # captum draws the baselines with numpy, the noise with torch
                 result = GradientShap(forward).attribute(inputs, baselines=reference, n_samples=samples,
                                                          stdevs=noise, target=target)
         elif method == "occlusion":
-            height, width = x.shape[-2:]
-            size = window or max(2, min(height, width) // 7)
-            stride = max(1, size // 2)
-            result = Occlusion(forward).attribute(inputs, sliding_window_shapes=(x.shape[1], size, size),
-                                                  strides=(x.shape[1], stride, stride), baselines=reference[:1],
-                                                  target=target, perturbations_per_eval=16)
+            result = run_occlusion(forward, inputs, reference[:1], target, window=window, stride=stride,
+                                   progress=progress)
         else:
-            missing = lrp_support(forward)
-            if missing:
-                raise ProbeUsageError(f"captum's LRP has no rule for {', '.join(missing)} in this model; "
-                                      "use another --method (deeplift is the closest)", param="method")
-            added = tensor_additions(forward, x.detach())
-            if added:
-                raise ProbeUsageError(f"captum's LRP has no rule for the {added} addition(s) of activations in this "
-                                      "model's forward (residual connections); use another --method, e.g. "
-                                      "integrated-gradients", param="method")
-            result = passthrough_lrp(forward).attribute(inputs, target=target)
+            result = run_lrp(forward, inputs, target)
     value = result[0].detach().float().cpu()
     if not torch.isfinite(value).all():
         raise ProbeUsageError(f"{method} gave non-finite attributions for this model; use another --method",

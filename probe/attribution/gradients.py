@@ -7,7 +7,8 @@ import torch
 from torch import nn
 
 from probe.attribution.extra import baselines_of
-from probe.attribution.relus import out_of_place_relus, relu_check
+from probe.attribution.hooked import hook_copy
+from probe.attribution.relus import relu_check
 from probe.errors import ProbeUsageError
 from probe.hooks import first_tensor
 from probe.models import LoadedModel
@@ -97,8 +98,7 @@ def run_gradient(
                 )
             if not modules:
                 raise ProbeUsageError("guided backprop needs nn.ReLU activations; this model has none", param="method")
-            with out_of_place_relus(forward):
-                result = GuidedBackprop(forward).attribute(inputs, target=target)
+            result = GuidedBackprop(hook_copy(forward, inputs.detach())).attribute(inputs, target=target)
         else:
             cam = LayerGradCam(forward, dict(forward.net.named_modules())[layer] if layer else forward.net)
             maps = cam.attribute(inputs, target=target, relu_attributions=True)

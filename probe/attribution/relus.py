@@ -1,9 +1,8 @@
-"""ReLU modules and functional ReLUs: what guided backprop needs, and in-place ReLUs made out-of-place."""
+"""ReLU modules and functional ReLUs: what guided backprop needs."""
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -54,16 +53,3 @@ def relu_check(module: nn.Module, inputs: torch.Tensor) -> tuple[int, int]:
         for handle in handles:
             handle.remove()
     return len(ran), counter.functional
-
-
-@contextlib.contextmanager
-def out_of_place_relus(module: nn.Module) -> Iterator[None]:
-    """Switch in-place ``nn.ReLU`` modules to out-of-place for the block, then restore them."""
-    changed = [m for m in module.modules() if isinstance(m, nn.ReLU) and m.inplace]
-    for m in changed:
-        m.inplace = False
-    try:
-        yield
-    finally:
-        for m in changed:
-            m.inplace = True
