@@ -27,6 +27,10 @@ from probe.gallery import check_out_dir, slug
 from probe.images import parse_size
 
 
+DEEPLIFT_NOTE_GAP = 0.05
+"""Above this relative completeness gap the command notes that DeepLift was approximate on this model."""
+
+
 @click.command("attribute", cls=ProbeCommand)
 @click.argument("image")
 @model_options(default="digits")
@@ -68,8 +72,8 @@ def command(image: str, model: str, weights: str, method: list[str], target: str
     that gives each call of a reused module (ResNet's relu) its own module.
     Heatmaps are black (none) to yellow (the 99th percentile and above), each
     scaled on its own; overlays lay them on a grey copy of IMAGE. Guided
-    backprop refuses models that apply ReLU functionally (F.relu in forward);
-    in-place nn.ReLU modules are handled.
+    backprop guides nn.ReLU modules and functional F.relu alike, and refuses
+    models without ReLUs.
 
     \b
     Examples:
@@ -102,5 +106,10 @@ def command(image: str, model: str, weights: str, method: list[str], target: str
     folder = result.save(destination, image=image, seed=seed, **loaded.describe())
     for name, reason in result.skipped.items():
         note(f"skipped {name}: {reason}")
+    gap = result.options["completeness"].get("deeplift", 0.0)
+    if gap > DEEPLIFT_NOTE_GAP:
+        note(f"deeplift's attributions sum to {gap:.0%} off f(image) - f(baseline): captum's DeepLift is exact through "
+             "ReLUs and linear layers only (its max-pool rule is approximate; GELU, SiLU, LayerNorm and functional "
+             "activations pass plain gradients); integrated-gradients is exact up to --steps")
     echo_done(folder, f"{loaded.name} on {image}: prediction {result.prediction}; "
                       f"explained {result.target_label} with {', '.join(result.heatmaps)}")

@@ -87,6 +87,7 @@ def test_deeplift_on_resnet18_sums_to_the_score_difference():
         scores = model(loaded.preprocess.normalize(torch.stack([image, torch.zeros_like(image)])))[:, 1]
     delta = float(scores[0] - scores[1])
     assert abs(float(lift.sum()) - delta) < 1e-4 * abs(delta)
+    assert attribute(model, image, "deeplift", target=1, size=32).options["completeness"]["deeplift"] < 1e-4
     assert model.relu.inplace and no_hooks_left(model)
 
 
@@ -208,3 +209,12 @@ def test_a_model_that_cannot_be_copied_is_refused_in_one_line():
     assert "saliency" in attribute(model, IMAGE[:, :8, :8], ["saliency", "deeplift"], size=8).heatmaps
     del model.lock
     assert copy.deepcopy(model) is not model
+
+
+def test_deeplift_reports_how_far_it_is_from_complete_where_captum_has_no_rule():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.GELU(), nn.Flatten(), nn.Linear(8 * 6 * 6, 3)).eval()
+    image = torch.rand(3, 8, 8, generator=torch.Generator().manual_seed(0))
+    result = attribute(model, image, ["deeplift", "integrated-gradients"], target=0, size=8, steps=64)
+    gaps = result.options["completeness"]
+    assert gaps["deeplift"] > 0.05 > 1e-3 > gaps["integrated-gradients"]  # GELU passes plain gradients

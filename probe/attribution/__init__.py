@@ -17,12 +17,17 @@ normalization inside the forward function, so attributions are per input pixel):
 - ``smoothgrad``: saliency averaged over noisy copies of the image (Smilkov et al.
   2017, captum ``NoiseTunnel``), seeded;
 - ``guided-backprop``: gradients with negative signals stopped at every ReLU
-  (Springenberg et al. 2015). It needs ``nn.ReLU`` modules: in-place ReLUs are
-  switched to out-of-place for the pass and restored; a model that applies
-  ReLU functionally (``F.relu`` in ``forward``) is refused, since captum would
-  silently leave those gradients unmodified;
+  (Springenberg et al. 2015), ``nn.ReLU`` modules and functional ``F.relu`` /
+  ``torch.relu`` alike (:class:`~probe.attribution.relus.GuidedRelus`; captum
+  alone guides only the modules); a model without ReLUs is refused;
 - ``gradcam``: a convolution layer's maps weighted by their mean gradient, ReLU,
   bilinearly upsampled to the input (Selvaraju et al. 2017; default layer: the last ``Conv2d``).
+
+Asked for by name (:data:`EXTRA_METHODS`): ``deeplift``, ``gradient-shap``, ``occlusion`` (a 7 x 7
+grid of windows by default, aligned to the model's patches: 49 occluded passes at any size) and ``lrp``.
+DeepLift, LRP and guided backprop hook modules, so they run on a copy of the model that shares its
+weights and gives each call of a reused module (ResNet's ``relu``) its own module
+(:mod:`probe.attribution.unshared`); the user's module never gets a hook, a flag or an attribute.
 
 The score is the target class's logit (the model's output before softmax).
 Heatmaps of the pixel methods add ``|attribution|`` over colour channels; each

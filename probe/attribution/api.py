@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from probe.attribution.extra import EXTRA_METHODS, run_extra
+from probe.attribution.extra import COMPLETE_METHODS, EXTRA_METHODS, completeness_gap, run_extra
 from probe.attribution.gradients import METHODS, Normalized, integration_method, run_gradient
 from probe.attribution.occlusion import Progress
 from probe.attribution.result import Attribution, heat_of, normalize_heatmap
@@ -182,6 +182,8 @@ def attribute(
                 if len(methods) == 1:
                     raise
                 skipped[name] = str(error)
+        gaps = {name: completeness_gap(forward, x, baseline, index, attributions[name])
+                for name in COMPLETE_METHODS if name in attributions}
     for name, attr in attributions.items():
         if not bool(torch.isfinite(attr).all()):
             raise ProbeRuntimeError(
@@ -201,7 +203,8 @@ def attribute(
         skipped=skipped,
         options={"steps": steps, "samples": samples, "noise": noise, "seed": seed,
                  "baseline": baseline if not isinstance(baseline, torch.Tensor) else f"tensor {tuple(baseline.shape)}",
-                 "ig_method": integration_method(steps), "window": window, "stride": stride},
+                 "ig_method": integration_method(steps), "window": window, "stride": stride,
+                 "completeness": gaps},
     )
 
 

@@ -67,3 +67,21 @@ def run_extra(
         raise ProbeUsageError(f"{method} gave non-finite attributions for this model; use another --method",
                               param="method")
     return value
+
+
+COMPLETE_METHODS: tuple[str, ...] = ("integrated-gradients", "deeplift")
+"""Methods whose attributions should sum to ``f(x) - f(baseline)`` (completeness, summation-to-delta)."""
+
+
+def completeness_gap(forward: nn.Module, x: torch.Tensor, baseline: float | torch.Tensor, target: int,
+                     attribution: torch.Tensor) -> float:
+    """``|sum(attribution) - (f(x) - f(b))| / |f(x) - f(b)|`` for ``x`` ``(1, C, H, W)`` and the first baseline.
+
+    0 for an exact method. Integrated gradients' gap is its quadrature error; DeepLift's is exact (1e-6) through
+    ReLUs, linear layers and additions, but captum's max-pool rule is approximate (about 10% on ResNet-18) and
+    activations it has no rule for (GELU, SiLU, LayerNorm, functional ReLUs) pass plain gradients.
+    """
+    with torch.no_grad():
+        scores = forward(torch.cat([x, baselines_of(baseline, x)[:1]]))[:, target].double()
+    delta = float(scores[0] - scores[1])
+    return abs(float(attribution.double().sum()) - delta) / max(abs(delta), 1e-12)

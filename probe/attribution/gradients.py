@@ -8,7 +8,7 @@ from torch import nn
 
 from probe.attribution.extra import baselines_of
 from probe.attribution.hooked import hook_copy
-from probe.attribution.relus import relu_check
+from probe.attribution.relus import GuidedRelus, relu_check
 from probe.errors import ProbeUsageError
 from probe.hooks import first_tensor
 from probe.models import LoadedModel
@@ -89,16 +89,11 @@ def run_gradient(
                 )
         elif method == "guided-backprop":
             modules, functional = relu_check(forward, inputs.detach())
-            if functional:
-                raise ProbeUsageError(
-                    f"guided backprop needs every ReLU to be an nn.ReLU module, but this model applies ReLU "
-                    f"functionally ({functional} call(s) of F.relu / torch.relu in forward), and captum would leave "
-                    "those gradients unguided; use another --method, or replace them with nn.ReLU modules",
-                    param="method",
-                )
-            if not modules:
-                raise ProbeUsageError("guided backprop needs nn.ReLU activations; this model has none", param="method")
-            result = GuidedBackprop(hook_copy(forward, inputs.detach())).attribute(inputs, target=target)
+            if not modules and not functional:
+                raise ProbeUsageError("guided backprop needs ReLU activations; this model has none", param="method")
+            net = hook_copy(forward, inputs.detach())
+            with GuidedRelus():  # functional ReLUs too: captum guides only nn.ReLU modules
+                result = GuidedBackprop(net).attribute(inputs, target=target)
         else:
             cam = LayerGradCam(forward, dict(forward.net.named_modules())[layer] if layer else forward.net)
             maps = cam.attribute(inputs, target=target, relu_attributions=True)

@@ -53,3 +53,39 @@ def relu_check(module: nn.Module, inputs: torch.Tensor) -> tuple[int, int]:
         for handle in handles:
             handle.remove()
     return len(ran), counter.functional
+
+
+class _GuidedRelu(torch.autograd.Function):
+    """ReLU whose backward passes only positive gradients where the input was positive (guided backprop)."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(x)
+        return x.clamp_min(0)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        (x,) = ctx.saved_tensors
+        return grad.clamp_min(0) * (x > 0).to(grad.dtype)
+
+
+_IN_PLACE = {torch.relu_, F.relu_, torch.Tensor.relu_}
+
+
+class GuidedRelus(TorchFunctionMode):
+    """Within the block every ReLU call (``F.relu``, ``torch.relu``, ``Tensor.relu``, their in-place forms,
+    and the ``F.relu`` inside ``nn.ReLU``) runs guided backprop's ReLU: gradient ``max(g, 0) * (x > 0)``.
+
+    captum's GuidedBackprop guides ``nn.ReLU`` modules only and leaves functional ReLUs (DenseNet's last
+    ``F.relu``) with plain gradients; under this mode they are guided too. Guiding twice (this mode and
+    captum's hook on a module) is the same as guiding once. In-place calls stay in place.
+    """
+
+    def __torch_function__(self, func: Any, types: Any, args: Sequence[Any] = (), kwargs: Any = None) -> Any:
+        kwargs = kwargs or {}
+        if func not in _RELU_FUNCTIONS or not args or not isinstance(args[0], torch.Tensor):
+            return func(*args, **kwargs)
+        x = args[0]
+        if func in _IN_PLACE or kwargs.get("inplace") or (len(args) > 1 and args[1] is True):
+            return x.copy_(_GuidedRelu.apply(x.clone()))
+        return _GuidedRelu.apply(x)
