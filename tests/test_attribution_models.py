@@ -218,3 +218,28 @@ def test_deeplift_reports_how_far_it_is_from_complete_where_captum_has_no_rule()
     result = attribute(model, image, ["deeplift", "integrated-gradients"], target=0, size=8, steps=64)
     gaps = result.options["completeness"]
     assert gaps["deeplift"] > 0.05 > 1e-3 > gaps["integrated-gradients"]  # GELU passes plain gradients
+
+
+class TiedConv(nn.Module):
+    """One convolution applied twice, and its weight read in forward: weight tying."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = nn.Conv2d(3, 3, 3, padding=1)
+        self.relu = nn.ReLU()
+        self.fc = nn.Linear(3 * 8 * 8, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.relu(self.conv(x))
+        x = self.relu(self.conv(x)) * self.conv.weight.abs().mean()
+        return self.fc(x.flatten(1))
+
+
+def test_a_reused_module_read_in_forward_keeps_its_attributes_on_the_copy():
+    model = TiedConv().eval()
+    image = IMAGE[:, :8, :8]
+    net = unshared_copy(model, image[None])
+    assert net.net.conv.weight is model.conv.weight and net.net.conv.stride == (1, 1)
+    assert torch.equal(net(image[None]), model(image[None]))
+    assert torch.isfinite(attribute(model, image, "deeplift", size=8).attributions["deeplift"]).all()

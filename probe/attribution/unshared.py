@@ -53,7 +53,10 @@ class PerCall(nn.Module):
         try:
             return super().__getattr__(name)
         except AttributeError:  # a forward that reads the reused module's attributes (its weight, its stride)
-            return getattr(super().__getattr__("_modules")["calls"][0], name)
+            calls = self.__dict__.get("_modules", {}).get("calls")
+            if calls is None or not len(calls):
+                raise
+            return getattr(calls[0], name)
 
 
 class Unshared(nn.Module):
