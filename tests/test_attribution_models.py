@@ -243,3 +243,27 @@ def test_a_reused_module_read_in_forward_keeps_its_attributes_on_the_copy():
     assert net.net.conv.weight is model.conv.weight and net.net.conv.stride == (1, 1)
     assert torch.equal(net(image[None]), model(image[None]))
     assert torch.isfinite(attribute(model, image, "deeplift", size=8).attributions["deeplift"]).all()
+
+
+class PoolIndices(nn.Module):
+    """A hooked module with two outputs (values, indices), which captum's hooks cannot take."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = nn.Conv2d(3, 2, 3, padding=1)
+        self.relu = nn.ReLU()
+        self.pool = nn.MaxPool2d(2, return_indices=True)
+        self.fc = nn.Linear(2 * 4 * 4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        values, _ = self.pool(self.relu(self.conv(x)))
+        return self.fc(values.flatten(1))
+
+
+@pytest.mark.parametrize("method", ["deeplift", "lrp"])
+def test_captum_failing_inside_its_hooks_is_one_line_naming_the_method(method):
+    model = PoolIndices().eval()
+    with pytest.raises(ProbeUsageError, match=f"captum's {method} cannot run on this model") as error:
+        attribute(model, IMAGE[:, :8, :8], method, size=8)
+    assert error.value.param == "method" and "\n" not in str(error.value) and no_hooks_left(model)

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from probe.attribution.extra import baselines_of
-from probe.attribution.hooked import hook_copy
+from probe.attribution.hooked import captum_refusal, hook_copy
 from probe.attribution.relus import GuidedRelus, relu_check
 from probe.errors import ProbeUsageError
 from probe.hooks import first_tensor
@@ -92,7 +92,7 @@ def run_gradient(
             if not modules and not functional:
                 raise ProbeUsageError("guided backprop needs ReLU activations; this model has none", param="method")
             net = hook_copy(forward, inputs.detach())
-            with GuidedRelus():  # functional ReLUs too: captum guides only nn.ReLU modules
+            with GuidedRelus(), captum_refusal("guided-backprop"):  # functional ReLUs: captum guides modules only
                 result = GuidedBackprop(net).attribute(inputs, target=target)
         else:
             cam = LayerGradCam(forward, dict(forward.net.named_modules())[layer] if layer else forward.net)

@@ -7,15 +7,36 @@ so captum's hooks, its ``rule`` attributes and these flags never touch the user'
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import torch
 from torch import nn
 
 from probe.attribution.leaves import leaves, supported_base, survey
 from probe.attribution.lrp import adopt_base_rules, lrp_plan, passthrough_lrp, tensor_additions
 from probe.attribution.unshared import Unshared, unshared_copy
-from probe.errors import ProbeUsageError
+from probe.errors import ProbeError, ProbeUsageError
+from probe.memory import is_out_of_memory
 
-__all__ = ["hook_copy", "run_deeplift", "run_lrp"]
+__all__ = ["hook_copy", "run_deeplift", "run_lrp", "captum_refusal"]
+
+
+@contextlib.contextmanager
+def captum_refusal(method: str) -> Iterator[None]:
+    """Turn a failure inside captum's hooks into one line naming ``method`` (out-of-memory and cnn-probe's own
+    errors pass through): a hooked module with several outputs (``MaxPool2d(return_indices=True)``) fails in
+    captum with an assertion or an AttributeError, which is about the method, not the model."""
+    try:
+        yield
+    except ProbeError:
+        raise
+    except (RuntimeError, AssertionError, AttributeError, TypeError, ValueError) as error:
+        if is_out_of_memory(error):
+            raise
+        first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        raise ProbeUsageError(f"captum's {method} cannot run on this model ({type(error).__name__}: {first}); "
+                              "use another --method", param="method") from None
 
 
 def hook_copy(forward: nn.Module, x: torch.Tensor) -> Unshared:
@@ -53,7 +74,8 @@ def run_deeplift(forward: nn.Module, inputs: torch.Tensor, baseline: torch.Tenso
 
     net = hook_copy(forward, inputs.detach())
     _adopt_deeplift_bases(net, inputs.detach())
-    return DeepLift(net).attribute(inputs, baselines=baseline, target=target)
+    with captum_refusal("deeplift"):
+        return DeepLift(net).attribute(inputs, baselines=baseline, target=target)
 
 
 def run_lrp(forward: nn.Module, inputs: torch.Tensor, target: int) -> torch.Tensor:
@@ -73,4 +95,5 @@ def run_lrp(forward: nn.Module, inputs: torch.Tensor, target: int) -> torch.Tens
                               "model's forward (residual connections); use another --method, e.g. "
                               "integrated-gradients", param="method")
     adopt_base_rules(plan.bases)
-    return passthrough_lrp(net, plan.skip).attribute(inputs, target=target)
+    with captum_refusal("lrp"):
+        return passthrough_lrp(net, plan.skip).attribute(inputs, target=target)
