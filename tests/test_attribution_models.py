@@ -81,13 +81,14 @@ def test_deeplift_on_resnet18_sums_to_the_score_difference():
     model = resnet18(weights=None, num_classes=4).eval()
     model.maxpool = nn.Identity()  # captum's max-pool rule is not exactly complete; the rescale rule is
     image = torch.rand(3, 32, 32, generator=torch.Generator().manual_seed(1))
-    lift = attribute(model, image, "deeplift", target=1, size=32).attributions["deeplift"]
+    result = attribute(model, image, "deeplift", target=1, size=32)
+    lift = result.attributions["deeplift"]
     loaded = probe.load_model(model)
     with torch.no_grad():
         scores = model(loaded.preprocess.normalize(torch.stack([image, torch.zeros_like(image)])))[:, 1]
     delta = float(scores[0] - scores[1])
     assert abs(float(lift.sum()) - delta) < 1e-4 * abs(delta)
-    assert attribute(model, image, "deeplift", target=1, size=32).options["completeness"]["deeplift"] < 1e-4
+    assert result.options["completeness"]["deeplift"] < 1e-4
     assert model.relu.inplace and no_hooks_left(model)
 
 
