@@ -268,3 +268,19 @@ def test_captum_failing_inside_its_hooks_is_one_line_naming_the_method(method):
     with pytest.raises(ProbeUsageError, match=f"captum's {method} cannot run on this model") as error:
         attribute(model, IMAGE[:, :8, :8], method, size=8)
     assert error.value.param == "method" and "\n" not in str(error.value) and no_hooks_left(model)
+
+
+class MyReLU(nn.ReLU):
+    """A subclass of a DeepLift activation with its base's math (captum matches by exact type)."""
+
+
+def test_deeplift_gives_a_subclass_of_relu_the_rescale_rule():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), MyReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 3)).eval()
+    plain = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 3)).eval()
+    plain.load_state_dict(model.state_dict())
+    image = IMAGE[:, :8, :8]
+    ours = attribute(model, image, "deeplift", target=0, size=8)
+    assert torch.allclose(ours.attributions["deeplift"],
+                          attribute(plain, image, "deeplift", target=0, size=8).attributions["deeplift"], atol=1e-7)
+    assert ours.options["completeness"]["deeplift"] < 1e-4 and type(model[1]) is MyReLU

@@ -60,9 +60,10 @@ def _adopt_deeplift_bases(net: nn.Module, x: torch.Tensor) -> None:
     from captum.attr._core.deep_lift import SUPPORTED_NON_LINEAR
 
     known = tuple(SUPPORTED_NON_LINEAR)
-    seen = survey(net, x, watch=known)
-    for leaf in [m for m in leaves(net) if isinstance(m, known) and type(m) not in known]:
-        base = supported_base(leaf, known, seen.inputs.get(id(leaf)))
+    subclasses = [m for m in leaves(net) if isinstance(m, known) and type(m) not in known]
+    seen = survey(net, x, watch=known) if subclasses else None  # a pass only when there is something to check
+    for leaf in subclasses:
+        base = supported_base(leaf, known, seen.inputs.get(id(leaf)) if seen else None)
         if base is not None:
             leaf.__class__ = base
 
