@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -18,11 +19,16 @@ from probe.cli.common import (
     model_options,
     note,
     out_options,
+    progress_bar,
     shared,
 )
 from probe.cli.types import count, finite
 from probe.gallery import check_out_dir, slug
 from probe.images import parse_size
+
+
+DEEPLIFT_NOTE_GAP = 0.05
+"""Above this relative completeness gap the command notes that DeepLift was approximate on this model."""
 
 
 @click.command("attribute", cls=ProbeCommand)
@@ -41,6 +47,11 @@ from probe.images import parse_size
 @click.option("--noise", type=finite(min=0), default=0.1, show_default=True,
               help="Smoothgrad noise standard deviation (image values are in [0, 1]).")
 @click.option("--size", default=None, metavar="N|HxW", help="Input size (default: the model's); the image is centre-cropped to it.")
+@click.option("--window", type=count(1), default=None, metavar="PX",
+              help="Occlusion's square window in pixels. Default: a 7x7 grid of windows covering the image, aligned "
+                   "to the model's patches (32 px at 224 px; 49 occluded passes at any size).")
+@click.option("--stride", type=count(1), default=None, metavar="PX",
+              help="Occlusion's step between windows in pixels. Default: the grid's, or half of --window.")
 @click.option("--baseline", default="0", show_default=True, metavar="GREY|IMAGE",
               help="Baseline of integrated-gradients, deeplift, gradient-shap and occlusion: a grey level in [0, 1] "
                    "or an image (a file, skimage:NAME, digits:0), resized like IMAGE.")
@@ -48,17 +59,21 @@ from probe.images import parse_size
 @out_options
 @gallery_command
 def command(image: str, model: str, weights: str, method: list[str], target: str, layer: str | None, steps: int,
-            samples: int, noise: float, size: str | None, baseline: str, device: str, seed: int, out: Path | None,
-            force: bool) -> None:
+            samples: int, noise: float, size: str | None, window: int | None, stride: int | None, baseline: str,
+            device: str, seed: int, out: Path | None, force: bool) -> None:
     """Explain the prediction for IMAGE: heatmaps of the pixels that drove it.
 
     Built on captum: saliency, integrated-gradients (from a black image),
     smoothgrad (noise tunnel over saliency), guided-backprop, gradcam (upsampled
     to the input; --layer: any layer with spatial output), deeplift,
-    gradient-shap, occlusion, lrp (refused where captum has no rule for a layer). Heatmaps are black (none) to yellow (the 99th percentile and
-    above), each scaled on its own; overlays lay them on a grey copy of IMAGE.
-    Guided backprop refuses models that apply ReLU functionally (F.relu in
-    forward); in-place nn.ReLU modules are handled.
+    gradient-shap, occlusion (a 7x7 grid of windows by default, aligned to the
+    model's patches), lrp (refused where captum has no rule for a layer).
+    deeplift, lrp and guided-backprop run on a weight-sharing copy of the model
+    that gives each call of a reused module (ResNet's relu) its own module.
+    Heatmaps are black (none) to yellow (the 99th percentile and above), each
+    scaled on its own; overlays lay them on a grey copy of IMAGE. Guided
+    backprop guides nn.ReLU modules and functional F.relu alike, and refuses
+    models without ReLUs.
 
     \b
     Examples:
@@ -68,16 +83,33 @@ def command(image: str, model: str, weights: str, method: list[str], target: str
       probe attribute photo.jpg --model resnet50 --method all --size 224
       probe attribute digits:3 --method deeplift --method lrp --method occlusion
       probe attribute shapes:star --model shapes --method gradient-shap --baseline skimage:grass
+      probe attribute photo.jpg --model vit_b_16 --method occlusion --size 224   49 passes, a bar on stderr
     """
     methods = list(METHODS) if "all" in method else list(dict.fromkeys(method))
     loaded = load_model_from_options(model, weights, device, seed)
     parsed = parse_size(size) if size else None
     what = "all" if len(methods) == len(METHODS) else "-".join(methods)
     destination = check_out_dir(out, f"runs/attribute-{slug(loaded.name)}-{image_slug(image)}-{slug(what)}", force=force)
-    result = attribute(loaded, image, methods, target=target, layer=layer, steps=steps, samples=samples, noise=noise,
-                       seed=seed, size=parsed, baseline=parse_baseline(baseline, loaded, parsed))
+    bars: dict[str, Any] = {}
+
+    def progress(name: str, done: int, total: int) -> None:
+        bar = bars.get(name) or bars.setdefault(name, progress_bar(total, name))  # opened once the method runs
+        bar.update(done - bar.n)
+
+    try:
+        result = attribute(loaded, image, methods, target=target, layer=layer, steps=steps, samples=samples,
+                           noise=noise, seed=seed, size=parsed, baseline=parse_baseline(baseline, loaded, parsed),
+                           window=window, stride=stride, progress=progress)
+    finally:
+        for bar in bars.values():
+            bar.close()
     folder = result.save(destination, image=image, seed=seed, **loaded.describe())
     for name, reason in result.skipped.items():
         note(f"skipped {name}: {reason}")
+    gap = result.options["completeness"].get("deeplift", 0.0)
+    if gap > DEEPLIFT_NOTE_GAP:
+        note(f"deeplift's attributions sum to {gap:.0%} off f(image) - f(baseline): captum's DeepLift is exact through "
+             "ReLUs and linear layers only (its max-pool rule is approximate; GELU, SiLU, LayerNorm and functional "
+             "activations pass plain gradients); integrated-gradients is exact up to --steps")
     echo_done(folder, f"{loaded.name} on {image}: prediction {result.prediction}; "
                       f"explained {result.target_label} with {', '.join(result.heatmaps)}")

@@ -100,14 +100,35 @@ class FunctionalRelu(nn.Module):
         return self.fc(F.relu(self.conv(x)).flatten(1))
 
 
-def test_functional_relus_are_refused_for_guided_backprop():
-    model = FunctionalRelu()
+class ModuleRelu(FunctionalRelu):
+    def __init__(self) -> None:
+        super().__init__()
+        self.relu = nn.ReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.relu(self.conv(x)).flatten(1))
+
+
+@pytest.mark.parametrize("relu", [F.relu, torch.relu, torch.Tensor.relu, lambda x: F.relu(x.clone(), inplace=True)])
+def test_functional_relus_are_guided_like_relu_modules(relu, monkeypatch):
+    model, reference = FunctionalRelu(), ModuleRelu()
+    reference.load_state_dict(model.state_dict())
+    monkeypatch.setattr(FunctionalRelu, "forward", lambda self, x: self.fc(relu(self.conv(x)).flatten(1)))
     image = torch.rand(3, 8, 8, generator=torch.Generator().manual_seed(0))
     assert relu_check(model, image.unsqueeze(0)) == (0, 1)
-    with pytest.raises(ProbeUsageError, match="applies ReLU functionally"):
-        attribute(model, image, "guided-backprop", size=8)
-    result = attribute(model, image, "all", size=8, steps=4, samples=2)
-    assert "guided-backprop" in result.skipped and "saliency" in result.attributions
+    guided = attribute(model, image, "guided-backprop", target=1, size=8).attributions["guided-backprop"]
+    expected = attribute(reference, image, "guided-backprop", target=1, size=8).attributions["guided-backprop"]
+    plain = attribute(model, image, "saliency", target=1, size=8).attributions["saliency"]
+    assert torch.allclose(guided, expected, atol=1e-7) and not torch.allclose(guided, plain, atol=1e-4)
+    assert no_hooks_left(model)
+
+
+def test_guided_backprop_is_refused_in_one_line_without_relus():
+    model = nn.Sequential(nn.Conv2d(3, 2, 3), nn.GELU(), nn.Flatten(), nn.Linear(2 * 6 * 6, 3)).eval()
+    with pytest.raises(ProbeUsageError, match="needs ReLU activations; this model has none") as error:
+        attribute(model, torch.rand(3, 8, 8), "guided-backprop", size=8)
+    assert error.value.param == "method"
+    assert "guided-backprop" in attribute(model, torch.rand(3, 8, 8), "all", size=8, steps=2, samples=2).skipped
 
 
 def test_in_place_relus_give_the_same_guided_backprop(model):

@@ -1,0 +1,282 @@
+"""``probe.attribute`` and ``probe.attribute_batch``: check the request, run each method, collect the maps."""
+
+from __future__ import annotations
+
+import numbers
+import warnings
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from probe.attribution.extra import COMPLETE_METHODS, EXTRA_METHODS, completeness_gap, run_extra
+from probe.attribution.gradients import METHODS, Normalized, integration_method, run_gradient
+from probe.attribution.occlusion import Progress
+from probe.attribution.result import Attribution, heat_of, normalize_heatmap
+from probe.checks import check_count, check_names, check_number, check_seed, check_size
+from probe.errors import ProbeRuntimeError, ProbeUsageError, unknown_name
+from probe.hooks import OUTPUT, evaluating, record, resolve_layers
+from probe.inputs import Prediction, model_input, predict
+from probe.kernels import conv_layers
+from probe.layout import channels_last_layers
+from probe.models import LoadedModel, as_loaded
+from probe.runtime import check_finite_output
+
+def resolve_target(target: int | str | None, prediction: Prediction) -> int:
+    """The class index to explain.
+
+    Args:
+        target: None or ``"top"`` (the predicted class), an index (int or digit
+            string), or a class label (case-insensitive).
+        prediction: the model's prediction (gives the labels and their count).
+
+    Raises:
+        ProbeUsageError: an index out of range or an unknown label.
+    """
+    count = len(prediction.labels)
+    if target is None or (isinstance(target, str) and target.strip().lower() == "top"):
+        return prediction.index
+    if isinstance(target, str):
+        text = target.strip()
+        lowered = [label.lower() for label in prediction.labels]
+        if text.lower() in lowered:
+            return lowered.index(text.lower())
+        if not text.lstrip("-").isdigit():
+            raise unknown_name("target", text, ["top", *prediction.labels], param="target", limit=20)
+        target = int(text)
+    if not isinstance(target, numbers.Integral) or isinstance(target, bool):
+        raise ProbeUsageError(f"target must be a class index, a label or 'top'; got {target!r}", param="target")
+    if not 0 <= int(target) < count:
+        raise ProbeUsageError(f"target {int(target)} is out of range (0 to {count - 1})", param="target")
+    return int(target)
+
+
+def _methods(method: str | Iterable[str]) -> list[str]:
+    names = list(METHODS) if method == "all" else check_names(method, "method", "method name", "'saliency'")
+    for name in names:
+        if name not in METHODS and name not in EXTRA_METHODS:
+            raise unknown_name("method", name, [*METHODS, *EXTRA_METHODS, "all"], param="method")
+    if not names:
+        raise ProbeUsageError("no attribution method given", param="method")
+    return list(dict.fromkeys(names))
+
+
+def attribute(
+    model: str | nn.Module | LoadedModel,
+    image: Any,
+    method: str | Iterable[str] = "saliency",
+    *,
+    target: int | str | None = None,
+    layer: str | None = None,
+    steps: int = 50,
+    samples: int = 16,
+    noise: float = 0.1,
+    baseline: float | torch.Tensor = 0.0,
+    seed: int = 0,
+    size: int | Sequence[int] | None = None,
+    window: int | None = None,
+    stride: int | None = None,
+    progress: Progress | None = None,
+) -> Attribution:
+    """Attribute the model's score for ``target`` to the pixels of ``image``.
+
+    Args:
+        model: a :class:`LoadedModel`, a spec for :func:`probe.load_model`, or an ``nn.Module``.
+        image: one image, as for :func:`probe.feature_maps` (resized to the model's input).
+        method: one of :data:`METHODS`, several, or ``"all"`` (default ``"saliency"``).
+        target: class to explain: None / ``"top"`` (the prediction), an index or a label.
+        layer: Grad-CAM's layer (default: the last ``Conv2d``).
+        steps: integrated-gradients steps (default 50).
+        samples: smoothgrad noisy samples (default 16).
+        noise: smoothgrad noise standard deviation, in image units [0, 1] (default 0.1).
+        baseline: the baseline of integrated gradients, DeepLift, GradientShap and
+            occlusion: a grey level (default 0.0: black) or images in [0, 1],
+            ``(C, H, W)`` or ``(K, C, H, W)`` (GradientShap draws from the K).
+        seed: smoothgrad's noise seed (default 0); the global RNG is left as it was.
+        size: input size ``(H, W)`` or an int; default the model's.
+        window: occlusion's square window in pixels (default None: a 7 x 7 grid of windows that covers
+            the image, aligned to the model's patches: 32 px at 224 px, 49 occluded passes at any size).
+        stride: occlusion's step between windows in pixels (default None: the grid's, or half of ``window``).
+        progress: ``progress(method, done, total)``, called as a long method (occlusion) advances.
+
+    Returns:
+        An :class:`Attribution`.
+
+    Raises:
+        ProbeUsageError: unknown method or target, target out of range, a Grad-CAM
+            layer without spatial output, guided backprop asked for a model with
+            functional ReLUs, a model whose output is not ``(1, K)`` class scores.
+    """
+    loaded = as_loaded(model)
+    methods = _methods(method)
+    check_count(steps, "steps")
+    check_count(samples, "samples")
+    check_number(noise, "noise", 0)
+    check_seed(seed)
+    if size is not None:
+        size = check_size(size)
+    for name, value in (("window", window), ("stride", stride)):
+        if value is not None:
+            check_count(value, name)
+            if "occlusion" not in methods:
+                raise ProbeUsageError(f"--{name} is occlusion's; add --method occlusion", param=name)
+    if not isinstance(baseline, torch.Tensor):
+        check_number(baseline, "baseline")
+    finite = bool(torch.isfinite(baseline).all()) if isinstance(baseline, torch.Tensor) else True
+    if not finite:
+        raise ProbeUsageError("the baseline must be finite (no NaN or inf)", param="baseline")
+    module = loaded.module
+    x = model_input(loaded, image, size)
+    cam_layer = None
+    if "gradcam" in methods:
+        convs = conv_layers(module)
+        cam_layer = layer if layer is not None else _last_conv_run(loaded, x, convs)
+        if cam_layer is None:
+            raise ProbeUsageError(f"{loaded.name} has no Conv2d layer that runs; name Grad-CAM's layer with --layer",
+                                  param="layer")
+        if resolve_layers(module, [cam_layer])[cam_layer] is module:
+            raise ProbeUsageError(f"Grad-CAM needs an inner layer, not {cam_layer!r}", param="layer")
+    elif layer is not None:
+        raise ProbeUsageError("--layer is Grad-CAM's layer; add --method gradcam (or all)", param="layer")
+
+    forward = Normalized(loaded)
+    attributions: dict[str, torch.Tensor] = {}
+    skipped: dict[str, str] = {}
+    with evaluating(module), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", module=r"captum\..*")
+        warnings.filterwarnings("ignore", message=r".*(require gradients|backward hook|inplace).*")
+        watched = [OUTPUT] if cam_layer is None else [OUTPUT, cam_layer]
+        with torch.no_grad(), record(module, watched) as acts:
+            loaded(x)
+        prediction = predict(loaded, acts.get(OUTPUT))
+        if prediction is None:
+            raise ProbeUsageError(f"attribution needs a classifier with (1, K) outputs; {loaded.name} returned another shape")
+        check_finite_output(loaded.name, loaded.module, prediction.logits)
+        if cam_layer is not None and acts.calls.get(cam_layer, 0) > 1:
+            raise ProbeUsageError(
+                f"Grad-CAM's layer {cam_layer} runs {acts.calls[cam_layer]} times in one forward pass and captum's "
+                "Grad-CAM takes a layer that runs once; name another layer (a convolution runs once)", param="layer")
+        if cam_layer is not None and cam_layer in channels_last_layers(module, x):
+            raise ProbeUsageError(
+                f"Grad-CAM's layer {cam_layer} is channels-last, {tuple(acts[cam_layer].shape)} (see probe.layout), and "
+                f"captum's Grad-CAM takes channels at dim 1; name a convolution layer: {', '.join(conv_layers(module))}",
+                param="layer")
+        if cam_layer is not None and (cam_layer not in acts or acts[cam_layer].dim() != 4):
+            shape = tuple(acts[cam_layer].shape) if cam_layer in acts else "nothing (it did not run)"
+            raise ProbeUsageError(
+                f"Grad-CAM needs a layer with spatial output (N, C, H, W); {cam_layer} gives {shape}; "
+                f"convolution layers are: {', '.join(conv_layers(module))}",
+                param="layer",
+            )
+        index = resolve_target(target, prediction)
+        for name in methods:
+            try:
+                if name in EXTRA_METHODS:
+                    attributions[name] = run_extra(name, forward, x, index, samples, noise, baseline, seed,
+                                                   window=window, stride=stride, progress=progress)
+                else:
+                    attributions[name] = run_gradient(name, forward, x, index, cam_layer, steps, samples, noise,
+                                                      baseline, seed)
+            except ProbeUsageError as error:
+                if len(methods) == 1:
+                    raise
+                skipped[name] = str(error)
+        gaps = {name: completeness_gap(forward, x, baseline, index, attributions[name])
+                for name in COMPLETE_METHODS if name in attributions}
+    for name, attr in attributions.items():
+        if not bool(torch.isfinite(attr).all()):
+            raise ProbeRuntimeError(
+                f"{name} gave NaN or infinite attributions (the gradients overflowed); check the model's weights, "
+                "or use fewer --steps / a smaller --noise"
+            )
+    heatmaps = {name: normalize_heatmap(heat_of(name, attr)) for name, attr in attributions.items()}
+    return Attribution(
+        model=loaded.name,
+        image=x[0].detach().cpu(),
+        target=index,
+        target_label=prediction.labels[index],
+        prediction=prediction,
+        attributions=attributions,
+        heatmaps=heatmaps,
+        layer=cam_layer,
+        skipped=skipped,
+        options={"steps": steps, "samples": samples, "noise": noise, "seed": seed,
+                 "baseline": baseline if not isinstance(baseline, torch.Tensor) else f"tensor {tuple(baseline.shape)}",
+                 "ig_method": integration_method(steps), "window": window, "stride": stride,
+                 "completeness": gaps},
+    )
+
+
+def _last_conv_run(loaded: LoadedModel, x: torch.Tensor, convs: list[str]) -> str | None:
+    """Grad-CAM's default layer: the last of ``convs`` to run in a forward pass of ``x`` (in eval mode), or None.
+
+    Not the last in ``named_modules()`` order: GoogLeNet's and Inception's auxiliary heads come last there
+    and do not run in eval mode.
+    """
+    modules = dict(loaded.module.named_modules())
+    ran: list[str] = []
+    handles = [modules[name].register_forward_hook(lambda m, a, out, n=name: ran.append(n)) for name in convs]
+    try:
+        with evaluating(loaded.module), torch.no_grad():
+            loaded(x)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return ran[-1] if ran else None
+
+
+def attribute_batch(
+    model: str | nn.Module | LoadedModel,
+    images: Sequence[Any] | torch.Tensor,
+    method: str | Iterable[str] = "saliency",
+    *,
+    targets: Sequence[int | str | None] | None = None,
+    baselines: torch.Tensor | float = 0.0,
+    **options: Any,
+) -> list[Attribution]:
+    """Attribute a batch of images, one :class:`Attribution` each, with per-image tensor baselines.
+
+    Args:
+        model: as for :func:`attribute`.
+        images: a ``(N, C, H, W)`` tensor in ``[0, 1]`` or a list of anything :func:`attribute` takes.
+        method: as for :func:`attribute`.
+        targets: one target per image (default: each image's predicted class).
+        baselines: a grey level, one ``(C, H, W)`` baseline for all, or ``(N, C, H, W)``
+            (image ``i`` gets row ``i``; for ``gradient-shap`` give ``(N, K, C, H, W)``
+            for K baselines per image).
+        **options: the other keyword arguments of :func:`attribute`.
+
+    Raises:
+        ProbeUsageError: as :func:`attribute`, or lists of the wrong length.
+    """
+    loaded = as_loaded(model)
+    items = list(images.unbind(0)) if isinstance(images, torch.Tensor) else list(images)
+    chosen = list(targets) if targets is not None else [None] * len(items)
+    if len(chosen) != len(items):
+        raise ProbeUsageError(f"{len(chosen)} targets for {len(items)} images", param="target")
+    per_image = isinstance(baselines, torch.Tensor) and baselines.dim() in (4, 5) and baselines.shape[0] == len(items) \
+        and (baselines.dim() == 5 or len(items) > 1)
+    results = []
+    for i, (item, target) in enumerate(zip(items, chosen)):
+        baseline = baselines[i] if per_image else baselines  # type: ignore[index]
+        results.append(attribute(loaded, item, method, target=target, baseline=baseline, **options))
+    return results
+
+
+def parse_baseline(text: str, loaded: LoadedModel, size: int | Sequence[int] | None = None) -> float | torch.Tensor:
+    """``--baseline``: a grey level (``"0"``, ``"0.5"``) or an image source, as the model sees it ``(C, H, W)``.
+
+    Raises:
+        ProbeUsageError: a grey level outside ``[0, 1]``, or an unreadable image (naming ``--baseline``).
+    """
+    try:
+        grey = float(text)
+    except ValueError:
+        try:
+            return model_input(loaded, text, size)[0]
+        except ProbeUsageError as error:
+            raise ProbeUsageError(str(error), param="baseline") from None
+    if not 0.0 <= grey <= 1.0:
+        raise ProbeUsageError(f"a grey baseline lies in [0, 1]; got {grey}", param="baseline")
+    return grey
