@@ -6,7 +6,7 @@ them), rank 0 alone writes the shared files::
     OUT/atlas-run.json           the settings and their digest (written first)
     OUT/records/examples.json    the merged dataset pass (after its crops)
     OUT/records/<chunk>.json     one finished chunk (after its images)
-    OUT/images/*.png             synthetic images (-s0, -s1...) and example crops (-e0, -e1...)
+    OUT/images/*.png             synthetic images (-s0, -s1...) and example crops (x<image>-<box>, shared by units)
     OUT/index.html, layer-*.html, unit pages, atlas.json    the site (rank 0, at the end)
 
 1. **Settings.** Rank 0 checks ``OUT``: a new or empty folder is started, an
@@ -203,25 +203,33 @@ def _examples_record(group: Group, loaded: LoadedModel, data: AtlasData, merged:
                 position = int(entry.top.position[unit, rank_in_unit])
                 y, x = divmod(position, entry.map_width)
                 box = field_.box(y, x) if field_.regular else boxes[(layer, position)]
-                examples.append({"index": index, "name": data.names[index],
-                                 "file": f"images/{file_stem(layer)}-{unit:04d}-e{rank_in_unit}.png", "y": y, "x": x,
-                                 "box": list(box), "score": float(entry.top.scores[unit, rank_in_unit])})
+                examples.append({"index": index, "name": data.names[index], "file": crop_file(index, box),
+                                 "y": y, "x": x, "box": list(box), "score": float(entry.top.scores[unit, rank_in_unit])})
             units.append({"examples": examples, "histogram": entry.histogram.unit(unit)})
         layers[layer] = {"receptive_field": field_.as_dict(), "seen": entry.seen, "units": units}
     return {"digest": settings.digest(), "layers": layers}
 
 
-def _write_crops(data: AtlasData, record: dict[str, Any], folder: Path, rank: int = 0, world: int = 1) -> None:
-    """Write the crops of ``record``'s examples whose dataset image falls to ``rank`` (every ``world``-th index).
+def crop_file(index: int, box: Sequence[int]) -> str:
+    """The file of dataset image ``index``'s crop ``box`` (top, left, bottom, right): ``images/x000017-0-0-224-224.png``.
 
-    Each (image, box) is encoded once, its bytes written for every unit that
-    shares it (a deep layer's field covers the whole image, so units share most crops).
+    One file per (image, box), shared by every unit whose example it is: a deep
+    layer's field covers the whole image, so its units share most crops.
     """
-    wanted: dict[int, dict[tuple[int, ...], list[Path]]] = {}
+    return f"images/x{index:06d}-{'-'.join(str(int(v)) for v in box)}.png"
+
+
+def _write_crops(data: AtlasData, record: dict[str, Any], folder: Path, rank: int = 0, world: int = 1) -> None:
+    """Write the crop files of ``record``'s examples whose dataset image falls to ``rank`` (every ``world``-th index).
+
+    Each (image, box) is cut and encoded once, and its bytes written to every
+    file that names it (one, as :func:`crop_file` names them).
+    """
+    wanted: dict[int, dict[tuple[int, ...], set[Path]]] = {}
     for layer in record["layers"].values():
         for unit in layer["units"]:
             for example in unit["examples"]:
-                wanted.setdefault(example["index"], {}).setdefault(tuple(example["box"]), []).append(
+                wanted.setdefault(example["index"], {}).setdefault(tuple(example["box"]), set()).add(
                     folder / example["file"])
     mine = sorted(wanted)[rank::world]
     for start in range(0, len(mine), 64):
@@ -230,7 +238,7 @@ def _write_crops(data: AtlasData, record: dict[str, Any], folder: Path, rank: in
             whole = to_pil(image)  # 8 bits once per image; a crop of it has the same pixels as to_pil of the crop
             for (top, left, bottom, right), paths in wanted[index].items():
                 encoded = png_bytes(whole.crop((left, top, right, bottom)))
-                for path in paths:
+                for path in sorted(paths):
                     write_bytes(path, encoded)
 
 
