@@ -15,7 +15,10 @@ it; torchvision's ``Permute`` moves it. A channels-last state whose width (the l
 longer matches the last dimension but matches dim 1 has been permuted back
 (MaxViT's departition): channels first.
 Outputs with fewer than three dimensions, ``(N, F)``, have their features at
-dim 1 either way. Models with no ``LayerNorm``, ``MultiheadAttention`` or
+dim 1 either way; a convolution or norm with such an output (LeViT's
+``BatchNorm1d`` over tokens flattened to ``(N * L, C)``) leaves the state
+channels-last, as the tokens reshaped from it have their channels last.
+Models with no ``LayerNorm``, ``MultiheadAttention``, ``BatchNorm1d`` or
 ``Permute`` module are channels-first throughout, with no extra pass. A
 ``torch.nn.functional`` layer norm or permutation is not seen.
 """
@@ -40,8 +43,9 @@ _KNOWN: weakref.WeakKeyDictionary[nn.Module, frozenset[str]] = weakref.WeakKeyDi
 
 
 def may_be_channels_last(model: nn.Module) -> bool:
-    """Whether ``model`` has a module that can put channels last (a LayerNorm, attention or a Permute)."""
-    return any(isinstance(m, (nn.LayerNorm, nn.MultiheadAttention)) or type(m).__name__ == "Permute"
+    """Whether ``model`` has a module that can put channels last (a LayerNorm, attention, a Permute, or a
+    BatchNorm1d, which LeViT runs over its tokens flattened to ``(N * L, C)``)."""
+    return any(isinstance(m, (nn.LayerNorm, nn.MultiheadAttention, nn.BatchNorm1d)) or type(m).__name__ == "Permute"
                for m in model.modules())
 
 
@@ -81,8 +85,10 @@ def channels_last_layers(model: nn.Module, inputs: torch.Tensor) -> frozenset[st
         def hook(name: str, module: nn.Module, output: Any) -> None:
             tensor = output[0] if isinstance(output, (tuple, list)) and output else output
             if not any(True for _ in module.children()):
-                if isinstance(module, (_FIRST, _LAST)):
-                    state["last"], state["width"] = isinstance(module, _LAST), _width(module)
+                if isinstance(module, (_FIRST, _LAST)):  # a norm over (M, C) rows (LeViT's BatchNorm1d on
+                    # flattened tokens) has its features last too: the tokens it returns to keep them there
+                    flat = isinstance(tensor, torch.Tensor) and tensor.dim() == 2
+                    state["last"], state["width"] = isinstance(module, _LAST) or flat, _width(module)
                 elif type(module).__name__ == "Permute" and isinstance(tensor, torch.Tensor) and tensor.dim() > 2:
                     dims = [d % tensor.dim() for d in getattr(module, "dims", ())]
                     axis = tensor.dim() - 1 if state["last"] else 1

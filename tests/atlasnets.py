@@ -67,3 +67,36 @@ def excite() -> nn.Sequential:
     torch.manual_seed(0)
     return nn.Sequential(OrderedDict(conv=nn.Conv2d(3, 4, 3, padding=1), gate=_Gate(), pool=nn.AdaptiveAvgPool2d(1),
                                      flatten=nn.Flatten(), fc=nn.Linear(4, 2)))
+
+
+class _LinearNorm(nn.Module):
+    """LeViT's LinearNorm: a Linear, then a BatchNorm1d over the tokens flattened to ``(N * L, C)``."""
+
+    def __init__(self, width_in: int, width_out: int) -> None:
+        super().__init__()
+        self.linear = nn.Linear(width_in, width_out)
+        self.bn = nn.BatchNorm1d(width_out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.linear(x)
+        return self.bn(x.flatten(0, 1)).reshape_as(x)
+
+
+class Levit(nn.Module):
+    """embed (Conv 4x4 stride 4, 8) -> tokens ``(N, L, 8)`` -> mix (LinearNorm 8->6) -> head: LeViT in small,
+    no LayerNorm, attention or Permute."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Conv2d(3, 8, 4, stride=4)
+        self.mix = _LinearNorm(8, 6)
+        self.head = nn.Linear(6, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.mix(self.embed(x).flatten(2).transpose(1, 2)).mean(dim=1))
+
+
+def levit() -> Levit:
+    """A seeded :class:`Levit` (any input size that is a multiple of 4)."""
+    torch.manual_seed(0)
+    return Levit()

@@ -84,6 +84,17 @@ def test_token_and_global_layers_get_the_box_each_position_measures_alone(name, 
     assert not receptive_field(loaded, layer).regular
 
 
+def test_tokens_normalized_by_batchnorm1d_are_read_channels_last():
+    """LeViT normalizes its (N * L, C) flattened tokens with BatchNorm1d, and has no LayerNorm: its token
+    layers were read channels-first, 196 'units' that were tokens, 128 'positions' that were channels."""
+    from probe.atlas import atlas_layers
+
+    loaded = _loaded("levit")
+    assert atlas_layers(loaded, ["embed", "mix", "mix.linear"]) == [("embed", 8), ("mix", 6), ("mix.linear", 6)]
+    output = probe.capture(loaded.module, torch.zeros(2, 3, 16, 16), ["mix"])["mix"]
+    assert output.shape == (2, 6, 16)
+
+
 def test_fields_leave_the_model_as_they_found_it():
     loaded = _loaded("tokens")
     loaded.module.train()
