@@ -69,6 +69,7 @@ def test_a_field_wider_than_the_image_gets_each_positions_own_box():
     expected = [(span(y)[0], span(x)[0], span(y)[1], span(x)[1]) for y in range(4) for x in range(4)]
     assert boxes == expected
     assert receptive_field(loaded, "conv1").regular  # 7 px inside the image at the centre: one box, stride 2
+    assert _atlas_boxes(loaded, "conv1") == measure_boxes(loaded, "conv1", range(64))  # and it holds everywhere
 
 
 @pytest.mark.parametrize("name, layer", [("tokens", "mix"), ("tokens", "block"), ("excite", "gate")])

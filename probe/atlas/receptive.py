@@ -13,8 +13,8 @@ can change position ``p``. Two details keep the support complete:
 
 A convolutional map is a regular grid: its fields are one box moved by a stride.
 :func:`receptive_field` measures that box and stride from the centre and its
-neighbours, then checks the prediction against the measured boxes of the four
-corners; where the grid does not hold (a field clipped by the image on both
+neighbours, then checks the prediction against the measured boxes of the first and last
+positions; where the grid does not hold (a field clipped by the image on both
 sides, a squeeze-excitation or attention layer that sees the whole image,
 windows, tokens) :attr:`ReceptiveField.regular` is False and the boxes must be
 measured per position. Every pass depends only on (model, layer, positions of
@@ -56,7 +56,7 @@ class ReceptiveField:
         map_size: ``(H', W')`` the layer's output map (``(1, L)`` for ``L`` tokens).
         image_size: ``(H, W)`` the input the field was measured at.
         regular: whether :meth:`box` predicts every position's measured box
-            (checked at the corners); False: measure boxes with :func:`measure_boxes`.
+            (checked at the first and last positions); False: measure boxes with :func:`measure_boxes`.
     """
 
     size: tuple[int, int]
@@ -167,10 +167,10 @@ def receptive_field(loaded: LoadedModel, layer: str, image_size: tuple[int, int]
                     *, samples: int = SAMPLES, seed: int = 0) -> ReceptiveField:
     """Measure ``layer``'s receptive field on ``image_size`` inputs (default the model's input size).
 
-    The centre position, its neighbours below and to the right, and the four
-    corners are measured (two passes); the field is :attr:`~ReceptiveField.regular`
-    when the centre's box is inside the image and the box and stride it gives
-    predict all four corners' measured boxes. The arguments (the model is not
+    The centre position and its neighbours below and to the right are measured
+    (one pass), then, when the image does not clip the centre's box, the first and
+    last positions (a second pass); the field is :attr:`~ReceptiveField.regular`
+    when the box and stride read from the centre predict all five measured boxes. The arguments (the model is not
     changed, no hook is left) and errors are :func:`measure_boxes`'s, less ``positions``.
     """
     inputs = _inputs(loaded, image_size, samples, seed)
@@ -179,7 +179,7 @@ def receptive_field(loaded: LoadedModel, layer: str, image_size: tuple[int, int]
         rows, cols = _map_size(loaded, layer, inputs)
     cy, cx = rows // 2, cols // 2
     ny, nx = (cy + 1 if cy + 1 < rows else cy - 1), (cx + 1 if cx + 1 < cols else cx - 1)
-    points = [(cy, cx), (max(ny, 0), cx), (cy, max(nx, 0)), (0, 0), (0, cols - 1), (rows - 1, 0), (rows - 1, cols - 1)]
+    points = [(cy, cx), (max(ny, 0), cx), (cy, max(nx, 0))]
     measured = dict(zip(points, measure_boxes(loaded, layer, [y * cols + x for y, x in points], (height, width),
                                               samples=samples, seed=seed)))
     here = measured[(cy, cx)]
@@ -192,6 +192,11 @@ def receptive_field(loaded: LoadedModel, layer: str, image_size: tuple[int, int]
                       for s, limit, count in zip(steps, (height, width), (rows, cols)))
     stride = (max(1, steps[0]), max(1, steps[1]))
     field_ = ReceptiveField(size, stride, (here[0] - cy * steps[0], here[1] - cx * steps[1]), (rows, cols),
-                            (height, width))
-    regular = inside and all(field_.box(y, x) == box for (y, x), box in measured.items())
-    return field_ if regular else dataclasses.replace(field_, regular=False)
+                            (height, width), regular=False)
+    if not inside:  # the image clips the centre's field: its box and stride describe no position but itself
+        return field_
+    corners = [(0, 0), (rows - 1, cols - 1)]
+    measured.update(zip(corners, measure_boxes(loaded, layer, [y * cols + x for y, x in corners], (height, width),
+                                               samples=samples, seed=seed)))
+    regular = all(field_.box(y, x) == box for (y, x), box in measured.items())
+    return dataclasses.replace(field_, regular=regular)
