@@ -13,7 +13,9 @@ first); ``Linear``, ``LayerNorm`` and ``MultiheadAttention`` set the last dim;
 other modules (activations, dropout, pools, stochastic depth, reshapes) keep
 it; torchvision's ``Permute`` moves it. A channels-last state whose width (the last such module's features) no
 longer matches the last dimension but matches dim 1 has been permuted back
-(MaxViT's departition): channels first.
+(MaxViT's departition): channels first; a channels-first state whose width
+matches the last dimension of a 3-D output but not dim 1 has become tokens
+(ViT flattens and transposes its patch map by functional code): channels last.
 Outputs with fewer than three dimensions, ``(N, F)``, have their features at
 dim 1 either way; a convolution or norm with such an output (LeViT's
 ``BatchNorm1d`` over tokens flattened to ``(N * L, C)``) leaves the state
@@ -100,6 +102,9 @@ def channels_last_layers(model: nn.Module, inputs: torch.Tensor) -> frozenset[st
             width = state["width"]
             if state["last"] and width is not None and tensor.shape[-1] != width and tensor.shape[1] == width:
                 state["last"] = False  # permuted back to channels first
+            elif (not state["last"] and width is not None and tensor.dim() == 3 and tensor.shape[1] != width
+                  and tensor.shape[-1] == width):
+                state["last"] = True  # a map flattened to (N, L, C) tokens by functional code (ViT's patches)
             if state["last"]:
                 found.add(name)
 

@@ -35,17 +35,19 @@ class _Mixer(nn.Module):
 
 
 class Tokens(nn.Module):
-    """embed (Conv 4x4 stride 4, 8 channels) -> tokens ``(N, L, 8)`` -> mix (Linear 8->6) -> block -> head."""
+    """embed (Conv 4x4 stride 4, 8 channels) -> tokens ``(N, L, 8)`` by functional code -> drop (Dropout, as
+    ViT's ``encoder.dropout``) -> mix (Linear 8->6) -> block -> head."""
 
     def __init__(self) -> None:
         super().__init__()
         self.embed = nn.Conv2d(3, 8, 4, stride=4)
+        self.drop = nn.Dropout(0.0)
         self.mix = nn.Linear(8, 6)
         self.block = _Mixer(6)
         self.head = nn.Linear(6, 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        tokens = self.embed(x).flatten(2).transpose(1, 2)
+        tokens = self.drop(self.embed(x).flatten(2).transpose(1, 2))
         return self.head(self.block(self.mix(tokens)).mean(dim=1))
 
 

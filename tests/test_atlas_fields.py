@@ -96,6 +96,16 @@ def test_tokens_normalized_by_batchnorm1d_are_read_channels_last():
     assert output.shape == (2, 6, 16)
 
 
+def test_tokens_made_by_functional_code_after_a_convolution_are_read_channels_last():
+    """ViT's encoder.dropout, after the patch map is flattened and transposed by functional code, was read
+    channels-first: 197 'units' that were tokens."""
+    from probe.atlas import atlas_layers
+
+    loaded = _loaded("tokens")
+    assert atlas_layers(loaded, ["embed", "drop", "mix"]) == [("embed", 8), ("drop", 8), ("mix", 6)]
+    assert probe.capture(loaded.module, torch.zeros(2, 3, 16, 16), ["drop"])["drop"].shape == (2, 8, 16)
+
+
 def test_fields_leave_the_model_as_they_found_it():
     loaded = _loaded("tokens")
     loaded.module.train()
