@@ -81,6 +81,11 @@ def _stride(field_: Mapping[str, Any]) -> str:
     return f"stride {field_['stride'][0]}" if field_.get("regular", True) else "measured per position"
 
 
+def _where(example: Mapping[str, Any]) -> str:
+    """Where an example's maximum is: ``row 1, column 2`` of a map, ``token 5`` of tokens."""
+    return f"token {example['token']}" if "token" in example else f"row {example['y']}, column {example['x']}"
+
+
 def _page(title: str, body: str, script: str = "") -> str:
     tag = f"<script>{script}</script>" if script else ""
     return (
@@ -183,7 +188,7 @@ def _unit_page(atlas: Mapping[str, Any], layer: Mapping[str, Any], position: int
     )
     examples = "".join(
         f"<figure><img src=\"{href(e['file'])}\" alt=\"{escape(e['name'])}\"><figcaption>{escape(e['name'])}<br>"
-        f"a = {escape(_figure('score', e['score']))} at row {e['y']}, column {e['x']}</figcaption></figure>"
+        f"a = {escape(_figure('score', e['score']))} at {_where(e)}</figcaption></figure>"
         for e in unit["examples"]
     )
     figures = {name: _figure(key, unit.get(key)) for key, name in FIGURES}

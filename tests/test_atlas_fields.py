@@ -145,6 +145,9 @@ def test_an_atlas_of_token_layers(tmp_path):
                 assert example["box"] == list(measure_boxes(loaded, name, [position])[0]), (name, example)
     assert broken_links(folder) == [] and all(reprs(page.read_text()) == [] for page in folder.glob("*.html"))
     assert "measured per position" in (folder / "index.html").read_text()
+    token = layers["mix"]["units"][0]["examples"][0]
+    assert f"at token {token['token']}<" in (folder / "mix-0000.html").read_text()
+    assert "token" not in layers["embed"]["units"][0]["examples"][0]  # a map's examples keep rows and columns
     assert len(list((folder / "images").glob("mix-*-s0.png"))) == 2  # only the first two units were rendered
 
 

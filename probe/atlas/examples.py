@@ -129,17 +129,19 @@ class Histogram:
 
 @dataclass
 class UnitExamples:
-    """What the dataset pass found for one layer: its top-k and histograms, plus the map width (``L`` for tokens)."""
+    """What the dataset pass found for one layer: its top-k and histograms, plus the map width (``L`` for tokens)
+    and whether its positions are tokens (an ``(N, C, L)`` output)."""
 
     layer: str
     top: TopK
     histogram: Histogram
     map_width: int
     seen: int
+    tokens: bool = False
 
     def cpu(self) -> UnitExamples:
         """The same on the CPU (to gather across ranks)."""
-        return UnitExamples(self.layer, self.top.cpu(), self.histogram.cpu(), self.map_width, self.seen)
+        return UnitExamples(self.layer, self.top.cpu(), self.histogram.cpu(), self.map_width, self.seen, self.tokens)
 
 
 def batches_of(count: int, batch: int) -> list[range]:
@@ -191,7 +193,7 @@ def dataset_pass(
                 position = flat.argmax(dim=2).T.contiguous()
                 if layer not in state:
                     state[layer] = UnitExamples(layer, TopK.empty(units, k, device), Histogram.empty(units, device),
-                                                width, 0)
+                                                width, 0, tokens=act.dim() == 3)
                 entry = state[layer]
                 entry.top = entry.top.add(scores, index.expand(units, -1), position)
                 entry.histogram = entry.histogram.add(scores)

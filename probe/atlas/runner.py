@@ -204,7 +204,8 @@ def _examples_record(group: Group, loaded: LoadedModel, data: AtlasData, merged:
                 y, x = divmod(position, entry.map_width)
                 box = field_.box(y, x) if field_.regular else boxes[(layer, position)]
                 examples.append({"index": index, "name": data.names[index], "file": crop_file(index, box),
-                                 "y": y, "x": x, "box": list(box), "score": float(entry.top.scores[unit, rank_in_unit])})
+                                 "y": y, "x": x, **({"token": position} if entry.tokens else {}),
+                                 "box": list(box), "score": float(entry.top.scores[unit, rank_in_unit])})
             units.append({"examples": examples, "histogram": entry.histogram.unit(unit)})
         layers[layer] = {"receptive_field": field_.as_dict(), "seen": entry.seen, "units": units}
     return {"digest": settings.digest(), "layers": layers}
