@@ -102,3 +102,23 @@ def levit() -> Levit:
     """A seeded :class:`Levit` (any input size that is a multiple of 4)."""
     torch.manual_seed(0)
     return Levit()
+
+
+class ClassToken(Tokens):
+    """:class:`Tokens` with a learned class token in front (position 0), as ViT's: no pixel reaches it before
+    ``block`` mixes the tokens."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cls = nn.Parameter(torch.randn(1, 1, 8))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        tokens = self.embed(x).flatten(2).transpose(1, 2)
+        tokens = self.drop(torch.cat([self.cls.expand(x.shape[0], -1, -1), tokens], dim=1))
+        return self.head(self.block(self.mix(tokens)).mean(dim=1))
+
+
+def class_token() -> ClassToken:
+    """A seeded :class:`ClassToken`."""
+    torch.manual_seed(0)
+    return ClassToken()

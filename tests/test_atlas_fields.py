@@ -107,6 +107,21 @@ def test_tokens_made_by_functional_code_after_a_convolution_are_read_channels_la
     assert probe.capture(loaded.module, torch.zeros(2, 3, 16, 16), ["drop"])["drop"].shape == (2, 8, 16)
 
 
+def test_a_position_no_pixel_reaches_gets_the_whole_image():
+    """ViT's class token before the first attention depends on no pixel: an example there failed the whole
+    atlas ('does not depend on the input image'); its crop is the image, its other tokens made its score."""
+    loaded = _loaded("class_token")
+    boxes = _atlas_boxes(loaded, "mix")
+    assert boxes[0] == (0, 0, 16, 16) and boxes[1:] == [(4 * (p // 4), 4 * (p % 4), 4 * (p // 4) + 4, 4 * (p % 4) + 4)
+                                                       for p in range(16)]
+    constant = probe.load_model(torch.nn.Sequential(torch.nn.Conv2d(3, 2, 1), torch.nn.Flatten()), input_size=4)
+    with torch.no_grad():
+        constant.module[0].weight.zero_()  # a layer no pixel reaches at all is still refused, naming --layers
+    with pytest.raises(probe.ProbeUsageError, match="does not depend on the input") as error:
+        receptive_field(constant, "0")
+    assert error.value.param == "layers"
+
+
 def test_fields_leave_the_model_as_they_found_it():
     loaded = _loaded("tokens")
     loaded.module.train()

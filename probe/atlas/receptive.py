@@ -106,8 +106,12 @@ def _map_size(loaded: LoadedModel, layer: str, inputs: torch.Tensor) -> tuple[in
     return (int(output.shape[2]), int(output.shape[3])) if output.dim() == 4 else (1, int(output.shape[2]))
 
 
-def _supports(loaded: LoadedModel, layer: str, positions: Sequence[int], inputs: torch.Tensor) -> list[Box]:
-    """The union over ``inputs`` of the gradient support of each flat position, in one pass.
+def _unreached(layer: str) -> ProbeUsageError:
+    return ProbeUsageError(f"layer {layer!r} does not depend on the input image; choose another layer", param="layers")
+
+
+def _supports(loaded: LoadedModel, layer: str, positions: Sequence[int], inputs: torch.Tensor) -> list[Box | None]:
+    """The union over ``inputs`` of the gradient support of each flat position, in one pass (None: no pixel reaches it).
 
     The batch holds ``inputs`` once per position; image ``b`` back-propagates only
     its own position (images do not mix in eval mode), so its gradient is that position's support.
@@ -117,22 +121,34 @@ def _supports(loaded: LoadedModel, layer: str, positions: Sequence[int], inputs:
     output = _flat(capture(loaded.module, image, [layer], stop_early=True)[layer], layer)
     where = torch.tensor(positions, device=output.device).repeat_interleave(samples)
     picked = output.gather(2, where.view(-1, 1, 1).expand(-1, output.shape[1], 1))
+    if not picked.requires_grad:
+        raise _unreached(layer)
     (grad,) = torch.autograd.grad(picked.sum(), image)
     masks = (grad.abs().sum(dim=1) > 0).view(len(positions), samples, *grad.shape[2:]).any(dim=1)
-    boxes = []
+    boxes: list[Box | None] = []
     for mask in masks:
         rows = mask.any(dim=1).nonzero().flatten()
         cols = mask.any(dim=0).nonzero().flatten()
-        if rows.numel() == 0:
-            raise ProbeUsageError(f"layer {layer!r} does not depend on the input image; choose another layer",
-                                  param="layers")
-        boxes.append((int(rows[0]), int(cols[0]), int(rows[-1]) + 1, int(cols[-1]) + 1))
+        boxes.append((int(rows[0]), int(cols[0]), int(rows[-1]) + 1, int(cols[-1]) + 1) if rows.numel() else None)
+    return boxes
+
+
+def _measure(loaded: LoadedModel, layer: str, positions: Sequence[int], inputs: torch.Tensor) -> list[Box | None]:
+    """:func:`_supports` of ``positions``, :data:`POSITIONS_PER_PASS` at a time, in eval mode."""
+    boxes: list[Box | None] = []
+    with evaluating(loaded.module):
+        for start in range(0, len(positions), POSITIONS_PER_PASS):
+            boxes += _supports(loaded, layer, list(positions[start:start + POSITIONS_PER_PASS]), inputs)
     return boxes
 
 
 def measure_boxes(loaded: LoadedModel, layer: str, positions: Sequence[int], image_size: tuple[int, int] | None = None,
                   *, samples: int = SAMPLES, seed: int = 0) -> list[Box]:
     """The measured box ``(top, left, bottom, right)`` of each flat position of ``layer``, in that order.
+
+    A position that no pixel reaches (ViT's class token before the first
+    attention) gets the whole image: its example is the image, whose other
+    positions make its score.
 
     Args:
         loaded: the model (not changed; no hook is left; only the input gets a gradient).
@@ -146,11 +162,8 @@ def measure_boxes(loaded: LoadedModel, layer: str, positions: Sequence[int], ima
         ProbeUsageError: the layer has no map, or does not depend on the input.
     """
     inputs = _inputs(loaded, image_size, samples, seed)
-    boxes: list[Box] = []
-    with evaluating(loaded.module):
-        for start in range(0, len(positions), POSITIONS_PER_PASS):
-            boxes += _supports(loaded, layer, list(positions[start:start + POSITIONS_PER_PASS]), inputs)
-    return boxes
+    whole = (0, 0, int(inputs.shape[2]), int(inputs.shape[3]))
+    return [box or whole for box in _measure(loaded, layer, positions, inputs)]
 
 
 def _step(here: Box, there: Box, first: int, limit: int) -> int | None:
@@ -180,12 +193,15 @@ def receptive_field(loaded: LoadedModel, layer: str, image_size: tuple[int, int]
     cy, cx = rows // 2, cols // 2
     ny, nx = (cy + 1 if cy + 1 < rows else cy - 1), (cx + 1 if cx + 1 < cols else cx - 1)
     points = [(cy, cx), (max(ny, 0), cx), (cy, max(nx, 0))]
-    measured = dict(zip(points, measure_boxes(loaded, layer, [y * cols + x for y, x in points], (height, width),
-                                              samples=samples, seed=seed)))
+    found = _measure(loaded, layer, [y * cols + x for y, x in points], inputs)
+    if all(box is None for box in found):
+        raise _unreached(layer)
+    whole = (0, 0, height, width)
+    measured = dict(zip(points, (box or whole for box in found)))
     here = measured[(cy, cx)]
     steps = (_step(here, measured[(ny, cx)], 0, height) if rows > 1 else 1,
              _step(here, measured[(cy, nx)], 1, width) if cols > 1 else 1)
-    inside = here[0] > 0 and here[1] > 0 and here[2] < height and here[3] < width
+    inside = None not in found and here[0] > 0 and here[1] > 0 and here[2] < height and here[3] < width
     size = (here[2] - here[0], here[3] - here[1])
     if None in steps:  # both edges clipped: the step of the map over the image, for the summary only
         steps = tuple(s if s is not None else max(1, round(limit / count))
@@ -196,7 +212,7 @@ def receptive_field(loaded: LoadedModel, layer: str, image_size: tuple[int, int]
     if not inside:  # the image clips the centre's field: its box and stride describe no position but itself
         return field_
     corners = [(0, 0), (rows - 1, cols - 1)]
-    measured.update(zip(corners, measure_boxes(loaded, layer, [y * cols + x for y, x in corners], (height, width),
-                                               samples=samples, seed=seed)))
+    measured.update(zip(corners, (box or whole for box in _measure(loaded, layer, [y * cols + x for y, x in corners],
+                                                                    inputs))))
     regular = all(field_.box(y, x) == box for (y, x), box in measured.items())
     return dataclasses.replace(field_, regular=regular)
