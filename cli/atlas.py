@@ -116,6 +116,8 @@ def _launch(ctx: click.Context, nproc: int) -> None:
               help="Dataset images per forward pass.")
 @click.option("--limit", type=count(1), default=None, metavar="N",
               help="Use the first N dataset images (default: all): --limit 240.")
+@click.option("--max-units", type=count(1), default=None, metavar="N",
+              help="Map only the first N units of each layer (default: all): --max-units 8 for a quick look.")
 @speed_options()
 @shared
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -128,7 +130,7 @@ def _launch(ctx: click.Context, nproc: int) -> None:
 @click.pass_context
 def command(ctx: click.Context, model: str, weights: str, layers: list[str] | None, dataset: str, examples: int,
             per_unit: int, diversity: float | None, preset: str, steps: int, lr: float | None, chunk: int, batch: int,
-            limit: int | None, precision: str, channels_last: bool, device: str, seed: int, out: Path | None,
+            limit: int | None, max_units: int | None, precision: str, channels_last: bool, device: str, seed: int, out: Path | None,
             force: bool, nproc: int | None) -> None:
     """Map every unit of a model: its synthetic image(s) beside the dataset images that excite it most.
 
@@ -182,7 +184,7 @@ def command(ctx: click.Context, model: str, weights: str, layers: list[str] | No
         summary = build_atlas(
             model, out=out, weights=parse_weights(weights), layers=_layers(layers), dataset=dataset,
             examples=examples, per_unit=per_unit, diversity=diversity, steps=steps, preset=preset, lr=lr,
-            chunk=chunk, batch=batch, limit=limit, seed=seed, device=device, precision=precision,
+            chunk=chunk, batch=batch, limit=limit, max_units=max_units, seed=seed, device=device, precision=precision,
             channels_last=channels_last, force=force, progress=progress, on_start=started,
             model_options=model_load_options(),
         )  # fmt: skip

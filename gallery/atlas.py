@@ -69,9 +69,21 @@ def _sort_key(value: Any) -> str:
     return repr(value)
 
 
-def _field(field_: Mapping[str, Any]) -> str:
-    """A receptive field's size, ``8×8``."""
-    return f"{field_['size'][0]}\u00d7{field_['size'][1]}"
+def _field(field_: Mapping[str, Any], unit: str = "") -> str:
+    """A receptive field's size, ``8×8``; ``64×64 at the centre`` where each position's field is measured on its
+    own (``regular`` False: tokens, windows, fields the image clips)."""
+    size = f"{field_['size'][0]}\u00d7{field_['size'][1]}{unit}"
+    return size if field_.get("regular", True) else f"{size} at the centre"
+
+
+def _stride(field_: Mapping[str, Any]) -> str:
+    """``stride 2``, or ``measured per position`` where one box and stride do not describe the layer."""
+    return f"stride {field_['stride'][0]}" if field_.get("regular", True) else "measured per position"
+
+
+def _where(example: Mapping[str, Any]) -> str:
+    """Where an example's maximum is: ``row 1, column 2`` of a map, ``token 5`` of tokens."""
+    return f"token {example['token']}" if "token" in example else f"row {example['y']}, column {example['x']}"
 
 
 def _page(title: str, body: str, script: str = "") -> str:
@@ -123,7 +135,7 @@ def _index(atlas: Mapping[str, Any]) -> str:
         field_ = layer["receptive_field"]
         rows.append(
             f"<tr><td><a href=\"{href(layer['page'])}\">{escape(layer['name'])}</a></td><td>{len(layer['units'])}</td>"
-            f"<td>{_field(field_)} (stride {field_['stride'][0]})</td>"
+            f"<td>{_field(field_)} ({_stride(field_)})</td>"
             f"<td>{layer['above_one']} / {len(layer['units'])}</td><td>{escape(ratio(layer['median_ratio'], minus=MINUS))}</td></tr>"
         )
     shown = {label(k): human(settings[k], k) for k in ("model", "weights", "dataset", "dataset_size", "examples",
@@ -154,7 +166,7 @@ def _layer_page(atlas: Mapping[str, Any], layer: Mapping[str, Any]) -> str:
     body = (
         f"<nav><a href=\"index.html\">all layers</a></nav><h1>{escape(title)}</h1>"
         f"<p>{len(layer['units'])} units; each shows its synthetic image and the crop of its best dataset example "
-        f"(receptive field {_field(field_)} pixels) and its ratio: the synthetic image's degree of activation over the "
+        f"(receptive field {_field(field_, ' pixels')}) and its ratio: the synthetic image's degree of activation over the "
         "best example's, both counted from the dataset median (above 1\u00d7: the synthetic image beats every dataset "
         "image; below 0: it scores under the median image; \u2014: the best example is no higher than the median).</p>"
         f"<p>sort by: {buttons}</p><div class=\"grid\" id=\"units\" style=\"--cell:150px\">{cards}</div>"
@@ -176,7 +188,7 @@ def _unit_page(atlas: Mapping[str, Any], layer: Mapping[str, Any], position: int
     )
     examples = "".join(
         f"<figure><img src=\"{href(e['file'])}\" alt=\"{escape(e['name'])}\"><figcaption>{escape(e['name'])}<br>"
-        f"a = {escape(_figure('score', e['score']))} at row {e['y']}, column {e['x']}</figcaption></figure>"
+        f"a = {escape(_figure('score', e['score']))} at {_where(e)}</figcaption></figure>"
         for e in unit["examples"]
     )
     figures = {name: _figure(key, unit.get(key)) for key, name in FIGURES}

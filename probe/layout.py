@@ -13,9 +13,14 @@ first); ``Linear``, ``LayerNorm`` and ``MultiheadAttention`` set the last dim;
 other modules (activations, dropout, pools, stochastic depth, reshapes) keep
 it; torchvision's ``Permute`` moves it. A channels-last state whose width (the last such module's features) no
 longer matches the last dimension but matches dim 1 has been permuted back
-(MaxViT's departition): channels first.
+(MaxViT's departition): channels first; a channels-first state whose width
+matches the last dimension of a 3-D output but not dim 1 has become tokens
+(ViT flattens and transposes its patch map by functional code): channels last.
 Outputs with fewer than three dimensions, ``(N, F)``, have their features at
-dim 1 either way. Models with no ``LayerNorm``, ``MultiheadAttention`` or
+dim 1 either way; a convolution or norm with such an output (LeViT's
+``BatchNorm1d`` over tokens flattened to ``(N * L, C)``) leaves the state
+channels-last, as the tokens reshaped from it have their channels last.
+Models with no ``LayerNorm``, ``MultiheadAttention``, ``BatchNorm1d`` or
 ``Permute`` module are channels-first throughout, with no extra pass. A
 ``torch.nn.functional`` layer norm or permutation is not seen.
 """
@@ -41,8 +46,9 @@ _KNOWN: weakref.WeakKeyDictionary[nn.Module, frozenset[str]] = weakref.WeakKeyDi
 
 
 def may_be_channels_last(model: nn.Module) -> bool:
-    """Whether ``model`` has a module that can put channels last (a LayerNorm, attention or a Permute)."""
-    return any(isinstance(m, (nn.LayerNorm, nn.MultiheadAttention)) or type(m).__name__ == "Permute"
+    """Whether ``model`` has a module that can put channels last (a LayerNorm, attention, a Permute, or a
+    BatchNorm1d, which LeViT runs over its tokens flattened to ``(N * L, C)``)."""
+    return any(isinstance(m, (nn.LayerNorm, nn.MultiheadAttention, nn.BatchNorm1d)) or type(m).__name__ == "Permute"
                for m in model.modules())
 
 
@@ -82,8 +88,10 @@ def channels_last_layers(model: nn.Module, inputs: torch.Tensor) -> frozenset[st
         def hook(name: str, module: nn.Module, output: Any) -> None:
             tensor = output[0] if isinstance(output, (tuple, list)) and output else output
             if is_leaf(module):
-                if isinstance(module, (_FIRST, _LAST)):
-                    state["last"], state["width"] = isinstance(module, _LAST), _width(module)
+                if isinstance(module, (_FIRST, _LAST)):  # a norm over (M, C) rows (LeViT's BatchNorm1d on
+                    # flattened tokens) has its features last too: the tokens it returns to keep them there
+                    flat = isinstance(tensor, torch.Tensor) and tensor.dim() == 2
+                    state["last"], state["width"] = isinstance(module, _LAST) or flat, _width(module)
                 elif type(module).__name__ == "Permute" and isinstance(tensor, torch.Tensor) and tensor.dim() > 2:
                     dims = [d % tensor.dim() for d in getattr(module, "dims", ())]
                     axis = tensor.dim() - 1 if state["last"] else 1
@@ -95,6 +103,9 @@ def channels_last_layers(model: nn.Module, inputs: torch.Tensor) -> frozenset[st
             width = state["width"]
             if state["last"] and width is not None and tensor.shape[-1] != width and tensor.shape[1] == width:
                 state["last"] = False  # permuted back to channels first
+            elif (not state["last"] and width is not None and tensor.dim() == 3 and tensor.shape[1] != width
+                  and tensor.shape[-1] == width):
+                state["last"] = True  # a map flattened to (N, L, C) tokens by functional code (ViT's patches)
             if state["last"]:
                 found.add(name)
 

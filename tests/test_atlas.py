@@ -292,7 +292,7 @@ def test_probe_gallery_lists_an_atlas(small_atlas, tmp_path):
 
 
 def test_every_crop_holds_its_box_of_its_dataset_image(small_atlas):
-    """Units that share a crop share its encoding: each file must still hold its own box of its own image."""
+    """Units that share a crop (image, box) share its one file, which holds that box of that image."""
     import numpy as np
 
     from probe.atlas.data import open_dataset
@@ -302,7 +302,9 @@ def test_every_crop_holds_its_box_of_its_dataset_image(small_atlas):
     atlas = json.loads((folder / "atlas.json").read_text())
     data = open_dataset("zoo", probe.load_model("digits"), limit=240)
     examples = [e for layer in atlas["layers"] for unit in layer["units"] for e in unit["examples"]]
-    assert len({(e["index"], tuple(e["box"])) for e in examples}) < len(examples) == 300  # some are shared
+    shared = {(e["index"], tuple(e["box"])) for e in examples}
+    assert len(shared) < len(examples) == 300  # some are shared
+    assert len({e["file"] for e in examples}) == len(shared) == len(list((folder / "images").glob("x*.png")))  # one file each
     for example in examples:
         top, left, bottom, right = example["box"]
         expected = np.asarray(to_pil(data.load([example["index"]])[0][:, top:bottom, left:right]))

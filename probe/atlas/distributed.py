@@ -15,14 +15,34 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import torch
 import torch.distributed as dist
 
-from probe.errors import ProbeRuntimeError
+from probe.errors import ProbeError, ProbeRuntimeError, ProbeUsageError
 
-__all__ = ["Group", "join", "launched_by_torchrun"]
+__all__ = ["Group", "join", "launched_by_torchrun", "outcome", "unwrap"]
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def outcome(work: Callable[[], T]) -> tuple[Any, ...]:
+    """``("ok", value)`` or, for a cnn-probe error, ``("error", kind, message, param)``: picklable, to send to the other ranks."""
+    try:
+        return ("ok", work())
+    except ProbeError as error:
+        return ("error", type(error).__name__, str(error), getattr(error, "param", None))
+
+
+def unwrap(result: tuple[Any, ...]) -> Any:
+    """The value of an :func:`outcome`, or its error raised again (a usage error keeps its option)."""
+    if result[0] == "ok":
+        return result[1]
+    kind, message, param = result[1:]
+    raise ProbeUsageError(message, param=param) if kind == "ProbeUsageError" else ProbeRuntimeError(message)
 
 TIMEOUT = timedelta(minutes=30)
 
@@ -73,6 +93,19 @@ class Group:
         out: list[Any] = [None] * self.world
         dist.all_gather_object(out, value)
         return out
+
+    def share(self, items: Sequence[T], work: Callable[[T], R]) -> list[R]:
+        """``[work(item) for item in items]`` on every rank, each rank computing every ``world``-th item.
+
+        The items are dealt round-robin (rank ``r`` takes ``items[r::world]``), the
+        results all-gathered in item order, so the list is the one a single
+        process computes when ``work`` depends on its item alone. A cnn-probe
+        error in any item is raised on every rank (the first in item order).
+        """
+        mine = [outcome(lambda item=item: work(item)) for item in items[self.rank::self.world]]
+        parts = self.gather(mine)
+        results = [parts[number % self.world][number // self.world] for number in range(len(items))]
+        return [unwrap(result) for result in results]
 
     def claim(self, count: int) -> Iterator[int]:
         """Indices ``0..count-1``, each to exactly one rank, first come first served (``store.add``)."""

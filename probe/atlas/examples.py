@@ -39,7 +39,7 @@ class TopK:
     Attributes:
         scores: ``(C, k)`` degree of activation, best first (``-inf`` where empty).
         index: ``(C, k)`` dataset index (``-1`` where empty).
-        position: ``(C, k)`` flat position ``y * W' + x`` of the map's maximum.
+        position: ``(C, k)`` flat position ``y * W' + x`` of the map's maximum (the token, for ``(N, C, L)`` tokens).
     """
 
     scores: torch.Tensor
@@ -129,17 +129,19 @@ class Histogram:
 
 @dataclass
 class UnitExamples:
-    """What the dataset pass found for one layer: its top-k and histograms, plus the map width."""
+    """What the dataset pass found for one layer: its top-k and histograms, plus the map width (``L`` for tokens)
+    and whether its positions are tokens (an ``(N, C, L)`` output)."""
 
     layer: str
     top: TopK
     histogram: Histogram
     map_width: int
     seen: int
+    tokens: bool = False
 
     def cpu(self) -> UnitExamples:
         """The same on the CPU (to gather across ranks)."""
-        return UnitExamples(self.layer, self.top.cpu(), self.histogram.cpu(), self.map_width, self.seen)
+        return UnitExamples(self.layer, self.top.cpu(), self.histogram.cpu(), self.map_width, self.seen, self.tokens)
 
 
 def batches_of(count: int, batch: int) -> list[range]:
@@ -154,6 +156,7 @@ def dataset_pass(
     batches: Sequence[range],
     *,
     k: int,
+    keep: Sequence[int] | None = None,
     precision: str = "fp32",
     progress: Callable[[int], None] | None = None,
 ) -> dict[str, UnitExamples]:
@@ -162,9 +165,10 @@ def dataset_pass(
     Args:
         loaded: the model (not changed; no hook is left).
         load: ``load(indices) -> (B, C, H, W)`` images in ``[0, 1]``.
-        layers: layers with ``(N, C, H', W')`` outputs.
+        layers: layers with ``(N, C, H', W')`` maps or ``(N, C, L)`` tokens (as :func:`probe.hooks.capture` gives them).
         batches: the dataset indices of each batch this rank handles.
         k: examples per unit.
+        keep: how many units (the first) of each layer to keep, same order as ``layers``; default all.
         precision: autocast for the forward passes (scores are taken in fp32).
         progress: ``progress(images)`` after each batch.
 
@@ -179,14 +183,17 @@ def dataset_pass(
             with autocast(device, precision):
                 acts = capture(loaded.module, loaded.preprocess.normalize(images), list(layers), stop_early=True)
             index = torch.tensor(list(indices), device=device)
-            for layer in layers:
+            for number, layer in enumerate(layers):
                 act = acts[layer].float()
-                units, width = act.shape[1], act.shape[3]
-                scores = act.sum(dim=(2, 3)).T.contiguous()  # (C, B)
-                position = act.flatten(2).argmax(dim=2).T.contiguous()
+                if keep is not None:
+                    act = act[:, : keep[number]]
+                units, width = act.shape[1], act.shape[-1]
+                flat = act.flatten(2)  # (B, C, H' * W') of a map, (B, C, L) of tokens
+                scores = flat.sum(dim=2).T.contiguous()  # (C, B)
+                position = flat.argmax(dim=2).T.contiguous()
                 if layer not in state:
                     state[layer] = UnitExamples(layer, TopK.empty(units, k, device), Histogram.empty(units, device),
-                                                width, 0)
+                                                width, 0, tokens=act.dim() == 3)
                 entry = state[layer]
                 entry.top = entry.top.add(scores, index.expand(units, -1), position)
                 entry.histogram = entry.histogram.add(scores)

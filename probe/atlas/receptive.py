@@ -1,18 +1,30 @@
 """The receptive field of a layer, measured by the gradient of one output position w.r.t. the input.
 
-Works for any architecture (branches, padding, dilation, pooling): the support
-of ``d act[:, :, y, x] / d input`` is exactly the set of input pixels that can
-change that position. Two details keep the support complete:
+Works for any architecture (branches, padding, dilation, pooling, attention): the
+support of ``d act[:, :, p] / d input`` is exactly the set of input pixels that
+can change position ``p``. Two details keep the support complete:
 
 - max pooling sends the gradient to one element of each window, and a dead
   ReLU sends none, so the support is the union over a few random inputs
   (seeded, drawn in the model's normalized input space);
-- two neighbouring positions give the stride (how far the support moves per
-  output step), so the field of any position follows without another pass.
+- the positions of a map are flat (``y * W' + x`` of an ``(N, C, H', W')``
+  map, the token of an ``(N, C, L)`` one), and a box is measured for exactly
+  the positions asked for (:func:`measure_boxes`), several positions per pass.
+
+A convolutional map is a regular grid: its fields are one box moved by a stride.
+:func:`receptive_field` measures that box and stride from the centre and its
+neighbours, then checks the prediction against the measured boxes of the first and last
+positions; where the grid does not hold (a field clipped by the image on both
+sides, a squeeze-excitation or attention layer that sees the whole image,
+windows, tokens) :attr:`ReceptiveField.regular` is False and the boxes must be
+measured per position. Every pass depends only on (model, layer, positions of
+its group, seed), so any rank measures the same boxes.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -21,20 +33,30 @@ from probe.errors import ProbeUsageError
 from probe.hooks import capture, evaluating
 from probe.models import LoadedModel
 
-__all__ = ["ReceptiveField", "receptive_field"]
+__all__ = ["ReceptiveField", "receptive_field", "measure_boxes", "POSITIONS_PER_PASS", "SAMPLES"]
+
+Box = tuple[int, int, int, int]
+SAMPLES = 8
+"""Random inputs whose supports are united (default of every function here)."""
+POSITIONS_PER_PASS = 4
+"""Positions measured in one forward/backward pass (``4 * SAMPLES`` images): the fixed groups the ranks share."""
 
 
 @dataclass(frozen=True)
 class ReceptiveField:
-    """Where a layer's output position looks in the input image.
+    """Where a layer's output positions look in the input image.
 
     Attributes:
-        size: ``(h, w)`` the field's height and width in input pixels.
-        stride: ``(sy, sx)`` input pixels per output position.
+        size: ``(h, w)`` the field's height and width in input pixels (for an
+            irregular layer: the centre position's measured box).
+        stride: ``(sy, sx)`` input pixels per output position (for an irregular
+            layer: the image over the map, ``(1, 1)`` for tokens).
         offset: ``(oy, ox)`` the input coordinate of the top-left corner of
             position ``(0, 0)``'s field (negative where padding reaches outside).
-        map_size: ``(H', W')`` the layer's output map.
+        map_size: ``(H', W')`` the layer's output map (``(1, L)`` for ``L`` tokens).
         image_size: ``(H, W)`` the input the field was measured at.
+        regular: whether :meth:`box` predicts every position's measured box
+            (checked at the first and last positions); False: measure boxes with :func:`measure_boxes`.
     """
 
     size: tuple[int, int]
@@ -42,67 +64,155 @@ class ReceptiveField:
     offset: tuple[int, int]
     map_size: tuple[int, int]
     image_size: tuple[int, int]
+    regular: bool = True
 
-    def box(self, y: int, x: int) -> tuple[int, int, int, int]:
-        """``(top, left, bottom, right)`` of position ``(y, x)``'s field, clipped to the image (bottom/right exclusive)."""
+    def box(self, y: int, x: int) -> Box:
+        """``(top, left, bottom, right)`` of position ``(y, x)``'s field, clipped to the image (bottom/right exclusive).
+
+        Exact only for a :attr:`regular` field.
+        """
         top = self.offset[0] + y * self.stride[0]
         left = self.offset[1] + x * self.stride[1]
         height, width = self.image_size
         return (max(0, top), max(0, left), min(height, top + self.size[0]), min(width, left + self.size[1]))
 
-    def as_dict(self) -> dict[str, list[int]]:
+    def as_dict(self) -> dict[str, object]:
         """JSON-ready fields."""
         return {"size": list(self.size), "stride": list(self.stride), "offset": list(self.offset),
-                "map_size": list(self.map_size), "image_size": list(self.image_size)}
+                "map_size": list(self.map_size), "image_size": list(self.image_size), "regular": self.regular}
 
 
-def _support(loaded: LoadedModel, layer: str, y: int, x: int, inputs: torch.Tensor) -> tuple[int, int, int, int]:
-    """``(top, left, bottom, right)`` of the union over ``inputs`` of the gradient support of position (y, x)."""
-    image = inputs.clone().requires_grad_(True)
-    acts = capture(loaded.module, image, [layer], stop_early=True)
-    output = acts[layer]
-    (grad,) = torch.autograd.grad(output[:, :, y, x].sum(), image)
-    mask = grad.abs().sum(dim=(0, 1)) > 0
-    rows = mask.any(dim=1).nonzero().flatten()
-    cols = mask.any(dim=0).nonzero().flatten()
-    if rows.numel() == 0:
-        raise ProbeUsageError(f"layer {layer!r} does not depend on the input image; choose another layer", param="layers")
-    return int(rows[0]), int(cols[0]), int(rows[-1]) + 1, int(cols[-1]) + 1
+def _inputs(loaded: LoadedModel, image_size: tuple[int, int] | None, samples: int, seed: int) -> torch.Tensor:
+    """``(samples, C, H, W)`` seeded random inputs on the model's device."""
+    height, width = image_size or loaded.preprocess.input_size
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randn(samples, loaded.preprocess.channels, height, width, generator=generator).to(loaded.device)
 
 
-def receptive_field(loaded: LoadedModel, layer: str, image_size: tuple[int, int] | None = None,
-                    *, samples: int = 8, seed: int = 0) -> ReceptiveField:
-    """Measure ``layer``'s receptive field on ``image_size`` inputs (default the model's input size).
+def _flat(output: torch.Tensor, layer: str) -> torch.Tensor:
+    """``(N, C, P)``: a layer's ``(N, C, H', W')`` map or ``(N, C, L)`` tokens with flat positions."""
+    if output.dim() not in (3, 4):
+        raise ProbeUsageError(f"layer {layer!r} gives {tuple(output.shape)}, not a (N, C, H, W) map or (N, C, L) "
+                              "tokens: it has no receptive field; choose a convolution, block or token layer",
+                              param="layers")
+    return output.flatten(2)
+
+
+def _map_size(loaded: LoadedModel, layer: str, inputs: torch.Tensor) -> tuple[int, int]:
+    """``(H', W')`` of ``layer``'s map (``(1, L)`` for tokens), from one no-grad pass."""
+    with torch.no_grad():
+        output = capture(loaded.module, inputs[:1], [layer], stop_early=True)[layer]
+    _flat(output, layer)
+    return (int(output.shape[2]), int(output.shape[3])) if output.dim() == 4 else (1, int(output.shape[2]))
+
+
+def _unreached(layer: str) -> ProbeUsageError:
+    return ProbeUsageError(f"layer {layer!r} does not depend on the input image; choose another layer", param="layers")
+
+
+def _supports(loaded: LoadedModel, layer: str, positions: Sequence[int], inputs: torch.Tensor) -> list[Box | None]:
+    """The union over ``inputs`` of the gradient support of each flat position, in one pass (None: no pixel reaches it).
+
+    The batch holds ``inputs`` once per position; image ``b`` back-propagates only
+    its own position (images do not mix in eval mode), so its gradient is that position's support.
+    """
+    samples = inputs.shape[0]
+    image = inputs.repeat(len(positions), 1, 1, 1).requires_grad_(True)
+    output = _flat(capture(loaded.module, image, [layer], stop_early=True)[layer], layer)
+    where = torch.tensor(positions, device=output.device).repeat_interleave(samples)
+    picked = output.gather(2, where.view(-1, 1, 1).expand(-1, output.shape[1], 1))
+    if not picked.requires_grad:
+        raise _unreached(layer)
+    (grad,) = torch.autograd.grad(picked.sum(), image)
+    masks = (grad.abs().sum(dim=1) > 0).view(len(positions), samples, *grad.shape[2:]).any(dim=1)
+    boxes: list[Box | None] = []
+    for mask in masks:
+        rows = mask.any(dim=1).nonzero().flatten()
+        cols = mask.any(dim=0).nonzero().flatten()
+        boxes.append((int(rows[0]), int(cols[0]), int(rows[-1]) + 1, int(cols[-1]) + 1) if rows.numel() else None)
+    return boxes
+
+
+def _measure(loaded: LoadedModel, layer: str, positions: Sequence[int], inputs: torch.Tensor) -> list[Box | None]:
+    """:func:`_supports` of ``positions``, :data:`POSITIONS_PER_PASS` at a time, in eval mode."""
+    boxes: list[Box | None] = []
+    with evaluating(loaded.module):
+        for start in range(0, len(positions), POSITIONS_PER_PASS):
+            boxes += _supports(loaded, layer, list(positions[start:start + POSITIONS_PER_PASS]), inputs)
+    return boxes
+
+
+def measure_boxes(loaded: LoadedModel, layer: str, positions: Sequence[int], image_size: tuple[int, int] | None = None,
+                  *, samples: int = SAMPLES, seed: int = 0) -> list[Box]:
+    """The measured box ``(top, left, bottom, right)`` of each flat position of ``layer``, in that order.
+
+    A position that no pixel reaches (ViT's class token before the first
+    attention) gets the whole image: its example is the image, whose other
+    positions make its score.
 
     Args:
         loaded: the model (not changed; no hook is left; only the input gets a gradient).
-        layer: a layer whose output is ``(N, C, H', W')``.
+        layer: a layer whose output is ``(N, C, H', W')`` (position ``y * W' + x``) or ``(N, C, L)`` (token).
+        positions: flat positions; measured :data:`POSITIONS_PER_PASS` at a time, in the order given.
         image_size: ``(H, W)``; default the model's input size.
-        samples: random inputs whose supports are united (default 8).
+        samples: random inputs whose supports are united (default :data:`SAMPLES`).
         seed: seeds those inputs (default 0).
 
     Raises:
-        ProbeUsageError: the layer has no spatial map, or does not depend on the input.
+        ProbeUsageError: the layer has no map, or does not depend on the input.
     """
-    height, width = image_size or loaded.preprocess.input_size
-    generator = torch.Generator().manual_seed(seed)
-    channels = loaded.preprocess.channels
-    inputs = torch.randn(samples, channels, height, width, generator=generator).to(loaded.device)
+    inputs = _inputs(loaded, image_size, samples, seed)
+    whole = (0, 0, int(inputs.shape[2]), int(inputs.shape[3]))
+    return [box or whole for box in _measure(loaded, layer, positions, inputs)]
+
+
+def _step(here: Box, there: Box, first: int, limit: int) -> int | None:
+    """Pixels the box moves between neighbours along one axis (``first``: 0 rows, 1 columns), read from an edge
+    that the image clips in neither box; None when both edges are clipped."""
+    if here[first] > 0 and there[first] > 0:
+        return abs(there[first] - here[first])
+    if here[first + 2] < limit and there[first + 2] < limit:
+        return abs(there[first + 2] - here[first + 2])
+    return None
+
+
+def receptive_field(loaded: LoadedModel, layer: str, image_size: tuple[int, int] | None = None,
+                    *, samples: int = SAMPLES, seed: int = 0) -> ReceptiveField:
+    """Measure ``layer``'s receptive field on ``image_size`` inputs (default the model's input size).
+
+    The centre position and its neighbours below and to the right are measured
+    (one pass), then, when the image does not clip the centre's box, the first and
+    last positions (a second pass); the field is :attr:`~ReceptiveField.regular`
+    when the box and stride read from the centre predict all five measured boxes. The arguments (the model is not
+    changed, no hook is left) and errors are :func:`measure_boxes`'s, less ``positions``.
+    """
+    inputs = _inputs(loaded, image_size, samples, seed)
+    height, width = int(inputs.shape[2]), int(inputs.shape[3])
     with evaluating(loaded.module):
-        with torch.no_grad():
-            shape = capture(loaded.module, inputs[:1], [layer], stop_early=True)[layer].shape
-        if len(shape) != 4:
-            raise ProbeUsageError(f"layer {layer!r} gives {tuple(shape)}, not a (N, C, H, W) map: it has no "
-                                  "receptive field; choose a convolution or block", param="layers")
-        rows, cols = shape[2], shape[3]
-        cy, cx = rows // 2, cols // 2
-        ny, nx = (cy + 1 if cy + 1 < rows else cy - 1), (cx + 1 if cx + 1 < cols else cx - 1)
-        here = _support(loaded, layer, cy, cx, inputs)
-        below = _support(loaded, layer, ny, cx, inputs) if rows > 1 else here
-        right = _support(loaded, layer, cy, nx, inputs) if cols > 1 else here
-    stride_y = abs(below[0] - here[0]) if rows > 1 else 1
-    stride_x = abs(right[1] - here[1]) if cols > 1 else 1
+        rows, cols = _map_size(loaded, layer, inputs)
+    cy, cx = rows // 2, cols // 2
+    ny, nx = (cy + 1 if cy + 1 < rows else cy - 1), (cx + 1 if cx + 1 < cols else cx - 1)
+    points = [(cy, cx), (max(ny, 0), cx), (cy, max(nx, 0))]
+    found = _measure(loaded, layer, [y * cols + x for y, x in points], inputs)
+    if all(box is None for box in found):
+        raise _unreached(layer)
+    whole = (0, 0, height, width)
+    measured = dict(zip(points, (box or whole for box in found)))
+    here = measured[(cy, cx)]
+    steps = (_step(here, measured[(ny, cx)], 0, height) if rows > 1 else 1,
+             _step(here, measured[(cy, nx)], 1, width) if cols > 1 else 1)
+    inside = None not in found and here[0] > 0 and here[1] > 0 and here[2] < height and here[3] < width
     size = (here[2] - here[0], here[3] - here[1])
-    return ReceptiveField(size=size, stride=(max(1, stride_y), max(1, stride_x)),
-                          offset=(here[0] - cy * stride_y, here[1] - cx * stride_x),
-                          map_size=(rows, cols), image_size=(height, width))
+    if None in steps:  # both edges clipped: the step of the map over the image, for the summary only
+        steps = tuple(s if s is not None else max(1, round(limit / count))
+                      for s, limit, count in zip(steps, (height, width), (rows, cols)))
+    stride = (max(1, steps[0]), max(1, steps[1]))
+    field_ = ReceptiveField(size, stride, (here[0] - cy * steps[0], here[1] - cx * steps[1]), (rows, cols),
+                            (height, width), regular=False)
+    if not inside:  # the image clips the centre's field: its box and stride describe no position but itself
+        return field_
+    corners = [(0, 0), (rows - 1, cols - 1)]
+    measured.update(zip(corners, (box or whole for box in _measure(loaded, layer, [y * cols + x for y, x in corners],
+                                                                    inputs))))
+    regular = all(field_.box(y, x) == box for (y, x), box in measured.items())
+    return dataclasses.replace(field_, regular=regular)

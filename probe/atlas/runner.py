@@ -6,7 +6,7 @@ them), rank 0 alone writes the shared files::
     OUT/atlas-run.json           the settings and their digest (written first)
     OUT/records/examples.json    the merged dataset pass (after its crops)
     OUT/records/<chunk>.json     one finished chunk (after its images)
-    OUT/images/*.png             synthetic images (-s0, -s1...) and example crops (-e0, -e1...)
+    OUT/images/*.png             synthetic images (-s0, -s1...) and example crops (x<image>-<box>, shared by units)
     OUT/index.html, layer-*.html, unit pages, atlas.json    the site (rank 0, at the end)
 
 1. **Settings.** Rank 0 checks ``OUT``: a new or empty folder is started, an
@@ -38,13 +38,13 @@ from torch import nn
 from probe import __version__
 from probe import objectives as O
 from probe.atlas.data import AtlasData, open_dataset
-from probe.atlas.distributed import Group, join
+from probe.atlas.distributed import Group, join, outcome, unwrap
 from probe.atlas.examples import UnitExamples, batches_of, dataset_pass, merge_passes
 from probe.atlas.plan import AtlasSettings, Chunk, file_stem, make_chunks
-from probe.atlas.receptive import receptive_field
+from probe.atlas.receptive import POSITIONS_PER_PASS, ReceptiveField, measure_boxes, receptive_field
 from probe.atlas.records import png_bytes, read_json, remove_partial, write_bytes, write_json, write_png
 from probe.atlas.writer import Writer
-from probe.errors import ProbeError, ProbeRuntimeError, ProbeUsageError, unknown_name
+from probe.errors import ProbeRuntimeError, ProbeUsageError, unknown_name
 from probe.hooks import layers as list_layers
 from probe.images import to_pil
 from probe.models import LoadedModel, load_model
@@ -89,23 +89,27 @@ class AtlasSummary:
 
 
 def atlas_layers(loaded: LoadedModel, layers: str | Sequence[str]) -> list[tuple[str, int]]:
-    """``[(layer, channels)]`` for ``layers``: names, or ``"all"`` = every convolution and block with a (C, H, W) map.
+    """``[(layer, channels)]`` for ``layers``: names, or ``"all"`` = every convolution and block with a map.
 
-    A block is a module with children, other than an ``nn.Sequential`` (whose
+    A map is a ``(C, H, W)`` output or tokens (ViT's ``(L, C)``, read as ``C``
+    units over ``L`` positions; channels-last outputs count by their channels,
+    :mod:`probe.layout`). A block is a module with children, other than an ``nn.Sequential`` (whose
     output is its last child's, already in the list: ResNet's ``layer1`` is
     ``layer1.1``).
 
     Raises:
-        ProbeUsageError: an unknown layer (with the closest name), or one without a spatial map.
+        ProbeUsageError: an unknown layer (with the closest name), or one without a map.
     """
     rows = list_layers(loaded.module, loaded.input_shape)
-    maps = {row.name: row for row in rows if row.batched and row.output_shape is not None and len(row.output_shape) == 3}
+    maps = {row.name: row for row in rows if row.batched and row.output_shape is not None
+            and len(row.output_shape) in (2, 3) and row.channels is not None}
     modules = dict(loaded.module.named_modules())
     if layers == "all" or list(layers) == ["all"]:
         chosen = [name for name, row in maps.items() if row.type == "Conv2d" or (
             any(True for _ in modules[name].children()) and not isinstance(modules[name], nn.Sequential))]
         if not chosen:
-            raise ProbeUsageError(f"{loaded.name} has no convolution or block with a (C, H, W) output", param="layers")
+            raise ProbeUsageError(f"{loaded.name} has no convolution or block with a (C, H, W) map or tokens",
+                                  param="layers")
         return [(name, int(maps[name].channels)) for name in chosen]
     names = [layers] if isinstance(layers, str) else list(layers)
     result = []
@@ -113,9 +117,9 @@ def atlas_layers(loaded: LoadedModel, layers: str | Sequence[str]) -> list[tuple
         if name not in modules or not name:
             raise unknown_name("layer", name, [row.name for row in rows], param="layers")
         if name not in maps:
-            raise ProbeUsageError(f"layer {name!r} has no (C, H, W) map (its output is "
+            raise ProbeUsageError(f"layer {name!r} has no (C, H, W) map or (L, C) tokens (its output is "
                                   f"{next((r.output_shape for r in rows if r.name == name), None)}); an atlas shows "
-                                  "convolutions and blocks", param="layers")
+                                  "convolutions, blocks and token layers", param="layers")
         if name in (n for n, _ in result):
             raise ProbeUsageError(f"layer {name!r} is named twice", param="layers")
         result.append((name, int(maps[name].channels)))
@@ -124,17 +128,7 @@ def atlas_layers(loaded: LoadedModel, layers: str | Sequence[str]) -> list[tuple
 
 def _relay(group: Group, work: Callable[[], Any]) -> Any:
     """Run ``work`` on rank 0 and give every rank its result, or raise its cnn-probe error on every rank."""
-    outcome: Any = None
-    if group.rank == 0:
-        try:
-            outcome = ("ok", work())
-        except ProbeError as error:
-            outcome = ("error", type(error).__name__, str(error), getattr(error, "param", None))
-    outcome = group.broadcast(outcome)
-    if outcome[0] == "ok":
-        return outcome[1]
-    kind, message, param = outcome[1:]
-    raise ProbeUsageError(message, param=param) if kind == "ProbeUsageError" else ProbeRuntimeError(message)
+    return unwrap(group.broadcast(outcome(work) if group.rank == 0 else None))
 
 
 def _start_folder(folder: Path, settings: AtlasSettings, force: bool) -> None:
@@ -169,13 +163,36 @@ def _clear(folder: Path) -> None:
             path.unlink()
 
 
-def _examples_record(loaded: LoadedModel, data: AtlasData, merged: dict[str, UnitExamples],
+def _boxes(group: Group, loaded: LoadedModel, merged: dict[str, UnitExamples],
+           settings: AtlasSettings) -> tuple[dict[str, ReceptiveField], dict[tuple[str, int], tuple[int, ...]]]:
+    """Every rank: each layer's receptive field, and the measured box of every example position of an irregular layer.
+
+    The ranks share the work (:meth:`Group.share`): the layers round-robin, then the
+    irregular layers' positions in fixed groups of :data:`POSITIONS_PER_PASS`, so the
+    result is the one process's, bit for bit. Returns ``(fields, {(layer, position): box})``.
+    """
+    size, seed = settings.image_size, settings.seed
+    fields = dict(zip(settings.layers, group.share(
+        settings.layers, lambda layer: receptive_field(loaded, layer, size, seed=seed))))
+    groups = []
+    for layer in settings.layers:
+        if not fields[layer].regular:
+            top = merged[layer].top
+            used = sorted({int(p) for p, i in zip(top.position.flatten().tolist(), top.index.flatten().tolist()) if i >= 0})
+            groups += [(layer, used[start:start + POSITIONS_PER_PASS]) for start in range(0, len(used), POSITIONS_PER_PASS)]
+    measured = group.share(groups, lambda item: measure_boxes(loaded, item[0], item[1], size, seed=seed))
+    boxes = {(layer, position): box for (layer, positions), found in zip(groups, measured)
+             for position, box in zip(positions, found)}
+    return fields, boxes
+
+
+def _examples_record(group: Group, loaded: LoadedModel, data: AtlasData, merged: dict[str, UnitExamples],
                      settings: AtlasSettings) -> dict[str, Any]:
-    """Rank 0: measure receptive fields and return the examples record (each example's box and crop file)."""
+    """Every rank: the examples record (each example's box and crop file), its boxes measured by all ranks."""
+    fields, boxes = _boxes(group, loaded, merged, settings)
     layers: dict[str, Any] = {}
     for layer in settings.layers:
-        entry = merged[layer]
-        field_ = receptive_field(loaded, layer, settings.image_size, seed=settings.seed)
+        entry, field_ = merged[layer], fields[layer]
         units = []
         for unit in range(entry.top.scores.shape[0]):
             examples = []
@@ -185,25 +202,35 @@ def _examples_record(loaded: LoadedModel, data: AtlasData, merged: dict[str, Uni
                     continue
                 position = int(entry.top.position[unit, rank_in_unit])
                 y, x = divmod(position, entry.map_width)
-                examples.append({"index": index, "name": data.names[index],
-                                 "file": f"images/{file_stem(layer)}-{unit:04d}-e{rank_in_unit}.png", "y": y, "x": x,
-                                 "box": list(field_.box(y, x)), "score": float(entry.top.scores[unit, rank_in_unit])})
+                box = field_.box(y, x) if field_.regular else boxes[(layer, position)]
+                examples.append({"index": index, "name": data.names[index], "file": crop_file(index, box),
+                                 "y": y, "x": x, **({"token": position} if entry.tokens else {}),
+                                 "box": list(box), "score": float(entry.top.scores[unit, rank_in_unit])})
             units.append({"examples": examples, "histogram": entry.histogram.unit(unit)})
         layers[layer] = {"receptive_field": field_.as_dict(), "seen": entry.seen, "units": units}
     return {"digest": settings.digest(), "layers": layers}
 
 
-def _write_crops(data: AtlasData, record: dict[str, Any], folder: Path, rank: int = 0, world: int = 1) -> None:
-    """Write the crops of ``record``'s examples whose dataset image falls to ``rank`` (every ``world``-th index).
+def crop_file(index: int, box: Sequence[int]) -> str:
+    """The file of dataset image ``index``'s crop ``box`` (top, left, bottom, right): ``images/x000017-0-0-224-224.png``.
 
-    Each (image, box) is encoded once, its bytes written for every unit that
-    shares it (a deep layer's field covers the whole image, so units share most crops).
+    One file per (image, box), shared by every unit whose example it is: a deep
+    layer's field covers the whole image, so its units share most crops.
     """
-    wanted: dict[int, dict[tuple[int, ...], list[Path]]] = {}
+    return f"images/x{index:06d}-{'-'.join(str(int(v)) for v in box)}.png"
+
+
+def _write_crops(data: AtlasData, record: dict[str, Any], folder: Path, rank: int = 0, world: int = 1) -> None:
+    """Write the crop files of ``record``'s examples whose dataset image falls to ``rank`` (every ``world``-th index).
+
+    Each (image, box) is cut and encoded once, and its bytes written to every
+    file that names it (one, as :func:`crop_file` names them).
+    """
+    wanted: dict[int, dict[tuple[int, ...], set[Path]]] = {}
     for layer in record["layers"].values():
         for unit in layer["units"]:
             for example in unit["examples"]:
-                wanted.setdefault(example["index"], {}).setdefault(tuple(example["box"]), []).append(
+                wanted.setdefault(example["index"], {}).setdefault(tuple(example["box"]), set()).add(
                     folder / example["file"])
     mine = sorted(wanted)[rank::world]
     for start in range(0, len(mine), 64):
@@ -212,7 +239,7 @@ def _write_crops(data: AtlasData, record: dict[str, Any], folder: Path, rank: in
             whole = to_pil(image)  # 8 bits once per image; a crop of it has the same pixels as to_pil of the crop
             for (top, left, bottom, right), paths in wanted[index].items():
                 encoded = png_bytes(whole.crop((left, top, right, bottom)))
-                for path in paths:
+                for path in sorted(paths):
                     write_bytes(path, encoded)
 
 
@@ -232,10 +259,10 @@ def _examples_stage(group: Group, loaded: LoadedModel, data: AtlasData, folder: 
         if progress is not None:
             progress("dataset", done[0], sum(len(b) for b in batches))
 
-    mine = dataset_pass(loaded, data.load, settings.layers, batches, k=settings.examples,
+    mine = dataset_pass(loaded, data.load, settings.layers, batches, k=settings.examples, keep=settings.units,
                         precision=settings.precision, progress=step)
     parts = group.gather({layer: entry.cpu() for layer, entry in mine.items()})
-    record = _relay(group, lambda: _examples_record(loaded, data, merge_passes(parts), settings))
+    record = _examples_record(group, loaded, data, merge_passes(parts), settings)
     failure = None  # a rank that cannot write must not leave the others waiting at the next collective
     try:
         _write_crops(data, record, folder, group.rank, group.world)
@@ -318,6 +345,7 @@ def build_atlas(
     chunk: int = 16,
     batch: int = 64,
     limit: int | None = None,
+    max_units: int | None = None,
     seed: int = 0,
     device: str = "auto",
     precision: str = "fp32",
@@ -348,6 +376,7 @@ def build_atlas(
         chunk: units per chunk, the unit of work and of resuming (default 16).
         batch: dataset images per forward pass (default 64).
         limit: use only the first ``limit`` dataset images (default all).
+        max_units: map only the first ``max_units`` units of each layer (default all).
         seed: the atlas seed (default 0).
         device: ``"auto"`` (``cuda:LOCAL_RANK`` when there is a GPU), ``"cpu"``, ``"cuda[:N]"``.
         force: replace an atlas with other settings in ``out`` (only an atlas is ever deleted).
@@ -364,12 +393,12 @@ def build_atlas(
         ProbeRuntimeError: the work failed (NaN, a failed process group).
     """
     for name, value, low in (("examples", examples, 1), ("per_unit", per_unit, 1), ("steps", steps, 1),
-                             ("chunk", chunk, 1), ("batch", batch, 1)):
+                             ("chunk", chunk, 1), ("batch", batch, 1), ("max_units", 1 if max_units is None else max_units, 1)):
         if value < low:
             raise ProbeUsageError(f"{name.replace('_', '-')} must be >= {low}; got {value}", param=name)
     with join(device) as (group, chosen):
         loaded = load_model(model, weights=weights, device=chosen, seed=seed, **dict(model_options or {}))
-        chosen_layers = atlas_layers(loaded, layers)
+        chosen_layers = [(name, min(count, max_units or count)) for name, count in atlas_layers(loaded, layers)]
         data = open_dataset(dataset, loaded, limit=limit)
         source = str(Path(dataset).expanduser().resolve()) if data.paths else str(dataset)
         weight = diversity if diversity is not None else (DEFAULT_DIVERSITY if per_unit > 1 else 0.0)

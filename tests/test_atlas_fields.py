@@ -1,0 +1,195 @@
+"""Receptive fields where one box and stride do not hold (clipped fields, tokens, squeeze-excitation), token
+layers in the atlas, --max-units, and the fields shared by two gloo processes (torchrun) as one process measures them."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+
+import probe
+from probe.atlas import receptive_field
+from probe.atlas.distributed import Group
+from probe.atlas.examples import Histogram, TopK, UnitExamples
+from probe.atlas.plan import AtlasSettings
+from probe.atlas.receptive import measure_boxes
+from probe.atlas.runner import _boxes
+from probe.cli.main import cli
+
+import atlasnets
+from pagecheck import broken_links, reprs
+
+TESTS = Path(__file__).parent
+
+
+def _loaded(name: str, size: int = 16) -> probe.LoadedModel:
+    return probe.load_model(getattr(atlasnets, name)(), input_size=size)
+
+
+def _every_position(loaded: probe.LoadedModel, layer: str) -> dict[str, UnitExamples]:
+    """A dataset pass result whose one unit's examples sit at every position of ``layer``'s map."""
+    with torch.no_grad():
+        output = probe.capture(loaded.module, torch.zeros(1, 3, *loaded.preprocess.input_size), [layer])[layer]
+    count = output[0, 0].numel()
+    top = TopK(torch.zeros(1, count), torch.zeros(1, count, dtype=torch.long), torch.arange(count)[None])
+    return {layer: UnitExamples(layer, top, Histogram.empty(1), output.shape[-1], 1)}
+
+
+def _settings(layer: str, size: int = 16) -> AtlasSettings:
+    return AtlasSettings("net", "random", (layer,), (1,), "test", 1, image_size=(size, size))
+
+
+def _atlas_boxes(loaded: probe.LoadedModel, layer: str, group: Group | None = None) -> list[tuple[int, ...]]:
+    """The box the atlas gives each flat position of ``layer`` (as its examples record does)."""
+    merged = _every_position(loaded, layer)
+    fields, measured = _boxes(group or Group(), loaded, merged, _settings(layer, loaded.preprocess.input_size[0]))
+    field_, width = fields[layer], merged[layer].map_width
+    return [field_.box(*divmod(p, width)) if field_.regular else measured[(layer, p)]
+            for p in range(merged[layer].top.position.shape[1])]
+
+
+def test_a_field_wider_than_the_image_gets_each_positions_own_box():
+    """Two 7x7 stride-2 convolutions at 16 px: the field (19 px) is clipped at every position. The stride read from
+    two clipped boxes was 1 (resnext50's layer1 at 32 px: 3 instead of 4) and every box was shifted."""
+    loaded = _loaded("clipped")
+    assert not receptive_field(loaded, "conv2").regular
+    boxes = _atlas_boxes(loaded, "conv2")
+
+    def span(j: int) -> tuple[int, int]:  # conv2 output j sees conv1 outputs 2j-3..2j+3 (in 0..7), each 2i-3..2i+3
+        first, last = max(0, 2 * j - 3), min(7, 2 * j + 3)
+        return max(0, 2 * first - 3), min(16, 2 * last + 4)
+
+    expected = [(span(y)[0], span(x)[0], span(y)[1], span(x)[1]) for y in range(4) for x in range(4)]
+    assert boxes == expected
+    assert receptive_field(loaded, "conv1").regular  # 7 px inside the image at the centre: one box, stride 2
+    assert _atlas_boxes(loaded, "conv1") == measure_boxes(loaded, "conv1", range(64))  # and it holds everywhere
+
+
+@pytest.mark.parametrize("name, layer", [("tokens", "mix"), ("tokens", "block"), ("excite", "gate")])
+def test_token_and_global_layers_get_the_box_each_position_measures_alone(name, layer):
+    size = 16 if name == "tokens" else 8  # 16 tokens; an 8x8 gate map
+    loaded = _loaded(name, size)
+    boxes = _atlas_boxes(loaded, layer)
+    assert [boxes[p] for p in range(0, len(boxes), 3)] == [measure_boxes(loaded, layer, [p])[0]
+                                                          for p in range(0, len(boxes), 3)]
+    if layer == "mix":  # token p sees its own 4x4 patch
+        assert boxes == [(4 * (p // 4), 4 * (p % 4), 4 * (p // 4) + 4, 4 * (p % 4) + 4) for p in range(16)]
+    else:  # every token (every position after the gate) sees the whole image
+        assert set(boxes) == {(0, 0, size, size)}
+    assert not receptive_field(loaded, layer).regular
+
+
+def test_tokens_normalized_by_batchnorm1d_are_read_channels_last():
+    """LeViT normalizes its (N * L, C) flattened tokens with BatchNorm1d, and has no LayerNorm: its token
+    layers were read channels-first, 196 'units' that were tokens, 128 'positions' that were channels."""
+    from probe.atlas import atlas_layers
+
+    loaded = _loaded("levit")
+    assert atlas_layers(loaded, ["embed", "mix", "mix.linear"]) == [("embed", 8), ("mix", 6), ("mix.linear", 6)]
+    output = probe.capture(loaded.module, torch.zeros(2, 3, 16, 16), ["mix"])["mix"]
+    assert output.shape == (2, 6, 16)
+
+
+def test_tokens_made_by_functional_code_after_a_convolution_are_read_channels_last():
+    """ViT's encoder.dropout, after the patch map is flattened and transposed by functional code, was read
+    channels-first: 197 'units' that were tokens."""
+    from probe.atlas import atlas_layers
+
+    loaded = _loaded("tokens")
+    assert atlas_layers(loaded, ["embed", "drop", "mix"]) == [("embed", 8), ("drop", 8), ("mix", 6)]
+    assert probe.capture(loaded.module, torch.zeros(2, 3, 16, 16), ["drop"])["drop"].shape == (2, 8, 16)
+
+
+def test_a_position_no_pixel_reaches_gets_the_whole_image():
+    """ViT's class token before the first attention depends on no pixel: an example there failed the whole
+    atlas ('does not depend on the input image'); its crop is the image, its other tokens made its score."""
+    loaded = _loaded("class_token")
+    boxes = _atlas_boxes(loaded, "mix")
+    assert boxes[0] == (0, 0, 16, 16) and boxes[1:] == [(4 * (p // 4), 4 * (p % 4), 4 * (p // 4) + 4, 4 * (p % 4) + 4)
+                                                       for p in range(16)]
+    constant = probe.load_model(torch.nn.Sequential(torch.nn.Conv2d(3, 2, 1), torch.nn.Flatten()), input_size=4)
+    with torch.no_grad():
+        constant.module[0].weight.zero_()  # a layer no pixel reaches at all is still refused, naming --layers
+    with pytest.raises(probe.ProbeUsageError, match="does not depend on the input") as error:
+        receptive_field(constant, "0")
+    assert error.value.param == "layers"
+
+
+def test_fields_leave_the_model_as_they_found_it():
+    loaded = _loaded("tokens")
+    loaded.module.train()
+    flags = [p.requires_grad for p in loaded.module.parameters()]
+    before = {k: v.clone() for k, v in loaded.module.state_dict().items()}
+    _atlas_boxes(loaded, "block")
+    assert loaded.module.training and [p.requires_grad for p in loaded.module.parameters()] == flags
+    assert all(torch.equal(v, before[k]) for k, v in loaded.module.state_dict().items())
+    assert not any(m._forward_hooks or m._forward_pre_hooks for m in loaded.module.modules())
+
+
+def test_an_atlas_of_token_layers(tmp_path):
+    """ViT's and LeViT's token layers were refused ('no (C, H, W) map'); they map like channels over tokens."""
+    from probe.atlas import build_atlas
+
+    images = tmp_path / "images"
+    images.mkdir()
+    generator = torch.Generator().manual_seed(0)
+    for number in range(5):
+        pixels = (torch.rand(16, 16, 3, generator=generator) * 255).to(torch.uint8).numpy()
+        Image.fromarray(pixels).save(images / f"{number}.png")
+    loaded = _loaded("tokens")
+    build_atlas(loaded, out=tmp_path / "atlas", layers=["embed", "mix", "block"], dataset=images, examples=2,
+                steps=1, max_units=2, chunk=2, device="cpu")
+    folder = tmp_path / "atlas"
+    atlas = json.loads((folder / "atlas.json").read_text())
+    layers = {layer["name"]: layer for layer in atlas["layers"]}
+    assert [len(layer["units"]) for layer in atlas["layers"]] == [2, 2, 2]
+    assert layers["embed"]["receptive_field"]["regular"] and not layers["block"]["receptive_field"]["regular"]
+    for name, layer in layers.items():
+        for unit in layer["units"]:
+            for example in unit["examples"]:
+                top, left, bottom, right = example["box"]
+                assert Image.open(folder / example["file"]).size == (right - left, bottom - top)
+                position = example["y"] * layer["receptive_field"]["map_size"][1] + example["x"]
+                assert example["box"] == list(measure_boxes(loaded, name, [position])[0]), (name, example)
+    assert broken_links(folder) == [] and all(reprs(page.read_text()) == [] for page in folder.glob("*.html"))
+    assert "measured per position" in (folder / "index.html").read_text()
+    token = layers["mix"]["units"][0]["examples"][0]
+    assert f"at token {token['token']}<" in (folder / "mix-0000.html").read_text()
+    assert "token" not in layers["embed"]["units"][0]["examples"][0]  # a map's examples keep rows and columns
+    assert len(list((folder / "images").glob("mix-*-s0.png"))) == 2  # only the first two units were rendered
+
+
+def test_max_units_maps_the_first_units_and_refuses_zero(tmp_path):
+    args = ["atlas", "--layers", "conv1", "--steps", "1", "--limit", "20", "--examples", "2"]
+    result = CliRunner().invoke(cli, [*args, "--max-units", "3", "--out", str(tmp_path / "a")])
+    assert result.exit_code == 0, result.output
+    units = json.loads((tmp_path / "a" / "atlas.json").read_text())["layers"][0]["units"]
+    assert [u["unit"] for u in units] == [0, 1, 2]
+    crops = {p.name for p in (tmp_path / "a" / "images").glob("x*.png")}
+    assert crops == {Path(e["file"]).name for u in units for e in u["examples"]}  # none for the units left out
+    refused = CliRunner().invoke(cli, [*args, "--max-units", "0", "--out", str(tmp_path / "b")])
+    assert refused.exit_code == 2 and "--max-units" in refused.output and not (tmp_path / "b").exists()
+
+
+def test_two_gloo_processes_share_the_fields_and_measure_what_one_process_measures(tmp_path):
+    """Each rank measures every other layer and every other group of positions; the all-gathered result is
+    the one process's, box for box."""
+    out = tmp_path / "shared.json"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
+    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                          str(TESTS / "atlas_fields_worker.py"), str(out)], env=env, capture_output=True, text=True,
+                         timeout=180)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    shared = json.loads(out.read_text())
+    loaded = _loaded("tokens")
+    for layer in ("embed", "mix", "block"):
+        assert shared["boxes"][layer] == [list(box) for box in _atlas_boxes(loaded, layer)], layer
+    calls = shared["calls"]  # measure_boxes calls per rank: both ranks worked
+    assert len(calls) == 2 and all(count > 0 for count in calls)
