@@ -76,6 +76,37 @@ def test_a_forward_that_cuts_the_gradient_is_named_as_the_cause() -> None:
     assert torch.isfinite(result.images).all()
 
 
+def test_attributions_on_a_forward_that_cuts_the_gradient_say_so() -> None:
+    """Gradient methods on a model whose forward cuts the image's gradient raised autograd's own RuntimeError
+    ("does not require grad", "not been used in the graph") from Python; now one line saying what to do, and
+    occlusion, which reads only scores, still runs."""
+    image = torch.rand(3, 16, 16, generator=torch.Generator().manual_seed(0))
+    for how in ("no_grad", "detach"):
+        net = GradientCut(how)
+        for method in ("saliency", "gradient-shap", "all"):
+            with pytest.raises(probe.ProbeRuntimeError, match="no gradient reaches the image.*--method occlusion"):
+                probe.attribute(net, image, method, size=16)
+        result = probe.attribute(net, image, "occlusion", size=16)
+        assert torch.isfinite(result.attributions["occlusion"]).all()
+
+
+def test_lrp_on_a_weight_normed_model_is_lrp_on_its_weights() -> None:
+    """LRP refused a weight-normed or spectral-normed conv ("no rule for _WeightNorm"): captum takes modules
+    without children as layers, and a parametrized conv has its parametrization as a child. Its map is now that
+    of the same net holding the computed weights, and the user's net is left without rules or hooks."""
+    net = weight_normed().eval()
+    plain = tiny().eval()
+    state = {key: value for key, value in net.state_dict().items() if "parametrizations" not in key}
+    with torch.no_grad():
+        state.update({f"{name}.weight": getattr(net, name).weight.detach().clone() for name in ("conv1", "conv2")})
+    plain.load_state_dict(state)
+    image = torch.rand(3, 16, 16, generator=torch.Generator().manual_seed(0))
+    ours = probe.attribute(net, image, "lrp", size=16).attributions["lrp"]
+    assert torch.allclose(ours, probe.attribute(plain, image, "lrp", size=16).attributions["lrp"], atol=1e-6)
+    assert ours.abs().sum() > 0
+    assert not any(hasattr(module, "rule") or module._forward_hooks for module in net.modules())
+
+
 def test_a_four_channel_model_takes_an_rgba_file(tmp_path: Path) -> None:
     """A model taking 4 channels: an RGBA PNG keeps its alpha as the 4th channel (files were always composited on
     white to RGB, so no file could reach such a model); an RGB image is refused in one line naming the image and
@@ -96,6 +127,16 @@ def test_a_four_channel_model_takes_an_rgba_file(tmp_path: Path) -> None:
                                                         r"\(an RGBA PNG") as info:
             call(str(tmp_path / "three.png"))
         assert info.value.param == "image"
+    from probe.atlas.data import open_dataset
+
+    (tmp_path / "data").mkdir()
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "data" / "four.png")
+    atlas_data = open_dataset(tmp_path / "data", probe.load_model(tiny(channels=4), input_size=16))
+    assert torch.equal(atlas_data.load([0])[0], x)  # the atlas's dataset keeps the alpha too
+    Image.fromarray(rgba[..., :3], "RGB").save(tmp_path / "data" / "three.png")
+    with pytest.raises(probe.ProbeUsageError, match="three.png: cannot convert .*3 channels") as info:
+        open_dataset(tmp_path / "data", probe.load_model(tiny(channels=4), input_size=16)).load([1])
+    assert info.value.param == "dataset"
     composited = probe.load_image(str(tmp_path / "four.png"), channels=3)
     assert composited.shape == (3, 16, 16) and torch.all(composited >= x[:3] - 1e-6)  # on white: never darker
 

@@ -51,7 +51,14 @@ class AtlasData:
         """``(len(indices), C, H, W)`` images in ``[0, 1]`` on the CPU."""
         if self.tensor is not None:
             return self.tensor[list(indices)]
-        return torch.stack([self._fit(load_image(self.paths[i])) for i in indices])
+        return torch.stack([self._fit(self._read(self.paths[i])) for i in indices])
+
+    def _read(self, path: Path) -> torch.Tensor:
+        """One file with the model's channels (an RGBA file keeps its alpha for a 4-channel model)."""
+        try:
+            return load_image(path, channels=self.channels)
+        except ProbeUsageError as error:
+            raise ProbeUsageError(f"--dataset {path}: {error}", param="dataset") from None
 
     def _fit(self, image: torch.Tensor) -> torch.Tensor:
         image = to_channels(image, self.channels)

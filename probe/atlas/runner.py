@@ -47,6 +47,7 @@ from probe.atlas.writer import Writer
 from probe.errors import ProbeRuntimeError, ProbeUsageError, unknown_name
 from probe.hooks import layers as list_layers
 from probe.images import to_pil
+from probe.leaves import is_leaf
 from probe.models import LoadedModel, load_model
 from probe.optimize import maximize
 
@@ -106,7 +107,7 @@ def atlas_layers(loaded: LoadedModel, layers: str | Sequence[str]) -> list[tuple
     modules = dict(loaded.module.named_modules())
     if layers == "all" or list(layers) == ["all"]:
         chosen = [name for name, row in maps.items() if row.type == "Conv2d" or (
-            any(True for _ in modules[name].children()) and not isinstance(modules[name], nn.Sequential))]
+            not is_leaf(modules[name]) and not isinstance(modules[name], nn.Sequential))]
         if not chosen:
             raise ProbeUsageError(f"{loaded.name} has no convolution or block with a (C, H, W) map or tokens",
                                   param="layers")

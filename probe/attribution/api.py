@@ -62,6 +62,28 @@ def _methods(method: str | Iterable[str]) -> list[str]:
     return list(dict.fromkeys(names))
 
 
+GRADIENT_FREE = ("occlusion",)
+"""Methods that read only scores, so they run on a model whose forward cuts the image's gradient."""
+
+
+def check_gradient_reaches(forward: nn.Module, x: torch.Tensor, index: int) -> None:
+    """Refuse, in one line, a model whose score for class ``index`` gets no gradient from the image ``x``
+    ``(1, C, H, W)``: its forward cuts the graph (``torch.no_grad()``, ``.detach()``, a NumPy round trip), and
+    captum's gradient methods would fail with autograd's own error. One forward and backward pass.
+
+    Raises:
+        ProbeRuntimeError: no gradient reaches the image (the model's doing; occlusion still runs).
+    """
+    image = x.detach().clone().requires_grad_(True)
+    with torch.enable_grad():
+        score = forward(image)[0, index]
+        reached = score.requires_grad and torch.autograd.grad(score, image, allow_unused=True)[0] is not None
+    if not reached:
+        raise ProbeRuntimeError(
+            "no gradient reaches the image from the model's output: its forward cuts the graph (torch.no_grad(), "
+            ".detach(), NumPy), so gradient methods cannot run; use --method occlusion, or remove the cut")
+
+
 def attribute(
     model: str | nn.Module | LoadedModel,
     image: Any,
@@ -170,6 +192,8 @@ def attribute(
                 param="layer",
             )
         index = resolve_target(target, prediction)
+        if any(name not in GRADIENT_FREE for name in methods):
+            check_gradient_reaches(forward, x, index)
         for name in methods:
             try:
                 if name in EXTRA_METHODS:

@@ -19,6 +19,8 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
+from probe.leaves import helper_names, is_leaf
+
 __all__ = ["Survey", "survey", "supported_base", "NEUTRAL_OPS", "leaves", "observe"]
 
 NEUTRAL_OPS = frozenset({"pad", "to", "type", "type_as", "contiguous", "float", "double", "half", "bfloat16",
@@ -51,8 +53,10 @@ def _ops(function: Any, module: nn.Module, args: tuple[Any, ...]) -> set[str] | 
 
 
 def leaves(module: nn.Module) -> list[nn.Module]:
-    """The modules of ``module`` without children."""
-    return [m for m in module.modules() if not m._modules]
+    """The layers of ``module`` without sub-layers (:func:`probe.leaves.is_leaf`): a weight-normed or QAT conv
+    is one leaf, and torch's helpers on it (parametrizations, observers) are none."""
+    helpers = helper_names(module)
+    return [m for name, m in module.named_modules() if name not in helpers and is_leaf(m)]
 
 
 def observe(module: nn.Module, x: torch.Tensor, watched: Sequence[nn.Module], *, before: Any = None,

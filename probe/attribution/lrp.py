@@ -27,8 +27,8 @@ def _passthrough_lrp_class() -> type:
             self.skip = skip
 
         def _get_layers(self, model: nn.Module) -> None:
-            super()._get_layers(model)
-            self.layers = [layer for layer in self.layers if id(layer) not in self.skip]
+            # captum takes modules without children; a weight-normed conv has its parametrization as a child
+            self.layers = [layer for layer in leaves(model) if id(layer) not in self.skip]
 
     return PassthroughLRP
 
