@@ -1,0 +1,107 @@
+"""L-BFGS's curvature pairs in compact form: the direction in a few matrix products, whatever the history's length.
+
+The two-loop recursion visits the ``m`` stored pairs ``(s_i, y_i)`` one at a
+time: about six small kernels per pair, ~600 launches per direction for
+torch's default ``history_size`` of 100. Byrd, Nocedal and Schnabel (1994,
+"Representations of quasi-Newton matrices and their use in limited memory
+methods", eq. 3.13) write the same inverse Hessian approximation, with
+``H_0 = gamma I``, as
+
+    H g = gamma g + [S  gamma Y] M [S^T g; gamma Y^T g],
+    M = [[R^-T (D + gamma Y^T Y) R^-1, -R^-T], [-R^-1, 0]],
+
+where ``S``, ``Y`` hold the pairs as columns (oldest first), ``R`` is the upper
+triangle of ``S^T Y`` (``R_ij = s_i . y_j`` for ``i <= j``) and ``D`` its
+diagonal. :class:`CurvaturePairs` keeps ``S`` and ``Y`` as one preallocated
+``(2m, n)`` ring on the device and ``S^T Y``, ``Y^T Y`` as ``(m, m)`` matrices
+updated by one row and column per pair, so a direction costs one ``(2m, n) x
+(n, 3)`` product (the new pair's and the gradient's inner products with every
+stored pair), two ``m x m`` triangular solves and one ``(n, 2m) x (2m)``
+product: a fixed number of kernels and no host read.
+
+The small matrices and solves are in float64 (float32 on MPS, which has no
+float64): ``R`` is as ill-conditioned as the pairs' curvatures ``s . y`` are
+spread, and its float32 solves lose digits the two-loop recursion keeps.
+"""
+
+from __future__ import annotations
+
+import torch
+
+__all__ = ["CurvaturePairs", "CURVED"]
+
+CURVED = 1e-10
+"""A pair is stored only when ``y . s`` exceeds this (torch.optim.LBFGS's test); otherwise it is skipped."""
+
+
+def _small_dtype(device: torch.device) -> torch.dtype:
+    """float64 for the ``(m, m)`` matrices, except on MPS (no float64 there)."""
+    return torch.float32 if device.type == "mps" else torch.float64
+
+
+class CurvaturePairs:
+    """Up to ``capacity`` pairs ``(s, y)`` of ``n`` entries, the newest replacing the oldest, and the direction.
+
+    A pair with ``y . s <= 1e-10`` is skipped as torch.optim.LBFGS skips it:
+    nothing is written, the ring does not advance, and no stored pair is
+    evicted. The decision stays a tensor (no host read).
+
+    Args:
+        n: the length of the vectors (the number of pixels times channels).
+        capacity: the most pairs kept (torch's ``history_size``), at least 1.
+        dtype: the vectors' dtype (the parameter's).
+        device: where everything lives.
+    """
+
+    def __init__(self, n: int, capacity: int, dtype: torch.dtype, device: torch.device) -> None:
+        m = max(1, int(capacity))
+        small = _small_dtype(device)
+        self.capacity = m
+        self.pairs = torch.zeros(2 * m, n, dtype=dtype, device=device)  # rows: s_0 .. s_m-1, y_0 .. y_m-1 (slots)
+        self.sy = torch.zeros(m, m, dtype=small, device=device)  # sy[i, j] = s_i . y_j, slot order
+        self.yy = torch.zeros(m, m, dtype=small, device=device)  # yy[i, j] = y_i . y_j
+        self.gamma = torch.ones((), dtype=small, device=device)  # H_0 = gamma I: y.s / y.y of the newest pair
+        self.slot = torch.zeros((), dtype=torch.long, device=device)  # the slot the next pair is written to
+        self.count = torch.zeros((), dtype=torch.long, device=device)  # pairs stored
+        self._slots = torch.arange(m, device=device)
+
+    def add_and_direct(self, s: torch.Tensor, y: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+        """Store the pair ``(s, y)`` (unless skipped) and return the L-BFGS direction ``-H grad``.
+
+        Args:
+            s: ``(n,)`` the last step, ``x_k - x_k-1``.
+            y: ``(n,)`` the change of the gradient over it, ``g_k - g_k-1``.
+            grad: ``(n,)`` the gradient ``g_k``.
+
+        Returns:
+            ``(n,)``: the direction, equal to the two-loop recursion's over the stored pairs (to roundoff).
+        """
+        m, small = self.capacity, self.sy.dtype
+        ys = y.dot(s)
+        curved = ys > CURVED  # in the vectors' dtype, as torch decides
+        rows = torch.stack([self.slot, self.slot + m])
+        self.pairs.index_copy_(0, rows, torch.where(curved, torch.stack([s, y]), self.pairs.index_select(0, rows)))
+        products = (self.pairs @ torch.stack([s, y, grad], 1)).to(small)  # (2m, 3): every stored pair with s, y, g
+        hit = ((self._slots == self.slot) & curved)[:, None]  # (m, 1): the slot written, if it was
+        self.sy = torch.where(hit.T, products[:m, 1:2], torch.where(hit, products[None, m:, 0], self.sy))
+        self.yy = torch.where(hit.T, products[m:, 1:2], torch.where(hit, products[None, m:, 1], self.yy))
+        self.gamma = torch.where(curved, ys.to(small) / y.dot(y).to(small), self.gamma)
+        self.slot = torch.where(curved, (self.slot + 1) % m, self.slot)
+        self.count = torch.where(curved, torch.clamp(self.count + 1, max=m), self.count)
+        return self._direction(grad, products[:m, 2], products[m:, 2])
+
+    def _direction(self, grad: torch.Tensor, sg: torch.Tensor, yg: torch.Tensor) -> torch.Tensor:
+        """``-H grad`` from ``sg = S^T grad`` and ``yg = Y^T grad`` (slot order, ``(m,)`` each)."""
+        m, gamma = self.capacity, self.gamma
+        order = (self.slot + self._slots) % m  # chronological: the oldest first; empty slots (zeros) before any
+        empty = self._slots < m - self.count
+        sy = self.sy.index_select(0, order).index_select(1, order)
+        yy = self.yy.index_select(0, order).index_select(1, order)
+        upper = sy.triu() + torch.diag(empty.to(sy.dtype))  # R, with 1 on the diagonal of an empty slot: inert
+        u = torch.linalg.solve_triangular(upper, sg[order, None], upper=True)  # R^-1 S^T g
+        rhs = sy.diagonal()[:, None] * u + gamma * (yy @ u) - gamma * yg[order, None]
+        a = torch.linalg.solve_triangular(upper.T, rhs, upper=False)  # R^-T ((D + gamma Y^T Y) u - gamma Y^T g)
+        back = (self._slots - self.slot) % m  # chronological position of each slot
+        coefficients = torch.cat([a[back, 0], -gamma * u[back, 0]]).to(grad.dtype)
+        hg = torch.addmv(grad * gamma.to(grad.dtype), self.pairs.T, coefficients)  # gamma g + S a - gamma Y u
+        return hg.neg_()
