@@ -326,8 +326,9 @@ def style_transfer(
         precision,
         style_loss,
     )
+    first_features = None  # the content's features at the first size, when the size check below made them
     if defaulted:  # a model that takes one input size (ViT at 224) refuses the default 256: then its own
-        sizes = size_the_model_takes(objective, content_image, sizes, loaded.preprocess.input_size)
+        sizes, first_features = size_the_model_takes(objective, content_image, sizes, loaded.preprocess.input_size)
     run = _Run(objective, steps * len(sizes), int(snapshots), progress)
 
     started = time.perf_counter()
@@ -339,7 +340,7 @@ def style_transfer(
             content_s = resize(content_image, (height, width)).to(device)
             styles_s = [resize(style, longer).to(device) for style in style_images]
             targets, styles_s = targets_for_model(objective, content_s, styles_s, blend, style_scale,
-                                                  loaded.preprocess.input_size)
+                                                  loaded.preprocess.input_size, first_features if scale == 0 else None)
             if image is None:
                 start, init_label = initial_image(init, content_s, random, channels)
             else:
