@@ -399,3 +399,24 @@ def test_the_divisors_kept_with_the_targets_give_the_same_losses_bit_for_bit(sha
     assert all(torch.equal(kept[key], computed[key]) for key in kept)
     assert not kept["tv"].requires_grad and kept["total"].requires_grad  # tv weighted 0: reported, not differentiated
     assert torch.equal(torch.autograd.grad(kept["total"], image)[0], torch.autograd.grad(computed["total"], image)[0])
+
+
+def test_the_memory_check_counts_the_lbfgs_history(shapes_like, monkeypatch):
+    """L-BFGS allocates its curvature pairs at the start (2 images each): a size they do not fit in is refused first."""
+    import probe.style.transfer as transfer
+
+    needed: dict[str, float] = {}
+
+    class Checked(Exception):
+        pass
+
+    def check_fits(estimate: float, device, what: str, advice: str) -> None:
+        if what.startswith("style transfer"):
+            needed[optimizer] = estimate
+            raise Checked
+
+    monkeypatch.setattr(transfer, "check_fits", check_fits)
+    for optimizer in ("lbfgs", "adam"):
+        with pytest.raises(Checked):  # stopped at the check: nothing of that size is allocated
+            style_transfer(shapes_like, images(10, 32), [images(11, 32)], size=480, steps=50, optimizer=optimizer)
+    assert needed["lbfgs"] - needed["adam"] == 2 * 48 * 3 * 480 * 480 * 4  # 48 pairs: 50 evaluations make no more

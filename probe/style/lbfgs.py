@@ -32,7 +32,16 @@ import torch
 
 from probe.style.curvature import CurvaturePairs
 
-__all__ = ["Minimized", "minimize"]
+__all__ = ["Minimized", "minimize", "history_pairs", "HISTORY_SIZE"]
+
+HISTORY_SIZE = 100
+"""Curvature pairs kept by default (torch.optim.LBFGS's ``history_size``)."""
+
+
+def history_pairs(evaluations: int, history_size: int = HISTORY_SIZE) -> int:
+    """The curvature pairs :func:`minimize` allocates for a run: ``history_size``, or fewer when the run can
+    make fewer (``evaluations - 2``: none from the first two evaluations); at least 1."""
+    return max(1, min(int(history_size), int(evaluations) - 2))
 
 
 class Minimized(NamedTuple):
@@ -54,7 +63,7 @@ def minimize(
     evaluations: int,
     *,
     lr: float = 1.0,
-    history_size: int = 100,
+    history_size: int = HISTORY_SIZE,
     tolerance_grad: float = 1e-7,
     tolerance_change: float = 1e-9,
     check_every: int = 25,
@@ -80,8 +89,7 @@ def minimize(
     grad = _flat_grad(param)
     active = grad.abs().max() > tolerance_grad  # all decisions stay on the device
     counted = torch.ones((), dtype=torch.int64, device=param.device)
-    # at most evaluations - 2 pairs are ever made: no larger buffer than the run can fill
-    pairs = CurvaturePairs(grad.numel(), min(history_size, evaluations - 2), grad.dtype, param.device)
+    pairs = CurvaturePairs(grad.numel(), history_pairs(evaluations, history_size), grad.dtype, param.device)
     direction: torch.Tensor | None = None
     zero = torch.zeros((), dtype=grad.dtype, device=param.device)
     moved, full_length = zero, torch.full_like(zero, lr)  # the last step taken, direction * its length
