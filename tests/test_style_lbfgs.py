@@ -190,3 +190,18 @@ def test_a_converged_run_stops_where_torch_stops_and_says_so() -> None:
 def test_a_zero_gradient_takes_no_step() -> None:
     ours = trajectory(lambda x: (x * 0).sum(), lambda p, c: minimize(p, c, 30, check_every=4))
     assert len(ours) == 4 and all(torch.equal(x, ours[0]) for x in ours)
+
+
+def test_the_device_is_read_only_every_check_every_evaluations(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No ``bool``/``float``/``int``/``item``/``tolist`` of a tensor per evaluation (each one is a host sync on a GPU):
+    one read of the flag every ``check_every`` evaluations and the count at the end."""
+    reads: list[str] = []
+    for name in ("__bool__", "__float__", "__int__", "__index__", "item", "tolist"):
+        original = getattr(torch.Tensor, name)
+        monkeypatch.setattr(torch.Tensor, name, lambda self, *a, _name=name, _original=original: (
+            reads.append(_name), _original(self, *a))[1])
+    start = torch.linspace(-0.2, 0.5, 75, dtype=torch.float64).reshape(3, 5, 5)
+    calls = []
+    trajectory(rosenbrock, lambda p, c: calls.append(minimize(p, c, 60, history_size=7, check_every=25)), start=start)
+    monkeypatch.undo()
+    assert calls[0].calls == 60 and reads == ["__bool__", "__bool__", "__int__"], reads
