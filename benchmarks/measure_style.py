@@ -30,9 +30,9 @@ Usage (from the repository root)::
 ``--per-evaluation`` measures one L-BFGS evaluation of style transfer instead:
 
 - the aten ops (torch.profiler) the optimizer itself runs per evaluation once
-  its history is full (``history_size`` pairs), and those of the loss
-  evaluation (vgg19, forward and backward) it calls: on a GPU each is about
-  one kernel launch;
+  its history is full (``history_size`` pairs), and those of a whole
+  evaluation (vgg19, forward and backward, early in a run): views and
+  allocations left out, so on a GPU each is about one kernel launch;
 - seconds per evaluation of ``probe.style_transfer`` against the PyTorch
   tutorial's algorithm (``benchmarks/reference``) on vgg19 at ``--size`` px,
   fresh processes alternating (``benchmarks.suites.style``'s contenders), with
@@ -74,16 +74,27 @@ def random_init_content_loss(size: int) -> float:
     return first.history["content"][0]  # measured on the initial image, before any update
 
 
+VIEWS = frozenset(f"aten::{name}" for name in (
+    "slice", "select", "unsqueeze", "squeeze", "view", "reshape", "expand", "expand_as", "t", "transpose", "numpy_T",
+    "permute", "diagonal", "as_strided", "alias", "detach", "_unsafe_view", "flatten", "view_as", "lift_fresh",
+    "resolve_conj", "resolve_neg", "empty", "empty_like", "zeros", "to"))
+"""Ops that launch no kernel (views, allocations, a ``to`` that changes nothing): not counted. A ``to``
+that converts runs ``_to_copy`` below it, and that is counted."""
+
+
 def aten_ops(events: list, inside: str) -> tuple[int, int]:
-    """``(ops inside, ops outside)`` a ``record_function(inside)`` block among profiler ``events``: aten ops
-    that no other aten op called (what a GPU launches: about one kernel each)."""
+    """``(ops inside, ops outside)`` a ``record_function(inside)`` block among profiler ``events``: the ops a GPU
+    would launch (about one kernel each): the outermost aten ops that compute, or, under one that does not
+    (a view, a ``to``), the first ones below it that do."""
     counts = [0, 0]
     for event in events:
+        if not event.name.startswith("aten::") or event.name in VIEWS:
+            continue
         parent, names = event.cpu_parent, []
         while parent is not None:
             names.append(parent.name)
             parent = parent.cpu_parent
-        if event.name.startswith("aten::") and not any(name.startswith("aten::") for name in names):
+        if not any(name.startswith("aten::") and name not in VIEWS for name in names):
             counts[0 if inside in names else 1] += 1
     return counts[0], counts[1]
 

@@ -58,11 +58,10 @@ class CurvaturePairs:
         small = _small_dtype(device)
         self.capacity = m
         self.pairs = torch.zeros(2 * m, n, dtype=dtype, device=device)  # rows: s_0 .. s_m-1, y_0 .. y_m-1 (slots)
-        self.sy = torch.zeros(m, m, dtype=small, device=device)  # sy[i, j] = s_i . y_j, slot order
-        self.yy = torch.zeros(m, m, dtype=small, device=device)  # yy[i, j] = y_i . y_j
+        self.inner = torch.zeros(2, m, m, dtype=small, device=device)  # [s_i . y_j, y_i . y_j], slot order
+        self.inner[0].diagonal().fill_(1.0)  # an empty slot: 1 on R's diagonal, zeros elsewhere, so it is inert
         self.gamma = torch.ones((), dtype=small, device=device)  # H_0 = gamma I: y.s / y.y of the newest pair
         self.slot = torch.zeros((), dtype=torch.long, device=device)  # the slot the next pair is written to
-        self.count = torch.zeros((), dtype=torch.long, device=device)  # pairs stored
         self._slots = torch.arange(m, device=device)
 
     def add_and_direct(self, s: torch.Tensor, y: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
@@ -76,32 +75,30 @@ class CurvaturePairs:
         Returns:
             ``(n,)``: the direction, equal to the two-loop recursion's over the stored pairs (to roundoff).
         """
-        m, small = self.capacity, self.sy.dtype
+        m, small = self.capacity, self.inner.dtype
         ys = y.dot(s)
         curved = ys > CURVED  # in the vectors' dtype, as torch decides
         rows = torch.stack([self.slot, self.slot + m])
         self.pairs.index_copy_(0, rows, torch.where(curved, torch.stack([s, y]), self.pairs.index_select(0, rows)))
         products = (self.pairs @ torch.stack([s, y, grad], 1)).to(small)  # (2m, 3): every stored pair with s, y, g
         hit = ((self._slots == self.slot) & curved)[:, None]  # (m, 1): the slot written, if it was
-        self.sy = torch.where(hit.T, products[:m, 1:2], torch.where(hit, products[None, m:, 0], self.sy))
-        self.yy = torch.where(hit.T, products[m:, 1:2], torch.where(hit, products[None, m:, 1], self.yy))
+        rows = products[m:, :2].T[:, None, :]  # (2, 1, m): the new row of each, [s . y_j, y . y_j]
+        columns = products[:, 1].view(2, m, 1)  # (2, m, 1): the new column of each, [s_i . y, y_i . y]
+        self.inner = torch.where(hit.T, columns, torch.where(hit, rows, self.inner))
         self.gamma = torch.where(curved, ys.to(small) / y.dot(y).to(small), self.gamma)
         self.slot = torch.where(curved, (self.slot + 1) % m, self.slot)
-        self.count = torch.where(curved, torch.clamp(self.count + 1, max=m), self.count)
-        return self._direction(grad, products[:m, 2], products[m:, 2])
+        return self._direction(grad, products[:, 2].view(2, m))
 
-    def _direction(self, grad: torch.Tensor, sg: torch.Tensor, yg: torch.Tensor) -> torch.Tensor:
-        """``-H grad`` from ``sg = S^T grad`` and ``yg = Y^T grad`` (slot order, ``(m,)`` each)."""
+    def _direction(self, grad: torch.Tensor, stored_grad: torch.Tensor) -> torch.Tensor:
+        """``-H grad`` from ``stored_grad = [S^T grad, Y^T grad]`` (``(2, m)``, slot order)."""
         m, gamma = self.capacity, self.gamma
-        order = (self.slot + self._slots) % m  # chronological: the oldest first; empty slots (zeros) before any
-        empty = self._slots < m - self.count
-        sy = self.sy.index_select(0, order).index_select(1, order)
-        yy = self.yy.index_select(0, order).index_select(1, order)
-        upper = sy.triu() + torch.diag(empty.to(sy.dtype))  # R, with 1 on the diagonal of an empty slot: inert
-        u = torch.linalg.solve_triangular(upper, sg[order, None], upper=True)  # R^-1 S^T g
-        rhs = sy.diagonal()[:, None] * u + gamma * (yy @ u) - gamma * yg[order, None]
-        a = torch.linalg.solve_triangular(upper.T, rhs, upper=False)  # R^-T ((D + gamma Y^T Y) u - gamma Y^T g)
+        order = (self.slot + self._slots) % m  # chronological: the oldest first; empty slots before any
+        sy, yy = self.inner.index_select(1, order).index_select(2, order)
+        sg, yg = stored_grad.index_select(1, order)[:, :, None]
+        upper = sy.triu()  # R (an empty slot has 1 on the diagonal and zeros around it: u and a are 0 there)
+        u = torch.linalg.solve_triangular(upper, sg, upper=True)  # R^-1 S^T g
+        rhs = gamma * (yg - yy @ u) - sy.diagonal()[:, None] * u
+        minus_a = torch.linalg.solve_triangular(upper.T, rhs, upper=False)  # -R^-T ((D + gamma Y^T Y) u - gamma Y^T g)
         back = (self._slots - self.slot) % m  # chronological position of each slot
-        coefficients = torch.cat([a[back, 0], -gamma * u[back, 0]]).to(grad.dtype)
-        hg = torch.addmv(grad * gamma.to(grad.dtype), self.pairs.T, coefficients)  # gamma g + S a - gamma Y u
-        return hg.neg_()
+        coefficients = torch.cat([minus_a, gamma * u], 1)[back].T.reshape(-1).to(grad.dtype)  # [-a, gamma u]
+        return torch.addmv(grad * -gamma.to(grad.dtype), self.pairs.T, coefficients)  # -(gamma g + S a - gamma Y u)
