@@ -20,8 +20,13 @@ stored pair), two ``m x m`` triangular solves and one ``(n, 2m) x (2m)``
 product: a fixed number of kernels and no host read.
 
 The small matrices and solves are in float64 (float32 on MPS, which has no
-float64): ``R`` is as ill-conditioned as the pairs' curvatures ``s . y`` are
-spread, and its float32 solves lose digits the two-loop recursion keeps.
+float64), whatever the vectors' dtype: ``R``'s conditioning follows the spread
+of the curvatures ``s . y``. Measured with float32 vectors (synthetic pairs
+over up to six decades of curvature, nearly parallel steps, a style
+problem's trajectories), float32 solves were as accurate as float64 ones,
+both within 2x of the float32 two-loop recursion's error against float64:
+the inner products, in the vectors' dtype, bound the accuracy. float64 costs nothing at ``m x m`` and keeps the
+solves from being the weak part.
 """
 
 from __future__ import annotations
