@@ -26,6 +26,7 @@ from probe.style import (
     yiq_to_rgb,
 )
 from probe.style import plan_layers
+from probe.style.objective import StyleObjective, StyleTargets
 from probe.vgg_names import vgg_aliases
 
 
@@ -359,3 +360,63 @@ def test_content_image_style_loss_comes_from_the_targets_pass(shapes_like):
     # init="content": the first evaluation sees the content image itself, so its style loss is the reference
     assert result.content_image_style_loss == pytest.approx(result.history["style"][0], rel=1e-4)
     assert result.style_ratio == pytest.approx(result.losses["style"] / result.history["style"][0], rel=1e-4)
+
+
+class CountedConv(nn.Conv2d):
+    """A convolution that counts the forward passes through it (a class attribute: the views copy the module)."""
+
+    passes = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        type(self).passes += 1
+        return super().forward(x)
+
+
+def test_the_default_size_check_pass_is_the_content_targets_pass():
+    """At the default size, the no-grad pass that checks the model takes it gives the content's targets too."""
+    module = probe_shapes_like()
+    counted = CountedConv(3, 4, 3, padding=1)
+    counted.load_state_dict(module.conv1_1.state_dict())
+    module.conv1_1 = counted
+    CountedConv.passes = 0
+    result = style_transfer(probe.load_model(module.eval().requires_grad_(False)), images(10, 32), [images(11, 32)],
+                            steps=2, snapshots=0)
+    assert result.image.shape[-1] == 256  # the default size of an ImageNet-sized model
+    assert CountedConv.passes == 5  # the content, the style, 2 evaluations, the final losses: no pass made twice
+
+
+def test_the_divisors_kept_with_the_targets_give_the_same_losses_bit_for_bit(shapes_like):
+    net, _ = style_network(shapes_like.module)
+    plan = plan_layers(shapes_like.module, ["relu3_1"], ["relu1_1", "relu2_1"])
+    objective = StyleObjective(net, shapes_like.preprocess.normalize, plan, {"relu1_1": 0.5, "relu2_1": 0.5},
+                               (1.0, 1e3, 0.0), torch.device("cpu"))
+    targets = objective.targets(images(10, 32), [images(11, 32)], [1.0])
+    assert sorted(targets.divisors) == sorted([f"content:{m}" for m in targets.content]
+                                              + [f"style:{m}" for m in targets.grams])
+    image = images(12, 32)[None].requires_grad_(True)
+    kept = objective.losses(image, targets, per_layer=True)
+    computed = objective.losses(image, StyleTargets(targets.content, targets.grams), per_layer=True)
+    assert all(torch.equal(kept[key], computed[key]) for key in kept)
+    assert not kept["tv"].requires_grad and kept["total"].requires_grad  # tv weighted 0: reported, not differentiated
+    assert torch.equal(torch.autograd.grad(kept["total"], image)[0], torch.autograd.grad(computed["total"], image)[0])
+
+
+def test_the_memory_check_counts_the_lbfgs_history(shapes_like, monkeypatch):
+    """L-BFGS allocates its curvature pairs at the start (2 images each): a size they do not fit in is refused first."""
+    import probe.style.transfer as transfer
+
+    needed: dict[str, float] = {}
+
+    class Checked(Exception):
+        pass
+
+    def check_fits(estimate: float, device, what: str, advice: str) -> None:
+        if what.startswith("style transfer"):
+            needed[optimizer] = estimate
+            raise Checked
+
+    monkeypatch.setattr(transfer, "check_fits", check_fits)
+    for optimizer in ("lbfgs", "adam"):
+        with pytest.raises(Checked):  # stopped at the check: nothing of that size is allocated
+            style_transfer(shapes_like, images(10, 32), [images(11, 32)], size=480, steps=50, optimizer=optimizer)
+    assert needed["lbfgs"] - needed["adam"] == 2 * 48 * 3 * 480 * 480 * 4  # 48 pairs: 50 evaluations make no more

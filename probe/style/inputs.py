@@ -151,6 +151,7 @@ def targets_for_model(
     blend: Sequence[float],
     style_scale: float,
     input_size: tuple[int, int],
+    content_features: dict[str, torch.Tensor] | None = None,
 ) -> tuple[StyleTargets, list[torch.Tensor]]:
     """The targets of one scale, and the style images they were taken from.
 
@@ -167,6 +168,8 @@ def targets_for_model(
         blend: one weight per style image, summing to 1.
         style_scale: the style images' size relative to the result's (checked > 0).
         input_size: the model's ``(H, W)`` (its preprocessing's), named when it refuses the content's size.
+        content_features: the content's features when already computed (:func:`size_the_model_takes`), so
+            that they are not computed again (default None).
 
     Raises:
         ProbeUsageError: the model refuses the content's size (``param="size"``, suggesting its own input
@@ -174,7 +177,7 @@ def targets_for_model(
     """
     shape = tuple(content.shape[-2:])
     try:
-        return objective.targets(content, styles, blend), styles
+        return objective.targets(content, styles, blend, content_features), styles
     except ModelInputError as error:
         refused = "x".join(map(str, error.shape[-2:]))
         if tuple(error.shape[-2:]) == shape == tuple(input_size):  # its own size: the message as it is
@@ -189,29 +192,34 @@ def targets_for_model(
                 "are resized to --style-scale times the result's size; a model that takes one input size needs "
                 "--style-scale 1 (style_scale=1)", param="style_scale") from error
     fitted = [resize(style, shape) for style in styles]  # stretched to the size the model took
-    return objective.targets(content, fitted, blend), fitted
+    return objective.targets(content, fitted, blend, content_features), fitted
 
 
 def size_the_model_takes(
     objective: StyleObjective, content: torch.Tensor, sizes: list[tuple[int, int]], input_size: tuple[int, int]
-) -> list[tuple[int, int]]:
+) -> tuple[list[tuple[int, int]], dict[str, torch.Tensor] | None]:
     """``sizes``, or the model's own ``input_size`` when the model refuses the *default* result size.
 
     Only for the default (no ``size`` or ``scales`` given): a model that takes one input size (ViT, MaxViT
     at 224x224) refuses 256 px; then the result is made at the size it takes, the content stretched to it.
-    One no-grad pass of the content at the first size decides (the run itself makes it again).
+    One no-grad pass of the content at the first size decides; its features are returned with the sizes,
+    for :func:`targets_for_model` to take instead of making the same pass again.
 
     Args:
         objective: the style objective of the model.
         content: ``(C, H, W)`` content image in [0, 1].
         sizes: the default ``[(H, W)]``, one size.
         input_size: the model's ``(H, W)`` (its preprocessing's).
+
+    Returns:
+        ``(sizes, features)``: the sizes to make, and the content's features ``{module: (1, C, H, W)}`` at
+        the first of them, or None when no pass ran or the model refused it.
     """
     if list(sizes) == [tuple(input_size)]:
-        return sizes
+        return sizes, None
     try:
         with torch.no_grad():
-            objective.features(resize(content, sizes[0]).to(objective.device)[None])
+            features = objective.features(resize(content, sizes[0]).to(objective.device)[None])
     except ModelInputError:
-        return [tuple(input_size)]
-    return sizes
+        return [tuple(input_size)], None
+    return sizes, features

@@ -10,11 +10,11 @@ is launched only once the last one has finished.
 :func:`minimize` computes the same iterates (without a line search, as
 ``style_transfer`` uses it) with every decision a tensor:
 
-- a curvature pair with ``y.s <= 1e-10`` is stored with ``rho = 0``, which
-  makes it a no-op in the two-loop recursion. torch drops it instead, so the
-  iterates are torch's until such a pair pushes a real one out of a full
-  history (``history_size`` pairs stored): from then on fewer real pairs
-  shape the direction than torch's would;
+- the direction comes from the compact form of the curvature pairs
+  (:class:`~probe.style.curvature.CurvaturePairs`): a fixed number of kernels
+  per evaluation instead of torch's two-loop recursion over up to
+  ``history_size`` pairs (about six kernels per pair), the same direction to
+  roundoff; a pair with ``y.s <= 1e-10`` is skipped as torch skips it;
 - once a convergence test passes (the gradient below ``tolerance_grad``, the
   step or the change of the loss below ``tolerance_change``, or no descent
   direction), the step length becomes 0: the remaining evaluations see the
@@ -30,7 +30,18 @@ from typing import NamedTuple
 
 import torch
 
-__all__ = ["Minimized", "minimize"]
+from probe.style.curvature import CurvaturePairs
+
+__all__ = ["Minimized", "minimize", "history_pairs", "HISTORY_SIZE"]
+
+HISTORY_SIZE = 100
+"""Curvature pairs kept by default (torch.optim.LBFGS's ``history_size``)."""
+
+
+def history_pairs(evaluations: int, history_size: int = HISTORY_SIZE) -> int:
+    """The curvature pairs :func:`minimize` allocates for a run: ``history_size``, or fewer when the run can
+    make fewer (``evaluations - 2``: none from the first two evaluations); at least 1."""
+    return max(1, min(int(history_size), int(evaluations) - 2))
 
 
 class Minimized(NamedTuple):
@@ -52,7 +63,7 @@ def minimize(
     evaluations: int,
     *,
     lr: float = 1.0,
-    history_size: int = 100,
+    history_size: int = HISTORY_SIZE,
     tolerance_grad: float = 1e-7,
     tolerance_change: float = 1e-9,
     check_every: int = 25,
@@ -78,35 +89,28 @@ def minimize(
     grad = _flat_grad(param)
     active = grad.abs().max() > tolerance_grad  # all decisions stay on the device
     counted = torch.ones((), dtype=torch.int64, device=param.device)
-    pairs: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []  # (y, s, rho)
-    h_diag = torch.ones((), dtype=grad.dtype, device=param.device)
+    pairs = CurvaturePairs(grad.numel(), history_pairs(evaluations, history_size), grad.dtype, param.device)
     direction: torch.Tensor | None = None
-    step = torch.zeros_like(h_diag)
+    zero = torch.zeros((), dtype=grad.dtype, device=param.device)
+    moved, full_length = zero, torch.full_like(zero, lr)  # the last step taken, direction * its length
     previous_grad, previous_loss = grad, loss
     calls = 1
     for iteration in range(1, evaluations):  # a step, then its evaluation (torch stops at max_eval, unstepped)
         if direction is None:
             direction = grad.neg()
         else:
-            y, s = grad - previous_grad, direction * step
-            ys = y.dot(s)
-            curved = ys > 1e-10
-            if len(pairs) == history_size:
-                pairs.pop(0)
-            pairs.append((y, s, torch.where(curved, 1.0 / ys, torch.zeros_like(ys))))
-            h_diag = torch.where(curved, ys / y.dot(y), h_diag)
-            direction = _two_loop(grad, pairs, h_diag)
+            direction = pairs.add_and_direct(moved, grad - previous_grad, grad)
         previous_grad, previous_loss = grad, loss
-        length = lr * torch.clamp(1.0 / grad.abs().sum(), max=1.0) if iteration == 1 else torch.full_like(h_diag, lr)
+        length = lr * torch.clamp(1.0 / grad.abs().sum(), max=1.0) if iteration == 1 else full_length
         active = active & (grad.dot(direction) <= -tolerance_change)  # torch stops before a step that cannot descend
-        step = torch.where(active, length, torch.zeros_like(length))
+        moved = direction * torch.where(active, length, zero)
         with torch.no_grad():
-            param.add_((direction * step).view_as(param))
+            param.add_(moved.view_as(param))
         loss = closure()
         grad = _flat_grad(param)
         calls += 1
         counted = counted + active.long()
-        converged = (grad.abs().max() <= tolerance_grad) | ((direction * step).abs().max() <= tolerance_change)
+        converged = (grad.abs().max() <= tolerance_grad) | (moved.abs().max() <= tolerance_change)
         active = active & ~converged & ((loss - previous_loss).abs() >= tolerance_change)
         if calls % check_every == 0 and not bool(active):  # one read every check_every evaluations
             break
@@ -118,20 +122,3 @@ def _flat_grad(param: torch.Tensor) -> torch.Tensor:
     if param.grad is None:
         return torch.zeros(param.numel(), dtype=param.dtype, device=param.device)
     return param.grad.reshape(-1).clone()
-
-
-def _two_loop(
-    grad: torch.Tensor, pairs: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]], h_diag: torch.Tensor
-) -> torch.Tensor:
-    """The L-BFGS direction ``-H grad`` from the curvature ``pairs`` (two-loop recursion), all on the device."""
-    q = grad.neg()
-    alphas = []
-    for y, s, rho in reversed(pairs):
-        alpha = s.dot(q) * rho
-        q.sub_(y * alpha)
-        alphas.append(alpha)
-    direction = q.mul_(h_diag)
-    for (y, s, rho), alpha in zip(pairs, reversed(alphas)):
-        beta = y.dot(direction) * rho
-        direction.add_(s * (alpha - beta))
-    return direction

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from probe.errors import ProbeUsageError
 
 __all__ = ["gram_matrix", "content_loss", "style_loss", "total_variation_loss", "EPS", "feature_moments", "sqrtm_psd",
-           "wasserstein_style_loss"]
+           "wasserstein_style_loss", "relative_divisor"]
 
 EPS = 1e-12
 """Floor of the divisors of relative losses (an all-zero target gives a finite loss)."""
@@ -73,12 +73,20 @@ class _Gram(torch.autograd.Function):
         return torch.bmm(symmetric.to(flat.dtype), flat), None
 
 
-def _mse(value: torch.Tensor, target: torch.Tensor, relative: bool) -> torch.Tensor:
+def relative_divisor(target: torch.Tensor) -> torch.Tensor:
+    """What a relative loss divides by: the mean square of ``target`` (any shape), at least :data:`EPS`; 0-dim."""
+    return target.pow(2).mean().clamp_min(EPS)
+
+
+def _mse(value: torch.Tensor, target: torch.Tensor, relative: bool, divisor: torch.Tensor | None) -> torch.Tensor:
     loss = F.mse_loss(value, target.expand_as(value))
-    return loss / target.pow(2).mean().clamp_min(EPS) if relative else loss
+    if not relative:
+        return loss
+    return loss / (relative_divisor(target) if divisor is None else divisor)
 
 
-def content_loss(features: torch.Tensor, target: torch.Tensor, *, relative: bool = False) -> torch.Tensor:
+def content_loss(features: torch.Tensor, target: torch.Tensor, *, relative: bool = False,
+                 divisor: torch.Tensor | None = None) -> torch.Tensor:
     """Mean squared difference between feature maps (a scalar; 0 for identical features).
 
     Args:
@@ -86,12 +94,14 @@ def content_loss(features: torch.Tensor, target: torch.Tensor, *, relative: bool
         target: the content image's features, same shape (or broadcastable).
         relative: divide by the mean square of ``target`` (default False), so
             that 1.0 means an error as large as the features themselves.
+        divisor: ``relative_divisor(target)`` when already computed (once per target, not per step).
     """
-    return _mse(features, target, relative)
+    return _mse(features, target, relative, divisor)
 
 
 def style_loss(
-    features: torch.Tensor, target_gram: torch.Tensor, *, normalize: bool = True, relative: bool = False
+    features: torch.Tensor, target_gram: torch.Tensor, *, normalize: bool = True, relative: bool = False,
+    divisor: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Mean squared difference between the Gram matrix of ``features`` and a target Gram matrix.
 
@@ -101,6 +111,7 @@ def style_loss(
             :func:`gram_matrix` (same ``normalize``) from the style image(s).
         normalize: as in :func:`gram_matrix` (default True).
         relative: divide by the mean square of ``target_gram`` (default False).
+        divisor: ``relative_divisor(target_gram)`` when already computed (once per target, not per step).
 
     Returns:
         A scalar, 0 when the Gram matrices agree.
@@ -114,7 +125,7 @@ def style_loss(
             f"the target Gram matrix is {tuple(target_gram.shape)} but the features give {tuple(gram.shape)}: "
             "targets must come from the same layer"
         )
-    return _mse(gram, target_gram, relative)
+    return _mse(gram, target_gram, relative, divisor)
 
 
 def total_variation_loss(images: torch.Tensor, exponent: float = 2.0) -> torch.Tensor:

@@ -25,6 +25,7 @@ from probe.style.losses import (
     content_loss,
     feature_moments,
     gram_matrix,
+    relative_divisor,
     sqrtm_psd,
     style_loss,
     total_variation_loss,
@@ -47,6 +48,10 @@ class StyleTargets:
     """The content image's own style loss (the denominator of ``StyleResult.style_ratio``)."""
     moments: dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = field(default_factory=dict)
     """For the ``"w2"`` style loss: ``{module: (mean (1, C), covariance (1, C, C), its square root)}``, blended."""
+    divisors: dict[str, torch.Tensor] = field(default_factory=dict)
+    """``{"content:MODULE" or "style:MODULE": relative_divisor(target)}``: what each relative loss divides by,
+    computed once with the targets instead of at every step (missing ones are computed when needed; a
+    target replaced after :meth:`StyleObjective.targets` needs its entry replaced or removed too)."""
 
 
 @dataclass
@@ -109,15 +114,19 @@ class StyleObjective:
         return {module: tensor.float() for module, tensor in captured.items()}
 
     @torch.no_grad()
-    def targets(self, content: torch.Tensor, styles: Sequence[torch.Tensor], blend: Sequence[float]) -> StyleTargets:
+    def targets(self, content: torch.Tensor, styles: Sequence[torch.Tensor], blend: Sequence[float],
+                content_features: dict[str, torch.Tensor] | None = None) -> StyleTargets:
         """Content features and style Gram matrices blended with ``blend``, detached: one pass per image.
 
         Args:
             content: ``(C, H, W)`` content image in [0, 1].
             styles: ``[(C, h, w)]`` style images (any sizes).
             blend: one weight per style image, summing to 1.
+            content_features: :meth:`features` of ``content[None]`` when already computed (default None:
+                computed here).
         """
-        content_features = self.features(content[None])
+        if content_features is None:
+            content_features = self.features(content[None])
         grams: dict[str, torch.Tensor] = {}
         for style, weight in zip(styles, blend):
             style_features = self.features(style[None])
@@ -126,6 +135,8 @@ class StyleObjective:
                 grams[module] = grams[module] + gram if module in grams else gram
         kept = {module: content_features[module] for module in set(self.plan.content.values())}
         targets = StyleTargets(content=kept, grams=grams)
+        targets.divisors = {**{f"content:{m}": relative_divisor(t) for m, t in kept.items()},
+                            **{f"style:{m}": relative_divisor(g) for m, g in grams.items()}}
         if self.style_kind == "w2":
             targets.moments = self._moments(styles, blend)
         # The content image's style loss from the same features: no extra forward pass.
@@ -163,19 +174,23 @@ class StyleObjective:
     ) -> dict[str, torch.Tensor]:
         """:meth:`losses` from features already computed by :meth:`features` for ``images``."""
         layers: dict[str, torch.Tensor] = {}
+        divisors = targets.divisors
         for name, module in self.plan.content.items():
-            layers[f"content:{name}"] = content_loss(features[module], targets.content[module], relative=True)
+            layers[f"content:{name}"] = content_loss(features[module], targets.content[module], relative=True,
+                                                     divisor=divisors.get(f"content:{module}"))
         for name, module in self.plan.style.items():
             if self.style_kind == "w2":
                 mean, cov, root = targets.moments[module]
                 layers[f"style:{name}"] = wasserstein_style_loss(features[module], mean, cov, target_cov_sqrt=root,
                                                                  relative=True)
             else:
-                layers[f"style:{name}"] = style_loss(features[module], targets.grams[module], relative=True)
+                layers[f"style:{name}"] = style_loss(features[module], targets.grams[module], relative=True,
+                                                     divisor=divisors.get(f"style:{module}"))
         content = sum(layers[f"content:{name}"] for name in self.plan.content) / len(self.plan.content)
         style = sum(self.style_layer_weights[name] * layers[f"style:{name}"] for name in self.plan.style)
-        tv = total_variation_loss(images)
         content_weight, style_weight, tv_weight = self.weights
+        with torch.set_grad_enabled(torch.is_grad_enabled() and tv_weight != 0):  # weighted 0: reported, no gradient
+            tv = total_variation_loss(images)
         parts = {
             "content": content,
             "style": style,

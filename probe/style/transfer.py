@@ -31,7 +31,7 @@ from probe.style.inputs import (
     targets_for_model,
 )
 from probe.style.layers import plan_layers
-from probe.style.lbfgs import minimize
+from probe.style.lbfgs import history_pairs, minimize
 from probe.style.network import Pooling, style_network
 from probe.style.objective import LOSS_NAMES, StyleObjective, StyleTargets
 from probe.style.result import StyleResult
@@ -72,12 +72,14 @@ def _check_options(
 
 
 def _check_memory(
-    objective: StyleObjective, loaded: LoadedModel, size: tuple[int, int], style_sizes: list[tuple[int, int]]
+    objective: StyleObjective, loaded: LoadedModel, size: tuple[int, int], style_sizes: list[tuple[int, int]],
+    history_pairs: int = 0,
 ) -> None:
     """Refuse, before allocating, a scale whose image or style images cannot fit in the free memory.
 
     The optimization keeps every layer's activations up to the deepest one for the backward pass
-    (measured per pixel at the model's input size, :func:`~probe.memory.bytes_per_pixel`); a style
+    (measured per pixel at the model's input size, :func:`~probe.memory.bytes_per_pixel`), and L-BFGS
+    its ``history_pairs`` curvature pairs (two float32 images each, allocated at the start); a style
     image is seen once without gradients (about twice its largest activation). Runs of at most four
     times the model's input area are not checked.
     """
@@ -90,7 +92,8 @@ def _check_memory(
     per_pixel, per_largest = bytes_per_pixel(*measure), bytes_per_pixel(*measure, largest=True)
     if per_pixel is None or per_largest is None:  # the layers do not run at the probe sizes: the run will say why
         return
-    check_fits(HEADROOM * per_pixel * size[0] * size[1], loaded.device, f"style transfer at {size[0]}x{size[1]}",
+    history = 2 * history_pairs * loaded.preprocess.channels * size[0] * size[1] * 4
+    check_fits(HEADROOM * per_pixel * size[0] * size[1] + history, loaded.device, f"style transfer at {size[0]}x{size[1]}",
                "use a smaller --size (or --scales), or --device cuda on a GPU with more memory")
     style_h, style_w = max(style_sizes, key=lambda hw: hw[0] * hw[1])
     check_fits(2 * per_largest * style_h * style_w + 24 * style_h * style_w, loaded.device,
@@ -326,8 +329,9 @@ def style_transfer(
         precision,
         style_loss,
     )
+    first_features = None  # the content's features at the first size, when the size check below made them
     if defaulted:  # a model that takes one input size (ViT at 224) refuses the default 256: then its own
-        sizes = size_the_model_takes(objective, content_image, sizes, loaded.preprocess.input_size)
+        sizes, first_features = size_the_model_takes(objective, content_image, sizes, loaded.preprocess.input_size)
     run = _Run(objective, steps * len(sizes), int(snapshots), progress)
 
     started = time.perf_counter()
@@ -335,11 +339,12 @@ def style_transfer(
         image: torch.Tensor | None = None
         for scale, (height, width) in enumerate(sizes):
             longer = max(1, round(style_scale * max(height, width)))
-            _check_memory(objective, loaded, (height, width), [fit_size(*s.shape[-2:], longer) for s in style_images])
+            _check_memory(objective, loaded, (height, width), [fit_size(*s.shape[-2:], longer) for s in style_images],
+                          history_pairs(steps) if optimizer == "lbfgs" else 0)
             content_s = resize(content_image, (height, width)).to(device)
             styles_s = [resize(style, longer).to(device) for style in style_images]
             targets, styles_s = targets_for_model(objective, content_s, styles_s, blend, style_scale,
-                                                  loaded.preprocess.input_size)
+                                                  loaded.preprocess.input_size, first_features if scale == 0 else None)
             if image is None:
                 start, init_label = initial_image(init, content_s, random, channels)
             else:
