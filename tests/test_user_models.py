@@ -90,6 +90,19 @@ def test_attributions_on_a_forward_that_cuts_the_gradient_say_so() -> None:
         assert torch.isfinite(result.attributions["occlusion"]).all()
 
 
+def test_style_on_a_forward_that_cuts_the_gradient_says_so() -> None:
+    """Style transfer on a model whose forward runs under torch.no_grad() exited 0 with a result only the tv loss
+    had moved (content and style losses had no gradient): silent garbage. Now one line naming the layer option."""
+    content, style = (torch.rand(3, 16, 16, generator=torch.Generator().manual_seed(seed)) for seed in (0, 1))
+    with pytest.raises(probe.ProbeUsageError, match="output of body.conv1 does not depend on the input") as info:
+        probe.style_transfer(GradientCut("no_grad"), content, style, steps=2, size=16,
+                             content_layers=["body.conv1"], style_layers=["body.conv2"])
+    assert info.value.param == "content_layer"
+    result = probe.style_transfer(GradientCut("detach"), content, style, steps=2, size=16,  # the cut comes later
+                                  content_layers=["body.conv1"], style_layers=["body.conv2"])
+    assert torch.isfinite(result.image).all()
+
+
 def test_lrp_on_a_weight_normed_model_is_lrp_on_its_weights() -> None:
     """LRP refused a weight-normed or spectral-normed conv ("no rule for _WeightNorm"): captum takes modules
     without children as layers, and a parametrized conv has its parametrization as a child. Its map is now that

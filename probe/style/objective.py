@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from probe.errors import ProbeUsageError
+from probe.errors import ProbeUsageError, check_depends_on_image
 from probe.forward import ModelInputError
 from probe.hooks import capture
 from probe.runtime import Precision, autocast
@@ -102,9 +102,16 @@ class StyleObjective:
                     f"({str(error).splitlines()[0]}); use a larger --size",
                     param="size",
                 ) from None
+        traced = images.requires_grad and torch.is_grad_enabled()
         for name, module in {**self.plan.content, **self.plan.style}.items():
             if module not in captured:
                 raise ProbeUsageError(f"layer {name!r} ({module}) did not run in the forward pass", param="style_layer")
+            if traced and not captured[module].requires_grad:  # a no_grad/detach in the model: only tv would move
+                kind = "content_layer" if name in self.plan.content else "style_layer"
+                try:
+                    check_depends_on_image(captured[module], [name])
+                except ProbeUsageError as error:
+                    raise ProbeUsageError(str(error), param=kind) from None
             if name in self.plan.style and captured[module].dim() < 3:
                 raise ProbeUsageError(
                     f"style layer {name!r} outputs shape {tuple(captured[module].shape)}; style layers need "
