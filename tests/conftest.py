@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import urllib.error
+from collections.abc import Callable
 
 import pytest
 import torch
@@ -69,3 +70,20 @@ def same_state(before: tuple[object, ...], after: tuple[object, ...]) -> bool:
     (flags, grads, values, hooks), (flags2, grads2, values2, hooks2) = before, after
     return (flags, grads, hooks) == (flags2, grads2, hooks2) and len(values) == len(values2) and all(
         n == n2 and d == d2 and torch.equal(t, t2) for (n, d, t), (n2, d2, t2) in zip(values, values2))
+
+
+def clones_while(work: Callable[[], object]) -> int:
+    """How many tensors ``work`` cloned."""
+    made = []
+    original = torch.Tensor.clone
+
+    def counted(self, *args, **kwargs):
+        made.append(1)
+        return original(self, *args, **kwargs)
+
+    torch.Tensor.clone = counted
+    try:
+        work()
+    finally:
+        torch.Tensor.clone = original
+    return len(made)
