@@ -434,3 +434,57 @@ def test_record_copies_only_the_outputs_a_pass_like_it_rewrote(mode, nets, image
 
     assert clones_while(one_pass) == 6  # the learning pass copies every output (relu runs twice)
     assert clones_while(one_pass) == 2  # then only the two batch norms the addition rewrites
+
+
+def _timm(name: str) -> Callable[[], torch.nn.Module]:
+    def build() -> torch.nn.Module:
+        import timm
+
+        return timm.create_model(name, pretrained=False)
+
+    return build
+
+
+def _torchvision(name: str, **options) -> Callable[[], torch.nn.Module]:
+    return lambda: getattr(torchvision.models, name)(weights=None, **options)
+
+
+REAL = {  # each with its own in-place rewrites: ReLU(inplace), out += identity, out.relu_(), Hardswish(inplace), ...
+    "resnet50": (_torchvision("resnet50"), 32),
+    "mobilenet_v2": (_torchvision("mobilenet_v2"), 32),
+    "mobilenet_v3_small": (_torchvision("mobilenet_v3_small"), 32),
+    "efficientnet_b0": (_torchvision("efficientnet_b0"), 32),
+    "densenet121": (_torchvision("densenet121"), 32),
+    "googlenet": (_torchvision("googlenet", aux_logits=False, init_weights=True), 32),
+    "inception_v3": (_torchvision("inception_v3", aux_logits=False, init_weights=True), 80),
+    "squeezenet1_0": (_torchvision("squeezenet1_0"), 48),
+    "timm resnet18": (_timm("resnet18"), 32),
+    "timm efficientnet_b0": (_timm("efficientnet_b0"), 32),
+    "timm dla34": (_timm("dla34"), 32),
+    "timm convnext_atto": (_timm("convnext_atto"), 32),
+}
+
+
+@pytest.mark.slow  # 2-10 s each on 2 cores: python -m pytest -m slow tests/test_record_reference.py
+@pytest.mark.parametrize("arch", list(REAL))
+def test_every_module_of_a_real_model_is_read_as_it_returned(arch: str) -> None:
+    """All modules at once (record by plain names, capture by per-call names) against :func:`true_outputs`."""
+    build, size = REAL[arch]
+    torch.manual_seed(0)
+    net = build().eval().requires_grad_(False)
+    x = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(0))
+    truth = keyed(true_outputs(net, x))
+    plain = list(dict.fromkeys(name.split("#")[0] for name in truth))
+    for mode in (torch.no_grad, torch.no_grad, torch.inference_mode, torch.inference_mode):
+        with mode(), probe.record(net, plain) as acts:
+            net(x)
+        assert set(acts) == set(truth)
+        for name, value in truth.items():
+            assert_close(acts[name], value)
+    for _ in range(2):
+        with torch.no_grad():
+            captured = probe.capture(net, x, list(truth), stop_early=False)
+        for name, value in truth.items():
+            if captured[name].shape == value.shape:  # a channels-last block comes channels first
+                assert_close(captured[name], value)
+    assert no_hooks_left(net)
