@@ -8,6 +8,7 @@ from collections.abc import Callable
 import pytest
 import torch
 
+from benchmarks.measure_record import cloned
 from tinynets import tiny
 
 torch.set_num_threads(2)
@@ -74,16 +75,4 @@ def same_state(before: tuple[object, ...], after: tuple[object, ...]) -> bool:
 
 def clones_while(work: Callable[[], object]) -> int:
     """How many tensors ``work`` cloned."""
-    made = []
-    original = torch.Tensor.clone
-
-    def counted(self, *args, **kwargs):
-        made.append(1)
-        return original(self, *args, **kwargs)
-
-    torch.Tensor.clone = counted
-    try:
-        work()
-    finally:
-        torch.Tensor.clone = original
-    return len(made)
+    return cloned(work)[0]
