@@ -546,6 +546,10 @@ def record(
 
     Raises:
         ProbeUsageError: for an unknown layer name or reduction.
+        ProbeRuntimeError: from the model's call, when the pass rewrote in place an output that earlier passes
+            like it left alone (so record kept it uncopied) and the pass cannot be run again to read it (a module
+            in training mode, ``grads=True``, or a graph kept); the next pass copies it. In eval mode record runs
+            such a pass again itself under ``torch.no_grad`` (the model's own hooks then run twice).
     """
     resolved = _resolve(model, layers)
     if reduce is not None:
