@@ -426,6 +426,7 @@ class _RecordPass:
         arguments: the pass's input tensors with their versions at the start.
         copied: ``{label: original}`` of the outputs copied in the hook.
         trusted: ``(key, original, version, label)`` of the outputs kept uncopied.
+        entries: the same for every full map kept on its device, copied or not.
         returned: the storages of what the pass returned (set by :meth:`aliasing`).
         watch: a learning pass's write watch, active from its start (``watching``) to its end.
     """
@@ -436,6 +437,7 @@ class _RecordPass:
     arguments: list[tuple[torch.Tensor, int | None]] = field(default_factory=list)
     copied: dict[Hashable, torch.Tensor] = field(default_factory=dict)
     trusted: list[tuple[str, torch.Tensor, int | None, Hashable]] = field(default_factory=list)
+    entries: list[tuple[str, torch.Tensor, int | None, Hashable]] = field(default_factory=list)
     returned: set[int] = field(default_factory=set)
     watch: WriteWatch | None = None
     watching: bool = False
@@ -450,9 +452,10 @@ class _RecordPass:
         """Whether ``label``'s output may stay uncopied: passes of this kind never rewrote it."""
         return self.known is not None and self.known.get(label) is False
 
-    def note_copy(self, label: Hashable, original: torch.Tensor) -> None:
+    def note_copy(self, key: str, label: Hashable, original: torch.Tensor) -> None:
         """``label``'s output was copied in its hook; a learning pass watches the original for writes."""
         self.copied[label] = original
+        self.entries.append((key, original, _version(original), label))
         if self.watch is not None:
             self.watch.track(original, label)
 
@@ -463,10 +466,16 @@ class _RecordPass:
             self.watch.__exit__(None, None, None)
 
     def aliasing(self, output: Any) -> set[Hashable]:
-        """The labels of copied outputs that share storage with ``output`` (the caller can rewrite those, also a
+        """The labels of outputs that share storage with ``output`` (the caller can rewrite those, also a
         caller that is not :func:`record`'s model: DenseNet's ``F.relu(self.features(x), inplace=True)``)."""
         self.returned = storages(output)
-        return {label for label, original in self.copied.items() if storage_key(original) in self.returned}
+        return {label for _, original, _, label in self.entries if storage_key(original) in self.returned}
+
+    def unchanged(self, original: torch.Tensor, version: int | None, label: Hashable) -> bool:
+        """Whether ``label``'s output still holds what the module returned, as far as the pass can tell."""
+        written = self.watch.written if self.watch is not None else set()
+        known = bool((self.known or {}).get(label))
+        return (version is None or _version(original) == version) and label not in written and not known
 
     def kept(self, aliasing: set[Hashable]) -> set[Hashable]:
         """The labels whose copies must stay although their version counters did not move: written past the
@@ -475,18 +484,12 @@ class _RecordPass:
         known = {label for label, rewritten in (self.known or {}).items() if rewritten}
         return aliasing | written | known
 
-    def learned(self, moved: Mapping[Hashable, bool], aliasing: set[Hashable]) -> dict[Hashable, bool]:
+    def learned(self, moved: Mapping[Hashable, bool]) -> dict[Hashable, bool]:
         """``{label: rewritten}`` for the outputs this pass copied without knowing whether it had to."""
         written = self.watch.written if self.watch is not None else set()
-        learned = {}
-        for label in {**self.copied, **dict.fromkeys(aliasing)}:
-            if label in aliasing:
-                learned[label] = True
-            elif self.known is not None and label in self.known:
-                continue
-            elif self.watch is not None or label in moved:  # watched, or one with a version counter
-                learned[label] = moved.get(label, False) or label in written
-        return learned
+        return {label: moved.get(label, False) or label in written for label in self.copied
+                if not (self.known is not None and label in self.known)
+                and (self.watch is not None or label in moved)}  # watched, or one with a version counter
 
     def surprised(self) -> list[Hashable]:
         """The labels of outputs kept uncopied that this pass rewrote after all (a rewrite that depends on data)."""
@@ -581,10 +584,11 @@ def record(
         elif state is not None and not accumulate and state.trusts(label):
             acts[key] = value  # the passes like this one left it as it was: no copy
             state.trusted.append((key, tensor, _version(tensor), label))
+            state.entries.append(state.trusted[-1])
         else:
             acts[key] = copies.copy(value, label)
             if state is not None:
-                state.note_copy(label, tensor)
+                state.note_copy(key, label, tensor)
         if grads and tensor.requires_grad:  # on the tensor as returned: autograd gives d/d(this version)
             tensor.register_hook(lambda grad, key=key: store_grad(key, grad))
 
@@ -618,15 +622,17 @@ def record(
         if state is None:
             return
         state.stop_watching()
-        aliasing = state.aliasing(output)  # the caller may rewrite what the pass returns: those copies stay
-        for key, tensor, version, label in state.trusted:
-            if storage_key(tensor) in state.returned and (version is None or _version(tensor) == version):
-                recording._acts[key] = copies.copy(tensor.detach() if detach else tensor, label)  # still as it was
-                aliasing.add(label)
+        aliasing = state.aliasing(output)  # the caller may rewrite what the pass returns: copy those now
+        shared: dict[int, torch.Tensor] = {}  # one copy per tensor: fc's output and the model's stay one tensor
+        for key, tensor, version, label in state.entries:
+            if label in aliasing and state.unchanged(tensor, version, label):
+                if id(tensor) not in shared:
+                    shared[id(tensor)] = copies.copy(tensor.detach() if detach else tensor, label)
+                recording._acts[key] = shared[id(tensor)]
         moved = copies.restore(recording._acts, keep=state.kept(aliasing))
         if state.rerun or output is None:  # a pass run again, or one that failed: nothing to learn
             return
-        _RECORD_REWRITES.learn(model, state.kind, modules, state.learned(moved, aliasing))
+        _RECORD_REWRITES.learn(model, state.kind, modules, state.learned(moved))
         surprised = state.surprised()
         if not surprised:
             return
