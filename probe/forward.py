@@ -17,16 +17,17 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from types import TracebackType
+from types import CodeType, TracebackType
+from typing import TypeVar
 
 import torch
 
 from probe.errors import ProbeError, ProbeRuntimeError, ProbeUsageError
 from probe.memory import is_out_of_memory
 
-__all__ = ["DTYPE_WORDS", "GRADIENT_WORDS", "ModelInputError", "model_input", "first_line"]
+__all__ = ["DTYPE_WORDS", "GRADIENT_WORDS", "ModelInputError", "model_input", "first_line", "passes_through"]
 
 _PACKAGE = Path(__file__).resolve().parent
 _MODELS = _PACKAGE / "zoo"  # the embedded zoo's networks are models like any other
@@ -53,7 +54,22 @@ def first_line(error: BaseException) -> str:
     return f"{type(error).__name__}: {text.splitlines()[0]}" if text else type(error).__name__
 
 
+_PASSING_THROUGH: set[CodeType] = set()
+"""The code of cnn-probe's torch modes' handlers (:func:`passes_through`)."""
+
+_Function = TypeVar("_Function", bound=Callable)
+
+
+def passes_through(function: _Function) -> _Function:
+    """Mark a torch mode's ``__torch_function__`` / ``__torch_dispatch__``: it runs the model's operations, so
+    an error raised through it is the model's (a head too small for the image), not cnn-probe's."""
+    _PASSING_THROUGH.add(function.__code__)
+    return function
+
+
 def _ours(trace: TracebackType) -> bool:
+    if trace.tb_frame.f_code in _PASSING_THROUGH:
+        return False
     path = Path(trace.tb_frame.f_code.co_filename).resolve()
     return _PACKAGE in path.parents and _MODELS not in path.parents
 

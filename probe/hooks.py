@@ -19,21 +19,32 @@ of times and never keeps a hook.
 pass can rewrite a module's output in place: ``ReLU(inplace=True)`` after each
 convolution of torchvision's VGG and AlexNet, ``out += identity`` after a
 ResNet block's last batch norm, ``F.relu(x, inplace=True)`` in GoogLeNet's
-``BasicConv2d``. :func:`record` and :func:`capture` keep what each module
-returned at the moment it returned it. The hook copies the output (a
-``reduce=`` reduction or a move to the CPU is a copy already); when the forward
-pass ends, every copy whose original was not rewritten (its version counter is
-unchanged) is swapped back for the original, so that the kept tensor is the
-model's own (same storage, same graph) and no extra memory stays. Under
-``torch.inference_mode`` tensors have no version counter and the copies stay.
-:func:`capture` does not copy the output of the layer whose hook ends the
-forward pass: nothing runs after it. Nor, after the first pass, the outputs
-that pass left untouched: it learns, per model and kind of pass (the layers,
-where it stops, training, grad and autocast modes, the input's device, dtype
-and ``requires_grad``), which outputs were rewritten, and later passes copy
-only those. Should a later pass rewrite an output it did not copy after all
-(a rewrite that depends on the data), capture forgets what it learned and
-runs that pass again, copying everything.
+``BasicConv2d``, a write into a slice or through ``.data``, or the caller of a
+recorded submodule (DenseNet's ``F.relu(self.features(x), inplace=True)``).
+:func:`record` and :func:`capture` keep what each module returned at the
+moment it returned it, and copy only the outputs that need it:
+
+- The first pass of a kind (per model: the layers, every module's training
+  flag, grad, inference and autocast modes, the input's device, dtype,
+  ``requires_grad`` and shape) copies every output in its hook and watches the
+  pass's writes (:mod:`probe.rewrites`: every ATen operation that writes into
+  a tracked output's storage, also under ``torch.inference_mode`` where
+  tensors have no version counter). Copies nothing rewrote are swapped back
+  for the originals when the pass ends (same values, the model's own storage
+  and graph). What the pass returns is always kept as a copy (its caller may
+  rewrite it).
+- Later passes of that kind copy only the outputs the first one saw rewritten.
+  Should one rewrite an output it did not copy after all (a rewrite that
+  depends on the data; its version counter tells), :func:`record` runs the
+  pass again under ``torch.no_grad`` copying everything (when every module is
+  in eval mode and no gradient is recorded; otherwise it raises
+  :class:`~probe.errors.ProbeRuntimeError` and copies that output from then
+  on), and :func:`capture` forgets what it learned and runs the pass again.
+  Under ``torch.inference_mode`` there is no version counter to tell: such a
+  data-dependent rewrite goes unseen there.
+- A reduction (``reduce=``), a move to the CPU and ``accumulate=True`` copy in
+  the hook anyway. :func:`capture` does not copy the output of the layer whose
+  hook ends the forward pass: nothing runs after it.
 
 **Modules called several times.** A module can run more than once in one
 forward pass (each block of torchvision's ResNets uses its ``relu`` two or
@@ -72,10 +83,11 @@ import torch
 from torch import nn
 
 from probe.checks import MAX_SIDE, check_count, check_names
-from probe.errors import ProbeUsageError, unknown_name
+from probe.errors import ProbeRuntimeError, ProbeUsageError, unknown_name
 from probe.forward import model_input
 from probe.layout import channels_last_layers
 from probe.modes import evaluating
+from probe.rewrites import Rewrites, WriteWatch, storage_key, storages, tensors_in
 
 __all__ = [
     "INPUT",
@@ -105,15 +117,9 @@ Reduction = Literal["mean", "max", "sum"]
 
 
 def first_tensor(value: Any) -> torch.Tensor | None:
-    """Return ``value`` if it is a tensor, else the first tensor inside a tuple/list/namedtuple."""
-    if isinstance(value, torch.Tensor):
-        return value
-    if isinstance(value, (tuple, list)):
-        for item in value:
-            found = first_tensor(item)
-            if found is not None:
-                return found
-    return None
+    """Return ``value`` if it is a tensor, else the first tensor inside a tuple/list/namedtuple or the values of a
+    dict (in order: a Hugging Face ``ModelOutput``'s ``logits`` or ``last_hidden_state``), searched depth first."""
+    return next(tensors_in(value), None)
 
 
 def layer_names(model: nn.Module) -> list[str]:
@@ -247,8 +253,12 @@ class _Copies:
             self._pending[id(copied)] = (copied, tensor, version, label)
         return copied
 
-    def restore(self, target: dict[str, torch.Tensor]) -> dict[Hashable, bool]:
+    def restore(self, target: dict[str, torch.Tensor], keep: Container[Hashable] = ()) -> dict[Hashable, bool]:
         """In ``target``, replace each pending copy whose original was not rewritten by that original.
+
+        Args:
+            target: ``{key: kept tensor}``, changed in place.
+            keep: labels whose copies stay even when their originals' version counters did not move.
 
         Returns:
             ``{label: rewritten}`` for every copy whose original has a version counter.
@@ -256,7 +266,7 @@ class _Copies:
         moved = {ident: _version(original) != version for ident, (_, original, version, _) in self._pending.items()}
         for key, value in target.items():
             entry = self._pending.get(id(value))
-            if entry is not None and entry[0] is value and not moved[id(value)]:
+            if entry is not None and entry[0] is value and not moved[id(value)] and entry[3] not in keep:
                 target[key] = entry[1]
         rewritten = {entry[3]: moved[ident] for ident, entry in self._pending.items()}
         self._pending.clear()
@@ -373,6 +383,126 @@ class Recording(Mapping[str, torch.Tensor]):
         return f"{key}{CALL_SEPARATOR}0" if self.calls.get(key, 0) > 1 else key
 
 
+_RECORD_REWRITES = Rewrites()
+"""What :func:`record` learned: per model and kind of pass (:func:`_record_kind`), which outputs were rewritten."""
+
+
+def _record_kind(names: tuple[str, ...], modules: Sequence[nn.Module], arguments: Any) -> Hashable:
+    """What decides which outputs a pass rewrites in place: the layers asked for, every module's training flag
+    (``Dropout(inplace=True)`` rewrites only in training), grad, inference and autocast modes, and the first
+    input's device, dtype, ``requires_grad`` and shape."""
+    first = next(tensors_in(arguments), None)
+    flags = tuple(module.training for module in modules)
+    modes = (torch.is_grad_enabled(), torch.is_inference_mode_enabled())
+    if first is None:
+        return names, flags, modes
+    return (names, flags, modes, torch.is_autocast_enabled(first.device.type), first.device.type, first.dtype,
+            first.requires_grad, tuple(first.shape))
+
+
+def _versions(value: Any) -> list[tuple[torch.Tensor, int | None]]:
+    """Every tensor in ``value`` with its version now."""
+    return [(tensor, _version(tensor)) for tensor in tensors_in(value)]
+
+
+def _lost(labels: Iterable[Hashable]) -> ProbeRuntimeError:
+    """The error for outputs a pass rewrote in place, unexpectedly, when the pass cannot be run again."""
+    names = ", ".join(sorted({repr(label[0]) for label in labels}))
+    return ProbeRuntimeError(
+        f"the output of layer {names} was rewritten in place later in this forward pass, though earlier passes "
+        "like it left it as it was, so its recorded value is lost; run the pass again: record copies it from now "
+        "on (it cannot run the pass again itself while a module is in training mode or gradients are recorded)")
+
+
+@dataclass
+class _RecordPass:
+    """One forward pass under :func:`record`: what it may leave uncopied, and what it copied and trusted.
+
+    Attributes:
+        kind: the pass's :func:`_record_kind`.
+        known: ``{label: rewritten}`` learned by earlier passes of this kind; None: none learned, so this pass
+            copies every output and watches for writes (:class:`~probe.rewrites.WriteWatch`).
+        rerun: the pass is a rerun (see :func:`record`): it copies everything and learns nothing.
+        arguments: the pass's input tensors with their versions at the start.
+        copied: ``{label: original}`` of the outputs copied in the hook.
+        trusted: ``(key, original, version, label)`` of the outputs kept uncopied.
+        entries: the same for every full map kept on its device, copied or not.
+        returned: the storages of what the pass returned (set by :meth:`aliasing`).
+        watch: a learning pass's write watch, active from its start (``watching``) to its end.
+    """
+
+    kind: Hashable
+    known: dict[Hashable, bool] | None
+    rerun: bool = False
+    arguments: list[tuple[torch.Tensor, int | None]] = field(default_factory=list)
+    copied: dict[Hashable, torch.Tensor] = field(default_factory=dict)
+    trusted: list[tuple[str, torch.Tensor, int | None, Hashable]] = field(default_factory=list)
+    entries: list[tuple[str, torch.Tensor, int | None, Hashable]] = field(default_factory=list)
+    returned: set[int] = field(default_factory=set)
+    watch: WriteWatch | None = None
+    watching: bool = False
+
+    def __post_init__(self) -> None:
+        if self.known is None and not self.rerun:
+            self.watch = WriteWatch()
+            self.watch.__enter__()
+            self.watching = True
+
+    def trusts(self, label: Hashable) -> bool:
+        """Whether ``label``'s output may stay uncopied: passes of this kind never rewrote it."""
+        return self.known is not None and self.known.get(label) is False
+
+    def note_copy(self, key: str, label: Hashable, original: torch.Tensor) -> None:
+        """``label``'s output was copied in its hook; a learning pass watches the original for writes."""
+        self.copied[label] = original
+        self.entries.append((key, original, _version(original), label))
+        if self.watch is not None:
+            self.watch.track(original, label)
+
+    def stop_watching(self) -> None:
+        """End the watch of a learning pass (idempotent)."""
+        if self.watching:
+            self.watching = False
+            self.watch.__exit__(None, None, None)
+
+    def aliasing(self, output: Any) -> set[Hashable]:
+        """The labels of outputs that share storage with ``output`` (the caller can rewrite those, also a
+        caller that is not :func:`record`'s model: DenseNet's ``F.relu(self.features(x), inplace=True)``)."""
+        self.returned = storages(output)
+        return {label for _, original, _, label in self.entries if storage_key(original) in self.returned}
+
+    def unchanged(self, original: torch.Tensor, version: int | None, label: Hashable) -> bool:
+        """Whether ``label``'s output still holds what the module returned, as far as the pass can tell."""
+        written = self.watch.written if self.watch is not None else set()
+        known = bool((self.known or {}).get(label))
+        return (version is None or _version(original) == version) and label not in written and not known
+
+    def kept(self, aliasing: set[Hashable]) -> set[Hashable]:
+        """The labels whose copies must stay although their version counters did not move: written past the
+        counter (``.data``, seen by the watch), known as rewritten, or aliasing what the pass returned."""
+        written = self.watch.written if self.watch is not None else set()
+        known = {label for label, rewritten in (self.known or {}).items() if rewritten}
+        return aliasing | written | known
+
+    def learned(self, moved: Mapping[Hashable, bool]) -> dict[Hashable, bool]:
+        """``{label: rewritten}`` for the outputs this pass copied without knowing whether it had to."""
+        written = self.watch.written if self.watch is not None else set()
+        return {label: moved.get(label, False) or label in written for label in self.copied
+                if not (self.known is not None and label in self.known)
+                and (self.watch is not None or label in moved)}  # watched, or one with a version counter
+
+    def surprised(self) -> list[Hashable]:
+        """The labels of outputs kept uncopied that this pass rewrote after all (a rewrite that depends on data)."""
+        return [label for _, tensor, version, label in self.trusted if version is not None and _version(tensor) != version]
+
+    def can_rerun(self, *, grads: bool, detach: bool) -> bool:
+        """Whether running this pass again gives the same values and changes nothing: every module in eval mode,
+        no gradient recorded or graph kept, the inputs as they were."""
+        flags = self.kind[1]
+        return (not any(flags) and not grads and (detach or not torch.is_grad_enabled())
+                and all(_version(tensor) == version for tensor, version in self.arguments))
+
+
 @contextlib.contextmanager
 def record(
     model: nn.Module,
@@ -419,6 +549,10 @@ def record(
 
     Raises:
         ProbeUsageError: for an unknown layer name or reduction.
+        ProbeRuntimeError: from the model's call, when the pass rewrote in place an output that earlier passes
+            like it left alone (so record kept it uncopied) and the pass cannot be run again to read it (a module
+            in training mode, ``grads=True``, or a graph kept); the next pass copies it. In eval mode record runs
+            such a pass again itself under ``torch.no_grad`` (the model's own hooks then run twice).
     """
     resolved = _resolve(model, layers)
     if reduce is not None:
@@ -427,25 +561,39 @@ def record(
     recording = Recording(list(resolved))
     copies = _Copies()
     seen: Counter[str] = Counter()  # calls per module in the current forward pass
-    passing = [False]  # inside a forward pass of ``model``
+    modules = {INPUT: model, OUTPUT: model, **{name: tap.module for name, tap in taps.items()}}
+    every_module = list(model.modules())
+    names = tuple(resolved)
+    current: list[_RecordPass | None] = [None]  # the forward pass of ``model`` under way
 
-    def store(target: dict[str, torch.Tensor], key: str, tensor: torch.Tensor, copy: bool) -> None:
-        value = tensor.detach() if detach else tensor
+    def store_grad(key: str, grad: torch.Tensor) -> None:
+        key, kept = recording._live(key), recording.grads
+        value = grad.detach() if detach else grad
         fresh = _new_tensor(value, reduce, to_cpu)
-        if accumulate and key in target:
-            target[key] = torch.cat([target[key], value if fresh is None else fresh], dim=0)
-        elif fresh is not None:
-            target[key] = fresh
-        else:
-            target[key] = copies.copy(value) if copy else value.clone()
+        value = value.clone() if fresh is None else fresh
+        kept[key] = torch.cat([kept[key], value], dim=0) if accumulate and key in kept else value
 
-    def keep(key: str, tensor: torch.Tensor) -> None:
-        store(recording._acts, key, tensor, copy=True)
+    def keep(key: str, tensor: torch.Tensor, label: tuple[str, int]) -> None:
+        value = tensor.detach() if detach else tensor
+        fresh = _new_tensor(value, reduce, to_cpu)  # a reduction or a move is a copy taken now
+        acts, state = recording._acts, current[0]
+        if accumulate and key in acts:
+            acts[key] = torch.cat([acts[key], value if fresh is None else fresh], dim=0)  # a copy taken now
+        elif fresh is not None:
+            acts[key] = fresh
+        elif state is not None and not accumulate and state.trusts(label):
+            acts[key] = value  # the passes like this one left it as it was: no copy
+            state.trusted.append((key, tensor, _version(tensor), label))
+            state.entries.append(state.trusted[-1])
+        else:
+            acts[key] = copies.copy(value, label)
+            if state is not None:
+                state.note_copy(key, label, tensor)
         if grads and tensor.requires_grad:  # on the tensor as returned: autograd gives d/d(this version)
-            tensor.register_hook(lambda grad, key=key: store(recording.grads, recording._live(key), grad, copy=False))
+            tensor.register_hook(lambda grad, key=key: store_grad(key, grad))
 
     def on_module(name: str, value: Any) -> None:
-        if not passing[0]:
+        if current[0] is None:
             seen.clear()  # a submodule called on its own: each call is a pass of its own
         call = seen[name]
         seen[name] += 1
@@ -453,35 +601,68 @@ def record(
         if tensor is None:
             return
         for key in recording._key(name, call, taps[name]):
-            keep(key, tensor)
+            keep(key, tensor, (name, call))
 
     def on_root(name: str, value: Any) -> None:
         tensor = first_tensor(value)
         if tensor is not None:
-            keep(name, tensor)
+            keep(name, tensor, (name, 0))
 
-    def begin(*_: Any) -> None:
-        passing[0] = True
+    def begin(module: nn.Module, args: tuple, kwargs: dict) -> None:
         seen.clear()
+        rerun = current[0] is not None and current[0].rerun
+        if current[0] is not None:
+            current[0].stop_watching()  # an earlier pass that never reached end() (interrupted)
+        kind = _record_kind(names, every_module, (args, kwargs))
+        known = {} if rerun else _RECORD_REWRITES.get(model, kind, modules)
+        current[0] = _RecordPass(kind, known, rerun=rerun, arguments=_versions((args, kwargs)))
 
-    def end(*_: Any) -> None:
-        passing[0] = False
-        copies.restore(recording._acts)
+    def end(module: nn.Module, args: tuple, kwargs: dict, output: Any) -> None:
+        state, current[0] = current[0], None
+        if state is None:
+            return
+        state.stop_watching()
+        aliasing = state.aliasing(output)  # the caller may rewrite what the pass returns: copy those now
+        shared: dict[int, torch.Tensor] = {}  # one copy per tensor: fc's output and the model's stay one tensor
+        for key, tensor, version, label in state.entries:
+            if label in aliasing and state.unchanged(tensor, version, label):
+                if id(tensor) not in shared:
+                    shared[id(tensor)] = copies.copy(tensor.detach() if detach else tensor, label)
+                recording._acts[key] = shared[id(tensor)]
+        moved = copies.restore(recording._acts, keep=state.kept(aliasing))
+        if state.rerun or output is None:  # a pass run again, or one that failed: nothing to learn
+            return
+        _RECORD_REWRITES.learn(model, state.kind, modules, state.learned(moved))
+        surprised = state.surprised()
+        if not surprised:
+            return
+        _RECORD_REWRITES.learn(model, state.kind, modules, dict.fromkeys(surprised, True))
+        if not state.can_rerun(grads=grads, detach=detach):
+            raise _lost(surprised)
+        current[0] = _RecordPass(state.kind, {}, rerun=True)  # begin() of the pass run again reads this
+        try:
+            with torch.no_grad():
+                model(*args, **kwargs)  # the same pass again, copying every output this time
+        finally:
+            current[0] = None
 
     handles: list[torch.utils.hooks.RemovableHandle] = []
     try:
-        handles.append(model.register_forward_pre_hook(begin, prepend=True))
+        handles.append(model.register_forward_pre_hook(begin, prepend=True, with_kwargs=True))
         if INPUT in resolved:
             handles.append(model.register_forward_pre_hook(lambda m, args: on_root(INPUT, args)))
         for name, tap in taps.items():
             handles.append(tap.module.register_forward_hook(lambda m, args, out, n=name: on_module(n, out)))
         if OUTPUT in resolved:
             handles.append(model.register_forward_hook(lambda m, args, out: on_root(OUTPUT, out)))
-        handles.append(model.register_forward_hook(end))  # last: after every other hook of the pass
+        # last: after every other hook of the pass; also when the pass raises (the watch must not stay on)
+        handles.append(model.register_forward_hook(end, with_kwargs=True, always_call=True))
         yield recording
     finally:
         for handle in handles:
             handle.remove()
+        if current[0] is not None:  # a pass interrupted past every hook (KeyboardInterrupt)
+            current[0].stop_watching()
         copies.restore({})  # drop what an unfinished pass left pending
 
 
@@ -622,6 +803,8 @@ def capture(
     channels_last = channels_last_layers(model, inputs) & set(taps)
     pass_key = _pass_key(resolved, stop, inputs)
     untouched = _never_rewritten(model, taps, pass_key)  # learned by the first such pass: copy only the others
+    watch = WriteWatch() if untouched is None else None  # the learning pass: which copies were needed
+    copied: list[Hashable] = []
     trusted: list[tuple[torch.Tensor, int | None]] = []  # outputs kept uncopied, with their version then
 
     def on_module(name: str, value: Any) -> None:
@@ -642,6 +825,9 @@ def capture(
             trusted.append((tensor, _version(tensor)))
         else:
             kept = copies.copy(tensor, (name, call))
+            copied.append((name, call))
+            if watch is not None:
+                watch.track(tensor, (name, call))
         for key in keys:
             outputs[key] = kept
         if last:
@@ -652,7 +838,7 @@ def capture(
     result = None
     counted = ended = False
     try:
-        with evaluating(model), model_input(inputs, passes=(_StopForward,)):
+        with evaluating(model), model_input(inputs, passes=(_StopForward,)), watch or contextlib.nullcontext():
             result = model(inputs)
         counted = ended = True
     except _StopForward:
@@ -672,12 +858,13 @@ def capture(
             raise _repeated(name, seen[name])
     if given is not None:
         outputs[INPUT] = given
-    rewritten = copies.restore(outputs)
+    written = watch.written if watch is not None else set(copied)  # after learning: copied as rewritten
+    rewritten = copies.restore(outputs, keep=written)  # a write past the version counter (.data) keeps its copy
     if any(_version(tensor) != version for tensor, version in trusted):  # this pass rewrote one after all
         _forget_rewrites(model, pass_key)
         return capture(model, inputs, layers, stop_early=stop_early)  # again, copying everything (and relearning)
-    if ended and untouched is None and not torch.is_inference_mode_enabled():
-        _learn_rewrites(model, taps, pass_key, rewritten)
+    if ended and watch is not None:
+        _learn_rewrites(model, taps, pass_key, {label: rewritten.get(label, False) or label in written for label in copied})
     for key, value in outputs.items():
         if key.split(CALL_SEPARATOR)[0] in channels_last and value.dim() > 2:
             outputs[key] = value.movedim(-1, 1)  # channels-last blocks read as (N, C, ...), see probe.layout

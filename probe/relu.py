@@ -25,6 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
+from probe.forward import passes_through
+
 __all__ = ["RedirectedReLU", "redirected_relu"]
 
 
@@ -53,6 +55,7 @@ _RELUS = {F.relu, torch.relu, torch.Tensor.relu}  # in-place spellings keep thei
 
 
 class _Redirect(TorchFunctionMode):
+    @passes_through
     def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
         if func in _RELUS and torch.is_grad_enabled() and args and isinstance(args[0], torch.Tensor) \
                 and args[0].requires_grad:

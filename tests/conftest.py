@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import urllib.error
+from collections.abc import Callable
 
 import pytest
 import torch
 
+from benchmarks.measure_record import cloned
 from tinynets import tiny
 
 torch.set_num_threads(2)
@@ -69,3 +71,8 @@ def same_state(before: tuple[object, ...], after: tuple[object, ...]) -> bool:
     (flags, grads, values, hooks), (flags2, grads2, values2, hooks2) = before, after
     return (flags, grads, hooks) == (flags2, grads2, hooks2) and len(values) == len(values2) and all(
         n == n2 and d == d2 and torch.equal(t, t2) for (n, d, t), (n2, d2, t2) in zip(values, values2))
+
+
+def clones_while(work: Callable[[], object]) -> int:
+    """How many tensors ``work`` cloned."""
+    return cloned(work)[0]

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 import probe
-from conftest import model_state, no_hooks_left, same_state
-from probe.errors import ProbeUsageError
+from conftest import clones_while, model_state, no_hooks_left, same_state
+from probe.errors import ProbeRuntimeError, ProbeUsageError
 from probe.forward import ModelInputError
 
 
@@ -253,7 +253,7 @@ def test_outputs_nothing_rewrites_stay_the_models_own_tensors(model, batch):
     x = batch.clone().requires_grad_(True)
     with probe.record(model, ["conv1", "relu1", "output"], detach=False) as acts:
         out = model(x)
-    assert acts["output"] is out  # the copy taken in the hook was swapped back after the pass
+    assert torch.equal(acts["output"], out)  # a copy: the caller may rewrite what the pass returns
     (grad,) = torch.autograd.grad(out.sum(), acts["relu1"])  # still part of the model's graph
     assert grad.shape == acts["relu1"].shape
 
@@ -360,34 +360,27 @@ class Sometimes(torch.nn.Module):
         super().__init__()
         torch.manual_seed(0)
         self.conv = torch.nn.Conv2d(3, 3, 3, padding=1)
+        self.drop = torch.nn.Dropout(0.0)  # a module that trains: record cannot run a training pass again
         self.head = torch.nn.Conv2d(3, 2, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.conv(x)
+        out = self.drop(self.conv(x))
         return self.head(out.relu_() if x.mean() > 0 else out.relu())
 
 
-def clones_in_capture(monkeypatch, net, batch, layers):
+def clones_in_capture(net, batch, layers):
     """``(outputs, number of clones capture took)``."""
-    made = []
-    original = torch.Tensor.clone
-
-    def counted(self, *args, **kwargs):
-        made.append(tuple(self.shape))
-        return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(torch.Tensor, "clone", counted)
-    acts = probe.capture(net, batch, layers)
-    monkeypatch.setattr(torch.Tensor, "clone", original)
-    return acts, len(made)
+    acts = {}
+    clones = clones_while(lambda: acts.update(probe.capture(net, batch, layers)))
+    return acts, clones
 
 
 @pytest.mark.parametrize("inplace", [False, True])
-def test_capture_learns_which_outputs_are_rewritten_and_copies_only_those(monkeypatch, batch, inplace):
+def test_capture_learns_which_outputs_are_rewritten_and_copies_only_those(batch, inplace):
     net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(inplace=inplace), torch.nn.Conv2d(4, 2, 1)).eval()
     conv = net[0](batch)
     for _ in range(3):
-        acts, clones = clones_in_capture(monkeypatch, net, batch, ["0", "2"])
+        acts, clones = clones_in_capture(net, batch, ["0", "2"])
         assert torch.allclose(acts["0"], conv) and acts["0"].min() < 0  # the value before the ReLU, every time
     assert clones == (1 if inplace else 0)  # after the first pass: a copy only where the ReLU rewrites in place
     assert no_hooks_left(net)
@@ -399,3 +392,49 @@ def test_capture_still_copies_when_a_pass_rewrites_what_the_first_did_not(batch)
     for images in (negative, negative, positive, positive, negative):
         acts = probe.capture(net, images, ["conv", "head"])
         assert torch.allclose(acts["conv"], net.conv(images)) and acts["conv"].min() < 0
+
+
+@pytest.mark.parametrize("mode", ["redirected_relu", "write_watch"])
+def test_a_models_refusal_through_a_probe_torch_mode_is_still_the_models(mode):
+    """cnn-probe's torch modes run every operation of the model; an error the model raises through them is the
+    model's (one line about the input size), not an error of cnn-probe's own code."""
+    from probe.forward import model_input
+    from probe.relu import redirected_relu
+    from probe.rewrites import WriteWatch
+
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 2, 3), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(8, 2))
+    x = torch.rand(1, 3, 8, 8, requires_grad=True)  # 2x6x6 features: the head takes 8
+    with pytest.raises(ModelInputError, match="mat1 and mat2"):
+        with model_input(x), (redirected_relu() if mode == "redirected_relu" else WriteWatch()):
+            net(x)
+
+
+def assert_allclose(actual: torch.Tensor, expected: torch.Tensor) -> None:
+    assert actual.shape == expected.shape and torch.allclose(actual, expected, atol=1e-6)
+
+
+def test_record_runs_a_pass_again_when_it_rewrites_what_earlier_passes_left() -> None:
+    net = Sometimes().eval()
+    base = torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    for images in (-base - 1, -base - 1, base + 1, base + 1, -base - 1):
+        with torch.no_grad(), probe.record(net, ["conv", "head"]) as acts:
+            out = net(images)
+        assert_allclose(acts["conv"], net.conv(images))
+        assert_allclose(acts["head"], out)
+        assert acts["conv"].min() < 0
+    assert no_hooks_left(net)
+
+
+def test_record_in_training_mode_says_a_surprising_rewrite_lost_the_value_then_copies_it() -> None:
+    net = Sometimes().train()  # a pass in training mode cannot run again unchanged (dropout, batch norm)
+    base = torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    for _ in range(2):
+        with torch.no_grad(), probe.record(net, "conv") as acts:
+            net(-base - 1)
+    with pytest.raises(ProbeRuntimeError, match="'conv' was rewritten in place .* run the pass again"):
+        with torch.no_grad(), probe.record(net, "conv") as acts:
+            net(base + 1)
+    with torch.no_grad(), probe.record(net, "conv") as acts:
+        net(base + 1)
+    assert_allclose(acts["conv"], net.conv(base + 1))
+    assert no_hooks_left(net)
