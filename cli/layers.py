@@ -46,10 +46,12 @@ def command(spec: str | None, model: str | None, weights: str, size: str | None,
         parsed = parse_size(size)
         shape = (shape[0], *((parsed, parsed) if isinstance(parsed, int) else parsed))
     rows = list_layers(loaded.module, shape, leaves_only=leaves)
-    name_width = max(len("layer"), *(len(row.name) for row in rows))
-    type_width = max(len("type"), *(len(row.type) for row in rows))
+    name_width = max([len("layer"), *(len(row.name) for row in rows)])
+    type_width = max([len("type"), *(len(row.type) for row in rows)])
     click.echo(f"{loaded.name}: input {list(shape)}, weights {loaded.weights} (source {loaded.source})")
     click.echo(f"{'layer':<{name_width}}  {'type':<{type_width}}  {'output shape':<18}  {'channels':>8}  {'params':>10}")
+    if not rows:
+        click.echo("(no submodules: the forward uses functional calls only; its layers are 'input' and 'output')")
     for row in rows:
         out = "(not run)" if row.output_shape is None else str(list(row.output_shape)) + ("" if row.batched else
                                                                                          " (no batch)")

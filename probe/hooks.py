@@ -87,6 +87,7 @@ from probe.errors import ProbeRuntimeError, ProbeUsageError, unknown_name
 from probe.forward import model_input
 from probe.layout import channels_last_layers
 from probe.modes import evaluating
+from probe.leaves import helper_names, is_leaf
 from probe.rewrites import Rewrites, WriteWatch, storage_key, storages, tensors_in
 
 __all__ = [
@@ -118,7 +119,11 @@ Reduction = Literal["mean", "max", "sum"]
 
 def first_tensor(value: Any) -> torch.Tensor | None:
     """Return ``value`` if it is a tensor, else the first tensor inside a tuple/list/namedtuple or the values of a
-    dict (in order: a Hugging Face ``ModelOutput``'s ``logits`` or ``last_hidden_state``), searched depth first."""
+    dict (in order: a Hugging Face ``ModelOutput``'s ``logits`` or ``last_hidden_state``), searched depth first.
+    A dict's ``"logits"`` comes first wherever it stands: a user's ``{"features": ..., "logits": ...}`` is read by
+    its class scores."""
+    if isinstance(value, Mapping) and isinstance(value.get("logits"), torch.Tensor):
+        return value["logits"]
     return next(tensors_in(value), None)
 
 
@@ -904,7 +909,7 @@ class LayerInfo:
 
 
 def layers(
-    model: nn.Module,
+    model: nn.Module | Any,
     input_shape: Sequence[int],
     *,
     leaves_only: bool = False,
@@ -912,23 +917,31 @@ def layers(
     """List the layers of ``model`` with their output shapes (one dummy forward pass).
 
     Args:
-        model: the network (not changed: it runs in eval mode under
-            ``torch.no_grad`` and keeps no hook).
+        model: the network, or what :func:`probe.load_model` returns (not changed: it
+            runs in eval mode under ``torch.no_grad`` and keeps no hook).
         input_shape: ``(C, H, W)`` of one input; a batch of two zero-images of
             this shape is run on the model's device and dtype.
-        leaves_only: list only modules without children (default False: all).
+        leaves_only: list only layers without sub-layers (default False: all);
+            a weight-normed or QAT conv is one (:func:`probe.leaves.is_leaf`).
 
     Returns:
         One :class:`LayerInfo` per module, in ``named_modules()`` order,
-        the root excluded.
+        the root excluded (empty for a model without submodules).
     """
+    model = getattr(model, "module", model)  # a LoadedModel's network
+    if not isinstance(model, nn.Module):
+        raise ProbeUsageError(f"model must be an nn.Module or a loaded model; got {type(model).__name__}",
+                              param="model")
     if isinstance(input_shape, (str, bytes)) or not isinstance(input_shape, Sequence):
         raise ProbeUsageError(f"input_shape must be (C, H, W), e.g. (3, 224, 224); got {input_shape!r}",
                               param="input_shape")
     input_shape = [check_count(side, "input_shape", 1, MAX_SIDE) for side in input_shape]
     named = [(name, module) for name, module in model.named_modules() if name]
     if leaves_only:
-        named = [(name, module) for name, module in named if not any(True for _ in module.children())]
+        helpers = helper_names(model)
+        named = [(name, module) for name, module in named if name not in helpers and is_leaf(module)]
+    if not named:  # a model written with functional calls only: nothing to hook
+        return []
     try:
         reference = next(model.parameters())
         device, dtype = reference.device, reference.dtype

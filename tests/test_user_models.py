@@ -154,17 +154,27 @@ def test_a_four_channel_model_takes_an_rgba_file(tmp_path: Path) -> None:
     assert composited.shape == (3, 16, 16) and torch.all(composited >= x[:3] - 1e-6)  # on white: never darker
 
 
-def test_a_class_objective_on_a_dict_output_says_so() -> None:
-    """A model returning a dict of outputs has no tensor output to read logits from: the class objective said
-    "unknown captured layer 'output'; captured layers are: (none)" in Python and blamed --layer ('does not run in a
-    forward pass (an auxiliary head?)') on the command line. Its layers still maximize."""
-    with pytest.raises(probe.ProbeUsageError, match="output is not a tensor .*a dict") as info:
-        probe.maximize(DictOutput(), probe.objectives.class_logit(0), steps=1, image_size=16)
-    assert info.value.param == "objective"
+def test_a_class_objective_on_a_dict_output_reads_its_logits() -> None:
+    """A model returning a dict of outputs (a user's, a Hugging Face ``ModelOutput``): the class objective said
+    "unknown captured layer 'output'; captured layers are: (none)" in Python and blamed --layer on the command
+    line, and attribution said it was not a classifier. Its ``"logits"`` are now the output read, wherever the key
+    stands in the dict; its layers still maximize."""
+    class FeaturesFirst(DictOutput):
+        def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+            out = super().forward(x)
+            return {"features": out["features"], "logits": out["logits"]}
+
+    image = torch.rand(3, 16, 16, generator=torch.Generator().manual_seed(0))
+    for net in (DictOutput().eval(), FeaturesFirst().eval()):
+        loaded = probe.load_model(net, input_size=16)
+        with torch.no_grad():
+            logits = net(loaded.preprocess.normalize(image[None]))["logits"][0]
+        assert torch.allclose(probe.attribute(loaded, image, "saliency").prediction.logits, logits)
+        result = probe.maximize(loaded, probe.objectives.class_logit(0), steps=1)
+        assert torch.isfinite(result.images).all()
     assert torch.isfinite(probe.maximize(DictOutput(), "body.conv2:0", steps=1, image_size=16).images).all()
     result = CliRunner().invoke(cli, ["maximize", "--model", "tinynets:dict_output", "--objective", "class",
-                                      "--size", "16", "--steps", "1", "--units", "0"])
-    assert result.exit_code == 2 and "'--objective'" in result.output and "output is not a tensor" in result.output
+                                      "--size", "16", "--steps", "1", "--units", "0", "--out", "-"])
     assert "Traceback" not in result.output
 
 
@@ -203,3 +213,25 @@ def test_a_forward_that_needs_more_than_the_images_names_the_model() -> None:
     with pytest.raises(probe.ProbeUsageError, match="give an input size it accepts") as info:
         probe.layers(Inner(), (3, 8, 8))
     assert info.value.param == "size"
+
+
+class FunctionalOnly(nn.Module):
+    """A model written with functional calls only: no submodule to hook. 16x16 input -> (N, 4)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.avg_pool2d(x, 4).flatten(1)[:, :4]
+
+
+def test_layers_of_a_functional_model_a_loaded_model_and_parametrized_leaves() -> None:
+    """probe.layers on a model without submodules raised 'no layer given' (and `probe layers` printed it); given
+    what probe.load_model returns it raised AttributeError ('named_modules'); leaves_only counted children, so a
+    weight-normed conv was a container and its parametrization a layer."""
+    assert probe.layers(FunctionalOnly(), (3, 16, 16)) == []
+    result = CliRunner().invoke(cli, ["layers", "--model", "test_user_models:FunctionalOnly()", "--input-size", "16"])
+    assert result.exit_code == 0 and "functional calls only" in result.output, result.output
+    loaded = probe.load_model(weight_normed(), input_size=16)
+    names = [row.name for row in probe.layers(loaded, (3, 16, 16), leaves_only=True)]
+    assert "conv1" in names and "conv2" in names and not any("parametrizations" in name for name in names)
+    with pytest.raises(probe.ProbeUsageError, match="must be an nn.Module") as info:
+        probe.layers("tiny", (3, 16, 16))
+    assert info.value.param == "model"
