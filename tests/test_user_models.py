@@ -154,7 +154,7 @@ def test_a_four_channel_model_takes_an_rgba_file(tmp_path: Path) -> None:
     assert composited.shape == (3, 16, 16) and torch.all(composited >= x[:3] - 1e-6)  # on white: never darker
 
 
-def test_a_class_objective_on_a_dict_output_reads_its_logits() -> None:
+def test_a_class_objective_on_a_dict_output_reads_its_logits(tmp_path: Path) -> None:
     """A model returning a dict of outputs (a user's, a Hugging Face ``ModelOutput``): the class objective said
     "unknown captured layer 'output'; captured layers are: (none)" in Python and blamed --layer on the command
     line, and attribution said it was not a classifier. Its ``"logits"`` are now the output read, wherever the key
@@ -174,8 +174,8 @@ def test_a_class_objective_on_a_dict_output_reads_its_logits() -> None:
         assert torch.isfinite(result.images).all()
     assert torch.isfinite(probe.maximize(DictOutput(), "body.conv2:0", steps=1, image_size=16).images).all()
     result = CliRunner().invoke(cli, ["maximize", "--model", "tinynets:dict_output", "--objective", "class",
-                                      "--size", "16", "--steps", "1", "--units", "0", "--out", "-"])
-    assert "Traceback" not in result.output
+                                      "--size", "16", "--steps", "1", "--units", "0", "--out", str(tmp_path / "run")])
+    assert result.exit_code == 0 and "Traceback" not in result.output, result.output
 
 
 def test_the_commands_say_in_one_line_that_no_gradient_reaches_the_image() -> None:
