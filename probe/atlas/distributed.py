@@ -163,6 +163,8 @@ def join(device: str = "auto") -> Iterator[tuple[Group, str]]:
         run = group.broadcast(uuid.uuid4().hex if rank == 0 else None)
         group.store = dist.PrefixStore(f"probe-atlas/{run}/", client)
         yield group, chosen
+        if owned:  # leave together: gloo aborts a rank ("terminate called without an active exception") whose
+            group.barrier()  # peer tears its connections down while it still holds them
     finally:
         if owned and dist.is_initialized():
             dist.destroy_process_group()
