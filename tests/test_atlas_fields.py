@@ -193,3 +193,16 @@ def test_two_gloo_processes_share_the_fields_and_measure_what_one_process_measur
         assert shared["boxes"][layer] == [list(box) for box in _atlas_boxes(loaded, layer)], layer
     calls = shared["calls"]  # measure_boxes calls per rank: both ranks worked
     assert len(calls) == 2 and all(count > 0 for count in calls)
+
+
+def test_a_layer_zeroed_by_its_weights_is_named_as_such():
+    """A norm whose scale is zero (a residual block's last norm under timm's random initialization) gives the same
+    output for every image: the atlas said it 'does not depend on the input image', blaming the layer's place in
+    the graph (as for a position bias) rather than its weights."""
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.BatchNorm2d(4), torch.nn.ReLU())
+    torch.nn.init.zeros_(net[1].weight)
+    loaded = probe.load_model(net, input_size=16)
+    with pytest.raises(probe.ProbeUsageError, match="zero gradient from every pixel.*load trained weights") as info:
+        receptive_field(loaded, "1")
+    assert info.value.param == "layers"
+    assert receptive_field(loaded, "0").size == (3, 3)

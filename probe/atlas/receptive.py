@@ -107,7 +107,16 @@ def _map_size(loaded: LoadedModel, layer: str, inputs: torch.Tensor) -> tuple[in
 
 
 def _unreached(layer: str) -> ProbeUsageError:
+    """A layer cut off from the image: no graph leads back to it (a position bias, a no_grad in the forward)."""
     return ProbeUsageError(f"layer {layer!r} does not depend on the input image; choose another layer", param="layers")
+
+
+def _constant(layer: str) -> ProbeUsageError:
+    """A layer the graph reaches whose gradient is zero everywhere: with these weights it ignores the image."""
+    return ProbeUsageError(
+        f"layer {layer!r} gets a zero gradient from every pixel: with these weights its output does not change "
+        "with the image (a zero-initialized layer, such as a residual block's last norm under random "
+        "initialization); load trained weights or choose another layer", param="layers")
 
 
 def _supports(loaded: LoadedModel, layer: str, positions: Sequence[int], inputs: torch.Tensor) -> list[Box | None]:
@@ -195,7 +204,7 @@ def receptive_field(loaded: LoadedModel, layer: str, image_size: tuple[int, int]
     points = [(cy, cx), (max(ny, 0), cx), (cy, max(nx, 0))]
     found = _measure(loaded, layer, [y * cols + x for y, x in points], inputs)
     if all(box is None for box in found):
-        raise _unreached(layer)
+        raise _constant(layer)  # _supports raised _unreached where no graph reaches the layer
     whole = (0, 0, height, width)
     measured = dict(zip(points, (box or whole for box in found)))
     here = measured[(cy, cx)]
