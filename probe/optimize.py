@@ -311,6 +311,14 @@ def _term_names(objective: Objective) -> list[tuple[str, Objective]]:
     return named
 
 
+def unmoved_images(final: torch.Tensor, start: torch.Tensor) -> list[int]:
+    """Indices of the ``(N, C, H, W)`` ``final`` images equal to their ``start`` (both 8-bit quantized): no
+    gradient reached their pixels (a unit dead on its start image, a layer constant for these weights) or the
+    learning rate moved no pixel by a level. Their images are the starting noise, not a visualization."""
+    same = (final - start.to(final.device)).abs().flatten(1).amax(dim=1) == 0
+    return [int(i) for i in same.nonzero().flatten().tolist()]
+
+
 def maximize(
     model: LoadedModel | nn.Module,
     objective: Objective | Callable[[Context], torch.Tensor] | str,
@@ -503,6 +511,9 @@ def maximize(
         "channels_last": channels_last, "device": str(target),
         "diverged": divergence(final, scores_final, start=start),  # None, or why the result is not to be trusted
     }  # fmt: skip
+    unmoved = unmoved_images(final, start)
+    if unmoved:
+        settings["unmoved"] = unmoved
     if redirect_relu:
         settings["redirect_relu"] = redirect_relu
     if param_record:

@@ -139,3 +139,12 @@ def test_target_runs_the_layers_dummy_pass_once(runner, tmp_path, monkeypatch):
     result = run(runner, *TINY, "--target", "conv2:3", "--steps", "1", "--out", str(tmp_path / "t"))
     assert result.exit_code == 0, result.output
     assert passes == ["conv2"] and "1 image(s)" in result.output
+
+
+def test_the_cli_notes_images_that_never_moved(tmp_path):
+    result = CliRunner().invoke(cli, ["maximize", "--model", "digits", "--layer", "conv2", "--units", "0-2",
+                                      "--steps", "1", "--lr", "1e-12", "--out", str(tmp_path / "run")])
+    assert result.exit_code == 0, result.output
+    assert "note: 3 of 3 image(s) never changed from their start (units 0, 1, 2)" in result.output
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert "unmoved" in json.dumps(manifest)

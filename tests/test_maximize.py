@@ -173,3 +173,16 @@ def test_save_and_notebook_display(tmp_path):
     assert manifest["items"][0]["file"] == "conv2-000.png" and manifest["items"][0]["caption"].startswith("conv2:0  a=")
     assert (folder / "conv2-002-step1.png").exists() and (folder / "contact-sheet-step-1.png").exists()
     assert result._repr_png_().startswith(b"\x89PNG")
+
+
+def test_images_no_gradient_reached_are_named_not_passed_off_as_visualizations():
+    """A unit that gets no gradient (a layer zeroed by its weights, as a norm with zero scale under random
+    initialization; a unit dead on its start image) kept its starting noise and the run said nothing. Such
+    images are listed in settings['unmoved'] and the CLI says so in a note."""
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.BatchNorm2d(4), torch.nn.ReLU())
+    torch.nn.init.zeros_(net[1].weight)
+    zeroed = probe.maximize(net, probe.objectives.channel("1", [0, 1]), steps=2, image_size=16)
+    assert zeroed.settings["unmoved"] == [0, 1]
+    moved = probe.maximize(net, probe.objectives.channel("0", [0, 1]), steps=2, image_size=16)
+    assert "unmoved" not in moved.settings
+
