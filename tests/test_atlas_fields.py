@@ -117,7 +117,7 @@ def test_a_position_no_pixel_reaches_gets_the_whole_image():
     constant = probe.load_model(torch.nn.Sequential(torch.nn.Conv2d(3, 2, 1), torch.nn.Flatten()), input_size=4)
     with torch.no_grad():
         constant.module[0].weight.zero_()  # a layer no pixel reaches at all is still refused, naming --layers
-    with pytest.raises(probe.ProbeUsageError, match="does not depend on the input") as error:
+    with pytest.raises(probe.ProbeUsageError, match="zero gradient from every pixel") as error:
         receptive_field(constant, "0")
     assert error.value.param == "layers"
 
