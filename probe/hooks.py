@@ -698,9 +698,8 @@ def _remember(model: nn.Module, taps: Mapping[str, _Taps], counts: Mapping[str, 
 
 
 _Pass = tuple[Hashable, ...]
-_REWRITES: weakref.WeakKeyDictionary[nn.Module, dict[_Pass, tuple[tuple[weakref.ref[nn.Module], ...], frozenset]]] = (
-    weakref.WeakKeyDictionary())
-"""Per model and kind of :func:`capture` pass, the ``(layer, call)`` outputs that nothing rewrote in place."""
+_CAPTURE_REWRITES = Rewrites()
+"""What :func:`capture` learned: per model and kind of pass (:func:`_pass_key`), which outputs were rewritten."""
 
 
 def _pass_key(resolved: Sequence[str], stop: bool, inputs: torch.Tensor) -> _Pass:
@@ -709,32 +708,6 @@ def _pass_key(resolved: Sequence[str], stop: bool, inputs: torch.Tensor) -> _Pas
     nothing), the input's device, dtype and grad."""
     return (tuple(resolved), stop, torch.is_grad_enabled(),
             torch.is_autocast_enabled(inputs.device.type), inputs.device.type, inputs.dtype, inputs.requires_grad)
-
-
-def _never_rewritten(model: nn.Module, taps: Mapping[str, _Taps], key: _Pass) -> frozenset | None:
-    """The ``(layer, call)`` outputs a pass like ``key`` left as they were, learned by the first one; None: not learned."""
-    try:
-        known = _REWRITES.get(model, {}).get(key)
-    except TypeError:  # a model that cannot be weakly referenced: nothing remembered
-        return None
-    modules = tuple(tap.module for tap in taps.values())
-    if known is None or len(known[0]) != len(modules) or any(ref() is not m for ref, m in zip(known[0], modules)):
-        return None
-    return known[1]
-
-
-def _learn_rewrites(model: nn.Module, taps: Mapping[str, _Taps], key: _Pass, rewritten: Mapping[Hashable, bool]) -> None:
-    try:
-        known = _REWRITES.setdefault(model, {})
-    except TypeError:
-        return
-    known[key] = (tuple(weakref.ref(tap.module) for tap in taps.values()),
-                  frozenset(label for label, moved in rewritten.items() if not moved))
-
-
-def _forget_rewrites(model: nn.Module, key: _Pass) -> None:
-    with contextlib.suppress(TypeError):
-        _REWRITES.get(model, {}).pop(key, None)
 
 
 def _runs_once(model: nn.Module, name: str) -> bool:
@@ -807,7 +780,9 @@ def capture(
     seen: Counter[str] = Counter()
     channels_last = channels_last_layers(model, inputs) & set(taps)
     pass_key = _pass_key(resolved, stop, inputs)
-    untouched = _never_rewritten(model, taps, pass_key)  # learned by the first such pass: copy only the others
+    modules = {name: tap.module for name, tap in taps.items()}
+    known = _CAPTURE_REWRITES.get(model, pass_key, modules)  # learned by the first such pass: copy only the others
+    untouched = None if known is None else frozenset(label for label, rewritten in known.items() if not rewritten)
     watch = WriteWatch() if untouched is None else None  # the learning pass: which copies were needed
     copied: list[Hashable] = []
     trusted: list[tuple[torch.Tensor, int | None]] = []  # outputs kept uncopied, with their version then
@@ -866,10 +841,11 @@ def capture(
     written = watch.written if watch is not None else set(copied)  # after learning: copied as rewritten
     rewritten = copies.restore(outputs, keep=written)  # a write past the version counter (.data) keeps its copy
     if any(_version(tensor) != version for tensor, version in trusted):  # this pass rewrote one after all
-        _forget_rewrites(model, pass_key)
+        _CAPTURE_REWRITES.forget(model, pass_key)
         return capture(model, inputs, layers, stop_early=stop_early)  # again, copying everything (and relearning)
     if ended and watch is not None:
-        _learn_rewrites(model, taps, pass_key, {label: rewritten.get(label, False) or label in written for label in copied})
+        _CAPTURE_REWRITES.learn(model, pass_key, modules,
+                                {label: rewritten.get(label, False) or label in written for label in copied})
     for key, value in outputs.items():
         if key.split(CALL_SEPARATOR)[0] in channels_last and value.dim() > 2:
             outputs[key] = value.movedim(-1, 1)  # channels-last blocks read as (N, C, ...), see probe.layout

@@ -148,3 +148,10 @@ class Rewrites:
             previous = known.get(label)
             earlier = previous is not None and previous[0]() is module and previous[1]
             known[label] = (weakref.ref(module), moved or earlier)
+
+    def forget(self, model: nn.Module, kind: Hashable) -> None:
+        """Drop what passes of ``kind`` on ``model`` taught (the next such pass learns again)."""
+        try:
+            self._known.get(model, {}).pop(kind, None)
+        except TypeError:
+            pass
