@@ -72,7 +72,7 @@ def unknown_name(
     return ProbeUsageError(message, param=param)
 
 
-def check_depends_on_image(score: Any, layers: Iterable[str]) -> None:
+def check_depends_on_image(score: Any, layers: Iterable[str], *, param: str = "layer") -> None:
     """Raise one line when ``score`` (a tensor about to be differentiated) does not depend on the image.
 
     No gradient reaches a layer from the image when its output is computed
@@ -83,7 +83,7 @@ def check_depends_on_image(score: Any, layers: Iterable[str]) -> None:
     grad") names neither the layer nor the cause.
 
     Raises:
-        ProbeUsageError: (``param="layer"``) ``score`` does not require grad.
+        ProbeUsageError: (naming ``param``, default ``"layer"``) ``score`` does not require grad.
     """
     if not getattr(score, "requires_grad", True):
         names = [name for name in layers if name != "output"]
@@ -93,7 +93,7 @@ def check_depends_on_image(score: Any, layers: Iterable[str]) -> None:
             "forward cuts the gradient before it (torch.no_grad(), .detach(), NumPy) or computes it from the weights "
             "alone (a position bias or embedding); choose a layer the image's gradient flows through, or remove "
             "the no_grad/detach from the model's forward",
-            param="layer",
+            param=param,
         )
 
 

@@ -106,12 +106,9 @@ class StyleObjective:
         for name, module in {**self.plan.content, **self.plan.style}.items():
             if module not in captured:
                 raise ProbeUsageError(f"layer {name!r} ({module}) did not run in the forward pass", param="style_layer")
-            if traced and not captured[module].requires_grad:  # a no_grad/detach in the model: only tv would move
-                kind = "content_layer" if name in self.plan.content else "style_layer"
-                try:
-                    check_depends_on_image(captured[module], [name])
-                except ProbeUsageError as error:
-                    raise ProbeUsageError(str(error), param=kind) from None
+            if traced:  # a no_grad/detach in the model: only tv would move the image
+                check_depends_on_image(captured[module], [name],
+                                       param="content_layer" if name in self.plan.content else "style_layer")
             if name in self.plan.style and captured[module].dim() < 3:
                 raise ProbeUsageError(
                     f"style layer {name!r} outputs shape {tuple(captured[module].shape)}; style layers need "
