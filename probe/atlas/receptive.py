@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import torch
 
-from probe.errors import ProbeUsageError
+from probe.errors import ProbeUsageError, check_depends_on_image
 from probe.hooks import capture, evaluating
 from probe.models import LoadedModel
 
@@ -106,11 +106,6 @@ def _map_size(loaded: LoadedModel, layer: str, inputs: torch.Tensor) -> tuple[in
     return (int(output.shape[2]), int(output.shape[3])) if output.dim() == 4 else (1, int(output.shape[2]))
 
 
-def _unreached(layer: str) -> ProbeUsageError:
-    """A layer cut off from the image: no graph leads back to it (a position bias, a no_grad in the forward)."""
-    return ProbeUsageError(f"layer {layer!r} does not depend on the input image; choose another layer", param="layers")
-
-
 def _constant(layer: str) -> ProbeUsageError:
     """A layer the graph reaches whose gradient is zero everywhere: with these weights it ignores the image."""
     return ProbeUsageError(
@@ -130,8 +125,7 @@ def _supports(loaded: LoadedModel, layer: str, positions: Sequence[int], inputs:
     output = _flat(capture(loaded.module, image, [layer], stop_early=True)[layer], layer)
     where = torch.tensor(positions, device=output.device).repeat_interleave(samples)
     picked = output.gather(2, where.view(-1, 1, 1).expand(-1, output.shape[1], 1))
-    if not picked.requires_grad:
-        raise _unreached(layer)
+    check_depends_on_image(picked, [layer], param="layers")  # a position bias, a no_grad in the model's forward
     (grad,) = torch.autograd.grad(picked.sum(), image)
     masks = (grad.abs().sum(dim=1) > 0).view(len(positions), samples, *grad.shape[2:]).any(dim=1)
     boxes: list[Box | None] = []
@@ -204,7 +198,7 @@ def receptive_field(loaded: LoadedModel, layer: str, image_size: tuple[int, int]
     points = [(cy, cx), (max(ny, 0), cx), (cy, max(nx, 0))]
     found = _measure(loaded, layer, [y * cols + x for y, x in points], inputs)
     if all(box is None for box in found):
-        raise _constant(layer)  # _supports raised _unreached where no graph reaches the layer
+        raise _constant(layer)  # where no graph reaches the layer, _supports raised already
     whole = (0, 0, height, width)
     measured = dict(zip(points, (box or whole for box in found)))
     here = measured[(cy, cx)]
