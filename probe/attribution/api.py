@@ -20,6 +20,7 @@ from probe.hooks import OUTPUT, evaluating, record, resolve_layers
 from probe.inputs import Prediction, model_input, predict
 from probe.kernels import conv_layers
 from probe.layout import channels_last_layers
+from probe.memory import is_out_of_memory
 from probe.models import LoadedModel, as_loaded
 from probe.runtime import check_finite_output
 
@@ -69,7 +70,8 @@ GRADIENT_FREE = ("occlusion",)
 def check_gradient_reaches(forward: nn.Module, x: torch.Tensor, index: int) -> None:
     """Refuse, in one line, a model whose score for class ``index`` gets no gradient from the image ``x``
     ``(1, C, H, W)``: its forward cuts the graph (``torch.no_grad()``, ``.detach()``, a NumPy round trip), and
-    captum's gradient methods would fail with autograd's own error. One forward and backward pass.
+    captum's gradient methods fail with autograd's own error. One forward and backward pass, run only once a
+    gradient method has failed (a successful method proves the gradient reaches).
 
     Raises:
         ProbeRuntimeError: no gradient reaches the image (the model's doing; occlusion still runs).
@@ -192,8 +194,6 @@ def attribute(
                 param="layer",
             )
         index = resolve_target(target, prediction)
-        if any(name not in GRADIENT_FREE for name in methods):
-            check_gradient_reaches(forward, x, index)
         for name in methods:
             try:
                 if name in EXTRA_METHODS:
@@ -202,8 +202,10 @@ def attribute(
                 else:
                     attributions[name] = run_gradient(name, forward, x, index, cam_layer, steps, samples, noise,
                                                       baseline, seed)
-            except ProbeUsageError as error:
-                if len(methods) == 1:
+            except (ProbeUsageError, RuntimeError) as error:
+                if name not in GRADIENT_FREE and not is_out_of_memory(error):
+                    check_gradient_reaches(forward, x, index)  # a cut graph: say so, not autograd's or captum's words
+                if len(methods) == 1 or not isinstance(error, ProbeUsageError):
                     raise
                 skipped[name] = str(error)
         gaps = {name: completeness_gap(forward, x, baseline, index, attributions[name])
