@@ -904,7 +904,8 @@ def layers(
         One :class:`LayerInfo` per module, in ``named_modules()`` order,
         the root excluded (empty for a model without submodules).
     """
-    model = getattr(model, "module", model)  # a LoadedModel's network
+    if not isinstance(model, nn.Module):  # a LoadedModel: its network (a DataParallel keeps its own .module)
+        model = getattr(model, "module", model)
     if not isinstance(model, nn.Module):
         raise ProbeUsageError(f"model must be an nn.Module or a loaded model; got {type(model).__name__}",
                               param="model")

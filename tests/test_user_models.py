@@ -232,6 +232,8 @@ def test_layers_of_a_functional_model_a_loaded_model_and_parametrized_leaves() -
     loaded = probe.load_model(weight_normed(), input_size=16)
     names = [row.name for row in probe.layers(loaded, (3, 16, 16), leaves_only=True)]
     assert "conv1" in names and "conv2" in names and not any("parametrizations" in name for name in names)
+    wrapped = nn.DataParallel(tiny())  # a module with a .module of its own is listed as it is, not unwrapped
+    assert [row.name for row in probe.layers(wrapped, (3, 16, 16))][:2] == ["module", "module.conv1"]
     with pytest.raises(probe.ProbeUsageError, match="must be an nn.Module") as info:
         probe.layers("tiny", (3, 16, 16))
     assert info.value.param == "model"
