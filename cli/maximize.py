@@ -207,8 +207,8 @@ def command(
     echo_done(folder, _summary(result, info.name) + (" -- DIVERGED" if diverged else ""))
     unmoved = result.settings.get("unmoved", [])
     if unmoved:
-        click.echo(f"note: {len(unmoved)} of {len(result.images)} image(s) never changed from their start (units "
-                   f"{', '.join(str(result.units[i]) for i in unmoved[:8])}{', ...' if len(unmoved) > 8 else ''}): no "
-                   "gradient reached them (a unit dead on its start image, or constant for these weights: load trained "
-                   "weights, or try another --seed), or --lr is too small", err=True)
+        note(f"note: {len(unmoved)} of {len(result.images)} image(s) never changed from their start (units "
+             f"{', '.join(str(result.units[i]) for i in unmoved[:8])}{', ...' if len(unmoved) > 8 else ''}): no "
+             "gradient reached them (a unit dead on its start image, or constant for these weights: load trained "
+             "weights, or try another --seed), or --lr is too small")
     fail_if_diverged(folder, diverged)
