@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from pathlib import Path
@@ -14,6 +13,7 @@ from PIL import Image
 
 from probe.errors import ProbeRuntimeError, ProbeUsageError
 from probe.gallery.atlas import ATLAS_JSON
+from probe.gallery.files import replace_text
 from probe.gallery.html import SMALL_IMAGE, render_collection_page, with_index_link
 from probe.gallery.outdir import MARKER, is_gallery, read_marker, write_marker
 from probe.gallery.writer import MANIFEST
@@ -128,7 +128,7 @@ def _link_back(folder: Path, root: Path) -> None:
         return
     linked = with_index_link(text, "../" * len(folder.relative_to(root).parts) + "index.html")
     if linked != text:
-        _replace_file(page, linked)
+        replace_text(page, linked)
 
 
 def _check_index_destination(root: Path, page: Path) -> None:
@@ -148,19 +148,6 @@ def _check_index_destination(root: Path, page: Path) -> None:
         )
     if ours is None and os.path.lexists(root / MARKER):
         raise ProbeUsageError(f"{str(root / MARKER)!r} is not a cnn-probe marker; refusing to overwrite it", param="folder")
-
-
-def _replace_file(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` whole or not at all: into a hidden temporary file, then renamed over ``path``."""
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.partial-", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(text)
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, path)
-    except BaseException:
-        os.unlink(temporary)
-        raise
 
 
 def write_collection_index(root: str | Path, *, title: str | None = None) -> tuple[Path, int]:
@@ -195,8 +182,8 @@ def write_collection_index(root: str | Path, *, title: str | None = None) -> tup
     runs += _atlases(root)
     runs.sort(key=lambda run: run["created"], reverse=True)
     try:
-        _replace_file(page, render_collection_page(title or f"cnn-probe runs in {root.resolve().name}", runs))
-        write_marker(root, ["index.html"], "index")
+        write_marker(root, ["index.html"], "index")  # first: a page it does not list would be refused next time
+        replace_text(page, render_collection_page(title or f"cnn-probe runs in {root.resolve().name}", runs))
     except OSError as error:
         raise ProbeRuntimeError(f"could not write {str(page)!r}: {error.strerror or error}") from None
     return page, len(runs)

@@ -37,6 +37,7 @@ from typing import Any
 
 from probe.checks import check_path
 from probe.errors import ProbeRuntimeError, ProbeUsageError
+from probe.gallery.files import replace_text
 
 __all__ = ["MARKER", "MARKER_FORMAT", "OutDir", "check_out_dir", "read_marker", "write_marker", "foreign_files"]
 
@@ -84,8 +85,7 @@ def write_marker(folder: str | Path, files: Iterable[str], kind: str = "gallery"
     """
     path = Path(folder) / MARKER
     body = {"format": MARKER_FORMAT, "tool": "cnn-probe", "kind": kind, "id": token, "files": sorted(set(files))}
-    path.write_text(json.dumps(body, indent=1) + "\n", encoding="utf-8")
-    return path
+    return replace_text(path, json.dumps(body, indent=1) + "\n")  # never half a marker: it says what is whose
 
 
 def _walk(folder: Path) -> tuple[list[str], list[str]]:

@@ -13,6 +13,7 @@ from PIL import Image
 from probe.errors import ProbeUsageError
 from probe.gallery import Gallery, check_out_dir, contact_sheet, write_collection_index
 from probe.gallery.html import SCRIPT
+from probe.gallery.outdir import write_marker
 
 
 class LinkParser(HTMLParser):
@@ -119,3 +120,77 @@ def test_collection_index_links_every_run(tmp_path):
     assert {"a/index.html", "b/index.html", "a/conv2-000.png"} <= set(parser.links)
     assert all((tmp_path / link).exists() for link in parser.links)
     assert re.search(r"2 run\(s\)", page.read_text())
+
+
+# Files written in place (the atlas site, probe gallery's index and marker): whole or not at all.
+
+
+def _atlas(model: str) -> dict:
+    unit = {"unit": 0, "page": "u0.html", "synthetic": ["s.png"], "scores": [1.0], "score": 1.0, "best": 0.5,
+            "median": 0.0, "ratio": 2.0, "spread": 0.0, "histogram": {"start": 0.0, "width": 1.0, "counts": [1]},
+            "examples": []}
+    return {"settings": {"model": model}, "layers": [{"name": "conv1", "page": "l.html", "units": [unit],
+                                                      "receptive_field": {"size": [3, 3], "stride": [1, 1]},
+                                                      "above_one": 1, "median_ratio": 2.0}]}
+
+
+def fill_disk_after(monkeypatch: pytest.MonkeyPatch, files: int) -> None:
+    """The disk fills during the write of file number ``files`` + 1 (counted from 0): half its text lands, then ENOSPC."""
+    import errno
+    import io
+
+    import probe.gallery.files as files_module
+
+    opened = [0]
+    real = files_module.os.fdopen
+
+    def fdopen(handle: int, *args: object, **kwargs: object) -> io.TextIOBase:
+        stream = real(handle, *args, **kwargs)
+        opened[0] += 1
+        if opened[0] <= files:
+            return stream
+        write = stream.write
+
+        def half_then_full(text: str) -> int:
+            write(text[: len(text) // 2])
+            stream.flush()
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        stream.write = half_then_full  # type: ignore[method-assign]
+        return stream
+
+    monkeypatch.setattr(files_module.os, "fdopen", fdopen)
+
+
+@pytest.mark.parametrize("fail_at", [0, 1, 2, 3])
+def test_a_full_disk_never_leaves_half_an_atlas_page(tmp_path, monkeypatch, fail_at):
+    from probe.gallery.atlas import write_site
+
+    site, fresh = tmp_path / "site", tmp_path / "fresh"
+    site.mkdir(), fresh.mkdir()
+    write_site(site, _atlas("old"))
+    write_site(fresh, _atlas("new"))
+    old, new = ({p.name: p.read_text() for p in folder.iterdir()} for folder in (site, fresh))
+    fill_disk_after(monkeypatch, fail_at)
+    with pytest.raises(OSError, match="No space"):
+        write_site(site, _atlas("new"))
+    after = {p.name: p.read_text() for p in site.iterdir()}
+    assert set(after) == set(old)  # no temporary file left
+    assert all(text in (old[name], new[name]) for name, text in after.items())  # each file old or new, whole
+    assert sum(after[name] == new[name] for name in after) == fail_at
+
+
+@pytest.mark.parametrize("fail_at", [0, 1])
+def test_a_full_disk_during_probe_gallery_does_not_wedge_the_next_run(tmp_path, monkeypatch, fail_at):
+    """The index's marker and page are replaced whole, the marker first: after a failure the next run rewrites both."""
+    (tmp_path / "run").mkdir()
+    make_gallery(tmp_path / "run").write()
+    write_marker(tmp_path / "run", [p.name for p in (tmp_path / "run").iterdir()], "gallery")
+    write_collection_index(tmp_path)
+    fill_disk_after(monkeypatch, fail_at)
+    with pytest.raises(Exception, match="No space"):
+        write_collection_index(tmp_path)
+    monkeypatch.undo()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".cnn-probe", "index.html", "run"]
+    page, runs = write_collection_index(tmp_path)
+    assert runs == 1 and page.read_text().rstrip().endswith("</html>")
