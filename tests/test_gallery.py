@@ -194,3 +194,22 @@ def test_a_full_disk_during_probe_gallery_does_not_wedge_the_next_run(tmp_path, 
     assert sorted(p.name for p in tmp_path.iterdir()) == [".cnn-probe", "index.html", "run"]
     page, runs = write_collection_index(tmp_path)
     assert runs == 1 and page.read_text().rstrip().endswith("</html>")
+
+
+def test_file_names_from_layer_names_are_safe_and_distinct(tmp_path):
+    """Names callers build from layer names (ONNX's ``conv1/Conv``, TorchScript's ``layer1.0/Add``, a user's
+    unicode or HTML) become one flat, safe file each; the manifest and the marker name exactly the files written."""
+    gallery = Gallery(tmp_path, command="activations", title="<b>names</b>")
+    names = ["conv1/Conv-000.png", "../escape.png", ".hidden.png", "a <script>\"é'.png", "x" * 300 + ".png",
+             "conv1\\Conv-000.png", "conv1-Conv-000.png", "CONV1-conv-000.png"]
+    files = [gallery.add(Image.new("L", (4, 4), 10 * i), name, name)["file"] for i, name in enumerate(names)]
+    gallery.write()
+    assert len(set(f.casefold() for f in files)) == len(names)
+    assert all("/" not in f and "\\" not in f and not f.startswith(".") and len(f.encode()) < 120 for f in files)
+    assert all(re.fullmatch(r"[A-Za-z0-9._-]+", f) for f in files)
+    on_disk = sorted(p.name for p in tmp_path.iterdir())
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert sorted([*files, *manifest["sheets"], "index.html", "manifest.json"]) == on_disk
+    assert [item["file"] for item in manifest["items"]] == files and [item["caption"] for item in manifest["items"]] == names
+    page = (tmp_path / "index.html").read_text()
+    assert "<script>\"" not in page and "<b>names" not in page
