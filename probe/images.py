@@ -20,6 +20,7 @@ Image *sources* that :func:`load_image` understands:
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -33,6 +34,8 @@ from probe.errors import ProbeUsageError, unknown_name
 
 __all__ = [
     "SKIMAGE_SAMPLES",
+    "IMAGE_SUFFIXES",
+    "image_files",
     "load_image",
     "to_pil",
     "from_pil",
@@ -52,6 +55,26 @@ SKIMAGE_SAMPLES = (
     "microaneurysms", "moon", "page", "retina", "rocket", "text", "checkerboard",
 )  # fmt: skip
 """Names accepted after ``skimage:``; all ship inside scikit-image (no download)."""
+
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".jpe", ".jfif", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm",
+                  ".pgm", ".pbm", ".pnm")
+"""The suffixes (any case) of the files a folder of images is read for: what Pillow decodes without extra tools."""
+
+
+def image_files(folder: str | Path, *, recursive: bool = False) -> list[Path]:
+    """The image files (:data:`IMAGE_SUFFIXES`) in ``folder``, sorted by path.
+
+    Hidden files and folders (names starting with ``.``: macOS's ``._photo.jpg`` resource forks, which are
+    not images, ``.ipynb_checkpoints``, a ``.git``) are skipped, as file managers hide them; so are
+    folders when ``recursive`` is False (default). Other files (notes, CSVs) are ignored.
+    """
+    found = []
+    for root, folders, names in os.walk(folder):
+        folders[:] = sorted(name for name in folders if recursive and not name.startswith("."))
+        found += [Path(root) / name for name in names
+                  if not name.startswith(".") and Path(name).suffix.lower() in IMAGE_SUFFIXES]
+    return sorted(path for path in found if path.is_file())
 
 
 def from_array(array: np.ndarray) -> torch.Tensor:

@@ -32,6 +32,7 @@ from pathlib import Path
 import torch
 
 from probe.errors import ProbeUsageError
+from probe.images import IMAGE_SUFFIXES, image_files  # the suffixes folder_spectrum reads
 
 __all__ = ["Spectrum", "DEFAULT_PHOTOS", "IMAGE_SUFFIXES", "natural_spectrum", "default_spectrum",
            "folder_spectrum", "images_spectrum", "cache_dir"]
@@ -41,9 +42,6 @@ DEFAULT_PHOTOS = (
     "hubble_deep_field", "immunohistochemistry",
 )  # fmt: skip
 """The scikit-image photographs the default spectrum averages (all bundled, no download)."""
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
-"""File suffixes :func:`folder_spectrum` reads (case-insensitive)."""
 
 _CACHE_VERSION = 1
 
@@ -117,7 +115,7 @@ def default_spectrum(height: int, width: int, channels: int) -> Spectrum:
 def _folder_files(folder: Path) -> list[Path]:
     if not folder.is_dir():
         raise ProbeUsageError(f"--spectrum needs a folder of images; {str(folder)!r} is not a folder", param="spectrum")
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    files = image_files(folder, recursive=True)  # hidden files (macOS's ._photo.jpg) are not images
     if not files:
         raise ProbeUsageError(f"no image ({', '.join(IMAGE_SUFFIXES)}) in {str(folder)!r} to compute a spectrum from",
                               param="spectrum")
@@ -156,7 +154,11 @@ def folder_spectrum(folder: str | Path, height: int, width: int, channels: int, 
             return Spectrum(stored["magnitude"], source, int(stored["images"]))
         except Exception:  # a damaged cache file is recomputed (and rewritten: cnn-probe wrote it)
             pass
-    magnitude = images_spectrum([load_image(p) for p in files], height, width, channels)
+    try:
+        photos = [load_image(p) for p in files]
+    except ProbeUsageError as error:
+        raise ProbeUsageError(f"--spectrum {str(folder)!r}: {error}", param="spectrum") from None
+    magnitude = images_spectrum(photos, height, width, channels)
     if cache:
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_suffix(f".{os.getpid()}.tmp")

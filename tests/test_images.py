@@ -212,3 +212,26 @@ def test_broken_files_are_one_line(tmp_path, content, wanted):
     with pytest.raises(ProbeUsageError, match=wanted) as info:
         load_image(path)
     assert info.value.param == "image" and "\n" not in str(info.value) and "photo.jpg" in str(info.value)
+
+
+def test_a_folder_of_images_skips_hidden_and_other_files(tmp_path):
+    """What a folder given for images (``--spectrum DIR``) is read for: images by suffix, any case, not
+    macOS's ``._photo.jpg`` resource forks, notes or hidden folders; a broken image names the option."""
+    from probe.images import image_files
+    from probe.spectrum import folder_spectrum
+
+    (tmp_path / "sub").mkdir()
+    (tmp_path / ".ipynb_checkpoints").mkdir()
+    for name in ("a.png", "B.JPG", "c.jfif", "sub/d.webp", ".ipynb_checkpoints/e.png"):
+        Image.fromarray(_smooth()).save(tmp_path / name, format="WEBP" if name.endswith("webp") else
+                                        "PNG" if name.endswith("png") else "JPEG")
+    (tmp_path / "._a.png").write_bytes(b"\x00\x05\x16\x07" + bytes(60))
+    (tmp_path / "notes.txt").write_text("mine")
+    assert [p.name for p in image_files(tmp_path)] == ["B.JPG", "a.png", "c.jfif"]
+    assert [p.relative_to(tmp_path).as_posix() for p in image_files(tmp_path, recursive=True)] == [
+        "B.JPG", "a.png", "c.jfif", "sub/d.webp"]
+    assert folder_spectrum(tmp_path, 16, 16, 3, cache=False).images == 4
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    with pytest.raises(ProbeUsageError, match="broken.png") as info:
+        folder_spectrum(tmp_path, 16, 16, 3, cache=False)
+    assert info.value.param == "spectrum"
