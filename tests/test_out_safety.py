@@ -476,3 +476,83 @@ def test_an_interrupted_clean_up_never_deletes_a_file_that_arrived_in_the_old_ga
     assert json.loads((folder / "manifest.json").read_text())["layer"] == "conv2"
     [aside] = [p for p in folder.parent.iterdir() if ".partial-" in p.name]
     assert snapshot(aside) == {"notes.txt": b"the user's"}
+
+
+# 9. A folder that was there before the run (the current folder, the user's own, a mount point) stays itself:
+#    the gallery moves into it entry by entry instead of a new folder replacing it.
+
+
+@pytest.fixture
+def here(in_tmp: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty current folder, ``in_tmp/here``: what ``--out .`` names."""
+    folder = in_tmp / "here"
+    folder.mkdir()
+    monkeypatch.chdir(folder)
+    return folder
+
+
+def test_out_dot_in_an_empty_folder_keeps_the_folder(runner, in_tmp, here):
+    inode = here.stat().st_ino
+    assert filters_gallery(runner, Path(".")).exit_code == 0
+    assert here.stat().st_ino == inode and os.path.exists(os.getcwd())
+    assert (here / "manifest.json").is_file() and leftovers(in_tmp) == []
+
+
+def test_an_empty_folder_of_the_users_keeps_its_identity_and_mode(runner, in_tmp):
+    mine = in_tmp / "mine"
+    mine.mkdir()
+    mine.chmod(0o750)
+    inode = mine.stat().st_ino
+    assert filters_gallery(runner, mine).exit_code == 0
+    assert mine.stat().st_ino == inode and mine.stat().st_mode & 0o777 == 0o750
+    marker = json.loads((mine / probe.gallery.MARKER).read_text())
+    assert set(marker["files"]) == set(snapshot(mine)) - {".cnn-probe"} and leftovers(in_tmp) == []
+
+
+@pytest.mark.parametrize("interrupt", [False, True])
+def test_force_in_the_current_folder_replaces_the_gallery_not_the_folder(runner, in_tmp, here, monkeypatch, interrupt):
+    from probe.gallery import outdir
+
+    assert filters_gallery(runner, Path(".")).exit_code == 0
+    old = snapshot(here)
+    inode = here.stat().st_ino
+    if interrupt:  # Ctrl-C while the new gallery moves in: every entry goes back where it was
+        real, calls = outdir._move_new, []
+
+        def stop_third(source: Path, destination: Path) -> None:
+            calls.append(source)
+            if len(calls) == 3:
+                raise KeyboardInterrupt
+            real(source, destination)
+
+        monkeypatch.setattr(outdir, "_move_new", stop_third)
+    result = runner.invoke(cli, ["filters", "--model", "xo", "--out", ".", "--force"])
+    assert here.stat().st_ino == inode and os.path.exists(os.getcwd())
+    if interrupt:
+        assert result.exit_code == 130 and snapshot(here) == old
+    else:
+        assert result.exit_code == 0, result.output
+        assert json.loads((here / "manifest.json").read_text())["model"] == "xo"
+        marker = json.loads((here / probe.gallery.MARKER).read_text())
+        assert set(marker["files"]) == set(snapshot(here)) - {".cnn-probe"}
+    assert leftovers(in_tmp) == [] and not [p for p in in_tmp.iterdir() if ".old-" in p.name]
+
+
+def test_a_file_arriving_while_the_gallery_moves_in_is_kept_and_the_gallery_goes_beside(runner, in_tmp, monkeypatch):
+    from probe.gallery import outdir
+
+    mine = in_tmp / "mine"
+    mine.mkdir()
+    real, calls = outdir._move_new, []
+
+    def arrive_at_second(source: Path, destination: Path) -> None:
+        calls.append(source)
+        if len(calls) == 2:
+            (mine / destination.name).write_text("theirs")  # another program takes the very name
+        real(source, destination)
+
+    monkeypatch.setattr(outdir, "_move_new", arrive_at_second)
+    result = filters_gallery(runner, mine)
+    assert result.exit_code == 0, result.output
+    assert [p.name for p in mine.iterdir()] == [calls[1].name] and (mine / calls[1].name).read_text() == "theirs"
+    assert (in_tmp / "mine-2" / "manifest.json").is_file() and leftovers(in_tmp) == []
