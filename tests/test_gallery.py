@@ -6,6 +6,7 @@ import json
 import re
 from html.parser import HTMLParser
 from pathlib import Path
+from urllib.parse import unquote
 
 import pytest
 from PIL import Image
@@ -213,3 +214,37 @@ def test_file_names_from_layer_names_are_safe_and_distinct(tmp_path):
     assert [item["file"] for item in manifest["items"]] == files and [item["caption"] for item in manifest["items"]] == names
     page = (tmp_path / "index.html").read_text()
     assert "<script>\"" not in page and "<b>names" not in page
+
+
+def test_probe_gallery_reads_any_manifest_without_failing(tmp_path):
+    """Manifests that are old, edited by hand or another tool's: never a crash; a card shows only files that exist
+    inside the run's folder, every string escaped; folders without a page or a JSON object are not listed."""
+    bad = {
+        "strings": {"command": "maximize", "items": ["a.png"]},
+        "no file": {"command": "maximize", "items": [{"caption": "x"}, {"file": 3}], "extras": [{}], "sheets": "x"},
+        "not lists": {"command": ["a"], "items": {"a": 1}, "extras": 5, "options": [1], "created": 12},
+        "outside": {"command": "dream", "items": [{"file": "../../secret.png"}, {"file": "/etc/passwd"}]},
+        "html": {"command": "<script>alert(1)</script>", "model": "<b>m</b>",
+                 "items": [{"file": "x\" onerror=\"alert(1).png", "caption": "<img src=x onerror=alert(1)>"}]},
+    }
+    for name, manifest in bad.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "manifest.json").write_text(json.dumps(manifest))
+        (tmp_path / name / "index.html").write_text("<html></html>")
+    (tmp_path / "html" / "x\" onerror=\"alert(1).png").write_bytes(b"not shown unless it exists")
+    for name, text in (("no page", json.dumps({"command": "maximize", "items": []})), ("broken", "{"), ("list", "[1]")):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "manifest.json").write_text(text)
+    (tmp_path / "atlas").mkdir()
+    (tmp_path / "atlas" / "atlas.json").write_text(json.dumps({"command": "atlas", "settings": [], "layers": [
+        {"units": [{"synthetic": "s.png"}, "x"]}, 3]}))
+    (tmp_path / "atlas" / "index.html").write_text("<html></html>")
+    page, runs = write_collection_index(tmp_path)
+    assert runs == 6
+    text = page.read_text()
+    assert "<script>alert(1)" not in text and "<b>m</b>" not in text and "onerror=\"" not in text
+    assert "secret" not in text and "/etc/passwd" not in text
+    assert "no%20page" not in text and "broken/" not in text
+    links = LinkParser()
+    links.feed(text)
+    assert all((tmp_path / unquote(link)).exists() for link in links.links if not link.startswith("#"))
