@@ -22,6 +22,7 @@ standardizes the image after the inverse transform.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
@@ -138,6 +139,8 @@ def folder_spectrum(folder: str | Path, height: int, width: int, channels: int, 
         cache: read and write the cache (default True). The cache file is
             named by a hash of the folder, its files' names, sizes and
             modification times, and the shape: changing any file recomputes it.
+            A cache that cannot be written (a file in its place, a read-only
+            or full disk) is skipped.
 
     Raises:
         ProbeUsageError: not a folder, no image in it, or an image Pillow cannot read.
@@ -160,11 +163,21 @@ def folder_spectrum(folder: str | Path, height: int, width: int, channels: int, 
         raise ProbeUsageError(f"--spectrum {str(folder)!r}: {error}", param="spectrum") from None
     magnitude = images_spectrum(photos, height, width, channels)
     if cache:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_suffix(f".{os.getpid()}.tmp")
-        torch.save({"magnitude": magnitude, "images": len(files)}, partial)
-        os.replace(partial, path)
+        _store(path, {"magnitude": magnitude, "images": len(files)})
     return Spectrum(magnitude, source, len(files))
+
+
+def _store(path: Path, value: dict[str, object]) -> None:
+    """Write a cache file whole, or not at all: a cache folder that is a file, read-only or full is skipped
+    (the spectrum is computed again next time), never the run's failure."""
+    partial = path.with_suffix(f".{os.getpid()}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(value, partial)
+        os.replace(partial, path)
+    except OSError:
+        with contextlib.suppress(OSError):  # not even the folder: nothing was left
+            partial.unlink(missing_ok=True)
 
 
 def natural_spectrum(source: str | Path | Spectrum | torch.Tensor | None, height: int, width: int,

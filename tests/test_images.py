@@ -235,3 +235,16 @@ def test_a_folder_of_images_skips_hidden_and_other_files(tmp_path):
     with pytest.raises(ProbeUsageError, match="broken.png") as info:
         folder_spectrum(tmp_path, 16, 16, 3, cache=False)
     assert info.value.param == "spectrum"
+
+
+def test_a_spectrum_cache_that_cannot_be_written_is_skipped(tmp_path, monkeypatch):
+    """The cache is an optimization: a file where its folder should be (or a read-only or full disk) does not
+    fail the run, and leaves no temporary file."""
+    from probe.spectrum import folder_spectrum
+
+    (tmp_path / "photos").mkdir()
+    Image.fromarray(_smooth()).save(tmp_path / "photos" / "a.png")
+    (tmp_path / "cache").write_text("a file, not a folder")
+    monkeypatch.setenv("CNN_PROBE_CACHE", str(tmp_path / "cache"))
+    assert folder_spectrum(tmp_path / "photos", 16, 16, 1).images == 1
+    assert (tmp_path / "cache").read_text() == "a file, not a folder"
