@@ -382,6 +382,9 @@ def load_image(
         prefix, sep, key = text.partition(":")
         if sep and prefix == "skimage":
             image = _load_skimage(key)
+        elif sep and prefix.lower() in ("http", "https", "ftp", "s3", "gs") and not Path(text).exists():
+            raise ProbeUsageError(f"cannot read image {text!r}: cnn-probe reads local files and downloads nothing; "
+                                  "save the image first and give its path", param="image")
         elif sep and len(prefix) > 1 and not Path(text).exists():
             from probe import zoo
 

@@ -53,6 +53,8 @@ def test_missing_directory_and_corrupt_files(tmp_path):
 def test_unknown_source_prefix():
     with pytest.raises(ProbeUsageError, match="unknown image source 'skimge'"):
         load_image("skimge:coffee")
+    with pytest.raises(ProbeUsageError, match="downloads nothing"):
+        load_image("https://example.com/cat.jpg")
 
 
 def test_channel_conversions_on_hand_made_pixels():
