@@ -556,3 +556,57 @@ def test_a_file_arriving_while_the_gallery_moves_in_is_kept_and_the_gallery_goes
     assert result.exit_code == 0, result.output
     assert [p.name for p in mine.iterdir()] == [calls[1].name] and (mine / calls[1].name).read_text() == "theirs"
     assert (in_tmp / "mine-2" / "manifest.json").is_file() and leftovers(in_tmp) == []
+
+
+# 10. SIGTERM (kill, timeout, a scheduler) cleans up as Ctrl-C does: its default action left the staging folder.
+
+
+@pytest.fixture
+def sigterm_handled():
+    """The command line's SIGTERM handler installed for the test, the default restored after."""
+    import signal
+
+    from probe.cli.interrupt import terminate_like_ctrl_c
+
+    terminate_like_ctrl_c()
+    yield
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def test_sigterm_mid_gallery_removes_it_keeps_the_old_one_and_exits_143(runner, old, monkeypatch, sigterm_handled):
+    import signal
+
+    from probe.gallery.writer import Gallery
+
+    folder, before = old
+    real = Gallery.add
+    added: list[str] = []
+
+    def add_then_killed(self, image, file, *args, **kwargs):
+        added.append(file)
+        if len(added) == 3:  # a few PNGs into the new gallery
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real(self, image, file, *args, **kwargs)
+
+    monkeypatch.setattr(Gallery, "add", add_then_killed)
+    result = filters_gallery(runner, folder, "--model", "xo", "--force")
+    assert result.exit_code == 143 and "terminated (SIGTERM); nothing was written" in one_error_line(result, 143)
+    assert snapshot(folder) == before and leftovers(folder.parent) == []
+    assert filters_gallery(runner, folder, "--model", "xo", "--force").exit_code == 0  # and the rerun works
+
+
+def test_sigterm_keeps_a_parents_choice_and_torchrun_s(monkeypatch):
+    import signal
+
+    from probe.cli.interrupt import terminate_like_ctrl_c
+
+    try:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        terminate_like_ctrl_c()
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_IGN
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        monkeypatch.setenv("TORCHELASTIC_RUN_ID", "job")
+        terminate_like_ctrl_c()
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
