@@ -153,6 +153,16 @@ def _replace_refusal(folder: Path) -> str | None:
     return None
 
 
+_ADVICE = {
+    errno.ENOSPC: "free some space or choose another --out",
+    errno.EDQUOT: "free some of your quota or choose another --out",
+    errno.EROFS: "the file system is read-only: choose another --out",
+    errno.EACCES: "choose an --out you may write in",
+    errno.EPERM: "choose an --out you may write in",
+}
+"""What to do about the disk refusing a gallery, by ``errno`` (anything else: choose another ``--out``)."""
+
+
 def _nearest_existing(path: Path) -> Path:
     while not os.path.lexists(path) and path != path.parent:
         path = path.parent
@@ -193,6 +203,9 @@ def check_out_dir(out: str | Path | None, default: str | Path | None = None, *, 
         ProbeRuntimeError: the folder it would be written in is not writable.
     """
     folder = check_path(out if out is not None else default, "out")
+    if any(ord(character) < 32 or ord(character) == 127 for character in str(folder)):
+        raise ProbeUsageError(f"output folder {str(folder)!r} holds a control character (a newline, a tab?); "
+                              "a script's variable went wrong? give a plain folder name", param="out")
     _check_location(folder, "out")
     try:
         holds_files = out is not None and folder.is_dir() and any(folder.iterdir())
@@ -457,10 +470,9 @@ class OutDir:
                 except OSError:
                     break
             if isinstance(error, OSError):
-                reason = error.strerror or str(error)
                 raise ProbeRuntimeError(
-                    f"could not write the gallery in {str(target.parent)!r}: {reason}; nothing there was changed; "
-                    "free some space or choose another --out"
+                    f"could not write the gallery in {str(target.parent)!r}: {error.strerror or error}; nothing "
+                    f"there was changed; {_ADVICE.get(error.errno, 'choose another --out')}"
                 ) from None
             raise
         if final == target:

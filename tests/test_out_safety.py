@@ -610,3 +610,30 @@ def test_sigterm_keeps_a_parents_choice_and_torchrun_s(monkeypatch):
         assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+@pytest.mark.parametrize("code, advice", [(errno.ENOSPC, "free some space"), (errno.EROFS, "read-only"),
+                                          (errno.EACCES, "may write in"), (errno.ENOENT, "choose another --out")])
+def test_a_disk_failure_mid_png_leaves_no_half_file_and_says_what_to_do(runner, in_tmp, monkeypatch, code, advice):
+    """The disk fails inside the fourth PNG, after half its bytes: no file of the run is left anywhere, and the
+    one line's advice fits the failure (no 'free some space' for a read-only disk)."""
+    real_save = Image.Image.save
+    calls = []
+
+    def half_then_fail(self, fp, *args, **kwargs):
+        calls.append(fp)
+        if len(calls) == 4:
+            Path(fp).write_bytes(b"\x89PNG\r\n\x1a\n half")
+            raise OSError(code, os.strerror(code), str(fp))
+        return real_save(self, fp, *args, **kwargs)
+
+    monkeypatch.setattr(Image.Image, "save", half_then_fail)
+    line = one_error_line(filters_gallery(runner, in_tmp / "new"), 1)
+    assert advice in line and os.strerror(code) in line
+    assert list(in_tmp.iterdir()) == []
+
+
+@pytest.mark.parametrize("name", ["a\nb", "tab\there", "bell\x07"])
+def test_an_out_with_a_control_character_is_refused(runner, in_tmp, name):
+    line = one_error_line(filters_gallery(runner, in_tmp / name), 2)
+    assert "--out" in line and "control character" in line and list(in_tmp.iterdir()) == []
