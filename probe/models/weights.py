@@ -276,7 +276,8 @@ def _dtype_refusal(path: Path, fit: _Fit, own: Mapping[str, torch.Tensor]) -> Pr
     """A tensor whose kind of number the module's cannot take (integers or complex for floats, quantized)."""
     for name, (key, value) in fit.tensors.items():
         mine = own[name]
-        if value.is_quantized or value.is_floating_point() != mine.is_floating_point() or value.is_complex() != mine.is_complex():
+        if (value.is_quantized != mine.is_quantized or value.is_floating_point() != mine.is_floating_point()
+                or value.is_complex() != mine.is_complex()):
             return _refuse(path, f"does not fit this architecture: {key} is {str(value.dtype).replace('torch.', '')} "
                            f"in the file, {str(mine.dtype).replace('torch.', '')} in the model (a quantized or "
                            "converted checkpoint?); give the float weights of this architecture")
