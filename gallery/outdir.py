@@ -337,7 +337,11 @@ def _move_into_claimed(staging: Path, claimed: Path, *, ours: bool) -> bool:
 def _in_use(folder: Path) -> bool:
     """True when replacing ``folder`` itself would pull it from under its users: it is or holds the current
     folder (``--out .``), or it is a mount point."""
-    here, folder = Path.cwd().resolve(), folder.resolve()
+    folder = folder.resolve()
+    try:
+        here = Path.cwd().resolve()
+    except OSError:  # the current folder was deleted: nobody is in it
+        return os.path.ismount(folder)
     return here == folder or folder in here.parents or os.path.ismount(folder)
 
 

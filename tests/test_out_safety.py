@@ -637,3 +637,13 @@ def test_a_disk_failure_mid_png_leaves_no_half_file_and_says_what_to_do(runner, 
 def test_an_out_with_a_control_character_is_refused(runner, in_tmp, name):
     line = one_error_line(filters_gallery(runner, in_tmp / name), 2)
     assert "--out" in line and "control character" in line and list(in_tmp.iterdir()) == []
+
+
+def test_force_works_from_a_deleted_current_folder(old, in_tmp, monkeypatch):
+    folder, _ = old
+    gone = in_tmp / "gone"
+    gone.mkdir()
+    monkeypatch.chdir(gone)
+    gone.rmdir()
+    assert probe.filters(probe.load_model("xo"), "conv1").save(folder, force=True) == folder
+    assert json.loads((folder / "manifest.json").read_text())["model"] == "xo"
