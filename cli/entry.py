@@ -30,10 +30,12 @@ def main() -> None:
     if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not where a parent ignores SIGINT
         signal.signal(signal.SIGINT, _on_ctrl_c_while_starting)
     try:
+        from probe.cli.interrupt import terminate_like_ctrl_c
         from probe.cli.main import cli  # click and the command table, no command's module yet
     except KeyboardInterrupt:
         sys.stderr.write(f"Error: {INTERRUPTED}\n")  # click's format for the same line from a command
         raise SystemExit(EXIT_INTERRUPTED) from None
+    terminate_like_ctrl_c()  # SIGTERM: the same clean-up as Ctrl-C, exit code 143
     cli(prog_name="probe")
 
 

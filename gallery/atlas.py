@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from probe.gallery.files import replace_text
 from probe.gallery.html import STYLE, escape, href, human, label
 from probe.gallery.numbers import MINUS, number, ratio
 
@@ -212,16 +213,17 @@ def write_site(folder: str | Path, atlas: Mapping[str, Any]) -> Path:
         folder: the atlas folder (its ``images/`` hold the files the document names).
         atlas: the document of :func:`probe.atlas.site.assemble`.
 
+    Each file is replaced whole (:func:`probe.gallery.files.replace_text`): a full disk leaves the
+    pages of the last complete write, never half of one.
+
     Returns:
         The path of ``index.html``.
     """
     folder = Path(folder)
-    (folder / ATLAS_JSON).write_text(json.dumps(atlas, indent=1, allow_nan=False) + "\n")
+    replace_text(folder / ATLAS_JSON, json.dumps(atlas, indent=1, allow_nan=False) + "\n")
     layers: Sequence[Mapping[str, Any]] = atlas["layers"]
     for layer in layers:
-        (folder / layer["page"]).write_text(_layer_page(atlas, layer), encoding="utf-8")
+        replace_text(folder / layer["page"], _layer_page(atlas, layer))
         for position, unit in enumerate(layer["units"]):
-            (folder / unit["page"]).write_text(_unit_page(atlas, layer, position), encoding="utf-8")
-    index = folder / "index.html"
-    index.write_text(_index(atlas), encoding="utf-8")
-    return index
+            replace_text(folder / unit["page"], _unit_page(atlas, layer, position))
+    return replace_text(folder / "index.html", _index(atlas))  # last: the site is listed once its index is there

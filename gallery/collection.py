@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from pathlib import Path
@@ -14,6 +13,7 @@ from PIL import Image
 
 from probe.errors import ProbeRuntimeError, ProbeUsageError
 from probe.gallery.atlas import ATLAS_JSON
+from probe.gallery.files import replace_text
 from probe.gallery.html import SMALL_IMAGE, render_collection_page, with_index_link
 from probe.gallery.outdir import MARKER, is_gallery, read_marker, write_marker
 from probe.gallery.writer import MANIFEST
@@ -27,13 +27,30 @@ CARD_FIELDS = ("model", "weights", "layer", "layers", "objective", "preset", "L1
                "steps", "epochs", "test_accuracy", "seed")
 """What tells runs apart on their cards, in this order (when the manifest has it)."""
 
-def _thumbnails(manifest: Mapping[str, Any]) -> list[str]:
-    items = [item for item in manifest.get("items") or [] if isinstance(item, Mapping) and item.get("kind") != "scale"]
+def _list(value: Any) -> list[Any]:
+    """``value`` if it is a JSON list, else an empty one (a manifest may be old, edited or not ours)."""
+    return value if isinstance(value, list) else []
+
+
+def _file(value: Any, folder: Path) -> str | None:
+    """``value`` when it names a file inside ``folder`` that exists (relative, no ``..``), else None."""
+    if not isinstance(value, str) or not value or "\\" in value or value.startswith("/"):
+        return None
+    if ".." in Path(value).parts or not (folder / value).is_file():
+        return None
+    return value
+
+
+def _thumbnails(manifest: Mapping[str, Any], folder: Path) -> list[str]:
+    """The first items of the first section that exist in ``folder`` (else the first extra, else the first sheet)."""
+    items = [item for item in _list(manifest.get("items"))
+             if isinstance(item, Mapping) and item.get("kind") != "scale" and _file(item.get("file"), folder)]
     first = items[0].get("section", "") if items else ""
     files = [item["file"] for item in items if item.get("section", "") == first][:THUMBNAILS]
     if not files:  # train: its loss plot; else the contact sheet itself
-        files = [extra["file"] for extra in manifest.get("extras") or [] if isinstance(extra, Mapping)][:1]
-    return files or list(manifest.get("sheets") or [])[:1]
+        files = [extra["file"] for extra in _list(manifest.get("extras"))
+                 if isinstance(extra, Mapping) and _file(extra.get("file"), folder)][:1]
+    return files or [sheet for sheet in _list(manifest.get("sheets")) if _file(sheet, folder)][:1]
 
 
 def _is_small(path: Path) -> bool:
@@ -60,12 +77,12 @@ def run_card(manifest: Mapping[str, Any], manifest_path: Path, root: Path) -> di
     l1 = (manifest.get("options") or {}).get("l1") if isinstance(manifest.get("options"), Mapping) else None
     if isinstance(l1, (int, float)) and l1 > 0:
         values["L1"] = l1
-    thumbnails = _thumbnails(manifest)
+    thumbnails = _thumbnails(manifest, folder)
     weights = str(manifest.get("weights", ""))
     return {
         "link": f"{relative}/index.html",
         "name": relative,
-        "command": str(manifest.get("command", "")),
+        "command": manifest["command"] if isinstance(manifest.get("command"), str) else "",
         "created": _created(manifest, manifest_path),
         "thumbnails": [f"{relative}/{file}" for file in thumbnails],
         "small": bool(thumbnails) and _is_small(folder / thumbnails[0]),
@@ -78,11 +95,12 @@ def atlas_card(atlas: Mapping[str, Any], atlas_path: Path, root: Path) -> dict[s
     """What the collection page shows for a ``probe atlas`` site: its first layer's synthetic images and settings."""
     folder = atlas_path.parent
     relative = folder.relative_to(root).as_posix()
-    settings = dict(atlas.get("settings") or {})
-    layers = [layer for layer in atlas.get("layers") or [] if isinstance(layer, Mapping)]
-    files = [unit["synthetic"][0] for unit in (layers[0].get("units") or [] if layers else []) if unit.get("synthetic")]
-    thumbnails = files[:THUMBNAILS]
-    settings["units"] = sum(len(layer.get("units") or []) for layer in layers)
+    settings = dict(atlas["settings"]) if isinstance(atlas.get("settings"), Mapping) else {}
+    layers = [layer for layer in _list(atlas.get("layers")) if isinstance(layer, Mapping)]
+    units = [unit for unit in _list(layers[0].get("units")) if isinstance(unit, Mapping)] if layers else []
+    files = [_file((_list(unit.get("synthetic")) or [None])[0], folder) for unit in units]
+    thumbnails = [file for file in files if file][:THUMBNAILS]
+    settings["units"] = sum(len(_list(layer.get("units"))) for layer in layers)
     weights = str(settings.get("weights", ""))
     return {
         "link": f"{relative}/index.html",
@@ -107,13 +125,19 @@ def _atlases(root: Path) -> list[dict[str, Any]]:
         folder = atlas_path.parent
         if folder == root or any(part.startswith(".") for part in folder.relative_to(root).parts):
             continue
-        try:
-            atlas = json.loads(atlas_path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue  # half written, or not ours: not listed
-        if isinstance(atlas, dict) and atlas.get("command") == "atlas" and (folder / "index.html").is_file():
+        atlas = _read_json(atlas_path)  # None: half written, or not ours: not listed
+        if atlas is not None and atlas.get("command") == "atlas" and (folder / "index.html").is_file():
             cards.append(atlas_card(atlas, atlas_path, root))
     return cards
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    """The JSON object in ``path``, or None when it is unreadable, not UTF-8, not JSON or not an object."""
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
 
 
 def _link_back(folder: Path, root: Path) -> None:
@@ -128,7 +152,7 @@ def _link_back(folder: Path, root: Path) -> None:
         return
     linked = with_index_link(text, "../" * len(folder.relative_to(root).parts) + "index.html")
     if linked != text:
-        _replace_file(page, linked)
+        replace_text(page, linked)
 
 
 def _check_index_destination(root: Path, page: Path) -> None:
@@ -148,19 +172,6 @@ def _check_index_destination(root: Path, page: Path) -> None:
         )
     if ours is None and os.path.lexists(root / MARKER):
         raise ProbeUsageError(f"{str(root / MARKER)!r} is not a cnn-probe marker; refusing to overwrite it", param="folder")
-
-
-def _replace_file(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` whole or not at all: into a hidden temporary file, then renamed over ``path``."""
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.partial-", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(text)
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, path)
-    except BaseException:
-        os.unlink(temporary)
-        raise
 
 
 def write_collection_index(root: str | Path, *, title: str | None = None) -> tuple[Path, int]:
@@ -188,15 +199,18 @@ def write_collection_index(root: str | Path, *, title: str | None = None) -> tup
     runs = []
     for manifest_path in sorted(root.rglob(MANIFEST)):
         folder = manifest_path.parent
-        if folder == root or not is_gallery(folder) or any(part.startswith(".") for part in folder.relative_to(root).parts):
+        if folder == root or any(part.startswith(".") for part in folder.relative_to(root).parts):
             continue  # hidden: a staging folder being written, or one left by a crash
-        runs.append(run_card(json.loads(manifest_path.read_text()), manifest_path, root))
+        manifest = _read_json(manifest_path)
+        if manifest is None or "command" not in manifest or "items" not in manifest or not (folder / "index.html").is_file():
+            continue  # not a run's gallery with a page to link to (or one half written by another tool)
+        runs.append(run_card(manifest, manifest_path, root))
         _link_back(folder, root)
     runs += _atlases(root)
     runs.sort(key=lambda run: run["created"], reverse=True)
     try:
-        _replace_file(page, render_collection_page(title or f"cnn-probe runs in {root.resolve().name}", runs))
-        write_marker(root, ["index.html"], "index")
+        write_marker(root, ["index.html"], "index")  # first: a page it does not list would be refused next time
+        replace_text(page, render_collection_page(title or f"cnn-probe runs in {root.resolve().name}", runs))
     except OSError as error:
         raise ProbeRuntimeError(f"could not write {str(page)!r}: {error.strerror or error}") from None
     return page, len(runs)

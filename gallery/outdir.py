@@ -10,7 +10,9 @@ to save (:meth:`OutDir.write`):
    file of the gallery: the only files cnn-probe will ever delete there;
 3. the staging folder is swapped in: renamed onto a free name (claimed with a
    ``mkdir`` that fails when the name exists, so concurrent runs never share
-   one), or with ``force`` exchanged with the old gallery in one atomic
+   one); emptied, its files last of all the marker, into an empty folder that
+   was there before (the user's, the current folder, a mount point: that folder
+   itself is kept, never replaced); or with ``force`` exchanged with the old gallery in one atomic
    ``renameat2(RENAME_EXCHANGE)`` where the system has it (else two renames),
    after which the old gallery's listed files are deleted.
 
@@ -37,6 +39,7 @@ from typing import Any
 
 from probe.checks import check_path
 from probe.errors import ProbeRuntimeError, ProbeUsageError
+from probe.gallery.files import replace_text
 
 __all__ = ["MARKER", "MARKER_FORMAT", "OutDir", "check_out_dir", "read_marker", "write_marker", "foreign_files"]
 
@@ -84,8 +87,7 @@ def write_marker(folder: str | Path, files: Iterable[str], kind: str = "gallery"
     """
     path = Path(folder) / MARKER
     body = {"format": MARKER_FORMAT, "tool": "cnn-probe", "kind": kind, "id": token, "files": sorted(set(files))}
-    path.write_text(json.dumps(body, indent=1) + "\n", encoding="utf-8")
-    return path
+    return replace_text(path, json.dumps(body, indent=1) + "\n")  # never half a marker: it says what is whose
 
 
 def _walk(folder: Path) -> tuple[list[str], list[str]]:
@@ -151,6 +153,16 @@ def _replace_refusal(folder: Path) -> str | None:
     return None
 
 
+_ADVICE = {
+    errno.ENOSPC: "free some space or choose another --out",
+    errno.EDQUOT: "free some of your quota or choose another --out",
+    errno.EROFS: "the file system is read-only: choose another --out",
+    errno.EACCES: "choose an --out you may write in",
+    errno.EPERM: "choose an --out you may write in",
+}
+"""What to do about the disk refusing a gallery, by ``errno`` (anything else: choose another ``--out``)."""
+
+
 def _nearest_existing(path: Path) -> Path:
     while not os.path.lexists(path) and path != path.parent:
         path = path.parent
@@ -191,6 +203,9 @@ def check_out_dir(out: str | Path | None, default: str | Path | None = None, *, 
         ProbeRuntimeError: the folder it would be written in is not writable.
     """
     folder = check_path(out if out is not None else default, "out")
+    if any(ord(character) < 32 or ord(character) == 127 for character in str(folder)):
+        raise ProbeUsageError(f"output folder {str(folder)!r} holds a control character (a newline, a tab?); "
+                              "a script's variable went wrong? give a plain folder name", param="out")
     _check_location(folder, "out")
     try:
         holds_files = out is not None and folder.is_dir() and any(folder.iterdir())
@@ -211,21 +226,79 @@ def check_out_dir(out: str | Path | None, default: str | Path | None = None, *, 
     return OutDir(folder, explicit=out is not None, force=force)
 
 
-def _exchange(first: Path, second: Path) -> bool:
-    """Swap two paths atomically (Linux ``renameat2(RENAME_EXCHANGE)``); False where the system cannot."""
+_RENAME_NOREPLACE, _RENAME_EXCHANGE = 1, 2  # renameat2's flags (linux/fs.h)
+
+
+def _renameat2(first: Path, second: Path, flag: int) -> bool:
+    """Linux ``renameat2(first, second, flag)``; False where the system or file system has no such call.
+
+    Raises:
+        OSError: the call failed for another reason (``EEXIST`` for ``RENAME_NOREPLACE`` onto a name in use).
+    """
     if not sys.platform.startswith("linux"):
         return False
     try:
         renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
     except (OSError, AttributeError):
         return False
-    at_fdcwd, rename_exchange = -100, 2
-    if renameat2(at_fdcwd, os.fsencode(first), at_fdcwd, os.fsencode(second), rename_exchange) == 0:
+    at_fdcwd = -100
+    if renameat2(at_fdcwd, os.fsencode(first), at_fdcwd, os.fsencode(second), flag) == 0:
         return True
     code = ctypes.get_errno()
     if code in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP):
         return False
     raise OSError(code, os.strerror(code), str(second))
+
+
+def _exchange(first: Path, second: Path) -> bool:
+    """Swap two paths atomically (Linux ``renameat2(RENAME_EXCHANGE)``); False where the system cannot."""
+    return _renameat2(first, second, _RENAME_EXCHANGE)
+
+
+def _move_new(source: Path, destination: Path) -> None:
+    """Rename ``source`` to ``destination``, never over something there (``FileExistsError`` instead).
+
+    ``renameat2(RENAME_NOREPLACE)`` where the system has it; else a hard link and an unlink for a
+    file (the link fails on a name in use); else a check and a rename.
+    """
+    if _renameat2(source, destination, _RENAME_NOREPLACE):
+        return
+    if not source.is_dir():
+        try:
+            os.link(source, destination, follow_symlinks=False)
+        except FileExistsError:
+            raise
+        except OSError:  # no hard links here (FAT, some network file systems)
+            pass
+        else:
+            os.unlink(source)
+            return
+    if os.path.lexists(destination):
+        raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(destination))
+    os.rename(source, destination)
+
+
+def _move_entries(staging: Path, folder: Path) -> bool:
+    """Move every entry of ``staging`` into the existing empty ``folder``, the marker last, keeping ``folder`` itself.
+
+    For a folder this write did not create (the user's, the current one, a mount point): renaming the
+    staging folder onto it would replace it. Returns False, with everything moved back, when a name
+    in ``folder`` is taken meanwhile; an exception (or Ctrl-C) also moves everything back first.
+    """
+    names = sorted(os.listdir(staging), key=lambda name: (name == MARKER, name))
+    moved: list[str] = []
+    try:
+        for name in names:
+            _move_new(staging / name, folder / name)
+            moved.append(name)
+    except BaseException as error:
+        for name in reversed(moved):
+            os.rename(folder / name, staging / name)
+        if isinstance(error, FileExistsError):
+            return False
+        raise
+    staging.rmdir()
+    return True
 
 
 def _swap(first: Path, second: Path) -> None:
@@ -259,6 +332,57 @@ def _move_into_claimed(staging: Path, claimed: Path, *, ours: bool) -> bool:
             except OSError:
                 pass
         raise
+
+
+def _in_use(folder: Path) -> bool:
+    """True when replacing ``folder`` itself would pull it from under its users: it is or holds the current
+    folder (``--out .``), or it is a mount point."""
+    folder = folder.resolve()
+    try:
+        here = Path.cwd().resolve()
+    except OSError:  # the current folder was deleted: nobody is in it
+        return os.path.ismount(folder)
+    return here == folder or folder in here.parents or os.path.ismount(folder)
+
+
+class _Changed(Exception):
+    """The folder changed while a gallery was being moved in: everything was put back."""
+
+
+def _replace_entries(staging: Path, target: Path, marker: dict[str, Any]) -> bool:
+    """:meth:`OutDir._replace` for a folder that must stay itself (:func:`_in_use`): entry by entry.
+
+    The old gallery's entries move into a hidden folder beside ``target`` (its marker last), the new
+    ones into ``target`` (:func:`_move_entries`), then the old ones are deleted. A file that arrived
+    meanwhile, an exception or Ctrl-C puts every entry back where it was first; returns False for
+    the arrival. Not atomic for a reader of ``target``, unlike the exchange of whole folders.
+    """
+    aside = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
+    moved: list[str] = []
+    try:
+        for name in sorted(os.listdir(target), key=lambda name: (name == MARKER, name)):
+            os.rename(target / name, aside / name)
+            moved.append(name)
+        if foreign_files(aside, marker) or not _move_entries(staging, target):
+            raise _Changed
+    except BaseException as error:
+        for name in reversed(moved):
+            _move_new(aside / name, target / name)
+        aside.rmdir()
+        if isinstance(error, _Changed):
+            return False
+        raise
+    _delete_old(aside, marker)
+    return True
+
+
+def _delete_old(folder: Path, marker: dict[str, Any]) -> None:
+    """Delete the replaced gallery, now in ``folder``; a failure only warns (the new gallery is in place)."""
+    try:
+        _delete_listed(folder, marker)
+    except OSError as error:
+        print(f"warning: could not delete the old gallery, now in {str(folder)!r}: {error.strerror or error}",
+              file=sys.stderr)
 
 
 def _discard(staging: Path) -> None:
@@ -350,10 +474,9 @@ class OutDir:
                 except OSError:
                     break
             if isinstance(error, OSError):
-                reason = error.strerror or str(error)
                 raise ProbeRuntimeError(
-                    f"could not write the gallery in {str(target.parent)!r}: {reason}; nothing there was changed; "
-                    "free some space or choose another --out"
+                    f"could not write the gallery in {str(target.parent)!r}: {error.strerror or error}; nothing "
+                    f"there was changed; {_ADVICE.get(error.errno, 'choose another --out')}"
                 ) from None
             raise
         if final == target:
@@ -387,8 +510,11 @@ class OutDir:
         except FileExistsError:
             made = False
         if target.is_dir() and not target.is_symlink():
-            if not any(target.iterdir()) and _move_into_claimed(staging, target, ours=made):
-                return target
+            if not any(target.iterdir()):
+                if made and _move_into_claimed(staging, target, ours=True):
+                    return target
+                if not made and _move_entries(staging, target):  # the user's folder stays (a cwd, a mount)
+                    return target
             if self.force and self.replaces is not None and self._replace(staging, target, self.replaces):
                 return target
             foreign = foreign_files(target, read_marker(target, "gallery"))
@@ -408,15 +534,13 @@ class OutDir:
         marker = read_marker(target, "gallery")
         if marker is None or str(marker.get("id", "")) != token or foreign_files(target, marker):
             return False
+        if _in_use(target):
+            return _replace_entries(staging, target, marker)
         _swap(staging, target)  # staging now holds the old gallery
         if foreign_files(staging, marker):  # a file arrived between the check and the swap: undo
             _swap(staging, target)
             return False
-        try:
-            _delete_listed(staging, marker)
-        except OSError as error:  # the new gallery is in place; only the old one's clean-up failed
-            print(f"warning: could not delete the old gallery, now in {str(staging)!r}: {error.strerror or error}",
-                  file=sys.stderr)
+        _delete_old(staging, marker)
         return True
 
     @staticmethod

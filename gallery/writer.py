@@ -15,6 +15,7 @@ which swaps it in only when complete (see :mod:`probe.gallery.outdir`).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
@@ -30,7 +31,7 @@ from probe.gallery.outdir import MARKER
 from probe.gallery.sheet import contact_sheet
 from probe.gallery.stamp import run_stamp
 
-__all__ = ["Gallery", "slug", "MANIFEST"]
+__all__ = ["Gallery", "slug", "file_name", "MANIFEST"]
 
 MANIFEST = "manifest.json"
 
@@ -39,6 +40,23 @@ def slug(text: str) -> str:
     """A file-name-safe version of ``text`` (``"layer3.1/conv"`` -> ``"layer3.1-conv"``)."""
     cleaned = re.sub(r"[^A-Za-z0-9._-]+", "-", str(text)).strip("-.")
     return cleaned or "run"
+
+
+MAX_STEM = 100
+"""The longest stem a gallery's file gets (file systems take 255 bytes; suffixes and ``-2`` need room)."""
+
+
+def file_name(name: str) -> str:
+    """``name`` as one safe file name in a gallery folder: stem and extension slugged (no folder separators,
+    no leading dot, nothing a shell or URL must quote), a stem over :data:`MAX_STEM` characters cut and
+    told apart by a hash (``"conv1/Conv-000.png"`` -> ``"conv1-Conv-000.png"``)."""
+    stem, dot, extension = str(name).rpartition(".")
+    if not dot or not stem or not re.fullmatch(r"[A-Za-z0-9]{1,8}", extension):
+        stem, dot, extension = str(name), "", ""
+    safe = slug(stem)
+    if len(safe) > MAX_STEM:
+        safe = f"{safe[:MAX_STEM - 9]}-{hashlib.sha1(stem.encode()).hexdigest()[:8]}"
+    return f"{safe}{dot}{extension.lower()}"
 
 
 def _jsonable(value: Any) -> Any:
@@ -85,7 +103,9 @@ class Gallery:
         self._taken: set[str] = {MANIFEST.casefold(), "index.html", MARKER}
 
     def _claim(self, file: str) -> str:
-        """``file``, or ``stem-2.ext``, ``stem-3.ext``, ... when a file of this gallery already has that name."""
+        """A safe, free name for ``file``: its stem slugged (:func:`file_name`), then ``-2``, ``-3``, ... when a
+        file of this gallery already has that name."""
+        file = file_name(file)
         stem, dot, extension = file.rpartition(".") if "." in file else (file, "", "")
         candidate, number = file, 1
         while candidate.casefold() in self._taken:

@@ -6,7 +6,11 @@ later, by :class:`probe.models.Preprocess`.
 
 Image *sources* that :func:`load_image` understands:
 
-- a file path (PNG, JPEG, TIFF, BMP, ... anything Pillow reads);
+- a file path (PNG, JPEG, WebP, TIFF, BMP, GIF, ... anything Pillow reads), turned upright as its
+  EXIF orientation says (as every image viewer and browser shows it, and as transformers'
+  ``load_image`` reads it: a phone's portrait photo is portrait); an animated GIF or WebP, or a
+  multi-page TIFF, gives its first frame; 16-bit images keep their range (65535 is 1.0), CMYK
+  and palette images become RGB, grey and bilevel ones one channel;
 - ``skimage:NAME``: a sample bundled with scikit-image (``skimage:astronaut``,
   ``skimage:coffee``, ``skimage:chelsea``, ``skimage:camera``, ...), offline;
 - ``ZOO:KEY``: a sample of an embedded model's data (``digits:0`` is the first
@@ -16,19 +20,22 @@ Image *sources* that :func:`load_image` understands:
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from probe.checks import MAX_SIDE, check_size
 from probe.errors import ProbeUsageError, unknown_name
 
 __all__ = [
     "SKIMAGE_SAMPLES",
+    "IMAGE_SUFFIXES",
+    "image_files",
     "load_image",
     "to_pil",
     "from_pil",
@@ -48,6 +55,26 @@ SKIMAGE_SAMPLES = (
     "microaneurysms", "moon", "page", "retina", "rocket", "text", "checkerboard",
 )  # fmt: skip
 """Names accepted after ``skimage:``; all ship inside scikit-image (no download)."""
+
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".jpe", ".jfif", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm",
+                  ".pgm", ".pbm", ".pnm")
+"""The suffixes (any case) of the files a folder of images is read for: what Pillow decodes without extra tools."""
+
+
+def image_files(folder: str | Path, *, recursive: bool = False) -> list[Path]:
+    """The image files (:data:`IMAGE_SUFFIXES`) in ``folder``, sorted by path.
+
+    Hidden files and folders (names starting with ``.``: macOS's ``._photo.jpg`` resource forks, which are
+    not images, ``.ipynb_checkpoints``, a ``.git``) are skipped, as file managers hide them; so are
+    folders when ``recursive`` is False (default). Other files (notes, CSVs) are ignored.
+    """
+    found = []
+    for root, folders, names in os.walk(folder):
+        folders[:] = sorted(name for name in folders if recursive and not name.startswith("."))
+        found += [Path(root) / name for name in names
+                  if not name.startswith(".") and Path(name).suffix.lower() in IMAGE_SUFFIXES]
+    return sorted(path for path in found if path.is_file())
 
 
 def from_array(array: np.ndarray) -> torch.Tensor:
@@ -70,24 +97,38 @@ def from_array(array: np.ndarray) -> torch.Tensor:
         array = array[:, :, None]
     if array.ndim != 3:
         raise ProbeUsageError(f"an image array must be (H, W) or (H, W, C); got shape {array.shape}")
-    tensor = torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))
-    return tensor.clamp(0.0, 1.0)
+    return torch.from_numpy(np.array(array.transpose(2, 0, 1), order="C")).clamp(0.0, 1.0)  # a copy: PIL's are read-only
+
+
+_GREY = ("1", "L", "LA", "La")
+"""Pillow modes whose colour is one grey channel (with or without alpha)."""
+
+
+def _has_alpha(image: Image.Image) -> bool:
+    """True for modes with alpha, and for palette, grey or RGB images with a transparent colour (PNG ``tRNS``)."""
+    return image.mode in ("RGBA", "RGBa", "LA", "La", "PA") or (
+        image.mode in ("P", "L", "RGB", "1") and "transparency" in image.info)
 
 
 def from_pil(image: Image.Image, keep_alpha: bool = False) -> torch.Tensor:
-    """A PIL image -> ``(C, H, W)`` float tensor in [0, 1]; alpha is composited on white.
+    """A PIL image -> ``(C, H, W)`` float tensor in [0, 1]: 1 channel for grey modes, 3 for the others.
+
+    Alpha (an alpha channel, or a palette's transparent colour) is composited on white.
 
     Args:
-        image: any mode Pillow opens.
-        keep_alpha: keep an alpha channel as the last channel instead (RGBA -> 4 channels, LA -> 2),
-            for a model that takes it; default False.
+        image: any mode Pillow opens (bilevel and grey -> 1 channel; 16- and 32-bit grey
+            scaled by their type's range; CMYK, YCbCr, palette ... -> RGB).
+        keep_alpha: keep an alpha channel as the last channel instead (RGBA -> 4 channels, grey +
+            alpha -> 2), for a model that takes it; default False.
     """
-    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
-        if keep_alpha:
-            return from_array(np.asarray(image.convert("LA" if image.mode == "LA" else "RGBA")))
+    grey = image.mode in _GREY
+    if _has_alpha(image):
         rgba = image.convert("RGBA")
+        if keep_alpha:
+            array = np.asarray(rgba)
+            return from_array(array[:, :, [0, 3]] if grey else array)
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        image = Image.alpha_composite(background, rgba).convert("RGB")
+        image = Image.alpha_composite(background, rgba).convert("L" if grey else "RGB")
     elif image.mode in ("I;16", "I;16B", "I;16L", "I"):
         array = np.asarray(image, dtype=np.float64)  # "I": 32-bit ints; a 16-bit PNG opens as I;16 or I
         full_scale = 65535.0 if image.mode != "I" or array.max(initial=0) <= 65535 else float(2**31 - 1)
@@ -98,7 +139,7 @@ def from_pil(image: Image.Image, keep_alpha: bool = False) -> torch.Tensor:
             array = array / 255.0
         return from_array(array)
     elif image.mode not in ("L", "RGB"):
-        image = image.convert("RGB")
+        image = image.convert("L" if grey else "RGB")
     return from_array(np.asarray(image))
 
 
@@ -125,32 +166,37 @@ def to_pil(image: torch.Tensor) -> Image.Image:
 
 
 def to_channels(image: torch.Tensor, channels: int) -> torch.Tensor:
-    """Convert ``(C, H, W)`` or ``(N, C, H, W)`` between grayscale and RGB.
+    """Convert ``(C, H, W)`` or ``(N, C, H, W)`` between grayscale and RGB, with or without alpha.
 
-    RGB -> 1 channel uses ITU-R 601 luminance; 1 -> 3 repeats the channel; a last alpha channel
-    (2: grey + alpha, 4: RGBA, from arrays and ``skimage:`` samples) is composited on white first.
+    RGB -> 1 channel uses ITU-R 601 luminance; 1 -> 3 repeats the channel. A last alpha channel
+    (2: grey + alpha, 4: RGBA, from files, arrays and ``skimage:`` samples) is composited on white
+    for a model taking 1 or 3 channels, and kept for one taking 2 or 4 (its colour converted:
+    grey + alpha -> RGBA repeats the grey). 1 -> N channels (N other than 2, 3, 4) repeats the channel.
 
     Raises:
-        ProbeUsageError: for a conversion with no sensible meaning (e.g. 3 -> 4).
+        ProbeUsageError: for a conversion with no sensible meaning: an image without alpha (1 or 3
+            channels) for a model taking alpha (2 or 4), 3 channels to anything but 1, 2 or 4 ...
     """
     axis = image.dim() - 3
     have = image.shape[axis]
     if have == channels:
         return image
-    if have in (2, 4) and channels in (1, 3):  # grey or RGB with alpha: composited on white, as from_pil does
+    if have in (2, 4) and channels in (1, 2, 3, 4):
         colour, alpha = image.split([have - 1, 1], dim=axis)
-        return to_channels(colour * alpha + (1 - alpha), channels)
+        if channels in (1, 3):  # composited on white, as from_pil does
+            return to_channels(colour * alpha + (1 - alpha), channels)
+        return torch.cat([to_channels(colour, channels - 1), alpha], dim=axis)
     if have == 3 and channels == 1:
         weights = torch.tensor([0.299, 0.587, 0.114], dtype=image.dtype, device=image.device)
         shape = [1] * image.dim()
         shape[axis] = 3
         return (image * weights.view(shape)).sum(dim=axis, keepdim=True)
-    if have == 1:
+    if have == 1 and channels not in (2, 4):  # 2 and 4 end in alpha, which a grey image does not have
         return image.repeat_interleave(channels, dim=axis)
     raise ProbeUsageError(
-        f"cannot convert an image with {have} channels to {channels} channels, the model's; give an image with {channels} "
-        f"channels{' (an RGBA PNG, ' if channels == 4 else ' ('}or, in Python, a ({channels}, H, W) tensor or an "
-        f"(H, W, {channels}) array)", param="image")
+        f"cannot convert an image with {have} channel{'s' if have != 1 else ''} to {channels} channels, the model's; "
+        f"give an image with {channels} channels{' (an RGBA PNG, ' if channels == 4 else ' (a grey PNG with alpha, ' if channels == 2 else ' ('}"
+        f"or, in Python, a ({channels}, H, W) tensor or an (H, W, {channels}) array)", param="image")
 
 
 def parse_size(text: str) -> tuple[int, int] | int:
@@ -240,6 +286,10 @@ def divergence(
     return None
 
 
+_ORIENTATION = 0x0112
+"""The EXIF tag of an image's orientation (1: as stored; 2-8: mirrored and/or turned)."""
+
+
 def _not_finite(bad: int, total: int) -> ProbeUsageError:
     """The error for an image holding NaN or infinite values (``bad`` of ``total``)."""
     return ProbeUsageError(
@@ -258,13 +308,19 @@ def _load_skimage(name: str) -> torch.Tensor:
 
 
 def _load_file(path: Path, keep_alpha: bool = False) -> torch.Tensor:
+    """Decode the file at ``path`` (its first frame), turned as its EXIF orientation says; see :func:`from_pil`."""
+    where = f"cannot read image {str(path)!r}"
     if not path.exists():
-        raise ProbeUsageError(f"cannot read image {str(path)!r}: no such file", param="image")
+        raise ProbeUsageError(f"{where}: no such file", param="image")
     if path.is_dir():
-        raise ProbeUsageError(f"cannot read image {str(path)!r}: it is a directory", param="image")
+        raise ProbeUsageError(f"{where}: it is a directory; give one image file", param="image")
     try:
+        if path.stat().st_size == 0:
+            raise ProbeUsageError(f"{where}: the file is empty (0 bytes), nothing to decode", param="image")
         with Image.open(path) as image:
             image.load()
+            if image.getexif().get(_ORIENTATION, 1) != 1:
+                image = ImageOps.exif_transpose(image)  # as every viewer shows it
             return from_pil(image, keep_alpha)
     except Image.DecompressionBombError:
         raise ProbeUsageError(
@@ -274,11 +330,18 @@ def _load_file(path: Path, keep_alpha: bool = False) -> torch.Tensor:
         ) from None
     except ProbeUsageError:
         raise
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
-        raise ProbeUsageError(
-            f"cannot read image {str(path)!r}: not an image file Pillow can decode ({type(error).__name__})",
-            param="image",
-        ) from None
+    except UnidentifiedImageError:
+        raise ProbeUsageError(f"{where}: not an image file Pillow can decode (no image format it knows)",
+                              param="image") from None
+    except PermissionError as error:
+        raise ProbeUsageError(f"{where}: {error.strerror or 'permission denied'}", param="image") from None
+    except MemoryError:
+        raise ProbeUsageError(f"{where}: too large to decode in this machine's memory; shrink it first",
+                              param="image") from None
+    except Exception as error:  # any failure of a decoder (OSError, SyntaxError, struct.error, EOFError, ...)
+        detail = (str(error).splitlines() or [""])[0][:120] or type(error).__name__
+        raise ProbeUsageError(f"{where}: the file is truncated or damaged ({detail}); copy or export it again",
+                              param="image") from None
 
 
 def load_image(
@@ -319,6 +382,9 @@ def load_image(
         prefix, sep, key = text.partition(":")
         if sep and prefix == "skimage":
             image = _load_skimage(key)
+        elif sep and prefix.lower() in ("http", "https", "ftp", "s3", "gs") and not Path(text).exists():
+            raise ProbeUsageError(f"cannot read image {text!r}: cnn-probe reads local files and downloads nothing; "
+                                  "save the image first and give its path", param="image")
         elif sep and len(prefix) > 1 and not Path(text).exists():
             from probe import zoo
 

@@ -22,6 +22,7 @@ standardizes the image after the inverse transform.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
@@ -32,6 +33,7 @@ from pathlib import Path
 import torch
 
 from probe.errors import ProbeUsageError
+from probe.images import IMAGE_SUFFIXES, image_files  # the suffixes folder_spectrum reads
 
 __all__ = ["Spectrum", "DEFAULT_PHOTOS", "IMAGE_SUFFIXES", "natural_spectrum", "default_spectrum",
            "folder_spectrum", "images_spectrum", "cache_dir"]
@@ -41,9 +43,6 @@ DEFAULT_PHOTOS = (
     "hubble_deep_field", "immunohistochemistry",
 )  # fmt: skip
 """The scikit-image photographs the default spectrum averages (all bundled, no download)."""
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
-"""File suffixes :func:`folder_spectrum` reads (case-insensitive)."""
 
 _CACHE_VERSION = 1
 
@@ -117,7 +116,7 @@ def default_spectrum(height: int, width: int, channels: int) -> Spectrum:
 def _folder_files(folder: Path) -> list[Path]:
     if not folder.is_dir():
         raise ProbeUsageError(f"--spectrum needs a folder of images; {str(folder)!r} is not a folder", param="spectrum")
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    files = image_files(folder, recursive=True)  # hidden files (macOS's ._photo.jpg) are not images
     if not files:
         raise ProbeUsageError(f"no image ({', '.join(IMAGE_SUFFIXES)}) in {str(folder)!r} to compute a spectrum from",
                               param="spectrum")
@@ -140,6 +139,8 @@ def folder_spectrum(folder: str | Path, height: int, width: int, channels: int, 
         cache: read and write the cache (default True). The cache file is
             named by a hash of the folder, its files' names, sizes and
             modification times, and the shape: changing any file recomputes it.
+            A cache that cannot be written (a file in its place, a read-only
+            or full disk) is skipped.
 
     Raises:
         ProbeUsageError: not a folder, no image in it, or an image Pillow cannot read.
@@ -156,13 +157,27 @@ def folder_spectrum(folder: str | Path, height: int, width: int, channels: int, 
             return Spectrum(stored["magnitude"], source, int(stored["images"]))
         except Exception:  # a damaged cache file is recomputed (and rewritten: cnn-probe wrote it)
             pass
-    magnitude = images_spectrum([load_image(p) for p in files], height, width, channels)
+    try:
+        photos = [load_image(p) for p in files]
+    except ProbeUsageError as error:
+        raise ProbeUsageError(f"--spectrum {str(folder)!r}: {error}", param="spectrum") from None
+    magnitude = images_spectrum(photos, height, width, channels)
     if cache:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_suffix(f".{os.getpid()}.tmp")
-        torch.save({"magnitude": magnitude, "images": len(files)}, partial)
-        os.replace(partial, path)
+        _store(path, {"magnitude": magnitude, "images": len(files)})
     return Spectrum(magnitude, source, len(files))
+
+
+def _store(path: Path, value: dict[str, object]) -> None:
+    """Write a cache file whole, or not at all: a cache folder that is a file, read-only or full is skipped
+    (the spectrum is computed again next time), never the run's failure."""
+    partial = path.with_suffix(f".{os.getpid()}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(value, partial)
+        os.replace(partial, path)
+    except OSError:
+        with contextlib.suppress(OSError):  # not even the folder: nothing was left
+            partial.unlink(missing_ok=True)
 
 
 def natural_spectrum(source: str | Path | Spectrum | torch.Tensor | None, height: int, width: int,

@@ -476,3 +476,174 @@ def test_an_interrupted_clean_up_never_deletes_a_file_that_arrived_in_the_old_ga
     assert json.loads((folder / "manifest.json").read_text())["layer"] == "conv2"
     [aside] = [p for p in folder.parent.iterdir() if ".partial-" in p.name]
     assert snapshot(aside) == {"notes.txt": b"the user's"}
+
+
+# 9. A folder that was there before the run (the current folder, the user's own, a mount point) stays itself:
+#    the gallery moves into it entry by entry instead of a new folder replacing it.
+
+
+@pytest.fixture
+def here(in_tmp: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty current folder, ``in_tmp/here``: what ``--out .`` names."""
+    folder = in_tmp / "here"
+    folder.mkdir()
+    monkeypatch.chdir(folder)
+    return folder
+
+
+def test_out_dot_in_an_empty_folder_keeps_the_folder(runner, in_tmp, here):
+    inode = here.stat().st_ino
+    assert filters_gallery(runner, Path(".")).exit_code == 0
+    assert here.stat().st_ino == inode and os.path.exists(os.getcwd())
+    assert (here / "manifest.json").is_file() and leftovers(in_tmp) == []
+
+
+def test_an_empty_folder_of_the_users_keeps_its_identity_and_mode(runner, in_tmp):
+    mine = in_tmp / "mine"
+    mine.mkdir()
+    mine.chmod(0o750)
+    inode = mine.stat().st_ino
+    assert filters_gallery(runner, mine).exit_code == 0
+    assert mine.stat().st_ino == inode and mine.stat().st_mode & 0o777 == 0o750
+    marker = json.loads((mine / probe.gallery.MARKER).read_text())
+    assert set(marker["files"]) == set(snapshot(mine)) - {".cnn-probe"} and leftovers(in_tmp) == []
+
+
+@pytest.mark.parametrize("interrupt", [False, True])
+def test_force_in_the_current_folder_replaces_the_gallery_not_the_folder(runner, in_tmp, here, monkeypatch, interrupt):
+    from probe.gallery import outdir
+
+    assert filters_gallery(runner, Path(".")).exit_code == 0
+    old = snapshot(here)
+    inode = here.stat().st_ino
+    if interrupt:  # Ctrl-C while the new gallery moves in: every entry goes back where it was
+        real, calls = outdir._move_new, []
+
+        def stop_third(source: Path, destination: Path) -> None:
+            calls.append(source)
+            if len(calls) == 3:
+                raise KeyboardInterrupt
+            real(source, destination)
+
+        monkeypatch.setattr(outdir, "_move_new", stop_third)
+    result = runner.invoke(cli, ["filters", "--model", "xo", "--out", ".", "--force"])
+    assert here.stat().st_ino == inode and os.path.exists(os.getcwd())
+    if interrupt:
+        assert result.exit_code == 130 and snapshot(here) == old
+    else:
+        assert result.exit_code == 0, result.output
+        assert json.loads((here / "manifest.json").read_text())["model"] == "xo"
+        marker = json.loads((here / probe.gallery.MARKER).read_text())
+        assert set(marker["files"]) == set(snapshot(here)) - {".cnn-probe"}
+    assert leftovers(in_tmp) == [] and not [p for p in in_tmp.iterdir() if ".old-" in p.name]
+
+
+def test_a_file_arriving_while_the_gallery_moves_in_is_kept_and_the_gallery_goes_beside(runner, in_tmp, monkeypatch):
+    from probe.gallery import outdir
+
+    mine = in_tmp / "mine"
+    mine.mkdir()
+    real, calls = outdir._move_new, []
+
+    def arrive_at_second(source: Path, destination: Path) -> None:
+        calls.append(source)
+        if len(calls) == 2:
+            (mine / destination.name).write_text("theirs")  # another program takes the very name
+        real(source, destination)
+
+    monkeypatch.setattr(outdir, "_move_new", arrive_at_second)
+    result = filters_gallery(runner, mine)
+    assert result.exit_code == 0, result.output
+    assert [p.name for p in mine.iterdir()] == [calls[1].name] and (mine / calls[1].name).read_text() == "theirs"
+    assert (in_tmp / "mine-2" / "manifest.json").is_file() and leftovers(in_tmp) == []
+
+
+# 10. SIGTERM (kill, timeout, a scheduler) cleans up as Ctrl-C does: its default action left the staging folder.
+
+
+@pytest.fixture
+def sigterm_handled():
+    """The command line's SIGTERM handler installed for the test, the default restored after."""
+    import signal
+
+    from probe.cli.interrupt import terminate_like_ctrl_c
+
+    terminate_like_ctrl_c()
+    yield
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def test_sigterm_mid_gallery_removes_it_keeps_the_old_one_and_exits_143(runner, old, monkeypatch, sigterm_handled):
+    import signal
+
+    from probe.gallery.writer import Gallery
+
+    folder, before = old
+    real = Gallery.add
+    added: list[str] = []
+
+    def add_then_killed(self, image, file, *args, **kwargs):
+        added.append(file)
+        if len(added) == 3:  # a few PNGs into the new gallery
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real(self, image, file, *args, **kwargs)
+
+    monkeypatch.setattr(Gallery, "add", add_then_killed)
+    result = filters_gallery(runner, folder, "--model", "xo", "--force")
+    assert result.exit_code == 143 and "terminated (SIGTERM); nothing was written" in one_error_line(result, 143)
+    assert snapshot(folder) == before and leftovers(folder.parent) == []
+    assert filters_gallery(runner, folder, "--model", "xo", "--force").exit_code == 0  # and the rerun works
+
+
+def test_sigterm_keeps_a_parents_choice_and_torchrun_s(monkeypatch):
+    import signal
+
+    from probe.cli.interrupt import terminate_like_ctrl_c
+
+    try:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        terminate_like_ctrl_c()
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_IGN
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        monkeypatch.setenv("TORCHELASTIC_RUN_ID", "job")
+        terminate_like_ctrl_c()
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+@pytest.mark.parametrize("code, advice", [(errno.ENOSPC, "free some space"), (errno.EROFS, "read-only"),
+                                          (errno.EACCES, "may write in"), (errno.ENOENT, "choose another --out")])
+def test_a_disk_failure_mid_png_leaves_no_half_file_and_says_what_to_do(runner, in_tmp, monkeypatch, code, advice):
+    """The disk fails inside the fourth PNG, after half its bytes: no file of the run is left anywhere, and the
+    one line's advice fits the failure (no 'free some space' for a read-only disk)."""
+    real_save = Image.Image.save
+    calls = []
+
+    def half_then_fail(self, fp, *args, **kwargs):
+        calls.append(fp)
+        if len(calls) == 4:
+            Path(fp).write_bytes(b"\x89PNG\r\n\x1a\n half")
+            raise OSError(code, os.strerror(code), str(fp))
+        return real_save(self, fp, *args, **kwargs)
+
+    monkeypatch.setattr(Image.Image, "save", half_then_fail)
+    line = one_error_line(filters_gallery(runner, in_tmp / "new"), 1)
+    assert advice in line and os.strerror(code) in line
+    assert list(in_tmp.iterdir()) == []
+
+
+@pytest.mark.parametrize("name", ["a\nb", "tab\there", "bell\x07"])
+def test_an_out_with_a_control_character_is_refused(runner, in_tmp, name):
+    line = one_error_line(filters_gallery(runner, in_tmp / name), 2)
+    assert "--out" in line and "control character" in line and list(in_tmp.iterdir()) == []
+
+
+def test_force_works_from_a_deleted_current_folder(old, in_tmp, monkeypatch):
+    folder, _ = old
+    gone = in_tmp / "gone"
+    gone.mkdir()
+    monkeypatch.chdir(gone)
+    gone.rmdir()
+    assert probe.filters(probe.load_model("xo"), "conv1").save(folder, force=True) == folder
+    assert json.loads((folder / "manifest.json").read_text())["model"] == "xo"

@@ -1,10 +1,25 @@
-"""Weights: read state_dict files safely, fit them into a module, and seed random initialization."""
+"""Weights: read state_dict files safely, fit them into a module, and seed random initialization.
+
+A weights file is read by its content, not its name (``.pt``, ``.pth``, ``.bin``, ``.ckpt`` and
+``.safetensors`` alike): a ``torch.save`` archive (zip or legacy pickle) is loaded with
+``weights_only=True``, which never runs code from the file; a safetensors file with
+``safetensors``. Training checkpoints hold the state_dict under a key (``state_dict``, ``model``,
+``model_state_dict``, ``ema``, ``net``, ...) and name its tensors with the prefixes their wrappers
+add (``module.`` from ``DataParallel``, ``_orig_mod.`` from ``torch.compile``, ``model.`` from a
+Lightning module): :func:`load_weights_into` looks at every state_dict in the file and takes the
+one, and the prefix, that names the module's tensors.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import importlib
-from collections.abc import Iterator
+import re
+import struct
+import warnings
+from collections import Counter
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +30,18 @@ from probe.errors import ProbeUsageError
 
 __all__ = ["load_state_dict_file", "load_weights_into", "is_default", "is_none", "seeded", "require"]
 
-_STATE_DICT_KEYS = ("state_dict", "model_state_dict", "model", "net")
+CHECKPOINT_KEYS = ("state_dict", "model_state_dict", "model", "module", "net", "network", "ema", "model_ema",
+                   "state_dict_ema", "ema_state_dict", "params", "weights")
+"""Keys under which checkpoints hold a state_dict, in the order one is preferred when several fit."""
+
+WRAPPERS = ("module", "_orig_mod")
+"""Name segments wrappers insert into every key (``DataParallel``/DDP, ``torch.compile``), wherever they stand."""
+
+WEIGHT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin", ".ckpt")
+"""What a folder's weights files are usually called (named when a folder is given instead of a file)."""
+
+_DEPTH = 4  # how deep in nested checkpoint dictionaries a state_dict is looked for
+_PREFIX_SEGMENTS = 3  # the longest prefix (in name segments) stripped from a checkpoint's keys
 
 
 def is_default(weights: Any) -> bool:
@@ -56,71 +82,242 @@ def seeded(seed: int | None) -> Iterator[None]:
         yield
 
 
-def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
-    """Read a state_dict safely onto the CPU: ``torch.load(..., weights_only=True)`` or a ``.safetensors`` file.
+def _refuse(path: Path, why: str) -> ProbeUsageError:
+    return ProbeUsageError(f"weights file {str(path)!r} {why}", param="weights")
 
-    Accepts a plain state_dict or a checkpoint dict that holds one under
-    ``state_dict``/``model_state_dict``/``model``/``net``; strips the ``module.``
-    prefix that ``DataParallel`` adds.
+
+def _unreadable(path: Path, why: str) -> ProbeUsageError:
+    return ProbeUsageError(f"cannot read weights file {str(path)!r}: {why}", param="weights")
+
+
+_RESAVE = ("save the state_dict alone: torch.save(model.state_dict(), 'weights.pt') or "
+           "safetensors.torch.save_file(model.state_dict(), 'weights.safetensors')")
+
+
+def _format(path: Path) -> str:
+    """``"zip"``, ``"pickle"`` or ``"safetensors"``, from the file's first bytes.
 
     Raises:
-        ProbeUsageError: the file is missing, unreadable, or holds no state_dict.
+        ProbeUsageError: a missing file, a folder, an empty file, or one in none of these formats.
     """
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise ProbeUsageError(f"weights file {str(path)!r} does not exist", param="weights")
+    if path.is_dir():
+        inside = sorted(p.name for p in path.iterdir() if p.suffix.lower() in WEIGHT_SUFFIXES and p.is_file())
+        found = f" (it holds {', '.join(inside[:3])}{', ...' if len(inside) > 3 else ''})" if inside else ""
+        raise ProbeUsageError(f"weights {str(path)!r} is a folder{found}; give the path of the weights file itself",
+                              param="weights")
+    if not path.exists():
+        raise _refuse(path, "does not exist")
     try:
-        if path.suffix == ".safetensors":
-            safetensors = require("safetensors.torch", "safetensors", "a .safetensors weights file")
-            loaded: Any = safetensors.load_file(str(path), device="cpu")
-        else:
-            loaded = torch.load(path, map_location="cpu", weights_only=True)
+        with path.open("rb") as stream:
+            head = stream.read(16)
+    except OSError as error:
+        raise _unreadable(path, f"{error.strerror or error}") from None
+    if not head:
+        raise _unreadable(path, f"it is empty (0 bytes); copy it again, or {_RESAVE}")
+    if head.startswith(b"PK\x03\x04"):
+        return "zip"
+    if head[0] == 0x80:
+        return "pickle"
+    if len(head) >= 9 and head[8:9] == b"{" and struct.unpack("<Q", head[:8])[0] < 1 << 30:
+        return "safetensors"  # an 8-byte header length, then its JSON; a truncated one fails to load below
+    if head[:8] == b"\x89HDF\r\n\x1a\n":
+        raise _unreadable(path, "it is an HDF5 file (Keras?), not PyTorch weights; " + _RESAVE)
+    raise _unreadable(path, "it is neither a torch.save file nor a safetensors file; " + _RESAVE)
+
+
+def _unpickle_refusal(path: Path, error: Exception) -> ProbeUsageError:
+    """The one line for a file ``weights_only=True`` refused: what it holds and how to re-save it."""
+    text = str(error)
+    if "TorchScript" in text:
+        return _unreadable(path, "it is a TorchScript archive (torch.jit.save), not a state_dict: pass it as --model "
+                       f"{str(path)!r}, or {_RESAVE}")
+    found = re.search(r"GLOBAL ([\w.]+)", text)
+    held = f"a pickled {found.group(1)}" if found else "pickled Python objects"
+    return _unreadable(path, f"it holds {held} (a whole module, or objects beside the tensors), which cnn-probe never "
+                   "unpickles (weights_only=True); if you trust the file, re-save its tensors: "
+                   f"torch.save(torch.load({str(path)!r}, weights_only=False).state_dict(), 'weights.pt') for a "
+                   "whole module, torch.save(checkpoint['state_dict'], 'weights.pt') for a checkpoint")
+
+
+def _read(path: Path) -> Any:
+    """What the file holds, read without running any code from it.
+
+    Raises:
+        ProbeUsageError: (``param="weights"``) see :func:`_format`; a damaged file; pickled objects.
+    """
+    kind = _format(path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch's notes on TorchScript archives and legacy formats
+            if kind == "safetensors":
+                safetensors = require("safetensors.torch", "safetensors", "a safetensors weights file")
+                return safetensors.load_file(str(path), device="cpu")
+            with path.open("rb") as stream:  # a stream: torch.load would take a .safetensors name for safetensors
+                return torch.load(stream, map_location="cpu", weights_only=True)
     except ProbeUsageError:
         raise
-    except Exception as error:  # pickle errors, zip errors, truncated files, bad safetensors headers
-        first = str(error).splitlines()[0] if str(error) else ""
-        raise ProbeUsageError(
-            f"cannot read weights file {str(path)!r}: {type(error).__name__}: {first}"
-            " (weights are loaded with weights_only=True; save them with torch.save(model.state_dict(), path)"
-            " or safetensors.torch.save_file)",
-            param="weights",
-        ) from None
-    if isinstance(loaded, dict):
-        for key in _STATE_DICT_KEYS:
-            if isinstance(loaded.get(key), dict):
-                loaded = loaded[key]
-                break
-    if not isinstance(loaded, dict) or not all(isinstance(v, torch.Tensor) for v in loaded.values()):
-        raise ProbeUsageError(f"weights file {str(path)!r} holds no state_dict of tensors", param="weights")
-    if loaded and all(key.startswith("module.") for key in loaded):
-        loaded = {key[len("module.") :]: value for key, value in loaded.items()}
-    return loaded
+    except Exception as error:  # pickle refusals, zip errors, truncated files, bad safetensors headers
+        if type(error).__name__ == "UnpicklingError" or "TorchScript" in str(error):
+            if "GLOBAL" in str(error) or "TorchScript" in str(error):
+                raise _unpickle_refusal(path, error) from None
+        first = (str(error).splitlines() or [""])[0].split(". ")[0][:160]
+        raise _unreadable(path, f"it is truncated or damaged ({first or type(error).__name__}); "
+                      "copy it again, or re-save it") from None
+
+
+def _is_state_dict(value: Any) -> bool:
+    return (isinstance(value, Mapping) and bool(value) and all(isinstance(k, str) for k in value)
+            and all(isinstance(v, torch.Tensor) for v in value.values()))
+
+
+def _state_dicts(loaded: Any, where: str = "", depth: int = _DEPTH) -> list[tuple[str, dict[str, torch.Tensor]]]:
+    """Every state_dict in ``loaded`` with where it is (``"['state_dict']"``), the preferred first.
+
+    A mapping of tensors is one; in any other mapping the values under
+    :data:`CHECKPOINT_KEYS` are searched first, in that order, then the others.
+    """
+    if _is_state_dict(loaded):
+        return [(where, dict(loaded))]
+    if not isinstance(loaded, Mapping) or depth == 0:
+        return []
+    known = [key for key in CHECKPOINT_KEYS if key in loaded]
+    others = [key for key in loaded if key not in CHECKPOINT_KEYS]
+    found = []
+    for key in known + others:
+        found += _state_dicts(loaded[key], f"{where}[{key!r}]", depth - 1)
+    return found
+
+
+def _unwrapped(key: str) -> str:
+    """``key`` without the segments :data:`WRAPPERS` insert (``module.features.0.weight`` -> ``features.0.weight``)."""
+    return ".".join(part for part in key.split(".") if part not in WRAPPERS)
+
+
+@dataclass(frozen=True)
+class _Fit:
+    """How one state_dict of a file names a module's tensors."""
+
+    where: str  # where the state_dict is in the file ("" for the file itself)
+    prefix: str  # the prefix taken off its keys ("model." for a Lightning checkpoint), "" for none
+    tensors: dict[str, tuple[str, torch.Tensor]]  # the module's key -> (the file's key, its tensor)
+    unexpected: list[str]  # the file's keys under ``prefix`` that name none of the module's tensors
+
+    def missing(self, own: Mapping[str, torch.Tensor]) -> list[str]:
+        """The module's keys the file lacks (a BatchNorm's ``num_batches_tracked``, which torch fills, excepted)."""
+        return [key for key in own if key not in self.tensors and not key.endswith("num_batches_tracked")]
+
+    def described(self) -> str:
+        parts = [f"under {self.where}" if self.where else "", f"with the prefix {self.prefix!r} removed" if self.prefix else ""]
+        return " ".join(part for part in parts if part)
+
+
+def _fit(where: str, state: Mapping[str, torch.Tensor], own: Mapping[str, torch.Tensor]) -> _Fit:
+    """The prefix of ``state``'s keys (none, or up to :data:`_PREFIX_SEGMENTS` segments) that names most of ``own``."""
+    by_name: dict[str, str | None] = {}
+    for key in own:
+        plain = _unwrapped(key)
+        by_name[plain] = key if plain not in by_name else None  # two keys alike once unwrapped: exact names only
+
+    def target(key: str, prefix: str) -> str | None:
+        if not prefix and key in own:
+            return key
+        plain = _unwrapped(key)
+        return by_name.get(plain[len(prefix):]) if plain.startswith(prefix) else None
+
+    votes: Counter[str] = Counter()
+    for key in state:
+        parts = _unwrapped(key).split(".")
+        for length in range(0, min(_PREFIX_SEGMENTS, len(parts) - 1) + 1):
+            prefix = "".join(part + "." for part in parts[:length])
+            if target(key, prefix) is not None:
+                votes[prefix] += 1
+    prefix = max(votes, key=lambda p: (votes[p], -len(p))) if votes else ""
+    tensors: dict[str, tuple[str, torch.Tensor]] = {}
+    unexpected = []
+    for key, value in state.items():
+        if not _unwrapped(key).startswith(prefix):
+            continue  # another part of the checkpoint (a Lightning module's loss, a teacher)
+        name = target(key, prefix)
+        if name is None or name in tensors:
+            unexpected.append(key)
+        else:
+            tensors[name] = (key, value)
+    return _Fit(where, prefix, tensors, unexpected)
+
+
+def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
+    """Read a state_dict safely onto the CPU: ``torch.load(..., weights_only=True)`` or a safetensors file.
+
+    Accepts a plain state_dict or a checkpoint that holds one under one of
+    :data:`CHECKPOINT_KEYS` (nested too: ``{"ema": {"module": ...}}``); strips the
+    :data:`WRAPPERS` segments (``module.``, ``_orig_mod.``) when every key has
+    them. To fit a file to a module (other prefixes, several state_dicts in one
+    checkpoint), use :func:`load_weights_into`.
+
+    Raises:
+        ProbeUsageError: (``param="weights"``) the file is missing, a folder, empty,
+            damaged, holds pickled objects, or holds no state_dict.
+    """
+    path = Path(path).expanduser()
+    found = _state_dicts(_read(path))
+    if not found:
+        raise _refuse(path, f"holds no state_dict (no mapping of names to tensors); {_RESAVE}")
+    state = found[0][1]
+    if all(_unwrapped(key) != key for key in state):
+        state = {_unwrapped(key): value for key, value in state.items()}
+    return state
 
 
 def _few(items: list[str]) -> str:
     return ", ".join(items[:5]) + (f", ... ({len(items)} in all)" if len(items) > 5 else "")
 
 
+def _dtype_refusal(path: Path, fit: _Fit, own: Mapping[str, torch.Tensor]) -> ProbeUsageError | None:
+    """A tensor whose kind of number the module's cannot take (integers or complex for floats, quantized)."""
+    for name, (key, value) in fit.tensors.items():
+        mine = own[name]
+        if (value.is_quantized != mine.is_quantized or value.is_floating_point() != mine.is_floating_point()
+                or value.is_complex() != mine.is_complex()):
+            return _refuse(path, f"does not fit this architecture: {key} is {str(value.dtype).replace('torch.', '')} "
+                           f"in the file, {str(mine.dtype).replace('torch.', '')} in the model (a quantized or "
+                           "converted checkpoint?); give the float weights of this architecture")
+    return None
+
+
 def load_weights_into(module: nn.Module, path: str | Path) -> None:
     """Load the state_dict file at ``path`` into ``module`` in place, or explain in one line why it does not fit.
 
+    Of the state_dicts in the file (see :func:`load_state_dict_file`) and the
+    prefixes of their keys, the one naming most of the module's tensors is taken;
+    it must then name every tensor, with the module's shapes. Half-precision
+    tensors (fp16, bf16) are converted to the module's dtype; the module keeps its
+    dtype and device. Nothing is loaded unless everything fits.
+
     Raises:
         ProbeUsageError: (``param="weights"``) unreadable file, missing or
-            unexpected keys, or tensors whose shapes differ from the module's.
+            unexpected keys, tensors whose shapes or kinds differ from the module's.
     """
-    state = load_state_dict_file(path)
+    path = Path(path).expanduser()
+    found = _state_dicts(_read(path))
+    if not found:
+        raise _refuse(path, f"holds no state_dict (no mapping of names to tensors); {_RESAVE}")
     own = module.state_dict()
-    wrong = [f"{key} {tuple(value.shape)} vs {tuple(own[key].shape)}" for key, value in state.items()
-             if key in own and own[key].shape != value.shape]  # fmt: skip
+    fits = [_fit(where, state, own) for where, state in found]
+    fit = max(fits, key=lambda f: len(f.tensors))  # the first of equals: CHECKPOINT_KEYS' order
+    where = f" ({fit.described()})" if fit.described() else ""
+    wrong = [f"{key} {tuple(value.shape)} vs {tuple(own[name].shape)}" for name, (key, value) in fit.tensors.items()
+             if own[name].shape != value.shape]  # fmt: skip
     if wrong:
-        raise ProbeUsageError(
-            f"weights file {str(path)!r} does not fit this architecture: wrong shapes (file vs model): {_few(wrong)}",
-            param="weights",
-        )
-    result = module.load_state_dict(state, strict=False)
-    if result.missing_keys or result.unexpected_keys:
-        raise ProbeUsageError(
-            f"weights file {str(path)!r} does not fit this architecture: "
-            f"missing keys: {_few(result.missing_keys) or 'none'}; unexpected keys: {_few(result.unexpected_keys) or 'none'}",
-            param="weights",
-        )
+        raise _refuse(path, f"does not fit this architecture{where}: wrong shapes (file vs model): {_few(wrong)}")
+    missing = fit.missing(own)
+    if missing or fit.unexpected:
+        raise _refuse(path, f"does not fit this architecture{where}: missing keys: {_few(missing) or 'none'}; "
+                      f"unexpected keys: {_few(fit.unexpected) or 'none'}")
+    refusal = _dtype_refusal(path, fit, own)
+    if refusal is not None:
+        raise refusal
+    try:
+        module.load_state_dict({name: value for name, (_, value) in fit.tensors.items()}, strict=False)
+    except RuntimeError as error:  # a module's own loading hook refused a tensor
+        first = (str(error).splitlines() or [""])[-1].strip()[:200]
+        raise _refuse(path, f"does not fit this architecture{where}: {first}") from None
