@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import shlex
-import sys
 from pathlib import Path
 from typing import Any
 
 import click
 
+from probe.atlas.distributed import RESUME, describe, launched_by_torchrun
 from probe.atlas.runner import DEFAULT_DIVERSITY, AtlasSummary, build_atlas
 from probe.cli.common import (
     ProbeCommand,
@@ -50,8 +51,6 @@ def _worker_args(ctx: click.Context) -> list[str]:
 def _check_nproc(nproc: int) -> None:
     """Refuse more local processes than the machine has CPU cores or GPUs: each worker needs one, and
     torchrun would start them all (``--nproc 99999`` forks until the machine stops)."""
-    import os
-
     import torch
 
     cores, gpus = os.cpu_count() or 1, torch.cuda.device_count()
@@ -90,7 +89,35 @@ def _launch(ctx: click.Context, nproc: int) -> None:
         elastic.setLevel(level)
 
 
-@click.command("atlas", cls=ProbeCommand,
+class AtlasCommand(ProbeCommand):
+    """:class:`~probe.cli.common.ProbeCommand`, with every error one line, and in a run of several processes
+    each line saying which rank speaks (``rank 1: ...``).
+
+    An error ProbeCommand leaves as it is (the model's, torch's or cnn-probe's own, unforeseen) is worded as
+    ``Type: message`` with what to do, not a traceback: a run of many processes would print one per rank.
+    """
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except click.ClickException as error:
+            error.message = _rank_words() + error.message
+            raise
+        except (click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except Exception as error:
+            raise click.ClickException(f"{_rank_words()}{describe(error)} (an error cnn-probe does not know; "
+                                       f"please report it with the command line); {RESUME}") from None
+
+
+def _rank_words() -> str:
+    """``"rank 1: "`` in a worker of a run of several processes, else nothing."""
+    if launched_by_torchrun() and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        return f"rank {os.environ['RANK']}: "
+    return ""
+
+
+@click.command("atlas", cls=AtlasCommand,
                interrupted="interrupted (Ctrl-C); every finished chunk is saved: rerun the same command to resume")
 @model_options(default="digits")
 @list_option("--layers", "layers", default=["all"], metavar="all|NAME", shell_complete=complete_layer,
