@@ -18,6 +18,7 @@ from probe.cli.common import (
     list_option,
     model_load_options,
     model_options,
+    note,
     parse_weights,
     progress_bar,
     shared,
@@ -224,3 +225,9 @@ def command(ctx: click.Context, model: str, weights: str, layers: list[str] | No
             rate = f" ({len(summary.rendered)} chunks on this process in {summary.seconds:.1f}s)"
         click.echo(f"atlas: {summary.total - summary.skipped} chunk(s) rendered now, {summary.skipped} kept{rate}")
         click.echo(f"site: {summary.site}")
+        if summary.unmoved:
+            shown = ", ".join(summary.unmoved[:8]) + (", ..." if len(summary.unmoved) > 8 else "")
+            note(f"note: {len(summary.unmoved)} unit(s) have a synthetic image that never changed from its start "
+                 f"({shown}), marked 'never moved' on their pages: no gradient reached it (a unit dead on its start "
+                 "image, or constant for these weights: load trained weights, or try another --seed), or --lr is "
+                 "too small")

@@ -29,7 +29,14 @@ nav{margin:.5rem 0 1rem}nav a{margin-right:1rem}
 button[aria-pressed=true]{font-weight:600;outline:2px solid var(--link)}
 table.layers{border-collapse:collapse}table.layers td,table.layers th{padding:.2rem .8rem;text-align:left}
 svg.hist rect{fill:var(--link)}svg.hist text{font-size:10px;fill:var(--muted)}
+.unmoved{color:#c01c28;font-weight:600}
 """
+
+UNMOVED = ("never changed from its starting noise: no gradient reached its pixels (a unit dead on its start image, "
+           "or a layer constant for these weights) or the step moved no pixel by a level, so it shows noise, not "
+           "the unit, and its degree of activation is the noise's; load trained weights, or try another --seed "
+           "or a larger --lr")
+"""What a synthetic image that never moved is (the unit pages' warning)."""
 
 SORT_SCRIPT = r"""
 function sortUnits(key){var grid=document.getElementById('units');
@@ -86,6 +93,19 @@ def _where(example: Mapping[str, Any]) -> str:
     return f"token {example['token']}" if "token" in example else f"row {example['y']}, column {example['x']}"
 
 
+NEVER_MOVED = "<span class=\"unmoved\">never moved</span>"
+
+
+def _never_moved(unit: Mapping[str, Any]) -> str:
+    """``never moved`` (``2 of 4 never moved`` for several images) for a unit whose synthetic image(s) did not
+    change from their start, else empty; in words, not only in colour."""
+    unmoved = unit.get("unmoved") or []
+    if not unmoved:
+        return ""
+    count = len(unit["synthetic"])
+    return NEVER_MOVED if count == 1 else f"<span class=\"unmoved\">{len(unmoved)} of {count} never moved</span>"
+
+
 def _page(title: str, body: str, script: str = "") -> str:
     tag = f"<script>{script}</script>" if script else ""
     return (
@@ -136,16 +156,26 @@ def _index(atlas: Mapping[str, Any]) -> str:
         rows.append(
             f"<tr><td><a href=\"{href(layer['page'])}\">{escape(layer['name'])}</a></td><td>{len(layer['units'])}</td>"
             f"<td>{_field(field_)} ({_stride(field_)})</td>"
-            f"<td>{layer['above_one']} / {len(layer['units'])}</td><td>{escape(ratio(layer['median_ratio'], minus=MINUS))}</td></tr>"
+            f"<td>{layer['above_one']} / {len(layer['units'])}</td><td>{escape(ratio(layer['median_ratio'], minus=MINUS))}</td>"
+            f"<td>{_unmoved_count(layer)}</td></tr>"
         )
     shown = {label(k): human(settings[k], k) for k in ("model", "weights", "dataset", "dataset_size", "examples",
                                                       "per_unit", "steps", "preset", "seed", "chunk") if k in settings}
     body = (
         f"<h1>{escape(title)}</h1>{_rows(shown)}<p><a href=\"{ATLAS_JSON}\">atlas.json</a></p>"
         "<table class=\"layers\"><tr><th>layer</th><th>units</th><th>receptive field</th>"
-        "<th>synthetic beats best example</th><th>median ratio</th></tr>" + "".join(rows) + "</table>"
+        "<th>synthetic beats best example</th><th>median ratio</th><th>never moved</th></tr>" + "".join(rows) + "</table>"
     )
     return _page(title, body)
+
+
+def _unmoved_count(layer: Mapping[str, Any]) -> str:
+    """A layer's units whose synthetic image never moved: ``0``, ``<span class="unmoved">3</span>``, or
+    ``—`` where an older atlas did not record it."""
+    count = layer.get("unmoved")
+    if count is None:
+        return "—"
+    return f"<span class=\"unmoved\">{number(count)}</span>" if count else "0"
 
 
 def _card(unit: Mapping[str, Any]) -> str:
@@ -153,6 +183,8 @@ def _card(unit: Mapping[str, Any]) -> str:
     best = unit["examples"][0]["file"] if unit["examples"] else None
     crop = f"<img src=\"{href(best)}\" alt=\"best example\">" if best else ""
     caption = f"unit {unit['unit']} &middot; {escape(_figure('ratio', unit['ratio']))}"
+    if _never_moved(unit):
+        caption += f" &middot; {_never_moved(unit)}"
     return (f"<figure {data}><a class=\"unit\" href=\"{href(unit['page'])}\"><img src=\"{href(unit['synthetic'][0])}\" "
             f"alt=\"synthetic\">{crop}</a><figcaption>{caption}</figcaption></figure>")
 
@@ -169,9 +201,19 @@ def _layer_page(atlas: Mapping[str, Any], layer: Mapping[str, Any]) -> str:
         f"(receptive field {_field(field_, ' pixels')}) and its ratio: the synthetic image's degree of activation over the "
         "best example's, both counted from the dataset median (above 1\u00d7: the synthetic image beats every dataset "
         "image; below 0: it scores under the median image; \u2014: the best example is no higher than the median).</p>"
+        f"{_unmoved_note(layer)}"
         f"<p>sort by: {buttons}</p><div class=\"grid\" id=\"units\" style=\"--cell:150px\">{cards}</div>"
     )
     return _page(title, body, SORT_SCRIPT)
+
+
+def _unmoved_note(layer: Mapping[str, Any]) -> str:
+    """The layer page's line on units whose synthetic image never moved (nothing when there are none)."""
+    count = layer.get("unmoved")
+    if not count:
+        return ""
+    return (f"<p class=\"unmoved\">{number(count)} of {number(len(layer['units']))} units never moved: their synthetic "
+            "image is still its starting noise (no gradient reached it), marked \u201cnever moved\u201d below.</p>")
 
 
 def _unit_page(atlas: Mapping[str, Any], layer: Mapping[str, Any], position: int) -> str:
@@ -182,10 +224,17 @@ def _unit_page(atlas: Mapping[str, Any], layer: Mapping[str, Any], position: int
         links.append(f"<a href=\"{href(layer['units'][position - 1]['page'])}\">previous</a>")
     if position + 1 < len(layer["units"]):
         links.append(f"<a href=\"{href(layer['units'][position + 1]['page'])}\">next</a>")
+    unmoved = set(unit.get("unmoved") or [])
     synthetic = "".join(
-        f"<figure><img src=\"{href(file)}\" alt=\"synthetic {k}\"><figcaption>a = {escape(_figure('score', score))}</figcaption></figure>"
+        f"<figure><img src=\"{href(file)}\" alt=\"synthetic {k}\"><figcaption>a = {escape(_figure('score', score))}"
+        f"{' &middot; ' + NEVER_MOVED if k in unmoved else ''}</figcaption></figure>"
         for k, (file, score) in enumerate(zip(unit["synthetic"], unit["scores"]))
     )
+    warning = ""
+    if unmoved:
+        which = "The synthetic image" if len(unit["synthetic"]) == 1 else (
+            f"Synthetic image(s) {', '.join(f's{k}' for k in sorted(unmoved))}")
+        warning = f"<p class=\"unmoved\">{escape(which)} {escape(UNMOVED)}.</p>"
     examples = "".join(
         f"<figure><img src=\"{href(e['file'])}\" alt=\"{escape(e['name'])}\"><figcaption>{escape(e['name'])}<br>"
         f"a = {escape(_figure('score', e['score']))} at {_where(e)}</figcaption></figure>"
@@ -196,7 +245,7 @@ def _unit_page(atlas: Mapping[str, Any], layer: Mapping[str, Any], position: int
         figures[dict(FIGURES)["spread"]] = "\u2014 (one image)"
     body = (
         f"<nav>{' '.join(links)}</nav><h1>{escape(title)}</h1>{_rows(figures)}"
-        f"<h2>Synthetic</h2><div class=\"grid big\" style=\"--cell:170px\">{synthetic}</div>"
+        f"<h2>Synthetic</h2>{warning}<div class=\"grid big\" style=\"--cell:170px\">{synthetic}</div>"
         f"<h2>Dataset examples (receptive-field crops at the maximum)</h2>"
         f"<div class=\"grid crop\" style=\"--cell:110px\">{examples}</div>"
         f"<h2>Degree of activation over the dataset</h2>{histogram_svg(unit['histogram'], mark=unit['score'])}"

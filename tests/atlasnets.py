@@ -5,6 +5,8 @@
 - :func:`tokens`: a ViT in small: 4x4 patches as tokens ``(N, L, C)``, a
   per-token ``mix`` (each token sees its patch), a ``block`` that mixes all tokens.
 - :func:`excite`: a convolution, then a squeeze-excitation gate: every position sees the whole image.
+- :func:`dead`: a convolution whose unit 1 is dead (zero weights, negative bias) after its ReLU: no
+  gradient ever reaches its synthetic image.
 """
 
 from __future__ import annotations
@@ -122,3 +124,14 @@ def class_token() -> ClassToken:
     """A seeded :class:`ClassToken`."""
     torch.manual_seed(0)
     return ClassToken()
+
+
+def dead() -> nn.Sequential:
+    """conv(2, 3x3) relu pool flatten fc; ``relu``'s unit 1 is 0 on every image (its filter is zero, its bias -1)."""
+    torch.manual_seed(0)
+    net = nn.Sequential(OrderedDict(conv=nn.Conv2d(3, 2, 3, padding=1), relu=nn.ReLU(), pool=nn.AdaptiveAvgPool2d(1),
+                                    flatten=nn.Flatten(), fc=nn.Linear(2, 2)))
+    with torch.no_grad():
+        net.conv.weight[1].zero_()
+        net.conv.bias[1] = -1.0
+    return net

@@ -78,6 +78,8 @@ class AtlasSummary:
         seconds: wall time of this rank's rendering stage.
         site: ``index.html`` (rank 0; None elsewhere).
         dataset_reused: whether the dataset pass came from an earlier run.
+        unmoved: ``"layer:unit"`` of each unit with a synthetic image that never moved from its start
+            (rank 0; see :func:`_render_chunk`).
     """
 
     folder: Path
@@ -91,6 +93,7 @@ class AtlasSummary:
     seconds: float = 0.0
     site: Path | None = None
     dataset_reused: bool = False
+    unmoved: list[str] = field(default_factory=list)
 
 
 def atlas_layers(loaded: LoadedModel, layers: str | Sequence[str]) -> list[tuple[str, int]]:
@@ -301,7 +304,11 @@ def _spread(images: torch.Tensor) -> float:
 
 def _render_chunk(loaded: LoadedModel, chunk: Chunk, folder: Path, settings: AtlasSettings,
                   writer: Writer) -> dict[str, Any]:
-    """Render one chunk's units and hand their images, then the chunk's record, to ``writer``; return the record."""
+    """Render one chunk's units and hand their images, then the chunk's record, to ``writer``; return the record.
+
+    Each unit's record names its files, scores, spread and ``unmoved``: the copies (``s0``, ``s1``...) that
+    never changed from their starting noise (:func:`probe.optimize.unmoved_images`: no gradient reached them).
+    """
     copies = settings.per_unit
     expanded = [unit for unit in chunk.units for _ in range(copies)]
     objective = O.channel(chunk.layer, expanded)
@@ -311,13 +318,15 @@ def _render_chunk(loaded: LoadedModel, chunk: Chunk, folder: Path, settings: Atl
                       image_size=settings.image_size, seed=settings.seed,
                       precision=settings.precision, channels_last=settings.channels_last)
     values = result.terms.get(result.main, result.scores)
+    unmoved = set(result.settings.get("unmoved", []))
     units, images = [], []
     for offset, unit in enumerate(chunk.units):
         rows = slice(offset * copies, (offset + 1) * copies)
         files = [f"images/{file_stem(chunk.layer)}-{unit:04d}-s{k}.png" for k in range(copies)]
         images += zip(files, result.images[rows])
         units.append({"unit": unit, "files": files, "scores": [float(v) for v in values[rows]],
-                      "spread": _spread(result.images[rows])})
+                      "spread": _spread(result.images[rows]),
+                      "unmoved": [k for k in range(copies) if offset * copies + k in unmoved]})
     record = {"digest": settings.digest(), "layer": chunk.layer, "start": chunk.start, "stop": chunk.stop,
               "units": units, "seconds": result.seconds}
 
@@ -438,13 +447,18 @@ def build_atlas(
                     progress("render", number, len(missing))
         summary.seconds = time.perf_counter() - started
         group.barrier("waiting for the others' chunks")
-        site = _on_rank_0(group, lambda: _write_site(folder, settings, record, chunks), "writing the site")
-        summary.site = site if group.rank == 0 else None
+        site, unmoved = _on_rank_0(group, lambda: _write_site(folder, settings, record, chunks), "writing the site")
+        if group.rank == 0:
+            summary.site, summary.unmoved = site, unmoved
     return summary
 
 
-def _write_site(folder: Path, settings: AtlasSettings, record: dict[str, Any], chunks: Sequence[Chunk]) -> Path:
-    """Rank 0: ``atlas.json`` and the pages from the records on disk; return ``index.html``."""
+def _write_site(folder: Path, settings: AtlasSettings, record: dict[str, Any],
+                chunks: Sequence[Chunk]) -> tuple[Path, list[str]]:
+    """Rank 0: ``atlas.json`` and the pages from the records on disk; return ``index.html`` and the
+    ``"layer:unit"`` of the units whose synthetic image never moved."""
     from probe.atlas.site import write_atlas
 
-    return write_atlas(folder, settings, record, [read_json(folder / "records" / f"{c.name}.json") for c in chunks])
+    records = [read_json(folder / "records" / f"{c.name}.json") for c in chunks]
+    unmoved = [f"{r['layer']}:{u['unit']}" for r in records for u in r["units"] if u.get("unmoved")]
+    return write_atlas(folder, settings, record, records), unmoved
