@@ -76,11 +76,31 @@ def _sort_key(value: Any) -> str:
     return repr(value)
 
 
+def _size(box: Sequence[int]) -> str:
+    """``(top, left, bottom, right)`` as ``h×w``."""
+    return f"{box[2] - box[0]}\u00d7{box[3] - box[1]}"
+
+
 def _field(field_: Mapping[str, Any], unit: str = "") -> str:
     """A receptive field's size, ``8×8``; ``64×64 at the centre`` where each position's field is measured on its
-    own (``regular`` False: tokens, windows, fields the image clips)."""
+    own (``regular`` False: tokens, windows, fields the image clips, squeeze-excitation, attention), with the
+    centre's effective box where it is smaller: ``64×64 at the centre, 95% of its gradient within 7×7``."""
     size = f"{field_['size'][0]}\u00d7{field_['size'][1]}{unit}"
-    return size if field_.get("regular", True) else f"{size} at the centre"
+    if field_.get("regular", True):
+        return size
+    effective = field_.get("effective")
+    if effective and list(effective) != list(field_["size"]):
+        share = round(100 * float(field_.get("effective_mass", 0.95)))
+        return f"{size} at the centre, {share}% of its gradient within {effective[0]}\u00d7{effective[1]}{unit}"
+    return f"{size} at the centre"
+
+
+def _crop(example: Mapping[str, Any]) -> str:
+    """``<br>crop 7×7 of its 64×64 field`` where an example's crop (its effective box) is smaller than its field."""
+    seen = example.get("field")
+    if not seen or list(seen) == list(example["box"]):
+        return ""
+    return f"<br>crop {_size(example['box'])} of its {_size(seen)} field"
 
 
 def _stride(field_: Mapping[str, Any]) -> str:
@@ -216,6 +236,17 @@ def _unmoved_note(layer: Mapping[str, Any]) -> str:
             "image is still its starting noise (no gradient reached it), marked \u201cnever moved\u201d below.</p>")
 
 
+def _crops_note(layer: Mapping[str, Any]) -> str:
+    """What an irregular layer's crops are (nothing for a regular one, whose crop is its field)."""
+    field_ = layer["receptive_field"]
+    if field_.get("regular", True) or not field_.get("effective"):
+        return ""
+    share = round(100 * float(field_.get("effective_mass", 0.95)))
+    return (f"<p>Each crop is its position's effective receptive field: the box holding {share}% of the gradient "
+            "of the position with respect to the pixels; its field, every pixel any gradient reaches, can be "
+            "larger (all of the image after squeeze-excitation, attention or global pooling).</p>")
+
+
 def _unit_page(atlas: Mapping[str, Any], layer: Mapping[str, Any], position: int) -> str:
     unit = layer["units"][position]
     title = f"{atlas['settings']['model']} {layer['name']} unit {unit['unit']}"
@@ -237,7 +268,7 @@ def _unit_page(atlas: Mapping[str, Any], layer: Mapping[str, Any], position: int
         warning = f"<p class=\"unmoved\">{escape(which)} {escape(UNMOVED)}.</p>"
     examples = "".join(
         f"<figure><img src=\"{href(e['file'])}\" alt=\"{escape(e['name'])}\"><figcaption>{escape(e['name'])}<br>"
-        f"a = {escape(_figure('score', e['score']))} at {_where(e)}</figcaption></figure>"
+        f"a = {escape(_figure('score', e['score']))} at {_where(e)}{_crop(e)}</figcaption></figure>"
         for e in unit["examples"]
     )
     figures = {name: _figure(key, unit.get(key)) for key, name in FIGURES}
@@ -246,7 +277,7 @@ def _unit_page(atlas: Mapping[str, Any], layer: Mapping[str, Any], position: int
     body = (
         f"<nav>{' '.join(links)}</nav><h1>{escape(title)}</h1>{_rows(figures)}"
         f"<h2>Synthetic</h2>{warning}<div class=\"grid big\" style=\"--cell:170px\">{synthetic}</div>"
-        f"<h2>Dataset examples (receptive-field crops at the maximum)</h2>"
+        f"<h2>Dataset examples (receptive-field crops at the maximum)</h2>{_crops_note(layer)}"
         f"<div class=\"grid crop\" style=\"--cell:110px\">{examples}</div>"
         f"<h2>Degree of activation over the dataset</h2>{histogram_svg(unit['histogram'], mark=unit['score'])}"
         "<p>bars: dataset images; red line: the synthetic image.</p>"

@@ -45,7 +45,7 @@ from probe.atlas.data import AtlasData, open_dataset
 from probe.atlas.distributed import Group, join
 from probe.atlas.examples import UnitExamples, batches_of, dataset_pass, merge_passes
 from probe.atlas.plan import AtlasSettings, Chunk, file_stem, make_chunks
-from probe.atlas.receptive import POSITIONS_PER_PASS, ReceptiveField, measure_boxes, receptive_field
+from probe.atlas.receptive import POSITIONS_PER_PASS, ReceptiveField, measure_fields, receptive_field
 from probe.atlas.records import png_bytes, read_json, remove_partial, write_bytes, write_json, write_png
 from probe.atlas.writer import Writer
 from probe.errors import ProbeRuntimeError, ProbeUsageError, unknown_name
@@ -172,13 +172,18 @@ def _clear(folder: Path) -> None:
             path.unlink()
 
 
+Boxes = dict[tuple[str, int], tuple[tuple[int, ...], tuple[int, ...]]]
+"""``{(layer, position): (field, effective box)}`` of the example positions of irregular layers."""
+
+
 def _boxes(group: Group, loaded: LoadedModel, merged: dict[str, UnitExamples],
-           settings: AtlasSettings) -> tuple[dict[str, ReceptiveField], dict[tuple[str, int], tuple[int, ...]]]:
-    """Every rank: each layer's receptive field, and the measured box of every example position of an irregular layer.
+           settings: AtlasSettings) -> tuple[dict[str, ReceptiveField], Boxes]:
+    """Every rank: each layer's receptive field, and the measured field and effective box
+    (:func:`~probe.atlas.receptive.measure_fields`) of every example position of an irregular layer.
 
     The ranks share the work (:meth:`Group.share`): the layers round-robin, then the
     irregular layers' positions in fixed groups of :data:`POSITIONS_PER_PASS`, so the
-    result is the one process's, bit for bit. Returns ``(fields, {(layer, position): box})``.
+    result is the one process's, bit for bit. Returns ``(fields, boxes)``.
     """
     size, seed = settings.image_size, settings.seed
     fields = dict(zip(settings.layers, group.share(
@@ -189,7 +194,7 @@ def _boxes(group: Group, loaded: LoadedModel, merged: dict[str, UnitExamples],
             top = merged[layer].top
             used = sorted({int(p) for p, i in zip(top.position.flatten().tolist(), top.index.flatten().tolist()) if i >= 0})
             groups += [(layer, used[start:start + POSITIONS_PER_PASS]) for start in range(0, len(used), POSITIONS_PER_PASS)]
-    measured = group.share(groups, lambda item: measure_boxes(loaded, item[0], item[1], size, seed=seed),
+    measured = group.share(groups, lambda item: measure_fields(loaded, item[0], item[1], size, seed=seed),
                            "measuring the examples' boxes")
     boxes = {(layer, position): box for (layer, positions), found in zip(groups, measured)
              for position, box in zip(positions, found)}
@@ -198,7 +203,12 @@ def _boxes(group: Group, loaded: LoadedModel, merged: dict[str, UnitExamples],
 
 def _examples_record(group: Group, loaded: LoadedModel, data: AtlasData, merged: dict[str, UnitExamples],
                      settings: AtlasSettings) -> dict[str, Any]:
-    """Every rank: the examples record (each example's box and crop file), its boxes measured by all ranks."""
+    """Every rank: the examples record, its boxes measured by all ranks.
+
+    Each example has its ``field`` (every pixel that can change its position) and its ``box``, the crop: the
+    field where the layer's fields are one box moved by a stride, else the position's effective box (the
+    95% of the gradient's mass, :mod:`probe.atlas.receptive`), and the crop's file.
+    """
     fields, boxes = _boxes(group, loaded, merged, settings)
     layers: dict[str, Any] = {}
     for layer in settings.layers:
@@ -212,10 +222,11 @@ def _examples_record(group: Group, loaded: LoadedModel, data: AtlasData, merged:
                     continue
                 position = int(entry.top.position[unit, rank_in_unit])
                 y, x = divmod(position, entry.map_width)
-                box = field_.box(y, x) if field_.regular else boxes[(layer, position)]
+                seen, box = (field_.box(y, x),) * 2 if field_.regular else boxes[(layer, position)]
                 examples.append({"index": index, "name": data.names[index], "file": crop_file(index, box),
                                  "y": y, "x": x, **({"token": position} if entry.tokens else {}),
-                                 "box": list(box), "score": float(entry.top.scores[unit, rank_in_unit])})
+                                 "box": list(box), "field": list(seen),
+                                 "score": float(entry.top.scores[unit, rank_in_unit])})
             units.append({"examples": examples, "histogram": entry.histogram.unit(unit)})
         layers[layer] = {"receptive_field": field_.as_dict(), "seen": entry.seen, "units": units}
     return {"digest": settings.digest(), "layers": layers}
