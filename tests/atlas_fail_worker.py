@@ -53,6 +53,13 @@ def _bad_layer(*args: Any, **kwargs: Any) -> None:
     raise ProbeUsageError("layer 'conv2' gets a zero gradient from every pixel (injected)", param="layers")
 
 
+def _refused_input(*args: Any, **kwargs: Any) -> None:
+    from probe.forward import ModelInputError
+
+    raise ModelInputError("the model cannot run on a 3x28x28 float32 image (injected)", (1, 3, 28, 28),
+                          RuntimeError("injected"))
+
+
 def _interrupt(*args: Any, **kwargs: Any) -> None:
     raise KeyboardInterrupt
 
@@ -62,6 +69,7 @@ SCENARIOS: dict[str, tuple[int, str, Callable[..., Any]]] = {
     "dataset": (1, "dataset_pass", _out_of_memory),
     "fields": (1, "receptive_field", _raw),  # a raw torch error inside Group.share
     "bad-layer": (1, "receptive_field", _bad_layer),
+    "refused-input": (1, "receptive_field", _refused_input),  # a usage error the CLI words as --input-size's
     "crops": (1, "write_bytes", _disk_full),
     "render": (1, "maximize", _interrupt),
     "writer": (1, "write_png", _disk_full),

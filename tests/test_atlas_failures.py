@@ -32,6 +32,8 @@ EXPECTED = {  # name: ((exit, words) of the failing rank, (exit, words) of the o
     "fields": ((1, "rank 1: RuntimeError: injected raw torch error"),
                (1, "rank 0: rank 1 failed: RuntimeError: injected raw torch error")),
     "bad-layer": ((2, "'--layers': rank 1: layer 'conv2' gets a zero gradient"), (2, "(found by rank 1)")),
+    "refused-input": ((2, "'--input-size': rank 1: the model cannot run"),
+                      (2, "'--input-size': rank 0: the model cannot run on a 3x28x28 float32 image (injected) (found by rank 1)")),
     "crops": ((1, "rank 1: cannot write 'images/injected.png'"), (1, f"rank 0: rank 1 failed: {FULL}")),
     "render": ((130, "rank 1: interrupted"), (1, "rank 0: rank 1 was interrupted")),
     "writer": ((1, "rank 1: cannot write 'images/injected.png'"), (1, f"rank 0: rank 1 failed: {FULL}")),
@@ -92,3 +94,25 @@ def test_a_rerun_keeps_every_chunk_finished_before_the_failure(failed_runs, name
     assert f"{len(records)} kept" in rerun.output
     assert {p.name: p.stat().st_mtime_ns for p in (out / name / "records").glob("conv*.json") if p.name in records} == records
     assert (out / name / "atlas.json").exists()
+
+
+def test_an_error_of_the_process_group_itself_is_one_line_and_ends_the_collectives():
+    """A peer killed without a word, or a timeout, surfaces as torch's DistBackendError (a RuntimeError with a
+    gloo or NCCL trace): one ProbeRuntimeError line naming the rank and what to do, and no more collectives."""
+    import torch.distributed as dist
+
+    from probe.atlas.distributed import Group
+    from probe.errors import ProbeRuntimeError
+
+    group = Group(1, 2)
+
+    def lost() -> None:
+        raise dist.DistBackendError("[../third_party/gloo/gloo/transport/tcp/pair.cc:534] Connection closed by peer "
+                                    "[127.0.0.1]:18342\nmore of gloo's trace")
+
+    with pytest.raises(ProbeRuntimeError, match=r"^rank 1 lost the other processes while gathering \(DistBackendError: "
+                                                r"\[.*Connection closed by peer \[127.0.0.1\]:18342\).*" + RESUME) as error:
+        group._collective("gathering", lost)
+    assert "\n" not in str(error.value) and group.settled
+    group.check()  # settled: no store, no collective
+    group.fail(RuntimeError("later"))

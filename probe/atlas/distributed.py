@@ -37,6 +37,7 @@ import torch
 import torch.distributed as dist
 
 from probe.errors import ProbeError, ProbeRuntimeError, ProbeUsageError
+from probe.forward import ModelInputError
 from probe.memory import is_out_of_memory
 from probe.runtime import OUT_OF_MEMORY
 
@@ -53,7 +54,8 @@ RESUME = "every finished chunk is kept: rerun the same command to resume"
 """What to do after a failed run, in the words of every rank's message."""
 
 Failure = tuple[int, str, str, "str | None"]
-"""``(rank, kind, message, param)``: kind ``"usage"``, ``"interrupt"`` or ``"runtime"``; picklable."""
+"""``(rank, kind, message, param)``: kind ``"usage"``, ``"input"`` (the model refused its input: a usage error
+the CLI words as one about the input size), ``"interrupt"`` or ``"runtime"``; picklable."""
 
 
 def describe(error: BaseException) -> str:
@@ -86,8 +88,8 @@ class PeerFailure(ProbeRuntimeError):
 
 
 def _failure(rank: int, error: BaseException) -> Failure:
-    kind = ("usage" if isinstance(error, ProbeUsageError) else "interrupt" if isinstance(error, KeyboardInterrupt)
-            else "runtime")
+    kind = ("input" if isinstance(error, ModelInputError) else "usage" if isinstance(error, ProbeUsageError)
+            else "interrupt" if isinstance(error, KeyboardInterrupt) else "runtime")
     return (rank, kind, describe(error), getattr(error, "param", None))
 
 
@@ -97,6 +99,8 @@ def _peer_error(failures: Sequence[Failure]) -> ProbeError:
     others = f" (rank(s) {', '.join(str(f[0]) for f in failures[1:])} failed too)" if len(failures) > 1 else ""
     if kind == "usage":
         return ProbeUsageError(f"{message} (found by rank {rank}{others})", param=param)
+    if kind == "input":
+        return ModelInputError(f"{message} (found by rank {rank}{others})", (), PeerFailure(message, rank=rank, kind=kind))
     if kind == "interrupt":
         return PeerFailure(f"rank {rank} was interrupted{others}; {RESUME}", rank=rank, kind=kind)
     return PeerFailure(f"rank {rank} failed{others}: {message}; {RESUME}", rank=rank, kind=kind)
@@ -145,7 +149,8 @@ class Group:
             if isinstance(error, (RuntimeError, ValueError)) and not isinstance(error, ProbeError):
                 raise ProbeRuntimeError(
                     f"rank {self.rank} lost the other processes while {what} ({describe(error)[:300]}): one "
-                    f"stopped without a word (killed, out of memory, its machine down) or hung past {TIMEOUT}; "
+                    f"stopped without a word (killed, out of memory, its machine down) or hung for longer than the "
+                    f"process group's timeout ({TIMEOUT.total_seconds() / 60:g} minutes here); "
                     f"see its own output; {RESUME}") from None
             raise
 
