@@ -90,9 +90,13 @@ def _field(field_: Mapping[str, Any], unit: str = "") -> str:
         return size
     effective = field_.get("effective")
     if effective and list(effective) != list(field_["size"]):
-        share = round(100 * float(field_.get("effective_mass", 0.95)))
-        return f"{size} at the centre, {share}% of its gradient within {effective[0]}\u00d7{effective[1]}{unit}"
+        return f"{size} at the centre, {_share(field_)} of its gradient within {effective[0]}\u00d7{effective[1]}{unit}"
     return f"{size} at the centre"
+
+
+def _share(field_: Mapping[str, Any]) -> str:
+    """The share of the gradient an effective box holds, ``95%``."""
+    return f"{round(100 * float(field_.get('effective_mass', 0.95)))}%"
 
 
 def _crop(example: Mapping[str, Any]) -> str:
@@ -191,10 +195,10 @@ def _index(atlas: Mapping[str, Any]) -> str:
 
 def _unmoved_count(layer: Mapping[str, Any]) -> str:
     """A layer's units whose synthetic image never moved: ``0``, ``<span class="unmoved">3</span>``, or
-    ``—`` where an older atlas did not record it."""
+    a dash where an older atlas did not record it."""
     count = layer.get("unmoved")
     if count is None:
-        return "—"
+        return "\u2014"
     return f"<span class=\"unmoved\">{number(count)}</span>" if count else "0"
 
 
@@ -241,8 +245,7 @@ def _crops_note(layer: Mapping[str, Any]) -> str:
     field_ = layer["receptive_field"]
     if field_.get("regular", True) or not field_.get("effective"):
         return ""
-    share = round(100 * float(field_.get("effective_mass", 0.95)))
-    return (f"<p>Each crop is its position's effective receptive field: the box holding {share}% of the gradient "
+    return (f"<p>Each crop is its position's effective receptive field: the box holding {_share(field_)} of the gradient "
             "of the position with respect to the pixels; its field, every pixel any gradient reaches, can be "
             "larger (all of the image after squeeze-excitation, attention or global pooling).</p>")
 

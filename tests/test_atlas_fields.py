@@ -227,10 +227,37 @@ def test_squeeze_excitation_crops_to_the_gradient_mass_not_to_where_any_gradient
     loaded = _loaded("squeeze", 16)
     field_ = receptive_field(loaded, "se")
     assert not field_.regular and field_.size == (16, 16) and field_.effective == (3, 3)
-    both = _atlas_fields(loaded, "se")
-    local = [(max(0, y - 1), max(0, x - 1), min(16, y + 2), min(16, x + 2)) for y in range(16) for x in range(16)]
-    assert [field_ for field_, _ in both] == [(0, 0, 16, 16)] * 256
+    positions = [0, 15, 17, 40, 100, 135, 200, 240, 255]  # corners, edges, inside
+    both = measure_fields(loaded, "se", positions)
+    local = [(max(0, y - 1), max(0, x - 1), min(16, y + 2), min(16, x + 2)) for y, x in (divmod(p, 16) for p in positions)]
+    assert [field_ for field_, _ in both] == [(0, 0, 16, 16)] * len(positions)
     assert [box for _, box in both] == local
+
+
+def test_an_atlas_of_a_squeeze_excitation_layer_shows_its_crops_and_their_fields(tmp_path):
+    from probe.atlas import build_atlas
+
+    images = tmp_path / "images"
+    images.mkdir()
+    generator = torch.Generator().manual_seed(0)
+    for number in range(3):
+        pixels = (torch.rand(16, 16, 3, generator=generator) * 255).to(torch.uint8).numpy()
+        Image.fromarray(pixels).save(images / f"{number}.png")
+    folder = tmp_path / "atlas"
+    build_atlas(_loaded("squeeze", 16), out=folder, layers=["se"], dataset=images, examples=2, steps=1, max_units=1,
+                device="cpu")
+    layer = json.loads((folder / "atlas.json").read_text())["layers"][0]
+    assert layer["receptive_field"]["effective"] == [3, 3]
+    examples = layer["units"][0]["examples"]
+    assert [e["field"] for e in examples] == [[0, 0, 16, 16]] * 2
+    for example in examples:
+        top, left, bottom, right = example["box"]
+        assert bottom - top <= 3 and right - left <= 3
+        assert Image.open(folder / example["file"]).size == (right - left, bottom - top)
+    page = (folder / "se-0000.html").read_text()
+    assert f"crop {bottom - top}\u00d7{right - left} of its 16\u00d716 field" in page and "holding 95% of the gradient" in page
+    assert "16\u00d716 at the centre, 95% of its gradient within 3\u00d73" in (folder / "index.html").read_text()
+    assert broken_links(folder) == [] and all(reprs(page.read_text()) == [] for page in folder.glob("*.html"))
 
 
 def test_the_effective_box_is_the_smallest_peel_that_keeps_the_share():
