@@ -42,6 +42,16 @@ def _every_position(loaded: probe.LoadedModel, layer: str) -> dict[str, UnitExam
     return {layer: UnitExamples(layer, top, Histogram.empty(1), output.shape[-1], 1)}
 
 
+def _noise_images(folder: Path, count: int) -> Path:
+    """``folder`` with ``count`` seeded 16x16 RGB noise images (a dataset for an atlas)."""
+    folder.mkdir()
+    generator = torch.Generator().manual_seed(0)
+    for number in range(count):
+        pixels = (torch.rand(16, 16, 3, generator=generator) * 255).to(torch.uint8).numpy()
+        Image.fromarray(pixels).save(folder / f"{number}.png")
+    return folder
+
+
 def _settings(layer: str, size: int = 16) -> AtlasSettings:
     return AtlasSettings("net", "random", (layer,), (1,), "test", 1, image_size=(size, size))
 
@@ -148,12 +158,7 @@ def test_an_atlas_of_token_layers(tmp_path):
     """ViT's and LeViT's token layers were refused ('no (C, H, W) map'); they map like channels over tokens."""
     from probe.atlas import build_atlas
 
-    images = tmp_path / "images"
-    images.mkdir()
-    generator = torch.Generator().manual_seed(0)
-    for number in range(5):
-        pixels = (torch.rand(16, 16, 3, generator=generator) * 255).to(torch.uint8).numpy()
-        Image.fromarray(pixels).save(images / f"{number}.png")
+    images = _noise_images(tmp_path / "images", 5)
     loaded = _loaded("tokens")
     build_atlas(loaded, out=tmp_path / "atlas", layers=["embed", "mix", "block"], dataset=images, examples=2,
                 steps=1, max_units=2, chunk=2, device="cpu")
@@ -237,12 +242,7 @@ def test_squeeze_excitation_crops_to_the_gradient_mass_not_to_where_any_gradient
 def test_an_atlas_of_a_squeeze_excitation_layer_shows_its_crops_and_their_fields(tmp_path):
     from probe.atlas import build_atlas
 
-    images = tmp_path / "images"
-    images.mkdir()
-    generator = torch.Generator().manual_seed(0)
-    for number in range(3):
-        pixels = (torch.rand(16, 16, 3, generator=generator) * 255).to(torch.uint8).numpy()
-        Image.fromarray(pixels).save(images / f"{number}.png")
+    images = _noise_images(tmp_path / "images", 3)
     folder = tmp_path / "atlas"
     build_atlas(_loaded("squeeze", 16), out=folder, layers=["se"], dataset=images, examples=2, steps=1, max_units=1,
                 device="cpu")
