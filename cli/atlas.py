@@ -65,10 +65,14 @@ def _launch(ctx: click.Context, nproc: int) -> None:
     """Run this command in ``nproc`` local processes through torchrun's own launcher (``torch.distributed.run``).
 
     The launcher runs in this process, so a failed worker ends in one line here
-    (each worker has printed its own error) instead of the launcher's traceback.
+    (each worker has printed its own error) instead of the launcher's traceback,
+    and Ctrl-C, which reaches the launcher as torch's ``SignalException``, in the
+    command's "interrupted" line and exit code 130.
     """
     import logging
+    import signal
 
+    from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import get_args_parser, run
 
@@ -77,17 +81,27 @@ def _launch(ctx: click.Context, nproc: int) -> None:
     args = get_args_parser().parse_args(
         ["--standalone", f"--nproc_per_node={nproc}", "-m", "probe", "atlas", *_worker_args(ctx)]
     )
-    elastic = logging.getLogger("torch.distributed.elastic")
-    level = elastic.level
-    elastic.setLevel(logging.CRITICAL)  # its "failed (exitcode: N)" log and failure table repeat what workers said
+    # its "failed (exitcode: N)" log, failure table and "Received 2 death signal" repeat what workers said; each
+    # of its modules' loggers has a level of its own, so the parent's does not silence them
+    elastic = [logger for name, logger in logging.Logger.manager.loggerDict.items()
+               if name.startswith("torch.distributed.elastic") and isinstance(logger, logging.Logger)]
+    levels = [logger.level for logger in elastic]
+    for logger in elastic:
+        logger.setLevel(logging.CRITICAL)
     try:
         run(args)
     except ChildFailedError as error:
         code = error.get_first_failure()[1].exitcode
         raise ProbeRuntimeError(f"a worker process failed (exit {code}); rerun the same command to resume: "
                                 "finished chunks are kept") from None
+    except SignalException as error:
+        if error.sigval == signal.SIGINT:
+            raise KeyboardInterrupt from None
+        raise ProbeRuntimeError(f"stopped by {error.sigval.name}; rerun the same command to resume: finished "
+                                "chunks are kept") from None
     finally:
-        elastic.setLevel(level)
+        for logger, level in zip(elastic, levels):
+            logger.setLevel(level)
 
 
 class AtlasCommand(ProbeCommand):

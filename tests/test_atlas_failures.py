@@ -116,3 +116,21 @@ def test_an_error_of_the_process_group_itself_is_one_line_and_ends_the_collectiv
     assert "\n" not in str(error.value) and group.settled
     group.check()  # settled: no store, no collective
     group.fail(RuntimeError("later"))
+
+
+@pytest.mark.parametrize("signal_name, code, words", [("SIGINT", 130, "interrupted (Ctrl-C)"),
+                                                      ("SIGTERM", 1, "stopped by SIGTERM")])
+def test_a_signal_to_the_launcher_of_nproc_is_one_line(monkeypatch, tmp_path, signal_name, code, words):
+    """Ctrl-C reaches --nproc's launcher as torch's SignalException, which was worded as an unknown error."""
+    import signal
+
+    import torch.distributed.run as launcher
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+
+    def stopped(args):
+        raise SignalException(f"Process 1 got signal: {signal_name}", getattr(signal, signal_name))
+
+    monkeypatch.setattr(launcher, "run", stopped)
+    result = CliRunner().invoke(cli, ["atlas", "--nproc", "2", "--out", str(tmp_path / "atlas")])
+    errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert result.exit_code == code and len(errors) == 1 and words in errors[0], result.output
