@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import shlex
-import sys
 from pathlib import Path
 from typing import Any
 
 import click
 
+from probe.atlas.distributed import RESUME, describe, launched_by_torchrun
 from probe.atlas.runner import DEFAULT_DIVERSITY, AtlasSummary, build_atlas
 from probe.cli.common import (
     ProbeCommand,
@@ -17,6 +18,7 @@ from probe.cli.common import (
     list_option,
     model_load_options,
     model_options,
+    note,
     parse_weights,
     progress_bar,
     shared,
@@ -50,8 +52,6 @@ def _worker_args(ctx: click.Context) -> list[str]:
 def _check_nproc(nproc: int) -> None:
     """Refuse more local processes than the machine has CPU cores or GPUs: each worker needs one, and
     torchrun would start them all (``--nproc 99999`` forks until the machine stops)."""
-    import os
-
     import torch
 
     cores, gpus = os.cpu_count() or 1, torch.cuda.device_count()
@@ -65,10 +65,14 @@ def _launch(ctx: click.Context, nproc: int) -> None:
     """Run this command in ``nproc`` local processes through torchrun's own launcher (``torch.distributed.run``).
 
     The launcher runs in this process, so a failed worker ends in one line here
-    (each worker has printed its own error) instead of the launcher's traceback.
+    (each worker has printed its own error) instead of the launcher's traceback,
+    and Ctrl-C, which reaches the launcher as torch's ``SignalException``, in the
+    command's "interrupted" line and exit code 130.
     """
     import logging
+    import signal
 
+    from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import get_args_parser, run
 
@@ -77,20 +81,58 @@ def _launch(ctx: click.Context, nproc: int) -> None:
     args = get_args_parser().parse_args(
         ["--standalone", f"--nproc_per_node={nproc}", "-m", "probe", "atlas", *_worker_args(ctx)]
     )
-    elastic = logging.getLogger("torch.distributed.elastic")
-    level = elastic.level
-    elastic.setLevel(logging.CRITICAL)  # its "failed (exitcode: N)" log and failure table repeat what workers said
+    # its "failed (exitcode: N)" log, failure table and "Received 2 death signal" repeat what workers said; each
+    # of its modules' loggers has a level of its own, so the parent's does not silence them
+    elastic = [logger for name, logger in logging.Logger.manager.loggerDict.items()
+               if name.startswith("torch.distributed.elastic") and isinstance(logger, logging.Logger)]
+    levels = [logger.level for logger in elastic]
+    for logger in elastic:
+        logger.setLevel(logging.CRITICAL)
     try:
         run(args)
     except ChildFailedError as error:
         code = error.get_first_failure()[1].exitcode
         raise ProbeRuntimeError(f"a worker process failed (exit {code}); rerun the same command to resume: "
                                 "finished chunks are kept") from None
+    except SignalException as error:
+        if error.sigval == signal.SIGINT:
+            raise KeyboardInterrupt from None
+        raise ProbeRuntimeError(f"stopped by {error.sigval.name}; rerun the same command to resume: finished "
+                                "chunks are kept") from None
     finally:
-        elastic.setLevel(level)
+        for logger, level in zip(elastic, levels):
+            logger.setLevel(level)
 
 
-@click.command("atlas", cls=ProbeCommand,
+class AtlasCommand(ProbeCommand):
+    """:class:`~probe.cli.common.ProbeCommand`, with every error one line, and in a run of several processes
+    each line saying which rank speaks (``rank 1: ...``).
+
+    An error ProbeCommand leaves as it is (the model's, torch's or cnn-probe's own, unforeseen) is worded as
+    ``Type: message`` with what to do, not a traceback: a run of many processes would print one per rank.
+    """
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except click.ClickException as error:
+            error.message = _rank_words() + error.message
+            raise
+        except (click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except Exception as error:
+            raise click.ClickException(f"{_rank_words()}{describe(error)} (an error cnn-probe does not know; "
+                                       f"please report it with the command line); {RESUME}") from None
+
+
+def _rank_words() -> str:
+    """``"rank 1: "`` in a worker of a run of several processes, else nothing."""
+    if launched_by_torchrun() and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        return f"rank {os.environ['RANK']}: "
+    return ""
+
+
+@click.command("atlas", cls=AtlasCommand,
                interrupted="interrupted (Ctrl-C); every finished chunk is saved: rerun the same command to resume")
 @model_options(default="digits")
 @list_option("--layers", "layers", default=["all"], metavar="all|NAME", shell_complete=complete_layer,
@@ -197,3 +239,9 @@ def command(ctx: click.Context, model: str, weights: str, layers: list[str] | No
             rate = f" ({len(summary.rendered)} chunks on this process in {summary.seconds:.1f}s)"
         click.echo(f"atlas: {summary.total - summary.skipped} chunk(s) rendered now, {summary.skipped} kept{rate}")
         click.echo(f"site: {summary.site}")
+        if summary.unmoved:
+            shown = ", ".join(summary.unmoved[:8]) + (", ..." if len(summary.unmoved) > 8 else "")
+            note(f"note: {len(summary.unmoved)} unit(s) have a synthetic image that never changed from its start "
+                 f"({shown}), marked 'never moved' on their pages: no gradient reached it (a unit dead on its start "
+                 "image, or constant for these weights: load trained weights, or try another --seed), or --lr is "
+                 "too small")

@@ -30,7 +30,14 @@ nav{margin:.5rem 0 1rem}nav a{margin-right:1rem}
 button[aria-pressed=true]{font-weight:600;outline:2px solid var(--link)}
 table.layers{border-collapse:collapse}table.layers td,table.layers th{padding:.2rem .8rem;text-align:left}
 svg.hist rect{fill:var(--link)}svg.hist text{font-size:10px;fill:var(--muted)}
+.unmoved{color:#c01c28;font-weight:600}
 """
+
+UNMOVED = ("never changed from its starting noise: no gradient reached its pixels (a unit dead on its start image, "
+           "or a layer constant for these weights) or the step moved no pixel by a level, so it shows noise, not "
+           "the unit, and its degree of activation is the noise's; load trained weights, or try another --seed "
+           "or a larger --lr")
+"""What a synthetic image that never moved is (the unit pages' warning)."""
 
 SORT_SCRIPT = r"""
 function sortUnits(key){var grid=document.getElementById('units');
@@ -70,11 +77,35 @@ def _sort_key(value: Any) -> str:
     return repr(value)
 
 
+def _size(box: Sequence[int]) -> str:
+    """``(top, left, bottom, right)`` as ``h×w``."""
+    return f"{box[2] - box[0]}\u00d7{box[3] - box[1]}"
+
+
 def _field(field_: Mapping[str, Any], unit: str = "") -> str:
     """A receptive field's size, ``8×8``; ``64×64 at the centre`` where each position's field is measured on its
-    own (``regular`` False: tokens, windows, fields the image clips)."""
+    own (``regular`` False: tokens, windows, fields the image clips, squeeze-excitation, attention), with the
+    centre's effective box where it is smaller: ``64×64 at the centre, 95% of its gradient within 7×7``."""
     size = f"{field_['size'][0]}\u00d7{field_['size'][1]}{unit}"
-    return size if field_.get("regular", True) else f"{size} at the centre"
+    if field_.get("regular", True):
+        return size
+    effective = field_.get("effective")
+    if effective and list(effective) != list(field_["size"]):
+        return f"{size} at the centre, {_share(field_)} of its gradient within {effective[0]}\u00d7{effective[1]}{unit}"
+    return f"{size} at the centre"
+
+
+def _share(field_: Mapping[str, Any]) -> str:
+    """The share of the gradient an effective box holds, ``95%``."""
+    return f"{round(100 * float(field_.get('effective_mass', 0.95)))}%"
+
+
+def _crop(example: Mapping[str, Any]) -> str:
+    """``<br>crop 7×7 of its 64×64 field`` where an example's crop (its effective box) is smaller than its field."""
+    seen = example.get("field")
+    if not seen or list(seen) == list(example["box"]):
+        return ""
+    return f"<br>crop {_size(example['box'])} of its {_size(seen)} field"
 
 
 def _stride(field_: Mapping[str, Any]) -> str:
@@ -85,6 +116,19 @@ def _stride(field_: Mapping[str, Any]) -> str:
 def _where(example: Mapping[str, Any]) -> str:
     """Where an example's maximum is: ``row 1, column 2`` of a map, ``token 5`` of tokens."""
     return f"token {example['token']}" if "token" in example else f"row {example['y']}, column {example['x']}"
+
+
+NEVER_MOVED = "<span class=\"unmoved\">never moved</span>"
+
+
+def _never_moved(unit: Mapping[str, Any]) -> str:
+    """``never moved`` (``2 of 4 never moved`` for several images) for a unit whose synthetic image(s) did not
+    change from their start, else empty; in words, not only in colour."""
+    unmoved = unit.get("unmoved") or []
+    if not unmoved:
+        return ""
+    count = len(unit["synthetic"])
+    return NEVER_MOVED if count == 1 else f"<span class=\"unmoved\">{len(unmoved)} of {count} never moved</span>"
 
 
 def _page(title: str, body: str, script: str = "") -> str:
@@ -137,16 +181,26 @@ def _index(atlas: Mapping[str, Any]) -> str:
         rows.append(
             f"<tr><td><a href=\"{href(layer['page'])}\">{escape(layer['name'])}</a></td><td>{len(layer['units'])}</td>"
             f"<td>{_field(field_)} ({_stride(field_)})</td>"
-            f"<td>{layer['above_one']} / {len(layer['units'])}</td><td>{escape(ratio(layer['median_ratio'], minus=MINUS))}</td></tr>"
+            f"<td>{layer['above_one']} / {len(layer['units'])}</td><td>{escape(ratio(layer['median_ratio'], minus=MINUS))}</td>"
+            f"<td>{_unmoved_count(layer)}</td></tr>"
         )
     shown = {label(k): human(settings[k], k) for k in ("model", "weights", "dataset", "dataset_size", "examples",
                                                       "per_unit", "steps", "preset", "seed", "chunk") if k in settings}
     body = (
         f"<h1>{escape(title)}</h1>{_rows(shown)}<p><a href=\"{ATLAS_JSON}\">atlas.json</a></p>"
         "<table class=\"layers\"><tr><th>layer</th><th>units</th><th>receptive field</th>"
-        "<th>synthetic beats best example</th><th>median ratio</th></tr>" + "".join(rows) + "</table>"
+        "<th>synthetic beats best example</th><th>median ratio</th><th>never moved</th></tr>" + "".join(rows) + "</table>"
     )
     return _page(title, body)
+
+
+def _unmoved_count(layer: Mapping[str, Any]) -> str:
+    """A layer's units whose synthetic image never moved: ``0``, ``<span class="unmoved">3</span>``, or
+    a dash where an older atlas did not record it."""
+    count = layer.get("unmoved")
+    if count is None:
+        return "\u2014"
+    return f"<span class=\"unmoved\">{number(count)}</span>" if count else "0"
 
 
 def _card(unit: Mapping[str, Any]) -> str:
@@ -154,6 +208,8 @@ def _card(unit: Mapping[str, Any]) -> str:
     best = unit["examples"][0]["file"] if unit["examples"] else None
     crop = f"<img src=\"{href(best)}\" alt=\"best example\">" if best else ""
     caption = f"unit {unit['unit']} &middot; {escape(_figure('ratio', unit['ratio']))}"
+    if _never_moved(unit):
+        caption += f" &middot; {_never_moved(unit)}"
     return (f"<figure {data}><a class=\"unit\" href=\"{href(unit['page'])}\"><img src=\"{href(unit['synthetic'][0])}\" "
             f"alt=\"synthetic\">{crop}</a><figcaption>{caption}</figcaption></figure>")
 
@@ -170,9 +226,29 @@ def _layer_page(atlas: Mapping[str, Any], layer: Mapping[str, Any]) -> str:
         f"(receptive field {_field(field_, ' pixels')}) and its ratio: the synthetic image's degree of activation over the "
         "best example's, both counted from the dataset median (above 1\u00d7: the synthetic image beats every dataset "
         "image; below 0: it scores under the median image; \u2014: the best example is no higher than the median).</p>"
+        f"{_unmoved_note(layer)}"
         f"<p>sort by: {buttons}</p><div class=\"grid\" id=\"units\" style=\"--cell:150px\">{cards}</div>"
     )
     return _page(title, body, SORT_SCRIPT)
+
+
+def _unmoved_note(layer: Mapping[str, Any]) -> str:
+    """The layer page's line on units whose synthetic image never moved (nothing when there are none)."""
+    count = layer.get("unmoved")
+    if not count:
+        return ""
+    return (f"<p class=\"unmoved\">{number(count)} of {number(len(layer['units']))} units never moved: their synthetic "
+            "image is still its starting noise (no gradient reached it), marked \u201cnever moved\u201d below.</p>")
+
+
+def _crops_note(layer: Mapping[str, Any]) -> str:
+    """What an irregular layer's crops are (nothing for a regular one, whose crop is its field)."""
+    field_ = layer["receptive_field"]
+    if field_.get("regular", True) or not field_.get("effective"):
+        return ""
+    return (f"<p>Each crop is its position's effective receptive field: the box holding {_share(field_)} of the gradient "
+            "of the position with respect to the pixels; its field, every pixel any gradient reaches, can be "
+            "larger (all of the image after squeeze-excitation, attention or global pooling).</p>")
 
 
 def _unit_page(atlas: Mapping[str, Any], layer: Mapping[str, Any], position: int) -> str:
@@ -183,13 +259,20 @@ def _unit_page(atlas: Mapping[str, Any], layer: Mapping[str, Any], position: int
         links.append(f"<a href=\"{href(layer['units'][position - 1]['page'])}\">previous</a>")
     if position + 1 < len(layer["units"]):
         links.append(f"<a href=\"{href(layer['units'][position + 1]['page'])}\">next</a>")
+    unmoved = set(unit.get("unmoved") or [])
     synthetic = "".join(
-        f"<figure><img src=\"{href(file)}\" alt=\"synthetic {k}\"><figcaption>a = {escape(_figure('score', score))}</figcaption></figure>"
+        f"<figure><img src=\"{href(file)}\" alt=\"synthetic {k}\"><figcaption>a = {escape(_figure('score', score))}"
+        f"{' &middot; ' + NEVER_MOVED if k in unmoved else ''}</figcaption></figure>"
         for k, (file, score) in enumerate(zip(unit["synthetic"], unit["scores"]))
     )
+    warning = ""
+    if unmoved:
+        which = "The synthetic image" if len(unit["synthetic"]) == 1 else (
+            f"Synthetic image(s) {', '.join(f's{k}' for k in sorted(unmoved))}")
+        warning = f"<p class=\"unmoved\">{escape(which)} {escape(UNMOVED)}.</p>"
     examples = "".join(
         f"<figure><img src=\"{href(e['file'])}\" alt=\"{escape(e['name'])}\"><figcaption>{escape(e['name'])}<br>"
-        f"a = {escape(_figure('score', e['score']))} at {_where(e)}</figcaption></figure>"
+        f"a = {escape(_figure('score', e['score']))} at {_where(e)}{_crop(e)}</figcaption></figure>"
         for e in unit["examples"]
     )
     figures = {name: _figure(key, unit.get(key)) for key, name in FIGURES}
@@ -197,8 +280,8 @@ def _unit_page(atlas: Mapping[str, Any], layer: Mapping[str, Any], position: int
         figures[dict(FIGURES)["spread"]] = "\u2014 (one image)"
     body = (
         f"<nav>{' '.join(links)}</nav><h1>{escape(title)}</h1>{_rows(figures)}"
-        f"<h2>Synthetic</h2><div class=\"grid big\" style=\"--cell:170px\">{synthetic}</div>"
-        f"<h2>Dataset examples (receptive-field crops at the maximum)</h2>"
+        f"<h2>Synthetic</h2>{warning}<div class=\"grid big\" style=\"--cell:170px\">{synthetic}</div>"
+        f"<h2>Dataset examples (receptive-field crops at the maximum)</h2>{_crops_note(layer)}"
         f"<div class=\"grid crop\" style=\"--cell:110px\">{examples}</div>"
         f"<h2>Degree of activation over the dataset</h2>{histogram_svg(unit['histogram'], mark=unit['score'])}"
         "<p>bars: dataset images; red line: the synthetic image.</p>"

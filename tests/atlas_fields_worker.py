@@ -1,7 +1,7 @@
 """A torchrun worker for tests/test_atlas_fields.py: every rank measures its share of the tokens net's fields.
 
 Usage: ``torchrun --nproc_per_node=2 tests/atlas_fields_worker.py OUT.json``; rank 0 writes
-``{"boxes": {layer: [box per position]}, "calls": [measure_boxes calls of each rank]}``.
+``{"boxes": {layer: [(field, crop box) per position]}, "calls": [measure_fields calls of each rank]}``.
 """
 
 from __future__ import annotations
@@ -14,21 +14,21 @@ import probe.atlas.receptive as receptive
 import probe.atlas.runner as runner
 from probe.atlas.distributed import join
 
-from test_atlas_fields import _atlas_boxes, _loaded
+from test_atlas_fields import _atlas_fields, _loaded
 
 
 def main(out: Path) -> None:
     calls = [0]
-    measure = receptive.measure_boxes
+    measure = receptive.measure_fields
 
     def counted(*args, **kwargs):
         calls[0] += 1
         return measure(*args, **kwargs)
 
-    receptive.measure_boxes = runner.measure_boxes = counted
+    receptive.measure_fields = runner.measure_fields = counted
     with join("cpu") as (group, _):
         loaded = _loaded("tokens")
-        boxes = {layer: _atlas_boxes(loaded, layer, group) for layer in ("embed", "mix", "block")}
+        boxes = {layer: _atlas_fields(loaded, layer, group) for layer in ("embed", "mix", "block")}
         every = group.gather(calls[0])
         if group.rank == 0:
             out.write_text(json.dumps({"boxes": boxes, "calls": every}))

@@ -5,6 +5,10 @@
 - :func:`tokens`: a ViT in small: 4x4 patches as tokens ``(N, L, C)``, a
   per-token ``mix`` (each token sees its patch), a ``block`` that mixes all tokens.
 - :func:`excite`: a convolution, then a squeeze-excitation gate: every position sees the whole image.
+- :func:`squeeze`: a convolution, then squeeze-excitation as timm's and torchvision's (mean, 1x1 reduce, ReLU,
+  1x1 expand, sigmoid): its gradient reaches the whole image, almost all of it the convolution's 3x3 field.
+- :func:`dead`: a convolution whose unit 1 is dead (zero weights, negative bias) after its ReLU: no
+  gradient ever reaches its synthetic image.
 """
 
 from __future__ import annotations
@@ -122,3 +126,33 @@ def class_token() -> ClassToken:
     """A seeded :class:`ClassToken`."""
     torch.manual_seed(0)
     return ClassToken()
+
+
+def dead() -> nn.Sequential:
+    """conv(2, 3x3) relu pool flatten fc; ``relu``'s unit 1 is 0 on every image (its filter is zero, its bias -1)."""
+    torch.manual_seed(0)
+    net = nn.Sequential(OrderedDict(conv=nn.Conv2d(3, 2, 3, padding=1), relu=nn.ReLU(), pool=nn.AdaptiveAvgPool2d(1),
+                                    flatten=nn.Flatten(), fc=nn.Linear(2, 2)))
+    with torch.no_grad():
+        net.conv.weight[1].zero_()
+        net.conv.bias[1] = -1.0
+    return net
+
+
+class _SqueezeExcite(nn.Module):
+    """``x * sigmoid(expand(relu(reduce(mean over the map of x))))``, 1x1 convolutions as timm's SqueezeExcite."""
+
+    def __init__(self, channels: int, reduced: int) -> None:
+        super().__init__()
+        self.reduce = nn.Conv2d(channels, reduced, 1)
+        self.expand = nn.Conv2d(reduced, channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * torch.sigmoid(self.expand(torch.relu(self.reduce(x.mean(dim=(2, 3), keepdim=True)))))
+
+
+def squeeze() -> nn.Sequential:
+    """conv(8, 3x3) se(squeeze-excitation, 8 -> 2 -> 8) pool flatten fc."""
+    torch.manual_seed(0)
+    return nn.Sequential(OrderedDict(conv=nn.Conv2d(3, 8, 3, padding=1), se=_SqueezeExcite(8, 2),
+                                     pool=nn.AdaptiveAvgPool2d(1), flatten=nn.Flatten(), fc=nn.Linear(8, 2)))

@@ -328,3 +328,32 @@ def test_ranks_write_disjoint_shares_of_the_crops_that_together_equal_one_proces
     for rank, names in enumerate(written):
         for name in names:
             assert (tmp_path / f"rank{rank}" / "images" / name).read_bytes() == (tmp_path / "one" / "images" / name).read_bytes()
+
+
+def test_a_unit_whose_image_never_moved_is_flagged_in_its_record_and_pages(tmp_path):
+    """A dead unit's synthetic image is its starting noise (probe.maximize's settings["unmoved"]); the atlas showed
+    it like any other, its score the noise's."""
+    import atlasnets
+    from probe.atlas import build_atlas
+
+    images = tmp_path / "images"
+    images.mkdir()
+    for number in range(3):
+        Image.new("RGB", (16, 16), (80 * number, 40, 200 - 60 * number)).save(images / f"{number}.png")
+    folder = tmp_path / "atlas"
+    summary = build_atlas(probe.load_model(atlasnets.dead(), input_size=16), out=folder, layers=["relu"],
+                          dataset=images, examples=1, steps=2, chunk=2, device="cpu")
+    assert summary.unmoved == ["relu:1"]
+    record = json.loads((folder / "records" / "relu-0000-0001.json").read_text())
+    assert [u["unmoved"] for u in record["units"]] == [[], [0]]
+    atlas = json.loads((folder / "atlas.json").read_text())
+    layer = atlas["layers"][0]
+    assert [u["unmoved"] for u in layer["units"]] == [[], [0]] and layer["unmoved"] == 1
+    pages = {page.name: page.read_text() for page in folder.glob("*.html")}
+    assert "never changed from its starting noise" in pages["relu-0001.html"]
+    assert "never moved" not in pages["relu-0000.html"]
+    cards = re.findall(r"<figcaption>(unit \d+[^<]*(?:<span[^>]*>[^<]*</span>)?)</figcaption>", pages["layer-relu.html"])
+    assert [("never moved" in card) for card in cards] == [False, True]
+    assert "1 of 2 units never moved" in pages["layer-relu.html"]
+    assert '<th>never moved</th>' in pages["index.html"] and '<span class="unmoved">1</span>' in pages["index.html"]
+    assert broken_links(folder) == [] and all(reprs(page) == [] for page in pages.values())

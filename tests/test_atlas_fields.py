@@ -19,7 +19,7 @@ from probe.atlas import receptive_field
 from probe.atlas.distributed import Group
 from probe.atlas.examples import Histogram, TopK, UnitExamples
 from probe.atlas.plan import AtlasSettings
-from probe.atlas.receptive import measure_boxes
+from probe.atlas.receptive import measure_boxes, measure_fields
 from probe.atlas.runner import _boxes
 from probe.cli.main import cli
 
@@ -42,17 +42,36 @@ def _every_position(loaded: probe.LoadedModel, layer: str) -> dict[str, UnitExam
     return {layer: UnitExamples(layer, top, Histogram.empty(1), output.shape[-1], 1)}
 
 
+def _noise_images(folder: Path, count: int) -> Path:
+    """``folder`` with ``count`` seeded 16x16 RGB noise images (a dataset for an atlas)."""
+    folder.mkdir()
+    generator = torch.Generator().manual_seed(0)
+    for number in range(count):
+        pixels = (torch.rand(16, 16, 3, generator=generator) * 255).to(torch.uint8).numpy()
+        Image.fromarray(pixels).save(folder / f"{number}.png")
+    return folder
+
+
 def _settings(layer: str, size: int = 16) -> AtlasSettings:
     return AtlasSettings("net", "random", (layer,), (1,), "test", 1, image_size=(size, size))
 
 
-def _atlas_boxes(loaded: probe.LoadedModel, layer: str, group: Group | None = None) -> list[tuple[int, ...]]:
-    """The box the atlas gives each flat position of ``layer`` (as its examples record does)."""
+def _atlas_fields(loaded: probe.LoadedModel, layer: str, group: Group | None = None) -> list[tuple[tuple[int, ...], ...]]:
+    """The (field, crop box) the atlas gives each flat position of ``layer`` (as its examples record does)."""
     merged = _every_position(loaded, layer)
     fields, measured = _boxes(group or Group(), loaded, merged, _settings(layer, loaded.preprocess.input_size[0]))
     field_, width = fields[layer], merged[layer].map_width
-    return [field_.box(*divmod(p, width)) if field_.regular else measured[(layer, p)]
+    return [(field_.box(*divmod(p, width)),) * 2 if field_.regular else measured[(layer, p)]
             for p in range(merged[layer].top.position.shape[1])]
+
+
+def _atlas_boxes(loaded: probe.LoadedModel, layer: str, group: Group | None = None) -> list[tuple[int, ...]]:
+    """The field the atlas gives each flat position of ``layer``."""
+    return [field_ for field_, _ in _atlas_fields(loaded, layer, group)]
+
+
+def _within(box: tuple[int, ...], outer: tuple[int, ...]) -> bool:
+    return outer[0] <= box[0] < box[2] <= outer[2] and outer[1] <= box[1] < box[3] <= outer[3]
 
 
 def test_a_field_wider_than_the_image_gets_each_positions_own_box():
@@ -76,9 +95,11 @@ def test_a_field_wider_than_the_image_gets_each_positions_own_box():
 def test_token_and_global_layers_get_the_box_each_position_measures_alone(name, layer):
     size = 16 if name == "tokens" else 8  # 16 tokens; an 8x8 gate map
     loaded = _loaded(name, size)
-    boxes = _atlas_boxes(loaded, layer)
-    assert [boxes[p] for p in range(0, len(boxes), 3)] == [measure_boxes(loaded, layer, [p])[0]
-                                                          for p in range(0, len(boxes), 3)]
+    both = _atlas_fields(loaded, layer)
+    assert [both[p] for p in range(0, len(both), 3)] == [measure_fields(loaded, layer, [p])[0]
+                                                        for p in range(0, len(both), 3)]
+    assert all(_within(box, field_) for field_, box in both)
+    boxes = [field_ for field_, _ in both]
     if layer == "mix":  # token p sees its own 4x4 patch
         assert boxes == [(4 * (p // 4), 4 * (p % 4), 4 * (p // 4) + 4, 4 * (p % 4) + 4) for p in range(16)]
     else:  # every token (every position after the gate) sees the whole image
@@ -137,12 +158,7 @@ def test_an_atlas_of_token_layers(tmp_path):
     """ViT's and LeViT's token layers were refused ('no (C, H, W) map'); they map like channels over tokens."""
     from probe.atlas import build_atlas
 
-    images = tmp_path / "images"
-    images.mkdir()
-    generator = torch.Generator().manual_seed(0)
-    for number in range(5):
-        pixels = (torch.rand(16, 16, 3, generator=generator) * 255).to(torch.uint8).numpy()
-        Image.fromarray(pixels).save(images / f"{number}.png")
+    images = _noise_images(tmp_path / "images", 5)
     loaded = _loaded("tokens")
     build_atlas(loaded, out=tmp_path / "atlas", layers=["embed", "mix", "block"], dataset=images, examples=2,
                 steps=1, max_units=2, chunk=2, device="cpu")
@@ -157,7 +173,9 @@ def test_an_atlas_of_token_layers(tmp_path):
                 top, left, bottom, right = example["box"]
                 assert Image.open(folder / example["file"]).size == (right - left, bottom - top)
                 position = example["y"] * layer["receptive_field"]["map_size"][1] + example["x"]
-                assert example["box"] == list(measure_boxes(loaded, name, [position])[0]), (name, example)
+                field_, box = measure_fields(loaded, name, [position])[0]
+                assert example["field"] == list(field_), (name, example)
+                assert example["box"] == list(box if not layer["receptive_field"]["regular"] else field_), (name, example)
     assert broken_links(folder) == [] and all(reprs(page.read_text()) == [] for page in folder.glob("*.html"))
     assert "measured per position" in (folder / "index.html").read_text()
     token = layers["mix"]["units"][0]["examples"][0]
@@ -190,8 +208,8 @@ def test_two_gloo_processes_share_the_fields_and_measure_what_one_process_measur
     shared = json.loads(out.read_text())
     loaded = _loaded("tokens")
     for layer in ("embed", "mix", "block"):
-        assert shared["boxes"][layer] == [list(box) for box in _atlas_boxes(loaded, layer)], layer
-    calls = shared["calls"]  # measure_boxes calls per rank: both ranks worked
+        assert shared["boxes"][layer] == [[list(box) for box in pair] for pair in _atlas_fields(loaded, layer)], layer
+    calls = shared["calls"]  # measure_fields calls per rank: both ranks worked
     assert len(calls) == 2 and all(count > 0 for count in calls)
 
 
@@ -206,3 +224,54 @@ def test_a_layer_zeroed_by_its_weights_is_named_as_such():
         receptive_field(loaded, "1")
     assert info.value.param == "layers"
     assert receptive_field(loaded, "0").size == (3, 3)
+
+
+def test_squeeze_excitation_crops_to_the_gradient_mass_not_to_where_any_gradient_reaches():
+    """After squeeze-excitation every pixel reaches every position (its mean), so each example's crop was the whole
+    image; the crop is now the box holding 95% of the gradient: here the convolution's own 3x3 field."""
+    loaded = _loaded("squeeze", 16)
+    field_ = receptive_field(loaded, "se")
+    assert not field_.regular and field_.size == (16, 16) and field_.effective == (3, 3)
+    positions = [0, 15, 17, 40, 100, 135, 200, 240, 255]  # corners, edges, inside
+    both = measure_fields(loaded, "se", positions)
+    local = [(max(0, y - 1), max(0, x - 1), min(16, y + 2), min(16, x + 2)) for y, x in (divmod(p, 16) for p in positions)]
+    assert [field_ for field_, _ in both] == [(0, 0, 16, 16)] * len(positions)
+    assert [box for _, box in both] == local
+
+
+def test_an_atlas_of_a_squeeze_excitation_layer_shows_its_crops_and_their_fields(tmp_path):
+    from probe.atlas import build_atlas
+
+    images = _noise_images(tmp_path / "images", 3)
+    folder = tmp_path / "atlas"
+    build_atlas(_loaded("squeeze", 16), out=folder, layers=["se"], dataset=images, examples=2, steps=1, max_units=1,
+                device="cpu")
+    layer = json.loads((folder / "atlas.json").read_text())["layers"][0]
+    assert layer["receptive_field"]["effective"] == [3, 3]
+    examples = layer["units"][0]["examples"]
+    assert [e["field"] for e in examples] == [[0, 0, 16, 16]] * 2
+    for example in examples:
+        top, left, bottom, right = example["box"]
+        assert bottom - top <= 3 and right - left <= 3
+        assert Image.open(folder / example["file"]).size == (right - left, bottom - top)
+    page = (folder / "se-0000.html").read_text()
+    assert f"crop {bottom - top}\u00d7{right - left} of its 16\u00d716 field" in page and "holding 95% of the gradient" in page
+    assert "16\u00d716 at the centre, 95% of its gradient within 3\u00d73" in (folder / "index.html").read_text()
+    assert broken_links(folder) == [] and all(reprs(page.read_text()) == [] for page in folder.glob("*.html"))
+
+
+def test_the_effective_box_is_the_smallest_peel_that_keeps_the_share():
+    from probe.atlas.receptive import effective_box
+
+    mass = torch.zeros(6, 7)
+    mass[1:5, 2:6] = 1.0  # support: rows 1-4, columns 2-5
+    mass[2:4, 3:5] = 10.0  # 40 of the 52 in the middle 2x2
+    assert effective_box(mass, 1.0) == (1, 2, 5, 6)
+    assert effective_box(mass, 0.75) == (2, 3, 4, 5)  # 40 / 52 = 0.77
+    # 0.8 (41.6): top (4 of 52, the first of four equal edges), left (3: before right), bottom (2: tied with right,
+    # and first), then the right column (2) would leave 40
+    assert effective_box(mass, 0.8) == (2, 3, 4, 6)
+    assert effective_box(torch.zeros(3, 3)) is None
+    spike = torch.zeros(5, 5)
+    spike[4, 0], spike[2, 2] = 1e-30, 1.0
+    assert effective_box(spike, 0.999) == (2, 2, 3, 3)

@@ -1,50 +1,109 @@
-"""torch.distributed as torchrun expects a worker to use it, and nothing of our own beyond that.
+"""torch.distributed as torchrun expects a worker to use it, and a rule that failures agree across ranks.
 
 Launched by torchrun (``RANK``, ``WORLD_SIZE``, ``MASTER_ADDR``, ``MASTER_PORT`` in
 the environment), :func:`join` initializes the default process group once
 (NCCL on CUDA, gloo on the CPU) and opens a client of the same TCPStore the
 rendezvous runs, under a prefix of this run, for the shared chunk counter.
 Without those variables it is a single process and every call is local.
+
+**Failures agree.** A rank that raises (a bad layer, out of memory, a full
+disk, Ctrl-C on that rank alone) used to leave the others blocked in their
+next collective until its timeout (30 minutes; for ever on NCCL, which does not
+notice a peer that left). Now every collective of :class:`Group` begins with
+the same small all-gather of each rank's status (None, or the failure of a rank
+that raised), and :func:`join` answers an error in its block with that status
+(:meth:`Group.fail`): the other ranks meet it at their next collective and raise
+:class:`PeerFailure` (rank number, cause, what to do; a usage error stays a
+usage error naming its option), the failing rank raises its own error. A rank
+busy with local work (rendering its chunks, its share of the dataset) learns of
+the failure sooner: the failing rank also sets a key in the run's store, which
+:meth:`Group.check` reads between chunks and batches. An error of the process
+group itself (a peer killed without a word, a timeout) is one
+:class:`~probe.errors.ProbeRuntimeError` line too. Every finished chunk is
+already on disk when any of this happens, so a rerun resumes.
 """
 
 from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
-from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import torch
 import torch.distributed as dist
 
 from probe.errors import ProbeError, ProbeRuntimeError, ProbeUsageError
+from probe.forward import ModelInputError
+from probe.memory import is_out_of_memory
+from probe.runtime import OUT_OF_MEMORY
 
-__all__ = ["Group", "join", "launched_by_torchrun", "outcome", "unwrap"]
+__all__ = ["Group", "PeerFailure", "join", "launched_by_torchrun", "describe", "RESUME", "STOP_KEY", "TIMEOUT"]
 
 T = TypeVar("T")
 R = TypeVar("R")
 
-
-def outcome(work: Callable[[], T]) -> tuple[Any, ...]:
-    """``("ok", value)`` or, for a cnn-probe error, ``("error", kind, message, param)``: picklable, to send to the other ranks."""
-    try:
-        return ("ok", work())
-    except ProbeError as error:
-        return ("error", type(error).__name__, str(error), getattr(error, "param", None))
-
-
-def unwrap(result: tuple[Any, ...]) -> Any:
-    """The value of an :func:`outcome`, or its error raised again (a usage error keeps its option)."""
-    if result[0] == "ok":
-        return result[1]
-    kind, message, param = result[1:]
-    raise ProbeUsageError(message, param=param) if kind == "ProbeUsageError" else ProbeRuntimeError(message)
-
 TIMEOUT = timedelta(minutes=30)
+"""How long a collective waits for a rank that neither arrives nor fails (a hung or silently killed one)."""
+STOP_KEY = "failed"
+"""The store key a failing rank sets (to its rank number): the others stop at their next :meth:`Group.check`."""
+RESUME = "every finished chunk is kept: rerun the same command to resume"
+"""What to do after a failed run, in the words of every rank's message."""
+
+Failure = tuple[int, str, str, "str | None"]
+"""``(rank, kind, message, param)``: kind ``"usage"``, ``"input"`` (the model refused its input: a usage error
+the CLI words as one about the input size), ``"interrupt"`` or ``"runtime"``; picklable."""
+
+
+def describe(error: BaseException) -> str:
+    """One line for any error: a cnn-probe error's message; ``OSError``'s reason and file; for out of memory,
+    what to change; else ``Type: first line of the message``."""
+    text = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    if isinstance(error, KeyboardInterrupt):
+        return "interrupted (Ctrl-C or SIGINT)"
+    if isinstance(error, ProbeError):
+        return text or type(error).__name__
+    if isinstance(error, OSError) and error.strerror:
+        return f"{error.strerror}: {str(error.filename)!r}" if error.filename is not None else error.strerror
+    if is_out_of_memory(error):
+        return f"out of memory ({type(error).__name__}: {text[:200]}); {OUT_OF_MEMORY}"
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+class PeerFailure(ProbeRuntimeError):
+    """Another rank of the run failed; raised on every rank that did not (the failing rank raises its own error).
+
+    Attributes:
+        rank: the first rank that failed.
+        kind: ``"runtime"`` or ``"interrupt"`` (a usage error is raised as :class:`~probe.errors.ProbeUsageError`).
+    """
+
+    def __init__(self, message: str, *, rank: int, kind: str) -> None:
+        super().__init__(message)
+        self.rank = rank
+        self.kind = kind
+
+
+def _failure(rank: int, error: BaseException) -> Failure:
+    kind = ("input" if isinstance(error, ModelInputError) else "usage" if isinstance(error, ProbeUsageError)
+            else "interrupt" if isinstance(error, KeyboardInterrupt) else "runtime")
+    return (rank, kind, describe(error), getattr(error, "param", None))
+
+
+def _peer_error(failures: Sequence[Failure]) -> ProbeError:
+    """The error every rank that did not fail raises: the first failed rank's cause, the others' numbers."""
+    rank, kind, message, param = failures[0]
+    others = f" (rank(s) {', '.join(str(f[0]) for f in failures[1:])} failed too)" if len(failures) > 1 else ""
+    if kind == "usage":
+        return ProbeUsageError(f"{message} (found by rank {rank}{others})", param=param)
+    if kind == "input":
+        return ModelInputError(f"{message} (found by rank {rank}{others})", (), PeerFailure(message, rank=rank, kind=kind))
+    if kind == "interrupt":
+        return PeerFailure(f"rank {rank} was interrupted{others}; {RESUME}", rank=rank, kind=kind)
+    return PeerFailure(f"rank {rank} failed{others}: {message}; {RESUME}", rank=rank, kind=kind)
 
 
 def launched_by_torchrun() -> bool:
@@ -54,66 +113,138 @@ def launched_by_torchrun() -> bool:
 
 @dataclass
 class Group:
-    """This process's place in the run.
+    """This process's place in the run; its collectives agree on failures (see the module docstring).
+
+    Every collective method (:meth:`barrier`, :meth:`broadcast`, :meth:`gather`, :meth:`share`) is called by
+    every rank in the same order. Each raises on every rank when any rank failed: :class:`PeerFailure` or a
+    usage error from the failed rank, or :class:`~probe.errors.ProbeRuntimeError` when the process group
+    itself failed (a rank killed, a timeout).
 
     Attributes:
         rank: 0..world-1 (0 alone).
         world: number of processes.
         local_rank: the process's index on its machine (picks its GPU).
         store: a PrefixStore of the rendezvous TCPStore, private to this run (None alone).
+        settled: this rank already knows the run failed (it met a failure, or the process group broke): it
+            takes part in no more collectives.
     """
 
     rank: int = 0
     world: int = 1
     local_rank: int = 0
     store: Any = None
+    settled: bool = field(default=False, repr=False)
 
     @property
     def distributed(self) -> bool:
         """More than one process."""
         return self.world > 1
 
-    def barrier(self) -> None:
-        """Wait for every rank."""
-        if self.distributed:
-            dist.barrier()
+    def _collective(self, what: str, run: Callable[[], T]) -> T:
+        """``run()``, a torch.distributed call; its own failure (a peer gone, a timeout) as one line."""
+        try:
+            return run()
+        except BaseException as error:
+            self.settled = True
+            if isinstance(error, (RuntimeError, ValueError)) and not isinstance(error, ProbeError):
+                raise ProbeRuntimeError(
+                    f"rank {self.rank} lost the other processes while {what} ({describe(error)[:300]}): one "
+                    f"stopped without a word (killed, out of memory, its machine down) or hung for longer than the "
+                    f"process group's timeout ({TIMEOUT.total_seconds() / 60:g} minutes here); "
+                    f"see its own output; {RESUME}") from None
+            raise
 
-    def broadcast(self, value: Any) -> Any:
+    def _statuses(self, what: str, failure: Failure | None) -> list[Failure]:
+        """Every rank's status, exchanged (one small all-gather); the failures among them, in rank order."""
+        out: list[Failure | None] = [None] * self.world
+        self._collective(what, lambda: dist.all_gather_object(out, failure))
+        return [status for status in out if status is not None]
+
+    def _agree(self, what: str) -> None:
+        """Before each collective: raise on every rank if a rank failed (it sent its failure instead)."""
+        if not self.distributed:
+            return
+        failures = self._statuses(what, None)
+        if failures:
+            self.settled = True
+            raise _peer_error(failures)
+
+    def fail(self, error: BaseException) -> None:
+        """Tell the other ranks that this one failed with ``error`` (call it once, then raise ``error``).
+
+        Sets :data:`STOP_KEY` in the store (the others stop at their next :meth:`check`), then meets the
+        others' next collective with the failure. Nothing when alone, or when this rank already knows the
+        run failed (its ``error`` came from a collective).
+        """
+        if not self.distributed or self.settled:
+            return
+        self.settled = True
+        try:
+            self.store.set(STOP_KEY, str(self.rank))
+            self._statuses("telling them", _failure(self.rank, error))
+        except Exception:  # the others are gone: this rank's own error is still the one to report
+            pass
+
+    def check(self) -> None:
+        """Raise the failure of another rank now if one asked the run to stop (a store read, no collective).
+
+        Called between pieces of local work (chunks, dataset batches) so a rank learns of a failure
+        without finishing its share first.
+        """
+        if not self.distributed or self.settled:
+            return
+        stopped = self._collective("reading the run's store", lambda: self.store.check([STOP_KEY]))
+        if stopped:
+            self._agree("stopping")  # the failing rank waits in fail(): this meets it and raises its failure
+            self.settled = True
+            raise ProbeRuntimeError(f"another rank asked the run to stop; {RESUME}")
+
+    def barrier(self, what: str = "waiting for the others") -> None:
+        """Wait for every rank (the status exchange is itself a barrier)."""
+        self._agree(what)
+
+    def broadcast(self, value: Any, what: str = "sharing rank 0's result") -> Any:
         """Rank 0's ``value``, on every rank (picklable)."""
         if not self.distributed:
             return value
+        self._agree(what)
         box = [value]
-        dist.broadcast_object_list(box, src=0)
+        self._collective(what, lambda: dist.broadcast_object_list(box, src=0))
         return box[0]
 
-    def gather(self, value: Any) -> list[Any]:
+    def gather(self, value: Any, what: str = "gathering the ranks' results") -> list[Any]:
         """Every rank's ``value``, in rank order, on every rank (picklable, on the CPU)."""
         if not self.distributed:
             return [value]
+        self._agree(what)
         out: list[Any] = [None] * self.world
-        dist.all_gather_object(out, value)
+        self._collective(what, lambda: dist.all_gather_object(out, value))
         return out
 
-    def share(self, items: Sequence[T], work: Callable[[T], R]) -> list[R]:
+    def share(self, items: Sequence[T], work: Callable[[T], R], what: str = "sharing work") -> list[R]:
         """``[work(item) for item in items]`` on every rank, each rank computing every ``world``-th item.
 
         The items are dealt round-robin (rank ``r`` takes ``items[r::world]``), the
         results all-gathered in item order, so the list is the one a single
-        process computes when ``work`` depends on its item alone. A cnn-probe
-        error in any item is raised on every rank (the first in item order).
+        process computes when ``work`` depends on its item alone. An error of
+        ``work`` on one rank is raised there and reaches the others at this gather.
         """
-        mine = [outcome(lambda item=item: work(item)) for item in items[self.rank::self.world]]
-        parts = self.gather(mine)
-        results = [parts[number % self.world][number // self.world] for number in range(len(items))]
-        return [unwrap(result) for result in results]
+        mine = []
+        for item in items[self.rank::self.world]:
+            self.check()
+            mine.append(work(item))
+        parts = self.gather(mine, what)
+        return [parts[number % self.world][number // self.world] for number in range(len(items))]
 
     def claim(self, count: int) -> Iterator[int]:
-        """Indices ``0..count-1``, each to exactly one rank, first come first served (``store.add``)."""
+        """Indices ``0..count-1``, each to exactly one rank, first come first served (``store.add``); stops
+        with the failure of another rank (:meth:`check` before each claim)."""
         if not self.distributed:
             yield from range(count)
             return
         while True:
-            index = int(self.store.add("next", 1)) - 1
+            self.check()
+            index = int(self._collective("claiming a chunk", lambda: self.store.add("next", 1))) - 1
             if index >= count:
                 return
             yield index
@@ -128,6 +259,9 @@ def _device_for(device: str, local_rank: int) -> str:
 @contextmanager
 def join(device: str = "auto") -> Iterator[tuple[Group, str]]:
     """Join the torchrun process group if launched by torchrun, else run alone; leave it on exit.
+
+    An error in the block is told to the other ranks (:meth:`Group.fail`) before it propagates, so they
+    stop too (see the module docstring).
 
     Args:
         device: ``"auto"`` (each rank its own GPU, ``cuda:LOCAL_RANK``, else the
@@ -157,14 +291,19 @@ def join(device: str = "auto") -> Iterator[tuple[Group, str]]:
         except (RuntimeError, ValueError) as error:
             raise ProbeRuntimeError(f"cannot join the torchrun process group: {error}") from None
     try:
-        client = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), is_master=False,
-                               timeout=TIMEOUT, wait_for_workers=False)
         group = Group(rank, world, local_rank)
-        run = group.broadcast(uuid.uuid4().hex if rank == 0 else None)
+        client = group._collective("joining the run's store", lambda: dist.TCPStore(
+            os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), is_master=False, timeout=TIMEOUT,
+            wait_for_workers=False))
+        run = group.broadcast(uuid.uuid4().hex if rank == 0 else None, "starting")
         group.store = dist.PrefixStore(f"probe-atlas/{run}/", client)
-        yield group, chosen
+        try:
+            yield group, chosen
+        except BaseException as error:
+            group.fail(error)
+            raise
         if owned:  # leave together: gloo aborts a rank ("terminate called without an active exception") whose
-            group.barrier()  # peer tears its connections down while it still holds them
+            group.barrier("leaving")  # peer tears its connections down while it still holds them
     finally:
         if owned and dist.is_initialized():
             dist.destroy_process_group()

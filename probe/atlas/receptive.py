@@ -19,6 +19,19 @@ sides, a squeeze-excitation or attention layer that sees the whole image,
 windows, tokens) :attr:`ReceptiveField.regular` is False and the boxes must be
 measured per position. Every pass depends only on (model, layer, positions of
 its group, seed), so any rank measures the same boxes.
+
+**Two boxes per position.** The *field* is the support: every pixel any
+gradient reaches. After squeeze-excitation, attention or a global pooling that
+is the whole image, though almost all of the gradient stays near the
+position. The *effective* box is the field's definition of where a position
+looks (Luo et al. 2016, "Understanding the effective receptive field"): the
+region holding most of the gradient mass, here :data:`EFFECTIVE_MASS` (95%) of
+``|d act / d pixel|`` summed over the channels and the random inputs, found by
+:func:`effective_box`. It lies inside the field, so it is never larger than
+the theoretical box. The atlas crops an example to the field where one box moved by a stride
+describes the layer (:attr:`ReceptiveField.regular`: a convolution stack,
+whose gradient fills its box; its 95% box would only trim an edge row chosen
+by the random inputs) and to each position's effective box elsewhere.
 """
 
 from __future__ import annotations
@@ -33,13 +46,19 @@ from probe.errors import ProbeUsageError, check_depends_on_image
 from probe.hooks import capture, evaluating
 from probe.models import LoadedModel
 
-__all__ = ["ReceptiveField", "receptive_field", "measure_boxes", "POSITIONS_PER_PASS", "SAMPLES"]
+__all__ = ["ReceptiveField", "receptive_field", "measure_boxes", "measure_fields", "effective_box", "POSITIONS_PER_PASS",
+           "SAMPLES", "EFFECTIVE_MASS"]
 
 Box = tuple[int, int, int, int]
 SAMPLES = 8
 """Random inputs whose supports are united (default of every function here)."""
 POSITIONS_PER_PASS = 4
 """Positions measured in one forward/backward pass (``4 * SAMPLES`` images): the fixed groups the ranks share."""
+EFFECTIVE_MASS = 0.95
+"""The share of a position's gradient mass its effective box holds (:func:`effective_box`). At 95%, timm's
+efficientnet_b0 ``blocks.1.0`` (after two squeeze-excitations, whose gradient reaches all of a 64 px image)
+gets an 11x11 box at the centre, its convolutions' own field; at 99% the excitations' thin spread over the
+whole image makes it 47x45."""
 
 
 @dataclass(frozen=True)
@@ -56,7 +75,9 @@ class ReceptiveField:
         map_size: ``(H', W')`` the layer's output map (``(1, L)`` for ``L`` tokens).
         image_size: ``(H, W)`` the input the field was measured at.
         regular: whether :meth:`box` predicts every position's measured box
-            (checked at the first and last positions); False: measure boxes with :func:`measure_boxes`.
+            (checked at the first and last positions); False: measure boxes with :func:`measure_fields`.
+        effective: ``(h, w)`` of the centre position's effective box (:func:`effective_box`; the atlas crops
+            an irregular layer's examples to their own); None where not measured.
     """
 
     size: tuple[int, int]
@@ -65,6 +86,7 @@ class ReceptiveField:
     map_size: tuple[int, int]
     image_size: tuple[int, int]
     regular: bool = True
+    effective: tuple[int, int] | None = None
 
     def box(self, y: int, x: int) -> Box:
         """``(top, left, bottom, right)`` of position ``(y, x)``'s field, clipped to the image (bottom/right exclusive).
@@ -79,7 +101,9 @@ class ReceptiveField:
     def as_dict(self) -> dict[str, object]:
         """JSON-ready fields."""
         return {"size": list(self.size), "stride": list(self.stride), "offset": list(self.offset),
-                "map_size": list(self.map_size), "image_size": list(self.image_size), "regular": self.regular}
+                "map_size": list(self.map_size), "image_size": list(self.image_size), "regular": self.regular,
+                "effective": list(self.effective) if self.effective is not None else None,
+                "effective_mass": EFFECTIVE_MASS}
 
 
 def _inputs(loaded: LoadedModel, image_size: tuple[int, int] | None, samples: int, seed: int) -> torch.Tensor:
@@ -114,11 +138,60 @@ def _constant(layer: str) -> ProbeUsageError:
         "initialization); load trained weights or choose another layer", param="layers")
 
 
-def _supports(loaded: LoadedModel, layer: str, positions: Sequence[int], inputs: torch.Tensor) -> list[Box | None]:
-    """The union over ``inputs`` of the gradient support of each flat position, in one pass (None: no pixel reaches it).
+def _support(mass: torch.Tensor) -> Box | None:
+    """The smallest box holding every nonzero pixel of ``mass`` ``(H, W)`` (None: all zero)."""
+    rows, cols = (mass > 0).any(dim=1).nonzero().flatten(), (mass > 0).any(dim=0).nonzero().flatten()
+    if not rows.numel():
+        return None
+    return int(rows[0]), int(cols[0]), int(rows[-1]) + 1, int(cols[-1]) + 1
 
+
+def effective_box(mass: torch.Tensor, share: float = EFFECTIVE_MASS) -> Box | None:
+    """The box of ``mass`` ``(H, W)`` (>= 0) that holds ``share`` of its total: the support's box, peeled.
+
+    Starting from the smallest box holding every nonzero pixel, the edge row or
+    column (top, bottom, left, right) with the least mass is removed, one at a
+    time, while the rest still holds at least ``share`` of the total (ties: in
+    that order). Sums are taken in float64 from an integral image, so the
+    result depends on ``mass`` alone. None when ``mass`` is all zero.
+
+    >>> effective_box(torch.tensor([[0., 1, 0], [1, 40, 1], [0, 1, 0]]), 0.9)
+    (1, 1, 2, 2)
+    """
+    support = _support(mass)
+    if support is None:
+        return None
+    mass = mass.double()
+    integral = torch.nn.functional.pad(mass.cumsum(0).cumsum(1), (1, 0, 1, 0)).tolist()
+
+    def inside(top: int, left: int, bottom: int, right: int) -> float:
+        return integral[bottom][right] - integral[top][right] - integral[bottom][left] + integral[top][left]
+
+    top, left, bottom, right = support
+    total = inside(top, left, bottom, right)
+    while True:
+        peeled = []
+        if bottom - top > 1:
+            peeled += [(top + 1, left, bottom, right), (top, left, bottom - 1, right)]
+        if right - left > 1:
+            peeled += [(top, left + 1, bottom, right), (top, left, bottom, right - 1)]
+        if not peeled:
+            break
+        best = max(peeled, key=lambda box: inside(*box))  # max keeps the first of equal boxes: the order above
+        if inside(*best) < share * total:
+            break
+        top, left, bottom, right = best
+    return top, left, bottom, right
+
+
+def _supports(loaded: LoadedModel, layer: str, positions: Sequence[int],
+              inputs: torch.Tensor) -> list[tuple[Box, Box] | None]:
+    """``(field, effective box)`` of each flat position, in one pass (None: no pixel reaches it).
+
+    The field is the box of the union over ``inputs`` of the gradient's support;
+    the effective box is :func:`effective_box` of ``|grad|`` summed over the channels and ``inputs``.
     The batch holds ``inputs`` once per position; image ``b`` back-propagates only
-    its own position (images do not mix in eval mode), so its gradient is that position's support.
+    its own position (images do not mix in eval mode), so its gradient is that position's.
     """
     samples = inputs.shape[0]
     image = inputs.repeat(len(positions), 1, 1, 1).requires_grad_(True)
@@ -127,30 +200,32 @@ def _supports(loaded: LoadedModel, layer: str, positions: Sequence[int], inputs:
     picked = output.gather(2, where.view(-1, 1, 1).expand(-1, output.shape[1], 1))
     check_depends_on_image(picked, [layer], param="layers")  # a position bias, a no_grad in the model's forward
     (grad,) = torch.autograd.grad(picked.sum(), image)
-    masks = (grad.abs().sum(dim=1) > 0).view(len(positions), samples, *grad.shape[2:]).any(dim=1)
-    boxes: list[Box | None] = []
-    for mask in masks:
-        rows = mask.any(dim=1).nonzero().flatten()
-        cols = mask.any(dim=0).nonzero().flatten()
-        boxes.append((int(rows[0]), int(cols[0]), int(rows[-1]) + 1, int(cols[-1]) + 1) if rows.numel() else None)
+    masses = grad.abs().sum(dim=1).view(len(positions), samples, *grad.shape[2:]).sum(dim=1).cpu()
+    boxes: list[tuple[Box, Box] | None] = []
+    for mass in masses:
+        field_ = _support(mass)
+        boxes.append(None if field_ is None else (field_, effective_box(mass)))
     return boxes
 
 
-def _measure(loaded: LoadedModel, layer: str, positions: Sequence[int], inputs: torch.Tensor) -> list[Box | None]:
+def _measure(loaded: LoadedModel, layer: str, positions: Sequence[int],
+             inputs: torch.Tensor) -> list[tuple[Box, Box] | None]:
     """:func:`_supports` of ``positions``, :data:`POSITIONS_PER_PASS` at a time, in eval mode."""
-    boxes: list[Box | None] = []
+    boxes: list[tuple[Box, Box] | None] = []
     with evaluating(loaded.module):
         for start in range(0, len(positions), POSITIONS_PER_PASS):
             boxes += _supports(loaded, layer, list(positions[start:start + POSITIONS_PER_PASS]), inputs)
     return boxes
 
 
-def measure_boxes(loaded: LoadedModel, layer: str, positions: Sequence[int], image_size: tuple[int, int] | None = None,
-                  *, samples: int = SAMPLES, seed: int = 0) -> list[Box]:
-    """The measured box ``(top, left, bottom, right)`` of each flat position of ``layer``, in that order.
+def measure_fields(loaded: LoadedModel, layer: str, positions: Sequence[int], image_size: tuple[int, int] | None = None,
+                   *, samples: int = SAMPLES, seed: int = 0) -> list[tuple[Box, Box]]:
+    """``(field, effective box)`` of each flat position of ``layer``, in that order, each ``(top, left, bottom, right)``.
 
+    The field holds every pixel any gradient of the position reaches; the
+    effective box, inside it, :data:`EFFECTIVE_MASS` of the gradient's mass (see the module docstring).
     A position that no pixel reaches (ViT's class token before the first
-    attention) gets the whole image: its example is the image, whose other
+    attention) gets the whole image for both: its example is the image, whose other
     positions make its score.
 
     Args:
@@ -166,7 +241,14 @@ def measure_boxes(loaded: LoadedModel, layer: str, positions: Sequence[int], ima
     """
     inputs = _inputs(loaded, image_size, samples, seed)
     whole = (0, 0, int(inputs.shape[2]), int(inputs.shape[3]))
-    return [box or whole for box in _measure(loaded, layer, positions, inputs)]
+    return [boxes or (whole, whole) for boxes in _measure(loaded, layer, positions, inputs)]
+
+
+def measure_boxes(loaded: LoadedModel, layer: str, positions: Sequence[int], image_size: tuple[int, int] | None = None,
+                  *, samples: int = SAMPLES, seed: int = 0) -> list[Box]:
+    """The field ``(top, left, bottom, right)`` of each flat position of ``layer``, in that order: the first
+    box of :func:`measure_fields` (same arguments and errors)."""
+    return [field_ for field_, _ in measure_fields(loaded, layer, positions, image_size, samples=samples, seed=seed)]
 
 
 def _step(here: Box, there: Box, first: int, limit: int) -> int | None:
@@ -196,10 +278,12 @@ def receptive_field(loaded: LoadedModel, layer: str, image_size: tuple[int, int]
     cy, cx = rows // 2, cols // 2
     ny, nx = (cy + 1 if cy + 1 < rows else cy - 1), (cx + 1 if cx + 1 < cols else cx - 1)
     points = [(cy, cx), (max(ny, 0), cx), (cy, max(nx, 0))]
-    found = _measure(loaded, layer, [y * cols + x for y, x in points], inputs)
-    if all(box is None for box in found):
+    both = _measure(loaded, layer, [y * cols + x for y, x in points], inputs)
+    if all(boxes is None for boxes in both):
         raise _constant(layer)  # where no graph reaches the layer, _supports raised already
     whole = (0, 0, height, width)
+    found = [None if boxes is None else boxes[0] for boxes in both]
+    centre = both[0][1] if both[0] is not None else whole
     measured = dict(zip(points, (box or whole for box in found)))
     here = measured[(cy, cx)]
     steps = (_step(here, measured[(ny, cx)], 0, height) if rows > 1 else 1,
@@ -211,11 +295,11 @@ def receptive_field(loaded: LoadedModel, layer: str, image_size: tuple[int, int]
                       for s, limit, count in zip(steps, (height, width), (rows, cols)))
     stride = (max(1, steps[0]), max(1, steps[1]))
     field_ = ReceptiveField(size, stride, (here[0] - cy * steps[0], here[1] - cx * steps[1]), (rows, cols),
-                            (height, width), regular=False)
+                            (height, width), regular=False, effective=(centre[2] - centre[0], centre[3] - centre[1]))
     if not inside:  # the image clips the centre's field: its box and stride describe no position but itself
         return field_
     corners = [(0, 0), (rows - 1, cols - 1)]
-    measured.update(zip(corners, (box or whole for box in _measure(loaded, layer, [y * cols + x for y, x in corners],
-                                                                    inputs))))
+    measured.update(zip(corners, (boxes[0] if boxes else whole
+                                  for boxes in _measure(loaded, layer, [y * cols + x for y, x in corners], inputs))))
     regular = all(field_.box(y, x) == box for (y, x), box in measured.items())
     return dataclasses.replace(field_, regular=regular)

@@ -13,14 +13,18 @@ them), rank 0 alone writes the shared files::
    atlas with the same digest is resumed, any other content is refused.
 2. **Dataset pass.** The dataset's fixed batches are dealt round-robin to the
    ranks; the per-unit top-k lists and histograms are gathered and merged on
-   rank 0, which measures each layer's receptive field; every rank writes the
-   crops of its share of the dataset's images, then rank 0 the record.
+   every rank; the ranks share the receptive fields' measuring; every rank
+   writes the crops of its share of the dataset's images, then, once all have,
+   rank 0 the record.
 3. **Chunks.** Rank 0 lists the chunks without a record and broadcasts the
    list; ranks claim them one at a time with ``store.add`` (fast ranks take
    more). Every image draws from its own stream keyed by (seed, layer, unit,
    copy) (:mod:`probe.streams`), so a unit's images are the same on any rank,
    in a chunk of any size, and as ``probe maximize`` renders that unit alone.
 4. **Site.** After a barrier, rank 0 assembles ``atlas.json`` and the pages.
+
+An error on any rank ends every rank at its next collective, chunk or dataset
+batch, each with one line (:mod:`probe.atlas.distributed`); what was finished is on disk.
 """
 
 from __future__ import annotations
@@ -38,10 +42,10 @@ from torch import nn
 from probe import __version__
 from probe import objectives as O
 from probe.atlas.data import AtlasData, open_dataset
-from probe.atlas.distributed import Group, join, outcome, unwrap
+from probe.atlas.distributed import Group, join
 from probe.atlas.examples import UnitExamples, batches_of, dataset_pass, merge_passes
 from probe.atlas.plan import AtlasSettings, Chunk, file_stem, make_chunks
-from probe.atlas.receptive import POSITIONS_PER_PASS, ReceptiveField, measure_boxes, receptive_field
+from probe.atlas.receptive import POSITIONS_PER_PASS, ReceptiveField, measure_fields, receptive_field
 from probe.atlas.records import png_bytes, read_json, remove_partial, write_bytes, write_json, write_png
 from probe.atlas.writer import Writer
 from probe.errors import ProbeRuntimeError, ProbeUsageError, unknown_name
@@ -74,6 +78,8 @@ class AtlasSummary:
         seconds: wall time of this rank's rendering stage.
         site: ``index.html`` (rank 0; None elsewhere).
         dataset_reused: whether the dataset pass came from an earlier run.
+        unmoved: ``"layer:unit"`` of each unit with a synthetic image that never moved from its start
+            (rank 0; see :func:`_render_chunk`).
     """
 
     folder: Path
@@ -87,6 +93,7 @@ class AtlasSummary:
     seconds: float = 0.0
     site: Path | None = None
     dataset_reused: bool = False
+    unmoved: list[str] = field(default_factory=list)
 
 
 def atlas_layers(loaded: LoadedModel, layers: str | Sequence[str]) -> list[tuple[str, int]]:
@@ -127,9 +134,10 @@ def atlas_layers(loaded: LoadedModel, layers: str | Sequence[str]) -> list[tuple
     return result
 
 
-def _relay(group: Group, work: Callable[[], Any]) -> Any:
-    """Run ``work`` on rank 0 and give every rank its result, or raise its cnn-probe error on every rank."""
-    return unwrap(group.broadcast(outcome(work) if group.rank == 0 else None))
+def _on_rank_0(group: Group, work: Callable[[], Any], what: str) -> Any:
+    """Run ``work`` on rank 0 alone and give every rank its result; its error reaches every rank at this
+    broadcast (:mod:`probe.atlas.distributed`)."""
+    return group.broadcast(work() if group.rank == 0 else None, what)
 
 
 def _start_folder(folder: Path, settings: AtlasSettings, force: bool) -> None:
@@ -164,24 +172,30 @@ def _clear(folder: Path) -> None:
             path.unlink()
 
 
+Boxes = dict[tuple[str, int], tuple[tuple[int, ...], tuple[int, ...]]]
+"""``{(layer, position): (field, effective box)}`` of the example positions of irregular layers."""
+
+
 def _boxes(group: Group, loaded: LoadedModel, merged: dict[str, UnitExamples],
-           settings: AtlasSettings) -> tuple[dict[str, ReceptiveField], dict[tuple[str, int], tuple[int, ...]]]:
-    """Every rank: each layer's receptive field, and the measured box of every example position of an irregular layer.
+           settings: AtlasSettings) -> tuple[dict[str, ReceptiveField], Boxes]:
+    """Every rank: each layer's receptive field, and the measured field and effective box
+    (:func:`~probe.atlas.receptive.measure_fields`) of every example position of an irregular layer.
 
     The ranks share the work (:meth:`Group.share`): the layers round-robin, then the
     irregular layers' positions in fixed groups of :data:`POSITIONS_PER_PASS`, so the
-    result is the one process's, bit for bit. Returns ``(fields, {(layer, position): box})``.
+    result is the one process's, bit for bit. Returns ``(fields, boxes)``.
     """
     size, seed = settings.image_size, settings.seed
     fields = dict(zip(settings.layers, group.share(
-        settings.layers, lambda layer: receptive_field(loaded, layer, size, seed=seed))))
+        settings.layers, lambda layer: receptive_field(loaded, layer, size, seed=seed), "measuring receptive fields")))
     groups = []
     for layer in settings.layers:
         if not fields[layer].regular:
             top = merged[layer].top
             used = sorted({int(p) for p, i in zip(top.position.flatten().tolist(), top.index.flatten().tolist()) if i >= 0})
             groups += [(layer, used[start:start + POSITIONS_PER_PASS]) for start in range(0, len(used), POSITIONS_PER_PASS)]
-    measured = group.share(groups, lambda item: measure_boxes(loaded, item[0], item[1], size, seed=seed))
+    measured = group.share(groups, lambda item: measure_fields(loaded, item[0], item[1], size, seed=seed),
+                           "measuring the examples' boxes")
     boxes = {(layer, position): box for (layer, positions), found in zip(groups, measured)
              for position, box in zip(positions, found)}
     return fields, boxes
@@ -189,7 +203,12 @@ def _boxes(group: Group, loaded: LoadedModel, merged: dict[str, UnitExamples],
 
 def _examples_record(group: Group, loaded: LoadedModel, data: AtlasData, merged: dict[str, UnitExamples],
                      settings: AtlasSettings) -> dict[str, Any]:
-    """Every rank: the examples record (each example's box and crop file), its boxes measured by all ranks."""
+    """Every rank: the examples record, its boxes measured by all ranks.
+
+    Each example has its ``field`` (every pixel that can change its position) and its ``box``, the crop: the
+    field where the layer's fields are one box moved by a stride, else the position's effective box (the
+    95% of the gradient's mass, :mod:`probe.atlas.receptive`), and the crop's file.
+    """
     fields, boxes = _boxes(group, loaded, merged, settings)
     layers: dict[str, Any] = {}
     for layer in settings.layers:
@@ -203,10 +222,11 @@ def _examples_record(group: Group, loaded: LoadedModel, data: AtlasData, merged:
                     continue
                 position = int(entry.top.position[unit, rank_in_unit])
                 y, x = divmod(position, entry.map_width)
-                box = field_.box(y, x) if field_.regular else boxes[(layer, position)]
+                seen, box = (field_.box(y, x),) * 2 if field_.regular else boxes[(layer, position)]
                 examples.append({"index": index, "name": data.names[index], "file": crop_file(index, box),
                                  "y": y, "x": x, **({"token": position} if entry.tokens else {}),
-                                 "box": list(box), "score": float(entry.top.scores[unit, rank_in_unit])})
+                                 "box": list(box), "field": list(seen),
+                                 "score": float(entry.top.scores[unit, rank_in_unit])})
             units.append({"examples": examples, "histogram": entry.histogram.unit(unit)})
         layers[layer] = {"receptive_field": field_.as_dict(), "seen": entry.seen, "units": units}
     return {"digest": settings.digest(), "layers": layers}
@@ -221,11 +241,13 @@ def crop_file(index: int, box: Sequence[int]) -> str:
     return f"images/x{index:06d}-{'-'.join(str(int(v)) for v in box)}.png"
 
 
-def _write_crops(data: AtlasData, record: dict[str, Any], folder: Path, rank: int = 0, world: int = 1) -> None:
+def _write_crops(data: AtlasData, record: dict[str, Any], folder: Path, rank: int = 0, world: int = 1,
+                 check: Callable[[], None] | None = None) -> None:
     """Write the crop files of ``record``'s examples whose dataset image falls to ``rank`` (every ``world``-th index).
 
     Each (image, box) is cut and encoded once, and its bytes written to every
-    file that names it (one, as :func:`crop_file` names them).
+    file that names it (one, as :func:`crop_file` names them). ``check()``, if
+    given, runs before each batch of 64 images (:meth:`Group.check`).
     """
     wanted: dict[int, dict[tuple[int, ...], set[Path]]] = {}
     for layer in record["layers"].values():
@@ -235,6 +257,8 @@ def _write_crops(data: AtlasData, record: dict[str, Any], folder: Path, rank: in
                     folder / example["file"])
     mine = sorted(wanted)[rank::world]
     for start in range(0, len(mine), 64):
+        if check is not None:
+            check()
         batch = mine[start:start + 64]
         for index, image in zip(batch, data.load(batch)):
             whole = to_pil(image)  # 8 bits once per image; a crop of it has the same pixels as to_pil of the crop
@@ -249,9 +273,12 @@ def _examples_stage(group: Group, loaded: LoadedModel, data: AtlasData, folder: 
     """The dataset pass (batches dealt to the ranks), rank 0's record, every rank's share of the crops, then
     ``records/examples.json``, written last: it means the stage is done."""
     path = folder / "records" / "examples.json"
-    existing = read_json(path)
-    if existing is not None and existing.get("digest") == settings.digest():
-        return existing, True
+    if _on_rank_0(group, lambda: _valid(read_json(path), settings), "reading the dataset record"):
+        existing = read_json(path)  # rank 0 found it; on a folder every rank shares, so does this rank
+        if _valid(existing, settings):
+            return existing, True
+        raise ProbeRuntimeError(f"rank {group.rank} cannot read {str(path)!r}, which rank 0 read: --out must be a "
+                                "folder every process sees (a shared file system on several machines)")
     batches = batches_of(len(data), batch)[group.rank::group.world]
     done = [0]
 
@@ -259,28 +286,21 @@ def _examples_stage(group: Group, loaded: LoadedModel, data: AtlasData, folder: 
         done[0] += images
         if progress is not None:
             progress("dataset", done[0], sum(len(b) for b in batches))
+        group.check()
 
     mine = dataset_pass(loaded, data.load, settings.layers, batches, k=settings.examples, keep=settings.units,
                         precision=settings.precision, progress=step)
-    parts = group.gather({layer: entry.cpu() for layer, entry in mine.items()})
+    parts = group.gather({layer: entry.cpu() for layer, entry in mine.items()}, "gathering the dataset pass")
     record = _examples_record(group, loaded, data, merge_passes(parts), settings)
-    failure = None  # a rank that cannot write must not leave the others waiting at the next collective
-    try:
-        _write_crops(data, record, folder, group.rank, group.world)
-    except OSError as error:
-        failure = error
-    failed = [(rank, text) for rank, text in enumerate(group.gather(None if failure is None else str(failure)))
-              if text is not None]
-    if failure is not None:
-        raise failure
-    if failed:
-        raise ProbeRuntimeError(f"rank {failed[0][0]} could not write its example crops: {failed[0][1]}")
+    _write_crops(data, record, folder, group.rank, group.world, group.check)
+    group.barrier("writing the example crops")  # every rank's crops are on disk before the record says so
+    _on_rank_0(group, lambda: write_json(path, record), "writing the dataset record")
+    return record, False
 
-    def write() -> dict[str, Any]:
-        write_json(path, record)
-        return record
 
-    return _relay(group, write), False
+def _valid(record: Any, settings: AtlasSettings) -> bool:
+    """Whether ``record`` (a record file's JSON, or None) belongs to the atlas of ``settings``."""
+    return isinstance(record, dict) and record.get("digest") == settings.digest()
 
 
 def _spread(images: torch.Tensor) -> float:
@@ -295,7 +315,11 @@ def _spread(images: torch.Tensor) -> float:
 
 def _render_chunk(loaded: LoadedModel, chunk: Chunk, folder: Path, settings: AtlasSettings,
                   writer: Writer) -> dict[str, Any]:
-    """Render one chunk's units and hand their images, then the chunk's record, to ``writer``; return the record."""
+    """Render one chunk's units and hand their images, then the chunk's record, to ``writer``; return the record.
+
+    Each unit's record names its files, scores, spread and ``unmoved``: the copies (``s0``, ``s1``...) that
+    never changed from their starting noise (:func:`probe.optimize.unmoved_images`: no gradient reached them).
+    """
     copies = settings.per_unit
     expanded = [unit for unit in chunk.units for _ in range(copies)]
     objective = O.channel(chunk.layer, expanded)
@@ -305,13 +329,15 @@ def _render_chunk(loaded: LoadedModel, chunk: Chunk, folder: Path, settings: Atl
                       image_size=settings.image_size, seed=settings.seed,
                       precision=settings.precision, channels_last=settings.channels_last)
     values = result.terms.get(result.main, result.scores)
+    unmoved = set(result.settings.get("unmoved", []))
     units, images = [], []
     for offset, unit in enumerate(chunk.units):
         rows = slice(offset * copies, (offset + 1) * copies)
         files = [f"images/{file_stem(chunk.layer)}-{unit:04d}-s{k}.png" for k in range(copies)]
         images += zip(files, result.images[rows])
         units.append({"unit": unit, "files": files, "scores": [float(v) for v in values[rows]],
-                      "spread": _spread(result.images[rows])})
+                      "spread": _spread(result.images[rows]),
+                      "unmoved": [k for k in range(copies) if offset * copies + k in unmoved]})
     record = {"digest": settings.digest(), "layer": chunk.layer, "start": chunk.start, "stop": chunk.stop,
               "units": units, "seconds": result.seconds}
 
@@ -413,12 +439,12 @@ def build_atlas(
         )  # fmt: skip
         folder = Path(out).expanduser() if out is not None else (
             Path("runs") / f"atlas-{file_stem(loaded.name)}-{settings.digest()[:8]}")
-        _relay(group, lambda: _start_folder(folder, settings, force))
+        _on_rank_0(group, lambda: _start_folder(folder, settings, force), "starting the atlas folder")
         summary = AtlasSummary(folder, group.rank, group.world, settings, units=sum(settings.units))
         record, summary.dataset_reused = _examples_stage(group, loaded, data, folder, settings, batch, progress)
         chunks = make_chunks(settings.layers, settings.units, chunk)
-        missing = group.broadcast([i for i, c in enumerate(chunks) if not _done(folder, c, settings.digest())]
-                                  if group.rank == 0 else None)
+        missing = _on_rank_0(group, lambda: [i for i, c in enumerate(chunks) if not _done(folder, c, settings.digest())],
+                             "listing the chunks to render")
         summary.total, summary.skipped = len(chunks), len(chunks) - len(missing)
         if on_start is not None:
             on_start(summary, len(missing))
@@ -431,11 +457,19 @@ def build_atlas(
                 if progress is not None:
                     progress("render", number, len(missing))
         summary.seconds = time.perf_counter() - started
-        group.barrier()
+        group.barrier("waiting for the others' chunks")
+        site, unmoved = _on_rank_0(group, lambda: _write_site(folder, settings, record, chunks), "writing the site")
         if group.rank == 0:
-            from probe.atlas.site import write_atlas
-
-            summary.site = write_atlas(folder, settings, record, [read_json(folder / "records" / f"{c.name}.json")
-                                                                  for c in chunks])
-        group.barrier()
+            summary.site, summary.unmoved = site, unmoved
     return summary
+
+
+def _write_site(folder: Path, settings: AtlasSettings, record: dict[str, Any],
+                chunks: Sequence[Chunk]) -> tuple[Path, list[str]]:
+    """Rank 0: ``atlas.json`` and the pages from the records on disk; return ``index.html`` and the
+    ``"layer:unit"`` of the units whose synthetic image never moved."""
+    from probe.atlas.site import write_atlas
+
+    records = [read_json(folder / "records" / f"{c.name}.json") for c in chunks]
+    unmoved = [f"{r['layer']}:{u['unit']}" for r in records for u in r["units"] if u.get("unmoved")]
+    return write_atlas(folder, settings, record, records), unmoved

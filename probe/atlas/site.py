@@ -16,7 +16,13 @@ Figures per unit (all in ``atlas.json``):
   less than zero on every digit; None when ``best <= median``;
 - ``spread``: the mean pairwise RMS pixel distance of the unit's K images
   (0 for one image): how different ``--per-unit`` made them;
-- ``histogram``: the degree of activation over the whole dataset.
+- ``histogram``: the degree of activation over the whole dataset;
+- ``unmoved``: the unit's synthetic images (0 for ``s0``...) that never changed
+  from their starting noise: no gradient reached their pixels (a unit dead on
+  its start image, a layer constant for these weights) or the step moved no
+  pixel by a level. They show noise, not the unit; their ``score`` is the
+  noise's. None in a chunk an older cnn-probe rendered (not recorded). Each
+  layer counts its units with one (``unmoved``).
 """
 
 from __future__ import annotations
@@ -63,7 +69,7 @@ def assemble(settings: AtlasSettings, examples: dict[str, Any], chunks: list[dic
             units.append({
                 "unit": unit, "page": f"{file_stem(layer)}-{unit:04d}.html", "synthetic": synthetic["files"],
                 "scores": synthetic["scores"], "score": score, "best": best, "median": typical,
-                "ratio": ratio, "spread": synthetic["spread"],
+                "ratio": ratio, "spread": synthetic["spread"], "unmoved": synthetic.get("unmoved"),
                 "examples": shown["examples"], "histogram": shown["histogram"],
             })  # fmt: skip
         ratios = [u["ratio"] for u in units if u["ratio"] is not None]
@@ -71,6 +77,7 @@ def assemble(settings: AtlasSettings, examples: dict[str, Any], chunks: list[dic
             "name": layer, "units": units, "page": f"layer-{file_stem(layer)}.html",
             "receptive_field": found["receptive_field"], "dataset_images": found["seen"],
             "above_one": sum(r > 1 for r in ratios), "median_ratio": sorted(ratios)[len(ratios) // 2] if ratios else None,
+            "unmoved": sum(bool(u["unmoved"]) for u in units),
         })  # fmt: skip
     return {"command": "atlas", "version": __version__, "digest": settings.digest(),
             "settings": settings.as_dict(), "layers": layers}
