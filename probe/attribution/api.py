@@ -10,16 +10,16 @@ from typing import Any
 import torch
 from torch import nn
 
+from probe.attribution.cam import choose_cam_layer
 from probe.attribution.extra import COMPLETE_METHODS, EXTRA_METHODS, completeness_gap, run_extra
 from probe.attribution.gradients import METHODS, Normalized, integration_method, run_gradient
 from probe.attribution.occlusion import Progress
 from probe.attribution.result import Attribution, heat_of, normalize_heatmap
+from probe.attribution.scores import is_dense, no_scores, prediction_of
 from probe.checks import check_count, check_names, check_number, check_seed, check_size
 from probe.errors import ProbeRuntimeError, ProbeUsageError, unknown_name
 from probe.hooks import OUTPUT, evaluating, record, resolve_layers
-from probe.inputs import Prediction, model_input, predict
-from probe.kernels import conv_layers
-from probe.layout import channels_last_layers
+from probe.inputs import Prediction, model_input
 from probe.memory import is_out_of_memory
 from probe.models import LoadedModel, as_loaded
 from probe.runtime import check_finite_output
@@ -152,17 +152,10 @@ def attribute(
         raise ProbeUsageError("the baseline must be finite (no NaN or inf)", param="baseline")
     module = loaded.module
     x = model_input(loaded, image, size)
-    cam_layer = None
-    if "gradcam" in methods:
-        convs = conv_layers(module)
-        cam_layer = layer if layer is not None else _last_conv_run(loaded, x, convs)
-        if cam_layer is None:
-            raise ProbeUsageError(f"{loaded.name} has no Conv2d layer that runs; name Grad-CAM's layer with --layer",
-                                  param="layer")
-        if resolve_layers(module, [cam_layer])[cam_layer] is module:
-            raise ProbeUsageError(f"Grad-CAM needs an inner layer, not {cam_layer!r}", param="layer")
-    elif layer is not None:
+    if layer is not None and "gradcam" not in methods:
         raise ProbeUsageError("--layer is Grad-CAM's layer; add --method gradcam (or all)", param="layer")
+    if layer is not None and resolve_layers(module, [layer])[layer] is module:
+        raise ProbeUsageError(f"Grad-CAM needs an inner layer, not {layer!r}", param="layer")
 
     forward = Normalized(loaded)
     attributions: dict[str, torch.Tensor] = {}
@@ -170,38 +163,33 @@ def attribute(
     with evaluating(module), warnings.catch_warnings():
         warnings.filterwarnings("ignore", module=r"captum\..*")
         warnings.filterwarnings("ignore", message=r".*(require gradients|backward hook|inplace).*")
-        watched = [OUTPUT] if cam_layer is None else [OUTPUT, cam_layer]
-        with torch.no_grad(), record(module, watched) as acts:
+        with torch.no_grad(), record(module, [OUTPUT]) as acts:
             loaded(x)
-        prediction = predict(loaded, acts.get(OUTPUT))
+        output = acts.get(OUTPUT)
+        prediction = prediction_of(loaded, output)
         if prediction is None:
-            raise ProbeUsageError(f"attribution needs a classifier with (1, K) outputs; {loaded.name} returned another shape")
+            raise no_scores(loaded.name, output)
         check_finite_output(loaded.name, loaded.module, prediction.logits)
-        if cam_layer is not None and acts.calls.get(cam_layer, 0) > 1:
-            raise ProbeUsageError(
-                f"Grad-CAM's layer {cam_layer} runs {acts.calls[cam_layer]} times in one forward pass and captum's "
-                "Grad-CAM takes a layer that runs once; name another layer (a convolution runs once)", param="layer")
-        if cam_layer is not None and cam_layer in channels_last_layers(module, x):
-            raise ProbeUsageError(
-                f"Grad-CAM's layer {cam_layer} is channels-last, {tuple(acts[cam_layer].shape)} (see probe.layout), and "
-                f"captum's Grad-CAM takes channels at dim 1; name a convolution layer: {', '.join(conv_layers(module))}",
-                param="layer")
-        if cam_layer is not None and (cam_layer not in acts or acts[cam_layer].dim() != 4):
-            shape = tuple(acts[cam_layer].shape) if cam_layer in acts else "nothing (it did not run)"
-            raise ProbeUsageError(
-                f"Grad-CAM needs a layer with spatial output (N, C, H, W); {cam_layer} gives {shape}; "
-                f"convolution layers are: {', '.join(conv_layers(module))}",
-                param="layer",
-            )
         index = resolve_target(target, prediction)
+        cam = None
+        if "gradcam" in methods:
+            try:
+                cam = choose_cam_layer(module, lambda image: forward(image)[0, index], x, layer,
+                                       dense_classes=len(prediction.labels) if is_dense(output) else None)
+            except ProbeUsageError as error:
+                check_gradient_reaches(forward, x, index)  # a cut graph: say so, not that no layer reaches
+                if layer is not None or len(methods) == 1:
+                    raise
+                skipped["gradcam"] = str(error)
+                methods = [name for name in methods if name != "gradcam"]
         for name in methods:
             try:
                 if name in EXTRA_METHODS:
                     attributions[name] = run_extra(name, forward, x, index, samples, noise, baseline, seed,
                                                    window=window, stride=stride, progress=progress)
                 else:
-                    attributions[name] = run_gradient(name, forward, x, index, cam_layer, steps, samples, noise,
-                                                      baseline, seed)
+                    attributions[name] = run_gradient(name, forward, x, index, cam, steps, samples, noise,
+                                                      baseline, seed, progress=progress)
             except (ProbeUsageError, RuntimeError) as error:
                 if name not in GRADIENT_FREE and not is_out_of_memory(error):
                     check_gradient_reaches(forward, x, index)  # a cut graph: say so, not autograd's or captum's words
@@ -225,31 +213,15 @@ def attribute(
         prediction=prediction,
         attributions=attributions,
         heatmaps=heatmaps,
-        layer=cam_layer,
+        layer=None if cam is None else cam.name,
         skipped=skipped,
         options={"steps": steps, "samples": samples, "noise": noise, "seed": seed,
                  "baseline": baseline if not isinstance(baseline, torch.Tensor) else f"tensor {tuple(baseline.shape)}",
                  "ig_method": integration_method(steps), "window": window, "stride": stride,
-                 "completeness": gaps},
+                 "completeness": gaps,
+                 **({} if cam is None or cam.layout is None else
+                    {"gradcam_layer": {"name": cam.name, "map": cam.layout.describe(), "default": layer is None}})},
     )
-
-
-def _last_conv_run(loaded: LoadedModel, x: torch.Tensor, convs: list[str]) -> str | None:
-    """Grad-CAM's default layer: the last of ``convs`` to run in a forward pass of ``x`` (in eval mode), or None.
-
-    Not the last in ``named_modules()`` order: GoogLeNet's and Inception's auxiliary heads come last there
-    and do not run in eval mode.
-    """
-    modules = dict(loaded.module.named_modules())
-    ran: list[str] = []
-    handles = [modules[name].register_forward_hook(lambda m, a, out, n=name: ran.append(n)) for name in convs]
-    try:
-        with evaluating(loaded.module), torch.no_grad():
-            loaded(x)
-    finally:
-        for handle in handles:
-            handle.remove()
-    return ran[-1] if ran else None
 
 
 def attribute_batch(
