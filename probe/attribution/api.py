@@ -110,7 +110,13 @@ def attribute(
         image: one image, as for :func:`probe.feature_maps` (resized to the model's input).
         method: one of :data:`METHODS`, several, or ``"all"`` (default ``"saliency"``).
         target: class to explain: None / ``"top"`` (the prediction), an index or a label.
-        layer: Grad-CAM's layer (default: the last ``Conv2d``).
+        layer: Grad-CAM's layer: any layer with spatial positions, a ``(N, C, H, W)`` map, a channels-last
+            ``(N, H, W, C)`` map or ``(N, L, C)`` tokens on a grid (leading class/distillation tokens dropped;
+            :mod:`probe.attribution.cam`). Default None: the last layer, in the order layers finish, whose
+            output has more than one position and whose positions the score depends on, before the global
+            pooling and outside attention internals (ResNet's ``layer4.2``, VGG's last pool, ViT's and DeiT's
+            last block's first norm, Swin's final map). The chosen one is ``result.layer``, described in
+            ``result.options["gradcam_layer"]``.
         steps: integrated-gradients steps (default 50).
         samples: smoothgrad noisy samples (default 16).
         noise: smoothgrad noise standard deviation, in image units [0, 1] (default 0.1).
@@ -122,15 +128,19 @@ def attribute(
         window: occlusion's square window in pixels (default None: a 7 x 7 grid of windows that covers
             the image, aligned to the model's patches: 32 px at 224 px, 49 occluded passes at any size).
         stride: occlusion's step between windows in pixels (default None: the grid's, or half of ``window``).
-        progress: ``progress(method, done, total)``, called as a long method (occlusion) advances.
+        progress: ``progress(method, done, total)``, called as a method that runs many images advances
+            (integrated gradients: ``steps``; smoothgrad and GradientShap: ``samples``; occlusion: its
+            windows). Default None: silent.
 
     Returns:
         An :class:`Attribution`.
 
     Raises:
         ProbeUsageError: unknown method or target, target out of range, a Grad-CAM
-            layer without spatial output, guided backprop asked for a model with
-            functional ReLUs, a model whose output is not ``(1, K)`` class scores.
+            layer without spatial output (or whose positions the score does not depend on), guided
+            backprop asked for a model without ReLUs, a model whose output has no class scores
+            (see :mod:`probe.attribution.scores`: ``(1, K)``, ``(1,)`` or a dense ``(1, K, H, W)`` map,
+            whose class score is its summed map).
     """
     loaded = as_loaded(model)
     methods = _methods(method)
