@@ -211,3 +211,16 @@ def test_token_models_default_to_the_norm_before_the_last_attention_not_its_keys
     assert result.layer.endswith(layer)  # not the last attention's qkv / value projection
     assert f"4x4 grid after {extra} leading token" in result.options["gradcam_layer"]["map"]
     assert result.attributions["gradcam"].abs().sum() > 0
+
+
+@pytest.mark.parametrize("kind, shown", [("logits", r"class \d \(\d+\.\d%\)"), ("sigmoid", r"class \d \(sigmoid \d+\.\d%\)"),
+                                         ("score", r"class 0: score -?\d.* \(one output, no probability\)")])
+def test_the_prediction_says_what_its_probabilities_are(kind, shown):
+    import re
+
+    prediction = attribute(Heads(kind).eval(), torch.rand(3, 16, 16), "saliency", size=16).prediction
+    assert re.fullmatch(shown, str(prediction)), str(prediction)
+    if kind == "sigmoid":  # each class its own probability (the outputs), not a softmax of probabilities
+        assert torch.equal(prediction.probabilities, prediction.logits)
+    if kind == "logits":
+        assert torch.allclose(prediction.probabilities, prediction.logits.softmax(0))

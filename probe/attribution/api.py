@@ -18,7 +18,7 @@ from probe.attribution.result import Attribution, heat_of, normalize_heatmap
 from probe.attribution.scores import is_dense, no_scores, prediction_of
 from probe.checks import check_count, check_names, check_number, check_seed, check_size
 from probe.errors import ProbeRuntimeError, ProbeUsageError, unknown_name
-from probe.hooks import OUTPUT, evaluating, record, resolve_layers
+from probe.hooks import evaluating, resolve_layers
 from probe.inputs import Prediction, model_input
 from probe.memory import is_out_of_memory
 from probe.models import LoadedModel, as_loaded
@@ -173,19 +173,19 @@ def attribute(
     with evaluating(module), warnings.catch_warnings():
         warnings.filterwarnings("ignore", module=r"captum\..*")
         warnings.filterwarnings("ignore", message=r".*(require gradients|backward hook|inplace).*")
-        with torch.no_grad(), record(module, [OUTPUT]) as acts:
-            loaded(x)
-        output = acts.get(OUTPUT)
-        prediction = prediction_of(loaded, output)
+        with torch.enable_grad():  # the output's graph tells a sigmoid or softmax head (its last node)
+            output = loaded(x.detach().clone().requires_grad_(True))
+        prediction, dense = prediction_of(loaded, output), is_dense(output)
         if prediction is None:
             raise no_scores(loaded.name, output)
+        del output  # its graph: not held while the methods run
         check_finite_output(loaded.name, loaded.module, prediction.logits)
         index = resolve_target(target, prediction)
         cam = None
         if "gradcam" in methods:
             try:
                 cam = choose_cam_layer(module, lambda image: forward(image)[0, index], x, layer,
-                                       dense_classes=len(prediction.labels) if is_dense(output) else None)
+                                       dense_classes=len(prediction.labels) if dense else None)
             except ProbeUsageError as error:
                 check_gradient_reaches(forward, x, index)  # a cut graph: say so, not that no layer reaches
                 if layer is not None or len(methods) == 1:

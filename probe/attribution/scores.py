@@ -9,20 +9,61 @@
 
 Outputs inside a tuple, a dict (``{"out": ...}``) or a transformers ``ModelOutput`` (``.logits``) are read by
 :func:`probe.hooks.first_tensor` first.
+
+The probabilities shown with a prediction (:class:`Scores`) follow the head's last operation, read from the
+output's autograd node: logits get a softmax; a forward that ends in ``softmax`` already gives them; one that
+ends in ``sigmoid`` (a multi-label head) gives each class its own probability, not a softmax of
+probabilities; a single output is a score with no probability.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from probe.errors import ProbeUsageError
 from probe.hooks import first_tensor
-from probe.inputs import Prediction, predict
+from probe.inputs import Prediction
 from probe.models import LoadedModel
 
-__all__ = ["class_scores", "is_dense", "prediction_of", "no_scores"]
+__all__ = ["Scores", "class_scores", "head_kind", "is_dense", "prediction_of", "no_scores"]
+
+
+@dataclass(frozen=True)
+class Scores(Prediction):
+    """A :class:`Prediction` that knows what its probabilities are.
+
+    Attributes:
+        kind: ``"logits"`` (probabilities: their softmax), ``"softmax"`` (the model's own softmax),
+            ``"sigmoid"`` (each class's own probability, multi-label), ``"score"`` (one output: no
+            probability; ``probabilities`` holds 1), ``"dense"`` (a summed ``(K, H, W)`` map; each
+            class's mean per-position softmax, its share of the image).
+    """
+
+    kind: str = "logits"
+
+    def __str__(self) -> str:
+        if self.kind == "score":
+            return f"{self.label}: score {float(self.logits[self.index]):.4g} (one output, no probability)"
+        if self.kind == "sigmoid":
+            return f"{self.label} (sigmoid {100 * float(self.probabilities[self.index]):.1f}%)"
+        if self.kind == "dense":
+            return f"{self.label} ({100 * float(self.probabilities[self.index]):.1f}% of the image)"
+        return super().__str__()
+
+
+def head_kind(output: Any) -> str:
+    """``"sigmoid"``, ``"softmax"`` or ``"logits"``: the last operation of a graph-carrying output (a forward
+    run with gradients on); ``"logits"`` when it carries no graph."""
+    tensor = first_tensor(output)
+    node = type(getattr(tensor, "grad_fn", None)).__name__
+    if node.startswith("Sigmoid"):
+        return "sigmoid"
+    if node.startswith("Softmax"):
+        return "softmax"
+    return "logits"
 
 
 def class_scores(output: Any) -> torch.Tensor | None:
@@ -45,20 +86,26 @@ def is_dense(output: Any) -> bool:
     return tensor is not None and tensor.dim() == 4
 
 
-def prediction_of(loaded: LoadedModel, output: Any) -> Prediction | None:
-    """The :class:`Prediction` of a batch of one: for a dense output the summed scores, with each class's
-    probability the mean over positions of its per-position softmax (the share of the image it takes); None
-    for an output without class scores."""
+def prediction_of(loaded: LoadedModel, output: Any) -> Scores | None:
+    """The :class:`Scores` of a batch of one (see the module docstring), or None for an output without class
+    scores. ``output`` may carry its graph (its last operation then tells a sigmoid or softmax head)."""
     scores = class_scores(output)
     if scores is None or scores.shape[0] != 1 or scores.shape[1] < 1:
         return None
-    if not is_dense(output):
-        return predict(loaded, scores)
     tensor = first_tensor(output)
     assert tensor is not None
     logits = scores[0].detach().float().cpu()
-    shares = tensor[0].detach().float().softmax(dim=0).mean(dim=(1, 2)).cpu()
-    return Prediction(logits=logits, probabilities=shares, labels=tuple(loaded.label(i) for i in range(len(logits))))
+    labels = tuple(loaded.label(i) for i in range(len(logits)))
+    kind = "dense" if is_dense(output) else head_kind(output)
+    if kind == "dense":
+        probabilities = tensor[0].detach().float().softmax(dim=0).mean(dim=(1, 2)).cpu()
+    elif kind in ("sigmoid", "softmax"):
+        probabilities = logits.clamp(0, 1)
+    elif len(logits) == 1:
+        kind, probabilities = "score", torch.ones(1)
+    else:
+        probabilities = logits.softmax(0)
+    return Scores(logits=logits, probabilities=probabilities, labels=labels, kind=kind)
 
 
 def no_scores(name: str, output: Any) -> ProbeUsageError:
