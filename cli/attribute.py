@@ -116,6 +116,10 @@ def command(image: str, model: str, weights: str, method: list[str], target: str
         note(f"Grad-CAM on {chosen['name']} ({chosen['map']}; {how})")
     for name, reason in result.skipped.items():
         note(f"skipped {name}: {reason}")
+    flat = [name for name, attribution in result.attributions.items() if not bool(attribution.any())]
+    if flat:
+        note(f"{', '.join(flat)} gave all-zero attributions: the score does not change with the image there (a "
+             "zero-initialized head, as torchvision's ViTs have with --weights none, or dead ReLUs); the maps are black")
     gap = result.options["completeness"].get("deeplift", 0.0)
     if gap > DEEPLIFT_NOTE_GAP:
         note(f"deeplift's attributions sum to {gap:.0%} off f(image) - f(baseline): captum's DeepLift is exact through "

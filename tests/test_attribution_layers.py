@@ -224,3 +224,32 @@ def test_the_prediction_says_what_its_probabilities_are(kind, shown):
         assert torch.equal(prediction.probabilities, prediction.logits)
     if kind == "logits":
         assert torch.allclose(prediction.probabilities, prediction.logits.softmax(0))
+
+
+def test_the_cli_opens_one_bar_per_long_method_and_flags_all_zero_maps(tmp_path, monkeypatch):
+    import probe.cli.attribute as command
+
+    class Bar:
+        def __init__(self, total: int, description: str) -> None:
+            self.total, self.description, self.n = total, description, 0
+            opened.append(self)
+
+        def update(self, step: int) -> None:
+            self.n += step
+
+        def close(self) -> None:
+            pass
+
+    opened: list[Bar] = []
+    monkeypatch.setattr(command, "progress_bar", Bar)
+    (tmp_path / "zero.py").write_text(
+        "from torchvision.models import VisionTransformer\n\n"
+        "def vit():\n    return VisionTransformer(image_size=32, patch_size=8, num_layers=1, num_heads=1, "
+        "hidden_dim=8, mlp_dim=8, num_classes=3)\n")
+    result = CliRunner().invoke(cli, ["attribute", "skimage:astronaut", "--model", f"{tmp_path / 'zero.py'}:vit",
+                                      "--weights", "none", "--size", "32", "--method", "integrated-gradients",
+                                      "--method", "smoothgrad", "--method", "gradcam", "--steps", "40",
+                                      "--samples", "12", "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    assert [(b.description, b.total, b.n) for b in opened] == [("integrated-gradients", 40, 40), ("smoothgrad", 12, 12)]
+    assert "integrated-gradients, smoothgrad, gradcam gave all-zero attributions" in result.output
