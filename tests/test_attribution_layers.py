@@ -253,3 +253,11 @@ def test_the_cli_opens_one_bar_per_long_method_and_flags_all_zero_maps(tmp_path,
     assert result.exit_code == 0, result.output
     assert [(b.description, b.total, b.n) for b in opened] == [("integrated-gradients", 40, 40), ("smoothgrad", 12, 12)]
     assert "integrated-gradients, smoothgrad, gradcam gave all-zero attributions" in result.output
+
+
+def test_grad_cam_refuses_one_call_of_a_module_that_runs_several_times():
+    from test_attribution import AuxHead
+
+    with pytest.raises(ProbeUsageError, match="'relu#1' is one call of a module") as raised:
+        attribute(AuxHead(), torch.rand(3, 16, 16), "gradcam", layer="relu#1", size=16)
+    assert raised.value.param == "layer"
