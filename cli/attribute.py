@@ -40,7 +40,9 @@ DEEPLIFT_NOTE_GAP = 0.05
 @click.option("--target", default="top", show_default=True, metavar="top|INDEX|LABEL",
               help="Class to explain: the predicted one, an output index, or a label (e.g. star).")
 @click.option("--layer", default=None, metavar="NAME", shell_complete=complete_layer,
-              help="Grad-CAM's layer. Default: the last Conv2d.")
+              help="Grad-CAM's layer: a (N,C,H,W) map, a channels-last (N,H,W,C) map or (N,L,C) tokens on a grid "
+                   "(class/distillation tokens dropped). Default: the last layer whose positions the score depends on, "
+                   "before global pooling (ResNet's layer4.2, ViT's last block's first norm); the run names it.")
 @click.option("--steps", type=click.IntRange(min=1, max=MAX_IG_STEPS), default=50, show_default=True,
               help="Integrated-gradients steps, run 32 at a time (Gauss-Legendre up to 1024, then the trapezoid rule).")
 @click.option("--samples", type=count(1), default=16, show_default=True, help="Smoothgrad noisy samples.")
@@ -65,7 +67,9 @@ def command(image: str, model: str, weights: str, method: list[str], target: str
 
     Built on captum: saliency, integrated-gradients (from a black image),
     smoothgrad (noise tunnel over saliency), guided-backprop, gradcam (upsampled
-    to the input; --layer: any layer with spatial output), deeplift,
+    to the input; by default on the last layer whose positions the score
+    depends on, named on stderr; --layer: any layer with spatial output,
+    tokens included), deeplift,
     gradient-shap, occlusion (a 7x7 grid of windows by default, aligned to the
     model's patches), lrp (refused where captum has no rule for a layer).
     deeplift, lrp and guided-backprop run on a weight-sharing copy of the model
@@ -73,7 +77,9 @@ def command(image: str, model: str, weights: str, method: list[str], target: str
     Heatmaps are black (none) to yellow (the 99th percentile and above), each
     scaled on its own; overlays lay them on a grey copy of IMAGE. Guided
     backprop guides nn.ReLU modules and functional F.relu alike, and refuses
-    models without ReLUs.
+    models without ReLUs. A segmentation model's (N,K,H,W) output is explained
+    by class K's summed map. integrated-gradients, smoothgrad, gradient-shap and
+    occlusion show a progress bar on stderr (none under --quiet).
 
     \b
     Examples:
@@ -104,8 +110,16 @@ def command(image: str, model: str, weights: str, method: list[str], target: str
         for bar in bars.values():
             bar.close()
     folder = result.save(destination, image=image, seed=seed, **loaded.describe())
+    chosen = result.options.get("gradcam_layer")
+    if chosen:
+        how = "the default: the last layer with positions the score depends on" if chosen["default"] else "--layer"
+        note(f"Grad-CAM on {chosen['name']} ({chosen['map']}; {how})")
     for name, reason in result.skipped.items():
         note(f"skipped {name}: {reason}")
+    flat = [name for name, attribution in result.attributions.items() if not bool(attribution.any())]
+    if flat:
+        note(f"{', '.join(flat)} gave all-zero attributions: the score does not change with the image there (a "
+             "zero-initialized head, as torchvision's ViTs have with --weights none, or dead ReLUs); the maps are black")
     gap = result.options["completeness"].get("deeplift", 0.0)
     if gap > DEEPLIFT_NOTE_GAP:
         note(f"deeplift's attributions sum to {gap:.0%} off f(image) - f(baseline): captum's DeepLift is exact through "

@@ -40,14 +40,15 @@ def test_style_transfer_on_a_channels_last_layer_takes_a_style_image_of_another_
     assert result.image.shape == (3, 16, 16)
 
 
-def test_gradcam_refuses_a_channels_last_layer() -> None:
-    try:
-        probe.attribute(channels_last(), torch.rand(3, 12, 12), "gradcam", layer="norm", size=12)
-    except probe.ProbeUsageError as error:
-        assert "channels-last" in str(error) and error.param == "layer"
-    else:
-        raise AssertionError("Grad-CAM ran over a (N, H, W, C) layer's height as if it were channels")
-    assert probe.attribute(channels_last(), torch.rand(3, 12, 12), "gradcam", size=12).layer == "conv"
+def test_gradcam_reads_a_channels_last_layer_by_its_last_dimension() -> None:
+    """Grad-CAM was refused on (N, H, W, C) layers; over dim 1 it would weigh the height as channels."""
+    net, x = channels_last().eval(), torch.rand(3, 12, 12, generator=torch.Generator().manual_seed(0))
+    last = probe.attribute(net, x, "gradcam", layer="act", size=12, target=1)  # (N, 12, 12, 6)
+    first = probe.attribute(net, x, "gradcam", layer="back", size=12, target=1)  # the same values, (N, 6, 12, 12)
+    assert last.options["gradcam_layer"]["map"] == "channels-last (N, H, W, C) map, 12x12"
+    assert torch.allclose(last.attributions["gradcam"], first.attributions["gradcam"], atol=1e-6)
+    assert first.attributions["gradcam"].abs().sum() > 0
+    assert probe.attribute(net, x, "gradcam", size=12).layer == "back"  # the last map before the pool
 
 
 def test_feature_maps_show_a_channels_last_layer_as_its_channels() -> None:

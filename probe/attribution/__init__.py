@@ -20,8 +20,10 @@ normalization inside the forward function, so attributions are per input pixel):
   (Springenberg et al. 2015), ``nn.ReLU`` modules and functional ``F.relu`` /
   ``torch.relu`` alike (:class:`~probe.attribution.relus.GuidedRelus`; captum
   alone guides only the modules); a model without ReLUs is refused;
-- ``gradcam``: a convolution layer's maps weighted by their mean gradient, ReLU,
-  bilinearly upsampled to the input (Selvaraju et al. 2017; default layer: the last ``Conv2d``).
+- ``gradcam``: a layer's maps weighted by their mean gradient, ReLU, bilinearly upsampled to the input
+  (Selvaraju et al. 2017); any layer with spatial positions, tokens and channels-last maps included
+  (:mod:`probe.attribution.cam`); default: the last layer whose positions the score depends on, before
+  the global pooling (ResNet's ``layer4.2``, ViT's last block's first norm).
 
 Asked for by name (:data:`EXTRA_METHODS`): ``deeplift``, ``gradient-shap``, ``occlusion`` (a 7 x 7
 grid of windows by default, aligned to the model's patches: 49 occluded passes at any size) and ``lrp``.
@@ -29,7 +31,8 @@ DeepLift, LRP and guided backprop hook modules, so they run on a copy of the mod
 weights and gives each call of a reused module (ResNet's ``relu``) its own module
 (:mod:`probe.attribution.unshared`); the user's module never gets a hook, a flag or an attribute.
 
-The score is the target class's logit (the model's output before softmax).
+The score is the target class's logit (the model's output before softmax); for a dense output
+``(N, K, H, W)`` (segmentation) the class's map summed over the positions (:mod:`probe.attribution.scores`).
 Heatmaps of the pixel methods add ``|attribution|`` over colour channels; each
 heatmap is scaled so its 99th percentile is 1 (one hot pixel does not wash out the rest).
 """

@@ -10,16 +10,16 @@ from typing import Any
 import torch
 from torch import nn
 
+from probe.attribution.cam import choose_cam_layer
 from probe.attribution.extra import COMPLETE_METHODS, EXTRA_METHODS, completeness_gap, run_extra
 from probe.attribution.gradients import METHODS, Normalized, integration_method, run_gradient
 from probe.attribution.occlusion import Progress
 from probe.attribution.result import Attribution, heat_of, normalize_heatmap
+from probe.attribution.scores import is_dense, no_scores, prediction_of
 from probe.checks import check_count, check_names, check_number, check_seed, check_size
 from probe.errors import ProbeRuntimeError, ProbeUsageError, unknown_name
-from probe.hooks import OUTPUT, evaluating, record, resolve_layers
-from probe.inputs import Prediction, model_input, predict
-from probe.kernels import conv_layers
-from probe.layout import channels_last_layers
+from probe.hooks import CALL_SEPARATOR, evaluating, resolve_layers
+from probe.inputs import Prediction, model_input
 from probe.memory import is_out_of_memory
 from probe.models import LoadedModel, as_loaded
 from probe.runtime import check_finite_output
@@ -110,7 +110,13 @@ def attribute(
         image: one image, as for :func:`probe.feature_maps` (resized to the model's input).
         method: one of :data:`METHODS`, several, or ``"all"`` (default ``"saliency"``).
         target: class to explain: None / ``"top"`` (the prediction), an index or a label.
-        layer: Grad-CAM's layer (default: the last ``Conv2d``).
+        layer: Grad-CAM's layer: any layer with spatial positions, a ``(N, C, H, W)`` map, a channels-last
+            ``(N, H, W, C)`` map or ``(N, L, C)`` tokens on a grid (leading class/distillation tokens dropped;
+            :mod:`probe.attribution.cam`). Default None: the last layer, in the order layers finish, whose
+            output has more than one position and whose positions the score depends on, before the global
+            pooling and outside attention internals (ResNet's ``layer4.2``, VGG's last pool, ViT's and DeiT's
+            last block's first norm, Swin's final map). The chosen one is ``result.layer``, described in
+            ``result.options["gradcam_layer"]``.
         steps: integrated-gradients steps (default 50).
         samples: smoothgrad noisy samples (default 16).
         noise: smoothgrad noise standard deviation, in image units [0, 1] (default 0.1).
@@ -122,15 +128,19 @@ def attribute(
         window: occlusion's square window in pixels (default None: a 7 x 7 grid of windows that covers
             the image, aligned to the model's patches: 32 px at 224 px, 49 occluded passes at any size).
         stride: occlusion's step between windows in pixels (default None: the grid's, or half of ``window``).
-        progress: ``progress(method, done, total)``, called as a long method (occlusion) advances.
+        progress: ``progress(method, done, total)``, called as a method that runs many images advances
+            (integrated gradients: ``steps``; smoothgrad and GradientShap: ``samples``; occlusion: its
+            windows). Default None: silent.
 
     Returns:
         An :class:`Attribution`.
 
     Raises:
         ProbeUsageError: unknown method or target, target out of range, a Grad-CAM
-            layer without spatial output, guided backprop asked for a model with
-            functional ReLUs, a model whose output is not ``(1, K)`` class scores.
+            layer without spatial output (or whose positions the score does not depend on), guided
+            backprop asked for a model without ReLUs, a model whose output has no class scores
+            (see :mod:`probe.attribution.scores`: ``(1, K)``, ``(1,)`` or a dense ``(1, K, H, W)`` map,
+            whose class score is its summed map).
     """
     loaded = as_loaded(model)
     methods = _methods(method)
@@ -152,17 +162,13 @@ def attribute(
         raise ProbeUsageError("the baseline must be finite (no NaN or inf)", param="baseline")
     module = loaded.module
     x = model_input(loaded, image, size)
-    cam_layer = None
-    if "gradcam" in methods:
-        convs = conv_layers(module)
-        cam_layer = layer if layer is not None else _last_conv_run(loaded, x, convs)
-        if cam_layer is None:
-            raise ProbeUsageError(f"{loaded.name} has no Conv2d layer that runs; name Grad-CAM's layer with --layer",
-                                  param="layer")
-        if resolve_layers(module, [cam_layer])[cam_layer] is module:
-            raise ProbeUsageError(f"Grad-CAM needs an inner layer, not {cam_layer!r}", param="layer")
-    elif layer is not None:
+    if layer is not None and "gradcam" not in methods:
         raise ProbeUsageError("--layer is Grad-CAM's layer; add --method gradcam (or all)", param="layer")
+    if layer is not None and resolve_layers(module, [layer])[layer] is module:
+        raise ProbeUsageError(f"Grad-CAM needs an inner layer, not {layer!r}", param="layer")
+    if layer is not None and CALL_SEPARATOR in layer:
+        raise ProbeUsageError(f"Grad-CAM takes a layer that runs once; {layer!r} is one call of a module that runs "
+                              "several times: name another layer (a convolution runs once)", param="layer")
 
     forward = Normalized(loaded)
     attributions: dict[str, torch.Tensor] = {}
@@ -170,38 +176,33 @@ def attribute(
     with evaluating(module), warnings.catch_warnings():
         warnings.filterwarnings("ignore", module=r"captum\..*")
         warnings.filterwarnings("ignore", message=r".*(require gradients|backward hook|inplace).*")
-        watched = [OUTPUT] if cam_layer is None else [OUTPUT, cam_layer]
-        with torch.no_grad(), record(module, watched) as acts:
-            loaded(x)
-        prediction = predict(loaded, acts.get(OUTPUT))
+        with torch.enable_grad():  # the output's graph tells a sigmoid or softmax head (its last node)
+            output = loaded(x.detach().clone().requires_grad_(True))
+        prediction, dense = prediction_of(loaded, output), is_dense(output)
         if prediction is None:
-            raise ProbeUsageError(f"attribution needs a classifier with (1, K) outputs; {loaded.name} returned another shape")
+            raise no_scores(loaded.name, output)
+        del output  # its graph: not held while the methods run
         check_finite_output(loaded.name, loaded.module, prediction.logits)
-        if cam_layer is not None and acts.calls.get(cam_layer, 0) > 1:
-            raise ProbeUsageError(
-                f"Grad-CAM's layer {cam_layer} runs {acts.calls[cam_layer]} times in one forward pass and captum's "
-                "Grad-CAM takes a layer that runs once; name another layer (a convolution runs once)", param="layer")
-        if cam_layer is not None and cam_layer in channels_last_layers(module, x):
-            raise ProbeUsageError(
-                f"Grad-CAM's layer {cam_layer} is channels-last, {tuple(acts[cam_layer].shape)} (see probe.layout), and "
-                f"captum's Grad-CAM takes channels at dim 1; name a convolution layer: {', '.join(conv_layers(module))}",
-                param="layer")
-        if cam_layer is not None and (cam_layer not in acts or acts[cam_layer].dim() != 4):
-            shape = tuple(acts[cam_layer].shape) if cam_layer in acts else "nothing (it did not run)"
-            raise ProbeUsageError(
-                f"Grad-CAM needs a layer with spatial output (N, C, H, W); {cam_layer} gives {shape}; "
-                f"convolution layers are: {', '.join(conv_layers(module))}",
-                param="layer",
-            )
         index = resolve_target(target, prediction)
+        cam = None
+        if "gradcam" in methods:
+            try:
+                cam = choose_cam_layer(module, lambda image: forward(image)[0, index], x, layer,
+                                       dense_classes=len(prediction.labels) if dense else None)
+            except ProbeUsageError as error:
+                check_gradient_reaches(forward, x, index)  # a cut graph: say so, not that no layer reaches
+                if layer is not None or len(methods) == 1:
+                    raise
+                skipped["gradcam"] = str(error)
+                methods = [name for name in methods if name != "gradcam"]
         for name in methods:
             try:
                 if name in EXTRA_METHODS:
                     attributions[name] = run_extra(name, forward, x, index, samples, noise, baseline, seed,
                                                    window=window, stride=stride, progress=progress)
                 else:
-                    attributions[name] = run_gradient(name, forward, x, index, cam_layer, steps, samples, noise,
-                                                      baseline, seed)
+                    attributions[name] = run_gradient(name, forward, x, index, cam, steps, samples, noise,
+                                                      baseline, seed, progress=progress)
             except (ProbeUsageError, RuntimeError) as error:
                 if name not in GRADIENT_FREE and not is_out_of_memory(error):
                     check_gradient_reaches(forward, x, index)  # a cut graph: say so, not autograd's or captum's words
@@ -225,31 +226,15 @@ def attribute(
         prediction=prediction,
         attributions=attributions,
         heatmaps=heatmaps,
-        layer=cam_layer,
+        layer=None if cam is None else cam.name,
         skipped=skipped,
         options={"steps": steps, "samples": samples, "noise": noise, "seed": seed,
                  "baseline": baseline if not isinstance(baseline, torch.Tensor) else f"tensor {tuple(baseline.shape)}",
                  "ig_method": integration_method(steps), "window": window, "stride": stride,
-                 "completeness": gaps},
+                 "completeness": gaps,
+                 **({} if cam is None or cam.layout is None else
+                    {"gradcam_layer": {"name": cam.name, "map": cam.layout.describe(), "default": layer is None}})},
     )
-
-
-def _last_conv_run(loaded: LoadedModel, x: torch.Tensor, convs: list[str]) -> str | None:
-    """Grad-CAM's default layer: the last of ``convs`` to run in a forward pass of ``x`` (in eval mode), or None.
-
-    Not the last in ``named_modules()`` order: GoogLeNet's and Inception's auxiliary heads come last there
-    and do not run in eval mode.
-    """
-    modules = dict(loaded.module.named_modules())
-    ran: list[str] = []
-    handles = [modules[name].register_forward_hook(lambda m, a, out, n=name: ran.append(n)) for name in convs]
-    try:
-        with evaluating(loaded.module), torch.no_grad():
-            loaded(x)
-    finally:
-        for handle in handles:
-            handle.remove()
-    return ran[-1] if ran else None
 
 
 def attribute_batch(

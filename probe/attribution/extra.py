@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from probe.attribution.hooked import run_deeplift, run_lrp
-from probe.attribution.occlusion import Progress, run_occlusion
+from probe.attribution.occlusion import Progress, counting, run_occlusion
 from probe.errors import ProbeUsageError
 from probe.runtime import global_rng_kept
 
@@ -15,6 +15,11 @@ EXTRA_METHODS: tuple[str, ...] = ("deeplift", "gradient-shap", "occlusion", "lrp
 
 LRP uses captum's default rules on the leaf modules; a model that adds activations in ``forward`` (ResNet's
 residuals, which captum has no rule for) is refused in one line, like one with a layer captum has no rule for."""
+
+
+SHAP_BATCH = 8
+"""GradientShap runs its ``samples`` noisy images in batches of at most this many: memory follows the batch,
+and the progress bar moves per batch."""
 
 
 def baselines_of(baseline: float | torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -38,13 +43,16 @@ def run_extra(
 
     - ``deeplift``: DeepLift's rescale rule against the baseline (the first one of a stack);
     - ``gradient-shap``: expected gradients x (input - baseline) over ``samples`` draws from the
-      baselines with Gaussian noise ``noise``, seeded (Lundberg and Lee 2017);
+      baselines with Gaussian noise ``noise``, seeded (Lundberg and Lee 2017), :data:`SHAP_BATCH` at a time;
     - ``occlusion``: the score drop when a window is set to the baseline (Zeiler and Fergus 2014); by
       default a 7 x 7 grid of windows covering the image, aligned to the model's patches
       (:func:`probe.attribution.occlusion.occlusion_grid`), else ``window`` squares at ``stride``
       (default half the window);
     - ``lrp``: layer-wise relevance propagation with captum's default rules (epsilon for conv and
       linear layers); refused in one line when the model has a layer captum has no rule for.
+
+    GradientShap and occlusion report ``progress(method, images done, total)`` as their batches run
+    (default None: silent).
     """
     from captum.attr import GradientShap
 
@@ -54,9 +62,14 @@ def run_extra(
         if method == "deeplift":
             result = run_deeplift(forward, inputs, reference[:1], target)
         elif method == "gradient-shap":
+            shap = GradientShap(counting(forward, method, samples, progress))
+            total = torch.zeros_like(inputs)
             with global_rng_kept(seed, [x.device]):  # captum draws the baselines with numpy, the noise with torch
-                result = GradientShap(forward).attribute(inputs, baselines=reference, n_samples=samples,
-                                                         stdevs=noise, target=target)
+                for start in range(0, samples, SHAP_BATCH):  # the mean over samples, a batch at a time
+                    count = min(SHAP_BATCH, samples - start)
+                    total += count * shap.attribute(inputs, baselines=reference, n_samples=count, stdevs=noise,
+                                                    target=target).detach()
+            result = total / samples
         elif method == "occlusion":
             result = run_occlusion(forward, inputs, reference[:1], target, window=window, stride=stride,
                                    progress=progress)

@@ -6,9 +6,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from probe.attribution.cam import CamLayer, grad_cam
 from probe.attribution.extra import baselines_of
 from probe.attribution.hooked import captum_refusal, hook_copy
+from probe.attribution.occlusion import Progress, counting
 from probe.attribution.relus import GuidedRelus, relu_check
+from probe.attribution.scores import class_scores
 from probe.errors import ProbeUsageError
 from probe.hooks import first_tensor
 from probe.models import LoadedModel
@@ -19,7 +22,9 @@ METHODS: tuple[str, ...] = ("saliency", "integrated-gradients", "smoothgrad", "g
 
 
 class Normalized(nn.Module):
-    """``image in [0, 1] -> logits``: the model with its normalization, as captum's forward function."""
+    """``image in [0, 1] -> (N, K) class scores``: the model with its normalization, as captum's forward
+    function; the scores are :func:`probe.attribution.scores.class_scores` of the output (a dense
+    ``(N, K, H, W)`` map summed per class)."""
 
     def __init__(self, loaded: LoadedModel) -> None:
         super().__init__()
@@ -27,7 +32,9 @@ class Normalized(nn.Module):
         self.preprocess = loaded.preprocess
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return first_tensor(self.net(self.preprocess.normalize(images)))
+        output = self.net(self.preprocess.normalize(images))
+        scores = class_scores(output)
+        return first_tensor(output) if scores is None else scores
 
 
 IG_BATCH = 32
@@ -55,35 +62,31 @@ def run_gradient(
     forward: Normalized,
     x: torch.Tensor,
     target: int,
-    layer: str | None,
+    layer: CamLayer | None,
     steps: int,
     samples: int,
     noise: float,
     baseline: float | torch.Tensor,
     seed: int,
+    progress: Progress | None = None,
 ) -> torch.Tensor:
-    """One gradient method of :data:`METHODS` on the batch of one ``x``; returns ``(C, H, W)`` (``(1, H, W)`` for Grad-CAM), on the CPU."""
-    from captum.attr import (
-        GuidedBackprop,
-        IntegratedGradients,
-        LayerAttribution,
-        LayerGradCam,
-        NoiseTunnel,
-        Saliency,
-    )
+    """One gradient method of :data:`METHODS` on the batch of one ``x`` ``(1, C, H, W)``; returns ``(C, H, W)``
+    (``(1, H, W)`` for Grad-CAM, on ``layer``), on the CPU. Integrated gradients and smoothgrad report
+    ``progress(method, images done, steps or samples)`` as their batches run (default None: silent)."""
+    from captum.attr import GuidedBackprop, IntegratedGradients, NoiseTunnel, Saliency
 
     inputs = x.detach().clone().requires_grad_(True)
     with torch.enable_grad():
         if method == "saliency":
             result = Saliency(forward).attribute(inputs, target=target, abs=False)
         elif method == "integrated-gradients":
-            result = IntegratedGradients(forward).attribute(
+            result = IntegratedGradients(counting(forward, method, steps, progress)).attribute(
                 inputs, baselines=baselines_of(baseline, x)[:1], target=target, n_steps=steps,
                 method=integration_method(steps), internal_batch_size=min(steps, IG_BATCH),
             )  # fmt: skip
         elif method == "smoothgrad":
             with global_rng_kept(seed, [x.device]):  # captum draws the noise from torch's global generator
-                result = NoiseTunnel(Saliency(forward)).attribute(
+                result = NoiseTunnel(Saliency(counting(forward, method, samples, progress))).attribute(
                     inputs, nt_type="smoothgrad", nt_samples=samples, nt_samples_batch_size=min(samples, 8),
                     stdevs=noise, target=target, abs=False,
                 )
@@ -95,7 +98,7 @@ def run_gradient(
             with GuidedRelus(), captum_refusal("guided-backprop"):  # functional ReLUs: captum guides modules only
                 result = GuidedBackprop(net).attribute(inputs, target=target)
         else:
-            cam = LayerGradCam(forward, dict(forward.net.named_modules())[layer] if layer else forward.net)
-            maps = cam.attribute(inputs, target=target, relu_attributions=True)
-            result = LayerAttribution.interpolate(maps, tuple(x.shape[-2:]), interpolate_mode="bilinear").clamp_min(0)
+            if layer is None or layer.layout is None:
+                raise ProbeUsageError("Grad-CAM needs a layer with spatial output", param="layer")
+            return grad_cam(forward.net, lambda image: forward(image)[0, target], x, layer.name, layer.layout)
     return result[0].detach().float().cpu()

@@ -17,7 +17,7 @@ from torch import nn
 
 from probe.attribution.leaves import observe
 
-__all__ = ["OCCLUSION_GRID", "OCCLUSION_BATCH", "occlusion_grid", "patch_size", "run_occlusion"]
+__all__ = ["OCCLUSION_GRID", "OCCLUSION_BATCH", "Progress", "counting", "occlusion_grid", "patch_size", "run_occlusion"]
 
 OCCLUSION_GRID = 7
 """Windows along each side of the image by default (49 occluded passes in all)."""
@@ -27,6 +27,25 @@ OCCLUSION_BATCH = 16
 
 Progress = Callable[[str, int, int], None]
 """``progress(method, done, total)``: images through the model so far, of ``total``."""
+
+
+def counting(forward: Callable[[torch.Tensor], torch.Tensor], method: str, total: int,
+             progress: Progress | None) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``forward`` that reports ``progress(method, done, total)`` after each batch, ``done`` the images it has
+    run (at most ``total``); ``forward`` itself when ``progress`` is None. For the methods that run many
+    images (integrated gradients, smoothgrad, GradientShap, occlusion)."""
+    if progress is None:
+        return forward
+    done = 0
+
+    def counted(images: torch.Tensor) -> torch.Tensor:
+        nonlocal done
+        out = forward(images)
+        done += images.shape[0]
+        progress(method, min(done, total), total)
+        return out
+
+    return counted
 
 
 def occlusion_grid(side: int, patch: int = 1, count: int = OCCLUSION_GRID) -> tuple[int, int]:
@@ -98,16 +117,6 @@ def run_occlusion(
     if stride is not None:
         sh = sw = stride
     total = 1 + ((height - wh) // sh + 1) * ((width - ww) // sw + 1)
-    done = 0
-
-    def counted(images: torch.Tensor) -> torch.Tensor:
-        nonlocal done
-        out = forward(images)
-        done += images.shape[0]
-        if progress is not None:
-            progress("occlusion", min(done, total), total)
-        return out
-
     channels = inputs.shape[1]
-    return Occlusion(counted).attribute(inputs, sliding_window_shapes=(channels, wh, ww), strides=(channels, sh, sw),
+    return Occlusion(counting(forward, "occlusion", total, progress)).attribute(inputs, sliding_window_shapes=(channels, wh, ww), strides=(channels, sh, sw),
                                         baselines=baseline, target=target, perturbations_per_eval=OCCLUSION_BATCH)

@@ -1,0 +1,326 @@
+"""Grad-CAM on any layer with spatial positions, and the layer it takes by default.
+
+A layer has spatial positions when its output is one of:
+
+- a channels-first map ``(N, C, H, W)`` (a convolution network's layers);
+- a channels-last map ``(N, H, W, C)`` (Swin's stages, ConvNeXt's block internals; see :mod:`probe.layout`)
+  whose ``H x W`` has the input's aspect ratio (MaxViT's window partitions ``(N, P, L, C)`` do not);
+- tokens ``(N, L, C)`` (ViT, DeiT, transformers' ViT) whose last ``L - E`` tokens form a grid of the input's
+  aspect ratio, ``E`` (at most :data:`MAX_EXTRA_TOKENS`) leading tokens dropped: ViT's class token,
+  DeiT's class and distillation tokens, register tokens (as pytorch-grad-cam's ``reshape_transform``).
+
+Each is viewed as ``(N, C, h, w)``; Grad-CAM weighs its channels by their gradient's mean over the positions,
+sums, keeps the positive part and upsamples bilinearly to the input (Selvaraju et al. 2017; the same numbers
+as captum's ``LayerGradCam`` on a channels-first layer).
+
+The default layer (:func:`default_cam_layer`) is what the field picks by hand: the last layer, in the order
+layers finish in one forward pass, whose output has more than one position and whose positions the explained
+score depends on (a non-zero gradient at some position). That is ResNet's ``layer4.2``, VGG's last pool,
+Swin's final map, and for ViT and DeiT the last block's first norm (``encoder_layer_11.ln_1``,
+``blocks.11.norm1``): after the last attention only the class token reaches the head, so later token maps
+get no gradient at their positions. The internals of an attention module (``nn.MultiheadAttention`` or a
+module whose class name ends in ``Attention``: its queries, keys and values) are passed over: they are not
+feature maps, though the class token reads the keys and values of every position. A score that does not
+change with the image at all (torchvision's ViT with random weights has a zero head) gives no gradient
+anywhere; the layers are then judged by a seeded random direction at the input of the last leaf that runs
+(the head's input), which only the layers before the last attention reach. Adaptive pools are the head's
+pooling, not features, and are passed over; for a dense output ``(N, K, H, W)`` (segmentation) the maps with one channel per class are the output
+itself and are passed over too, so Grad-CAM explains the features the classifier reads.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from probe.errors import ProbeUsageError
+from probe.hooks import first_tensor, record
+from probe.layout import channels_last_layers
+
+__all__ = ["MAX_EXTRA_TOKENS", "MapLayout", "CamLayer", "map_layout", "token_grid", "survey_cam_layers",
+           "default_cam_layer", "choose_cam_layer", "grad_cam"]
+
+MAX_EXTRA_TOKENS = 8
+"""The most leading non-grid tokens (class, distillation, registers) a token map may carry."""
+
+
+def _fits(h: int, w: int, height: int, width: int) -> bool:
+    """Whether an ``h x w`` grid has the aspect ratio of a ``height x width`` image, up to rounding."""
+    return math.floor(h * width / height + 0.5) == w or math.floor(w * height / width + 0.5) == h
+
+
+def token_grid(length: int, image: tuple[int, int]) -> tuple[int, int, int] | None:
+    """``(extra, h, w)``: the fewest leading tokens to drop from ``length`` so that the rest form an ``h x w``
+    grid of the ``image`` ``(H, W)``'s aspect ratio, or None.
+
+    >>> token_grid(197, (224, 224)), token_grid(198, (224, 224)), token_grid(281, (224, 320))
+    ((1, 14, 14), (2, 14, 14), (1, 14, 20))
+    """
+    height, width = image
+    for extra in range(min(MAX_EXTRA_TOKENS, length - 1) + 1):
+        count = length - extra
+        pairs = [(h, count // h) for h in range(1, count + 1) if count % h == 0 and _fits(h, count // h, height, width)]
+        if pairs:
+            h, w = min(pairs, key=lambda p: abs(math.log(p[0] / p[1]) - math.log(height / width)))
+            return extra, h, w
+    return None
+
+
+@dataclass(frozen=True)
+class MapLayout:
+    """Where a layer's channels and positions are.
+
+    Attributes:
+        kind: ``"channels-first"`` ``(N, C, H, W)``, ``"channels-last"`` ``(N, H, W, C)`` or ``"tokens"``
+            ``(N, L, C)``.
+        grid: ``(h, w)`` positions.
+        extra: leading tokens dropped before the grid (tokens only; 0 otherwise).
+    """
+
+    kind: str
+    grid: tuple[int, int]
+    extra: int = 0
+
+    @property
+    def positions(self) -> int:
+        """``h * w``."""
+        return self.grid[0] * self.grid[1]
+
+    def to_map(self, tensor: torch.Tensor) -> torch.Tensor:
+        """The layer's output as ``(N, C, h, w)``."""
+        if self.kind == "channels-first":
+            return tensor
+        if self.kind == "channels-last":
+            return tensor.permute(0, 3, 1, 2)
+        tokens = tensor[:, self.extra:]
+        return tokens.transpose(1, 2).reshape(tensor.shape[0], tensor.shape[-1], *self.grid)
+
+    def describe(self) -> str:
+        """One phrase for people: ``"tokens (N, L, C) as a 14x14 grid after 1 leading token"``."""
+        grid = f"{self.grid[0]}x{self.grid[1]}"
+        if self.kind == "channels-first":
+            return f"(N, C, H, W) map, {grid}"
+        if self.kind == "channels-last":
+            return f"channels-last (N, H, W, C) map, {grid}"
+        dropped = f" after {self.extra} leading token{'s' if self.extra != 1 else ''} (class/distillation)" \
+            if self.extra else ""
+        return f"tokens (N, L, C) as a {grid} grid{dropped}"
+
+
+def map_layout(shape: tuple[int, ...], channels_last: bool, image: tuple[int, int]) -> MapLayout | None:
+    """The layout of an output of ``shape``, or None when it has no spatial positions.
+
+    Args:
+        shape: the output's shape.
+        channels_last: whether :func:`probe.layout.channels_last_layers` lists the layer.
+        image: the input's ``(H, W)``.
+    """
+    if len(shape) == 4 and not channels_last:
+        return MapLayout("channels-first", (shape[2], shape[3]))
+    if len(shape) == 4 and _fits(shape[1], shape[2], *image):
+        return MapLayout("channels-last", (shape[1], shape[2]))
+    if len(shape) == 3 and channels_last:
+        found = token_grid(shape[1], image)
+        if found is not None:
+            return MapLayout("tokens", found[1:], extra=found[0])
+    return None
+
+
+@dataclass(frozen=True)
+class CamLayer:
+    """One layer as Grad-CAM sees it, from :func:`survey_cam_layers`.
+
+    Attributes:
+        name: its dotted name.
+        shape: its output's shape (first call).
+        layout: its :class:`MapLayout`, None without spatial positions.
+        calls: how many times it ran in the pass.
+        reaches: whether the score got a non-zero gradient at one of its positions.
+        key: ``(id, version)`` of its output: layers that return the very same tensor share it.
+        pooling: an adaptive pool (the head's pooling).
+        channels: its channel count (None without spatial positions).
+        in_attention: inside an attention module (its queries, keys, values).
+    """
+
+    name: str
+    shape: tuple[int, ...]
+    layout: MapLayout | None
+    calls: int
+    reaches: bool
+    key: tuple[int, int]
+    pooling: bool
+    channels: int | None = None
+    in_attention: bool = False
+
+
+_POOLS = (nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d, nn.AdaptiveMaxPool1d,
+          nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d)
+
+
+def survey_cam_layers(net: nn.Module, score: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
+                      channels_last: frozenset[str]) -> list[CamLayer]:
+    """Every layer of ``net`` that returned a tensor in one pass of ``score(x)``, in the order they finished.
+
+    Args:
+        net: the model whose ``named_modules()`` are surveyed (no hook stays, nothing else changes).
+        score: ``(1, C, H, W)`` image -> the scalar to explain (runs ``net`` once).
+        x: ``(1, C, H, W)`` the image.
+        channels_last: the names :func:`probe.layout.channels_last_layers` gives.
+    """
+    image_hw = (int(x.shape[-2]), int(x.shape[-1]))
+    attention = [name for name, m in net.named_modules()
+                 if name and (isinstance(m, nn.MultiheadAttention) or type(m).__name__.endswith("Attention"))]
+    layers = _survey(net, score, x, channels_last, image_hw, attention)
+    if not any(layer.reaches for layer in layers):  # a score constant in the image: judge by the head's input
+        layers = _survey(net, score, x, channels_last, image_hw, attention, surrogate=True)
+    return layers
+
+
+def _survey(net: nn.Module, score: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
+            channels_last: frozenset[str], image_hw: tuple[int, int], attention: list[str],
+            surrogate: bool = False) -> list[CamLayer]:
+    """:func:`survey_cam_layers`' pass: with ``surrogate``, reached means reached from a seeded random
+    direction at the input of the last leaf module that runs, instead of from the score."""
+    calls: Counter[str] = Counter()
+    head_input: list[torch.Tensor] = []
+    found: dict[str, tuple[torch.Tensor, MapLayout | None, tuple[int, int], bool]] = {}
+    reached: set[str] = set()
+
+    def seen(name: str, module: nn.Module, output: object) -> None:
+        calls[name] += 1
+        tensor = first_tensor(output)
+        if calls[name] > 1 or tensor is None:
+            return
+        layout = map_layout(tuple(tensor.shape), name in channels_last, image_hw)
+        found[name] = (tensor, layout, (id(tensor), tensor._version), isinstance(module, _POOLS))
+        if layout is not None and tensor.requires_grad:
+            tensor.register_hook(lambda grad, n=name, lay=layout: _note_reach(grad, n, lay, reached))
+
+    def entered(module: nn.Module, args: tuple) -> None:
+        tensor = first_tensor(args)
+        if tensor is not None and not any(True for _ in module.children()):
+            head_input[:] = [tensor]  # the last leaf to start: the head, at the end of the pass
+
+    handles = [m.register_forward_hook(lambda m, a, out, n=name: seen(n, m, out))
+               for name, m in net.named_modules() if name]
+    if surrogate:
+        handles += [m.register_forward_pre_hook(entered) for m in net.modules()]
+    try:
+        image = x.detach().clone().requires_grad_(True)
+        with torch.enable_grad():
+            value = score(image)
+            if surrogate and head_input:
+                generator = torch.Generator(device="cpu").manual_seed(0)
+                direction = torch.randn(head_input[0].shape, generator=generator).to(head_input[0])
+                value = (head_input[0] * direction).sum()
+            if value.requires_grad:
+                torch.autograd.grad(value, image, allow_unused=True)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return [CamLayer(name, tuple(tensor.shape), layout, calls[name], name in reached, key, pooling,
+                     None if layout is None else int(tensor.shape[1 if layout.kind == "channels-first" else -1]),
+                     any(name.startswith(f"{outer}.") for outer in attention))
+            for name, (tensor, layout, key, pooling) in found.items()]
+
+
+def _note_reach(grad: torch.Tensor, name: str, layout: MapLayout, reached: set[str]) -> None:
+    if bool(layout.to_map(grad).ne(0).any()):
+        reached.add(name)
+
+
+def default_cam_layer(layers: list[CamLayer], dense_classes: int | None = None) -> CamLayer | None:
+    """Grad-CAM's default among ``layers`` (from :func:`survey_cam_layers`): the last one that ran once, has
+    more than one position the score depends on and is no adaptive pool (nor, for a dense output of
+    ``dense_classes`` classes, a map with one channel per class); of layers returning that very tensor (a
+    block and its last child), the first to finish; never inside an attention module. None when no layer
+    qualifies."""
+
+    def usable(layer: CamLayer) -> bool:
+        per_class = dense_classes is not None and layer.channels == dense_classes
+        return (layer.layout is not None and layer.calls == 1 and layer.reaches and layer.layout.positions > 1
+                and not layer.pooling and not per_class and not layer.in_attention)
+
+    chosen = [layer for layer in layers if usable(layer)]
+    if not chosen:
+        return None
+    return next(layer for layer in chosen if layer.key == chosen[-1].key)
+
+
+def grad_cam(net: nn.Module, score: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, layer: str,
+             layout: MapLayout) -> torch.Tensor:
+    """Grad-CAM of ``score(x)`` at ``layer``: ``(1, H, W)`` on the CPU, >= 0, upsampled to ``x`` ``(1, C, H, W)``.
+
+    The layer's output and its gradient are read by :func:`probe.hooks.record` (its value as the layer
+    returned it, even when a later in-place operation rewrites it), viewed as ``(1, C, h, w)`` by ``layout``.
+    """
+    image = x.detach().clone().requires_grad_(True)
+    with torch.enable_grad(), record(net, [layer], grads=True) as acts:
+        value = score(image)
+        torch.autograd.grad(value, image, allow_unused=True)
+    if layer not in acts.grads:
+        grads = torch.zeros_like(acts[layer])
+    else:
+        grads = acts.grads[layer]
+    maps, weights = layout.to_map(acts[layer]).float(), layout.to_map(grads).float().mean(dim=(2, 3), keepdim=True)
+    cam = (weights * maps).sum(dim=1, keepdim=True).clamp_min(0)
+    return F.interpolate(cam, size=tuple(x.shape[-2:]), mode="bilinear").clamp_min(0)[0].detach().cpu()
+
+
+def _spatial_names(layers: list[CamLayer], limit: int = 10) -> str:
+    """The last ``limit`` layers with spatial positions that run once, for an error message."""
+    names = [layer.name for layer in layers if layer.layout is not None and layer.calls == 1]
+    return ("..., " if len(names) > limit else "") + ", ".join(names[-limit:]) if names else "none"
+
+
+def choose_cam_layer(net: nn.Module, score: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
+                     layer: str | None, *, dense_classes: int | None = None) -> CamLayer:
+    """Grad-CAM's layer: ``layer`` checked, or :func:`default_cam_layer` when it is None.
+
+    Args:
+        net: the model (its ``named_modules()`` names).
+        score: ``(1, C, H, W)`` image -> the scalar explained.
+        x: ``(1, C, H, W)`` the image.
+        layer: a dotted name (already known to exist), or None for the default.
+        dense_classes: the class count of a dense ``(N, K, H, W)`` output, else None.
+
+    Raises:
+        ProbeUsageError: (naming ``layer``) no default qualifies; the layer did not run, runs several times,
+            has no spatial positions, or has positions the score does not depend on.
+    """
+    layers = survey_cam_layers(net, score, x, channels_last_layers(net, x))
+    default = default_cam_layer(layers, dense_classes)
+    if layer is None:
+        if default is None:
+            raise ProbeUsageError(
+                "Grad-CAM found no layer with spatial positions ((N, C, H, W), (N, H, W, C), or (N, L, C) tokens on "
+                f"a grid) that the score depends on; name one with --layer (layers with spatial output: "
+                f"{_spatial_names(layers)})", param="layer")
+        return default
+    entry = next((found for found in layers if found.name == layer), None)
+    if entry is None:
+        raise ProbeUsageError(f"Grad-CAM needs a layer with spatial output; {layer} gives nothing (it did not run "
+                              f"or returned no tensor); layers with spatial output: {_spatial_names(layers)}",
+                              param="layer")
+    if entry.calls > 1:
+        raise ProbeUsageError(
+            f"Grad-CAM's layer {layer} runs {entry.calls} times in one forward pass and Grad-CAM takes a layer "
+            "that runs once; name another layer (a convolution runs once)", param="layer")
+    if entry.layout is None:
+        raise ProbeUsageError(
+            f"Grad-CAM needs a layer with spatial output ((N, C, H, W), (N, H, W, C), or (N, L, C) tokens on a "
+            f"grid of the input); {layer} gives {entry.shape}; layers with spatial output: {_spatial_names(layers)}",
+            param="layer")
+    if not entry.reaches:
+        suggestion = f"; the default is {default.name}" if default is not None else ""
+        raise ProbeUsageError(
+            f"the score does not depend on any position of {layer} ({entry.layout.describe()}): its gradient is zero "
+            "there (after a ViT's last attention only the class token reaches the head); name an earlier "
+            f"layer{suggestion}", param="layer")
+    return entry
