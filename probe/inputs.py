@@ -92,8 +92,12 @@ class Prediction:
         values, indices = self.probabilities.topk(min(k, self.probabilities.numel()))
         return [{"index": int(i), "label": self.labels[int(i)], "probability": float(p)} for p, i in zip(values, indices)]
 
+    def describe(self, index: int) -> str:
+        """What the model says of class ``index``, e.g. ``"41.3%"`` (its probability)."""
+        return f"{100 * float(self.probabilities[index]):.1f}%"
+
     def __str__(self) -> str:
-        return f"{self.label} ({100 * float(self.probabilities[self.index]):.1f}%)"
+        return f"{self.label} ({self.describe(self.index)})"
 
     def __repr__(self) -> str:
         return f"Prediction({self}, {len(self.labels)} classes)"

@@ -44,13 +44,19 @@ class Scores(Prediction):
 
     kind: str = "logits"
 
+    def describe(self, index: int) -> str:
+        """What the model says of class ``index``, in the words of its kind of head."""
+        if self.kind == "score":
+            return f"score {float(self.logits[index]):.4g} (one output, no probability)"
+        if self.kind == "sigmoid":
+            return f"sigmoid {100 * float(self.probabilities[index]):.1f}%"
+        if self.kind == "dense":
+            return f"{100 * float(self.probabilities[index]):.1f}% of the image"
+        return super().describe(index)
+
     def __str__(self) -> str:
         if self.kind == "score":
-            return f"{self.label}: score {float(self.logits[self.index]):.4g} (one output, no probability)"
-        if self.kind == "sigmoid":
-            return f"{self.label} (sigmoid {100 * float(self.probabilities[self.index]):.1f}%)"
-        if self.kind == "dense":
-            return f"{self.label} ({100 * float(self.probabilities[self.index]):.1f}% of the image)"
+            return f"{self.label}: {self.describe(self.index)}"
         return super().__str__()
 
 

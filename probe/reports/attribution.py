@@ -38,11 +38,10 @@ def _label(result: Attribution, method: str) -> str:
 
 def entries(result: Attribution) -> list[Entry]:
     """Row one: the input and each heatmap; row two: the colour scale and each overlay."""
-    probability = float(result.prediction.probabilities[result.target])
     methods = list(result.heatmaps)
     first = [
         Entry(to_pil(result.image), "input.png",
-              f"input; target {result.target_label} ({100 * probability:.1f}%)", fields={"kind": "input"})
+              f"input; target {result.target_label}: {result.prediction.describe(result.target)}", fields={"kind": "input"})
     ]
     second = [Entry(legend(POSITIVE, size=max(result.image.shape[-2:])), "scale.png", "scale: 0 (bottom) to 1",
                     fields={"kind": "scale"})]
