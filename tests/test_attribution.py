@@ -34,7 +34,7 @@ def test_every_method_gives_a_map_of_the_input_shape(all_digits):
         assert attribution.shape == (1, 28, 28), method
         heat = all_digits.heatmaps[method]
         assert heat.shape == (28, 28) and torch.isfinite(heat).all() and heat.min() >= 0 and heat.max() == 1
-    assert all_digits.target == 0 and all_digits.layer == "pool2"  # the last map before the flatten
+    assert all_digits.target == 0 and all_digits.layer == "relu2"  # the last map before the flatten and its pool
 
 
 def test_saliency_is_the_input_gradient(digits):

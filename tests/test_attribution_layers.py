@@ -64,6 +64,19 @@ def test_a_vits_default_is_the_last_blocks_first_norm_and_its_tokens_are_a_grid(
     assert same_state(before, model_state(net))
 
 
+@pytest.mark.parametrize("pool", [nn.MaxPool2d(2), nn.AvgPool2d(2)], ids=["max", "avg"])
+def test_the_default_is_the_map_before_a_closing_pool_not_the_pool_or_its_container(pool):
+    """VGG's layout: features = (conv, relu, pool), then the head's pooling: Grad-CAM takes relu5_3's map (the
+    paper's last convolutional layer), not pool5's coarser copy of it, nor the container returning that copy."""
+    torch.manual_seed(0)
+    net = nn.Sequential()
+    net.add_module("features", nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), pool))
+    net.add_module("head", nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3)))
+    result = attribute(net.eval(), torch.rand(3, 16, 16), "gradcam", size=16)
+    assert result.layer == "features.1", result.layer
+    assert result.options["gradcam_layer"]["map"].endswith("16x16")
+
+
 def test_a_token_map_the_score_does_not_depend_on_is_refused_naming_the_default():
     with pytest.raises(ProbeUsageError, match="does not depend on any position of encoder.ln.*the default is "
                        "encoder.layers.encoder_layer_1.ln_1") as raised:
@@ -181,7 +194,7 @@ def test_the_cli_names_grad_cams_layer_in_one_line_silent_under_quiet(tmp_path):
     runner = CliRunner()
     loud = runner.invoke(cli, ["attribute", "digits:0", "--method", "gradcam", "--out", str(tmp_path / "a")])
     assert loud.exit_code == 0, loud.output
-    assert "Grad-CAM on pool2 ((N, C, H, W) map, 5x5; the default" in loud.output
+    assert "Grad-CAM on relu2 ((N, C, H, W) map, 11x11; the default" in loud.output
     quiet = runner.invoke(cli, ["attribute", "digits:0", "--method", "gradcam", "--quiet", "--out",
                                 str(tmp_path / "b")])
     assert quiet.exit_code == 0 and "Grad-CAM on" not in quiet.output
@@ -224,6 +237,18 @@ def test_the_prediction_says_what_its_probabilities_are(kind, shown):
         assert torch.equal(prediction.probabilities, prediction.logits)
     if kind == "logits":
         assert torch.allclose(prediction.probabilities, prediction.logits.softmax(0))
+
+
+@pytest.mark.parametrize("kind, shown", [("logits", r"\d+\.\d%"), ("sigmoid", r"sigmoid \d+\.\d%"),
+                                         ("score", r"score -?\d.* \(one output, no probability\)")])
+def test_the_gallery_captions_the_target_in_the_words_of_its_head(kind, shown):
+    import re
+
+    from probe.reports.attribution import entries
+
+    result = attribute(Heads(kind).eval(), torch.rand(3, 16, 16), "saliency", size=16)
+    caption = entries(result)[0].caption
+    assert re.fullmatch(rf"input; target class \d: {shown}", caption), caption  # a score is not a 100% probability
 
 
 def test_the_cli_opens_one_bar_per_long_method_and_flags_all_zero_maps(tmp_path, monkeypatch):

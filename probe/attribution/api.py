@@ -114,7 +114,7 @@ def attribute(
             ``(N, H, W, C)`` map or ``(N, L, C)`` tokens on a grid (leading class/distillation tokens dropped;
             :mod:`probe.attribution.cam`). Default None: the last layer, in the order layers finish, whose
             output has more than one position and whose positions the score depends on, before the global
-            pooling and outside attention internals (ResNet's ``layer4.2``, VGG's last pool, ViT's and DeiT's
+            pooling and outside attention internals (ResNet's ``layer4.2``, VGG's last ReLU, ViT's and DeiT's
             last block's first norm, Swin's final map). The chosen one is ``result.layer``, described in
             ``result.options["gradcam_layer"]``.
         steps: integrated-gradients steps (default 50).

@@ -15,7 +15,7 @@ as captum's ``LayerGradCam`` on a channels-first layer).
 
 The default layer (:func:`default_cam_layer`) is what the field picks by hand: the last layer, in the order
 layers finish in one forward pass, whose output has more than one position and whose positions the explained
-score depends on (a non-zero gradient at some position). That is ResNet's ``layer4.2``, VGG's last pool,
+score depends on (a non-zero gradient at some position). That is ResNet's ``layer4.2``, VGG's last ReLU,
 Swin's final map, and for ViT and DeiT the last block's first norm (``encoder_layer_11.ln_1``,
 ``blocks.11.norm1``): after the last attention only the class token reaches the head, so later token maps
 get no gradient at their positions. The internals of an attention module (``nn.MultiheadAttention`` or a
@@ -23,8 +23,10 @@ module whose class name ends in ``Attention``: its queries, keys and values) are
 feature maps, though the class token reads the keys and values of every position. A score that does not
 change with the image at all (torchvision's ViT with random weights has a zero head) gives no gradient
 anywhere; the layers are then judged by a seeded random direction at the input of the last leaf that runs
-(the head's input), which only the layers before the last attention reach. Adaptive pools are the head's
-pooling, not features, and are passed over; for a dense output ``(N, K, H, W)`` (segmentation) the maps with one channel per class are the output
+(the head's input), which only the layers before the last attention reach. Pooling layers are passed
+over: an adaptive pool is the head's pooling, and a max or average pool only coarsens the map before it
+(Selvaraju et al. took the last convolutional layer: VGG's ``relu5_3`` at 14x14, not ``pool5`` at 7x7).
+For a dense output ``(N, K, H, W)`` (segmentation) the maps with one channel per class are the output
 itself and are passed over too, so Grad-CAM explains the features the classifier reads.
 """
 
@@ -143,7 +145,7 @@ class CamLayer:
         calls: how many times it ran in the pass.
         reaches: whether the score got a non-zero gradient at one of its positions.
         key: ``(id, version)`` of its output: layers that return the very same tensor share it.
-        pooling: an adaptive pool (the head's pooling).
+        pooling: a pooling layer (see :data:`_POOLS`).
         channels: its channel count (None without spatial positions).
         in_attention: inside an attention module (its queries, keys, values).
     """
@@ -160,7 +162,9 @@ class CamLayer:
 
 
 _POOLS = (nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d, nn.AdaptiveMaxPool1d,
-          nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d)
+          nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d, nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AvgPool1d,
+          nn.AvgPool2d, nn.AvgPool3d, nn.LPPool1d, nn.LPPool2d)
+"""Pooling layers: the head's pooling, or a coarser copy of the map before them (passed over by the default)."""
 
 
 def survey_cam_layers(net: nn.Module, score: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
@@ -237,15 +241,17 @@ def _note_reach(grad: torch.Tensor, name: str, layout: MapLayout, reached: set[s
 
 def default_cam_layer(layers: list[CamLayer], dense_classes: int | None = None) -> CamLayer | None:
     """Grad-CAM's default among ``layers`` (from :func:`survey_cam_layers`): the last one that ran once, has
-    more than one position the score depends on and is no adaptive pool (nor, for a dense output of
+    more than one position the score depends on and is no pooling layer's output (nor, for a dense output of
     ``dense_classes`` classes, a map with one channel per class); of layers returning that very tensor (a
     block and its last child), the first to finish; never inside an attention module. None when no layer
     qualifies."""
 
+    pooled = {layer.key for layer in layers if layer.pooling}  # a pool's output, also as its container's
+
     def usable(layer: CamLayer) -> bool:
         per_class = dense_classes is not None and layer.channels == dense_classes
         return (layer.layout is not None and layer.calls == 1 and layer.reaches and layer.layout.positions > 1
-                and not layer.pooling and not per_class and not layer.in_attention)
+                and layer.key not in pooled and not per_class and not layer.in_attention)
 
     chosen = [layer for layer in layers if usable(layer)]
     if not chosen:
