@@ -262,6 +262,14 @@ def test_datasets_from_folders_flat_and_by_class(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(probe.ProbeUsageError, match="holds no images"):
         open_dataset(tmp_path / "empty", loaded)
+    # hidden files and folders are no images nor classes: macOS's resource forks, a notebook's checkpoints
+    for folder in ("flat", "classes/a"):
+        (tmp_path / folder / "._0.png").write_bytes(b"\x00\x05\x16\x07 not an image")
+    (tmp_path / "flat" / ".ipynb_checkpoints").mkdir()
+    (tmp_path / "classes" / ".ipynb_checkpoints").mkdir()
+    Image.new("RGB", (40, 30)).save(tmp_path / "classes" / ".ipynb_checkpoints" / "x.png")
+    assert open_dataset(tmp_path / "flat", loaded).names == ["0.png", "1.png"]
+    assert open_dataset(tmp_path / "classes", loaded).names == ["a/0.png", "a/1.png", "b/0.png", "b/1.png"]
 
 
 def test_python_api_several_images_per_unit_differ(tmp_path):

@@ -15,13 +15,11 @@ from pathlib import Path
 import torch
 
 from probe.errors import ProbeUsageError
-from probe.images import SKIMAGE_SAMPLES, load_image, resize, to_channels
+from probe.images import IMAGE_SUFFIXES, SKIMAGE_SAMPLES, image_files, load_image, resize, to_channels
 from probe.inputs import center_crop
 from probe.models import LoadedModel
 
-__all__ = ["AtlasData", "open_dataset", "IMAGE_SUFFIXES"]
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+__all__ = ["AtlasData", "open_dataset"]
 
 
 @dataclass
@@ -94,15 +92,11 @@ def _folder(folder: Path, loaded: LoadedModel, limit: int | None) -> AtlasData:
         raise ProbeUsageError(f"--dataset {str(folder)!r} is not a folder; give a folder of images "
                               "(flat, or one subfolder per class as torchvision's ImageFolder), zoo or skimage",
                               param="dataset")
-    if any(child.is_dir() for child in folder.iterdir()):
-        from torchvision.datasets import ImageFolder
-
-        try:
-            paths = [Path(path) for path, _ in ImageFolder(str(folder), allow_empty=True).samples]
-        except (FileNotFoundError, RuntimeError) as error:
-            raise ProbeUsageError(f"--dataset {str(folder)!r}: {error}", param="dataset") from None
+    classes = sorted(child for child in folder.iterdir() if child.is_dir() and not child.name.startswith("."))
+    if classes:  # one subfolder per class, in torchvision ImageFolder's order: by class, then by path
+        paths = [path for child in classes for path in image_files(child, recursive=True)]
     else:
-        paths = sorted(path for path in folder.iterdir() if path.suffix.lower() in IMAGE_SUFFIXES)
+        paths = image_files(folder)
     if not paths:
         raise ProbeUsageError(f"--dataset {str(folder)!r} holds no images ({', '.join(IMAGE_SUFFIXES)})",
                               param="dataset")
@@ -118,7 +112,8 @@ def open_dataset(source: str | Path, loaded: LoadedModel, *, limit: int | None =
         source: ``"zoo"`` (the embedded model's train and test data, in that
             order), ``"skimage"`` (scikit-image's bundled photos), or a folder:
             one subfolder per class (torchvision ``ImageFolder`` order) or a flat
-            folder of images (sorted by name).
+            folder of images (sorted by name); hidden files and folders (``._a.png``,
+            ``.ipynb_checkpoints``) are skipped (see :func:`probe.images.image_files`).
         loaded: the model; its channels and input size apply.
         limit: keep only the first ``limit`` images (default all).
 
