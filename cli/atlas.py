@@ -26,7 +26,7 @@ from probe.cli.common import (
 )
 from probe.errors import ProbeRuntimeError, ProbeUsageError
 from probe.optimize import PRESETS
-from probe.cli.types import count, finite
+from probe.cli.types import OutFolder, count, finite
 
 
 def _layers(names: list[str] | None) -> str | list[str]:
@@ -162,7 +162,7 @@ def _rank_words() -> str:
               help="Map only the first N units of each layer (default: all): --max-units 8 for a quick look.")
 @speed_options()
 @shared
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+@click.option("--out", type=OutFolder(), default=None,
               help="Atlas folder. Default runs/atlas-<model>-<settings digest>. Rerunning the same command resumes "
                    "it; other settings in the same folder are refused.")
 @click.option("--force", is_flag=True, help="Replace an atlas made with other settings in --out (only an atlas).")

@@ -17,7 +17,7 @@ from click.core import ParameterSource
 from click.shell_completion import CompletionItem
 
 from probe.cli.interrupt import INTERRUPTED, Interrupted
-from probe.cli.types import SEED, count
+from probe.cli.types import SEED, OutFolder, count
 from probe.errors import ProbeRuntimeError, ProbeUsageError
 from probe.forward import DTYPE_WORDS, GRADIENT_WORDS, ModelInputError
 from probe.memory import is_out_of_memory
@@ -365,7 +365,7 @@ def out_options(function: F) -> F:
     )(function)
     return click.option(
         "--out",
-        type=click.Path(file_okay=False, path_type=Path),
+        type=OutFolder(),
         default=None,
         help="Output folder. Default: runs/<command>-<what>, with -2, -3... appended rather than overwriting.",
     )(function)

@@ -1,15 +1,17 @@
-"""Click parameter types shared by the commands: numbers that must be finite, seeds that torch accepts."""
+"""Click parameter types shared by the commands: numbers that must be finite, seeds that torch accepts, output
+folders."""
 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 import click
 
 from probe.checks import MAX_COUNT, MAX_SEED
 
-__all__ = ["FiniteFloat", "finite", "count", "SEED", "MAX_SEED", "MAX_COUNT"]
+__all__ = ["FiniteFloat", "finite", "count", "OutFolder", "SEED", "MAX_SEED", "MAX_COUNT"]
 
 
 class FiniteFloat(click.FloatRange):
@@ -35,6 +37,24 @@ def finite(
 ) -> FiniteFloat:
     """A finite float option type with an optional range (``finite(min=0)``: a finite number >= 0)."""
     return FiniteFloat(min=min, max=max, min_open=min_open, max_open=max_open)
+
+
+class OutFolder(click.Path):
+    """``--out DIR``: a folder path (:class:`pathlib.Path`) that is not empty.
+
+    click turns ``--out ""`` (``--out "$DIR"`` with ``DIR`` unset) into ``Path("")``, which is the current
+    folder: the gallery would land where the user's shell is. The error names the option (exit code 2).
+    """
+
+    def __init__(self) -> None:
+        super().__init__(file_okay=False, path_type=Path)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        """Refuse an empty or blank path, then convert as :class:`click.Path`."""
+        if isinstance(value, str) and not value.strip():
+            self.fail(f"{value!r} is empty (an unset shell variable?); give a folder, or leave --out off for "
+                      "the default runs/<command>-<what>", param, ctx)
+        return super().convert(value, param, ctx)
 
 
 class Count(click.IntRange):

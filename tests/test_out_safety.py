@@ -639,6 +639,15 @@ def test_an_out_with_a_control_character_is_refused(runner, in_tmp, name):
     assert "--out" in line and "control character" in line and list(in_tmp.iterdir()) == []
 
 
+@pytest.mark.parametrize("command", [["filters", "--model", "xo"], ["atlas", "--layers", "conv1", "--max-units", "1"]])
+@pytest.mark.parametrize("blank", ["", "  "])
+def test_an_empty_out_is_refused_not_taken_for_the_current_folder(runner, in_tmp, command, blank):
+    """``--out "$DIR"`` with DIR unset: click made it Path(""), the current folder."""
+    result = runner.invoke(cli, [*command, "--out", blank])
+    assert result.exit_code == 2 and "'--out'" in result.output and "is empty" in result.output
+    assert list(in_tmp.iterdir()) == []
+
+
 def test_force_works_from_a_deleted_current_folder(old, in_tmp, monkeypatch):
     folder, _ = old
     gone = in_tmp / "gone"
