@@ -22,6 +22,7 @@ from probe.errors import ProbeRuntimeError, ProbeUsageError
 from probe.forward import DTYPE_WORDS, GRADIENT_WORDS, ModelInputError
 from probe.memory import is_out_of_memory
 from probe.gallery import MANIFEST, recording_invocation
+from probe.gallery.outdir import disk_advice
 from probe.runtime import OUT_OF_MEMORY, PRECISIONS
 
 if TYPE_CHECKING:
@@ -183,8 +184,9 @@ class ProbeCommand(_RecordsInvocation):
         if isinstance(error, BrokenPipeError):  # `probe layers vgg16 | head`: the reader left; click exits quietly
             raise error
         if error.errno in DISK_FAILURES:  # the disk's state, not the option's value: a runtime failure
+            advice = disk_advice(error.errno, "choose another --out" if param is not None else "give another folder")
             raise click.ClickException(f"cannot write {where or 'the output'!r}: {reason}; what was finished before is "
-                                       "kept; free some space or choose another --out") from None
+                                       f"kept; {advice}") from None
         if out is not None and param is not None and where:
             target, failed = Path(out).absolute(), Path(where).absolute()
             if failed == target or target in failed.parents or failed in target.parents:

@@ -15,7 +15,7 @@ from probe.errors import ProbeRuntimeError, ProbeUsageError
 from probe.gallery.atlas import ATLAS_JSON
 from probe.gallery.files import replace_text
 from probe.gallery.html import SMALL_IMAGE, render_collection_page, with_index_link
-from probe.gallery.outdir import MARKER, is_gallery, read_marker, write_marker
+from probe.gallery.outdir import MARKER, disk_advice, is_gallery, read_marker, write_marker
 from probe.gallery.writer import MANIFEST
 
 __all__ = ["write_collection_index", "run_card", "atlas_card"]
@@ -212,5 +212,6 @@ def write_collection_index(root: str | Path, *, title: str | None = None) -> tup
         write_marker(root, ["index.html"], "index")  # first: a page it does not list would be refused next time
         replace_text(page, render_collection_page(title or f"cnn-probe runs in {root.resolve().name}", runs))
     except OSError as error:
-        raise ProbeRuntimeError(f"could not write {str(page)!r}: {error.strerror or error}") from None
+        raise ProbeRuntimeError(f"could not write {str(page)!r}: {error.strerror or error}; the runs are untouched; "
+                                f"{disk_advice(error.errno, 'give another folder')}") from None
     return page, len(runs)

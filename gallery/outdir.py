@@ -153,14 +153,17 @@ def _replace_refusal(folder: Path) -> str | None:
     return None
 
 
-_ADVICE = {
-    errno.ENOSPC: "free some space or choose another --out",
-    errno.EDQUOT: "free some of your quota or choose another --out",
-    errno.EROFS: "the file system is read-only: choose another --out",
-    errno.EACCES: "choose an --out you may write in",
-    errno.EPERM: "choose an --out you may write in",
-}
-"""What to do about the disk refusing a gallery, by ``errno`` (anything else: choose another ``--out``)."""
+def disk_advice(code: int | None, elsewhere: str = "choose another --out") -> str:
+    """What to do about the disk refusing a write, by ``errno``; ``elsewhere`` is the way to write somewhere
+    else (``"choose another --out"``; ``probe gallery``, which has no ``--out``: ``"give another folder"``)."""
+    advice = {
+        errno.ENOSPC: f"free some space or {elsewhere}",
+        errno.EDQUOT: f"free some of your quota or {elsewhere}",
+        errno.EROFS: f"the file system is read-only: {elsewhere}",
+        errno.EACCES: f"{elsewhere} (one you may write in)",
+        errno.EPERM: f"{elsewhere} (one you may write in)",
+    }
+    return advice.get(code, elsewhere)
 
 
 def _nearest_existing(path: Path) -> Path:
@@ -476,7 +479,7 @@ class OutDir:
             if isinstance(error, OSError):
                 raise ProbeRuntimeError(
                     f"could not write the gallery in {str(target.parent)!r}: {error.strerror or error}; nothing "
-                    f"there was changed; {_ADVICE.get(error.errno, 'choose another --out')}"
+                    f"there was changed; {disk_advice(error.errno)}"
                 ) from None
             raise
         if final == target:

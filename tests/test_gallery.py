@@ -197,6 +197,19 @@ def test_a_full_disk_during_probe_gallery_does_not_wedge_the_next_run(tmp_path, 
     assert runs == 1 and page.read_text().rstrip().endswith("</html>")
 
 
+def test_probe_gallery_on_a_full_disk_says_so_in_one_line_without_an_option_it_lacks(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from probe.cli.main import cli
+
+    (tmp_path / "run").mkdir()
+    make_gallery(tmp_path / "run").write()
+    fill_disk_after(monkeypatch, 0)
+    result = CliRunner().invoke(cli, ["gallery", str(tmp_path)])
+    assert result.exit_code == 1 and "No space" in result.output and "free some space" in result.output
+    assert "--out" not in result.output and len(result.output.strip().splitlines()) == 1  # probe gallery has no --out
+
+
 def test_file_names_from_layer_names_are_safe_and_distinct(tmp_path):
     """Names callers build from layer names (ONNX's ``conv1/Conv``, TorchScript's ``layer1.0/Add``, a user's
     unicode or HTML) become one flat, safe file each; the manifest and the marker name exactly the files written."""
