@@ -124,6 +124,9 @@ class ProbeCommand(_RecordsInvocation):
         try:
             return super().invoke(ctx)
         except KeyboardInterrupt:
+            written = ctx.meta.get(WRITTEN_KEY)
+            if written:  # Ctrl-C after the save (the final lines, --json): the gallery is there
+                raise Interrupted(f"interrupted (Ctrl-C) after the gallery was written: {written[-1]}") from None
             raise Interrupted(self.interrupted) from None
         except ProbeUsageError as error:
             param = self._param(error.param.replace("-", "_")) if error.param else None
@@ -433,6 +436,8 @@ def manifest_summary(folder: Path, summary: str) -> dict[str, Any]:
 
 QUIET_KEY = "probe.quiet"
 JSON_KEY = "probe.json"
+WRITTEN_KEY = "probe.written"
+"""ctx.meta: the galleries this invocation saved, where they landed (see gallery.stamp.recording_invocation)."""
 
 
 def invocation(ctx: click.Context | None = None) -> str:
@@ -455,7 +460,7 @@ def gallery_command(function: F) -> F:
         ctx = click.get_current_context()
         ctx.meta[QUIET_KEY] = quiet
         ctx.meta[JSON_KEY] = json_summary
-        with recording_invocation(invocation(ctx)):
+        with recording_invocation(invocation(ctx), ctx.meta.setdefault(WRITTEN_KEY, [])):
             return function(*args, **kwargs)
 
     wrapper = click.option("--json", "json_summary", is_flag=True,

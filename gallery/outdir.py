@@ -40,6 +40,7 @@ from typing import Any
 from probe.checks import check_path
 from probe.errors import ProbeRuntimeError, ProbeUsageError
 from probe.gallery.files import replace_text
+from probe.gallery.stamp import note_written
 
 __all__ = ["MARKER", "MARKER_FORMAT", "OutDir", "check_out_dir", "read_marker", "write_marker", "foreign_files"]
 
@@ -482,9 +483,9 @@ class OutDir:
                     f"there was changed; {disk_advice(error.errno)}"
                 ) from None
             raise
-        if final == target:
-            return self.path
-        return final if self.path.is_absolute() else Path(os.path.relpath(final))
+        landed = self.path if final == target else final if self.path.is_absolute() else Path(os.path.relpath(final))
+        note_written(landed)
+        return landed
 
     @staticmethod
     def _make_parents(folder: Path) -> list[Path]:

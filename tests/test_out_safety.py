@@ -648,6 +648,19 @@ def test_an_empty_out_is_refused_not_taken_for_the_current_folder(runner, in_tmp
     assert list(in_tmp.iterdir()) == []
 
 
+def test_ctrl_c_after_the_save_says_where_the_gallery_is_not_that_nothing_was_written(runner, in_tmp, monkeypatch):
+    import probe.cli.filters as filters_command
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt  # Ctrl-C while the final line prints
+
+    monkeypatch.setattr(filters_command, "echo_done", interrupted)
+    result = filters_gallery(runner, in_tmp / "new")
+    assert result.exit_code == 130 and "nothing was written" not in result.output
+    assert one_error_line(result, 130) == f"Error: interrupted (Ctrl-C) after the gallery was written: {in_tmp / 'new'}"
+    assert (in_tmp / "new" / "index.html").is_file()
+
+
 def test_force_works_from_a_deleted_current_folder(old, in_tmp, monkeypatch):
     folder, _ = old
     gone = in_tmp / "gone"
