@@ -265,3 +265,30 @@ def _walk(value: object):
     elif isinstance(value, list):
         for item in value:
             yield from _walk(item)
+
+
+def _bn_net(norm: nn.Module) -> nn.Module:
+    torch.manual_seed(4)
+    return nn.Sequential(nn.Conv2d(3, 6, 3, bias=False), norm, nn.Conv2d(6, 6, 3, bias=False),
+                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(6, 4, bias=False)).eval()
+
+
+def test_a_functional_batch_norm_gets_the_rule_of_nn_batchnorm2d():
+    """timm's BatchNormAct2d calls F.batch_norm in its forward: it had plain gradients (scaled by gamma / sigma);
+    it gets captum's BatchNorm2d rule, so it gives what nn.BatchNorm2d followed by its activation gives."""
+    from timm.layers import BatchNormAct2d
+
+    fused = BatchNormAct2d(6, act_layer=nn.SiLU)
+    with torch.no_grad():
+        for tensor in (fused.weight, fused.bias, fused.running_mean):
+            tensor.normal_(generator=torch.Generator().manual_seed(6))
+        fused.running_var.uniform_(0.5, 2.0, generator=torch.Generator().manual_seed(7))
+    plain = nn.BatchNorm2d(6)
+    plain.load_state_dict(fused.state_dict())
+    ours = attribute(_bn_net(fused), IMAGE[:, :16, :16], "lrp", target=1).attributions["lrp"]
+    expected = attribute(_bn_net(nn.Sequential(plain, nn.SiLU())), IMAGE[:, :16, :16], "lrp", target=1)
+    assert torch.allclose(ours, expected.attributions["lrp"], rtol=1e-4, atol=1e-7)
+    with torch.no_grad():
+        fused.bias.zero_()
+        fused.running_mean.zero_()
+    assert _gap(_bn_net(fused), IMAGE[:, :16, :16])[1] < 1e-4

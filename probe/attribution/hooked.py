@@ -89,7 +89,8 @@ def run_lrp(forward: nn.Module, inputs: torch.Tensor, target: int) -> torch.Tens
             forward fx cannot trace (naming ``method``).
     """
     body, x = lrp_input(forward, inputs)
-    net, unreached = lrp_network(hook_copy(body, x), x)
+    with captum_refusal("lrp"):  # the copy's trace runs the model's code once more
+        net, unreached = lrp_network(hook_copy(body, x), x)
     plan = lrp_plan(net, x, unreached)
     if plan.missing:
         raise ProbeUsageError(f"captum's LRP has no rule for {', '.join(plan.missing)} in this model; "

@@ -28,7 +28,6 @@ only module objects are new.
 
 from __future__ import annotations
 
-import inspect
 import operator
 from collections.abc import Callable
 from typing import Any
@@ -41,7 +40,7 @@ from torch.fx.passes.shape_prop import ShapeProp
 from probe.errors import ProbeUsageError
 from probe.leaves import is_leaf
 
-__all__ = ["Gate", "Pass", "Reduce", "lrp_graph", "ACTIVATION_MODULES"]
+__all__ = ["Gate", "Pass", "Affine", "lrp_graph", "ACTIVATION_MODULES"]
 
 
 class Gate(nn.Module):
@@ -87,15 +86,17 @@ class Pass(nn.Module):
         return _Straight.apply(x, lambda t: self.function(t, *args, **self.options))
 
 
-class Reduce(nn.Module):
-    """A linear reduction of an activation, ``function(x, *args, **options)`` (``x.mean((2, 3))``,
-    ``x.sum(1)``), which :func:`lrp_graph` gives captum's epsilon rule: each input its share of the output's
-    relevance in proportion to its value, as for an average pool (its plain gradient spreads relevance evenly,
-    also onto units a ReLU zeroed, or copies it whole to every input of a sum).
+class Affine(nn.Module):
+    """An affine map of one activation, ``function(x, *args, **options)`` with constant ``args``: a mean or a sum
+    (``x.mean((2, 3))``), a functional batch norm in eval mode (timm's ``BatchNormAct2d``). :func:`lrp_graph`
+    gives it captum's epsilon rule, as captum does a pool or ``nn.BatchNorm2d``: each input its share of the
+    output's relevance in proportion to its contribution (a mean's plain gradient spreads relevance evenly, also
+    onto units a ReLU zeroed; a sum's copies it whole to every input).
 
     Args:
-        function: the reduction.
-        args: its arguments after the tensor (dimensions: constants, so captum's hooks see one input).
+        function: the map.
+        args: its arguments after the tensor: dimensions, or the batch norm's statistics and parameters (the
+            model's own tensors, not copies), kept off the call so captum's hooks see one input.
         options: its keyword arguments (default none).
     """
 
@@ -103,7 +104,7 @@ class Reduce(nn.Module):
                  options: dict[str, Any] | None = None) -> None:
         super().__init__()
         self.__dict__["function"] = function
-        self.extra = args
+        self.__dict__["extra"] = args
         self.options = dict(options or {})
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -131,7 +132,7 @@ _LAYOUT_NAMES = frozenset({
 """Operations whose plain gradient conserves relevance: rearrangements, concatenations, slices, zero padding,
 torchvision's ``stochastic_depth`` (the identity in eval mode)."""
 
-_REDUCE_NAMES = frozenset({"mean", "sum", "adaptive_avg_pool1d", "avg_pool1d"})
+_AFFINE_NAMES = frozenset({"mean", "sum", "adaptive_avg_pool1d", "avg_pool1d", "batch_norm"})
 _ADD_NAMES = frozenset({"add", "add_", "iadd", "__add__", "__iadd__", "__radd__"})
 _MUL_NAMES = frozenset({"mul", "mul_", "imul", "__mul__", "__rmul__", "truediv", "div", "div_", "__truediv__",
                         "itruediv"})
@@ -257,12 +258,24 @@ def _replace(graph: fx.GraphModule, node: fx.Node, module: nn.Module, args: tupl
     return new
 
 
-def _pool_module(node: fx.Node) -> nn.Module:
-    """The module of a functional pool call, with its arguments (``F.max_pool2d(x, 2, 2)`` -> ``MaxPool2d(2, 2)``)."""
-    function = node.target
-    bound = inspect.signature(function).bind(*node.args, **node.kwargs)
-    options = {key: value for key, value in bound.arguments.items() if key != "input"}
-    return _POOLS[function](**options)  # type: ignore[index]
+_POOL_PARAMETERS: dict[str, tuple[str, ...]] = {
+    "adaptive_avg_pool2d": ("output_size",),
+    "avg_pool2d": ("kernel_size", "stride", "padding", "ceil_mode", "count_include_pad", "divisor_override"),
+    "max_pool2d": ("kernel_size", "stride", "padding", "dilation", "ceil_mode", "return_indices")}
+"""The functional pools' parameters after the input, in order (``F.avg_pool2d`` is a builtin: no signature)."""
+
+
+def _pool_module(node: fx.Node) -> nn.Module | None:
+    """The module of a functional pool call, with its arguments (``F.max_pool2d(x, 2, 2)`` -> ``MaxPool2d(2, 2)``),
+    or None when the arguments do not fit it."""
+    names = _POOL_PARAMETERS[_name(node)]
+    options = {**dict(zip(names, node.args[1:])), **node.kwargs}
+    if len(node.args) - 1 > len(names) or any(isinstance(value, fx.Node) for value in options.values()):
+        return None
+    try:
+        return _POOLS[node.target](**options)  # type: ignore[index]
+    except TypeError:
+        return None
 
 
 def _live(graph: fx.Graph, modules: dict[str, nn.Module]) -> set[fx.Node]:
@@ -308,7 +321,30 @@ def _scaling(node: fx.Node, acts: list[fx.Node]) -> bool:
         and (node.args[0] is acts[0] or _name(node) not in _DIV_NAMES)
 
 
-def _rule(node: fx.Node, acts: list[fx.Node]) -> tuple[nn.Module, tuple[Any, ...]] | bool:
+def _constant(value: Any, gm: fx.GraphModule) -> Any:
+    """``value`` with each ``get_attr`` node made the model's tensor it names (a parameter or a buffer, shared)."""
+    def resolve(node: fx.Node) -> Any:
+        if node.op != "get_attr":
+            raise LookupError(node.name)
+        owner, _, field = str(node.target).rpartition(".")
+        return getattr(gm.get_submodule(owner) if owner else gm, field)
+
+    return fx.node.map_arg(value, resolve)
+
+
+def _affine(node: fx.Node, gm: fx.GraphModule) -> tuple[nn.Module, tuple[Any, ...]] | bool:
+    """:class:`Affine` for a mean, a sum, or an eval-mode functional batch norm of one activation, with its
+    other arguments; False when one of them is computed in forward or the batch norm uses batch statistics."""
+    try:
+        args, options = _constant(tuple(node.args[1:]), gm), _constant(dict(node.kwargs), gm)
+    except LookupError:
+        return False
+    if _name(node) == "batch_norm" and (options.get("training", args[4] if len(args) > 4 else False) is not False):
+        return False
+    return _ruled(Affine(_out_of_place(node), args, options)), (node.args[0],)
+
+
+def _rule(node: fx.Node, acts: list[fx.Node], gm: fx.GraphModule) -> tuple[nn.Module, tuple[Any, ...]] | bool:
     """The module that gives ``node`` (an operation on activations ``acts``) its LRP rule, with its arguments;
     True when its plain gradient already conserves relevance, False when it has no rule."""
     name = _name(node)
@@ -321,9 +357,10 @@ def _rule(node: fx.Node, acts: list[fx.Node]) -> tuple[nn.Module, tuple[Any, ...
         rest, options = _rest(node)
         return Pass(_out_of_place(node), options), (first, *rest)
     if node.target in _POOLS and acts and first is acts[0]:
-        return _pool_module(node), (first,)
-    if name in _REDUCE_NAMES and acts and first is acts[0] and not any(isinstance(a, fx.Node) for a in node.args[1:]):
-        return _ruled(Reduce(_out_of_place(node), tuple(node.args[1:]), dict(node.kwargs))), (first,)
+        pool = _pool_module(node)
+        return (pool, (first,)) if pool is not None else False
+    if name in _AFFINE_NAMES and acts == [first]:
+        return _affine(node, gm)
     if _scaling(node, acts):
         other = node.args[1] if node.args[0] is acts[0] else node.args[0]
         return Pass(_out_of_place(node)), (acts[0], other)
@@ -365,7 +402,7 @@ def _rewrite(gm: fx.GraphModule, dependent: set[fx.Node]) -> list[str]:
         if node.op == "call_module" and type(modules[str(node.target)]) in ACTIVATION_MODULES:
             dependent.add(_replace(gm, node, Pass(modules[str(node.target)]), tuple(node.args)))
         elif node.op in ("call_function", "call_method"):
-            rule = _rule(node, _activations(node, dependent))
+            rule = _rule(node, _activations(node, dependent), gm)
             if isinstance(rule, tuple):
                 dependent.add(_replace(gm, node, *rule))
             elif not rule:
