@@ -292,3 +292,23 @@ def test_a_functional_batch_norm_gets_the_rule_of_nn_batchnorm2d():
         fused.bias.zero_()
         fused.running_mean.zero_()
     assert _gap(_bn_net(fused), IMAGE[:, :16, :16])[1] < 1e-4
+
+
+class Flags(nn.Module):
+    """A sum with ``keepdim`` given as a positional True (not in place: ``y`` stays ``y``), next to a functional
+    ReLU whose True is ``inplace``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(5)
+        self.conv = nn.Conv2d(3, 4, 3, bias=False)
+        self.fc = nn.Linear(5, 4, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.relu(self.conv(x), True)
+        total = y.sum(1, True)
+        return self.fc(torch.cat([y.mean((2, 3)), total.mean((2, 3))], 1))
+
+
+def test_a_positional_true_is_inplace_only_where_the_function_says_so():
+    assert _gap(Flags().eval(), IMAGE[:, :8, :8])[1] < 1e-4

@@ -106,7 +106,8 @@ def adopt_base_rules(bases: dict[nn.Module, type]) -> None:
 
 
 def lrp_support(module: nn.Module, inputs: torch.Tensor | None = None) -> list[str]:
-    """The leaf module types of ``module`` captum's LRP has no rule for (empty: LRP can run).
+    """The leaf module types of ``module`` captum's LRP has no rule for (empty: no layer stops LRP; the operations
+    its forward applies between layers are checked when LRP runs, :func:`probe.attribution.lrp_graph.lrp_graph`).
 
     Args:
         module: the model.

@@ -28,6 +28,7 @@ only module objects are new.
 
 from __future__ import annotations
 
+import inspect
 import operator
 from collections.abc import Callable
 from typing import Any
@@ -213,13 +214,25 @@ def _gate_source(node: fx.Node, modules: dict[str, nn.Module]) -> bool:
         return False
 
 
+def _inplace_index(node: fx.Node) -> int | None:
+    """The position of a functional activation's ``inplace`` argument (``F.relu(x, True)``: 1), if it has one."""
+    if node.op != "call_function":
+        return None
+    try:
+        parameters = list(inspect.signature(node.target).parameters)  # type: ignore[arg-type]
+    except (TypeError, ValueError):  # a builtin (torch.relu): no inplace argument
+        return None
+    return parameters.index("inplace") if "inplace" in parameters else None
+
+
 def _in_place(node: fx.Node) -> bool:
     """``x.add_(y)``, ``x.relu_()``, ``operator.iadd``, ``F.relu(x, inplace=True)``: the operation changes its
     first argument."""
     name = _name(node)
+    index = _inplace_index(node)
     return (name.endswith("_") and not name.endswith("__")) or name in ("iadd", "imul", "isub", "itruediv") \
         or (name.startswith("__i") and name.endswith("__")) or node.kwargs.get("inplace") is True \
-        or any(arg is True for arg in node.args[1:])
+        or (index is not None and len(node.args) > index and node.args[index] is True)
 
 
 def _functionalize(gm: fx.GraphModule, dependent: set[fx.Node]) -> None:
@@ -310,8 +323,9 @@ def _out_of_place(node: fx.Node) -> Callable[..., Any]:
 
 def _rest(node: fx.Node) -> tuple[tuple[Any, ...], dict[str, Any]]:
     """The arguments after the tensor and the keyword arguments, without ``inplace`` (the copy runs out of place)."""
-    return (tuple(arg for arg in node.args[1:] if not isinstance(arg, bool)),
-            {key: value for key, value in node.kwargs.items() if key != "inplace"})
+    index = _inplace_index(node)
+    args = node.args if index is None else node.args[:index] + node.args[index + 1:]
+    return tuple(args[1:]), {key: value for key, value in node.kwargs.items() if key != "inplace"}
 
 
 def _scaling(node: fx.Node, acts: list[fx.Node]) -> bool:
@@ -364,7 +378,8 @@ def _rule(node: fx.Node, acts: list[fx.Node], gm: fx.GraphModule) -> tuple[nn.Mo
     if _scaling(node, acts):
         other = node.args[1] if node.args[0] is acts[0] else node.args[0]
         return Pass(_out_of_place(node)), (acts[0], other)
-    return name in _LAYOUT_NAMES or (name in _ADD_NAMES | _SHIFT_NAMES and len(acts) == 1)
+    shift = name in _ADD_NAMES or (name in _SHIFT_NAMES and first is acts[0])  # c - x would flip relevance's sign
+    return name in _LAYOUT_NAMES or (shift and len(acts) == 1)
 
 
 def _ruled(module: nn.Module) -> nn.Module:
