@@ -80,8 +80,8 @@ def lrp_plan(module: nn.Module, inputs: torch.Tensor, unreached: set[int] | None
     plan = LrpPlan(missing=[], skip=set())
     missing = set()
     for leaf in leaves(module):
-        if isinstance(leaf, (*LRP_PASSTHROUGH, Pass)) or type(leaf) in ACTIVATION_MODULES or id(leaf) in seen.identity or id(leaf) not in seen.ran \
-                or id(leaf) in (unreached or ()):
+        passes = isinstance(leaf, (*LRP_PASSTHROUGH, Pass)) or type(leaf) in ACTIVATION_MODULES
+        if passes or id(leaf) in seen.identity or id(leaf) not in seen.ran or id(leaf) in (unreached or ()):
             plan.skip.add(id(leaf))
         elif type(leaf) not in known and not hasattr(leaf, "rule"):
             base = supported_base(leaf, known, seen.inputs.get(id(leaf)))

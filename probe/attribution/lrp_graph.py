@@ -133,6 +133,7 @@ _LAYOUT_NAMES = frozenset({
 """Operations whose plain gradient conserves relevance: rearrangements, concatenations, slices, zero padding,
 torchvision's ``stochastic_depth`` (the identity in eval mode)."""
 
+_DROPOUT_NAMES = frozenset({"dropout", "dropout1d", "dropout2d", "dropout3d", "alpha_dropout", "feature_alpha_dropout"})
 _AFFINE_NAMES = frozenset({"mean", "sum", "adaptive_avg_pool1d", "avg_pool1d", "batch_norm"})
 _ADD_NAMES = frozenset({"add", "add_", "iadd", "__add__", "__iadd__", "__radd__"})
 _MUL_NAMES = frozenset({"mul", "mul_", "imul", "__mul__", "__rmul__", "truediv", "div", "div_", "__truediv__",
@@ -162,7 +163,7 @@ def _name(node: fx.Node) -> str:
 
 
 def _where(node: fx.Node) -> str:
-    """The dotted name of the module whose forward runs ``node`` (the model's own names, without the copy's)."""
+    """The dotted name of the module whose forward runs ``node``, for messages."""
     stack = node.meta.get("nn_module_stack") or {}
     names = [value[0] for value in stack.values() if isinstance(value, tuple) and value and value[0]]
     name = names[-1] if names else ""
@@ -358,6 +359,16 @@ def _affine(node: fx.Node, gm: fx.GraphModule) -> tuple[nn.Module, tuple[Any, ..
     return _ruled(Affine(_out_of_place(node), args, options)), (node.args[0],)
 
 
+def _evaluating(node: fx.Node) -> bool:
+    """Whether a functional dropout runs in eval mode (``F.dropout(x, p, training=False)``: the identity); its
+    ``training`` defaults to True, where it zeroes and rescales at random."""
+    try:
+        bound = inspect.signature(node.target).bind(*node.args, **node.kwargs)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return False
+    return bound.arguments.get("training", True) is False
+
+
 def _rule(node: fx.Node, acts: list[fx.Node], gm: fx.GraphModule) -> tuple[nn.Module, tuple[Any, ...]] | bool:
     """The module that gives ``node`` (an operation on activations ``acts``) its LRP rule, with its arguments;
     True when its plain gradient already conserves relevance, False when it has no rule."""
@@ -375,6 +386,8 @@ def _rule(node: fx.Node, acts: list[fx.Node], gm: fx.GraphModule) -> tuple[nn.Mo
         return (pool, (first,)) if pool is not None else False
     if name in _AFFINE_NAMES and acts == [first]:
         return _affine(node, gm)
+    if name in _DROPOUT_NAMES and acts == [first]:
+        return node.op == "call_function" and _evaluating(node)
     if _scaling(node, acts):
         other = node.args[1] if node.args[0] is acts[0] else node.args[0]
         return Pass(_out_of_place(node)), (acts[0], other)
