@@ -71,7 +71,9 @@ def command(image: str, model: str, weights: str, method: list[str], target: str
     depends on, named on stderr; --layer: any layer with spatial output,
     tokens included), deeplift,
     gradient-shap, occlusion (a 7x7 grid of windows by default, aligned to the
-    model's patches), lrp (refused where captum has no rule for a layer).
+    model's patches), lrp (epsilon rule; residual additions, gates and
+    activations get rules on a traced copy; refused in one line where a layer
+    or an operation has none: attention, LayerNorm).
     deeplift, lrp and guided-backprop run on a weight-sharing copy of the model
     that gives each call of a reused module (ResNet's relu) its own module.
     Heatmaps are black (none) to yellow (the 99th percentile and above), each

@@ -63,10 +63,10 @@ def test_lrp_runs_on_the_zoo_and_leaves_the_model_as_it_was(digits):
 
 
 def test_lrp_is_refused_in_one_line_where_captum_has_no_rule():
-    net = nn.Sequential(nn.Conv2d(1, 2, 3), nn.GELU(), nn.Flatten(), nn.Linear(2 * 6 * 6, 3)).eval()
-    assert lrp_support(net) == ["GELU"]
+    net = nn.Sequential(nn.Conv2d(1, 2, 3), nn.LocalResponseNorm(2), nn.Flatten(), nn.Linear(2 * 6 * 6, 3)).eval()
+    assert lrp_support(net) == ["LocalResponseNorm"]
     image = torch.rand(1, 8, 8, generator=torch.Generator().manual_seed(0))
-    with pytest.raises(ProbeUsageError, match="no rule for GELU") as error:
+    with pytest.raises(ProbeUsageError, match="no rule for LocalResponseNorm") as error:
         attribute(net, image, "lrp", size=8)
     assert error.value.param == "method" and "\n" not in str(error.value)
     both = attribute(net, image, ["deeplift", "lrp"], size=8)
@@ -101,19 +101,23 @@ def test_cli_new_methods_and_baselines(tmp_path):
 class _Residual(nn.Module):
     def __init__(self) -> None:
         super().__init__()
-        self.conv = nn.Conv2d(1, 1, 3, padding=1)
+        self.conv = nn.Conv2d(1, 1, 3, padding=1, bias=False)
         self.relu = nn.ReLU()
         self.flatten = nn.Flatten()
-        self.fc = nn.Linear(64, 3)
+        self.fc = nn.Linear(64, 3, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(self.flatten(x + self.relu(self.conv(x))))
 
 
-def test_lrp_refuses_residual_additions_it_has_no_rule_for():
+def test_lrp_gives_residual_additions_a_rule_that_conserves_relevance():
+    """captum passed plain gradients through ``x + f(x)``, doubling the relevance (LRP refused it); on the
+    traced copy the addition is captum's Addition_Module: without biases the relevance sums to the score."""
     torch.manual_seed(0)
     net = _Residual().eval()
-    assert lrp_support(net) == []  # every layer has a rule: only the addition in forward is unsupported
-    with pytest.raises(ProbeUsageError, match="1 addition\\(s\\) of activations") as error:
-        attribute(net, torch.rand(1, 8, 8), "lrp", size=8)
-    assert error.value.param == "method" and no_hooks_left(net)
+    assert lrp_support(net) == []
+    image = torch.rand(1, 8, 8)
+    result = attribute(net, image, "lrp", size=8)
+    with torch.no_grad():
+        score = float(net(probe.load_model(net).preprocess.normalize(image[None]))[0, result.target])
+    assert float(result.attributions["lrp"].sum()) == pytest.approx(score, rel=1e-4) and no_hooks_left(net)

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from probe.attribution.cam import choose_cam_layer
-from probe.attribution.extra import COMPLETE_METHODS, EXTRA_METHODS, completeness_gap, run_extra
+from probe.attribution.extra import EXTRA_METHODS, completeness_gaps, run_extra
 from probe.attribution.gradients import METHODS, Normalized, integration_method, run_gradient
 from probe.attribution.occlusion import Progress
 from probe.attribution.result import Attribution, heat_of, normalize_heatmap
@@ -209,8 +209,7 @@ def attribute(
                 if len(methods) == 1 or not isinstance(error, ProbeUsageError):
                     raise
                 skipped[name] = str(error)
-        gaps = {name: completeness_gap(forward, x, baseline, index, attributions[name])
-                for name in COMPLETE_METHODS if name in attributions}
+        gaps = completeness_gaps(forward, x, baseline, index, attributions)
     for name, attr in attributions.items():
         if not bool(torch.isfinite(attr).all()):
             raise ProbeRuntimeError(

@@ -13,8 +13,9 @@ from probe.runtime import global_rng_kept
 EXTRA_METHODS: tuple[str, ...] = ("deeplift", "gradient-shap", "occlusion", "lrp")
 """The methods beyond the first five, asked for by name (``method="all"`` stays the five of :data:`METHODS`).
 
-LRP uses captum's default rules on the leaf modules; a model that adds activations in ``forward`` (ResNet's
-residuals, which captum has no rule for) is refused in one line, like one with a layer captum has no rule for."""
+LRP uses captum's default rules on the leaf modules, and on a traced copy gives residual additions, sigmoid gates
+and activations their rules (:mod:`probe.attribution.lrp_graph`); a layer or an operation on activations without
+one, or a forward torch.fx cannot trace, is refused in one line."""
 
 
 SHAP_BATCH = 8
@@ -49,7 +50,8 @@ def run_extra(
       (:func:`probe.attribution.occlusion.occlusion_grid`), else ``window`` squares at ``stride``
       (default half the window);
     - ``lrp``: layer-wise relevance propagation with captum's default rules (epsilon for conv and
-      linear layers); refused in one line when the model has a layer captum has no rule for.
+      linear layers, batch norm and residual additions); refused in one line when the model has a layer
+      or an operation on activations without a rule.
 
     GradientShap and occlusion report ``progress(method, images done, total)`` as their batches run
     (default None: silent).
@@ -84,6 +86,28 @@ def run_extra(
 
 COMPLETE_METHODS: tuple[str, ...] = ("integrated-gradients", "deeplift")
 """Methods whose attributions should sum to ``f(x) - f(baseline)`` (completeness, summation-to-delta)."""
+
+
+def completeness_gaps(forward: nn.Module, x: torch.Tensor, baseline: float | torch.Tensor, target: int,
+                      attributions: dict[str, torch.Tensor]) -> dict[str, float]:
+    """The relative completeness gap of each method of :data:`COMPLETE_METHODS` in ``attributions``
+    (:func:`completeness_gap`) and LRP's conservation gap (:func:`conservation_gap`)."""
+    gaps = {name: completeness_gap(forward, x, baseline, target, attributions[name])
+            for name in COMPLETE_METHODS if name in attributions}
+    if "lrp" in attributions:
+        gaps["lrp"] = conservation_gap(forward, x, target, attributions["lrp"])
+    return gaps
+
+
+def conservation_gap(forward: nn.Module, x: torch.Tensor, target: int, relevance: torch.Tensor) -> float:
+    """``|sum(relevance) - f(x)| / |f(x)|`` for ``x`` ``(1, C, H, W)``: LRP's relevance sums to the score.
+
+    What the epsilon rule keeps in each layer's bias (batch norm's shift included) and stabilizer is the gap:
+    about 1e-7 on a network without biases, about 1% on ResNet-18 with random weights (its classifier's bias).
+    """
+    with torch.no_grad():
+        score = float(forward(x)[0, target].double())
+    return abs(float(relevance.double().sum()) - score) / max(abs(score), 1e-12)
 
 
 def completeness_gap(forward: nn.Module, x: torch.Tensor, baseline: float | torch.Tensor, target: int,

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from probe.attribution.leaves import leaves, supported_base, survey
-from probe.attribution.lrp import adopt_base_rules, lrp_plan, passthrough_lrp, tensor_additions
+from probe.attribution.lrp import adopt_base_rules, lrp_input, lrp_network, lrp_plan, passthrough_lrp
 from probe.attribution.unshared import Unshared, unshared_copy
 from probe.errors import ProbeError, ProbeUsageError
 from probe.memory import is_out_of_memory
@@ -80,21 +80,21 @@ def run_deeplift(forward: nn.Module, inputs: torch.Tensor, baseline: torch.Tenso
 
 
 def run_lrp(forward: nn.Module, inputs: torch.Tensor, target: int) -> torch.Tensor:
-    """captum's LRP (epsilon rules) of ``inputs`` ``(1, C, H, W)`` on :func:`hook_copy`.
+    """captum's LRP (epsilon rules) of ``inputs`` ``(1, C, H, W)`` on :func:`hook_copy`, traced so that residual
+    additions, gates and activations have rules (:func:`probe.attribution.lrp.lrp_network`), on the normalized
+    image (:func:`probe.attribution.lrp.lrp_input`); ``(1, C, H, W)``, summing to the score less what biases keep.
 
     Raises:
-        ProbeUsageError: a layer that runs and has no rule, or residual additions (naming ``method``).
+        ProbeUsageError: a layer that runs and has no rule, an operation on activations without one, or a
+            forward fx cannot trace (naming ``method``).
     """
-    net = hook_copy(forward, inputs.detach())
-    plan = lrp_plan(net, inputs.detach())
+    body, x = lrp_input(forward, inputs)
+    with captum_refusal("lrp"):  # the copy's trace runs the model's code once more
+        net, unreached = lrp_network(hook_copy(body, x), x)
+    plan = lrp_plan(net, x, unreached)
     if plan.missing:
         raise ProbeUsageError(f"captum's LRP has no rule for {', '.join(plan.missing)} in this model; "
                               "use another --method (deeplift is the closest)", param="method")
-    added = tensor_additions(net, inputs.detach())
-    if added:
-        raise ProbeUsageError(f"captum's LRP has no rule for the {added} addition(s) of activations in this "
-                              "model's forward (residual connections); use another --method, e.g. "
-                              "integrated-gradients", param="method")
     adopt_base_rules(plan.bases)
     with captum_refusal("lrp"):
-        return passthrough_lrp(net, plan.skip).attribute(inputs, target=target)
+        return passthrough_lrp(net, plan.skip).attribute(x.requires_grad_(True), target=target)
