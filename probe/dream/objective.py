@@ -103,6 +103,8 @@ class DreamObjective:
                 raise
             if isinstance(error, ProbeRuntimeError):  # already says what to do (a float64 model), not the layers
                 raise
+            if isinstance(error, ModelInputError) and error.param != "size":  # no layer nor size fixes it
+                raise
             original = error.original if isinstance(error, ModelInputError) else error
             if not isinstance(original, RuntimeError):  # the model's own input check (ViT's assert): its size
                 raise
