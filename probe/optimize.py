@@ -47,7 +47,7 @@ from probe.layout import channels_last_layers
 from probe.leaves import is_leaf
 from probe.memory import is_out_of_memory
 from probe.models import LoadedModel, as_loaded
-from probe.objectives import Context, Objective, as_objective, parse_objective
+from probe.objectives import Context, Objective, as_objective, class_scores, parse_objective
 from probe.relu import redirected_relu
 from probe.results import GalleryResult
 from probe.runtime import progress_every as default_progress_every
@@ -122,7 +122,8 @@ class MaximizeResult(GalleryResult):
         layer: the main term's layer (None for pure penalties).
         model: the model's name; ``weights`` describes its weights.
         labels: the model's class names, when known.
-        outputs: ``(N, classes)`` logits on ``images`` for class objectives, else None.
+        outputs: ``(N, classes)`` logits on ``images`` for class objectives (a dense prediction's averaged over its
+            positions, see :func:`probe.objectives.class_scores`), else None.
         settings: steps, lr, optimizer, param, transforms, preset, seed,
             image_size, batch, precision, device: everything to reproduce the run;
             ``diverged``: None, or why the images are not to be trusted
@@ -682,7 +683,7 @@ def _measure(
             for name, leaf in named:
                 terms[name][index] = _scores(leaf, context).cpu()
             if main.kind == "class" and main.layer in context.activations:
-                outputs.append(context(main.layer).float().cpu())
+                outputs.append(class_scores(context(main.layer).float()).cpu())
     return scores, terms, torch.cat(outputs) if outputs else None
 
 
