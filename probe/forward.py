@@ -185,7 +185,8 @@ def model_input(inputs: torch.Tensor, passes: tuple[type[BaseException], ...] = 
         if any(words in str(error).lower() for words in DTYPE_WORDS):
             raise ProbeRuntimeError(
                 f"{what} ({first_line(error)}): its weights and the input differ in dtype or device; give a float32 "
-                "model whose weights all live on one device (module.float(): a float16 module cannot run on the CPU)"
+                "model whose weights all live on one device (module.float(); cnn-probe feeds float32 images, and "
+                "--precision bf16 / precision='bf16' then computes in bfloat16, on the CPU too)"
             ) from error
         raise ModelInputError(f"{what} ({first_line(error)}); give an input size it accepts (without one, the "
                               "model's own input size is used)", shape, error) from error

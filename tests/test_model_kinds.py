@@ -207,3 +207,15 @@ def test_a_compiled_model_runs_eagerly_under_its_own_names() -> None:
     assert torch.isfinite(heat).all()
     assert not any(m._forward_hooks or m._forward_pre_hooks for m in net.modules())
     assert not compiled._forward_hooks and not net.training
+
+
+def test_a_bfloat16_model_on_the_cpu_is_told_what_runs() -> None:
+    """bf16 weights on the CPU: the refusal said 'a float16 module cannot run on the CPU', which is not this
+    model's case and left no way to compute in bfloat16. It says what does: module.float() with precision bf16
+    (checked here), and the bf16 module is left as it was."""
+    net = tiny().to(torch.bfloat16)
+    with pytest.raises(probe.ProbeRuntimeError, match=r"module.float\(\).*--precision bf16"):
+        probe.maximize(net, "conv2:0", steps=1, image_size=16)
+    assert all(p.dtype == torch.bfloat16 for p in net.parameters())
+    result = probe.maximize(net.float(), "conv2:0", steps=2, image_size=16, precision="bf16")
+    assert torch.isfinite(result.images).all() and result.settings["precision"] == "bf16"
