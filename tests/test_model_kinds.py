@@ -129,10 +129,14 @@ def test_torchvision_segmentation_models_load_and_video_models_are_refused() -> 
     video, detection, optical-flow and quantized models. Segmentation loads now, with a random backbone under
     random weights (torchvision would download the backbone's); the others are refused saying why, before any
     building."""
-    loaded = probe.load_model("lraspp_mobilenet_v3_large", weights=None, device="cpu", input_size=32)
+    loaded = probe.load_model("torchvision:lraspp_mobilenet_v3_large", weights=None, device="cpu")  # as timm:NAME
+    assert loaded.source == "torchvision" and loaded.preprocess.input_size == (520, 520)  # torchvision's resize
     assert loaded.module.backbone["0"][0].weight.requires_grad is False and len(loaded.labels) == 21
     out = loaded.module(torch.zeros(1, 3, 32, 32))["out"]
     assert out.shape == (1, 21, 32, 32)
+    assert "lraspp_mobilenet_v3_large" in probe.models.torchvision_names()
+    with pytest.raises(probe.ProbeUsageError, match="unknown torchvision model 'resnet19'.*did you mean 'resnet18'"):
+        probe.load_model("torchvision:resnet19", weights=None)  # was: module 'torchvision' has no attribute
     for name, words in (("r3d_18", "video model"), ("fasterrcnn_resnet50_fpn", "model.backbone"),
                         ("raft_small", "two images"), ("quantized_resnet18", "int8")):  # fmt: skip
         with pytest.raises(probe.ProbeUsageError, match=words) as info:

@@ -5,13 +5,16 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
-from probe.errors import ProbeUsageError
+from probe.errors import ProbeUsageError, unknown_name
 from probe.models.registry import Built, ModelSource, Request, register_source
 from probe.models.types import IMAGENET_MEAN, IMAGENET_STD, Preprocess
 from probe.models.weights import is_default, is_none, load_weights_into
 
 __all__ = ["torchvision_names", "build", "SOURCE"]
 
+
+PREFIX = "torchvision:"
+"""An explicit prefix: ``torchvision:resnet18`` is ``resnet18``."""
 
 _REFUSED = {
     "video": "video model: it takes clips (N, C, T, H, W), and cnn-probe probes 2-D image models (N, C, H, W)",
@@ -49,7 +52,8 @@ def torchvision_names() -> list[str]:
 
 
 def build(name: str, request: Request) -> Built:
-    """Build torchvision model ``name``; ``request.kwargs`` go to ``torchvision.models.get_model``.
+    """Build torchvision model ``name`` (``torchvision:`` may prefix it); ``request.kwargs`` go to
+    ``torchvision.models.get_model``.
 
     A segmentation model (``fcn_resnet50``, ...) returns ``{"out": (N, classes, H, W), "aux": ...}``; with
     random weights its backbone is random too (torchvision would download the backbone's). Video, detection,
@@ -57,7 +61,10 @@ def build(name: str, request: Request) -> Built:
     """
     import torchvision
 
-    family = _families().get(name, "")
+    name = name.removeprefix(PREFIX)
+    if name not in _families():
+        raise unknown_name("torchvision model", name, _names(), param="model", limit=12)
+    family = _families()[name]
     if family in _REFUSED:
         raise ProbeUsageError(f"{name!r} is a torchvision {_REFUSED[family]}", param="model")
     weights = request.weights
@@ -113,6 +120,6 @@ def build(name: str, request: Request) -> Built:
 
 
 SOURCE = register_source(ModelSource(
-    "torchvision", lambda spec: spec in _families(), build, downloads=lambda spec: True, names=torchvision_names,
-    form="vgg16, googlenet, resnet50, ... (torchvision)",
+    "torchvision", lambda spec: spec.startswith(PREFIX) or spec in _families(), build, downloads=lambda spec: True, names=torchvision_names,
+    form="vgg16, googlenet, resnet50, ... or torchvision:NAME (torchvision)",
 ))  # fmt: skip
