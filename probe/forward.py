@@ -108,7 +108,11 @@ def _not_callable_with_images(error: BaseException) -> bool:
     return Path(trace.tb_frame.f_code.co_filename).resolve() == _MODULE_CALL
 
 
-_DIMENSIONS = re.compile(r"expected (\d)D \(unbatched\) or (\d)D \(batched\) input to (\w+)", re.IGNORECASE)
+_DIMENSIONS = (  # torch's words for a layer given a tensor of other dimensions: (batched dimensions, the layer)
+    re.compile(r"expected \dD \(unbatched\) or (?P<dims>\d)D \(batched\) input to (?P<layer>\w+)", re.IGNORECASE),
+    re.compile(r"^(?P<layer>\w+): expected \dD or (?P<dims>\d)D \(batch mode\) tensor", re.IGNORECASE),  # pools
+    re.compile(r"^expected (?:\dD or )?(?P<dims>\d)D input \(got \dD input\)"),  # batch and instance norms
+)
 _CHANNELS = re.compile(r"expected input\[([\d, ]+)\] to have (\d+) channels, but got (\d+) channels")
 _LAYOUTS = {3: "(N, C, L) signals", 4: "(N, C, H, W) images", 5: "(N, C, T, H, W) clips or volumes"}
 
@@ -119,11 +123,13 @@ def _layout_refusal(error: BaseException, shape: tuple[int, ...]) -> tuple[str, 
     channel count than the image has (the forward permuted its input: it expects ``(N, H, W, C)``) or than the
     model takes (``--in-channels``). None for anything else (a size the model's head does not take)."""
     text = str(error)
-    found = _DIMENSIONS.search(text)
-    if found is not None and int(found.group(2)) != len(shape):
-        wanted = _LAYOUTS.get(int(found.group(2)), f"{found.group(2)}-D input")
-        return (f"its {found.group(3)} takes {wanted}, and cnn-probe probes models of (N, C, H, W) images (2-D "
-                "convolutions): no input size fixes this", "model")  # fmt: skip
+    for pattern in _DIMENSIONS:
+        found = pattern.search(text)
+        if found is not None and int(found["dims"]) != len(shape):
+            wanted = _LAYOUTS.get(int(found["dims"]), f"{found['dims']}-D input")
+            where = f"its {found['layer']}" if "layer" in found.groupdict() else "a layer of it"
+            return (f"{where} takes {wanted}, and cnn-probe probes models of (N, C, H, W) images (2-D "
+                    "convolutions): no input size fixes this", "model")  # fmt: skip
     found = _CHANNELS.search(text)
     if found is None:
         return None

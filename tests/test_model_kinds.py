@@ -223,3 +223,13 @@ def test_a_bfloat16_model_on_the_cpu_is_told_what_runs() -> None:
     assert all(p.dtype == torch.bfloat16 for p in net.parameters())
     result = probe.maximize(net.float(), "conv2:0", steps=2, image_size=16, precision="bf16")
     assert torch.isfinite(result.images).all() and result.settings["precision"] == "bf16"
+
+
+@pytest.mark.parametrize("first, words", [(nn.BatchNorm1d(3), r"a layer of it takes \(N, C, L\) signals"),
+                                          (nn.MaxPool1d(2), r"its max_pool1d takes \(N, C, L\)"),
+                                          (nn.BatchNorm3d(3), r"takes \(N, C, T, H, W\) clips")])  # fmt: skip
+def test_norms_and_pools_of_other_dimensions_name_the_model(first: nn.Module, words: str) -> None:
+    """The same class as a Conv1d first layer, in torch's other words: a 1-D or 3-D norm or pool met by an image."""
+    with pytest.raises(probe.ProbeUsageError, match=words) as info:
+        probe.layers(nn.Sequential(first, nn.AdaptiveAvgPool2d(1), nn.Flatten()), (3, 8, 8))
+    assert info.value.param == "model"
