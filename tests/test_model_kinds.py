@@ -233,3 +233,37 @@ def test_norms_and_pools_of_other_dimensions_name_the_model(first: nn.Module, wo
     with pytest.raises(probe.ProbeUsageError, match=words) as info:
         probe.layers(nn.Sequential(first, nn.AdaptiveAvgPool2d(1), nn.Flatten()), (3, 8, 8))
     assert info.value.param == "model"
+
+
+def compiled_tiny() -> nn.Module:
+    """:func:`tiny` under ``torch.compile`` (nothing compiles until it is called, and cnn-probe never calls it)."""
+    return torch.compile(tiny())
+
+
+def parallel_tiny() -> nn.Module:
+    """:func:`tiny` in ``nn.DataParallel`` (its keys are ``module.NAME``)."""
+    return nn.DataParallel(tiny())
+
+
+def test_weights_saved_through_a_wrapper_load_into_the_plain_model_and_back(tmp_path: Path) -> None:
+    """A state_dict saved from a compiled model has '_orig_mod.' before every key, a DataParallel one 'module.':
+    --weights refused the first for the plain model and a plain file for the compiled or DataParallel model
+    ('missing keys: ...; unexpected keys: ...'), although the tensors are the same; the 'module.' file alone
+    loaded, stripped always. Keys that differ only by those prefixes are matched now, either way."""
+    source = tiny()
+    with torch.no_grad():
+        source.conv1.weight.add_(1.0)  # other weights than the factories' own seeded ones
+    files = {"plain": source.state_dict(), "compiled": torch.compile(source).state_dict(),
+             "parallel": nn.DataParallel(source).state_dict()}  # fmt: skip
+    for name, state in files.items():
+        torch.save(state, tmp_path / f"{name}.pt")
+    assert next(iter(files["compiled"])).startswith("_orig_mod.")
+    for spec in ("tinynets:tiny", "test_model_kinds:compiled_tiny", "test_model_kinds:parallel_tiny"):
+        for name in files:
+            loaded = probe.load_model(spec, weights=str(tmp_path / f"{name}.pt"))
+            conv1 = dict(loaded.module.named_modules())[next(n for n, _ in loaded.module.named_modules()
+                                                              if n.endswith("conv1"))]  # fmt: skip
+            assert torch.equal(conv1.weight, source.conv1.weight), (spec, name)
+    with pytest.raises(probe.ProbeUsageError, match="unexpected keys: extra"):
+        torch.save({**files["plain"], "extra": torch.zeros(1)}, tmp_path / "extra.pt")
+        probe.load_model("test_model_kinds:compiled_tiny", weights=str(tmp_path / "extra.pt"))

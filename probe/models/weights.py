@@ -13,7 +13,7 @@ from torch import nn
 
 from probe.errors import ProbeUsageError
 
-__all__ = ["load_state_dict_file", "load_weights_into", "is_default", "is_none", "seeded", "require"]
+__all__ = ["load_state_dict_file", "load_weights_into", "fit_wrapper_prefixes", "is_default", "is_none", "seeded", "require"]
 
 _STATE_DICT_KEYS = ("state_dict", "model_state_dict", "model", "net")
 
@@ -97,6 +97,28 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
     return loaded
 
 
+WRAPPER_PREFIXES = ("module.", "_orig_mod.")
+"""What wrappers put before every key of a state_dict: ``DataParallel``/``DistributedDataParallel`` (``module.``)
+and ``torch.compile`` (``_orig_mod.``)."""
+
+
+def _bare(key: str) -> str:
+    """``key`` without the wrappers' prefixes (``module._orig_mod.conv1.weight`` -> ``conv1.weight``)."""
+    while key.startswith(WRAPPER_PREFIXES):
+        key = key.split(".", 1)[1]
+    return key
+
+
+def fit_wrapper_prefixes(state: dict[str, torch.Tensor], keys: list[str]) -> dict[str, torch.Tensor]:
+    """``state`` with its keys renamed to the module's ``keys`` where they differ only by wrappers' prefixes: a
+    file saved from a compiled or DataParallel model loads into the plain one, and the other way round. Keys of
+    no such match are kept as they are (reported as unexpected by the load)."""
+    own = {_bare(key): key for key in keys}
+    if len(own) != len(keys):  # the module's own keys collide without their prefixes: take the file as it is
+        return state
+    return {own.get(_bare(key), key): value for key, value in state.items()}
+
+
 def _few(items: list[str]) -> str:
     return ", ".join(items[:5]) + (f", ... ({len(items)} in all)" if len(items) > 5 else "")
 
@@ -108,8 +130,8 @@ def load_weights_into(module: nn.Module, path: str | Path) -> None:
         ProbeUsageError: (``param="weights"``) unreadable file, missing or
             unexpected keys, or tensors whose shapes differ from the module's.
     """
-    state = load_state_dict_file(path)
     own = module.state_dict()
+    state = fit_wrapper_prefixes(load_state_dict_file(path), list(own))
     wrong = [f"{key} {tuple(value.shape)} vs {tuple(own[key].shape)}" for key, value in state.items()
              if key in own and own[key].shape != value.shape]  # fmt: skip
     if wrong:
