@@ -267,3 +267,75 @@ def test_weights_saved_through_a_wrapper_load_into_the_plain_model_and_back(tmp_
     with pytest.raises(probe.ProbeUsageError, match="unexpected keys: extra"):
         torch.save({**files["plain"], "extra": torch.zeros(1)}, tmp_path / "extra.pt")
         probe.load_model("test_model_kinds:compiled_tiny", weights=str(tmp_path / "extra.pt"))
+
+
+def pruned() -> nn.Sequential:
+    """:func:`tiny` pruned (``torch.nn.utils.prune``): conv1's weight is ``weight_orig * weight_mask``, computed by a
+    forward pre-hook of the user's."""
+    import torch.nn.utils.prune as prune
+
+    net = tiny()
+    prune.l1_unstructured(net.conv1, "weight", amount=0.5)
+    return net
+
+
+def frozen_norm() -> nn.Sequential:
+    """:func:`tiny` with torchvision's FrozenBatchNorm2d (buffers only, as detection backbones have)."""
+    from torchvision.ops import FrozenBatchNorm2d
+
+    net = tiny()
+    net.bn2 = FrozenBatchNorm2d(6)
+    return net
+
+
+class Reused(nn.Module):
+    """One conv called twice in a forward pass, and a non-persistent buffer that scales the input."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.stem = nn.Conv2d(3, 4, 3, padding=1)
+        self.conv = nn.Conv2d(4, 4, 3, padding=1)
+        self.fc = nn.Linear(4, 4)
+        self.register_buffer("scale", torch.full((1, 3, 1, 1), 2.0), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.relu(self.stem(x * self.scale))
+        return self.fc(torch.relu(self.conv(torch.relu(self.conv(x)))).mean((2, 3)))
+
+
+def _snapshot(net: nn.Module) -> dict[str, object]:
+    """Everything of ``net`` cnn-probe must leave as it was."""
+    return {"tensors": {k: v.clone() for k, v in [*net.state_dict().items(), *net.named_buffers()]},
+            "modes": {n: m.training for n, m in net.named_modules()},
+            "grads": {n: (p.requires_grad, p.dtype, p.device) for n, p in net.named_parameters()},
+            "hooks": {n: (dict(m._forward_hooks), dict(m._forward_pre_hooks), dict(m._backward_hooks))
+                      for n, m in net.named_modules()},
+            "attributes": {n: sorted(vars(m)) for n, m in net.named_modules()}}  # fmt: skip
+
+
+def _same(before: dict[str, object], after: dict[str, object]) -> bool:
+    tensors = before["tensors"].keys() == after["tensors"].keys() and all(  # type: ignore[union-attr]
+        torch.equal(value, after["tensors"][key]) for key, value in before["tensors"].items())  # type: ignore[index,union-attr]
+    return tensors and all(before[key] == after[key] for key in ("modes", "grads", "hooks", "attributes"))
+
+
+@pytest.mark.parametrize("build, layer", [(pruned, "conv1"), (lambda: torch.fx.symbolic_trace(tiny()), "conv2"),
+                                          (frozen_norm, "bn2"), (Reused, "conv#1"), (Dense, "mid.0")])  # fmt: skip
+def test_every_command_runs_on_these_forms_and_leaves_them_as_they_were(build, layer: str) -> None:
+    """Pruned (a user's pre-hook computes the weight), torch.fx, FrozenBatchNorm2d, a conv called twice with a
+    non-persistent buffer, a dense U-Net, in train mode: each function gives finite images and the module keeps its
+    weights, buffers, modes, requires_grad, dtype, device, hooks and attributes."""
+    net = build().train()
+    before = _snapshot(net)
+    image = _image()
+    results = [probe.maximize(net, f"{layer}:0", steps=2, image_size=16).images,
+               probe.maximize(net, probe.objectives.class_logit(1), steps=1, image_size=16).images,
+               probe.dream(net, image, [layer], steps=1, octaves=1, device=None).image,
+               probe.style_transfer(net, image, image, steps=1, size=16, content_layers=[layer],
+                                    style_layers=[layer]).image,
+               next(iter(probe.feature_maps(net, image, layer, size=16).maps.values()))]  # fmt: skip
+    if not isinstance(net, Dense):  # attribution explains a classifier's (1, K) output
+        results.append(probe.attribute(net, image, "saliency", size=16).attributions["saliency"])
+    assert all(torch.isfinite(result).all() for result in results)
+    assert _same(before, _snapshot(net))
