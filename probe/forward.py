@@ -17,17 +17,18 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import CodeType, TracebackType
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import torch
 
 from probe.errors import ProbeError, ProbeRuntimeError, ProbeUsageError
 from probe.memory import is_out_of_memory
 
-__all__ = ["DTYPE_WORDS", "GRADIENT_WORDS", "ModelInputError", "model_input", "first_line", "passes_through"]
+__all__ = ["DTYPE_WORDS", "GRADIENT_WORDS", "ModelInputError", "model_input", "first_line", "passes_through",
+           "image_grad"]
 
 _PACKAGE = Path(__file__).resolve().parent
 _MODELS = _PACKAGE / "zoo"  # the embedded zoo's networks are models like any other
@@ -142,6 +143,35 @@ def _layout_refusal(error: BaseException, shape: tuple[int, ...]) -> tuple[str, 
                 "input (it takes (N, H, W, C)?); cnn-probe gives (N, C, H, W) images: wrap the model in a module "
                 "whose forward(x) permutes x as yours expects", "model")  # fmt: skip
     return f"its first convolution takes {wanted} channels: give --in-channels {wanted}", "in_channels"
+
+
+_REENTRANT = "use_reentrant=True, torch.utils.checkpoint is incompatible with .grad()"
+
+
+def image_grad(score: torch.Tensor, inputs: torch.Tensor | Sequence[torch.Tensor], **options: Any) -> tuple:
+    """``torch.autograd.grad(score, inputs, **options)``, cnn-probe's way to the image's gradient (no weight ever
+    gets a ``.grad``), with autograd's refusal of a model that checkpoints reentrantly as one line.
+
+    Args:
+        score: the scalar to differentiate.
+        inputs: the image tensor(s) it is differentiated by, e.g. ``(N, C, H, W)``.
+        options: passed on (``allow_unused=True``, ...).
+
+    Raises:
+        ProbeUsageError: (``param="model"``) the forward runs ``torch.utils.checkpoint(..., use_reentrant=True)``
+            (timm's and transformers' gradient checkpointing in some versions), which only ``.backward()`` can
+            differentiate.
+    """
+    try:
+        return torch.autograd.grad(score, inputs, **options)
+    except RuntimeError as error:
+        if _REENTRANT not in str(error):
+            raise
+        raise ProbeUsageError(
+            "the model's forward runs torch.utils.checkpoint with use_reentrant=True, which no gradient w.r.t. "
+            "the image can go through (torch.autograd.grad): checkpoint with use_reentrant=False, or turn gradient "
+            "checkpointing off (timm: model.set_grad_checkpointing(False); transformers: "
+            "model.gradient_checkpointing_disable())", param="model") from None
 
 
 DTYPE_WORDS = ("should be the same", "expected scalar type", "must have the same dtype", "found dtype",

@@ -40,7 +40,7 @@ from probe import param as P
 from probe import transforms as T
 from probe.checks import check_callables, check_count, check_name_or_callable, check_number, check_seed, check_size
 from probe.errors import ProbeRuntimeError, ProbeUsageError, check_depends_on_image, output_not_a_tensor
-from probe.forward import ModelInputError
+from probe.forward import ModelInputError, image_grad
 from probe.hooks import CALL_SEPARATOR, INPUT, OUTPUT, capture, evaluating, record, resolve_layers
 from probe.images import divergence
 from probe.layout import channels_last_layers
@@ -607,7 +607,7 @@ def _render_chunk(
         scores = _scores(objective, Context(acts, current, index))
         checks.note(step, 0, scores)
         check_depends_on_image(scores, objective.layers)
-        grads = torch.autograd.grad(-scores.sum(), image.params, allow_unused=True)
+        grads = image_grad(-scores.sum(), image.params, allow_unused=True)
         optim.zero_grad(set_to_none=True)
         for tensor, grad in zip(image.params, grads):
             if grad is not None:

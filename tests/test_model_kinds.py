@@ -339,3 +339,36 @@ def test_every_command_runs_on_these_forms_and_leaves_them_as_they_were(build, l
         results.append(probe.attribute(net, image, "saliency", size=16).attributions["saliency"])
     assert all(torch.isfinite(result).all() for result in results)
     assert _same(before, _snapshot(net))
+
+
+class Checkpointed(nn.Module):
+    """:func:`tiny` whose convolutions run under ``torch.utils.checkpoint`` (gradient checkpointing, as timm's
+    ``set_grad_checkpointing`` and transformers' ``gradient_checkpointing_enable`` do), reentrant or not."""
+
+    def __init__(self, reentrant: bool) -> None:
+        super().__init__()
+        self.reentrant = reentrant
+        self.body = tiny()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        from torch.utils.checkpoint import checkpoint
+
+        return self.body[4:](checkpoint(self.body[:4], x, use_reentrant=self.reentrant))
+
+
+def test_gradient_checkpointing_runs_or_says_what_to_change() -> None:
+    """Non-reentrant checkpointing differentiates as usual (its recomputation in the backward pass fires the hooks
+    again, and changes nothing). A reentrant one cannot be differentiated by torch.autograd.grad, with which
+    cnn-probe takes the image's gradient: 'incompatible with .grad()' came out as a traceback; it is one line
+    naming the model and what to change, and a layer inside it names the checkpoint among the causes."""
+    plain = probe.maximize(Checkpointed(reentrant=False), "body.conv2:0", steps=2, image_size=16)
+    assert torch.isfinite(plain.images).all() and plain.history[-1] > plain.history[0]
+    net = Checkpointed(reentrant=True)
+    for call in (lambda: probe.maximize(net, probe.objectives.class_logit(0), steps=1, image_size=16),
+                 lambda: probe.style_transfer(net, _image(), _image(), steps=1, size=16, content_layers=["body.bn2"],
+                                              style_layers=["body.relu2"], optimizer="adam")):  # fmt: skip
+        with pytest.raises(probe.ProbeUsageError, match="use_reentrant=True.*use_reentrant=False") as info:
+            call()
+        assert info.value.param == "model"
+    with pytest.raises(probe.ProbeUsageError, match="a reentrant torch.utils.checkpoint"):
+        probe.dream(net, _image(), ["body.conv2"], steps=1, octaves=1, device=None)
