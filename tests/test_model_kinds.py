@@ -372,3 +372,14 @@ def test_gradient_checkpointing_runs_or_says_what_to_change() -> None:
         assert info.value.param == "model"
     with pytest.raises(probe.ProbeUsageError, match="a reentrant torch.utils.checkpoint"):
         probe.dream(net, _image(), ["body.conv2"], steps=1, octaves=1, device=None)
+
+
+def test_a_module_of_yours_on_the_meta_device_is_refused_in_one_line() -> None:
+    """A module built under torch.device('meta') (no data): a factory's was refused, but one passed in Python
+    reached autocast ('unknown device type for autocast'), a RuntimeError from deep inside maximize."""
+    with torch.device("meta"):
+        net = tiny()
+    for device in ("auto", "cpu"):
+        with pytest.raises(probe.ProbeUsageError, match=r"meta device \(conv1.weight has no data\)") as info:
+            probe.maximize(net, "conv2:0", steps=1, image_size=16, device=device)
+        assert info.value.param == "model"

@@ -107,9 +107,9 @@ def _build(text: str, weights: Any, target: torch.device, request: Request) -> L
 
 
 def _wrap_module(module: nn.Module, device: str | torch.device | None) -> LoadedModel:
+    check_form(module)
     here = _module_device(module)
     _check_device(here, device, "your module")
-    check_form(module)
     preprocess = module_preprocess(module)
     wrapped = HFClassifier(module) if is_hf_classifier(module) else eager_view(module)
     return LoadedModel(name=type(module).__name__, module=wrapped, preprocess=preprocess, device=here, source="module")

@@ -19,7 +19,7 @@ from torch.nn.parameter import is_lazy
 from probe.errors import ProbeUsageError
 from probe.forward import model_input
 
-__all__ = ["Eager", "eager_view", "lazy_modules", "quantized_modules", "check_form", "materialize"]
+__all__ = ["Eager", "eager_view", "lazy_modules", "quantized_modules", "meta_tensor", "check_form", "materialize"]
 
 
 class Eager(nn.Module):
@@ -61,6 +61,16 @@ def quantized_modules(module: nn.Module) -> list[str]:
             if ".quantized" in type(sub).__module__]  # fmt: skip
 
 
+def meta_tensor(module: nn.Module) -> str | None:
+    """The name of the first parameter or buffer of ``module`` on the meta device (no data), or None."""
+    return next((name for name, tensor in (*module.named_parameters(), *module.named_buffers()) if tensor.is_meta),
+                None)  # fmt: skip
+
+
+META_ADVICE = ("build it with real tensors (not under torch.device('meta')) or materialize it "
+               "(module.to_empty(device='cpu') and load weights)")
+
+
 def _listed(names: list[str]) -> str:
     return ", ".join(names[:4]) + (f", ... ({len(names)} in all)" if len(names) > 4 else "")
 
@@ -73,9 +83,12 @@ def check_form(module: nn.Module, *, built: bool = False) -> None:
         built: whether cnn-probe built it (then its lazy modules are initialized by :func:`materialize`).
 
     Raises:
-        ProbeUsageError: (``param="model"``) int8 quantized modules; lazy modules not yet initialized in a
-            module of the caller's.
+        ProbeUsageError: (``param="model"``) tensors on the meta device; int8 quantized modules; lazy modules not
+            yet initialized in a module of the caller's.
     """
+    meta = meta_tensor(module)
+    if meta is not None:
+        raise ProbeUsageError(f"the model is on the meta device ({meta} has no data): {META_ADVICE}", param="model")
     quantized = quantized_modules(module)
     if quantized:
         raise ProbeUsageError(
