@@ -383,3 +383,14 @@ def test_a_module_of_yours_on_the_meta_device_is_refused_in_one_line() -> None:
         with pytest.raises(probe.ProbeUsageError, match=r"meta device \(conv1.weight has no data\)") as info:
             probe.maximize(net, "conv2:0", steps=1, image_size=16, device=device)
         assert info.value.param == "model"
+
+
+def test_style_names_the_model_when_the_model_is_at_fault() -> None:
+    """Style transfer renamed every refusal raised while capturing its layers to --content-layer/--style-layer,
+    meant for a module that runs several times; a forward that needs more than the images named --style-layer."""
+    from tinynets import NeedsMask
+
+    with pytest.raises(probe.ProbeUsageError, match="calling it with the images alone") as info:
+        probe.style_transfer(NeedsMask(), _image(), _image(), steps=1, size=16, content_layers=["body.conv1"],
+                             style_layers=["body.conv2"])  # fmt: skip
+    assert info.value.param == "model"
