@@ -90,7 +90,8 @@ def check_depends_on_image(score: Any, layers: Iterable[str], *, param: str = "l
         what = f"the output of {', '.join(names)}" if names else "the model's output"
         raise ProbeUsageError(
             f"{what} does not depend on the input image through autograd, so no image can change it: the model's "
-            "forward cuts the gradient before it (torch.no_grad(), .detach(), NumPy) or computes it from the weights "
+            "forward cuts the gradient before it (torch.no_grad(), .detach(), NumPy, or a reentrant "
+            "torch.utils.checkpoint, which runs its layers without a graph) or computes it from the weights "
             "alone (a position bias or embedding); choose a layer the image's gradient flows through, or remove "
             "the no_grad/detach from the model's forward",
             param=param,

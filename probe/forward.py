@@ -17,17 +17,18 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import CodeType, TracebackType
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import torch
 
 from probe.errors import ProbeError, ProbeRuntimeError, ProbeUsageError
 from probe.memory import is_out_of_memory
 
-__all__ = ["DTYPE_WORDS", "GRADIENT_WORDS", "ModelInputError", "model_input", "first_line", "passes_through"]
+__all__ = ["DTYPE_WORDS", "GRADIENT_WORDS", "ModelInputError", "model_input", "first_line", "passes_through",
+           "image_grad"]
 
 _PACKAGE = Path(__file__).resolve().parent
 _MODELS = _PACKAGE / "zoo"  # the embedded zoo's networks are models like any other
@@ -40,10 +41,12 @@ class ModelInputError(ProbeUsageError):
     Attributes:
         shape: the input's shape, e.g. ``(1, 3, 64, 64)``.
         original: what the model raised.
+        param: ``"size"``, or what no size can fix: ``"model"`` (it takes no (N, C, H, W) images),
+            ``"in_channels"``.
     """
 
-    def __init__(self, message: str, shape: tuple[int, ...], original: BaseException) -> None:
-        super().__init__(message, param="size")
+    def __init__(self, message: str, shape: tuple[int, ...], original: BaseException, param: str = "size") -> None:
+        super().__init__(message, param=param)
         self.shape = shape
         self.original = original
 
@@ -106,6 +109,71 @@ def _not_callable_with_images(error: BaseException) -> bool:
     return Path(trace.tb_frame.f_code.co_filename).resolve() == _MODULE_CALL
 
 
+_DIMENSIONS = (  # torch's words for a layer given a tensor of other dimensions: (batched dimensions, the layer)
+    re.compile(r"expected \dD \(unbatched\) or (?P<dims>\d)D \(batched\) input to (?P<layer>\w+)", re.IGNORECASE),
+    re.compile(r"^(?P<layer>\w+): expected \dD or (?P<dims>\d)D \(batch mode\) tensor", re.IGNORECASE),  # pools
+    re.compile(r"^expected (?:\dD or )?(?P<dims>\d)D input \(got \dD input\)"),  # batch and instance norms
+)
+_CHANNELS = re.compile(r"expected input\[([\d, ]+)\] to have (\d+) channels, but got (\d+) channels")
+_LAYOUTS = {3: "(N, C, L) signals", 4: "(N, C, H, W) images", 5: "(N, C, T, H, W) clips or volumes"}
+
+
+def _layout_refusal(error: BaseException, shape: tuple[int, ...]) -> tuple[str, str] | None:
+    """What no input size can fix in ``error``, the model's refusal of ``shape`` (``(N, C, H, W)``), as ``(advice,
+    param)``: a layer that takes other than 2-D images (a Conv1d, a Conv3d), or a first layer that met another
+    channel count than the image has (the forward permuted its input: it expects ``(N, H, W, C)``) or than the
+    model takes (``--in-channels``). None for anything else (a size the model's head does not take)."""
+    text = str(error)
+    for pattern in _DIMENSIONS:
+        found = pattern.search(text)
+        if found is not None and int(found["dims"]) != len(shape):
+            wanted = _LAYOUTS.get(int(found["dims"]), f"{found['dims']}-D input")
+            where = f"its {found['layer']}" if "layer" in found.groupdict() else "a layer of it"
+            return (f"{where} takes {wanted}, and cnn-probe probes models of (N, C, H, W) images (2-D "
+                    "convolutions): no input size fixes this", "model")  # fmt: skip
+    found = _CHANNELS.search(text)
+    if found is None:
+        return None
+    met, wanted, got = len(found.group(1).split(",")), int(found.group(2)), int(found.group(3))
+    if met != len(shape):  # a 4-D image read as an unbatched 3-D volume by a Conv3d
+        return (f"its layers take {_LAYOUTS.get(met, f'{met}-D input')}, and cnn-probe probes models of (N, C, H, W) "
+                "images (2-D convolutions): no input size fixes this", "model")  # fmt: skip
+    if len(shape) == 4 and got != shape[1]:
+        return (f"its first convolution met {got} channels in a {shape[1]}-channel image: the forward rearranges its "
+                "input (it takes (N, H, W, C)?); cnn-probe gives (N, C, H, W) images: wrap the model in a module "
+                "whose forward(x) permutes x as yours expects", "model")  # fmt: skip
+    return f"its first convolution takes {wanted} channels: give --in-channels {wanted}", "in_channels"
+
+
+_REENTRANT = "use_reentrant=True, torch.utils.checkpoint is incompatible with .grad()"
+
+
+def image_grad(score: torch.Tensor, inputs: torch.Tensor | Sequence[torch.Tensor], **options: Any) -> tuple:
+    """``torch.autograd.grad(score, inputs, **options)``, cnn-probe's way to the image's gradient (no weight ever
+    gets a ``.grad``), with autograd's refusal of a model that checkpoints reentrantly as one line.
+
+    Args:
+        score: the scalar to differentiate.
+        inputs: the image tensor(s) it is differentiated by, e.g. ``(N, C, H, W)``.
+        options: passed on (``allow_unused=True``, ...).
+
+    Raises:
+        ProbeUsageError: (``param="model"``) the forward runs ``torch.utils.checkpoint(..., use_reentrant=True)``
+            (timm's and transformers' gradient checkpointing in some versions), which only ``.backward()`` can
+            differentiate.
+    """
+    try:
+        return torch.autograd.grad(score, inputs, **options)
+    except RuntimeError as error:
+        if _REENTRANT not in str(error):
+            raise
+        raise ProbeUsageError(
+            "the model's forward runs torch.utils.checkpoint with use_reentrant=True, which no gradient w.r.t. "
+            "the image can go through (torch.autograd.grad): checkpoint with use_reentrant=False, or turn gradient "
+            "checkpointing off (timm: model.set_grad_checkpointing(False); transformers: "
+            "model.gradient_checkpointing_disable())", param="model") from None
+
+
 DTYPE_WORDS = ("should be the same", "expected scalar type", "must have the same dtype", "found dtype",
                 "not implemented for")
 """Substrings of torch's errors for weights and inputs of different dtypes (a float16 module on the CPU)."""
@@ -124,7 +192,8 @@ def model_input(inputs: torch.Tensor, passes: tuple[type[BaseException], ...] = 
         passes: exception types that pass through unchanged (e.g. a hook's signal to stop the pass).
 
     Raises:
-        ModelInputError: the model's own code raised on ``inputs``.
+        ModelInputError: the model's own code raised on ``inputs`` (``param="model"`` or ``"in_channels"`` where
+            no input size can help: a Conv1d/Conv3d model, a forward taking (N, H, W, C), another channel count).
         ProbeUsageError: (``param="model"``) the module cannot be called with the images alone (its forward needs
             another argument, or takes its input by keyword only).
         ProbeRuntimeError: ... with a dtype mismatch (a float16 module on the CPU). cnn-probe's
@@ -146,10 +215,14 @@ def model_input(inputs: torch.Tensor, passes: tuple[type[BaseException], ...] = 
                 "calls yours",
                 param="model",
             ) from error
+        layout = _layout_refusal(error, shape)
+        if layout is not None:
+            raise ModelInputError(f"{what} ({first_line(error)}): {layout[0]}", shape, error, layout[1]) from error
         if any(words in str(error).lower() for words in DTYPE_WORDS):
             raise ProbeRuntimeError(
                 f"{what} ({first_line(error)}): its weights and the input differ in dtype or device; give a float32 "
-                "model whose weights all live on one device (module.float(): a float16 module cannot run on the CPU)"
+                "model whose weights all live on one device (module.float(); cnn-probe feeds float32 images, and "
+                "--precision bf16 / precision='bf16' then computes in bfloat16, on the CPU too)"
             ) from error
         raise ModelInputError(f"{what} ({first_line(error)}); give an input size it accepts (without one, the "
                               "model's own input size is used)", shape, error) from error

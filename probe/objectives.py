@@ -53,6 +53,8 @@ __all__ = [
     "channel",
     "neuron",
     "class_logit",
+    "class_scores",
+    "check_class_scores",
     "direction",
     "diversity",
     "l1",
@@ -443,8 +445,34 @@ def neuron(layer: str, units: Units, y: int | None = None, x: int | None = None)
                      units=chosen, layer=layer)
 
 
+def check_class_scores(logits: torch.Tensor, layer: str = OUTPUT) -> None:
+    """Refuse what is neither ``(N, classes)`` logits nor a dense prediction's ``(N, classes, H, W)``.
+
+    Raises:
+        ProbeUsageError: naming ``objective`` for the model's output, ``layer`` for a named layer.
+    """
+    if logits.dim() in (2, 4):
+        return
+    what = "the model's output" if layer == OUTPUT else layer
+    raise ProbeUsageError(
+        f"a class objective needs (N, classes) logits or a dense prediction's (N, classes, H, W); {what} gives "
+        f"{tuple(logits.shape)}; maximize a layer's units instead (--objective channel --layer NAME)",
+        param="objective" if layer == OUTPUT else "layer",
+    )
+
+
+def class_scores(logits: torch.Tensor) -> torch.Tensor:
+    """``(N, classes)`` class logits from a classifier's ``(N, classes)`` or a dense ``(N, classes, H, W)``
+    prediction (a segmentation model's), whose per-pixel logits are averaged over the positions."""
+    return logits.flatten(2).mean(2) if logits.dim() == 4 else logits
+
+
 def class_logit(units: Units, *, layer: str = OUTPUT, probability: bool = False) -> Objective:
     """A class score of the model's output: the logit (default) or the softmax probability.
+
+    A dense prediction ``(N, classes, H, W)`` (a segmentation model: torchvision's ``'out'``, a U-Net's head)
+    scores a class by its per-pixel logit (or per-pixel probability, softmax over the classes) averaged over
+    every position: the image whose every pixel reads as that class.
 
     Args:
         units: class indices, as for :func:`channel`.
@@ -459,13 +487,10 @@ def class_logit(units: Units, *, layer: str = OUTPUT, probability: bool = False)
 
     def fn(context: Context) -> torch.Tensor:
         logits = context(layer)
-        if logits.dim() != 2:
-            raise ProbeUsageError(
-                f"class_logit needs (N, classes) logits; {layer} gives {tuple(logits.shape)}", param="layer"
-            )
+        check_class_scores(logits, layer)
         index = _units_for(chosen, context, logits.shape[1], layer)
         values = logits.float().softmax(dim=1) if probability else logits
-        return _per_image(values, index)
+        return _per_image(values, index).flatten(1).mean(1) if values.dim() == 4 else _per_image(values, index)
 
     what = "class_probability" if probability else "class_logit"
     return Objective(fn, f"{what}({_describe(chosen)})", layers=[layer], kind="class", units=chosen, layer=layer)

@@ -40,14 +40,14 @@ from probe import param as P
 from probe import transforms as T
 from probe.checks import check_callables, check_count, check_name_or_callable, check_number, check_seed, check_size
 from probe.errors import ProbeRuntimeError, ProbeUsageError, check_depends_on_image, output_not_a_tensor
-from probe.forward import ModelInputError
+from probe.forward import ModelInputError, image_grad
 from probe.hooks import CALL_SEPARATOR, INPUT, OUTPUT, capture, evaluating, record, resolve_layers
 from probe.images import divergence
 from probe.layout import channels_last_layers
 from probe.leaves import is_leaf
 from probe.memory import is_out_of_memory
 from probe.models import LoadedModel, as_loaded
-from probe.objectives import Context, Objective, as_objective, parse_objective
+from probe.objectives import Context, Objective, as_objective, class_scores, parse_objective
 from probe.relu import redirected_relu
 from probe.results import GalleryResult
 from probe.runtime import progress_every as default_progress_every
@@ -122,7 +122,8 @@ class MaximizeResult(GalleryResult):
         layer: the main term's layer (None for pure penalties).
         model: the model's name; ``weights`` describes its weights.
         labels: the model's class names, when known.
-        outputs: ``(N, classes)`` logits on ``images`` for class objectives, else None.
+        outputs: ``(N, classes)`` logits on ``images`` for class objectives (a dense prediction's averaged over its
+            positions, see :func:`probe.objectives.class_scores`), else None.
         settings: steps, lr, optimizer, param, transforms, preset, seed,
             image_size, batch, precision, device: everything to reproduce the run;
             ``diverged``: None, or why the images are not to be trusted
@@ -606,7 +607,7 @@ def _render_chunk(
         scores = _scores(objective, Context(acts, current, index))
         checks.note(step, 0, scores)
         check_depends_on_image(scores, objective.layers)
-        grads = torch.autograd.grad(-scores.sum(), image.params, allow_unused=True)
+        grads = image_grad(-scores.sum(), image.params, allow_unused=True)
         optim.zero_grad(set_to_none=True)
         for tensor, grad in zip(image.params, grads):
             if grad is not None:
@@ -682,7 +683,7 @@ def _measure(
             for name, leaf in named:
                 terms[name][index] = _scores(leaf, context).cpu()
             if main.kind == "class" and main.layer in context.activations:
-                outputs.append(context(main.layer).float().cpu())
+                outputs.append(class_scores(context(main.layer).float()).cpu())
     return scores, terms, torch.cat(outputs) if outputs else None
 
 

@@ -40,8 +40,12 @@ def test_class_logit_and_probability(ctx):
     expected = torch.tensor([2.0, 0.0, -1.0]).softmax(0)[0]
     assert O.class_logit(0, probability=True)(ctx)[0] == pytest.approx(float(expected))
     assert O.class_logit(0).layers == {"output"} and O.class_logit(0, layer="fc2").layers == {"fc2"}
-    with pytest.raises(ProbeUsageError, match="\\(N, classes\\) logits"):
-        O.class_logit(0, layer="conv")(ctx)
+    conv = ctx("conv")  # a (N, classes, H, W) layer is a dense prediction: the class's logit over its positions
+    assert torch.equal(O.class_logit([0, 2], layer="conv")(ctx), torch.stack([conv[0, 0].mean(), conv[1, 2].mean()]))
+    tokens = O.Context({"tokens": torch.zeros(2, 3, 4)}, ctx.images)
+    with pytest.raises(ProbeUsageError, match="\\(N, classes\\) logits") as info:
+        O.class_logit(0, layer="tokens")(tokens)
+    assert info.value.param == "layer"
 
 
 def test_direction_dot_product_and_cosine(ctx):

@@ -94,7 +94,7 @@ def naming_size_options(size: tuple[int, int], tile_size: int | None, margin: in
     try:
         yield
     except ModelInputError as error:
-        if tuple(error.shape[-2:]) == tuple(size):  # the image's own size: a --size error as it is
+        if tuple(error.shape[-2:]) == tuple(size) or error.param != "size":  # its own size, or no size helps
             raise
         seen = "x".join(map(str, error.shape[-2:]))
         why = first_line(error.original)

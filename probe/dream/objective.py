@@ -27,7 +27,7 @@ from torch import nn
 
 from probe.checks import check_indices, check_number, check_numbers
 from probe.errors import ProbeRuntimeError, ProbeUsageError, check_depends_on_image
-from probe.forward import ModelInputError
+from probe.forward import ModelInputError, image_grad
 from probe.hooks import capture
 from probe.images import resize
 from probe.memory import is_out_of_memory
@@ -102,6 +102,8 @@ class DreamObjective:
             if is_out_of_memory(error):  # CUDA's or the CPU's: the CLI advises --tile / --size, never --layer
                 raise
             if isinstance(error, ProbeRuntimeError):  # already says what to do (a float64 model), not the layers
+                raise
+            if isinstance(error, ModelInputError) and error.param != "size":  # no layer nor size fixes it
                 raise
             original = error.original if isinstance(error, ModelInputError) else error
             if not isinstance(original, RuntimeError):  # the model's own input check (ViT's assert): its size
@@ -193,7 +195,7 @@ class DreamObjective:
                 del acts
                 if grad is not None:
                     check_depends_on_image(score, self.layers)
-                    (window_grad,) = torch.autograd.grad(score, window)
+                    (window_grad,) = image_grad(score, window)
                     grad[..., tile.core[0], tile.core[1]] = window_grad[..., tile.core_in_window[0], tile.core_in_window[1]]
         total = sum((self.weights[name] * per_layer[name] for name in self.layers), zero)
         return Evaluation(total, per_layer, grad)

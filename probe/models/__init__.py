@@ -35,6 +35,7 @@ from probe import zoo
 from probe.devices import normalize_device, resolve_device, same_device
 from probe.errors import ProbeUsageError, unknown_name
 from probe.models import sources as _sources  # noqa: F401  (registers the sources)
+from probe.models.forms import check_form, eager_view, materialize
 from probe.models.preprocess import adjust_preprocess, module_preprocess
 from probe.models.registry import SOURCES, ModelSource, Request, find_source, parse_model_args, register_source, split_call
 from probe.models.sources.hf_models import HFClassifier, is_hf_classifier
@@ -91,6 +92,10 @@ def _build(text: str, weights: Any, target: torch.device, request: Request) -> L
     request = Request(weights, request.seed, args, {**kwargs, **request.kwargs}, request.input_size, request.channels)
     with seeded(request.seed):
         built = source.build(spec, request)
+        built.module = eager_view(built.module)
+        check_form(built.module, built=True)
+        materialize(built.module, request.channels or built.preprocess.channels,
+                    request.input_size or built.preprocess.input_size)  # fmt: skip
     details = dict(built.details)
     if is_none(weights) and request.seed is not None:
         details["init_seed"] = request.seed
@@ -102,10 +107,11 @@ def _build(text: str, weights: Any, target: torch.device, request: Request) -> L
 
 
 def _wrap_module(module: nn.Module, device: str | torch.device | None) -> LoadedModel:
+    check_form(module)
     here = _module_device(module)
     _check_device(here, device, "your module")
     preprocess = module_preprocess(module)
-    wrapped = HFClassifier(module) if is_hf_classifier(module) else module
+    wrapped = HFClassifier(module) if is_hf_classifier(module) else eager_view(module)
     return LoadedModel(name=type(module).__name__, module=wrapped, preprocess=preprocess, device=here, source="module")
 
 

@@ -24,8 +24,10 @@ PROCESSOR_FILE = "preprocessor_config.json"
 
 
 def first_conv_channels(module: nn.Module, fallback: int = 3) -> int:
-    """Input channels of the first convolution of ``module`` (``fallback`` when it has none)."""
+    """Input channels of the first convolution of ``module`` (``fallback`` when it has none, or only lazy ones)."""
     for sub in module.modules():
+        if getattr(sub, "in_channels", None) == 0:  # a lazy convolution: its channels come with its first input
+            continue
         if isinstance(sub, nn.Conv2d):
             return sub.in_channels
         in_channels = getattr(sub, "in_channels", None)  # scripted convolutions keep the attribute

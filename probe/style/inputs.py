@@ -180,8 +180,8 @@ def targets_for_model(
         return objective.targets(content, styles, blend, content_features), styles
     except ModelInputError as error:
         refused = "x".join(map(str, error.shape[-2:]))
-        if tuple(error.shape[-2:]) == shape == tuple(input_size):  # its own size: the message as it is
-            raise
+        if tuple(error.shape[-2:]) == shape == tuple(input_size) or error.param != "size":  # as it is: its own
+            raise  # size, or what no size fixes (a Conv1d model, a forward taking (N, H, W, C))
         if tuple(error.shape[-2:]) == shape:
             raise ProbeUsageError(
                 f"the model cannot run on the {refused} result ({first_line(error.original)}); give a --size HxW "
@@ -220,6 +220,8 @@ def size_the_model_takes(
     try:
         with torch.no_grad():
             features = objective.features(resize(content, sizes[0]).to(objective.device)[None])
-    except ModelInputError:
+    except ModelInputError as error:
+        if error.param != "size":  # no size fixes it
+            raise
         return [tuple(input_size)], None
     return sizes, features

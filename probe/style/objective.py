@@ -92,6 +92,8 @@ class StyleObjective:
             except ModelInputError:  # the model refused this image: a --size error as it is
                 raise
             except ProbeUsageError as error:  # a module that runs several times: name the option it came from
+                if error.param != "layer":  # about the model itself (its forward's arguments): as it is
+                    raise
                 content = [m for m in self.plan.content.values() if f"{m!r} runs" in str(error)]
                 raise ProbeUsageError(str(error), param="content_layer" if content else "style_layer") from None
             except RuntimeError as error:

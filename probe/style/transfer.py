@@ -12,6 +12,7 @@ from torch import nn
 
 from probe.checks import check_count, check_number, check_size
 from probe.errors import ProbeUsageError
+from probe.forward import image_grad
 from probe.hooks import evaluating
 from probe.images import divergence, fit_size, resize
 from probe.memory import HEADROOM, bytes_per_pixel, check_fits
@@ -136,7 +137,7 @@ class _Run:
             with torch.no_grad():
                 pixels.clamp_(0.0, 1.0)
             parts = self.objective.losses(pixels, targets)
-            (grad,) = torch.autograd.grad(parts["total"], pixels)  # the model's parameters get no .grad
+            (grad,) = image_grad(parts["total"], pixels)  # the model's parameters get no .grad
             self._record(parts, pixels, scale)
             pixels.grad = grad
             return parts["total"].detach()

@@ -24,6 +24,7 @@ from torch import nn
 
 from probe.errors import ProbeError, ProbeRuntimeError, ProbeUsageError
 from probe.models.preprocess import module_preprocess
+from probe.models.forms import META_ADVICE, meta_tensor
 from probe.models.registry import Built, ModelSource, Request, register_source
 from probe.models.weights import is_default, is_none, load_weights_into
 
@@ -150,13 +151,10 @@ def build(spec: str, request: Request) -> Built:
         raise ProbeRuntimeError(f"calling {spec!r} raised {_where(error)}; fix that code or its arguments") from None
     if not isinstance(module, nn.Module):
         raise ProbeUsageError(f"{spec!r} returned {type(module).__name__}, not a torch.nn.Module", param="model")
-    meta = next((name for name, tensor in (*module.named_parameters(), *module.named_buffers()) if tensor.is_meta), None)
+    meta = meta_tensor(module)
     if meta is not None:
-        raise ProbeUsageError(
-            f"{spec!r} returned a module on the meta device ({meta} has no data); build it with real tensors "
-            "(not under torch.device('meta')) or materialize it (module.to_empty(device='cpu') and load weights)",
-            param="model",
-        )
+        raise ProbeUsageError(f"{spec!r} returned a module on the meta device ({meta} has no data); {META_ADVICE}",
+                              param="model")
     described = "as built"
     if not (is_default(request.weights) or is_none(request.weights)):
         load_weights_into(module, request.weights)

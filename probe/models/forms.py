@@ -1,0 +1,123 @@
+"""Module forms that need a word before probing: compiled, lazy, int8 quantized.
+
+- ``torch.compile(model)`` returns an ``OptimizedModule`` whose forward runs dynamo's graphs: hooks added after
+  compilation are not called from them (captum's Grad-CAM found no output) and each new input shape or hook
+  recompiles (30 s for a 2-step maximize on a tiny net). :func:`eager_view` runs the same submodules eagerly,
+  under the compiled module's names (``_orig_mod.conv2``).
+- Lazy modules (``nn.LazyConv2d``) have no shapes until a first forward pass: a model cnn-probe built is given
+  one blank pass (:func:`materialize`); a module of the caller's is refused, since that pass would change it.
+- An int8 model (``torch.ao.quantization.convert``) runs quantized kernels that no gradient flows through, and
+  its outputs are quantized tensors: refused in one line (:func:`check_form`).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn.parameter import is_lazy
+
+from probe.errors import ProbeUsageError
+from probe.forward import model_input
+
+__all__ = ["Eager", "eager_view", "lazy_modules", "quantized_modules", "meta_tensor", "check_form", "materialize"]
+
+
+class Eager(nn.Module):
+    """A ``torch.compile``'d module run eagerly: the same submodules, weights and names (``_orig_mod.NAME``).
+
+    Its ``training`` flag is the compiled module's (set directly: ``train()`` would reach the caller's modules).
+    """
+
+    def __init__(self, compiled: nn.Module) -> None:
+        super().__init__()
+        self._orig_mod = compiled._orig_mod
+        self.training = compiled.training
+
+    def forward(self, *args: object, **kwargs: object) -> object:
+        """Call the original module: ``(N, C, H, W)`` images in, its output out."""
+        return self._orig_mod(*args, **kwargs)
+
+
+def is_compiled(module: nn.Module) -> bool:
+    """Whether ``module`` is what ``torch.compile`` returns for a module (torch's ``OptimizedModule``)."""
+    return type(module).__name__ == "OptimizedModule" and isinstance(getattr(module, "_orig_mod", None), nn.Module)
+
+
+def eager_view(module: nn.Module) -> nn.Module:
+    """``module`` itself, or an :class:`Eager` view of it when it is compiled."""
+    return Eager(module) if is_compiled(module) else module
+
+
+def lazy_modules(module: nn.Module) -> list[str]:
+    """Names of the submodules whose parameters or buffers are not yet initialized (``""``: the module itself)."""
+    return [name for name, sub in module.named_modules()
+            if any(is_lazy(t) for t in [*sub.parameters(recurse=False), *sub.buffers(recurse=False)])]  # fmt: skip
+
+
+def quantized_modules(module: nn.Module) -> list[str]:
+    """Names of the submodules that run int8 kernels (``torch.ao.nn.quantized``, its intrinsic and dynamic
+    forms, as ``torch.ao.quantization.convert`` makes them); quantization-aware (QAT) modules are float."""
+    return [name or type(module).__name__ for name, sub in module.named_modules()
+            if ".quantized" in type(sub).__module__]  # fmt: skip
+
+
+def meta_tensor(module: nn.Module) -> str | None:
+    """The name of the first parameter or buffer of ``module`` on the meta device (no data), or None."""
+    return next((name for name, tensor in (*module.named_parameters(), *module.named_buffers()) if tensor.is_meta),
+                None)  # fmt: skip
+
+
+META_ADVICE = ("build it with real tensors (not under torch.device('meta')) or materialize it "
+               "(module.to_empty(device='cpu') and load weights)")
+
+
+def _listed(names: list[str]) -> str:
+    return ", ".join(names[:4]) + (f", ... ({len(names)} in all)" if len(names) > 4 else "")
+
+
+def check_form(module: nn.Module, *, built: bool = False) -> None:
+    """Refuse a module cnn-probe cannot probe as it is.
+
+    Args:
+        module: the model.
+        built: whether cnn-probe built it (then its lazy modules are initialized by :func:`materialize`).
+
+    Raises:
+        ProbeUsageError: (``param="model"``) tensors on the meta device; int8 quantized modules; lazy modules not
+            yet initialized in a module of the caller's.
+    """
+    meta = meta_tensor(module)
+    if meta is not None:
+        raise ProbeUsageError(f"the model is on the meta device ({meta} has no data): {META_ADVICE}", param="model")
+    quantized = quantized_modules(module)
+    if quantized:
+        raise ProbeUsageError(
+            f"the model runs int8 quantized modules ({_listed(quantized)}: torch.ao.quantization.convert); no "
+            "gradient flows through quantized kernels and their outputs are quantized tensors: give the float model "
+            "(before prepare/convert), or the prepare_qat model, which cnn-probe takes", param="model")
+    lazy = lazy_modules(module)
+    if lazy and not built:
+        raise ProbeUsageError(
+            f"the model's lazy modules are not initialized yet ({_listed(lazy)}): run it once on an input of its "
+            "size, model(torch.zeros(1, C, H, W)), so they get their shapes; cnn-probe does not change your module",
+            param="model")
+
+
+def materialize(module: nn.Module, channels: int, size: tuple[int, int]) -> None:
+    """Give the lazy modules of a model cnn-probe built their shapes: one blank ``(1, channels, H, W)`` pass in
+    eval mode (batch norms keep their statistics), without gradients; the mode is restored after.
+
+    Raises:
+        ModelInputError: the model refuses that input (naming the size, see :func:`probe.forward.model_input`).
+    """
+    if not lazy_modules(module):
+        return
+    modes = {sub: sub.training for sub in module.modules()}
+    blank = torch.zeros(1, channels, *size)
+    try:
+        module.eval()
+        with torch.no_grad(), model_input(blank):
+            module(blank)
+    finally:
+        for sub, mode in modes.items():
+            sub.training = mode
