@@ -374,6 +374,15 @@ def test_gradient_checkpointing_runs_or_says_what_to_change() -> None:
         probe.dream(net, _image(), ["body.conv2"], steps=1, octaves=1, device=None)
 
 
+@pytest.mark.parametrize("method", ["saliency", "gradcam", "integrated-gradients"])
+def test_attribution_on_reentrant_checkpointing_says_what_to_change(method) -> None:
+    """captum's methods and Grad-CAM's layer survey differentiate with torch.autograd.grad too: autograd's
+    'incompatible with .grad()' came out of probe.attribute as a traceback."""
+    with pytest.raises(probe.ProbeUsageError, match="use_reentrant=True.*use_reentrant=False") as info:
+        probe.attribute(Checkpointed(reentrant=True), _image(), method, size=16)
+    assert info.value.param == "model"
+
+
 def test_a_module_of_yours_on_the_meta_device_is_refused_in_one_line() -> None:
     """A module built under torch.device('meta') (no data): a factory's was refused, but one passed in Python
     reached autocast ('unknown device type for autocast'), a RuntimeError from deep inside maximize."""

@@ -43,6 +43,7 @@ from dataclasses import dataclass
 import torch
 
 from probe.errors import ProbeUsageError, check_depends_on_image
+from probe.forward import image_grad
 from probe.hooks import capture, evaluating
 from probe.models import LoadedModel
 
@@ -199,7 +200,7 @@ def _supports(loaded: LoadedModel, layer: str, positions: Sequence[int],
     where = torch.tensor(positions, device=output.device).repeat_interleave(samples)
     picked = output.gather(2, where.view(-1, 1, 1).expand(-1, output.shape[1], 1))
     check_depends_on_image(picked, [layer], param="layers")  # a position bias, a no_grad in the model's forward
-    (grad,) = torch.autograd.grad(picked.sum(), image)
+    (grad,) = image_grad(picked.sum(), image)
     masses = grad.abs().sum(dim=1).view(len(positions), samples, *grad.shape[2:]).sum(dim=1).cpu()
     boxes: list[tuple[Box, Box] | None] = []
     for mass in masses:

@@ -18,6 +18,7 @@ from probe.attribution.result import Attribution, heat_of, normalize_heatmap
 from probe.attribution.scores import is_dense, no_scores, prediction_of
 from probe.checks import check_count, check_names, check_number, check_seed, check_size
 from probe.errors import ProbeRuntimeError, ProbeUsageError, unknown_name
+from probe.forward import image_grad
 from probe.hooks import CALL_SEPARATOR, evaluating, resolve_layers
 from probe.inputs import Prediction, model_input
 from probe.memory import is_out_of_memory
@@ -79,7 +80,7 @@ def check_gradient_reaches(forward: nn.Module, x: torch.Tensor, index: int) -> N
     image = x.detach().clone().requires_grad_(True)
     with torch.enable_grad():
         score = forward(image)[0, index]
-        reached = score.requires_grad and torch.autograd.grad(score, image, allow_unused=True)[0] is not None
+        reached = score.requires_grad and image_grad(score, image, allow_unused=True)[0] is not None
     if not reached:
         raise ProbeRuntimeError(
             "no gradient reaches the image from the model's output: its forward cuts the graph (torch.no_grad(), "

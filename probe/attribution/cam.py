@@ -42,6 +42,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from probe.errors import ProbeUsageError
+from probe.forward import image_grad
 from probe.hooks import first_tensor, record
 from probe.layout import channels_last_layers
 
@@ -224,7 +225,7 @@ def _survey(net: nn.Module, score: Callable[[torch.Tensor], torch.Tensor], x: to
                 direction = torch.randn(head_input[0].shape, generator=generator).to(head_input[0])
                 value = (head_input[0] * direction).sum()
             if value.requires_grad:
-                torch.autograd.grad(value, image, allow_unused=True)
+                image_grad(value, image, allow_unused=True)
     finally:
         for handle in handles:
             handle.remove()
@@ -269,7 +270,7 @@ def grad_cam(net: nn.Module, score: Callable[[torch.Tensor], torch.Tensor], x: t
     image = x.detach().clone().requires_grad_(True)
     with torch.enable_grad(), record(net, [layer], grads=True) as acts:
         value = score(image)
-        torch.autograd.grad(value, image, allow_unused=True)
+        image_grad(value, image, allow_unused=True)
     if layer not in acts.grads:
         grads = torch.zeros_like(acts[layer])
     else:
