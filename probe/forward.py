@@ -174,6 +174,10 @@ def image_grad(score: torch.Tensor, inputs: torch.Tensor | Sequence[torch.Tensor
             "model.gradient_checkpointing_disable())", param="model") from None
 
 
+DEVICE_FAILURE_WORDS = ("CUDA error", "CUDNN_STATUS", "cuDNN error", "CUBLAS_STATUS", "cuBLAS error", "HIP error",
+                        "device-side assert", "illegal memory access", "NCCL error")
+"""Substrings of the errors a GPU (its driver, kernels, libraries) raises when it fails: not the input's fault."""
+
 DTYPE_WORDS = ("should be the same", "expected scalar type", "must have the same dtype", "found dtype",
                 "not implemented for")
 """Substrings of torch's errors for weights and inputs of different dtypes (a float16 module on the CPU)."""
@@ -196,9 +200,9 @@ def model_input(inputs: torch.Tensor, passes: tuple[type[BaseException], ...] = 
             no input size can help: a Conv1d/Conv3d model, a forward taking (N, H, W, C), another channel count).
         ProbeUsageError: (``param="model"``) the module cannot be called with the images alone (its forward needs
             another argument, or takes its input by keyword only).
-        ProbeRuntimeError: ... with a dtype mismatch (a float16 module on the CPU). cnn-probe's
-            errors, out-of-memory errors, exceptions raised by cnn-probe's hooks
-            and ``passes`` are re-raised as they are.
+        ProbeRuntimeError: ... when the device failed (:data:`DEVICE_FAILURE_WORDS`); ... with a dtype
+            mismatch (a float16 module on the CPU). cnn-probe's errors, out-of-memory errors, exceptions
+            raised by cnn-probe's hooks and ``passes`` are re-raised as they are.
     """
     try:
         yield
@@ -218,6 +222,10 @@ def model_input(inputs: torch.Tensor, passes: tuple[type[BaseException], ...] = 
         layout = _layout_refusal(error, shape)
         if layout is not None:
             raise ModelInputError(f"{what} ({first_line(error)}): {layout[0]}", shape, error, layout[1]) from error
+        if any(words in str(error) for words in DEVICE_FAILURE_WORDS):
+            raise ProbeRuntimeError(
+                f"the model failed on its device ({first_line(error)}), which no input size fixes; rerun with "
+                "CUDA_LAUNCH_BLOCKING=1 to see which operation failed, or try --device cpu") from error
         if any(words in str(error).lower() for words in DTYPE_WORDS):
             raise ProbeRuntimeError(
                 f"{what} ({first_line(error)}): its weights and the input differ in dtype or device; give a float32 "

@@ -70,6 +70,29 @@ def test_a_module_of_another_dtype_is_a_runtime_error_not_a_size_or_layer_error(
         calls[call](tiny().to(dtype))
 
 
+class FailsOnItsDevice(torch.nn.Module):
+    """A model whose forward meets a GPU failure (as CUDA reports an illegal access or a device-side assert)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = tiny()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.body(x)
+        raise RuntimeError("CUDA error: an illegal memory access was encountered\nCUDA kernel errors might be ...")
+
+
+@pytest.mark.parametrize("call", ["feature_maps", "maximize", "layers"])
+def test_a_device_failure_inside_the_model_is_a_runtime_error_not_the_inputs_size(call: str) -> None:
+    """The atlas met it in its receptive-field pass: 'the model cannot run on a 3x16x16 image', naming --size."""
+    calls = {"feature_maps": lambda m: probe.feature_maps(m, torch.rand(3, 16, 16), size=16),
+             "maximize": lambda m: probe.maximize(m, O.class_logit(0), steps=1, image_size=16),
+             "layers": lambda m: list_layers(m, (3, 16, 16))}
+    with pytest.raises(ProbeRuntimeError, match="failed on its device.*no input size fixes") as raised:
+        calls[call](FailsOnItsDevice())
+    assert not isinstance(raised.value, ProbeUsageError)
+
+
 @pytest.mark.parametrize("args", [
     ("maximize", "--objective", "class", "--units", "0", "--steps", "1", "--size", "8"),
     ("maximize", "--target", "body.conv2:0", "--steps", "1", "--size", "8"),
