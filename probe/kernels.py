@@ -91,7 +91,7 @@ def filters(model: str | nn.Module | LoadedModel, layer: str | None = None, *, v
         modules = dict(loaded.module.named_modules())
         if name in modules:
             raise ProbeUsageError(
-                f"{name!r} is a {type(modules[name]).__name__}, not a convolution; convolution layers are: "
+                f"{name!r} is a {type(modules[name]).__name__}, not a 2-D convolution; the Conv2d layers are: "
                 + ", ".join(convs),
                 param="layer",
             )

@@ -49,7 +49,7 @@ def test_filters_of_the_xo_net(run, tmp_path):
     (["attribute", "digits:0", "--method", "gradcam", "--layer", "fc1"], "--layer", "spatial output"),
     (["attribute", "digits:0", "--method", "deconvnet"], "--method", "deconvnet"),
     (["activations", "digits:0", "--layer", "conv3"], "--layer", "did you mean"),
-    (["filters", "--layer", "fc2"], "--layer", "not a convolution"),
+    (["filters", "--layer", "fc2"], "--layer", "not a 2-D convolution"),
 ])
 def test_usage_errors_exit_2(run, args, option, message):
     result = run(*args)

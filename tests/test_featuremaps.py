@@ -110,7 +110,7 @@ def test_a_deep_layers_kernels_draw_in_one_colour_lookup_each(monkeypatch):
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    ({"layer": "fc1"}, "is a Linear, not a convolution; convolution layers are: conv1, conv2"),
+    ({"layer": "fc1"}, "is a Linear, not a 2-D convolution; the Conv2d layers are: conv1, conv2"),
     ({"layer": "conv9"}, "did you mean"),
     ({"view": "rgb"}, "needs kernels with 3 input channels"),
     ({"view": "gray"}, "views are: auto, rgb"),
