@@ -162,7 +162,9 @@ class ProbeCommand(_RecordsInvocation):
             raise click.ClickException(f"refusing an image that decodes to too many pixels: {error}") from None
 
     def _param(self, name: str) -> click.Parameter | None:
-        return next((p for p in self.params if p.name == name), None)
+        """The command's option ``name``, or its plural (a layer's error names ``layer``; atlas has ``--layers``)."""
+        return next((p for p in self.params if p.name == name), None) or next(
+            (p for p in self.params if p.name == f"{name}s"), None)
 
     def _wrong_weights(self, ctx: click.Context, error: BaseException) -> None:
         """torch's "Error(s) in loading state_dict" (keys that fit, shapes that do not) -> a ``--weights`` error."""

@@ -365,3 +365,24 @@ def test_a_unit_whose_image_never_moved_is_flagged_in_its_record_and_pages(tmp_p
     assert "1 of 2 units never moved" in pages["layer-relu.html"]
     assert '<th>never moved</th>' in pages["index.html"] and '<span class="unmoved">1</span>' in pages["index.html"]
     assert broken_links(folder) == [] and all(reprs(page) == [] for page in pages.values())
+
+
+def test_a_layer_that_runs_twice_is_refused_naming_layers(tmp_path):
+    """Refused before anything is written, naming --layers (capture's per-call error, raised mid-run, named
+    ``layer`` and left atlas-run.json behind); ``all`` passes over such layers."""
+    (tmp_path / "twice.py").write_text(
+        "import torch\nfrom torch import nn\n\n\nclass Twice(nn.Module):\n    def __init__(self):\n"
+        "        super().__init__()\n        self.conv = nn.Conv2d(3, 3, 3, padding=1)\n"
+        "        self.once = nn.Conv2d(3, 3, 3, padding=1)\n"
+        "        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(3, 2))\n\n"
+        "    def forward(self, x):\n        return self.head(self.once(self.conv(self.conv(x))))\n\n\n"
+        "def build():\n    return Twice().eval()\n")
+    spec = f"{tmp_path / 'twice.py'}:build"
+    result = CliRunner().invoke(cli, ["atlas", "--model", spec, "--layers", "conv", "--dataset", "skimage",
+                                      "--limit", "2", "--steps", "1", "--input-size", "16",
+                                      "--out", str(tmp_path / "atlas")])
+    assert result.exit_code == 2 and "Invalid value for '--layers'" in result.output, result.output
+    assert "runs 2 times in one forward pass" in result.output and not (tmp_path / "atlas").exists()
+    from probe.atlas.runner import atlas_layers
+
+    assert atlas_layers(probe.load_model(spec, input_size=16), "all") == [("once", 3)]

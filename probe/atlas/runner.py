@@ -97,7 +97,8 @@ class AtlasSummary:
 
 
 def atlas_layers(loaded: LoadedModel, layers: str | Sequence[str]) -> list[tuple[str, int]]:
-    """``[(layer, channels)]`` for ``layers``: names, or ``"all"`` = every convolution and block with a map.
+    """``[(layer, channels)]`` for ``layers``: names, or ``"all"`` = every convolution and block with a map
+    that runs once per forward pass.
 
     A map is a ``(C, H, W)`` output or tokens (ViT's ``(L, C)``, read as ``C``
     units over ``L`` positions; channels-last outputs count by their channels,
@@ -106,15 +107,16 @@ def atlas_layers(loaded: LoadedModel, layers: str | Sequence[str]) -> list[tuple
     ``layer1.1``).
 
     Raises:
-        ProbeUsageError: an unknown layer (with the closest name), or one without a map.
+        ProbeUsageError: an unknown layer (with the closest name), one without a map, or one that runs several
+            times per forward pass.
     """
     rows = list_layers(loaded.module, loaded.input_shape)
     maps = {row.name: row for row in rows if row.batched and row.output_shape is not None
             and len(row.output_shape) in (2, 3) and row.channels is not None}
     modules = dict(loaded.module.named_modules())
     if layers == "all" or list(layers) == ["all"]:
-        chosen = [name for name, row in maps.items() if row.type == "Conv2d" or (
-            not is_leaf(modules[name]) and not isinstance(modules[name], nn.Sequential))]
+        chosen = [name for name, row in maps.items() if row.calls == 1 and (row.type == "Conv2d" or (
+            not is_leaf(modules[name]) and not isinstance(modules[name], nn.Sequential)))]
         if not chosen:
             raise ProbeUsageError(f"{loaded.name} has no convolution or block with a (C, H, W) map or tokens",
                                   param="layers")
@@ -128,6 +130,10 @@ def atlas_layers(loaded: LoadedModel, layers: str | Sequence[str]) -> list[tuple
             raise ProbeUsageError(f"layer {name!r} has no (C, H, W) map or (L, C) tokens (its output is "
                                   f"{next((r.output_shape for r in rows if r.name == name), None)}); an atlas shows "
                                   "convolutions, blocks and token layers", param="layers")
+        if maps[name].calls > 1:
+            raise ProbeUsageError(f"layer {name!r} runs {maps[name].calls} times in one forward pass, so one unit has "
+                                  "several maps; an atlas shows layers that run once: choose another layer",
+                                  param="layers")
         if name in (n for n, _ in result):
             raise ProbeUsageError(f"layer {name!r} is named twice", param="layers")
         result.append((name, int(maps[name].channels)))
