@@ -16,6 +16,7 @@ from probe.cli.common import (
     gallery_command,
     list_option,
     model_options,
+    note,
     out_options,
     load_model_from_options,
     progress_bar,
@@ -77,6 +78,10 @@ AUTO_MIN_SIDE = 256
 """``--size auto``: the longer side is twice the model's input size, and at least this."""
 
 
+THIN_SIDE = 32
+"""Below this many pixels across, a resized IMAGE gets a note (a 10000x200 strip at 256 px is 5 px tall)."""
+
+
 def _input_image(source: str, loaded: LoadedModel, size: str) -> torch.Tensor:
     """IMAGE as the model's channels, resized as ``--size`` says."""
     if size == "full":
@@ -85,7 +90,12 @@ def _input_image(source: str, loaded: LoadedModel, size: str) -> torch.Tensor:
         target = max(AUTO_MIN_SIDE, 2 * max(loaded.preprocess.input_size))
     else:
         target = parse_size(size)
-    return load_image(source, channels=loaded.preprocess.channels, size=target)
+    picture = load_image(source, channels=loaded.preprocess.channels, size=target)
+    height, width = picture.shape[-2:]
+    if isinstance(target, int) and min(height, width) < THIN_SIDE:  # a strip, its longer side fitted (not HxW)
+        note(f"IMAGE is {width}x{height} px at --size {size} (its longer side fitted): {min(height, width)} px "
+             "across is too thin to dream on; give --size HxW, a larger --size, or --size full --tile 512")
+    return picture
 
 
 def _image_name(source: str) -> str:
