@@ -79,7 +79,7 @@ AUTO_MIN_SIDE = 256
 
 
 THIN_SIDE = 32
-"""Below this many pixels across, a resized IMAGE gets a note (a 10000x200 strip at 256 px is 5 px tall)."""
+"""Below this many pixels across, a resized IMAGE gets a note (a 200x10000 strip at 256 px is 5 px tall)."""
 
 
 def _input_image(source: str, loaded: LoadedModel, size: str) -> torch.Tensor:
@@ -93,7 +93,7 @@ def _input_image(source: str, loaded: LoadedModel, size: str) -> torch.Tensor:
     picture = load_image(source, channels=loaded.preprocess.channels, size=target)
     height, width = picture.shape[-2:]
     if isinstance(target, int) and min(height, width) < THIN_SIDE:  # a strip, its longer side fitted (not HxW)
-        note(f"IMAGE is {width}x{height} px at --size {size} (its longer side fitted): {min(height, width)} px "
+        note(f"IMAGE is {height}x{width} px (HxW) at --size {size} (its longer side fitted): {min(height, width)} px "
              "across is too thin to dream on; give --size HxW, a larger --size, or --size full --tile 512")
     return picture
 

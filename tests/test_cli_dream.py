@@ -127,14 +127,14 @@ def test_the_bar_reaches_the_end_when_progress_comes_every_few_steps(runner, pho
 
 
 def test_a_strip_fitted_by_its_longer_side_gets_a_note_not_silence(runner, tmp_path):
-    """A 2000x200 strip at --size 256 is 256x26: the note says so and what to give instead; an explicit HxW of
+    """A 2000x200 strip at --size 256 is 26x256 (HxW): the note says so and what to give instead; an explicit HxW of
     the same size gets none, nor does --quiet (25.6 px rounds to 26)."""
     strip = tmp_path / "strip.png"
     Image.new("RGB", (2000, 200), (120, 80, 40)).save(strip)
     options = [*TINY, "--layer", "conv2", "--octaves", "1"]
     loud = runner.invoke(cli, ["dream", str(strip), *options, "--size", "256", "--out", str(tmp_path / "a")])
     assert loud.exit_code == 0, loud.output
-    assert "IMAGE is 256x26 px at --size 256" in loud.output and "--size HxW" in loud.output
+    assert "IMAGE is 26x256 px (HxW) at --size 256" in loud.output and "--size HxW" in loud.output
     for extra, name in ((["--size", "26x256"], "b"), (["--size", "256", "--quiet"], "c")):
         result = runner.invoke(cli, ["dream", str(strip), *options, *extra, "--out", str(tmp_path / name)])
         assert result.exit_code == 0 and "too thin" not in result.output, result.output
