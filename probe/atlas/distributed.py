@@ -26,6 +26,7 @@ already on disk when any of this happens, so a rerun resumes.
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -48,6 +49,8 @@ R = TypeVar("R")
 
 TIMEOUT = timedelta(minutes=30)
 """How long a collective waits for a rank that neither arrives nor fails (a hung or silently killed one)."""
+LEFT_KEY = "left"
+"""The store counter of ranks done with every collective (see :meth:`Group.leave`)."""
 STOP_KEY = "failed"
 """The store key a failing rank sets (to its rank number): the others stop at their next :meth:`Group.check`."""
 RESUME = "every finished chunk is kept: rerun the same command to resume"
@@ -199,6 +202,22 @@ class Group:
             self.settled = True
             raise ProbeRuntimeError(f"another rank asked the run to stop; {RESUME}")
 
+    def leave(self) -> None:
+        """Wait, through the store, until every rank has returned from its last collective.
+
+        Leave together: gloo aborts a rank ("terminate called without an active exception") whose peer
+        destroys the process group, tearing its connections down, while the rank is still finishing the
+        collective before; a collective cannot tell (it is itself on those connections), the store can.
+        """
+        if not self.distributed:
+            return
+        self._collective("leaving", lambda: self.store.add(LEFT_KEY, 1))
+        deadline = time.monotonic() + TIMEOUT.total_seconds()
+        while int(self._collective("leaving", lambda: self.store.add(LEFT_KEY, 0))) < self.world:
+            if time.monotonic() > deadline:
+                raise ProbeRuntimeError(f"rank {self.rank}: the other processes did not finish; {RESUME}")
+            time.sleep(0.005)
+
     def barrier(self, what: str = "waiting for the others") -> None:
         """Wait for every rank (the status exchange is itself a barrier)."""
         self._agree(what)
@@ -302,8 +321,9 @@ def join(device: str = "auto") -> Iterator[tuple[Group, str]]:
         except BaseException as error:
             group.fail(error)
             raise
-        if owned:  # leave together: gloo aborts a rank ("terminate called without an active exception") whose
-            group.barrier("leaving")  # peer tears its connections down while it still holds them
+        if owned:
+            group.barrier("leaving")
+            group.leave()
     finally:
         if owned and dist.is_initialized():
             dist.destroy_process_group()
