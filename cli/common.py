@@ -282,8 +282,9 @@ def model_options(
                               "--model-arg num_classes=10."),
             click.option("--weights", default=weights_default, show_default=True, metavar="default|none|PATH",
                          help="Weights: 'default' (zoo: shipped; torchvision/timm: pretrained, downloaded once), "
-                              "'none' (random init from --seed), or a state_dict file (.pt with weights_only=True, "
-                              "or .safetensors)."),
+                              "'none' (random init from --seed), or a file: a state_dict or a training checkpoint "
+                              "holding one (.pt/.pth/.bin/.ckpt, read with weights_only=True, or .safetensors; "
+                              "'module.', '_orig_mod.', Lightning 'model.' prefixes fitted)."),
             click.option("--model", "model", default=default, show_default=default is not None,
                          required=default is None if required is None else required, metavar="SPEC",
                          shell_complete=complete_model,
