@@ -178,17 +178,20 @@ def command(ctx: click.Context, model: str, weights: str, layers: list[str] | No
 
     For each unit (channel) of the chosen layers: synthetic images (gradient
     ascent, as 'probe maximize'), the top dataset examples from one pass over
-    the dataset with the crop of the receptive field (measured, not guessed)
-    around the strongest position, and figures: the synthetic image's degree
-    of activation over the best example's (counted from the dataset median;
-    above 1 = beats every dataset image), the spread of the K images, the
-    histogram over the dataset. Writes a static site (index.html, one page per
-    layer sortable by the figures, one per unit) and atlas.json.
+    the dataset with the crop of the receptive field (measured, not guessed;
+    after squeeze-excitation or attention, the box holding 95% of the
+    gradient) around the strongest position, and figures: the synthetic
+    image's degree of activation over the best example's (counted from the
+    dataset median; above 1 = beats every dataset image), the spread of the K
+    images, the histogram over the dataset; a unit whose image never moved is
+    flagged. Writes a static site (index.html, one page per layer sortable by
+    the figures, one per unit) and atlas.json.
 
     Work is split into chunks of units. Under torchrun the processes share
     them (each claims the next free chunk) and the dataset pass; every
     finished chunk is saved at once, so rerunning the same command after a
-    crash or Ctrl-C renders only what is missing.
+    crash or Ctrl-C renders only what is missing. A process that fails ends
+    every process within a chunk, each with one line.
 
     \b
     Examples:
