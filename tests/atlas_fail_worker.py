@@ -27,6 +27,7 @@ import torch.distributed as dist
 from click.testing import CliRunner
 
 import probe.atlas.runner as runner
+from probe.atlas.distributed import leave_together
 from probe.cli.main import cli
 
 TIMEOUT_S = 40
@@ -97,6 +98,9 @@ def main(out: Path) -> None:
                              "seconds": time.perf_counter() - started}
     finally:
         (out / f"rank{rank}.json").write_text(json.dumps(results))
+        store = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), is_master=False,
+                              timeout=timedelta(seconds=TIMEOUT_S))
+        leave_together(dist.PrefixStore("worker/", store), int(os.environ["WORLD_SIZE"]), TIMEOUT_S)
         dist.destroy_process_group()
 
 

@@ -42,7 +42,8 @@ from probe.forward import ModelInputError
 from probe.memory import is_out_of_memory
 from probe.runtime import OUT_OF_MEMORY
 
-__all__ = ["Group", "PeerFailure", "join", "launched_by_torchrun", "describe", "RESUME", "STOP_KEY", "TIMEOUT"]
+__all__ = ["Group", "PeerFailure", "join", "leave_together", "launched_by_torchrun", "describe", "RESUME", "STOP_KEY",
+           "TIMEOUT"]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -50,7 +51,9 @@ R = TypeVar("R")
 TIMEOUT = timedelta(minutes=30)
 """How long a collective waits for a rank that neither arrives nor fails (a hung or silently killed one)."""
 LEFT_KEY = "left"
-"""The store counter of ranks done with every collective (see :meth:`Group.leave`)."""
+"""The store counter of ranks done with every collective (see :func:`leave_together`)."""
+LEAVE_AFTER_FAILURE_S = 10.0
+"""How long a failed run's rank waits for the others to count out before it leaves (a killed one never does)."""
 STOP_KEY = "failed"
 """The store key a failing rank sets (to its rank number): the others stop at their next :meth:`Group.check`."""
 RESUME = "every finished chunk is kept: rerun the same command to resume"
@@ -202,21 +205,11 @@ class Group:
             self.settled = True
             raise ProbeRuntimeError(f"another rank asked the run to stop; {RESUME}")
 
-    def leave(self) -> None:
-        """Wait, through the store, until every rank has returned from its last collective.
-
-        Leave together: gloo aborts a rank ("terminate called without an active exception") whose peer
-        destroys the process group, tearing its connections down, while the rank is still finishing the
-        collective before; a collective cannot tell (it is itself on those connections), the store can.
-        """
-        if not self.distributed:
-            return
-        self._collective("leaving", lambda: self.store.add(LEFT_KEY, 1))
-        deadline = time.monotonic() + TIMEOUT.total_seconds()
-        while int(self._collective("leaving", lambda: self.store.add(LEFT_KEY, 0))) < self.world:
-            if time.monotonic() > deadline:
-                raise ProbeRuntimeError(f"rank {self.rank}: the other processes did not finish; {RESUME}")
-            time.sleep(0.005)
+    def leave(self, patience: float = TIMEOUT.total_seconds()) -> None:
+        """Wait, up to ``patience`` seconds, until every rank has returned from its last collective
+        (:func:`leave_together` on the run's store); never raises."""
+        if self.distributed and self.store is not None:
+            leave_together(self.store, self.world, patience)
 
     def barrier(self, what: str = "waiting for the others") -> None:
         """Wait for every rank (the status exchange is itself a barrier)."""
@@ -267,6 +260,25 @@ class Group:
             if index >= count:
                 return
             yield index
+
+
+def leave_together(store: Any, world: int, patience: float) -> None:
+    """Count this rank out in ``store`` and wait, up to ``patience`` seconds, until all ``world`` ranks have.
+
+    Call it after a rank's last collective and before ``destroy_process_group``. gloo aborts a rank
+    ("terminate called without an active exception", exit -6) whose peer destroys the process group, tearing
+    its connections down, while the rank is still finishing the collective before, also on the way out of a
+    failure; a collective cannot tell (it runs on those connections), the store can. Never raises: a store
+    that is gone (its host rank left first, after every rank counted out) or a peer that never comes (killed)
+    ends the wait.
+    """
+    try:
+        store.add(LEFT_KEY, 1)
+        deadline = time.monotonic() + patience
+        while int(store.add(LEFT_KEY, 0)) < world and time.monotonic() < deadline:
+            time.sleep(0.005)
+    except Exception:  # the store's host is gone: nobody is left to wait for
+        pass
 
 
 def _device_for(device: str, local_rank: int) -> str:
@@ -320,6 +332,8 @@ def join(device: str = "auto") -> Iterator[tuple[Group, str]]:
             yield group, chosen
         except BaseException as error:
             group.fail(error)
+            if owned:
+                group.leave(patience=LEAVE_AFTER_FAILURE_S)  # the others are on their way out too
             raise
         if owned:
             group.barrier("leaving")
