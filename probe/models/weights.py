@@ -245,6 +245,14 @@ def _fit(where: str, state: Mapping[str, torch.Tensor], own: Mapping[str, torch.
     return _Fit(where, prefix, tensors, unexpected)
 
 
+def _file_state_dicts(path: Path) -> list[tuple[str, dict[str, torch.Tensor]]]:
+    """The state_dicts in the file at ``path`` (:func:`_state_dicts`), at least one, or ProbeUsageError."""
+    found = _state_dicts(_read(path))
+    if not found:
+        raise _refuse(path, f"holds no state_dict (no mapping of names to tensors); {_RESAVE}")
+    return found
+
+
 def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
     """Read a state_dict safely onto the CPU: ``torch.load(..., weights_only=True)`` or a safetensors file.
 
@@ -259,9 +267,7 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
             damaged, holds pickled objects, or holds no state_dict.
     """
     path = Path(path).expanduser()
-    found = _state_dicts(_read(path))
-    if not found:
-        raise _refuse(path, f"holds no state_dict (no mapping of names to tensors); {_RESAVE}")
+    found = _file_state_dicts(path)
     state = found[0][1]
     if all(_unwrapped(key) != key for key in state):
         state = {_unwrapped(key): value for key, value in state.items()}
@@ -298,9 +304,7 @@ def load_weights_into(module: nn.Module, path: str | Path) -> None:
             unexpected keys, tensors whose shapes or kinds differ from the module's.
     """
     path = Path(path).expanduser()
-    found = _state_dicts(_read(path))
-    if not found:
-        raise _refuse(path, f"holds no state_dict (no mapping of names to tensors); {_RESAVE}")
+    found = _file_state_dicts(path)
     own = module.state_dict()
     fits = [_fit(where, state, own) for where, state in found]
     fit = max(fits, key=lambda f: len(f.tensors))  # the first of equals: CHECKPOINT_KEYS' order
