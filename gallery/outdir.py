@@ -39,7 +39,7 @@ from typing import Any
 
 from probe.checks import check_path
 from probe.errors import ProbeRuntimeError, ProbeUsageError
-from probe.gallery.files import replace_text
+from probe.gallery.files import process_umask, replace_text
 from probe.gallery.stamp import note_written
 
 __all__ = ["MARKER", "MARKER_FORMAT", "OutDir", "check_out_dir", "read_marker", "write_marker", "foreign_files"]
@@ -462,9 +462,7 @@ class OutDir:
         staging: Path | None = None
         try:
             staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
-            umask = os.umask(0)
-            os.umask(umask)
-            staging.chmod(0o777 & ~umask)  # mkdtemp's 0700 would hide the gallery from other users
+            staging.chmod(0o777 & ~process_umask())  # mkdtemp's 0700 would hide the gallery from other users
             writer(staging)
             write_marker(staging, _walk(staging)[0], "gallery", token=staging.name)
             final = self._swap_in(staging, target)

@@ -9,33 +9,23 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from PIL import Image
 
-__all__ = ["write_bytes", "write_json", "write_png", "read_json", "remove_partial", "png_bytes", "TMP_PREFIX", "PNG_LEVEL"]
+from probe.gallery.files import TMP_PREFIX, replace_bytes
 
-TMP_PREFIX = ".tmp-"
+__all__ = ["write_bytes", "write_json", "write_png", "read_json", "remove_partial", "png_bytes", "TMP_PREFIX", "PNG_LEVEL"]
 
 
 def write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically: a temporary file beside it, renamed over it.
+    """Write ``data`` to ``path`` atomically (:func:`probe.gallery.files.replace_bytes`), its folder made first.
 
-    A killed process leaves the old file or the new one, never half of one (no
-    fsync: this guards against crashes of the process, not of the machine).
+    A killed process leaves the old file or the new one, never half of one.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=TMP_PREFIX, suffix=path.suffix)
-    try:
-        with os.fdopen(handle, "wb") as file:
-            file.write(data)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    replace_bytes(path, data)
 
 
 def write_json(path: Path, value: Any) -> None:
