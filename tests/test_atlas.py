@@ -386,3 +386,15 @@ def test_a_layer_that_runs_twice_is_refused_naming_layers(tmp_path):
     from probe.atlas.runner import atlas_layers
 
     assert atlas_layers(probe.load_model(spec, input_size=16), "all") == [("once", 3)]
+
+
+def test_the_atlas_files_get_a_new_files_permissions_not_a_temporary_files(small_atlas):
+    """Written through a temporary file (mkstemp: 0600), then renamed: others could not read a shared atlas."""
+    import stat
+
+    from probe.gallery.files import process_umask
+
+    folder, _ = small_atlas
+    files = [folder / "atlas.json", *sorted((folder / "records").glob("*.json"))[:1], *sorted(folder.rglob("*.png"))[:2]]
+    assert len(files) == 4
+    assert {stat.S_IMODE(path.stat().st_mode) for path in files} == {0o666 & ~process_umask()}
