@@ -20,8 +20,9 @@ Not class scores (class objectives and attribution refuse them in one line; ``pr
 them instead of a prediction):
 
 - ``"embedding"``: ``(N, D)`` rows of unit L2 norm (an L2-normalized embedding: its dimensions are not classes);
-- ``"features"``: a transformers base model without a head (``BaseModelOutputWithPooling``'s
-  ``last_hidden_state`` and ``pooler_output``, or its ``return_dict=False`` tuple);
+- ``"features"``: a model without a head: a transformers base model (``BaseModelOutputWithPooling``'s
+  ``last_hidden_state`` and ``pooler_output``, or its ``return_dict=False`` tuple), a timm model made with
+  ``num_classes=0``, a torchvision model whose ``fc`` or ``classifier`` is ``nn.Identity``;
 - ``"depth"``: ``predicted_depth`` ``(N, H, W)`` of a depth-estimation model (DPT, GLPN);
 - ``"outputs"``: a dict of several tensors none of which is named ``logits`` or ``out`` (torchvision's FPN
   backbone's maps, two heads): which one holds the class scores is not known;
@@ -159,11 +160,22 @@ def tensor_kind(tensor: torch.Tensor, batch: int | None = None, *, values: bool 
     return "other"
 
 
-def _is_base_transformer(module: nn.Module | None) -> bool:
-    """A transformers ``PreTrainedModel`` without a head (``ViTModel``, ``ResNetModel``): its own base model."""
+_HEADS = ("fc", "classifier", "head")
+"""The attributes torchvision's and timm's models keep their classifier in (``nn.Identity`` once removed)."""
+
+
+def _headless(module: nn.Module | None) -> bool:
+    """A model without a classifier, whose output is features: a transformers base model (``ViTModel``: its
+    own ``base_model``), a timm model made with ``num_classes=0``, or one whose ``fc`` / ``classifier`` /
+    ``head`` was replaced by ``nn.Identity`` (the feature-extractor idiom)."""
+    if module is None:
+        return False
     transformers = sys.modules.get("transformers")  # never imported just to ask
-    return (transformers is not None and isinstance(module, transformers.PreTrainedModel)
-            and getattr(module, "base_model", None) is module)
+    if transformers is not None and isinstance(module, transformers.PreTrainedModel):
+        return getattr(module, "base_model", None) is module
+    if getattr(module, "num_classes", None) == 0:
+        return True
+    return any(isinstance(getattr(module, name, None), nn.Identity) for name in _HEADS)
 
 
 def read_output(output: Any, batch: int | None = None, module: nn.Module | None = None, *,
@@ -173,10 +185,13 @@ def read_output(output: Any, batch: int | None = None, module: nn.Module | None 
     Args:
         output: the forward pass's return value: a tensor, a dict or ``ModelOutput``, a tuple, a list.
         batch: N, the images the model got (tells detections from class scores); default None: not checked.
-        module: the model, which tells a transformers base model (no head) from a classifier; optional.
+        module: the model, which tells a model without a head (a transformers base model, timm's
+            ``num_classes=0``, an ``nn.Identity`` classifier) from a classifier; optional.
         values: look at the values too (:func:`tensor_kind`: an embedding's unit norms); default True.
     """
     what = _describe(output)
+    if _headless(module) and not (isinstance(output, Mapping) and isinstance(output.get("logits"), torch.Tensor)):
+        return Output("features", None, what)
     if isinstance(output, Mapping):
         for key in _CLASS_KEYS:
             if isinstance(output.get(key), torch.Tensor):
@@ -193,8 +208,6 @@ def read_output(output: Any, batch: int | None = None, module: nn.Module | None 
         if output and all(isinstance(item, Mapping) for item in output):
             keys = ", ".join(map(str, output[0]))
             return Output("detections", None, f"a {type(output).__name__} of {len(output)} per-image dict(s) ({keys})")
-        if _is_base_transformer(module):  # return_dict=False: (last_hidden_state, pooler_output, ...)
-            return Output("features", None, what)
     tensor = output if isinstance(output, torch.Tensor) else next(tensors_in(output), None)
     if tensor is None:
         return Output("other", None, what)
@@ -219,13 +232,14 @@ def class_scores(tensor: torch.Tensor, reduce: str = "mean") -> torch.Tensor:
     return tensor
 
 
-_NAMES = {"embedding": "an embedding", "features": "a base model's features", "depth": "a depth map",
+_NAMES = {"embedding": "an embedding", "features": "features of a model without a head", "depth": "a depth map",
           "outputs": "several outputs", "detections": "detections", "other": "no class scores"}
 """The kinds without class scores in a few words."""
 
 _WHY = {
     "embedding": "its rows have unit L2 norm, an embedding, whose dimensions are not classes",
-    "features": "a base model's features, no classes (its *ForImageClassification model has a head)",
+    "features": "a model without a head gives features, not classes (a transformers *ForImageClassification "
+                "model, or timm's or torchvision's with its classifier, has one)",
     "depth": "a depth map, no classes",
     "outputs": "none of its tensors is named 'logits' or 'out', so none is known to hold class scores",
     "detections": "detections, not a row of class scores per image",

@@ -74,6 +74,28 @@ def test_a_transformers_base_model_gives_features_and_its_classifier_logits(retu
     assert read_output(classifier(x), 1, classifier).kind == "logits"
 
 
+def _without_classifier(source: str) -> nn.Module:
+    import timm
+    import torchvision
+
+    torch.manual_seed(0)
+    if source == "timm":
+        return timm.create_model("resnet18", pretrained=False, num_classes=0).eval()  # (N, 512) pooled features
+    net = torchvision.models.resnet18(weights=None)
+    net.fc = nn.Identity()  # the feature-extractor idiom
+    return net.eval()
+
+
+@pytest.mark.parametrize("source", ["timm", "torchvision"])
+def test_a_model_whose_classifier_was_removed_gives_features_not_512_classes(source):
+    net = _without_classifier(source)
+    shown = probe.feature_maps(net, IMAGE, ["conv1"], size=32)
+    assert shown.prediction is None and shown.output.startswith("features of a model without a head, shape (1, 512)")
+    with pytest.raises(ProbeUsageError, match="a model without a head gives features") as raised:
+        probe.attribute(net, IMAGE, "saliency", size=32)
+    assert raised.value.param == "model"
+
+
 def test_activations_shows_each_head_in_its_own_words():
     shown = {kind: probe.feature_maps(head(kind), IMAGE, ["conv"], size=16) for kind in
              ("regression", "sigmoid", "softmax", "embedding", "maps", "detections", "depth")}
@@ -128,7 +150,7 @@ def test_attribution_refuses_an_output_without_class_scores_in_one_line(kind, wo
 
 
 def test_attribution_refuses_a_transformers_base_model():
-    with pytest.raises(ProbeUsageError, match="a base model's features") as raised:
+    with pytest.raises(ProbeUsageError, match="a model without a head gives features") as raised:
         probe.attribute(_tiny_hf(True, return_dict=False), torch.rand(3, 32, 32), "saliency", size=32)
     assert raised.value.param == "model"
 
