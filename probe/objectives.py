@@ -97,11 +97,13 @@ class Context:
     index: slice = field(default_factory=lambda: slice(None))
 
     def __call__(self, layer: str) -> torch.Tensor:
-        """The activation of ``layer``; raises a clear error if it was not captured."""
+        """The activation of ``layer``, one value per image ``(N,)`` (a regression's output) read as ``(N, 1)``,
+        one unit; raises a clear error if it was not captured."""
         try:
-            return self.activations[layer]
+            act = self.activations[layer]
         except KeyError:
             raise unknown_name("captured layer", layer, self.activations, param="layer") from None
+        return act.unsqueeze(1) if act.dim() == 1 else act
 
     @property
     def batch(self) -> int:
@@ -507,9 +509,8 @@ def class_logit(units: Units, *, layer: str = OUTPUT, probability: bool = False)
             raise ProbeUsageError(f"{'the output' if layer == OUTPUT else layer} is one score per image "
                                   f"{tuple(logits.shape)}: it has no softmax probability; maximize the score itself",
                                   param="objective")
-        scores = logits.unsqueeze(1) if logits.dim() == 1 else logits  # one score: unit 0
-        index = _units_for(chosen, context, scores.shape[1], layer)
-        values = scores.float().softmax(dim=1) if probability else scores
+        index = _units_for(chosen, context, logits.shape[1], layer)
+        values = logits.float().softmax(dim=1) if probability else logits
         return _per_image(values, index).flatten(1).mean(1) if values.dim() == 4 else _per_image(values, index)
 
     what = "class_probability" if probability else "class_logit"

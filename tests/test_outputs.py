@@ -163,6 +163,13 @@ def test_a_class_objective_climbs_a_single_score(kind):
     assert result.outputs is not None and result.outputs.shape == (1, 1)
 
 
+@pytest.mark.parametrize("objective", [O.neuron("output", 0), O.channel("output", 0), O.class_logit(0)])
+def test_every_objective_reads_one_value_per_image_as_one_unit(objective):
+    result = probe.maximize(head("score"), objective, steps=2, image_size=16, preset="plain")
+    check = head("score")(probe.load_model(head("score")).preprocess.normalize(result.images))
+    assert torch.allclose(result.scores, check, atol=1e-5)  # it raised IndexError (tuple index out of range)
+
+
 def test_a_class_objective_refuses_detections_and_the_probability_of_one_score():
     x = torch.rand(2, 3, 8, 8)
     boxes = O.Context({"output": torch.zeros(5, 4)}, x)
