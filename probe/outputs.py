@@ -124,7 +124,7 @@ def head_kind(tensor: torch.Tensor) -> str:
             return "sigmoid"
         if name.startswith("Softmax"):
             return "softmax"
-        if node is None or not name.removesuffix("Backward0").removesuffix("Backward1") in _PASSING:
+        if node is None or name.removesuffix("Backward0").removesuffix("Backward1") not in _PASSING:
             return "logits"
         node = next((parent for parent, _ in node.next_functions if parent is not None), None)
     return "logits"
@@ -146,13 +146,11 @@ def tensor_kind(tensor: torch.Tensor, batch: int | None = None, *, values: bool 
     """
     if tensor.dim() == 0 or (batch is not None and tensor.shape[0] != batch):
         return "detections"
-    if tensor.dim() == 1:
-        return "score"
-    if tensor.dim() == 2:
+    if tensor.dim() in (1, 2):
         head = head_kind(tensor)
         if head != "logits":
             return head
-        if tensor.shape[1] == 1:
+        if tensor.dim() == 1 or tensor.shape[1] == 1:
             return "score"
         return "embedding" if values and _unit_norm(tensor) else "logits"
     if tensor.dim() == 4:

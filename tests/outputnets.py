@@ -18,7 +18,7 @@ WIDTHS = {"regression": 1, "score": 1, "sigmoid": 3, "binary": 1, "embedding": 8
 class Head(nn.Module):
     """conv(4) relu pool(2x2) flatten fc: any input size; ``kind`` says what forward returns:
 
-    ``regression`` ``(N, 1)``; ``score`` ``(N,)``; ``sigmoid`` ``(N, 3)`` and ``binary`` ``(N, 1)`` after a
+    ``regression`` ``(N, 1)``; ``score`` ``(N,)``; ``sigmoid`` ``(N, 3)`` and ``binary`` ``(N,)`` after a
     sigmoid, as fp16 too with ``half``; ``softmax`` ``(N, 3)``; ``embedding`` ``(N, 8)`` L2-normalized;
     ``two-heads`` a tuple ``((N, 3), (N, 2))``; ``heads-dict`` ``{"species": (N, 3), "age": (N, 2)}``; ``list``
     a list of both heads; ``nan`` / ``inf`` non-finite logits; ``fp16`` / ``bf16`` logits in that dtype;
@@ -42,6 +42,7 @@ class Head(nn.Module):
         y, kind = self.fc(features), self.kind
         if kind in ("sigmoid", "binary"):
             y = torch.sigmoid(y)
+            y = y[:, 0] if kind == "binary" else y
             return y.half() if self.half else y
         outputs: dict[str, Any] = {
             "regression": lambda: y, "score": lambda: y[:, 0], "softmax": lambda: y.softmax(1),

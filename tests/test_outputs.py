@@ -98,9 +98,10 @@ def test_a_model_whose_classifier_was_removed_gives_features_not_512_classes(sou
 
 def test_activations_shows_each_head_in_its_own_words():
     shown = {kind: probe.feature_maps(head(kind), IMAGE, ["conv"], size=16) for kind in
-             ("regression", "sigmoid", "softmax", "embedding", "maps", "detections", "depth")}
+             ("regression", "sigmoid", "binary", "softmax", "embedding", "maps", "detections", "depth")}
     assert str(shown["regression"].prediction).startswith("class 0: score ")  # not "class 0 (100.0%)"
     assert "(sigmoid " in str(shown["sigmoid"].prediction)
+    assert str(shown["binary"].prediction).startswith("class 0 (sigmoid ")  # (N,) after a sigmoid: a probability
     softmax = shown["softmax"].prediction
     assert softmax is not None and torch.equal(softmax.probabilities, softmax.logits)  # not a softmax of a softmax
     for kind, words in (("embedding", "an embedding"), ("maps", "several outputs, an OrderedDict of 2"),
