@@ -56,7 +56,12 @@ def command(image: str, model: str, weights: str, layer: list[str] | None, all_l
     Each layer gets its own grid; each map is captioned with its channel and
     its degree of activation (the sum of the map). Signed maps (convolution
     outputs) are red/blue with white at 0; maps after a ReLU are black to
-    yellow. Flat layers and the class probabilities are bar charts.
+    yellow. Flat layers and the class probabilities are bar charts. The
+    prediction follows the head: softmax of logits, a sigmoid head's own
+    probabilities, one score (a regression: no probability), a segmentation
+    map's share of the image per class; an output without classes (an
+    embedding, a depth map, a base model's features, detections, a dict of
+    maps) is described instead.
 
     \b
     Examples:
@@ -73,5 +78,6 @@ def command(image: str, model: str, weights: str, layer: list[str] | None, all_l
     result = feature_maps(loaded, image, "all" if all_layers else layer, top=top, limit=limit, size=parsed)
     folder = result.save(destination, image=image, **loaded.describe())
     shown = sum(len(order) for layer_name, order in result.order.items() if result.maps[layer_name].dim() == 3)
-    summary = f"{loaded.name} on {image}: prediction {result.prediction}; " if result.prediction else f"{loaded.name} on {image}: "
+    said = f"prediction {result.prediction}; " if result.prediction else f"output {result.output}; " if result.output else ""
+    summary = f"{loaded.name} on {image}: {said}"
     echo_done(folder, summary + f"{shown} maps from {len(result.maps)} layer(s)")

@@ -80,7 +80,10 @@ def command(image: str, model: str, weights: str, method: list[str], target: str
     scaled on its own; overlays lay them on a grey copy of IMAGE. Guided
     backprop guides nn.ReLU modules and functional F.relu alike, and refuses
     models without ReLUs. A segmentation model's (N,K,H,W) output is explained
-    by class K's summed map. integrated-gradients, smoothgrad, gradient-shap and
+    by class K's summed map, a regression's one score as it is; an output
+    without class scores (an embedding, a model without a head, a depth map,
+    detections, a dict of maps without 'logits' or 'out') is refused in one
+    line. integrated-gradients, smoothgrad, gradient-shap and
     occlusion show a progress bar on stderr (none under --quiet).
 
     \b

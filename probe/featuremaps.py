@@ -28,12 +28,14 @@ from torch import nn
 
 from probe.checks import check_names
 from probe.errors import ProbeUsageError
-from probe.hooks import CALL_SEPARATOR, OUTPUT, evaluating, record, resolve_layers
-from probe.inputs import Prediction, model_input, predict
+from probe.hooks import CALL_SEPARATOR, evaluating, record, resolve_layers
+from probe.inputs import model_input
 from probe.layout import channels_last_layers
 from probe.leaves import helper_names, is_leaf
 from probe.models import LoadedModel, as_loaded
+from probe.outputs import Prediction, describe, prediction_of, read_output
 from probe.results import GalleryResult
+from probe.rewrites import tensors_in
 from probe.runtime import check_finite_output
 
 __all__ = ["FeatureMaps", "feature_maps", "default_layers", "SKIPPED_TYPES"]
@@ -75,9 +77,11 @@ class FeatureMaps(GalleryResult):
             map); for a flat layer, the features themselves.
         order: layer -> channel indices shown, in display order (all channels by
             index; with ``top``, the most active first).
-        prediction: the model's output as class probabilities, or None when the
-            output is not a ``(1, K)`` vector.
+        prediction: the model's class scores (:func:`probe.outputs.prediction_of`: logits, a sigmoid or
+            softmax head, one score, a dense map), or None when its output has none.
         top: how many channels per layer were kept by activation (None: all).
+        output: what the model returned, in words, when it has no class scores (an embedding, a depth
+            map, a base model's features, detections; :func:`probe.outputs.describe`), else ``""``.
     """
 
     _report = "probe.reports.activations"
@@ -89,10 +93,12 @@ class FeatureMaps(GalleryResult):
     order: dict[str, torch.Tensor]
     prediction: Prediction | None = None
     top: int | None = None
+    output: str = ""
 
     def __repr__(self) -> str:
         layers = ", ".join(f"{name} {tuple(maps.shape)}" for name, maps in self.maps.items())
-        prediction = f"; prediction {self.prediction}" if self.prediction is not None else ""
+        prediction = f"; prediction {self.prediction}" if self.prediction is not None else \
+            f"; output {self.output}" if self.output else ""
         return f"FeatureMaps({self.model}: {len(self.maps)} layer(s): {layers}{prediction})"
 
 def _ordered(degree: torch.Tensor, top: int | None, limit: int | None) -> torch.Tensor:
@@ -145,8 +151,15 @@ def feature_maps(
         resolve_layers(loaded.module, names)
     x = model_input(loaded, image, size)
     channels_last = channels_last_layers(loaded.module, x)  # (H, W, C) blocks are shown as C maps
-    with evaluating(loaded.module), torch.no_grad(), record(loaded.module, [*names, OUTPUT], to_cpu=True) as acts:
-        loaded(x)
+    image = x.detach().clone().requires_grad_(True)  # the output's graph tells a sigmoid or softmax head
+    with evaluating(loaded.module), torch.enable_grad(), record(loaded.module, names, to_cpu=True) as acts:
+        output = loaded(image)
+    for tensor in tensors_in(output):
+        if tensor.is_floating_point():
+            check_finite_output(loaded.name, loaded.module, tensor.detach())
+    read = read_output(output, 1, loaded.module)
+    prediction = prediction_of(loaded, read)
+    del output, image  # the graph
     maps: dict[str, torch.Tensor] = {}
     degree: dict[str, torch.Tensor] = {}
     order: dict[str, torch.Tensor] = {}
@@ -159,14 +172,13 @@ def feature_maps(
         maps[name] = activation
         degree[name] = activation.flatten(1).sum(1) if activation.dim() >= 2 else activation
         order[name] = _ordered(degree[name], top, limit)
-    if OUTPUT in acts:
-        check_finite_output(loaded.name, loaded.module, acts[OUTPUT])
     return FeatureMaps(
         model=loaded.name,
         image=x[0].detach().cpu(),
         maps=maps,
         degree=degree,
         order=order,
-        prediction=predict(loaded, acts.get(OUTPUT)),
+        prediction=prediction,
         top=top,
+        output="" if prediction is not None else describe(read),
     )

@@ -44,6 +44,8 @@ import torch.nn.functional as F
 
 from probe.errors import ProbeUsageError, unknown_name
 from probe.hooks import OUTPUT
+from probe.outputs import CLASS_KINDS, tensor_kind
+from probe.outputs import class_scores as read_scores
 
 __all__ = [
     "Context",
@@ -95,11 +97,13 @@ class Context:
     index: slice = field(default_factory=lambda: slice(None))
 
     def __call__(self, layer: str) -> torch.Tensor:
-        """The activation of ``layer``; raises a clear error if it was not captured."""
+        """The activation of ``layer``, one value per image ``(N,)`` (a regression's output) read as ``(N, 1)``,
+        one unit; raises a clear error if it was not captured."""
         try:
-            return self.activations[layer]
+            act = self.activations[layer]
         except KeyError:
             raise unknown_name("captured layer", layer, self.activations, param="layer") from None
+        return act.unsqueeze(1) if act.dim() == 1 else act
 
     @property
     def batch(self) -> int:
@@ -445,40 +449,53 @@ def neuron(layer: str, units: Units, y: int | None = None, x: int | None = None)
                      units=chosen, layer=layer)
 
 
-def check_class_scores(logits: torch.Tensor, layer: str = OUTPUT) -> None:
-    """Refuse what is neither ``(N, classes)`` logits nor a dense prediction's ``(N, classes, H, W)``.
+def check_class_scores(logits: torch.Tensor, layer: str = OUTPUT, batch: int | None = None) -> str:
+    """Refuse what holds no class scores (:mod:`probe.outputs`): ``(N, classes)`` logits, ``(N,)`` or ``(N, 1)``
+    one score, a dense prediction's ``(N, classes, H, W)``; return its kind (``"logits"``, ``"score"``,
+    ``"dense"``, ...). ``batch``: N, the images evaluated (a tensor without a row per image, as a detection
+    model's boxes, is refused); default None: not checked.
 
     Raises:
         ProbeUsageError: naming ``objective`` for the model's output, ``layer`` for a named layer.
     """
-    if logits.dim() in (2, 4):
-        return
+    kind = tensor_kind(logits, batch, values=False)  # shapes only: no device sync per step
+    if kind in CLASS_KINDS:
+        return kind
     what = "the model's output" if layer == OUTPUT else layer
+    rows = " (not one row per image: detections?)" if kind == "detections" else ""
     raise ProbeUsageError(
-        f"a class objective needs (N, classes) logits or a dense prediction's (N, classes, H, W); {what} gives "
-        f"{tuple(logits.shape)}; maximize a layer's units instead (--objective channel --layer NAME)",
+        f"a class objective needs (N, classes) logits or (N,) one score per image or a dense prediction's "
+        f"(N, classes, H, W); "
+        f"{what} gives {tuple(logits.shape)}{rows}; maximize a layer's units instead (--objective channel --layer "
+        "NAME)",
         param="objective" if layer == OUTPUT else "layer",
     )
 
 
 def class_scores(logits: torch.Tensor) -> torch.Tensor:
-    """``(N, classes)`` class logits from a classifier's ``(N, classes)`` or a dense ``(N, classes, H, W)``
-    prediction (a segmentation model's), whose per-pixel logits are averaged over the positions."""
-    return logits.flatten(2).mean(2) if logits.dim() == 4 else logits
+    """``(N, classes)`` class scores of a class objective's tensor (:func:`probe.outputs.class_scores`):
+    ``(N, classes)`` as it is, ``(N,)`` one score as ``(N, 1)``, a dense ``(N, classes, H, W)`` prediction (a
+    segmentation model's) with its per-pixel logits averaged over the positions."""
+    return read_scores(logits, "mean")
 
 
 def class_logit(units: Units, *, layer: str = OUTPUT, probability: bool = False) -> Objective:
     """A class score of the model's output: the logit (default) or the softmax probability.
 
-    A dense prediction ``(N, classes, H, W)`` (a segmentation model: torchvision's ``'out'``, a U-Net's head)
-    scores a class by its per-pixel logit (or per-pixel probability, softmax over the classes) averaged over
-    every position: the image whose every pixel reads as that class.
+    What the output may be is :mod:`probe.outputs`' reading: ``(N, classes)`` logits (or a sigmoid or softmax
+    head's outputs, scored as they are), ``(N,)`` or ``(N, 1)`` one score (a regression: unit 0 is the score),
+    or a dense prediction ``(N, classes, H, W)`` (a segmentation model: torchvision's ``'out'``, Segformer's
+    ``logits``, a U-Net's head), which scores a class by its per-pixel logit (or per-pixel probability,
+    softmax over the classes) averaged over every position: the image whose every pixel reads as that class.
+    A dict of outputs is read by its ``logits`` or ``out``; other outputs (detections, a base model's
+    features, a depth map) are refused in one line naming ``objective``.
 
     Args:
         units: class indices, as for :func:`channel`.
         layer: where the logits come from: ``"output"`` (default) or the name of
             the layer that produces them (``"fc2"``).
-        probability: maximize ``softmax(logits)[unit]`` instead of the logit.
+        probability: maximize ``softmax(logits)[unit]`` instead of the logit (not for one score, which has
+            no softmax).
 
     Returns:
         An objective of kind ``"class"``.
@@ -487,7 +504,11 @@ def class_logit(units: Units, *, layer: str = OUTPUT, probability: bool = False)
 
     def fn(context: Context) -> torch.Tensor:
         logits = context(layer)
-        check_class_scores(logits, layer)
+        kind = check_class_scores(logits, layer, context.batch)
+        if probability and kind in ("score", "dense-score"):
+            raise ProbeUsageError(f"{'the output' if layer == OUTPUT else layer} is one score per image "
+                                  f"{tuple(logits.shape)}: it has no softmax probability; maximize the score itself",
+                                  param="objective")
         index = _units_for(chosen, context, logits.shape[1], layer)
         values = logits.float().softmax(dim=1) if probability else logits
         return _per_image(values, index).flatten(1).mean(1) if values.dim() == 4 else _per_image(values, index)

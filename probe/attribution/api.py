@@ -15,14 +15,15 @@ from probe.attribution.extra import EXTRA_METHODS, completeness_gaps, run_extra
 from probe.attribution.gradients import METHODS, Normalized, integration_method, run_gradient
 from probe.attribution.occlusion import Progress
 from probe.attribution.result import Attribution, heat_of, normalize_heatmap
-from probe.attribution.scores import is_dense, no_scores, prediction_of
+from probe.attribution.scores import is_dense, no_scores
 from probe.checks import check_count, check_names, check_number, check_seed, check_size
 from probe.errors import ProbeRuntimeError, ProbeUsageError, unknown_name
 from probe.forward import image_grad
 from probe.hooks import CALL_SEPARATOR, evaluating, resolve_layers
-from probe.inputs import Prediction, model_input
+from probe.inputs import model_input
 from probe.memory import is_out_of_memory
 from probe.models import LoadedModel, as_loaded
+from probe.outputs import Prediction, prediction_of
 from probe.runtime import check_finite_output
 
 def resolve_target(target: int | str | None, prediction: Prediction) -> int:
@@ -181,7 +182,7 @@ def attribute(
             output = loaded(x.detach().clone().requires_grad_(True))
         prediction, dense = prediction_of(loaded, output), is_dense(output)
         if prediction is None:
-            raise no_scores(loaded.name, output)
+            raise no_scores(loaded.name, output, module)
         del output  # its graph: not held while the methods run
         check_finite_output(loaded.name, loaded.module, prediction.logits)
         index = resolve_target(target, prediction)

@@ -11,9 +11,8 @@ from probe.attribution.extra import baselines_of
 from probe.attribution.hooked import captum_refusal, hook_copy
 from probe.attribution.occlusion import Progress, counting
 from probe.attribution.relus import GuidedRelus, relu_check
-from probe.attribution.scores import class_scores
+from probe.attribution.scores import attribution_scores
 from probe.errors import ProbeUsageError
-from probe.hooks import first_tensor
 from probe.models import LoadedModel
 from probe.runtime import global_rng_kept
 
@@ -23,7 +22,7 @@ METHODS: tuple[str, ...] = ("saliency", "integrated-gradients", "smoothgrad", "g
 
 class Normalized(nn.Module):
     """``image in [0, 1] -> (N, K) class scores``: the model with its normalization, as captum's forward
-    function; the scores are :func:`probe.attribution.scores.class_scores` of the output (a dense
+    function; the scores are :func:`probe.attribution.scores.attribution_scores` of the output (a dense
     ``(N, K, H, W)`` map summed per class)."""
 
     def __init__(self, loaded: LoadedModel) -> None:
@@ -32,9 +31,7 @@ class Normalized(nn.Module):
         self.preprocess = loaded.preprocess
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        output = self.net(self.preprocess.normalize(images))
-        scores = class_scores(output)
-        return first_tensor(output) if scores is None else scores
+        return attribution_scores(self.net(self.preprocess.normalize(images)))
 
 
 IG_BATCH = 32

@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from probe.inputs import Prediction
+from probe.outputs import Prediction
 from probe.results import GalleryResult
 
 @dataclass

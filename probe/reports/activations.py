@@ -15,6 +15,7 @@ from probe.featuremaps import FeatureMaps
 from probe.gallery import Gallery, slug
 from probe.gallery.numbers import number
 from probe.images import to_pil
+from probe.reports.prediction import prediction_chart
 from probe.reports.render import Entry, add_entries, bar_chart, preview_png, value_map
 
 __all__ = ["entries", "extras", "save_gallery", "preview", "SCALES"]
@@ -23,7 +24,9 @@ SCALES: tuple[str, ...] = ("map", "layer")
 
 
 def _caption_input(result: FeatureMaps) -> str:
-    return f"input: {result.prediction}" if result.prediction is not None else "input"
+    if result.prediction is not None:
+        return f"input: {result.prediction}"
+    return f"input; output: {result.output}" if result.output else "input"
 
 
 def entries(result: FeatureMaps, *, scale: str = "map") -> list[Entry]:
@@ -61,11 +64,8 @@ def entries(result: FeatureMaps, *, scale: str = "map") -> list[Entry]:
 
 def extras(result: FeatureMaps) -> list[tuple[str, str, Any]]:
     """``(file, caption, PIL image)`` overview charts: the prediction and every flat layer."""
-    charts = []
-    if result.prediction is not None:
-        top = result.prediction.top(5)
-        image = bar_chart([t["probability"] for t in top], [t["label"] for t in top], "prediction (probability)")
-        charts.append(("prediction.png", f"prediction: {result.prediction}", image))
+    chart = prediction_chart(result.prediction)
+    charts = [] if chart is None else [chart]
     for layer, values in result.maps.items():
         if values.dim() == 1:
             shown = result.order[layer].tolist()
@@ -95,6 +95,8 @@ def save_gallery(result: FeatureMaps, folder: str | Path, *, scale: str = "map",
             "top": result.top,
             "scale": scale,
             "prediction": prediction,
+            "prediction_kind": None if result.prediction is None else result.prediction.kind,
+            "output": result.output or None,
             "channels": {layer: int(m.shape[0]) for layer, m in result.maps.items()},
             **fields,
         },

@@ -15,7 +15,8 @@ from probe import __version__
 from probe.attribution import Attribution
 from probe.gallery import Gallery
 from probe.images import to_pil
-from probe.reports.render import POSITIVE, Entry, add_entries, bar_chart, legend, overlay, preview_png, value_map
+from probe.reports.prediction import prediction_chart
+from probe.reports.render import POSITIVE, Entry, add_entries, legend, overlay, preview_png, value_map
 
 __all__ = ["entries", "save_gallery", "preview"]
 
@@ -73,6 +74,7 @@ def save_gallery(result: Attribution, folder: str | Path, **fields: Any) -> Path
             "layer": result.layer,
             "image_size": list(result.image.shape[-2:]),
             "prediction": result.prediction.top(5),
+            "prediction_kind": result.prediction.kind,
             "skipped": result.skipped,
             "options": result.options,
             **fields,
@@ -80,9 +82,9 @@ def save_gallery(result: Attribution, folder: str | Path, **fields: Any) -> Path
         version=__version__,
     )
     add_entries(gallery, entries(result))
-    top = result.prediction.top(5)
-    gallery.add_extra("prediction.png", f"prediction: {result.prediction}",
-                      image=bar_chart([t["probability"] for t in top], [t["label"] for t in top], "prediction (probability)"))
+    chart = prediction_chart(result.prediction)
+    if chart is not None:
+        gallery.add_extra(chart[0], chart[1], image=chart[2])
     return gallery.write(columns=len(result.heatmaps) + 1)
 
 

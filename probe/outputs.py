@@ -1,0 +1,357 @@
+"""What a model's output says: the one reader of outputs for predictions and class scores.
+
+``probe activations`` (its prediction), attribution (the score it explains), class objectives and the reports
+read a model's output through :func:`read_output`, which gives it one of these kinds:
+
+Class scores (a prediction, a class objective, a target to explain):
+
+- ``"logits"``: ``(N, K)``, ``K >= 2``; probabilities are their softmax;
+- ``"softmax"`` / ``"sigmoid"``: ``(N, K)`` from a forward that ends in ``softmax`` (probabilities as they
+  are) or ``sigmoid`` (multi-label, or binary with ``K = 1``: each class its own probability), read from the
+  output's autograd node, through dtype casts and reshapes, when the forward ran with gradients on;
+- ``"score"``: ``(N, 1)`` or ``(N,)``, one score per image (a regression): no probability;
+- ``"dense"``: ``(N, K, H, W)``, ``K >= 2``, per-position class logits (a segmentation model's, at any
+  resolution: torchvision's FCN at the input's, Segformer's at a quarter of it); a class's score is its map
+  averaged (class objectives) or summed (attribution) over the positions; its probability, its mean
+  per-position softmax, is its share of the image;
+- ``"dense-score"``: ``(N, 1, H, W)``, one map per image, scored by its mean (or sum): no probability.
+
+Not class scores (class objectives and attribution refuse them in one line; ``probe activations`` describes
+them instead of a prediction):
+
+- ``"embedding"``: ``(N, D)`` rows of unit L2 norm (an L2-normalized embedding: its dimensions are not classes);
+- ``"features"``: a model without a head: a transformers base model (``BaseModelOutputWithPooling``'s
+  ``last_hidden_state`` and ``pooler_output``, or its ``return_dict=False`` tuple), a timm model made with
+  ``num_classes=0``, a torchvision model whose ``fc`` or ``classifier`` is ``nn.Identity``;
+- ``"depth"``: ``predicted_depth`` ``(N, H, W)`` of a depth-estimation model (DPT, GLPN);
+- ``"outputs"``: a dict of several tensors none of which is named ``logits`` or ``out`` (torchvision's FPN
+  backbone's maps, two heads): which one holds the class scores is not known;
+- ``"detections"``: a list of per-image dicts (torchvision's detection models in eval mode), or a tensor
+  without a row per image;
+- ``"other"``: any other shape (``(N, T, D)`` tokens), or no tensor (a dataclass of outputs).
+
+Where the tensor is found: the output itself; a dict's (or ``ModelOutput``'s) ``logits``, then ``out``
+(torchvision's segmentation models), then its only tensor; a tuple's or list's first tensor (``(logits,
+aux_logits)``, a namedtuple), searched depth first.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from probe.errors import ProbeUsageError
+from probe.rewrites import tensors_in
+
+__all__ = ["CLASS_KINDS", "Output", "Prediction", "class_scores", "head_kind", "no_class_scores", "prediction_of",
+           "describe", "output_tensor", "read_output", "tensor_kind"]
+
+CLASS_KINDS: frozenset[str] = frozenset({"logits", "softmax", "sigmoid", "score", "dense", "dense-score"})
+"""The kinds whose tensor holds class scores (see the module docstring)."""
+
+_CLASS_KEYS = ("logits", "out")
+"""A dict's keys that hold class scores, in the order they are looked for."""
+
+_PASSING = ("ToCopy", "Clone", "View", "Reshape", "UnsafeView", "Squeeze", "Unsqueeze", "Select", "Slice",
+            "Alias", "Expand", "Permute", "Transpose", "T")
+"""Autograd nodes that only move or cast values: a head's last operation is looked for behind them."""
+
+_UNIT_NORM = 1e-3
+"""Rows whose L2 norms all lie within this of 1 are an L2-normalized embedding, not logits."""
+
+
+@dataclass(frozen=True)
+class Output:
+    """A model's output, read once (see the module docstring).
+
+    Attributes:
+        kind: one of the kinds of the module docstring.
+        tensor: the tensor the kind is about (``(N, K)`` scores, ``(N,)``, ``(N, K, H, W)``, ...), None when
+            the output holds none that means one thing.
+        what: the output in words, for messages (``"a dict of 2 tensors ('species' (1, 3), 'age' (1, 2))"``).
+    """
+
+    kind: str
+    tensor: torch.Tensor | None
+    what: str
+
+    @property
+    def has_classes(self) -> bool:
+        """Whether :attr:`tensor` holds class scores."""
+        return self.kind in CLASS_KINDS
+
+    def scores(self, reduce: str = "mean") -> torch.Tensor:
+        """``(N, K)`` class scores (see :func:`class_scores`); only for :attr:`has_classes`."""
+        assert self.tensor is not None and self.has_classes
+        return class_scores(self.tensor, reduce)
+
+
+def _shape(tensor: torch.Tensor) -> str:
+    return str(tuple(tensor.shape))
+
+
+def _a(noun: str) -> str:
+    return f"{'an' if noun[:1] in 'AEIOU' else 'a'} {noun}"
+
+
+def _describe(value: Any) -> str:
+    """``value`` in words: its type and the shapes of its tensors (the first four)."""
+    if isinstance(value, torch.Tensor):
+        return f"shape {_shape(value)}"
+    if isinstance(value, Mapping):
+        items = [(key, item) for key, item in value.items() if isinstance(item, torch.Tensor)]
+        listed = ", ".join(f"{key!r} {_shape(item)}" for key, item in items[:4]) + (", ..." if len(items) > 4 else "")
+        return f"{_a(type(value).__name__)} of {len(items)} tensor(s) ({listed})"
+    if isinstance(value, (tuple, list)):
+        tensors = list(tensors_in(value))
+        listed = ", ".join(_shape(t) for t in tensors[:4]) + (", ..." if len(tensors) > 4 else "")
+        return f"{_a(type(value).__name__)} of {len(tensors)} tensor(s) ({listed})"
+    return f"{_a(type(value).__name__)} (no tensor cnn-probe reads)"
+
+
+def head_kind(tensor: torch.Tensor) -> str:
+    """``"sigmoid"``, ``"softmax"`` or ``"logits"``: the last operation that produced ``tensor`` (behind dtype
+    casts and reshapes), read from its autograd node; ``"logits"`` when it carries no graph."""
+    node = getattr(tensor, "grad_fn", None)
+    for _ in range(16):
+        name = type(node).__name__
+        if name.startswith("Sigmoid"):
+            return "sigmoid"
+        if name.startswith("Softmax"):
+            return "softmax"
+        if node is None or name.removesuffix("Backward0").removesuffix("Backward1") not in _PASSING:
+            return "logits"
+        node = next((parent for parent, _ in node.next_functions if parent is not None), None)
+    return "logits"
+
+
+def _unit_norm(tensor: torch.Tensor) -> bool:
+    norms = tensor.detach().float().norm(dim=1)
+    return bool(torch.isfinite(norms).all()) and bool(((norms - 1).abs() < _UNIT_NORM).all())
+
+
+def tensor_kind(tensor: torch.Tensor, batch: int | None = None, *, values: bool = True) -> str:
+    """The kind of one output tensor (see the module docstring).
+
+    Args:
+        tensor: the tensor, with its batch dimension first.
+        batch: N, the number of images the model got; a tensor without that many rows is ``"detections"``.
+            Default None: not checked.
+        values: look at the values too (an embedding's unit norms, which costs a device sync); default True.
+    """
+    if tensor.dim() == 0 or (batch is not None and tensor.shape[0] != batch):
+        return "detections"
+    if tensor.dim() in (1, 2):
+        head = head_kind(tensor)
+        if head != "logits":
+            return head
+        if tensor.dim() == 1 or tensor.shape[1] == 1:
+            return "score"
+        return "embedding" if values and _unit_norm(tensor) else "logits"
+    if tensor.dim() == 4:
+        return "dense" if tensor.shape[1] > 1 else "dense-score"
+    return "other"
+
+
+_HEADS = ("fc", "classifier", "head")
+"""The attributes torchvision's and timm's models keep their classifier in (``nn.Identity`` once removed)."""
+
+
+def _headless(module: nn.Module | None) -> bool:
+    """A model without a classifier, whose output is features: a transformers base model (``ViTModel``: its
+    own ``base_model``), a timm model made with ``num_classes=0``, or one whose ``fc`` / ``classifier`` /
+    ``head`` was replaced by ``nn.Identity`` (the feature-extractor idiom)."""
+    if module is None:
+        return False
+    transformers = sys.modules.get("transformers")  # never imported just to ask
+    if transformers is not None and isinstance(module, transformers.PreTrainedModel):
+        return getattr(module, "base_model", None) is module
+    if getattr(module, "num_classes", None) == 0:
+        return True
+    return any(isinstance(getattr(module, name, None), nn.Identity) for name in _HEADS)
+
+
+def read_output(output: Any, batch: int | None = None, module: nn.Module | None = None, *,
+                values: bool = True) -> Output:
+    """Read what a model returned (see the module docstring).
+
+    Args:
+        output: the forward pass's return value: a tensor, a dict or ``ModelOutput``, a tuple, a list.
+        batch: N, the images the model got (tells detections from class scores); default None: not checked.
+        module: the model, which tells a model without a head (a transformers base model, timm's
+            ``num_classes=0``, an ``nn.Identity`` classifier) from a classifier; optional.
+        values: look at the values too (:func:`tensor_kind`: an embedding's unit norms); default True.
+    """
+    what = _describe(output)
+    if _headless(module) and not (isinstance(output, Mapping) and isinstance(output.get("logits"), torch.Tensor)):
+        return Output("features", None, what)
+    if isinstance(output, Mapping):
+        for key in _CLASS_KEYS:
+            if isinstance(output.get(key), torch.Tensor):
+                return Output(tensor_kind(output[key], batch, values=values), output[key], f"{what}, read by its {key!r}")
+        if isinstance(output.get("predicted_depth"), torch.Tensor):
+            return Output("depth", output["predicted_depth"], what)
+        if isinstance(output.get("last_hidden_state"), torch.Tensor):
+            return Output("features", None, what)
+        tensors = [item for item in output.values() if isinstance(item, torch.Tensor)]
+        if len(tensors) == 1:
+            return Output(tensor_kind(tensors[0], batch, values=values), tensors[0], what)
+        return Output("outputs" if tensors else "other", None, what)
+    if isinstance(output, (tuple, list)):
+        if output and all(isinstance(item, Mapping) for item in output):
+            keys = ", ".join(map(str, output[0]))
+            return Output("detections", None, f"a {type(output).__name__} of {len(output)} per-image dict(s) ({keys})")
+    tensor = output if isinstance(output, torch.Tensor) else next(tensors_in(output), None)
+    if tensor is None:
+        return Output("other", None, what)
+    return Output(tensor_kind(tensor, batch, values=values), tensor, what)
+
+
+def output_tensor(output: Any, module: nn.Module | None = None) -> torch.Tensor | None:
+    """The tensor a model's output stands for as the layer ``"output"``: its class scores where it has them, else
+    the tensor its kind is about (an embedding, a depth map); None where it holds no tensor known to be the
+    prediction (a dict of several tensors, detections, a base model's features). Shapes only: no device sync."""
+    return read_output(output, None, module, values=False).tensor
+
+
+def class_scores(tensor: torch.Tensor, reduce: str = "mean") -> torch.Tensor:
+    """``(N, K)`` class scores of a class-score tensor: ``(N, K)`` as it is, ``(N,)`` as ``(N, 1)``, a dense
+    ``(N, K, H, W)`` averaged (``reduce="mean"``, default: class objectives) or summed (``"sum"``: attribution)
+    over its positions."""
+    if tensor.dim() == 1:
+        return tensor.unsqueeze(1)
+    if tensor.dim() == 4:
+        return tensor.flatten(2).mean(2) if reduce == "mean" else tensor.flatten(2).sum(2)
+    return tensor
+
+
+_NAMES = {"embedding": "an embedding", "features": "features of a model without a head", "depth": "a depth map",
+          "outputs": "several outputs", "detections": "detections", "other": "no class scores"}
+"""The kinds without class scores in a few words."""
+
+_WHY = {
+    "embedding": "its rows have unit L2 norm, an embedding, whose dimensions are not classes",
+    "features": "a model without a head gives features, not classes (a transformers *ForImageClassification "
+                "model, or timm's or torchvision's with its classifier, has one)",
+    "depth": "a depth map, no classes",
+    "outputs": "none of its tensors is named 'logits' or 'out', so none is known to hold class scores",
+    "detections": "detections, not a row of class scores per image",
+    "other": "no class scores, which are (N, K) logits, (N,) one score or a (N, K, H, W) dense map",
+}
+
+
+def describe(output: Output) -> str:
+    """An output without class scores in a few words (``probe activations`` shows it instead of a
+    prediction), e.g. ``"a depth map, a DepthEstimatorOutput of 1 tensor ('predicted_depth' (1, 32, 32)):
+    mean 0.52 (min 0.1, max 0.91)"``."""
+    text = f"{_NAMES.get(output.kind, _NAMES['other'])}, {output.what}"
+    tensor = output.tensor
+    if tensor is None or not tensor.is_floating_point() or tensor.numel() == 0:
+        return text
+    values = tensor.detach().float()
+    return f"{text}: mean {values.mean():.4g} (min {values.min():.4g}, max {values.max():.4g})"
+
+
+def no_class_scores(name: str, output: Output, param: str, instead: str) -> ProbeUsageError:
+    """The one line for ``name``'s output without class scores, naming ``param``; ``instead`` says what to do."""
+    return ProbeUsageError(f"{name} returned {output.what}: {_WHY.get(output.kind, _WHY['other'])}; {instead}",
+                           param=param)
+
+
+_MEASURES = {"logits": "probability", "softmax": "probability", "sigmoid": "sigmoid probability",
+             "dense": "share of the image"}
+"""What :attr:`Prediction.probabilities` are, per kind; the kinds not listed have none (one score)."""
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """The model's class scores for one image (:func:`prediction_of`).
+
+    Attributes:
+        logits: ``(K,)`` the class scores: raw outputs (a dense map's summed per class).
+        probabilities: ``(K,)`` per kind: the softmax of logits, a softmax or sigmoid head's own outputs, a
+            dense map's mean per-position softmax (each class's share of the image); 1 for one score.
+        labels: ``K`` class names (``"class 7"`` where unknown).
+        kind: the output's kind (:mod:`probe.outputs`): ``"logits"`` (default), ``"softmax"``, ``"sigmoid"``,
+            ``"score"`` or ``"dense-score"`` (one output, no probability), ``"dense"``.
+    """
+
+    logits: torch.Tensor
+    probabilities: torch.Tensor
+    labels: tuple[str, ...]
+    kind: str = "logits"
+
+    @property
+    def index(self) -> int:
+        """The predicted class (argmax)."""
+        return int(self.logits.argmax())
+
+    @property
+    def label(self) -> str:
+        """The predicted class name."""
+        return self.labels[self.index]
+
+    @property
+    def measure(self) -> str | None:
+        """What :attr:`probabilities` are (``"probability"``, ``"sigmoid probability"``, ``"share of the
+        image"``), None for one score, which has no probability."""
+        return _MEASURES.get(self.kind)
+
+    def top(self, k: int = 5) -> list[dict[str, Any]]:
+        """The ``k`` most probable classes as ``{"index", "label", "probability"}``, best first; one score as
+        ``[{"index": 0, "label", "score"}]``."""
+        if self.measure is None:
+            return [{"index": 0, "label": self.labels[0], "score": float(self.logits[0])}]
+        values, indices = self.probabilities.topk(min(k, self.probabilities.numel()))
+        return [{"index": int(i), "label": self.labels[int(i)], "probability": float(p)} for p, i in zip(values, indices)]
+
+    def describe(self, index: int) -> str:
+        """What the model says of class ``index``, in the words of its kind of head: ``"41.3%"``,
+        ``"sigmoid 97.0%"``, ``"12.5% of the image"``, ``"score 0.063 (one output, no probability)"``."""
+        if self.kind == "score":
+            return f"score {float(self.logits[index]):.4g} (one output, no probability)"
+        if self.kind == "dense-score":
+            return f"map summed to {float(self.logits[index]):.4g} (one map, no probability)"
+        percent = f"{100 * float(self.probabilities[index]):.1f}%"
+        if self.kind == "sigmoid":
+            return f"sigmoid {percent}"
+        return f"{percent} of the image" if self.kind == "dense" else percent
+
+    def __str__(self) -> str:
+        if self.measure is None:
+            return f"{self.label}: {self.describe(self.index)}"
+        return f"{self.label} ({self.describe(self.index)})"
+
+    def __repr__(self) -> str:
+        return f"Prediction({self}, {len(self.labels)} classes)"
+
+
+def prediction_of(loaded: Any, output: Any) -> Prediction | None:
+    """The :class:`Prediction` of a batch of one, or None for an output without class scores.
+
+    Args:
+        loaded: the :class:`~probe.models.LoadedModel` (its labels, its module).
+        output: what its forward returned for one image, or its :func:`read_output`; when it carries its graph
+            (the forward ran with gradients on), its last operation tells a sigmoid or softmax head.
+    """
+    read = output if isinstance(output, Output) else read_output(output, 1, loaded.module)
+    if not read.has_classes:
+        return None
+    tensor = read.tensor
+    assert tensor is not None
+    logits = class_scores(tensor, "sum")[0].detach().float().cpu()
+    labels = tuple(loaded.label(i) for i in range(len(logits)))
+    if read.kind == "dense":
+        probabilities = tensor[0].detach().float().softmax(dim=0).mean(dim=(1, 2)).cpu()
+    elif read.kind in ("sigmoid", "softmax"):
+        probabilities = logits.clamp(0, 1)
+    elif read.kind in ("score", "dense-score"):
+        probabilities = torch.ones(1)
+    else:
+        probabilities = logits.softmax(0)
+    return Prediction(logits=logits, probabilities=probabilities, labels=labels, kind=read.kind)
