@@ -39,7 +39,9 @@ moment it returned it, and copy only the outputs that need it:
   the write could not keep the graph) and swapped back for the original when
   nothing wrote into it. A write from outside torch's operators (through
   ``.numpy()``) is not seen.
-- :func:`capture` (the render loops: graph kept) learns per model and kind of
+- :func:`capture` without gradients (``torch.no_grad``, ``torch.inference_mode``:
+  the atlas's dataset pass) does the same. With gradients (the render loops:
+  the graph kept) it learns per model and kind of
   pass (layers, where it stops, grad and autocast modes, the input's device,
   dtype and grad) which outputs a pass rewrites: the first pass copies every
   output in its hook and watches the writes; later passes copy only the ones
@@ -87,6 +89,7 @@ one after the addition. (Not ``NAME:K``: ``"conv2:7"`` means unit 7 of conv2.)
 from __future__ import annotations
 
 import contextlib
+import threading
 import weakref
 from collections import Counter
 from collections.abc import Container, Hashable, Iterable, Iterator, Mapping, Sequence
@@ -407,6 +410,13 @@ def _state_storages(model: nn.Module) -> set[int]:
     return storages([*model.parameters(), *model.buffers()])
 
 
+def _place(tensor: torch.Tensor) -> Hashable:
+    """Where ``tensor``'s values lie: storage, offset, shape, strides and dtype. Its detached aliases (one per
+    ``detach()``) share it; two tensors with one place hold the same values."""
+    return ("place", storage_key(tensor), tensor.storage_offset(), tuple(tensor.shape), tuple(tensor.stride()),
+            tensor.dtype)
+
+
 class _Held:
     """The outputs :func:`record` keeps uncopied, each copied just before anything writes into its storage.
 
@@ -419,21 +429,27 @@ class _Held:
 
     def __init__(self, kept: dict[str, torch.Tensor]) -> None:
         self.kept = kept
-        self.tensors: dict[int, torch.Tensor] = {}  # by id: held tensors stay alive, so ids stay theirs
+        self.tensors: dict[Hashable, torch.Tensor] = {}  # by :func:`_place`
         self.watch = WriteWatch(before_write=self.copy)
         self.watching = False
+        self.thread = threading.get_ident()
 
     def hold(self, key: str, tensor: torch.Tensor) -> bool:
-        """Keep ``tensor`` under ``key`` uncopied; False (nothing kept) for a tensor whose storage cannot be watched."""
-        if id(tensor) not in self.tensors:
-            if not self.watch.track(tensor, id(tensor)):
+        """Keep ``tensor`` under ``key`` uncopied; False (nothing kept) for a tensor whose storage cannot be watched,
+        or one made in another thread than the one that started the watch (a ``DataParallel`` replica's: torch's
+        modes are per thread, so the watch would not see its writes)."""
+        if threading.get_ident() != self.thread:
+            return False
+        place = _place(tensor)
+        if place not in self.tensors:
+            if not self.watch.track(tensor, place):
                 return False
-            self.tensors[id(tensor)] = tensor
-        self.kept[key] = tensor
+            self.tensors[place] = tensor
+        self.kept[key] = self.tensors[place]  # one tensor for one place: fc's output and the model's stay one
         return True
 
     def copy(self, labels: Iterable[Hashable]) -> None:
-        """Replace the held tensors ``labels`` (ids; other labels are ignored) by clones of what they hold now."""
+        """Replace the held tensors ``labels`` (places; other labels are ignored) by clones of what they hold now."""
         for label in labels:
             tensor = self.tensors.pop(label, None)  # type: ignore[arg-type]
             if tensor is None:
@@ -451,7 +467,7 @@ class _Held:
     def release(self) -> None:
         """Stop watching the tensors the recording no longer holds (a later pass replaced them)."""
         alive = {id(value) for value in self.kept.values()}
-        for label in [label for label in self.tensors if label not in alive]:
+        for label in [label for label, tensor in self.tensors.items() if id(tensor) not in alive]:
             self.watch.untrack(self.tensors.pop(label), label)
 
     def start(self) -> None:
@@ -459,6 +475,7 @@ class _Held:
         if not self.watching:
             self.watch.__enter__()
             self.watching = True
+            self.thread = threading.get_ident()
 
     def stop(self) -> None:
         """End the watch (idempotent)."""
@@ -625,6 +642,8 @@ def record(
         held.copy_sharing(shared)
         written = {label for label, original in state.graphs if storage_key(original) in shared}
         copies.restore(recording._acts, keep=held.watch.written | written)
+        for label, original in state.graphs:
+            held.watch.untrack(original, label)
 
     handles: list[torch.utils.hooks.RemovableHandle] = []
     try:
@@ -755,9 +774,11 @@ def capture(
     channels_last = channels_last_layers(model, inputs) & set(taps)
     pass_key = _pass_key(resolved, stop, inputs)
     modules = {name: tap.module for name, tap in taps.items()}
-    known = _CAPTURE_REWRITES.get(model, pass_key, modules)  # learned by the first such pass: copy only the others
+    # no graph to keep: outputs stay uncopied until a write (record's way); else learned, as the module docstring says
+    held = None if torch.is_grad_enabled() else _Held(outputs)
+    known = None if held is not None else _CAPTURE_REWRITES.get(model, pass_key, modules)  # copy only the others
     untouched = None if known is None else frozenset(label for label, rewritten in known.items() if not rewritten)
-    watch = WriteWatch() if untouched is None else None  # the learning pass: which copies were needed
+    watch = WriteWatch() if untouched is None and held is None else None  # a learning pass: which copies were needed
     copied: list[Hashable] = []
     trusted: list[tuple[torch.Tensor, int | None]] = []  # outputs kept uncopied, with their version then
 
@@ -772,6 +793,11 @@ def capture(
         if tensor is None or not keys:
             return
         last = stop and needed.issubset({*outputs, *keys})
+        if held is not None and not last:
+            for key in keys:
+                if not held.hold(key, tensor):
+                    outputs[key] = tensor.clone()
+            return
         if last:  # nothing runs after the last one to rewrite it
             kept = tensor
         elif untouched is not None and (name, call) in untouched:  # nothing rewrote it in such a pass
@@ -792,7 +818,8 @@ def capture(
     result = None
     counted = ended = False
     try:
-        with evaluating(model), model_input(inputs, passes=(_StopForward,)), watch or contextlib.nullcontext():
+        with evaluating(model), model_input(inputs, passes=(_StopForward,)), \
+                (held.watch if held is not None else watch) or contextlib.nullcontext():
             result = model(inputs)
         counted = ended = True
     except _StopForward:
@@ -810,6 +837,8 @@ def capture(
     for name in every:
         if seen[name] > 1:
             raise _repeated(name, seen[name])
+    if held is not None:  # the caller may write into what it gave or got back, or into the weights, later
+        held.copy_sharing(storages(inputs) | storages(result) | _state_storages(model))
     if given is not None:
         outputs[INPUT] = given
     written = watch.written if watch is not None else set(copied)  # after learning: copied as rewritten

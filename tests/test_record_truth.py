@@ -293,3 +293,66 @@ def test_a_users_forward_hook_is_part_of_the_layer_when_it_runs_before_records()
     finally:
         for handle in before:
             handle.remove()
+
+
+@pytest.mark.parametrize("mode", ["no_grad", "inference_mode"])
+def test_capture_without_a_graph_reads_a_rewrite_that_depends_on_the_data_and_runs_the_model_once(mode) -> None:
+    """capture (the atlas's dataset pass, under no_grad) keeps what it reads uncopied until a write, as record
+    does: right under inference_mode too, and never a second pass."""
+    net = Sometimes().eval()
+    runs: list[int] = []
+    handle = net.bn.register_forward_hook(lambda *args: runs.append(1))
+    try:
+        for images in PASSES:
+            expected = truth(net, images, MODES[mode])
+            with MODES[mode]():
+                captured = probe.capture(net, images, ["bn", "drop"], stop_early=False)
+            assert torch.equal(captured["bn"], expected["bn"]) and torch.equal(captured["drop"], expected["drop"])
+    finally:
+        handle.remove()
+    assert len(runs) == 2 * len(PASSES)  # truth's pass and capture's, each once
+
+
+class InAThread(nn.Module):
+    """Runs its conv and an in-place ReLU in a worker thread, as ``DataParallel`` runs each replica."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = nn.Conv2d(3, 3, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        import threading
+
+        out: list[torch.Tensor] = []
+        worker = threading.Thread(target=lambda: out.append(F.relu(self.conv(x), inplace=True)))
+        worker.start()
+        worker.join()
+        return out[0]
+
+
+@pytest.mark.parametrize("mode", ["no_grad", "inference_mode"])
+def test_a_layer_run_in_another_thread_is_read_before_its_rewrite(mode: str) -> None:
+    net = InAThread().eval()
+    x = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    expected = net.conv(x).detach()
+    for _ in range(2):
+        with MODES[mode]():
+            with probe.record(net, "conv") as acts:
+                net(x)
+            captured = probe.capture(net, x, ["conv"], stop_early=False)
+        assert torch.equal(acts["conv"], expected) and torch.equal(captured["conv"], expected)
+
+
+@pytest.mark.parametrize("mode", ["no_grad", "inference_mode"])
+def test_the_layer_that_gives_the_output_and_the_output_are_one_tensor(mode: str) -> None:
+    """``acts["head"]`` and ``acts["output"]`` hold the model's output, copied once (probe.optimize tells the
+    output layer by the shared storage), and keep their values when the caller rewrites what it got back."""
+    net = _net("Tensor.relu_", "later module")
+    x = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    with MODES[mode](), probe.record(net, ["head", "output"]) as acts:
+        out = net(x)
+        expected = out.clone()
+        out.mul_(0)  # the caller's own in-place use of the output
+    assert acts["head"].data_ptr() == acts["output"].data_ptr()
+    assert torch.equal(acts["output"], expected)
