@@ -775,7 +775,8 @@ def capture(
     pass_key = _pass_key(resolved, stop, inputs)
     modules = {name: tap.module for name, tap in taps.items()}
     # no graph to keep: outputs stay uncopied until a write (record's way); else learned, as the module docstring says
-    held = None if torch.is_grad_enabled() else _Held(outputs)
+    graph = torch.is_grad_enabled() and not torch.is_inference_mode_enabled()  # inference tensors keep none
+    held = None if graph else _Held(outputs)
     known = None if held is not None else _CAPTURE_REWRITES.get(model, pass_key, modules)  # copy only the others
     untouched = None if known is None else frozenset(label for label, rewritten in known.items() if not rewritten)
     watch = WriteWatch() if untouched is None and held is None else None  # a learning pass: which copies were needed

@@ -295,7 +295,17 @@ def test_a_users_forward_hook_is_part_of_the_layer_when_it_runs_before_records()
             handle.remove()
 
 
-@pytest.mark.parametrize("mode", ["no_grad", "inference_mode"])
+@contextlib.contextmanager
+def grad_inside_inference_mode():
+    """Grad mode on, tensors still inference tensors (no version counter, no graph)."""
+    with torch.inference_mode(), torch.enable_grad():
+        yield
+
+
+MODES["enable_grad in inference_mode"] = grad_inside_inference_mode
+
+
+@pytest.mark.parametrize("mode", ["no_grad", "inference_mode", "enable_grad in inference_mode"])
 def test_capture_without_a_graph_reads_a_rewrite_that_depends_on_the_data_and_runs_the_model_once(mode) -> None:
     """capture (the atlas's dataset pass, under no_grad) keeps what it reads uncopied until a write, as record
     does: right under inference_mode too, and never a second pass."""
