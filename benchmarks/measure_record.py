@@ -10,7 +10,8 @@ two threads): vgg16 at 64 px, batch 4, recording the ReLUs ``features.8``,
 ``features.18``, ``features.29`` and, separately, the convolutions before them
 (``features.7/17/28``, which the in-place ReLUs rewrite); resnet18 at 64 px,
 batch 8, recording ``layer1.1.bn2`` and ``layer3.1.bn2`` (rewritten by
-``out += identity``), ``layer2`` and ``layer4``. Each code tree (``--before
+``out += identity``), ``layer2`` and ``layer4``; vgg11 at 128 px, batch 4,
+recording three convolutions its in-place ReLUs rewrite. Each code tree (``--before
 REV`` exported with ``git archive``; the working tree) runs in a fresh
 process; inside it the plain pass, the full-map recording and the mean
 recording alternate ``--repeats`` times (the ``with`` block opened and closed
@@ -35,6 +36,7 @@ CASES = {
     "vgg16 b4 64px, 3 ReLUs": ("vgg16", 4, 64, ["features.8", "features.18", "features.29"]),
     "vgg16 b4 64px, 3 convs before in-place ReLUs": ("vgg16", 4, 64, ["features.7", "features.17", "features.28"]),
     "resnet18 b8 64px, 2 bn2 + layer2 + layer4": ("resnet18", 8, 64, ["layer1.1.bn2", "layer2", "layer3.1.bn2", "layer4"]),
+    "vgg11 b4 128px, 3 convs before in-place ReLUs": ("vgg11", 4, 128, ["features.3", "features.8", "features.18"]),
 }
 
 

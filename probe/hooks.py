@@ -24,27 +24,43 @@ recorded submodule (DenseNet's ``F.relu(self.features(x), inplace=True)``).
 :func:`record` and :func:`capture` keep what each module returned at the
 moment it returned it, and copy only the outputs that need it:
 
-- The first pass of a kind (per model: the layers, every module's training
-  flag, grad, inference and autocast modes, the input's device, dtype,
-  ``requires_grad`` and shape) copies every output in its hook and watches the
-  pass's writes (:mod:`probe.rewrites`: every ATen operation that writes into
-  a tracked output's storage, also under ``torch.inference_mode`` where
-  tensors have no version counter). Copies nothing rewrote are swapped back
-  for the originals when the pass ends (same values, the model's own storage
-  and graph). What the pass returns is always kept as a copy (its caller may
-  rewrite it).
-- Later passes of that kind copy only the outputs the first one saw rewritten.
-  Should one rewrite an output it did not copy after all (a rewrite that
-  depends on the data; its version counter tells), :func:`record` runs the
-  pass again under ``torch.no_grad`` copying everything (when every module is
-  in eval mode and no gradient is recorded; otherwise it raises
-  :class:`~probe.errors.ProbeRuntimeError` and copies that output from then
-  on), and :func:`capture` forgets what it learned and runs the pass again.
-  Under ``torch.inference_mode`` there is no version counter to tell: such a
-  data-dependent rewrite goes unseen there.
+- :func:`record` keeps each output uncopied and watches its storage while
+  the pass runs (:class:`probe.rewrites.WriteWatch`: every ATen operation
+  that writes into it, by any in-place spelling, through a view or ``.data``,
+  also under ``torch.inference_mode`` where tensors have no version counter).
+  The first write into it copies it just before it happens, so every pass
+  copies exactly the outputs it rewrites, whatever the data, and the model runs
+  once per call: its own hooks, global module hooks, batch-norm statistics and
+  random draws are what a plain forward pass gives. When the pass ends, an
+  output that shares storage with what the pass was given or returned, or with
+  the model's parameters and buffers, is copied (the caller, the user or a later
+  pass may write into those: an ``nn.Identity``'s output is the input). With
+  ``detach=False`` an output in a graph is copied in the hook (a copy taken at
+  the write could not keep the graph) and swapped back for the original when
+  nothing wrote into it. A write from outside torch's operators (through
+  ``.numpy()``) is not seen.
+- :func:`capture` without gradients (``torch.no_grad``, ``torch.inference_mode``:
+  the atlas's dataset pass) does the same. With gradients (the render loops:
+  the graph kept) it learns per model and kind of
+  pass (layers, where it stops, grad and autocast modes, the input's device,
+  dtype and grad) which outputs a pass rewrites: the first pass copies every
+  output in its hook and watches the writes; later passes copy only the ones
+  it saw rewritten, and should one rewrite an output it did not copy (a
+  rewrite that depends on the data; its version counter tells), capture
+  forgets what it learned and runs the pass again. It does not copy the output
+  of the layer whose hook ends the forward pass: nothing runs after it.
 - A reduction (``reduce=``), a move to the CPU and ``accumulate=True`` copy in
-  the hook anyway. :func:`capture` does not copy the output of the layer whose
-  hook ends the forward pass: nothing runs after it.
+  the hook anyway.
+
+**Which value is the activation.** The output as record's hook receives it:
+after the forward hooks that run before it (global module hooks, the user's
+hooks registered before the ``with`` block, ``prepend=True`` ones), in place or
+replaced, which is what the model's next layers read; a hook the user adds
+inside the block runs after record's, and what it changes comes after the
+recorded value. A module that ``torch.utils.checkpoint`` runs again in
+``backward()`` is recorded from the forward pass (its gradient from the
+recomputation when the forward pass kept no graph, a reentrant checkpoint; not
+for a module called several times in the pass).
 
 **Modules called several times.** A module can run more than once in one
 forward pass (each block of torchvision's ResNets uses its ``relu`` two or
@@ -73,6 +89,7 @@ one after the addition. (Not ``NAME:K``: ``"conv2:7"`` means unit 7 of conv2.)
 from __future__ import annotations
 
 import contextlib
+import threading
 import weakref
 from collections import Counter
 from collections.abc import Container, Hashable, Iterable, Iterator, Mapping, Sequence
@@ -83,7 +100,7 @@ import torch
 from torch import nn
 
 from probe.checks import MAX_SIDE, check_count, check_names
-from probe.errors import ProbeRuntimeError, ProbeUsageError, unknown_name
+from probe.errors import ProbeUsageError, unknown_name
 from probe.forward import model_input
 from probe.layout import channels_last_layers
 from probe.modes import evaluating
@@ -388,124 +405,102 @@ class Recording(Mapping[str, torch.Tensor]):
         return f"{key}{CALL_SEPARATOR}0" if self.calls.get(key, 0) > 1 else key
 
 
-_RECORD_REWRITES = Rewrites()
-"""What :func:`record` learned: per model and kind of pass (:func:`_record_kind`), which outputs were rewritten."""
+def _state_storages(model: nn.Module) -> set[int]:
+    """The storages of ``model``'s parameters and buffers (a module may return one; a later pass rewrites it)."""
+    return storages([*model.parameters(), *model.buffers()])
 
 
-def _record_kind(names: tuple[str, ...], modules: Sequence[nn.Module], arguments: Any) -> Hashable:
-    """What decides which outputs a pass rewrites in place: the layers asked for, every module's training flag
-    (``Dropout(inplace=True)`` rewrites only in training), grad, inference and autocast modes, and the first
-    input's device, dtype, ``requires_grad`` and shape."""
-    first = next(tensors_in(arguments), None)
-    flags = tuple(module.training for module in modules)
-    modes = (torch.is_grad_enabled(), torch.is_inference_mode_enabled())
-    if first is None:
-        return names, flags, modes
-    return (names, flags, modes, torch.is_autocast_enabled(first.device.type), first.device.type, first.dtype,
-            first.requires_grad, tuple(first.shape))
+def _place(tensor: torch.Tensor) -> Hashable:
+    """Where ``tensor``'s values lie: storage, offset, shape, strides and dtype. Its detached aliases (one per
+    ``detach()``) share it; two tensors with one place hold the same values."""
+    return ("place", storage_key(tensor), tensor.storage_offset(), tuple(tensor.shape), tuple(tensor.stride()),
+            tensor.dtype)
 
 
-def _versions(value: Any) -> list[tuple[torch.Tensor, int | None]]:
-    """Every tensor in ``value`` with its version now."""
-    return [(tensor, _version(tensor)) for tensor in tensors_in(value)]
+class _Held:
+    """The outputs :func:`record` keeps uncopied, each copied just before anything writes into its storage.
 
-
-def _lost(labels: Iterable[Hashable]) -> ProbeRuntimeError:
-    """The error for outputs a pass rewrote in place, unexpectedly, when the pass cannot be run again."""
-    names = ", ".join(sorted({repr(label[0]) for label in labels}))
-    return ProbeRuntimeError(
-        f"the output of layer {names} was rewritten in place later in this forward pass, though earlier passes "
-        "like it left it as it was, so its recorded value is lost; run the pass again: record copies it from now "
-        "on (it cannot run the pass again itself while a module is in training mode or gradients are recorded)")
-
-
-@dataclass
-class _RecordPass:
-    """One forward pass under :func:`record`: what it may leave uncopied, and what it copied and trusted.
-
-    Attributes:
-        kind: the pass's :func:`_record_kind`.
-        known: ``{label: rewritten}`` learned by earlier passes of this kind; None: none learned, so this pass
-            copies every output and watches for writes (:class:`~probe.rewrites.WriteWatch`).
-        rerun: the pass is a rerun (see :func:`record`): it copies everything and learns nothing.
-        arguments: the pass's input tensors with their versions at the start.
-        copied: ``{label: original}`` of the outputs copied in the hook.
-        trusted: ``(key, original, version, label)`` of the outputs kept uncopied.
-        entries: the same for every full map kept on its device, copied or not.
-        returned: the storages of what the pass returned (set by :meth:`aliasing`).
-        watch: a learning pass's write watch, active from its start (``watching``) to its end.
+    While a forward pass of the model runs, a :class:`~probe.rewrites.WriteWatch` watches every held tensor's
+    storage: the first operation about to write into it (an in-place ReLU, ``out += identity``, a write into a
+    slice, a view or through ``.data``, ``out=``; also under ``torch.inference_mode``, where tensors have no
+    version counter) first swaps the tensor, wherever the recording holds it, for a clone of what it holds then,
+    which is what the module returned. Nothing else is copied, and nothing needs to be learned or run again.
     """
 
-    kind: Hashable
-    known: dict[Hashable, bool] | None
-    rerun: bool = False
-    arguments: list[tuple[torch.Tensor, int | None]] = field(default_factory=list)
-    copied: dict[Hashable, torch.Tensor] = field(default_factory=dict)
-    trusted: list[tuple[str, torch.Tensor, int | None, Hashable]] = field(default_factory=list)
-    entries: list[tuple[str, torch.Tensor, int | None, Hashable]] = field(default_factory=list)
-    returned: set[int] = field(default_factory=set)
-    watch: WriteWatch | None = None
-    watching: bool = False
+    def __init__(self, kept: dict[str, torch.Tensor]) -> None:
+        self.kept = kept
+        self.tensors: dict[Hashable, torch.Tensor] = {}  # by :func:`_place`
+        self.watch = WriteWatch(before_write=self.copy)
+        self.watching = False
+        self.thread = threading.get_ident()
 
-    def __post_init__(self) -> None:
-        if self.known is None and not self.rerun:
-            self.watch = WriteWatch()
+    def hold(self, key: str, tensor: torch.Tensor) -> bool:
+        """Keep ``tensor`` under ``key`` uncopied; False (nothing kept) for a tensor whose storage cannot be watched,
+        or one made in another thread than the one that started the watch (a ``DataParallel`` replica's: torch's
+        modes are per thread, so the watch would not see its writes)."""
+        if threading.get_ident() != self.thread:
+            return False
+        place = _place(tensor)
+        if place not in self.tensors:
+            if not self.watch.track(tensor, place):
+                return False
+            self.tensors[place] = tensor
+        self.kept[key] = self.tensors[place]  # one tensor for one place: fc's output and the model's stay one
+        return True
+
+    def copy(self, labels: Iterable[Hashable]) -> None:
+        """Replace the held tensors ``labels`` (places; other labels are ignored) by clones of what they hold now."""
+        for label in labels:
+            tensor = self.tensors.pop(label, None)  # type: ignore[arg-type]
+            if tensor is None:
+                continue
+            self.watch.untrack(tensor, label)
+            copied = tensor.clone()
+            for key, value in self.kept.items():
+                if value is tensor:
+                    self.kept[key] = copied
+
+    def copy_sharing(self, storage_keys: Container[int | None]) -> None:
+        """Copy now every held tensor whose storage is in ``storage_keys`` (another party may write it later)."""
+        self.copy([label for label, tensor in self.tensors.items() if storage_key(tensor) in storage_keys])
+
+    def release(self) -> None:
+        """Stop watching the tensors the recording no longer holds (a later pass replaced them)."""
+        alive = {id(value) for value in self.kept.values()}
+        for label in [label for label, tensor in self.tensors.items() if id(tensor) not in alive]:
+            self.watch.untrack(self.tensors.pop(label), label)
+
+    def start(self) -> None:
+        """Watch from the start of a forward pass."""
+        if not self.watching:
             self.watch.__enter__()
             self.watching = True
+            self.thread = threading.get_ident()
 
-    def trusts(self, label: Hashable) -> bool:
-        """Whether ``label``'s output may stay uncopied: passes of this kind never rewrote it."""
-        return self.known is not None and self.known.get(label) is False
-
-    def note_copy(self, key: str, label: Hashable, original: torch.Tensor) -> None:
-        """``label``'s output was copied in its hook; a learning pass watches the original for writes."""
-        self.copied[label] = original
-        self.entries.append((key, original, _version(original), label))
-        if self.watch is not None:
-            self.watch.track(original, label)
-
-    def stop_watching(self) -> None:
-        """End the watch of a learning pass (idempotent)."""
+    def stop(self) -> None:
+        """End the watch (idempotent)."""
         if self.watching:
             self.watching = False
             self.watch.__exit__(None, None, None)
 
-    def aliasing(self, output: Any) -> set[Hashable]:
-        """The labels of outputs that share storage with ``output`` (the caller can rewrite those, also a
-        caller that is not :func:`record`'s model: DenseNet's ``F.relu(self.features(x), inplace=True)``)."""
-        self.returned = storages(output)
-        return {label for _, original, _, label in self.entries if storage_key(original) in self.returned}
 
-    def unchanged(self, original: torch.Tensor, version: int | None, label: Hashable) -> bool:
-        """Whether ``label``'s output still holds what the module returned, as far as the pass can tell."""
-        written = self.watch.written if self.watch is not None else set()
-        known = bool((self.known or {}).get(label))
-        return (version is None or _version(original) == version) and label not in written and not known
+@dataclass
+class _RecordPass:
+    """One forward pass of the model under :func:`record`.
 
-    def kept(self, aliasing: set[Hashable]) -> set[Hashable]:
-        """The labels whose copies must stay although their version counters did not move: written past the
-        counter (``.data``, seen by the watch), known as rewritten, or aliasing what the pass returned."""
-        written = self.watch.written if self.watch is not None else set()
-        known = {label for label, rewritten in (self.known or {}).items() if rewritten}
-        return aliasing | written | known
+    Attributes:
+        graphs: ``(label, original)`` of the outputs copied differentiably in their hooks (``detach=False`` on a
+            tensor in a graph: a clone taken at a write would have no graph), swapped back for the originals
+            when the pass ends if nothing wrote into them.
+    """
 
-    def learned(self, moved: Mapping[Hashable, bool]) -> dict[Hashable, bool]:
-        """``{label: rewritten}`` for the outputs this pass copied without knowing whether it had to."""
-        written = self.watch.written if self.watch is not None else set()
-        return {label: moved.get(label, False) or label in written for label in self.copied
-                if not (self.known is not None and label in self.known)
-                and (self.watch is not None or label in moved)}  # watched, or one with a version counter
+    graphs: list[tuple[Hashable, torch.Tensor]] = field(default_factory=list)
 
-    def surprised(self) -> list[Hashable]:
-        """The labels of outputs kept uncopied that this pass rewrote after all (a rewrite that depends on data)."""
-        return [label for _, tensor, version, label in self.trusted if version is not None and _version(tensor) != version]
 
-    def can_rerun(self, *, grads: bool, detach: bool) -> bool:
-        """Whether running this pass again gives the same values and changes nothing: every module in eval mode,
-        no gradient recorded or graph kept, the inputs as they were."""
-        flags = self.kind[1]
-        return (not any(flags) and not grads and (detach or not torch.is_grad_enabled())
-                and all(_version(tensor) == version for tensor, version in self.arguments))
+def _recomputing() -> bool:
+    """True while autograd runs a backward pass: a module called then is recomputed by
+    ``torch.utils.checkpoint``, not run by a forward pass of its own."""
+    return torch._C._current_graph_task_id() != -1
 
 
 @contextlib.contextmanager
@@ -524,10 +519,13 @@ def record(
     Each value is the module's output at the moment it ran, even when a later
     in-place operation rewrites that tensor (``ReLU(inplace=True)``,
     ``out += identity``); a module called several times per forward pass is
-    recorded per call as ``NAME#K`` (see the module docstring).
+    recorded per call as ``NAME#K`` (see the module docstring). The model runs
+    once per call, as it does alone: record never runs a pass again, so the
+    model's own hooks, batch-norm statistics and random draws are what they
+    would be without it.
 
     Args:
-        model: any ``nn.Module``; it is not changed (no mode, weight or
+        model: any ``nn.Module``; it is not changed (no mode, weight, buffer or
             ``requires_grad`` change) and keeps no hook after the block.
         layers: one dotted ``named_modules()`` name or several; ``"input"`` and
             ``"output"`` are the model's input and output; ``"NAME#K"`` records
@@ -554,10 +552,6 @@ def record(
 
     Raises:
         ProbeUsageError: for an unknown layer name or reduction.
-        ProbeRuntimeError: from the model's call, when the pass rewrote in place an output that earlier passes
-            like it left alone (so record kept it uncopied) and the pass cannot be run again to read it (a module
-            in training mode, ``grads=True``, or a graph kept); the next pass copies it. In eval mode record runs
-            such a pass again itself under ``torch.no_grad`` (the model's own hooks then run twice).
     """
     resolved = _resolve(model, layers)
     if reduce is not None:
@@ -565,11 +559,10 @@ def record(
     taps = _taps(resolved)
     recording = Recording(list(resolved))
     copies = _Copies()
+    held = _Held(recording._acts)
     seen: Counter[str] = Counter()  # calls per module in the current forward pass
-    modules = {INPUT: model, OUTPUT: model, **{name: tap.module for name, tap in taps.items()}}
-    every_module = list(model.modules())
-    names = tuple(resolved)
     current: list[_RecordPass | None] = [None]  # the forward pass of ``model`` under way
+    hooked: set[str] = set()  # the names whose gradient hook the last forward pass registered
 
     def store_grad(key: str, grad: torch.Tensor) -> None:
         key, kept = recording._live(key), recording.grads
@@ -578,7 +571,7 @@ def record(
         value = value.clone() if fresh is None else fresh
         kept[key] = torch.cat([kept[key], value], dim=0) if accumulate and key in kept else value
 
-    def keep(key: str, tensor: torch.Tensor, label: tuple[str, int]) -> None:
+    def keep(key: str, tensor: torch.Tensor) -> None:
         value = tensor.detach() if detach else tensor
         fresh = _new_tensor(value, reduce, to_cpu)  # a reduction or a move is a copy taken now
         acts, state = recording._acts, current[0]
@@ -586,18 +579,33 @@ def record(
             acts[key] = torch.cat([acts[key], value if fresh is None else fresh], dim=0)  # a copy taken now
         elif fresh is not None:
             acts[key] = fresh
-        elif state is not None and not accumulate and state.trusts(label):
-            acts[key] = value  # the passes like this one left it as it was: no copy
-            state.trusted.append((key, tensor, _version(tensor), label))
-            state.entries.append(state.trusted[-1])
-        else:
+        elif state is not None and value.requires_grad:  # a clone at a write would lose the graph: copy now
+            label = ("graph", key)  # one per key and pass (a ReLU(inplace)'s output is its input's tensor)
             acts[key] = copies.copy(value, label)
-            if state is not None:
-                state.note_copy(key, label, tensor)
+            state.graphs.append((label, tensor))
+            held.watch.track(tensor, label)
+        elif state is None or not held.hold(key, value):  # a module called outside a pass of the model
+            acts[key] = value.clone()
         if grads and tensor.requires_grad:  # on the tensor as returned: autograd gives d/d(this version)
             tensor.register_hook(lambda grad, key=key: store_grad(key, grad))
+            hooked.add(key)
+
+    def recomputed(name: str, tensor: torch.Tensor) -> None:
+        """A checkpointed module run again by backward(): its value was kept in the forward pass; its gradient
+        flows through this tensor when the forward pass ran without a graph (a reentrant checkpoint)."""
+        if not grads or not tensor.requires_grad or seen[name] != 1:
+            return  # a module called several times in the last pass: which call this is cannot be told
+        key = recording._live(name) if taps[name].every else f"{name}{CALL_SEPARATOR}0"
+        if key in recording.names or key in recording._acts:
+            if key not in hooked:
+                tensor.register_hook(lambda grad, key=key: store_grad(key, grad))
 
     def on_module(name: str, value: Any) -> None:
+        if current[0] is None and _recomputing():
+            tensor = first_tensor(value)
+            if tensor is not None:
+                recomputed(name, tensor)
+            return
         if current[0] is None:
             seen.clear()  # a submodule called on its own: each call is a pass of its own
         call = seen[name]
@@ -606,50 +614,36 @@ def record(
         if tensor is None:
             return
         for key in recording._key(name, call, taps[name]):
-            keep(key, tensor, (name, call))
+            keep(key, tensor)
 
     def on_root(name: str, value: Any) -> None:
         tensor = first_tensor(value)
-        if tensor is not None:
-            keep(name, tensor, (name, 0))
+        if tensor is not None and current[0] is not None:
+            keep(name, tensor)
 
     def begin(module: nn.Module, args: tuple, kwargs: dict) -> None:
+        if _recomputing():  # the whole model checkpointed and run again by backward(): not a pass of its own
+            return
         seen.clear()
-        rerun = current[0] is not None and current[0].rerun
-        if current[0] is not None:
-            current[0].stop_watching()  # an earlier pass that never reached end() (interrupted)
-        kind = _record_kind(names, every_module, (args, kwargs))
-        known = {} if rerun else _RECORD_REWRITES.get(model, kind, modules)
-        current[0] = _RecordPass(kind, known, rerun=rerun, arguments=_versions((args, kwargs)))
+        hooked.clear()
+        held.stop()  # an earlier pass that never reached end() (interrupted)
+        held.release()
+        held.watch.written.clear()
+        current[0] = _RecordPass()
+        held.start()
 
     def end(module: nn.Module, args: tuple, kwargs: dict, output: Any) -> None:
         state, current[0] = current[0], None
         if state is None:
             return
-        state.stop_watching()
-        aliasing = state.aliasing(output)  # the caller may rewrite what the pass returns: copy those now
-        shared: dict[int, torch.Tensor] = {}  # one copy per tensor: fc's output and the model's stay one tensor
-        for key, tensor, version, label in state.entries:
-            if label in aliasing and state.unchanged(tensor, version, label):
-                if id(tensor) not in shared:
-                    shared[id(tensor)] = copies.copy(tensor.detach() if detach else tensor, label)
-                recording._acts[key] = shared[id(tensor)]
-        moved = copies.restore(recording._acts, keep=state.kept(aliasing))
-        if state.rerun or output is None:  # a pass run again, or one that failed: nothing to learn
-            return
-        _RECORD_REWRITES.learn(model, state.kind, modules, state.learned(moved))
-        surprised = state.surprised()
-        if not surprised:
-            return
-        _RECORD_REWRITES.learn(model, state.kind, modules, dict.fromkeys(surprised, True))
-        if not state.can_rerun(grads=grads, detach=detach):
-            raise _lost(surprised)
-        current[0] = _RecordPass(state.kind, {}, rerun=True)  # begin() of the pass run again reads this
-        try:
-            with torch.no_grad():
-                model(*args, **kwargs)  # the same pass again, copying every output this time
-        finally:
-            current[0] = None
+        held.stop()
+        # what the caller, the user or a later pass may write into after this pass: copy those now
+        shared = storages((args, kwargs)) | storages(output) | _state_storages(model)
+        held.copy_sharing(shared)
+        written = {label for label, original in state.graphs if storage_key(original) in shared}
+        copies.restore(recording._acts, keep=held.watch.written | written)
+        for label, original in state.graphs:
+            held.watch.untrack(original, label)
 
     handles: list[torch.utils.hooks.RemovableHandle] = []
     try:
@@ -666,8 +660,7 @@ def record(
     finally:
         for handle in handles:
             handle.remove()
-        if current[0] is not None:  # a pass interrupted past every hook (KeyboardInterrupt)
-            current[0].stop_watching()
+        held.stop()  # a pass interrupted past every hook (KeyboardInterrupt)
         copies.restore({})  # drop what an unfinished pass left pending
 
 
@@ -781,9 +774,12 @@ def capture(
     channels_last = channels_last_layers(model, inputs) & set(taps)
     pass_key = _pass_key(resolved, stop, inputs)
     modules = {name: tap.module for name, tap in taps.items()}
-    known = _CAPTURE_REWRITES.get(model, pass_key, modules)  # learned by the first such pass: copy only the others
+    # no graph to keep: outputs stay uncopied until a write (record's way); else learned, as the module docstring says
+    graph = torch.is_grad_enabled() and not torch.is_inference_mode_enabled()  # inference tensors keep none
+    held = None if graph else _Held(outputs)
+    known = None if held is not None else _CAPTURE_REWRITES.get(model, pass_key, modules)  # copy only the others
     untouched = None if known is None else frozenset(label for label, rewritten in known.items() if not rewritten)
-    watch = WriteWatch() if untouched is None else None  # the learning pass: which copies were needed
+    watch = WriteWatch() if untouched is None and held is None else None  # a learning pass: which copies were needed
     copied: list[Hashable] = []
     trusted: list[tuple[torch.Tensor, int | None]] = []  # outputs kept uncopied, with their version then
 
@@ -798,6 +794,11 @@ def capture(
         if tensor is None or not keys:
             return
         last = stop and needed.issubset({*outputs, *keys})
+        if held is not None and not last:
+            for key in keys:
+                if not held.hold(key, tensor):
+                    outputs[key] = tensor.clone()
+            return
         if last:  # nothing runs after the last one to rewrite it
             kept = tensor
         elif untouched is not None and (name, call) in untouched:  # nothing rewrote it in such a pass
@@ -818,7 +819,8 @@ def capture(
     result = None
     counted = ended = False
     try:
-        with evaluating(model), model_input(inputs, passes=(_StopForward,)), watch or contextlib.nullcontext():
+        with evaluating(model), model_input(inputs, passes=(_StopForward,)), \
+                (held.watch if held is not None else watch) or contextlib.nullcontext():
             result = model(inputs)
         counted = ended = True
     except _StopForward:
@@ -836,6 +838,8 @@ def capture(
     for name in every:
         if seen[name] > 1:
             raise _repeated(name, seen[name])
+    if held is not None:  # the caller may write into what it gave or got back, or into the weights, later
+        held.copy_sharing(storages(inputs) | storages(result) | _state_storages(model))
     if given is not None:
         outputs[INPUT] = given
     written = watch.written if watch is not None else set(copied)  # after learning: copied as rewritten

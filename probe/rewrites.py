@@ -1,29 +1,30 @@
-"""Which module outputs a forward pass rewrites in place: seen while one pass runs, remembered per model.
+"""Which module outputs a forward pass rewrites in place: seen while the pass runs, before each write.
 
-:func:`probe.record` copies a module's output in its hook only where a later
-operation of the pass rewrites that tensor in place (``ReLU(inplace=True)``,
-``out += identity``, ``x[:, :2].relu_()``, ``torch.mul(x, 2, out=x)``); the
-others are kept as the model's own tensors. This module supplies what that
-needs:
+:func:`probe.record` and :func:`probe.capture` keep a module's output uncopied
+unless a later operation of the pass rewrites that tensor in place
+(``ReLU(inplace=True)``, ``out += identity``, ``x[:, :2].relu_()``,
+``torch.mul(x, 2, out=x)``). This module supplies what that needs:
 
 - :class:`WriteWatch`, a :class:`~torch.utils._python_dispatch.TorchDispatchMode`
-  active during one learning pass, notes every operation that writes into the
-  storage of a tracked output. It reads the schema of each ATen operation
-  (``alias_info.is_write``), so it sees every in-place spelling, writes through
-  views and ``.data``, and works under ``torch.inference_mode`` where tensors
-  have no version counter.
-- :class:`Rewrites`, per model (weakly) and kind of pass, what was learned:
-  ``{label: rewritten}`` with the module each label was seen on.
+  active during a pass, notes the first operation that writes into the
+  storage of each tracked output, and can call back just before it runs
+  (:func:`probe.record` copies the output there). It reads the schema of each
+  ATen operation (``alias_info.is_write``), so it sees every in-place
+  spelling, writes through views and ``.data``, and works under
+  ``torch.inference_mode`` where tensors have no version counter.
+- :class:`Rewrites`, per model (weakly) and kind of pass, what
+  :func:`probe.capture` learned: ``{label: rewritten}`` with the module each
+  label was seen on.
 - :func:`storages` gives the storages a value (a tensor, or tuples, lists and
-  dicts of them) holds, to tell which outputs alias what the pass returns (the
-  caller may rewrite those after the pass: DenseNet's
+  dicts of them) holds, to tell which outputs alias what the pass was given or
+  returns (the caller may rewrite those after the pass: DenseNet's
   ``F.relu(self.features(x), inplace=True)``).
 """
 
 from __future__ import annotations
 
 import weakref
-from collections.abc import Hashable, Iterator, Mapping
+from collections.abc import Callable, Hashable, Iterator, Mapping
 from typing import Any
 
 import torch
@@ -82,23 +83,44 @@ def _written_arguments(func: Any) -> tuple[tuple[int, str], ...]:
 
 
 class WriteWatch(TorchDispatchMode):
-    """Notes which tracked tensors an operation writes into while the mode is active.
+    """Notes which tracked tensors an operation writes into while the mode is active, before it writes.
 
-    :meth:`track` a module's output under a label; every ATen operation whose
-    schema writes into an argument sharing that tensor's storage adds the label
-    to :attr:`written`. Operations run unchanged.
+    :meth:`track` a module's output under a label; the first ATen operation
+    whose schema writes into an argument sharing that tensor's storage adds the
+    label to :attr:`written` and, before the operation runs, calls
+    ``before_write(labels)`` with every label tracked on that storage (which
+    then stops being watched): the tensors still hold what they held, so a
+    caller can copy them there and then. Operations run unchanged.
+
+    Args:
+        before_write: called with the labels of a storage about to be written for the first time (default
+            None: only :attr:`written` is kept).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, before_write: Callable[[list[Hashable]], None] | None = None) -> None:
         super().__init__()
         self.tracked: dict[int, list[Hashable]] = {}
         self.written: set[Hashable] = set()
+        self.before_write = before_write
 
-    def track(self, tensor: torch.Tensor, label: Hashable) -> None:
-        """Watch ``tensor``'s storage (and so every view of it) for writes, reported under ``label``."""
+    def track(self, tensor: torch.Tensor, label: Hashable) -> bool:
+        """Watch ``tensor``'s storage (and so every view of it) for writes, reported under ``label``.
+
+        Returns False for a tensor without a storage to watch (sparse, nested, functional, empty)."""
         key = storage_key(tensor)
-        if key is not None:
-            self.tracked.setdefault(key, []).append(label)
+        if key is None:
+            return False
+        self.tracked.setdefault(key, []).append(label)
+        return True
+
+    def untrack(self, tensor: torch.Tensor, label: Hashable) -> None:
+        """Stop watching ``tensor``'s storage for ``label`` (no-op when it is not watched, or was written)."""
+        key = storage_key(tensor)
+        labels = self.tracked.get(key, [])
+        if label in labels:
+            labels.remove(label)
+            if not labels:
+                del self.tracked[key]
 
     @passes_through
     def __torch_dispatch__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
@@ -107,7 +129,11 @@ class WriteWatch(TorchDispatchMode):
             for position, name in _written_arguments(func):
                 value = args[position] if position < len(args) else kwargs.get(name)
                 for tensor in tensors_in(value):
-                    self.written.update(self.tracked.get(storage_key(tensor), ()))
+                    labels = self.tracked.pop(storage_key(tensor), None)
+                    if labels:
+                        self.written.update(labels)
+                        if self.before_write is not None:
+                            self.before_write(labels)
         return func(*args, **kwargs)
 
 

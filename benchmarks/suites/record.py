@@ -7,10 +7,10 @@ as a notebook does, so hook registration and removal are timed too. A second
 row keeps only the spatial mean of each channel (``reduce="mean"``): the
 memory kept drops by the maps' area. A third records the three convolutions
 before those ReLUs, whose outputs the in-place ReLUs rewrite: the copy that
-keeps their values is what the third row times. The warm-up pair includes
-record's learning pass (it copies every output once, to see which ones the
-pass rewrites); after it the first two rows copy nothing (the ReLUs' outputs
-are rewritten by nobody) and the third copies the three convolutions.
+keeps their values is what the third row times. Every pass copies just
+before the first write into an output (record watches the pass's writes): the
+first two rows copy nothing (the ReLUs' outputs are rewritten by nobody) and
+the third copies the three convolutions.
 CPU figures before and after: ``benchmarks/measure_record.py``.
 """
 
