@@ -99,15 +99,16 @@ def check_depends_on_image(score: Any, layers: Iterable[str], *, param: str = "l
 
 
 def output_not_a_tensor(model: str) -> ProbeUsageError:
-    """The error for an objective on the model's output when that output holds no tensor cnn-probe reads.
+    """The error for an objective on the model's output when no tensor of it is known to be the prediction.
 
-    The output is read as a tensor, or the first tensor of a tuple, list or namedtuple; a model returning a
-    dict or a dataclass of outputs (a transformers backbone's ``BaseModelOutput``, a user's
-    ``{"logits": ...}``) gives none, and the class objective found "no captured layer 'output'".
+    The output is read as :func:`probe.hooks.output_of` reads it: a tensor, a dict's (or ``ModelOutput``'s)
+    ``logits`` or ``out`` or only tensor, a tuple's first tensor. A dict of several maps (torchvision's FPN
+    backbone), a detector's per-image dicts or a transformers base model's features give none.
     """
     return ProbeUsageError(
-        f"{model}'s output is not a tensor (a dict or a dataclass of outputs?), so no class score can be read from "
-        "it: class objectives need a forward that returns (N, classes) logits, or a tuple that starts with them; "
-        "wrap the model so that it does, or maximize a layer instead (--layer, a channel objective)",
+        f"{model}'s output holds no tensor known to be its prediction (a dict of several maps, detections, or a "
+        "base model's features), so no class score or output unit can be read from it: class objectives need a "
+        "forward that returns (N, classes) logits, a dict with 'logits' or 'out', or a tuple that starts with "
+        "them; wrap the model so that it does, or maximize a layer instead (--layer, a channel objective)",
         param="objective",
     )

@@ -104,6 +104,7 @@ from probe.errors import ProbeUsageError, unknown_name
 from probe.forward import model_input
 from probe.layout import channels_last_layers
 from probe.modes import evaluating
+from probe.outputs import output_tensor
 from probe.leaves import helper_names, is_leaf
 from probe.rewrites import Rewrites, WriteWatch, storage_key, storages, tensors_in
 
@@ -132,6 +133,14 @@ CALL_SEPARATOR = "#"
 """Separates a module name from a call index: ``"layer1.0.relu#1"`` is the second call of ``layer1.0.relu``."""
 
 Reduction = Literal["mean", "max", "sum"]
+
+
+def output_of(value: Any) -> torch.Tensor | None:
+    """The tensor the layer ``"output"`` stands for in what a model returned: a tensor itself; else the tensor
+    :func:`probe.outputs.output_tensor` reads as the prediction (a dict's ``logits`` or ``out``, a tuple's first
+    tensor); None for a dict of several maps (an FPN backbone's), detections or a base model's features, where
+    no tensor is known to be the output."""
+    return value if isinstance(value, torch.Tensor) else output_tensor(value)
 
 
 def first_tensor(value: Any) -> torch.Tensor | None:
@@ -617,7 +626,7 @@ def record(
             keep(key, tensor)
 
     def on_root(name: str, value: Any) -> None:
-        tensor = first_tensor(value)
+        tensor = output_of(value)
         if tensor is not None and current[0] is not None:
             keep(name, tensor)
 
@@ -854,7 +863,7 @@ def capture(
         if key.split(CALL_SEPARATOR)[0] in channels_last and value.dim() > 2:
             outputs[key] = value.movedim(-1, 1)  # channels-last blocks read as (N, C, ...), see probe.layout
     if OUTPUT in resolved and result is not None:
-        tensor = first_tensor(result)
+        tensor = output_of(result)
         if tensor is not None:
             outputs[OUTPUT] = tensor
     return outputs
