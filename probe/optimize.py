@@ -28,6 +28,7 @@ deepest layer the objective needs and leaves no hook behind.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -45,25 +46,34 @@ from probe.hooks import CALL_SEPARATOR, INPUT, OUTPUT, capture, evaluating, reco
 from probe.images import divergence
 from probe.layout import channels_last_layers
 from probe.leaves import is_leaf
-from probe.memory import is_out_of_memory
+from probe.memory import HEADROOM, available_bytes, check_fits, is_out_of_memory, saved_bytes
 from probe.models import LoadedModel, as_loaded
 from probe.objectives import Context, Objective, as_objective, class_scores, parse_objective
 from probe.relu import redirected_relu
 from probe.results import GalleryResult
 from probe.runtime import progress_every as default_progress_every
 from probe.runtime import (
-    OUT_OF_MEMORY, CudaMemory, FiniteLog, ProgressFn, auto_batch, autocast, check_generator, resolve_precision,
+    OUT_OF_MEMORY, CudaMemory, FiniteLog, ProgressFn, auto_batch, autocast, check_generator, plan_batch,
+    resolve_precision,
 )  # fmt: skip
 from probe.streams import ImageStreams, image_key
 
-__all__ = ["Preset", "PRESETS", "OPTIMIZERS", "MaximizeResult", "LayerShape", "maximize", "evaluate", "inspect_layer"]
+__all__ = ["Preset", "PRESETS", "OPTIMIZERS", "MaximizeResult", "LayerShape", "maximize", "evaluate", "inspect_layer",
+           "batch_coupled"]
 
 ParamFactory = Callable[[tuple[int, int, int, int], torch.Generator, torch.device], P.ImageParam]
 OptimizerFactory = Callable[[list[torch.Tensor], float], torch.optim.Optimizer]
 
 OPTIMIZERS = ("adam", "sgd")
 CPU_BATCH = 64
-"""``batch="auto"`` on the CPU: images per pass (a bigger batch gains nothing on a few cores)."""
+"""``batch="auto"`` on the CPU: at most this many images per pass (a bigger batch gains nothing on a few cores)."""
+CPU_SHARE = 0.5
+"""``batch="auto"`` on the CPU plans for this share of the memory the OS says is available: the rest is the
+other processes' and the page cache's, and a batch that overflows it swaps instead of failing."""
+COUPLING = 1e-3
+"""How far (relative to the layer's largest value) an image's activations may move when another image joins
+its pass before the model counts as coupling the images of a batch (:func:`batch_coupled`). Batched kernels
+round differently by about 1e-7; batch statistics move them by far more."""
 
 
 @dataclass(frozen=True)
@@ -377,10 +387,14 @@ def maximize(
         batch: at most this many images per optimization pass (default: all in
             one pass); big layers are rendered in chunks. ``"auto"``: on CUDA the
             largest batch that fits the free memory (one step of a small batch
-            is measured), halved and retried on out-of-memory; 64 on the CPU.
-            The images do not depend on the batch (see ``seed``); images whose
-            scores read each other (:func:`~probe.objectives.diversity`'s groups,
-            :func:`~probe.objectives.alignment`) stay in one pass.
+            is measured), halved and retried on out-of-memory; on the CPU 64, or
+            fewer (a power of two) when 64 would not fit in half the available
+            memory. Images whose scores read each other
+            (:func:`~probe.objectives.diversity`'s groups, :func:`~probe.objectives.alignment`)
+            stay in one pass; a model that mixes the images of a pass (batch norm
+            without running statistics, :func:`batch_coupled`) gets one image per pass
+            (``settings["batch_coupled"]``). What the batch changes, and what it does
+            not: see ``seed``.
         snapshots: steps after which to keep a copy of the images (e.g. 32, 128).
         progress: ``progress(step, total, {"score": mean})`` every
             ``progress_every`` steps and at the end of each chunk;
@@ -389,8 +403,19 @@ def maximize(
             16 on CUDA, where each call waits for the device).
         seed: the images' randomness (default 0). Each image draws its initial
             values and its random transforms from its own stream, keyed by
-            ``(seed, layer, unit, copy)``: a unit's image is the same alone, in
-            a batch of 512, or in another chunk.
+            ``(seed, layer, unit, copy)``: a unit gets the same start and the same
+            transforms alone, in a batch of 512, or in another chunk, and its
+            gradient is its own (the loss is the sum of the images' scores; Adam's
+            state is per pixel). The same request with the same batch on the same
+            machine gives the same bytes. Another batch size runs other kernels
+            (oneDNN, BLAS and cuDNN choose their blocking by batch size: on the
+            CPU one image alone differs from two, and ResNet-18's four from two),
+            which round differently, by about 1e-7 relative per pass, and gradient
+            ascent can amplify that: on the digits model at 32 steps one pixel level
+            in 22 pixels of 7 images; on the shapes model at 32 steps (48 px, 7
+            conv3_1 units, one per pass vs all in one) up to 76 levels in half the
+            pixels and 1.4% in score (CPPN 6.4%, Laplacian 0.01%). Thread count
+            changes the rounding the same way.
         generator: a ``torch.Generator`` whose ``initial_seed()`` stands for ``seed``.
         device: where to run; None or ``"auto"`` = the model's device.
         precision: ``"fp32"`` (default), ``"bf16"`` or ``"fp16"`` (CUDA) autocast
@@ -468,7 +493,8 @@ def maximize(
     started = time.perf_counter()
     group = count if objective.group is None else objective.group  # images that read each other: one pass
     with evaluating(loaded.module):
-        batch_size = _batch_size(batch, count, group, target, render)
+        coupled = count > group and batch_coupled(loaded, objective.layers, shape)  # else one pass anyway
+        batch_size = group if coupled else _batch_size(batch, count, group, target, render)
         pending = _chunks(count, batch_size, group)
         while pending:
             index = pending.pop(0)
@@ -515,6 +541,8 @@ def maximize(
     unmoved = unmoved_images(final, start)
     if unmoved:
         settings["unmoved"] = unmoved
+    if coupled:
+        settings["batch_coupled"] = True  # one pass per image (group): see batch_coupled
     if redirect_relu:
         settings["redirect_relu"] = redirect_relu
     if param_record:
@@ -631,6 +659,36 @@ def _render_chunk(
     return _Chunk(final, history.cpu(), {step: value.cpu() for step, value in snaps.items()}, maps, options, start)
 
 
+def batch_coupled(loaded: LoadedModel, layers: Iterable[str], shape: tuple[int, int, int]) -> bool:
+    """Whether an image's activations of ``layers`` depend on the other images of its pass, in the model's
+    present mode: batch norm without running statistics (``track_running_stats=False``), or any other
+    normalization or mixing over the batch. Then :func:`maximize` renders one image (one group) per pass,
+    so that a unit's image is its own, whatever the batch.
+
+    Two seeded random ``shape`` ``(C, H, W)`` images run in one pass and each alone (no gradients, up to
+    the deepest of ``layers``); they count as coupled when a value moves by more than :data:`COUPLING` of
+    the layer's largest (batched kernels' rounding is ~1e-7).
+    """
+    layers = frozenset(layers)
+    if not layers:
+        return False
+    images = torch.rand(2, *shape, generator=torch.Generator().manual_seed(0)).to(loaded.device)
+    with torch.no_grad():
+        pair = _forward(loaded, images, layers)
+        try:
+            alone = [_forward(loaded, images[i:i + 1], layers) for i in range(2)]
+        except (RuntimeError, ValueError):  # batch norm over a 1x1 map refuses a batch of one: it cannot run alone
+            return False
+    for name, value in pair.items():
+        for i, single in enumerate(alone):
+            if name not in single or single[name].shape[1:] != value.shape[1:]:
+                return True  # the image's own output changed its shape with the batch: coupled
+            scale = float(value.detach().float().abs().max()) or 1.0
+            if float((value[i].float() - single[name][0].float()).abs().max()) > COUPLING * scale:
+                return True
+    return False
+
+
 def _batch_size(
     batch: int | str | None, count: int, group: int, device: torch.device,
     render: Callable[[slice, int, None], _Chunk],
@@ -642,8 +700,39 @@ def _batch_size(
             raise ProbeUsageError(f"batch must be a number of images or 'auto'; got {batch!r}", param="batch")
         return None if batch is None else check_count(batch, "batch")
     if device.type != "cuda":
-        return min(count, CPU_BATCH)
+        return _cpu_batch(count, group, render)
     return auto_batch(count, group, lambda n: render(slice(0, n), 1, None), CudaMemory(device))
+
+
+def _cpu_batch(count: int, group: int, render: Callable[[slice, int, None], _Chunk]) -> int:
+    """``batch="auto"`` on the CPU: :data:`CPU_BATCH`, or fewer when that many would not fit in
+    :data:`CPU_SHARE` of the available memory (a power of two times ``group``, so that a small change in the
+    free memory does not change the batch).
+
+    One step of one group is measured: the bytes autograd saves (:func:`~probe.memory.saved_bytes`, the
+    weights it saves included, so on the safe side) times :data:`~probe.memory.HEADROOM` per image.
+
+    Raises:
+        ProbeRuntimeError: not even one group fits (what to change).
+    """
+    most = min(count, max(group, CPU_BATCH - CPU_BATCH % group))
+    if most <= 1:
+        return most
+    try:
+        per_image = HEADROOM * saved_bytes(lambda: render(slice(0, group), 1, None)) / group
+    except (RuntimeError, torch.OutOfMemoryError) as error:  # not even one group: the render says so itself
+        if not is_out_of_memory(error):
+            raise
+        return group
+    free = available_bytes("cpu")
+    if free is None or per_image <= 0:
+        return most
+    check_fits(per_image * group / CPU_SHARE, "cpu", f"one optimization pass of {group} image(s)",
+               "give a smaller --size, or fewer images per unit")
+    planned = plan_batch(most, per_image, free, group=group, headroom=CPU_SHARE)
+    if planned < most:
+        planned = group * 2 ** int(math.floor(math.log2(max(1, planned // group))))
+    return planned
 
 
 def _split(index: slice, group: int) -> list[slice] | None:
