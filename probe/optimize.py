@@ -32,13 +32,16 @@ import math
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from probe import __version__
 from probe import param as P
 from probe import transforms as T
+from probe.chunkstore import ChunkStore, fingerprint, weights_digest
 from probe.checks import check_callables, check_count, check_name_or_callable, check_number, check_seed, check_size
 from probe.errors import ProbeRuntimeError, ProbeUsageError, check_depends_on_image, output_not_a_tensor
 from probe.forward import ModelInputError, image_grad
@@ -352,6 +355,7 @@ def maximize(
     precision: str = "fp32",
     channels_last: bool = False,
     redirect_relu: int = 0,
+    resume: str | Path | None = None,
 ) -> MaximizeResult:
     """Synthesize images that maximize ``objective`` by gradient ascent on their parametrization.
 
@@ -427,6 +431,12 @@ def maximize(
         redirect_relu: for the first this many steps of each pass, every ReLU
             passes Lucid's redirected gradient (:func:`probe.relu.redirected_relu`),
             so units dead on the initial image still move (default 0: never).
+        resume: a folder for the finished chunks (:mod:`probe.chunkstore`; default None: none kept). Each chunk
+            is saved there when it is done; a rerun of the same request with the same folder, after a crash or
+            a kill, loads those and renders the rest: the result is the uninterrupted run's, bit for bit. A
+            rerun with another setting or other weights removes the old chunks and renders everything
+            (``settings["resume"]`` says how many chunks were reused and discarded). Remove the folder once the
+            result is saved.
 
     Returns:
         A :class:`MaximizeResult`: images, final scores (on the final 8-bit
@@ -483,6 +493,15 @@ def maximize(
             chunk_steps, snapshot_steps, precision, report, every, redirect_relu,
         )  # fmt: skip
 
+    store = None if resume is None else ChunkStore(resume, fingerprint({
+        "weights": weights_digest(loaded.module), "model": loaded.name, "objective": objective.name,
+        "keys": keys, "group": objective.group, "steps": steps, "lr": learning_rate,
+        "optimizer": optimizer if isinstance(optimizer, str) else repr(optimizer), "param": param_name,
+        "transforms": transform_names, "shape": shape, "precision": precision, "channels_last": channels_last,
+        "redirect_relu": redirect_relu, "snapshots": snapshot_steps, "device": target.type,
+        "normalize": [list(map(float, loaded.preprocess.mean)), list(map(float, loaded.preprocess.std))],
+        "versions": [__version__, torch.__version__],
+    }))  # fmt: skip
     history = torch.zeros(steps, count)
     snaps = {s: torch.zeros(count, channels, height, width) for s in snapshot_steps}
     final = torch.zeros(count, channels, height, width)
@@ -506,7 +525,11 @@ def maximize(
                     progress(offset + step, total, {"score": float(scores.mean())})
 
             try:
-                chunk = render(index, steps, report if progress is not None else None)
+                chunk = _Chunk.from_saved(store.load(index)) if store is not None else None
+                if chunk is None:
+                    chunk = render(index, steps, report if progress is not None else None)
+                    if store is not None:
+                        store.save(index, chunk.as_saved())
             except (RuntimeError, torch.OutOfMemoryError) as error:  # OOM: the same images in smaller chunks
                 if batch != "auto" or not is_out_of_memory(error):
                     raise
@@ -541,6 +564,8 @@ def maximize(
     unmoved = unmoved_images(final, start)
     if unmoved:
         settings["unmoved"] = unmoved
+    if store is not None:
+        settings["resume"] = {"folder": str(store.folder), "reused": store.loaded, "discarded": store.discarded}
     if coupled:
         settings["batch_coupled"] = True  # one pass per image (group): see batch_coupled
     if redirect_relu:
@@ -588,6 +613,19 @@ class _Chunk:
     start: torch.Tensor
     """The images before the first step, 8-bit ``(n, C, H, W)``: a start image (``init``) that is already
     black and white is not mistaken for divergence (:func:`~probe.images.divergence`)."""
+
+    def as_saved(self) -> dict[str, Any]:
+        """The chunk as :class:`~probe.chunkstore.ChunkStore` saves it (tensors, strings and numbers)."""
+        return {"final": self.final, "history": self.history, "start": self.start, "maps": self.maps,
+                "snapshots": {str(step): value for step, value in self.snapshots.items()}, "options": self.options}
+
+    @classmethod
+    def from_saved(cls, saved: dict[str, Any] | None) -> _Chunk | None:
+        """The chunk :meth:`as_saved` gave (None for None)."""
+        if saved is None:
+            return None
+        return cls(saved["final"], saved["history"], {int(k): v for k, v in saved["snapshots"].items()},
+                   saved["maps"], saved["options"], saved["start"])
 
 
 def _render_chunk(

@@ -15,9 +15,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import torch
-from torch import nn
-
+from probe.chunkstore import weights_digest
 from probe.errors import ProbeUsageError
 
 __all__ = ["STREAMS", "AtlasSettings", "Chunk", "make_chunks", "file_stem", "weights_digest"]
@@ -26,24 +24,6 @@ __all__ = ["STREAMS", "AtlasSettings", "Chunk", "make_chunks", "file_stem", "wei
 def file_stem(layer: str) -> str:
     """A file-name-safe form of a layer name (``"layer3.1/conv"`` -> ``"layer3.1-conv"``)."""
     return re.sub(r"[^A-Za-z0-9._-]+", "-", layer).strip("-.") or "layer"
-
-
-def weights_digest(module: nn.Module) -> str:
-    """A 16-hex-digit hash of ``module``'s state_dict: every tensor's name, dtype, shape and bytes, in order.
-
-    What ``weights`` in words cannot say: a weights file changed under the same path, or random weights of
-    another seed. About 1 s per GB on one core.
-    """
-    digest = hashlib.blake2b(digest_size=8)
-    for name, tensor in module.state_dict().items():
-        if not isinstance(tensor, torch.Tensor):
-            continue
-        value = tensor.detach().cpu().contiguous()
-        digest.update(f"{name}:{value.dtype}:{tuple(value.shape)};".encode())
-        if value.numel() and not value.is_quantized:
-            digest.update(value.view(-1).view(torch.uint8).numpy().tobytes() if value.dtype != torch.bool
-                          else value.numpy().tobytes())
-    return digest.hexdigest()
 
 
 STREAMS = 2
