@@ -30,7 +30,8 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -511,7 +512,7 @@ def maximize(
     done: list[slice] = []
     started = time.perf_counter()
     group = count if objective.group is None else objective.group  # images that read each other: one pass
-    with evaluating(loaded.module):
+    with evaluating(loaded.module), model_draws(base_seed, target):
         coupled = count > group and batch_coupled(loaded, objective.layers, shape)  # else one pass anyway
         batch_size = group if coupled else _batch_size(batch, count, group, target, render)
         pending = _chunks(count, batch_size, group)
@@ -527,7 +528,8 @@ def maximize(
             try:
                 chunk = _Chunk.from_saved(store.load(index)) if store is not None else None
                 if chunk is None:
-                    chunk = render(index, steps, report if progress is not None else None)
+                    with model_draws(keys[index.start], target):
+                        chunk = render(index, steps, report if progress is not None else None)
                     if store is not None:
                         store.save(index, chunk.as_saved())
             except (RuntimeError, torch.OutOfMemoryError) as error:  # OOM: the same images in smaller chunks
@@ -553,7 +555,8 @@ def maximize(
             param_record.update(chunk.options)
     chunks = done
     seconds = time.perf_counter() - started
-    scores_final, terms, outputs = _measure(loaded, objective, final, chunks)
+    with model_draws(base_seed, target):
+        scores_final, terms, outputs = _measure(loaded, objective, final, chunks)
     settings = {
         "steps": steps, "lr": learning_rate, "optimizer": optimizer if isinstance(optimizer, str) else "custom",
         "param": param_name, "transforms": transform_names, "preset": preset, "seed": seed,
@@ -697,6 +700,25 @@ def _render_chunk(
     return _Chunk(final, history.cpu(), {step: value.cpu() for step, value in snaps.items()}, maps, options, start)
 
 
+@contextmanager
+def model_draws(key: int, device: torch.device) -> Iterator[None]:
+    """For the block, torch's global generators (the CPU's, and ``device``'s on CUDA) seeded from ``key``,
+    then given back as they were.
+
+    For a model that draws random numbers itself in eval mode (noise layers, dropout called with
+    ``training=True``): its draws follow the request's seed, chunk by chunk (each chunk seeded by its first
+    image's key, so a resumed run's chunks draw what they drew uninterrupted), and the caller's own global
+    generators are left where they were. Everything of cnn-probe's own draws from per-image streams anyway.
+    """
+    cuda = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda, device_type="cuda"):
+        torch.random.default_generator.manual_seed(key & (2**63 - 1))
+        for each in cuda:
+            with torch.cuda.device(each):
+                torch.cuda.manual_seed(key & (2**63 - 1))
+        yield
+
+
 def batch_coupled(loaded: LoadedModel, layers: Iterable[str], shape: tuple[int, int, int]) -> bool:
     """Whether an image's activations of ``layers`` depend on the other images of its pass, in the model's
     present mode: batch norm without running statistics (``track_running_stats=False``), or any other
@@ -705,14 +727,20 @@ def batch_coupled(loaded: LoadedModel, layers: Iterable[str], shape: tuple[int, 
 
     Two seeded random ``shape`` ``(C, H, W)`` images run in one pass and each alone (no gradients, up to
     the deepest of ``layers``); they count as coupled when a value moves by more than :data:`COUPLING` of
-    the layer's largest (batched kernels' rounding is ~1e-7).
+    the layer's largest (batched kernels' rounding is ~1e-7). A model whose pass of the same images gives
+    other values under another seed (it draws random numbers itself) is not judged: False.
     """
     layers = frozenset(layers)
     if not layers:
         return False
     images = torch.rand(2, *shape, generator=torch.Generator().manual_seed(0)).to(loaded.device)
     with torch.no_grad():
-        pair = _forward(loaded, images, layers)
+        with model_draws(0, loaded.device):
+            pair = _forward(loaded, images, layers)
+        with model_draws(1, loaded.device):
+            again = _forward(loaded, images, layers)
+        if any(not torch.equal(value, again.get(name)) for name, value in pair.items() if name in again):
+            return False  # the model draws random numbers itself: a second image cannot be told from a new draw
         try:
             alone = [_forward(loaded, images[i:i + 1], layers) for i in range(2)]
         except (RuntimeError, ValueError):  # batch norm over a 1x1 map refuses a batch of one: it cannot run alone
