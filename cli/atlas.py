@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from probe.atlas.distributed import RESUME, describe, launched_by_torchrun
+from probe.atlas.liveness import DEFAULT_TIMEOUT_S
 from probe.atlas.runner import DEFAULT_DIVERSITY, AtlasSummary, build_atlas
 from probe.cli.common import (
     ProbeCommand,
@@ -169,11 +170,17 @@ def _rank_words() -> str:
 @click.option("--nproc", type=count(1), default=None, metavar="N",
               help="Run N local processes through torchrun's launcher (torch.distributed.run --standalone); "
                    "default: this process alone (or the processes torchrun started): --nproc 2.")
+@click.option("--timeout", type=finite(min=0, min_open=True), default=DEFAULT_TIMEOUT_S, show_default=True,
+              metavar="SECONDS",
+              help="Under torchrun: a process that makes no progress for this long (hung, or killed without a word) "
+                   "ends the run; every process stops within about this long, with one line naming it. Every "
+                   "optimization step and dataset batch is progress, so it only needs to exceed the slowest single "
+                   "step (loading the model).")
 @click.pass_context
 def command(ctx: click.Context, model: str, weights: str, layers: list[str] | None, dataset: str, examples: int,
             per_unit: int, diversity: float | None, preset: str, steps: int, lr: float | None, chunk: int, batch: int,
             limit: int | None, max_units: int | None, precision: str, channels_last: bool, device: str, seed: int, out: Path | None,
-            force: bool, nproc: int | None) -> None:
+            force: bool, nproc: int | None, timeout: float) -> None:
     """Map every unit of a model: its synthetic image(s) beside the dataset images that excite it most.
 
     For each unit (channel) of the chosen layers: synthetic images (gradient
@@ -191,7 +198,8 @@ def command(ctx: click.Context, model: str, weights: str, layers: list[str] | No
     them (each claims the next free chunk) and the dataset pass; every
     finished chunk is saved at once, so rerunning the same command after a
     crash or Ctrl-C renders only what is missing. A process that fails ends
-    every process within a chunk, each with one line.
+    every process within a chunk, each with one line; one that hangs or is
+    killed without a word, within --timeout.
 
     \b
     Examples:
@@ -231,7 +239,7 @@ def command(ctx: click.Context, model: str, weights: str, layers: list[str] | No
             examples=examples, per_unit=per_unit, diversity=diversity, steps=steps, preset=preset, lr=lr,
             chunk=chunk, batch=batch, limit=limit, max_units=max_units, seed=seed, device=device, precision=precision,
             channels_last=channels_last, force=force, progress=progress, on_start=started,
-            model_options=model_load_options(),
+            model_options=model_load_options(), timeout=timeout,
         )  # fmt: skip
     finally:
         for bar in bars.values():
@@ -242,6 +250,10 @@ def command(ctx: click.Context, model: str, weights: str, layers: list[str] | No
             rate = f" ({len(summary.rendered)} chunks on this process in {summary.seconds:.1f}s)"
         click.echo(f"atlas: {summary.total - summary.skipped} chunk(s) rendered now, {summary.skipped} kept{rate}")
         click.echo(f"site: {summary.site}")
+        if summary.old_crops is not None:
+            note(f"note: this atlas's dataset examples were cropped by an older cnn-probe (to the whole receptive "
+                 f"field); they were measured and cropped again ({summary.old_crops} old crop file(s) removed), "
+                 "the synthetic images kept")
         if summary.unmoved:
             shown = ", ".join(summary.unmoved[:8]) + (", ..." if len(summary.unmoved) > 8 else "")
             note(f"note: {len(summary.unmoved)} unit(s) have a synthetic image that never changed from its start "

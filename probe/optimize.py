@@ -28,16 +28,21 @@ deepest layer the objective needs and leaves no hook behind.
 
 from __future__ import annotations
 
+import math
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from probe import __version__
 from probe import param as P
 from probe import transforms as T
+from probe.chunkstore import ChunkStore, fingerprint, weights_digest
 from probe.checks import check_callables, check_count, check_name_or_callable, check_number, check_seed, check_size
 from probe.errors import ProbeRuntimeError, ProbeUsageError, check_depends_on_image, output_not_a_tensor
 from probe.forward import ModelInputError, image_grad
@@ -45,25 +50,34 @@ from probe.hooks import CALL_SEPARATOR, INPUT, OUTPUT, capture, evaluating, reco
 from probe.images import divergence
 from probe.layout import channels_last_layers
 from probe.leaves import is_leaf
-from probe.memory import is_out_of_memory
+from probe.memory import HEADROOM, available_bytes, check_fits, is_out_of_memory, saved_bytes
 from probe.models import LoadedModel, as_loaded
 from probe.objectives import Context, Objective, as_objective, class_scores, parse_objective
 from probe.relu import redirected_relu
 from probe.results import GalleryResult
 from probe.runtime import progress_every as default_progress_every
 from probe.runtime import (
-    OUT_OF_MEMORY, CudaMemory, FiniteLog, ProgressFn, auto_batch, autocast, check_generator, resolve_precision,
+    OUT_OF_MEMORY, CudaMemory, FiniteLog, ProgressFn, auto_batch, autocast, check_generator, plan_batch,
+    resolve_precision,
 )  # fmt: skip
 from probe.streams import ImageStreams, image_key
 
-__all__ = ["Preset", "PRESETS", "OPTIMIZERS", "MaximizeResult", "LayerShape", "maximize", "evaluate", "inspect_layer"]
+__all__ = ["Preset", "PRESETS", "OPTIMIZERS", "MaximizeResult", "LayerShape", "maximize", "evaluate", "inspect_layer",
+           "batch_coupled"]
 
 ParamFactory = Callable[[tuple[int, int, int, int], torch.Generator, torch.device], P.ImageParam]
 OptimizerFactory = Callable[[list[torch.Tensor], float], torch.optim.Optimizer]
 
 OPTIMIZERS = ("adam", "sgd")
 CPU_BATCH = 64
-"""``batch="auto"`` on the CPU: images per pass (a bigger batch gains nothing on a few cores)."""
+"""``batch="auto"`` on the CPU: at most this many images per pass (a bigger batch gains nothing on a few cores)."""
+CPU_SHARE = 0.5
+"""``batch="auto"`` on the CPU plans for this share of the memory the OS says is available: the rest is the
+other processes' and the page cache's, and a batch that overflows it swaps instead of failing."""
+COUPLING = 1e-3
+"""How far (relative to the layer's largest value) an image's activations may move when another image joins
+its pass before the model counts as coupling the images of a batch (:func:`batch_coupled`). Batched kernels
+round differently by about 1e-7; batch statistics move them by far more."""
 
 
 @dataclass(frozen=True)
@@ -342,6 +356,7 @@ def maximize(
     precision: str = "fp32",
     channels_last: bool = False,
     redirect_relu: int = 0,
+    resume: str | Path | None = None,
 ) -> MaximizeResult:
     """Synthesize images that maximize ``objective`` by gradient ascent on their parametrization.
 
@@ -377,10 +392,14 @@ def maximize(
         batch: at most this many images per optimization pass (default: all in
             one pass); big layers are rendered in chunks. ``"auto"``: on CUDA the
             largest batch that fits the free memory (one step of a small batch
-            is measured), halved and retried on out-of-memory; 64 on the CPU.
-            The images do not depend on the batch (see ``seed``); images whose
-            scores read each other (:func:`~probe.objectives.diversity`'s groups,
-            :func:`~probe.objectives.alignment`) stay in one pass.
+            is measured), halved and retried on out-of-memory; on the CPU 64, or
+            fewer (a power of two) when 64 would not fit in half the available
+            memory. Images whose scores read each other
+            (:func:`~probe.objectives.diversity`'s groups, :func:`~probe.objectives.alignment`)
+            stay in one pass; a model that mixes the images of a pass (batch norm
+            without running statistics, :func:`batch_coupled`) gets one image per pass
+            (``settings["batch_coupled"]``). What the batch changes, and what it does
+            not: see ``seed``.
         snapshots: steps after which to keep a copy of the images (e.g. 32, 128).
         progress: ``progress(step, total, {"score": mean})`` every
             ``progress_every`` steps and at the end of each chunk;
@@ -389,8 +408,19 @@ def maximize(
             16 on CUDA, where each call waits for the device).
         seed: the images' randomness (default 0). Each image draws its initial
             values and its random transforms from its own stream, keyed by
-            ``(seed, layer, unit, copy)``: a unit's image is the same alone, in
-            a batch of 512, or in another chunk.
+            ``(seed, layer, unit, copy)``: a unit gets the same start and the same
+            transforms alone, in a batch of 512, or in another chunk, and its
+            gradient is its own (the loss is the sum of the images' scores; Adam's
+            state is per pixel). The same request with the same batch on the same
+            machine gives the same bytes. Another batch size runs other kernels
+            (oneDNN, BLAS and cuDNN choose their blocking by batch size: on the
+            CPU one image alone differs from two, and ResNet-18's four from two),
+            which round differently, by about 1e-7 relative per pass, and gradient
+            ascent can amplify that: on the digits model at 32 steps one pixel level
+            in 22 pixels of 7 images; on the shapes model at 32 steps (48 px, 7
+            conv3_1 units, one per pass vs all in one) up to 76 levels in half the
+            pixels and 1.4% in score (CPPN 6.4%, Laplacian 0.01%). Thread count
+            changes the rounding the same way.
         generator: a ``torch.Generator`` whose ``initial_seed()`` stands for ``seed``.
         device: where to run; None or ``"auto"`` = the model's device.
         precision: ``"fp32"`` (default), ``"bf16"`` or ``"fp16"`` (CUDA) autocast
@@ -402,6 +432,12 @@ def maximize(
         redirect_relu: for the first this many steps of each pass, every ReLU
             passes Lucid's redirected gradient (:func:`probe.relu.redirected_relu`),
             so units dead on the initial image still move (default 0: never).
+        resume: a folder for the finished chunks (:mod:`probe.chunkstore`; default None: none kept). Each chunk
+            is saved there when it is done; a rerun of the same request with the same folder, after a crash or
+            a kill, loads those and renders the rest: the result is the uninterrupted run's, bit for bit. A
+            rerun with another setting or other weights removes the old chunks and renders everything
+            (``settings["resume"]`` says how many chunks were reused and discarded). Remove the folder once the
+            result is saved.
 
     Returns:
         A :class:`MaximizeResult`: images, final scores (on the final 8-bit
@@ -458,6 +494,15 @@ def maximize(
             chunk_steps, snapshot_steps, precision, report, every, redirect_relu,
         )  # fmt: skip
 
+    store = None if resume is None else ChunkStore(resume, fingerprint({
+        "weights": weights_digest(loaded.module), "model": loaded.name, "objective": objective.name,
+        "keys": keys, "group": objective.group, "steps": steps, "lr": learning_rate,
+        "optimizer": optimizer if isinstance(optimizer, str) else repr(optimizer), "param": param_name,
+        "transforms": transform_names, "shape": shape, "precision": precision, "channels_last": channels_last,
+        "redirect_relu": redirect_relu, "snapshots": snapshot_steps, "device": target.type,
+        "normalize": [list(map(float, loaded.preprocess.mean)), list(map(float, loaded.preprocess.std))],
+        "versions": [__version__, torch.__version__],
+    }))  # fmt: skip
     history = torch.zeros(steps, count)
     snaps = {s: torch.zeros(count, channels, height, width) for s in snapshot_steps}
     final = torch.zeros(count, channels, height, width)
@@ -467,8 +512,9 @@ def maximize(
     done: list[slice] = []
     started = time.perf_counter()
     group = count if objective.group is None else objective.group  # images that read each other: one pass
-    with evaluating(loaded.module):
-        batch_size = _batch_size(batch, count, group, target, render)
+    with evaluating(loaded.module), model_draws(base_seed, target):
+        coupled = count > group and batch_coupled(loaded, objective.layers, shape)  # else one pass anyway
+        batch_size = group if coupled else _batch_size(batch, count, group, target, render)
         pending = _chunks(count, batch_size, group)
         while pending:
             index = pending.pop(0)
@@ -480,7 +526,12 @@ def maximize(
                     progress(offset + step, total, {"score": float(scores.mean())})
 
             try:
-                chunk = render(index, steps, report if progress is not None else None)
+                chunk = _Chunk.from_saved(store.load(index)) if store is not None else None
+                if chunk is None:
+                    with model_draws(keys[index.start], target):
+                        chunk = render(index, steps, report if progress is not None else None)
+                    if store is not None:
+                        store.save(index, chunk.as_saved())
             except (RuntimeError, torch.OutOfMemoryError) as error:  # OOM: the same images in smaller chunks
                 if batch != "auto" or not is_out_of_memory(error):
                     raise
@@ -504,7 +555,8 @@ def maximize(
             param_record.update(chunk.options)
     chunks = done
     seconds = time.perf_counter() - started
-    scores_final, terms, outputs = _measure(loaded, objective, final, chunks)
+    with model_draws(base_seed, target):
+        scores_final, terms, outputs = _measure(loaded, objective, final, chunks)
     settings = {
         "steps": steps, "lr": learning_rate, "optimizer": optimizer if isinstance(optimizer, str) else "custom",
         "param": param_name, "transforms": transform_names, "preset": preset, "seed": seed,
@@ -515,6 +567,10 @@ def maximize(
     unmoved = unmoved_images(final, start)
     if unmoved:
         settings["unmoved"] = unmoved
+    if store is not None:
+        settings["resume"] = {"folder": str(store.folder), "reused": store.loaded, "discarded": store.discarded}
+    if coupled:
+        settings["batch_coupled"] = True  # one pass per image (group): see batch_coupled
     if redirect_relu:
         settings["redirect_relu"] = redirect_relu
     if param_record:
@@ -560,6 +616,19 @@ class _Chunk:
     start: torch.Tensor
     """The images before the first step, 8-bit ``(n, C, H, W)``: a start image (``init``) that is already
     black and white is not mistaken for divergence (:func:`~probe.images.divergence`)."""
+
+    def as_saved(self) -> dict[str, Any]:
+        """The chunk as :class:`~probe.chunkstore.ChunkStore` saves it (tensors, strings and numbers)."""
+        return {"final": self.final, "history": self.history, "start": self.start, "maps": self.maps,
+                "snapshots": {str(step): value for step, value in self.snapshots.items()}, "options": self.options}
+
+    @classmethod
+    def from_saved(cls, saved: dict[str, Any] | None) -> _Chunk | None:
+        """The chunk :meth:`as_saved` gave (None for None)."""
+        if saved is None:
+            return None
+        return cls(saved["final"], saved["history"], {int(k): v for k, v in saved["snapshots"].items()},
+                   saved["maps"], saved["options"], saved["start"])
 
 
 def _render_chunk(
@@ -631,6 +700,61 @@ def _render_chunk(
     return _Chunk(final, history.cpu(), {step: value.cpu() for step, value in snaps.items()}, maps, options, start)
 
 
+@contextmanager
+def model_draws(key: int, device: torch.device) -> Iterator[None]:
+    """For the block, torch's global generators (the CPU's, and ``device``'s on CUDA) seeded from ``key``,
+    then given back as they were.
+
+    For a model that draws random numbers itself in eval mode (noise layers, dropout called with
+    ``training=True``): its draws follow the request's seed, chunk by chunk (each chunk seeded by its first
+    image's key, so a resumed run's chunks draw what they drew uninterrupted), and the caller's own global
+    generators are left where they were. Everything of cnn-probe's own draws from per-image streams anyway.
+    """
+    cuda = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda, device_type="cuda"):
+        torch.random.default_generator.manual_seed(key & (2**63 - 1))
+        for each in cuda:
+            with torch.cuda.device(each):
+                torch.cuda.manual_seed(key & (2**63 - 1))
+        yield
+
+
+def batch_coupled(loaded: LoadedModel, layers: Iterable[str], shape: tuple[int, int, int]) -> bool:
+    """Whether an image's activations of ``layers`` depend on the other images of its pass, in the model's
+    present mode: batch norm without running statistics (``track_running_stats=False``), or any other
+    normalization or mixing over the batch. Then :func:`maximize` renders one image (one group) per pass,
+    so that a unit's image is its own, whatever the batch.
+
+    Two seeded random ``shape`` ``(C, H, W)`` images run in one pass and each alone (no gradients, up to
+    the deepest of ``layers``); they count as coupled when a value moves by more than :data:`COUPLING` of
+    the layer's largest (batched kernels' rounding is ~1e-7). A model whose pass of the same images gives
+    other values under another seed (it draws random numbers itself) is not judged: False.
+    """
+    layers = frozenset(layers)
+    if not layers:
+        return False
+    images = torch.rand(2, *shape, generator=torch.Generator().manual_seed(0)).to(loaded.device)
+    with torch.no_grad():
+        with model_draws(0, loaded.device):
+            pair = _forward(loaded, images, layers)
+        with model_draws(1, loaded.device):
+            again = _forward(loaded, images, layers)
+        if any(not torch.equal(value, again.get(name)) for name, value in pair.items() if name in again):
+            return False  # the model draws random numbers itself: a second image cannot be told from a new draw
+        try:
+            alone = [_forward(loaded, images[i:i + 1], layers) for i in range(2)]
+        except (RuntimeError, ValueError):  # batch norm over a 1x1 map refuses a batch of one: it cannot run alone
+            return False
+    for name, value in pair.items():
+        for i, single in enumerate(alone):
+            if name not in single or single[name].shape[1:] != value.shape[1:]:
+                return True  # the image's own output changed its shape with the batch: coupled
+            scale = float(value.detach().float().abs().max()) or 1.0
+            if float((value[i].float() - single[name][0].float()).abs().max()) > COUPLING * scale:
+                return True
+    return False
+
+
 def _batch_size(
     batch: int | str | None, count: int, group: int, device: torch.device,
     render: Callable[[slice, int, None], _Chunk],
@@ -642,8 +766,39 @@ def _batch_size(
             raise ProbeUsageError(f"batch must be a number of images or 'auto'; got {batch!r}", param="batch")
         return None if batch is None else check_count(batch, "batch")
     if device.type != "cuda":
-        return min(count, CPU_BATCH)
+        return _cpu_batch(count, group, render)
     return auto_batch(count, group, lambda n: render(slice(0, n), 1, None), CudaMemory(device))
+
+
+def _cpu_batch(count: int, group: int, render: Callable[[slice, int, None], _Chunk]) -> int:
+    """``batch="auto"`` on the CPU: :data:`CPU_BATCH`, or fewer when that many would not fit in
+    :data:`CPU_SHARE` of the available memory (a power of two times ``group``, so that a small change in the
+    free memory does not change the batch).
+
+    One step of one group is measured: the bytes autograd saves (:func:`~probe.memory.saved_bytes`, the
+    weights it saves included, so on the safe side) times :data:`~probe.memory.HEADROOM` per image.
+
+    Raises:
+        ProbeRuntimeError: not even one group fits (what to change).
+    """
+    most = min(count, max(group, CPU_BATCH - CPU_BATCH % group))
+    if most <= 1:
+        return most
+    try:
+        per_image = HEADROOM * saved_bytes(lambda: render(slice(0, group), 1, None)) / group
+    except (RuntimeError, torch.OutOfMemoryError) as error:  # not even one group: the render says so itself
+        if not is_out_of_memory(error):
+            raise
+        return group
+    free = available_bytes("cpu")
+    if free is None or per_image <= 0:
+        return most
+    check_fits(per_image * group / CPU_SHARE, "cpu", f"one optimization pass of {group} image(s)",
+               "give a smaller --size, or fewer images per unit")
+    planned = plan_batch(most, per_image, free, group=group, headroom=CPU_SHARE)
+    if planned < most:
+        planned = group * 2 ** int(math.floor(math.log2(max(1, planned // group))))
+    return planned
 
 
 def _split(index: slice, group: int) -> list[slice] | None:

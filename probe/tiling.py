@@ -12,7 +12,7 @@ receptive field reaches into the neighbouring tile. With a margin at least the
 receptive field's radius (twice it for objectives that are not linear in the
 activation, such as L2), the tiled gradient equals the untiled one exactly; a
 smaller margin is an approximation whose seams :func:`probe.dream` hides by
-moving the tile grid to a random offset at every step.
+moving the tile grid to a random offset at every step (``offset`` of :func:`tile_plan`).
 """
 
 from __future__ import annotations
@@ -77,7 +77,15 @@ def split(length: int, tile: int) -> list[tuple[int, int]]:
     return list(zip(bounds[:-1], bounds[1:]))
 
 
-def tile_plan(height: int, width: int, tile_size: int | None, margin: int = 0) -> list[Tile]:
+def _shifted(length: int, tile: int, offset: int) -> list[tuple[int, int]]:
+    """:func:`split` of ``[0, length)`` with the grid moved by ``offset``: a first piece ``[0, offset % tile)``,
+    then ``[offset % tile, length)`` split; one piece when ``length <= tile``."""
+    start = offset % tile if length > tile else 0
+    return ([(0, start)] if start else []) + [(start + a, start + b) for a, b in split(length - start, tile)]
+
+
+def tile_plan(height: int, width: int, tile_size: int | None, margin: int = 0,
+              offset: tuple[int, int] = (0, 0)) -> list[Tile]:
     """The tiles of a ``height x width`` image.
 
     Args:
@@ -87,6 +95,8 @@ def tile_plan(height: int, width: int, tile_size: int | None, margin: int = 0) -
             image's) gives one tile, the whole image.
         margin: context added on every side of a core to make its window,
             clipped at the image's border (default 0).
+        offset: ``(rows, columns)`` by which the grid of cores moves (modulo ``tile_size``; default none): the
+            cores' seams fall elsewhere while the image stays where it is.
 
     Returns:
         Tiles in row-major order whose cores cover every pixel exactly once;
@@ -96,8 +106,8 @@ def tile_plan(height: int, width: int, tile_size: int | None, margin: int = 0) -
         return [Tile(0, height, 0, width, 0, height, 0, width)]
     margin = max(0, int(margin))
     tiles = []
-    for top, bottom in split(height, tile_size):
-        for left, right in split(width, tile_size):
+    for top, bottom in _shifted(height, tile_size, int(offset[0])):
+        for left, right in _shifted(width, tile_size, int(offset[1])):
             tiles.append(
                 Tile(
                     top, bottom, left, right,

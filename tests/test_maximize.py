@@ -31,7 +31,8 @@ def test_every_unit_of_a_layer_rises_in_one_batch(preset):
         result = maximize(model, O.channel("conv2", range(6)), steps=12, preset=preset, image_size=16)
     finally:
         handle.remove()
-    assert batches == [6] * 13  # 12 steps + the final measurement, every time the whole layer
+    assert batches[:4] == [2, 2, 1, 1]  # batch_coupled: two images together twice, then each alone, once
+    assert batches[4:] == [6] * 13  # 12 steps + the final measurement, every time the whole layer
     assert result.images.shape == (6, 1, 16, 16) and result.scores.shape == (6,)
     assert result.history.shape == (12, 6) and result.units == tuple(range(6))
     assert (result.scores > result.history[0]).all()

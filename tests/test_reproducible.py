@@ -188,6 +188,31 @@ def test_atlas_images_do_not_depend_on_the_chunk_and_equal_maximize(tmp_path):
     assert torch.equal(alone[0], atlas)
 
 
+class _Noisy(torch.nn.Module):
+    """A model that draws random numbers itself in eval mode (a noise layer)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + 0.1 * torch.randn_like(x)
+
+
+def test_a_model_that_draws_itself_follows_the_seed_and_leaves_the_global_generator_alone(tmp_path):
+    torch.manual_seed(0)
+    noisy = probe.load_model(torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), _Noisy(), torch.nn.Conv2d(4, 4, 3)),
+                             input_size=(16, 16))
+    torch.manual_seed(5)
+    before = torch.get_rng_state()
+    first = probe.maximize(noisy, O.channel("2", range(4)), steps=2, batch=2)
+    assert torch.equal(before, torch.get_rng_state())
+    assert torch.equal(first.images, probe.maximize(noisy, O.channel("2", range(4)), steps=2, batch=2).images)
+    assert not torch.equal(first.images, probe.maximize(noisy, O.channel("2", range(4)), steps=2, batch=2,
+                                                        seed=1).images)
+    probe.maximize(noisy, O.channel("2", range(4)), steps=2, batch=2, resume=tmp_path / "chunks")
+    sorted((tmp_path / "chunks").glob("*.pt"))[0].unlink()  # the first chunk is rendered again, the second read
+    resumed = probe.maximize(noisy, O.channel("2", range(4)), steps=2, batch=2, resume=tmp_path / "chunks")
+    assert resumed.settings["resume"]["reused"] == 1
+    assert torch.equal(resumed.images, first.images)  # each chunk's draws are its own: a resume equals a whole run
+
+
 def test_param_and_transforms_never_draw_from_the_global_generator():
     torch.manual_seed(5)
     before = torch.get_rng_state()

@@ -10,22 +10,25 @@ Without those variables it is a single process and every call is local.
 disk, Ctrl-C on that rank alone) used to leave the others blocked in their
 next collective until its timeout (30 minutes; for ever on NCCL, which does not
 notice a peer that left). Now every collective of :class:`Group` begins with
-the same small all-gather of each rank's status (None, or the failure of a rank
-that raised), and :func:`join` answers an error in its block with that status
+the same small exchange of each rank's status (None, or the failure of a rank
+that raised) through the run's store, and :func:`join` answers an error in its block with that status
 (:meth:`Group.fail`): the other ranks meet it at their next collective and raise
 :class:`PeerFailure` (rank number, cause, what to do; a usage error stays a
 usage error naming its option), the failing rank raises its own error. A rank
 busy with local work (rendering its chunks, its share of the dataset) learns of
 the failure sooner: the failing rank also sets a key in the run's store, which
-:meth:`Group.check` reads between chunks and batches. An error of the process
-group itself (a peer killed without a word, a timeout) is one
-:class:`~probe.errors.ProbeRuntimeError` line too. Every finished chunk is
-already on disk when any of this happens, so a rerun resumes.
+:meth:`Group.check` reads between chunks and batches. A rank that hangs or is killed without a word never sends a status: every rank beats in the
+store while it makes progress (:mod:`probe.atlas.liveness`), so the others end within about ``timeout``
+seconds (``--timeout``, :data:`~probe.atlas.liveness.DEFAULT_TIMEOUT_S` by default) with one line naming
+it, and a rank stuck for that long ends itself. An error of the process group itself is one
+:class:`~probe.errors.ProbeRuntimeError` line too. Every finished chunk is already on disk when any of this
+happens, so a rerun resumes.
 """
 
 from __future__ import annotations
 
 import os
+import pickle
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -37,27 +40,30 @@ from typing import Any, TypeVar
 import torch
 import torch.distributed as dist
 
+from probe.atlas.liveness import DEFAULT_TIMEOUT_S, RESUME, Liveness, RankGone
 from probe.errors import ProbeError, ProbeRuntimeError, ProbeUsageError
 from probe.forward import ModelInputError
 from probe.memory import is_out_of_memory
 from probe.runtime import OUT_OF_MEMORY
 
 __all__ = ["Group", "PeerFailure", "join", "leave_together", "launched_by_torchrun", "describe", "RESUME", "STOP_KEY",
-           "TIMEOUT"]
+           "TIMEOUT", "DEFAULT_TIMEOUT_S", "check_timeout"]
 
 T = TypeVar("T")
 R = TypeVar("R")
 
 TIMEOUT = timedelta(minutes=30)
-"""How long a collective waits for a rank that neither arrives nor fails (a hung or silently killed one)."""
+"""torch.distributed's default timeout of a collective, which the ranks' heartbeats now make short
+(:mod:`probe.atlas.liveness`)."""
+MIN_GROUP_TIMEOUT_S = 60.0
+"""The process group's and store's own timeout is at least this: joining waits for every rank's start (its
+imports), and a collective begins only once every rank has arrived, so no shorter one is needed."""
 LEFT_KEY = "left"
 """The store counter of ranks done with every collective (see :func:`leave_together`)."""
 LEAVE_AFTER_FAILURE_S = 10.0
 """How long a failed run's rank waits for the others to count out before it leaves (a killed one never does)."""
 STOP_KEY = "failed"
 """The store key a failing rank sets (to its rank number): the others stop at their next :meth:`Group.check`."""
-RESUME = "every finished chunk is kept: rerun the same command to resume"
-"""What to do after a failed run, in the words of every rank's message."""
 
 Failure = tuple[int, str, str, "str | None"]
 """``(rank, kind, message, param)``: kind ``"usage"``, ``"input"`` (the model refused its input: a usage error
@@ -133,6 +139,10 @@ class Group:
         store: a PrefixStore of the rendezvous TCPStore, private to this run (None alone).
         settled: this rank already knows the run failed (it met a failure, or the process group broke): it
             takes part in no more collectives.
+        timeout: seconds without progress after which a rank counts as hung or gone (``--timeout``).
+        liveness: the heartbeat and store-based waiting (:mod:`probe.atlas.liveness`); None alone, or before
+            the run's store is known (the statuses then go through an all-gather).
+        gone: the ranks found hung or gone (no rank waits for them on the way out).
     """
 
     rank: int = 0
@@ -140,6 +150,11 @@ class Group:
     local_rank: int = 0
     store: Any = None
     settled: bool = field(default=False, repr=False)
+    timeout: float = DEFAULT_TIMEOUT_S
+    liveness: Liveness | None = field(default=None, repr=False)
+    gone: set[int] = field(default_factory=set, repr=False)
+    _meetings: int = field(default=0, repr=False)
+    _checked: float = field(default=0.0, repr=False)
 
     @property
     def distributed(self) -> bool:
@@ -155,16 +170,35 @@ class Group:
             if isinstance(error, (RuntimeError, ValueError)) and not isinstance(error, ProbeError):
                 raise ProbeRuntimeError(
                     f"rank {self.rank} lost the other processes while {what} ({describe(error)[:300]}): one "
-                    f"stopped without a word (killed, out of memory, its machine down) or hung for longer than the "
-                    f"process group's timeout ({TIMEOUT.total_seconds() / 60:g} minutes here); "
+                    f"stopped without a word (killed, out of memory, its machine down; the run's store is held by "
+                    f"rank 0 or torchrun's agent) or hung for longer than the timeout ({self.timeout:g} s); "
                     f"see its own output; {RESUME}") from None
+            if isinstance(error, RankGone):
+                self.gone.update(error.ranks)
             raise
 
     def _statuses(self, what: str, failure: Failure | None) -> list[Failure]:
-        """Every rank's status, exchanged (one small all-gather); the failures among them, in rank order."""
-        out: list[Failure | None] = [None] * self.world
-        self._collective(what, lambda: dist.all_gather_object(out, failure))
-        return [status for status in out if status is not None]
+        """Every rank's status, exchanged; the failures among them, in rank order.
+
+        Through the run's store when there is one: each rank sets its key of this meeting (every rank
+        counts its meetings alike) and waits for the others' while reading their heartbeats, so a hung or
+        vanished rank ends the wait within the timeout, named (:meth:`Liveness.wait`). Else one small
+        all-gather.
+        """
+        if self.liveness is None:
+            out: list[Failure | None] = [None] * self.world
+            self._collective(what, lambda: dist.all_gather_object(out, failure))
+            return [status for status in out if status is not None]
+        self._meetings += 1
+        keys = [f"meet/{self._meetings}/{rank}" for rank in range(self.world)]
+        liveness = self.liveness
+
+        def exchange() -> list[Failure | None]:
+            self.store.set(keys[self.rank], pickle.dumps(failure))
+            liveness.wait(keys, what)
+            return [pickle.loads(self.store.get(key)) for key in keys]
+
+        return [status for status in self._collective(what, exchange) if status is not None]
 
     def _agree(self, what: str) -> None:
         """Before each collective: raise on every rank if a rank failed (it sent its failure instead)."""
@@ -205,11 +239,22 @@ class Group:
             self.settled = True
             raise ProbeRuntimeError(f"another rank asked the run to stop; {RESUME}")
 
-    def leave(self, patience: float = TIMEOUT.total_seconds()) -> None:
-        """Wait, up to ``patience`` seconds, until every rank has returned from its last collective
-        (:func:`leave_together` on the run's store); never raises."""
+    def tick(self) -> None:
+        """Mark progress (a step of local work: see :mod:`probe.atlas.liveness`) and, at most once a second,
+        :meth:`check` whether another rank asked the run to stop."""
+        if self.liveness is None or self.settled:
+            return
+        self.liveness.tick()
+        now = time.monotonic()
+        if now - self._checked >= 1.0:
+            self._checked = now
+            self.check()
+
+    def leave(self, patience: float | None = None) -> None:
+        """Wait, up to ``patience`` seconds (default the timeout), until every rank not found gone has returned
+        from its last collective (:func:`leave_together` on the run's store); never raises."""
         if self.distributed and self.store is not None:
-            leave_together(self.store, self.world, patience)
+            leave_together(self.store, self.world - len(self.gone), self.timeout if patience is None else patience)
 
     def barrier(self, what: str = "waiting for the others") -> None:
         """Wait for every rank (the status exchange is itself a barrier)."""
@@ -244,6 +289,7 @@ class Group:
         mine = []
         for item in items[self.rank::self.world]:
             self.check()
+            self.tick()
             mine.append(work(item))
         parts = self.gather(mine, what)
         return [parts[number % self.world][number // self.world] for number in range(len(items))]
@@ -256,6 +302,7 @@ class Group:
             return
         while True:
             self.check()
+            self.tick()
             index = int(self._collective("claiming a chunk", lambda: self.store.add("next", 1))) - 1
             if index >= count:
                 return
@@ -288,7 +335,7 @@ def _device_for(device: str, local_rank: int) -> str:
 
 
 @contextmanager
-def join(device: str = "auto") -> Iterator[tuple[Group, str]]:
+def join(device: str = "auto", timeout: float = DEFAULT_TIMEOUT_S) -> Iterator[tuple[Group, str]]:
     """Join the torchrun process group if launched by torchrun, else run alone; leave it on exit.
 
     An error in the block is told to the other ranks (:meth:`Group.fail`) before it propagates, so they
@@ -298,6 +345,9 @@ def join(device: str = "auto") -> Iterator[tuple[Group, str]]:
         device: ``"auto"`` (each rank its own GPU, ``cuda:LOCAL_RANK``, else the
             CPU), ``"cpu"``, ``"cuda"`` (the same as auto on a GPU machine) or
             ``"cuda:N"`` (kept as given).
+        timeout: seconds without progress after which a rank counts as hung or gone: every rank then ends
+            within about that long, naming it (default :data:`~probe.atlas.liveness.DEFAULT_TIMEOUT_S`;
+            :mod:`probe.atlas.liveness`).
 
     Yields:
         ``(group, device)``: the group and the device this rank works on.
@@ -305,8 +355,9 @@ def join(device: str = "auto") -> Iterator[tuple[Group, str]]:
     Raises:
         ProbeRuntimeError: the process group could not be joined.
     """
+    timeout = check_timeout(timeout)
     if not launched_by_torchrun() or int(os.environ["WORLD_SIZE"]) == 1:
-        yield Group(), _device_for(device, 0)
+        yield Group(timeout=timeout), _device_for(device, 0)
         return
     rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
@@ -317,17 +368,18 @@ def join(device: str = "auto") -> Iterator[tuple[Group, str]]:
     owned = not dist.is_initialized()
     if owned:
         try:
-            dist.init_process_group("nccl" if cuda else "gloo", timeout=TIMEOUT,
+            dist.init_process_group("nccl" if cuda else "gloo", timeout=_group_timeout(timeout),
                                     **({"device_id": torch.device(chosen)} if cuda else {}))
         except (RuntimeError, ValueError) as error:
             raise ProbeRuntimeError(f"cannot join the torchrun process group: {error}") from None
+    group = Group(rank, world, local_rank, timeout=timeout)
     try:
-        group = Group(rank, world, local_rank)
         client = group._collective("joining the run's store", lambda: dist.TCPStore(
-            os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), is_master=False, timeout=TIMEOUT,
-            wait_for_workers=False))
-        run = group.broadcast(uuid.uuid4().hex if rank == 0 else None, "starting")
+            os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), is_master=False,
+            timeout=_group_timeout(timeout), wait_for_workers=False))
+        run = group.broadcast(uuid.uuid4().hex if rank == 0 else None, "starting")  # an all-gather: no store yet
         group.store = dist.PrefixStore(f"probe-atlas/{run}/", client)
+        group.liveness = Liveness(group.store, rank, world, timeout, STOP_KEY).start()
         try:
             yield group, chosen
         except BaseException as error:
@@ -339,5 +391,23 @@ def join(device: str = "auto") -> Iterator[tuple[Group, str]]:
             group.barrier("leaving")
             group.leave()
     finally:
+        if group.liveness is not None:
+            group.liveness.stop()
         if owned and dist.is_initialized():
             dist.destroy_process_group()
+
+
+def check_timeout(timeout: float) -> float:
+    """``timeout`` as positive finite seconds, or a usage error naming ``--timeout``."""
+    try:
+        value = float(timeout)
+    except (TypeError, ValueError):
+        value = float("nan")
+    if not (0 < value < float("inf")):
+        raise ProbeUsageError(f"the timeout must be a positive number of seconds; got {timeout!r}", param="timeout")
+    return value
+
+
+def _group_timeout(timeout: float) -> timedelta:
+    """The process group's and store's own timeout: ``timeout``, at least :data:`MIN_GROUP_TIMEOUT_S`."""
+    return timedelta(seconds=max(timeout, MIN_GROUP_TIMEOUT_S))

@@ -15,9 +15,10 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from probe.chunkstore import weights_digest
 from probe.errors import ProbeUsageError
 
-__all__ = ["STREAMS", "AtlasSettings", "Chunk", "make_chunks", "file_stem"]
+__all__ = ["STREAMS", "AtlasSettings", "Chunk", "make_chunks", "file_stem", "weights_digest"]
 
 
 def file_stem(layer: str) -> str:

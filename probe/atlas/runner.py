@@ -43,8 +43,9 @@ from probe import __version__
 from probe import objectives as O
 from probe.atlas.data import AtlasData, open_dataset
 from probe.atlas.distributed import Group, join
+from probe.atlas.liveness import DEFAULT_TIMEOUT_S
 from probe.atlas.examples import UnitExamples, batches_of, dataset_pass, merge_passes
-from probe.atlas.plan import AtlasSettings, Chunk, file_stem, make_chunks
+from probe.atlas.plan import AtlasSettings, Chunk, file_stem, make_chunks, weights_digest
 from probe.atlas.receptive import POSITIONS_PER_PASS, ReceptiveField, measure_fields, receptive_field
 from probe.atlas.records import png_bytes, read_json, remove_partial, write_bytes, write_json, write_png
 from probe.atlas.writer import Writer
@@ -58,6 +59,10 @@ from probe.optimize import maximize
 __all__ = ["AtlasSummary", "Progress", "build_atlas", "atlas_layers", "RUN_FILE", "DEFAULT_DIVERSITY"]
 
 RUN_FILE = "atlas-run.json"
+CROPS = 2
+"""How the examples record's crops are cut, recorded in it: 2 = an irregular layer's effective box (the 95% of
+the gradient). A record without it (an older cnn-probe's) cut every crop to the gradient's whole support:
+its dataset stage is done again, the chunks kept (:func:`_examples_stage`)."""
 DEFAULT_DIVERSITY = 10.0
 Progress = Callable[[str, int, int], None]
 """``progress(stage, done, total)``: stage ``"dataset"`` (images) or ``"render"`` (chunks)."""
@@ -78,6 +83,8 @@ class AtlasSummary:
         seconds: wall time of this rank's rendering stage.
         site: ``index.html`` (rank 0; None elsewhere).
         dataset_reused: whether the dataset pass came from an earlier run.
+        old_crops: None, or how many crop files an older cnn-probe cut to the whole field were removed when
+            the dataset stage of the resumed atlas was done again (:data:`CROPS`).
         unmoved: ``"layer:unit"`` of each unit with a synthetic image that never moved from its start
             (rank 0; see :func:`_render_chunk`).
     """
@@ -93,6 +100,7 @@ class AtlasSummary:
     seconds: float = 0.0
     site: Path | None = None
     dataset_reused: bool = False
+    old_crops: int | None = None
     unmoved: list[str] = field(default_factory=list)
 
 
@@ -146,15 +154,27 @@ def _on_rank_0(group: Group, work: Callable[[], Any], what: str) -> Any:
     return group.broadcast(work() if group.rank == 0 else None, what)
 
 
-def _start_folder(folder: Path, settings: AtlasSettings, force: bool) -> None:
-    """Rank 0: start, resume or refuse ``folder`` (see the module docstring)."""
+def _start_folder(folder: Path, settings: AtlasSettings, force: bool, weights: str) -> None:
+    """Rank 0: start, resume or refuse ``folder`` (see the module docstring).
+
+    ``weights`` is the digest of the model's weights (:func:`~probe.atlas.plan.weights_digest`): a weights
+    file that changed under the same path, or other random weights, is not resumed with the old images.
+    An atlas begun before its run file recorded the digest is resumed, and the digest recorded from now on.
+    """
     run = read_json(folder / RUN_FILE)
     if run is not None and isinstance(run, dict) and "digest" in run:
-        if run["digest"] == settings.digest():
+        if run["digest"] == settings.digest() and run.get("weights_digest", weights) == weights:
             for sub in (folder, folder / "records", folder / "images"):
                 remove_partial(sub)
+            if "weights_digest" not in run:
+                write_json(folder / RUN_FILE, {**run, "weights_digest": weights})
             return
         if not force:
+            if run["digest"] == settings.digest():
+                raise ProbeUsageError(f"{str(folder)!r} holds an atlas of the same settings but other weights "
+                                      f"({settings.weights}: their content changed since it was begun); rerun with "
+                                      "those weights to resume it, choose another --out, or --force to start over",
+                                      param="weights")
             changed = "; ".join(settings.differences(run.get("settings", {}))[:4])
             raise ProbeUsageError(f"{str(folder)!r} holds an atlas made with other settings ({changed}); rerun with "
                                   "those settings to resume it, choose another --out, or --force to start over",
@@ -165,7 +185,7 @@ def _start_folder(folder: Path, settings: AtlasSettings, force: bool) -> None:
                               "(nothing was deleted)", param="out")
     folder.mkdir(parents=True, exist_ok=True)
     write_json(folder / RUN_FILE, {"command": "atlas", "version": __version__, "digest": settings.digest(),
-                                   "settings": settings.as_dict()})
+                                   "weights_digest": weights, "settings": settings.as_dict()})
 
 
 def _clear(folder: Path) -> None:
@@ -235,7 +255,7 @@ def _examples_record(group: Group, loaded: LoadedModel, data: AtlasData, merged:
                                  "score": float(entry.top.scores[unit, rank_in_unit])})
             units.append({"examples": examples, "histogram": entry.histogram.unit(unit)})
         layers[layer] = {"receptive_field": field_.as_dict(), "seen": entry.seen, "units": units}
-    return {"digest": settings.digest(), "layers": layers}
+    return {"digest": settings.digest(), "crops": CROPS, "layers": layers}
 
 
 def crop_file(index: int, box: Sequence[int]) -> str:
@@ -275,14 +295,19 @@ def _write_crops(data: AtlasData, record: dict[str, Any], folder: Path, rank: in
 
 
 def _examples_stage(group: Group, loaded: LoadedModel, data: AtlasData, folder: Path, settings: AtlasSettings,
-                    batch: int, progress: Progress | None) -> tuple[dict[str, Any], bool]:
+                    batch: int, progress: Progress | None) -> tuple[dict[str, Any], bool, int | None]:
     """The dataset pass (batches dealt to the ranks), rank 0's record, every rank's share of the crops, then
-    ``records/examples.json``, written last: it means the stage is done."""
+    ``records/examples.json``, written last: it means the stage is done.
+
+    Returns ``(record, reused, stale)``: ``stale`` is None, or the number of crop files removed when this
+    atlas's record was an older cnn-probe's (cut to the whole field, :data:`CROPS`) and was made again.
+    """
     path = folder / "records" / "examples.json"
-    if _on_rank_0(group, lambda: _valid(read_json(path), settings), "reading the dataset record"):
+    found = _on_rank_0(group, lambda: _examples_state(read_json(path), settings), "reading the dataset record")
+    if found == "valid":
         existing = read_json(path)  # rank 0 found it; on a folder every rank shares, so does this rank
-        if _valid(existing, settings):
-            return existing, True
+        if _examples_state(existing, settings) == "valid":
+            return existing, True, None
         raise ProbeRuntimeError(f"rank {group.rank} cannot read {str(path)!r}, which rank 0 read: --out must be a "
                                 "folder every process sees (a shared file system on several machines)")
     batches = batches_of(len(data), batch)[group.rank::group.world]
@@ -293,15 +318,54 @@ def _examples_stage(group: Group, loaded: LoadedModel, data: AtlasData, folder: 
         if progress is not None:
             progress("dataset", done[0], sum(len(b) for b in batches))
         group.check()
+        group.tick()
 
     mine = dataset_pass(loaded, data.load, settings.layers, batches, k=settings.examples, keep=settings.units,
                         precision=settings.precision, progress=step)
     parts = group.gather({layer: entry.cpu() for layer, entry in mine.items()}, "gathering the dataset pass")
     record = _examples_record(group, loaded, data, merge_passes(parts), settings)
-    _write_crops(data, record, folder, group.rank, group.world, group.check)
+    _write_crops(data, record, folder, group.rank, group.world, lambda: (group.check(), group.tick()))
     group.barrier("writing the example crops")  # every rank's crops are on disk before the record says so
-    _on_rank_0(group, lambda: write_json(path, record), "writing the dataset record")
-    return record, False
+
+    def replace() -> int:
+        old = read_json(path) if found == "old crops" else None
+        write_json(path, record)
+        return _remove_stale_crops(folder, old, record)
+
+    stale = _on_rank_0(group, replace, "writing the dataset record")
+    return record, False, stale if found == "old crops" else None
+
+
+def _crop_files(record: Any) -> set[str]:
+    """The crop files an examples record names."""
+    return {example["file"] for layer in record["layers"].values() for unit in layer["units"]
+            for example in unit["examples"]}
+
+
+def _remove_stale_crops(folder: Path, old: Any, new: dict[str, Any]) -> int:
+    """Delete the crop files of the ``old`` examples record (an older cnn-probe's) that ``new`` does not name;
+    return how many (0 without an old record)."""
+    if not isinstance(old, dict) or not isinstance(old.get("layers"), dict):
+        return 0
+    try:
+        stale = _crop_files(old) - _crop_files(new)
+    except (KeyError, TypeError, AttributeError):
+        return 0
+    removed = 0
+    for name in sorted(stale):
+        target = folder / name
+        if target.parent == folder / "images" and target.is_file():
+            target.unlink()
+            removed += 1
+    return removed
+
+
+def _examples_state(record: Any, settings: AtlasSettings) -> str:
+    """``"valid"``, ``"old crops"`` (this atlas's record, cut by an older cnn-probe: see :data:`CROPS`) or
+    ``"missing"``."""
+    if not _valid(record, settings):
+        return "missing"
+    return "valid" if record.get("crops") == CROPS else "old crops"
 
 
 def _valid(record: Any, settings: AtlasSettings) -> bool:
@@ -320,11 +384,12 @@ def _spread(images: torch.Tensor) -> float:
 
 
 def _render_chunk(loaded: LoadedModel, chunk: Chunk, folder: Path, settings: AtlasSettings,
-                  writer: Writer) -> dict[str, Any]:
+                  writer: Writer, tick: Callable[[], None] = lambda: None) -> dict[str, Any]:
     """Render one chunk's units and hand their images, then the chunk's record, to ``writer``; return the record.
 
     Each unit's record names its files, scores, spread and ``unmoved``: the copies (``s0``, ``s1``...) that
     never changed from their starting noise (:func:`probe.optimize.unmoved_images`: no gradient reached them).
+    ``tick()`` runs after every optimization step (:meth:`Group.tick`: the rank's heartbeat, a peer's stop).
     """
     copies = settings.per_unit
     expanded = [unit for unit in chunk.units for _ in range(copies)]
@@ -333,7 +398,8 @@ def _render_chunk(loaded: LoadedModel, chunk: Chunk, folder: Path, settings: Atl
         objective = objective + settings.diversity * O.diversity(chunk.layer, group=copies)
     result = maximize(loaded, objective, steps=settings.steps, lr=settings.lr, preset=settings.preset,
                       image_size=settings.image_size, seed=settings.seed,
-                      precision=settings.precision, channels_last=settings.channels_last)
+                      precision=settings.precision, channels_last=settings.channels_last,
+                      progress=lambda step, total, metrics: tick())
     values = result.terms.get(result.main, result.scores)
     unmoved = set(result.settings.get("unmoved", []))
     units, images = [], []
@@ -387,6 +453,7 @@ def build_atlas(
     progress: Progress | None = None,
     on_start: Callable[[AtlasSummary, int], None] | None = None,
     model_options: Mapping[str, Any] | None = None,
+    timeout: float = DEFAULT_TIMEOUT_S,
 ) -> AtlasSummary:
     """Render an atlas of ``model``: every unit of ``layers`` with its synthetic image(s) and dataset examples.
 
@@ -417,6 +484,9 @@ def build_atlas(
         on_start: ``on_start(summary, missing_chunks)`` once the plan is known (for a log line).
         model_options: more keyword arguments of :func:`probe.load_model` (``model_args``,
             ``mean``, ``std``, ``channels``, ``input_size``); default none.
+        timeout: under torchrun, seconds without progress after which a process counts as hung or killed:
+            every process then ends within about that long, with one line naming it (default
+            :data:`~probe.atlas.liveness.DEFAULT_TIMEOUT_S`, 600; see :mod:`probe.atlas.liveness`).
 
     Returns:
         This rank's :class:`AtlasSummary`.
@@ -429,10 +499,12 @@ def build_atlas(
                              ("chunk", chunk, 1), ("batch", batch, 1), ("max_units", 1 if max_units is None else max_units, 1)):
         if value < low:
             raise ProbeUsageError(f"{name.replace('_', '-')} must be >= {low}; got {value}", param=name)
-    with join(device) as (group, chosen):
+    with join(device, timeout) as (group, chosen):
         loaded = load_model(model, weights=weights, device=chosen, seed=seed, **dict(model_options or {}))
+        group.tick()
         chosen_layers = [(name, min(count, max_units or count)) for name, count in atlas_layers(loaded, layers)]
         data = open_dataset(dataset, loaded, limit=limit)
+        group.tick()
         source = str(Path(dataset).expanduser().resolve()) if data.paths else str(dataset)
         weight = diversity if diversity is not None else (DEFAULT_DIVERSITY if per_unit > 1 else 0.0)
         settings = AtlasSettings(
@@ -445,9 +517,10 @@ def build_atlas(
         )  # fmt: skip
         folder = Path(out).expanduser() if out is not None else (
             Path("runs") / f"atlas-{file_stem(loaded.name)}-{settings.digest()[:8]}")
-        _on_rank_0(group, lambda: _start_folder(folder, settings, force), "starting the atlas folder")
+        _on_rank_0(group, lambda: _start_folder(folder, settings, force, weights_digest(loaded.module)),
+                   "starting the atlas folder")
         summary = AtlasSummary(folder, group.rank, group.world, settings, units=sum(settings.units))
-        record, summary.dataset_reused = _examples_stage(group, loaded, data, folder, settings, batch, progress)
+        record, summary.dataset_reused, summary.old_crops = _examples_stage(group, loaded, data, folder, settings, batch, progress)
         chunks = make_chunks(settings.layers, settings.units, chunk)
         missing = _on_rank_0(group, lambda: [i for i, c in enumerate(chunks) if not _done(folder, c, settings.digest())],
                              "listing the chunks to render")
@@ -458,7 +531,7 @@ def build_atlas(
         with Writer() as writer:
             for number, claimed in enumerate(group.claim(len(missing)), 1):
                 target = chunks[missing[claimed]]
-                _render_chunk(loaded, target, folder, settings, writer)
+                _render_chunk(loaded, target, folder, settings, writer, group.tick)
                 summary.rendered.append(target.name)
                 if progress is not None:
                     progress("render", number, len(missing))

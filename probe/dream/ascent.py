@@ -6,8 +6,10 @@
   gradient is rolled back (:mod:`probe.dream.geometry`).
 - **Octaves**: the *detail* of each scale (dreamed minus original at that
   scale) is upsampled and added to the next, larger scale.
-- **Tiles**: the tile grid moves to a random offset at every step (through the
-  same roll as the jitter), so seams never stay in one place.
+- **Tiles**: the tile grid moves to a random offset at every step, so seams
+  never stay in one place. The offsets come from a stream of their own and move
+  the grid, not the image: the image is rolled by the jitter alone, as without
+  tiles, so a tiled dream whose margins hold the receptive field is the untiled one.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from probe.dream.geometry import jitter_shifts, roll, unroll
 from probe.dream.objective import DreamObjective
 from probe.images import resize
 from probe.runtime import check_finite
+from probe.streams import image_key
 from probe.tiling import tile_plan
 
 __all__ = ["ascend"]
@@ -54,10 +57,11 @@ def ascend(
             current = (base + detail).clamp(0.0, 1.0)
         else:
             current = base
-        tiles = tile_plan(*size, tile_size, tile_margin)
-        grid_offset = tile_size if tile_size is not None and len(tiles) > 1 else 0
+        moving = tile_size is not None and len(tile_plan(*size, tile_size, tile_margin)) > 1
+        offsets = _grid_offsets(generator, octave, steps, tile_size) if moving else [(0, 0)] * steps
         finite = torch.ones((), dtype=torch.bool, device=current.device)  # read once per octave: no sync per step
-        for shift in jitter_shifts(jitter, generator, steps, extra=grid_offset):
+        for shift, offset in zip(jitter_shifts(jitter, generator, steps), offsets):
+            tiles = tile_plan(*size, tile_size, tile_margin, offset)
             rolled = roll(current, shift)
             score, _, grad = objective.evaluate(rolled, tiles, gradient=True)
             del rolled  # image-sized, like grad and current: few such copies bound a tiled dream's memory
@@ -70,5 +74,12 @@ def ascend(
         results.append(current.detach())
         detail = current.detach() - base
     return results
+
+
+def _grid_offsets(generator: torch.Generator, octave: int, steps: int, tile_size: int) -> list[tuple[int, int]]:
+    """``steps`` random ``(rows, columns)`` offsets of the tile grid in ``[0, tile_size)``, from a stream of their
+    own keyed by the dream's seed and the octave: the jitter's draws stay those of an untiled dream."""
+    stream = torch.Generator().manual_seed(image_key(generator.initial_seed(), "dream tile grid", octave))
+    return [(int(dy), int(dx)) for dy, dx in torch.randint(0, tile_size, (steps, 2), generator=stream).tolist()]
 
 

@@ -1,0 +1,123 @@
+"""Finished chunks of a render on disk, so that a run killed mid-way (SIGKILL included) resumes where it stopped.
+
+:func:`probe.maximize` with ``resume=FOLDER`` saves each finished chunk (its final and start images,
+history, snapshots and maps) as ``FOLDER/<fingerprint>-<first>-<last>.pt``, written to a temporary file
+and renamed, so a kill leaves either a whole file or none under that name. A rerun with the same request
+loads the chunks whose slice it would render and renders only the others: a chunk's images depend only on
+the request and on which images share its pass, so the result is the uninterrupted run's, bit for bit.
+
+The fingerprint hashes everything the images depend on: the model's weights
+(:func:`weights_digest`), the objective, every image's random-stream key (seed, layer, unit, copy), steps,
+learning rate, optimizer, parametrization, transforms, size, precision and the rest. Files of another
+fingerprint (the rerun changed a setting or the weights) are never read: they are removed and the request
+is computed again, which the result says (``settings["resume"]``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+__all__ = ["ChunkStore", "fingerprint", "weights_digest"]
+
+_TEMPORARY = ".tmp-"
+
+
+def weights_digest(module: nn.Module) -> str:
+    """A 16-hex-digit hash of ``module``'s state_dict: every tensor's name, dtype, shape and bytes, in order.
+
+    What ``weights`` in words cannot say: a weights file changed under the same path, or random weights of
+    another seed. About a second for ResNet-50's 100 MB on a busy core.
+    """
+    digest = hashlib.blake2b(digest_size=8)
+    for name, tensor in module.state_dict().items():
+        if not isinstance(tensor, torch.Tensor):
+            continue
+        value = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}:{value.dtype}:{tuple(value.shape)};".encode())
+        if value.numel() and not value.is_quantized:
+            digest.update(value.view(-1).view(torch.uint8).numpy().tobytes() if value.dtype != torch.bool
+                          else value.numpy().tobytes())
+    return digest.hexdigest()
+
+
+def fingerprint(parts: dict[str, Any]) -> str:
+    """A 16-hex-digit hash of ``parts`` (JSON-able: numbers, strings, lists, dicts; others by ``repr``)."""
+    text = json.dumps(parts, sort_keys=True, default=repr, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+class ChunkStore:
+    """The finished chunks of one request in ``folder`` (created when the first chunk is saved).
+
+    Args:
+        folder: where the chunk files live; a rerun of the same request must name the same folder.
+        key: the request's :func:`fingerprint`.
+
+    Attributes:
+        discarded: chunk files of another fingerprint found and removed when opened.
+        loaded: chunks read back so far.
+    """
+
+    def __init__(self, folder: str | Path, key: str) -> None:
+        self.folder = Path(folder)
+        self.key = key
+        self.loaded = 0
+        self.discarded = 0
+        if self.folder.is_dir():
+            for path in self.folder.iterdir():
+                if path.name.startswith(_TEMPORARY) or (path.suffix == ".pt" and not path.name.startswith(key)):
+                    self.discarded += not path.name.startswith(_TEMPORARY)
+                    path.unlink(missing_ok=True)
+
+    def _path(self, index: slice) -> Path:
+        return self.folder / f"{self.key}-{index.start:06d}-{index.stop - 1:06d}.pt"
+
+    def load(self, index: slice) -> dict[str, Any] | None:
+        """The saved chunk of images ``index`` (what :meth:`save` got), or None when there is none or it cannot
+        be read (it is then removed, to be rendered again)."""
+        path = self._path(index)
+        if not path.is_file():
+            return None
+        try:
+            saved = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception:  # a damaged file (a disk error): render the chunk again
+            path.unlink(missing_ok=True)
+            return None
+        if not isinstance(saved, dict) or saved.get("key") != self.key:
+            path.unlink(missing_ok=True)
+            return None
+        self.loaded += 1
+        return saved
+
+    def save(self, index: slice, chunk: dict[str, Any]) -> None:
+        """Write the chunk of images ``index`` (a dict of tensors, numbers and strings) atomically."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(prefix=_TEMPORARY, suffix=".pt", dir=self.folder)
+        try:
+            with os.fdopen(handle, "wb") as file:
+                torch.save({**chunk, "key": self.key}, file)
+                file.flush()
+                os.fsync(file.fileno())
+            os.replace(temporary, self._path(index))
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
+
+    def clear(self) -> None:
+        """Remove this request's chunk files and the folder when it is left empty (after the result is saved)."""
+        if not self.folder.is_dir():
+            return
+        for path in self.folder.glob(f"{self.key}-*.pt"):
+            path.unlink(missing_ok=True)
+        try:
+            self.folder.rmdir()
+        except OSError:
+            pass

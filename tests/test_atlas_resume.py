@@ -1,0 +1,71 @@
+"""Resuming an atlas never mixes its old and new work: other weights under the same path are refused, and a
+dataset record an older cnn-probe cut to the whole receptive field is made again while the chunks are kept."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+import probe
+from probe.atlas import build_atlas
+from probe.atlas.plan import weights_digest
+from probe.atlas.runner import CROPS, RUN_FILE
+
+TINY = dict(layers=["conv1"], dataset="zoo", limit=8, examples=1, steps=1, max_units=2, chunk=1, device="cpu")
+
+
+def _mtimes(folder: Path) -> dict[str, int]:
+    return {p.name: p.stat().st_mtime_ns for p in (folder / "records").glob("conv1-*.json")}
+
+
+def test_weights_changed_under_the_same_path_are_refused_naming_weights(tmp_path):
+    file = tmp_path / "digits.pt"
+    module = probe.load_model("digits").module
+    torch.save(module.state_dict(), file)
+    out = tmp_path / "atlas"
+    build_atlas("digits", out=out, weights=str(file), **TINY)
+    changed = {k: v + 0.01 if v.is_floating_point() else v for k, v in module.state_dict().items()}
+    torch.save(changed, file)
+    with pytest.raises(probe.ProbeUsageError, match="same settings but other weights .*--force") as error:
+        build_atlas("digits", out=out, weights=str(file), **TINY)
+    assert error.value.param == "weights"
+    kept = _mtimes(out)
+    summary = build_atlas("digits", out=out, weights=str(file), force=True, **TINY)  # --force starts over
+    assert summary.skipped == 0 and _mtimes(out).keys() == kept.keys()
+
+
+def test_an_atlas_begun_before_the_weights_digest_resumes_and_records_it(tmp_path):
+    out = tmp_path / "atlas"
+    build_atlas("digits", out=out, **TINY)
+    run = json.loads((out / RUN_FILE).read_text())
+    assert run["weights_digest"] == weights_digest(probe.load_model("digits").module)
+    del run["weights_digest"]
+    (out / RUN_FILE).write_text(json.dumps(run))
+    summary = build_atlas("digits", out=out, **TINY)
+    assert summary.skipped == summary.total == 2
+    assert "weights_digest" in json.loads((out / RUN_FILE).read_text())
+
+
+def test_a_dataset_record_with_old_whole_field_crops_is_made_again_and_the_chunks_kept(tmp_path):
+    out = tmp_path / "atlas"
+    build_atlas("digits", out=out, **TINY)
+    path = out / "records" / "examples.json"
+    record = json.loads(path.read_text())
+    new_files = {e["file"] for layer in record["layers"].values() for u in layer["units"] for e in u["examples"]}
+    old = json.loads(json.dumps(record))
+    del old["crops"]  # an older cnn-probe's record: no crops version, the whole image as the crop
+    example = old["layers"]["conv1"]["units"][0]["examples"][0]
+    example["file"], example["box"] = f"images/x{example['index']:06d}-0-0-28-28.png", [0, 0, 28, 28]
+    (out / example["file"]).write_bytes(b"old crop")
+    path.write_text(json.dumps(old))
+    chunks = _mtimes(out)
+    summary = build_atlas("digits", out=out, **TINY)
+    assert summary.old_crops == 1 and not summary.dataset_reused
+    assert not (out / example["file"]).exists() and all((out / f).is_file() for f in new_files)
+    assert json.loads(path.read_text()) == {**record, "crops": CROPS}
+    assert _mtimes(out) == chunks and summary.skipped == 2  # the synthetic images are kept
+    again = build_atlas("digits", out=out, **TINY)
+    assert again.dataset_reused and again.old_crops is None
