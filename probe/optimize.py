@@ -173,8 +173,9 @@ class MaximizeResult(GalleryResult):
 
     @property
     def probabilities(self) -> torch.Tensor | None:
-        """``(N,)`` softmax probability of each image's own class (class objectives), else None."""
-        if self.outputs is None or any(unit is None for unit in self.units):
+        """``(N,)`` softmax probability of each image's own class (class objectives), else None (also for one
+        score per image, a regression's, which has no softmax)."""
+        if self.outputs is None or self.outputs.shape[1] < 2 or any(unit is None for unit in self.units):
             return None
         rows = torch.arange(len(self))
         return self.outputs.float().softmax(dim=1)[rows, torch.tensor(self.units)]

@@ -131,6 +131,14 @@ def resolve_precision(precision: str, device: torch.device | str, channels_last:
 
 
 def _nonfinite(what: str, step: int | None) -> ProbeRuntimeError:
+    """The error for ``what`` turning NaN/inf at ``step`` (counted from 1). At step 1 nothing was optimized yet,
+    so no learning rate is to blame: the model gives NaN/inf on the starting image."""
+    if step == 1:
+        return ProbeRuntimeError(
+            f"{what} is NaN or infinite at step 1, on the starting image, before any step was taken, so no learning "
+            "rate causes it: the model's output or a layer overflows there; check its weights (--weights) and "
+            "its input normalization, or use --precision fp32"
+        )
     where = f" at step {step}" if step is not None else ""
     return ProbeRuntimeError(
         f"{what} became NaN or infinite{where}; lower the learning rate (--lr) or the penalty weights, "

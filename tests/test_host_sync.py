@@ -73,7 +73,7 @@ def test_progress_reads_the_device_only_every_k_steps(count_syncs):
 
 def test_a_nan_is_still_caught_and_named_with_its_step():
     objective = O.Objective(lambda c: c("conv2").sum((1, 2, 3)) * torch.tensor(float("nan")), "nan", layers=["conv2"])
-    with pytest.raises(ProbeRuntimeError, match="the objective became NaN or infinite at step 1"):
+    with pytest.raises(ProbeRuntimeError, match="the objective is NaN or infinite at step 1, on the starting image"):
         probe.maximize(model(), objective, steps=3, image_size=12)
 
 

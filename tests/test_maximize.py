@@ -135,7 +135,7 @@ def test_channels_last_renders_the_same_images():
 def test_nan_stops_with_advice():
     model = gray_model()
     broken = O.channel("conv2", 0) * O.Objective(lambda ctx: torch.full((ctx.batch,), float("nan")), "nan")
-    with pytest.raises(ProbeRuntimeError, match="NaN or infinite at step 1; lower the learning rate"):
+    with pytest.raises(ProbeRuntimeError, match="NaN or infinite at step 1, on the starting image, before any step was taken, so no learning rate"):
         maximize(model, broken, steps=3, image_size=16)
 
 

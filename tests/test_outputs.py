@@ -171,6 +171,31 @@ def test_every_objective_reads_one_value_per_image_as_one_unit(objective):
     assert torch.allclose(result.scores, check, atol=1e-5)  # it raised IndexError (tuple index out of range)
 
 
+@pytest.mark.parametrize("kind", ["maps", "heads-dict", "detections"])
+def test_the_output_of_a_dict_of_maps_or_detections_is_no_first_tensor(kind):
+    # 'output' was the first tensor found: an FPN's first map, a two-head dict's first head, a detector's boxes
+    with probe.record(head(kind).eval(), "output") as acts:
+        head(kind).eval()(torch.rand(1, 3, 16, 16))
+    assert "output" not in acts
+    for objective in (O.class_logit(0), O.neuron("output", 0)):
+        with pytest.raises(ProbeUsageError, match="holds no tensor known to be its prediction") as raised:
+            probe.maximize(head(kind), objective, steps=1, image_size=16)
+        assert raised.value.param == "objective"
+    with pytest.raises(ProbeUsageError, match="cannot be dreamed on") as raised:
+        probe.dream(head(kind).eval(), IMAGE, layers=["output"], octaves=1, steps=1)
+    assert raised.value.param == "layer"
+
+
+def test_a_dict_output_records_its_logits_and_a_score_is_dreamed_on_and_has_no_probability():
+    net = head("two-heads").eval()
+    with probe.record(net, "output") as acts:
+        logits = net(IMAGE[None])[0]
+    assert torch.equal(acts["output"], logits)
+    dreamed = probe.dream(head("score").eval(), IMAGE, layers=["output"], octaves=1, steps=2, jitter=0)
+    assert not torch.equal(dreamed.image, IMAGE)  # (N,) raised "not enough values to unpack"
+    assert probe.maximize(head("score"), O.class_logit(0), steps=1, image_size=16).probabilities is None
+
+
 def test_a_class_objective_refuses_detections_and_the_probability_of_one_score():
     x = torch.rand(2, 3, 8, 8)
     boxes = O.Context({"output": torch.zeros(5, 4)}, x)

@@ -28,7 +28,7 @@ from torch import nn
 from probe.checks import check_indices, check_number, check_numbers
 from probe.errors import ProbeRuntimeError, ProbeUsageError, check_depends_on_image
 from probe.forward import ModelInputError, image_grad
-from probe.hooks import capture
+from probe.hooks import OUTPUT, capture
 from probe.images import resize
 from probe.memory import is_out_of_memory
 from probe.models import LoadedModel
@@ -117,6 +117,11 @@ class DreamObjective:
             refused.param = "layer"  # a tile's or an octave's size is named by probe.dream
             raise refused from None
         missing = [name for name in self.layers if name not in acts]
+        if OUTPUT in missing:  # the pass ran, but its output holds no tensor known to be the prediction
+            raise ProbeUsageError(
+                "the model's output holds no tensor known to be its prediction (a dict of several maps, detections, "
+                "or a base model's features), so it cannot be dreamed on; name one of its layers instead",
+                param="layer")
         if missing:
             raise ProbeUsageError(f"layer(s) {', '.join(missing)} did not run in the model's forward pass", param="layer")
         return acts
@@ -124,13 +129,16 @@ class DreamObjective:
     def features(self, name: str, activation: torch.Tensor) -> torch.Tensor:
         """Layer ``name``'s output as ``(C', h, w)`` float32 maps, only the chosen channels.
 
-        A linear layer's ``(1, F)`` output is ``F`` maps of one position.
+        A linear layer's ``(1, F)`` output is ``F`` maps of one position; a ``(1,)`` output (one score per
+        image) is one map of one position.
 
         Raises:
             ProbeUsageError: a chosen channel is out of range for the layer.
         """
         maps = activation.float()[0]
-        if maps.dim() == 1:
+        if maps.dim() == 0:  # one value per image, (N,): a regression's score, one map of one position
+            maps = maps.reshape(1, 1, 1)
+        elif maps.dim() == 1:
             maps = maps[:, None, None]
         elif maps.dim() == 2:
             maps = maps[:, :, None]
