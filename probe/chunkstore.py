@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -25,9 +26,18 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["ChunkStore", "fingerprint", "weights_digest"]
+__all__ = ["ChunkStore", "clear", "fingerprint", "weights_digest"]
 
 _TEMPORARY = ".tmp-"
+_CHUNK = re.compile(r"(?P<key>[0-9a-f]{16})-\d{6}-\d{6}\.pt")
+"""A chunk file's name: ``<fingerprint>-<first>-<last>.pt``; nothing else in the folder is the store's."""
+
+
+def _ours(path: Path) -> bool:
+    """Whether ``path`` is a file a :class:`ChunkStore` wrote: a chunk, or a temporary file a kill left behind.
+    The folder may hold the user's own files (``resume=`` named a folder of theirs): those are never touched."""
+    temporary = path.name.startswith(_TEMPORARY) and path.suffix == ".pt"
+    return (temporary or _CHUNK.fullmatch(path.name) is not None) and path.is_file()
 
 
 def weights_digest(module: nn.Module) -> str:
@@ -73,7 +83,7 @@ class ChunkStore:
         self.discarded = 0
         if self.folder.is_dir():
             for path in self.folder.iterdir():
-                if path.name.startswith(_TEMPORARY) or (path.suffix == ".pt" and not path.name.startswith(key)):
+                if _ours(path) and not path.name.startswith(f"{key}-"):  # a kill's leftover, or another request's
                     self.discarded += not path.name.startswith(_TEMPORARY)
                     path.unlink(missing_ok=True)
 
@@ -113,11 +123,19 @@ class ChunkStore:
 
     def clear(self) -> None:
         """Remove this request's chunk files and the folder when it is left empty (after the result is saved)."""
-        if not self.folder.is_dir():
-            return
-        for path in self.folder.glob(f"{self.key}-*.pt"):
+        clear(self.folder, self.key)
+
+
+def clear(folder: str | Path, key: str | None = None) -> None:
+    """Remove the chunk files in ``folder`` (of request ``key`` only, or of any), then the folder if it is left
+    empty; the user's own files there stay, and so does the folder then."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return
+    for path in folder.iterdir():
+        if _ours(path) and (key is None or path.name.startswith(f"{key}-")):
             path.unlink(missing_ok=True)
-        try:
-            self.folder.rmdir()
-        except OSError:
-            pass
+    try:
+        folder.rmdir()
+    except OSError:
+        pass

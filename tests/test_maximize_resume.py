@@ -11,6 +11,7 @@ import torch
 
 import probe
 from probe import objectives as O
+from probe.chunkstore import clear
 
 DIGITS = probe.load_model("digits")
 REQUEST = dict(steps=2, batch=2, seed=1)
@@ -18,6 +19,7 @@ REQUEST = dict(steps=2, batch=2, seed=1)
 KILLED = """
 import os, signal, sys, probe
 from probe import objectives as O
+from probe.chunkstore import clear
 def progress(step, total, metrics):
     if step > 3 * {steps}:  # the fourth chunk of two images has begun: three are on disk
         os.kill(os.getpid(), signal.SIGKILL)
@@ -67,3 +69,16 @@ def test_another_setting_or_other_weights_discard_the_old_chunks(tmp_path):
     other = probe.maximize(changed, O.channel("conv2", range(10)), **REQUEST, resume=folder)
     assert other.settings["resume"] == {"folder": str(folder), "reused": 0, "discarded": 5}
     assert not torch.equal(other.images, first.images)
+
+
+def test_the_users_own_files_in_the_folder_are_never_read_or_removed(tmp_path):
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    torch.save({"w": torch.ones(2)}, folder / "model.pt")  # a .pt of the user's: it was removed as another request's
+    (folder / "notes.txt").write_text("mine")
+    _run(folder)
+    other = _run(folder, steps=3)
+    assert other.settings["resume"]["discarded"] == 5  # the first request's chunks, and nothing of the user's
+    clear(folder)
+    assert sorted(path.name for path in folder.iterdir()) == ["model.pt", "notes.txt"]
+    assert torch.equal(torch.load(folder / "model.pt", weights_only=True)["w"], torch.ones(2))
