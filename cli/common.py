@@ -325,7 +325,7 @@ def model_options(
             click.option("--in-channels", type=count(1), default=None,
                          help="Input channels the model expects (default: from its first convolution)."),
             click.option("--input-size", callback=_size, default=None, metavar="N|HxW",
-                         help="Input size the model was trained at; the default size of made images "
+                         help="Input size the model was trained at, in pixels (N or HxW); the default size of made images "
                               "(default: what the model's source states, else 224)."),
             click.option("--std", callback=_floats, default=None, metavar="S[,S,...]",
                          help="Per-channel std of the model's normalization (default: the model's own, else ImageNet's)."),
