@@ -50,6 +50,7 @@ __all__ = [
     "invocation",
     "complete_model",
     "complete_layer",
+    "option_given",
 ]
 
 OOM_ADVICE = f"the GPU ran out of memory; {OUT_OF_MEMORY}"
@@ -260,7 +261,14 @@ class ProbeCommand(_RecordsInvocation):
 
 def _given(ctx: click.Context, param: click.Parameter) -> bool:
     """Whether ``param`` was set by the user (command line or environment), not left at its default."""
-    source = ctx.get_parameter_source(param.name or "")
+    return option_given(param.name or "", ctx)
+
+
+def option_given(name: str, ctx: click.Context | None = None) -> bool:
+    """Whether the option called ``name`` (``"units"``) was given by the user, not left at its default; False
+    outside a command. For refusing an option that another one makes meaningless, rather than ignoring it."""
+    ctx = ctx or click.get_current_context(silent=True)
+    source = ctx.get_parameter_source(name) if ctx is not None else None
     return source is not None and source not in (ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP)
 
 

@@ -17,6 +17,7 @@ from probe.cli.common import (
     list_option,
     model_options,
     note,
+    option_given,
     out_options,
     load_model_from_options,
     progress_bar,
@@ -174,6 +175,11 @@ def command(image: str, model: str, weights: str, layer: list[str] | None, layer
     """
     if size not in ("auto", "full"):
         parse_size(size)  # a clear --size error before any loading
+    if tile_margin is not None and tile is None:  # both were ignored without their option
+        raise ProbeUsageError("--tile-margin is the context around each tile; add --tile PX", param="tile_margin")
+    if frames == 0 and option_given("zoom"):
+        raise ProbeUsageError("--zoom is the zoom between the frames of a zoom sequence; add --frames N",
+                              param="zoom")
     if layer_weight and not any(layer_weight):
         raise ProbeUsageError("every layer's weight is 0: the objective would be 0 and the dream the input itself; "
                               "give at least one weight that is not 0", param="layer_weight")

@@ -106,9 +106,16 @@ def test_a_size_the_model_refuses_names_the_option_that_set_it(args, option):
      "--layer-weight", "is 0"),
     (["style", "a.png", "b.png", "--content-weight", "0", "--style-weight", "0"], "--style-weight", "both 0"),
     (["style", "a.png", "b.png", "--scales", "99999999"], "--scales", "65536"),
+    (["maximize", "--target", "conv2:7", "--units", "3"], "--target", "leave --units out"),
+    (["maximize", "--target", "conv2:7", "--objective", "class"], "--target", "leave --objective out"),
+    (["maximize", "--layer", "conv2", "--caricature", "digits:3", "--units", "0-3"], "--caricature",
+     "leave --units out"),
+    (["dream", "digits:3", "--model", "digits", "--tile-margin", "4"], "--tile-margin", "add --tile"),
+    (["dream", "digits:3", "--model", "digits", "--zoom", "2"], "--zoom", "add --frames"),
 ])
 def test_settings_that_would_change_nothing_or_cannot_run_are_refused(args, option, says, tmp_path, monkeypatch):
-    """Each ran before and wrote its input back as the result (or failed deep inside)."""
+    """Each ran before: wrote its input back as the result, ignored an option another one overrides (the
+    run did not do what was asked, without a word), or failed deep inside."""
     monkeypatch.chdir(tmp_path)
     line = one_error(CliRunner().invoke(cli, args), 2)
     assert f"'{option}'" in line and says in line
