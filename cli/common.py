@@ -42,6 +42,7 @@ __all__ = [
     "echo_done",
     "fail_if_diverged",
     "note",
+    "note_tiny_size",
     "list_option",
     "split_list",
     "snapshot_steps",
@@ -459,6 +460,22 @@ def note(text: str) -> None:
     """An informational line on stderr (what is about to run, what was skipped); silent under ``--quiet``."""
     if not _flag(QUIET_KEY):
         click.echo(text, err=True)
+
+
+TINY_SIDE = 16
+"""Images with a side under this many pixels get a note: a CNN's maps are a pixel or two across there."""
+
+
+def note_tiny_size(size: int | tuple[int, int] | None, loaded: LoadedModel) -> None:
+    """Note (stderr) a ``--size`` under :data:`TINY_SIDE` pixels on a side: ``--size 3`` made 3x3 images without
+    a word. ``size`` is what :func:`probe.images.parse_size` returned (None: the model's own size)."""
+    if size is None:
+        return
+    sides = (size, size) if isinstance(size, int) else tuple(size)
+    if min(sides) < TINY_SIDE:
+        own = "x".join(map(str, loaded.preprocess.input_size))
+        note(f"note: --size {'x'.join(map(str, sides))} is under {TINY_SIDE} px on a side: the images will be that "
+             f"small and the model's maps a pixel or two across; {loaded.name}'s own input size is {own}")
 
 
 def echo_done(folder: Path, summary: str) -> None:

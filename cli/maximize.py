@@ -17,6 +17,7 @@ from probe.cli.common import (
     list_option,
     model_options,
     note,
+    note_tiny_size,
     out_options,
     load_model_from_options,
     progress_bar,
@@ -174,6 +175,7 @@ def command(
     """
     image_size = _size(size)
     loaded = load_model_from_options(model, weights, device, seed)
+    note_tiny_size(image_size, loaded)
     layer, units, objective, known = target_shorthand(methods, loaded, layer, units, objective, image_size)
     info = _target_layer(loaded, objective, layer, image_size, known)
     chosen = O.parse_units(",".join(units), info.units, info.name)

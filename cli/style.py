@@ -15,6 +15,7 @@ from probe.cli.common import (
     list_option,
     model_options,
     note,
+    note_tiny_size,
     out_options,
     load_model_from_options,
     progress_bar,
@@ -159,6 +160,7 @@ def command(
             f"or --weights PATH (a {model} state_dict file)",
             param="weights",
         ) from None
+    note_tiny_size(min(scales) if scales else parsed_size, loaded)
     what = "-".join([_stem(content), *(_stem(s) for s in styles[:2])])
     destination = check_out_dir(out, Path("runs") / f"style-{slug(model)}-{what}", force=force)
     total = steps * (len(scales) if scales else 1)

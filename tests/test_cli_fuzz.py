@@ -151,3 +151,12 @@ def test_a_dream_says_when_octaves_were_left_out(tmp_path):
                                       "--size", "32", "--out", str(tmp_path / "d")])
     assert result.exit_code == 0, result.output
     assert "3 of the 9 octaves asked ran" in result.stderr and "asked" not in result.stdout
+
+
+@pytest.mark.parametrize("size, noted", [("3", True), ("4x400", True), ("16", False)])
+def test_a_tiny_size_is_noted_on_stderr(size, noted, tmp_path):
+    """``--size 3`` wrote 3x3 images without a word."""
+    result = CliRunner().invoke(cli, ["maximize", "--layer", "conv1", "--units", "0", "--steps", "1", "--size", size,
+                                      "--out", str(tmp_path / "m")])
+    assert result.exit_code == 0, result.output
+    assert ("under 16 px on a side" in result.stderr) is noted and "under 16 px" not in result.stdout
