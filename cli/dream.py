@@ -30,6 +30,7 @@ from probe.dream.geometry import MIN_OCTAVE_SIDE
 from probe.errors import ProbeUsageError
 from probe.gallery import check_out_dir, slug
 from probe.images import load_image, parse_size
+from probe.memory import check_fits
 from probe.models import LoadedModel
 
 DEFAULT_MODEL = "googlenet"
@@ -185,6 +186,9 @@ def command(image: str, model: str, weights: str, layer: list[str] | None, layer
                               "give at least one weight that is not 0", param="layer_weight")
     loaded = _load(model, weights, device, seed)
     picture = _input_image(image, loaded, size)
+    if frames:  # every frame is kept for the PNGs and the GIF: --frames 2147483647 ran on for ever
+        check_fits(4.0 * (frames + 1) * picture.numel(), "cpu", f"{frames:,} frames of {picture.shape[-2]}x"
+                   f"{picture.shape[-1]}", "ask for fewer --frames, or a smaller --size")
     chosen_layers = layer
     folder_name = f"dream-{slug(model if not Path(model).exists() else Path(model).stem)}-{_image_name(image)}"
     destination = check_out_dir(out, Path("runs") / folder_name, force=force)

@@ -122,12 +122,15 @@ def test_settings_that_would_change_nothing_or_cannot_run_are_refused(args, opti
     assert list(tmp_path.iterdir()) == []
 
 
-def test_maximize_refuses_results_that_cannot_fit_before_any_work(tmp_path, monkeypatch):
+def test_results_that_cannot_fit_are_refused_before_any_work(tmp_path, monkeypatch):
     """``--per-unit 2147483647`` listed 2**31 units first (minutes, gigabytes), then ran out of memory."""
     monkeypatch.chdir(tmp_path)
     result = CliRunner().invoke(cli, ["maximize", "--layer", "conv2", "--units", "0", "--per-unit", "2147483647"])
     line = one_error(result, 1)
     assert "needs about" in line and "--per-unit" in line and list(tmp_path.iterdir()) == []
+    result = CliRunner().invoke(cli, ["dream", "digits:3", "--model", "digits", "--frames", "2147483647"])
+    line = one_error(result, 1)  # every frame is kept; it ran on for ever
+    assert "needs about" in line and "--frames" in line and list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize("args, says, never", [
