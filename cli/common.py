@@ -16,8 +16,8 @@ from PIL import Image
 from click.core import ParameterSource
 from click.shell_completion import CompletionItem
 
-from probe.cli.interrupt import INTERRUPTED, Interrupted
-from probe.cli.types import SEED, OutFolder, count
+from probe.cli.interrupt import INTERRUPTED, INTERRUPTED_HEAD, Interrupted
+from probe.cli.types import SEED, OutFolder, count, refuse_blank
 from probe.errors import ProbeRuntimeError, ProbeUsageError
 from probe.forward import DTYPE_WORDS, GRADIENT_WORDS, ModelInputError
 from probe.memory import is_out_of_memory
@@ -42,6 +42,7 @@ __all__ = [
     "echo_done",
     "fail_if_diverged",
     "note",
+    "note_tiny_size",
     "list_option",
     "split_list",
     "snapshot_steps",
@@ -50,13 +51,14 @@ __all__ = [
     "invocation",
     "complete_model",
     "complete_layer",
+    "option_given",
 ]
 
 OOM_ADVICE = f"the GPU ran out of memory; {OUT_OF_MEMORY}"
-CPU_OOM_ADVICE = (
-    "the computer ran out of memory; reduce the work per pass (--tile, --size, --batch, --steps where the "
-    "command has them), or close other programs"
-)
+WORK_OPTIONS = ("tile", "size", "batch", "chunk", "steps", "per_unit", "examples", "samples", "scales")
+"""The options that set the work per pass, most effective first: what the CPU's out-of-memory advice names."""
+HUGE_COUNT = 2**16
+"""A count given at least this large is named first in the out-of-memory advice (``--in-channels 2147483647``)."""
 SHAPE_WORDS = (
     "kernel size can't be greater than actual input size",
     "output size is too small",
@@ -71,12 +73,29 @@ DISK_FAILURES = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO})
 """``OSError`` codes that say the disk is full, read-only or failing: exit 1, whatever file they concern."""
 
 
-def out_of_memory_advice(error: BaseException) -> str | None:
-    """The one-line advice for an allocation failure (CUDA or CPU), or None if ``error`` is not one."""
+def out_of_memory_advice(error: BaseException, command: click.Command | None = None,
+                         ctx: click.Context | None = None) -> str | None:
+    """The one-line advice for an allocation failure (CUDA or CPU), or None if ``error`` is not one.
+
+    On the CPU it names what to lower: the counts given huge first (``--in-channels 2147483647``), then
+    ``command``'s own :data:`WORK_OPTIONS` (a command without ``--tile`` is not told to use it).
+    """
     if not is_out_of_memory(error):
         return None
     text = str(error).lower()
-    return OOM_ADVICE if "cuda" in text or "gpu" in text or "hip" in text else CPU_OOM_ADVICE
+    if "cuda" in text or "gpu" in text or "hip" in text:
+        return OOM_ADVICE
+    params = list(command.params) if command is not None else []
+    values = ctx.params if ctx is not None else {}
+    huge = [p for p in params if isinstance(p, click.Option) and ctx is not None and isinstance(p.type, click.IntRange)
+            and _given(ctx, p) and isinstance(values.get(p.name), int) and values[p.name] >= HUGE_COUNT
+            and p.name != "seed"]
+    levers = [p.opts[0] for name in WORK_OPTIONS for p in params
+              if p.name == name and isinstance(p, click.Option) and p not in huge]
+    advice = [f"lower {', '.join(f'{p.opts[0]} {values[p.name]}' for p in huge)}"] if huge else []
+    if levers:
+        advice.append(f"reduce the work per pass ({', '.join(levers)})")
+    return f"the computer ran out of memory; {', or '.join([*advice, 'close other programs'])}"
 
 
 class _RecordsInvocation(click.Command):
@@ -120,25 +139,42 @@ class ProbeCommand(_RecordsInvocation):
         super().__init__(*args, **kwargs)
         self.interrupted = interrupted
 
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        """Refuse an empty value of any option or argument (:func:`~probe.cli.types.refuse_blank`), then parse.
+
+        Checked on the words as typed, before click converts them: a path type has already made ``""`` the
+        current folder.
+        """
+        if not ctx.resilient_parsing:  # shell completion parses half-typed lines
+            try:
+                typed, _, _ = self.make_parser(ctx).parse_args(args=list(args))
+            except click.UsageError:
+                typed = {}  # click's own parse below reports it
+            for param in self.get_params(ctx):
+                value = typed.get(param.name)
+                for item in value if isinstance(value, (list, tuple)) else [value]:
+                    refuse_blank(item, param, ctx)
+        return super().parse_args(ctx, args)
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except KeyboardInterrupt:
             written = ctx.meta.get(WRITTEN_KEY)
             if written:  # Ctrl-C after the save (the final lines, --json): the gallery is there
-                raise Interrupted(f"interrupted (Ctrl-C) after the gallery was written: {written[-1]}") from None
+                raise Interrupted(f"{INTERRUPTED_HEAD}; the finished gallery is kept: {written[-1]}") from None
             raise Interrupted(self.interrupted) from None
         except ProbeUsageError as error:
             param = self._param(error.param.replace("-", "_")) if error.param else None
-            if param is None and isinstance(error, ModelInputError):  # atlas: the model's size is --input-size
-                param = self._param("input_size")
+            if isinstance(error, ModelInputError) and error.param == "size":
+                param = self._size_param(ctx)
             if param is not None:
                 raise click.BadParameter(str(error), ctx=ctx, param=param) from None
             raise click.UsageError(str(error), ctx=ctx) from None
         except ProbeRuntimeError as error:
             raise click.ClickException(str(error)) from None
         except (RuntimeError, MemoryError, AssertionError, ValueError) as error:  # the last two: a model's own checks
-            advice = out_of_memory_advice(error)
+            advice = out_of_memory_advice(error, self, ctx)
             if advice is not None:
                 raise click.ClickException(advice) from None
             self._wrong_size(ctx, error)
@@ -165,6 +201,14 @@ class ProbeCommand(_RecordsInvocation):
         """The command's option ``name``, or its plural (a layer's error names ``layer``; atlas has ``--layers``)."""
         return next((p for p in self.params if p.name == name), None) or next(
             (p for p in self.params if p.name == f"{name}s"), None)
+
+    def _size_param(self, ctx: click.Context) -> click.Parameter | None:
+        """The option that set the input size the model refused: ``--size`` when given (or the only one), else
+        ``--input-size`` (the model's own size, and the default of ``--size``; atlas has only it)."""
+        size, input_size = self._param("size"), self._param("input_size")
+        if size is not None and (input_size is None or _given(ctx, size) or not _given(ctx, input_size)):
+            return size
+        return input_size
 
     def _wrong_weights(self, ctx: click.Context, error: BaseException) -> None:
         """torch's "Error(s) in loading state_dict" (keys that fit, shapes that do not) -> a ``--weights`` error."""
@@ -202,17 +246,36 @@ class ProbeCommand(_RecordsInvocation):
         """Word torch's "input too small / wrong size" errors as a ``--size`` error (one line without --size)."""
         if not any(words in str(error).lower() for words in SHAPE_WORDS):
             return
-        size = ctx.params.get("size")
-        param = self._param("size")
+        param = self._size_param(ctx)
+        size = ctx.params.get(param.name or "") if param is not None else None
         if param is not None and size not in (None, "auto", "full"):
+            own = "leave --size out for the model's own" if param.name == "size" else "give the size it was trained at"
             raise click.BadParameter(
-                f"the model cannot run on a {size} input ({_first_line(error)}): too small for its convolutions "
-                "and pools, or not the size its linear layers were built for; leave --size out for the model's own",
+                f"the model cannot run on a {_size_text(size)} input ({_first_line(error)}): too small for its "
+                f"convolutions and pools, or not the size its linear layers were built for; {own}",
                 ctx=ctx,
                 param=param,
             ) from None
-        hint = "give the input size it was built for with --size" if param is not None else "use another image size"
+        hint = "give the input size it was built for with --size" if self._param("size") else "use another image size"
         raise click.ClickException(f"the model cannot run on this input size ({_first_line(error)}); {hint}") from None
+
+
+def _given(ctx: click.Context, param: click.Parameter) -> bool:
+    """Whether ``param`` was set by the user (command line or environment), not left at its default."""
+    return option_given(param.name or "", ctx)
+
+
+def option_given(name: str, ctx: click.Context | None = None) -> bool:
+    """Whether the option called ``name`` (``"units"``) was given by the user, not left at its default; False
+    outside a command. For refusing an option that another one makes meaningless, rather than ignoring it."""
+    ctx = ctx or click.get_current_context(silent=True)
+    source = ctx.get_parameter_source(name) if ctx is not None else None
+    return source is not None and source not in (ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP)
+
+
+def _size_text(size: Any) -> str:
+    """A size option's value as the user wrote it: ``32``, ``32x48`` (a parsed ``(32, 48)`` too)."""
+    return "x".join(map(str, size)) if isinstance(size, (tuple, list)) else str(size)
 
 
 def _first_line(error: BaseException) -> str:
@@ -271,7 +334,7 @@ def model_options(
             click.option("--in-channels", type=count(1), default=None,
                          help="Input channels the model expects (default: from its first convolution)."),
             click.option("--input-size", callback=_size, default=None, metavar="N|HxW",
-                         help="Input size the model was trained at; the default size of made images "
+                         help="Input size the model was trained at, in pixels (N or HxW); the default size of made images "
                               "(default: what the model's source states, else 224)."),
             click.option("--std", callback=_floats, default=None, metavar="S[,S,...]",
                          help="Per-channel std of the model's normalization (default: the model's own, else ImageNet's)."),
@@ -397,6 +460,22 @@ def note(text: str) -> None:
     """An informational line on stderr (what is about to run, what was skipped); silent under ``--quiet``."""
     if not _flag(QUIET_KEY):
         click.echo(text, err=True)
+
+
+TINY_SIDE = 16
+"""Images with a side under this many pixels get a note: a CNN's maps are a pixel or two across there."""
+
+
+def note_tiny_size(size: int | tuple[int, int] | None, loaded: LoadedModel) -> None:
+    """Note (stderr) a ``--size`` under :data:`TINY_SIDE` pixels on a side: ``--size 3`` made 3x3 images without
+    a word. ``size`` is what :func:`probe.images.parse_size` returned (None: the model's own size)."""
+    if size is None:
+        return
+    sides = (size, size) if isinstance(size, int) else tuple(size)
+    if min(sides) < TINY_SIDE:
+        own = "x".join(map(str, loaded.preprocess.input_size))
+        note(f"note: --size {'x'.join(map(str, sides))} is under {TINY_SIDE} px on a side: the images will be that "
+             f"small and the model's maps a pixel or two across; {loaded.name}'s own input size is {own}")
 
 
 def echo_done(folder: Path, summary: str) -> None:

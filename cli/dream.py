@@ -17,6 +17,7 @@ from probe.cli.common import (
     list_option,
     model_options,
     note,
+    option_given,
     out_options,
     load_model_from_options,
     progress_bar,
@@ -25,9 +26,11 @@ from probe.cli.common import (
 )
 from probe.cli.types import count, finite
 from probe.dream import dream
+from probe.dream.geometry import MIN_OCTAVE_SIDE
 from probe.errors import ProbeUsageError
 from probe.gallery import check_out_dir, slug
 from probe.images import load_image, parse_size
+from probe.memory import check_fits
 from probe.models import LoadedModel
 
 DEFAULT_MODEL = "googlenet"
@@ -119,9 +122,9 @@ def _image_name(source: str) -> str:
               help="l2: mean squared activation (positive grows, negative shrinks); mean: mean activation.")
 @click.option("--octaves", type=count(1), default=4, show_default=True, help="Number of scales.")
 @click.option("--octave-scale", "octave_scale", type=finite(min=1.0), default=1.4, show_default=True,
-              help="Size ratio between consecutive octaves.")
-@click.option("--steps", type=count(0), default=10, show_default=True, help="Gradient steps per octave.")
-@click.option("--lr", type=finite(min=0.0, max=1.0), default=0.01, show_default=True,
+              help="Size ratio between consecutive octaves: 1.4 makes each octave's side 1.4 times the previous one's.")
+@click.option("--steps", type=count(1), default=10, show_default=True, help="Gradient steps per octave.")
+@click.option("--lr", type=finite(min=0.0, max=1.0, min_open=True), default=0.01, show_default=True,
               help="Mean change of a pixel per step (pixel values in [0, 1]).")
 @click.option("--jitter", type=count(0), default=32, show_default=True,
               help="Random roll in pixels before each step, undone after.")
@@ -135,11 +138,12 @@ def _image_name(source: str) -> str:
                    "the layer's own activation): --guide shapes:stripes.")
 @click.option("--frames", type=count(0), default=0, show_default=True,
               help="Zoom sequence: N frames, each the dream of the previous one zoomed by --zoom (PNGs and a GIF).")
-@click.option("--zoom", type=finite(min=1.0), default=1.05, show_default=True, help="Zoom between frames.")
+@click.option("--zoom", type=finite(min=1.0), default=1.05, show_default=True,
+              help="Zoom factor between frames: 1.05 is 5% closer each frame.")
 @click.option("--size", default="auto", show_default=True, metavar="auto|full|N|HxW",
               help="Resize IMAGE first: auto = longer side twice the model's input size, at least 256 "
               "(googlenet: 448, shapes: 256); full keeps it; "
-              "N sets the longer side; HxW both.")
+              "N sets the longer side; HxW both (pixels).")
 @speed_options()
 @shared
 @out_options
@@ -172,8 +176,19 @@ def command(image: str, model: str, weights: str, layer: list[str] | None, layer
     """
     if size not in ("auto", "full"):
         parse_size(size)  # a clear --size error before any loading
+    if tile_margin is not None and tile is None:  # both were ignored without their option
+        raise ProbeUsageError("--tile-margin is the context around each tile; add --tile PX", param="tile_margin")
+    if frames == 0 and option_given("zoom"):
+        raise ProbeUsageError("--zoom is the zoom between the frames of a zoom sequence; add --frames N",
+                              param="zoom")
+    if layer_weight and not any(layer_weight):
+        raise ProbeUsageError("every layer's weight is 0: the objective would be 0 and the dream the input itself; "
+                              "give at least one weight that is not 0", param="layer_weight")
     loaded = _load(model, weights, device, seed)
     picture = _input_image(image, loaded, size)
+    if frames:  # every frame is kept for the PNGs and the GIF: --frames 2147483647 ran on for ever
+        check_fits(4.0 * (frames + 1) * picture.numel(), "cpu", f"{frames:,} frames of {picture.shape[-2]}x"
+                   f"{picture.shape[-1]}", "ask for fewer --frames, or a smaller --size")
     chosen_layers = layer
     folder_name = f"dream-{slug(model if not Path(model).exists() else Path(model).stem)}-{_image_name(image)}"
     destination = check_out_dir(out, Path("runs") / folder_name, force=force)
@@ -198,6 +213,10 @@ def command(image: str, model: str, weights: str, layer: list[str] | None, layer
         if bar is not None:
             bar.close()
     folder = result.save(destination, image=image, size=size, **loaded.describe())
+    if result.options["octaves"] < octaves:
+        note(f"note: {result.options['octaves']} of the {octaves} octaves asked ran: at --octave-scale "
+             f"{octave_scale:g} the others would be under {MIN_OCTAVE_SIDE} px across on this "
+             f"{picture.shape[-2]}x{picture.shape[-1]} image")
     layers_text = ", ".join(result.options["layers"])
     diverged = result.options.get("diverged")
     echo_done(folder, f"{loaded.name} {layers_text}: objective {result.objective_before:.4g} -> "

@@ -19,8 +19,11 @@ from types import FrameType
 
 EXIT_INTERRUPTED = 130
 """128 + SIGINT, the shell's convention for a command stopped by Ctrl-C."""
-INTERRUPTED = "interrupted (Ctrl-C); nothing was written"
-"""What an interrupted command says (``probe atlas`` says what it kept instead)."""
+INTERRUPTED_HEAD = "interrupted (Ctrl-C)"
+"""What happened, the part of an interrupted command's line before its ``;`` (a SIGTERM rewrites only this part)."""
+INTERRUPTED = f"{INTERRUPTED_HEAD}; nothing was written"
+"""What an interrupted command says (``probe atlas`` says what it kept instead, a command that saved its gallery
+where it is), always after a ``;``."""
 
 _pressed: list[bool] = []  # one entry once Ctrl-C was pressed while starting
 

@@ -15,9 +15,9 @@ from types import FrameType
 
 import click
 
-from probe.cli.entry import EXIT_INTERRUPTED, INTERRUPTED
+from probe.cli.entry import EXIT_INTERRUPTED, INTERRUPTED, INTERRUPTED_HEAD
 
-__all__ = ["INTERRUPTED", "EXIT_TERMINATED", "Interrupted", "Terminated", "terminate_like_ctrl_c"]
+__all__ = ["INTERRUPTED", "INTERRUPTED_HEAD", "EXIT_TERMINATED", "Interrupted", "Terminated", "terminate_like_ctrl_c"]
 
 EXIT_TERMINATED = 143
 """128 + SIGTERM, the shell's convention for a command stopped by ``kill``."""
@@ -58,7 +58,12 @@ def terminate_like_ctrl_c() -> None:
 class Interrupted(click.ClickException):
     """Ctrl-C: one line and exit code 130 (128 + SIGINT), the shell's convention, instead of click's
     ``Aborted!`` with exit code 1 that scripts cannot tell from a failure; after a SIGTERM the same line
-    says so and the exit code is 143."""
+    says so and the exit code is 143.
+
+    ``message`` is what happened, a ``;``, then what was kept (``interrupted (Ctrl-C); nothing was written``,
+    ``...; the finished gallery is kept: runs/x``): after a SIGTERM the part before the ``;`` becomes
+    ``terminated (SIGTERM)`` and what was kept stays, so both say where the finished work is.
+    """
 
     exit_code = EXIT_INTERRUPTED
 

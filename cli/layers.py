@@ -13,7 +13,7 @@ from probe.images import parse_size
 @click.argument("spec", required=False, metavar="MODEL", shell_complete=complete_model)
 @model_options(default=None, help_extra=" Default: the MODEL argument (one of the two is needed).", required=False,
                weights_default="offline")
-@click.option("--size", default=None, metavar="N|HxW", help="Input size for the dummy pass (default: the model's).")
+@click.option("--size", default=None, metavar="N|HxW", help="Input size in pixels for the dummy pass: N or HxW (default: the model's).")
 @click.option("--leaves", is_flag=True, help="Only modules without children (hide containers such as Sequential).")
 @device_option
 def command(spec: str | None, model: str | None, weights: str, size: str | None, leaves: bool, device: str) -> None:

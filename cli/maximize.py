@@ -17,6 +17,7 @@ from probe.cli.common import (
     list_option,
     model_options,
     note,
+    note_tiny_size,
     out_options,
     load_model_from_options,
     progress_bar,
@@ -31,6 +32,7 @@ from probe.errors import ProbeUsageError
 from probe.gallery import check_out_dir, slug
 from probe.hooks import OUTPUT
 from probe.images import parse_size
+from probe.memory import check_fits
 from probe.optimize import PRESETS, LayerShape, MaximizeResult, inspect_layer, maximize
 
 OBJECTIVES = ("channel", "neuron", "class")
@@ -83,6 +85,16 @@ def _target_layer(loaded: Any, objective: str, layer: str | None, size: tuple[in
     return info
 
 
+def _check_results_fit(loaded: Any, images: int, steps: int, snapshots: int, size: tuple[int, int]) -> None:
+    """Refuse, before any work, a run whose results alone cannot fit in memory: ``images`` final images (plus
+    ``snapshots`` copies each) of ``size`` and a score per image and step (``--per-unit 2147483647`` froze the
+    command while it listed 2**31 units, then failed as an out-of-memory error naming options it did not have)."""
+    pixels = loaded.preprocess.channels * size[0] * size[1]
+    needed = 4.0 * images * (pixels * (1 + min(snapshots, steps)) + steps)
+    check_fits(needed, "cpu", f"{images:,} image(s) of {size[0]}x{size[1]} over {steps:,} steps",
+               "ask for fewer images (--units, --per-unit) or fewer --steps")
+
+
 def _summary(result: MaximizeResult, name: str) -> str:
     values = result.terms.get(result.main, result.scores)
     what = WHAT.get(result.kind, "score")
@@ -119,9 +131,12 @@ def _summary(result: MaximizeResult, name: str) -> str:
 @click.option("--preset", type=click.Choice(list(PRESETS)), default="robust", show_default=True,
               help="robust: Fourier parametrization + colour decorrelation + random jitter/scale/rotate; "
                    "plain: gradient ascent on the pixels themselves, clipped to [0, 1], no transforms.")
-@click.option("--steps", type=count(1), default=256, show_default=True, help="Optimization steps.")
-@click.option("--lr", type=finite(min=0, min_open=True), default=None, help="Learning rate (default 0.05).")
-@click.option("--size", default=None, metavar="H[xW]", help="Image size (default: the model's input size).")
+@click.option("--steps", type=count(1), default=256, show_default=True,
+              help="Optimization steps: Adam updates of the image.")
+@click.option("--lr", type=finite(min=0, min_open=True), default=None,
+              help="Adam's learning rate on the image's parameters (default: 0.05; 0.005 for --param cppn).")
+@click.option("--size", default=None, metavar="H[xW]",
+              help="Image size in pixels: N (square) or HxW (default: the model's input size).")
 @click.option("--batch", type=BatchSize(), default="auto", show_default=True, metavar="N|auto",
               help="At most N images per optimization pass; bigger requests run in chunks. auto: on CUDA the "
                    "largest batch that fits the free memory (halved and retried if it runs out), 64 on the CPU. "
@@ -160,10 +175,12 @@ def command(
     """
     image_size = _size(size)
     loaded = load_model_from_options(model, weights, device, seed)
+    note_tiny_size(image_size, loaded)
     layer, units, objective, known = target_shorthand(methods, loaded, layer, units, objective, image_size)
     info = _target_layer(loaded, objective, layer, image_size, known)
     chosen = O.parse_units(",".join(units), info.units, info.name)
     copies = per_unit or (4 if diversity > 0 else 1)
+    _check_results_fit(loaded, len(chosen) * copies, steps, snapshots, image_size or loaded.preprocess.input_size)
     expanded = [unit for unit in chosen for _ in range(copies)]
     if objective == "channel":
         target = O.channel(info.name, expanded)

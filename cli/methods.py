@@ -19,6 +19,7 @@ from probe.accentuate import accentuation
 from probe.errors import ProbeUsageError
 from probe.images import load_image
 from probe.optimize import PRESETS, LayerShape, inspect_layer
+from probe.cli.common import option_given
 from probe.cli.types import count, finite
 
 __all__ = ["method_options", "target_shorthand", "apply_methods"]
@@ -73,6 +74,10 @@ def target_shorthand(methods: dict[str, Any], loaded: Any, layer: str | None, un
         return layer, units, objective, None
     if layer is not None:
         raise ProbeUsageError("--target already names the layer; leave --layer out", param="target")
+    for option in ("units", "objective"):
+        if option_given(option):  # it was ignored: --target conv2:7 --units 3 rendered unit 7 alone
+            raise ProbeUsageError(f"--target already names the units (and the objective: channel or neuron, from "
+                                  f"the layer); leave --{option} out", param="target")
     name, sep, chosen = text.strip().rpartition(":")
     if not sep or not name or not chosen:
         raise ProbeUsageError(f"cannot read --target {text!r}; write LAYER:UNITS, e.g. conv2:7", param="target")
@@ -108,6 +113,10 @@ def apply_methods(methods: dict[str, Any], loaded: Any, target: O.Objective, inf
         raise ProbeUsageError("--accentuate W keeps the result near the --from image; give --from IMAGE",
                               param="accentuate")
     if methods.get("caricature"):
+        for option in ("units", "objective"):
+            if option_given(option):  # it was ignored: the caricature is of the whole layer
+                raise ProbeUsageError(f"--caricature amplifies the whole --layer as it sees IMAGE, so it takes no "
+                                      f"--{option}; leave --{option} out", param="caricature")
         photo = _image(methods["caricature"], loaded, size, "caricature")
         target = O.caricature(info.name, O.activations_of(loaded, photo, info.name))
         record["caricature"] = methods["caricature"]

@@ -14,6 +14,8 @@ from probe.cli.common import (
     gallery_command,
     list_option,
     model_options,
+    note,
+    note_tiny_size,
     out_options,
     load_model_from_options,
     progress_bar,
@@ -22,6 +24,7 @@ from probe.cli.common import (
     speed_options,
 )
 from probe.cli.types import count, finite
+from probe.checks import MAX_SIDE
 from probe.errors import ProbeUsageError
 from probe.gallery import check_out_dir, slug
 from probe.images import parse_size
@@ -71,14 +74,14 @@ def _stem(source: str) -> str:
 @click.option("--lr", type=finite(min=0, min_open=True), default=None,
               help="Step size. [default: 1 for lbfgs, 0.02 for adam]")
 @click.option("--size", default=None, metavar="N|HxW",
-              help="Result size: longer side N (aspect kept) or HxW; 512 wants a GPU. "
+              help="Result size in pixels: longer side N (aspect kept) or HxW; 512 wants a GPU. "
                    "[default: 256, or twice a small model's input side: 128 for shapes]")
 @click.option("--original-colors", is_flag=True, help="Keep the content's colours (transfer luminance only).")
 @click.option("--pooling", type=click.Choice(["max", "avg"]), default="max", show_default=True,
               help="avg swaps max pools for average pools (in a weight-sharing copy; the model is not changed).")
-@list_option("--scales", item=int, metavar="N",
+@list_option("--scales", item=count(1, MAX_SIDE), metavar="N",
              help="Multiscale, e.g. 256,512: each scale's result initializes the next (overrides --size; "
-                  "default: one scale, --size).")
+                  "default: one scale, --size). In pixels, the longer side.")
 @snapshots_option(default=4)
 @click.option("--style-loss", "style_loss", type=click.Choice(STYLE_LOSSES), default="gram", show_default=True,
               help="gram: Gatys's Gram matrices; w2: the Wasserstein-2 distance of the features' mean and covariance.")
@@ -143,6 +146,10 @@ def command(
       probe style skimage:astronaut skimage:coffee --model shapes --style-loss w2 --match-histograms
     """
     parsed_size = None if size is None else parse_size(size)
+    if content_weight == 0 and style_weight == 0:
+        raise ProbeUsageError("--content-weight and --style-weight are both 0: nothing would be transferred (the "
+                              "result would be CONTENT, smoothed at most); give either a weight above 0",
+                              param="style_weight")
     try:
         loaded = load_model_from_options(model, weights, device, seed)
     except ProbeUsageError as error:
@@ -153,6 +160,7 @@ def command(
             f"or --weights PATH (a {model} state_dict file)",
             param="weights",
         ) from None
+    note_tiny_size(min(scales) if scales else parsed_size, loaded)
     what = "-".join([_stem(content), *(_stem(s) for s in styles[:2])])
     destination = check_out_dir(out, Path("runs") / f"style-{slug(model)}-{what}", force=force)
     total = steps * (len(scales) if scales else 1)
@@ -191,7 +199,9 @@ def command(
             match_colors=match_colors,
         )
     folder = result.save(destination, **loaded.describe())
-    note = result.options.get("layer_note")
+    layer_note = result.options.get("layer_note")
+    if layer_note:  # a note: stderr, like every command's (stdout holds the results and paths)
+        note(f"note: {layer_note}")
     diverged = result.options.get("diverged")
-    echo_done(folder, f"{summary(result)}" + (" -- DIVERGED" if diverged else "") + (f"\nnote: {note}" if note else ""))
+    echo_done(folder, f"{summary(result)}" + (" -- DIVERGED" if diverged else ""))
     fail_if_diverged(folder, diverged)

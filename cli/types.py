@@ -11,7 +11,7 @@ import click
 
 from probe.checks import MAX_COUNT, MAX_SEED
 
-__all__ = ["FiniteFloat", "finite", "count", "OutFolder", "SEED", "MAX_SEED", "MAX_COUNT"]
+__all__ = ["FiniteFloat", "finite", "count", "blank", "refuse_blank", "OutFolder", "SEED", "MAX_SEED", "MAX_COUNT"]
 
 
 class FiniteFloat(click.FloatRange):
@@ -23,6 +23,10 @@ class FiniteFloat(click.FloatRange):
     """
 
     name = "float"
+
+    def get_metavar(self, param: click.Parameter, ctx: click.Context) -> str | None:
+        """``X`` in the help, the range beside it (``[x>=0]``), not click's ``FLOAT RANGE``."""
+        return "X"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
         """Parse ``value`` as a float, refuse non-finite values, then check the range."""
@@ -39,6 +43,31 @@ def finite(
     return FiniteFloat(min=min, max=max, min_open=min_open, max_open=max_open)
 
 
+def blank(value: Any) -> bool:
+    """Whether a command-line value is empty or only spaces (``--x "$VAR"`` with ``VAR`` unset)."""
+    return isinstance(value, str) and not value.strip()
+
+
+def refuse_blank(value: Any, param: click.Parameter | None, ctx: click.Context | None) -> None:
+    """Raise :class:`click.BadParameter` (exit code 2, naming the option) when ``value`` is :func:`blank`.
+
+    An empty value is never meant: click makes ``""`` the current folder for a path (``--out ""`` wrote the
+    gallery where the shell was, ``--weights ""`` read ``.``), the root module for a layer, "absent" for an
+    option whose code tests ``if value:`` (``--target ""`` was ignored). The message says what to give: the
+    type's ``blank_hint`` when it has one, else the option's default.
+    """
+    if not blank(value):
+        return
+    hint = getattr(getattr(param, "type", None), "blank_hint", None)
+    if hint is None and isinstance(param, click.Argument):
+        hint = f"give {param.human_readable_name}"
+    elif hint is None:
+        name = param.opts[0] if param is not None and param.opts else "the option"
+        default = param is not None and param.default not in (None, (), [])
+        hint = f"give a value, or leave {name} out" + (" for its default" if default else "")
+    raise click.BadParameter(f"{value!r} is empty (an unset shell variable?); {hint}", ctx=ctx, param=param)
+
+
 class OutFolder(click.Path):
     """``--out DIR``: a folder path (:class:`pathlib.Path`) that is not empty.
 
@@ -46,19 +75,24 @@ class OutFolder(click.Path):
     folder: the gallery would land where the user's shell is. The error names the option (exit code 2).
     """
 
+    blank_hint = "give a folder, or leave --out off for the default runs/<command>-<what>"
+
     def __init__(self) -> None:
         super().__init__(file_okay=False, path_type=Path)
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
         """Refuse an empty or blank path, then convert as :class:`click.Path`."""
-        if isinstance(value, str) and not value.strip():
-            self.fail(f"{value!r} is empty (an unset shell variable?); give a folder, or leave --out off for "
-                      "the default runs/<command>-<what>", param, ctx)
+        refuse_blank(value, param, ctx)
         return super().convert(value, param, ctx)
 
 
 class Count(click.IntRange):
-    """An :class:`click.IntRange` whose help shows ``x>=1`` while the hidden maximum is :data:`MAX_COUNT`."""
+    """An :class:`click.IntRange` whose help shows ``N`` and ``x>=1`` (not ``INTEGER RANGE`` and the hidden
+    maximum, :data:`MAX_COUNT`)."""
+
+    def get_metavar(self, param: click.Parameter, ctx: click.Context) -> str | None:
+        """``N`` in the help, the range beside it (``[x>=1]``)."""
+        return "N"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
         """Parse and check ``value``; past the maximum, say what the maximum is."""
@@ -82,6 +116,6 @@ def count(min: int = 1, max: int = MAX_COUNT) -> click.IntRange:
     return Count(min=min, max=max)
 
 
-SEED = click.IntRange(min=0, max=MAX_SEED)
+SEED = Count(min=0, max=MAX_SEED)
 """``--seed``: 0 to 2**63-1, the seeds a ``torch.Generator`` takes."""
 

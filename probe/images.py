@@ -20,6 +20,7 @@ Image *sources* that :func:`load_image` understands:
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -307,17 +308,38 @@ def _load_skimage(name: str) -> torch.Tensor:
     return from_array(getattr(skimage.data, name)())
 
 
+MAX_STREAM_BYTES = 256 * 2**20
+"""The most bytes read from a file that is not a regular one (a pipe, ``/dev/stdin``, a device) before refusing it."""
+
+
+def _read_stream(path: Path, where: str) -> io.BytesIO:
+    """The bytes of a pipe or device (``probe dream <(curl -s URL)``: ``/dev/fd/63``), which Pillow cannot seek in
+    and whose size ``stat`` gives as 0; at most :data:`MAX_STREAM_BYTES` (``/dev/zero`` never ends)."""
+    with open(path, "rb") as stream:
+        data = stream.read(MAX_STREAM_BYTES + 1)
+    if len(data) > MAX_STREAM_BYTES:
+        raise ProbeUsageError(f"{where}: it is not a regular file, and more than {MAX_STREAM_BYTES // 2**20} MiB came "
+                              "from it (a device such as /dev/zero?); give an image file", param="image")
+    if not data:
+        raise ProbeUsageError(f"{where}: nothing came from it (an empty pipe or device); give an image file",
+                              param="image")
+    return io.BytesIO(data)
+
+
 def _load_file(path: Path, keep_alpha: bool = False) -> torch.Tensor:
-    """Decode the file at ``path`` (its first frame), turned as its EXIF orientation says; see :func:`from_pil`."""
+    """Decode the file at ``path`` (its first frame), turned as its EXIF orientation says; see :func:`from_pil`.
+
+    A pipe or device (process substitution, ``/dev/stdin``) is read whole first (:func:`_read_stream`).
+    """
     where = f"cannot read image {str(path)!r}"
     if not path.exists():
         raise ProbeUsageError(f"{where}: no such file", param="image")
     if path.is_dir():
         raise ProbeUsageError(f"{where}: it is a directory; give one image file", param="image")
     try:
-        if path.stat().st_size == 0:
+        if path.is_file() and path.stat().st_size == 0:
             raise ProbeUsageError(f"{where}: the file is empty (0 bytes), nothing to decode", param="image")
-        with Image.open(path) as image:
+        with Image.open(path if path.is_file() else _read_stream(path, where)) as image:
             image.load()
             if image.getexif().get(_ORIENTATION, 1) != 1:
                 image = ImageOps.exif_transpose(image)  # as every viewer shows it

@@ -205,9 +205,9 @@ CASES: dict[str, Case] = {
                                      "--samples"),
     "atlas --nproc 999": Case(("atlas", "--nproc", "999", "--out", "out"), 2, "--nproc", ("at most",)),
     # empty lists given explicitly
-    "--units ''": Case((*MAX[:3], "--units", "", *MAX[5:]), 2, "--units", ("at least one",)),
+    "--units ''": Case((*MAX[:3], "--units", "", *MAX[5:]), 2, "--units", ("is empty",)),
     "--method ,": Case((*ATTR, "--method", ","), 2, "--method", ("at least one",)),
-    "dream --layer ''": Case((*DREAM, "--layer", ""), 2, "--layer", ("at least one",)),
+    "dream --layer ''": Case((*DREAM, "--layer", ""), 2, "--layer", ("is empty",)),
     # devices torch parses but cannot run on
     "--device xpu": Case(("layers", "digits", "--device", "xpu"), 2, "--device", ("not available",)),
     "--device meta": Case((*ATTR, "--device", "meta"), 2, "--device", ("meta",)),

@@ -90,7 +90,7 @@ def test_default_model_offline_names_the_offline_choices(runner, tmp_path):
         (["--style-blend", "0.7,0.2,0.1"], "--style-blend", "3 style blend weights given for 1"),
         (["--style-blend", "a,b"], "--style-blend", "'a' is not a valid float"),
         (["--style-layer-weight", "1,2"], "--style-layer-weight", "2 style layer weights given for 4"),
-        (["--scales", "0,16"], "--scales", "positive"),
+        (["--scales", "0,16"], "--scales", "not in the range 1<=x<=65536"),
         (["--size", "big"], "--size", "N or HxW"),
     ],
 )

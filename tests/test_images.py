@@ -250,3 +250,33 @@ def test_a_spectrum_cache_that_cannot_be_written_is_skipped(tmp_path, monkeypatc
     monkeypatch.setenv("CNN_PROBE_CACHE", str(tmp_path / "cache"))
     assert folder_spectrum(tmp_path / "photos", 16, 16, 1).images == 1
     assert (tmp_path / "cache").read_text() == "a file, not a folder"
+
+
+def test_a_pipe_is_read_whole_and_an_endless_device_refused(tmp_path, monkeypatch):
+    """``probe dream <(curl -s URL)`` gives /dev/fd/63, a pipe: stat says 0 bytes and Pillow cannot seek in it,
+    so it was refused as an empty file; /dev/zero was too, and a device that never ends must not be read for ever."""
+    import io
+    import os
+    import threading
+
+    import probe.images as images
+
+    data = io.BytesIO()
+    Image.new("RGB", (5, 3), (255, 0, 0)).save(data, format="PNG")
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    writer = threading.Thread(target=fifo.write_bytes, args=(data.getvalue(),))
+    writer.start()
+    image = load_image(str(fifo))
+    writer.join()
+    assert image.shape == (3, 3, 5) and image[0].min() == 1.0 and image[1].max() == 0.0
+    monkeypatch.setattr(images, "MAX_STREAM_BYTES", 1024)
+    with pytest.raises(ProbeUsageError, match="not a regular file, and more than"):
+        load_image("/dev/zero")
+    empty = tmp_path / "empty-pipe"
+    os.mkfifo(empty)
+    writer = threading.Thread(target=empty.write_bytes, args=(b"",))
+    writer.start()
+    with pytest.raises(ProbeUsageError, match="nothing came from it"):
+        load_image(str(empty))
+    writer.join()

@@ -648,16 +648,23 @@ def test_an_empty_out_is_refused_not_taken_for_the_current_folder(runner, in_tmp
     assert list(in_tmp.iterdir()) == []
 
 
-def test_ctrl_c_after_the_save_says_where_the_gallery_is_not_that_nothing_was_written(runner, in_tmp, monkeypatch):
+@pytest.mark.parametrize("signal_name, code, head", [("SIGINT", 130, "interrupted (Ctrl-C)"),
+                                                     ("SIGTERM", 143, "terminated (SIGTERM)")])
+def test_a_signal_after_the_save_says_where_the_gallery_is_not_that_nothing_was_written(
+        runner, in_tmp, monkeypatch, sigterm_handled, signal_name, code, head):
+    """Ctrl-C or SIGTERM while the final line prints: the line says where the finished gallery is (a SIGTERM
+    rewrites the text before the ';', so the location must come after it)."""
+    import signal
+
     import probe.cli.filters as filters_command
 
     def interrupted(*args, **kwargs):
-        raise KeyboardInterrupt  # Ctrl-C while the final line prints
+        os.kill(os.getpid(), getattr(signal, signal_name))
 
     monkeypatch.setattr(filters_command, "echo_done", interrupted)
     result = filters_gallery(runner, in_tmp / "new")
-    assert result.exit_code == 130 and "nothing was written" not in result.output
-    assert one_error_line(result, 130) == f"Error: interrupted (Ctrl-C) after the gallery was written: {in_tmp / 'new'}"
+    assert result.exit_code == code and "nothing was written" not in result.output
+    assert one_error_line(result, code) == f"Error: {head}; the finished gallery is kept: {in_tmp / 'new'}"
     assert (in_tmp / "new" / "index.html").is_file()
 
 
