@@ -27,6 +27,7 @@ from probe.cli.common import (
     speed_options,
 )
 from probe.cli.methods import apply_methods, method_options, target_shorthand
+from probe.chunkstore import clear as clear_chunks
 from probe.cli.types import count, finite
 from probe.errors import ProbeUsageError
 from probe.gallery import check_out_dir, slug
@@ -161,6 +162,10 @@ def command(
     unit, a captioned contact sheet (a = degree of activation), index.html
     and manifest.json with the score of every image.
 
+    Finished batches are kept beside the gallery (.NAME.chunks) until it is
+    written: the same command run again after a kill resumes where it
+    stopped, and gives the images an uninterrupted run gives.
+
     \b
     Examples:
       probe maximize --layer conv2                         the 50 conv2 filters of digits
@@ -197,6 +202,8 @@ def command(
     height_width = image_size or loaded.preprocess.input_size
     target, method_kwargs, method_record = apply_methods(methods, loaded, target, info, preset, tuple(height_width))
     destination = check_out_dir(out, Path("runs") / f"maximize-{slug(loaded.name)}-{slug(info.name)}", force=force)
+    place = destination.path.resolve()
+    chunks = place.parent / f".{place.name}.chunks"  # finished chunks, kept until the gallery is: the same command resumes
     note(
         f"maximize {target.name} on {loaded.name} ({loaded.weights} weights): {target.batch} image(s) of "
         f"{height_width[0]}x{height_width[1]}, preset {preset}, {steps} steps, on {loaded.device}"
@@ -212,14 +219,21 @@ def command(
         result = maximize(
             loaded, target, steps=steps, lr=lr, preset=preset, image_size=image_size, batch=batch,
             snapshots=snapshot_steps(steps, snapshots), progress=None if bar.disable else progress, seed=seed,
-            precision=precision, channels_last=channels_last, **method_kwargs,
+            precision=precision, channels_last=channels_last, resume=chunks, **method_kwargs,
         )  # fmt: skip
+    resumed = result.settings.get("resume", {})
+    if resumed.get("reused"):
+        note(f"resumed: {resumed['reused']} finished chunk(s) of an interrupted run of this command were kept")
+    if resumed.get("discarded"):
+        note(f"{resumed['discarded']} chunk(s) an interrupted run with other settings or weights left in {chunks} "
+             "were discarded; those images were rendered again")
     folder = result.save(
         destination,
         **loaded.describe(),
         units=",".join(units),
         options={"l1": l1, "tv": tv, "diversity": diversity, "per_unit": copies, **method_record},
     )
+    clear_chunks(chunks)  # the gallery holds them all now
     diverged = result.settings.get("diverged")
     echo_done(folder, _summary(result, info.name) + (" -- DIVERGED" if diverged else ""))
     unmoved = result.settings.get("unmoved", [])

@@ -10,6 +10,7 @@ from PIL import Image
 
 from probe.cli.main import cli
 from probe.gallery.numbers import number
+from probe.optimize import MaximizeResult
 
 TINY = ["--model", "tinynets:tiny", "--size", "16"]
 
@@ -148,3 +149,23 @@ def test_the_cli_notes_images_that_never_moved(tmp_path):
     assert "note: 3 of 3 image(s) never changed from their start (units 0, 1, 2)" in result.output
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
     assert "unmoved" in json.dumps(manifest)
+
+
+def test_a_run_stopped_before_its_gallery_resumes_from_its_finished_chunks(runner, tmp_path, monkeypatch):
+    out = tmp_path / "g"
+    args = [*TINY, "--layer", "conv2", "--steps", "2", "--batch", "2", "--out", str(out)]
+    whole = tmp_path / "whole"
+    assert run(runner, *args[:-1], str(whole)).exit_code == 0
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["whole"]  # no chunk folder left behind
+    save = MaximizeResult.save
+
+    def killed(self, *a, **k):
+        raise KeyboardInterrupt  # stopped after the render, before the gallery: nothing of it was lost before
+    monkeypatch.setattr(MaximizeResult, "save", killed)
+    run(runner, *args)
+    assert len(list((tmp_path / ".g.chunks").glob("*.pt"))) == 3
+    monkeypatch.setattr(MaximizeResult, "save", save)
+    resumed = run(runner, *args)
+    assert resumed.exit_code == 0 and "resumed: 3 finished chunk(s)" in resumed.output, resumed.output
+    assert not (tmp_path / ".g.chunks").exists()
+    assert (out / "conv2-005.png").read_bytes() == (whole / "conv2-005.png").read_bytes()
