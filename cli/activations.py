@@ -43,7 +43,8 @@ def image_slug(image: str) -> str:
               help="Without --top, show at most this many channels per layer (in index order).")
 @click.option("--scale", type=click.Choice(SCALES), default="map", show_default=True,
               help="Colour scale per map (shows every map's pattern) or per layer (shows which maps are strong).")
-@click.option("--size", default=None, metavar="N|HxW", help="Input size (default: the model's); the image is centre-cropped to it.")
+@click.option("--size", default=None, metavar="N|HxW",
+              help="Input size in pixels (default: the model's); the image is centre-cropped to it.")
 @device_option
 @out_options
 @gallery_command

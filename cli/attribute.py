@@ -18,17 +18,39 @@ from probe.cli.common import (
     load_model_from_options,
     model_options,
     note,
+    option_given,
     out_options,
     progress_bar,
     shared,
 )
 from probe.cli.types import count, finite
+from probe.errors import ProbeUsageError
 from probe.gallery import check_out_dir, slug
 from probe.images import parse_size
 
 
 DEEPLIFT_NOTE_GAP = 0.05
 """Above this relative completeness gap the command notes that DeepLift was approximate on this model."""
+
+
+OPTION_METHODS = {
+    "steps": ("integrated-gradients",),
+    "samples": ("smoothgrad", "gradient-shap"),
+    "noise": ("smoothgrad", "gradient-shap"),
+    "baseline": ("integrated-gradients", "deeplift", "gradient-shap", "occlusion"),
+}
+"""Each method-specific option -> the methods that read it (``--window``/``--stride``: occlusion, checked by
+:func:`probe.attribute`)."""
+
+
+def _refuse_unused_options(methods: list[str]) -> None:
+    """Refuse an option given on the command line that none of ``methods`` reads, naming it: it was ignored
+    (``--method saliency --steps 200`` ran saliency as if no --steps had been given)."""
+    for option, readers in OPTION_METHODS.items():
+        if option_given(option) and not set(readers) & set(methods):
+            listed = readers[0] if len(readers) == 1 else f"{', '.join(readers[:-1])} and {readers[-1]}"
+            raise ProbeUsageError(f"--{option} is read only by {listed}, and no such method runs here; add "
+                                  f"--method {readers[0]}, or drop --{option}", param=option)
 
 
 @click.command("attribute", cls=ProbeCommand)
@@ -43,12 +65,13 @@ DEEPLIFT_NOTE_GAP = 0.05
               help="Grad-CAM's layer: a (N,C,H,W) map, a channels-last (N,H,W,C) map or (N,L,C) tokens on a grid "
                    "(class/distillation tokens dropped). Default: the last layer whose positions the score depends on, "
                    "before global pooling (ResNet's layer4.2, ViT's last block's first norm); the run names it.")
-@click.option("--steps", type=click.IntRange(min=1, max=MAX_IG_STEPS), default=50, show_default=True,
+@click.option("--steps", type=count(1, MAX_IG_STEPS), default=50, show_default=True,
               help="Integrated-gradients steps, run 32 at a time (Gauss-Legendre up to 1024, then the trapezoid rule).")
 @click.option("--samples", type=count(1), default=16, show_default=True, help="Smoothgrad noisy samples.")
 @click.option("--noise", type=finite(min=0), default=0.1, show_default=True,
               help="Smoothgrad noise standard deviation (image values are in [0, 1]).")
-@click.option("--size", default=None, metavar="N|HxW", help="Input size (default: the model's); the image is centre-cropped to it.")
+@click.option("--size", default=None, metavar="N|HxW",
+              help="Input size in pixels (default: the model's); the image is centre-cropped to it.")
 @click.option("--window", type=count(1), default=None, metavar="PX",
               help="Occlusion's square window in pixels. Default: a 7x7 grid of windows covering the image, aligned "
                    "to the model's patches (32 px at 224 px; 49 occluded passes at any size).")
@@ -97,6 +120,7 @@ def command(image: str, model: str, weights: str, method: list[str], target: str
       probe attribute photo.jpg --model vit_b_16 --method occlusion --size 224   49 passes, a bar on stderr
     """
     methods = list(METHODS) if "all" in method else list(dict.fromkeys(method))
+    _refuse_unused_options(methods)
     loaded = load_model_from_options(model, weights, device, seed)
     parsed = parse_size(size) if size else None
     what = "all" if len(methods) == len(METHODS) else "-".join(methods)

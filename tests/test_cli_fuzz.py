@@ -80,12 +80,7 @@ def test_every_number_option_has_a_checked_type_and_a_short_metavar():
     for name, command in cli.commands.items():
         for param in command.params:
             metavar = param.make_metavar(click.Context(command))
-            if (name, param.name) not in CLICK_METAVARS:
-                assert metavar not in ("INTEGER RANGE", "FLOAT RANGE", "FLOAT", "INTEGER"), (name, param.name)
-
-
-CLICK_METAVARS = {("attribute", "steps")}
-"""Options still typed click.IntRange directly (cli/attribute.py: count(1, MAX_IG_STEPS) would show N)."""
+            assert metavar not in ("INTEGER RANGE", "FLOAT RANGE", "FLOAT", "INTEGER"), (name, param.name)
 
 
 @pytest.mark.parametrize("args, option", [

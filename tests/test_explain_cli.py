@@ -50,6 +50,11 @@ def test_filters_of_the_xo_net(run, tmp_path):
     (["attribute", "digits:0", "--method", "deconvnet"], "--method", "deconvnet"),
     (["activations", "digits:0", "--layer", "conv3"], "--layer", "did you mean"),
     (["filters", "--layer", "fc2"], "--layer", "not a 2-D convolution"),
+    (["attribute", "digits:0", "--method", "occlusion", "--window", "4", "--stride", "9"], "--stride",
+     "larger than the window (4x4 px"),  # captum's AssertionError, a traceback
+    (["attribute", "digits:0", "--method", "saliency", "--steps", "9"], "--steps", "only by integrated-gradients"),
+    (["attribute", "digits:0", "--method", "gradcam", "--samples", "4"], "--samples", "smoothgrad and gradient-shap"),
+    (["attribute", "digits:0", "--method", "lrp", "--baseline", "0.5"], "--baseline", "no such method runs here"),
 ])
 def test_usage_errors_exit_2(run, args, option, message):
     result = run(*args)

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from probe.attribution.leaves import observe
+from probe.errors import ProbeUsageError
 
 __all__ = ["OCCLUSION_GRID", "OCCLUSION_BATCH", "Progress", "counting", "occlusion_grid", "patch_size", "run_occlusion"]
 
@@ -116,6 +117,11 @@ def run_occlusion(
         sh = sw = stride or max(1, wh // 2)
     if stride is not None:
         sh = sw = stride
+        if stride > min(wh, ww):  # captum's assertion: the pixels between two windows would be explained by none
+            raise ProbeUsageError(
+                f"an occlusion stride of {stride} px is larger than the window ({wh}x{ww} px on this "
+                f"{height}x{width} image), so the pixels between windows would get no attribution; give --stride "
+                f"at most {min(wh, ww)}, or a larger --window", param="stride")
     total = 1 + ((height - wh) // sh + 1) * ((width - ww) // sw + 1)
     channels = inputs.shape[1]
     return Occlusion(counting(forward, "occlusion", total, progress)).attribute(inputs, sliding_window_shapes=(channels, wh, ww), strides=(channels, sh, sw),
