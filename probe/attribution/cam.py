@@ -18,9 +18,12 @@ layers finish in one forward pass, whose output has more than one position and w
 score depends on (a non-zero gradient at some position). That is ResNet's ``layer4.2``, VGG's last ReLU,
 Swin's final map, and for ViT and DeiT the last block's first norm (``encoder_layer_11.ln_1``,
 ``blocks.11.norm1``): after the last attention only the class token reaches the head, so later token maps
-get no gradient at their positions. The internals of an attention module (``nn.MultiheadAttention`` or a
-module whose class name ends in ``Attention``: its queries, keys and values) are passed over: they are not
-feature maps, though the class token reads the keys and values of every position. A score that does not
+get no gradient at their positions. The internals of an attention module (its queries, keys and values) are
+passed over: they are not feature maps, though the class token reads the keys and values of every position. An
+attention module is an ``nn.MultiheadAttention``, a module whose class name ends in ``Attention``, or any module
+that computes a softmax or ``scaled_dot_product_attention`` itself in the pass (not in a sub-module), whatever
+its name: CaiT's and XCiT's ``ClassAttn``, XCiT's ``XCA``, LeViT's ``AttentionDownsample``, EfficientFormer's
+``Attention4D``, transformers' ``LevitAttentionSubsample``. A score that does not
 change with the image at all (torchvision's ViT with random weights has a zero head) gives no gradient
 anywhere; the layers are then judged by a seeded random direction at the input of the last leaf that runs
 (the head's input), which only the layers before the last attention reach. Pooling layers are passed
@@ -40,6 +43,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
 from probe.errors import ProbeUsageError
 from probe.forward import image_grad
@@ -179,25 +183,50 @@ def survey_cam_layers(net: nn.Module, score: Callable[[torch.Tensor], torch.Tens
         channels_last: the names :func:`probe.layout.channels_last_layers` gives.
     """
     image_hw = (int(x.shape[-2]), int(x.shape[-1]))
-    attention = [name for name, m in net.named_modules()
-                 if name and (isinstance(m, nn.MultiheadAttention) or type(m).__name__.endswith("Attention"))]
-    layers = _survey(net, score, x, channels_last, image_hw, attention)
+    layers = _survey(net, score, x, channels_last, image_hw)
     if not any(layer.reaches for layer in layers):  # a score constant in the image: judge by the head's input
-        layers = _survey(net, score, x, channels_last, image_hw, attention, surrogate=True)
+        layers = _survey(net, score, x, channels_last, image_hw, surrogate=True)
     return layers
 
 
+_ATTENDING = frozenset({torch.softmax, torch.Tensor.softmax, F.softmax, F.scaled_dot_product_attention})
+"""The calls that make the module running them an attention module (see the module doc)."""
+
+
+class _Attending(TorchFunctionMode):
+    """Notes the innermost running module (the top of ``stack``, dotted names) of every softmax or
+    ``scaled_dot_product_attention`` call in ``found``."""
+
+    def __init__(self, stack: list[str], found: set[str]) -> None:
+        super().__init__()
+        self.stack, self.found = stack, found
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):  # noqa: ANN001, ANN204 - torch's protocol
+        if func in _ATTENDING and self.stack:
+            self.found.add(self.stack[-1])
+        return func(*args, **(kwargs or {}))
+
+
+def _named_attention(net: nn.Module) -> set[str]:
+    """The modules of ``net`` that are attention by their class: ``nn.MultiheadAttention``, ``*Attention``."""
+    return {name for name, m in net.named_modules()
+            if name and (isinstance(m, nn.MultiheadAttention) or type(m).__name__.endswith("Attention"))}
+
+
 def _survey(net: nn.Module, score: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
-            channels_last: frozenset[str], image_hw: tuple[int, int], attention: list[str],
-            surrogate: bool = False) -> list[CamLayer]:
+            channels_last: frozenset[str], image_hw: tuple[int, int], surrogate: bool = False) -> list[CamLayer]:
     """:func:`survey_cam_layers`' pass: with ``surrogate``, reached means reached from a seeded random
     direction at the input of the last leaf module that runs, instead of from the score."""
     calls: Counter[str] = Counter()
+    running: list[str] = []
+    attention = _named_attention(net)
     head_input: list[torch.Tensor] = []
     found: dict[str, tuple[torch.Tensor, MapLayout | None, tuple[int, int], bool]] = {}
     reached: set[str] = set()
 
     def seen(name: str, module: nn.Module, output: object) -> None:
+        if running and running[-1] == name:
+            running.pop()
         calls[name] += 1
         tensor = first_tensor(output)
         if calls[name] > 1 or tensor is None:
@@ -212,14 +241,16 @@ def _survey(net: nn.Module, score: Callable[[torch.Tensor], torch.Tensor], x: to
         if tensor is not None and not any(True for _ in module.children()):
             head_input[:] = [tensor]  # the last leaf to start: the head, at the end of the pass
 
-    handles = [m.register_forward_hook(lambda m, a, out, n=name: seen(n, m, out))
-               for name, m in net.named_modules() if name]
+    named = [(name, m) for name, m in net.named_modules() if name]
+    handles = [m.register_forward_pre_hook(lambda m, a, n=name: running.append(n)) for name, m in named]
+    handles += [m.register_forward_hook(lambda m, a, out, n=name: seen(n, m, out)) for name, m in named]
     if surrogate:
         handles += [m.register_forward_pre_hook(entered) for m in net.modules()]
     try:
         image = x.detach().clone().requires_grad_(True)
         with torch.enable_grad():
-            value = score(image)
+            with _Attending(running, attention):
+                value = score(image)
             if surrogate and head_input:
                 generator = torch.Generator(device="cpu").manual_seed(0)
                 direction = torch.randn(head_input[0].shape, generator=generator).to(head_input[0])
