@@ -1,0 +1,68 @@
+"""Architectures the first sweeps had not run: what their layers do that a plain CNN's do not."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import torch.nn.functional as F
+from click.testing import CliRunner
+from conftest import model_state, same_state
+from torch import nn
+
+import probe
+from probe.cli.main import cli
+from probe.kernels import used_kernel
+
+
+def _standardized() -> list[nn.Conv2d]:
+    from timm.layers import ScaledStdConv2d, StdConv2d, StdConv2dSame
+
+    torch.manual_seed(0)
+    return [StdConv2d(3, 4, 3), ScaledStdConv2d(3, 4, 3, gain_init=2.0), StdConv2dSame(3, 4, 3, padding="same")]
+
+
+@pytest.mark.parametrize("index", range(3))
+def test_filters_of_a_weight_standardized_conv_are_the_kernels_it_convolves_with(index):
+    """timm's StdConv2d / NFNet's ScaledStdConv2d standardize (and scale) their stored weight in forward:
+    `probe filters` drew the raw weight, which is not the kernel (its mean per kernel is not even 0)."""
+    conv = _standardized()[index]
+    calls = []
+    conv.register_forward_hook(lambda *args: calls.append(1))
+    before = model_state(conv)
+    result = probe.filters(nn.Sequential(conv))
+    assert result.computed and not calls and same_state(before, model_state(conv))
+    x = torch.rand(1, 3, 5, 5)
+    assert torch.allclose(conv(x), F.conv2d(x, result.weight, conv.bias, padding=1), atol=1e-5)  # each pads 'same'
+    assert result.weight.flatten(1).mean(1).abs().max() < 1e-5 < conv.weight.flatten(1).mean(1).abs().max()
+
+
+def test_a_plain_and_a_dynamically_padded_conv_show_their_stored_weight():
+    from timm.layers import Conv2dSame
+
+    for conv in (nn.Conv2d(3, 4, 3), Conv2dSame(3, 4, 3)):
+        kernel, computed = used_kernel(conv)
+        assert not computed and torch.equal(kernel, conv.weight.detach())
+
+
+def test_a_quantization_aware_conv_shows_its_fake_quantized_kernel_and_keeps_its_observers():
+    net = nn.Sequential(nn.Conv2d(3, 4, 3))
+    net.qconfig = torch.ao.quantization.get_default_qat_qconfig("fbgemm")
+    torch.ao.quantization.prepare_qat(net.train(), inplace=True)
+    net(torch.rand(1, 3, 8, 8))
+    before = model_state(net)
+    result = probe.filters(net)
+    assert same_state(before, model_state(net)) and net.training
+    assert torch.equal(result.weight, net[0].weight_fake_quant(net[0].weight).detach())
+
+
+def test_the_cli_says_the_kernels_are_computed(tmp_path):
+    (tmp_path / "std.py").write_text("import torch\nfrom timm.layers import StdConv2d\n\ndef build():\n"
+                                     "    torch.manual_seed(0)\n"
+                                     "    return torch.nn.Sequential(StdConv2d(3, 4, 3), torch.nn.Flatten(), torch.nn.LazyLinear(2))\n")
+    result = CliRunner().invoke(cli, ["filters", "--model", f"{tmp_path / 'std.py'}:build", "--input-size", "8",
+                                      "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    assert "as convolved" in result.output
+    assert json.loads((tmp_path / "out" / "manifest.json").read_text())["kernels"] == "computed by the layer"
