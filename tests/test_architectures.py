@@ -66,3 +66,19 @@ def test_the_cli_says_the_kernels_are_computed(tmp_path):
     assert result.exit_code == 0, result.output
     assert "as convolved" in result.output
     assert json.loads((tmp_path / "out" / "manifest.json").read_text())["kernels"] == "computed by the layer"
+
+
+@pytest.mark.parametrize("kind", ["levit", "deit"])
+def test_a_hand_built_config_of_a_model_with_two_heads_loads(tmp_path, kind):
+    """A config written by hand (no `architectures`) of a model type with several classifier classes
+    (LeViT, DeiT: with and without a teacher) failed inside transformers ('NoneType' object is not iterable)."""
+    import transformers
+
+    config = (transformers.LevitConfig(image_size=32, hidden_sizes=[16, 24, 32], num_attention_heads=[1, 1, 1],
+                                       depths=[1, 1, 1], key_dim=[8, 8, 8], num_labels=3) if kind == "levit" else
+              transformers.DeiTConfig(image_size=32, patch_size=8, hidden_size=16, num_hidden_layers=1,
+                                      num_attention_heads=2, intermediate_size=32, num_labels=3))
+    config.save_pretrained(tmp_path / kind)
+    loaded = probe.load_model(f"hf:{tmp_path / kind}", weights=None, device="cpu", input_size=32)
+    assert loaded.module(torch.rand(1, 3, 32, 32)).shape == (1, 3)
+    assert loaded.describe()["hf_class"].endswith("ForImageClassification")

@@ -82,6 +82,8 @@ def build(spec: str, request: Request) -> Built:
     hf_logging.disable_progress_bar()  # "Loading weights" bars are noise beside cnn-probe's own output
     try:
         config = AutoConfig.from_pretrained(source, **request.kwargs)
+        if getattr(config, "architectures", None) is None:  # a config built by hand, not saved from a model:
+            config.architectures = []  # transformers iterates it to choose among DeiT's, LeViT's, Perceiver's heads
         if is_default(request.weights):
             model = AutoModelForImageClassification.from_pretrained(source, config=config)
             described = "in folder" if folder.is_dir() else "pretrained (hub)"
