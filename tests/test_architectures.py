@@ -82,3 +82,25 @@ def test_a_hand_built_config_of_a_model_with_two_heads_loads(tmp_path, kind):
     loaded = probe.load_model(f"hf:{tmp_path / kind}", weights=None, device="cpu", input_size=32)
     assert loaded.module(torch.rand(1, 3, 32, 32)).shape == (1, 3)
     assert loaded.describe()["hf_class"].endswith("ForImageClassification")
+
+
+def _norm_act_net() -> nn.Module:
+    from timm.layers import BatchNormAct2d
+
+    torch.manual_seed(0)  # BatchNormAct2d normalizes in its own forward, then calls its drop and act (Identity)
+    return nn.Sequential(nn.Conv2d(3, 4, 3), BatchNormAct2d(4, apply_act=False), nn.AdaptiveAvgPool2d(1),
+                         nn.Flatten(), nn.Linear(4, 2)).eval()
+
+
+def _inplace_block_net() -> nn.Module:
+    torch.manual_seed(0)
+    block = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(inplace=True))
+    return nn.Sequential(block, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2)).eval()
+
+
+@pytest.mark.parametrize("build, layer", [(_norm_act_net, "1"), (_inplace_block_net, "0.1")])
+def test_grad_cams_default_is_named_by_the_module_that_computed_the_map(build, layer):
+    """MobileViTv2's default was 'stages.4.1.conv_proj.bn.drop': the Identity that passed the norm's map on
+    finished first; an in-place ReLU, which returns its input rewritten, still names the map."""
+    result = probe.attribute(build(), torch.rand(3, 16, 16), "gradcam", size=16)
+    assert result.layer == layer

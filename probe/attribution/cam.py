@@ -153,6 +153,8 @@ class CamLayer:
         pooling: a pooling layer (see :data:`_POOLS`).
         channels: its channel count (None without spatial positions).
         in_attention: inside an attention module (its queries, keys, values).
+        passes: it returned its input itself, unchanged (an ``nn.Identity``, a dropout or drop path in eval
+            mode; not an in-place activation).
     """
 
     name: str
@@ -164,6 +166,7 @@ class CamLayer:
     pooling: bool
     channels: int | None = None
     in_attention: bool = False
+    passes: bool = False
 
 
 _POOLS = (nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d, nn.AdaptiveMaxPool1d,
@@ -219,10 +222,17 @@ def _survey(net: nn.Module, score: Callable[[torch.Tensor], torch.Tensor], x: to
     direction at the input of the last leaf module that runs, instead of from the score."""
     calls: Counter[str] = Counter()
     running: list[str] = []
+    inputs: dict[str, tuple[int, int]] = {}  # each module's first input, as (id, version) when it started
     attention = _named_attention(net)
     head_input: list[torch.Tensor] = []
-    found: dict[str, tuple[torch.Tensor, MapLayout | None, tuple[int, int], bool]] = {}
+    found: dict[str, tuple[torch.Tensor, MapLayout | None, tuple[int, int], bool, bool]] = {}
     reached: set[str] = set()
+
+    def entering(name: str, args: tuple) -> None:
+        running.append(name)
+        tensor = first_tensor(args)
+        if tensor is not None and name not in inputs:
+            inputs[name] = (id(tensor), tensor._version)
 
     def seen(name: str, module: nn.Module, output: object) -> None:
         if running and running[-1] == name:
@@ -232,7 +242,8 @@ def _survey(net: nn.Module, score: Callable[[torch.Tensor], torch.Tensor], x: to
         if calls[name] > 1 or tensor is None:
             return
         layout = map_layout(tuple(tensor.shape), name in channels_last, image_hw)
-        found[name] = (tensor, layout, (id(tensor), tensor._version), isinstance(module, _POOLS))
+        key = (id(tensor), tensor._version)
+        found[name] = (tensor, layout, key, isinstance(module, _POOLS), key == inputs.get(name))
         if layout is not None and tensor.requires_grad:
             tensor.register_hook(lambda grad, n=name, lay=layout: _note_reach(grad, n, lay, reached))
 
@@ -242,7 +253,7 @@ def _survey(net: nn.Module, score: Callable[[torch.Tensor], torch.Tensor], x: to
             head_input[:] = [tensor]  # the last leaf to start: the head, at the end of the pass
 
     named = [(name, m) for name, m in net.named_modules() if name]
-    handles = [m.register_forward_pre_hook(lambda m, a, n=name: running.append(n)) for name, m in named]
+    handles = [m.register_forward_pre_hook(lambda m, a, n=name: entering(n, a)) for name, m in named]
     handles += [m.register_forward_hook(lambda m, a, out, n=name: seen(n, m, out)) for name, m in named]
     if surrogate:
         handles += [m.register_forward_pre_hook(entered) for m in net.modules()]
@@ -262,8 +273,8 @@ def _survey(net: nn.Module, score: Callable[[torch.Tensor], torch.Tensor], x: to
             handle.remove()
     return [CamLayer(name, tuple(tensor.shape), layout, calls[name], name in reached, key, pooling,
                      None if layout is None else int(tensor.shape[1 if layout.kind == "channels-first" else -1]),
-                     any(name.startswith(f"{outer}.") for outer in attention))
-            for name, (tensor, layout, key, pooling) in found.items()]
+                     any(name.startswith(f"{outer}.") for outer in attention), passes)
+            for name, (tensor, layout, key, pooling, passes) in found.items()]
 
 
 def _note_reach(grad: torch.Tensor, name: str, layout: MapLayout, reached: set[str]) -> None:
@@ -275,8 +286,9 @@ def default_cam_layer(layers: list[CamLayer], dense_classes: int | None = None) 
     """Grad-CAM's default among ``layers`` (from :func:`survey_cam_layers`): the last one that ran once, has
     more than one position the score depends on and is no pooling layer's output (nor, for a dense output of
     ``dense_classes`` classes, a map with one channel per class); of layers returning that very tensor (a
-    block and its last child), the first to finish; never inside an attention module. None when no layer
-    qualifies."""
+    block and its last child), the first to finish that computed it (not an ``nn.Identity`` or dropout passing
+    it on: timm's ``BatchNormAct2d`` finishes after its ``drop`` and ``act``); never inside an attention module.
+    None when no layer qualifies."""
 
     pooled = {layer.key for layer in layers if layer.pooling}  # a pool's output, also as its container's
 
@@ -288,7 +300,8 @@ def default_cam_layer(layers: list[CamLayer], dense_classes: int | None = None) 
     chosen = [layer for layer in layers if usable(layer)]
     if not chosen:
         return None
-    return next(layer for layer in chosen if layer.key == chosen[-1].key)
+    same = [layer for layer in chosen if layer.key == chosen[-1].key]
+    return next((layer for layer in same if not layer.passes), same[0])
 
 
 def grad_cam(net: nn.Module, score: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, layer: str,
