@@ -104,3 +104,20 @@ def test_grad_cams_default_is_named_by_the_module_that_computed_the_map(build, l
     finished first; an in-place ReLU, which returns its input rewritten, still names the map."""
     result = probe.attribute(build(), torch.rand(3, 16, 16), "gradcam", size=16)
     assert result.layer == layer
+
+
+def test_lrp_on_a_weight_standardized_conv_is_lrp_on_the_conv_it_computes():
+    """captum's LRP was refused on NFNet / nf_resnet ('no rule for ScaledStdConv2d'): standardizing the
+    kernel was taken for a normalization on the input's path. Its relevance is that of the plain conv with
+    the kernel it convolves with (the oracle)."""
+    from timm.layers import ScaledStdConv2d
+
+    torch.manual_seed(0)
+    std = nn.Sequential(ScaledStdConv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 8 * 8, 3)).eval()
+    plain = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 8 * 8, 3)).eval()
+    plain.load_state_dict({"0.weight": used_kernel(std[0])[0], "0.bias": std[0].bias, "3.weight": std[3].weight,
+                           "3.bias": std[3].bias})
+    image = torch.rand(3, 8, 8)
+    ours, oracle = (probe.attribute(net, image, "lrp", target=1, size=8).attributions["lrp"] for net in (std, plain))
+    assert torch.isfinite(ours).all() and ours.abs().sum() > 0
+    assert torch.allclose(ours, oracle, atol=1e-5)
