@@ -60,7 +60,8 @@ def test_a_quantization_aware_conv_shows_its_fake_quantized_kernel_and_keeps_its
 def test_the_cli_says_the_kernels_are_computed(tmp_path):
     (tmp_path / "std.py").write_text("import torch\nfrom timm.layers import StdConv2d\n\ndef build():\n"
                                      "    torch.manual_seed(0)\n"
-                                     "    return torch.nn.Sequential(StdConv2d(3, 4, 3), torch.nn.Flatten(), torch.nn.LazyLinear(2))\n")
+                                     "    return torch.nn.Sequential(StdConv2d(3, 4, 3), torch.nn.Flatten(),\n"
+                                     "                               torch.nn.LazyLinear(2))\n")
     result = CliRunner().invoke(cli, ["filters", "--model", f"{tmp_path / 'std.py'}:build", "--input-size", "8",
                                       "--out", str(tmp_path / "out")])
     assert result.exit_code == 0, result.output
@@ -121,3 +122,17 @@ def test_lrp_on_a_weight_standardized_conv_is_lrp_on_the_conv_it_computes():
     ours, oracle = (probe.attribute(net, image, "lrp", target=1, size=8).attributions["lrp"] for net in (std, plain))
     assert torch.isfinite(ours).all() and ours.abs().sum() > 0
     assert torch.allclose(ours, oracle, atol=1e-5)
+
+
+def test_grad_cam_drops_a_vits_class_and_register_tokens_and_says_so():
+    """timm's ViT with registers (DINOv2's): the class token, then 4 registers, then the grid. The map's
+    description called the 5 dropped tokens 'class/distillation'."""
+    import timm
+
+    torch.manual_seed(0)
+    net = timm.create_model("vit_small_patch14_reg4_dinov2", pretrained=False, img_size=56, depth=2, embed_dim=16,
+                            num_heads=2, num_classes=3).eval()
+    result = probe.attribute(net, torch.rand(3, 56, 56), "gradcam", size=56)
+    assert result.layer == "blocks.1.norm1"
+    assert result.options["gradcam_layer"]["map"] == ("tokens (N, L, C) as a 4x4 grid after 5 leading tokens "
+                                                      "(class, distillation or register tokens)")

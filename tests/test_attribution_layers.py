@@ -241,6 +241,7 @@ def test_token_models_default_to_the_norm_before_the_last_attention_not_its_keys
     result = attribute(net, torch.rand(3, 32, 32), "gradcam", size=32)  # HF: its output object's .logits
     assert result.layer.endswith(layer)  # not the last attention's qkv / value projection (CaiT's attn.v before)
     assert f"4x4 grid after {extra} leading token" in result.options["gradcam_layer"]["map"]
+    assert "(class, distillation or register tokens)" in result.options["gradcam_layer"]["map"]
     assert result.attributions["gradcam"].abs().sum() > 0
 
 

@@ -115,8 +115,9 @@ class MapLayout:
             return f"(N, C, H, W) map, {grid}"
         if self.kind == "channels-last":
             return f"channels-last (N, H, W, C) map, {grid}"
-        dropped = f" after {self.extra} leading token{'s' if self.extra != 1 else ''} (class/distillation)" \
-            if self.extra else ""
+        plural = "s" if self.extra != 1 else ""
+        dropped = (f" after {self.extra} leading token{plural} (class, distillation or register tokens)"
+                   if self.extra else "")
         return f"tokens (N, L, C) as a {grid} grid{dropped}"
 
 
