@@ -69,14 +69,20 @@ def test_the_cli_says_the_kernels_are_computed(tmp_path):
     assert json.loads((tmp_path / "out" / "manifest.json").read_text())["kernels"] == "computed by the layer"
 
 
+def _hf_levit_config():
+    import transformers
+
+    return transformers.LevitConfig(image_size=32, hidden_sizes=[16, 24, 32], num_attention_heads=[1, 1, 1],
+                                    depths=[1, 1, 1], key_dim=[8, 8, 8], num_labels=3)
+
+
 @pytest.mark.parametrize("kind", ["levit", "deit"])
 def test_a_hand_built_config_of_a_model_with_two_heads_loads(tmp_path, kind):
     """A config written by hand (no `architectures`) of a model type with several classifier classes
     (LeViT, DeiT: with and without a teacher) failed inside transformers ('NoneType' object is not iterable)."""
     import transformers
 
-    config = (transformers.LevitConfig(image_size=32, hidden_sizes=[16, 24, 32], num_attention_heads=[1, 1, 1],
-                                       depths=[1, 1, 1], key_dim=[8, 8, 8], num_labels=3) if kind == "levit" else
+    config = (_hf_levit_config() if kind == "levit" else
               transformers.DeiTConfig(image_size=32, patch_size=8, hidden_size=16, num_hidden_layers=1,
                                       num_attention_heads=2, intermediate_size=32, num_labels=3))
     config.save_pretrained(tmp_path / kind)
@@ -136,3 +142,17 @@ def test_grad_cam_drops_a_vits_class_and_register_tokens_and_says_so():
     assert result.layer == "blocks.1.norm1"
     assert result.options["gradcam_layer"]["map"] == ("tokens (N, L, C) as a 4x4 grid after 5 leading tokens "
                                                       "(class, distillation or register tokens)")
+
+
+def test_a_transformers_models_own_refusal_is_the_models_not_cnn_probes(tmp_path):
+    """LeViT's attention biases fix its input size; the error its forward raises on another size went through
+    cnn-probe's transformers wrapper, so it was taken for cnn-probe's own and escaped as a traceback (style
+    transfer, whose style images are stretched to the size the model took once it refuses theirs)."""
+    _hf_levit_config().save_pretrained(tmp_path / "levit")
+    loaded = probe.load_model(f"hf:{tmp_path / 'levit'}", weights=None, device="cpu", input_size=32)
+    with pytest.raises(probe.ProbeUsageError, match="cannot run on a 3x16x32"):
+        probe.layers(loaded, (3, 16, 32))
+    layer = "levit.encoder.stages.0"
+    result = probe.style_transfer(loaded, torch.rand(3, 32, 32), torch.rand(3, 16, 32), content_layers=[layer],
+                                  style_layers=[layer], steps=1, size=32, snapshots=0)
+    assert torch.isfinite(result.image).all()

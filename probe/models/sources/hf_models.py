@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from probe.errors import ProbeUsageError
+from probe.forward import passes_through
 from probe.models.preprocess import hf_preprocess
 from probe.models.registry import Built, ModelSource, Request, register_source
 from probe.models.weights import is_default, is_none, load_weights_into, require
@@ -43,6 +44,7 @@ class HFClassifier(nn.Module):
         self._buffers = model._buffers
         self.training = model.training
 
+    @passes_through  # an error raised inside is the model's, not cnn-probe's
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """``(N, C, H, W)`` normalized images -> ``(N, K)`` logits."""
         return self.wrapped(pixel_values=pixel_values).logits
