@@ -156,3 +156,36 @@ def test_a_transformers_models_own_refusal_is_the_models_not_cnn_probes(tmp_path
     result = probe.style_transfer(loaded, torch.rand(3, 32, 32), torch.rand(3, 16, 32), content_layers=[layer],
                                   style_layers=[layer], steps=1, size=32, snapshots=0)
     assert torch.isfinite(result.image).all()
+
+
+class _Flattened(nn.Module):
+    """A map flattened to tokens by functional code, as CvT's ``CvtSelfAttentionLinearProjection``."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.flatten(2).transpose(1, 2)
+
+
+class _SquareTokens(nn.Module):
+    """conv (3 -> 16, 4x4 stride 4) -> 16 tokens of 16 channels at 16x16 px -> LayerNorm -> mean -> fc."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed, self.tokens = nn.Conv2d(3, 16, 4, 4), _Flattened()
+        self.norm, self.fc = nn.LayerNorm(16), nn.Linear(16, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.norm(self.tokens(self.embed(x))).mean(1))
+
+
+def test_tokens_as_many_as_channels_are_read_channels_last():
+    """CvT at 64 px has 16 key/value tokens of 16 channels: the shape could not tell tokens from a channels-first
+    (N, C, L), so they were read channels first, and style transfer compared a (16, 16) Gram matrix of tokens
+    with a style image's (12, 12) one ('targets must come from the same layer')."""
+    from probe.layout import channels_last_layers
+
+    torch.manual_seed(0)
+    net = _SquareTokens().eval()
+    assert {"tokens", "norm"} <= channels_last_layers(net, torch.rand(1, 3, 16, 16))
+    result = probe.style_transfer(net, torch.rand(3, 16, 16), torch.rand(3, 12, 16), content_layers=["tokens"],
+                                  style_layers=["tokens"], steps=1, size=16, snapshots=0)
+    assert torch.isfinite(result.image).all()
