@@ -189,3 +189,20 @@ def test_tokens_as_many_as_channels_are_read_channels_last():
     result = probe.style_transfer(net, torch.rand(3, 16, 16), torch.rand(3, 12, 16), content_layers=["tokens"],
                                   style_layers=["tokens"], steps=1, size=16, snapshots=0)
     assert torch.isfinite(result.image).all()
+
+
+def test_a_transformers_model_left_in_train_mode_stays_in_train_mode():
+    """The wrapper restored every module's flag but the transformers model's own (not one of its modules):
+    a user's DINOv2 in train mode came back in eval mode from probe.attribute, maximize, feature_maps."""
+    import transformers
+
+    torch.manual_seed(0)
+    net = transformers.Dinov2WithRegistersForImageClassification(transformers.Dinov2WithRegistersConfig(
+        hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32, image_size=32,
+        patch_size=8, num_labels=3)).train()
+    before = model_state(net)
+    probe.attribute(net, torch.rand(3, 32, 32), ["saliency", "gradcam"], size=32)
+    probe.feature_maps(net, torch.rand(3, 32, 32), size=32)
+    assert same_state(before, model_state(net)) and net.training
+    assert not probe.load_model(net).module.eval().training and not net.training  # the wrapper's mode is the model's
+    net.train()
