@@ -49,6 +49,9 @@ def command(model: str, weights: str, layer: str | None, view: str, scale: str, 
     loaded = load_model_from_options(model, weights, "cpu")
     result = filters(loaded, layer, view=view)
     destination = check_out_dir(out, f"runs/filters-{slug(loaded.name)}-{slug(result.layer)}", force=force)
-    folder = result.save(destination, scale=scale, **loaded.describe())
+    folder = result.save(destination, scale=scale, kernels="computed by the layer" if result.computed else "weight",
+                         **loaded.describe())
     shape = "x".join(str(s) for s in result.weight.shape[1:])
-    echo_done(folder, f"{loaded.name} {result.layer}: {result.weight.shape[0]} kernels {shape}, view {result.view}")
+    computed = " (as convolved: the layer computes them from its stored weight)" if result.computed else ""
+    echo_done(folder, f"{loaded.name} {result.layer}: {result.weight.shape[0]} kernels {shape}, view {result.view}"
+                      f"{computed}")

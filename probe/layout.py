@@ -62,6 +62,20 @@ def _width(module: nn.Module) -> int | None:
     return int(shape[-1]) if shape else None
 
 
+def _last_by_strides(tensor: torch.Tensor, last: bool) -> bool:
+    """Whether the channels of ``tensor``, whose dim 1 and last dim both have the channel count, are last.
+
+    Shapes cannot tell (CvT's keys and values at 64 px: 16 tokens of 16 channels, flattened and transposed
+    by functional code); memory can. The channel axis had the largest stride in a channels-first state (an
+    ``(N, C, H, W)`` map) and stride 1 in a channels-last one, and a view (``transpose``, ``permute``) moves
+    the strides with the axis; a copy in the new order keeps the state.
+    """
+    first, final = tensor.stride(1), tensor.stride(-1)
+    if first == final:
+        return last
+    return first < final if not last else final < first
+
+
 def channels_last_layers(model: nn.Module, inputs: torch.Tensor) -> frozenset[str]:
     """The names of ``model``'s layers whose channels are last (see the module docstring), found once per model.
 
@@ -101,7 +115,10 @@ def channels_last_layers(model: nn.Module, inputs: torch.Tensor) -> frozenset[st
                 return
             seen.add(name)
             width = state["width"]
-            if state["last"] and width is not None and tensor.shape[-1] != width and tensor.shape[1] == width:
+            both = width is not None and tensor.shape[1] == width == tensor.shape[-1]
+            if both and (state["last"] or tensor.dim() == 3):  # as many positions as channels
+                state["last"] = _last_by_strides(tensor, state["last"])
+            elif state["last"] and width is not None and tensor.shape[-1] != width and tensor.shape[1] == width:
                 state["last"] = False  # permuted back to channels first
             elif (not state["last"] and width is not None and tensor.dim() == 3 and tensor.shape[1] != width
                   and tensor.shape[-1] == width):

@@ -209,6 +209,22 @@ def _timm_deit() -> nn.Module:
                              embed_dim=16, num_heads=2, num_classes=3).eval()
 
 
+def _timm_cait() -> nn.Module:
+    import timm
+
+    torch.manual_seed(0)  # class attention (ClassAttn): the class token reads the grid's keys and values
+    return timm.create_model("cait_xxs24_224", pretrained=False, img_size=32, patch_size=8, depth=1,
+                             depth_token_only=1, embed_dim=16, num_heads=2, num_classes=3).eval()
+
+
+def _timm_xcit() -> nn.Module:
+    import timm
+
+    torch.manual_seed(0)  # cross-covariance attention (XCA), then class attention (ClassAttn)
+    return timm.create_model("xcit_nano_12_p8_224", pretrained=False, img_size=32, depth=1, cls_attn_layers=1,
+                             embed_dim=16, num_heads=2, num_classes=3).eval()
+
+
 def _hf_vit() -> nn.Module:
     from transformers import ViTConfig, ViTForImageClassification
 
@@ -217,12 +233,15 @@ def _hf_vit() -> nn.Module:
                                                num_attention_heads=2, intermediate_size=32, num_labels=3)).eval()
 
 
-@pytest.mark.parametrize("build, layer, extra", [(_timm_deit, "blocks.1.norm1", 2), (_hf_vit, "layernorm_before", 1)])
+@pytest.mark.parametrize("build, layer, extra", [(_timm_deit, "blocks.1.norm1", 2), (_hf_vit, "layernorm_before", 1),
+                                                 (_timm_cait, "blocks_token_only.0.norm1", 1),
+                                                 (_timm_xcit, "cls_attn_blocks.0.norm1", 1)])
 def test_token_models_default_to_the_norm_before_the_last_attention_not_its_keys(build, layer, extra):
     net = build()
     result = attribute(net, torch.rand(3, 32, 32), "gradcam", size=32)  # HF: its output object's .logits
-    assert result.layer.endswith(layer)  # not the last attention's qkv / value projection
+    assert result.layer.endswith(layer)  # not the last attention's qkv / value projection (CaiT's attn.v before)
     assert f"4x4 grid after {extra} leading token" in result.options["gradcam_layer"]["map"]
+    assert "(class, distillation or register tokens)" in result.options["gradcam_layer"]["map"]
     assert result.attributions["gradcam"].abs().sum() > 0
 
 

@@ -18,9 +18,12 @@ layers finish in one forward pass, whose output has more than one position and w
 score depends on (a non-zero gradient at some position). That is ResNet's ``layer4.2``, VGG's last ReLU,
 Swin's final map, and for ViT and DeiT the last block's first norm (``encoder_layer_11.ln_1``,
 ``blocks.11.norm1``): after the last attention only the class token reaches the head, so later token maps
-get no gradient at their positions. The internals of an attention module (``nn.MultiheadAttention`` or a
-module whose class name ends in ``Attention``: its queries, keys and values) are passed over: they are not
-feature maps, though the class token reads the keys and values of every position. A score that does not
+get no gradient at their positions. The internals of an attention module (its queries, keys and values) are
+passed over: they are not feature maps, though the class token reads the keys and values of every position. An
+attention module is an ``nn.MultiheadAttention``, a module whose class name ends in ``Attention``, or any module
+that computes a softmax or ``scaled_dot_product_attention`` itself in the pass (not in a sub-module), whatever
+its name: CaiT's and XCiT's ``ClassAttn``, XCiT's ``XCA``, LeViT's ``AttentionDownsample``, EfficientFormer's
+``Attention4D``, transformers' ``LevitAttentionSubsample``. A score that does not
 change with the image at all (torchvision's ViT with random weights has a zero head) gives no gradient
 anywhere; the layers are then judged by a seeded random direction at the input of the last leaf that runs
 (the head's input), which only the layers before the last attention reach. Pooling layers are passed
@@ -40,6 +43,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
 from probe.errors import ProbeUsageError
 from probe.forward import image_grad
@@ -111,8 +115,9 @@ class MapLayout:
             return f"(N, C, H, W) map, {grid}"
         if self.kind == "channels-last":
             return f"channels-last (N, H, W, C) map, {grid}"
-        dropped = f" after {self.extra} leading token{'s' if self.extra != 1 else ''} (class/distillation)" \
-            if self.extra else ""
+        plural = "s" if self.extra != 1 else ""
+        dropped = (f" after {self.extra} leading token{plural} (class, distillation or register tokens)"
+                   if self.extra else "")
         return f"tokens (N, L, C) as a {grid} grid{dropped}"
 
 
@@ -149,6 +154,8 @@ class CamLayer:
         pooling: a pooling layer (see :data:`_POOLS`).
         channels: its channel count (None without spatial positions).
         in_attention: inside an attention module (its queries, keys, values).
+        passes: it returned its input itself, unchanged (an ``nn.Identity``, a dropout or drop path in eval
+            mode; not an in-place activation).
     """
 
     name: str
@@ -160,6 +167,7 @@ class CamLayer:
     pooling: bool
     channels: int | None = None
     in_attention: bool = False
+    passes: bool = False
 
 
 _POOLS = (nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d, nn.AdaptiveMaxPool1d,
@@ -179,31 +187,64 @@ def survey_cam_layers(net: nn.Module, score: Callable[[torch.Tensor], torch.Tens
         channels_last: the names :func:`probe.layout.channels_last_layers` gives.
     """
     image_hw = (int(x.shape[-2]), int(x.shape[-1]))
-    attention = [name for name, m in net.named_modules()
-                 if name and (isinstance(m, nn.MultiheadAttention) or type(m).__name__.endswith("Attention"))]
-    layers = _survey(net, score, x, channels_last, image_hw, attention)
+    layers = _survey(net, score, x, channels_last, image_hw)
     if not any(layer.reaches for layer in layers):  # a score constant in the image: judge by the head's input
-        layers = _survey(net, score, x, channels_last, image_hw, attention, surrogate=True)
+        layers = _survey(net, score, x, channels_last, image_hw, surrogate=True)
     return layers
 
 
+_ATTENDING = frozenset({torch.softmax, torch.Tensor.softmax, F.softmax, F.scaled_dot_product_attention})
+"""The calls that make the module running them an attention module (see the module doc)."""
+
+
+class _Attending(TorchFunctionMode):
+    """Notes the innermost running module (the top of ``stack``, dotted names) of every softmax or
+    ``scaled_dot_product_attention`` call in ``found``."""
+
+    def __init__(self, stack: list[str], found: set[str]) -> None:
+        super().__init__()
+        self.stack, self.found = stack, found
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):  # noqa: ANN001, ANN204 - torch's protocol
+        if func in _ATTENDING and self.stack:
+            self.found.add(self.stack[-1])
+        return func(*args, **(kwargs or {}))
+
+
+def _named_attention(net: nn.Module) -> set[str]:
+    """The modules of ``net`` that are attention by their class: ``nn.MultiheadAttention``, ``*Attention``."""
+    return {name for name, m in net.named_modules()
+            if name and (isinstance(m, nn.MultiheadAttention) or type(m).__name__.endswith("Attention"))}
+
+
 def _survey(net: nn.Module, score: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
-            channels_last: frozenset[str], image_hw: tuple[int, int], attention: list[str],
-            surrogate: bool = False) -> list[CamLayer]:
+            channels_last: frozenset[str], image_hw: tuple[int, int], surrogate: bool = False) -> list[CamLayer]:
     """:func:`survey_cam_layers`' pass: with ``surrogate``, reached means reached from a seeded random
     direction at the input of the last leaf module that runs, instead of from the score."""
     calls: Counter[str] = Counter()
+    running: list[str] = []
+    inputs: dict[str, tuple[int, int]] = {}  # each module's first input, as (id, version) when it started
+    attention = _named_attention(net)
     head_input: list[torch.Tensor] = []
-    found: dict[str, tuple[torch.Tensor, MapLayout | None, tuple[int, int], bool]] = {}
+    found: dict[str, tuple[torch.Tensor, MapLayout | None, tuple[int, int], bool, bool]] = {}
     reached: set[str] = set()
 
+    def entering(name: str, args: tuple) -> None:
+        running.append(name)
+        tensor = first_tensor(args)
+        if tensor is not None and name not in inputs:
+            inputs[name] = (id(tensor), tensor._version)
+
     def seen(name: str, module: nn.Module, output: object) -> None:
+        if running and running[-1] == name:
+            running.pop()
         calls[name] += 1
         tensor = first_tensor(output)
         if calls[name] > 1 or tensor is None:
             return
         layout = map_layout(tuple(tensor.shape), name in channels_last, image_hw)
-        found[name] = (tensor, layout, (id(tensor), tensor._version), isinstance(module, _POOLS))
+        key = (id(tensor), tensor._version)
+        found[name] = (tensor, layout, key, isinstance(module, _POOLS), key == inputs.get(name))
         if layout is not None and tensor.requires_grad:
             tensor.register_hook(lambda grad, n=name, lay=layout: _note_reach(grad, n, lay, reached))
 
@@ -212,14 +253,16 @@ def _survey(net: nn.Module, score: Callable[[torch.Tensor], torch.Tensor], x: to
         if tensor is not None and not any(True for _ in module.children()):
             head_input[:] = [tensor]  # the last leaf to start: the head, at the end of the pass
 
-    handles = [m.register_forward_hook(lambda m, a, out, n=name: seen(n, m, out))
-               for name, m in net.named_modules() if name]
+    named = [(name, m) for name, m in net.named_modules() if name]
+    handles = [m.register_forward_pre_hook(lambda m, a, n=name: entering(n, a)) for name, m in named]
+    handles += [m.register_forward_hook(lambda m, a, out, n=name: seen(n, m, out)) for name, m in named]
     if surrogate:
         handles += [m.register_forward_pre_hook(entered) for m in net.modules()]
     try:
         image = x.detach().clone().requires_grad_(True)
         with torch.enable_grad():
-            value = score(image)
+            with _Attending(running, attention):
+                value = score(image)
             if surrogate and head_input:
                 generator = torch.Generator(device="cpu").manual_seed(0)
                 direction = torch.randn(head_input[0].shape, generator=generator).to(head_input[0])
@@ -231,8 +274,8 @@ def _survey(net: nn.Module, score: Callable[[torch.Tensor], torch.Tensor], x: to
             handle.remove()
     return [CamLayer(name, tuple(tensor.shape), layout, calls[name], name in reached, key, pooling,
                      None if layout is None else int(tensor.shape[1 if layout.kind == "channels-first" else -1]),
-                     any(name.startswith(f"{outer}.") for outer in attention))
-            for name, (tensor, layout, key, pooling) in found.items()]
+                     any(name.startswith(f"{outer}.") for outer in attention), passes)
+            for name, (tensor, layout, key, pooling, passes) in found.items()]
 
 
 def _note_reach(grad: torch.Tensor, name: str, layout: MapLayout, reached: set[str]) -> None:
@@ -244,8 +287,9 @@ def default_cam_layer(layers: list[CamLayer], dense_classes: int | None = None) 
     """Grad-CAM's default among ``layers`` (from :func:`survey_cam_layers`): the last one that ran once, has
     more than one position the score depends on and is no pooling layer's output (nor, for a dense output of
     ``dense_classes`` classes, a map with one channel per class); of layers returning that very tensor (a
-    block and its last child), the first to finish; never inside an attention module. None when no layer
-    qualifies."""
+    block and its last child), the first to finish that computed it (not an ``nn.Identity`` or dropout passing
+    it on: timm's ``BatchNormAct2d`` finishes after its ``drop`` and ``act``); never inside an attention module.
+    None when no layer qualifies."""
 
     pooled = {layer.key for layer in layers if layer.pooling}  # a pool's output, also as its container's
 
@@ -257,7 +301,8 @@ def default_cam_layer(layers: list[CamLayer], dense_classes: int | None = None) 
     chosen = [layer for layer in layers if usable(layer)]
     if not chosen:
         return None
-    return next(layer for layer in chosen if layer.key == chosen[-1].key)
+    same = [layer for layer in chosen if layer.key == chosen[-1].key]
+    return next((layer for layer in same if not layer.passes), same[0])
 
 
 def grad_cam(net: nn.Module, score: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, layer: str,

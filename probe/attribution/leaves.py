@@ -3,10 +3,12 @@ which subclasses of a layer captum supports compute that layer's math.
 
 captum matches its DeepLift and LRP rules by exact type, so torch's ``NonDynamicallyQuantizableLinear``
 (inside ``nn.MultiheadAttention``), timm's ``Linear`` and ``Conv2dSame`` and a user's ``class
-MyConv(nn.Conv2d)`` get no rule. A subclass whose forward, on this pass's inputs, calls no torch function
-that its base's forward does not call (besides padding, casts and shape queries, which keep a layer
-linear) computes its base's math, and the base's rule is sound for it. A subclass that adds anything (an
-activation, a normalization) is left without a rule.
+MyConv(nn.Conv2d)`` get no rule. A subclass whose forward, on this pass's inputs, applies to them no torch
+function that its base's forward does not (besides padding, casts and shape queries, which keep a layer
+linear) computes its base's math, and the base's rule is sound for it. What it computes from its parameters
+alone does not count: a weight-standardized convolution (timm's ``StdConv2d``, NFNet's ``ScaledStdConv2d``)
+normalizes its kernel, not its input, and is still a convolution of the input. A subclass that adds
+anything on the input's path (an activation, a normalization) is left without a rule.
 """
 
 from __future__ import annotations
@@ -29,21 +31,39 @@ NEUTRAL_OPS = frozenset({"pad", "to", "type", "type_as", "contiguous", "float", 
 (timm's ``Conv2dSame``), dtype casts (timm's ``Linear``), shape queries and reshapes; all keep a layer linear."""
 
 
-class _Ops(TorchFunctionMode):
-    """The names of the torch functions called inside the block."""
+def _tensors(value: Any) -> list[torch.Tensor]:
+    """The tensors in ``value`` (a tensor, or lists, tuples and dicts of them)."""
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if isinstance(value, dict):
+        value = list(value.values())
+    if isinstance(value, (list, tuple)):
+        return [tensor for item in value for tensor in _tensors(item)]
+    return []
 
-    def __init__(self) -> None:
+
+class _Ops(TorchFunctionMode):
+    """The names of the torch functions called inside the block on the ``inputs`` or on what was computed
+    from them (not those on parameters alone)."""
+
+    def __init__(self, inputs: Sequence[Any]) -> None:
         super().__init__()
         self.names: set[str] = set()
+        self.derived: list[torch.Tensor] = _tensors(list(inputs))  # held, so that no id is reused meanwhile
 
     def __torch_function__(self, func: Any, types: Any, args: Sequence[Any] = (), kwargs: Any = None) -> Any:
-        self.names.add(getattr(func, "__name__", repr(func)))
-        return func(*args, **(kwargs or {}))
+        output = func(*args, **(kwargs or {}))
+        known = {id(tensor) for tensor in self.derived}
+        if any(id(tensor) in known for tensor in _tensors([list(args), kwargs or {}])):
+            self.names.add(getattr(func, "__name__", repr(func)))
+            self.derived += _tensors(output)
+        return output
 
 
 def _ops(function: Any, module: nn.Module, args: tuple[Any, ...]) -> set[str] | None:
-    """The torch functions ``function(module, *args)`` calls (None when it raises)."""
-    recorder = _Ops()
+    """The torch functions ``function(module, *args)`` applies to ``args`` and what it computes from them
+    (None when it raises)."""
+    recorder = _Ops(args)
     try:
         with torch.no_grad(), recorder:
             function(module, *args)

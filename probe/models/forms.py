@@ -17,7 +17,7 @@ from torch import nn
 from torch.nn.parameter import is_lazy
 
 from probe.errors import ProbeUsageError
-from probe.forward import model_input
+from probe.forward import model_input, passes_through
 
 __all__ = ["Eager", "eager_view", "lazy_modules", "quantized_modules", "meta_tensor", "check_form", "materialize"]
 
@@ -33,6 +33,7 @@ class Eager(nn.Module):
         self._orig_mod = compiled._orig_mod
         self.training = compiled.training
 
+    @passes_through  # an error raised inside is the model's, not cnn-probe's
     def forward(self, *args: object, **kwargs: object) -> object:
         """Call the original module: ``(N, C, H, W)`` images in, its output out."""
         return self._orig_mod(*args, **kwargs)

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from probe.errors import ProbeUsageError
+from probe.forward import passes_through
 from probe.models.preprocess import hf_preprocess
 from probe.models.registry import Built, ModelSource, Request, register_source
 from probe.models.weights import is_default, is_none, load_weights_into, require
@@ -41,17 +42,25 @@ class HFClassifier(nn.Module):
         self._modules = model._modules
         self._parameters = model._parameters
         self._buffers = model._buffers
-        self.training = model.training
 
+    @property
+    def training(self) -> bool:  # type: ignore[override]
+        """The wrapped model's own flag: setting the wrapper's (``train()``, ``eval()``, a restore of every
+        module's flag by :func:`probe.modes.evaluating`, which sees the wrapper, not the wrapped model) sets
+        it, so a caller's model in train mode is in train mode again after cnn-probe ran it."""
+        return self.__dict__["wrapped"].training if "wrapped" in self.__dict__ else self.__dict__.get("_mode", True)
+
+    @training.setter
+    def training(self, mode: bool) -> None:
+        if "wrapped" in self.__dict__:
+            self.__dict__["wrapped"].training = mode
+        else:  # nn.Module.__init__, before the model is wrapped
+            self.__dict__["_mode"] = mode
+
+    @passes_through  # an error raised inside is the model's, not cnn-probe's
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """``(N, C, H, W)`` normalized images -> ``(N, K)`` logits."""
         return self.wrapped(pixel_values=pixel_values).logits
-
-    def train(self, mode: bool = True) -> HFClassifier:
-        """Set the mode of the wrapper and of the wrapped model alike."""
-        super().train(mode)
-        self.wrapped.training = mode
-        return self
 
 
 def is_hf_classifier(module: nn.Module) -> bool:
@@ -82,6 +91,8 @@ def build(spec: str, request: Request) -> Built:
     hf_logging.disable_progress_bar()  # "Loading weights" bars are noise beside cnn-probe's own output
     try:
         config = AutoConfig.from_pretrained(source, **request.kwargs)
+        if getattr(config, "architectures", None) is None:  # a config built by hand, not saved from a model:
+            config.architectures = []  # transformers iterates it to choose among DeiT's, LeViT's, Perceiver's heads
         if is_default(request.weights):
             model = AutoModelForImageClassification.from_pretrained(source, config=config)
             described = "in folder" if folder.is_dir() else "pretrained (hub)"
