@@ -128,8 +128,8 @@ class AtlasCommand(ProbeCommand):
 
 def _rank_words() -> str:
     """``"rank 1: "`` in a worker of a run of several processes, else nothing."""
-    if launched_by_torchrun() and int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        return f"rank {os.environ['RANK']}: "
+    if launched_by_torchrun() and os.environ.get("WORLD_SIZE", "1").strip() not in ("1", ""):
+        return f"rank {os.environ['RANK']}: "  # as the environment says, even where it is refused for its values
     return ""
 
 

@@ -134,3 +134,15 @@ def test_a_signal_to_the_launcher_of_nproc_is_one_line(monkeypatch, tmp_path, si
     result = CliRunner().invoke(cli, ["atlas", "--nproc", "2", "--out", str(tmp_path / "atlas")])
     errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
     assert result.exit_code == code and len(errors) == 1 and words in errors[0], result.output
+
+
+@pytest.mark.parametrize("env, variable", [
+    ({"WORLD_SIZE": "abc", "RANK": "0"}, "WORLD_SIZE='abc'"),  # a bare ValueError
+    ({"WORLD_SIZE": "2", "RANK": "5"}, "RANK='5' is not a whole number from 0 to 1"),  # waited for ever
+    ({"WORLD_SIZE": "2", "RANK": "0", "MASTER_PORT": "99999"}, "MASTER_PORT='99999'"),
+])
+def test_a_torchrun_environment_out_of_range_is_one_line_before_any_connection(tmp_path, env, variable):
+    env = {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29512", **env}
+    result = CliRunner().invoke(cli, ["atlas", "--layers", "conv1", "--out", str(tmp_path / "a")], env=env)
+    assert result.exit_code == 1 and variable in result.output and "torchrun" in result.output, result.output
+    assert "Traceback" not in result.output and not (tmp_path / "a").exists()

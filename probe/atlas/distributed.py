@@ -123,6 +123,32 @@ def launched_by_torchrun() -> bool:
     return all(name in os.environ for name in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"))
 
 
+def torchrun_env() -> tuple[int, int, int, int]:
+    """``(RANK, WORLD_SIZE, LOCAL_RANK, MASTER_PORT)`` from the environment torchrun sets, checked before any
+    connection is tried: a ``RANK`` at or past ``WORLD_SIZE`` waits at the rendezvous for ever, in a C call
+    that not even SIGTERM interrupts, and ``WORLD_SIZE=abc`` raised a bare ``ValueError``.
+
+    Raises:
+        ProbeRuntimeError: a variable is not a whole number in its range, naming it and what to do.
+    """
+    def read(name: str, low: int, high: int | None, default: str | None = None) -> int:
+        text = os.environ.get(name, default)
+        try:
+            value = int(str(text).strip())
+        except ValueError:
+            value = None
+        if value is None or value < low or (high is not None and value > high):
+            bound = f"from {low} to {high}" if high is not None else f"of at least {low}"
+            raise ProbeRuntimeError(
+                f"the environment variable {name}={text!r} is not a whole number {bound}; launch the atlas with "
+                "torchrun (it sets RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and MASTER_PORT), or unset them to run "
+                "as one process")
+        return value
+
+    world = read("WORLD_SIZE", 1, None)
+    return (read("RANK", 0, world - 1), world, read("LOCAL_RANK", 0, None, "0"), read("MASTER_PORT", 1, 65535))
+
+
 @dataclass
 class Group:
     """This process's place in the run; its collectives agree on failures (see the module docstring).
@@ -356,11 +382,10 @@ def join(device: str = "auto", timeout: float = DEFAULT_TIMEOUT_S) -> Iterator[t
         ProbeRuntimeError: the process group could not be joined.
     """
     timeout = check_timeout(timeout)
-    if not launched_by_torchrun() or int(os.environ["WORLD_SIZE"]) == 1:
+    if not launched_by_torchrun() or torchrun_env()[1] == 1:
         yield Group(timeout=timeout), _device_for(device, 0)
         return
-    rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    rank, world, local_rank, port = torchrun_env()
     chosen = _device_for(device, local_rank)
     cuda = chosen.startswith("cuda")
     if cuda:
@@ -375,7 +400,7 @@ def join(device: str = "auto", timeout: float = DEFAULT_TIMEOUT_S) -> Iterator[t
     group = Group(rank, world, local_rank, timeout=timeout)
     try:
         client = group._collective("joining the run's store", lambda: dist.TCPStore(
-            os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), is_master=False,
+            os.environ["MASTER_ADDR"], port, is_master=False,
             timeout=_group_timeout(timeout), wait_for_workers=False))
         run = group.broadcast(uuid.uuid4().hex if rank == 0 else None, "starting")  # an all-gather: no store yet
         group.store = dist.PrefixStore(f"probe-atlas/{run}/", client)
