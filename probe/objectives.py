@@ -416,6 +416,16 @@ def channel(layer: str, units: Units, *, reduce: str = "sum") -> Objective:
                      units=chosen, layer=layer)
 
 
+def _not_a_map(objective: str, layer: str, act: torch.Tensor) -> ProbeUsageError:
+    """The error for a neuron objective on a layer without ``(H, W)`` positions: ``act`` is ``(N, C, L)`` (tokens,
+    read channels first) or of more dimensions, naming ``objective``; a channel of it is the whole layer's."""
+    what = (f"{act.shape[1]} channels over {act.shape[2]} tokens, not an (H, W) map" if act.dim() == 3
+            else f"shape {tuple(act.shape)}")
+    return ProbeUsageError(f"{objective}() needs a (N, C, H, W) or (N, F) layer, which has one position per unit; "
+                           f"{layer} gives {what}; maximize a channel of it instead (--objective channel)",
+                           param="objective")
+
+
 def neuron(layer: str, units: Units, y: int | None = None, x: int | None = None) -> Objective:
     """One position of a filter's map (the centre by default), or one unit of a linear layer.
 
@@ -436,7 +446,7 @@ def neuron(layer: str, units: Units, y: int | None = None, x: int | None = None)
         if values.dim() == 1:
             return values
         if values.dim() != 3:
-            raise ProbeUsageError(f"neuron() needs a (N, C, H, W) or (N, F) layer; {layer} gives {tuple(act.shape)}")
+            raise _not_a_map("neuron", layer, act)
         height, width = values.shape[-2:]
         row = height // 2 if y is None else y
         col = width // 2 if x is None else x
@@ -751,10 +761,11 @@ def neuron_weight(layer: str, weight: torch.Tensor | Sequence[float] | None = No
             height, width = act.shape[-2:]
             row, col = (height // 2 if y is None else y), (width // 2 if x is None else x)
             if not (0 <= row < height and 0 <= col < width):
-                raise ProbeUsageError(f"position ({row}, {col}) is outside {layer}'s {height}x{width} map")
+                raise ProbeUsageError(f"position ({row}, {col}) is outside {layer}'s {height}x{width} map",
+                                      param="units")
             act = act[:, :, row, col]
         elif act.dim() != 2:
-            raise ProbeUsageError(f"neuron_weight needs a (N, C, H, W) or (N, F) layer; {layer} gives {tuple(act.shape)}")
+            raise _not_a_map("neuron_weight", layer, act)
         return (act if vector is None else act * _weights_for(vector, act, layer)).mean(1)
 
     return Objective(fn, f"neuron_weight({layer})", layers=[layer], kind="neuron_weight", layer=layer)

@@ -177,3 +177,11 @@ def test_cached_index_and_statistics_tensors_survive_inference_mode():
     values = pre.normalize(leaf)[torch.arange(2), O._index_tensor((1, 0), torch.device("cpu"))]
     values.sum().backward()
     assert leaf.grad is not None and torch.allclose(leaf.grad.sum(), torch.tensor(128 / 0.456))
+
+
+@pytest.mark.parametrize("objective", [O.neuron("blocks.0", 0), O.neuron_weight("blocks.0")])
+def test_a_neuron_of_a_token_layer_is_refused_naming_the_objective(objective):
+    tokens = O.Context({"blocks.0": torch.zeros(2, 8, 5)}, torch.zeros(2, 3, 4, 4))  # (N, C, L): tokens, channels first
+    with pytest.raises(ProbeUsageError, match="gives 8 channels over 5 tokens") as raised:
+        objective(tokens)
+    assert raised.value.param == "objective"  # the message named no option
