@@ -398,3 +398,13 @@ def test_the_atlas_files_get_a_new_files_permissions_not_a_temporary_files(small
     files = [folder / "atlas.json", *sorted((folder / "records").glob("*.json"))[:1], *sorted(folder.rglob("*.png"))[:2]]
     assert len(files) == 4
     assert {stat.S_IMODE(path.stat().st_mode) for path in files} == {0o666 & ~process_umask()}
+
+
+def test_counts_that_cannot_fit_are_refused_before_any_work_and_examples_stop_at_the_dataset(tmp_path):
+    huge = "2147483647"
+    tiny = ["atlas", "--layers", "conv1", "--max-units", "2", "--steps", "2", "--limit", "12"]
+    refused = CliRunner().invoke(cli, [*tiny, "--per-unit", huge, "--out", str(tmp_path / "a")])
+    assert refused.exit_code == 1 and "lower --per-unit" in refused.output, refused.output  # it froze
+    assert not (tmp_path / "a").exists()
+    many = CliRunner().invoke(cli, [*tiny, "--examples", huge, "--out", str(tmp_path / "b")])
+    assert many.exit_code == 0, many.output  # units x 2**31 examples ran out of memory: 12 images are all there are

@@ -53,6 +53,7 @@ from probe.errors import ProbeRuntimeError, ProbeUsageError, unknown_name
 from probe.hooks import layers as list_layers
 from probe.images import to_pil
 from probe.leaves import is_leaf
+from probe.memory import check_fits
 from probe.models import LoadedModel, load_model
 from probe.optimize import maximize
 
@@ -320,7 +321,8 @@ def _examples_stage(group: Group, loaded: LoadedModel, data: AtlasData, folder: 
         group.check()
         group.tick()
 
-    mine = dataset_pass(loaded, data.load, settings.layers, batches, k=settings.examples, keep=settings.units,
+    mine = dataset_pass(loaded, data.load, settings.layers, batches, k=min(settings.examples, max(1, len(data))),
+                        keep=settings.units,
                         precision=settings.precision, progress=step)
     parts = group.gather({layer: entry.cpu() for layer, entry in mine.items()}, "gathering the dataset pass")
     record = _examples_record(group, loaded, data, merge_passes(parts), settings)
@@ -515,6 +517,7 @@ def build_atlas(
             channels_last=channels_last,
             extra={"model_options": loaded.describe()} if any(v is not None for v in (model_options or {}).values()) else {},
         )  # fmt: skip
+        _check_chunk_fits(settings, loaded)
         folder = Path(out).expanduser() if out is not None else (
             Path("runs") / f"atlas-{file_stem(loaded.name)}-{settings.digest()[:8]}")
         _on_rank_0(group, lambda: _start_folder(folder, settings, force, weights_digest(loaded.module)),
@@ -541,6 +544,17 @@ def build_atlas(
         if group.rank == 0:
             summary.site, summary.unmoved = site, unmoved
     return summary
+
+
+def _check_chunk_fits(settings: AtlasSettings, loaded: LoadedModel) -> None:
+    """Refuse, before anything is written, a chunk whose images cannot fit in memory: ``chunk x per_unit``
+    images, each its pixels four times over (the image, its gradient, Adam's two moments) and a score per
+    step (``--per-unit 2147483647`` froze the command)."""
+    images = min(settings.chunk, max(settings.units, default=1)) * settings.per_unit
+    height, width = settings.image_size
+    needed = 4.0 * images * (4 * loaded.preprocess.channels * height * width + settings.steps)
+    check_fits(needed, loaded.device, f"a chunk of {images:,} image(s) of {height}x{width} over {settings.steps:,} "
+               "steps", "lower --per-unit, --chunk or --steps")
 
 
 def _write_site(folder: Path, settings: AtlasSettings, record: dict[str, Any],
