@@ -11,7 +11,7 @@ builds into files.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -289,12 +289,14 @@ def _unit_page(atlas: Mapping[str, Any], layer: Mapping[str, Any], position: int
     return _page(title, body)
 
 
-def write_site(folder: str | Path, atlas: Mapping[str, Any]) -> Path:
+def write_site(folder: str | Path, atlas: Mapping[str, Any], tick: Callable[[], None] | None = None) -> Path:
     """Write ``atlas.json``, ``index.html``, one page per layer and one per unit into ``folder``.
 
     Args:
         folder: the atlas folder (its ``images/`` hold the files the document names).
         atlas: the document of :func:`probe.atlas.site.assemble`.
+        tick: called after every page (default None): a distributed run's progress mark, so that writing
+            tens of thousands of pages is not taken for a hung rank (:mod:`probe.atlas.liveness`).
 
     Each file is replaced whole (:func:`probe.gallery.files.replace_text`): a full disk leaves the
     pages of the last complete write, never half of one.
@@ -309,4 +311,6 @@ def write_site(folder: str | Path, atlas: Mapping[str, Any]) -> Path:
         replace_text(folder / layer["page"], _layer_page(atlas, layer))
         for position, unit in enumerate(layer["units"]):
             replace_text(folder / unit["page"], _unit_page(atlas, layer, position))
+            if tick is not None:
+                tick()
     return replace_text(folder / "index.html", _index(atlas))  # last: the site is listed once its index is there

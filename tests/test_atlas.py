@@ -408,3 +408,15 @@ def test_counts_that_cannot_fit_are_refused_before_any_work_and_examples_stop_at
     assert not (tmp_path / "a").exists()
     many = CliRunner().invoke(cli, [*tiny, "--examples", huge, "--out", str(tmp_path / "b")])
     assert many.exit_code == 0, many.output  # units x 2**31 examples ran out of memory: 12 images are all there are
+
+
+def test_writing_the_site_marks_progress_after_every_page(small_atlas, tmp_path):
+    # a distributed run's rank 0 made no progress mark while it wrote the pages: a site of many pages, written
+    # for longer than --timeout, would have been taken for a hung rank and its process ended
+    folder, _ = small_atlas
+    atlas = json.loads((folder / "atlas.json").read_text())
+    copy = tmp_path / "copy"
+    shutil.copytree(folder, copy)
+    ticks = []
+    write_site(copy, atlas, tick=lambda: ticks.append(1))
+    assert len(ticks) == sum(len(layer["units"]) for layer in atlas["layers"]) > 0

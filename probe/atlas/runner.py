@@ -540,7 +540,8 @@ def build_atlas(
                     progress("render", number, len(missing))
         summary.seconds = time.perf_counter() - started
         group.barrier("waiting for the others' chunks")
-        site, unmoved = _on_rank_0(group, lambda: _write_site(folder, settings, record, chunks), "writing the site")
+        site, unmoved = _on_rank_0(group, lambda: _write_site(folder, settings, record, chunks, group.tick),
+                                   "writing the site")
         if group.rank == 0:
             summary.site, summary.unmoved = site, unmoved
     return summary
@@ -557,12 +558,13 @@ def _check_chunk_fits(settings: AtlasSettings, loaded: LoadedModel) -> None:
                "steps", "lower --per-unit, --chunk or --steps")
 
 
-def _write_site(folder: Path, settings: AtlasSettings, record: dict[str, Any],
-                chunks: Sequence[Chunk]) -> tuple[Path, list[str]]:
-    """Rank 0: ``atlas.json`` and the pages from the records on disk; return ``index.html`` and the
-    ``"layer:unit"`` of the units whose synthetic image never moved."""
+def _write_site(folder: Path, settings: AtlasSettings, record: dict[str, Any], chunks: Sequence[Chunk],
+                tick: Callable[[], None] | None = None) -> tuple[Path, list[str]]:
+    """Rank 0: ``atlas.json`` and the pages from the records on disk, ``tick()`` after each page (its progress
+    mark: a site of many pages is no hung rank); return ``index.html`` and the ``"layer:unit"`` of the units
+    whose synthetic image never moved."""
     from probe.atlas.site import write_atlas
 
     records = [read_json(folder / "records" / f"{c.name}.json") for c in chunks]
     unmoved = [f"{r['layer']}:{u['unit']}" for r in records for u in r["units"] if u.get("unmoved")]
-    return write_atlas(folder, settings, record, records), unmoved
+    return write_atlas(folder, settings, record, records, tick), unmoved

@@ -27,6 +27,7 @@ Figures per unit (all in ``atlas.json``):
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -83,8 +84,10 @@ def assemble(settings: AtlasSettings, examples: dict[str, Any], chunks: list[dic
             "settings": settings.as_dict(), "layers": layers}
 
 
-def write_atlas(folder: Path, settings: AtlasSettings, examples: dict[str, Any], chunks: list[dict[str, Any]]) -> Path:
-    """Write ``atlas.json`` and the pages into ``folder``; return ``index.html``."""
+def write_atlas(folder: Path, settings: AtlasSettings, examples: dict[str, Any], chunks: list[dict[str, Any]],
+                tick: Callable[[], None] | None = None) -> Path:
+    """Write ``atlas.json`` and the pages into ``folder``, calling ``tick()`` after each page; return
+    ``index.html``."""
     from probe.gallery.atlas import write_site
 
-    return write_site(folder, assemble(settings, examples, chunks))
+    return write_site(folder, assemble(settings, examples, chunks), tick)
