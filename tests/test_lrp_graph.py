@@ -316,3 +316,26 @@ class Dropped(nn.Module):
 
 def test_a_functional_dropout_in_eval_mode_passes_relevance():
     assert _gap(Dropped().eval(), IMAGE[:, :8, :8])[1] < 1e-4
+
+
+class _Inner(nn.Module):
+    """A model whose output is a namespace with ``.logits``, as transformers' models return."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv, self.fc = nn.Conv2d(3, 4, 3, bias=False), nn.Linear(4, 3, bias=False)
+
+    def forward(self, pixel_values: torch.Tensor):
+        from types import SimpleNamespace
+
+        return SimpleNamespace(logits=self.fc(torch.relu(self.conv(pixel_values)).mean((2, 3))))
+
+
+def test_lrp_follows_a_wrapper_that_shares_its_models_modules_without_holding_it():
+    # cnn-probe's transformers wrapper keeps the model out of its children: fx refused every hf: model with
+    # "module is not installed as a submodule", whatever the model's forward
+    from probe.models.sources.hf_models import HFClassifier
+
+    result = attribute(HFClassifier(_Inner()), torch.rand(3, 16, 16), "lrp", size=16)
+    assert abs(result.options["completeness"]["lrp"]) < 1e-4  # no biases: the relevance sums to the score

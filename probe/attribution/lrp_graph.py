@@ -153,6 +153,14 @@ class _Tracer(fx.Tracer):
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
         return is_leaf(m)
 
+    def path_of_module(self, mod: nn.Module) -> str:
+        """The wrapped model of a wrapper that shares its submodules without holding it as a child (cnn-probe's
+        transformers wrapper) is the root itself: fx then follows its forward and says why it cannot, where
+        it said "module is not installed as a submodule"."""
+        if getattr(self, "root", None) is not None and self.root.__dict__.get("wrapped") is mod:
+            return ""
+        return super().path_of_module(mod)
+
 
 def _name(node: fx.Node) -> str:
     """The operation's name: ``add``, ``sigmoid``, ``Conv2d``."""
