@@ -224,6 +224,8 @@ def command(
     resumed = result.settings.get("resume", {})
     if resumed.get("reused"):
         note(f"resumed: {resumed['reused']} finished chunk(s) of an interrupted run of this command were kept")
+    if resumed.get("failed"):
+        note(f"note: finished chunks could not be kept for a resume ({resumed['failed']}); the run went on without")
     if resumed.get("discarded"):
         note(f"{resumed['discarded']} chunk(s) an interrupted run with other settings or weights left in {chunks} "
              "were discarded; those images were rendered again")

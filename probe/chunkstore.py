@@ -74,6 +74,7 @@ class ChunkStore:
     Attributes:
         discarded: chunk files of another fingerprint found and removed when opened.
         loaded: chunks read back so far.
+        failed: why chunks could not be saved (the folder could not be made or written), else None.
     """
 
     def __init__(self, folder: str | Path, key: str) -> None:
@@ -81,11 +82,14 @@ class ChunkStore:
         self.key = key
         self.loaded = 0
         self.discarded = 0
-        if self.folder.is_dir():
-            for path in self.folder.iterdir():
+        self.failed: str | None = None
+        try:
+            for path in self.folder.iterdir() if self.folder.is_dir() else ():
                 if _ours(path) and not path.name.startswith(f"{key}-"):  # a kill's leftover, or another request's
                     self.discarded += not path.name.startswith(_TEMPORARY)
                     path.unlink(missing_ok=True)
+        except OSError as error:  # an unreadable folder: no chunk is kept (see save)
+            self.failed = f"{error.strerror or error}: {self.folder}"
 
     def _path(self, index: slice) -> Path:
         return self.folder / f"{self.key}-{index.start:06d}-{index.stop - 1:06d}.pt"
@@ -108,15 +112,27 @@ class ChunkStore:
         return saved
 
     def save(self, index: slice, chunk: dict[str, Any]) -> None:
-        """Write the chunk of images ``index`` (a dict of tensors, numbers and strings) atomically."""
-        self.folder.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(prefix=_TEMPORARY, suffix=".pt", dir=self.folder)
+        """Write the chunk of images ``index`` (a dict of tensors, numbers and strings) atomically.
+
+        Keeping chunks is a convenience, never a reason to fail the render: a folder that cannot be made or
+        written (a read-only parent, a full disk) is noted in :attr:`failed` and no later chunk is tried."""
+        if self.failed is not None:
+            return
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            handle, temporary = tempfile.mkstemp(prefix=_TEMPORARY, suffix=".pt", dir=self.folder)
+        except OSError as error:
+            self.failed = f"{error.strerror or error}: {self.folder}"
+            return
         try:
             with os.fdopen(handle, "wb") as file:
                 torch.save({**chunk, "key": self.key}, file)
                 file.flush()
                 os.fsync(file.fileno())
             os.replace(temporary, self._path(index))
+        except OSError as error:
+            Path(temporary).unlink(missing_ok=True)
+            self.failed = f"{error.strerror or error}: {self.folder}"
         except BaseException:
             Path(temporary).unlink(missing_ok=True)
             raise

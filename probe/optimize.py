@@ -570,6 +570,8 @@ def maximize(
         settings["unmoved"] = unmoved
     if store is not None:
         settings["resume"] = {"folder": str(store.folder), "reused": store.loaded, "discarded": store.discarded}
+        if store.failed is not None:
+            settings["resume"]["failed"] = store.failed  # the render went on without keeping its chunks
     if coupled:
         settings["batch_coupled"] = True  # one pass per image (group): see batch_coupled
     if redirect_relu:

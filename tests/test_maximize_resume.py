@@ -82,3 +82,12 @@ def test_the_users_own_files_in_the_folder_are_never_read_or_removed(tmp_path):
     clear(folder)
     assert sorted(path.name for path in folder.iterdir()) == ["model.pt", "notes.txt"]
     assert torch.equal(torch.load(folder / "model.pt", weights_only=True)["w"], torch.ones(2))
+
+
+def test_a_folder_that_cannot_be_made_loses_the_resume_not_the_render(tmp_path):
+    blocked = tmp_path / "a-file"
+    blocked.write_text("mine")  # where the chunk folder's parent should be: mkdir raised and the render failed
+    result = _run(blocked / "chunks")
+    assert result.settings["resume"]["failed"].endswith(str(blocked / "chunks"))
+    assert torch.equal(result.images, probe.maximize(DIGITS, O.channel("conv2", range(10)), **REQUEST).images)
+    assert blocked.read_text() == "mine"
