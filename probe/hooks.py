@@ -436,11 +436,18 @@ class _Held:
     which is what the module returned. Nothing else is copied, and nothing needs to be learned or run again.
     """
 
-    def __init__(self, kept: dict[str, torch.Tensor]) -> None:
+    def __init__(self, kept: dict[str, torch.Tensor], lazy: bool = False) -> None:
         self.kept = kept
         self.tensors: dict[Hashable, torch.Tensor] = {}  # by :func:`_place`
         self.watch = WriteWatch(before_write=self.copy)
         self.watching = False
+        self.lazy = lazy  # the watch starts at the first tensor held (see :meth:`arm`)
+        self.thread = threading.get_ident()
+
+    def arm(self) -> None:
+        """A forward pass begins in this thread; the watch starts at the first tensor held. Before it nothing is
+        held that a write could change, and a pass that holds nothing (only reductions, ``reduce="mean"``)
+        never pays the dispatch mode's cost per operation."""
         self.thread = threading.get_ident()
 
     def hold(self, key: str, tensor: torch.Tensor) -> bool:
@@ -449,6 +456,8 @@ class _Held:
         modes are per thread, so the watch would not see its writes)."""
         if threading.get_ident() != self.thread:
             return False
+        if self.lazy:
+            self.start()
         place = _place(tensor)
         if place not in self.tensors:
             if not self.watch.track(tensor, place):
@@ -480,7 +489,7 @@ class _Held:
             self.watch.untrack(self.tensors.pop(label), label)
 
     def start(self) -> None:
-        """Watch from the start of a forward pass."""
+        """Watch from now on, in this thread (idempotent)."""
         if not self.watching:
             self.watch.__enter__()
             self.watching = True
@@ -568,7 +577,7 @@ def record(
     taps = _taps(resolved)
     recording = Recording(list(resolved))
     copies = _Copies()
-    held = _Held(recording._acts)
+    held = _Held(recording._acts, lazy=True)
     seen: Counter[str] = Counter()  # calls per module in the current forward pass
     current: list[_RecordPass | None] = [None]  # the forward pass of ``model`` under way
     hooked: set[str] = set()  # the names whose gradient hook the last forward pass registered
@@ -592,6 +601,7 @@ def record(
             label = ("graph", key)  # one per key and pass (a ReLU(inplace)'s output is its input's tensor)
             acts[key] = copies.copy(value, label)
             state.graphs.append((label, tensor))
+            held.start()
             held.watch.track(tensor, label)
         elif state is None or not held.hold(key, value):  # a module called outside a pass of the model
             acts[key] = value.clone()
@@ -639,7 +649,7 @@ def record(
         held.release()
         held.watch.written.clear()
         current[0] = _RecordPass()
-        held.start()
+        held.arm()
 
     def end(module: nn.Module, args: tuple, kwargs: dict, output: Any) -> None:
         state, current[0] = current[0], None
