@@ -635,8 +635,7 @@ def record(
         for key in recording._key(name, call, taps[name]):
             keep(key, tensor)
 
-    def on_root(name: str, value: Any) -> None:
-        tensor = output_of(value)
+    def on_root(name: str, tensor: torch.Tensor | None) -> None:
         if tensor is not None and current[0] is not None:
             keep(name, tensor)
 
@@ -668,11 +667,11 @@ def record(
     try:
         handles.append(model.register_forward_pre_hook(begin, prepend=True, with_kwargs=True))
         if INPUT in resolved:
-            handles.append(model.register_forward_pre_hook(lambda m, args: on_root(INPUT, args)))
+            handles.append(model.register_forward_pre_hook(lambda m, args: on_root(INPUT, first_tensor(args))))
         for name, tap in taps.items():
             handles.append(tap.module.register_forward_hook(lambda m, args, out, n=name: on_module(n, out)))
         if OUTPUT in resolved:
-            handles.append(model.register_forward_hook(lambda m, args, out: on_root(OUTPUT, out)))
+            handles.append(model.register_forward_hook(lambda m, args, out: on_root(OUTPUT, output_of(out))))
         # last: after every other hook of the pass; also when the pass raises (the watch must not stay on)
         handles.append(model.register_forward_hook(end, with_kwargs=True, always_call=True))
         yield recording
