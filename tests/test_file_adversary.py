@@ -266,3 +266,23 @@ def test_a_caption_of_any_length_or_character_stays_in_its_cell():
         assert all(draw.textlength(line.rstrip("…"), font=face) <= 128 for line in lines), lines
     sheet = contact_sheet([Image.new("L", (8, 8))] * 2, ["y" * 1_000_000, "z"], title="T" * 1_000_000, cell=64)
     assert sheet.width <= 1600
+
+
+def test_an_atlas_site_is_written_through_its_own_linked_folder_never_through_a_link_inside(tmp_path, victim):
+    """The atlas folder the user named may be a link (followed, as a resume through it always was); a page
+    name planted as a link inside it is replaced, and the file it led to kept."""
+    from probe.gallery.atlas import write_site
+
+    unit = {"unit": 0, "page": "u.html", "synthetic": ["s.png"], "scores": [1.0], "score": 1.0, "best": 0.5,
+            "median": 0.0, "ratio": 2.0, "spread": 0.0, "histogram": {"start": 0.0, "width": 1.0, "counts": [1]},
+            "examples": []}
+    atlas = {"settings": {"model": "m"}, "layers": [{"name": "conv1", "page": "l.html", "units": [unit],
+                                                     "receptive_field": {"size": [1, 1], "stride": [1, 1]},
+                                                     "above_one": 1, "median_ratio": 2.0}]}
+    real = tmp_path / "real"
+    real.mkdir()
+    (real / "u.html").symlink_to(victim)
+    (tmp_path / "named").symlink_to(real, target_is_directory=True)
+    assert write_site(tmp_path / "named", atlas) == tmp_path / "named" / "index.html"
+    assert sorted(p.name for p in real.iterdir()) == ["atlas.json", "index.html", "l.html", "u.html"]
+    assert not (real / "u.html").is_symlink() and victim.read_text() == VICTIM
