@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import secrets
 from pathlib import Path
 from typing import BinaryIO
 
 from probe.folderlock import open_folder
 
-__all__ = ["TMP_PREFIX", "create_new", "process_umask", "replace_bytes", "replace_text"]
+__all__ = ["TMP_PREFIX", "create_new", "process_umask", "replace_bytes", "replace_text", "utf8"]
 
 TMP_PREFIX = ".tmp-"
 """The name prefix of the temporary files (the one :func:`probe.atlas.records.remove_partial` clears)."""
@@ -95,6 +96,24 @@ def replace_bytes(path: str | Path, data: bytes) -> Path:
     return path
 
 
+def utf8(text: str) -> bytes:
+    """``text`` as UTF-8, whatever it holds: a lone surrogate (how Python keeps a byte of a file name that is
+    not UTF-8, ``caf\\xe9.jpg``) is written as ``\\xe9``, and any other one as ``\\ud800``, never an error
+    at the save, after the run."""
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        return _SURROGATE.sub(_escaped, text).encode("utf-8")
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _escaped(found: re.Match[str]) -> str:
+    code = ord(found.group())
+    return f"\\x{code - 0xDC00:02x}" if 0xDC80 <= code <= 0xDCFF else f"\\u{code:04x}"
+
+
 def replace_text(path: str | Path, text: str) -> Path:
-    """Write ``text`` (UTF-8) to ``path`` atomically (:func:`replace_bytes`)."""
-    return replace_bytes(path, text.encode("utf-8"))
+    """Write ``text`` (UTF-8, :func:`utf8`) to ``path`` atomically (:func:`replace_bytes`)."""
+    return replace_bytes(path, utf8(text))

@@ -26,7 +26,7 @@ from typing import Any, BinaryIO
 from PIL import Image
 
 from probe.errors import ProbeUsageError
-from probe.gallery.files import create_new
+from probe.gallery.files import create_new, utf8
 from probe.gallery.html import index_above, render_run_page
 from probe.gallery.outdir import MARKER
 from probe.gallery.sheet import contact_sheet
@@ -191,7 +191,7 @@ class Gallery:
         }
         manifest_path = self.folder / MANIFEST
         text = json.dumps(_jsonable(manifest), indent=2, allow_nan=False) + "\n"
-        self._save(MANIFEST, lambda stream: stream.write(text.encode("utf-8")))
+        self._save(MANIFEST, lambda stream: stream.write(utf8(text)))
         small = bool(self._images) and max(max(image.size) for image in self._images) < 96
         page = render_run_page(
             self.title,
@@ -201,7 +201,7 @@ class Gallery:
             small_images=small,
             index=index_above(self.folder),
         )
-        self._save("index.html", lambda stream: stream.write(page.encode("utf-8")))
+        self._save("index.html", lambda stream: stream.write(utf8(page)))
         return manifest_path
 
     def _save(self, file: str, write: Callable[[BinaryIO], object]) -> None:

@@ -286,3 +286,21 @@ def test_an_atlas_site_is_written_through_its_own_linked_folder_never_through_a_
     assert write_site(tmp_path / "named", atlas) == tmp_path / "named" / "index.html"
     assert sorted(p.name for p in real.iterdir()) == ["atlas.json", "index.html", "l.html", "u.html"]
     assert not (real / "u.html").is_symlink() and victim.read_text() == VICTIM
+
+
+def test_a_name_that_is_not_utf8_is_written_into_pages_and_json_not_an_error_after_the_run(tmp_path):
+    """A file name with a byte that is not UTF-8 (``caf\\xe9.jpg``: Python keeps it as a lone surrogate) in a
+    caption, title or field raised UnicodeEncodeError at the save, after the run."""
+    name = os.fsdecode(b"caf\xe9.png")
+
+    def write(staging: Path) -> None:
+        gallery = Gallery(staging, command="dream", title=f"dream {name}", fields={"image": f"/x/{name}"})
+        gallery.add(Image.new("L", (4, 4)), name, f"input {name}")
+        gallery.write()
+
+    landed = check_out_dir(tmp_path / "run").write(write)
+    assert "caf\\xe9.png" in (landed / "index.html").read_text(encoding="utf-8")
+    assert json.loads((landed / "manifest.json").read_text())["image"] == f"/x/{name}"
+    replace_text(tmp_path / "page.html", f"<p>{name} \ud800</p>")
+    assert (tmp_path / "page.html").read_text(encoding="utf-8") == "<p>caf\\xe9.png \\ud800</p>"
+    assert write_collection_index(tmp_path)[1] == 1
