@@ -304,3 +304,13 @@ def test_a_name_that_is_not_utf8_is_written_into_pages_and_json_not_an_error_aft
     replace_text(tmp_path / "page.html", f"<p>{name} \ud800</p>")
     assert (tmp_path / "page.html").read_text(encoding="utf-8") == "<p>caf\\xe9.png \\ud800</p>"
     assert write_collection_index(tmp_path)[1] == 1
+
+
+@pytest.mark.parametrize("damage", [b"", b'{"format": 1, "kind": "gallery", "files": ["a.p', b"\xff\xfe", b"[1, 2]"])
+def test_a_damaged_marker_is_refused_as_damaged_and_nothing_is_deleted(tmp_path, damage):
+    run = _gallery(tmp_path / "run")
+    before = sorted(p.name for p in run.iterdir())
+    (run / MARKER).write_bytes(damage)
+    with pytest.raises(ProbeUsageError, match="marker cnn-probe cannot read"):
+        check_out_dir(run, force=True)
+    assert sorted(p.name for p in run.iterdir()) == before and (run / MARKER).read_bytes() == damage
