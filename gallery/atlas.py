@@ -11,6 +11,7 @@ builds into files.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -299,12 +300,15 @@ def write_site(folder: str | Path, atlas: Mapping[str, Any], tick: Callable[[], 
             tens of thousands of pages is not taken for a hung rank (:mod:`probe.atlas.liveness`).
 
     Each file is replaced whole (:func:`probe.gallery.files.replace_text`): a full disk leaves the
-    pages of the last complete write, never half of one.
+    pages of the last complete write, never half of one; a link planted under a page's name is replaced,
+    never written through.
 
     Returns:
         The path of ``index.html``.
     """
-    folder = Path(folder)
+    folder = given = Path(folder)
+    if folder.is_symlink():  # the atlas's own folder, named by the user: followed; no link inside it is
+        folder = Path(os.path.realpath(folder))
     replace_text(folder / ATLAS_JSON, json.dumps(atlas, indent=1, allow_nan=False) + "\n")
     layers: Sequence[Mapping[str, Any]] = atlas["layers"]
     for layer in layers:
@@ -313,4 +317,5 @@ def write_site(folder: str | Path, atlas: Mapping[str, Any], tick: Callable[[], 
             replace_text(folder / unit["page"], _unit_page(atlas, layer, position))
             if tick is not None:
                 tick()
-    return replace_text(folder / "index.html", _index(atlas))  # last: the site is listed once its index is there
+    replace_text(folder / "index.html", _index(atlas))  # last: the site is listed once its index is there
+    return given / "index.html"

@@ -13,9 +13,10 @@ from PIL import Image
 
 from probe.errors import ProbeRuntimeError, ProbeUsageError
 from probe.gallery.atlas import ATLAS_JSON
-from probe.gallery.files import replace_text
+from probe.folderlock import lock_folder, release
+from probe.gallery.files import TMP_PREFIX, replace_text
 from probe.gallery.html import SMALL_IMAGE, render_collection_page, with_index_link
-from probe.gallery.outdir import MARKER, disk_advice, is_gallery, read_marker, write_marker
+from probe.gallery.outdir import MARKER, disk_advice, is_gallery, newer_refusal, read_marker, write_marker
 from probe.gallery.writer import MANIFEST
 
 __all__ = ["write_collection_index", "run_card", "atlas_card"]
@@ -140,19 +141,44 @@ def _read_json(path: Path) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
+def _remove_stale_temporaries(folder: Path, names: tuple[str, ...]) -> None:
+    """Remove the temporary files (:func:`~probe.gallery.files.replace_bytes`) of ``names`` that a killed
+    ``probe gallery`` left in ``folder``; the caller holds ``folder``'s lock, so no live run is writing them
+    (one left there would make the gallery look foreign to ``--force``)."""
+    prefixes = tuple(f"{TMP_PREFIX}{name}." for name in names)
+    try:
+        for entry in os.scandir(folder):
+            if entry.name.startswith(prefixes) and entry.is_file(follow_symlinks=False):
+                os.unlink(entry.path)
+    except OSError:
+        pass
+
+
 def _link_back(folder: Path, root: Path) -> None:
-    """Give a run page written before the collection page its link back (the page is cnn-probe's own)."""
+    """Give a run page written before the collection page its link back (the page is cnn-probe's own).
+
+    Under the run folder's lock (:func:`probe.folderlock.lock_folder`): a folder another process is
+    writing is left for this time."""
     page = folder / "index.html"
     ours = read_marker(folder, "gallery")
     if ours is None or "index.html" not in ours["files"] or page.is_symlink():
         return  # not a page cnn-probe wrote: never touched
     try:
-        text = page.read_text(encoding="utf-8")
+        lock = lock_folder(folder)
     except OSError:
         return
-    linked = with_index_link(text, "../" * len(folder.relative_to(root).parts) + "index.html")
-    if linked != text:
-        replace_text(page, linked)
+    if lock is None:
+        return
+    try:
+        _remove_stale_temporaries(folder, ("index.html",))
+        text = page.read_text(encoding="utf-8")
+        linked = with_index_link(text, "../" * len(folder.relative_to(root).parts) + "index.html")
+        if linked != text:
+            replace_text(page, linked)
+    except OSError:
+        return
+    finally:
+        release(lock)
 
 
 def _check_index_destination(root: Path, page: Path) -> None:
@@ -163,6 +189,9 @@ def _check_index_destination(root: Path, page: Path) -> None:
             "index the folder that holds the runs instead (probe gallery runs)",
             param="folder",
         )
+    newer = newer_refusal(root, "overwrite its index.html")
+    if newer:
+        raise ProbeUsageError(newer, param="folder")
     ours = read_marker(root, "index")
     if os.path.lexists(page) and (ours is None or "index.html" not in ours["files"] or page.is_symlink()):
         raise ProbeUsageError(
@@ -194,8 +223,27 @@ def write_collection_index(root: str | Path, *, title: str | None = None) -> tup
     root = Path(root)
     if not root.is_dir():
         raise ProbeUsageError(f"{str(root)!r} is not a folder", param="folder")
+    shown = root / "index.html"
+    if root.is_symlink():  # the folder named, also through a link to it; no link below it is followed
+        root = Path(os.path.realpath(root))
+    try:
+        lock = lock_folder(root)
+    except OSError as error:
+        raise ProbeRuntimeError(f"cannot open {str(root)!r}: {error.strerror or error}; give another folder") from None
+    if lock is None:
+        raise ProbeRuntimeError(f"another probe gallery is writing {str(shown)!r} now; nothing was changed: run "
+                                "this one again when it is done")
+    try:
+        return shown, _write_index(root, title)
+    finally:
+        release(lock)
+
+
+def _write_index(root: Path, title: str | None) -> int:
+    """:func:`write_collection_index` under ``root``'s lock; return the number of runs linked."""
     page = root / "index.html"
     _check_index_destination(root, page)
+    _remove_stale_temporaries(root, ("index.html", MARKER))
     runs = []
     for manifest_path in sorted(root.rglob(MANIFEST)):
         folder = manifest_path.parent
@@ -214,4 +262,4 @@ def write_collection_index(root: str | Path, *, title: str | None = None) -> tup
     except OSError as error:
         raise ProbeRuntimeError(f"could not write {str(page)!r}: {error.strerror or error}; the runs are untouched; "
                                 f"{disk_advice(error.errno, 'give another folder')}") from None
-    return page, len(runs)
+    return len(runs)

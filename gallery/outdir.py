@@ -6,8 +6,11 @@ to save (:meth:`OutDir.write`):
 
 1. into a staging folder beside the destination (``.NAME.partial-XXXX``, same
    parent, so every move below is a rename on one file system);
-2. a marker file :data:`MARKER` (``.cnn-probe``, JSON) is added, listing every
-   file of the gallery: the only files cnn-probe will ever delete there;
+2. a marker file :data:`MARKER` (``.cnn-probe``, JSON) is written first, naming the
+   staging folder (a later write there removes a killed run's: :func:`_remove_stale`),
+   and when the gallery is complete rewritten listing every file of it: the only
+   files cnn-probe will ever delete there; the folder is locked while it is written
+   (:func:`probe.folderlock.lock_folder`), so no other run takes it for a killed one's;
 3. the staging folder is swapped in: renamed onto a free name (claimed with a
    ``mkdir`` that fails when the name exists, so concurrent runs never share
    one); emptied, its files last of all the marker, into an empty folder that
@@ -27,6 +30,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import hashlib
 import json
 import os
 import shutil
@@ -39,10 +43,12 @@ from typing import Any
 
 from probe.checks import check_path
 from probe.errors import ProbeRuntimeError, ProbeUsageError
+from probe.folderlock import lock_folder, release
 from probe.gallery.files import process_umask, replace_text
 from probe.gallery.stamp import note_written
 
-__all__ = ["MARKER", "MARKER_FORMAT", "OutDir", "check_out_dir", "read_marker", "write_marker", "foreign_files"]
+__all__ = ["MARKER", "MARKER_FORMAT", "OutDir", "check_out_dir", "read_marker", "write_marker", "foreign_files",
+           "newer_refusal"]
 
 MARKER = ".cnn-probe"
 """The marker file's name, in every folder cnn-probe writes."""
@@ -52,6 +58,11 @@ MARKER_FORMAT = 1
 
 _MANIFEST = "manifest.json"
 _SHOWN = 3  # foreign names quoted in a refusal
+_PARTIAL = ".partial-"
+_BESIDE = len(f".{_PARTIAL}") + 8
+"""Bytes the hidden staging folder beside a gallery adds to its name, ``.NAME.partial-XXXXXXXX`` (mkdtemp's 8
+random characters): the longest of the names cnn-probe derives from it (``.NAME.old-...``, ``.NAME.chunks``,
+``NAME-2``)."""
 
 
 def read_marker(folder: str | Path, kind: str | None = None) -> dict[str, Any] | None:
@@ -79,6 +90,29 @@ def read_marker(folder: str | Path, kind: str | None = None) -> dict[str, Any] |
     if kind is not None and marker.get("kind") != kind:
         return None
     return marker
+
+
+def newer_marker(folder: str | Path) -> int | None:
+    """The format of ``folder``'s marker when a newer cnn-probe wrote it (a format this one cannot read), else None."""
+    path = Path(folder) / MARKER
+    try:
+        marker = json.loads(path.read_text(encoding="utf-8")) if not path.is_symlink() else None
+    except (OSError, ValueError):
+        return None
+    if not isinstance(marker, dict) or marker.get("tool") != "cnn-probe":
+        return None
+    found = marker.get("format")
+    return found if isinstance(found, int) and not isinstance(found, bool) and found > MARKER_FORMAT else None
+
+
+def newer_refusal(folder: str | Path, what: str) -> str | None:
+    """Why ``folder`` is not touched when a newer cnn-probe marked it (``what``: what would have been done), or None."""
+    found = newer_marker(folder)
+    if found is None:
+        return None
+    return (f"{str(folder)!r} was written by a newer cnn-probe (its {MARKER} has format {found}; this one reads "
+            f"{MARKER_FORMAT}), so this one cannot tell its files apart and will not {what}; use that newer "
+            "cnn-probe, or choose another folder")
 
 
 def write_marker(folder: str | Path, files: Iterable[str], kind: str = "gallery", *, token: str = "") -> Path:
@@ -140,7 +174,14 @@ def is_gallery(folder: Path) -> bool:
 def _replace_refusal(folder: Path) -> str | None:
     """Why ``force`` may not replace ``folder`` (None when it holds a marked cnn-probe gallery and nothing else)."""
     marker = read_marker(folder, "gallery")
+    newer = newer_refusal(folder, "replace it even with --force")
+    if newer:
+        return newer
     if marker is None:
+        if os.path.lexists(folder / MARKER) and is_gallery(folder):
+            return (f"output folder {str(folder)!r} holds a {MARKER} marker cnn-probe cannot read (damaged, "
+                    "truncated, or another tool's), so --force cannot tell its files from yours; delete or move "
+                    "the folder yourself, or choose another --out")
         if is_gallery(folder):
             return (f"output folder {str(folder)!r} holds no {MARKER} marker (a gallery from cnn-probe before 0.2, "
                     "or files that only look like one), so --force cannot tell its files from yours; "
@@ -161,6 +202,8 @@ def disk_advice(code: int | None, elsewhere: str = "choose another --out") -> st
         errno.ENOSPC: f"free some space or {elsewhere}",
         errno.EDQUOT: f"free some of your quota or {elsewhere}",
         errno.EROFS: f"the file system is read-only: {elsewhere}",
+        errno.EFBIG: f"a file outgrew the largest this file system or process allows (ulimit -f): raise the limit or "
+                     f"{elsewhere}",
         errno.EACCES: f"{elsewhere} (one you may write in)",
         errno.EPERM: f"{elsewhere} (one you may write in)",
     }
@@ -184,6 +227,41 @@ def _check_location(folder: Path, param: str) -> None:
         raise ProbeUsageError(f"output folder {str(folder)!r} is under {str(above)!r}, which is a file", param=param)
     if not os.access(above, os.W_OK | os.X_OK):
         raise ProbeRuntimeError(f"cannot write in {str(above)!r} (permission denied); choose another --out")
+
+
+def _name_max(folder: Path) -> int:
+    """The longest file name, in bytes, the file system that would hold ``folder`` takes (255 where it cannot say)."""
+    try:
+        return int(os.pathconf(_nearest_existing(folder.parent), "PC_NAME_MAX"))
+    except (OSError, ValueError, AttributeError):
+        return 255
+
+
+def _fit_name(folder: Path, *, explicit: bool) -> Path:
+    """``folder`` when every name in it fits the file system with room for the hidden folders beside it
+    (:data:`_BESIDE`); a default name that does not is cut and told apart by a hash (a long layer name),
+    a user's is refused before the run (it would have failed at the save, the run's work lost).
+
+    Raises:
+        ProbeUsageError: (``param="out"``) a name of ``folder`` the user gave is too long.
+    """
+    limit = _name_max(folder)
+    for part in folder.parts[:-1]:
+        if len(os.fsencode(part)) > limit:
+            raise ProbeUsageError(f"output folder {str(folder)[:60]!r}... has a folder name of {len(os.fsencode(part))} "
+                                  f"bytes ({part[:20]!r}...); the file system takes {limit} at most: give shorter names",
+                                  param="out")
+    name = os.fsencode(folder.name)
+    room = limit - _BESIDE
+    if len(name) <= room:
+        return folder
+    if explicit:
+        raise ProbeUsageError(f"output folder name {folder.name[:40]!r}... is {len(name)} bytes long; the file system "
+                              f"takes {limit} and cnn-probe needs {_BESIDE} of them for the hidden folders it writes "
+                              f"beside it: give a name of at most {room} bytes", param="out")
+    digest = hashlib.sha1(name).hexdigest()[:8]
+    cut = "".join(c for c in os.fsdecode(name[:room - 9]) if not "\udc80" <= c <= "\udcff")  # no half character
+    return folder.with_name(f"{cut}-{digest}")
 
 
 def check_out_dir(out: str | Path | None, default: str | Path | None = None, *, force: bool = False) -> OutDir:
@@ -210,6 +288,7 @@ def check_out_dir(out: str | Path | None, default: str | Path | None = None, *, 
     if any(ord(character) < 32 or ord(character) == 127 for character in str(folder)):
         raise ProbeUsageError(f"output folder {str(folder)!r} holds a control character (a newline, a tab?); "
                               "a script's variable went wrong? give a plain folder name", param="out")
+    folder = _fit_name(folder, explicit=out is not None)
     _check_location(folder, "out")
     try:
         holds_files = out is not None and folder.is_dir() and any(folder.iterdir())
@@ -389,6 +468,35 @@ def _delete_old(folder: Path, marker: dict[str, Any]) -> None:
               file=sys.stderr)
 
 
+def _remove_stale(target: Path) -> None:
+    """Remove the staging folders that killed runs (SIGKILL, a power cut) left beside ``target``.
+
+    Only what is provably such a folder goes: named ``.NAME.partial-XXXXXXXX``, a real folder, its marker
+    naming itself (what :meth:`OutDir.write` writes first, before any image), and no live run writing it
+    (its lock, :func:`probe.folderlock.lock_folder`, can be taken). A folder that holds an old gallery
+    after a swap, or anything else, stays.
+    """
+    prefix = f".{target.name}{_PARTIAL}"
+    try:
+        names = [name for name in os.listdir(target.parent) if name.startswith(prefix) and len(name) == len(prefix) + 8]
+    except OSError:
+        return
+    for name in names:
+        folder = target.parent / name
+        marker = read_marker(folder, "gallery") if folder.is_dir() and not folder.is_symlink() else None
+        if marker is None or marker.get("id") != name:
+            continue
+        try:
+            lock = lock_folder(folder)
+        except OSError:
+            continue
+        if lock is not None:
+            try:
+                shutil.rmtree(folder, ignore_errors=True)
+            finally:
+                release(lock)
+
+
 def _discard(staging: Path) -> None:
     """Remove a staging folder after a failure, never a file cnn-probe did not write.
 
@@ -460,11 +568,15 @@ class OutDir:
         target = Path(os.path.abspath(self.path))
         created = self._make_parents(target.parent)
         staging: Path | None = None
+        lock: int | None = None
         try:
-            staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
+            _remove_stale(target)
+            staging = Path(tempfile.mkdtemp(prefix=f".{target.name}{_PARTIAL}", dir=target.parent))
+            lock = lock_folder(staging)  # held while it is written: no other run takes it for a killed run's
             staging.chmod(0o777 & ~process_umask())  # mkdtemp's 0700 would hide the gallery from other users
+            write_marker(staging, [], "gallery", token=staging.name)  # whose it is, from its first file on
             writer(staging)
-            write_marker(staging, _walk(staging)[0], "gallery", token=staging.name)
+            write_marker(staging, [f for f in _walk(staging)[0] if f != MARKER], "gallery", token=staging.name)
             final = self._swap_in(staging, target)
             staging = None
         except BaseException as error:
@@ -481,6 +593,8 @@ class OutDir:
                     f"there was changed; {disk_advice(error.errno)}"
                 ) from None
             raise
+        finally:
+            release(lock)
         landed = self.path if final == target else final if self.path.is_absolute() else Path(os.path.relpath(final))
         note_written(landed)
         return landed

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 
 from PIL import Image, ImageDraw, ImageFont
@@ -12,6 +13,8 @@ __all__ = ["contact_sheet", "display_size", "font"]
 BACKGROUND = (255, 255, 255)
 INK = (20, 20, 20)
 MUTED = (90, 90, 90)
+TITLE_WIDTH = 1600
+"""Pixels a contact sheet's heading may widen a narrow sheet to; a longer heading is cut with an ellipsis."""
 
 
 def font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
@@ -37,9 +40,38 @@ def _fit(image: Image.Image, cell: int) -> Image.Image:
     return image.resize(size, Image.Resampling.LANCZOS if smooth else Image.Resampling.NEAREST)
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]+")
+"""Control characters (NUL, newlines, tabs, ...), drawn as a space: a font has no glyph for them."""
+
+
+def _prefix(text: str, draw: ImageDraw.ImageDraw, face: ImageFont.ImageFont, width: int) -> int:
+    """How many leading characters of ``text`` fit in ``width`` pixels (at least 1)."""
+    low, high = 1, len(text)
+    while low < high:
+        middle = (low + high + 1) // 2
+        if draw.textlength(text[:middle], font=face) <= width:
+            low = middle
+        else:
+            high = middle - 1
+    return low
+
+
 def _wrap(text: str, draw: ImageDraw.ImageDraw, face: ImageFont.ImageFont, width: int, lines: int) -> list[str]:
-    words, wrapped, current = text.split(), [], ""
-    for word in words:
+    """``text`` in at most ``lines`` lines of at most ``width`` pixels, the last one ending in an ellipsis when
+    cut; a word wider than ``width`` (a long label, a path) is cut, never drawn over the next cell."""
+    wrapped: list[str] = []
+    current = ""
+    text = str(text)[: (lines + 1) * width]  # no glyph is narrower than a pixel: the rest could never show
+    for word in _CONTROL.sub(" ", text).split():
+        while len(wrapped) <= lines and len(word) > 1 and draw.textlength(word, font=face) > width:
+            if current:
+                wrapped.append(current)
+                current = ""
+            cut = _prefix(word, draw, face, width)
+            wrapped.append(word[:cut])
+            word = word[cut:]
+        if len(wrapped) > lines:
+            break
         trial = f"{current} {word}".strip()
         if draw.textlength(trial, font=face) <= width or not current:
             current = trial
@@ -90,8 +122,13 @@ def contact_sheet(
     caption_height = (text_size + 2) * caption_lines if any(captions) else 0
     title_height = int(text_size * 1.5) + 2 * pad if title else 0
     width = columns * (cell + pad) + pad
-    if title:  # never clip the heading of a narrow sheet
-        width = max(width, int(ImageDraw.Draw(Image.new("RGB", (1, 1))).textlength(title, font=title_face)) + 2 * pad)
+    if title:  # never clip the heading of a narrow sheet; one of any length is cut at TITLE_WIDTH
+        measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+        room = max(width, TITLE_WIDTH) - 2 * pad
+        title = _CONTROL.sub(" ", title[:room + 1])
+        if measure.textlength(title, font=title_face) > room:
+            title = title[:_prefix(title, measure, title_face, room) - 1] + "…"
+        width = max(width, int(measure.textlength(title, font=title_face)) + 2 * pad)
     height = title_height + rows * (cell + caption_height + pad) + pad
     sheet = Image.new("RGB", (width, height), BACKGROUND)
     draw = ImageDraw.Draw(sheet)

@@ -19,13 +19,14 @@ import hashlib
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from PIL import Image
 
 from probe.errors import ProbeUsageError
+from probe.gallery.files import create_new, utf8
 from probe.gallery.html import index_above, render_run_page
 from probe.gallery.outdir import MARKER
 from probe.gallery.sheet import contact_sheet
@@ -57,6 +58,11 @@ def file_name(name: str) -> str:
     if len(safe) > MAX_STEM:
         safe = f"{safe[:MAX_STEM - 9]}-{hashlib.sha1(stem.encode()).hexdigest()[:8]}"
     return f"{safe}{dot}{extension.lower()}"
+
+
+def _format(file: str) -> str:
+    """Pillow's format name for ``file``'s extension (``"a.png"`` -> ``"PNG"``; PNG for one it does not know)."""
+    return Image.registered_extensions().get(Path(file).suffix.lower(), "PNG")
 
 
 def _jsonable(value: Any) -> Any:
@@ -120,7 +126,7 @@ class Gallery:
         Returns the manifest item; its ``"file"`` is ``file`` or, when that name is taken, ``file`` with a suffix.
         """
         file = self._claim(file)
-        image.save(self.folder / file)
+        self._save(file, lambda stream: image.save(stream, format=_format(file)))
         item = {"file": file, "caption": caption, **({"section": section} if section else {}), **fields}
         self.items.append(item)
         self._images.append(image)
@@ -133,9 +139,11 @@ class Gallery:
         else:
             self._taken.add(file.casefold())
         if image is not None:
-            image.save(self.folder / file, **({"save_all": True} if file.endswith(".gif") else {}))
+            self._save(file, lambda stream: image.save(stream, format=_format(file),
+                                                       **({"save_all": True} if file.endswith(".gif") else {})))
         elif figure is not None:
-            figure.savefig(self.folder / file, dpi=110, bbox_inches="tight")
+            self._save(file, lambda stream: figure.savefig(stream, format=Path(file).suffix[1:] or "png", dpi=110,
+                                                           bbox_inches="tight"))
         elif not (self.folder / file).exists():
             raise FileNotFoundError(self.folder / file)
         self.extras.append({"file": file, "caption": caption})
@@ -170,7 +178,7 @@ class Gallery:
                 cell=cell,
                 title=f"{self.title}: {section}" if section else self.title,
             )
-            sheet.save(self.folder / name)
+            self._save(name, lambda stream, sheet=sheet: sheet.save(stream, format="PNG"))
             sheets.append({"file": name, "caption": f"contact sheet{': ' + section if section else ''}"})
         manifest = {
             "command": self.command,
@@ -182,7 +190,8 @@ class Gallery:
             "extras": self.extras,
         }
         manifest_path = self.folder / MANIFEST
-        manifest_path.write_text(json.dumps(_jsonable(manifest), indent=2, allow_nan=False) + "\n")
+        text = json.dumps(_jsonable(manifest), indent=2, allow_nan=False) + "\n"
+        self._save(MANIFEST, lambda stream: stream.write(utf8(text)))
         small = bool(self._images) and max(max(image.size) for image in self._images) < 96
         page = render_run_page(
             self.title,
@@ -192,5 +201,11 @@ class Gallery:
             small_images=small,
             index=index_above(self.folder),
         )
-        (self.folder / "index.html").write_text(page, encoding="utf-8")
+        self._save("index.html", lambda stream: stream.write(utf8(page)))
         return manifest_path
+
+    def _save(self, file: str, write: Callable[[BinaryIO], object]) -> None:
+        """Run ``write(stream)`` on ``file`` created new in :attr:`folder` (:func:`~probe.gallery.files.create_new`):
+        never over a file that is there, never through a link."""
+        with create_new(self.folder / file) as stream:
+            write(stream)

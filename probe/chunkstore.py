@@ -11,6 +11,12 @@ The fingerprint hashes everything the images depend on: the model's weights
 learning rate, optimizer, parametrization, transforms, size, precision and the rest. Files of another
 fingerprint (the rerun changed a setting or the weights) are never read: they are removed and the request
 is computed again, which the result says (``settings["resume"]``).
+
+A store claims its folder (:func:`probe.folderlock.lock_folder`) for the process that writes it, until
+:func:`clear` or the process's end: a second run keeping its chunks in the same folder at the same time
+(two ``probe maximize`` into one ``--out``) finds it claimed and keeps no chunks (``failed`` says why)
+instead of deleting the first run's chunks and temporary files, and its :func:`clear` leaves them. Only
+the holder removes a killed run's temporary files: with the folder free, no live run is writing them.
 """
 
 from __future__ import annotations
@@ -26,11 +32,44 @@ from typing import Any
 import torch
 from torch import nn
 
+from probe.folderlock import lock_folder, release
+
 __all__ = ["ChunkStore", "clear", "fingerprint", "weights_digest"]
 
 _TEMPORARY = ".tmp-"
 _CHUNK = re.compile(r"(?P<key>[0-9a-f]{16})-\d{6}-\d{6}\.pt")
 """A chunk file's name: ``<fingerprint>-<first>-<last>.pt``; nothing else in the folder is the store's."""
+
+
+_HELD: dict[tuple[int, int], int] = {}
+"""The chunk folders this process has claimed: ``(device, inode)`` -> the descriptor holding the lock."""
+
+BUSY = "another run is keeping its chunks there now (two runs into one --out?)"
+"""Why a store keeps no chunks in a folder another process has claimed."""
+
+
+def _identity(folder: Path) -> tuple[int, int] | None:
+    try:
+        found = os.stat(folder, follow_symlinks=False)
+    except OSError:
+        return None
+    return found.st_dev, found.st_ino
+
+
+def _claim(folder: Path) -> bool:
+    """Claim ``folder`` for this process (kept until :func:`clear` or its end); False when another process holds it.
+
+    Raises:
+        OSError: the folder cannot be opened (a symbolic link, not a folder).
+    """
+    identity = _identity(folder)
+    if identity in _HELD:
+        return True
+    handle = lock_folder(folder)
+    if handle is None:
+        return False
+    _HELD[identity or (-1, handle)] = handle
+    return True
 
 
 def _ours(path: Path) -> bool:
@@ -84,6 +123,9 @@ class ChunkStore:
         self.discarded = 0
         self.failed: str | None = None
         try:
+            if self.folder.is_dir() and not _claim(self.folder):
+                self.failed = f"{BUSY}: {self.folder}"
+                return
             for path in self.folder.iterdir() if self.folder.is_dir() else ():
                 if _ours(path) and not path.name.startswith(f"{key}-"):  # a kill's leftover, or another request's
                     self.discarded += not path.name.startswith(_TEMPORARY)
@@ -120,6 +162,9 @@ class ChunkStore:
             return
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
+            if not _claim(self.folder):
+                self.failed = f"{BUSY}: {self.folder}"
+                return
             handle, temporary = tempfile.mkstemp(prefix=_TEMPORARY, suffix=".pt", dir=self.folder)
         except OSError as error:
             self.failed = f"{error.strerror or error}: {self.folder}"
@@ -144,14 +189,23 @@ class ChunkStore:
 
 def clear(folder: str | Path, key: str | None = None) -> None:
     """Remove the chunk files in ``folder`` (of request ``key`` only, or of any), then the folder if it is left
-    empty; the user's own files there stay, and so does the folder then."""
+    empty; the user's own files there stay, and so does the folder then. A folder another process has
+    claimed (a run still rendering into it) is left as it is; this process's claim ends."""
     folder = Path(folder)
-    if not folder.is_dir():
+    if folder.is_symlink() or not folder.is_dir():
         return
-    for path in folder.iterdir():
-        if _ours(path) and (key is None or path.name.startswith(f"{key}-")):
-            path.unlink(missing_ok=True)
+    identity = _identity(folder)
     try:
+        if not _claim(folder):
+            return
+    except OSError:
+        return
+    try:
+        for path in folder.iterdir():
+            if _ours(path) and (key is None or path.name.startswith(f"{key}-")):
+                path.unlink(missing_ok=True)
         folder.rmdir()
     except OSError:
         pass
+    finally:
+        release(_HELD.pop(identity, None))
