@@ -38,6 +38,7 @@ from probe.models import sources as _sources  # noqa: F401  (registers the sourc
 from probe.models.forms import check_form, eager_view, materialize
 from probe.models.preprocess import adjust_preprocess, module_preprocess
 from probe.models.registry import SOURCES, ModelSource, Request, find_source, parse_model_args, register_source, split_call
+from probe.models.sources.files import hookable
 from probe.models.sources.hf_models import HFClassifier, is_hf_classifier
 from probe.models.sources.torchvision_models import torchvision_names
 from probe.models.types import IMAGENET_MEAN, IMAGENET_STD, LoadedModel, Preprocess, frozen_view
@@ -92,10 +93,11 @@ def _build(text: str, weights: Any, target: torch.device, request: Request) -> L
     request = Request(weights, request.seed, args, {**kwargs, **request.kwargs}, request.input_size, request.channels)
     with seeded(request.seed):
         built = source.build(spec, request)
-        built.module = eager_view(built.module)
+        channels = request.channels or built.preprocess.channels
+        size = request.input_size or built.preprocess.input_size
+        built.module = hookable(eager_view(built.module), f"the TorchScript module {text!r} returned", channels, size)
         check_form(built.module, built=True)
-        materialize(built.module, request.channels or built.preprocess.channels,
-                    request.input_size or built.preprocess.input_size)  # fmt: skip
+        materialize(built.module, channels, size)
     details = dict(built.details)
     if is_none(weights) and request.seed is not None:
         details["init_seed"] = request.seed
@@ -106,12 +108,15 @@ def _build(text: str, weights: Any, target: torch.device, request: Request) -> L
                        details=details)  # fmt: skip
 
 
-def _wrap_module(module: nn.Module, device: str | torch.device | None) -> LoadedModel:
+def _wrap_module(module: nn.Module, device: str | torch.device | None, channels: int | None = None,
+                 size: tuple[int, int] | None = None) -> LoadedModel:
     check_form(module)
     here = _module_device(module)
     _check_device(here, device, "your module")
     preprocess = module_preprocess(module)
     wrapped = HFClassifier(module) if is_hf_classifier(module) else eager_view(module)
+    wrapped = hookable(wrapped, f"your TorchScript module ({type(module).__name__})", channels or preprocess.channels,
+                       size or preprocess.input_size)  # fmt: skip
     return LoadedModel(name=type(module).__name__, module=wrapped, preprocess=preprocess, device=here, source="module")
 
 
@@ -169,7 +174,7 @@ def load_model(
         _check_device(spec.device, device, f"model {spec.name!r}")
         loaded = spec
     elif isinstance(spec, nn.Module):
-        loaded = _wrap_module(spec, device)
+        loaded = _wrap_module(spec, device, channels, size)
     elif isinstance(spec, (str, Path)):
         request = Request(weights, seed, (), parse_model_args(model_args), size, channels)
         loaded = _build(str(spec), weights, normalize_device(resolve_device(device)), request)  # cuda -> cuda:N

@@ -19,7 +19,8 @@ from torch.nn.parameter import is_lazy
 from probe.errors import ProbeUsageError
 from probe.forward import model_input, passes_through
 
-__all__ = ["Eager", "eager_view", "lazy_modules", "quantized_modules", "meta_tensor", "check_form", "materialize"]
+__all__ = ["Eager", "eager_view", "is_exported", "EXPORT_ADVICE", "lazy_modules", "quantized_modules", "meta_tensor",
+           "check_form", "materialize"]
 
 
 class Eager(nn.Module):
@@ -68,6 +69,20 @@ def meta_tensor(module: nn.Module) -> str | None:
                 None)  # fmt: skip
 
 
+def is_exported(module: nn.Module) -> bool:
+    """Whether ``module`` (or a submodule) is a graph of ATen operations, as ``torch.export.export(...).module()``
+    (and ``torch.export.load``'s programs) give: its submodules hold the weights but never run."""
+    return any(isinstance(sub, torch.fx.GraphModule) and any(
+        node.op == "call_function" and isinstance(node.target, torch._ops.OpOverload) for node in sub.graph.nodes)
+        for sub in module.modules())  # fmt: skip
+
+
+EXPORT_ADVICE = ("a torch.export program runs ATen operations, not its modules (no layer of it can be hooked), at "
+                 "the input shapes it was exported with; give the nn.Module you exported (--model file.py:factory "
+                 "returning it; its weights: torch.save(torch.export.load('model.pt2').module().state_dict(), "
+                 "'weights.pt'), then --weights weights.pt)")
+
+
 META_ADVICE = ("build it with real tensors (not under torch.device('meta')) or materialize it "
                "(module.to_empty(device='cpu') and load weights)")
 
@@ -84,12 +99,16 @@ def check_form(module: nn.Module, *, built: bool = False) -> None:
         built: whether cnn-probe built it (then its lazy modules are initialized by :func:`materialize`).
 
     Raises:
-        ProbeUsageError: (``param="model"``) tensors on the meta device; int8 quantized modules; lazy modules not
+        ProbeUsageError: (``param="model"``) tensors on the meta device; an exported program's module; int8
+            quantized modules; lazy modules not
             yet initialized in a module of the caller's.
     """
     meta = meta_tensor(module)
     if meta is not None:
         raise ProbeUsageError(f"the model is on the meta device ({meta} has no data): {META_ADVICE}", param="model")
+    if is_exported(module):
+        raise ProbeUsageError(f"the model is an exported program's module ({type(module).__name__}): {EXPORT_ADVICE}",
+                              param="model")
     quantized = quantized_modules(module)
     if quantized:
         raise ProbeUsageError(

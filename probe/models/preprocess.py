@@ -135,10 +135,9 @@ def _floats(values: Sequence[float], channels: int, what: str) -> tuple[float, .
     if len(values) == 1:
         return values * channels
     if len(values) != channels:
-        raise ProbeUsageError(
-            f"{what} has {len(values)} values for a model with {channels} input channel(s); give 1 or {channels}",
-            param=what,
-        )
+        wanted = "one value" if channels == 1 else f"one value, which serves every channel, or {channels}"
+        raise ProbeUsageError(f"{what} has {len(values)} values for a model with {channels} input "
+                              f"channel{'s' if channels != 1 else ''}; give {wanted}", param=what)
     return values
 
 

@@ -17,6 +17,7 @@ import importlib
 import re
 import struct
 import warnings
+import zipfile
 from collections import Counter
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -28,7 +29,7 @@ from torch import nn
 
 from probe.errors import ProbeUsageError
 
-__all__ = ["load_state_dict_file", "load_weights_into", "is_default", "is_none", "seeded", "require"]
+__all__ = ["load_state_dict_file", "load_weights_into", "archive_kind", "is_default", "is_none", "seeded", "require"]
 
 CHECKPOINT_KEYS = ("state_dict", "model_state_dict", "model", "module", "net", "network", "ema", "model_ema",
                    "state_dict_ema", "ema_state_dict", "params", "weights")
@@ -94,6 +95,22 @@ _RESAVE = ("save the state_dict alone: torch.save(model.state_dict(), 'weights.p
            "safetensors.torch.save_file(model.state_dict(), 'weights.safetensors')")
 
 
+def archive_kind(path: Path) -> str:
+    """What a zip file at ``path`` holds: ``"torch"`` (``torch.save``, ``torch.jit.save``), ``"export"``
+    (``torch.export.save``: ``archive_format``, ``models/``), or ``"other: NAME, ..."`` (an ``.npz``, a zip of
+    anything else) with its first entries; ``"other: unreadable"`` for a damaged zip."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+    except (zipfile.BadZipFile, OSError):
+        return "torch"  # a damaged archive: torch.load says how
+    if any(name.rsplit("/", 1)[-1] == "archive_format" for name in names):
+        return "export"
+    if any(name.rsplit("/", 1)[-1] in ("data.pkl", "constants.pkl") for name in names):
+        return "torch"
+    return "other: " + (", ".join(names[:3]) + (", ..." if len(names) > 3 else "") if names else "nothing")
+
+
 def _format(path: Path) -> str:
     """``"zip"``, ``"pickle"`` or ``"safetensors"``, from the file's first bytes.
 
@@ -115,6 +132,14 @@ def _format(path: Path) -> str:
     if not head:
         raise _unreadable(path, f"it is empty (0 bytes); copy it again, or {_RESAVE}")
     if head.startswith(b"PK\x03\x04"):
+        kind = archive_kind(path)
+        if kind == "export":
+            raise _unreadable(path, "it is a torch.export program (torch.export.save), not a state_dict; re-save its "
+                              f"weights: torch.save(torch.export.load({str(path)!r}).module().state_dict(), "
+                              "'weights.pt')")
+        if kind.startswith("other"):
+            raise _unreadable(path, f"it is a zip archive of {kind[7:]} (NumPy's .npz?), not a torch.save file; "
+                              + _RESAVE)
         return "zip"
     if head[0] == 0x80:
         return "pickle"

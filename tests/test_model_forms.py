@@ -1,0 +1,138 @@
+"""Forms of a user's model that the sweep of every command over user modules found broken: TorchScript modules
+not read from a file, torch.export programs, factories that return something else than a plain module, dotted
+class names, and the wording of statistics for one channel. Each either works or is refused in one line that says
+what to do, and the user's module is left as it was."""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+import probe
+from probe.cli.main import cli
+from tinynets import tiny
+
+FACTORIES = """
+import torch, probe
+from tinynets import tiny
+
+def scripted():
+    return torch.jit.script(tiny())
+
+def traced():
+    return torch.jit.trace(tiny().eval(), torch.rand(1, 3, 16, 16))
+
+def exported_module():
+    return torch.export.export(tiny().eval(), (torch.rand(1, 3, 16, 16),)).module()
+
+def exported():
+    return torch.export.export(tiny().eval(), (torch.rand(1, 3, 16, 16),))
+
+def loaded():
+    return probe.load_model(tiny(), input_size=16, mean=[0.5], std=[0.25], labels=list("abcd"))
+
+def a_class():
+    return torch.nn.Sequential
+
+def with_config():
+    return tiny(), {"classes": 4}
+
+class Net(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.body = tiny()
+
+    def forward(self, x):
+        return self.body(x)
+"""
+
+
+@pytest.fixture
+def nets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """``nets.py`` and the package ``pkg.zoo`` (the same code) in the current folder."""
+    (tmp_path / "nets.py").write_text(FACTORIES)
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "__init__.py").write_text("")
+    (tmp_path / "pkg" / "zoo.py").write_text(FACTORIES)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def test_torchscript_from_a_factory_or_in_python_is_converted_and_left_as_it_was(nets: Path) -> None:
+    """A factory returning a scripted or traced module, or one passed to the API, failed with torch's
+    'register_forward_pre_hook is not supported on ScriptModules' traceback (a traced one listed every layer
+    '(not run)'); only a TorchScript *file* was converted. Every ScriptModule is converted now, named as it is."""
+    result = probe.maximize(probe.load_model("nets.py:scripted", input_size=16), "conv2:0", steps=1)
+    assert torch.isfinite(result.images).all()
+    script = torch.jit.trace(tiny().eval(), torch.rand(1, 3, 16, 16)).train()  # traced as it runs: in eval mode
+    assert [info.name for info in probe.layers(script, (3, 16, 16))][:2] == ["conv1", "relu1"]
+    assert script.training and script.conv1.training
+    with pytest.raises(probe.ProbeUsageError, match="TorchScript, which takes no hooks; probe.load_model") as info:
+        with probe.record(script, "conv1"):
+            pass
+    assert info.value.param == "model"
+
+
+def test_exported_programs_are_refused_saying_what_to_give(nets: Path) -> None:
+    """torch.export's module (ATen operations: its submodules never run, no hook fires) died in a traceback
+    ('Calling eval() is not supported yet'); a .pt2 file was 'not a TorchScript or ONNX model' as --model and
+    'truncated or damaged' as --weights, and an .npz 'truncated or damaged'. Each is one line now."""
+    with pytest.raises(probe.ProbeUsageError, match="exported program's module .*give the nn.Module you exported"):
+        probe.load_model("nets.py:exported_module")
+    with pytest.raises(probe.ProbeUsageError, match="returned an ExportedProgram .*return the nn.Module you exported"):
+        probe.load_model("nets.py:exported")
+    torch.export.save(torch.export.export(tiny().eval(), (torch.rand(1, 3, 16, 16),)), "net.pt2")
+    np.savez("arrays.npz", weight=np.zeros(3))
+    runner = CliRunner()
+    for args, words in ((["--model", "net.pt2"], "is a torch.export program (torch.export.save): a torch.export"),
+                        (["--model", "tinynets:tiny", "--weights", "net.pt2"], "torch.export.load('net.pt2').module()"),
+                        (["--model", "tinynets:tiny", "--weights", "arrays.npz"], "zip archive of weight.npy")):
+        result = runner.invoke(cli, ["layers", *args, "--input-size", "16"])
+        assert result.exit_code == 2 and words in result.output, result.output
+        assert "Traceback" not in result.output and f"'{args[-2]}'" in result.output
+    assert zipfile.is_zipfile("arrays.npz")
+
+
+def test_factories_may_return_a_loaded_model_and_other_returns_say_what_to_return(nets: Path) -> None:
+    """A factory returning probe.load_model(...) was refused ('returned LoadedModel, not a torch.nn.Module'): it
+    is used with its preprocessing and labels. A class, a tuple or an ExportedProgram say what to return."""
+    loaded = probe.load_model("nets.py:loaded")
+    assert loaded.preprocess.input_size == (16, 16) and loaded.preprocess.mean == (0.5,) * 3
+    assert loaded.labels == tuple("abcd") and loaded.source == "factory"
+    for spec, words in (("nets.py:a_class", "returned the class Sequential, not a module: return Sequential(...)"),
+                        ("nets.py:with_config", "returned a tuple holding a module: return the module alone")):
+        with pytest.raises(probe.ProbeUsageError, match=words.replace("(", r"\(").replace(")", r"\)")):
+            probe.load_model(spec)
+
+
+def test_dotted_classes_and_python_files_named_without_their_function(nets: Path) -> None:
+    """'pkg.zoo.Net' (no colon) was an unknown model name; it loads as 'pkg.zoo:Net' does. 'nets.py' alone, or
+    a function it lacks, listed the zoo (or named an internal module, 'probe_user_model_nets'); both list the
+    file's functions and classes."""
+    for spec in ("pkg.zoo.Net", "pkg.zoo.scripted"):
+        assert "body.conv2" in dict(probe.load_model(spec, input_size=16).module.named_modules()) or spec.endswith(
+            "scripted")
+    result = CliRunner().invoke(cli, ["layers", "--model", "pkg.zoo.Net", "--input-size", "16"])
+    assert result.exit_code == 0 and "body.conv2" in result.output, result.output
+    for spec, words in (("nets.py", "'nets.py' is a Python file: name the function or class that builds the model, "
+                                    "'nets.py:NAME' (it defines scripted, traced,"),
+                        ("nets.py:nothing", "'nets.py' has no 'nothing' (it defines scripted, traced,")):
+        with pytest.raises(probe.ProbeUsageError, match=words.replace("(", r"\(")) as info:
+            probe.load_model(spec)
+        assert info.value.param == "model"
+    with pytest.raises(probe.ProbeUsageError, match="unknown model 'nopkg_here.Net'"):
+        probe.load_model("nopkg_here.Net")
+
+
+def test_statistics_of_the_wrong_length_for_one_channel_ask_for_one_value() -> None:
+    """'give 1 or 1' for a one-channel model: it asks for one value there, for 1 or C values elsewhere."""
+    with pytest.raises(probe.ProbeUsageError, match=r"2 values for a model with 1 input channel; give one value$"):
+        probe.load_model(tiny(channels=1), mean=[0.1, 0.2])
+    with pytest.raises(probe.ProbeUsageError, match=r"3 input channels; give one value, which serves every channel, "
+                                                    r"or 3$"):
+        probe.load_model(tiny(), std=[0.1, 0.2])
