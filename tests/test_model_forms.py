@@ -136,3 +136,20 @@ def test_statistics_of_the_wrong_length_for_one_channel_ask_for_one_value() -> N
     with pytest.raises(probe.ProbeUsageError, match=r"3 input channels; give one value, which serves every channel, "
                                                     r"or 3$"):
         probe.load_model(tiny(), std=[0.1, 0.2])
+
+
+def test_a_model_built_for_one_input_size_is_run_at_it_without_being_told() -> None:
+    """timm.create_model(..., img_size=32) keeps 224 in its pretrained_cfg, and torchvision's
+    VisionTransformer(image_size=32) states nothing cnn-probe read: every command failed at 224 px until --size
+    was given ('Input height (224) doesn't match model (32)'). The size the model checks is its default now."""
+    import timm
+    from torchvision.models import VisionTransformer
+
+    torch.manual_seed(0)
+    vit = timm.create_model("test_vit", pretrained=False, img_size=32, dynamic_img_size=False, num_classes=3)
+    tv = VisionTransformer(image_size=32, patch_size=16, num_layers=1, num_heads=2, hidden_dim=8, mlp_dim=8)
+    for net in (vit, tv):
+        assert probe.load_model(net).preprocess.input_size == (32, 32)
+        result = probe.maximize(net, probe.objectives.class_logit(0), steps=1)
+        assert result.images.shape[-2:] == (32, 32) and torch.isfinite(result.images).all()
+    assert probe.load_model(tiny()).preprocess.input_size == (224, 224)  # a model that states no size
