@@ -153,3 +153,34 @@ def test_a_model_built_for_one_input_size_is_run_at_it_without_being_told() -> N
         result = probe.maximize(net, probe.objectives.class_logit(0), steps=1)
         assert result.images.shape[-2:] == (32, 32) and torch.isfinite(result.images).all()
     assert probe.load_model(tiny()).preprocess.input_size == (224, 224)  # a model that states no size
+
+
+def test_a_pruned_model_has_a_frozen_view_that_shares_its_weights() -> None:
+    """torch.nn.utils.prune keeps ``weight`` as a plain tensor computed from ``weight_orig``, which deepcopy
+    refuses ('Only Tensors created explicitly by the user (graph leaves)...'): the frozen view fell back to the
+    model itself, every weight gradient computed. The view shares ``weight_orig`` and computes ``weight`` again."""
+    import torch.nn.utils.prune as prune
+
+    net = tiny().eval()
+    prune.l1_unstructured(net.conv1, "weight", amount=0.5)
+    view = probe.load_model(net, input_size=16).frozen().module
+    assert view is not net and not any(p.requires_grad for p in view.parameters())
+    assert view.conv1.weight_orig.data_ptr() == net.conv1.weight_orig.data_ptr()
+    x = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(view(x), net(x)) and net.conv1.weight.requires_grad
+    assert all(p.requires_grad for p in net.parameters()) and net.conv1._forward_pre_hooks
+
+
+def test_lrp_follows_compiled_and_data_parallel_models() -> None:
+    """The views of a compiled and a DataParallel model took ``*args`` as the wrappers do, which torch.fx cannot
+    trace ('Proxy object cannot be iterated'): LRP refused both. Their views take the images, under the same
+    names (a compiled DataParallel model's layers are ``_orig_mod.module.NAME``)."""
+    net = tiny().eval()
+    image = torch.rand(3, 16, 16, generator=torch.Generator().manual_seed(0))
+    plain = probe.attribute(net, image, "lrp", size=16).attributions["lrp"]
+    for wrapped, layer in ((torch.nn.DataParallel(net), "module.conv2"),
+                           (torch.compile(torch.nn.DataParallel(net)), "_orig_mod.module.conv2")):
+        heat = probe.attribute(wrapped, image, "lrp", size=16).attributions["lrp"]
+        assert torch.allclose(heat, plain, atol=1e-6), layer
+        assert layer in dict(probe.load_model(wrapped).module.named_modules())
+    assert not any(m._forward_hooks or m._forward_pre_hooks for m in net.modules()) and not net.training

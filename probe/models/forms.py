@@ -24,20 +24,29 @@ __all__ = ["Eager", "eager_view", "is_exported", "EXPORT_ADVICE", "lazy_modules"
 
 
 class Eager(nn.Module):
-    """A ``torch.compile``'d module run eagerly: the same submodules, weights and names (``_orig_mod.NAME``).
+    """A wrapper's inner module run as it is, under the wrapper's names: ``torch.compile``'s ``OptimizedModule``
+    (``_orig_mod.NAME``) run eagerly, ``DataParallel``'s and ``DistributedDataParallel``'s (``module.NAME``) on
+    its own device, without scattering the batch or talking to a process group.
 
-    Its ``training`` flag is the compiled module's (set directly: ``train()`` would reach the caller's modules).
+    Its ``forward`` takes the images alone, so ``torch.fx`` follows it (LRP): the wrappers' ``*inputs`` cannot be
+    traced ('Proxy object cannot be iterated'). Its ``training`` flag is the wrapper's (set directly: ``train()``
+    would reach the caller's modules).
+
+    Args:
+        wrapper: the compiled or data-parallel module; attribute: where it holds the inner one (default
+            ``"_orig_mod"``, torch.compile's).
     """
 
-    def __init__(self, compiled: nn.Module) -> None:
+    def __init__(self, wrapper: nn.Module, attribute: str = "_orig_mod") -> None:
         super().__init__()
-        self._orig_mod = compiled._orig_mod
-        self.training = compiled.training
+        setattr(self, attribute, eager_view(getattr(wrapper, attribute)))  # a compiled DataParallel model too
+        self.inner = attribute
+        self.training = wrapper.training
 
     @passes_through  # an error raised inside is the model's, not cnn-probe's
-    def forward(self, *args: object, **kwargs: object) -> object:
-        """Call the original module: ``(N, C, H, W)`` images in, its output out."""
-        return self._orig_mod(*args, **kwargs)
+    def forward(self, images: torch.Tensor) -> object:
+        """Call the inner module: ``(N, C, H, W)`` images in, its output out."""
+        return getattr(self, self.inner)(images)
 
 
 def is_compiled(module: nn.Module) -> bool:
@@ -45,9 +54,19 @@ def is_compiled(module: nn.Module) -> bool:
     return type(module).__name__ == "OptimizedModule" and isinstance(getattr(module, "_orig_mod", None), nn.Module)
 
 
+def is_data_parallel(module: nn.Module) -> bool:
+    """Whether ``module`` is ``nn.DataParallel`` or ``DistributedDataParallel`` (its inner module at ``.module``)."""
+    return isinstance(module, (nn.DataParallel, nn.parallel.DistributedDataParallel))
+
+
 def eager_view(module: nn.Module) -> nn.Module:
-    """``module`` itself, or an :class:`Eager` view of it when it is compiled."""
-    return Eager(module) if is_compiled(module) else module
+    """``module`` itself, or an :class:`Eager` view of it when it is compiled or data-parallel (nested too: a
+    compiled DataParallel model is ``_orig_mod.module.NAME``)."""
+    if is_compiled(module):
+        return Eager(module)
+    if is_data_parallel(module):
+        return Eager(module, "module")
+    return module
 
 
 def lazy_modules(module: nn.Module) -> list[str]:
