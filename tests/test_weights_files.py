@@ -12,6 +12,7 @@ import warnings
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
@@ -118,6 +119,27 @@ def _truncated(path: Path) -> None:
     path.write_bytes(path.read_bytes()[:300])
 
 
+def _another_architecture() -> dict[str, torch.Tensor]:
+    """A small ResNet's names and shapes: its blocks' 'layer1.0.conv1', 'layer1.0.bn2' name tiny's layers."""
+    norm = {"weight": torch.ones(8), "bias": torch.zeros(8), "running_mean": torch.zeros(8),
+            "running_var": torch.ones(8), "num_batches_tracked": torch.tensor(0)}  # fmt: skip
+    state = {"conv1.weight": torch.zeros(8, 3, 7, 7), **{f"bn1.{k}": v for k, v in norm.items()},
+             "fc.weight": torch.zeros(10, 8), "fc.bias": torch.zeros(10)}  # fmt: skip
+    for block in ("layer1.0.", "layer1.1."):
+        state |= {f"{block}conv1.weight": torch.zeros(8, 8, 3, 3), f"{block}conv2.weight": torch.zeros(8, 8, 3, 3),
+                  **{f"{block}bn{i}.{k}": v for i in (1, 2) for k, v in norm.items()}}  # fmt: skip
+    return state
+
+
+def _exported(path: Path) -> None:
+    torch.export.save(torch.export.export(tiny().eval(), (torch.rand(1, 3, 16, 16),)), str(path))
+
+
+def _npz(path: Path) -> None:
+    with path.open("wb") as stream:
+        np.savez(stream, weight=np.zeros(3))
+
+
 REFUSED: dict[str, tuple[Callable[[Path], None], tuple[str, ...]]] = {
     "a whole pickled module": (_write(tiny), ("pickled torch.nn.modules", "weights_only=True",
                                               "torch.save(torch.load(", ".state_dict()")),
@@ -127,6 +149,14 @@ REFUSED: dict[str, tuple[Callable[[Path], None], tuple[str, ...]]] = {
                      ("missing keys: fc.weight, fc.bias",)),
     "unexpected keys": (_write(lambda: {**source(), "head.weight": torch.zeros(2)}), ("unexpected keys: head.weight",)),
     "a wrong shape": (_write(_wrong_shape), ("conv2.weight (6, 4, 5, 5) vs (6, 4, 3, 3)",)),
+    "another architecture": (_write(_another_architecture), ("does not fit this architecture: 0 of the model's 10 "
+                                                             "tensors are in the file with their shape",
+                                                             "the weights of another model?")),
+    "another number of classes": (_write(lambda: {**source(), "fc.weight": torch.zeros(7, 384),
+                                                  "fc.bias": torch.zeros(7)}),
+                                  ("fc has 7 outputs in the file, 4 in the model", "--model-arg num_classes=N")),
+    "a torch.export program": (_exported, ("torch.export program", ".module().state_dict(), 'weights.pt')")),
+    "a NumPy archive": (_npz, ("zip archive of weight.npy (NumPy's .npz?)",)),
     "integer tensors": (_write(lambda: {k: v.long() for k, v in source().items()}), ("conv1.weight is int64 in the file",)),
     "quantized tensors": (_write(_quantized), ("conv1.weight is qint8 in the file",)),
     "a TorchScript archive": (_torchscript, ("TorchScript", "--model")),

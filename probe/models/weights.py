@@ -250,13 +250,17 @@ def _fit(where: str, state: Mapping[str, torch.Tensor], own: Mapping[str, torch.
         return by_name.get(plain[len(prefix):]) if plain.startswith(prefix) else None
 
     votes: Counter[str] = Counter()
-    for key in state:
+    shaped: Counter[str] = Counter()  # votes of tensors whose shape is the module's too
+    for key, value in state.items():
         parts = _unwrapped(key).split(".")
         for length in range(0, min(_PREFIX_SEGMENTS, len(parts) - 1) + 1):
             prefix = "".join(part + "." for part in parts[:length])
-            if target(key, prefix) is not None:
+            name = target(key, prefix)
+            if name is not None:
                 votes[prefix] += 1
-    prefix = max(votes, key=lambda p: (votes[p], -len(p))) if votes else ""
+                shaped[prefix] += value.dim() > 0 and own[name].shape == value.shape  # a scalar tells nothing
+    # names that fit by shape first: another architecture's 'layer1.0.conv1' names a small net's 'conv1' by name only
+    prefix = max(votes, key=lambda p: (shaped[p], votes[p], -len(p))) if votes else ""
     tensors: dict[str, tuple[str, torch.Tensor]] = {}
     unexpected = []
     for key, value in state.items():
@@ -315,6 +319,26 @@ def _dtype_refusal(path: Path, fit: _Fit, own: Mapping[str, torch.Tensor]) -> Pr
     return None
 
 
+def _shape_refusal(fit: _Fit, own: Mapping[str, torch.Tensor], wrong: list[str], where: str) -> str:
+    """Why tensors of the right names have the wrong shapes: another architecture (fewer than half of the
+    module's tensors fit), another number of outputs (only the first dimension of one module's tensors differs),
+    or the shapes themselves."""
+    shapes = [f"{fit.tensors[name][0]} {tuple(fit.tensors[name][1].shape)} vs {tuple(own[name].shape)}"
+              for name in wrong]  # fmt: skip
+    sized = [name for name, tensor in own.items() if tensor.dim() > 0]  # a BatchNorm's step count fits anything
+    fitting = sum(name in fit.tensors and name not in wrong for name in sized)
+    if fitting < len(sized) / 2:  # where it found names is a guess then: not said
+        return (f"does not fit this architecture: {fitting} of the model's {len(sized)} tensors are in the file "
+                f"with their shape ({_few(shapes)}): the weights of another model?")
+    owners = {name.rpartition(".")[0] for name in wrong}
+    heads = [fit.tensors[name][1].shape for name in wrong]
+    if len(owners) == 1 and all(h[1:] == own[n].shape[1:] and h[0] != own[n].shape[0] for h, n in zip(heads, wrong)):
+        return (f"does not fit this architecture{where}: {owners.pop()} has {heads[0][0]} outputs in the file, "
+                f"{own[wrong[0]].shape[0]} in the model ({_few(shapes)}); build the model with {heads[0][0]} "
+                "(--model-arg num_classes=N where its builder takes it)")
+    return f"does not fit this architecture{where}: wrong shapes (file vs model): {_few(shapes)}"
+
+
 def load_weights_into(module: nn.Module, path: str | Path) -> None:
     """Load the state_dict file at ``path`` into ``module`` in place, or explain in one line why it does not fit.
 
@@ -334,10 +358,9 @@ def load_weights_into(module: nn.Module, path: str | Path) -> None:
     fits = [_fit(where, state, own) for where, state in found]
     fit = max(fits, key=lambda f: len(f.tensors))  # the first of equals: CHECKPOINT_KEYS' order
     where = f" ({fit.described()})" if fit.described() else ""
-    wrong = [f"{key} {tuple(value.shape)} vs {tuple(own[name].shape)}" for name, (key, value) in fit.tensors.items()
-             if own[name].shape != value.shape]  # fmt: skip
+    wrong = [name for name, (_, value) in fit.tensors.items() if own[name].shape != value.shape]
     if wrong:
-        raise _refuse(path, f"does not fit this architecture{where}: wrong shapes (file vs model): {_few(wrong)}")
+        raise _refuse(path, _shape_refusal(fit, own, wrong, where))
     missing = fit.missing(own)
     if missing or fit.unexpected:
         raise _refuse(path, f"does not fit this architecture{where}: missing keys: {_few(missing) or 'none'}; "
