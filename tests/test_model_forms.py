@@ -5,6 +5,7 @@ what to do, and the user's module is left as it was."""
 
 from __future__ import annotations
 
+import json
 import zipfile
 from pathlib import Path
 
@@ -184,3 +185,15 @@ def test_lrp_follows_compiled_and_data_parallel_models() -> None:
         assert torch.allclose(heat, plain, atol=1e-6), layer
         assert layer in dict(probe.load_model(wrapped).module.named_modules())
     assert not any(m._forward_hooks or m._forward_pre_hooks for m in net.modules()) and not net.training
+
+
+def test_what_a_factory_prints_keeps_out_of_the_json_on_stdout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A module-level print in the user's file (or in the function) went to stdout before the --json summary,
+    which scripts then could not parse. The user's code prints to stderr while it is imported and called."""
+    (tmp_path / "loud.py").write_text("print('importing loud')\nfrom tinynets import tiny\n\n\ndef build():\n"
+                                      "    print('building')\n    return tiny()\n")
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(cli, ["filters", "--model", "loud.py:build", "--json", "--out", str(tmp_path / "run")])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["command"] == "filters"
+    assert "importing loud" in result.stderr and "building" in result.stderr

@@ -158,23 +158,37 @@ def _import_dotted(spec: str) -> tuple[Any, str]:
     raise ModuleNotFoundError(f"No module named {parts[0]!r}", name=parts[0])
 
 
+@contextlib.contextmanager
+def _prints_to_stderr() -> Iterator[None]:
+    """What the user's code prints while it is imported or called goes to stderr: stdout is the command's own
+    (``--json`` output, ``--quiet``'s one line), which a module-level ``print`` would break."""
+    with contextlib.redirect_stdout(sys.stderr):
+        yield
+
+
+def _owner(target: str, attribute: str, spec: str) -> tuple[Any, str]:
+    """The imported module the factory lives in, and the attribute path to it there."""
+    if not target:
+        return _import_dotted(spec)
+    if target.endswith(".py"):
+        path = Path(target).expanduser()
+        if not path.is_file():
+            raise ProbeUsageError(f"model file {target!r} does not exist", param="model")
+        return _import_file(path), attribute
+    with _importable(os.getcwd()):
+        return importlib.import_module(target), attribute
+
+
 def _factory(spec: str) -> Callable[..., Any]:
     if _python_file(spec.removesuffix(":")):
         file = spec.removesuffix(":")
         raise ProbeUsageError(f"{spec!r} is a Python file: name the function or class that builds the model, "
                               f"'{file}:NAME'{_defines(Path(file))}", param="model")
     target, attribute = _split(spec)
+    cannot = ("give path/to/file.py:function or package.module:function importable from the current folder")
     try:
-        if not target:
-            owner, attribute = _import_dotted(spec)
-        elif target.endswith(".py"):
-            path = Path(target).expanduser()
-            if not path.is_file():
-                raise ProbeUsageError(f"model file {target!r} does not exist", param="model")
-            owner: Any = _import_file(path)
-        else:
-            with _importable(os.getcwd()):
-                owner = importlib.import_module(target)
+        with _prints_to_stderr():
+            owner, attribute = _owner(target, attribute, spec)
         for part in attribute.split("."):
             owner = getattr(owner, part)
     except ProbeUsageError:
@@ -183,17 +197,9 @@ def _factory(spec: str) -> Callable[..., Any]:
         if target.endswith(".py"):
             raise ProbeUsageError(f"{target!r} has no {attribute!r}{_defines(Path(target).expanduser())}",
                                   param="model") from None
-        raise ProbeUsageError(
-            f"cannot import model factory {spec!r}: {error}; give path/to/file.py:function or "
-            "package.module:function importable from the current folder",
-            param="model",
-        ) from None
+        raise ProbeUsageError(f"cannot import model factory {spec!r}: {error}; {cannot}", param="model") from None
     except ImportError as error:
-        raise ProbeUsageError(
-            f"cannot import model factory {spec!r}: {error}; give path/to/file.py:function or "
-            "package.module:function importable from the current folder",
-            param="model",
-        ) from None
+        raise ProbeUsageError(f"cannot import model factory {spec!r}: {error}; {cannot}", param="model") from None
     except Exception as error:  # the user's code failed while it was imported: say where, in one line
         raise ProbeRuntimeError(f"importing {target!r} for model {spec!r} raised {_where(error)}; fix that code "
                                 "or name another model") from None
@@ -206,7 +212,8 @@ def build(spec: str, request: Request) -> Built:
     """Import and call the factory; load a state_dict file into what it returns."""
     factory = _factory(spec)
     try:
-        module = factory(*request.args, **request.kwargs)
+        with _prints_to_stderr():
+            module = factory(*request.args, **request.kwargs)
     except ProbeError:
         raise
     except TypeError as error:
