@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import warnings
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -132,7 +133,10 @@ def _another_architecture() -> dict[str, torch.Tensor]:
 
 
 def _exported(path: Path) -> None:
-    torch.export.save(torch.export.export(tiny().eval(), (torch.rand(1, 3, 16, 16),)), str(path))
+    """The layout of torch.export.save's archive (its real one is in test_model_forms: exporting costs seconds)."""
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, text in (("archive_format", "pt2"), ("models/model.json", "{}"), ("data/weights/weight_0", "")):
+            archive.writestr(f"weights/{name}", text)
 
 
 def _npz(path: Path) -> None:
@@ -197,3 +201,39 @@ def test_the_command_line_gives_one_line_and_exit_code_2(tmp_path: Path) -> None
     assert result.exit_code == 2 and "Traceback" not in result.output
     errors = [line for line in result.output.splitlines() if line.startswith("Error")]
     assert len(errors) == 1 and "--weights" in errors[0] and "weights_only=True" in errors[0], result.output
+
+
+def _pruned(net: nn.Module) -> None:
+    import torch.nn.utils.prune as prune
+
+    prune.l1_unstructured(net.conv1, "weight", amount=0.5)
+
+
+REPARAMETRIZED: dict[str, Callable[[nn.Module], object]] = {
+    "pruned": _pruned,
+    "weight_norm": lambda net: nn.utils.parametrizations.weight_norm(net.conv2),
+    "spectral_norm": lambda net: nn.utils.parametrizations.spectral_norm(net.fc),
+    "the old hook-based weight_norm": lambda net: nn.utils.weight_norm(net.conv1),
+    "the old hook-based spectral_norm": lambda net: nn.utils.spectral_norm(net.conv2),
+}
+
+
+@pytest.mark.parametrize("form", REPARAMETRIZED)
+def test_a_pruned_or_normed_models_checkpoint_loads_into_the_plain_architecture(tmp_path: Path, form: str) -> None:
+    """The checkpoint of a pruned (weight_orig, weight_mask), weight-normed (weight_g/v, parametrizations'
+    original0/1) or spectral-normed model was refused by the plain architecture ('missing keys: conv1.weight;
+    unexpected keys: conv1.weight_orig, conv1.weight_mask'): it loads the weights the trained model computed."""
+    trained = tiny()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # the old weight_norm's deprecation
+        REPARAMETRIZED[form](trained)
+    trained.eval()
+    x = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        for parameter in trained.parameters():
+            parameter.add_(0.1)
+        expected = trained(x)
+    torch.save(trained.state_dict(), tmp_path / "trained.pt")
+    plain = tiny().eval()
+    load_weights_into(plain, tmp_path / "trained.pt")
+    assert torch.allclose(plain(x), expected, atol=1e-5), form

@@ -7,7 +7,10 @@ A weights file is read by its content, not its name (``.pt``, ``.pth``, ``.bin``
 ``model_state_dict``, ``ema``, ``net``, ...) and name its tensors with the prefixes their wrappers
 add (``module.`` from ``DataParallel``, ``_orig_mod.`` from ``torch.compile``, ``model.`` from a
 Lightning module): :func:`load_weights_into` looks at every state_dict in the file and takes the
-one, and the prefix, that names the module's tensors.
+one, and the prefix, that names the module's tensors. The checkpoint of a pruned, weight-normed or
+spectral-normed model also loads into the plain architecture: each reparametrized tensor becomes the weight
+it computes (:func:`_folded`). A torch.export archive or a zip of anything else (an ``.npz``) is refused
+saying what it is.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import struct
 import warnings
 import zipfile
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -274,6 +277,60 @@ def _fit(where: str, state: Mapping[str, torch.Tensor], own: Mapping[str, torch.
     return _Fit(where, prefix, tensors, unexpected)
 
 
+def _weight_norm(v: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    """``g * v / ||v||``, the norm over every dimension but the one ``g`` keeps (all of them for a scalar ``g``)."""
+    kept = [d for d in range(g.dim()) if g.shape[d] != 1]
+    dims = [d for d in range(v.dim()) if d not in kept]
+    return v * (g / torch.linalg.vector_norm(v, dim=dims, keepdim=True))
+
+
+def _spectral(weight: torch.Tensor, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """``weight / sigma``, sigma its largest singular value as the stored power iteration ``(u, v)`` estimates it
+    (rows: the first dimension, as spectral_norm's default ``dim=0``)."""
+    return weight / torch.dot(u, weight.reshape(weight.shape[0], -1) @ v)
+
+
+def _folded(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor] | None:
+    """``state`` with each reparametrized tensor made the plain one it computes, or None when it has none.
+
+    A checkpoint of a pruned model (``torch.nn.utils.prune``: ``P_orig`` and ``P_mask``), a weight-normed one
+    (``P_g``/``P_v``, or ``parametrizations.P.original0``/``original1``) or a spectral-normed one (``P_orig`` with
+    ``P_u``/``P_v``, or ``parametrizations.P.original`` with ``parametrizations.P.0._u``/``_v``) names tensors a
+    plain module of the same architecture lacks; it gets the weight the trained model computed.
+    """
+    out = dict(state)
+
+    def fold(plain: str, compute: Callable[[], torch.Tensor], *used: str) -> None:
+        try:
+            value = compute().detach()
+        except (RuntimeError, IndexError):  # tensors of other shapes than these forms': left as they are
+            return
+        for key in used:
+            out.pop(key, None)
+        out[plain] = value
+
+    for key in state:
+        stem = key.removesuffix("_orig")
+        if stem != key and f"{stem}_mask" in state:
+            fold(stem, lambda: state[key] * state[f"{stem}_mask"], key, f"{stem}_mask")
+        elif stem != key and f"{stem}_u" in state and f"{stem}_v" in state:
+            fold(stem, lambda: _spectral(state[key], state[f"{stem}_u"], state[f"{stem}_v"]), key, f"{stem}_u",
+                 f"{stem}_v")
+        elif key.endswith("_g") and f"{key[:-2]}_v" in state:
+            fold(key[:-2], lambda: _weight_norm(state[f"{key[:-2]}_v"], state[key]), key, f"{key[:-2]}_v")
+        head, found, name = key.rpartition(".parametrizations.")
+        if not found:
+            continue
+        if name.endswith(".original0") and f"{key[:-1]}1" in state:
+            fold(f"{head}.{name[:-10]}", lambda: _weight_norm(state[f"{key[:-1]}1"], state[key]), key,
+                 f"{key[:-1]}1")
+        elif name.endswith(".original") and f"{key[:-9]}.0._u" in state and f"{key[:-9]}.0._v" in state:
+            fold(f"{head}.{name[:-9]}", lambda: _spectral(state[key], state[f"{key[:-9]}.0._u"],
+                                                          state[f"{key[:-9]}.0._v"]),
+                 key, f"{key[:-9]}.0._u", f"{key[:-9]}.0._v")
+    return out if out.keys() != state.keys() else None
+
+
 def _file_state_dicts(path: Path) -> list[tuple[str, dict[str, torch.Tensor]]]:
     """The state_dicts in the file at ``path`` (:func:`_state_dicts`), at least one, or ProbeUsageError."""
     found = _state_dicts(_read(path))
@@ -356,7 +413,9 @@ def load_weights_into(module: nn.Module, path: str | Path) -> None:
     found = _file_state_dicts(path)
     own = module.state_dict()
     fits = [_fit(where, state, own) for where, state in found]
-    fit = max(fits, key=lambda f: len(f.tensors))  # the first of equals: CHECKPOINT_KEYS' order
+    folded = [(where, _folded(state)) for where, state in found]  # a pruned or normed model's, for a plain one
+    fits += [_fit(where, state, own) for where, state in folded if state is not None]
+    fit = max(fits, key=lambda f: len(f.tensors))  # the first of equals: CHECKPOINT_KEYS' order, then as saved
     where = f" ({fit.described()})" if fit.described() else ""
     wrong = [name for name, (_, value) in fit.tensors.items() if own[name].shape != value.shape]
     if wrong:
