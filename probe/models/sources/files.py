@@ -153,7 +153,8 @@ def is_script(module: nn.Module) -> bool:
 
 def hookable(module: nn.Module, what: str, channels: int, size: tuple[int, int]) -> nn.Module:
     """``module`` itself, or, for a TorchScript module, its hookable ``torch.fx`` conversion (see the module
-    docstring); ``module`` is left as it was, its ``training`` flags too.
+    docstring), converted on the CPU and placed where ``module`` lives; ``module`` is left as it was, its device
+    and ``training`` flags too.
 
     Args:
         module: any module; what: how errors name it (``"the module 'good.py:build' returned"``).
@@ -164,12 +165,13 @@ def hookable(module: nn.Module, what: str, channels: int, size: tuple[int, int])
     """
     if not is_script(module):
         return module
-    if isinstance(module, torch.jit.TopLevelTracedModule):  # saved and loaded, its ONNX nodes carry module names
-        buffer = io.BytesIO()
+    device = next((t.device for t in (*module.parameters(), *module.buffers())), torch.device("cpu"))
+    if isinstance(module, torch.jit.TopLevelTracedModule) or device.type != "cpu":
+        buffer = io.BytesIO()  # a copy on the CPU; a traced one's ONNX nodes then carry its modules' names
         torch.jit.save(module, buffer)
         buffer.seek(0)
         module = torch.jit.load(buffer, map_location="cpu")
-    return _unscript(module, what, channels, size)
+    return _unscript(module, what, channels, size).to(device)
 
 
 def _unscript(script: Any, what: str, channels: int, size: tuple[int, int]) -> nn.Module:
