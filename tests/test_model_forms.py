@@ -67,9 +67,12 @@ def nets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def test_torchscript_from_a_factory_or_in_python_is_converted_and_left_as_it_was(nets: Path) -> None:
     """A factory returning a scripted or traced module, or one passed to the API, failed with torch's
     'register_forward_pre_hook is not supported on ScriptModules' traceback (a traced one listed every layer
-    '(not run)'); only a TorchScript *file* was converted. Every ScriptModule is converted now, named as it is."""
+    '(not run)'); only a TorchScript *file* was converted. Every ScriptModule is converted now, as a file is (saved
+    and loaded: converted in memory, it named a TorchScript file loaded after it 'Conv', 'Relu'), named as it is."""
     result = probe.maximize(probe.load_model("nets.py:scripted", input_size=16), "conv2:0", steps=1)
     assert torch.isfinite(result.images).all()
+    torch.jit.script(tiny().eval()).save("tiny.ts")  # converting a module in memory left later files' nodes unnamed
+    assert "conv2" in dict(probe.load_model("tiny.ts", input_size=16).module.named_modules())
     script = torch.jit.trace(tiny().eval(), torch.rand(1, 3, 16, 16)).train()  # traced as it runs: in eval mode
     assert [info.name for info in probe.layers(script, (3, 16, 16))][:2] == ["conv1", "relu1"]
     assert script.training and script.conv1.training

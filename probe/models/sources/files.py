@@ -166,12 +166,10 @@ def hookable(module: nn.Module, what: str, channels: int, size: tuple[int, int])
     if not is_script(module):
         return module
     device = next((t.device for t in (*module.parameters(), *module.buffers())), torch.device("cpu"))
-    if isinstance(module, torch.jit.TopLevelTracedModule) or device.type != "cpu":
-        buffer = io.BytesIO()  # a copy on the CPU; a traced one's ONNX nodes then carry its modules' names
-        torch.jit.save(module, buffer)
-        buffer.seek(0)
-        module = torch.jit.load(buffer, map_location="cpu")
-    return _unscript(module, what, channels, size).to(device)
+    buffer = io.BytesIO()  # converted as a file's: a copy on the CPU whose ONNX nodes carry its modules' names
+    torch.jit.save(module, buffer)
+    buffer.seek(0)
+    return _unscript(torch.jit.load(buffer, map_location="cpu"), what, channels, size).to(device)
 
 
 def _unscript(script: Any, what: str, channels: int, size: tuple[int, int]) -> nn.Module:
