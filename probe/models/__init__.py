@@ -13,10 +13,17 @@ A *spec* is one of (each a source in :mod:`probe.models.sources`, asked in this 
 - ``"hf:NAME_OR_DIR"``: a transformers image classifier, its logits as output (extra ``hf``);
 - an ONNX file (``"model.onnx"``, through onnx2torch) or a TorchScript file
   (converted through ONNX so that hooks work; extra ``onnx``);
-- ``"path/to/file.py:factory"`` or ``"package.module:factory"``: a function
-  returning your own ``nn.Module`` (imported and called because you named it:
-  only name code you trust);
+- ``"path/to/file.py:factory"``, ``"package.module:factory"`` or
+  ``"package.module.Class"``: a function or class returning your own ``nn.Module``
+  (or a :class:`LoadedModel`, whose preprocessing and labels are kept; imported and
+  called because you named it: only name code you trust; what it prints goes to
+  stderr);
 - an ``nn.Module`` you already have (used as it is, never modified).
+
+A compiled or data-parallel module runs its inner module under the wrapper's
+names; a TorchScript module (a file's, a factory's or yours) is converted to
+hookable modules of the same names; a torch.export program is refused saying
+what to give instead.
 
 Any spec may end in literal arguments, ``"factory(num_classes=10)"``, passed to
 its builder with ``model_args``. Random initializations follow ``seed``.
