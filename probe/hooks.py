@@ -103,6 +103,7 @@ from probe.checks import MAX_SIDE, check_count, check_names
 from probe.errors import ProbeUsageError, unknown_name
 from probe.forward import model_input
 from probe.layout import channels_last_layers
+from probe.models.forms import check_lazy
 from probe.modes import evaluating
 from probe.outputs import output_tensor
 from probe.leaves import helper_names, is_leaf
@@ -939,6 +940,7 @@ def layers(
         raise ProbeUsageError(f"input_shape must be (C, H, W), e.g. (3, 224, 224); got {input_shape!r}",
                               param="input_shape")
     input_shape = [check_count(side, "input_shape", 1, MAX_SIDE) for side in input_shape]
+    check_lazy(model)  # the dummy pass would give them parameters
     if isinstance(model, torch.jit.ScriptModule):  # no hooks: its conversion, named as it is
         from probe.models.sources.files import hookable
 

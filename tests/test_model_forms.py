@@ -200,3 +200,18 @@ def test_what_a_factory_prints_keeps_out_of_the_json_on_stdout(tmp_path: Path, m
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["command"] == "filters"
     assert "importing loud" in result.stderr and "building" in result.stderr
+
+
+def test_layers_of_a_module_with_uninitialized_lazy_modules_is_refused_and_changes_nothing() -> None:
+    """probe.layers ran its dummy pass on a module of the caller's with nn.LazyConv2d/LazyLinear, which gave them
+    parameters drawn from the caller's global generator (every other entry point refused such a module). It is
+    refused the same way, the module still lazy and the generator untouched."""
+    from collections import OrderedDict
+
+    net = torch.nn.Sequential(OrderedDict(conv=torch.nn.LazyConv2d(4, 3), flat=torch.nn.Flatten(),
+                                          fc=torch.nn.LazyLinear(2)))  # fmt: skip
+    state = torch.get_rng_state()
+    with pytest.raises(probe.ProbeUsageError, match=r"lazy modules are not initialized yet \(conv, fc\)") as info:
+        probe.layers(net, (3, 16, 16))
+    assert info.value.param == "model" and torch.equal(state, torch.get_rng_state())
+    assert isinstance(net.conv.weight, torch.nn.parameter.UninitializedParameter)

@@ -20,7 +20,7 @@ from probe.errors import ProbeUsageError
 from probe.forward import model_input, passes_through
 
 __all__ = ["Eager", "eager_view", "is_exported", "EXPORT_ADVICE", "lazy_modules", "quantized_modules", "meta_tensor",
-           "check_form", "materialize"]
+           "check_form", "check_lazy", "materialize"]
 
 
 class Eager(nn.Module):
@@ -134,8 +134,19 @@ def check_form(module: nn.Module, *, built: bool = False) -> None:
             f"the model runs int8 quantized modules ({_listed(quantized)}: torch.ao.quantization.convert); no "
             "gradient flows through quantized kernels and their outputs are quantized tensors: give the float model "
             "(before prepare/convert), or the prepare_qat model, which cnn-probe takes", param="model")
+    if not built:
+        check_lazy(module)
+
+
+def check_lazy(module: nn.Module) -> None:
+    """Refuse a module of the caller's whose lazy modules have no shapes yet: a pass of cnn-probe's would
+    initialize them (new parameters, drawn from the caller's random generator).
+
+    Raises:
+        ProbeUsageError: (``param="model"``) naming them and the pass that initializes them.
+    """
     lazy = lazy_modules(module)
-    if lazy and not built:
+    if lazy:
         raise ProbeUsageError(
             f"the model's lazy modules are not initialized yet ({_listed(lazy)}): run it once on an input of its "
             "size, model(torch.zeros(1, C, H, W)), so they get their shapes; cnn-probe does not change your module",
