@@ -103,7 +103,7 @@ from probe.checks import MAX_SIDE, check_count, check_names
 from probe.errors import ProbeUsageError, unknown_name
 from probe.forward import model_input
 from probe.layout import channels_last_layers
-from probe.models.forms import check_lazy
+from probe.models.forms import check_exported, check_lazy
 from probe.modes import evaluating
 from probe.outputs import output_tensor
 from probe.leaves import helper_names, is_leaf
@@ -576,6 +576,7 @@ def record(
     Raises:
         ProbeUsageError: for an unknown layer name or reduction.
     """
+    check_exported(model)  # its submodules never run: nothing would be recorded
     resolved = _resolve(model, layers)
     if reduce is not None:
         _reduce(torch.zeros(1, 1, 1), reduce)  # validate the name before any forward pass
@@ -941,6 +942,7 @@ def layers(
                               param="input_shape")
     input_shape = [check_count(side, "input_shape", 1, MAX_SIDE) for side in input_shape]
     check_lazy(model)  # the dummy pass would give them parameters
+    check_exported(model)
     if isinstance(model, torch.jit.ScriptModule):  # no hooks: its conversion, named as it is
         from probe.models.sources.files import hookable
 

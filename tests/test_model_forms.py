@@ -85,11 +85,16 @@ def test_torchscript_from_a_factory_or_in_python_is_converted_and_left_as_it_was
 def test_exported_programs_are_refused_saying_what_to_give(nets: Path) -> None:
     """torch.export's module (ATen operations: its submodules never run, no hook fires) died in a traceback
     ('Calling eval() is not supported yet'); a .pt2 file was 'not a TorchScript or ONNX model' as --model and
-    'truncated or damaged' as --weights, and an .npz 'truncated or damaged'. Each is one line now."""
+    'truncated or damaged' as --weights, and an .npz 'truncated or damaged'; probe.layers listed its layers
+    '(not run)' and probe.record recorded nothing. Each is one line now."""
     with pytest.raises(probe.ProbeUsageError, match="exported program's module .*give the nn.Module you exported"):
         probe.load_model("nets.py:exported_module")
     with pytest.raises(probe.ProbeUsageError, match="returned an ExportedProgram .*return the nn.Module you exported"):
         probe.load_model("nets.py:exported")
+    module = torch.export.export(tiny().eval(), (torch.rand(1, 3, 16, 16),)).module()
+    for call in (lambda: probe.layers(module, (3, 16, 16)), lambda: probe.record(module, "conv1").__enter__()):
+        with pytest.raises(probe.ProbeUsageError, match="exported program's module"):  # no hook would fire
+            call()
     torch.export.save(torch.export.export(tiny().eval(), (torch.rand(1, 3, 16, 16),)), "net.pt2")
     np.savez("arrays.npz", weight=np.zeros(3))
     runner = CliRunner()

@@ -20,7 +20,8 @@ from probe.errors import ProbeUsageError
 from probe.forward import model_input, passes_through
 
 __all__ = ["Eager", "eager_view", "is_exported", "EXPORT_ADVICE", "lazy_modules", "quantized_modules", "meta_tensor",
-           "check_form", "check_lazy", "materialize"]
+           "check_form", "check_exported", "check_lazy",
+           "materialize"]
 
 
 class Eager(nn.Module):
@@ -125,9 +126,7 @@ def check_form(module: nn.Module, *, built: bool = False) -> None:
     meta = meta_tensor(module)
     if meta is not None:
         raise ProbeUsageError(f"the model is on the meta device ({meta} has no data): {META_ADVICE}", param="model")
-    if is_exported(module):
-        raise ProbeUsageError(f"the model is an exported program's module ({type(module).__name__}): {EXPORT_ADVICE}",
-                              param="model")
+    check_exported(module)
     quantized = quantized_modules(module)
     if quantized:
         raise ProbeUsageError(
@@ -136,6 +135,17 @@ def check_form(module: nn.Module, *, built: bool = False) -> None:
             "(before prepare/convert), or the prepare_qat model, which cnn-probe takes", param="model")
     if not built:
         check_lazy(module)
+
+
+def check_exported(module: nn.Module) -> None:
+    """Refuse an exported program's module (:func:`is_exported`): no hook on its submodules would ever fire.
+
+    Raises:
+        ProbeUsageError: (``param="model"``) saying what to give instead.
+    """
+    if is_exported(module):
+        raise ProbeUsageError(f"the model is an exported program's module ({type(module).__name__}): {EXPORT_ADVICE}",
+                              param="model")
 
 
 def check_lazy(module: nn.Module) -> None:
