@@ -103,6 +103,7 @@ from probe.checks import MAX_SIDE, check_count, check_names
 from probe.errors import ProbeUsageError, unknown_name
 from probe.forward import model_input
 from probe.layout import channels_last_layers
+from probe.models.forms import check_exported, check_lazy
 from probe.modes import evaluating
 from probe.outputs import output_tensor
 from probe.leaves import helper_names, is_leaf
@@ -193,6 +194,10 @@ class _Target:
 def _resolve(model: nn.Module, names: str | Iterable[str]) -> dict[str, _Target]:
     """:func:`resolve_layers` with each name's module name and call index."""
     names = check_names(names, "layer")
+    if isinstance(model, torch.jit.ScriptModule):
+        raise ProbeUsageError(
+            f"{type(model).__name__} is TorchScript, which takes no hooks; probe.load_model(module) converts it "
+            "(through ONNX) to modules of the same names: record that model's .module", param="model")
     modules = dict(model.named_modules())
     resolved: dict[str, _Target] = {}
     for name in names:
@@ -571,6 +576,7 @@ def record(
     Raises:
         ProbeUsageError: for an unknown layer name or reduction.
     """
+    check_exported(model)  # its submodules never run: nothing would be recorded
     resolved = _resolve(model, layers)
     if reduce is not None:
         _reduce(torch.zeros(1, 1, 1), reduce)  # validate the name before any forward pass
@@ -935,6 +941,13 @@ def layers(
         raise ProbeUsageError(f"input_shape must be (C, H, W), e.g. (3, 224, 224); got {input_shape!r}",
                               param="input_shape")
     input_shape = [check_count(side, "input_shape", 1, MAX_SIDE) for side in input_shape]
+    check_lazy(model)  # the dummy pass would give them parameters
+    check_exported(model)
+    if isinstance(model, torch.jit.ScriptModule):  # no hooks: its conversion, named as it is
+        from probe.models.sources.files import hookable
+
+        model = hookable(model, f"your TorchScript module ({type(model).__name__})", input_shape[0],
+                         (input_shape[-2], input_shape[-1]))
     named = [(name, module) for name, module in model.named_modules() if name]
     if leaves_only:
         helpers = helper_names(model)

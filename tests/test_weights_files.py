@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import argparse
 import warnings
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
@@ -118,6 +120,30 @@ def _truncated(path: Path) -> None:
     path.write_bytes(path.read_bytes()[:300])
 
 
+def _another_architecture() -> dict[str, torch.Tensor]:
+    """A small ResNet's names and shapes: its blocks' 'layer1.0.conv1', 'layer1.0.bn2' name tiny's layers."""
+    norm = {"weight": torch.ones(8), "bias": torch.zeros(8), "running_mean": torch.zeros(8),
+            "running_var": torch.ones(8), "num_batches_tracked": torch.tensor(0)}  # fmt: skip
+    state = {"conv1.weight": torch.zeros(8, 3, 7, 7), **{f"bn1.{k}": v for k, v in norm.items()},
+             "fc.weight": torch.zeros(10, 8), "fc.bias": torch.zeros(10)}  # fmt: skip
+    for block in ("layer1.0.", "layer1.1."):
+        state |= {f"{block}conv1.weight": torch.zeros(8, 8, 3, 3), f"{block}conv2.weight": torch.zeros(8, 8, 3, 3),
+                  **{f"{block}bn{i}.{k}": v for i in (1, 2) for k, v in norm.items()}}  # fmt: skip
+    return state
+
+
+def _exported(path: Path) -> None:
+    """The layout of torch.export.save's archive (its real one is in test_model_forms: exporting costs seconds)."""
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, text in (("archive_format", "pt2"), ("models/model.json", "{}"), ("data/weights/weight_0", "")):
+            archive.writestr(f"weights/{name}", text)
+
+
+def _npz(path: Path) -> None:
+    with path.open("wb") as stream:
+        np.savez(stream, weight=np.zeros(3))
+
+
 REFUSED: dict[str, tuple[Callable[[Path], None], tuple[str, ...]]] = {
     "a whole pickled module": (_write(tiny), ("pickled torch.nn.modules", "weights_only=True",
                                               "torch.save(torch.load(", ".state_dict()")),
@@ -127,6 +153,14 @@ REFUSED: dict[str, tuple[Callable[[Path], None], tuple[str, ...]]] = {
                      ("missing keys: fc.weight, fc.bias",)),
     "unexpected keys": (_write(lambda: {**source(), "head.weight": torch.zeros(2)}), ("unexpected keys: head.weight",)),
     "a wrong shape": (_write(_wrong_shape), ("conv2.weight (6, 4, 5, 5) vs (6, 4, 3, 3)",)),
+    "another architecture": (_write(_another_architecture), ("does not fit this architecture: 0 of the model's 10 "
+                                                             "tensors are in the file with their shape",
+                                                             "the weights of another model?")),
+    "another number of classes": (_write(lambda: {**source(), "fc.weight": torch.zeros(7, 384),
+                                                  "fc.bias": torch.zeros(7)}),
+                                  ("fc has 7 outputs in the file, 4 in the model", "--model-arg num_classes=N")),
+    "a torch.export program": (_exported, ("torch.export program", ".module().state_dict(), 'weights.pt')")),
+    "a NumPy archive": (_npz, ("zip archive of weight.npy (NumPy's .npz?)",)),
     "integer tensors": (_write(lambda: {k: v.long() for k, v in source().items()}), ("conv1.weight is int64 in the file",)),
     "quantized tensors": (_write(_quantized), ("conv1.weight is qint8 in the file",)),
     "a TorchScript archive": (_torchscript, ("TorchScript", "--model")),
@@ -167,3 +201,39 @@ def test_the_command_line_gives_one_line_and_exit_code_2(tmp_path: Path) -> None
     assert result.exit_code == 2 and "Traceback" not in result.output
     errors = [line for line in result.output.splitlines() if line.startswith("Error")]
     assert len(errors) == 1 and "--weights" in errors[0] and "weights_only=True" in errors[0], result.output
+
+
+def _pruned(net: nn.Module) -> None:
+    import torch.nn.utils.prune as prune
+
+    prune.l1_unstructured(net.conv1, "weight", amount=0.5)
+
+
+REPARAMETRIZED: dict[str, Callable[[nn.Module], object]] = {
+    "pruned": _pruned,
+    "weight_norm": lambda net: nn.utils.parametrizations.weight_norm(net.conv2),
+    "spectral_norm": lambda net: nn.utils.parametrizations.spectral_norm(net.fc),
+    "the old hook-based weight_norm": lambda net: nn.utils.weight_norm(net.conv1),
+    "the old hook-based spectral_norm": lambda net: nn.utils.spectral_norm(net.conv2),
+}
+
+
+@pytest.mark.parametrize("form", REPARAMETRIZED)
+def test_a_pruned_or_normed_models_checkpoint_loads_into_the_plain_architecture(tmp_path: Path, form: str) -> None:
+    """The checkpoint of a pruned (weight_orig, weight_mask), weight-normed (weight_g/v, parametrizations'
+    original0/1) or spectral-normed model was refused by the plain architecture ('missing keys: conv1.weight;
+    unexpected keys: conv1.weight_orig, conv1.weight_mask'): it loads the weights the trained model computed."""
+    trained = tiny()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # the old weight_norm's deprecation
+        REPARAMETRIZED[form](trained)
+    trained.eval()
+    x = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        for parameter in trained.parameters():
+            parameter.add_(0.1)
+        expected = trained(x)
+    torch.save(trained.state_dict(), tmp_path / "trained.pt")
+    plain = tiny().eval()
+    load_weights_into(plain, tmp_path / "trained.pt")
+    assert torch.allclose(plain(x), expected, atol=1e-5), form

@@ -13,10 +13,17 @@ A *spec* is one of (each a source in :mod:`probe.models.sources`, asked in this 
 - ``"hf:NAME_OR_DIR"``: a transformers image classifier, its logits as output (extra ``hf``);
 - an ONNX file (``"model.onnx"``, through onnx2torch) or a TorchScript file
   (converted through ONNX so that hooks work; extra ``onnx``);
-- ``"path/to/file.py:factory"`` or ``"package.module:factory"``: a function
-  returning your own ``nn.Module`` (imported and called because you named it:
-  only name code you trust);
+- ``"path/to/file.py:factory"``, ``"package.module:factory"`` or
+  ``"package.module.Class"``: a function or class returning your own ``nn.Module``
+  (or a :class:`LoadedModel`, whose preprocessing and labels are kept; imported and
+  called because you named it: only name code you trust; what it prints goes to
+  stderr);
 - an ``nn.Module`` you already have (used as it is, never modified).
+
+A compiled or data-parallel module runs its inner module under the wrapper's
+names; a TorchScript module (a file's, a factory's or yours) is converted to
+hookable modules of the same names; a torch.export program is refused saying
+what to give instead.
 
 Any spec may end in literal arguments, ``"factory(num_classes=10)"``, passed to
 its builder with ``model_args``. Random initializations follow ``seed``.
@@ -38,6 +45,7 @@ from probe.models import sources as _sources  # noqa: F401  (registers the sourc
 from probe.models.forms import check_form, eager_view, materialize
 from probe.models.preprocess import adjust_preprocess, module_preprocess
 from probe.models.registry import SOURCES, ModelSource, Request, find_source, parse_model_args, register_source, split_call
+from probe.models.sources.files import hookable
 from probe.models.sources.hf_models import HFClassifier, is_hf_classifier
 from probe.models.sources.torchvision_models import torchvision_names
 from probe.models.types import IMAGENET_MEAN, IMAGENET_STD, LoadedModel, Preprocess, frozen_view
@@ -92,10 +100,11 @@ def _build(text: str, weights: Any, target: torch.device, request: Request) -> L
     request = Request(weights, request.seed, args, {**kwargs, **request.kwargs}, request.input_size, request.channels)
     with seeded(request.seed):
         built = source.build(spec, request)
-        built.module = eager_view(built.module)
+        channels = request.channels or built.preprocess.channels
+        size = request.input_size or built.preprocess.input_size
+        built.module = hookable(eager_view(built.module), f"the TorchScript module {text!r} returned", channels, size)
         check_form(built.module, built=True)
-        materialize(built.module, request.channels or built.preprocess.channels,
-                    request.input_size or built.preprocess.input_size)  # fmt: skip
+        materialize(built.module, channels, size)
     details = dict(built.details)
     if is_none(weights) and request.seed is not None:
         details["init_seed"] = request.seed
@@ -106,12 +115,15 @@ def _build(text: str, weights: Any, target: torch.device, request: Request) -> L
                        details=details)  # fmt: skip
 
 
-def _wrap_module(module: nn.Module, device: str | torch.device | None) -> LoadedModel:
+def _wrap_module(module: nn.Module, device: str | torch.device | None, channels: int | None = None,
+                 size: tuple[int, int] | None = None) -> LoadedModel:
     check_form(module)
     here = _module_device(module)
     _check_device(here, device, "your module")
     preprocess = module_preprocess(module)
     wrapped = HFClassifier(module) if is_hf_classifier(module) else eager_view(module)
+    wrapped = hookable(wrapped, f"your TorchScript module ({type(module).__name__})", channels or preprocess.channels,
+                       size or preprocess.input_size)  # fmt: skip
     return LoadedModel(name=type(module).__name__, module=wrapped, preprocess=preprocess, device=here, source="module")
 
 
@@ -169,7 +181,7 @@ def load_model(
         _check_device(spec.device, device, f"model {spec.name!r}")
         loaded = spec
     elif isinstance(spec, nn.Module):
-        loaded = _wrap_module(spec, device)
+        loaded = _wrap_module(spec, device, channels, size)
     elif isinstance(spec, (str, Path)):
         request = Request(weights, seed, (), parse_model_args(model_args), size, channels)
         loaded = _build(str(spec), weights, normalize_device(resolve_device(device)), request)  # cuda -> cuda:N

@@ -19,24 +19,35 @@ from torch.nn.parameter import is_lazy
 from probe.errors import ProbeUsageError
 from probe.forward import model_input, passes_through
 
-__all__ = ["Eager", "eager_view", "lazy_modules", "quantized_modules", "meta_tensor", "check_form", "materialize"]
+__all__ = ["Eager", "eager_view", "is_exported", "EXPORT_ADVICE", "lazy_modules", "quantized_modules", "meta_tensor",
+           "check_form", "check_exported", "check_lazy",
+           "materialize"]
 
 
 class Eager(nn.Module):
-    """A ``torch.compile``'d module run eagerly: the same submodules, weights and names (``_orig_mod.NAME``).
+    """A wrapper's inner module run as it is, under the wrapper's names: ``torch.compile``'s ``OptimizedModule``
+    (``_orig_mod.NAME``) run eagerly, ``DataParallel``'s and ``DistributedDataParallel``'s (``module.NAME``) on
+    its own device, without scattering the batch or talking to a process group.
 
-    Its ``training`` flag is the compiled module's (set directly: ``train()`` would reach the caller's modules).
+    Its ``forward`` takes the images alone, so ``torch.fx`` follows it (LRP): the wrappers' ``*inputs`` cannot be
+    traced ('Proxy object cannot be iterated'). Its ``training`` flag is the wrapper's (set directly: ``train()``
+    would reach the caller's modules).
+
+    Args:
+        wrapper: the compiled or data-parallel module; attribute: where it holds the inner one (default
+            ``"_orig_mod"``, torch.compile's).
     """
 
-    def __init__(self, compiled: nn.Module) -> None:
+    def __init__(self, wrapper: nn.Module, attribute: str = "_orig_mod") -> None:
         super().__init__()
-        self._orig_mod = compiled._orig_mod
-        self.training = compiled.training
+        setattr(self, attribute, eager_view(getattr(wrapper, attribute)))  # a compiled DataParallel model too
+        self.inner = attribute
+        self.training = wrapper.training
 
     @passes_through  # an error raised inside is the model's, not cnn-probe's
-    def forward(self, *args: object, **kwargs: object) -> object:
-        """Call the original module: ``(N, C, H, W)`` images in, its output out."""
-        return self._orig_mod(*args, **kwargs)
+    def forward(self, images: torch.Tensor) -> object:
+        """Call the inner module: ``(N, C, H, W)`` images in, its output out."""
+        return getattr(self, self.inner)(images)
 
 
 def is_compiled(module: nn.Module) -> bool:
@@ -44,9 +55,19 @@ def is_compiled(module: nn.Module) -> bool:
     return type(module).__name__ == "OptimizedModule" and isinstance(getattr(module, "_orig_mod", None), nn.Module)
 
 
+def is_data_parallel(module: nn.Module) -> bool:
+    """Whether ``module`` is ``nn.DataParallel`` or ``DistributedDataParallel`` (its inner module at ``.module``)."""
+    return isinstance(module, (nn.DataParallel, nn.parallel.DistributedDataParallel))
+
+
 def eager_view(module: nn.Module) -> nn.Module:
-    """``module`` itself, or an :class:`Eager` view of it when it is compiled."""
-    return Eager(module) if is_compiled(module) else module
+    """``module`` itself, or an :class:`Eager` view of it when it is compiled or data-parallel (nested too: a
+    compiled DataParallel model is ``_orig_mod.module.NAME``)."""
+    if is_compiled(module):
+        return Eager(module)
+    if is_data_parallel(module):
+        return Eager(module, "module")
+    return module
 
 
 def lazy_modules(module: nn.Module) -> list[str]:
@@ -68,6 +89,20 @@ def meta_tensor(module: nn.Module) -> str | None:
                 None)  # fmt: skip
 
 
+def is_exported(module: nn.Module) -> bool:
+    """Whether ``module`` (or a submodule) is a graph of ATen operations, as ``torch.export.export(...).module()``
+    (and ``torch.export.load``'s programs) give: its submodules hold the weights but never run."""
+    return any(isinstance(sub, torch.fx.GraphModule) and any(
+        node.op == "call_function" and isinstance(node.target, torch._ops.OpOverload) for node in sub.graph.nodes)
+        for sub in module.modules())  # fmt: skip
+
+
+EXPORT_ADVICE = ("a torch.export program runs ATen operations, not its modules (no layer of it can be hooked), at "
+                 "the input shapes it was exported with; give the nn.Module you exported (--model file.py:factory "
+                 "returning it; its weights: torch.save(torch.export.load('model.pt2').module().state_dict(), "
+                 "'weights.pt'), then --weights weights.pt)")
+
+
 META_ADVICE = ("build it with real tensors (not under torch.device('meta')) or materialize it "
                "(module.to_empty(device='cpu') and load weights)")
 
@@ -84,20 +119,44 @@ def check_form(module: nn.Module, *, built: bool = False) -> None:
         built: whether cnn-probe built it (then its lazy modules are initialized by :func:`materialize`).
 
     Raises:
-        ProbeUsageError: (``param="model"``) tensors on the meta device; int8 quantized modules; lazy modules not
+        ProbeUsageError: (``param="model"``) tensors on the meta device; an exported program's module; int8
+            quantized modules; lazy modules not
             yet initialized in a module of the caller's.
     """
     meta = meta_tensor(module)
     if meta is not None:
         raise ProbeUsageError(f"the model is on the meta device ({meta} has no data): {META_ADVICE}", param="model")
+    check_exported(module)
     quantized = quantized_modules(module)
     if quantized:
         raise ProbeUsageError(
             f"the model runs int8 quantized modules ({_listed(quantized)}: torch.ao.quantization.convert); no "
             "gradient flows through quantized kernels and their outputs are quantized tensors: give the float model "
             "(before prepare/convert), or the prepare_qat model, which cnn-probe takes", param="model")
+    if not built:
+        check_lazy(module)
+
+
+def check_exported(module: nn.Module) -> None:
+    """Refuse an exported program's module (:func:`is_exported`): no hook on its submodules would ever fire.
+
+    Raises:
+        ProbeUsageError: (``param="model"``) saying what to give instead.
+    """
+    if is_exported(module):
+        raise ProbeUsageError(f"the model is an exported program's module ({type(module).__name__}): {EXPORT_ADVICE}",
+                              param="model")
+
+
+def check_lazy(module: nn.Module) -> None:
+    """Refuse a module of the caller's whose lazy modules have no shapes yet: a pass of cnn-probe's would
+    initialize them (new parameters, drawn from the caller's random generator).
+
+    Raises:
+        ProbeUsageError: (``param="model"``) naming them and the pass that initializes them.
+    """
     lazy = lazy_modules(module)
-    if lazy and not built:
+    if lazy:
         raise ProbeUsageError(
             f"the model's lazy modules are not initialized yet ({_listed(lazy)}): run it once on an input of its "
             "size, model(torch.zeros(1, C, H, W)), so they get their shapes; cnn-probe does not change your module",

@@ -17,7 +17,8 @@ from probe.errors import ProbeUsageError
 from probe.checks import check_count, check_size
 from probe.models.types import IMAGENET_MEAN, IMAGENET_STD, Preprocess
 
-__all__ = ["module_preprocess", "timm_preprocess", "hf_preprocess", "first_conv_channels", "adjust_preprocess"]
+__all__ = ["module_preprocess", "timm_preprocess", "hf_preprocess", "first_conv_channels", "adjust_preprocess",
+           "fixed_input_size"]
 
 DEFAULT_SIZE = 224
 PROCESSOR_FILE = "preprocessor_config.json"
@@ -40,17 +41,45 @@ def first_conv_channels(module: nn.Module, fallback: int = 3) -> int:
 
 
 def generic_preprocess(module: nn.Module, input_size: tuple[int, int] | None = None) -> Preprocess:
-    """ImageNet statistics for a 3-channel module, none (mean 0, std 1) otherwise; 224 px unless given."""
+    """ImageNet statistics for a 3-channel module, none (mean 0, std 1) otherwise; the size given, else the one the
+    module states (:func:`fixed_input_size`), else 224 px."""
     channels = first_conv_channels(module)
-    size = input_size or (DEFAULT_SIZE, DEFAULT_SIZE)
+    size = input_size or fixed_input_size(module) or (DEFAULT_SIZE, DEFAULT_SIZE)
     if channels == 3:
         return Preprocess(IMAGENET_MEAN, IMAGENET_STD, 3, size)
     return Preprocess((0.0,) * channels, (1.0,) * channels, channels, size)
 
 
-def timm_preprocess(config: dict[str, Any]) -> Preprocess:
-    """A timm ``pretrained_cfg`` (``mean``, ``std``, ``input_size`` ``(C, H, W)``) -> :class:`Preprocess`."""
+def _pair(value: Any) -> tuple[int, int] | None:
+    """``32`` or ``(32, 48)`` (ints) -> ``(H, W)``; None for anything else."""
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return (value, value)
+    if isinstance(value, (tuple, list)) and len(value) == 2 and all(isinstance(v, int) and v > 0 for v in value):
+        return (int(value[0]), int(value[1]))
+    return None
+
+
+def fixed_input_size(module: nn.Module) -> tuple[int, int] | None:
+    """``(H, W)`` a module states it must be given, built for, whatever its pretrained config says; None when it
+    states none.
+
+    A timm patch embedding that checks its input (``strict_img_size``; ``timm.create_model(NAME, img_size=32)``
+    keeps the 224 of ``pretrained_cfg``), torchvision's ``VisionTransformer(image_size=...)``, or a root module's
+    own ``image_size``/``img_size`` attribute.
+    """
+    for sub in module.modules():
+        if getattr(sub, "strict_img_size", False) and not getattr(sub, "dynamic_img_pad", False):
+            size = _pair(getattr(sub, "img_size", None))
+            if size is not None:
+                return size
+    return _pair(getattr(module, "image_size", None)) or _pair(getattr(module, "img_size", None))
+
+
+def timm_preprocess(config: dict[str, Any], module: nn.Module | None = None) -> Preprocess:
+    """A timm ``pretrained_cfg`` (``mean``, ``std``, ``input_size`` ``(C, H, W)``) -> :class:`Preprocess`; the size
+    :func:`fixed_input_size` finds in ``module`` (when given) over the config's."""
     channels, height, width = (int(v) for v in config.get("input_size", (3, DEFAULT_SIZE, DEFAULT_SIZE)))
+    height, width = (fixed_input_size(module) if module is not None else None) or (height, width)
     mean = tuple(float(v) for v in config.get("mean", IMAGENET_MEAN))
     std = tuple(float(v) for v in config.get("std", IMAGENET_STD))
     if len(mean) != channels:  # timm states one statistic for grayscale models
@@ -121,7 +150,7 @@ def module_preprocess(module: nn.Module) -> Preprocess:
     """The preprocessing ``module`` states about itself: timm's ``pretrained_cfg``, a transformers config, else a guess."""
     config = getattr(module, "pretrained_cfg", None)
     if isinstance(config, dict) and "mean" in config:
-        return timm_preprocess(config)
+        return timm_preprocess(config, module)
     hf_config = getattr(module, "config", None)
     if hf_config is not None and hasattr(hf_config, "num_channels") and hasattr(hf_config, "to_dict"):
         return hf_preprocess(hf_config)
@@ -135,10 +164,9 @@ def _floats(values: Sequence[float], channels: int, what: str) -> tuple[float, .
     if len(values) == 1:
         return values * channels
     if len(values) != channels:
-        raise ProbeUsageError(
-            f"{what} has {len(values)} values for a model with {channels} input channel(s); give 1 or {channels}",
-            param=what,
-        )
+        wanted = "one value" if channels == 1 else f"one value, which serves every channel, or {channels}"
+        raise ProbeUsageError(f"{what} has {len(values)} values for a model with {channels} input "
+                              f"channel{'s' if channels != 1 else ''}; give {wanted}", param=what)
     return values
 
 

@@ -19,7 +19,7 @@ from torch import nn
 from probe.errors import ProbeUsageError
 from probe.forward import model_input
 
-__all__ = ["Preprocess", "LoadedModel", "frozen_view", "IMAGENET_MEAN", "IMAGENET_STD"]
+__all__ = ["Preprocess", "LoadedModel", "frozen_view", "shared_memo", "IMAGENET_MEAN", "IMAGENET_STD"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -191,11 +191,37 @@ def frozen_view(module: nn.Module, channels_last: bool = False) -> nn.Module:
         return nn.Parameter(data, requires_grad=False)
 
     memo: dict[int, Any] = {id(p): frozen(p) for p in parameters}
-    memo.update({id(b): b for b in module.buffers()})
+    memo.update(shared_memo(module, memo))
     try:
         return copy.deepcopy(module, memo)
     except Exception:  # TorchScript and modules that refuse to be copied: use them as they are
         return module
+
+
+def shared_memo(module: nn.Module, memo: dict[int, Any] | None = None) -> dict[int, Any]:
+    """A ``copy.deepcopy`` memo under which a copy of ``module`` shares its tensors instead of copying them.
+
+    Buffers map to themselves; tensors a module holds as plain attributes (``torch.nn.utils.prune``'s ``weight``,
+    the old hook-based ``weight_norm``'s and ``spectral_norm``'s, computed from parameters by a forward pre-hook,
+    which deepcopy refuses: 'Only Tensors created explicitly by the user (graph leaves) support the deepcopy
+    protocol') map to themselves detached: the copy's own pre-hook computes them again from its parameters.
+    Parameters are left to the caller (``memo``, entries kept), or map to themselves.
+
+    Args:
+        module: the network; never changed.
+        memo: entries already chosen (a frozen view's parameters), kept as they are.
+
+    Returns:
+        ``{id(tensor): what the copy holds}``, ``memo``'s entries included.
+    """
+    shared: dict[int, Any] = dict(memo or {})
+    for tensor in (*module.parameters(), *module.buffers()):
+        shared.setdefault(id(tensor), tensor)
+    for sub in module.modules():
+        for value in vars(sub).values():
+            if isinstance(value, torch.Tensor) and id(value) not in shared:
+                shared[id(value)] = value.detach()
+    return shared
 
 
 @functools.lru_cache(maxsize=64)

@@ -7,7 +7,10 @@ A weights file is read by its content, not its name (``.pt``, ``.pth``, ``.bin``
 ``model_state_dict``, ``ema``, ``net``, ...) and name its tensors with the prefixes their wrappers
 add (``module.`` from ``DataParallel``, ``_orig_mod.`` from ``torch.compile``, ``model.`` from a
 Lightning module): :func:`load_weights_into` looks at every state_dict in the file and takes the
-one, and the prefix, that names the module's tensors.
+one, and the prefix, that names the module's tensors. The checkpoint of a pruned, weight-normed or
+spectral-normed model also loads into the plain architecture: each reparametrized tensor becomes the weight
+it computes (:func:`_folded`). A torch.export archive or a zip of anything else (an ``.npz``) is refused
+saying what it is.
 """
 
 from __future__ import annotations
@@ -17,8 +20,9 @@ import importlib
 import re
 import struct
 import warnings
+import zipfile
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,7 +32,7 @@ from torch import nn
 
 from probe.errors import ProbeUsageError
 
-__all__ = ["load_state_dict_file", "load_weights_into", "is_default", "is_none", "seeded", "require"]
+__all__ = ["load_state_dict_file", "load_weights_into", "archive_kind", "is_default", "is_none", "seeded", "require"]
 
 CHECKPOINT_KEYS = ("state_dict", "model_state_dict", "model", "module", "net", "network", "ema", "model_ema",
                    "state_dict_ema", "ema_state_dict", "params", "weights")
@@ -94,6 +98,22 @@ _RESAVE = ("save the state_dict alone: torch.save(model.state_dict(), 'weights.p
            "safetensors.torch.save_file(model.state_dict(), 'weights.safetensors')")
 
 
+def archive_kind(path: Path) -> str:
+    """What a zip file at ``path`` holds: ``"torch"`` (``torch.save``, ``torch.jit.save``), ``"export"``
+    (``torch.export.save``: ``archive_format``, ``models/``), or ``"other: NAME, ..."`` (an ``.npz``, a zip of
+    anything else) with its first entries; ``"other: unreadable"`` for a damaged zip."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+    except (zipfile.BadZipFile, OSError):
+        return "torch"  # a damaged archive: torch.load says how
+    if any(name.rsplit("/", 1)[-1] == "archive_format" for name in names):
+        return "export"
+    if any(name.rsplit("/", 1)[-1] in ("data.pkl", "constants.pkl") for name in names):
+        return "torch"
+    return "other: " + (", ".join(names[:3]) + (", ..." if len(names) > 3 else "") if names else "nothing")
+
+
 def _format(path: Path) -> str:
     """``"zip"``, ``"pickle"`` or ``"safetensors"``, from the file's first bytes.
 
@@ -115,6 +135,14 @@ def _format(path: Path) -> str:
     if not head:
         raise _unreadable(path, f"it is empty (0 bytes); copy it again, or {_RESAVE}")
     if head.startswith(b"PK\x03\x04"):
+        kind = archive_kind(path)
+        if kind == "export":
+            raise _unreadable(path, "it is a torch.export program (torch.export.save), not a state_dict; re-save its "
+                              f"weights: torch.save(torch.export.load({str(path)!r}).module().state_dict(), "
+                              "'weights.pt')")
+        if kind.startswith("other"):
+            raise _unreadable(path, f"it is a zip archive of {kind[7:]} (NumPy's .npz?), not a torch.save file; "
+                              + _RESAVE)
         return "zip"
     if head[0] == 0x80:
         return "pickle"
@@ -225,13 +253,17 @@ def _fit(where: str, state: Mapping[str, torch.Tensor], own: Mapping[str, torch.
         return by_name.get(plain[len(prefix):]) if plain.startswith(prefix) else None
 
     votes: Counter[str] = Counter()
-    for key in state:
+    shaped: Counter[str] = Counter()  # votes of tensors whose shape is the module's too
+    for key, value in state.items():
         parts = _unwrapped(key).split(".")
         for length in range(0, min(_PREFIX_SEGMENTS, len(parts) - 1) + 1):
             prefix = "".join(part + "." for part in parts[:length])
-            if target(key, prefix) is not None:
+            name = target(key, prefix)
+            if name is not None:
                 votes[prefix] += 1
-    prefix = max(votes, key=lambda p: (votes[p], -len(p))) if votes else ""
+                shaped[prefix] += value.dim() > 0 and own[name].shape == value.shape  # a scalar tells nothing
+    # names that fit by shape first: another architecture's 'layer1.0.conv1' names a small net's 'conv1' by name only
+    prefix = max(votes, key=lambda p: (shaped[p], votes[p], -len(p))) if votes else ""
     tensors: dict[str, tuple[str, torch.Tensor]] = {}
     unexpected = []
     for key, value in state.items():
@@ -243,6 +275,60 @@ def _fit(where: str, state: Mapping[str, torch.Tensor], own: Mapping[str, torch.
         else:
             tensors[name] = (key, value)
     return _Fit(where, prefix, tensors, unexpected)
+
+
+def _weight_norm(v: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    """``g * v / ||v||``, the norm over every dimension but the one ``g`` keeps (all of them for a scalar ``g``)."""
+    kept = [d for d in range(g.dim()) if g.shape[d] != 1]
+    dims = [d for d in range(v.dim()) if d not in kept]
+    return v * (g / torch.linalg.vector_norm(v, dim=dims, keepdim=True))
+
+
+def _spectral(weight: torch.Tensor, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """``weight / sigma``, sigma its largest singular value as the stored power iteration ``(u, v)`` estimates it
+    (rows: the first dimension, as spectral_norm's default ``dim=0``)."""
+    return weight / torch.dot(u, weight.reshape(weight.shape[0], -1) @ v)
+
+
+def _folded(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor] | None:
+    """``state`` with each reparametrized tensor made the plain one it computes, or None when it has none.
+
+    A checkpoint of a pruned model (``torch.nn.utils.prune``: ``P_orig`` and ``P_mask``), a weight-normed one
+    (``P_g``/``P_v``, or ``parametrizations.P.original0``/``original1``) or a spectral-normed one (``P_orig`` with
+    ``P_u``/``P_v``, or ``parametrizations.P.original`` with ``parametrizations.P.0._u``/``_v``) names tensors a
+    plain module of the same architecture lacks; it gets the weight the trained model computed.
+    """
+    out = dict(state)
+
+    def fold(plain: str, compute: Callable[[], torch.Tensor], *used: str) -> None:
+        try:
+            value = compute().detach()
+        except (RuntimeError, IndexError):  # tensors of other shapes than these forms': left as they are
+            return
+        for key in used:
+            out.pop(key, None)
+        out[plain] = value
+
+    for key in state:
+        stem = key.removesuffix("_orig")
+        if stem != key and f"{stem}_mask" in state:
+            fold(stem, lambda: state[key] * state[f"{stem}_mask"], key, f"{stem}_mask")
+        elif stem != key and f"{stem}_u" in state and f"{stem}_v" in state:
+            fold(stem, lambda: _spectral(state[key], state[f"{stem}_u"], state[f"{stem}_v"]), key, f"{stem}_u",
+                 f"{stem}_v")
+        elif key.endswith("_g") and f"{key[:-2]}_v" in state:
+            fold(key[:-2], lambda: _weight_norm(state[f"{key[:-2]}_v"], state[key]), key, f"{key[:-2]}_v")
+        head, found, name = key.rpartition(".parametrizations.")
+        if not found:
+            continue
+        if name.endswith(".original0") and f"{key[:-1]}1" in state:
+            fold(f"{head}.{name[:-10]}", lambda: _weight_norm(state[f"{key[:-1]}1"], state[key]), key,
+                 f"{key[:-1]}1")
+        elif name.endswith(".original") and f"{key[:-9]}.0._u" in state and f"{key[:-9]}.0._v" in state:
+            fold(f"{head}.{name[:-9]}", lambda: _spectral(state[key], state[f"{key[:-9]}.0._u"],
+                                                          state[f"{key[:-9]}.0._v"]),
+                 key, f"{key[:-9]}.0._u", f"{key[:-9]}.0._v")
+    return out if out.keys() != state.keys() else None
 
 
 def _file_state_dicts(path: Path) -> list[tuple[str, dict[str, torch.Tensor]]]:
@@ -290,6 +376,26 @@ def _dtype_refusal(path: Path, fit: _Fit, own: Mapping[str, torch.Tensor]) -> Pr
     return None
 
 
+def _shape_refusal(fit: _Fit, own: Mapping[str, torch.Tensor], wrong: list[str], where: str) -> str:
+    """Why tensors of the right names have the wrong shapes: another architecture (fewer than half of the
+    module's tensors fit), another number of outputs (only the first dimension of one module's tensors differs),
+    or the shapes themselves."""
+    shapes = [f"{fit.tensors[name][0]} {tuple(fit.tensors[name][1].shape)} vs {tuple(own[name].shape)}"
+              for name in wrong]  # fmt: skip
+    sized = [name for name, tensor in own.items() if tensor.dim() > 0]  # a BatchNorm's step count fits anything
+    fitting = sum(name in fit.tensors and name not in wrong for name in sized)
+    if fitting < len(sized) / 2:  # where it found names is a guess then: not said
+        return (f"does not fit this architecture: {fitting} of the model's {len(sized)} tensors are in the file "
+                f"with their shape ({_few(shapes)}): the weights of another model?")
+    owners = {name.rpartition(".")[0] for name in wrong}
+    heads = [fit.tensors[name][1].shape for name in wrong]
+    if len(owners) == 1 and all(h[1:] == own[n].shape[1:] and h[0] != own[n].shape[0] for h, n in zip(heads, wrong)):
+        return (f"does not fit this architecture{where}: {owners.pop()} has {heads[0][0]} outputs in the file, "
+                f"{own[wrong[0]].shape[0]} in the model ({_few(shapes)}); build the model with {heads[0][0]} "
+                "(--model-arg num_classes=N where its builder takes it)")
+    return f"does not fit this architecture{where}: wrong shapes (file vs model): {_few(shapes)}"
+
+
 def load_weights_into(module: nn.Module, path: str | Path) -> None:
     """Load the state_dict file at ``path`` into ``module`` in place, or explain in one line why it does not fit.
 
@@ -307,12 +413,13 @@ def load_weights_into(module: nn.Module, path: str | Path) -> None:
     found = _file_state_dicts(path)
     own = module.state_dict()
     fits = [_fit(where, state, own) for where, state in found]
-    fit = max(fits, key=lambda f: len(f.tensors))  # the first of equals: CHECKPOINT_KEYS' order
+    folded = [(where, _folded(state)) for where, state in found]  # a pruned or normed model's, for a plain one
+    fits += [_fit(where, state, own) for where, state in folded if state is not None]
+    fit = max(fits, key=lambda f: len(f.tensors))  # the first of equals: CHECKPOINT_KEYS' order, then as saved
     where = f" ({fit.described()})" if fit.described() else ""
-    wrong = [f"{key} {tuple(value.shape)} vs {tuple(own[name].shape)}" for name, (key, value) in fit.tensors.items()
-             if own[name].shape != value.shape]  # fmt: skip
+    wrong = [name for name, (_, value) in fit.tensors.items() if own[name].shape != value.shape]
     if wrong:
-        raise _refuse(path, f"does not fit this architecture{where}: wrong shapes (file vs model): {_few(wrong)}")
+        raise _refuse(path, _shape_refusal(fit, own, wrong, where))
     missing = fit.missing(own)
     if missing or fit.unexpected:
         raise _refuse(path, f"does not fit this architecture{where}: missing keys: {_few(missing) or 'none'}; "

@@ -9,6 +9,7 @@ spec (``build(num_classes=10)``, Python literals only) and ``model_args``.
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import importlib
 import importlib.util
@@ -26,6 +27,7 @@ from probe.errors import ProbeError, ProbeRuntimeError, ProbeUsageError
 from probe.models.preprocess import module_preprocess
 from probe.models.forms import META_ADVICE, meta_tensor
 from probe.models.registry import Built, ModelSource, Request, register_source
+from probe.models.types import LoadedModel, Preprocess
 from probe.models.weights import is_default, is_none, load_weights_into
 
 __all__ = ["claims", "build", "SOURCE"]
@@ -38,12 +40,30 @@ def _split(spec: str) -> tuple[str, str]:
     return target, attribute
 
 
-def claims(spec: str) -> bool:
-    """``file.py:name`` or ``dotted.module:name``."""
-    target, attribute = _split(spec)
-    if not target or not _DOTTED.match(attribute):
+def _dotted_attribute(spec: str) -> bool:
+    """``pkg.mod.build`` (no colon): a dotted name of two segments or more whose top package can be imported from
+    the current folder or the environment (found, not imported: its code runs only when the model is built)."""
+    if ":" in spec or not _DOTTED.match(spec) or "." not in spec:
         return False
-    return target.endswith(".py") or bool(_DOTTED.match(target))
+    with _importable(os.getcwd()):
+        try:
+            return importlib.util.find_spec(spec.split(".")[0]) is not None
+        except (ImportError, ValueError):
+            return False
+
+
+def _python_file(spec: str) -> bool:
+    """A ``.py`` file named without the function to call (``net.py``)."""
+    return spec.endswith(".py") and Path(spec).expanduser().is_file()
+
+
+def claims(spec: str) -> bool:
+    """``file.py:name``, ``dotted.module:name`` or ``dotted.module.name``; also ``file.py`` alone, to say which
+    function to name."""
+    target, attribute = _split(spec)
+    if target and _DOTTED.match(attribute) and (target.endswith(".py") or _DOTTED.match(target)):
+        return True
+    return _python_file(spec.removesuffix(":")) or _dotted_attribute(spec)
 
 
 @contextlib.contextmanager
@@ -107,27 +127,79 @@ def _where(error: BaseException) -> str:
     return f"{what} ({Path(frames[-1].filename).name}, line {frames[-1].lineno})" if frames else what
 
 
-def _factory(spec: str) -> Callable[..., Any]:
-    target, attribute = _split(spec)
+def _defined(path: Path) -> list[str]:
+    """The public functions and classes a Python file defines at its top level (read, not run)."""
     try:
-        if target.endswith(".py"):
-            path = Path(target).expanduser()
-            if not path.is_file():
-                raise ProbeUsageError(f"model file {target!r} does not exist", param="model")
-            owner: Any = _import_file(path)
-        else:
-            with _importable(os.getcwd()):
-                owner = importlib.import_module(target)
+        tree = ast.parse(path.read_text(encoding="utf-8", errors="replace"))
+    except (SyntaxError, ValueError, OSError):
+        return []
+    return [node.name for node in tree.body if isinstance(node, (ast.FunctionDef, ast.ClassDef))
+            and not node.name.startswith("_")]  # fmt: skip
+
+
+def _defines(path: Path) -> str:
+    """`` (it defines build, Net, ...)`` for a file that defines public functions or classes, else ``""``."""
+    names = _defined(path)
+    return f" (it defines {', '.join(names[:6])}{', ...' if len(names) > 6 else ''})" if names else ""
+
+
+def _import_dotted(spec: str) -> tuple[Any, str]:
+    """``pkg.mod.Net`` -> (the module ``pkg.mod``, ``"Net"``): the longest prefix that is a module, the rest its
+    attribute path. A module missing inside one that exists propagates (its ``ModuleNotFoundError``)."""
+    parts = spec.split(".")
+    with _importable(os.getcwd()):
+        for end in range(len(parts) - 1, 0, -1):
+            name = ".".join(parts[:end])
+            try:
+                return importlib.import_module(name), ".".join(parts[end:])
+            except ModuleNotFoundError as error:
+                if error.name != name:
+                    raise
+    raise ModuleNotFoundError(f"No module named {parts[0]!r}", name=parts[0])
+
+
+@contextlib.contextmanager
+def _prints_to_stderr() -> Iterator[None]:
+    """What the user's code prints while it is imported or called goes to stderr: stdout is the command's own
+    (``--json`` output, ``--quiet``'s one line), which a module-level ``print`` would break."""
+    with contextlib.redirect_stdout(sys.stderr):
+        yield
+
+
+def _owner(target: str, attribute: str, spec: str) -> tuple[Any, str]:
+    """The imported module the factory lives in, and the attribute path to it there."""
+    if not target:
+        return _import_dotted(spec)
+    if target.endswith(".py"):
+        path = Path(target).expanduser()
+        if not path.is_file():
+            raise ProbeUsageError(f"model file {target!r} does not exist", param="model")
+        return _import_file(path), attribute
+    with _importable(os.getcwd()):
+        return importlib.import_module(target), attribute
+
+
+def _factory(spec: str) -> Callable[..., Any]:
+    if _python_file(spec.removesuffix(":")):
+        file = spec.removesuffix(":")
+        raise ProbeUsageError(f"{spec!r} is a Python file: name the function or class that builds the model, "
+                              f"'{file}:NAME'{_defines(Path(file))}", param="model")
+    target, attribute = _split(spec)
+    cannot = ("give path/to/file.py:function or package.module:function importable from the current folder")
+    try:
+        with _prints_to_stderr():
+            owner, attribute = _owner(target, attribute, spec)
         for part in attribute.split("."):
             owner = getattr(owner, part)
     except ProbeUsageError:
         raise
-    except (ImportError, AttributeError) as error:
-        raise ProbeUsageError(
-            f"cannot import model factory {spec!r}: {error}; give path/to/file.py:function or "
-            "package.module:function importable from the current folder",
-            param="model",
-        ) from None
+    except AttributeError as error:
+        if target.endswith(".py"):
+            raise ProbeUsageError(f"{target!r} has no {attribute!r}{_defines(Path(target).expanduser())}",
+                                  param="model") from None
+        raise ProbeUsageError(f"cannot import model factory {spec!r}: {error}; {cannot}", param="model") from None
+    except ImportError as error:
+        raise ProbeUsageError(f"cannot import model factory {spec!r}: {error}; {cannot}", param="model") from None
     except Exception as error:  # the user's code failed while it was imported: say where, in one line
         raise ProbeRuntimeError(f"importing {target!r} for model {spec!r} raised {_where(error)}; fix that code "
                                 "or name another model") from None
@@ -140,7 +212,8 @@ def build(spec: str, request: Request) -> Built:
     """Import and call the factory; load a state_dict file into what it returns."""
     factory = _factory(spec)
     try:
-        module = factory(*request.args, **request.kwargs)
+        with _prints_to_stderr():
+            module = factory(*request.args, **request.kwargs)
     except ProbeError:
         raise
     except TypeError as error:
@@ -149,8 +222,7 @@ def build(spec: str, request: Request) -> Built:
         raise ProbeRuntimeError(f"calling {spec!r} raised {_where(error)}; fix that code or its arguments") from None
     except Exception as error:  # the user's code failed while building: say where, in one line
         raise ProbeRuntimeError(f"calling {spec!r} raised {_where(error)}; fix that code or its arguments") from None
-    if not isinstance(module, nn.Module):
-        raise ProbeUsageError(f"{spec!r} returned {type(module).__name__}, not a torch.nn.Module", param="model")
+    module, preprocess, labels = _returned(spec, module)
     meta = meta_tensor(module)
     if meta is not None:
         raise ProbeUsageError(f"{spec!r} returned a module on the meta device ({meta} has no data); {META_ADVICE}",
@@ -159,7 +231,29 @@ def build(spec: str, request: Request) -> Built:
     if not (is_default(request.weights) or is_none(request.weights)):
         load_weights_into(module, request.weights)
         described = str(request.weights)
-    return Built(module, module_preprocess(module), weights=described)
+    return Built(module, preprocess or module_preprocess(module), labels=labels, weights=described)
 
 
-SOURCE = register_source(ModelSource("factory", claims, build, form="path/to/file.py:function or package.module:function"))
+def _returned(spec: str, value: Any) -> tuple[nn.Module, Preprocess | None, tuple[str, ...] | None]:
+    """What the factory returned: an ``nn.Module``, or a :class:`LoadedModel` (its module, preprocessing and labels).
+
+    Raises:
+        ProbeUsageError: (``param="model"``) anything else, saying what to return instead.
+    """
+    if isinstance(value, LoadedModel):
+        return value.module, value.preprocess, value.labels
+    if isinstance(value, nn.Module):
+        return value, None, None
+    if isinstance(value, type) and issubclass(value, nn.Module):
+        why = f"the class {value.__name__}, not a module: return {value.__name__}(...)"
+    elif type(value).__name__ == "ExportedProgram":
+        why = "an ExportedProgram (torch.export): return the nn.Module you exported"
+    elif isinstance(value, (tuple, list)) and any(isinstance(item, nn.Module) for item in value):
+        why = f"a {type(value).__name__} holding a module: return the module alone"
+    else:
+        why = f"{type(value).__name__}, not a torch.nn.Module"
+    raise ProbeUsageError(f"{spec!r} returned {why}", param="model")
+
+
+SOURCE = register_source(ModelSource("factory", claims, build,
+                                    form="path/to/file.py:function, package.module:function or package.module.Class"))

@@ -15,8 +15,10 @@ in one line: no command would work on the ScriptModule as it is.
 
 from __future__ import annotations
 
+import io
 import tempfile
 import warnings
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +29,10 @@ from probe.errors import ProbeUsageError
 from probe.models.preprocess import DEFAULT_SIZE, first_conv_channels, generic_preprocess
 from probe.models.sources import onnx_names
 from probe.models.registry import Built, ModelSource, Request, register_source
-from probe.models.weights import is_default, require
+from probe.models.forms import EXPORT_ADVICE
+from probe.models.weights import archive_kind, is_default, require
 
-__all__ = ["onnx_input_shape", "build_onnx", "build_torchscript"]
+__all__ = ["onnx_input_shape", "build_onnx", "build_torchscript", "hookable", "is_script"]
 
 ONNX_OPSET = 17  # onnx2torch converts opsets up to 17 completely; torch's default (18+) emits ops it lacks
 
@@ -122,6 +125,8 @@ def build_torchscript(spec: str, request: Request) -> Built:
     """Load the TorchScript file ``spec`` and make it hookable through an ONNX export and onnx2torch."""
     _weights_in_file(spec, request)
     path = _file(spec)
+    if zipfile.is_zipfile(path) and archive_kind(path) == "export":
+        raise ProbeUsageError(f"{spec!r} is a torch.export program (torch.export.save): {EXPORT_ADVICE}", param="model")
     try:
         with warnings.catch_warnings():  # the user asked for TorchScript: torch's deprecation notice is noise here
             warnings.simplefilter("ignore", FutureWarning)
@@ -136,13 +141,40 @@ def build_torchscript(spec: str, request: Request) -> Built:
         ) from None
     channels = request.channels or first_conv_channels(script)
     size = request.input_size or (DEFAULT_SIZE, DEFAULT_SIZE)
-    module = _unscript(script, spec, channels, size)
+    module = _unscript(script, f"TorchScript file {spec!r}", channels, size)
     return Built(module, generic_preprocess(module, size), weights="in file",
                  details={"converted": "torchscript -> onnx -> onnx2torch"})  # fmt: skip
 
 
-def _unscript(script: Any, spec: str, channels: int, size: tuple[int, int]) -> nn.Module:
-    require("onnx", "onnx", f"TorchScript file {spec!r} (forward hooks need it converted)")
+def is_script(module: nn.Module) -> bool:
+    """Whether ``module`` is TorchScript (``torch.jit.script`` or ``torch.jit.trace``), which takes no hooks."""
+    return isinstance(module, torch.jit.ScriptModule)
+
+
+def hookable(module: nn.Module, what: str, channels: int, size: tuple[int, int]) -> nn.Module:
+    """``module`` itself, or, for a TorchScript module, its hookable ``torch.fx`` conversion (see the module
+    docstring), converted on the CPU and placed where ``module`` lives; ``module`` is left as it was, its device
+    and ``training`` flags too.
+
+    Args:
+        module: any module; what: how errors name it (``"the module 'good.py:build' returned"``).
+        channels, size: the example input ``(1, channels, *size)`` of the ONNX export.
+
+    Raises:
+        ProbeUsageError: (``param="model"``) the export or the conversion failed, or onnx is missing.
+    """
+    if not is_script(module):
+        return module
+    device = next((t.device for t in (*module.parameters(), *module.buffers())), torch.device("cpu"))
+    buffer = io.BytesIO()  # converted as a file's: a copy on the CPU whose ONNX nodes carry its modules' names
+    torch.jit.save(module, buffer)
+    buffer.seek(0)
+    return _unscript(torch.jit.load(buffer, map_location="cpu"), what, channels, size).to(device)
+
+
+def _unscript(script: Any, what: str, channels: int, size: tuple[int, int]) -> nn.Module:
+    require("onnx", "onnx", f"{what} (forward hooks need it converted)")
+    modes = {sub: sub.training for sub in script.modules()}
     with tempfile.TemporaryDirectory(prefix="probe-onnx-") as folder:
         exported = Path(folder) / "model.onnx"
         try:
@@ -154,13 +186,17 @@ def _unscript(script: Any, spec: str, channels: int, size: tuple[int, int]) -> n
         except Exception as error:  # the interpreter's last line says what failed
             last = next((line.strip() for line in reversed(str(error).splitlines()) if line.strip()), "")
             raise ProbeUsageError(
-                f"TorchScript file {spec!r} takes no forward hooks, and exporting it to ONNX to make it hookable "
+                f"{what} takes no forward hooks, and exporting it to ONNX to make it hookable "
                 f"failed on a (1, {channels}, {size[0]}, {size[1]}) input ({type(error).__name__}: {last}); pass the "
-                "model's --input-size and --in-channels, or load its Python code: --model file.py:factory --weights FILE",
+                "model's --input-size and --in-channels (in Python: probe.load_model(model, input_size=..., "
+                "channels=...)), or load its Python code: --model file.py:factory --weights FILE",
                 param="model",
             ) from None
+        finally:
+            for sub, mode in modes.items():  # a ScriptModule of the caller's keeps its mode
+                sub.training = mode
         leaves = {name for name, sub in script.named_modules() if name and not any(True for _ in sub.children())}
-        return _convert(exported, f"TorchScript file {spec!r}", leaves)
+        return _convert(exported, what, leaves)
 
 
 register_source(ModelSource("onnx", lambda spec: spec.lower().endswith(".onnx"), build_onnx, form="model.onnx"))
