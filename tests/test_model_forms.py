@@ -180,6 +180,23 @@ def test_a_pruned_model_has_a_frozen_view_that_shares_its_weights() -> None:
     assert all(p.requires_grad for p in net.parameters()) and net.conv1._forward_pre_hooks
 
 
+@pytest.mark.parametrize("method", ["deeplift", "lrp"])
+def test_hook_based_attributions_copy_a_pruned_model(method: str) -> None:
+    """deeplift and lrp run on a copy that shares the model's weights; its memo mapped parameters and buffers
+    alone, so the pruned ``weight`` (a plain tensor deepcopy refuses) made the copy fail: 'this model cannot be
+    copied', use another --method. The copy shares ``weight_orig`` and its own pre-hook computes ``weight``."""
+    import torch.nn.utils.prune as prune
+
+    net = tiny().eval()
+    prune.l1_unstructured(net.conv1, "weight", amount=0.5)
+    weights = {k: v.clone() for k, v in net.state_dict().items()}
+    image = torch.rand(3, 16, 16, generator=torch.Generator().manual_seed(0))
+    heat = probe.attribute(net, image, method, size=16).attributions[method]
+    assert torch.isfinite(heat).all() and heat.abs().sum() > 0
+    assert all(torch.equal(v, net.state_dict()[k]) for k, v in weights.items())
+    assert net.conv1._forward_pre_hooks and not net.training
+
+
 def test_lrp_follows_compiled_and_data_parallel_models() -> None:
     """The views of a compiled and a DataParallel model took ``*args`` as the wrappers do, which torch.fx cannot
     trace ('Proxy object cannot be iterated'): LRP refused both. Their views take the images, under the same

@@ -21,6 +21,7 @@ from torch import nn
 
 from probe.attribution.leaves import leaves, observe
 from probe.errors import ProbeRuntimeError, ProbeUsageError
+from probe.models.types import shared_memo
 
 __all__ = ["PerCall", "Unshared", "unshared_copy", "call_counts"]
 
@@ -92,12 +93,6 @@ def call_counts(module: nn.Module, inputs: torch.Tensor) -> dict[int, int]:
     return counts
 
 
-def _shared_memo(module: nn.Module) -> dict[int, Any]:
-    """A deepcopy memo that maps every parameter and buffer of ``module`` to itself (shared, not copied)."""
-    tensors = [*module.parameters(), *module.buffers()]
-    return {id(t): t for t in tensors}
-
-
 def _copy(module: nn.Module, shared: dict[int, Any]) -> nn.Module:
     try:
         return copy.deepcopy(module, dict(shared))
@@ -123,7 +118,7 @@ def unshared_copy(module: nn.Module, inputs: torch.Tensor) -> Unshared:
     Raises:
         ProbeUsageError: the model cannot be deep-copied (naming ``method``).
     """
-    shared = _shared_memo(module)
+    shared = shared_memo(module)
     net = _copy(module, shared)
     counts = call_counts(net, inputs)
     names = {id(m): name for name, m in net.named_modules()}
