@@ -53,9 +53,9 @@ from probe.errors import ProbeRuntimeError, ProbeUsageError, unknown_name
 from probe.hooks import layers as list_layers
 from probe.images import to_pil
 from probe.leaves import is_leaf
-from probe.memory import check_fits
+from probe.memory import PassCost, check_run, kept_bytes
 from probe.models import LoadedModel, load_model
-from probe.optimize import maximize
+from probe.optimize import maximize, plan_memory
 
 __all__ = ["AtlasSummary", "Progress", "build_atlas", "atlas_layers", "RUN_FILE", "DEFAULT_DIVERSITY"]
 
@@ -548,14 +548,26 @@ def build_atlas(
 
 
 def _check_chunk_fits(settings: AtlasSettings, loaded: LoadedModel) -> None:
-    """Refuse, before anything is written, a chunk whose images cannot fit in memory: ``chunk x per_unit``
-    images, each its pixels four times over (the image, its gradient, Adam's two moments) and a score per
-    step (``--per-unit 2147483647`` froze the command)."""
+    """Refuse, before anything is written, an atlas whose largest chunk cannot fit in memory.
+
+    A chunk is one :func:`~probe.optimize.maximize` pass of ``chunk x per_unit`` images: its kept results
+    are counted first (``--per-unit 2147483647`` froze the command while it listed the units), then its
+    working set is measured as maximize measures it (:func:`~probe.optimize.plan_memory`), with an objective
+    that reads every layer of the atlas, so that the pass runs to the deepest of them (the most it saves).
+    """
     images = min(settings.chunk, max(settings.units, default=1)) * settings.per_unit
     height, width = settings.image_size
-    needed = 4.0 * images * (4 * loaded.preprocess.channels * height * width + settings.steps)
-    check_fits(needed, loaded.device, f"a chunk of {images:,} image(s) of {height}x{width} over {settings.steps:,} "
-               "steps", "lower --per-unit, --chunk or --steps")
+    advice = "lower --per-unit, --chunk or --steps"
+    what = f"a chunk of {images:,} image(s) of {height}x{width} over {settings.steps:,} steps"
+    kept = kept_bytes(images, loaded.preprocess.channels * height * width, settings.steps, 0)
+    check_run(kept, PassCost(0.0), 0, loaded.device, what, advice)
+    objective = sum((O.channel(layer, [0] * images) for layer in settings.layers[1:]),
+                    O.channel(settings.layers[0], [0] * images))
+    if settings.per_unit > 1 and settings.diversity > 0:
+        objective = objective + settings.diversity * O.diversity(settings.layers[0], group=settings.per_unit)
+    plan_memory(loaded, objective, steps=settings.steps, preset=settings.preset, image_size=settings.image_size,
+                seed=settings.seed, precision=settings.precision, channels_last=settings.channels_last,
+                what=what, advice=advice)
 
 
 def _write_site(folder: Path, settings: AtlasSettings, record: dict[str, Any], chunks: Sequence[Chunk],
