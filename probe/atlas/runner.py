@@ -155,30 +155,39 @@ def _on_rank_0(group: Group, work: Callable[[], Any], what: str) -> Any:
     return group.broadcast(work() if group.rank == 0 else None, what)
 
 
-def _start_folder(folder: Path, settings: AtlasSettings, force: bool, weights: str) -> None:
+def _start_folder(folder: Path, settings: AtlasSettings, force: bool, weights: str, dataset: str) -> None:
     """Rank 0: start, resume or refuse ``folder`` (see the module docstring).
 
     ``weights`` is the digest of the model's weights (:func:`~probe.atlas.plan.weights_digest`): a weights
     file that changed under the same path, or other random weights, is not resumed with the old images.
-    An atlas begun before its run file recorded the digest is resumed, and the digest recorded from now on.
+    ``dataset`` is the dataset's identity (:meth:`~probe.atlas.data.AtlasData.identity`): a folder of
+    other images under the same path and of the same size is not resumed with the old examples. An atlas
+    begun before its run file recorded a digest is resumed, and the digest recorded from now on.
     """
     run = read_json(folder / RUN_FILE)
+    digests = {"weights_digest": weights, "dataset_digest": dataset}
     if run is not None and isinstance(run, dict) and "digest" in run:
-        if run["digest"] == settings.digest() and run.get("weights_digest", weights) == weights:
+        changed = [key for key, value in digests.items() if run.get(key, value) != value]
+        if run["digest"] == settings.digest() and not changed:
             for sub in (folder, folder / "records", folder / "images"):
                 remove_partial(sub)
-            if "weights_digest" not in run:
-                write_json(folder / RUN_FILE, {**run, "weights_digest": weights})
+            if any(key not in run for key in digests):
+                write_json(folder / RUN_FILE, {**run, **digests})
             return
         if not force:
-            if run["digest"] == settings.digest():
+            if run["digest"] == settings.digest() and "weights_digest" in changed:
                 raise ProbeUsageError(f"{str(folder)!r} holds an atlas of the same settings but other weights "
                                       f"({settings.weights}: their content changed since it was begun); rerun with "
                                       "those weights to resume it, choose another --out, or --force to start over",
                                       param="weights")
-            changed = "; ".join(settings.differences(run.get("settings", {}))[:4])
-            raise ProbeUsageError(f"{str(folder)!r} holds an atlas made with other settings ({changed}); rerun with "
-                                  "those settings to resume it, choose another --out, or --force to start over",
+            if run["digest"] == settings.digest():
+                raise ProbeUsageError(f"{str(folder)!r} holds an atlas of the same settings over another dataset "
+                                      f"({settings.dataset}, {settings.dataset_size:,} images: their names, sizes or "
+                                      "modification times changed since it was begun); rerun with that --dataset to "
+                                      "resume it, choose another --out, or --force to start over", param="dataset")
+            differences = "; ".join(settings.differences(run.get("settings", {}))[:4])
+            raise ProbeUsageError(f"{str(folder)!r} holds an atlas made with other settings ({differences}); rerun "
+                                  "with those settings to resume it, choose another --out, or --force to start over",
                                   param="out")
         _clear(folder)
     elif folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
@@ -186,7 +195,7 @@ def _start_folder(folder: Path, settings: AtlasSettings, force: bool, weights: s
                               "(nothing was deleted)", param="out")
     folder.mkdir(parents=True, exist_ok=True)
     write_json(folder / RUN_FILE, {"command": "atlas", "version": __version__, "digest": settings.digest(),
-                                   "weights_digest": weights, "settings": settings.as_dict()})
+                                   **digests, "settings": settings.as_dict()})
 
 
 def _clear(folder: Path) -> None:
@@ -520,7 +529,7 @@ def build_atlas(
         _check_chunk_fits(settings, loaded)
         folder = Path(out).expanduser() if out is not None else (
             Path("runs") / f"atlas-{file_stem(loaded.name)}-{settings.digest()[:8]}")
-        _on_rank_0(group, lambda: _start_folder(folder, settings, force, weights_digest(loaded.module)),
+        _on_rank_0(group, lambda: _start_folder(folder, settings, force, weights_digest(loaded.module), data.identity()),
                    "starting the atlas folder")
         summary = AtlasSummary(folder, group.rank, group.world, settings, units=sum(settings.units))
         record, summary.dataset_reused, summary.old_crops = _examples_stage(group, loaded, data, folder, settings, batch, progress)
