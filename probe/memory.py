@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,7 +30,7 @@ from probe.errors import ProbeRuntimeError, ProbeUsageError
 from probe.runtime import free_memory
 
 __all__ = ["is_out_of_memory", "available_bytes", "saved_bytes", "bytes_per_pixel", "check_fits", "format_bytes", "HEADROOM",
-           "PassCost", "kept_bytes", "check_run", "fit_batch", "FLOAT", "STEP_HEADROOM"]
+           "PassCost", "images_bytes", "kept_bytes", "check_run", "fit_batch", "FLOAT", "STEP_HEADROOM"]
 
 HEADROOM = 1.5
 """Peak memory of a gradient step over the activations saved for it (the gradients being computed)."""
@@ -155,6 +155,11 @@ def check_fits(needed: float, device: torch.device | str, what: str, advice: str
             f"{what} needs about {format_bytes(needed)} of memory, but {format_bytes(free)} is free on "
             f"{torch.device(device)}; {advice}"
         )
+
+
+def images_bytes(channels: int, areas: Iterable[int]) -> float:
+    """Bytes of float32 images of ``channels`` channels, one per ``H * W`` in ``areas``."""
+    return float(FLOAT * channels * sum(areas))
 
 
 def kept_bytes(images: int, pixels: int, steps: int, snapshots: int) -> float:

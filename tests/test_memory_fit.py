@@ -132,3 +132,17 @@ def test_the_cli_says_so_in_one_line_naming_the_option(monkeypatch, tmp_path):
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and "--size" in lines[0] and "is free on cpu" in lines[0] and "Traceback" not in result.output
     assert not (tmp_path / "run").exists()
+
+
+def test_dream_and_style_refuse_kept_results_that_cannot_fit_before_their_first_step(monkeypatch):
+    # from Python, dream's frames and style's steps x snapshots had no check: frames=2**31-1 dreamed on for
+    # ever, and style listed 2**31 snapshot steps before its first one; a tiled dream checked nothing
+    shapes = probe.load_model("shapes")
+    with pytest.raises(ProbeRuntimeError, match=r"64x64 dream of 2,147,483,647 frames needs about .* --frames \(frames=\)"):
+        probe.dream(shapes, torch.rand(3, 64, 64), frames=2**31 - 1, steps=1)
+    with pytest.raises(ProbeRuntimeError, match=r"style transfer over 2,147,483,647 steps .* --snapshots"):
+        probe.style_transfer(shapes, torch.rand(3, 32, 32), torch.rand(3, 32, 32), size=32, steps=2**31 - 1,
+                             snapshots=2**31 - 1)
+    free(monkeypatch, 1 * MB)  # a 512 px image alone is 3 MiB: tiles bound the activations, not the images
+    with pytest.raises(ProbeRuntimeError, match=r"a 512x512 dream needs about .* 1\.0 MiB is free on cpu"):
+        probe.dream(shapes, torch.rand(3, 512, 512), tile_size=64, steps=1, octaves=1)
