@@ -423,7 +423,9 @@ def maximize(
             in 22 pixels of 7 images; on the shapes model at 32 steps (48 px, 7
             conv3_1 units, one per pass vs all in one) up to 76 levels in half the
             pixels and 1.4% in score (CPPN 6.4%, Laplacian 0.01%). Thread count
-            changes the rounding the same way.
+            changes the rounding the same way. Turning oneDNN off makes it exact at
+            one thread but not at two, and costs googlenet 29%; passes padded to one
+            fixed size are exact but cost the padding (README, "Seeds": the table).
         generator: a ``torch.Generator`` whose ``initial_seed()`` stands for ``seed``.
         device: where to run; None or ``"auto"`` = the model's device.
         precision: ``"fp32"`` (default), ``"bf16"`` or ``"fp16"`` (CUDA) autocast
