@@ -66,7 +66,8 @@ def _launch(ctx: click.Context, nproc: int) -> None:
     """Run this command in ``nproc`` local processes through torchrun's own launcher (``torch.distributed.run``).
 
     The launcher runs in this process, so a failed worker ends in one line here
-    (each worker has printed its own error) instead of the launcher's traceback,
+    (each worker has printed its own error) instead of the launcher's traceback (a usage error, exit 2,
+    in none: the workers' lines said what to change, and "rerun to resume" would not help),
     and Ctrl-C, which reaches the launcher as torch's ``SignalException``, in the
     command's "interrupted" line and exit code 130.
     """
@@ -93,6 +94,8 @@ def _launch(ctx: click.Context, nproc: int) -> None:
         run(args)
     except ChildFailedError as error:
         code = error.get_first_failure()[1].exitcode
+        if code == 2:  # a usage error, which every worker has said in its line: a rerun would say it again
+            raise click.exceptions.Exit(2) from None
         raise ProbeRuntimeError(f"a worker process failed (exit {code}); rerun the same command to resume: "
                                 "finished chunks are kept") from None
     except SignalException as error:

@@ -33,7 +33,7 @@ from probe.errors import ProbeUsageError
 from probe.gallery import check_out_dir, slug
 from probe.hooks import OUTPUT
 from probe.images import parse_size
-from probe.memory import check_fits
+from probe.memory import PassCost, check_run, kept_bytes
 from probe.optimize import PRESETS, LayerShape, MaximizeResult, inspect_layer, maximize
 
 OBJECTIVES = ("channel", "neuron", "class")
@@ -87,13 +87,13 @@ def _target_layer(loaded: Any, objective: str, layer: str | None, size: tuple[in
 
 
 def _check_results_fit(loaded: Any, images: int, steps: int, snapshots: int, size: tuple[int, int]) -> None:
-    """Refuse, before any work, a run whose results alone cannot fit in memory: ``images`` final images (plus
-    ``snapshots`` copies each) of ``size`` and a score per image and step (``--per-unit 2147483647`` froze the
-    command while it listed 2**31 units, then failed as an out-of-memory error naming options it did not have)."""
-    pixels = loaded.preprocess.channels * size[0] * size[1]
-    needed = 4.0 * images * (pixels * (1 + min(snapshots, steps)) + steps)
-    check_fits(needed, "cpu", f"{images:,} image(s) of {size[0]}x{size[1]} over {steps:,} steps",
-               "ask for fewer images (--units, --per-unit) or fewer --steps")
+    """Refuse, before the objective lists its units, a run whose kept results alone cannot fit in memory
+    (:func:`~probe.memory.kept_bytes`, as :func:`~probe.optimize.maximize` counts them; it then adds one pass's
+    working set): ``--per-unit 2147483647`` froze the command while it listed 2**31 units."""
+    kept = kept_bytes(images, loaded.preprocess.channels * size[0] * size[1], steps, min(snapshots, steps))
+    check_run(kept, PassCost(0.0), 0, loaded.device, f"maximizing {images:,} image(s) of {size[0]}x{size[1]} over "
+              f"{steps:,} steps", "ask for fewer images (--units, --per-unit), fewer --steps or --snapshots, "
+              "or a smaller --size")
 
 
 def _summary(result: MaximizeResult, name: str) -> str:

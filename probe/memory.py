@@ -1,5 +1,13 @@
 """Memory estimates made before a large allocation, so that a run too big for the machine says so at once.
 
+This module owns "what a run will hold". An optimization run (``probe.maximize``, each atlas chunk) holds
+two things: the **results it keeps** on the host (:func:`kept_bytes`: every final and start image, the
+snapshots, a score per step), and the **working set of one pass** on its device (:class:`PassCost`:
+``fixed + per_image * n`` for a pass of ``n`` images, measured by :func:`probe.optimize.pass_cost`).
+:func:`check_run` refuses a run whose kept results plus one pass exceed the free memory, and
+:func:`fit_batch` picks ``batch="auto"``'s pass size from the same numbers; the CLI, the atlas and the
+Python API all call them before the first step.
+
 A dream or a style transfer keeps, for the backward pass, the activations of every layer up to the
 deepest one it reads: their size grows with the image's area. :func:`bytes_per_pixel` measures what
 autograd saves in two small forward passes (the slope between them, so the weights it also saves do
@@ -9,8 +17,10 @@ the two and raises one clear error naming what to change.
 
 from __future__ import annotations
 
+import math
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +29,22 @@ import torch
 from probe.errors import ProbeRuntimeError, ProbeUsageError
 from probe.runtime import free_memory
 
-__all__ = ["is_out_of_memory", "available_bytes", "saved_bytes", "bytes_per_pixel", "check_fits", "format_bytes", "HEADROOM"]
+__all__ = ["is_out_of_memory", "available_bytes", "saved_bytes", "bytes_per_pixel", "check_fits", "format_bytes", "HEADROOM",
+           "PassCost", "images_bytes", "kept_bytes", "check_run", "fit_batch", "FLOAT", "STEP_HEADROOM"]
 
 HEADROOM = 1.5
 """Peak memory of a gradient step over the activations saved for it (the gradients being computed)."""
+
+STEP_HEADROOM = 4.5
+"""Peak memory of an optimization step of ``probe.maximize`` over the activations autograd saves for it: the
+gradients being computed, the forward pass's transients, the kernels' own buffers (im2col, oneDNN) and the
+allocator's. One step's peak RSS over its saved bytes (CPU, one thread) was 3.5 on digits conv2 and 2.1 on
+shapes conv3_1 (128 px); whole runs' estimate / peak RSS with this factor: digits conv2 50 images 28 px 1.01,
+8 images 128 px 1.05; shapes conv3_1 16 images 128 px 1.76; resnet18 layer3 8 images 224 px 2.36 (with
+:data:`HEADROOM`'s 1.5, digits' estimates were 0.35 of the peak)."""
+
+FLOAT = 4
+"""Bytes of one float32 value: images, scores and optimizer state are float32 whatever the precision."""
 
 
 OOM_WORDS = ("out of memory", "can't allocate memory", "cannot allocate memory", "not enough memory")
@@ -69,16 +91,17 @@ def available_bytes(device: torch.device | str) -> int | None:
         return None
 
 
-def saved_bytes(forward: Callable[[], Any], *, largest: bool = False) -> int:
+def saved_bytes(forward: Callable[[], Any], *, largest: bool = False, exclude: frozenset[int] = frozenset()) -> int:
     """Bytes autograd keeps for the backward pass while ``forward()`` runs (each storage counted once).
 
     With ``largest``, the size of the largest one tensor instead: about half the peak of the same
-    forward pass without gradients (its input and output alive together).
+    forward pass without gradients (its input and output alive together). Tensors whose ``data_ptr()``
+    is in ``exclude`` are not counted (a model's weights: held anyway, whatever the batch).
     """
     seen: dict[tuple[int, int], int] = {}
 
     def pack(tensor: torch.Tensor) -> torch.Tensor:
-        if tensor.device.type != "meta":
+        if tensor.device.type != "meta" and tensor.data_ptr() not in exclude:
             seen[(tensor.data_ptr(), tensor.numel())] = tensor.numel() * tensor.element_size()
         return tensor
 
@@ -132,3 +155,92 @@ def check_fits(needed: float, device: torch.device | str, what: str, advice: str
             f"{what} needs about {format_bytes(needed)} of memory, but {format_bytes(free)} is free on "
             f"{torch.device(device)}; {advice}"
         )
+
+
+def images_bytes(channels: int, areas: Iterable[int]) -> float:
+    """Bytes of float32 images of ``channels`` channels, one per ``H * W`` in ``areas``."""
+    return float(FLOAT * channels * sum(areas))
+
+
+def kept_bytes(images: int, pixels: int, steps: int, snapshots: int) -> float:
+    """Bytes of the results a maximize run keeps on the host until it returns.
+
+    Per image: its final and its start image and one copy per snapshot, ``pixels`` (``C * H * W``)
+    float32 values each, and a float32 score per step (the history).
+    """
+    return float(FLOAT * images * (pixels * (2 + snapshots) + steps))
+
+
+@dataclass(frozen=True)
+class PassCost:
+    """What one optimization pass of ``n`` images holds on its device: ``fixed + per_image * n`` bytes.
+
+    Attributes:
+        per_image: one more image's bytes: the activations autograd saves for it times :data:`STEP_HEADROOM`,
+            its parameters four times (value, gradient, Adam's two moments), and what the pass keeps of it
+            on the device until it ends (a score per step, the snapshots).
+        fixed: bytes that do not grow with the pass (0 when the weights are counted elsewhere).
+    """
+
+    per_image: float
+    fixed: float = 0.0
+
+    def at(self, images: int) -> float:
+        """The bytes of a pass of ``images`` images."""
+        return self.fixed + self.per_image * images
+
+
+def _needed(kept: float, cost: PassCost, images: int, device: torch.device) -> tuple[float, float | None, float | None]:
+    """``(needed on device, free on device, free on the host)``: on the CPU the kept results share the memory."""
+    on_device = cost.at(images) + (kept if device.type == "cpu" else 0.0)
+    host = None if device.type == "cpu" else available_bytes("cpu")
+    return on_device, available_bytes(device), host
+
+
+def check_run(kept: float, cost: PassCost, images: int, device: torch.device | str, what: str, advice: str) -> None:
+    """Refuse, before the first step, a run whose kept results and one pass of ``images`` images cannot fit.
+
+    On the CPU both live in the same memory; on CUDA the kept results are the host's and the pass the device's.
+
+    Args:
+        kept: :func:`kept_bytes` of the whole run.
+        cost: one pass's working set (:class:`PassCost`).
+        images: images per pass.
+        device: where the passes run.
+        what: the run, for the message (``"64 image(s) of 224x224 in passes of 64"``).
+        advice: what to change, naming the options (``"give a smaller --batch (batch=) or --size"``).
+
+    Raises:
+        ProbeRuntimeError: ``needed`` bytes (said, with the free bytes) exceed what is free.
+    """
+    device = torch.device(device)
+    needed, free, host = _needed(kept, cost, images, device)
+    if host is not None and kept > host:
+        raise ProbeRuntimeError(f"{what} keeps about {format_bytes(kept)} of results, but {format_bytes(host)} is "
+                                f"free on cpu; {advice}")
+    if free is not None and needed > free:
+        parts = (f" ({format_bytes(kept)} of kept results, {format_bytes(cost.at(images))} per pass)"
+                 if device.type == "cpu" and 0.01 * needed <= kept < needed else "")
+        raise ProbeRuntimeError(f"{what} needs about {format_bytes(needed)} of memory{parts}, but "
+                                f"{format_bytes(free)} is free on {device}; {advice}")
+
+
+def fit_batch(kept: float, cost: PassCost, device: torch.device | str, most: int, group: int, share: float,
+              *, powers_of_two: bool = False) -> int:
+    """The most images per pass (whole groups of ``group``, at most ``most``) whose pass fits in ``share`` of
+    the free memory beside the kept results; ``most`` when the free memory cannot be known.
+
+    ``powers_of_two``: a power of two times ``group`` (a small change in the free memory then does not
+    change the batch, nor, through the kernels' rounding, the images). At least ``group``: whether even
+    that fits is :func:`check_run`'s to say.
+    """
+    device = torch.device(device)
+    free = available_bytes(device)
+    if free is None or cost.per_image <= 0:
+        return most
+    room = share * free - (kept if device.type == "cpu" else 0.0) - cost.fixed
+    fits = int(max(0.0, room) // cost.per_image)
+    size = min(most, max(group, fits - fits % group))
+    if powers_of_two and size < most:
+        size = group * 2 ** int(math.floor(math.log2(max(1, size // group))))
+    return max(1, size)

@@ -50,20 +50,19 @@ from probe.hooks import CALL_SEPARATOR, INPUT, OUTPUT, capture, evaluating, reco
 from probe.images import divergence
 from probe.layout import channels_last_layers
 from probe.leaves import is_leaf
-from probe.memory import HEADROOM, available_bytes, check_fits, is_out_of_memory, saved_bytes
+from probe.memory import FLOAT, STEP_HEADROOM, PassCost, check_run, fit_batch, is_out_of_memory, kept_bytes, saved_bytes
 from probe.models import LoadedModel, as_loaded
 from probe.objectives import Context, Objective, as_objective, class_scores, parse_objective
 from probe.relu import redirected_relu
 from probe.results import GalleryResult
 from probe.runtime import progress_every as default_progress_every
 from probe.runtime import (
-    OUT_OF_MEMORY, CudaMemory, FiniteLog, ProgressFn, auto_batch, autocast, check_generator, plan_batch,
-    resolve_precision,
+    OUT_OF_MEMORY, FiniteLog, ProgressFn, autocast, check_generator, resolve_precision,
 )  # fmt: skip
 from probe.streams import ImageStreams, image_key
 
 __all__ = ["Preset", "PRESETS", "OPTIMIZERS", "MaximizeResult", "LayerShape", "maximize", "evaluate", "inspect_layer",
-           "batch_coupled"]
+           "batch_coupled", "plan_memory", "pass_cost"]
 
 ParamFactory = Callable[[tuple[int, int, int, int], torch.Generator, torch.device], P.ImageParam]
 OptimizerFactory = Callable[[list[torch.Tensor], float], torch.optim.Optimizer]
@@ -74,6 +73,8 @@ CPU_BATCH = 64
 CPU_SHARE = 0.5
 """``batch="auto"`` on the CPU plans for this share of the memory the OS says is available: the rest is the
 other processes' and the page cache's, and a batch that overflows it swaps instead of failing."""
+CUDA_SHARE = 0.8
+"""``batch="auto"`` on CUDA plans for this share of the free memory (fragmentation, the kernels' workspaces)."""
 COUPLING = 1e-3
 """How far (relative to the layer's largest value) an image's activations may move when another image joins
 its pass before the model counts as coupling the images of a batch (:func:`batch_coupled`). Batched kernels
@@ -392,10 +393,11 @@ def maximize(
             unit, e.g. with :func:`~probe.objectives.diversity`).
         batch: at most this many images per optimization pass (default: all in
             one pass); big layers are rendered in chunks. ``"auto"``: on CUDA the
-            largest batch that fits the free memory (one step of a small batch
-            is measured), halved and retried on out-of-memory; on the CPU 64, or
-            fewer (a power of two) when 64 would not fit in half the available
-            memory. Images whose scores read each other
+            largest batch that fits 80% of the free memory, halved and retried on
+            out-of-memory; on the CPU 64, or fewer (a power of two) when 64 would
+            not fit in half the available memory. Both come from the estimate
+            that refuses, before the first step, a run whose kept results and one
+            pass cannot fit (:func:`plan_memory`, :mod:`probe.memory`). Images whose scores read each other
             (:func:`~probe.objectives.diversity`'s groups, :func:`~probe.objectives.alignment`)
             stay in one pass; a model that mixes the images of a pass (batch norm
             without running statistics, :func:`batch_coupled`) gets one image per pass
@@ -421,7 +423,9 @@ def maximize(
             in 22 pixels of 7 images; on the shapes model at 32 steps (48 px, 7
             conv3_1 units, one per pass vs all in one) up to 76 levels in half the
             pixels and 1.4% in score (CPPN 6.4%, Laplacian 0.01%). Thread count
-            changes the rounding the same way.
+            changes the rounding the same way. Turning oneDNN off makes it exact at
+            one thread but not at two, and costs googlenet 29%; passes padded to one
+            fixed size are exact but cost the padding (README, "Seeds": the table).
         generator: a ``torch.Generator`` whose ``initial_seed()`` stands for ``seed``.
         device: where to run; None or ``"auto"`` = the model's device.
         precision: ``"fp32"`` (default), ``"bf16"`` or ``"fp16"`` (CUDA) autocast
@@ -446,48 +450,19 @@ def maximize(
 
     Raises:
         ProbeUsageError: unknown layer, unit out of range, bad option.
-        ProbeRuntimeError: the objective or its gradient became NaN/inf (lower lr).
+        ProbeRuntimeError: the objective or its gradient became NaN/inf (lower lr), or the run cannot fit in
+            memory (refused before its first step, with the numbers and what to change).
     """
-    loaded = as_loaded(model, device)
-    precision, channels_last = resolve_precision(precision, loaded.device, channels_last)
-    loaded = loaded.frozen(channels_last)  # no weight gradients computed: ~10-20% of each step
-    if isinstance(objective, str):
-        objective = parse_objective(objective, loaded, image_size=image_size)
-    objective = as_objective(objective)
-    if preset not in PRESETS:
-        raise ProbeUsageError(f"unknown preset {preset!r}; presets are: {', '.join(PRESETS)}", param="preset")
-    chosen = PRESETS[preset]
-    check_count(steps, "steps")
-    check_count(redirect_relu, "redirect_relu", 0)
-    if progress_every is not None:
-        check_count(progress_every, "progress_every")
-    if generator is None:
-        check_seed(seed)
-    default_lr = P.LEARNING_RATES.get(param, chosen.lr) if isinstance(param, str) else chosen.lr
-    learning_rate = default_lr if lr is None else check_number(lr, "lr", 0, above=True)
-    if objective.layers:
-        resolve_layers(loaded.module, objective.layers)
-    height, width = _image_size(image_size, loaded)
-    channels = loaded.preprocess.channels
-    count = objective.batch
-    if images is not None:
-        check_count(images, "images")
-        if count > 1 and images != count:
-            raise ProbeUsageError(f"the objective addresses {count} units, so it renders {count} images, not {images}",
-                                  param="images")
-        count = int(images)
-    if isinstance(snapshots, (str, bytes)) or not isinstance(snapshots, Iterable):
-        raise ProbeUsageError(f"snapshots must be a list of steps (e.g. [32, 128]); got {snapshots!r}", param="snapshots")
-    snapshot_steps = sorted({check_count(s, "snapshots", 1, steps) for s in snapshots})
-    transform, transform_names = _transform(transforms, chosen, (height, width))
-    factory, param_name = _param_factory(param, chosen)
-    base_seed = seed if check_generator(generator) is None else generator.initial_seed()
-    keys = _image_keys(objective, count, base_seed)
-    target = loaded.device
-    with autocast(target, precision):  # validates the precision before any work
-        pass
-    every = default_progress_every(target) if progress_every is None else max(1, int(progress_every))
-    shape = (channels, height, width)
+    request = _prepare(model, objective, steps=steps, lr=lr, param=param, transforms=transforms, preset=preset,
+                       image_size=image_size, images=images, snapshots=snapshots, progress_every=progress_every,
+                       seed=seed, generator=generator, device=device, precision=precision,
+                       channels_last=channels_last, redirect_relu=redirect_relu)
+    loaded, objective, count, shape = request.loaded, request.objective, request.count, request.shape
+    precision, channels_last, base_seed, target = request.precision, request.channels_last, request.seed, loaded.device
+    learning_rate, snapshot_steps, factory, transform = request.lr, request.snapshots, request.factory, request.transform
+    channels, height, width = shape
+    keys, group, coupled, batch_size = _plan(request, batch)
+    every = request.every
 
     def render(index: slice, chunk_steps: int, report: Callable[[int, torch.Tensor], None] | None) -> _Chunk:
         return _render_chunk(
@@ -498,8 +473,8 @@ def maximize(
     store = None if resume is None else ChunkStore(resume, fingerprint({
         "weights": weights_digest(loaded.module), "model": loaded.name, "objective": objective.name,
         "keys": keys, "group": objective.group, "steps": steps, "lr": learning_rate,
-        "optimizer": optimizer if isinstance(optimizer, str) else repr(optimizer), "param": param_name,
-        "transforms": transform_names, "shape": shape, "precision": precision, "channels_last": channels_last,
+        "optimizer": optimizer if isinstance(optimizer, str) else repr(optimizer), "param": request.param_name,
+        "transforms": request.transform_names, "shape": shape, "precision": precision, "channels_last": channels_last,
         "redirect_relu": redirect_relu, "snapshots": snapshot_steps, "device": target.type,
         "normalize": [list(map(float, loaded.preprocess.mean)), list(map(float, loaded.preprocess.std))],
         "versions": [__version__, torch.__version__],
@@ -512,10 +487,7 @@ def maximize(
     param_record: dict[str, Any] = {}
     done: list[slice] = []
     started = time.perf_counter()
-    group = count if objective.group is None else objective.group  # images that read each other: one pass
     with evaluating(loaded.module), model_draws(base_seed, target):
-        coupled = count > group and batch_coupled(loaded, objective.layers, shape)  # else one pass anyway
-        batch_size = group if coupled else _batch_size(batch, count, group, target, render)
         pending = _chunks(count, batch_size, group)
         while pending:
             index = pending.pop(0)
@@ -560,7 +532,7 @@ def maximize(
         scores_final, terms, outputs = _measure(loaded, objective, final, chunks)
     settings = {
         "steps": steps, "lr": learning_rate, "optimizer": optimizer if isinstance(optimizer, str) else "custom",
-        "param": param_name, "transforms": transform_names, "preset": preset, "seed": seed,
+        "param": request.param_name, "transforms": request.transform_names, "preset": preset, "seed": seed,
         "image_size": [height, width], "images": count, "batch": batch_size, "precision": precision,
         "channels_last": channels_last, "device": str(target),
         "diverged": divergence(final, scores_final, start=start),  # None, or why the result is not to be trusted
@@ -758,50 +730,243 @@ def batch_coupled(loaded: LoadedModel, layers: Iterable[str], shape: tuple[int, 
     return False
 
 
-def _batch_size(
-    batch: int | str | None, count: int, group: int, device: torch.device,
-    render: Callable[[slice, int, None], _Chunk],
-) -> int | None:
-    """``batch`` as a number of images per pass: ``"auto"`` measures one step of a small batch on CUDA
-    and plans the largest that fits the free memory (:func:`~probe.runtime.auto_batch`); on the CPU it is 64."""  # fmt: skip
-    if batch != "auto":
-        if isinstance(batch, str):
-            raise ProbeUsageError(f"batch must be a number of images or 'auto'; got {batch!r}", param="batch")
-        return None if batch is None else check_count(batch, "batch")
-    if device.type != "cuda":
-        return _cpu_batch(count, group, render)
-    return auto_batch(count, group, lambda n: render(slice(0, n), 1, None), CudaMemory(device))
+def _check_batch(batch: int | str | None) -> int | str | None:
+    """``batch`` checked: None, ``"auto"`` or a count (the error names ``batch``)."""
+    if batch == "auto" or batch is None:
+        return batch
+    if isinstance(batch, str):
+        raise ProbeUsageError(f"batch must be a number of images or 'auto'; got {batch!r}", param="batch")
+    return check_count(batch, "batch")
 
 
-def _cpu_batch(count: int, group: int, render: Callable[[slice, int, None], _Chunk]) -> int:
-    """``batch="auto"`` on the CPU: :data:`CPU_BATCH`, or fewer when that many would not fit in
-    :data:`CPU_SHARE` of the available memory (a power of two times ``group``, so that a small change in the
-    free memory does not change the batch).
+def _fit(request: _Request, keys: list[int], batch: int | str | None, group: int, coupled: bool) -> int | None:
+    """The images per pass (None: all in one), refused before the first step when a pass cannot fit.
 
-    One step of one group is measured: the bytes autograd saves (:func:`~probe.memory.saved_bytes`, the
-    weights it saves included, so on the safe side) times :data:`~probe.memory.HEADROOM` per image.
+    A coupled model gets one group per pass. ``"auto"`` takes the most images whose pass fits
+    (:func:`~probe.memory.fit_batch`): on the CPU at most :data:`CPU_BATCH`, a power of two times ``group``,
+    in :data:`CPU_SHARE` of the available memory; on CUDA up to every image, in 0.8 of the free memory.
+    Both, and the refusal of a run that cannot fit (:func:`~probe.memory.check_run`), use one measured
+    :class:`~probe.memory.PassCost` (:func:`pass_cost`).
+    """
+    count, device = request.count, request.loaded.device
+    size = group if coupled else batch
+    if size == "auto" and device.type == "cpu" and min(count, CPU_BATCH) <= 1:
+        size = count  # one image: nothing to choose
+    cost = pass_cost(request, keys[:group])
+    if size == "auto":
+        cpu = device.type == "cpu"
+        most = min(count, max(group, CPU_BATCH - CPU_BATCH % group)) if cpu else count
+        size = fit_batch(request.kept(), cost, device, most, group, CPU_SHARE if cpu else CUDA_SHARE,
+                         powers_of_two=cpu)
+    per_pass = max(index.stop - index.start for index in _chunks(count, size, group))  # type: ignore[arg-type]
+    check_run(request.kept(), cost, per_pass, device, request.describe(per_pass), request.advice(per_pass > group))
+    return size  # type: ignore[return-value]
+
+
+def pass_cost(request: _Request, keys: list[int]) -> PassCost:
+    """The working set of one pass (:class:`~probe.memory.PassCost`), measured on ``len(keys)`` images.
+
+    One forward pass without a step, of the request's own parametrization, transforms, model layers and
+    objective, counts the bytes autograd saves (:func:`~probe.memory.saved_bytes`; the model's weights and
+    buffers left out: they are held whatever the pass), times :data:`~probe.memory.STEP_HEADROOM`, plus the
+    image parameters four times (value, gradient, Adam's two moments), plus what the pass keeps per image
+    on the device (a score per step, the snapshots). An image larger than four times the model's input area
+    is measured at about that area and scaled by the areas' ratio, so that measuring never allocates what
+    the run would; where the model refuses that smaller size, the activations are not counted.
 
     Raises:
-        ProbeRuntimeError: not even one group fits (what to change).
+        ProbeRuntimeError: the measuring pass itself ran out of memory (what to change).
     """
-    most = min(count, max(group, CPU_BATCH - CPU_BATCH % group))
-    if most <= 1:
-        return most
+    loaded, (channels, height, width) = request.loaded, request.shape
+    area = height * width
+    probe_size = request.probe_size()
+    scale = area / (probe_size[0] * probe_size[1])
+    transform = request.transform if probe_size == (height, width) else \
+        _transform(request.transforms, request.preset, probe_size)[0]
+    held = frozenset(t.data_ptr() for t in (*loaded.module.parameters(), *loaded.module.buffers()))
+    n = len(keys)
+    params: list[int] = []
+
+    def forward() -> torch.Tensor:
+        streams = ImageStreams(keys, loaded.device)
+        factory = request.factory
+        generators = streams.generators() if getattr(factory, "per_image", False) else streams.generator
+        image = factory((n, channels, *probe_size), generators, loaded.device)  # type: ignore[arg-type]
+        params.append(sum(t.numel() * t.element_size() for t in image.params))
+        current = image()
+        shown = transform(current, streams) if transform is not None else current
+        with autocast(loaded.device, request.precision):
+            acts = _forward(loaded, shown, request.objective.layers, _device_stats(loaded, channels))
+        return _scores(request.objective, Context(acts, current, slice(0, n)))
+
     try:
-        per_image = HEADROOM * saved_bytes(lambda: render(slice(0, group), 1, None)) / group
-    except (RuntimeError, torch.OutOfMemoryError) as error:  # not even one group: the render says so itself
+        activations = STEP_HEADROOM * saved_bytes(forward, exclude=held)
+    except ProbeUsageError:
+        if probe_size == (height, width):
+            raise  # the run's own size: the run would say the same
+        activations, params[:] = 0.0, [FLOAT * channels * probe_size[0] * probe_size[1] * n]
+    except (RuntimeError, torch.OutOfMemoryError) as error:
         if not is_out_of_memory(error):
             raise
-        return group
-    free = available_bytes("cpu")
-    if free is None or per_image <= 0:
-        return most
-    check_fits(per_image * group / CPU_SHARE, "cpu", f"one optimization pass of {group} image(s)",
-               "give a smaller --size, or fewer images per unit")
-    planned = plan_batch(most, per_image, free, group=group, headroom=CPU_SHARE)
-    if planned < most:
-        planned = group * 2 ** int(math.floor(math.log2(max(1, planned // group))))
-    return planned
+        raise ProbeRuntimeError(f"out of memory with {n} image(s) per pass (measuring one pass of "
+                                f"{height}x{width}); {OUT_OF_MEMORY}") from None
+    finally:
+        _release(loaded.device)
+    kept_on_device = FLOAT * (request.steps + channels * area * len(request.snapshots)) + 2 * request.steps
+    return PassCost(scale * (activations + 4 * sum(params)) / n + kept_on_device)
+
+
+@dataclass
+class _Request:
+    """A maximize request, checked: what :func:`maximize` renders and :func:`plan_memory` sizes."""
+
+    loaded: LoadedModel
+    objective: Objective
+    preset: Preset
+    steps: int
+    lr: float
+    shape: tuple[int, int, int]
+    count: int
+    snapshots: list[int]
+    transforms: Any
+    transform: T.Transform | None
+    transform_names: list[str]
+    factory: ParamFactory
+    param_name: str
+    seed: int
+    precision: str
+    channels_last: bool
+    every: int
+    what: str | None = None
+    """Replaces :meth:`describe`'s text (a caller's own words: "a chunk of 16 images ...")."""
+    instead: str | None = None
+    """Replaces :meth:`advice`'s text (a caller's own options)."""
+
+    def probe_size(self) -> tuple[int, int]:
+        """``(H, W)`` of the small passes that learn about the model before the run (its memory, whether it
+        mixes a batch): the run's size, or, for an image larger than four times the model's input area,
+        that area at the image's aspect ratio: learning never allocates what the run would."""
+        _, height, width = self.shape
+        side = self.loaded.preprocess.input_size
+        if height * width <= 4 * side[0] * side[1]:
+            return height, width
+        shrink = math.sqrt(4 * side[0] * side[1] / (height * width))
+        return max(1, round(height * shrink)), max(1, round(width * shrink))
+
+    def kept(self) -> float:
+        """:func:`~probe.memory.kept_bytes` of the request's results."""
+        channels, height, width = self.shape
+        return kept_bytes(self.count, channels * height * width, self.steps, len(self.snapshots))
+
+    def describe(self, per_pass: int | None = None) -> str:
+        """The run, for a memory message."""
+        if self.what is not None:
+            return self.what
+        _, height, width = self.shape
+        passes = "" if per_pass is None else f" in passes of {per_pass:,}"
+        return f"maximizing {self.count:,} image(s) of {height}x{width} over {self.steps:,} steps{passes}"
+
+    def advice(self, batch: bool = False) -> str:
+        """What to change, naming the CLI options and maximize's arguments."""
+        if self.instead is not None:
+            return self.instead
+        fewer = "a smaller --batch (batch=), " if batch else ""
+        return (f"give {fewer}a smaller --size (image_size=), fewer images (--units, --per-unit; images=), "
+                "fewer --steps or --snapshots")
+
+
+def _prepare(
+    model: LoadedModel | nn.Module, objective: Objective | Callable[[Context], torch.Tensor] | str, *, steps: int,
+    lr: float | None, param: str | ParamFactory | None, transforms: Any, preset: str,
+    image_size: int | Sequence[int] | None, images: int | None, snapshots: Iterable[int],
+    progress_every: int | None, seed: int, generator: torch.Generator | None, device: str | torch.device | None,
+    precision: str, channels_last: bool, redirect_relu: int, what: str | None = None, advice: str | None = None,
+) -> _Request:
+    """Check :func:`maximize`'s arguments (each error naming its argument) and resolve the defaults."""
+    loaded = as_loaded(model, device)
+    precision, channels_last = resolve_precision(precision, loaded.device, channels_last)
+    loaded = loaded.frozen(channels_last)  # no weight gradients computed: ~10-20% of each step
+    if isinstance(objective, str):
+        objective = parse_objective(objective, loaded, image_size=image_size)
+    objective = as_objective(objective)
+    if preset not in PRESETS:
+        raise ProbeUsageError(f"unknown preset {preset!r}; presets are: {', '.join(PRESETS)}", param="preset")
+    chosen = PRESETS[preset]
+    check_count(steps, "steps")
+    check_count(redirect_relu, "redirect_relu", 0)
+    if progress_every is not None:
+        check_count(progress_every, "progress_every")
+    if generator is None:
+        check_seed(seed)
+    default_lr = P.LEARNING_RATES.get(param, chosen.lr) if isinstance(param, str) else chosen.lr
+    learning_rate = default_lr if lr is None else check_number(lr, "lr", 0, above=True)
+    if objective.layers:
+        resolve_layers(loaded.module, objective.layers)
+    height, width = _image_size(image_size, loaded)
+    count = objective.batch
+    if images is not None:
+        check_count(images, "images")
+        if count > 1 and images != count:
+            raise ProbeUsageError(f"the objective addresses {count} units, so it renders {count} images, not {images}",
+                                  param="images")
+        count = int(images)
+    if isinstance(snapshots, (str, bytes)) or not isinstance(snapshots, Iterable):
+        raise ProbeUsageError(f"snapshots must be a list of steps (e.g. [32, 128]); got {snapshots!r}", param="snapshots")
+    snapshot_steps = sorted({check_count(s, "snapshots", 1, steps) for s in snapshots})
+    transform, transform_names = _transform(transforms, chosen, (height, width))
+    factory, param_name = _param_factory(param, chosen)
+    base_seed = seed if check_generator(generator) is None else generator.initial_seed()
+    with autocast(loaded.device, precision):  # validates the precision before any work
+        pass
+    every = default_progress_every(loaded.device) if progress_every is None else max(1, int(progress_every))
+    return _Request(loaded, objective, chosen, steps, learning_rate, (loaded.preprocess.channels, height, width),
+                    count, snapshot_steps, transforms, transform, transform_names, factory, param_name, base_seed,
+                    precision, channels_last, every, what, advice)
+
+
+def plan_memory(
+    model: LoadedModel | nn.Module, objective: Objective | Callable[[Context], torch.Tensor] | str, *,
+    steps: int = 256, preset: str = "robust", param: str | ParamFactory | None = None, transforms: Any = None,
+    image_size: int | Sequence[int] | None = None, images: int | None = None, batch: int | str | None = None,
+    snapshots: Iterable[int] = (), seed: int = 0, device: str | torch.device | None = None,
+    precision: str = "fp32", channels_last: bool = False, what: str | None = None, advice: str | None = None,
+) -> int | None:
+    """Check, without rendering, that :func:`maximize` with these arguments fits in memory; return its batch.
+
+    The same estimate :func:`maximize` makes before its first step (its kept results, one pass's working
+    set: :mod:`probe.memory`), for callers that must know before they start other work (the atlas checks
+    its largest chunk before the dataset pass). The arguments mean what they mean for :func:`maximize`;
+    ``what`` and ``advice``, when given, replace the message's description of the run and what to change
+    (the caller's own options).
+
+    Returns:
+        The images per pass (None: all in one; ``batch="auto"`` resolved).
+
+    Raises:
+        ProbeRuntimeError: the run cannot fit (the numbers, and what to change).
+        ProbeUsageError: a bad argument, as :func:`maximize` would raise it.
+    """
+    request = _prepare(model, objective, steps=steps, lr=None, param=param, transforms=transforms, preset=preset,
+                       image_size=image_size, images=images, snapshots=snapshots, progress_every=None, seed=seed,
+                       generator=None, device=device, precision=precision, channels_last=channels_last,
+                       redirect_relu=0, what=what, advice=advice)
+    return _plan(request, batch)[3]
+
+
+def _plan(request: _Request, batch: int | str | None) -> tuple[list[int], int, bool, int | None]:
+    """``(keys, group, coupled, images per pass)``: the request's streams, and its passes sized and checked.
+
+    The kept results are checked before the keys are listed (a count of 2**31 is refused, not listed); then
+    whether the model mixes a pass's images (:func:`batch_coupled`, at the request's probe size) and the
+    pass (:func:`_fit`)."""
+    batch = _check_batch(batch)
+    loaded, objective, count = request.loaded, request.objective, request.count
+    check_run(request.kept(), PassCost(0.0), 0, loaded.device, request.describe(), request.advice())
+    keys = _image_keys(objective, count, request.seed)
+    group = count if objective.group is None else objective.group  # images that read each other: one pass
+    with evaluating(loaded.module), model_draws(request.seed, loaded.device):
+        coupled = count > group and batch_coupled(loaded, objective.layers, (request.shape[0], *request.probe_size()))
+        return keys, group, coupled, _fit(request, keys, batch, group, coupled)
 
 
 def _split(index: slice, group: int) -> list[slice] | None:

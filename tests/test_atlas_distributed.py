@@ -95,3 +95,36 @@ def test_two_nodes_through_the_c10d_rendezvous(tmp_path, reference):
     assert [node.returncode for node in nodes] == [0, 0], "\n".join(o[-2000:] for o in outputs)
     assert any("on 2 process(es)" in o for o in outputs)
     _same_site(out, reference)
+
+
+def _digit_folder(folder: Path, invert: bool) -> Path:
+    """Six digits as PNG files ``0.png`` ... ``5.png`` (inverted: other images under the same names)."""
+    from PIL import Image
+
+    from probe import zoo
+
+    folder.mkdir(parents=True, exist_ok=True)
+    images = zoo.make_dataset("digits", "test").tensors[0][:6]
+    for index, image in enumerate(images):
+        pixels = ((1 - image if invert else image)[0] * 255).round().byte().numpy()
+        Image.fromarray(pixels).save(folder / f"{index}.png")
+    return folder
+
+
+def test_a_rerun_over_another_folder_of_the_same_size_is_refused_on_every_rank(tmp_path):
+    # the run file checked the dataset's path and size, not its content: a rerun after the folder's images were
+    # replaced by as many others would have resumed, mixing the old synthetic chunks with the new examples
+    # (the same folder untouched resumes: tests/test_atlas_resume.py)
+    data = _digit_folder(tmp_path / "data", invert=False)
+    args = ["atlas", "--model", "digits", "--layers", "conv1", "--max-units", "2", "--steps", "1", "--examples", "1",
+            "--chunk", "1", "--dataset", str(data), "--out", str(tmp_path / "atlas"), "--nproc", "2"]
+    first = subprocess.run([sys.executable, "-m", "probe", *args], env=ENV, capture_output=True, text=True, timeout=180)
+    assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-2000:]
+    _digit_folder(data, invert=True)  # the same six names, other images
+    record = (tmp_path / "atlas" / "records" / "examples.json").read_bytes()
+    refused = subprocess.run([sys.executable, "-m", "probe", *args], env=ENV, capture_output=True, text=True,
+                             timeout=180)
+    output = refused.stdout + refused.stderr
+    assert refused.returncode == 2, output[-2000:]
+    assert "over another dataset" in output and "--dataset" in output and "Traceback" not in output, output[-2000:]
+    assert (tmp_path / "atlas" / "records" / "examples.json").read_bytes() == record  # nothing was redone

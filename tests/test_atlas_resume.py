@@ -69,3 +69,49 @@ def test_a_dataset_record_with_old_whole_field_crops_is_made_again_and_the_chunk
     assert _mtimes(out) == chunks and summary.skipped == 2  # the synthetic images are kept
     again = build_atlas("digits", out=out, **TINY)
     assert again.dataset_reused and again.old_crops is None
+
+
+def _folder(folder: Path, invert: bool = False) -> Path:
+    from PIL import Image
+
+    from probe import zoo
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for index, image in enumerate(zoo.make_dataset("digits", "test").tensors[0][:4]):
+        Image.fromarray((((1 - image) if invert else image)[0] * 255).round().byte().numpy()).save(folder / f"{index}.png")
+    return folder
+
+
+def test_a_folder_dataset_resumes_untouched_and_is_refused_naming_dataset_once_its_images_change(tmp_path):
+    data, out = _folder(tmp_path / "data"), tmp_path / "atlas"
+    tiny = {**TINY, "dataset": data}
+    build_atlas("digits", out=out, **tiny)
+    assert build_atlas("digits", out=out, **tiny).skipped == 2  # the same files: resumed
+    _folder(data, invert=True)  # as many files under the same names: the size check alone let it resume
+    with pytest.raises(probe.ProbeUsageError, match="same settings over another dataset .*--dataset") as error:
+        build_atlas("digits", out=out, **tiny)
+    assert error.value.param == "dataset"
+    assert build_atlas("digits", out=out, force=True, **tiny).skipped == 0
+
+
+def test_an_in_memory_dataset_has_an_identity_that_reads_a_few_images():
+    from probe.atlas.data import open_dataset
+
+    digits = probe.load_model("digits")
+    first = open_dataset("zoo", digits, limit=40)
+    assert first.identity() == open_dataset("zoo", digits, limit=40).identity()
+    assert first.identity() != open_dataset("zoo", digits, limit=41).identity()
+    changed = open_dataset("zoo", digits, limit=40)
+    changed.tensor = changed.tensor.clone()
+    changed.tensor[-1] = 1 - changed.tensor[-1]  # the last image: read
+    assert changed.identity() != first.identity()
+
+
+def test_an_atlas_begun_before_the_dataset_digest_resumes_and_records_it(tmp_path):
+    out = tmp_path / "atlas"
+    build_atlas("digits", out=out, **TINY)
+    run = json.loads((out / RUN_FILE).read_text())
+    del run["dataset_digest"]
+    (out / RUN_FILE).write_text(json.dumps(run))
+    assert build_atlas("digits", out=out, **TINY).skipped == 2
+    assert "dataset_digest" in json.loads((out / RUN_FILE).read_text())

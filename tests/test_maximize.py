@@ -32,7 +32,8 @@ def test_every_unit_of_a_layer_rises_in_one_batch(preset):
     finally:
         handle.remove()
     assert batches[:4] == [2, 2, 1, 1]  # batch_coupled: two images together twice, then each alone, once
-    assert batches[4:] == [6] * 13  # 12 steps + the final measurement, every time the whole layer
+    assert batches[4] == 1  # the memory estimate: one image's forward pass (probe.optimize.pass_cost)
+    assert batches[5:] == [6] * 13  # 12 steps + the final measurement, every time the whole layer
     assert result.images.shape == (6, 1, 16, 16) and result.scores.shape == (6,)
     assert result.history.shape == (12, 6) and result.units == tuple(range(6))
     assert (result.scores > result.history[0]).all()
@@ -45,7 +46,7 @@ def test_forward_stops_at_the_deepest_needed_layer():
     maximize(model, O.channel("conv2", 0), steps=2, image_size=16)
     assert model.module.counter.calls == 0
     maximize(model, O.class_logit(1), steps=2, image_size=16)
-    assert model.module.counter.calls == 3  # the output needs the whole network
+    assert model.module.counter.calls == 4  # the output needs the whole network: the estimate, 2 steps, the score
 
 
 def test_the_model_is_left_exactly_as_it_was(model):

@@ -8,6 +8,8 @@ image's activations never depend on which rank saw it.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +21,10 @@ from probe.images import IMAGE_SUFFIXES, SKIMAGE_SAMPLES, image_files, load_imag
 from probe.inputs import center_crop
 from probe.models import LoadedModel
 
-__all__ = ["AtlasData", "open_dataset"]
+__all__ = ["AtlasData", "open_dataset", "SAMPLED"]
+
+SAMPLED = 4
+"""An in-memory dataset's identity reads this many images at each end (and the count): cheap at any size."""
 
 
 @dataclass
@@ -44,6 +49,29 @@ class AtlasData:
 
     def __len__(self) -> int:
         return len(self.names)
+
+    def identity(self) -> str:
+        """A 16-hex-digit digest of what the dataset is, without reading every image.
+
+        A folder: every file's name (relative to the folder), size and modification time, in the pass's
+        order: a folder of other images under the same name and of the same size is told apart, and a file
+        that was replaced or touched is too. In memory (zoo, skimage): the names, and the bytes of the
+        first and last :data:`SAMPLED` images.
+        """
+        digest = hashlib.sha256(json.dumps([self.channels, list(self.size), self.names]).encode())
+        if self.paths:
+            for path in self.paths:
+                try:
+                    stat = path.stat()
+                except OSError as error:
+                    raise ProbeUsageError(f"--dataset: cannot read {str(path)!r} ({error.strerror or error})",
+                                          param="dataset") from None
+                digest.update(f"{stat.st_size}:{stat.st_mtime_ns};".encode())
+        elif self.tensor is not None:
+            count = self.tensor.shape[0]
+            for index in sorted({*range(min(SAMPLED, count)), *range(max(0, count - SAMPLED), count)}):
+                digest.update(self.tensor[index].contiguous().float().numpy().tobytes())
+        return digest.hexdigest()[:16]
 
     def load(self, indices: Sequence[int]) -> torch.Tensor:
         """``(len(indices), C, H, W)`` images in ``[0, 1]`` on the CPU."""

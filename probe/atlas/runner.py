@@ -53,9 +53,9 @@ from probe.errors import ProbeRuntimeError, ProbeUsageError, unknown_name
 from probe.hooks import layers as list_layers
 from probe.images import to_pil
 from probe.leaves import is_leaf
-from probe.memory import check_fits
+from probe.memory import PassCost, check_run, kept_bytes
 from probe.models import LoadedModel, load_model
-from probe.optimize import maximize
+from probe.optimize import maximize, plan_memory
 
 __all__ = ["AtlasSummary", "Progress", "build_atlas", "atlas_layers", "RUN_FILE", "DEFAULT_DIVERSITY"]
 
@@ -155,30 +155,39 @@ def _on_rank_0(group: Group, work: Callable[[], Any], what: str) -> Any:
     return group.broadcast(work() if group.rank == 0 else None, what)
 
 
-def _start_folder(folder: Path, settings: AtlasSettings, force: bool, weights: str) -> None:
+def _start_folder(folder: Path, settings: AtlasSettings, force: bool, weights: str, dataset: str) -> None:
     """Rank 0: start, resume or refuse ``folder`` (see the module docstring).
 
     ``weights`` is the digest of the model's weights (:func:`~probe.atlas.plan.weights_digest`): a weights
     file that changed under the same path, or other random weights, is not resumed with the old images.
-    An atlas begun before its run file recorded the digest is resumed, and the digest recorded from now on.
+    ``dataset`` is the dataset's identity (:meth:`~probe.atlas.data.AtlasData.identity`): a folder of
+    other images under the same path and of the same size is not resumed with the old examples. An atlas
+    begun before its run file recorded a digest is resumed, and the digest recorded from now on.
     """
     run = read_json(folder / RUN_FILE)
+    digests = {"weights_digest": weights, "dataset_digest": dataset}
     if run is not None and isinstance(run, dict) and "digest" in run:
-        if run["digest"] == settings.digest() and run.get("weights_digest", weights) == weights:
+        changed = [key for key, value in digests.items() if run.get(key, value) != value]
+        if run["digest"] == settings.digest() and not changed:
             for sub in (folder, folder / "records", folder / "images"):
                 remove_partial(sub)
-            if "weights_digest" not in run:
-                write_json(folder / RUN_FILE, {**run, "weights_digest": weights})
+            if any(key not in run for key in digests):
+                write_json(folder / RUN_FILE, {**run, **digests})
             return
         if not force:
-            if run["digest"] == settings.digest():
+            if run["digest"] == settings.digest() and "weights_digest" in changed:
                 raise ProbeUsageError(f"{str(folder)!r} holds an atlas of the same settings but other weights "
                                       f"({settings.weights}: their content changed since it was begun); rerun with "
                                       "those weights to resume it, choose another --out, or --force to start over",
                                       param="weights")
-            changed = "; ".join(settings.differences(run.get("settings", {}))[:4])
-            raise ProbeUsageError(f"{str(folder)!r} holds an atlas made with other settings ({changed}); rerun with "
-                                  "those settings to resume it, choose another --out, or --force to start over",
+            if run["digest"] == settings.digest():
+                raise ProbeUsageError(f"{str(folder)!r} holds an atlas of the same settings over another dataset "
+                                      f"({settings.dataset}, {settings.dataset_size:,} images: their names, sizes or "
+                                      "modification times changed since it was begun); rerun with that --dataset to "
+                                      "resume it, choose another --out, or --force to start over", param="dataset")
+            differences = "; ".join(settings.differences(run.get("settings", {}))[:4])
+            raise ProbeUsageError(f"{str(folder)!r} holds an atlas made with other settings ({differences}); rerun "
+                                  "with those settings to resume it, choose another --out, or --force to start over",
                                   param="out")
         _clear(folder)
     elif folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
@@ -186,7 +195,7 @@ def _start_folder(folder: Path, settings: AtlasSettings, force: bool, weights: s
                               "(nothing was deleted)", param="out")
     folder.mkdir(parents=True, exist_ok=True)
     write_json(folder / RUN_FILE, {"command": "atlas", "version": __version__, "digest": settings.digest(),
-                                   "weights_digest": weights, "settings": settings.as_dict()})
+                                   **digests, "settings": settings.as_dict()})
 
 
 def _clear(folder: Path) -> None:
@@ -520,7 +529,7 @@ def build_atlas(
         _check_chunk_fits(settings, loaded)
         folder = Path(out).expanduser() if out is not None else (
             Path("runs") / f"atlas-{file_stem(loaded.name)}-{settings.digest()[:8]}")
-        _on_rank_0(group, lambda: _start_folder(folder, settings, force, weights_digest(loaded.module)),
+        _on_rank_0(group, lambda: _start_folder(folder, settings, force, weights_digest(loaded.module), data.identity()),
                    "starting the atlas folder")
         summary = AtlasSummary(folder, group.rank, group.world, settings, units=sum(settings.units))
         record, summary.dataset_reused, summary.old_crops = _examples_stage(group, loaded, data, folder, settings, batch, progress)
@@ -548,14 +557,26 @@ def build_atlas(
 
 
 def _check_chunk_fits(settings: AtlasSettings, loaded: LoadedModel) -> None:
-    """Refuse, before anything is written, a chunk whose images cannot fit in memory: ``chunk x per_unit``
-    images, each its pixels four times over (the image, its gradient, Adam's two moments) and a score per
-    step (``--per-unit 2147483647`` froze the command)."""
+    """Refuse, before anything is written, an atlas whose largest chunk cannot fit in memory.
+
+    A chunk is one :func:`~probe.optimize.maximize` pass of ``chunk x per_unit`` images: its kept results
+    are counted first (``--per-unit 2147483647`` froze the command while it listed the units), then its
+    working set is measured as maximize measures it (:func:`~probe.optimize.plan_memory`), with an objective
+    that reads every layer of the atlas, so that the pass runs to the deepest of them (the most it saves).
+    """
     images = min(settings.chunk, max(settings.units, default=1)) * settings.per_unit
     height, width = settings.image_size
-    needed = 4.0 * images * (4 * loaded.preprocess.channels * height * width + settings.steps)
-    check_fits(needed, loaded.device, f"a chunk of {images:,} image(s) of {height}x{width} over {settings.steps:,} "
-               "steps", "lower --per-unit, --chunk or --steps")
+    advice = "lower --per-unit, --chunk or --steps"
+    what = f"a chunk of {images:,} image(s) of {height}x{width} over {settings.steps:,} steps"
+    kept = kept_bytes(images, loaded.preprocess.channels * height * width, settings.steps, 0)
+    check_run(kept, PassCost(0.0), 0, loaded.device, what, advice)
+    objective = sum((O.channel(layer, [0] * images) for layer in settings.layers[1:]),
+                    O.channel(settings.layers[0], [0] * images))
+    if settings.per_unit > 1 and settings.diversity > 0:
+        objective = objective + settings.diversity * O.diversity(settings.layers[0], group=settings.per_unit)
+    plan_memory(loaded, objective, steps=settings.steps, preset=settings.preset, image_size=settings.image_size,
+                seed=settings.seed, precision=settings.precision, channels_last=settings.channels_last,
+                what=what, advice=advice)
 
 
 def _write_site(folder: Path, settings: AtlasSettings, record: dict[str, Any], chunks: Sequence[Chunk],

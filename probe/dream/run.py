@@ -20,6 +20,7 @@ from probe.dream.result import DreamResult
 from probe.errors import ProbeRuntimeError
 from probe.hooks import evaluating, resolve_layers
 from probe.images import divergence
+from probe.memory import FLOAT, PassCost, check_run, images_bytes
 from probe.models import LoadedModel, as_loaded
 from probe.runtime import Precision, ProgressFn, autocast, check_generator, make_generator, progress_every, resolve_precision
 from probe.tiling import tile_plan
@@ -139,7 +140,8 @@ def dream(
             guide_longer = guide_size or min(max(height, width), 2 * max(loaded.preprocess.input_size))
             scorer.set_guide(guide_image, guide_longer)
         if tile_size is None:
-            check_memory(scorer, loaded, height, width)
+            check_memory(scorer, loaded, height, width)  # first: its advice is --tile
+        _check_kept(loaded, (height, width), sizes, frames, total_steps)
         before = scorer.evaluate(source[None], full_tiles, gradient=False)
         for frame in range(max(1, frames)):
             current = source[None] if frame == 0 else zoom_crop(frame_images[-1].to(loaded.device), zoom)[None]
@@ -200,3 +202,19 @@ def dream(
         model=loaded.name,
         seconds=time.perf_counter() - started,
     )
+
+
+def _check_kept(loaded: LoadedModel, size: tuple[int, int], sizes: Sequence[tuple[int, int]], frames: int,
+                total_steps: int) -> None:
+    """Refuse, before the first step, a dream whose kept images cannot fit, tiled or not (:mod:`probe.memory`).
+
+    It keeps every frame, one image per octave, the input, and a score per step on the host, and holds
+    the full image four times on its device (the image, its octave detail, the gradient, the rolled copy);
+    an untiled dream's activations are :func:`~probe.dream.inputs.check_memory`'s. ``frames=2**31-1`` from
+    Python ran on for ever (the CLI alone checked its frames).
+    """
+    channels, area = loaded.preprocess.channels, size[0] * size[1]
+    kept = images_bytes(channels, [area * (max(1, frames) + 2), *(h * w for h, w in sizes)]) + FLOAT * total_steps
+    what = f"a {size[0]}x{size[1]} dream" + (f" of {frames:,} frames" if frames else "")
+    check_run(kept, PassCost(4 * images_bytes(channels, [area])), 1, loaded.device, what,
+              "ask for fewer --frames (frames=), a smaller --size (a smaller image), or fewer --steps")

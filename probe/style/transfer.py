@@ -15,7 +15,7 @@ from probe.errors import ProbeUsageError
 from probe.forward import image_grad
 from probe.hooks import evaluating
 from probe.images import divergence, fit_size, resize
-from probe.memory import HEADROOM, bytes_per_pixel, check_fits
+from probe.memory import FLOAT, HEADROOM, PassCost, bytes_per_pixel, check_fits, check_run, images_bytes
 from probe.models import LoadedModel, as_loaded
 from probe.runtime import Precision, ProgressFn, check_finite, check_generator, make_generator, progress_every, resolve_precision
 from probe.style.colors import keep_content_colors, match_histograms
@@ -100,6 +100,17 @@ def _check_memory(
     check_fits(2 * per_largest * style_h * style_w + 24 * style_h * style_w, loaded.device,
                f"a {style_h}x{style_w} style image", "lower --style-scale (style images are resized to it times "
                "the result's size) or use a smaller --size")  # fmt: skip
+
+
+def _check_kept(loaded: LoadedModel, sizes: Sequence[tuple[int, int]], total_steps: int, snapshots: int) -> None:
+    """Refuse, before the first step and before the snapshot steps are listed, a run whose kept results cannot
+    fit (:mod:`probe.memory`): the snapshots at the largest scale, the best and the last image, and every
+    step's losses. ``steps=snapshots=2**31-1`` listed 2**31 snapshot steps first."""
+    height, width = max(sizes, key=lambda size: size[0] * size[1])
+    images = min(snapshots, max(0, total_steps - 1)) + 2
+    kept = images_bytes(loaded.preprocess.channels, [height * width * images]) + FLOAT * total_steps * (len(LOSS_NAMES) + 1)
+    check_run(kept, PassCost(0.0), 0, loaded.device, f"style transfer over {total_steps:,} steps with {images - 2:,} "
+              f"snapshot(s) of {height}x{width}", "ask for fewer --steps or --snapshots, or a smaller --size")
 
 
 def _snapshot_steps(total: int, count: int) -> set[int]:
@@ -333,6 +344,7 @@ def style_transfer(
     first_features = None  # the content's features at the first size, when the size check below made them
     if defaulted:  # a model that takes one input size (ViT at 224) refuses the default 256: then its own
         sizes, first_features = size_the_model_takes(objective, content_image, sizes, loaded.preprocess.input_size)
+    _check_kept(loaded, sizes, steps * len(sizes), int(snapshots))
     run = _Run(objective, steps * len(sizes), int(snapshots), progress)
 
     started = time.perf_counter()
