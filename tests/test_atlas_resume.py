@@ -115,3 +115,49 @@ def test_an_atlas_begun_before_the_dataset_digest_resumes_and_records_it(tmp_pat
     (out / RUN_FILE).write_text(json.dumps(run))
     assert build_atlas("digits", out=out, **TINY).skipped == 2
     assert "dataset_digest" in json.loads((out / RUN_FILE).read_text())
+
+
+def test_force_deletes_only_what_an_atlas_wrote_and_refuses_a_folder_holding_the_users_files(tmp_path):
+    """--force with other settings deleted every ``*.html`` in the folder (the user's ``notes.html`` too) and
+    whatever ``images/`` and ``records/`` held. It now deletes the atlas's own names and nothing else, and
+    refuses, deleting nothing, a folder that also holds files of the user's."""
+    out = tmp_path / "atlas"
+    build_atlas("digits", out=out, **TINY)
+    (out / "notes.html").write_text("mine")
+    (out / "images" / "sketch.png").write_bytes(b"mine")
+    before = sorted(p.relative_to(out) for p in out.rglob("*"))
+    with pytest.raises(probe.ProbeUsageError, match=r"does not write \(notes.html, images/sketch.png\).*nothing was") as error:
+        build_atlas("digits", out=out, force=True, **{**TINY, "steps": 2})
+    assert error.value.param == "out" and sorted(p.relative_to(out) for p in out.rglob("*")) == before
+    (out / "notes.html").unlink()
+    (out / "images" / "sketch.png").unlink()
+    summary = build_atlas("digits", out=out, force=True, **{**TINY, "steps": 2})
+    assert summary.skipped == 0 and json.loads((out / RUN_FILE).read_text())["settings"]["steps"] == 2
+
+
+def test_a_second_atlas_into_a_folder_being_written_is_refused(tmp_path):
+    """Two atlases into one folder (or a --force one while another runs) deleted and mixed each other's
+    files; rank 0 holds the folder's lock from its start to its site."""
+    from probe.folderlock import lock_folder, release
+
+    out = tmp_path / "atlas"
+    out.mkdir()
+    held = lock_folder(out)  # as another process's atlas would
+    try:
+        with pytest.raises(probe.ProbeUsageError, match="another probe atlas is writing") as error:
+            build_atlas("digits", out=out, **TINY)
+        assert error.value.param == "out" and not any(out.iterdir())
+    finally:
+        release(held)
+    build_atlas("digits", out=out, **TINY)
+    assert lock_folder(out) is not None  # given back when the atlas is done
+
+
+def test_layer_names_that_slug_alike_get_files_of_their_own():
+    """``"a b"`` and ``"a-b"`` (torch allows both) shared pages and images, and a name over ~230 bytes failed
+    at its first write (ENAMETOOLONG)."""
+    from probe.atlas.plan import MAX_STEM, file_stem
+
+    assert file_stem("layer3.1.conv1") == "layer3.1.conv1"
+    assert len({file_stem(n) for n in ("a b", "a-b", "a/b", "a--b")}) == 4
+    assert len(file_stem("x" * 300)) <= MAX_STEM and file_stem("x" * 300) != file_stem("x" * 301)

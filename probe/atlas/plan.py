@@ -21,9 +21,19 @@ from probe.errors import ProbeUsageError
 __all__ = ["STREAMS", "AtlasSettings", "Chunk", "make_chunks", "file_stem", "weights_digest"]
 
 
+MAX_STEM = 100
+"""The longest stem of a layer's files (file systems take 255 bytes; unit numbers and suffixes need room)."""
+
+
 def file_stem(layer: str) -> str:
-    """A file-name-safe form of a layer name (``"layer3.1/conv"`` -> ``"layer3.1-conv"``)."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", layer).strip("-.") or "layer"
+    """A file-name-safe form of a layer name, one per name: ``"layer3.1.conv1"`` stays as it is; a name whose
+    characters had to be replaced or that is over :data:`MAX_STEM` characters gets a short hash of the name
+    (``"layer3.1/conv"`` -> ``"layer3.1-conv-1b7e2c9a"``), so that ``"a b"`` and ``"a-b"``, which torch both
+    allows, never share pages and images."""
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "-", layer).strip("-.") or "layer"
+    if stem != layer or len(stem) > MAX_STEM:
+        stem = f"{stem[:MAX_STEM - 9]}-{hashlib.sha1(layer.encode('utf-8', 'surrogatepass')).hexdigest()[:8]}"
+    return stem
 
 
 STREAMS = 2

@@ -29,9 +29,10 @@ batch, each with one line (:mod:`probe.atlas.distributed`); what was finished is
 
 from __future__ import annotations
 
-import shutil
+import re
 import time
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,9 +48,11 @@ from probe.atlas.liveness import DEFAULT_TIMEOUT_S
 from probe.atlas.examples import UnitExamples, batches_of, dataset_pass, merge_passes
 from probe.atlas.plan import AtlasSettings, Chunk, file_stem, make_chunks, weights_digest
 from probe.atlas.receptive import POSITIONS_PER_PASS, ReceptiveField, measure_fields, receptive_field
-from probe.atlas.records import png_bytes, read_json, remove_partial, write_bytes, write_json, write_png
+from probe.atlas.records import TMP_PREFIX, png_bytes, read_json, remove_partial, write_bytes, write_json, write_png
 from probe.atlas.writer import Writer
 from probe.errors import ProbeRuntimeError, ProbeUsageError, unknown_name
+from probe.folderlock import lock_folder, release
+from probe.gallery import slug
 from probe.hooks import layers as list_layers
 from probe.images import to_pil
 from probe.leaves import is_leaf
@@ -198,14 +201,63 @@ def _start_folder(folder: Path, settings: AtlasSettings, force: bool, weights: s
                                    **digests, "settings": settings.as_dict()})
 
 
+_OWN_NAMES = {
+    ".": re.compile(rf"index\.html|atlas\.json|{re.escape(RUN_FILE)}|layer-[A-Za-z0-9._-]+\.html|[A-Za-z0-9._-]+-\d{{4}}\.html"),
+    "images": re.compile(r"[A-Za-z0-9._-]+-\d{4}-s\d+\.png|x\d{6}(-\d+){4}\.png"),
+    "records": re.compile(r"examples\.json|[A-Za-z0-9._-]+-\d{4}-\d{4}\.json"),
+}
+"""The names an atlas writes in its folder and in ``images/`` and ``records/`` (besides its ``.tmp-*`` files)."""
+
+
 def _clear(folder: Path) -> None:
-    """Delete what an atlas wrote in ``folder`` (and nothing else)."""
-    for sub in ("records", "images"):
+    """Delete what an atlas wrote in ``folder``, and nothing else: a folder that also holds files of the
+    user's (notes, another tool's pages, a link for ``images/``) is refused with nothing deleted.
+
+    Raises:
+        ProbeUsageError: (``param="out"``) ``folder`` holds files or links an atlas does not write.
+    """
+    own: list[Path] = []
+    foreign: list[str] = []
+    for sub, names in _OWN_NAMES.items():
+        where = folder / sub
+        if sub != "." and (where.is_symlink() or (where.exists() and not where.is_dir())):
+            foreign.append(sub)
+            continue
+        for path in sorted(where.iterdir()) if where.is_dir() else ():
+            if sub == "." and path.name in ("images", "records") and path.is_dir() and not path.is_symlink():
+                continue
+            mine = path.is_file() and not path.is_symlink() and (
+                names.fullmatch(path.name) is not None or path.name.startswith(TMP_PREFIX))
+            (own.append(path) if mine else foreign.append(str(path.relative_to(folder))))
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+        raise ProbeUsageError(f"{str(folder)!r} holds files an atlas does not write ({shown}); refusing to start "
+                              "over even with --force: move them out, or choose another --out (nothing was deleted)",
+                              param="out")
+    for path in own:
+        path.unlink(missing_ok=True)
+    for sub in ("images", "records"):
         if (folder / sub).is_dir():
-            shutil.rmtree(folder / sub)
-    for pattern in ("*.html", "atlas.json", RUN_FILE):
-        for path in folder.glob(pattern):
-            path.unlink()
+            (folder / sub).rmdir()
+
+
+def _claim_folder(folder: Path, held: ExitStack) -> None:
+    """Rank 0: hold ``folder``'s lock (:func:`probe.folderlock.lock_folder`) until the atlas is done, so that a
+    second ``probe atlas`` into it (or a ``--force`` one) is refused instead of deleting or mixing this one's
+    files; the kernel drops the lock when the process dies. A missing folder is made first (empty).
+
+    Raises:
+        ProbeUsageError: (``param="out"``) another process holds the lock.
+    """
+    if not folder.exists() and not folder.is_symlink():
+        folder.mkdir(parents=True, exist_ok=True)
+    if not folder.is_dir():
+        return  # a file: _start_folder refuses it
+    handle = lock_folder(folder.resolve())
+    if handle is None:
+        raise ProbeUsageError(f"another probe atlas is writing {str(folder)!r}; wait for it to end, or choose "
+                              "another --out", param="out")
+    held.callback(release, handle)
 
 
 Boxes = dict[tuple[str, int], tuple[tuple[int, ...], tuple[int, ...]]]
@@ -510,7 +562,7 @@ def build_atlas(
                              ("chunk", chunk, 1), ("batch", batch, 1), ("max_units", 1 if max_units is None else max_units, 1)):
         if value < low:
             raise ProbeUsageError(f"{name.replace('_', '-')} must be >= {low}; got {value}", param=name)
-    with join(device, timeout) as (group, chosen):
+    with join(device, timeout) as (group, chosen), ExitStack() as held:
         loaded = load_model(model, weights=weights, device=chosen, seed=seed, **dict(model_options or {}))
         group.tick()
         chosen_layers = [(name, min(count, max_units or count)) for name, count in atlas_layers(loaded, layers)]
@@ -528,9 +580,12 @@ def build_atlas(
         )  # fmt: skip
         _check_chunk_fits(settings, loaded)
         folder = Path(out).expanduser() if out is not None else (
-            Path("runs") / f"atlas-{file_stem(loaded.name)}-{settings.digest()[:8]}")
-        _on_rank_0(group, lambda: _start_folder(folder, settings, force, weights_digest(loaded.module), data.identity()),
-                   "starting the atlas folder")
+            Path("runs") / f"atlas-{slug(loaded.name)}-{settings.digest()[:8]}")
+        def start() -> None:
+            _claim_folder(folder, held)
+            _start_folder(folder, settings, force, weights_digest(loaded.module), data.identity())
+
+        _on_rank_0(group, start, "starting the atlas folder")
         summary = AtlasSummary(folder, group.rank, group.world, settings, units=sum(settings.units))
         record, summary.dataset_reused, summary.old_crops = _examples_stage(group, loaded, data, folder, settings, batch, progress)
         chunks = make_chunks(settings.layers, settings.units, chunk)
