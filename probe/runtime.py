@@ -20,8 +20,7 @@ from probe.errors import ProbeRuntimeError, ProbeUsageError
 
 __all__ = [
     "Precision", "ProgressFn", "make_generator", "check_generator", "global_rng_kept", "autocast", "check_finite", "check_finite_output", "PRECISIONS", "resolve_precision",
-    "FiniteLog", "progress_every", "plan_batch", "free_memory", "CUDA_PROGRESS_EVERY",
-    "CudaMemory", "auto_batch", "OUT_OF_MEMORY",
+    "FiniteLog", "progress_every", "free_memory", "CUDA_PROGRESS_EVERY", "OUT_OF_MEMORY",
 ]  # fmt: skip
 
 Precision = Literal["fp32", "bf16", "fp16", "auto"]
@@ -189,27 +188,6 @@ def progress_every(device: torch.device | str) -> int:
     return 1 if torch.device(device).type == "cpu" else CUDA_PROGRESS_EVERY
 
 
-def plan_batch(total: int, per_image: float, free: float, *, group: int = 1, headroom: float = 0.8) -> int:
-    """The largest batch that fits: ``floor(headroom * free / per_image)``, within ``group..total``.
-
-    Args:
-        total: images to render.
-        per_image: peak bytes one more image costs (measured on a small batch).
-        free: bytes this process may still allocate.
-        group: batches hold whole groups of this many images (diversity).
-        headroom: the fraction of ``free`` to plan for (default 0.8: fragmentation, workspaces).
-
-    Returns:
-        A multiple of ``group`` (or ``total``), at least ``group``.
-    """
-    group = max(1, int(group))
-    if per_image <= 0:
-        return total
-    fits = int(headroom * free // per_image)
-    size = min(total, max(group, fits - fits % group))
-    return max(1, size)
-
-
 def free_memory(device: torch.device | str) -> int:
     """Bytes this process may still allocate on CUDA ``device``: free memory, reserved-but-unused memory,
     within ``torch.cuda.set_per_process_memory_fraction``'s cap."""
@@ -219,53 +197,6 @@ def free_memory(device: torch.device | str) -> int:
     available = free + reserved - allocated
     fraction = torch.cuda.get_per_process_memory_fraction(device) if hasattr(torch.cuda, "get_per_process_memory_fraction") else 1.0
     return int(max(0, min(available, fraction * total - allocated)))
-
-
-class CudaMemory:
-    """What :func:`auto_batch` asks of a device's memory; tests pass a fake with the same four methods."""
-
-    def __init__(self, device: torch.device | str) -> None:
-        self.device = torch.device(device)
-
-    def reset(self) -> None:
-        """Return cached blocks and restart the peak counter."""
-        torch.cuda.empty_cache()
-        torch.cuda.reset_peak_memory_stats(self.device)
-
-    def allocated(self) -> int:
-        """Bytes allocated now."""
-        return int(torch.cuda.memory_allocated(self.device))
-
-    def peak(self) -> int:
-        """The most bytes allocated since :meth:`reset`."""
-        return int(torch.cuda.max_memory_allocated(self.device))
-
-    def free(self) -> int:
-        """Bytes this process may still allocate (:func:`free_memory`)."""
-        return free_memory(self.device)
-
-
-def auto_batch(total: int, group: int, run: Callable[[int], object], memory: CudaMemory, probe: int = 8) -> int:
-    """The batch for ``total`` images: run one step of a small batch, scale its peak memory linearly.
-
-    Args:
-        total: images to render.
-        group: batches hold whole groups of this many images.
-        run: ``run(n)`` does one step on ``n`` images (the memory that counts).
-        memory: the device's memory (:class:`CudaMemory` or a fake).
-        probe: the small batch (default 8, rounded to whole groups, at most ``total``).
-
-    Returns:
-        :func:`plan_batch` of the measured bytes per image and the free memory.
-    """
-    small = min(total, max(group, probe - probe % max(1, group)))
-    memory.reset()
-    before = memory.allocated()
-    run(small)
-    per_image = (memory.peak() - before) / small
-    memory.reset()
-    return plan_batch(total, per_image, memory.free(), group=group)
-
 
 
 def check_finite_output(name: str, module: torch.nn.Module, output: torch.Tensor) -> None:

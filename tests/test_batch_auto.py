@@ -1,4 +1,4 @@
-"""``batch="auto"``: the arithmetic that sizes a batch from measured memory, and halving after out-of-memory."""
+"""``batch="auto"``: halving after out-of-memory, and the precision and batch options it works with."""
 
 from __future__ import annotations
 
@@ -10,53 +10,7 @@ import probe
 from probe import objectives as O
 from probe.errors import ProbeRuntimeError, ProbeUsageError
 from probe.models import Preprocess, load_model
-from probe.runtime import auto_batch, plan_batch, resolve_precision
-
-MB = 2**20
-
-
-class FakeMemory:
-    """A device whose step costs ``fixed + per_image * n`` bytes, with ``free`` bytes left."""
-
-    def __init__(self, per_image: int, free: int, fixed: int = 0) -> None:
-        self.per_image, self.free_bytes, self.fixed = per_image, free, fixed
-        self.now = self.top = 100 * MB  # the model's weights
-        self.runs: list[int] = []
-
-    def run(self, n: int) -> None:
-        self.runs.append(n)
-        self.top = max(self.top, self.now + self.fixed + self.per_image * n)
-
-    def reset(self) -> None:
-        self.top = self.now
-
-    def allocated(self) -> int:
-        return self.now
-
-    def peak(self) -> int:
-        return self.top
-
-    def free(self) -> int:
-        return self.free_bytes
-
-
-def test_plan_batch_fills_the_free_memory_with_headroom_in_whole_groups():
-    assert plan_batch(512, 10 * MB, 16_000 * MB) == 512  # everything fits
-    assert plan_batch(512, 100 * MB, 16_000 * MB) == 128  # 0.8 * 16000 / 100
-    assert plan_batch(512, 100 * MB, 16_000 * MB, group=3) == 126
-    assert plan_batch(512, 100 * MB, 16_000 * MB, headroom=0.5) == 80
-    assert plan_batch(512, 10_000 * MB, 100 * MB) == 1 and plan_batch(512, 10_000 * MB, 100 * MB, group=4) == 4
-    assert plan_batch(7, 0, 0) == 7  # nothing measured: one pass
-
-
-def test_auto_batch_measures_a_small_batch_and_scales_it_linearly():
-    memory = FakeMemory(per_image=50 * MB, free=16_000 * MB)
-    assert auto_batch(512, 1, memory.run, memory) == 256 and memory.runs == [8]
-    memory = FakeMemory(per_image=50 * MB, free=16_000 * MB, fixed=80 * MB)  # workspaces count as per-image: safe
-    assert auto_batch(512, 1, memory.run, memory) == 213
-    memory = FakeMemory(per_image=50 * MB, free=16_000 * MB)
-    assert auto_batch(12, 3, memory.run, memory) == 12 and memory.runs == [6]  # the probe: whole groups
-    assert auto_batch(5, 1, memory.run, memory) == 5 and memory.runs == [6, 5]  # ... and no more than the total
+from probe.runtime import resolve_precision
 
 
 def gray():
