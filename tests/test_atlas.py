@@ -388,6 +388,17 @@ def test_a_layer_that_runs_twice_is_refused_naming_layers(tmp_path):
     assert atlas_layers(probe.load_model(spec, input_size=16), "all") == [("once", 3)]
 
 
+def test_photos_a_model_cannot_take_are_refused_naming_dataset(tmp_path):
+    """scikit-image's RGB photos for a 4-channel model: the conversion's refusal named no option."""
+    (tmp_path / "four.py").write_text("from torch import nn\n\n\ndef build():\n    return nn.Sequential(nn.Conv2d(4, 3, 3), "
+                                      "nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(3, 2)).eval()\n")
+    result = CliRunner().invoke(cli, ["atlas", "--model", f"{tmp_path / 'four.py'}:build", "--layers", "0", "--dataset",
+                                      "skimage", "--steps", "1", "--input-size", "16", "--out", str(tmp_path / "atlas")])
+    assert result.exit_code == 2 and "Invalid value for '--dataset': --dataset skimage: cannot convert an image with 3 " \
+        "channels to 4" in result.output, result.output
+    assert not (tmp_path / "atlas").exists()
+
+
 def test_the_atlas_files_get_a_new_files_permissions_not_a_temporary_files(small_atlas):
     """Written through a temporary file (mkstemp: 0600), then renamed: others could not read a shared atlas."""
     import stat

@@ -87,7 +87,10 @@ class AtlasData:
             raise ProbeUsageError(f"--dataset {path}: {error}", param="dataset") from None
 
     def _fit(self, image: torch.Tensor) -> torch.Tensor:
-        image = to_channels(image, self.channels)
+        try:
+            image = to_channels(image, self.channels)
+        except ProbeUsageError as error:
+            raise ProbeUsageError(f"--dataset {self.source}: {error}", param="dataset") from None
         return resize(center_crop(image, self.size[1] / self.size[0]), self.size)
 
 

@@ -582,8 +582,9 @@ def build_atlas(
         folder = Path(out).expanduser() if out is not None else (
             Path("runs") / f"atlas-{slug(loaded.name)}-{settings.digest()[:8]}")
         def start() -> None:
+            digests = weights_digest(loaded.module), data.identity()
             _claim_folder(folder, held)
-            _start_folder(folder, settings, force, weights_digest(loaded.module), data.identity())
+            _start_folder(folder, settings, force, *digests)
 
         _on_rank_0(group, start, "starting the atlas folder")
         summary = AtlasSummary(folder, group.rank, group.world, settings, units=sum(settings.units))
