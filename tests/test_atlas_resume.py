@@ -161,3 +161,15 @@ def test_layer_names_that_slug_alike_get_files_of_their_own():
     assert file_stem("layer3.1.conv1") == "layer3.1.conv1"
     assert len({file_stem(n) for n in ("a b", "a-b", "a/b", "a--b")}) == 4
     assert len(file_stem("x" * 300)) <= MAX_STEM and file_stem("x" * 300) != file_stem("x" * 301)
+
+
+def test_an_atlas_folder_named_through_a_link_is_started_and_resumed_in_the_folder_it_points_to(tmp_path):
+    """A fresh atlas into a linked --out was refused at its run file, and an old one's resume failed there
+    after, while a resume of a new one rendered through the link: the link the user named is followed once."""
+    real = tmp_path / "real"
+    real.mkdir()
+    (tmp_path / "named").symlink_to(real, target_is_directory=True)
+    first = build_atlas("digits", out=tmp_path / "named", **TINY)
+    assert first.folder == tmp_path / "named" and (real / RUN_FILE).is_file() and (real / "index.html").is_file()
+    again = build_atlas("digits", out=tmp_path / "named", **TINY)
+    assert again.skipped == again.total and (tmp_path / "named").is_symlink()

@@ -29,6 +29,7 @@ batch, each with one line (:mod:`probe.atlas.distributed`); what was finished is
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -77,7 +78,7 @@ class AtlasSummary:
     """What :func:`build_atlas` did on this rank.
 
     Attributes:
-        folder: the atlas folder.
+        folder: the atlas folder, as the user named it (a link to it stays the link).
         rank, world: this process and the number of processes.
         settings: the atlas's settings.
         rendered: chunks this rank rendered now.
@@ -579,15 +580,17 @@ def build_atlas(
             extra={"model_options": loaded.describe()} if any(v is not None for v in (model_options or {}).values()) else {},
         )  # fmt: skip
         _check_chunk_fits(settings, loaded)
-        folder = Path(out).expanduser() if out is not None else (
+        named = Path(out).expanduser() if out is not None else (
             Path("runs") / f"atlas-{slug(loaded.name)}-{settings.digest()[:8]}")
+        # the atlas folder the user named may be a link (a shared disk's): followed once, here; no link inside it is
+        folder = Path(os.path.realpath(named)) if named.is_symlink() else named
         def start() -> None:
             digests = weights_digest(loaded.module), data.identity()
             _claim_folder(folder, held)
             _start_folder(folder, settings, force, *digests)
 
         _on_rank_0(group, start, "starting the atlas folder")
-        summary = AtlasSummary(folder, group.rank, group.world, settings, units=sum(settings.units))
+        summary = AtlasSummary(named, group.rank, group.world, settings, units=sum(settings.units))
         record, summary.dataset_reused, summary.old_crops = _examples_stage(group, loaded, data, folder, settings, batch, progress)
         chunks = make_chunks(settings.layers, settings.units, chunk)
         missing = _on_rank_0(group, lambda: [i for i, c in enumerate(chunks) if not _done(folder, c, settings.digest())],
