@@ -165,7 +165,7 @@ class ProbeCommand(_RecordsInvocation):
                 raise Interrupted(f"{INTERRUPTED_HEAD}; the finished gallery is kept: {written[-1]}") from None
             raise Interrupted(self.interrupted) from None
         except ProbeUsageError as error:
-            param = self._param(error.param.replace("-", "_")) if error.param else None
+            param = self._named(ctx, error.param.replace("-", "_")) if error.param else None
             if isinstance(error, ModelInputError) and error.param == "size":
                 param = self._size_param(ctx)
             if param is not None:
@@ -196,6 +196,18 @@ class ProbeCommand(_RecordsInvocation):
             self._os_error(ctx, error)
         except Image.DecompressionBombError as error:
             raise click.ClickException(f"refusing an image that decodes to too many pixels: {error}") from None
+
+    def _named(self, ctx: click.Context, name: str) -> click.Parameter | None:
+        """The option a usage error about ``name`` should name: ``name``'s own, unless the user left it out and
+        named the layer another way (:data:`NAMED_BY`: ``--target output:0``, or ``--objective class``, whose
+        layer is the output): then the option they did give."""
+        param = self._param(name)
+        if param is not None and not _given(ctx, param):
+            for other_name, value in NAMED_BY.get(name, ()):
+                other = self._param(other_name)
+                if other is not None and _given(ctx, other) and value in (None, ctx.params.get(other_name)):
+                    return other
+        return param
 
     def _param(self, name: str) -> click.Parameter | None:
         """The command's option ``name``, or its plural (a layer's error names ``layer``; atlas has ``--layers``)."""
@@ -258,6 +270,12 @@ class ProbeCommand(_RecordsInvocation):
             ) from None
         hint = "give the input size it was built for with --size" if self._param("size") else "use another image size"
         raise click.ClickException(f"the model cannot run on this input size ({_first_line(error)}); {hint}") from None
+
+
+NAMED_BY: dict[str, tuple[tuple[str, Any], ...]] = {"layer": (("target", None), ("objective", "class"))}
+"""The other options that name what an error's ``param`` names, most specific first, each with the value that
+makes it name it (None: any): maximize's layer comes from ``--layer``, from ``--target LAYER:UNITS``, or is the
+output for ``--objective class``."""
 
 
 def _given(ctx: click.Context, param: click.Parameter) -> bool:

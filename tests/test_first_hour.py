@@ -1,0 +1,61 @@
+"""What a new user meets first: error lines that name the option they typed, one wording per refusal."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+import probe
+from outputnets import head
+from probe import objectives as O
+from probe.cli.main import cli
+from probe.errors import ProbeUsageError
+
+MAPS = "outputnets:head('maps')"  # an output of several maps (an FPN backbone's): no tensor is the prediction
+HEAD = "output holds no tensor known to be its prediction"
+
+
+def _refusal(*args: str) -> str:
+    """The error line of ``probe ARGS`` (exit code 2, one ``Error:`` line naming an option)."""
+    result = CliRunner().invoke(cli, list(args))
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert len(lines) == 1 and "Traceback" not in result.output, result.output
+    return lines[0]
+
+
+def test_the_output_that_holds_no_prediction_is_refused_in_one_wording_naming_each_callers_option():
+    image = torch.rand(3, 16, 16)
+    with pytest.raises(ProbeUsageError) as maximized:
+        probe.maximize(head("maps"), O.class_logit(0), steps=1, image_size=16)
+    with pytest.raises(ProbeUsageError) as dreamed:
+        probe.dream(head("maps").eval(), image, layers=["output"], octaves=1, steps=1)
+    assert (maximized.value.param, dreamed.value.param) == ("objective", "layer")
+    first, second = str(maximized.value), str(dreamed.value)
+    assert first.startswith(f"Head's {HEAD}") and second.startswith(f"Head's {HEAD}")  # dream's began "the model's"
+    assert first.split(", so ")[0] == second.split(", so ")[0]
+    assert "--layer" in second and "dreamed on" in second
+
+
+@pytest.mark.parametrize(("args", "option"), [
+    (["--objective", "class"], "--objective"),
+    (["--layer", "output"], "--layer"),  # named --objective: the user asked for a layer
+    (["--target", "output:0"], "--target"),
+])
+def test_maximize_on_an_output_without_a_prediction_names_the_option_that_asked_for_it(args, option):
+    line = _refusal("maximize", "--model", MAPS, "--size", "16", "--steps", "1", *args)
+    assert line.startswith(f"Error: Invalid value for '{option}'") and HEAD in line, line
+
+
+def test_a_layer_named_by_target_is_refused_naming_target():
+    line = _refusal("maximize", "--target", "conv9:0", "--steps", "1")  # named --layer, which was never typed
+    assert line.startswith("Error: Invalid value for '--target'") and "did you mean 'conv2'" in line, line
+    line = _refusal("maximize", "--layer", "conv9", "--steps", "1")
+    assert line.startswith("Error: Invalid value for '--layer'"), line
+
+
+def test_dream_on_an_output_without_a_prediction_names_layer():
+    line = _refusal("dream", "digits:3", "--model", MAPS, "--layer", "output", "--octaves", "1", "--steps", "1",
+                    "--size", "16")
+    assert line.startswith("Error: Invalid value for '--layer'") and HEAD in line and "dreamed on" in line, line
