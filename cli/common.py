@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import functools
 import json
+import re
 import shlex
 import sys
 from collections.abc import Callable, Iterable, Sequence
@@ -400,6 +401,29 @@ def load_model_from_options(model: str, weights: str, device: str, seed: int | N
     from probe.models import load_model
 
     return load_model(model, weights=parse_weights(weights), device=device, seed=seed, **model_load_options())
+
+
+def load_pretrained_or_say(command: str, offline: str, model: str, weights: str, device: str,
+                           seed: int | None = 0) -> LoadedModel:
+    """:func:`load_model_from_options`, and when the default model's pretrained weights cannot be downloaded (no
+    internet), one line that says what ``command`` needs and what runs offline instead (``offline``: "dream with
+    the embedded RGB model, --model shapes"). Any other error (a local file, a typo) is raised as it is.
+
+    Raises:
+        ProbeUsageError: (``weights``) the pretrained weights cannot be had here.
+    """
+    try:
+        return load_model_from_options(model, weights, device, seed)
+    except ProbeUsageError as error:
+        reason = re.match(r"cannot get the pretrained weights of .*?\((.*?)\)[.;] ", str(error))
+        if error.param != "weights" or reason is None:
+            raise
+        raise ProbeUsageError(
+            f"probe {command} needs trained weights, and {model}'s pretrained ones (--weights default) "
+            f"cannot be downloaded here ({reason.group(1)}). Offline, {offline}; or give a state_dict file: --model "
+            f"{model} --weights PATH",
+            param="weights",
+        ) from None
 
 
 def device_option(function: F) -> F:

@@ -59,3 +59,8 @@ def test_dream_on_an_output_without_a_prediction_names_layer():
     line = _refusal("dream", "digits:3", "--model", MAPS, "--layer", "output", "--octaves", "1", "--steps", "1",
                     "--size", "16")
     assert line.startswith("Error: Invalid value for '--layer'") and HEAD in line and "dreamed on" in line, line
+
+
+def test_a_missing_weights_file_is_told_as_it_is_not_as_an_offline_download(tmp_path):
+    line = _refusal("style", "digits:3", "digits:5", "--model", "shapes", "--weights", str(tmp_path / "no.pt"))
+    assert "does not exist" in line and "offline" not in line, line  # style appended its offline advice to it
