@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 from click.testing import CliRunner
@@ -11,6 +13,7 @@ from outputnets import head
 from probe import objectives as O
 from probe.cli.main import cli
 from probe.errors import ProbeUsageError
+from test_pages import BROWSER, browser_dom
 
 MAPS = "outputnets:head('maps')"  # an output of several maps (an FPN backbone's): no tensor is the prediction
 HEAD = "output holds no tensor known to be its prediction"
@@ -64,3 +67,24 @@ def test_dream_on_an_output_without_a_prediction_names_layer():
 def test_a_missing_weights_file_is_told_as_it_is_not_as_an_offline_download(tmp_path):
     line = _refusal("style", "digits:3", "digits:5", "--model", "shapes", "--weights", str(tmp_path / "no.pt"))
     assert "does not exist" in line and "offline" not in line, line  # style appended its offline advice to it
+
+
+@pytest.mark.skipif(BROWSER is None, reason="no Chromium installed")
+def test_an_overview_plot_is_drawn_at_its_own_size_not_stretched_to_the_page(tmp_path):
+    # every extra (prediction chart, history, contact sheet) was stretched to the page's width: a 420 px bar
+    # chart of five classes drawn 1200 px wide in a 1280 px window, its labels three times their size
+    from PIL import Image
+
+    from probe.gallery import Gallery
+
+    folder = tmp_path / "run"
+    folder.mkdir()
+    gallery = Gallery(folder, command="attribute", title="t")
+    gallery.add(Image.new("L", (28, 28)), "a.png", "a")
+    gallery.add_extra("chart.png", "a chart", image=Image.new("RGB", (420, 220), "white"))
+    gallery.write()
+    dom = browser_dom(folder / "index.html", """window.addEventListener('load', function () {
+      var img = document.querySelector('.extras img[src="chart.png"]');
+      document.body.setAttribute('data-width', Math.round(img.getBoundingClientRect().width)); });""")
+    width = re.search(r'data-width="(\d+)"', dom)
+    assert width is not None and int(width.group(1)) <= 422, dom[-400:]  # its own width and a 1 px border
