@@ -88,3 +88,13 @@ def test_an_overview_plot_is_drawn_at_its_own_size_not_stretched_to_the_page(tmp
       document.body.setAttribute('data-width', Math.round(img.getBoundingClientRect().width)); });""")
     width = re.search(r'data-width="(\d+)"', dom)
     assert width is not None and int(width.group(1)) <= 422, dom[-400:]  # its own width and a 1 px border
+
+
+@pytest.mark.parametrize(("mark", "text"), [(371.1, "371.1 \u2192"), (-500.0, "\u2190 \u2212500"), (-50.0, "\u221250")])
+def test_an_atlas_histogram_labels_its_synthetic_mark_and_says_when_it_lies_off_the_scale(mark, text):
+    # digits conv2 unit 7: the dataset spans -106 to -18, the synthetic image scores 371; its red line was
+    # drawn at -18, the best example's place, with no value
+    from probe.gallery.atlas import histogram_svg
+
+    svg = histogram_svg({"start": -106.0, "width": 8.8, "counts": [1, 3, 9, 4, 2, 1, 1, 1, 1, 1]}, mark=mark)
+    assert f">{text}</text>" in svg, svg[-300:]
