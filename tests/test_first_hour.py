@@ -98,3 +98,14 @@ def test_an_atlas_histogram_labels_its_synthetic_mark_and_says_when_it_lies_off_
 
     svg = histogram_svg({"start": -106.0, "width": 8.8, "counts": [1, 3, 9, 4, 2, 1, 1, 1, 1, 1]}, mark=mark)
     assert f">{text}</text>" in svg, svg[-300:]
+
+
+def test_a_maximize_gallerys_title_tells_its_penalties_and_parametrization_apart(tmp_path):
+    # 'digits fc2 (class, robust)' headed the unconstrained classes and the L1 ones alike, and a MACO render
+    # was titled 'robust' only, the preset whose Fourier parametrization it replaced
+    digits = probe.load_model("digits")
+    titles = {}
+    for name, objective, param in (("l1", O.class_logit([0, 1]) - 0.3 * O.l1(), None), ("maco", "conv2:7", "maco")):
+        probe.maximize(digits, objective, steps=2, param=param).save(tmp_path / name)
+        titles[name] = re.search(r"<h1>([^<]*)</h1>", (tmp_path / name / "index.html").read_text()).group(1)
+    assert titles == {"l1": "digits output (class, robust, L1 0.3)", "maco": "digits conv2 (channel, robust, maco)"}
