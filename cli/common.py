@@ -362,7 +362,8 @@ def model_options(
             click.option("--model-arg", multiple=True, metavar="KEY=VALUE",
                          help="Keyword argument for the model's builder (repeatable; default: none): "
                               "--model-arg num_classes=10."),
-            click.option("--weights", default=weights_default, show_default=True, metavar="default|none|PATH",
+            click.option("--weights", cls=WeightsOption, default=weights_default, show_default=True,
+                         metavar="default|none|PATH",
                          help="Weights: 'default' (zoo: shipped; torchvision/timm: pretrained, downloaded once), "
                               "'none' (random init from --seed), or a file: a state_dict or a training checkpoint "
                               "holding one (.pt/.pth/.bin/.ckpt, read with weights_only=True, or .safetensors; "
@@ -376,6 +377,16 @@ def model_options(
         return decorated  # type: ignore[no-any-return]
 
     return decorate
+
+
+class WeightsOption(click.Option):
+    """``--weights``, whose help says where ``none``'s random weights come from: ``--seed`` where the command has
+    one, else seed 0 (``probe filters``, ``activations`` and ``layers`` draw nothing else, and have none)."""
+
+    def get_help_record(self, ctx: click.Context) -> tuple[str, str] | None:
+        if not any(param.name == "seed" for param in ctx.command.params):
+            self.help = (self.help or "").replace("(random init from --seed)", "(random init, seed 0)")
+        return super().get_help_record(ctx)
 
 
 def model_load_options() -> dict[str, Any]:
