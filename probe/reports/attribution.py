@@ -45,7 +45,7 @@ def entries(result: Attribution) -> list[Entry]:
               f"input; target {result.target_label}: {result.prediction.describe(result.target)}", fields={"kind": "input"})
     ]
     second = [Entry(legend(POSITIVE, size=max(result.image.shape[-2:])), "scale.png",
-                    "scale: 0 (bottom) to each map's 99th percentile (top)",
+                    "scale: 0 to the 99th percentile",
                     fields={"kind": "scale"})]
     for method in methods:
         heat = result.heatmaps[method]
