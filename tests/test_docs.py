@@ -82,9 +82,9 @@ ONLY_PARSED = {
 
 
 def readme_commands() -> list[str]:
-    """Every ``probe`` command line of README.md's bash blocks, comments dropped (``torchrun ... -m probe X``
-    and ``pip install -e . && probe X`` give ``probe X``)."""
-    text = README.read_text(encoding="utf-8")
+    """Every ``probe`` command line of the bash blocks of README.md and docs/, comments dropped, each once
+    (``torchrun ... -m probe X`` and ``pip install -e . && probe X`` give ``probe X``)."""
+    text = "\n".join(page.read_text(encoding="utf-8") for page in [README, *sorted((ROOT / "docs").rglob("*.md"))])
     lines = [line for block in re.findall(r"```bash\n(.*?)```", text, flags=re.S) for line in block.splitlines()]
     commands = []
     for line in lines:
