@@ -37,7 +37,7 @@ def image_slug(image: str) -> str:
              help="Layer(s) to show. Default: every Conv2d layer.")
 @click.option("--all", "all_layers", is_flag=True, help="Every layer (but flatten/dropout/identity, which repeat their input).")
 @click.option("--top", type=count(1), default=None,
-              help="Show only the K most active channels per layer, most active first (default: every "
+              help="Show only the N most active channels per layer, most active first (default: every "
                    "channel, in order): --top 8.")
 @click.option("--limit", type=count(1), default=64, show_default=True,
               help="Without --top, show at most this many channels per layer (in index order).")
@@ -50,7 +50,7 @@ def image_slug(image: str) -> str:
 @gallery_command
 def command(image: str, model: str, weights: str, layer: list[str] | None, all_layers: bool, top: int | None,
             limit: int, scale: str, size: str | None, device: str, out: Path | None, force: bool) -> None:
-    """Show the feature maps every layer computes for IMAGE, and the prediction.
+    """Show the feature maps the convolutions (or, with --all, every layer) compute for IMAGE, and the prediction.
 
     IMAGE is a file, skimage:NAME (astronaut, coffee, chelsea, ...) or a zoo
     sample: digits:N (the N-th bundled digit), xo:x, xo:o, shapes:star, ...

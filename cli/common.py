@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import functools
 import json
+import re
 import shlex
 import sys
 from collections.abc import Callable, Iterable, Sequence
@@ -165,7 +166,7 @@ class ProbeCommand(_RecordsInvocation):
                 raise Interrupted(f"{INTERRUPTED_HEAD}; the finished gallery is kept: {written[-1]}") from None
             raise Interrupted(self.interrupted) from None
         except ProbeUsageError as error:
-            param = self._param(error.param.replace("-", "_")) if error.param else None
+            param = self._named(ctx, error.param.replace("-", "_")) if error.param else None
             if isinstance(error, ModelInputError) and error.param == "size":
                 param = self._size_param(ctx)
             if param is not None:
@@ -196,6 +197,18 @@ class ProbeCommand(_RecordsInvocation):
             self._os_error(ctx, error)
         except Image.DecompressionBombError as error:
             raise click.ClickException(f"refusing an image that decodes to too many pixels: {error}") from None
+
+    def _named(self, ctx: click.Context, name: str) -> click.Parameter | None:
+        """The option a usage error about ``name`` should name: ``name``'s own, unless the user left it out and
+        named the layer another way (:data:`NAMED_BY`: ``--target output:0``, or ``--objective class``, whose
+        layer is the output): then the option they did give."""
+        param = self._param(name)
+        if param is not None and not _given(ctx, param):
+            for other_name, value in NAMED_BY.get(name, ()):
+                other = self._param(other_name)
+                if other is not None and _given(ctx, other) and value in (None, ctx.params.get(other_name)):
+                    return other
+        return param
 
     def _param(self, name: str) -> click.Parameter | None:
         """The command's option ``name``, or its plural (a layer's error names ``layer``; atlas has ``--layers``)."""
@@ -258,6 +271,12 @@ class ProbeCommand(_RecordsInvocation):
             ) from None
         hint = "give the input size it was built for with --size" if self._param("size") else "use another image size"
         raise click.ClickException(f"the model cannot run on this input size ({_first_line(error)}); {hint}") from None
+
+
+NAMED_BY: dict[str, tuple[tuple[str, Any], ...]] = {"layer": (("target", None), ("objective", "class"))}
+"""The other options that name what an error's ``param`` names, most specific first, each with the value that
+makes it name it (None: any): maximize's layer comes from ``--layer``, from ``--target LAYER:UNITS``, or is the
+output for ``--objective class``."""
 
 
 def _given(ctx: click.Context, param: click.Parameter) -> bool:
@@ -343,7 +362,8 @@ def model_options(
             click.option("--model-arg", multiple=True, metavar="KEY=VALUE",
                          help="Keyword argument for the model's builder (repeatable; default: none): "
                               "--model-arg num_classes=10."),
-            click.option("--weights", default=weights_default, show_default=True, metavar="default|none|PATH",
+            click.option("--weights", cls=WeightsOption, default=weights_default, show_default=True,
+                         metavar="default|none|PATH",
                          help="Weights: 'default' (zoo: shipped; torchvision/timm: pretrained, downloaded once), "
                               "'none' (random init from --seed), or a file: a state_dict or a training checkpoint "
                               "holding one (.pt/.pth/.bin/.ckpt, read with weights_only=True, or .safetensors; "
@@ -357,6 +377,16 @@ def model_options(
         return decorated  # type: ignore[no-any-return]
 
     return decorate
+
+
+class WeightsOption(click.Option):
+    """``--weights``, whose help says where ``none``'s random weights come from: ``--seed`` where the command has
+    one, else seed 0 (``probe filters``, ``activations`` and ``layers`` draw nothing else, and have none)."""
+
+    def get_help_record(self, ctx: click.Context) -> tuple[str, str] | None:
+        if not any(param.name == "seed" for param in ctx.command.params):
+            self.help = (self.help or "").replace("(random init from --seed)", "(random init, seed 0)")
+        return super().get_help_record(ctx)
 
 
 def model_load_options() -> dict[str, Any]:
@@ -382,6 +412,29 @@ def load_model_from_options(model: str, weights: str, device: str, seed: int | N
     from probe.models import load_model
 
     return load_model(model, weights=parse_weights(weights), device=device, seed=seed, **model_load_options())
+
+
+def load_pretrained_or_say(command: str, offline: str, model: str, weights: str, device: str,
+                           seed: int | None = 0) -> LoadedModel:
+    """:func:`load_model_from_options`, and when the default model's pretrained weights cannot be downloaded (no
+    internet), one line that says what ``command`` needs and what runs offline instead (``offline``: "dream with
+    the embedded RGB model, --model shapes"). Any other error (a local file, a typo) is raised as it is.
+
+    Raises:
+        ProbeUsageError: (``weights``) the pretrained weights cannot be had here.
+    """
+    try:
+        return load_model_from_options(model, weights, device, seed)
+    except ProbeUsageError as error:
+        reason = re.match(r"cannot get the pretrained weights of .*?\((.*?)\)[.;] ", str(error))
+        if error.param != "weights" or reason is None:
+            raise
+        raise ProbeUsageError(
+            f"probe {command} needs trained weights, and {model}'s pretrained ones (--weights default) "
+            f"cannot be downloaded here ({reason.group(1)}). Offline, {offline}; or give a state_dict file: --model "
+            f"{model} --weights PATH",
+            param="weights",
+        ) from None
 
 
 def device_option(function: F) -> F:

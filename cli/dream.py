@@ -15,11 +15,11 @@ from probe.cli.common import (
     fail_if_diverged,
     gallery_command,
     list_option,
+    load_pretrained_or_say,
     model_options,
     note,
     option_given,
     out_options,
-    load_model_from_options,
     progress_bar,
     shared,
     speed_options,
@@ -60,21 +60,6 @@ def parse_channels(parts: list[str] | None) -> list[int] | None:
             f"channels must be indices or ranges such as 5, 0-9 or 0,4,7-9; got {','.join(parts)!r}", param="channels"
         ) from None
     return sorted(chosen)
-
-
-def _load(model: str, weights: str, device: str, seed: int) -> LoadedModel:
-    """Load ``model``; when pretrained weights cannot be had (offline), say how to dream anyway."""
-    try:
-        return load_model_from_options(model, weights, device, seed)
-    except ProbeUsageError as error:
-        if error.param != "weights" or weights.lower() not in ("default", "pretrained"):
-            raise
-        raise ProbeUsageError(
-            f"probe dream needs trained weights and uses {model} with its pretrained ImageNet weights by default, "
-            f"which cannot be downloaded here. Offline, dream with the embedded RGB model: --model shapes; or give "
-            f"a state_dict file: --model {model} --weights PATH. ({str(error).split(' torchvision downloads')[0]})",
-            param="weights",
-        ) from None
 
 
 AUTO_MIN_SIDE = 256
@@ -184,7 +169,8 @@ def command(image: str, model: str, weights: str, layer: list[str] | None, layer
     if layer_weight and not any(layer_weight):
         raise ProbeUsageError("every layer's weight is 0: the objective would be 0 and the dream the input itself; "
                               "give at least one weight that is not 0", param="layer_weight")
-    loaded = _load(model, weights, device, seed)
+    loaded = load_pretrained_or_say("dream", "dream with the embedded RGB model, --model shapes", model, weights, device,
+                                    seed)
     picture = _input_image(image, loaded, size)
     if frames:  # every frame is kept for the PNGs and the GIF: --frames 2147483647 ran on for ever
         check_fits(4.0 * (frames + 1) * picture.numel(), "cpu", f"{frames:,} frames of {picture.shape[-2]}x"

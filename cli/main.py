@@ -16,7 +16,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "maximize": ("maximize", "Synthesize the images that maximize a layer's filters, neurons or classes."),
     "dream": ("dream", "Deep Dream: make the network exaggerate what it sees in IMAGE."),
     "style": ("style", "Paint CONTENT in the style of STYLE (Gatys et al.'s Gram-matrix style transfer)."),
-    "activations": ("activations", "Show the feature maps every layer computes for IMAGE, and the prediction."),
+    "activations": ("activations", "Show the feature maps the convolutions (or, with --all, every layer) compute for "
+                                   "IMAGE, and the prediction."),
     "filters": ("filters", "Draw the kernels of a convolution layer: one image per filter."),
     "attribute": ("attribute", "Explain the prediction for IMAGE: heatmaps of the pixels that drove it."),
     "train": ("train", "Train the embedded zoo model NAME (digits, lenet5, xo, shapes) on the CPU."),

@@ -13,11 +13,11 @@ from probe.cli.common import (
     fail_if_diverged,
     gallery_command,
     list_option,
+    load_pretrained_or_say,
     model_options,
     note,
     note_tiny_size,
     out_options,
-    load_model_from_options,
     progress_bar,
     shared,
     snapshots_option,
@@ -150,16 +150,8 @@ def command(
         raise ProbeUsageError("--content-weight and --style-weight are both 0: nothing would be transferred (the "
                               "result would be CONTENT, smoothed at most); give either a weight above 0",
                               param="style_weight")
-    try:
-        loaded = load_model_from_options(model, weights, device, seed)
-    except ProbeUsageError as error:
-        if error.param != "weights" or Path(weights).expanduser().exists():  # a local file that failed: as it is
-            raise
-        raise ProbeUsageError(
-            f"{error} -- for style transfer offline use --model shapes (the embedded RGB model) "
-            f"or --weights PATH (a {model} state_dict file)",
-            param="weights",
-        ) from None
+    loaded = load_pretrained_or_say("style", "transfer colour and coarse texture with the embedded RGB model, "
+                                    "--model shapes", model, weights, device, seed)
     note_tiny_size(min(scales) if scales else parsed_size, loaded)
     what = "-".join([_stem(content), *(_stem(s) for s in styles[:2])])
     destination = check_out_dir(out, Path("runs") / f"style-{slug(model)}-{what}", force=force)

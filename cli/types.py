@@ -104,6 +104,8 @@ class Count(click.IntRange):
     def _describe_range(self) -> str:
         if self.max == MAX_COUNT and self.min is not None:
             return f"x>={self.min}"
+        if self.max == MAX_SEED and self.min is not None:  # not 9223372036854775807 in every command's help
+            return f"{self.min}<=x<2^63"
         return super()._describe_range()
 
 

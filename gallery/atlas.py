@@ -167,6 +167,13 @@ def histogram_svg(histogram: Mapping[str, Any], *, width: int = 320, height: int
     if mark is not None and end > start:
         x = min(max((mark - start) / (end - start), 0.0), 1.0) * width
         line = f"<line x1=\"{x:.2f}\" x2=\"{x:.2f}\" y1=\"0\" y2=\"{height - 14}\" stroke=\"#c01c28\" stroke-width=\"2\"/>"
+        # its value, and an arrow where it lies off the dataset's scale (a synthetic image far above every
+        # example was drawn at the axis's end, as if it scored like the best example)
+        text = f"{_value(mark)} \u2192" if mark > end else f"\u2190 {_value(mark)}" if mark < start else _value(mark)
+        anchor = "end" if x > width / 2 else "start"
+        shift = -4 if anchor == "end" else 4
+        line += (f"<text x=\"{x + shift:.2f}\" y=\"10\" text-anchor=\"{anchor}\" fill=\"#c01c28\">"
+                 f"{escape(text)}</text>")
     labels = (f"<text x=\"0\" y=\"{height - 2}\">{escape(_value(start))}</text>"
               f"<text x=\"{width}\" y=\"{height - 2}\" text-anchor=\"end\">{escape(_value(end))}</text>")
     return (f"<svg class=\"hist\" width=\"{width}\" height=\"{height}\" viewBox=\"0 0 {width} {height}\" "

@@ -47,7 +47,7 @@ figure img{width:100%;height:auto;display:block;image-rendering:auto}
 img.small{image-rendering:pixelated}
 figcaption{font-size:.8rem;color:var(--muted);margin-top:4px;overflow-wrap:anywhere}
 figcaption b{color:var(--fg);font-weight:600}
-.extras img{max-width:100%;height:auto;border:1px solid var(--line)}
+.extras img{width:auto;max-width:100%;height:auto;border:1px solid var(--line)}
 .controls{display:flex;gap:.8rem;align-items:center;font-size:.85rem;margin:.4rem 0 .8rem;color:var(--muted)}
 .controls input{min-width:12rem}
 .thumbs{display:grid;grid-template-columns:repeat(var(--n),1fr);gap:3px}

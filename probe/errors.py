@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from typing import Any
 
 __all__ = ["ProbeError", "ProbeUsageError", "ProbeRuntimeError", "unknown_name", "closest", "check_depends_on_image",
-           "output_not_a_tensor"]
+           "output_not_a_tensor", "OUTPUT_USES"]
 
 
 class ProbeError(Exception):
@@ -98,17 +98,33 @@ def check_depends_on_image(score: Any, layers: Iterable[str], *, param: str = "l
         )
 
 
-def output_not_a_tensor(model: str) -> ProbeUsageError:
-    """The error for an objective on the model's output when no tensor of it is known to be the prediction.
+OUTPUT_USES = {
+    "objective": ("no class score or output unit can be read from it", "maximize a layer instead (--layer, a channel "
+                  "objective)"),
+    "layer": ("it cannot be dreamed on, nor maximized as a layer", "name one of its layers instead (--layer; 'probe layers MODEL' "
+              "lists them)"),
+}
+"""What each option that can name the output (``param``) cannot do with it, and what to ask for instead."""
+
+
+def output_not_a_tensor(model: str, *, param: str = "objective") -> ProbeUsageError:
+    """The one error for a request on the model's output when no tensor of it is known to be the prediction.
 
     The output is read as :func:`probe.hooks.output_of` reads it: a tensor, a dict's (or ``ModelOutput``'s)
     ``logits`` or ``out`` or only tensor, a tuple's first tensor. A dict of several maps (torchvision's FPN
     backbone), a detector's per-image dicts or a transformers base model's features give none.
+
+    Args:
+        model: the model's name, as the message starts with it (``"resnet50"``, ``"path/net.py:build"``).
+        param: the argument that named the output, so the CLI names its option: ``"objective"`` (a class
+            objective, a neuron of ``output``; the default) or ``"layer"`` (``--layer output``, a dream on the
+            output). One wording for every caller; only what was refused and what to do instead follow
+            ``param`` (:data:`OUTPUT_USES`).
     """
+    refused, instead = OUTPUT_USES[param]
     return ProbeUsageError(
         f"{model}'s output holds no tensor known to be its prediction (a dict of several maps, detections, or a "
-        "base model's features), so no class score or output unit can be read from it: class objectives need a "
-        "forward that returns (N, classes) logits, a dict with 'logits' or 'out', or a tuple that starts with "
-        "them; wrap the model so that it does, or maximize a layer instead (--layer, a channel objective)",
-        param="objective",
+        f"base model's features), so {refused}: wrap the model so that its forward returns (N, classes) logits, a "
+        f"dict with 'logits' or 'out', or a tuple that starts with them, or {instead}",
+        param=param,
     )

@@ -1062,8 +1062,8 @@ def inspect_layer(model: LoadedModel | nn.Module, layer: str, image_size: int | 
     channels_last = channels_last_layers(loaded.module, blank)  # a pass that fails keeps what it found
     if layer == INPUT:
         raise ProbeUsageError("'input' is the image itself; name a layer of the model", param="layer")
-    if layer == OUTPUT and layer not in acts:
-        raise output_not_a_tensor(loaded.name)
+    if layer == OUTPUT and layer not in acts:  # named as a layer (--layer output, --target output:0)
+        raise output_not_a_tensor(loaded.name, param="layer")
     if layer not in acts and acts.calls.get(layer, 0) <= 1:  # a module that runs twice: acts[layer] names its calls
         raise ProbeUsageError(f"layer {layer!r} does not run in a forward pass of {loaded.name} in eval mode "
                               "(an auxiliary head?); choose another layer", param="layer")

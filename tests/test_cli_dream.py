@@ -59,6 +59,8 @@ def test_offline_default_model_names_shapes_and_weights_path(runner, photo):
     result = runner.invoke(cli, ["dream", str(photo)])
     assert result.exit_code == 2
     assert "--model shapes" in result.output and "--weights PATH" in result.output
+    assert ("probe dream needs trained weights, and googlenet's pretrained ones (--weights default) cannot be "
+            "downloaded here") in result.output  # one wording with style's (probe.cli.common.load_pretrained_or_say)
 
 
 @pytest.mark.parametrize(

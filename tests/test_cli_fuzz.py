@@ -148,7 +148,7 @@ def test_out_of_memory_advice_names_this_commands_options(args, says, never, mon
     def fail(*args, **kwargs):
         raise MemoryError
 
-    module = "probe.cli.filters" if args[0] == "filters" else "probe.cli.dream"
+    module = "probe.cli.filters" if args[0] == "filters" else "probe.cli.common"  # dream's load_pretrained_or_say
     monkeypatch.setattr(f"{module}.load_model_from_options", fail)
     line = one_error(CliRunner().invoke(cli, args), 1)
     assert "ran out of memory" in line and says in line and never not in line

@@ -80,6 +80,8 @@ def test_default_model_offline_names_the_offline_choices(runner, tmp_path):
     result = runner.invoke(cli, ["style", "skimage:astronaut", "skimage:coffee", "--out", str(tmp_path / "x")])
     assert result.exit_code == 2
     assert "--model shapes" in result.output and "--weights PATH" in result.output
+    assert ("probe style needs trained weights, and vgg19's pretrained ones (--weights default) cannot be "
+            "downloaded here") in result.output  # it appended "-- for style transfer offline" to torchvision's words
 
 
 @pytest.mark.parametrize(

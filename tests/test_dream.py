@@ -258,3 +258,14 @@ def test_googlenet_with_random_weights_at_a_small_size():
     assert result.options["layers"] == ["inception4c"]
     assert result.image.shape == (3, 64, 64) and torch.isfinite(result.image).all()
     assert result.objective_after > 0
+
+
+def test_the_objective_plot_says_what_was_maximized_of_which_layers():
+    # its y axis read "objective" whatever the dream maximized
+    from probe.reports.dream import objective_label
+
+    assert objective_label({"objective": "l2", "layers": ["relu3_1"]}) == "mean squared activation of relu3_1"
+    assert objective_label({"objective": "mean", "layers": ["a", "b"]}) == "mean activation of a, b"
+    assert objective_label({"objective": "l2", "layers": ["relu3_1"], "guide": "shapes:stripes"}) == (
+        "match with the guide's features of relu3_1")
+    assert objective_label({}) == "objective"

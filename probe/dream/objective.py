@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from probe.checks import check_indices, check_number, check_numbers
-from probe.errors import ProbeRuntimeError, ProbeUsageError, check_depends_on_image
+from probe.errors import ProbeRuntimeError, ProbeUsageError, check_depends_on_image, output_not_a_tensor
 from probe.forward import ModelInputError, image_grad
 from probe.hooks import OUTPUT, capture
 from probe.images import resize
@@ -118,10 +118,7 @@ class DreamObjective:
             raise refused from None
         missing = [name for name in self.layers if name not in acts]
         if OUTPUT in missing:  # the pass ran, but its output holds no tensor known to be the prediction
-            raise ProbeUsageError(
-                "the model's output holds no tensor known to be its prediction (a dict of several maps, detections, "
-                "or a base model's features), so it cannot be dreamed on; name one of its layers instead",
-                param="layer")
+            raise output_not_a_tensor(self.loaded.name, param="layer")
         if missing:
             raise ProbeUsageError(f"layer(s) {', '.join(missing)} did not run in the model's forward pass", param="layer")
         return acts

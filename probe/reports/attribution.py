@@ -44,7 +44,8 @@ def entries(result: Attribution) -> list[Entry]:
         Entry(to_pil(result.image), "input.png",
               f"input; target {result.target_label}: {result.prediction.describe(result.target)}", fields={"kind": "input"})
     ]
-    second = [Entry(legend(POSITIVE, size=max(result.image.shape[-2:])), "scale.png", "scale: 0 (bottom) to 1",
+    second = [Entry(legend(POSITIVE, size=max(result.image.shape[-2:])), "scale.png",
+                    "scale: 0 to the 99th percentile",
                     fields={"kind": "scale"})]
     for method in methods:
         heat = result.heatmaps[method]

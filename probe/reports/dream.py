@@ -105,8 +105,24 @@ def save_gallery(result: DreamResult, folder: str | Path, **fields: Any) -> Path
     return folder
 
 
+OBJECTIVE_WORDS = {"l2": "mean squared activation", "mean": "mean activation",
+                   "guide": "match with the guide's features"}
+"""What each dream objective is, for the plot's axis (:mod:`probe.dream.objective`)."""
+
+
+def objective_label(options: dict[str, Any]) -> str:
+    """The objective plot's y label: what is maximized, of which layers (``"mean squared activation of
+    relu3_1"``); ``"objective"`` where the options do not say."""
+    kind = "guide" if options.get("guide") else options.get("objective")
+    layers = options.get("layers") or []
+    if kind not in OBJECTIVE_WORDS:
+        return "objective"
+    return f"{OBJECTIVE_WORDS[kind]} of {', '.join(layers)}" if layers else OBJECTIVE_WORDS[kind]
+
+
 def _history_figure(result: DreamResult) -> Any:
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     figure = Figure(figsize=(6, 3))  # no pyplot: no global state, no GUI backend
     axis = figure.subplots()
@@ -116,7 +132,8 @@ def _history_figure(result: DreamResult) -> Any:
         for boundary in range(steps, len(result.history), steps):
             axis.axvline(boundary + 0.5, color="#bbb", linewidth=0.6)
     axis.set_xlabel("step (grey lines: octave boundaries)")
-    axis.set_ylabel("objective")
+    axis.set_ylabel(objective_label(result.options), fontsize=8)
+    axis.xaxis.set_major_locator(MaxNLocator(integer=True))  # steps are whole: no 1.2, 1.4 on a short run
     axis.set_title(f"before {number(result.objective_before)}, after {number(result.objective_after)}")
     figure.tight_layout()
     return figure

@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
 
     from probe.optimize import MaximizeResult
 
-__all__ = ["save_gallery", "contact_sheet", "preview", "captions", "file_stems", "SCORE_SYMBOLS"]
+__all__ = ["save_gallery", "recipe", "contact_sheet", "preview", "captions", "file_stems", "SCORE_SYMBOLS"]
 
 SCORE_SYMBOLS = {"channel": "a", "neuron": "n", "class": "logit", "direction": "d"}
 """How captions name the score of each kind of objective (``a`` = degree of activation)."""
@@ -129,6 +130,24 @@ def _add_maps(gallery: Any, result: MaximizeResult, stems: list[str], texts: lis
                         unit=result.units[i], map=name, map_max=float(value.max()))
 
 
+def recipe(result: MaximizeResult, fields: dict[str, Any]) -> list[str]:
+    """What tells two sheets of one layer apart, for their titles: the objective's kind, the preset, the
+    parametrization where it is not the preset's own (``maco`` under ``robust``), and each penalty with its weight
+    as the expression states it (``L1 0.3``): ``["class", "robust", "L1 0.3"]``."""
+    from probe.optimize import PRESETS
+
+    preset = fields.get("preset")
+    parts = [result.kind, str(preset)]
+    param = fields.get("options", {}).get("param")
+    if param and preset in PRESETS and param != PRESETS[preset].param:
+        parts.append(param)
+    for name, short in _PENALTY_SYMBOLS.items():
+        weight = re.search(rf"(?:^|[-+] )([0-9][0-9.e+-]*) \* {name}\b", result.objective)
+        if name in result.terms:
+            parts.append(f"{short} {weight.group(1)}" if weight else short)
+    return parts
+
+
 def save_gallery(result: MaximizeResult, folder: str | Path, *, cell: int = 128, **fields: Any) -> Path:
     """Write ``result`` as a gallery into ``folder`` (created if needed) and return the folder.
 
@@ -164,7 +183,7 @@ def save_gallery(result: MaximizeResult, folder: str | Path, *, cell: int = 128,
         "options": options,
         **fields,
     }
-    title = f"{result.model} {_layer_name(result)} ({result.kind}, {run_fields['preset']})"  # short: fits 3 columns
+    title = f"{result.model} {_layer_name(result)} ({', '.join(recipe(result, run_fields))})"  # short: fits 3 columns
     gallery = Gallery(folder, command="maximize", title=title, fields=run_fields, version=__version__)
     stems = file_stems(result)
     texts = captions(result)
