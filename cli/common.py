@@ -70,8 +70,9 @@ SHAPE_WORDS = (
     "doesn't match model",  # a fixed-size ViT: timm's AssertionError, transformers' ValueError
 )
 """Substrings of torch's errors for an input size the model cannot take (too small, or not its fixed size)."""
-DISK_FAILURES = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO})
-"""``OSError`` codes that say the disk is full, read-only or failing: exit 1, whatever file they concern."""
+DISK_FAILURES = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EFBIG})
+"""``OSError`` codes that say the disk is full, read-only or failing, or a file outgrew ``ulimit -f``: exit 1, whatever
+file they concern."""
 
 
 def out_of_memory_advice(error: BaseException, command: click.Command | None = None,

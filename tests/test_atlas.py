@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -431,3 +432,18 @@ def test_writing_the_site_marks_progress_after_every_page(small_atlas, tmp_path)
     ticks = []
     write_site(copy, atlas, tick=lambda: ticks.append(1))
     assert len(ticks) == sum(len(layer["units"]) for layer in atlas["layers"]) > 0
+
+
+def test_a_file_over_the_process_size_limit_gets_advice(tmp_path, monkeypatch):
+    """EFBIG (``ulimit -f``) was not among the disk failures: 'Error: File too large' and nothing to do."""
+    import errno
+
+    import probe.atlas.runner as runner
+
+    def too_large(*args, **kwargs):
+        raise OSError(errno.EFBIG, os.strerror(errno.EFBIG))
+
+    monkeypatch.setattr(runner, "write_png", too_large)
+    result = CliRunner().invoke(cli, ["atlas", "--layers", "conv1", "--steps", "1", "--max-units", "1",
+                                      "--out", str(tmp_path / "atlas")])
+    assert result.exit_code == 1 and "ulimit -f" in result.output and "Traceback" not in result.output, result.output

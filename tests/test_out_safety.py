@@ -333,7 +333,7 @@ def test_layers_whose_names_slug_alike_get_distinct_files(runner, in_tmp):
 # 8. A full or read-only disk: one line, exit 1, the old gallery intact, no staging left.
 
 
-@pytest.mark.parametrize("code", [errno.ENOSPC, errno.EROFS])
+@pytest.mark.parametrize("code", [errno.ENOSPC, errno.EROFS, errno.EFBIG])
 def test_a_full_or_read_only_disk_leaves_the_old_gallery_and_no_staging(runner, old, monkeypatch, code):
     folder, before = old
     real_save = Image.Image.save
@@ -613,7 +613,8 @@ def test_sigterm_keeps_a_parents_choice_and_torchrun_s(monkeypatch):
 
 
 @pytest.mark.parametrize("code, advice", [(errno.ENOSPC, "free some space"), (errno.EROFS, "read-only"),
-                                          (errno.EACCES, "may write in"), (errno.ENOENT, "choose another --out")])
+                                          (errno.EACCES, "may write in"), (errno.ENOENT, "choose another --out"),
+                                          (errno.EFBIG, "ulimit -f")])
 def test_a_disk_failure_mid_png_leaves_no_half_file_and_says_what_to_do(runner, in_tmp, monkeypatch, code, advice):
     """The disk fails inside the fourth PNG, after half its bytes: no file of the run is left anywhere, and the
     one line's advice fits the failure (no 'free some space' for a read-only disk)."""
