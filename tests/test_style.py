@@ -233,6 +233,20 @@ def test_style_network_shares_weights_and_leaves_the_model_alone():
         style_network(nn.Sequential(nn.Conv2d(3, 3, 1)), "avg")
 
 
+def test_style_network_of_a_pruned_model_is_a_view_too():
+    """A pruned conv's ``weight`` is a plain tensor deepcopy refuses: the view fell back to the model itself
+    (in-place ReLUs kept) and ``pooling="avg"`` was refused as 'cannot be copied'."""
+    from torch.nn.utils import prune
+
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2)).eval()
+    prune.l1_unstructured(model[0], "weight", amount=0.5)
+    for pooling in ("max", "avg"):
+        view, _ = style_network(model, pooling)
+        assert view is not model and not view[1].inplace and view[0].weight_orig is model[0].weight_orig
+    x = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(view[:2](x), model[:2](x)) and model[1].inplace and model[0]._forward_pre_hooks
+
+
 # --- the loop ------------------------------------------------------------------------------------
 
 

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import copy
-import itertools
 from typing import Literal
 
 from torch import nn
 
 from probe.errors import ProbeUsageError
+from probe.models.types import shared_memo
 
 __all__ = ["Pooling", "style_network"]
 
@@ -42,7 +42,7 @@ def style_network(module: nn.Module, pooling: Pooling = "max") -> tuple[nn.Modul
     """
     if pooling not in ("max", "avg"):
         raise ProbeUsageError(f"unknown pooling {pooling!r}; poolings are: max, avg", param="pooling")
-    shared = {id(t): t for t in itertools.chain(module.parameters(), module.buffers())}
+    shared = shared_memo(module)
     try:
         view = copy.deepcopy(module, shared)
     except Exception:  # TorchScript and exotic modules: use the model as it is
