@@ -250,7 +250,7 @@ def command(ctx: click.Context, model: str, weights: str, layers: list[str] | No
     if summary.rank == 0:
         rate = ""
         if summary.rendered and summary.seconds > 0:
-            rate = f" ({len(summary.rendered)} chunks on this process in {summary.seconds:.1f}s)"
+            rate = f" ({len(summary.rendered)} on this process in {summary.seconds:.1f}s)"
         click.echo(f"atlas: {summary.total - summary.skipped} chunk(s) rendered now, {summary.skipped} kept{rate}")
         click.echo(f"site: {summary.site}")
         if summary.old_crops is not None:

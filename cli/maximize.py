@@ -18,6 +18,7 @@ from probe.cli.common import (
     model_options,
     note,
     note_tiny_size,
+    option_given,
     out_options,
     load_model_from_options,
     progress_bar,
@@ -63,15 +64,16 @@ def _size(text: str | None) -> tuple[int, int] | None:
 
 
 def _target_layer(loaded: Any, objective: str, layer: str | None, size: tuple[int, int] | None,
-                  known: LayerShape | None = None) -> LayerShape:
-    """Check --layer against --objective and learn its shape (``known``: already learned for ``layer``)."""
+                  known: LayerShape | None = None, caricature: bool = False) -> LayerShape:
+    """Check --layer against --objective and learn its shape (``known``: already learned for ``layer``;
+    ``caricature``: --caricature was given, which needs a layer whatever the objective)."""
     if layer is None:
         if objective != "class":
-            raise ProbeUsageError(
-                f"--layer is required for --objective {objective} (e.g. --layer conv2); "
-                f"'probe layers {loaded.name}' lists the layers",
-                param="layer",
-            )
+            needs = ("--caricature amplifies what a layer sees in its IMAGE" if caricature else
+                     f"--objective {objective}{'' if option_given('objective') else ' (the default)'} maximizes a "
+                     f"layer's {objective}s")
+            raise ProbeUsageError(f"{needs}: give --layer (e.g. --layer conv2; 'probe layers {loaded.name}' lists "
+                                  "them)", param="layer")
         layer = OUTPUT
     info = known if known is not None and known.name == layer else inspect_layer(loaded, layer, size)
     if objective == "class":
@@ -182,7 +184,7 @@ def command(
     loaded = load_model_from_options(model, weights, device, seed)
     note_tiny_size(image_size, loaded)
     layer, units, objective, known = target_shorthand(methods, loaded, layer, units, objective, image_size)
-    info = _target_layer(loaded, objective, layer, image_size, known)
+    info = _target_layer(loaded, objective, layer, image_size, known, caricature=bool(methods.get("caricature")))
     chosen = O.parse_units(",".join(units), info.units, info.name)
     copies = per_unit or (4 if diversity > 0 else 1)
     _check_results_fit(loaded, len(chosen) * copies, steps, snapshots, image_size or loaded.preprocess.input_size)

@@ -169,3 +169,14 @@ def test_a_run_stopped_before_its_gallery_resumes_from_its_finished_chunks(runne
     assert resumed.exit_code == 0 and "resumed: 3 finished chunk(s)" in resumed.output, resumed.output
     assert not (tmp_path / ".g.chunks").exists()
     assert (out / "conv2-005.png").read_bytes() == (whole / "conv2-005.png").read_bytes()
+
+
+@pytest.mark.parametrize("args, says", [
+    ([], "--objective channel (the default) maximizes a layer's channels: give --layer"),
+    (["--objective", "neuron"], "--objective neuron maximizes a layer's neurons: give --layer"),
+    (["--caricature", "digits:3"], "--caricature amplifies what a layer sees in its IMAGE: give --layer"),
+])
+def test_a_missing_layer_is_asked_for_by_what_needs_it(runner, tmp_path, args, says):
+    """'--layer is required for --objective channel' answered --caricature, and a default the user never typed."""
+    result = runner.invoke(cli, ["maximize", "--steps", "1", "--out", str(tmp_path / "g"), *args])
+    assert result.exit_code == 2 and "Invalid value for '--layer'" in result.output and says in result.output, result.output
