@@ -30,7 +30,7 @@ from probe.dream.geometry import MIN_OCTAVE_SIDE
 from probe.errors import ProbeUsageError
 from probe.gallery import check_out_dir, slug
 from probe.images import load_image, parse_size
-from probe.memory import check_fits
+from probe.memory import check_fits, images_bytes
 from probe.models import LoadedModel
 
 DEFAULT_MODEL = "googlenet"
@@ -78,6 +78,10 @@ def _input_image(source: str, loaded: LoadedModel, size: str) -> torch.Tensor:
         target = max(AUTO_MIN_SIDE, 2 * max(loaded.preprocess.input_size))
     else:
         target = parse_size(size)
+    if target is not None:  # the picture, its resize and its float copy are made before the dream checks memory
+        height, width = (target, target) if isinstance(target, int) else target
+        check_fits(3 * images_bytes(loaded.preprocess.channels, [height * width]), "cpu",
+                   f"IMAGE resized to --size {size}", "give a smaller --size")
     picture = load_image(source, channels=loaded.preprocess.channels, size=target)
     height, width = picture.shape[-2:]
     if isinstance(target, int) and min(height, width) < THIN_SIDE:  # a strip, its longer side fitted (not HxW)

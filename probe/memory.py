@@ -67,18 +67,34 @@ def format_bytes(count: float) -> str:
     return f"{count:.1f} TiB"  # pragma: no cover
 
 
+CGROUP_FILES = (
+    ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current", "inactive_file", "/sys/fs/cgroup/memory.stat"),
+    ("/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory/memory.usage_in_bytes",
+     "total_inactive_file", "/sys/fs/cgroup/memory/memory.stat"),
+)
+"""A container's memory limit and use, cgroup v2 then v1: ``(limit, usage, reclaimable page cache's key, stat)``."""
+
+
 def available_bytes(device: torch.device | str) -> int | None:
     """Free memory on ``device`` in bytes: on CUDA what this process may still allocate
     (:func:`probe.runtime.free_memory`: free, plus torch's unused cache, within the per-process cap), else the OS's.
 
-    On the CPU: ``MemAvailable`` of ``/proc/meminfo`` (Linux), else ``os.sysconf`` available pages.
-    None when it cannot be known (the caller then skips its check).
+    On the CPU: ``MemAvailable`` of ``/proc/meminfo`` (Linux), else ``os.sysconf`` available pages, within the
+    limits it does not see (:func:`_cpu_limits`: a container's cgroup, ``ulimit -v``), where the kernel would
+    kill the process without a word or refuse its allocations. None when it cannot be known (the caller then
+    skips its check).
     """
     device = torch.device(device)
     if device.type == "cuda":
         return free_memory(device)
     if device.type != "cpu":
         return None
+    limits = _cpu_limits()
+    return min([*([] if (free := _system_available()) is None else [free]), *limits], default=None)
+
+
+def _system_available() -> int | None:
+    """The machine's available memory: ``MemAvailable`` (Linux), else the available pages."""
     try:
         for line in Path("/proc/meminfo").read_text().splitlines():
             if line.startswith("MemAvailable:"):
@@ -89,6 +105,42 @@ def available_bytes(device: torch.device | str) -> int | None:
         return int(os.sysconf("SC_AVPHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
     except (AttributeError, ValueError, OSError):
         return None
+
+
+def _cpu_limits() -> list[int]:
+    """Bytes this process may still take under the limits ``MemAvailable`` does not see: its container's
+    (cgroup v2 ``memory.max``, v1 ``memory.limit_in_bytes``, less what the cgroup uses beyond reclaimable page
+    cache), and its address space's (``ulimit -v``, less the address space it maps now). Empty: no limit."""
+    room = []
+    for limit_file, usage_file, cache_key, stat_file in CGROUP_FILES:
+        try:
+            limit = Path(limit_file).read_text().strip()
+            if limit == "max" or int(limit) >= 2**60:  # no limit (v1 writes 'none' as a huge page-aligned number)
+                continue
+            used = int(Path(usage_file).read_text())
+        except (OSError, ValueError):
+            continue
+        cache = 0
+        try:
+            for line in Path(stat_file).read_text().splitlines():
+                key, _, value = line.partition(" ")
+                if key == cache_key:
+                    cache = int(value)
+        except (OSError, ValueError):
+            pass
+        room.append(max(0, int(limit) - max(0, used - cache)))
+        break
+    try:
+        import resource
+
+        soft = resource.getrlimit(resource.RLIMIT_AS)[0]
+        if soft != resource.RLIM_INFINITY:
+            mapped = next(int(line.split()[1]) * 1024 for line in Path("/proc/self/status").read_text().splitlines()
+                          if line.startswith("VmSize:"))
+            room.append(max(0, soft - mapped))
+    except (ImportError, OSError, ValueError, IndexError, StopIteration):
+        pass
+    return room
 
 
 def saved_bytes(forward: Callable[[], Any], *, largest: bool = False, exclude: frozenset[int] = frozenset()) -> int:

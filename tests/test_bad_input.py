@@ -67,8 +67,9 @@ def half_factory(_: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def little_memory(_: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The machine has 16 MiB free: a 1024 px untiled dream (about 100 MiB with shapes) cannot fit."""
-    monkeypatch.setattr("probe.memory.available_bytes", lambda device: 16 * 2**20)
+    """The machine has 48 MiB free: the 1024 px picture fits (36 MiB with its resize), the untiled dream's
+    activations (about 100 MiB with shapes) cannot."""
+    monkeypatch.setattr("probe.memory.available_bytes", lambda device: 48 * 2**20)
 
 
 def cpu_oom(_: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -146,3 +146,37 @@ def test_dream_and_style_refuse_kept_results_that_cannot_fit_before_their_first_
     free(monkeypatch, 1 * MB)  # a 512 px image alone is 3 MiB: tiles bound the activations, not the images
     with pytest.raises(ProbeRuntimeError, match=r"a 512x512 dream needs about .* 1\.0 MiB is free on cpu"):
         probe.dream(shapes, torch.rand(3, 512, 512), tile_size=64, steps=1, octaves=1)
+
+
+@pytest.mark.parametrize("version", ["v2", "v1"])
+def test_the_cpu_has_what_a_container_or_ulimit_leaves(tmp_path, monkeypatch, version):
+    """MemAvailable is the host's: in a container limited to 1 GiB on a large host, or under ``ulimit -v``,
+    every check passed and the kernel killed the run without a word (or refused its allocations)."""
+    import resource
+
+    limit, usage, stat = tmp_path / "limit", tmp_path / "usage", tmp_path / "stat"
+    limit.write_text(f"{1024 * MB}\n")
+    usage.write_text(f"{700 * MB}\n")
+    key = "inactive_file" if version == "v2" else "total_inactive_file"
+    stat.write_text(f"anon 1\n{key} {200 * MB}\n")  # page cache the kernel reclaims: not used up
+    files = (str(limit), str(usage), key, str(stat))
+    monkeypatch.setattr(probe.memory, "CGROUP_FILES", (files,) if version == "v2" else ((str(tmp_path / "no"),) * 4, files))
+    monkeypatch.setattr(resource, "getrlimit", lambda which: (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+    assert probe.memory.available_bytes("cpu") == 524 * MB  # 1024 - (700 - 200)
+    limit.write_text("max\n" if version == "v2" else f"{2**63 - 4096}\n")  # no limit: the machine's memory
+    assert probe.memory.available_bytes("cpu") == probe.memory._system_available()
+    mapped = next(int(line.split()[1]) * 1024 for line in open("/proc/self/status") if line.startswith("VmSize:"))
+    monkeypatch.setattr(resource, "getrlimit", lambda which: (mapped + 64 * MB, resource.RLIM_INFINITY))
+    assert 0 < probe.memory.available_bytes("cpu") <= 64 * MB  # ulimit -v: the address space left
+
+
+def test_a_dream_image_too_large_to_resize_is_refused_before_it_is_loaded(monkeypatch):
+    """``probe dream IMAGE --size 30000`` resized the photo (10 GB) before any check: under a memory limit it
+    ended in the late out-of-memory line."""
+    import probe.cli.dream as dream_command
+
+    free(monkeypatch, 100 * MB)
+    monkeypatch.setattr(dream_command, "load_image", lambda *args, **kwargs: pytest.fail("loaded before the check"))
+    result = CliRunner().invoke(cli, ["dream", "skimage:astronaut", "--model", "shapes", "--size", "30000", "--steps", "1"])
+    assert result.exit_code == 1 and "IMAGE resized to --size 30000 needs about" in result.output, result.output
+    assert "give a smaller --size" in result.output
