@@ -1,6 +1,6 @@
 """Grad-CAM on any layer with spatial positions, and the layer it takes by default.
 
-A layer has spatial positions when its output is one of:
+A layer has spatial positions when its output, batch first, is one of:
 
 - a channels-first map ``(N, C, H, W)`` (a convolution network's layers);
 - a channels-last map ``(N, H, W, C)`` (Swin's stages, ConvNeXt's block internals; see :mod:`probe.layout`)
@@ -9,7 +9,8 @@ A layer has spatial positions when its output is one of:
   aspect ratio, ``E`` (at most :data:`MAX_EXTRA_TOKENS`) leading tokens dropped: ViT's class token,
   DeiT's class and distillation tokens, register tokens (as pytorch-grad-cam's ``reshape_transform``).
 
-Each is viewed as ``(N, C, h, w)``; Grad-CAM weighs its channels by their gradient's mean over the positions,
+Tokens of several patches or windows folded into dim 0 (TNT's pixel tokens ``(N * L, P, C)``) are not the
+image's positions. Each is viewed as ``(N, C, h, w)``; Grad-CAM weighs its channels by their gradient's mean over the positions,
 sums, keeps the positive part and upsamples bilinearly to the input (Selvaraju et al. 2017; the same numbers
 as captum's ``LayerGradCam`` on a channels-first layer).
 
@@ -156,6 +157,9 @@ class CamLayer:
         in_attention: inside an attention module (its queries, keys, values).
         passes: it returned its input itself, unchanged (an ``nn.Identity``, a dropout or drop path in eval
             mode; not an in-place activation).
+        batched: its output's dim 0 is the image batch; False for tokens of several patches or windows folded
+            into dim 0 (TNT's pixel tokens ``(N * L, P, C)``, a window attention's ``(N * windows, T, C)``),
+            whose positions are not the image's (``layout`` is then None).
     """
 
     name: str
@@ -168,6 +172,7 @@ class CamLayer:
     channels: int | None = None
     in_attention: bool = False
     passes: bool = False
+    batched: bool = True
 
 
 _POOLS = (nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d, nn.AdaptiveMaxPool1d,
@@ -226,7 +231,7 @@ def _survey(net: nn.Module, score: Callable[[torch.Tensor], torch.Tensor], x: to
     inputs: dict[str, tuple[int, int]] = {}  # each module's first input, as (id, version) when it started
     attention = _named_attention(net)
     head_input: list[torch.Tensor] = []
-    found: dict[str, tuple[torch.Tensor, MapLayout | None, tuple[int, int], bool, bool]] = {}
+    found: dict[str, tuple[torch.Tensor, MapLayout | None, tuple[int, int], bool, bool, bool]] = {}
     reached: set[str] = set()
 
     def entering(name: str, args: tuple) -> None:
@@ -242,9 +247,10 @@ def _survey(net: nn.Module, score: Callable[[torch.Tensor], torch.Tensor], x: to
         tensor = first_tensor(output)
         if calls[name] > 1 or tensor is None:
             return
-        layout = map_layout(tuple(tensor.shape), name in channels_last, image_hw)
+        batched = tensor.dim() > 0 and tensor.shape[0] == x.shape[0]
+        layout = map_layout(tuple(tensor.shape), name in channels_last, image_hw) if batched else None
         key = (id(tensor), tensor._version)
-        found[name] = (tensor, layout, key, isinstance(module, _POOLS), key == inputs.get(name))
+        found[name] = (tensor, layout, key, isinstance(module, _POOLS), key == inputs.get(name), batched)
         if layout is not None and tensor.requires_grad:
             tensor.register_hook(lambda grad, n=name, lay=layout: _note_reach(grad, n, lay, reached))
 
@@ -274,8 +280,8 @@ def _survey(net: nn.Module, score: Callable[[torch.Tensor], torch.Tensor], x: to
             handle.remove()
     return [CamLayer(name, tuple(tensor.shape), layout, calls[name], name in reached, key, pooling,
                      None if layout is None else int(tensor.shape[1 if layout.kind == "channels-first" else -1]),
-                     any(name.startswith(f"{outer}.") for outer in attention), passes)
-            for name, (tensor, layout, key, pooling, passes) in found.items()]
+                     any(name.startswith(f"{outer}.") for outer in attention), passes, batched)
+            for name, (tensor, layout, key, pooling, passes, batched) in found.items()]
 
 
 def _note_reach(grad: torch.Tensor, name: str, layout: MapLayout, reached: set[str]) -> None:
@@ -364,6 +370,12 @@ def choose_cam_layer(net: nn.Module, score: Callable[[torch.Tensor], torch.Tenso
         raise ProbeUsageError(
             f"Grad-CAM's layer {layer} runs {entry.calls} times in one forward pass and Grad-CAM takes a layer "
             "that runs once; name another layer (a convolution runs once)", param="layer")
+    if not entry.batched:
+        raise ProbeUsageError(
+            f"Grad-CAM needs a layer whose dim 0 is the image batch; {layer} gives {entry.shape} for one image "
+            "(tokens of several patches or windows folded into the batch, as TNT's pixel tokens or a window "
+            f"attention's windows), whose positions are not the image's; layers with spatial output: "
+            f"{_spatial_names(layers)}", param="layer")
     if entry.layout is None:
         raise ProbeUsageError(
             f"Grad-CAM needs a layer with spatial output ((N, C, H, W), (N, H, W, C), or (N, L, C) tokens on a "

@@ -1,0 +1,35 @@
+"""Architectures whose layers lay out positions unlike a CNN's: tokens folded into the batch, tokens out of
+raster order, outputs without class scores (the third architecture sweep)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import model_state, same_state
+
+import probe
+
+
+def _tnt() -> torch.nn.Module:
+    """timm's TNT at 32 px: 4 patch tokens (and a class token), each holding 16 pixel tokens ``(N * 4, 16, 8)``."""
+    from timm.models.tnt import TNT
+
+    torch.manual_seed(0)
+    return TNT(img_size=32, embed_dim=16, inner_dim=8, depth=2, num_heads_inner=1, num_heads_outer=2,
+               num_classes=3).eval()
+
+
+def test_grad_cam_takes_no_layer_whose_dim_0_is_not_the_batch():
+    """TNT's blocks return (pixel tokens, patch tokens); the pixel tokens fold the patches into dim 0. Grad-CAM
+    took them as the default ('blocks.1', 'a 4x4 grid') and drew the first patch's pixel grid over the whole
+    image; a pixel-token layer named by hand did the same."""
+    net = _tnt()
+    before = model_state(net)
+    result = probe.attribute(net, torch.rand(3, 32, 32), "gradcam", size=32)
+    assert result.layer == "blocks.1.norm_out"  # the outer tokens before the last attention, as for a ViT
+    assert result.options["gradcam_layer"]["map"].startswith("tokens (N, L, C) as a 2x2 grid after 1 leading")
+    with pytest.raises(probe.ProbeUsageError, match="dim 0 is the image batch; blocks.0.norm_in gives") as caught:
+        probe.attribute(net, torch.rand(3, 32, 32), "gradcam", size=32, layer="blocks.0.norm_in")
+    assert caught.value.param == "layer"
+    assert same_state(before, model_state(net))
+
