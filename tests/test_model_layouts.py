@@ -33,3 +33,37 @@ def test_grad_cam_takes_no_layer_whose_dim_0_is_not_the_batch():
     assert caught.value.param == "layer"
     assert same_state(before, model_state(net))
 
+
+def _vitmae() -> torch.nn.Module:
+    """transformers' ViTMAE at 32 px: its forward masks 75% of the 4 patches at random (``torch.rand``)."""
+    import transformers
+
+    torch.manual_seed(0)
+    return transformers.ViTMAEModel(transformers.ViTMAEConfig(
+        hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32, image_size=32,
+        patch_size=16)).eval()
+
+
+def _global_states() -> tuple[object, ...]:
+    import random
+
+    import numpy as np
+
+    return torch.get_rng_state(), random.getstate(), np.random.get_state()[1].copy()
+
+
+def _same_states(a: tuple[object, ...], b: tuple[object, ...]) -> bool:
+    return torch.equal(a[0], b[0]) and a[1] == b[1] and (a[2] == b[2]).all()
+
+
+def test_a_model_that_draws_random_numbers_itself_leaves_the_callers_generators_and_repeats():
+    """ViTMAE draws its patch mask from torch's global generator in eval mode: every command moved the
+    caller's generator (probe.layers, feature maps, dream, style) and drew another mask on every call."""
+    net, image = _vitmae(), torch.rand(3, 32, 32)
+    layer = "layers.0.mlp.fc2"
+    states = _global_states()
+    maps = [probe.feature_maps(net, image, layer, size=32).maps[layer] for _ in range(2)]
+    probe.layers(net, (3, 32, 32))
+    dreams = [probe.dream(net, image, layers=[layer], octaves=1, steps=2).image for _ in range(2)]
+    assert _same_states(states, _global_states())
+    assert torch.equal(*maps) and torch.equal(*dreams)
