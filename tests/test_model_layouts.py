@@ -67,3 +67,16 @@ def test_a_model_that_draws_random_numbers_itself_leaves_the_callers_generators_
     dreams = [probe.dream(net, image, layers=[layer], octaves=1, steps=2).image for _ in range(2)]
     assert _same_states(states, _global_states())
     assert torch.equal(*maps) and torch.equal(*dreams)
+
+
+def test_grad_cams_default_with_a_zero_head_followed_by_a_parameter_free_leaf():
+    """timm's ClassifierHead flattens after its fc, which Sequencer2d initializes to zero: the score gave no
+    gradient, and the random direction that judges the layers then was put at the flatten's input (the fc's
+    output), which reaches nothing: Grad-CAM found no layer. The direction goes to the classifier's input."""
+    torch.manual_seed(0)
+    head = torch.nn.Linear(4, 3)
+    torch.nn.init.zeros_(head.weight)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
+                              torch.nn.Flatten(), head, torch.nn.Flatten()).eval()
+    result = probe.attribute(net, torch.rand(3, 16, 16), "gradcam", size=16)
+    assert result.layer == "1"

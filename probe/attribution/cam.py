@@ -26,9 +26,9 @@ that computes a softmax or ``scaled_dot_product_attention`` itself in the pass (
 its name: CaiT's and XCiT's ``ClassAttn``, XCiT's ``XCA``, LeViT's ``AttentionDownsample``, EfficientFormer's
 ``Attention4D``, transformers' ``LevitAttentionSubsample``. A score that does not
 change with the image at all (torchvision's ViT with random weights has a zero head) gives no gradient
-anywhere; the layers are then judged by a seeded random direction at the input of the last leaf that runs
-(the head's input), which only the layers before the last attention reach. Pooling layers are passed
-over: an adaptive pool is the head's pooling, and a max or average pool only coarsens the map before it
+anywhere; the layers are then judged by a seeded random direction at the input of the last leaf with weights
+that runs (the head's input; the last leaf's in a model without weights), which only the layers before the
+last attention reach. Pooling layers are passed over: an adaptive pool is the head's pooling, and a max or average pool only coarsens the map before it
 (Selvaraju et al. took the last convolutional layer: VGG's ``relu5_3`` at 14x14, not ``pool5`` at 7x7).
 For a dense output ``(N, K, H, W)`` (segmentation) the maps with one channel per class are the output
 itself and are passed over too, so Grad-CAM explains the features the classifier reads.
@@ -225,12 +225,14 @@ def _named_attention(net: nn.Module) -> set[str]:
 def _survey(net: nn.Module, score: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
             channels_last: frozenset[str], image_hw: tuple[int, int], surrogate: bool = False) -> list[CamLayer]:
     """:func:`survey_cam_layers`' pass: with ``surrogate``, reached means reached from a seeded random
-    direction at the input of the last leaf module that runs, instead of from the score."""
+    direction at the head's input instead of from the score: the input of the last leaf module with weights of
+    its own that runs (the classifier, not a parameter-free leaf after it: timm's ``ClassifierHead`` flattens
+    after its zero-initialized ``fc``), else of the last leaf that runs."""
     calls: Counter[str] = Counter()
     running: list[str] = []
     inputs: dict[str, tuple[int, int]] = {}  # each module's first input, as (id, version) when it started
     attention = _named_attention(net)
-    head_input: list[torch.Tensor] = []
+    head_input: dict[str, torch.Tensor] = {}
     found: dict[str, tuple[torch.Tensor, MapLayout | None, tuple[int, int], bool, bool, bool]] = {}
     reached: set[str] = set()
 
@@ -257,7 +259,9 @@ def _survey(net: nn.Module, score: Callable[[torch.Tensor], torch.Tensor], x: to
     def entered(module: nn.Module, args: tuple) -> None:
         tensor = first_tensor(args)
         if tensor is not None and not any(True for _ in module.children()):
-            head_input[:] = [tensor]  # the last leaf to start: the head, at the end of the pass
+            head_input["leaf"] = tensor  # the last leaf to start, and the last with weights: the head
+            if any(True for _ in module.parameters(recurse=False)):
+                head_input["weighted"] = tensor
 
     named = [(name, m) for name, m in net.named_modules() if name]
     handles = [m.register_forward_pre_hook(lambda m, a, n=name: entering(n, a)) for name, m in named]
@@ -270,9 +274,10 @@ def _survey(net: nn.Module, score: Callable[[torch.Tensor], torch.Tensor], x: to
             with _Attending(running, attention):
                 value = score(image)
             if surrogate and head_input:
+                head = head_input.get("weighted", head_input["leaf"])
                 generator = torch.Generator(device="cpu").manual_seed(0)
-                direction = torch.randn(head_input[0].shape, generator=generator).to(head_input[0])
-                value = (head_input[0] * direction).sum()
+                direction = torch.randn(head.shape, generator=generator).to(head)
+                value = (head * direction).sum()
             if value.requires_grad:
                 image_grad(value, image, allow_unused=True)
     finally:
