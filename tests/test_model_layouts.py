@@ -80,3 +80,38 @@ def test_grad_cams_default_with_a_zero_head_followed_by_a_parameter_free_leaf():
                               torch.nn.Flatten(), head, torch.nn.Flatten()).eval()
     result = probe.attribute(net, torch.rand(3, 16, 16), "gradcam", size=16)
     assert result.layer == "1"
+
+
+def _hiera() -> torch.nn.Module:
+    """timm's Hiera at 32 px: 8x8 tokens unrolled into mask units, pooled to 4x4 and 2x2, the last stage's
+    tokens back in raster order (q_pool=2 consumes both unroll strides)."""
+    from timm.models.hiera import Hiera
+
+    torch.manual_seed(0)
+    return Hiera(img_size=(32, 32), embed_dim=8, num_heads=1, stages=(1, 1, 1), q_pool=2, mask_unit_size=(4, 4),
+                 mask_unit_attn=(True, False, False), num_classes=3).eval()
+
+
+def test_grad_cam_measures_tokens_that_ran_after_a_reordering_and_refuses_those_out_of_raster_order():
+    """Hiera's tokens are in mask-unit order until its last stage: a Grad-CAM of an earlier stage read as a
+    raster grid put every position elsewhere, silently. The default (the last stage) is measured to be in
+    raster order and kept; an earlier stage named by hand is refused naming --layer."""
+    net, image = _hiera(), torch.rand(3, 32, 32)
+    before = model_state(net)
+    result = probe.attribute(net, image, "gradcam", size=32)
+    assert result.layer == "blocks.2" and result.options["gradcam_layer"]["map"] == "tokens (N, L, C) as a 2x2 grid"
+    with pytest.raises(probe.ProbeUsageError, match="blocks.0's .* tokens ran after the model reordered") as caught:
+        probe.attribute(net, image, "gradcam", size=32, layer="blocks.0")
+    assert caught.value.param == "layer" and "the default is blocks.2" in str(caught.value)
+    assert same_state(before, model_state(net))
+
+
+def test_tokens_moved_by_an_unrolling_are_told_from_tokens_computed_anew():
+    from probe.attribution.cam import _shuffled
+
+    tokens = torch.randn(2, 16, 8)
+    assert _shuffled(tokens, tokens[:, torch.randperm(16)])  # reordered (Hiera's unroll)
+    assert _shuffled(tokens, tokens[:, [3, 9, 1]])  # a subset, in another order (random masking)
+    assert not _shuffled(tokens, tokens.clone())  # the same order
+    assert not _shuffled(tokens, tokens + 0.5)  # new values (a residual addition)
+    assert not _shuffled(tokens, torch.cat([tokens[:, :1], tokens], 1))  # a class token added

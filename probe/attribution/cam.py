@@ -10,7 +10,10 @@ A layer has spatial positions when its output, batch first, is one of:
   DeiT's class and distillation tokens, register tokens (as pytorch-grad-cam's ``reshape_transform``).
 
 Tokens of several patches or windows folded into dim 0 (TNT's pixel tokens ``(N * L, P, C)``) are not the
-image's positions. Each is viewed as ``(N, C, h, w)``; Grad-CAM weighs its channels by their gradient's mean over the positions,
+image's positions. Tokens that run after the model reordered its tokens (a module or functional code that
+returns rows of an earlier token map in another order: Hiera's unroll into mask units) are used only where
+blanking a cell of the image is measured to change that cell's token most: Hiera's last stage, back in
+raster order, not its earlier ones. Each is viewed as ``(N, C, h, w)``; Grad-CAM weighs its channels by their gradient's mean over the positions,
 sums, keeps the positive part and upsamples bilinearly to the input (Selvaraju et al. 2017; the same numbers
 as captum's ``LayerGradCam`` on a channels-first layer).
 
@@ -39,7 +42,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -160,6 +163,8 @@ class CamLayer:
         batched: its output's dim 0 is the image batch; False for tokens of several patches or windows folded
             into dim 0 (TNT's pixel tokens ``(N * L, P, C)``, a window attention's ``(N * windows, T, C)``),
             whose positions are not the image's (``layout`` is then None).
+        reordered: tokens that ran after the pass reordered its tokens (see :func:`_shuffled`): their
+            order may not be the grid's, so :func:`choose_cam_layer` measures it before using them.
     """
 
     name: str
@@ -173,6 +178,7 @@ class CamLayer:
     in_attention: bool = False
     passes: bool = False
     batched: bool = True
+    reordered: bool = False
 
 
 _POOLS = (nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d, nn.AdaptiveMaxPool1d,
@@ -233,7 +239,11 @@ def _survey(net: nn.Module, score: Callable[[torch.Tensor], torch.Tensor], x: to
     inputs: dict[str, tuple[int, int]] = {}  # each module's first input, as (id, version) when it started
     attention = _named_attention(net)
     head_input: dict[str, torch.Tensor] = {}
-    found: dict[str, tuple[torch.Tensor, MapLayout | None, tuple[int, int], bool, bool, bool]] = {}
+    found: dict[str, tuple[torch.Tensor, MapLayout | None, tuple[int, int], bool, bool, bool, bool]] = {}
+    made: dict[str, torch.Tensor] = {}  # each module's first input
+    outputs: set[int] = set()  # ids of the tensors modules returned
+    tokens: dict[int, torch.Tensor] = {}  # channels -> the last (N, L, C) output with that many
+    order = {"reordered": False}
     reached: set[str] = set()
 
     def entering(name: str, args: tuple) -> None:
@@ -241,6 +251,10 @@ def _survey(net: nn.Module, score: Callable[[torch.Tensor], torch.Tensor], x: to
         tensor = first_tensor(args)
         if tensor is not None and name not in inputs:
             inputs[name] = (id(tensor), tensor._version)
+            made[name] = tensor
+            earlier = tokens.get(tensor.shape[-1]) if tensor.dim() == 3 else None
+            if earlier is not None and id(tensor) not in outputs and _shuffled(earlier, tensor):
+                order["reordered"] = True  # functional code between two modules reordered the tokens (HF Hiera)
 
     def seen(name: str, module: nn.Module, output: object) -> None:
         if running and running[-1] == name:
@@ -252,7 +266,14 @@ def _survey(net: nn.Module, score: Callable[[torch.Tensor], torch.Tensor], x: to
         batched = tensor.dim() > 0 and tensor.shape[0] == x.shape[0]
         layout = map_layout(tuple(tensor.shape), name in channels_last, image_hw) if batched else None
         key = (id(tensor), tensor._version)
-        found[name] = (tensor, layout, key, isinstance(module, _POOLS), key == inputs.get(name), batched)
+        given = made.get(name)
+        if tensor.dim() == 3 and given is not None and given is not tensor and _shuffled(given, tensor):
+            order["reordered"] = True  # the module reordered its tokens (timm's Hiera Unroll)
+        outputs.add(id(tensor))
+        if tensor.dim() == 3 and batched:
+            tokens[tensor.shape[-1]] = tensor.detach()
+        found[name] = (tensor, layout, key, isinstance(module, _POOLS), key == inputs.get(name), batched,
+                       order["reordered"] and layout is not None and layout.kind != "channels-first")
         if layout is not None and tensor.requires_grad:
             tensor.register_hook(lambda grad, n=name, lay=layout: _note_reach(grad, n, lay, reached))
 
@@ -285,13 +306,59 @@ def _survey(net: nn.Module, score: Callable[[torch.Tensor], torch.Tensor], x: to
             handle.remove()
     return [CamLayer(name, tuple(tensor.shape), layout, calls[name], name in reached, key, pooling,
                      None if layout is None else int(tensor.shape[1 if layout.kind == "channels-first" else -1]),
-                     any(name.startswith(f"{outer}.") for outer in attention), passes, batched)
-            for name, (tensor, layout, key, pooling, passes, batched) in found.items()]
+                     any(name.startswith(f"{outer}.") for outer in attention), passes, batched, reordered)
+            for name, (tensor, layout, key, pooling, passes, batched, reordered) in found.items()]
 
 
 def _note_reach(grad: torch.Tensor, name: str, layout: MapLayout, reached: set[str]) -> None:
     if bool(layout.to_map(grad).ne(0).any()):
         reached.add(name)
+
+
+def _shuffled(before: torch.Tensor, after: torch.Tensor) -> bool:
+    """Whether ``after`` ``(N, L', C)`` holds rows (tokens) of ``before`` ``(N, L, C)`` in another order or a
+    subset of them: Hiera's unroll into mask units, ViTMAE's random masking. Judged on the first image by two
+    row statistics, each sorted and matched within float rounding."""
+    if after.dim() != 3 or before.dim() != 3 or after.shape[-1] != before.shape[-1]:
+        return False
+    if not 2 <= after.shape[1] <= before.shape[1]:
+        return False
+    a, b = before[0].detach().float().contiguous(), after[0].detach().float().contiguous()
+    if after.shape == before.shape and torch.allclose(a, b):  # the same tokens in the same order
+        return False
+    for key in (lambda t: t.sum(dim=1), lambda t: t[:, 0].contiguous()):
+        ka, kb = key(a).sort().values, key(b)
+        place = torch.searchsorted(ka, kb).clamp(max=ka.numel() - 1)
+        nearest = torch.minimum((ka[place] - kb).abs(), (ka[(place - 1).clamp(min=0)] - kb).abs())
+        if not bool((nearest <= 1e-5 * (kb.abs() + 1)).all()):
+            return False
+    return True
+
+
+def _in_grid_order(net: nn.Module, score: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
+                   layer: CamLayer, cells: int = 4) -> bool:
+    """Whether ``layer``'s tokens are measured to be in its grid's raster order: ``cells`` grid cells (chosen
+    by a seeded generator) are each blanked in a copy of the image (set to the image's mean), and the token
+    that changes most must be that cell's. Hiera's tokens are in mask-unit order until its last stage."""
+    assert layer.layout is not None
+    h, w = layer.layout.grid
+    if h * w < 2:
+        return True
+    generator = torch.Generator().manual_seed(0)
+    chosen = torch.randperm(h * w, generator=generator)[:cells].tolist()
+    height, width = x.shape[-2:]
+    with torch.no_grad(), record(net, [layer.name]) as acts:
+        score(x)
+        base = layer.layout.to_map(acts[layer.name]).float()
+        for cell in chosen:
+            row, col = divmod(cell, w)
+            image = x.clone()
+            image[..., row * height // h:(row + 1) * height // h, col * width // w:(col + 1) * width // w] = x.mean()
+            score(image)
+            change = (layer.layout.to_map(acts[layer.name]).float() - base).norm(dim=1).flatten()
+            if int(change.argmax()) != cell:
+                return False
+    return True
 
 
 def default_cam_layer(layers: list[CamLayer], dense_classes: int | None = None) -> CamLayer | None:
@@ -359,12 +426,15 @@ def choose_cam_layer(net: nn.Module, score: Callable[[torch.Tensor], torch.Tenso
     """
     layers = survey_cam_layers(net, score, x, channels_last_layers(net, x))
     default = default_cam_layer(layers, dense_classes)
+    if default is not None and default.reordered and not _in_grid_order(net, score, x, default):
+        layers = [replace(found, layout=None) if found.reordered else found for found in layers]
+        default = default_cam_layer(layers, dense_classes)  # none after the reordering, as none is measured
     if layer is None:
         if default is None:
             raise ProbeUsageError(
                 "Grad-CAM found no layer with spatial positions ((N, C, H, W), (N, H, W, C), or (N, L, C) tokens on "
-                f"a grid) that the score depends on; name one with --layer (layers with spatial output: "
-                f"{_spatial_names(layers)})", param="layer")
+                f"a grid in raster order) that the score depends on; name one with --layer (layers with spatial "
+                f"output: {_spatial_names(layers)})", param="layer")
         return default
     entry = next((found for found in layers if found.name == layer), None)
     if entry is None:
@@ -381,6 +451,12 @@ def choose_cam_layer(net: nn.Module, score: Callable[[torch.Tensor], torch.Tenso
             "(tokens of several patches or windows folded into the batch, as TNT's pixel tokens or a window "
             f"attention's windows), whose positions are not the image's; layers with spatial output: "
             f"{_spatial_names(layers)}", param="layer")
+    if entry.reordered and entry.layout is not None and not _in_grid_order(net, score, x, entry):
+        raise ProbeUsageError(
+            f"Grad-CAM needs tokens in the grid's raster order; {layer}'s {entry.shape} tokens ran after the model "
+            "reordered its tokens (as Hiera's mask units) and are measured not to be: a grid drawn from them would "
+            f"put each position elsewhere; name a layer in raster order (the default is "
+            f"{default.name if default is not None else 'none'})", param="layer")
     if entry.layout is None:
         raise ProbeUsageError(
             f"Grad-CAM needs a layer with spatial output ((N, C, H, W), (N, H, W, C), or (N, L, C) tokens on a "
