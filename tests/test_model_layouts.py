@@ -115,3 +115,26 @@ def test_tokens_moved_by_an_unrolling_are_told_from_tokens_computed_anew():
     assert not _shuffled(tokens, tokens.clone())  # the same order
     assert not _shuffled(tokens, tokens + 0.5)  # new values (a residual addition)
     assert not _shuffled(tokens, torch.cat([tokens[:, :1], tokens], 1))  # a class token added
+
+
+class _Shuffled(torch.nn.Module):
+    """Patch tokens reordered by functional code between two modules (as transformers' Hiera unrolls them):
+    conv 4x4/4 -> 4x4 tokens -> a fixed permutation -> LayerNorm -> Linear -> mean -> fc."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed, self.norm = torch.nn.Conv2d(3, 8, 4, 4), torch.nn.LayerNorm(8)
+        self.mix, self.fc = torch.nn.Linear(8, 8), torch.nn.Linear(8, 3)
+        self.register_buffer("order", torch.randperm(16, generator=torch.Generator().manual_seed(1)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        tokens = self.embed(x).flatten(2).transpose(1, 2)[:, self.order]
+        return self.fc(self.mix(self.norm(tokens)).mean(1))
+
+
+def test_tokens_reordered_by_functional_code_are_measured_too():
+    torch.manual_seed(0)
+    net, image = _Shuffled().eval(), torch.rand(3, 16, 16)
+    assert probe.attribute(net, image, "gradcam", size=16).layer == "embed"  # 'mix' is out of raster order
+    with pytest.raises(probe.ProbeUsageError, match="mix's .* tokens ran after the model reordered"):
+        probe.attribute(net, image, "gradcam", size=16, layer="mix")

@@ -242,7 +242,7 @@ def _survey(net: nn.Module, score: Callable[[torch.Tensor], torch.Tensor], x: to
     found: dict[str, tuple[torch.Tensor, MapLayout | None, tuple[int, int], bool, bool, bool, bool]] = {}
     made: dict[str, torch.Tensor] = {}  # each module's first input
     outputs: set[int] = set()  # ids of the tensors modules returned
-    tokens: dict[int, torch.Tensor] = {}  # channels -> the last (N, L, C) output with that many
+    tokens: dict[int, torch.Tensor] = {}  # channels -> the last (N, L, C) output (or map) with that many
     order = {"reordered": False}
     reached: set[str] = set()
 
@@ -270,8 +270,9 @@ def _survey(net: nn.Module, score: Callable[[torch.Tensor], torch.Tensor], x: to
         if tensor.dim() == 3 and given is not None and given is not tensor and _shuffled(given, tensor):
             order["reordered"] = True  # the module reordered its tokens (timm's Hiera Unroll)
         outputs.add(id(tensor))
-        if tensor.dim() == 3 and batched:
-            tokens[tensor.shape[-1]] = tensor.detach()
+        if batched and (tensor.dim() == 3 or layout is not None and tensor.dim() == 4):  # a map, as raster tokens
+            flat = tensor.detach() if tensor.dim() == 3 else layout.to_map(tensor.detach()).flatten(2).transpose(1, 2)
+            tokens[flat.shape[-1]] = flat
         found[name] = (tensor, layout, key, isinstance(module, _POOLS), key == inputs.get(name), batched,
                        order["reordered"] and layout is not None and layout.kind != "channels-first")
         if layout is not None and tensor.requires_grad:
@@ -427,8 +428,8 @@ def choose_cam_layer(net: nn.Module, score: Callable[[torch.Tensor], torch.Tenso
     layers = survey_cam_layers(net, score, x, channels_last_layers(net, x))
     default = default_cam_layer(layers, dense_classes)
     if default is not None and default.reordered and not _in_grid_order(net, score, x, default):
-        layers = [replace(found, layout=None) if found.reordered else found for found in layers]
-        default = default_cam_layer(layers, dense_classes)  # none after the reordering, as none is measured
+        in_order = [replace(found, layout=None) if found.reordered else found for found in layers]
+        default = default_cam_layer(in_order, dense_classes)  # none after the reordering: it is not measured
     if layer is None:
         if default is None:
             raise ProbeUsageError(
