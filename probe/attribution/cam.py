@@ -13,9 +13,9 @@ Tokens of several patches or windows folded into dim 0 (TNT's pixel tokens ``(N 
 image's positions. Tokens that run after the model reordered its tokens (a module or functional code that
 returns rows of an earlier token map in another order: Hiera's unroll into mask units) are used only where
 blanking a cell of the image is measured to change that cell's token most: Hiera's last stage, back in
-raster order, not its earlier ones. Each is viewed as ``(N, C, h, w)``; Grad-CAM weighs its channels by their gradient's mean over the positions,
-sums, keeps the positive part and upsamples bilinearly to the input (Selvaraju et al. 2017; the same numbers
-as captum's ``LayerGradCam`` on a channels-first layer).
+raster order, not its earlier ones. Each is viewed as ``(N, C, h, w)``; Grad-CAM weighs its channels by their
+gradient's mean over the positions, sums, keeps the positive part and upsamples bilinearly to the input
+(Selvaraju et al. 2017; the same numbers as captum's ``LayerGradCam`` on a channels-first layer).
 
 The default layer (:func:`default_cam_layer`) is what the field picks by hand: the last layer, in the order
 layers finish in one forward pass, whose output has more than one position and whose positions the explained
@@ -31,9 +31,9 @@ its name: CaiT's and XCiT's ``ClassAttn``, XCiT's ``XCA``, LeViT's ``AttentionDo
 change with the image at all (torchvision's ViT with random weights has a zero head) gives no gradient
 anywhere; the layers are then judged by a seeded random direction at the input of the last leaf with weights
 that runs (the head's input; the last leaf's in a model without weights), which only the layers before the
-last attention reach. Pooling layers are passed over: an adaptive pool is the head's pooling, and a max or average pool only coarsens the map before it
-(Selvaraju et al. took the last convolutional layer: VGG's ``relu5_3`` at 14x14, not ``pool5`` at 7x7).
-For a dense output ``(N, K, H, W)`` (segmentation) the maps with one channel per class are the output
+last attention reach. Pooling layers are passed over: an adaptive pool is the head's pooling, and a max or
+average pool only coarsens the map before it (Selvaraju et al. took the last convolutional layer: VGG's
+``relu5_3`` at 14x14, not ``pool5`` at 7x7). For a dense output ``(N, K, H, W)`` (segmentation) the maps with one channel per class are the output
 itself and are passed over too, so Grad-CAM explains the features the classifier reads.
 """
 
@@ -252,7 +252,8 @@ def _survey(net: nn.Module, score: Callable[[torch.Tensor], torch.Tensor], x: to
         if tensor is not None and name not in inputs:
             inputs[name] = (id(tensor), tensor._version)
             made[name] = tensor
-            earlier = tokens.get(tensor.shape[-1]) if tensor.dim() == 3 else None
+            batched = tensor.dim() == 3 and tensor.shape[0] == x.shape[0]  # not windows folded into the batch
+            earlier = tokens.get(tensor.shape[-1]) if batched else None
             if earlier is not None and id(tensor) not in outputs and _shuffled(earlier, tensor):
                 order["reordered"] = True  # functional code between two modules reordered the tokens (HF Hiera)
 
@@ -267,7 +268,7 @@ def _survey(net: nn.Module, score: Callable[[torch.Tensor], torch.Tensor], x: to
         layout = map_layout(tuple(tensor.shape), name in channels_last, image_hw) if batched else None
         key = (id(tensor), tensor._version)
         given = made.get(name)
-        if tensor.dim() == 3 and given is not None and given is not tensor and _shuffled(given, tensor):
+        if batched and tensor.dim() == 3 and given is not None and given is not tensor and _shuffled(given, tensor):
             order["reordered"] = True  # the module reordered its tokens (timm's Hiera Unroll)
         outputs.add(id(tensor))
         if batched and (tensor.dim() == 3 or layout is not None and tensor.dim() == 4):  # a map, as raster tokens
@@ -341,7 +342,8 @@ def _in_grid_order(net: nn.Module, score: Callable[[torch.Tensor], torch.Tensor]
     """Whether ``layer``'s tokens are measured to be in its grid's raster order: ``cells`` grid cells (chosen
     by a seeded generator) are each blanked in a copy of the image (set to the image's mean), and the token
     that changes most must be that cell's. Hiera's tokens are in mask-unit order until its last stage."""
-    assert layer.layout is not None
+    if layer.layout is None:
+        return False
     h, w = layer.layout.grid
     if h * w < 2:
         return True
