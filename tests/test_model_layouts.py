@@ -138,3 +138,23 @@ def test_tokens_reordered_by_functional_code_are_measured_too():
     assert probe.attribute(net, image, "gradcam", size=16).layer == "embed"  # 'mix' is out of raster order
     with pytest.raises(probe.ProbeUsageError, match="mix's .* tokens ran after the model reordered"):
         probe.attribute(net, image, "gradcam", size=16, layer="mix")
+
+
+def test_a_transformers_task_model_that_is_its_own_base_model_is_read_by_its_task():
+    """DepthAnythingForDepthEstimation's base_model_prefix names no submodule, so transformers gives the model
+    itself as its base model, and its depth map was read as 'a model without a head gives features'."""
+    import transformers
+
+    from probe.outputs import read_output
+
+    torch.manual_seed(0)
+    backbone = transformers.Dinov2Config(hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                                         intermediate_size=32, image_size=28, patch_size=14,
+                                         reshape_hidden_states=False, out_features=["stage1", "stage2"])
+    net = transformers.DepthAnythingForDepthEstimation(transformers.DepthAnythingConfig(
+        backbone_config=backbone, neck_hidden_sizes=[8, 8], fusion_hidden_size=8, head_hidden_size=8,
+        reassemble_hidden_size=16, reassemble_factors=[2, 1], patch_size=14)).eval()
+    with torch.no_grad():
+        assert read_output(net(torch.rand(1, 3, 28, 28)), 1, net).kind == "depth"
+    with pytest.raises(probe.ProbeUsageError, match="a depth map, no classes"):
+        probe.attribute(net, torch.rand(3, 28, 28), "saliency", size=28)
