@@ -1,15 +1,18 @@
-"""A user's model run in eval mode for a block: every module's own ``training`` flag, and the state its
-quantization observers would write in eval mode too, restored after."""
+"""A user's model run in eval mode for a block: every module's own ``training`` flag, the state its
+quantization observers would write in eval mode too, and the global random generators its own code draws
+from (ViTMAE's random masking), restored after."""
 
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Iterator
 
 import torch
 from torch import nn
 
 from probe.leaves import quantization_helpers
+from probe.runtime import global_rng_kept
 
 __all__ = ["evaluating"]
 
@@ -53,21 +56,40 @@ def _release(saved: _Saved) -> None:
             module._buffers[name] = buffer  # one that replaced its buffer gets the user's tensor back
 
 
+_NESTING = threading.local()
+"""``depth``: how many :func:`evaluating` blocks this thread is in; only the outermost seeds the generators."""
+
+
+def _cuda_devices(model: nn.Module) -> list[torch.device]:
+    """The CUDA devices ``model``'s parameters and buffers are on."""
+    return list({t.device for t in [*model.parameters(), *model.buffers()] if t.device.type == "cuda"})
+
+
 @contextlib.contextmanager
-def evaluating(model: nn.Module) -> Iterator[nn.Module]:
+def evaluating(model: nn.Module, seed: int = 0) -> Iterator[nn.Module]:
     """Put ``model`` in eval mode for the block, then restore every module's own flag.
 
     Used by every function that runs a user's model, so that dropout and
     batch-norm behave as at inference without leaving the model changed.
     Quantization observers, which write their ranges in eval mode too, are
     held for the block and their buffers restored after (see :func:`_hold_observers`).
+    A model whose forward draws random numbers itself in eval mode (ViTMAE's random masking of patches, a
+    noise layer) draws them from Python's, NumPy's and torch's global generators (the CPU's and those of the
+    CUDA devices it is on) seeded with ``seed`` (default 0) for the outermost block: the same call draws the
+    same numbers, and the caller's generators are left where they were (see
+    :func:`probe.runtime.global_rng_kept`). A block inside seeds them as it wants (maximize's per-chunk draws,
+    its batch-coupling probe's two seeds, captum's noise): an ``evaluating`` nested in it leaves them alone.
     """
     flags = [(module, module.training) for module in model.modules()]
     saved = _hold_observers(model)
     model.eval()
+    outermost = not getattr(_NESTING, "depth", 0)
+    _NESTING.depth = getattr(_NESTING, "depth", 0) + 1
     try:
-        yield model
+        with global_rng_kept(seed, _cuda_devices(model)) if outermost else contextlib.nullcontext():
+            yield model
     finally:
+        _NESTING.depth -= 1
         for module, training in flags:
             module.training = training
         _release(saved)

@@ -164,13 +164,14 @@ _HEADS = ("fc", "classifier", "head")
 
 def _headless(module: nn.Module | None) -> bool:
     """A model without a classifier, whose output is features: a transformers base model (``ViTModel``: its
-    own ``base_model``), a timm model made with ``num_classes=0``, or one whose ``fc`` / ``classifier`` /
+    own ``base_model``, and not named ``XForY`` as task models are), a timm model made with ``num_classes=0``, or one whose ``fc`` / ``classifier`` /
     ``head`` was replaced by ``nn.Identity`` (the feature-extractor idiom)."""
     if module is None:
         return False
     transformers = sys.modules.get("transformers")  # never imported just to ask
-    if transformers is not None and isinstance(module, transformers.PreTrainedModel):
-        return getattr(module, "base_model", None) is module
+    if transformers is not None and isinstance(module, transformers.PreTrainedModel):  # its own base model, and
+        # not a task model (XForY) whose base_model_prefix names no submodule (DepthAnythingForDepthEstimation)
+        return getattr(module, "base_model", None) is module and "For" not in type(module).__name__
     if getattr(module, "num_classes", None) == 0:
         return True
     return any(isinstance(getattr(module, name, None), nn.Identity) for name in _HEADS)

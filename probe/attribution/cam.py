@@ -1,6 +1,6 @@
 """Grad-CAM on any layer with spatial positions, and the layer it takes by default.
 
-A layer has spatial positions when its output is one of:
+A layer has spatial positions when its output, batch first, is one of:
 
 - a channels-first map ``(N, C, H, W)`` (a convolution network's layers);
 - a channels-last map ``(N, H, W, C)`` (Swin's stages, ConvNeXt's block internals; see :mod:`probe.layout`)
@@ -9,9 +9,13 @@ A layer has spatial positions when its output is one of:
   aspect ratio, ``E`` (at most :data:`MAX_EXTRA_TOKENS`) leading tokens dropped: ViT's class token,
   DeiT's class and distillation tokens, register tokens (as pytorch-grad-cam's ``reshape_transform``).
 
-Each is viewed as ``(N, C, h, w)``; Grad-CAM weighs its channels by their gradient's mean over the positions,
-sums, keeps the positive part and upsamples bilinearly to the input (Selvaraju et al. 2017; the same numbers
-as captum's ``LayerGradCam`` on a channels-first layer).
+Tokens of several patches or windows folded into dim 0 (TNT's pixel tokens ``(N * L, P, C)``) are not the
+image's positions. Tokens that run after the model reordered its tokens (a module or functional code that
+returns rows of an earlier token map in another order: Hiera's unroll into mask units) are used only where
+blanking a cell of the image is measured to change that cell's token most: Hiera's last stage, back in
+raster order, not its earlier ones. Each is viewed as ``(N, C, h, w)``; Grad-CAM weighs its channels by their
+gradient's mean over the positions, sums, keeps the positive part and upsamples bilinearly to the input
+(Selvaraju et al. 2017; the same numbers as captum's ``LayerGradCam`` on a channels-first layer).
 
 The default layer (:func:`default_cam_layer`) is what the field picks by hand: the last layer, in the order
 layers finish in one forward pass, whose output has more than one position and whose positions the explained
@@ -25,11 +29,11 @@ that computes a softmax or ``scaled_dot_product_attention`` itself in the pass (
 its name: CaiT's and XCiT's ``ClassAttn``, XCiT's ``XCA``, LeViT's ``AttentionDownsample``, EfficientFormer's
 ``Attention4D``, transformers' ``LevitAttentionSubsample``. A score that does not
 change with the image at all (torchvision's ViT with random weights has a zero head) gives no gradient
-anywhere; the layers are then judged by a seeded random direction at the input of the last leaf that runs
-(the head's input), which only the layers before the last attention reach. Pooling layers are passed
-over: an adaptive pool is the head's pooling, and a max or average pool only coarsens the map before it
-(Selvaraju et al. took the last convolutional layer: VGG's ``relu5_3`` at 14x14, not ``pool5`` at 7x7).
-For a dense output ``(N, K, H, W)`` (segmentation) the maps with one channel per class are the output
+anywhere; the layers are then judged by a seeded random direction at the input of the last leaf with weights
+that runs (the head's input; the last leaf's in a model without weights), which only the layers before the
+last attention reach. Pooling layers are passed over: an adaptive pool is the head's pooling, and a max or
+average pool only coarsens the map before it (Selvaraju et al. took the last convolutional layer: VGG's
+``relu5_3`` at 14x14, not ``pool5`` at 7x7). For a dense output ``(N, K, H, W)`` (segmentation) the maps with one channel per class are the output
 itself and are passed over too, so Grad-CAM explains the features the classifier reads.
 """
 
@@ -38,7 +42,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -156,6 +160,11 @@ class CamLayer:
         in_attention: inside an attention module (its queries, keys, values).
         passes: it returned its input itself, unchanged (an ``nn.Identity``, a dropout or drop path in eval
             mode; not an in-place activation).
+        batched: its output's dim 0 is the image batch; False for tokens of several patches or windows folded
+            into dim 0 (TNT's pixel tokens ``(N * L, P, C)``, a window attention's ``(N * windows, T, C)``),
+            whose positions are not the image's (``layout`` is then None).
+        reordered: tokens that ran after the pass reordered its tokens (see :func:`_shuffled`): their
+            order may not be the grid's, so :func:`choose_cam_layer` measures it before using them.
     """
 
     name: str
@@ -168,6 +177,8 @@ class CamLayer:
     channels: int | None = None
     in_attention: bool = False
     passes: bool = False
+    batched: bool = True
+    reordered: bool = False
 
 
 _POOLS = (nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d, nn.AdaptiveMaxPool1d,
@@ -220,13 +231,19 @@ def _named_attention(net: nn.Module) -> set[str]:
 def _survey(net: nn.Module, score: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
             channels_last: frozenset[str], image_hw: tuple[int, int], surrogate: bool = False) -> list[CamLayer]:
     """:func:`survey_cam_layers`' pass: with ``surrogate``, reached means reached from a seeded random
-    direction at the input of the last leaf module that runs, instead of from the score."""
+    direction at the head's input instead of from the score: the input of the last leaf module with weights of
+    its own that runs (the classifier, not a parameter-free leaf after it: timm's ``ClassifierHead`` flattens
+    after its zero-initialized ``fc``), else of the last leaf that runs."""
     calls: Counter[str] = Counter()
     running: list[str] = []
     inputs: dict[str, tuple[int, int]] = {}  # each module's first input, as (id, version) when it started
     attention = _named_attention(net)
-    head_input: list[torch.Tensor] = []
-    found: dict[str, tuple[torch.Tensor, MapLayout | None, tuple[int, int], bool, bool]] = {}
+    head_input: dict[str, torch.Tensor] = {}
+    found: dict[str, tuple[torch.Tensor, MapLayout | None, tuple[int, int], bool, bool, bool, bool]] = {}
+    made: dict[str, torch.Tensor] = {}  # each module's first input
+    outputs: set[int] = set()  # ids of the tensors modules returned
+    tokens: dict[int, torch.Tensor] = {}  # channels -> the last (N, L, C) output (or map) with that many
+    order = {"reordered": False}
     reached: set[str] = set()
 
     def entering(name: str, args: tuple) -> None:
@@ -234,6 +251,11 @@ def _survey(net: nn.Module, score: Callable[[torch.Tensor], torch.Tensor], x: to
         tensor = first_tensor(args)
         if tensor is not None and name not in inputs:
             inputs[name] = (id(tensor), tensor._version)
+            made[name] = tensor
+            batched = tensor.dim() == 3 and tensor.shape[0] == x.shape[0]  # not windows folded into the batch
+            earlier = tokens.get(tensor.shape[-1]) if batched else None
+            if earlier is not None and id(tensor) not in outputs and _shuffled(earlier, tensor):
+                order["reordered"] = True  # functional code between two modules reordered the tokens (HF Hiera)
 
     def seen(name: str, module: nn.Module, output: object) -> None:
         if running and running[-1] == name:
@@ -242,16 +264,27 @@ def _survey(net: nn.Module, score: Callable[[torch.Tensor], torch.Tensor], x: to
         tensor = first_tensor(output)
         if calls[name] > 1 or tensor is None:
             return
-        layout = map_layout(tuple(tensor.shape), name in channels_last, image_hw)
+        batched = tensor.dim() > 0 and tensor.shape[0] == x.shape[0]
+        layout = map_layout(tuple(tensor.shape), name in channels_last, image_hw) if batched else None
         key = (id(tensor), tensor._version)
-        found[name] = (tensor, layout, key, isinstance(module, _POOLS), key == inputs.get(name))
+        given = made.get(name)
+        if batched and tensor.dim() == 3 and given is not None and given is not tensor and _shuffled(given, tensor):
+            order["reordered"] = True  # the module reordered its tokens (timm's Hiera Unroll)
+        outputs.add(id(tensor))
+        if batched and (tensor.dim() == 3 or layout is not None and tensor.dim() == 4):  # a map, as raster tokens
+            flat = tensor.detach() if tensor.dim() == 3 else layout.to_map(tensor.detach()).flatten(2).transpose(1, 2)
+            tokens[flat.shape[-1]] = flat
+        found[name] = (tensor, layout, key, isinstance(module, _POOLS), key == inputs.get(name), batched,
+                       order["reordered"] and layout is not None and layout.kind != "channels-first")
         if layout is not None and tensor.requires_grad:
             tensor.register_hook(lambda grad, n=name, lay=layout: _note_reach(grad, n, lay, reached))
 
     def entered(module: nn.Module, args: tuple) -> None:
         tensor = first_tensor(args)
         if tensor is not None and not any(True for _ in module.children()):
-            head_input[:] = [tensor]  # the last leaf to start: the head, at the end of the pass
+            head_input["leaf"] = tensor  # the last leaf to start, and the last with weights: the head
+            if any(True for _ in module.parameters(recurse=False)):
+                head_input["weighted"] = tensor
 
     named = [(name, m) for name, m in net.named_modules() if name]
     handles = [m.register_forward_pre_hook(lambda m, a, n=name: entering(n, a)) for name, m in named]
@@ -264,9 +297,10 @@ def _survey(net: nn.Module, score: Callable[[torch.Tensor], torch.Tensor], x: to
             with _Attending(running, attention):
                 value = score(image)
             if surrogate and head_input:
+                head = head_input.get("weighted", head_input["leaf"])
                 generator = torch.Generator(device="cpu").manual_seed(0)
-                direction = torch.randn(head_input[0].shape, generator=generator).to(head_input[0])
-                value = (head_input[0] * direction).sum()
+                direction = torch.randn(head.shape, generator=generator).to(head)
+                value = (head * direction).sum()
             if value.requires_grad:
                 image_grad(value, image, allow_unused=True)
     finally:
@@ -274,13 +308,60 @@ def _survey(net: nn.Module, score: Callable[[torch.Tensor], torch.Tensor], x: to
             handle.remove()
     return [CamLayer(name, tuple(tensor.shape), layout, calls[name], name in reached, key, pooling,
                      None if layout is None else int(tensor.shape[1 if layout.kind == "channels-first" else -1]),
-                     any(name.startswith(f"{outer}.") for outer in attention), passes)
-            for name, (tensor, layout, key, pooling, passes) in found.items()]
+                     any(name.startswith(f"{outer}.") for outer in attention), passes, batched, reordered)
+            for name, (tensor, layout, key, pooling, passes, batched, reordered) in found.items()]
 
 
 def _note_reach(grad: torch.Tensor, name: str, layout: MapLayout, reached: set[str]) -> None:
     if bool(layout.to_map(grad).ne(0).any()):
         reached.add(name)
+
+
+def _shuffled(before: torch.Tensor, after: torch.Tensor) -> bool:
+    """Whether ``after`` ``(N, L', C)`` holds rows (tokens) of ``before`` ``(N, L, C)`` in another order or a
+    subset of them: Hiera's unroll into mask units, ViTMAE's random masking. Judged on the first image by two
+    row statistics, each sorted and matched within float rounding."""
+    if after.dim() != 3 or before.dim() != 3 or after.shape[-1] != before.shape[-1]:
+        return False
+    if not 2 <= after.shape[1] <= before.shape[1]:
+        return False
+    a, b = before[0].detach().float().contiguous(), after[0].detach().float().contiguous()
+    if after.shape == before.shape and torch.allclose(a, b):  # the same tokens in the same order
+        return False
+    for key in (lambda t: t.sum(dim=1), lambda t: t[:, 0].contiguous()):
+        ka, kb = key(a).sort().values, key(b)
+        place = torch.searchsorted(ka, kb).clamp(max=ka.numel() - 1)
+        nearest = torch.minimum((ka[place] - kb).abs(), (ka[(place - 1).clamp(min=0)] - kb).abs())
+        if not bool((nearest <= 1e-5 * (kb.abs() + 1)).all()):
+            return False
+    return True
+
+
+def _in_grid_order(net: nn.Module, score: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
+                   layer: CamLayer, cells: int = 4) -> bool:
+    """Whether ``layer``'s tokens are measured to be in its grid's raster order: ``cells`` grid cells (chosen
+    by a seeded generator) are each blanked in a copy of the image (set to the image's mean), and the token
+    that changes most must be that cell's. Hiera's tokens are in mask-unit order until its last stage."""
+    if layer.layout is None:
+        return False
+    h, w = layer.layout.grid
+    if h * w < 2:
+        return True
+    generator = torch.Generator().manual_seed(0)
+    chosen = torch.randperm(h * w, generator=generator)[:cells].tolist()
+    height, width = x.shape[-2:]
+    with torch.no_grad(), record(net, [layer.name]) as acts:
+        score(x)
+        base = layer.layout.to_map(acts[layer.name]).float()
+        for cell in chosen:
+            row, col = divmod(cell, w)
+            image = x.clone()
+            image[..., row * height // h:(row + 1) * height // h, col * width // w:(col + 1) * width // w] = x.mean()
+            score(image)
+            change = (layer.layout.to_map(acts[layer.name]).float() - base).norm(dim=1).flatten()
+            if int(change.argmax()) != cell:
+                return False
+    return True
 
 
 def default_cam_layer(layers: list[CamLayer], dense_classes: int | None = None) -> CamLayer | None:
@@ -348,12 +429,15 @@ def choose_cam_layer(net: nn.Module, score: Callable[[torch.Tensor], torch.Tenso
     """
     layers = survey_cam_layers(net, score, x, channels_last_layers(net, x))
     default = default_cam_layer(layers, dense_classes)
+    if default is not None and default.reordered and not _in_grid_order(net, score, x, default):
+        in_order = [replace(found, layout=None) if found.reordered else found for found in layers]
+        default = default_cam_layer(in_order, dense_classes)  # none after the reordering: it is not measured
     if layer is None:
         if default is None:
             raise ProbeUsageError(
                 "Grad-CAM found no layer with spatial positions ((N, C, H, W), (N, H, W, C), or (N, L, C) tokens on "
-                f"a grid) that the score depends on; name one with --layer (layers with spatial output: "
-                f"{_spatial_names(layers)})", param="layer")
+                f"a grid in raster order) that the score depends on; name one with --layer (layers with spatial "
+                f"output: {_spatial_names(layers)})", param="layer")
         return default
     entry = next((found for found in layers if found.name == layer), None)
     if entry is None:
@@ -364,6 +448,18 @@ def choose_cam_layer(net: nn.Module, score: Callable[[torch.Tensor], torch.Tenso
         raise ProbeUsageError(
             f"Grad-CAM's layer {layer} runs {entry.calls} times in one forward pass and Grad-CAM takes a layer "
             "that runs once; name another layer (a convolution runs once)", param="layer")
+    if not entry.batched:
+        raise ProbeUsageError(
+            f"Grad-CAM needs a layer whose dim 0 is the image batch; {layer} gives {entry.shape} for one image "
+            "(tokens of several patches or windows folded into the batch, as TNT's pixel tokens or a window "
+            f"attention's windows), whose positions are not the image's; layers with spatial output: "
+            f"{_spatial_names(layers)}", param="layer")
+    if entry.reordered and entry.layout is not None and not _in_grid_order(net, score, x, entry):
+        raise ProbeUsageError(
+            f"Grad-CAM needs tokens in the grid's raster order; {layer}'s {entry.shape} tokens ran after the model "
+            "reordered its tokens (as Hiera's mask units) and are measured not to be: a grid drawn from them would "
+            f"put each position elsewhere; name a layer in raster order (the default is "
+            f"{default.name if default is not None else 'none'})", param="layer")
     if entry.layout is None:
         raise ProbeUsageError(
             f"Grad-CAM needs a layer with spatial output ((N, C, H, W), (N, H, W, C), or (N, L, C) tokens on a "
