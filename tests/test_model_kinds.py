@@ -193,6 +193,18 @@ def test_an_int8_model_is_refused_in_one_line_and_left_as_it_was() -> None:
     assert probe.models.forms.quantized_modules(tiny()) == []
 
 
+def test_a_model_prepared_for_quantization_but_float_is_not_taken_for_int8() -> None:
+    """torchvision's quantizable models (``quantize=False``) add with ``FloatFunctional``, which lives in
+    ``torch.ao.nn.quantized`` but runs float: every command but ``layers`` refused them as int8."""
+    import torchvision
+
+    net = torchvision.models.quantization.resnet18(weights=None, quantize=False).eval()
+    assert probe.models.forms.quantized_modules(net) == []
+    heat = probe.attribute(net, torch.rand(3, 32, 32, generator=torch.Generator().manual_seed(0)), "saliency", size=32)
+    assert torch.isfinite(heat.attributions["saliency"]).all()
+    assert probe.models.forms.quantized_modules(int8()) != []  # converted: QFunctional and int8 convs
+
+
 def test_a_compiled_model_runs_eagerly_under_its_own_names() -> None:
     """torch.compile(model): its hooks-after-compilation were not called from dynamo's graphs (Grad-CAM: 'Forward
     hook did not obtain any outputs', a traceback) and every new shape or hook recompiled (32 s for a 2-step class

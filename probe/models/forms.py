@@ -78,9 +78,13 @@ def lazy_modules(module: nn.Module) -> list[str]:
 
 def quantized_modules(module: nn.Module) -> list[str]:
     """Names of the submodules that run int8 kernels (``torch.ao.nn.quantized``, its intrinsic and dynamic
-    forms, as ``torch.ao.quantization.convert`` makes them); quantization-aware (QAT) modules are float."""
+    forms, as ``torch.ao.quantization.convert`` makes them); quantization-aware (QAT) modules are float, and so
+    is ``FloatFunctional`` (the float adds and concatenations of a model prepared for quantization, which
+    ``convert`` turns into ``QFunctional``), though it lives in ``torch.ao.nn.quantized``."""
+    from torch.ao.nn.quantized import FloatFunctional
+
     return [name or type(module).__name__ for name, sub in module.named_modules()
-            if ".quantized" in type(sub).__module__]  # fmt: skip
+            if ".quantized" in type(sub).__module__ and not isinstance(sub, FloatFunctional)]  # fmt: skip
 
 
 def meta_tensor(module: nn.Module) -> str | None:
