@@ -162,6 +162,8 @@ def test_a_model_built_for_one_input_size_is_run_at_it_without_being_told() -> N
         result = probe.maximize(net, probe.objectives.class_logit(0), steps=1)
         assert result.images.shape[-2:] == (32, 32) and torch.isfinite(result.images).all()
     assert probe.load_model(tiny()).preprocess.input_size == (224, 224)  # a model that states no size
+    spec = "timm:test_vit(img_size=32, dynamic_img_size=False, num_classes=3)"  # the timm source's own build too
+    assert probe.load_model(spec, weights="none").preprocess.input_size == (32, 32)
 
 
 def test_a_pruned_model_has_a_frozen_view_that_shares_its_weights() -> None:

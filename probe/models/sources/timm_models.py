@@ -41,7 +41,7 @@ def build(spec: str, request: Request) -> Built:
     if not pretrained and not is_none(request.weights):
         load_weights_into(module, request.weights)
         described = str(request.weights)
-    return Built(module, timm_preprocess(dict(module.pretrained_cfg)), weights=described, details={"timm_model": name})
+    return Built(module, timm_preprocess(dict(module.pretrained_cfg), module), weights=described, details={"timm_model": name})
 
 
 SOURCE = register_source(ModelSource(
