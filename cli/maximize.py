@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+import torch
 
 from probe import objectives as O
 from probe.cli.common import (
@@ -83,8 +84,10 @@ def _target_layer(loaded: Any, objective: str, layer: str | None, size: tuple[in
                 f"use --layer {info.output_layer} (or leave --layer out), or --objective channel/neuron for {layer}",
                 param="layer",
             )
-        if layer == OUTPUT and info.output_layer != OUTPUT:
-            info = inspect_layer(loaded, info.output_layer, size)
+        if layer == OUTPUT:  # the output's own shape refused, before it is read at the module that made it
+            O.check_class_scores(torch.empty((1, *info.shape), device="meta"), OUTPUT, batch=1)
+            if info.output_layer != OUTPUT:
+                info = inspect_layer(loaded, info.output_layer, size)
     return info
 
 

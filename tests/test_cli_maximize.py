@@ -89,7 +89,7 @@ def test_channels_last_is_recorded(runner, tmp_path):
         (["--layer", "conv2", "--units", "60"], "unit 60 is out of range for conv2 (0 to 5)"),
         (["--layer", "conv2", "--units", "3-"], "cannot read units '3-'"),
         (["--layer", "conv2", "--objective", "class"], "'conv2' is not the output layer; use --layer fc"),
-        (["--objective", "channel"], "--layer is required"),
+        (["--objective", "channel"], "give --layer"),
         (["--layer", "conv2", "--snapshots", "-1"], "Invalid value for '--snapshots'"),
         (["--layer", "conv2", "--snapshots", "x"], "'x' is not a valid integer"),
         (["--layer", "conv2", "--preset", "fancy"], "'fancy' is not one of"),
@@ -180,3 +180,17 @@ def test_a_missing_layer_is_asked_for_by_what_needs_it(runner, tmp_path, args, s
     """'--layer is required for --objective channel' answered --caricature, and a default the user never typed."""
     result = runner.invoke(cli, ["maximize", "--steps", "1", "--out", str(tmp_path / "g"), *args])
     assert result.exit_code == 2 and "Invalid value for '--layer'" in result.output and says in result.output, result.output
+
+
+def test_a_class_objective_on_per_token_scores_shows_the_outputs_own_shape(runner, tmp_path):
+    """A detector's per-query class scores ``(N, queries, classes)``, made by a Linear over tokens: the output was
+    read at that Linear, as channels-last tokens, and the refusal showed ``(1, classes, queries)``."""
+    (tmp_path / "queries.py").write_text(
+        "import torch\nfrom torch import nn\n\n\nclass Queries(nn.Module):\n    def __init__(self):\n"
+        "        super().__init__()\n        self.conv = nn.Conv2d(3, 8, 4, stride=4)\n        self.head = nn.Linear(8, 4)\n\n"
+        "    def forward(self, x):\n        tokens = self.conv(x).flatten(2).transpose(1, 2)[:, :5]\n"
+        "        return self.head(tokens)\n\n\ndef build():\n    return Queries().eval()\n")
+    result = runner.invoke(cli, ["maximize", "--model", f"{tmp_path / 'queries.py'}:build", "--objective", "class",
+                                 "--input-size", "16", "--steps", "1", "--out", str(tmp_path / "g")])
+    assert result.exit_code == 2 and "Invalid value for '--objective'" in result.output, result.output
+    assert "the model's output gives (1, 5, 4)" in result.output, result.output
