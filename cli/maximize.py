@@ -227,6 +227,7 @@ def command(
             precision=precision, channels_last=channels_last, resume=chunks, **method_kwargs,
         )  # fmt: skip
     resumed = result.settings.get("resume", {})
+    resumed.pop("folder", None)  # removed once the gallery is written: the page would name a folder that is gone
     if resumed.get("reused"):
         note(f"resumed: {resumed['reused']} finished chunk(s) of an interrupted run of this command were kept")
     if resumed.get("failed"):

@@ -169,6 +169,8 @@ def test_a_run_stopped_before_its_gallery_resumes_from_its_finished_chunks(runne
     assert resumed.exit_code == 0 and "resumed: 3 finished chunk(s)" in resumed.output, resumed.output
     assert not (tmp_path / ".g.chunks").exists()
     assert (out / "conv2-005.png").read_bytes() == (whole / "conv2-005.png").read_bytes()
+    manifest = json.loads((out / "manifest.json").read_text())  # the chunk folder, removed, is not named
+    assert manifest["resume"] == {"reused": 3, "discarded": 0} and ".g.chunks" not in (out / "index.html").read_text()
 
 
 @pytest.mark.parametrize("args, says", [
