@@ -145,8 +145,9 @@ def _summary(result: MaximizeResult, name: str) -> str:
               help="Image size in pixels: N (square) or HxW (default: the model's input size).")
 @click.option("--batch", type=BatchSize(), default="auto", show_default=True, metavar="N|auto",
               help="At most N images per optimization pass; bigger requests run in chunks. auto: on CUDA the "
-                   "largest batch that fits the free memory (halved and retried if it runs out), 64 on the CPU. "
-                   "The images do not depend on it.")
+                   "largest batch that fits 80% of the free memory (halved and retried if it runs out); on the CPU "
+                   "64, or fewer when 64 would not fit in half the free memory. Each image has its own seed, so it "
+                   "depends on N only at float rounding (README, 'Seeds').")
 @snapshots_option(default=0)
 @method_options
 @speed_options()
