@@ -186,8 +186,10 @@ def label(key: str) -> str:
 
 
 def _meta_rows(fields: Mapping[str, Any]) -> str:
+    """The run's fields as a table; a field that is None (an option not used: a dream's tile, guide, zoom) has no
+    row unless its null is an answer (:data:`NONE_MEANS`); manifest.json keeps every field."""
     rows = "".join(f"<tr><td>{escape(label(key))}</td><td>{escape(human(value, key))}</td></tr>"
-                   for key, value in fields.items())
+                   for key, value in fields.items() if value is not None or key in NONE_MEANS)
     return f'<table class="meta">{rows}</table>'
 
 

@@ -213,3 +213,12 @@ def test_style_captions_keep_a_small_percentage():
     from probe.reports.style import _percent
 
     assert _percent(0.00133) == "0.133%" and _percent(0.17146) == "17.1%"  # ".1f" wrote the first as 0.1%
+
+
+def test_a_pages_table_leaves_out_the_options_not_used():
+    """A dream's page listed tile, tile margin, guide, guide size, zoom and channels as '—' rows."""
+    from probe.gallery.html import _meta_rows
+
+    table = _meta_rows({"steps": 1, "tile": None, "guide": None, "diverged": None})
+    assert "<td>steps</td>" in table and "<td>diverged</td><td>no</td>" in table
+    assert "tile" not in table and "guide" not in table
