@@ -339,3 +339,29 @@ def test_lrp_follows_a_wrapper_that_shares_its_models_modules_without_holding_it
 
     result = attribute(HFClassifier(_Inner()), torch.rand(3, 16, 16), "lrp", size=16)
     assert abs(result.options["completeness"]["lrp"]) < 1e-4  # no biases: the relevance sums to the score
+
+
+class _TwoOutputs(nn.Module):
+    """Logits and features, as a plain tuple or a namedtuple (``named``)."""
+
+    def __init__(self, named: bool) -> None:
+        super().__init__()
+        import collections
+
+        self.out = collections.namedtuple("Out", "logits features") if named else (lambda *values: values)
+        self.conv, self.relu, self.fc = nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Linear(4, 3)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        features = self.relu(self.conv(x)).mean((2, 3))
+        return self.out(self.fc(features), features)
+
+
+def test_lrp_reads_a_namedtuple_of_outputs_as_a_tuple():
+    """A model returning a namedtuple was refused: 'captum's LRP has no rule for Out' (its construction taken for
+    an operation on activations), while the same model returning a plain tuple ran."""
+    image = torch.rand(3, 16, 16, generator=torch.Generator().manual_seed(0))
+    heats = []
+    for named in (False, True):
+        torch.manual_seed(0)
+        heats.append(attribute(_TwoOutputs(named).eval(), image, "lrp", size=16).attributions["lrp"])
+    assert torch.equal(heats[0], heats[1]) and heats[1].abs().sum() > 0

@@ -382,6 +382,8 @@ def _rule(node: fx.Node, acts: list[fx.Node], gm: fx.GraphModule) -> tuple[nn.Mo
     True when its plain gradient already conserves relevance, False when it has no rule."""
     name = _name(node)
     first = node.args[0] if node.args else None
+    if isinstance(node.target, type) and issubclass(node.target, tuple):  # a namedtuple of outputs: a container
+        return True
     if name in _ADD_NAMES and len(acts) == 2 and not node.kwargs:
         from captum.attr._utils.custom_modules import Addition_Module
 
