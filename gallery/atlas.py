@@ -198,6 +198,10 @@ def _index(atlas: Mapping[str, Any]) -> str:
         f"<h1>{escape(title)}</h1>{_rows(shown)}<p><a href=\"{ATLAS_JSON}\">atlas.json</a></p>"
         "<table class=\"layers\"><tr><th>layer</th><th>units</th><th>receptive field</th>"
         "<th>synthetic beats best example</th><th>median ratio</th><th>never moved</th></tr>" + "".join(rows) + "</table>"
+        "<p>A unit's <em>ratio</em> is its synthetic image's degree of activation (the sum of its map) over its best "
+        "dataset example's, both counted from the dataset's median: above 1&times;, the synthetic image beats every "
+        "dataset image. <em>Median ratio</em>: the median over the layer's units; <em>never moved</em>: units whose "
+        "synthetic image stayed where it started (a dead unit, or a gradient that does not reach it).</p>"
     )
     return _page(title, body)
 

@@ -447,3 +447,10 @@ def test_a_file_over_the_process_size_limit_gets_advice(tmp_path, monkeypatch):
     result = CliRunner().invoke(cli, ["atlas", "--layers", "conv1", "--steps", "1", "--max-units", "1",
                                       "--out", str(tmp_path / "atlas")])
     assert result.exit_code == 1 and "ulimit -f" in result.output and "Traceback" not in result.output, result.output
+
+
+def test_the_index_says_what_its_figures_mean(small_atlas):
+    """The index's 'median ratio' and 'never moved' columns were not explained anywhere on it."""
+    folder, _ = small_atlas
+    page = (folder / "index.html").read_text()
+    assert "<em>ratio</em> is its synthetic image's degree of activation" in page and "<em>never moved</em>:" in page
