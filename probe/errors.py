@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from typing import Any
 
 __all__ = ["ProbeError", "ProbeUsageError", "ProbeRuntimeError", "unknown_name", "closest", "check_depends_on_image",
-           "output_not_a_tensor", "OUTPUT_USES"]
+           "output_not_a_tensor", "OUTPUT_USES", "not_per_image"]
 
 
 class ProbeError(Exception):
@@ -105,6 +105,23 @@ OUTPUT_USES = {
               "lists them)"),
 }
 """What each option that can name the output (``param``) cannot do with it, and what to ask for instead."""
+
+
+def not_per_image(layer: str, shape: tuple[int, ...], images: int, needs: str, *, then: str = "") -> ProbeUsageError:
+    """The one error for a layer whose dim 0 is not the image batch, so that none of its values belongs to one image.
+
+    Args:
+        layer: the layer, as named.
+        shape: its output's shape for ``images`` images.
+        images: the images of the pass that measured it.
+        needs: what asked for the layer (``"a unit"``, ``"Grad-CAM"``, ``"a dream"``).
+        then: what to choose instead, appended (``"; layers with spatial output: ..."``); default: nothing.
+    """
+    return ProbeUsageError(
+        f"{needs} needs a layer whose dim 0 is the image batch; {layer!r} gives {tuple(shape)} for {images} "
+        f"image(s): tokens of several patches or windows folded into the batch (TNT's pixel tokens, a window "
+        f"attention's windows) or a table computed from the weights (a position bias); choose another layer{then}",
+        param="layer")
 
 
 def output_not_a_tensor(model: str, *, param: str = "objective") -> ProbeUsageError:

@@ -44,7 +44,9 @@ from probe import param as P
 from probe import transforms as T
 from probe.chunkstore import ChunkStore, fingerprint, weights_digest
 from probe.checks import check_callables, check_count, check_name_or_callable, check_number, check_seed, check_size
-from probe.errors import ProbeRuntimeError, ProbeUsageError, check_depends_on_image, output_not_a_tensor
+from probe.errors import (
+    ProbeRuntimeError, ProbeUsageError, check_depends_on_image, not_per_image, output_not_a_tensor,
+)  # fmt: skip
 from probe.forward import ModelInputError, image_grad
 from probe.hooks import CALL_SEPARATOR, INPUT, OUTPUT, capture, evaluating, record, resolve_layers
 from probe.images import divergence
@@ -1078,9 +1080,7 @@ def inspect_layer(model: LoadedModel | nn.Module, layer: str, image_size: int | 
     output_layer = (leaves or producers or [OUTPUT])[0]  # the first leaf: fc, not an identity after it
     value = acts[layer]
     if value.dim() == 0 or value.shape[0] != blank.shape[0]:
-        raise ProbeUsageError(f"layer {layer!r} gives a {tuple(value.shape)} output for a batch of {blank.shape[0]} "
-                              "images: no batch dimension, so no unit of it belongs to one image (a table computed "
-                              "from the weights, like a position bias?); choose another layer", param="layer")
+        raise not_per_image(layer, tuple(value.shape), blank.shape[0], "a unit")
     is_output = layer == OUTPUT or same(value, output)
     if layer.split(CALL_SEPARATOR)[0] in channels_last and value.dim() > 2:
         value = value.movedim(-1, 1)  # (N, H, W, C) blocks: channel k is feature k of the last dim, see probe.layout

@@ -524,7 +524,7 @@ def test_a_layer_without_a_batch_dimension_is_listed_as_such_and_refused_as_unit
     rows = {row.name: row for row in probe.layers(loaded.module, loaded.input_shape)}
     assert (rows["bias"].batched, rows["bias"].output_shape, rows["bias"].channels) == (False, (1, 4, 1, 1), None)
     assert (rows["conv"].batched, rows["conv"].channels) == (True, 4)
-    with pytest.raises(probe.ProbeUsageError, match="no batch dimension") as info:
+    with pytest.raises(probe.ProbeUsageError, match="needs a layer whose dim 0 is the image batch") as info:
         inspect_layer(loaded, "bias")
     assert info.value.param == "layer" and inspect_layer(loaded, "conv").units == 4
     with pytest.raises(probe.ProbeUsageError, match="has no \\(C, H, W\\) map") as info:

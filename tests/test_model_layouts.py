@@ -28,7 +28,8 @@ def test_grad_cam_takes_no_layer_whose_dim_0_is_not_the_batch():
     result = probe.attribute(net, torch.rand(3, 32, 32), "gradcam", size=32)
     assert result.layer == "blocks.1.norm_out"  # the outer tokens before the last attention, as for a ViT
     assert result.options["gradcam_layer"]["map"].startswith("tokens (N, L, C) as a 2x2 grid after 1 leading")
-    with pytest.raises(probe.ProbeUsageError, match="dim 0 is the image batch; blocks.0.norm_in gives") as caught:
+    refusal = "Grad-CAM needs a layer whose dim 0 is the image batch; 'blocks.0.norm_in' gives"
+    with pytest.raises(probe.ProbeUsageError, match=refusal) as caught:
         probe.attribute(net, torch.rand(3, 32, 32), "gradcam", size=32, layer="blocks.0.norm_in")
     assert caught.value.param == "layer"
     assert same_state(before, model_state(net))
@@ -158,3 +159,15 @@ def test_a_transformers_task_model_that_is_its_own_base_model_is_read_by_its_tas
         assert read_output(net(torch.rand(1, 3, 28, 28)), 1, net).kind == "depth"
     with pytest.raises(probe.ProbeUsageError, match="a depth map, no classes"):
         probe.attribute(net, torch.rand(3, 28, 28), "saliency", size=28)
+
+
+def test_a_dream_takes_no_layer_whose_dim_0_is_not_the_batch():
+    """A dream reads image 0 of dim 0: on TNT's pixel tokens that was the first patch's, dreamed on as the
+    image's, without a word; maximize and Grad-CAM refused the layer."""
+    net = _tnt()
+    image = torch.rand(3, 32, 32, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(probe.ProbeUsageError, match="a dream needs a layer whose dim 0 is the image batch; "
+                                                    "'blocks.0.norm_in' gives") as caught:
+        probe.dream(net, image, ["blocks.0.norm_in"], steps=1, octaves=1)
+    assert caught.value.param == "layer"
+    assert probe.dream(net, image, ["blocks.1.norm_out"], steps=1, octaves=1).image.shape[-2:] == (32, 32)

@@ -49,7 +49,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from probe.errors import ProbeUsageError
+from probe.errors import ProbeUsageError, not_per_image
 from probe.forward import image_grad
 from probe.hooks import first_tensor, record
 from probe.layout import channels_last_layers
@@ -449,11 +449,8 @@ def choose_cam_layer(net: nn.Module, score: Callable[[torch.Tensor], torch.Tenso
             f"Grad-CAM's layer {layer} runs {entry.calls} times in one forward pass and Grad-CAM takes a layer "
             "that runs once; name another layer (a convolution runs once)", param="layer")
     if not entry.batched:
-        raise ProbeUsageError(
-            f"Grad-CAM needs a layer whose dim 0 is the image batch; {layer} gives {entry.shape} for one image "
-            "(tokens of several patches or windows folded into the batch, as TNT's pixel tokens or a window "
-            f"attention's windows), whose positions are not the image's; layers with spatial output: "
-            f"{_spatial_names(layers)}", param="layer")
+        raise not_per_image(layer, tuple(entry.shape), 1, "Grad-CAM",
+                            then=f"; layers with spatial output: {_spatial_names(layers)}")
     if entry.reordered and entry.layout is not None and not _in_grid_order(net, score, x, entry):
         raise ProbeUsageError(
             f"Grad-CAM needs tokens in the grid's raster order; {layer}'s {entry.shape} tokens ran after the model "

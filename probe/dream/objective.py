@@ -26,7 +26,9 @@ import torch
 from torch import nn
 
 from probe.checks import check_indices, check_number, check_numbers
-from probe.errors import ProbeRuntimeError, ProbeUsageError, check_depends_on_image, output_not_a_tensor
+from probe.errors import (
+    ProbeRuntimeError, ProbeUsageError, check_depends_on_image, not_per_image, output_not_a_tensor,
+)  # fmt: skip
 from probe.forward import ModelInputError, image_grad
 from probe.hooks import OUTPUT, capture
 from probe.images import resize
@@ -121,6 +123,9 @@ class DreamObjective:
             raise output_not_a_tensor(self.loaded.name, param="layer")
         if missing:
             raise ProbeUsageError(f"layer(s) {', '.join(missing)} did not run in the model's forward pass", param="layer")
+        for name in self.layers:  # features() reads image 0 of dim 0: a folded layer's would be its first patch
+            if acts[name].dim() == 0 or acts[name].shape[0] != images.shape[0]:
+                raise not_per_image(name, tuple(acts[name].shape), images.shape[0], "a dream")
         return acts
 
     def features(self, name: str, activation: torch.Tensor) -> torch.Tensor:
