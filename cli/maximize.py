@@ -76,7 +76,8 @@ def _target_layer(loaded: Any, objective: str, layer: str | None, size: tuple[in
             raise ProbeUsageError(f"{needs}: give --layer (e.g. --layer conv2; 'probe layers {loaded.name}' lists "
                                   "them)", param="layer")
         layer = OUTPUT
-    info = known if known is not None and known.name == layer else inspect_layer(loaded, layer, size)
+    info = known if known is not None and known.name == layer else inspect_layer(
+        loaded, layer, size, output_param="objective" if objective == "class" else "layer")
     if objective == "class":
         if not info.is_output:
             raise ProbeUsageError(

@@ -1034,13 +1034,17 @@ class LayerShape:
     output_layer: str
 
 
-def inspect_layer(model: LoadedModel | nn.Module, layer: str, image_size: int | Sequence[int] | None = None) -> LayerShape:
+def inspect_layer(model: LoadedModel | nn.Module, layer: str, image_size: int | Sequence[int] | None = None, *,
+                  output_param: str = "layer") -> LayerShape:
     """Run one blank image through the model to learn ``layer``'s shape and whether it gives the output.
 
     Args:
         model: the model (not changed; no hook is left).
         layer: a dotted layer name, or ``"output"``.
         image_size: ``H`` or ``(H, W)``; default the model's input size.
+        output_param: what asked for ``"output"``, for the refusal of an output that holds no prediction
+            (:func:`~probe.errors.output_not_a_tensor`): ``"layer"`` (default; ``--layer output``) or
+            ``"objective"`` (a class objective).
 
     A model that fails after ``layer`` on this size (a fixed-size ``Linear`` head given a larger image) is
     fine: a run on ``layer`` stops the forward pass there, so only ``is_output`` is False.
@@ -1065,7 +1069,7 @@ def inspect_layer(model: LoadedModel | nn.Module, layer: str, image_size: int | 
     if layer == INPUT:
         raise ProbeUsageError("'input' is the image itself; name a layer of the model", param="layer")
     if layer == OUTPUT and layer not in acts:  # named as a layer (--layer output, --target output:0)
-        raise output_not_a_tensor(loaded.name, param="layer")
+        raise output_not_a_tensor(loaded.name, param=output_param)
     if layer not in acts and acts.calls.get(layer, 0) <= 1:  # a module that runs twice: acts[layer] names its calls
         raise ProbeUsageError(f"layer {layer!r} does not run in a forward pass of {loaded.name} in eval mode "
                               "(an auxiliary head?); choose another layer", param="layer")

@@ -184,15 +184,29 @@ def test_a_missing_layer_is_asked_for_by_what_needs_it(runner, tmp_path, args, s
     assert result.exit_code == 2 and "Invalid value for '--layer'" in result.output and says in result.output, result.output
 
 
+def _class_objective_refusal(runner, tmp_path, forward: str) -> str:
+    """The one line ``maximize --objective class`` answers for a model of a conv and ``forward``'s body."""
+    (tmp_path / "net.py").write_text(
+        "from torch import nn\n\n\nclass Net(nn.Module):\n    def __init__(self):\n        super().__init__()\n"
+        "        self.conv = nn.Conv2d(3, 8, 4, stride=4)\n        self.head = nn.Linear(8, 4)\n\n"
+        f"    def forward(self, x):\n        h = self.conv(x)\n        {forward}\n\n\ndef build():\n    return Net().eval()\n")
+    result = runner.invoke(cli, ["maximize", "--model", f"{tmp_path / 'net.py'}:build", "--objective", "class",
+                                 "--input-size", "16", "--steps", "1", "--out", str(tmp_path / "g")])
+    assert result.exit_code == 2 and "Invalid value for '--objective'" in result.output, result.output
+    return result.output
+
+
 def test_a_class_objective_on_per_token_scores_shows_the_outputs_own_shape(runner, tmp_path):
     """A detector's per-query class scores ``(N, queries, classes)``, made by a Linear over tokens: the output was
     read at that Linear, as channels-last tokens, and the refusal showed ``(1, classes, queries)``."""
-    (tmp_path / "queries.py").write_text(
-        "import torch\nfrom torch import nn\n\n\nclass Queries(nn.Module):\n    def __init__(self):\n"
-        "        super().__init__()\n        self.conv = nn.Conv2d(3, 8, 4, stride=4)\n        self.head = nn.Linear(8, 4)\n\n"
-        "    def forward(self, x):\n        tokens = self.conv(x).flatten(2).transpose(1, 2)[:, :5]\n"
-        "        return self.head(tokens)\n\n\ndef build():\n    return Queries().eval()\n")
-    result = runner.invoke(cli, ["maximize", "--model", f"{tmp_path / 'queries.py'}:build", "--objective", "class",
-                                 "--input-size", "16", "--steps", "1", "--out", str(tmp_path / "g")])
-    assert result.exit_code == 2 and "Invalid value for '--objective'" in result.output, result.output
-    assert "the model's output gives (1, 5, 4)" in result.output, result.output
+    output = _class_objective_refusal(runner, tmp_path, "return self.head(h.flatten(2).transpose(1, 2)[:, :5])")
+    assert "the model's output gives (1, 5, 4)" in output, output
+
+
+def test_a_class_objective_on_detections_says_why_in_the_objectives_words(runner, tmp_path):
+    """torchvision's retinanet, fcos and keypointrcnn: '--objective class' was refused in the words for a layer
+    ('it cannot be dreamed on, nor maximized as a layer') under the name --objective."""
+    output = _class_objective_refusal(
+        runner, tmp_path, "return [{'boxes': h.mean((2, 3))[i:i + 1], 'scores': h.amax((1, 2, 3))[i:i + 1]} "
+                          "for i in range(len(x))]")
+    assert "no class score or output unit can be read from it" in output and "dreamed" not in output, output
