@@ -365,3 +365,30 @@ def test_lrp_reads_a_namedtuple_of_outputs_as_a_tuple():
         torch.manual_seed(0)
         heats.append(attribute(_TwoOutputs(named).eval(), image, "lrp", size=16).attributions["lrp"])
     assert torch.equal(heats[0], heats[1]) and heats[1].abs().sum() > 0
+
+
+class _Excited(nn.Module):
+    """A conv whose channels a squeeze-excitation gate scales, the gate ``gate``."""
+
+    def __init__(self, gate: nn.Module) -> None:
+        super().__init__()
+        self.conv, self.relu, self.squeeze, self.gate = nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Conv2d(4, 4, 1), gate
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.relu(self.conv(x))
+        h = h * self.gate(self.squeeze(h.mean((2, 3), keepdim=True)))
+        return self.fc(h.mean((2, 3)))
+
+
+def test_lrp_takes_another_librarys_sigmoid_module_for_the_gate_it_is():
+    """timm's squeeze-excitation gates are its own ``Sigmoid`` class (rexnet): the product was refused ('no rule
+    for mul'), where torch's nn.Sigmoid made it a gate."""
+    from timm.layers.activations import Sigmoid
+
+    image = torch.rand(3, 16, 16, generator=torch.Generator().manual_seed(0))
+    heats = []
+    for gate in (nn.Sigmoid(), Sigmoid()):
+        torch.manual_seed(0)
+        heats.append(attribute(_Excited(gate).eval(), image, "lrp", size=16).attributions["lrp"])
+    assert torch.equal(heats[0], heats[1]) and heats[1].abs().sum() > 0

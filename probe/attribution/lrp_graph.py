@@ -209,10 +209,28 @@ def _activations(node: fx.Node, dependent: set[fx.Node]) -> list[fx.Node]:
     return [arg for arg in node.args[:2] if isinstance(arg, fx.Node) and arg in dependent]
 
 
+def _computes_gate(module: nn.Module) -> bool:
+    """Whether ``module`` is a sigmoid or hard sigmoid: torch's, or a parameter-free leaf of another library that
+    computes one (timm's own ``Sigmoid`` and ``HardSigmoid`` in its squeeze-excitation gates), told by its values
+    on 17 points of [-4, 4]."""
+    if type(module) in _GATE_MODULES:
+        return True
+    if next(module.parameters(), None) is not None or next(module.children(), None) is not None:
+        return False
+    points = torch.linspace(-4, 4, 17)
+    try:
+        with torch.no_grad():
+            values = module(points.clone())
+    except Exception:  # noqa: BLE001 (a module that takes no plain tensor is no gate)
+        return False
+    return isinstance(values, torch.Tensor) and values.shape == points.shape and any(
+        torch.allclose(values, gate(points), atol=1e-6) for gate in (torch.sigmoid, F.hardsigmoid))
+
+
 def _gate_source(node: fx.Node, modules: dict[str, nn.Module]) -> bool:
     """Whether ``node`` is a gate: a sigmoid or hard sigmoid's output, maybe reshaped or expanded."""
     while True:
-        if node.op == "call_module" and type(modules[str(node.target)]) in _GATE_MODULES:
+        if node.op == "call_module" and _computes_gate(modules[str(node.target)]):
             return True
         if node.op in ("call_function", "call_method") and _name(node) in _GATE_NAMES:
             return True
