@@ -178,11 +178,12 @@ def _replace_refusal(folder: Path) -> str | None:
     if newer:
         return newer
     if marker is None:
-        if os.path.lexists(folder / MARKER) and is_gallery(folder):
+        gallery = is_gallery(folder)
+        if os.path.lexists(folder / MARKER) and gallery:
             return (f"output folder {str(folder)!r} holds a {MARKER} marker cnn-probe cannot read (damaged, "
                     "truncated, or another tool's), so --force cannot tell its files from yours; delete or move "
                     "the folder yourself, or choose another --out")
-        if is_gallery(folder):
+        if gallery:
             return (f"output folder {str(folder)!r} holds no {MARKER} marker (a gallery from cnn-probe before 0.2, "
                     "or files that only look like one), so --force cannot tell its files from yours; "
                     "delete or move it yourself, or choose another --out")

@@ -33,10 +33,10 @@ import torch
 from torch import nn
 
 from probe.folderlock import lock_folder, release
+from probe.gallery.files import TMP_PREFIX
 
 __all__ = ["ChunkStore", "clear", "fingerprint", "weights_digest"]
 
-_TEMPORARY = ".tmp-"
 _CHUNK = re.compile(r"(?P<key>[0-9a-f]{16})-\d{6}-\d{6}\.pt")
 """A chunk file's name: ``<fingerprint>-<first>-<last>.pt``; nothing else in the folder is the store's."""
 
@@ -75,7 +75,7 @@ def _claim(folder: Path) -> bool:
 def _ours(path: Path) -> bool:
     """Whether ``path`` is a file a :class:`ChunkStore` wrote: a chunk, or a temporary file a kill left behind.
     The folder may hold the user's own files (``resume=`` named a folder of theirs): those are never touched."""
-    temporary = path.name.startswith(_TEMPORARY) and path.suffix == ".pt"
+    temporary = path.name.startswith(TMP_PREFIX) and path.suffix == ".pt"
     return (temporary or _CHUNK.fullmatch(path.name) is not None) and path.is_file()
 
 
@@ -128,7 +128,7 @@ class ChunkStore:
                 return
             for path in self.folder.iterdir() if self.folder.is_dir() else ():
                 if _ours(path) and not path.name.startswith(f"{key}-"):  # a kill's leftover, or another request's
-                    self.discarded += not path.name.startswith(_TEMPORARY)
+                    self.discarded += not path.name.startswith(TMP_PREFIX)
                     path.unlink(missing_ok=True)
         except OSError as error:  # an unreadable folder: no chunk is kept (see save)
             self.failed = f"{error.strerror or error}: {self.folder}"
@@ -165,7 +165,7 @@ class ChunkStore:
             if not _claim(self.folder):
                 self.failed = f"{BUSY}: {self.folder}"
                 return
-            handle, temporary = tempfile.mkstemp(prefix=_TEMPORARY, suffix=".pt", dir=self.folder)
+            handle, temporary = tempfile.mkstemp(prefix=TMP_PREFIX, suffix=".pt", dir=self.folder)
         except OSError as error:
             self.failed = f"{error.strerror or error}: {self.folder}"
             return

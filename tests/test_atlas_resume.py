@@ -11,7 +11,7 @@ import torch
 
 import probe
 from probe.atlas import build_atlas
-from probe.atlas.plan import weights_digest
+from probe.chunkstore import weights_digest
 from probe.atlas.runner import CROPS, RUN_FILE
 
 TINY = dict(layers=["conv1"], dataset="zoo", limit=8, examples=1, steps=1, max_units=2, chunk=1, device="cpu")

@@ -382,10 +382,13 @@ def join(device: str = "auto", timeout: float = DEFAULT_TIMEOUT_S) -> Iterator[t
         ProbeRuntimeError: the process group could not be joined.
     """
     timeout = check_timeout(timeout)
-    if not launched_by_torchrun() or torchrun_env()[1] == 1:
+    if not launched_by_torchrun():
         yield Group(timeout=timeout), _device_for(device, 0)
         return
     rank, world, local_rank, port = torchrun_env()
+    if world == 1:
+        yield Group(timeout=timeout), _device_for(device, 0)
+        return
     chosen = _device_for(device, local_rank)
     cuda = chosen.startswith("cuda")
     if cuda:

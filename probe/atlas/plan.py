@@ -15,10 +15,10 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from probe.chunkstore import weights_digest
+from probe.chunkstore import fingerprint
 from probe.errors import ProbeUsageError
 
-__all__ = ["STREAMS", "AtlasSettings", "Chunk", "make_chunks", "file_stem", "weights_digest"]
+__all__ = ["STREAMS", "AtlasSettings", "Chunk", "make_chunks", "file_stem"]
 
 
 MAX_STEM = 100
@@ -93,8 +93,7 @@ class AtlasSettings:
 
     def digest(self) -> str:
         """A 16-hex-digit hash of every setting: records with another digest belong to another atlas."""
-        text = json.dumps(self.as_dict(), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
+        return fingerprint(self.as_dict())
 
     def differences(self, other: dict[str, Any]) -> list[str]:
         """``["steps: 64 (there) vs 32 (now)", ...]`` against the settings dict of another atlas."""

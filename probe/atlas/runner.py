@@ -47,10 +47,11 @@ from probe.atlas.data import AtlasData, open_dataset
 from probe.atlas.distributed import Group, join
 from probe.atlas.liveness import DEFAULT_TIMEOUT_S
 from probe.atlas.examples import UnitExamples, batches_of, dataset_pass, merge_passes
-from probe.atlas.plan import AtlasSettings, Chunk, file_stem, make_chunks, weights_digest
+from probe.atlas.plan import AtlasSettings, Chunk, file_stem, make_chunks
 from probe.atlas.receptive import POSITIONS_PER_PASS, ReceptiveField, measure_fields, receptive_field
 from probe.atlas.records import TMP_PREFIX, png_bytes, read_json, remove_partial, write_bytes, write_json, write_png
 from probe.atlas.writer import Writer
+from probe.chunkstore import weights_digest
 from probe.errors import ProbeRuntimeError, ProbeUsageError, unknown_name
 from probe.folderlock import lock_folder, release
 from probe.gallery import slug
@@ -162,7 +163,7 @@ def _on_rank_0(group: Group, work: Callable[[], Any], what: str) -> Any:
 def _start_folder(folder: Path, settings: AtlasSettings, force: bool, weights: str, dataset: str) -> None:
     """Rank 0: start, resume or refuse ``folder`` (see the module docstring).
 
-    ``weights`` is the digest of the model's weights (:func:`~probe.atlas.plan.weights_digest`): a weights
+    ``weights`` is the digest of the model's weights (:func:`~probe.chunkstore.weights_digest`): a weights
     file that changed under the same path, or other random weights, is not resumed with the old images.
     ``dataset`` is the dataset's identity (:meth:`~probe.atlas.data.AtlasData.identity`): a folder of
     other images under the same path and of the same size is not resumed with the old examples. An atlas
