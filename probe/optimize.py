@@ -752,8 +752,6 @@ def _fit(request: _Request, keys: list[int], batch: int | str | None, group: int
     """
     count, device = request.count, request.loaded.device
     size = group if coupled else batch
-    if size == "auto" and device.type == "cpu" and min(count, CPU_BATCH) <= 1:
-        size = count  # one image: nothing to choose
     cost = pass_cost(request, keys[:group])
     if size == "auto":
         cpu = device.type == "cpu"

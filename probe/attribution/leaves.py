@@ -22,6 +22,7 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from probe.leaves import helper_names, is_leaf
+from probe.rewrites import tensors_in
 
 __all__ = ["Survey", "survey", "supported_base", "NEUTRAL_OPS", "leaves", "observe"]
 
@@ -31,17 +32,6 @@ NEUTRAL_OPS = frozenset({"pad", "to", "type", "type_as", "contiguous", "float", 
 (timm's ``Conv2dSame``), dtype casts (timm's ``Linear``), shape queries and reshapes; all keep a layer linear."""
 
 
-def _tensors(value: Any) -> list[torch.Tensor]:
-    """The tensors in ``value`` (a tensor, or lists, tuples and dicts of them)."""
-    if isinstance(value, torch.Tensor):
-        return [value]
-    if isinstance(value, dict):
-        value = list(value.values())
-    if isinstance(value, (list, tuple)):
-        return [tensor for item in value for tensor in _tensors(item)]
-    return []
-
-
 class _Ops(TorchFunctionMode):
     """The names of the torch functions called inside the block on the ``inputs`` or on what was computed
     from them (not those on parameters alone)."""
@@ -49,14 +39,14 @@ class _Ops(TorchFunctionMode):
     def __init__(self, inputs: Sequence[Any]) -> None:
         super().__init__()
         self.names: set[str] = set()
-        self.derived: list[torch.Tensor] = _tensors(list(inputs))  # held, so that no id is reused meanwhile
+        self.derived: list[torch.Tensor] = list(tensors_in(list(inputs)))  # held, so that no id is reused meanwhile
 
     def __torch_function__(self, func: Any, types: Any, args: Sequence[Any] = (), kwargs: Any = None) -> Any:
         output = func(*args, **(kwargs or {}))
         known = {id(tensor) for tensor in self.derived}
-        if any(id(tensor) in known for tensor in _tensors([list(args), kwargs or {}])):
+        if any(id(tensor) in known for tensor in tensors_in([list(args), kwargs or {}])):
             self.names.add(getattr(func, "__name__", repr(func)))
-            self.derived += _tensors(output)
+            self.derived += tensors_in(output)
         return output
 
 

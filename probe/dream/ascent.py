@@ -57,11 +57,12 @@ def ascend(
             current = (base + detail).clamp(0.0, 1.0)
         else:
             current = base
-        moving = tile_size is not None and len(tile_plan(*size, tile_size, tile_margin)) > 1
+        still = tile_plan(*size, tile_size, tile_margin)
+        moving = tile_size is not None and len(still) > 1
         offsets = _grid_offsets(generator, octave, steps, tile_size) if moving else [(0, 0)] * steps
         finite = torch.ones((), dtype=torch.bool, device=current.device)  # read once per octave: no sync per step
         for shift, offset in zip(jitter_shifts(jitter, generator, steps), offsets):
-            tiles = tile_plan(*size, tile_size, tile_margin, offset)
+            tiles = tile_plan(*size, tile_size, tile_margin, offset) if moving else still
             rolled = roll(current, shift)
             score, _, grad = objective.evaluate(rolled, tiles, gradient=True)
             del rolled  # image-sized, like grad and current: few such copies bound a tiled dream's memory

@@ -191,7 +191,7 @@ def frozen_view(module: nn.Module, channels_last: bool = False) -> nn.Module:
         return nn.Parameter(data, requires_grad=False)
 
     memo: dict[int, Any] = {id(p): frozen(p) for p in parameters}
-    memo.update(shared_memo(module, memo))
+    memo = shared_memo(module, memo)
     try:
         return copy.deepcopy(module, memo)
     except Exception:  # TorchScript and modules that refuse to be copied: use them as they are

@@ -18,7 +18,6 @@ from __future__ import annotations
 import io
 import tempfile
 import warnings
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -125,7 +124,7 @@ def build_torchscript(spec: str, request: Request) -> Built:
     """Load the TorchScript file ``spec`` and make it hookable through an ONNX export and onnx2torch."""
     _weights_in_file(spec, request)
     path = _file(spec)
-    if zipfile.is_zipfile(path) and archive_kind(path) == "export":
+    if archive_kind(path) == "export":  # not a zip, or unreadable: "torch", and torch.jit.load says how
         raise ProbeUsageError(f"{spec!r} is a torch.export program (torch.export.save): {EXPORT_ADVICE}", param="model")
     try:
         with warnings.catch_warnings():  # the user asked for TorchScript: torch's deprecation notice is noise here
