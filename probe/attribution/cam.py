@@ -428,11 +428,24 @@ def choose_cam_layer(net: nn.Module, score: Callable[[torch.Tensor], torch.Tenso
             has no spatial positions, or has positions the score does not depend on.
     """
     layers = survey_cam_layers(net, score, x, channels_last_layers(net, x))
-    default = default_cam_layer(layers, dense_classes)
-    if default is not None and default.reordered and not _in_grid_order(net, score, x, default):
-        in_order = [replace(found, layout=None) if found.reordered else found for found in layers]
-        default = default_cam_layer(in_order, dense_classes)  # none after the reordering: it is not measured
+    measured: dict[str, bool] = {}
+
+    def in_grid_order(entry: CamLayer) -> bool:
+        """:func:`_in_grid_order`, measured once per layer (it costs 1 + 4 forward passes)."""
+        if entry.name not in measured:
+            measured[entry.name] = _in_grid_order(net, score, x, entry)
+        return measured[entry.name]
+
+    def default_layer() -> CamLayer | None:
+        """The default, found only when it is chosen or named in a refusal: a named layer needs no measuring of it."""
+        default = default_cam_layer(layers, dense_classes)
+        if default is not None and default.reordered and not in_grid_order(default):
+            in_order = [replace(found, layout=None) if found.reordered else found for found in layers]
+            default = default_cam_layer(in_order, dense_classes)  # none after the reordering: it is not measured
+        return default
+
     if layer is None:
+        default = default_layer()
         if default is None:
             raise ProbeUsageError(
                 "Grad-CAM found no layer with spatial positions ((N, C, H, W), (N, H, W, C), or (N, L, C) tokens on "
@@ -451,7 +464,8 @@ def choose_cam_layer(net: nn.Module, score: Callable[[torch.Tensor], torch.Tenso
     if not entry.batched:
         raise not_per_image(layer, tuple(entry.shape), 1, "Grad-CAM",
                             then=f"; layers with spatial output: {_spatial_names(layers)}")
-    if entry.reordered and entry.layout is not None and not _in_grid_order(net, score, x, entry):
+    if entry.reordered and entry.layout is not None and not in_grid_order(entry):
+        default = default_layer()
         raise ProbeUsageError(
             f"Grad-CAM needs tokens in the grid's raster order; {layer}'s {entry.shape} tokens ran after the model "
             "reordered its tokens (as Hiera's mask units) and are measured not to be: a grid drawn from them would "
@@ -463,6 +477,7 @@ def choose_cam_layer(net: nn.Module, score: Callable[[torch.Tensor], torch.Tenso
             f"grid of the input); {layer} gives {entry.shape}; layers with spatial output: {_spatial_names(layers)}",
             param="layer")
     if not entry.reaches:
+        default = default_layer()
         suggestion = f"; the default is {default.name}" if default is not None else ""
         raise ProbeUsageError(
             f"the score does not depend on any position of {layer} ({entry.layout.describe()}): its gradient is zero "
