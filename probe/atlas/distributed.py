@@ -260,6 +260,7 @@ class Group:
         if not self.distributed or self.settled:
             return
         stopped = self._collective("reading the run's store", lambda: self.store.check([STOP_KEY]))
+        self._checked = time.monotonic()  # tick() need not read it again within the second
         if stopped:
             self._agree("stopping")  # the failing rank waits in fail(): this meets it and raises its failure
             self.settled = True
