@@ -608,6 +608,36 @@ class _Chunk:
                    saved["maps"], saved["options"], saved["start"])
 
 
+def _pass(
+    loaded: LoadedModel, objective: Objective, factory: ParamFactory, transform: T.Transform | None, precision: str,
+    keys: list[int], shape: tuple[int, int, int], index: slice,
+) -> tuple[P.ImageParam, Callable[[bool], torch.Tensor]]:
+    """Set up one optimization pass of ``len(keys)`` images: ``(image, scores)``.
+
+    ``image`` is the pass's parametrization of ``(n, C, H, W)`` images, drawn from the images' own streams
+    (one generator per image for a ``per_image`` factory, else one for the pass); ``scores(redirect)`` runs
+    one step's forward pass and returns the ``(n,)`` scores it ascends: the images through ``transform``
+    (drawing from the same streams), the model up to the deepest layer ``objective`` reads (hooks removed
+    after), under ``precision``'s autocast, with every ReLU redirected when ``redirect``
+    (:func:`~probe.relu.redirected_relu`). ``index`` says which of the objective's units these images are.
+    :func:`_render_chunk` steps it and :func:`pass_cost` measures it: the measure is of the step itself.
+    """
+    device = loaded.device
+    streams = ImageStreams(keys, device)
+    generators = streams.generators() if getattr(factory, "per_image", False) else streams.generator
+    image = factory((len(keys), *shape), generators, device)  # type: ignore[arg-type]
+    stats = _device_stats(loaded, shape[0])
+
+    def scores(redirect: bool) -> torch.Tensor:
+        current = image()
+        shown = transform(current, streams) if transform is not None else current
+        with autocast(device, precision), redirected_relu(redirect):
+            acts = _forward(loaded, shown, objective.layers, stats)
+        return _scores(objective, Context(acts, current, index))
+
+    return image, scores
+
+
 def _render_chunk(
     loaded: LoadedModel,
     objective: Objective,
@@ -633,24 +663,15 @@ def _render_chunk(
     ``redirect_relu`` steps ReLUs pass gradient to dead units (:func:`~probe.relu.redirected_relu`).
     """
     target = loaded.device
-    streams = ImageStreams(keys, target)
-    if getattr(factory, "per_image", False):
-        image = factory((len(keys), *shape), streams.generators(), target)  # type: ignore[arg-type]
-    else:
-        image = factory((len(keys), *shape), streams.generator, target)
+    image, step_scores = _pass(loaded, objective, factory, transform, precision, keys, shape, index)
     optim = _optimizer(optimizer, image.params, lr)
     with torch.no_grad():
         start = _quantize(image()).cpu()
     history = torch.zeros(steps, len(keys), device=target)
     checks = FiniteLog(steps, ("the objective", "the gradient"), target)
     snaps: dict[int, torch.Tensor] = {}
-    stats = _device_stats(loaded, shape[0])
     for step in range(1, steps + 1):
-        current = image()
-        shown = transform(current, streams) if transform is not None else current
-        with autocast(target, precision), redirected_relu(step <= redirect_relu):
-            acts = _forward(loaded, shown, objective.layers, stats)
-        scores = _scores(objective, Context(acts, current, index))
+        scores = step_scores(step <= redirect_relu)
         checks.note(step, 0, scores)
         check_depends_on_image(scores, objective.layers)
         grads = image_grad(-scores.sum(), image.params, allow_unused=True)
@@ -766,8 +787,9 @@ def _fit(request: _Request, keys: list[int], batch: int | str | None, group: int
 def pass_cost(request: _Request, keys: list[int]) -> PassCost:
     """The working set of one pass (:class:`~probe.memory.PassCost`), measured on ``len(keys)`` images.
 
-    One forward pass without a step, of the request's own parametrization, transforms, model layers and
-    objective, counts the bytes autograd saves (:func:`~probe.memory.saved_bytes`; the model's weights and
+    The forward pass of a pass's first step, set up as the render sets it up (:func:`_pass`: the request's
+    parametrization, transforms, objective and precision, its ReLUs redirected when the run redirects them)
+    but not stepped, counts the bytes autograd saves (:func:`~probe.memory.saved_bytes`; the model's weights and
     buffers left out: they are held whatever the pass), times :data:`~probe.memory.STEP_HEADROOM`, plus the
     image parameters four times (value, gradient, Adam's two moments), plus what the pass keeps per image
     on the device (a score per step, the snapshots). An image larger than four times the model's input area
@@ -788,16 +810,10 @@ def pass_cost(request: _Request, keys: list[int]) -> PassCost:
     params: list[int] = []
 
     def forward() -> torch.Tensor:
-        streams = ImageStreams(keys, loaded.device)
-        factory = request.factory
-        generators = streams.generators() if getattr(factory, "per_image", False) else streams.generator
-        image = factory((n, channels, *probe_size), generators, loaded.device)  # type: ignore[arg-type]
+        image, scores = _pass(loaded, request.objective, request.factory, transform, request.precision, keys,
+                              (channels, *probe_size), slice(0, n))
         params.append(sum(t.numel() * t.element_size() for t in image.params))
-        current = image()
-        shown = transform(current, streams) if transform is not None else current
-        with autocast(loaded.device, request.precision):
-            acts = _forward(loaded, shown, request.objective.layers, _device_stats(loaded, channels))
-        return _scores(request.objective, Context(acts, current, slice(0, n)))
+        return scores(request.redirect_relu > 0)  # a pass's first step is its redirected one, if any
 
     try:
         activations = STEP_HEADROOM * saved_bytes(forward, exclude=held)
@@ -837,6 +853,8 @@ class _Request:
     precision: str
     channels_last: bool
     every: int
+    redirect_relu: int
+    """Steps with redirected ReLUs at the start of each pass (0: none)."""
     what: str | None = None
     """Replaces :meth:`describe`'s text (a caller's own words: "a chunk of 16 images ...")."""
     instead: str | None = None
@@ -921,7 +939,7 @@ def _prepare(
     every = default_progress_every(loaded.device) if progress_every is None else max(1, int(progress_every))
     return _Request(loaded, objective, chosen, steps, learning_rate, (loaded.preprocess.channels, height, width),
                     count, snapshot_steps, transforms, transform, transform_names, factory, param_name, base_seed,
-                    precision, channels_last, every, what, advice)
+                    precision, channels_last, every, redirect_relu, what, advice)
 
 
 def plan_memory(
