@@ -52,7 +52,10 @@ from probe.hooks import CALL_SEPARATOR, INPUT, OUTPUT, capture, evaluating, reco
 from probe.images import divergence
 from probe.layout import channels_last_layers
 from probe.leaves import is_leaf
-from probe.memory import FLOAT, STEP_HEADROOM, PassCost, check_run, fit_batch, is_out_of_memory, kept_bytes, saved_bytes
+from probe.memory import (
+    FLOAT, STEP_HEADROOM, PassCost, check_results_fit, check_run, fit_batch, is_out_of_memory, kept_bytes,
+    optimization_text, saved_bytes,
+)  # fmt: skip
 from probe.models import LoadedModel, as_loaded
 from probe.objectives import Context, Objective, as_objective, class_scores, parse_objective
 from probe.relu import redirected_relu
@@ -877,12 +880,10 @@ class _Request:
         return kept_bytes(self.count, channels * height * width, self.steps, len(self.snapshots))
 
     def describe(self, per_pass: int | None = None) -> str:
-        """The run, for a memory message."""
+        """The run, for a memory message (:func:`~probe.memory.optimization_text`)."""
         if self.what is not None:
             return self.what
-        _, height, width = self.shape
-        passes = "" if per_pass is None else f" in passes of {per_pass:,}"
-        return f"maximizing {self.count:,} image(s) of {height}x{width} over {self.steps:,} steps{passes}"
+        return optimization_text(self.count, self.shape[1:], self.steps, per_pass)
 
     def advice(self, batch: bool = False) -> str:
         """What to change, naming the CLI options and maximize's arguments."""
@@ -979,7 +980,8 @@ def _plan(request: _Request, batch: int | str | None) -> tuple[list[int], int, b
     pass (:func:`_fit`)."""
     batch = _check_batch(batch)
     loaded, objective, count = request.loaded, request.objective, request.count
-    check_run(request.kept(), PassCost(0.0), 0, loaded.device, request.describe(), request.advice())
+    check_results_fit(count, request.shape, request.steps, len(request.snapshots), loaded.device, request.describe(),
+                      request.advice())
     keys = _image_keys(objective, count, request.seed)
     group = count if objective.group is None else objective.group  # images that read each other: one pass
     with evaluating(loaded.module), model_draws(request.seed, loaded.device):

@@ -156,6 +156,19 @@ def test_the_cli_says_so_in_one_line_naming_the_option(monkeypatch, tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+def test_kept_results_are_refused_in_the_same_words_from_python_and_the_cli_each_naming_its_own_options(
+        monkeypatch, tmp_path):
+    free(monkeypatch, 3 * MB)  # two 512 px images keep 4 MiB: the results alone cannot fit
+    with pytest.raises(ProbeRuntimeError) as python:
+        probe.maximize(probe.load_model("digits"), O.channel("conv2", [0, 1]), image_size=512, steps=1)
+    result = CliRunner().invoke(cli, ["maximize", "--layer", "conv2", "--units", "0-1", "--size", "512", "--steps", "1",
+                                      "--out", str(tmp_path / "run")])
+    said, advice = str(python.value).split("; ", 1)
+    assert said == "maximizing 2 image(s) of 512x512 over 1 steps needs about 4.0 MiB of memory, but 3.0 MiB is free on cpu"
+    assert result.exit_code == 1 and said in result.output, result.output
+    assert "--size (image_size=)" in advice and "image_size=" not in result.output and "--size" in result.output
+
+
 def test_dream_and_style_refuse_kept_results_that_cannot_fit_before_their_first_step(monkeypatch):
     # from Python, dream's frames and style's steps x snapshots had no check: frames=2**31-1 dreamed on for
     # ever, and style listed 2**31 snapshot steps before its first one; a tiled dream checked nothing
