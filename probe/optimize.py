@@ -492,7 +492,7 @@ def maximize(
     param_record: dict[str, Any] = {}
     done: list[slice] = []
     started = time.perf_counter()
-    with evaluating(loaded.module), model_draws(base_seed, target):
+    with evaluating(loaded.module):
         pending = _chunks(count, batch_size, group)
         while pending:
             index = pending.pop(0)
