@@ -31,7 +31,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -501,7 +501,8 @@ def maximize(
 
             def report(step: int, scores: torch.Tensor, offset: int = offset, total: int = total_steps) -> None:
                 if progress is not None:
-                    progress(offset + step, total, {"score": float(scores.mean())})
+                    with kept_draws(target):  # between two steps: what it draws is not the model's next draws
+                        progress(offset + step, total, {"score": float(scores.mean())})
 
             try:
                 chunk = _Chunk.from_saved(store.load(index)) if store is not None else None
@@ -711,13 +712,18 @@ def model_draws(key: int, device: torch.device) -> Iterator[None]:
     image's key, so a resumed run's chunks draw what they drew uninterrupted), and the caller's own global
     generators are left where they were. Everything of cnn-probe's own draws from per-image streams anyway.
     """
-    cuda = [device] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=cuda, device_type="cuda"):
+    with kept_draws(device):
         torch.random.default_generator.manual_seed(key & (2**63 - 1))
-        for each in cuda:
-            with torch.cuda.device(each):
+        if device.type == "cuda":
+            with torch.cuda.device(device):
                 torch.cuda.manual_seed(key & (2**63 - 1))
         yield
+
+
+def kept_draws(device: torch.device) -> AbstractContextManager[None]:
+    """For the block, torch's global generators (the CPU's, and ``device``'s on CUDA) as they are, given back
+    as they were after: a caller's code run between a model's draws (a progress callback) cannot move them."""
+    return torch.random.fork_rng(devices=[device] if device.type == "cuda" else [], device_type="cuda")
 
 
 def batch_coupled(loaded: LoadedModel, layers: Iterable[str], shape: tuple[int, int, int]) -> bool:

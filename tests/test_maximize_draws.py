@@ -30,3 +30,12 @@ def test_a_chunk_draws_what_it_draws_alone_whatever_came_before_it_and_whatever_
     assert torch.equal(whole.images[2:], second.images) and torch.equal(whole.history[:, 2:], second.history)
     first = probe.maximize(model, O.channel("2", [0, 1]), steps=2, batch=2)
     assert torch.equal(whole.images[:2], first.images)
+
+
+def test_a_progress_callback_that_draws_changes_nothing():
+    """The callback runs between steps, inside the chunk's seeded block: its draws moved the model's next ones."""
+    model = _noisy()
+    quiet = probe.maximize(model, O.channel("2", range(4)), steps=3, batch=2)
+    drawing = probe.maximize(model, O.channel("2", range(4)), steps=3, batch=2,
+                             progress=lambda step, total, metrics: torch.rand(7))
+    assert torch.equal(quiet.history, drawing.history) and torch.equal(quiet.images, drawing.images)
