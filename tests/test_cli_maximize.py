@@ -93,6 +93,12 @@ def test_channels_last_is_recorded(runner, tmp_path):
         (["--layer", "conv2", "--snapshots", "-1"], "Invalid value for '--snapshots'"),
         (["--layer", "conv2", "--snapshots", "x"], "'x' is not a valid integer"),
         (["--layer", "conv2", "--preset", "fancy"], "'fancy' is not one of"),
+        (["--layer", "conv2", "--caricature", "shapes:circle", "--units", "3"],
+         "--caricature amplifies the whole --layer as it sees IMAGE, so it takes no --units; leave --units out"),
+        (["--layer", "conv2", "--caricature", "shapes:circle", "--objective", "neuron"],
+         "so it takes no --objective; leave --objective out"),
+        (["--target", "conv2:1", "--objective", "neuron"],
+         "--target already names the units (and the objective: channel or neuron, from the layer); leave --objective out"),
     ],
 )
 def test_usage_errors_exit_2_with_a_clear_message(runner, args, message):
