@@ -202,13 +202,10 @@ def check_fits(needed: float, device: torch.device | str, what: str, advice: str
         device: where it would be allocated.
         what: the work, for the message (``"a 8000x8000 dream without tiles"``).
         advice: what to change, first thing first (``"add --tile 512, or a smaller --size"``).
+
+    It is :func:`check_run` of one pass of ``needed`` bytes that keeps no results: one check, one message.
     """
-    free = available_bytes(device)
-    if free is not None and needed > free:
-        raise ProbeRuntimeError(
-            f"{what} needs about {format_bytes(needed)} of memory, but {format_bytes(free)} is free on "
-            f"{torch.device(device)}; {advice}"
-        )
+    check_run(0.0, PassCost(needed), 1, device, what, advice)
 
 
 def images_bytes(channels: int, areas: Iterable[int]) -> float:

@@ -557,26 +557,28 @@ def maximize(
     if param_record:
         settings["param_options"] = param_record
     main = objective.main
-    units = objective.image_units()
-    if len(units) != count:
-        units = units[:1] * count
     return MaximizeResult(
-        images=final, scores=scores_final, history=history, snapshots=snaps, units=units, terms=terms,
+        images=final, scores=scores_final, history=history, snapshots=snaps, units=_image_units(objective, count),
+        terms=terms,
         main=next((name for name, leaf in _term_names(objective) if leaf is main), ""), objective=objective.name,
         kind=main.kind, layer=main.layer, model=loaded.name, weights=loaded.weights, labels=loaded.labels,
         outputs=outputs, settings=settings, seconds=seconds, maps=maps,
     )  # fmt: skip
 
 
+def _image_units(objective: Objective, count: int) -> tuple[int | None, ...]:
+    """The unit each of the ``count`` images works for: the objective's own, one per image, or (a single-unit
+    objective rendered ``images=count`` times) its first unit for every image."""
+    units = objective.image_units()
+    return units if len(units) == count else units[:1] * count
+
+
 def _image_keys(objective: Objective, count: int, seed: int) -> list[int]:
     """One random-stream key per image: ``(seed, layer, unit, copy)``, copy counting repeats of a unit."""
-    units = objective.image_units()
-    if len(units) != count:
-        units = units[:1] * count
     layer = objective.main.layer
     seen: dict[int | None, int] = {}
     keys = []
-    for unit in units:
+    for unit in _image_units(objective, count):
         copy = seen.get(unit, 0)
         seen[unit] = copy + 1
         keys.append(image_key(seed, layer, unit, copy))
