@@ -35,7 +35,7 @@ from probe.errors import ProbeUsageError
 from probe.gallery import check_out_dir, slug
 from probe.hooks import OUTPUT
 from probe.images import parse_size
-from probe.memory import PassCost, check_run, kept_bytes
+from probe.memory import check_results_fit, optimization_text
 from probe.optimize import PRESETS, LayerShape, MaximizeResult, inspect_layer, maximize
 
 OBJECTIVES = ("channel", "neuron", "class")
@@ -90,16 +90,6 @@ def _target_layer(loaded: Any, objective: str, layer: str | None, size: tuple[in
             if info.output_layer != OUTPUT:
                 info = inspect_layer(loaded, info.output_layer, size)
     return info
-
-
-def _check_results_fit(loaded: Any, images: int, steps: int, snapshots: int, size: tuple[int, int]) -> None:
-    """Refuse, before the objective lists its units, a run whose kept results alone cannot fit in memory
-    (:func:`~probe.memory.kept_bytes`, as :func:`~probe.optimize.maximize` counts them; it then adds one pass's
-    working set): ``--per-unit 2147483647`` froze the command while it listed 2**31 units."""
-    kept = kept_bytes(images, loaded.preprocess.channels * size[0] * size[1], steps, min(snapshots, steps))
-    check_run(kept, PassCost(0.0), 0, loaded.device, f"maximizing {images:,} image(s) of {size[0]}x{size[1]} over "
-              f"{steps:,} steps", "ask for fewer images (--units, --per-unit), fewer --steps or --snapshots, "
-              "or a smaller --size")
 
 
 def _summary(result: MaximizeResult, name: str) -> str:
@@ -192,7 +182,11 @@ def command(
     info = _target_layer(loaded, objective, layer, image_size, known, caricature=bool(methods.get("caricature")))
     chosen = O.parse_units(",".join(units), info.units, info.name)
     copies = per_unit or (4 if diversity > 0 else 1)
-    _check_results_fit(loaded, len(chosen) * copies, steps, snapshots, image_size or loaded.preprocess.input_size)
+    height_width = image_size or loaded.preprocess.input_size
+    images = len(chosen) * copies  # refused before the objective lists them: --per-unit 2147483647 listed 2**31
+    check_results_fit(images, (loaded.preprocess.channels, *height_width), steps, min(snapshots, steps),
+                      loaded.device, optimization_text(images, height_width, steps),
+                      "give a smaller --size, fewer images (--units, --per-unit), fewer --steps or --snapshots")
     expanded = [unit for unit in chosen for _ in range(copies)]
     if objective == "channel":
         target = O.channel(info.name, expanded)
@@ -206,7 +200,6 @@ def command(
         target = target - tv * O.total_variation()
     if diversity > 0:
         target = target + diversity * O.diversity(info.name, group=copies)
-    height_width = image_size or loaded.preprocess.input_size
     target, method_kwargs, method_record = apply_methods(methods, loaded, target, info, preset, tuple(height_width))
     destination = check_out_dir(out, Path("runs") / f"maximize-{slug(loaded.name)}-{slug(info.name)}", force=force)
     place = destination.path.resolve()

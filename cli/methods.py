@@ -74,15 +74,25 @@ def target_shorthand(methods: dict[str, Any], loaded: Any, layer: str | None, un
         return layer, units, objective, None
     if layer is not None:
         raise ProbeUsageError("--target already names the layer; leave --layer out", param="target")
-    for option in ("units", "objective"):
-        if option_given(option):  # it was ignored: --target conv2:7 --units 3 rendered unit 7 alone
-            raise ProbeUsageError(f"--target already names the units (and the objective: channel or neuron, from "
-                                  f"the layer); leave --{option} out", param="target")
+    _refuse_units_given("target", "--target already names the units (and the objective: channel or neuron, from "
+                                  "the layer)")  # they were ignored: --target conv2:7 --units 3 rendered unit 7 alone
     name, sep, chosen = text.strip().rpartition(":")
     if not sep or not name or not chosen:
         raise ProbeUsageError(f"cannot read --target {text!r}; write LAYER:UNITS, e.g. conv2:7", param="target")
     info = inspect_layer(loaded, name, size)
     return name, chosen.split(","), "channel" if len(info.shape) > 1 else "neuron", info
+
+
+def _refuse_units_given(param: str, why: str) -> None:
+    """Refuse ``--units`` or ``--objective`` given beside an option (``param``) that decides them itself.
+
+    Raises:
+        ProbeUsageError: (naming ``param``) ``"{why}; leave --units out"``; ``why`` may name the option as
+            ``{option}``.
+    """
+    for option in ("--units", "--objective"):
+        if option_given(option[2:]):
+            raise ProbeUsageError(f"{why.format(option=option)}; leave {option} out", param=param)
 
 
 def _image(source: str, loaded: Any, size: tuple[int, int], option: str) -> Any:
@@ -113,10 +123,8 @@ def apply_methods(methods: dict[str, Any], loaded: Any, target: O.Objective, inf
         raise ProbeUsageError("--accentuate W keeps the result near the --from image; give --from IMAGE",
                               param="accentuate")
     if methods.get("caricature"):
-        for option in ("units", "objective"):
-            if option_given(option):  # it was ignored: the caricature is of the whole layer
-                raise ProbeUsageError(f"--caricature amplifies the whole --layer as it sees IMAGE, so it takes no "
-                                      f"--{option}; leave --{option} out", param="caricature")
+        _refuse_units_given("caricature", "--caricature amplifies the whole --layer as it sees IMAGE, so it takes "
+                                          "no {option}")  # they were ignored: the caricature is of the whole layer
         photo = _image(methods["caricature"], loaded, size, "caricature")
         target = O.caricature(info.name, O.activations_of(loaded, photo, info.name))
         record["caricature"] = methods["caricature"]

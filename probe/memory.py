@@ -4,7 +4,8 @@ This module owns "what a run will hold". An optimization run (``probe.maximize``
 two things: the **results it keeps** on the host (:func:`kept_bytes`: every final and start image, the
 snapshots, a score per step), and the **working set of one pass** on its device (:class:`PassCost`:
 ``fixed + per_image * n`` for a pass of ``n`` images, measured by :func:`probe.optimize.pass_cost`).
-:func:`check_run` refuses a run whose kept results plus one pass exceed the free memory, and
+:func:`check_results_fit` refuses, before anything is listed or measured, a run whose kept results alone
+cannot fit; :func:`check_run` one whose kept results plus one pass exceed the free memory, and
 :func:`fit_batch` picks ``batch="auto"``'s pass size from the same numbers; the CLI, the atlas and the
 Python API all call them before the first step.
 
@@ -29,8 +30,9 @@ import torch
 from probe.errors import ProbeRuntimeError, ProbeUsageError
 from probe.runtime import free_memory
 
-__all__ = ["is_out_of_memory", "available_bytes", "saved_bytes", "bytes_per_pixel", "check_fits", "format_bytes", "HEADROOM",
-           "PassCost", "images_bytes", "kept_bytes", "check_run", "fit_batch", "FLOAT", "STEP_HEADROOM"]
+__all__ = ["is_out_of_memory", "available_bytes", "saved_bytes", "bytes_per_pixel", "check_fits", "format_bytes",
+           "HEADROOM", "PassCost", "images_bytes", "kept_bytes", "check_run", "check_results_fit", "optimization_text",
+           "fit_batch", "FLOAT", "STEP_HEADROOM"]
 
 HEADROOM = 1.5
 """Peak memory of a gradient step over the activations saved for it (the gradients being computed)."""
@@ -200,13 +202,10 @@ def check_fits(needed: float, device: torch.device | str, what: str, advice: str
         device: where it would be allocated.
         what: the work, for the message (``"a 8000x8000 dream without tiles"``).
         advice: what to change, first thing first (``"add --tile 512, or a smaller --size"``).
+
+    It is :func:`check_run` of one pass of ``needed`` bytes that keeps no results: one check, one message.
     """
-    free = available_bytes(device)
-    if free is not None and needed > free:
-        raise ProbeRuntimeError(
-            f"{what} needs about {format_bytes(needed)} of memory, but {format_bytes(free)} is free on "
-            f"{torch.device(device)}; {advice}"
-        )
+    check_run(0.0, PassCost(needed), 1, device, what, advice)
 
 
 def images_bytes(channels: int, areas: Iterable[int]) -> float:
@@ -275,6 +274,44 @@ def check_run(kept: float, cost: PassCost, images: int, device: torch.device | s
                  if device.type == "cpu" and 0.01 * needed <= kept < needed else "")
         raise ProbeRuntimeError(f"{what} needs about {format_bytes(needed)} of memory{parts}, but "
                                 f"{format_bytes(free)} is free on {device}; {advice}")
+
+
+def optimization_text(images: int, size: tuple[int, int], steps: int, per_pass: int | None = None, *,
+                      run: str = "maximizing") -> str:
+    """An optimization run, as a memory message names it: ``"maximizing 50 image(s) of 28x28 over 256 steps"``.
+
+    Args:
+        images: the run's images.
+        size: their ``(H, W)``.
+        steps: its steps.
+        per_pass: when given, `` in passes of N`` is added (default None).
+        run: the words before the count (default ``"maximizing"``; the atlas: ``"a chunk of"``).
+    """
+    passes = "" if per_pass is None else f" in passes of {per_pass:,}"
+    return f"{run} {images:,} image(s) of {size[0]}x{size[1]} over {steps:,} steps{passes}"
+
+
+def check_results_fit(images: int, shape: tuple[int, int, int], steps: int, snapshots: int,
+                      device: torch.device | str, what: str, advice: str) -> float:
+    """Refuse a run whose kept results alone (:func:`kept_bytes`) cannot fit, before anything lists its images
+    or measures its pass (``--per-unit 2147483647`` froze the command while it listed 2**31 units).
+
+    Args:
+        images: the run's images, of ``shape`` ``(C, H, W)``.
+        steps, snapshots: its steps and the snapshots it keeps of each image.
+        device: where the passes will run (on the CPU the results share its memory).
+        what: the run, for the message (:func:`optimization_text`).
+        advice: what to change, naming the options of the caller (``"lower --per-unit, --chunk or --steps"``).
+
+    Returns:
+        The kept bytes, for :func:`check_run` with the pass once it is measured.
+
+    Raises:
+        ProbeRuntimeError: the kept results exceed the free memory (the numbers, and ``advice``).
+    """
+    kept = kept_bytes(images, math.prod(shape), steps, snapshots)
+    check_run(kept, PassCost(0.0), 0, device, what, advice)
+    return kept
 
 
 def fit_batch(kept: float, cost: PassCost, device: torch.device | str, most: int, group: int, share: float,

@@ -56,6 +56,11 @@ def _release(saved: _Saved) -> None:
             module._buffers[name] = buffer  # one that replaced its buffer gets the user's tensor back
 
 
+DRAWS_SEED = 0
+"""The seed of the global generators a model's own eval-mode draws come from, in the outermost :func:`evaluating`
+block: one fixed number, so the same call draws the same. A caller that wants its draws to follow its own seed
+seeds them inside the block (:func:`probe.optimize.model_draws`)."""
+
 _NESTING = threading.local()
 """``depth``: how many :func:`evaluating` blocks this thread is in; only the outermost seeds the generators."""
 
@@ -66,7 +71,7 @@ def _cuda_devices(model: nn.Module) -> list[torch.device]:
 
 
 @contextlib.contextmanager
-def evaluating(model: nn.Module, seed: int = 0) -> Iterator[nn.Module]:
+def evaluating(model: nn.Module) -> Iterator[nn.Module]:
     """Put ``model`` in eval mode for the block, then restore every module's own flag.
 
     Used by every function that runs a user's model, so that dropout and
@@ -75,7 +80,7 @@ def evaluating(model: nn.Module, seed: int = 0) -> Iterator[nn.Module]:
     held for the block and their buffers restored after (see :func:`_hold_observers`).
     A model whose forward draws random numbers itself in eval mode (ViTMAE's random masking of patches, a
     noise layer) draws them from Python's, NumPy's and torch's global generators (the CPU's and those of the
-    CUDA devices it is on) seeded with ``seed`` (default 0) for the outermost block: the same call draws the
+    CUDA devices it is on) seeded with :data:`DRAWS_SEED` for the outermost block: the same call draws the
     same numbers, and the caller's generators are left where they were (see
     :func:`probe.runtime.global_rng_kept`). A block inside seeds them as it wants (maximize's per-chunk draws,
     its batch-coupling probe's two seeds, captum's noise): an ``evaluating`` nested in it leaves them alone.
@@ -86,7 +91,7 @@ def evaluating(model: nn.Module, seed: int = 0) -> Iterator[nn.Module]:
     outermost = not getattr(_NESTING, "depth", 0)
     _NESTING.depth = getattr(_NESTING, "depth", 0) + 1
     try:
-        with global_rng_kept(seed, _cuda_devices(model)) if outermost else contextlib.nullcontext():
+        with global_rng_kept(DRAWS_SEED, _cuda_devices(model)) if outermost else contextlib.nullcontext():
             yield model
     finally:
         _NESTING.depth -= 1

@@ -31,7 +31,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,7 +52,10 @@ from probe.hooks import CALL_SEPARATOR, INPUT, OUTPUT, capture, evaluating, reco
 from probe.images import divergence
 from probe.layout import channels_last_layers
 from probe.leaves import is_leaf
-from probe.memory import FLOAT, STEP_HEADROOM, PassCost, check_run, fit_batch, is_out_of_memory, kept_bytes, saved_bytes
+from probe.memory import (
+    FLOAT, STEP_HEADROOM, PassCost, check_results_fit, check_run, fit_batch, is_out_of_memory, kept_bytes,
+    optimization_text, saved_bytes,
+)  # fmt: skip
 from probe.models import LoadedModel, as_loaded
 from probe.objectives import Context, Objective, as_objective, class_scores, parse_objective
 from probe.relu import redirected_relu
@@ -489,7 +492,7 @@ def maximize(
     param_record: dict[str, Any] = {}
     done: list[slice] = []
     started = time.perf_counter()
-    with evaluating(loaded.module), model_draws(base_seed, target):
+    with evaluating(loaded.module):
         pending = _chunks(count, batch_size, group)
         while pending:
             index = pending.pop(0)
@@ -498,7 +501,8 @@ def maximize(
 
             def report(step: int, scores: torch.Tensor, offset: int = offset, total: int = total_steps) -> None:
                 if progress is not None:
-                    progress(offset + step, total, {"score": float(scores.mean())})
+                    with kept_draws(target):  # between two steps: what it draws is not the model's next draws
+                        progress(offset + step, total, {"score": float(scores.mean())})
 
             try:
                 chunk = _Chunk.from_saved(store.load(index)) if store is not None else None
@@ -553,26 +557,28 @@ def maximize(
     if param_record:
         settings["param_options"] = param_record
     main = objective.main
-    units = objective.image_units()
-    if len(units) != count:
-        units = units[:1] * count
     return MaximizeResult(
-        images=final, scores=scores_final, history=history, snapshots=snaps, units=units, terms=terms,
+        images=final, scores=scores_final, history=history, snapshots=snaps, units=_image_units(objective, count),
+        terms=terms,
         main=next((name for name, leaf in _term_names(objective) if leaf is main), ""), objective=objective.name,
         kind=main.kind, layer=main.layer, model=loaded.name, weights=loaded.weights, labels=loaded.labels,
         outputs=outputs, settings=settings, seconds=seconds, maps=maps,
     )  # fmt: skip
 
 
+def _image_units(objective: Objective, count: int) -> tuple[int | None, ...]:
+    """The unit each of the ``count`` images works for: the objective's own, one per image, or (a single-unit
+    objective rendered ``images=count`` times) its first unit for every image."""
+    units = objective.image_units()
+    return units if len(units) == count else units[:1] * count
+
+
 def _image_keys(objective: Objective, count: int, seed: int) -> list[int]:
     """One random-stream key per image: ``(seed, layer, unit, copy)``, copy counting repeats of a unit."""
-    units = objective.image_units()
-    if len(units) != count:
-        units = units[:1] * count
     layer = objective.main.layer
     seen: dict[int | None, int] = {}
     keys = []
-    for unit in units:
+    for unit in _image_units(objective, count):
         copy = seen.get(unit, 0)
         seen[unit] = copy + 1
         keys.append(image_key(seed, layer, unit, copy))
@@ -608,6 +614,36 @@ class _Chunk:
                    saved["maps"], saved["options"], saved["start"])
 
 
+def _pass(
+    loaded: LoadedModel, objective: Objective, factory: ParamFactory, transform: T.Transform | None, precision: str,
+    keys: list[int], shape: tuple[int, int, int], index: slice,
+) -> tuple[P.ImageParam, Callable[[bool], torch.Tensor]]:
+    """Set up one optimization pass of ``len(keys)`` images: ``(image, scores)``.
+
+    ``image`` is the pass's parametrization of ``(n, C, H, W)`` images, drawn from the images' own streams
+    (one generator per image for a ``per_image`` factory, else one for the pass); ``scores(redirect)`` runs
+    one step's forward pass and returns the ``(n,)`` scores it ascends: the images through ``transform``
+    (drawing from the same streams), the model up to the deepest layer ``objective`` reads (hooks removed
+    after), under ``precision``'s autocast, with every ReLU redirected when ``redirect``
+    (:func:`~probe.relu.redirected_relu`). ``index`` says which of the objective's units these images are.
+    :func:`_render_chunk` steps it and :func:`pass_cost` measures it: the measure is of the step itself.
+    """
+    device = loaded.device
+    streams = ImageStreams(keys, device)
+    generators = streams.generators() if getattr(factory, "per_image", False) else streams.generator
+    image = factory((len(keys), *shape), generators, device)  # type: ignore[arg-type]
+    stats = _device_stats(loaded, shape[0])
+
+    def scores(redirect: bool) -> torch.Tensor:
+        current = image()
+        shown = transform(current, streams) if transform is not None else current
+        with autocast(device, precision), redirected_relu(redirect):
+            acts = _forward(loaded, shown, objective.layers, stats)
+        return _scores(objective, Context(acts, current, index))
+
+    return image, scores
+
+
 def _render_chunk(
     loaded: LoadedModel,
     objective: Objective,
@@ -633,24 +669,15 @@ def _render_chunk(
     ``redirect_relu`` steps ReLUs pass gradient to dead units (:func:`~probe.relu.redirected_relu`).
     """
     target = loaded.device
-    streams = ImageStreams(keys, target)
-    if getattr(factory, "per_image", False):
-        image = factory((len(keys), *shape), streams.generators(), target)  # type: ignore[arg-type]
-    else:
-        image = factory((len(keys), *shape), streams.generator, target)
+    image, step_scores = _pass(loaded, objective, factory, transform, precision, keys, shape, index)
     optim = _optimizer(optimizer, image.params, lr)
     with torch.no_grad():
         start = _quantize(image()).cpu()
     history = torch.zeros(steps, len(keys), device=target)
     checks = FiniteLog(steps, ("the objective", "the gradient"), target)
     snaps: dict[int, torch.Tensor] = {}
-    stats = _device_stats(loaded, shape[0])
     for step in range(1, steps + 1):
-        current = image()
-        shown = transform(current, streams) if transform is not None else current
-        with autocast(target, precision), redirected_relu(step <= redirect_relu):
-            acts = _forward(loaded, shown, objective.layers, stats)
-        scores = _scores(objective, Context(acts, current, index))
+        scores = step_scores(step <= redirect_relu)
         checks.note(step, 0, scores)
         check_depends_on_image(scores, objective.layers)
         grads = image_grad(-scores.sum(), image.params, allow_unused=True)
@@ -687,13 +714,18 @@ def model_draws(key: int, device: torch.device) -> Iterator[None]:
     image's key, so a resumed run's chunks draw what they drew uninterrupted), and the caller's own global
     generators are left where they were. Everything of cnn-probe's own draws from per-image streams anyway.
     """
-    cuda = [device] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=cuda, device_type="cuda"):
+    with kept_draws(device):
         torch.random.default_generator.manual_seed(key & (2**63 - 1))
-        for each in cuda:
-            with torch.cuda.device(each):
+        if device.type == "cuda":
+            with torch.cuda.device(device):
                 torch.cuda.manual_seed(key & (2**63 - 1))
         yield
+
+
+def kept_draws(device: torch.device) -> AbstractContextManager[None]:
+    """For the block, torch's global generators (the CPU's, and ``device``'s on CUDA) as they are, given back
+    as they were after: a caller's code run between a model's draws (a progress callback) cannot move them."""
+    return torch.random.fork_rng(devices=[device] if device.type == "cuda" else [], device_type="cuda")
 
 
 def batch_coupled(loaded: LoadedModel, layers: Iterable[str], shape: tuple[int, int, int]) -> bool:
@@ -766,8 +798,9 @@ def _fit(request: _Request, keys: list[int], batch: int | str | None, group: int
 def pass_cost(request: _Request, keys: list[int]) -> PassCost:
     """The working set of one pass (:class:`~probe.memory.PassCost`), measured on ``len(keys)`` images.
 
-    One forward pass without a step, of the request's own parametrization, transforms, model layers and
-    objective, counts the bytes autograd saves (:func:`~probe.memory.saved_bytes`; the model's weights and
+    The forward pass of a pass's first step, set up as the render sets it up (:func:`_pass`: the request's
+    parametrization, transforms, objective and precision, its ReLUs redirected when the run redirects them)
+    but not stepped, counts the bytes autograd saves (:func:`~probe.memory.saved_bytes`; the model's weights and
     buffers left out: they are held whatever the pass), times :data:`~probe.memory.STEP_HEADROOM`, plus the
     image parameters four times (value, gradient, Adam's two moments), plus what the pass keeps per image
     on the device (a score per step, the snapshots). An image larger than four times the model's input area
@@ -788,16 +821,10 @@ def pass_cost(request: _Request, keys: list[int]) -> PassCost:
     params: list[int] = []
 
     def forward() -> torch.Tensor:
-        streams = ImageStreams(keys, loaded.device)
-        factory = request.factory
-        generators = streams.generators() if getattr(factory, "per_image", False) else streams.generator
-        image = factory((n, channels, *probe_size), generators, loaded.device)  # type: ignore[arg-type]
+        image, scores = _pass(loaded, request.objective, request.factory, transform, request.precision, keys,
+                              (channels, *probe_size), slice(0, n))
         params.append(sum(t.numel() * t.element_size() for t in image.params))
-        current = image()
-        shown = transform(current, streams) if transform is not None else current
-        with autocast(loaded.device, request.precision):
-            acts = _forward(loaded, shown, request.objective.layers, _device_stats(loaded, channels))
-        return _scores(request.objective, Context(acts, current, slice(0, n)))
+        return scores(request.redirect_relu > 0)  # a pass's first step is its redirected one, if any
 
     try:
         activations = STEP_HEADROOM * saved_bytes(forward, exclude=held)
@@ -837,6 +864,8 @@ class _Request:
     precision: str
     channels_last: bool
     every: int
+    redirect_relu: int
+    """Steps with redirected ReLUs at the start of each pass (0: none)."""
     what: str | None = None
     """Replaces :meth:`describe`'s text (a caller's own words: "a chunk of 16 images ...")."""
     instead: str | None = None
@@ -859,12 +888,10 @@ class _Request:
         return kept_bytes(self.count, channels * height * width, self.steps, len(self.snapshots))
 
     def describe(self, per_pass: int | None = None) -> str:
-        """The run, for a memory message."""
+        """The run, for a memory message (:func:`~probe.memory.optimization_text`)."""
         if self.what is not None:
             return self.what
-        _, height, width = self.shape
-        passes = "" if per_pass is None else f" in passes of {per_pass:,}"
-        return f"maximizing {self.count:,} image(s) of {height}x{width} over {self.steps:,} steps{passes}"
+        return optimization_text(self.count, self.shape[1:], self.steps, per_pass)
 
     def advice(self, batch: bool = False) -> str:
         """What to change, naming the CLI options and maximize's arguments."""
@@ -921,7 +948,7 @@ def _prepare(
     every = default_progress_every(loaded.device) if progress_every is None else max(1, int(progress_every))
     return _Request(loaded, objective, chosen, steps, learning_rate, (loaded.preprocess.channels, height, width),
                     count, snapshot_steps, transforms, transform, transform_names, factory, param_name, base_seed,
-                    precision, channels_last, every, what, advice)
+                    precision, channels_last, every, redirect_relu, what, advice)
 
 
 def plan_memory(
@@ -961,7 +988,8 @@ def _plan(request: _Request, batch: int | str | None) -> tuple[list[int], int, b
     pass (:func:`_fit`)."""
     batch = _check_batch(batch)
     loaded, objective, count = request.loaded, request.objective, request.count
-    check_run(request.kept(), PassCost(0.0), 0, loaded.device, request.describe(), request.advice())
+    check_results_fit(count, request.shape, request.steps, len(request.snapshots), loaded.device, request.describe(),
+                      request.advice())
     keys = _image_keys(objective, count, request.seed)
     group = count if objective.group is None else objective.group  # images that read each other: one pass
     with evaluating(loaded.module), model_draws(request.seed, loaded.device):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -24,12 +25,17 @@ def run(runner: CliRunner, *args: str):
     return runner.invoke(cli, ["maximize", *args])
 
 
+def read_manifest(folder: Path) -> dict:
+    """The ``manifest.json`` of the gallery in ``folder``."""
+    return json.loads((folder / "manifest.json").read_text())
+
+
 def test_a_layer_gallery(runner, tmp_path):
     out = tmp_path / "g"
     result = run(runner, *TINY, "--layer", "conv2", "--steps", "4", "--out", str(out))
     assert result.exit_code == 0, result.output
     assert "6 image(s)" in result.output and "degree of activation: median" in result.output
-    manifest = json.loads((out / "manifest.json").read_text())
+    manifest = read_manifest(out)
     for key in ("command", "version", "model", "weights", "layer", "objective", "preset", "steps", "lr", "seed",
                 "image_size", "options", "items", "cli"):
         assert key in manifest, key
@@ -48,7 +54,7 @@ def test_classes_with_l1_snapshots_and_units(runner, tmp_path):
     result = run(runner, *TINY, "--objective", "class", "--units", "1,3", "--l1", "0.01", "--preset", "plain",
                  "--steps", "3", "--snapshots", "2", "--out", str(out))
     assert result.exit_code == 0, result.output
-    manifest = json.loads((out / "manifest.json").read_text())
+    manifest = read_manifest(out)
     assert manifest["layer"] == "fc" and manifest["options"]["l1"] == 0.01
     finals = [item for item in manifest["items"] if "section" not in item]
     assert [item["file"] for item in finals] == ["fc-001.png", "fc-003.png"]
@@ -61,7 +67,7 @@ def test_several_images_per_unit_with_diversity(runner, tmp_path):
     result = run(runner, *TINY, "--layer", "conv1", "--units", "0-1", "--diversity", "1", "--per-unit", "2",
                  "--objective", "neuron", "--steps", "2", "--out", str(out))
     assert result.exit_code == 0, result.output
-    files = [item["file"] for item in json.loads((out / "manifest.json").read_text())["items"]]
+    files = [item["file"] for item in read_manifest(out)["items"]]
     assert files == ["conv1-000-1.png", "conv1-000-2.png", "conv1-001-1.png", "conv1-001-2.png"]
 
 
@@ -70,7 +76,7 @@ def test_same_seed_same_scores(runner, tmp_path):
     for name in ("a", "b"):
         assert run(runner, *TINY, "--layer", "conv2", "--units", "0-2", "--steps", "3", "--seed", "5",
                    "--out", str(tmp_path / name)).exit_code == 0
-        items = json.loads((tmp_path / name / "manifest.json").read_text())["items"]
+        items = read_manifest(tmp_path / name)["items"]
         scores.append([item["score"] for item in items])
     assert scores[0] == scores[1]
 
@@ -79,7 +85,7 @@ def test_channels_last_is_recorded(runner, tmp_path):
     out = tmp_path / "cl"
     result = run(runner, *TINY, "--layer", "conv2", "--units", "0-1", "--steps", "2", "--channels-last", "--out", str(out))
     assert result.exit_code == 0, result.output
-    assert json.loads((out / "manifest.json").read_text())["channels_last"] is True
+    assert read_manifest(out)["channels_last"] is True
 
 
 @pytest.mark.parametrize(
@@ -93,6 +99,12 @@ def test_channels_last_is_recorded(runner, tmp_path):
         (["--layer", "conv2", "--snapshots", "-1"], "Invalid value for '--snapshots'"),
         (["--layer", "conv2", "--snapshots", "x"], "'x' is not a valid integer"),
         (["--layer", "conv2", "--preset", "fancy"], "'fancy' is not one of"),
+        (["--layer", "conv2", "--caricature", "shapes:circle", "--units", "3"],
+         "--caricature amplifies the whole --layer as it sees IMAGE, so it takes no --units; leave --units out"),
+        (["--layer", "conv2", "--caricature", "shapes:circle", "--objective", "neuron"],
+         "so it takes no --objective; leave --objective out"),
+        (["--target", "conv2:1", "--objective", "neuron"],
+         "--target already names the units (and the objective: channel or neuron, from the layer); leave --objective out"),
     ],
 )
 def test_usage_errors_exit_2_with_a_clear_message(runner, args, message):
@@ -111,7 +123,7 @@ def test_a_torchvision_layer_with_all_units(runner, tmp_path):
     result = run(runner, "--model", "resnet18", "--weights", "none", "--layer", "layer1.0.conv1", "--units", "all",
                  "--size", "32", "--steps", "2", "--out", str(out))
     assert result.exit_code == 0, result.output
-    items = json.loads((out / "manifest.json").read_text())["items"]
+    items = read_manifest(out)["items"]
     assert len(items) == 64 and items[-1]["file"] == "layer1.0.conv1-063.png"
 
 
@@ -120,7 +132,7 @@ def test_googlenet_inception4a_at_small_size(runner, tmp_path):
     result = run(runner, "--model", "googlenet", "--weights", "none", "--layer", "inception4a", "--units", "0-3",
                  "--size", "32", "--steps", "2", "--out", str(out))
     assert result.exit_code == 0, result.output
-    manifest = json.loads((out / "manifest.json").read_text())
+    manifest = read_manifest(out)
     assert manifest["model"] == "googlenet" and manifest["weights"] == "random" and len(manifest["items"]) == 4
 
 
@@ -147,7 +159,7 @@ def test_the_cli_notes_images_that_never_moved(tmp_path):
                                       "--steps", "1", "--lr", "1e-12", "--out", str(tmp_path / "run")])
     assert result.exit_code == 0, result.output
     assert "note: 3 of 3 image(s) never changed from their start (units 0, 1, 2)" in result.output
-    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    manifest = read_manifest(tmp_path / "run")
     assert "unmoved" in json.dumps(manifest)
 
 
@@ -169,7 +181,7 @@ def test_a_run_stopped_before_its_gallery_resumes_from_its_finished_chunks(runne
     assert resumed.exit_code == 0 and "resumed: 3 finished chunk(s)" in resumed.output, resumed.output
     assert not (tmp_path / ".g.chunks").exists()
     assert (out / "conv2-005.png").read_bytes() == (whole / "conv2-005.png").read_bytes()
-    manifest = json.loads((out / "manifest.json").read_text())  # the chunk folder, removed, is not named
+    manifest = read_manifest(out)  # the chunk folder, removed, is not named
     assert manifest["resume"] == {"reused": 3, "discarded": 0} and ".g.chunks" not in (out / "index.html").read_text()
 
 

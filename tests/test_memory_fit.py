@@ -17,7 +17,7 @@ from probe.errors import ProbeRuntimeError
 from probe.hooks import evaluating
 from probe.memory import STEP_HEADROOM, PassCost, check_run, fit_batch, saved_bytes
 from probe.models import Preprocess, load_model
-from probe.optimize import _image_keys, _prepare, _render_chunk, pass_cost, plan_memory
+from probe.optimize import _image_keys, _pass, _prepare, _render_chunk, pass_cost, plan_memory
 
 MB = 2**20
 
@@ -82,6 +82,28 @@ def test_the_estimate_scales_what_a_real_step_saves_and_adds_the_optimizer_state
     assert 0.8 * STEP_HEADROOM * real / 2 < estimate.per_image - state < 1.25 * STEP_HEADROOM * real / 2 + state
 
 
+@pytest.mark.parametrize("redirect", [0, 2])
+def test_the_measure_is_what_a_real_first_step_saves_to_the_byte(redirect):
+    """At the run's own size nothing is scaled: the measure is :data:`STEP_HEADROOM` times what the render's
+    first step saves, plus the parameters' four copies and the scores kept per step. A run that redirects its
+    ReLUs saves more in that step (the redirected ReLU keeps its input), and the measure said less."""
+    model = gray()
+    req = _prepare(model, O.channel("relu2", range(3)), steps=2, lr=None, param=None, transforms=None,
+                   preset="robust", image_size=24, images=None, snapshots=(), progress_every=None, seed=0,
+                   generator=None, device="cpu", precision="fp32", channels_last=False, redirect_relu=redirect)
+    keys = _image_keys(req.objective, 3, 0)
+    held = frozenset(t.data_ptr() for t in (*req.loaded.module.parameters(), *req.loaded.module.buffers()))
+    with evaluating(req.loaded.module):
+        cost = pass_cost(req, keys)
+        real = saved_bytes(lambda: _render_chunk(req.loaded, req.objective, slice(0, 3), req.shape, keys, req.factory,
+                                                 req.transform, "adam", 0.05, 1, [], "fp32", None, 1, redirect),
+                           exclude=held)
+    image, _ = _pass(req.loaded, req.objective, req.factory, req.transform, "fp32", keys, req.shape, slice(0, 3))
+    params = sum(t.numel() * t.element_size() for t in image.params)
+    kept = 4 * 2 + 2 * 2  # per image on the device: a float32 score per step, a flag pair per step
+    assert real > 0 and cost.per_image == pytest.approx((STEP_HEADROOM * real + 4 * params) / 3 + kept)
+
+
 def test_a_batch_that_cannot_fit_is_refused_naming_it_and_auto_takes_what_fits(monkeypatch):
     model = gray()
     units = eight()
@@ -132,6 +154,19 @@ def test_the_cli_says_so_in_one_line_naming_the_option(monkeypatch, tmp_path):
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and "--size" in lines[0] and "is free on cpu" in lines[0] and "Traceback" not in result.output
     assert not (tmp_path / "run").exists()
+
+
+def test_kept_results_are_refused_in_the_same_words_from_python_and_the_cli_each_naming_its_own_options(
+        monkeypatch, tmp_path):
+    free(monkeypatch, 3 * MB)  # two 512 px images keep 4 MiB: the results alone cannot fit
+    with pytest.raises(ProbeRuntimeError) as python:
+        probe.maximize(probe.load_model("digits"), O.channel("conv2", [0, 1]), image_size=512, steps=1)
+    result = CliRunner().invoke(cli, ["maximize", "--layer", "conv2", "--units", "0-1", "--size", "512", "--steps", "1",
+                                      "--out", str(tmp_path / "run")])
+    said, advice = str(python.value).split("; ", 1)
+    assert said == "maximizing 2 image(s) of 512x512 over 1 steps needs about 4.0 MiB of memory, but 3.0 MiB is free on cpu"
+    assert result.exit_code == 1 and said in result.output, result.output
+    assert "--size (image_size=)" in advice and "image_size=" not in result.output and "--size" in result.output
 
 
 def test_dream_and_style_refuse_kept_results_that_cannot_fit_before_their_first_step(monkeypatch):

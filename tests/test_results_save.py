@@ -36,3 +36,28 @@ def test_save_returns_the_folder_refuses_to_overwrite_and_replaces_with_force(di
             result.save(folder)
         assert result.save(folder, force=True) == folder and (folder / "manifest.json").is_file()
         assert result._repr_png_().startswith(b"\x89PNG"), name
+
+
+def test_from_python_the_refusals_name_the_arguments_given_not_the_clis_options(digits, tmp_path: Path) -> None:
+    """``save(folder)`` said "choose another --out, or pass --force": options its caller never saw."""
+    result = probe.maximize(digits, O.channel("conv2", [0]), steps=1)
+    folder = tmp_path / "run--out"  # a path that holds the option's spelling is quoted as it is
+    folder.mkdir()
+    (folder / "notes.txt").write_text("mine")
+    with pytest.raises(ProbeUsageError) as refused:
+        result.save(folder)
+    assert str(refused.value) == (f"output folder {str(folder)!r} already holds files; choose another folder, or pass "
+                                  "force=True to replace the gallery in it") and refused.value.param == "folder"
+    with pytest.raises(ProbeUsageError, match=r"refusing to touch it even with force=True; choose another folder$"):
+        result.save(folder, force=True)
+    assert (folder / "notes.txt").read_text() == "mine"
+
+
+def test_the_cli_keeps_naming_its_options(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from probe.cli.main import cli
+
+    (tmp_path / "notes.txt").write_text("mine")
+    result = CliRunner().invoke(cli, ["maximize", "--layer", "conv2", "--steps", "1", "--out", str(tmp_path)])
+    assert result.exit_code == 2 and "choose another --out, or pass --force" in " ".join(result.output.split())

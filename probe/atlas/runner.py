@@ -58,7 +58,7 @@ from probe.gallery import slug
 from probe.hooks import layers as list_layers
 from probe.images import to_pil
 from probe.leaves import is_leaf
-from probe.memory import PassCost, check_run, kept_bytes
+from probe.memory import check_results_fit, optimization_text
 from probe.models import LoadedModel, load_model
 from probe.optimize import maximize, plan_memory
 
@@ -627,9 +627,9 @@ def _check_chunk_fits(settings: AtlasSettings, loaded: LoadedModel) -> None:
     images = min(settings.chunk, max(settings.units, default=1)) * settings.per_unit
     height, width = settings.image_size
     advice = "lower --per-unit, --chunk or --steps"
-    what = f"a chunk of {images:,} image(s) of {height}x{width} over {settings.steps:,} steps"
-    kept = kept_bytes(images, loaded.preprocess.channels * height * width, settings.steps, 0)
-    check_run(kept, PassCost(0.0), 0, loaded.device, what, advice)
+    what = optimization_text(images, (height, width), settings.steps, run="a chunk of")
+    check_results_fit(images, (loaded.preprocess.channels, height, width), settings.steps, 0, loaded.device, what,
+                      advice)
     objective = sum((O.channel(layer, [0] * images) for layer in settings.layers[1:]),
                     O.channel(settings.layers[0], [0] * images))
     if settings.per_unit > 1 and settings.diversity > 0:
