@@ -157,7 +157,7 @@ def feature_maps(
     for tensor in tensors_in(output):
         if tensor.is_floating_point():
             check_finite_output(loaded.name, loaded.module, tensor.detach())
-    read = read_output(output, 1, loaded.module)
+    read = read_output(output, 1, loaded.module, image=tuple(x.shape))
     prediction = prediction_of(loaded, read)
     del output, image  # the graph
     maps: dict[str, torch.Tensor] = {}

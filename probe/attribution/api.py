@@ -23,7 +23,7 @@ from probe.hooks import CALL_SEPARATOR, evaluating, resolve_layers
 from probe.inputs import model_input
 from probe.memory import is_out_of_memory
 from probe.models import LoadedModel, as_loaded
-from probe.outputs import Prediction, prediction_of
+from probe.outputs import Prediction, prediction_of, read_output
 from probe.runtime import check_finite_output
 
 def resolve_target(target: int | str | None, prediction: Prediction) -> int:
@@ -180,9 +180,10 @@ def attribute(
         warnings.filterwarnings("ignore", message=r".*(require gradients|backward hook|inplace).*")
         with torch.enable_grad():  # the output's graph tells a sigmoid or softmax head (its last node)
             output = loaded(x.detach().clone().requires_grad_(True))
-        prediction, dense = prediction_of(loaded, output), is_dense(output)
+        read = read_output(output, 1, module, image=tuple(x.shape))
+        prediction, dense = prediction_of(loaded, read), is_dense(read)
         if prediction is None:
-            raise no_scores(loaded.name, output, module)
+            raise no_scores(loaded.name, read)
         del output  # its graph: not held while the methods run
         check_finite_output(loaded.name, loaded.module, prediction.logits)
         index = resolve_target(target, prediction)
