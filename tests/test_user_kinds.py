@@ -71,3 +71,79 @@ def test_segmentations_stay_dense_predictions(build, kind) -> None:
     maps = probe.feature_maps(net, _image(channels=channels), size=16)
     assert maps.prediction is not None and maps.prediction.kind == kind
     assert probe.attribute(net, _image(channels=channels), "saliency", size=16).heatmaps["saliency"].isfinite().all()
+
+
+class _Generator(nn.Module):
+    """DCGAN's generator: a latent (N, Z, 1, 1), or (N, Z) reshaped, up to a (N, 3, 16, 16) image."""
+
+    def __init__(self, flat: bool = False) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.flat = flat
+        self.main = nn.Sequential(nn.ConvTranspose2d(8, 4, 4, 1, 0), nn.BatchNorm2d(4), nn.ReLU(),
+                                  nn.ConvTranspose2d(4, 3, 4, 4, 0), nn.Tanh())
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.main(z.view(z.shape[0], -1, 1, 1) if self.flat else z)
+
+
+class _TextCNN(nn.Module):
+    """Kim's text CNN: integer tokens (N, L) -> embeddings -> Conv1d -> (N, 3)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.emb, self.conv, self.fc = nn.Embedding(50, 6), nn.Conv1d(6, 4, 3, padding=1), nn.Linear(4, 3)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.conv(self.emb(tokens).transpose(1, 2)).amax(2))
+
+
+class _AttentionFirst(nn.Module):
+    """An image model that defines its ECA attention's Conv1d before its Conv2d stem (it runs after it)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.eca, self.stem, self.fc = nn.Conv1d(1, 1, 3, padding=1, bias=False), nn.Conv2d(3, 4, 3), nn.Linear(4, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pooled = self.stem(x).mean((2, 3))
+        return self.fc(pooled * torch.sigmoid(self.eca(pooled.unsqueeze(1)).squeeze(1)))
+
+
+def _volume() -> nn.Module:
+    """A 1-channel medical 3-D CNN: (N, 1, D, H, W) scans."""
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv3d(1, 4, 3, padding=1), nn.BatchNorm3d(4), nn.ReLU(), nn.AdaptiveAvgPool3d(1),
+                         nn.Flatten(), nn.Linear(4, 2))
+
+
+@pytest.mark.parametrize("build, words", [
+    (_Generator, r"main.0 is a ConvTranspose2d on 8 channels.*latent code such as \(N, 8, 1, 1\)"),
+    (lambda: _Generator(flat=True), r"main.0 is a ConvTranspose2d on 8 channels.*latent code"),
+    (_TextCNN, r"its emb \(an Embedding\) comes before its first convolution conv \(Conv1d\): it takes integer tokens"),
+    (_volume, r"its first layer 0 \(Conv3d\) takes \(N, C, D, H, W\) volumes")])
+def test_a_model_whose_first_layer_takes_no_image_is_refused_by_what_it_takes(build, words) -> None:
+    """A DCGAN generator ran on a 'latent image' of 8 x 16 x 16 noise (maximize drew three of its channels as a
+    picture), its (N, Z) variant was told it takes (N, H, W, C), a text CNN was asked for 6-channel images, a 1-channel
+    Conv3d scan model dreamed on a single image read as an unbatched volume and was then told of folded tokens. Each
+    is refused before it runs, in one line naming the model and what it takes; the module is left as it was."""
+    net = build()
+    net.train()
+    state = {key: value.clone() for key, value in net.state_dict().items()}
+    for call in (lambda: probe.feature_maps(net, _image(channels=1), size=16),
+                 lambda: probe.maximize(net, probe.objectives.class_logit(0), steps=1, image_size=16),
+                 lambda: probe.dream(net, _image(channels=1), ["main.0" if isinstance(net, _Generator) else "conv"],
+                                     steps=1, octaves=1)):
+        with pytest.raises(ProbeUsageError, match=words) as raised:
+            call()
+        assert raised.value.param == "model"
+    assert net.training and all(torch.equal(state[k], v) for k, v in net.state_dict().items())
+    assert not any(sub._forward_pre_hooks for sub in net.modules())
+
+
+def test_a_conv1d_defined_before_the_stem_that_runs_after_it_is_an_image_model() -> None:
+    """The first layer is the first that runs: an attention's Conv1d defined before the Conv2d stem loads."""
+    net = _AttentionFirst()
+    assert probe.attribute(net, _image(), "saliency", size=16).heatmaps["saliency"].isfinite().all()
