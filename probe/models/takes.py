@@ -50,7 +50,7 @@ def _runs_first(model: nn.Module, suspect: nn.Module, channels: int, size: tuple
     """Whether ``suspect`` runs before every 2-D convolution of ``model`` on a blank ``(1, channels, H, W)``
     input (also when the pass then fails: what ran first is what the model took its input with)."""
     order: list[nn.Module] = []
-    watched = [sub for sub in model.modules() if sub is suspect or type(sub) is nn.Conv2d]
+    watched = [sub for sub in model.modules() if sub is suspect or isinstance(sub, nn.Conv2d)]
     handles = [sub.register_forward_pre_hook(lambda sub, args: order.append(sub)) for sub in watched]
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
     try:
@@ -75,7 +75,7 @@ def check_takes_images(model: nn.Module, name: str, size: tuple[int, int]) -> No
             ``Conv3d`` (an ``nn.Embedding`` before it: tokens).
     """
     embedding, first = _first_layers(model)
-    if first is None or type(first[1]) is nn.Conv2d:
+    if first is None or isinstance(first[1], nn.Conv2d):  # timm's StdConv2d, Conv2dSame too
         return
     layer, conv = first
     channels, tokens = conv.in_channels, embedding is not None and isinstance(conv, nn.Conv1d)
@@ -91,7 +91,7 @@ def check_takes_images(model: nn.Module, name: str, size: tuple[int, int]) -> No
                 f"decoder, whose input is a latent code such as (N, {channels}, 1, 1), not an image")
         advice = "give a model that takes images (a GAN's discriminator, an autoencoder's encoder)"
     else:
-        takes = "(N, C, L) signals" if isinstance(conv, nn.Conv1d) else "(N, C, D, H, W) volumes or clips"
+        takes = "(N, C, L) signals" if isinstance(conv, nn.Conv1d) else "(N, C, D, H, W) volumes or clips"  # Conv3d
         what = f"its first layer {layer} ({kind}) takes {takes}"
     raise ProbeUsageError(f"{name}: {what}, and cnn-probe probes models of (N, C, H, W) images (a 2-D convolution "
                           f"first): {advice}", param="model")
