@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 import probe
@@ -147,3 +148,51 @@ def test_a_conv1d_defined_before_the_stem_that_runs_after_it_is_an_image_model()
     """The first layer is the first that runs: an attention's Conv1d defined before the Conv2d stem loads."""
     net = _AttentionFirst()
     assert probe.attribute(net, _image(), "saliency", size=16).heatmaps["saliency"].isfinite().all()
+
+
+class _SharedBlock(nn.Module):
+    """One conv block run twice, as a recurrent or weight-shared net does: 16 px, then 8 px."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.stem, self.block, self.fc = nn.Conv2d(3, 4, 3, padding=1), nn.Conv2d(4, 4, 3, padding=1), nn.Linear(4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.max_pool2d(F.relu(self.block(self.stem(x))), 2)
+        return self.fc(F.relu(self.block(x)).mean((2, 3)))
+
+
+class _FlipAverage(_SharedBlock):
+    """Test-time augmentation inside forward: the mean of the image's and its mirror's scores."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (super().forward(x) + super().forward(torch.flip(x, dims=[3]))) / 2
+
+
+def test_grad_cam_takes_one_call_of_a_module_that_runs_twice() -> None:
+    """A block named once and run twice was refused ('takes a layer that runs once; name another layer (a
+    convolution runs once)'), also as 'block#1', and a model run twice on the image and its mirror had no layer at
+    all. One call is now a layer, 'block#1', its map the Grad-CAM of that call's output and gradient (checked
+    against the formula); the plain name asks for a call; the default never takes a call (its map may be of the
+    mirror) and, when nothing else has positions, names one."""
+    net, image = _SharedBlock(), _image()
+    result = probe.attribute(net, image, "gradcam", layer="block#1", size=16, target=1)
+    seen: list[torch.Tensor] = []
+    handle = net.block.register_forward_hook(lambda module, args, out: seen.append(out))
+    x = ((image - torch.tensor(probe.models.IMAGENET_MEAN)[:, None, None])
+         / torch.tensor(probe.models.IMAGENET_STD)[:, None, None])[None].requires_grad_(True)
+    try:
+        score = net(x)[0, 1]
+    finally:
+        handle.remove()
+    grad = torch.autograd.grad(score, seen[1])[0]
+    cam = (grad.mean((2, 3), keepdim=True) * seen[1]).sum(1, keepdim=True).clamp_min(0)
+    cam = F.interpolate(cam, size=(16, 16), mode="bilinear").clamp_min(0)[0, 0].detach()
+    assert result.layer == "block#1"
+    assert torch.allclose(result.attributions["gradcam"].reshape(16, 16), cam, atol=1e-5)
+    with pytest.raises(ProbeUsageError, match=r"runs 2 times.*name one call: 'block#0', 'block#1'"):
+        probe.attribute(net, image, "gradcam", layer="block", size=16)
+    assert probe.attribute(net, image, "gradcam", size=16).layer == "stem"
+    with pytest.raises(ProbeUsageError, match=r"run several times .* name one call, e.g. 'block#3'"):
+        probe.attribute(_FlipAverage(), image, "gradcam", size=16)

@@ -19,7 +19,7 @@ from probe.attribution.scores import is_dense, no_scores
 from probe.checks import check_count, check_names, check_number, check_seed, check_size
 from probe.errors import ProbeRuntimeError, ProbeUsageError, unknown_name
 from probe.forward import image_grad
-from probe.hooks import CALL_SEPARATOR, evaluating, resolve_layers
+from probe.hooks import evaluating, resolve_layers
 from probe.inputs import model_input
 from probe.memory import is_out_of_memory
 from probe.models import LoadedModel, as_loaded
@@ -168,9 +168,6 @@ def attribute(
         raise ProbeUsageError("--layer is Grad-CAM's layer; add --method gradcam (or all)", param="layer")
     if layer is not None and resolve_layers(module, [layer])[layer] is module:
         raise ProbeUsageError(f"Grad-CAM needs an inner layer, not {layer!r}", param="layer")
-    if layer is not None and CALL_SEPARATOR in layer:
-        raise ProbeUsageError(f"Grad-CAM takes a layer that runs once; {layer!r} is one call of a module that runs "
-                              "several times: name another layer (a convolution runs once)", param="layer")
 
     forward = Normalized(loaded)
     attributions: dict[str, torch.Tensor] = {}
