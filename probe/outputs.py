@@ -32,6 +32,8 @@ them instead of a prediction):
 - ``"depth"``: ``predicted_depth`` ``(N, H, W)`` of a depth-estimation model (DPT, GLPN);
 - ``"outputs"``: a dict of several tensors none of which is named ``logits`` or ``out`` (torchvision's FPN
   backbone's maps, two heads): which one holds the class scores is not known;
+- ``"sequence"``: ``(T, N, C)``, a time-major sequence whose dim 1 is the batch (an OCR CRNN's per-step CTC
+  scores, an ``nn.LSTM`` without ``batch_first``), told where the batch is known;
 - ``"detections"``: a list of per-image dicts (torchvision's detection models in eval mode), or a tensor
   without a row per image;
 - ``"other"``: any other shape (``(N, T, D)`` tokens), or no tensor (a dataclass of outputs).
@@ -182,6 +184,8 @@ def tensor_kind(tensor: torch.Tensor, batch: int | None = None, *, values: bool 
         image: the input's shape ``(N, C, H, W)``, which tells a picture larger than the input or with its shape
             (``"image"``) from a dense prediction; default None: told by the last operation alone.
     """
+    if batch is not None and tensor.dim() == 3 and tensor.shape[0] != batch and tensor.shape[1] == batch:
+        return "sequence"
     if tensor.dim() == 0 or (batch is not None and tensor.shape[0] != batch):
         return "detections"
     if tensor.dim() in (1, 2):
@@ -273,7 +277,7 @@ def class_scores(tensor: torch.Tensor, reduce: str = "mean") -> torch.Tensor:
     return tensor
 
 
-_NAMES = {"embedding": "an embedding", "image": "an image", "features": "features of a model without a head", "depth": "a depth map",
+_NAMES = {"embedding": "an embedding", "image": "an image", "sequence": "a time-major sequence", "features": "features of a model without a head", "depth": "a depth map",
           "outputs": "several outputs", "detections": "detections", "other": "no class scores"}
 """The kinds without class scores in a few words."""
 
@@ -285,6 +289,8 @@ _WHY = {
     "image": "a picture (an autoencoder's reconstruction, a super-resolution or a generator's image), not class "
              "scores",
     "outputs": "none of its tensors is named 'logits' or 'out', so none is known to hold class scores",
+    "sequence": "per-step scores of a time-major sequence (T, N, C), whose dim 1 is the batch (an OCR CRNN's CTC "
+                "head), not a row of class scores per image",
     "detections": "detections, not a row of class scores per image",
     "other": "no class scores, which are (N, K) logits, (N,) one score or a (N, K, H, W) dense map",
 }

@@ -196,3 +196,32 @@ def test_grad_cam_takes_one_call_of_a_module_that_runs_twice() -> None:
     assert probe.attribute(net, image, "gradcam", size=16).layer == "stem"
     with pytest.raises(ProbeUsageError, match=r"run several times .* name one call, e.g. 'block#3'"):
         probe.attribute(_FlipAverage(), image, "gradcam", size=16)
+
+
+class _CRNN(nn.Module):
+    """An OCR CRNN: a 1-channel text line through convolutions, then an LSTM over its columns: (T, N, classes)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.cnn = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d((1, 8)))
+        self.rnn, self.fc = nn.LSTM(4, 4), nn.Linear(4, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        columns = self.cnn(x).squeeze(2).permute(2, 0, 1)  # (T, N, C)
+        return self.fc(self.rnn(columns)[0]).log_softmax(2)
+
+
+def test_a_time_major_sequence_is_said_to_be_one() -> None:
+    """A CRNN's (T, N, C) CTC scores were called 'detections' by activations and attribution, and its output and
+    LSTM layer 'tokens of several patches or windows folded into the batch' by maximize. Each now says it is a
+    time-major sequence whose dim 1 is the batch."""
+    net, line = _CRNN(), _image(channels=1)
+    assert probe.feature_maps(net, line, size=16).output.startswith("a time-major sequence, shape (8, 1, 5)")
+    with pytest.raises(ProbeUsageError, match=r"per-step scores of a time-major sequence \(T, N, C\)"):
+        probe.attribute(net, line, "saliency", size=16)
+    with pytest.raises(ProbeUsageError, match=r"'rnn' gives \(8, 2, 4\) for 2 image\(s\): a time-major sequence"):
+        probe.maximize(net, "rnn:0", steps=1, image_size=16)
+    with pytest.raises(ProbeUsageError, match=r"output gives \(8, 1, 5\);") as raised:
+        probe.maximize(net, probe.objectives.class_logit(0), steps=1, image_size=16)
+    assert "detections" not in str(raised.value)
