@@ -225,3 +225,23 @@ def test_a_time_major_sequence_is_said_to_be_one() -> None:
     with pytest.raises(ProbeUsageError, match=r"output gives \(8, 1, 5\);") as raised:
         probe.maximize(net, probe.objectives.class_logit(0), steps=1, image_size=16)
     assert "detections" not in str(raised.value)
+
+
+class _CodeMapNet(nn.Module):
+    """A map of integer codes (a VQ index map, a label map) embedded per pixel, then a Conv2d: (N, H, W) longs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.emb, self.conv, self.fc = nn.Embedding(16, 3), nn.Conv2d(3, 4, 3), nn.Linear(4, 2)
+
+    def forward(self, codes: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.conv(self.emb(codes).permute(0, 3, 1, 2)).mean((2, 3)))
+
+
+def test_an_embedding_given_the_float_image_names_the_model() -> None:
+    """An nn.Embedding before a Conv2d met cnn-probe's float image: the refusal named --size ('give an input size it
+    accepts'), which no size can fix. It names the model and says the embedding takes integer indices."""
+    with pytest.raises(ProbeUsageError, match="an nn.Embedding of it takes integer indices") as raised:
+        probe.maximize(_CodeMapNet(), "conv:0", steps=1, image_size=16)
+    assert raised.value.param == "model"
