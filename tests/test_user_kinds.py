@@ -245,3 +245,21 @@ def test_an_embedding_given_the_float_image_names_the_model() -> None:
     with pytest.raises(ProbeUsageError, match="an nn.Embedding of it takes integer indices") as raised:
         probe.maximize(_CodeMapNet(), "conv:0", steps=1, image_size=16)
     assert raised.value.param == "model"
+
+
+def test_a_model_of_0_to_255_pixels_gets_them_from_mean_0_and_std_1_over_255() -> None:
+    """README's recipe for a model that divides by 255 itself: it sees 255 x for cnn-probe's image x in [0, 1]."""
+
+    class Bytes(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            torch.manual_seed(0)
+            self.conv, self.fc = nn.Conv2d(3, 4, 3), nn.Linear(4, 3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.fc(self.conv(x.float() / 255.0 - 0.5).mean((2, 3)))
+
+    net, image = Bytes(), _image()
+    loaded = probe.load_model(net, mean=[0.0], std=[1 / 255], input_size=16)
+    assert torch.allclose(probe.feature_maps(loaded, image).prediction.logits, net(255 * image[None])[0].detach(),
+                          atol=1e-5)
