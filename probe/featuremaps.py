@@ -145,7 +145,13 @@ def feature_maps(
     if layers is None or layers == "all":
         names = default_layers(loaded.module, "conv" if layers is None else "all")
         if not names:
-            raise ProbeUsageError(f"{loaded.name} has no Conv2d layer; name layers with --layer", param="layer")
+            if not default_layers(loaded.module, "all"):  # no module at all: a forward of F.conv2d on parameters
+                raise ProbeUsageError(
+                    f"{loaded.name} has no layers: its forward computes with functions (F.conv2d) on its own "
+                    "parameters, and cnn-probe records modules; make its operations modules (nn.Conv2d, ...) to see "
+                    "their maps", param="layer")
+            raise ProbeUsageError(f"{loaded.name} has no Conv2d layer; name layers with --layer, or give --all",
+                                  param="layer")
     else:
         names = check_names(layers, "layer")
         resolve_layers(loaded.module, names)

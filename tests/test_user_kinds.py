@@ -263,3 +263,20 @@ def test_a_model_of_0_to_255_pixels_gets_them_from_mean_0_and_std_1_over_255() -
     loaded = probe.load_model(net, mean=[0.0], std=[1 / 255], input_size=16)
     assert torch.allclose(probe.feature_maps(loaded, image).prediction.logits, net(255 * image[None])[0].detach(),
                           atol=1e-5)
+
+
+def test_feature_maps_of_a_functional_model_say_it_has_no_layers() -> None:
+    """A forward of F.conv2d on nn.Parameters has no module to record: activations said 'has no Conv2d layer; name
+    layers with --layer' (there are none to name), with --all too."""
+
+    class Functional(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.weight = nn.Parameter(torch.randn(4, 3, 3, 3, generator=torch.Generator().manual_seed(0)))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return F.conv2d(x, self.weight).mean((2, 3))
+
+    for layers in (None, "all"):
+        with pytest.raises(ProbeUsageError, match="has no layers: its forward computes with functions"):
+            probe.feature_maps(Functional(), _image(), layers, size=16)
