@@ -40,7 +40,9 @@ them instead of a prediction):
 
 Where the tensor is found: the output itself; a dict's (or ``ModelOutput``'s) ``logits``, then ``out``
 (torchvision's segmentation models), then its only tensor; a tuple's or list's first tensor (``(logits,
-aux_logits)``, a namedtuple), searched depth first.
+aux_logits)``, a namedtuple), searched depth first, but where that first tensor is an ``(N, D)`` embedding that a
+later ``(N, K)`` item of the tuple was computed from (``return features, self.fc(features)``, read from the
+autograd graph when the forward ran with gradients on), that later item: the head's scores.
 """
 
 from __future__ import annotations
@@ -256,7 +258,38 @@ def read_output(output: Any, batch: int | None = None, module: nn.Module | None 
     tensor = output if isinstance(output, torch.Tensor) else next(tensors_in(output), None)
     if tensor is None:
         return Output("other", None, what)
+    if isinstance(output, (tuple, list)):
+        head = _head_on(tensor, output)
+        if head is not None:
+            return Output(kind(head), head, f"{what}, read by the scores computed from its first")
     return Output(kind(tensor), tensor, what)
+
+
+def _head_on(first: torch.Tensor, items: Sequence[Any]) -> torch.Tensor | None:
+    """The first ``(N, K)`` tensor among ``items`` computed from ``first``, an ``(N, D)`` embedding (its autograd
+    node is one of the later tensor's ancestors): ``(features, logits)``. None where there is none, or no graph."""
+    node = getattr(first, "grad_fn", None)
+    if node is None or first.dim() != 2:
+        return None
+    for item in items:
+        if isinstance(item, torch.Tensor) and item is not first and item.dim() == 2 and item.shape[0] == first.shape[0]:
+            if _descends(item, node):
+                return item
+    return None
+
+
+def _descends(tensor: torch.Tensor, ancestor: Any, limit: int = 100_000) -> bool:
+    """Whether autograd node ``ancestor`` is in ``tensor``'s graph (visiting at most ``limit`` nodes)."""
+    stack, seen = [tensor.grad_fn], set()
+    while stack and len(seen) < limit:
+        node = stack.pop()
+        if node is None or id(node) in seen:
+            continue
+        if node is ancestor:
+            return True
+        seen.add(id(node))
+        stack.extend(parent for parent, _ in node.next_functions)
+    return False
 
 
 def output_tensor(output: Any, module: nn.Module | None = None) -> torch.Tensor | None:

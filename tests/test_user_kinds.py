@@ -280,3 +280,33 @@ def test_feature_maps_of_a_functional_model_say_it_has_no_layers() -> None:
     for layers in (None, "all"):
         with pytest.raises(ProbeUsageError, match="has no layers: its forward computes with functions"):
             probe.feature_maps(Functional(), _image(), layers, size=16)
+
+
+class _FeaturesAndLogits(nn.Module):
+    """``return features, self.fc(features)`` (metric learning, distillation): (N, 8) then (N, 3); or the other
+    way round; or two heads on one trunk, neither computed from the other."""
+
+    def __init__(self, order: str = "features-first") -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.order = order
+        self.conv, self.fc, self.aux = nn.Conv2d(3, 8, 3), nn.Linear(8, 3), nn.Linear(8, 5)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        features = self.conv(x).mean((2, 3))
+        if self.order == "two-heads":
+            return self.fc(features), self.aux(features)
+        logits = self.fc(features)
+        return (features, logits) if self.order == "features-first" else (logits, features)
+
+
+@pytest.mark.parametrize("order, classes", [("features-first", 3), ("logits-first", 3), ("two-heads", 3)])
+def test_a_tuple_of_features_and_logits_is_read_by_its_logits(order, classes) -> None:
+    """(features, logits) was read by its first tensor: activations showed 'class 5' of 8 feature dimensions,
+    attribution explained one, a class objective maximized one. The item computed from the first is the head's
+    scores; (logits, features) and two heads on one trunk keep the first."""
+    net = _FeaturesAndLogits(order)
+    assert len(probe.feature_maps(net, _image(), size=16).prediction.labels) == classes
+    assert len(probe.attribute(net, _image(), "saliency", size=16).prediction.labels) == classes
+    with pytest.raises(ProbeUsageError, match=rf"unit {classes} is out of range for output \(0 to {classes - 1}\)"):
+        probe.maximize(net, probe.objectives.class_logit(classes), steps=1, image_size=16)
