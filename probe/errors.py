@@ -117,11 +117,14 @@ def not_per_image(layer: str, shape: tuple[int, ...], images: int, needs: str, *
         needs: what asked for the layer (``"a unit"``, ``"Grad-CAM"``, ``"a dream"``).
         then: what to choose instead, appended (``"; layers with spatial output: ..."``); default: nothing.
     """
-    return ProbeUsageError(
-        f"{needs} needs a layer whose dim 0 is the image batch; {layer!r} gives {tuple(shape)} for {images} "
-        f"image(s): tokens of several patches or windows folded into the batch (TNT's pixel tokens, a window "
-        f"attention's windows) or a table computed from the weights (a position bias); choose another layer{then}",
-        param="layer")
+    if len(shape) >= 2 and shape[1] == images and shape[0] != images:
+        why = ("a time-major sequence whose dim 1 is the batch ((T, N, C): an nn.LSTM or GRU without batch_first, an "
+               "OCR CRNN's per-step scores)")
+    else:
+        why = ("tokens of several patches or windows folded into the batch (TNT's pixel tokens, a window attention's "
+               "windows) or a table computed from the weights (a position bias)")
+    return ProbeUsageError(f"{needs} needs a layer whose dim 0 is the image batch; {layer!r} gives {tuple(shape)} for "
+                           f"{images} image(s): {why}; choose another layer{then}", param="layer")
 
 
 def output_not_a_tensor(model: str, *, param: str = "objective") -> ProbeUsageError:

@@ -145,7 +145,13 @@ def feature_maps(
     if layers is None or layers == "all":
         names = default_layers(loaded.module, "conv" if layers is None else "all")
         if not names:
-            raise ProbeUsageError(f"{loaded.name} has no Conv2d layer; name layers with --layer", param="layer")
+            if not default_layers(loaded.module, "all"):  # no module at all: a forward of F.conv2d on parameters
+                raise ProbeUsageError(
+                    f"{loaded.name} has no layers: its forward computes with functions (F.conv2d) on its own "
+                    "parameters, and cnn-probe records modules; make its operations modules (nn.Conv2d, ...) to see "
+                    "their maps", param="layer")
+            raise ProbeUsageError(f"{loaded.name} has no Conv2d layer; name layers with --layer, or give --all",
+                                  param="layer")
     else:
         names = check_names(layers, "layer")
         resolve_layers(loaded.module, names)
@@ -157,7 +163,7 @@ def feature_maps(
     for tensor in tensors_in(output):
         if tensor.is_floating_point():
             check_finite_output(loaded.name, loaded.module, tensor.detach())
-    read = read_output(output, 1, loaded.module)
+    read = read_output(output, 1, loaded.module, image=tuple(x.shape))
     prediction = prediction_of(loaded, read)
     del output, image  # the graph
     maps: dict[str, torch.Tensor] = {}

@@ -115,6 +115,8 @@ _DIMENSIONS = (  # torch's words for a layer given a tensor of other dimensions:
     re.compile(r"^expected (?:\dD or )?(?P<dims>\d)D input \(got \dD input\)"),  # batch and instance norms
 )
 _CHANNELS = re.compile(r"expected input\[([\d, ]+)\] to have (\d+) channels, but got (\d+) channels")
+_INDICES = "Expected tensor for argument #1 'indices' to have one of the following scalar types"
+"""torch's words for an ``nn.Embedding`` given floats (its message ends ``(while checking arguments for embedding)``)."""
 _LAYOUTS = {3: "(N, C, L) signals", 4: "(N, C, H, W) images", 5: "(N, C, T, H, W) clips or volumes"}
 
 
@@ -122,8 +124,12 @@ def _layout_refusal(error: BaseException, shape: tuple[int, ...]) -> tuple[str, 
     """What no input size can fix in ``error``, the model's refusal of ``shape`` (``(N, C, H, W)``), as ``(advice,
     param)``: a layer that takes other than 2-D images (a Conv1d, a Conv3d), or a first layer that met another
     channel count than the image has (the forward permuted its input: it expects ``(N, H, W, C)``) or than the
-    model takes (``--in-channels``). None for anything else (a size the model's head does not take)."""
+    model takes (``--in-channels``), or an ``nn.Embedding`` that met the float image. None for anything else (a size
+    the model's head does not take)."""
     text = str(error)
+    if _INDICES in text and "embedding" in text:
+        return ("an nn.Embedding of it takes integer indices (tokens, codes), and cnn-probe gives float images, "
+                "which no gradient could reach through an index: no input size fixes this", "model")
     for pattern in _DIMENSIONS:
         found = pattern.search(text)
         if found is not None and int(found["dims"]) != len(shape):

@@ -23,22 +23,33 @@ them instead of a prediction):
 - ``"features"``: a model without a head: a transformers base model (``BaseModelOutputWithPooling``'s
   ``last_hidden_state`` and ``pooler_output``, or its ``return_dict=False`` tuple), a timm model made with
   ``num_classes=0``, a torchvision model whose ``fc`` or ``classifier`` is ``nn.Identity``;
+- ``"image"``: ``(N, C, H', W')`` a picture, the output of an image-to-image model (an autoencoder's
+  reconstruction, a super-resolution net's or a generator's image): its last operation is a ``tanh`` or a
+  ``pixel_shuffle`` (read from its autograd node), or, where the input is known, it is larger than the input, or
+  it has the input's shape and colour channels (3 or 4) after a ``sigmoid``. A segmentation's logits are none of
+  these; an autoencoder whose last layer is a plain convolution is read as a dense prediction (its shape alone
+  cannot tell);
 - ``"depth"``: ``predicted_depth`` ``(N, H, W)`` of a depth-estimation model (DPT, GLPN);
 - ``"outputs"``: a dict of several tensors none of which is named ``logits`` or ``out`` (torchvision's FPN
   backbone's maps, two heads): which one holds the class scores is not known;
+- ``"sequence"``: ``(T, N, C)``, a time-major sequence whose dim 1 is the batch (an OCR CRNN's per-step CTC
+  scores, an ``nn.LSTM`` without ``batch_first``), told where the batch is known;
 - ``"detections"``: a list of per-image dicts (torchvision's detection models in eval mode), or a tensor
   without a row per image;
 - ``"other"``: any other shape (``(N, T, D)`` tokens), or no tensor (a dataclass of outputs).
 
 Where the tensor is found: the output itself; a dict's (or ``ModelOutput``'s) ``logits``, then ``out``
 (torchvision's segmentation models), then its only tensor; a tuple's or list's first tensor (``(logits,
-aux_logits)``, a namedtuple), searched depth first.
+aux_logits)``, a namedtuple), searched depth first, but where that first tensor is an ``(N, D)`` embedding that a
+later ``(N, K)`` item of the tuple was computed from (``return features, self.fc(features)``, read from the
+autograd graph when the forward ran with gradients on), that later item: the head's scores.
 """
 
 from __future__ import annotations
 
+import functools
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,6 +71,10 @@ _CLASS_KEYS = ("logits", "out")
 _PASSING = ("ToCopy", "Clone", "View", "Reshape", "UnsafeView", "Squeeze", "Unsqueeze", "Select", "Slice",
             "Alias", "Expand", "Permute", "Transpose", "T")
 """Autograd nodes that only move or cast values: a head's last operation is looked for behind them."""
+
+_PICTURE_OPS = ("Tanh", "PixelShuffle")
+"""Last operations that make a picture, never a segmentation's logits (a generator's or autoencoder's ``tanh``, a
+super-resolution net's ``pixel_shuffle``)."""
 
 _UNIT_NORM = 1e-3
 """Rows whose L2 norms all lie within this of 1 are an L2-normalized embedding, not logits."""
@@ -114,20 +129,44 @@ def _describe(value: Any) -> str:
     return f"{_a(type(value).__name__)} (no tensor cnn-probe reads)"
 
 
+def _last_operation(tensor: torch.Tensor) -> str | None:
+    """The autograd name of the last operation that produced ``tensor`` behind dtype casts and reshapes
+    (``"Sigmoid"``, ``"Convolution"``, ``"Tanh"``), None when it carries no graph."""
+    node = getattr(tensor, "grad_fn", None)
+    for _ in range(16):
+        if node is None:
+            return None
+        name = type(node).__name__.removesuffix("Backward0").removesuffix("Backward1")
+        if name not in _PASSING:
+            return name
+        node = next((parent for parent, _ in node.next_functions if parent is not None), None)
+    return None
+
+
 def head_kind(tensor: torch.Tensor) -> str:
     """``"sigmoid"``, ``"softmax"`` or ``"logits"``: the last operation that produced ``tensor`` (behind dtype
     casts and reshapes), read from its autograd node; ``"logits"`` when it carries no graph."""
-    node = getattr(tensor, "grad_fn", None)
-    for _ in range(16):
-        name = type(node).__name__
-        if name.startswith("Sigmoid"):
-            return "sigmoid"
-        if name.startswith("Softmax"):
-            return "softmax"
-        if node is None or name.removesuffix("Backward0").removesuffix("Backward1") not in _PASSING:
-            return "logits"
-        node = next((parent for parent, _ in node.next_functions if parent is not None), None)
+    name = _last_operation(tensor) or ""
+    if name.startswith("Sigmoid"):
+        return "sigmoid"
+    if name.startswith("Softmax"):
+        return "softmax"
     return "logits"
+
+
+def _picture(tensor: torch.Tensor, image: Sequence[int] | None) -> bool:
+    """Whether a 4-D output is a picture, not a dense prediction (the ``"image"`` kind of the module docstring);
+    ``image``: the input's shape ``(N, C, H, W)``, None where it is not known."""
+    last = _last_operation(tensor) or ""
+    if last.startswith(_PICTURE_OPS):
+        return True
+    if image is None or len(image) != 4:
+        return False
+    (height, width), (in_height, in_width) = tensor.shape[-2:], tuple(image[-2:])
+    if height >= in_height and width >= in_width and (height, width) != (in_height, in_width):
+        return True  # upsampled beyond the input: a super-resolution or a generator, no segmentation
+    same = tuple(tensor.shape[1:]) == tuple(image[1:])
+    return same and tensor.shape[1] in (3, 4) and last.startswith("Sigmoid")
 
 
 def _unit_norm(tensor: torch.Tensor) -> bool:
@@ -135,7 +174,8 @@ def _unit_norm(tensor: torch.Tensor) -> bool:
     return bool(torch.isfinite(norms).all()) and bool(((norms - 1).abs() < _UNIT_NORM).all())
 
 
-def tensor_kind(tensor: torch.Tensor, batch: int | None = None, *, values: bool = True) -> str:
+def tensor_kind(tensor: torch.Tensor, batch: int | None = None, *, values: bool = True,
+                image: Sequence[int] | None = None) -> str:
     """The kind of one output tensor (see the module docstring).
 
     Args:
@@ -143,7 +183,11 @@ def tensor_kind(tensor: torch.Tensor, batch: int | None = None, *, values: bool 
         batch: N, the number of images the model got; a tensor without that many rows is ``"detections"``.
             Default None: not checked.
         values: look at the values too (an embedding's unit norms, which costs a device sync); default True.
+        image: the input's shape ``(N, C, H, W)``, which tells a picture larger than the input or with its shape
+            (``"image"``) from a dense prediction; default None: told by the last operation alone.
     """
+    if batch is not None and tensor.dim() == 3 and tensor.shape[0] != batch and tensor.shape[1] == batch:
+        return "sequence"
     if tensor.dim() == 0 or (batch is not None and tensor.shape[0] != batch):
         return "detections"
     if tensor.dim() in (1, 2):
@@ -154,6 +198,8 @@ def tensor_kind(tensor: torch.Tensor, batch: int | None = None, *, values: bool 
             return "score"
         return "embedding" if values and _unit_norm(tensor) else "logits"
     if tensor.dim() == 4:
+        if _picture(tensor, image):
+            return "image"
         return "dense" if tensor.shape[1] > 1 else "dense-score"
     return "other"
 
@@ -178,7 +224,7 @@ def _headless(module: nn.Module | None) -> bool:
 
 
 def read_output(output: Any, batch: int | None = None, module: nn.Module | None = None, *,
-                values: bool = True) -> Output:
+                values: bool = True, image: Sequence[int] | None = None) -> Output:
     """Read what a model returned (see the module docstring).
 
     Args:
@@ -187,21 +233,23 @@ def read_output(output: Any, batch: int | None = None, module: nn.Module | None 
         module: the model, which tells a model without a head (a transformers base model, timm's
             ``num_classes=0``, an ``nn.Identity`` classifier) from a classifier; optional.
         values: look at the values too (:func:`tensor_kind`: an embedding's unit norms); default True.
+        image: the input's shape ``(N, C, H, W)`` (:func:`tensor_kind`: tells a picture); default None.
     """
     what = _describe(output)
+    kind = functools.partial(tensor_kind, batch=batch, values=values, image=image)
     if _headless(module) and not (isinstance(output, Mapping) and isinstance(output.get("logits"), torch.Tensor)):
         return Output("features", None, what)
     if isinstance(output, Mapping):
         for key in _CLASS_KEYS:
             if isinstance(output.get(key), torch.Tensor):
-                return Output(tensor_kind(output[key], batch, values=values), output[key], f"{what}, read by its {key!r}")
+                return Output(kind(output[key]), output[key], f"{what}, read by its {key!r}")
         if isinstance(output.get("predicted_depth"), torch.Tensor):
             return Output("depth", output["predicted_depth"], what)
         if isinstance(output.get("last_hidden_state"), torch.Tensor):
             return Output("features", None, what)
         tensors = [item for item in output.values() if isinstance(item, torch.Tensor)]
         if len(tensors) == 1:
-            return Output(tensor_kind(tensors[0], batch, values=values), tensors[0], what)
+            return Output(kind(tensors[0]), tensors[0], what)
         return Output("outputs" if tensors else "other", None, what)
     if isinstance(output, (tuple, list)):
         if output and all(isinstance(item, Mapping) for item in output):
@@ -210,7 +258,38 @@ def read_output(output: Any, batch: int | None = None, module: nn.Module | None 
     tensor = output if isinstance(output, torch.Tensor) else next(tensors_in(output), None)
     if tensor is None:
         return Output("other", None, what)
-    return Output(tensor_kind(tensor, batch, values=values), tensor, what)
+    if isinstance(output, (tuple, list)):
+        head = _head_on(tensor, output)
+        if head is not None:
+            return Output(kind(head), head, f"{what}, read by the scores computed from its first")
+    return Output(kind(tensor), tensor, what)
+
+
+def _head_on(first: torch.Tensor, items: Sequence[Any]) -> torch.Tensor | None:
+    """The first ``(N, K)`` tensor among ``items`` computed from ``first``, an ``(N, D)`` embedding (its autograd
+    node is one of the later tensor's ancestors): ``(features, logits)``. None where there is none, or no graph."""
+    node = getattr(first, "grad_fn", None)
+    if node is None or first.dim() != 2:
+        return None
+    for item in items:
+        if isinstance(item, torch.Tensor) and item is not first and item.dim() == 2 and item.shape[0] == first.shape[0]:
+            if _descends(item, node):
+                return item
+    return None
+
+
+def _descends(tensor: torch.Tensor, ancestor: Any, limit: int = 100_000) -> bool:
+    """Whether autograd node ``ancestor`` is in ``tensor``'s graph (visiting at most ``limit`` nodes)."""
+    stack, seen = [tensor.grad_fn], set()
+    while stack and len(seen) < limit:
+        node = stack.pop()
+        if node is None or id(node) in seen:
+            continue
+        if node is ancestor:
+            return True
+        seen.add(id(node))
+        stack.extend(parent for parent, _ in node.next_functions)
+    return False
 
 
 def output_tensor(output: Any, module: nn.Module | None = None) -> torch.Tensor | None:
@@ -231,7 +310,7 @@ def class_scores(tensor: torch.Tensor, reduce: str = "mean") -> torch.Tensor:
     return tensor
 
 
-_NAMES = {"embedding": "an embedding", "features": "features of a model without a head", "depth": "a depth map",
+_NAMES = {"embedding": "an embedding", "image": "an image", "sequence": "a time-major sequence", "features": "features of a model without a head", "depth": "a depth map",
           "outputs": "several outputs", "detections": "detections", "other": "no class scores"}
 """The kinds without class scores in a few words."""
 
@@ -240,7 +319,11 @@ _WHY = {
     "features": "a model without a head gives features, not classes (a transformers *ForImageClassification "
                 "model, or timm's or torchvision's with its classifier, has one)",
     "depth": "a depth map, no classes",
+    "image": "a picture (an autoencoder's reconstruction, a super-resolution or a generator's image), not class "
+             "scores",
     "outputs": "none of its tensors is named 'logits' or 'out', so none is known to hold class scores",
+    "sequence": "per-step scores of a time-major sequence (T, N, C), whose dim 1 is the batch (an OCR CRNN's CTC "
+                "head), not a row of class scores per image",
     "detections": "detections, not a row of class scores per image",
     "other": "no class scores, which are (N, K) logits, (N,) one score or a (N, K, H, W) dense map",
 }

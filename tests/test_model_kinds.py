@@ -66,8 +66,8 @@ def test_models_of_signals_volumes_or_permuted_input_are_refused_naming_the_mode
     """A Conv1d or Conv3d model, or a forward taking (N, H, W, C), given cnn-probe's (N, C, H, W) images: the
     refusal named --size ('give an input size it accepts'), which no size can fix, and a Conv3d's read of a 4-D
     image as an unbatched volume showed as a channel mismatch. It names the model and what it takes now."""
-    cases = ((audio(), 1, "conv1", r"conv1d takes \(N, C, L\) signals"),
-             (volume(), 3, "conv1", r"take \(N, C, T, H, W\) clips"),
+    cases = ((audio(), 1, "conv1", r"conv1 \(Conv1d\) takes \(N, C, L\) signals|conv1d takes \(N, C, L\) signals"),
+             (volume(), 3, "conv1", r"conv1 \(Conv3d\) takes \(N, C, D, H, W\) volumes|take \(N, C, T, H, W\) clips"),
              (ChannelsLastInput(), 3, "body.conv1", r"met 16 channels in a 3-channel image.*\(N, H, W, C\)"))
     for net, channels, layer, words in cases:
         before = {k: v.clone() for k, v in net.state_dict().items()}

@@ -19,11 +19,11 @@ from probe.attribution.scores import is_dense, no_scores
 from probe.checks import check_count, check_names, check_number, check_seed, check_size
 from probe.errors import ProbeRuntimeError, ProbeUsageError, unknown_name
 from probe.forward import image_grad
-from probe.hooks import CALL_SEPARATOR, evaluating, resolve_layers
+from probe.hooks import evaluating, resolve_layers
 from probe.inputs import model_input
 from probe.memory import is_out_of_memory
 from probe.models import LoadedModel, as_loaded
-from probe.outputs import Prediction, prediction_of
+from probe.outputs import Prediction, prediction_of, read_output
 from probe.runtime import check_finite_output
 
 def resolve_target(target: int | str | None, prediction: Prediction) -> int:
@@ -168,9 +168,6 @@ def attribute(
         raise ProbeUsageError("--layer is Grad-CAM's layer; add --method gradcam (or all)", param="layer")
     if layer is not None and resolve_layers(module, [layer])[layer] is module:
         raise ProbeUsageError(f"Grad-CAM needs an inner layer, not {layer!r}", param="layer")
-    if layer is not None and CALL_SEPARATOR in layer:
-        raise ProbeUsageError(f"Grad-CAM takes a layer that runs once; {layer!r} is one call of a module that runs "
-                              "several times: name another layer (a convolution runs once)", param="layer")
 
     forward = Normalized(loaded)
     attributions: dict[str, torch.Tensor] = {}
@@ -180,9 +177,10 @@ def attribute(
         warnings.filterwarnings("ignore", message=r".*(require gradients|backward hook|inplace).*")
         with torch.enable_grad():  # the output's graph tells a sigmoid or softmax head (its last node)
             output = loaded(x.detach().clone().requires_grad_(True))
-        prediction, dense = prediction_of(loaded, output), is_dense(output)
+        read = read_output(output, 1, module, image=tuple(x.shape))
+        prediction, dense = prediction_of(loaded, read), is_dense(read)
         if prediction is None:
-            raise no_scores(loaded.name, output, module)
+            raise no_scores(loaded.name, read)
         del output  # its graph: not held while the methods run
         check_finite_output(loaded.name, loaded.module, prediction.logits)
         index = resolve_target(target, prediction)

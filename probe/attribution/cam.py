@@ -51,7 +51,7 @@ from torch.overrides import TorchFunctionMode
 
 from probe.errors import ProbeUsageError, not_per_image
 from probe.forward import image_grad
-from probe.hooks import first_tensor, record
+from probe.hooks import CALL_SEPARATOR, first_tensor, record
 from probe.layout import channels_last_layers
 
 __all__ = ["MAX_EXTRA_TOKENS", "MapLayout", "CamLayer", "map_layout", "token_grid", "survey_cam_layers",
@@ -149,10 +149,11 @@ class CamLayer:
     """One layer as Grad-CAM sees it, from :func:`survey_cam_layers`.
 
     Attributes:
-        name: its dotted name.
+        name: its dotted name; for a module that runs several times, also each call as a layer of its own,
+            ``block.0#1`` (its second call), after the module's own entry (which stands for its first call).
         shape: its output's shape (first call).
         layout: its :class:`MapLayout`, None without spatial positions.
-        calls: how many times it ran in the pass.
+        calls: how many times it (its module, for a call) ran in the pass.
         reaches: whether the score got a non-zero gradient at one of its positions.
         key: ``(id, version)`` of its output: layers that return the very same tensor share it.
         pooling: a pooling layer (see :data:`_POOLS`).
@@ -262,11 +263,17 @@ def _survey(net: nn.Module, score: Callable[[torch.Tensor], torch.Tensor], x: to
             running.pop()
         calls[name] += 1
         tensor = first_tensor(output)
-        if calls[name] > 1 or tensor is None:
+        if tensor is None:
             return
         batched = tensor.dim() > 0 and tensor.shape[0] == x.shape[0]
         layout = map_layout(tuple(tensor.shape), name in channels_last, image_hw) if batched else None
         key = (id(tensor), tensor._version)
+        call = f"{name}{CALL_SEPARATOR}{calls[name] - 1}"  # each call too, for a module that runs several times
+        found[call] = (tensor, layout, key, isinstance(module, _POOLS), False, batched, False)
+        if layout is not None and tensor.requires_grad:
+            tensor.register_hook(lambda grad, n=call, lay=layout: _note_reach(grad, n, lay, reached))
+        if calls[name] > 1:
+            return
         given = made.get(name)
         if batched and tensor.dim() == 3 and given is not None and given is not tensor and _shuffled(given, tensor):
             order["reordered"] = True  # the module reordered its tokens (timm's Hiera Unroll)
@@ -306,10 +313,11 @@ def _survey(net: nn.Module, score: Callable[[torch.Tensor], torch.Tensor], x: to
     finally:
         for handle in handles:
             handle.remove()
-    return [CamLayer(name, tuple(tensor.shape), layout, calls[name], name in reached, key, pooling,
-                     None if layout is None else int(tensor.shape[1 if layout.kind == "channels-first" else -1]),
+    return [CamLayer(name, tuple(tensor.shape), layout, calls[name.split(CALL_SEPARATOR)[0]], name in reached, key,
+                     pooling, None if layout is None else int(tensor.shape[1 if layout.kind == "channels-first" else -1]),
                      any(name.startswith(f"{outer}.") for outer in attention), passes, batched, reordered)
-            for name, (tensor, layout, key, pooling, passes, batched, reordered) in found.items()]
+            for name, (tensor, layout, key, pooling, passes, batched, reordered) in found.items()
+            if CALL_SEPARATOR not in name or calls[name.split(CALL_SEPARATOR)[0]] > 1]
 
 
 def _note_reach(grad: torch.Tensor, name: str, layout: MapLayout, reached: set[str]) -> None:
@@ -406,6 +414,12 @@ def grad_cam(net: nn.Module, score: Callable[[torch.Tensor], torch.Tensor], x: t
     return F.interpolate(cam, size=tuple(x.shape[-2:]), mode="bilinear").clamp_min(0)[0].detach().cpu()
 
 
+def _calls(layer: str, calls: int, limit: int = 4) -> str:
+    """``'a#0', 'a#1'``: the names of a module's calls, for an error message."""
+    return ", ".join(repr(f"{layer}{CALL_SEPARATOR}{i}") for i in range(min(calls, limit))) + (
+        ", ..." if calls > limit else "")
+
+
 def _spatial_names(layers: list[CamLayer], limit: int = 10) -> str:
     """The last ``limit`` layers with spatial positions that run once, for an error message."""
     names = [layer.name for layer in layers if layer.layout is not None and layer.calls == 1]
@@ -447,20 +461,26 @@ def choose_cam_layer(net: nn.Module, score: Callable[[torch.Tensor], torch.Tenso
     if layer is None:
         default = default_layer()
         if default is None:
+            repeated = [found for found in layers if found.layout is not None and CALL_SEPARATOR in found.name]
+            hint = "" if not repeated else (
+                f"; the layers with spatial output run several times (a shared block, a test-time flip), which the "
+                f"default never takes, as a call's map may be of another image than yours: name one call, e.g. "
+                f"{repeated[-1].name!r}")
             raise ProbeUsageError(
                 "Grad-CAM found no layer with spatial positions ((N, C, H, W), (N, H, W, C), or (N, L, C) tokens on "
                 f"a grid in raster order) that the score depends on; name one with --layer (layers with spatial "
-                f"output: {_spatial_names(layers)})", param="layer")
+                f"output: {_spatial_names(layers)}){hint}", param="layer")
         return default
     entry = next((found for found in layers if found.name == layer), None)
     if entry is None:
         raise ProbeUsageError(f"Grad-CAM needs a layer with spatial output; {layer} gives nothing (it did not run "
                               f"or returned no tensor); layers with spatial output: {_spatial_names(layers)}",
                               param="layer")
-    if entry.calls > 1:
+    if entry.calls > 1 and CALL_SEPARATOR not in layer:
         raise ProbeUsageError(
-            f"Grad-CAM's layer {layer} runs {entry.calls} times in one forward pass and Grad-CAM takes a layer "
-            "that runs once; name another layer (a convolution runs once)", param="layer")
+            f"Grad-CAM's layer {layer} runs {entry.calls} times in one forward pass, so its name alone does not say "
+            f"which map; name one call: {_calls(layer, entry.calls)} (each the map of what that call was given)",
+            param="layer")
     if not entry.batched:
         raise not_per_image(layer, tuple(entry.shape), 1, "Grad-CAM",
                             then=f"; layers with spatial output: {_spatial_names(layers)}")

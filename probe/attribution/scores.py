@@ -13,13 +13,14 @@ several tensors none named ``logits`` or ``out``) is refused in one line naming 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 from torch import nn
 
 from probe.errors import ProbeUsageError
-from probe.outputs import class_scores, no_class_scores, read_output
+from probe.outputs import Output, class_scores, no_class_scores, read_output
 
 __all__ = ["attribution_scores", "is_dense", "no_scores"]
 
@@ -38,12 +39,16 @@ def attribution_scores(output: Any) -> torch.Tensor:
 
 
 def is_dense(output: Any) -> bool:
-    """Whether the output's class scores are a dense ``(N, K, H, W)`` map."""
-    return read_output(output, values=False).kind in ("dense", "dense-score")
+    """Whether the output's class scores (or its :func:`~probe.outputs.read_output`) are a dense ``(N, K, H, W)``
+    map."""
+    read = output if isinstance(output, Output) else read_output(output, values=False)
+    return read.kind in ("dense", "dense-score")
 
 
-def no_scores(name: str, output: Any, module: nn.Module | None = None) -> ProbeUsageError:
-    """The one line for a model ``name`` (``module``: tells a transformers base model) whose output has no
-    class scores, naming ``model``."""
-    return no_class_scores(name, read_output(output, 1, module), "model",
+def no_scores(name: str, output: Any, module: nn.Module | None = None,
+              image: Sequence[int] | None = None) -> ProbeUsageError:
+    """The one line for a model ``name`` (``module``: tells a transformers base model; ``image``: the input's
+    shape ``(N, C, H, W)``, tells a picture) whose output has no class scores, naming ``model``."""
+    read = output if isinstance(output, Output) else read_output(output, 1, module, image=image)
+    return no_class_scores(name, read, "model",
                            "attribution explains a class score: wrap the model so that forward returns the scores")

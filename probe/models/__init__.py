@@ -48,6 +48,7 @@ from probe.models.registry import SOURCES, ModelSource, Request, find_source, pa
 from probe.models.sources.files import hookable
 from probe.models.sources.hf_models import HFClassifier, is_hf_classifier
 from probe.models.sources.torchvision_models import torchvision_names
+from probe.models.takes import check_takes_images
 from probe.models.types import IMAGENET_MEAN, IMAGENET_STD, LoadedModel, Preprocess, frozen_view
 from probe.models.weights import is_none, load_state_dict_file, seeded
 
@@ -105,6 +106,7 @@ def _build(text: str, weights: Any, target: torch.device, request: Request) -> L
         built.module = hookable(eager_view(built.module), f"the TorchScript module {text!r} returned", channels, size)
         check_form(built.module, built=True)
         materialize(built.module, channels, size)
+        check_takes_images(built.module, text, size)
     details = dict(built.details)
     if is_none(weights) and request.seed is not None:
         details["init_seed"] = request.seed
@@ -121,6 +123,7 @@ def _wrap_module(module: nn.Module, device: str | torch.device | None, channels:
     here = _module_device(module)
     _check_device(here, device, "your module")
     preprocess = module_preprocess(module)
+    check_takes_images(module, f"your module ({type(module).__name__})", size or preprocess.input_size)
     wrapped = HFClassifier(module) if is_hf_classifier(module) else eager_view(module)
     wrapped = hookable(wrapped, f"your TorchScript module ({type(module).__name__})", channels or preprocess.channels,
                        size or preprocess.input_size)  # fmt: skip

@@ -25,7 +25,12 @@ PROCESSOR_FILE = "preprocessor_config.json"
 
 
 def first_conv_channels(module: nn.Module, fallback: int = 3) -> int:
-    """Input channels of the first convolution of ``module`` (``fallback`` when it has none, or only lazy ones)."""
+    """Input channels of the first convolution of ``module`` (``fallback`` when it has none, or only lazy ones): its
+    first ``Conv2d`` where it has one (a ``Conv1d`` defined before the stem, an ECA attention's, takes no image),
+    else the first module that states ``in_channels`` (scripted convolutions, a ``Conv3d``, a transposed one)."""
+    first = next((sub for sub in module.modules() if isinstance(sub, nn.Conv2d) and sub.in_channels != 0), None)
+    if first is not None:
+        return first.in_channels
     for sub in module.modules():
         if getattr(sub, "in_channels", None) == 0:  # a lazy convolution: its channels come with its first input
             continue
