@@ -2,7 +2,7 @@
 
 The notebooks read ``PROBE_EXAMPLE_STEPS`` (the number of optimization steps,
 256 or so by default) and ``PROBE_EXAMPLE_SIZE`` where they render torchvision
-models; the test sets both small so the suite stays fast. Each notebook runs in
+models or dream over a photo; the test sets both small so the suite stays fast. Each notebook runs in
 its own temporary working folder, so the galleries it saves go there.
 """
 
@@ -48,3 +48,9 @@ def test_notebook_runs(path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPat
         for output in cell.get("outputs", []) if "image/png" in output.get("data", {})
     ]
     assert images, "the notebook showed no picture"
+    # no warning spam: captum imports tqdm.auto, which in a kernel without ipywidgets wrote "IProgress not
+    # found. Please update jupyter and ipywidgets" under the first cell that called probe.attribute
+    warned = [(cell.source[:60], output.text[:200]) for cell in notebook.cells if cell.cell_type == "code"
+              for output in cell.get("outputs", []) if output.get("name") == "stderr"]
+    assert warned == [], warned
+
