@@ -48,6 +48,7 @@ figure img{width:100%;height:auto;display:block;image-rendering:auto}
 img.small{image-rendering:pixelated}
 figcaption{font-size:.8rem;color:var(--muted);margin-top:4px;overflow-wrap:anywhere}
 figcaption b{color:var(--fg);font-weight:600}
+.extras figure{width:fit-content;max-width:100%;box-sizing:border-box;margin-bottom:12px}
 .extras img{width:auto;max-width:100%;height:auto;border:1px solid var(--line)}
 .controls{display:flex;flex-wrap:wrap;gap:.4rem .8rem;align-items:center;font-size:.85rem;margin:.4rem 0 .8rem;
 color:var(--muted)}
