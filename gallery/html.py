@@ -39,7 +39,8 @@ body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:2rem;color
 h1{font-size:1.4rem;margin-bottom:.2rem}h2{font-size:1.1rem;margin-top:2rem}
 nav{font-size:.9rem;margin-bottom:.6rem}
 table.meta{border-collapse:collapse;margin:1rem 0;font-size:.9rem}
-table.meta td{padding:.15rem .8rem .15rem 0;vertical-align:top;overflow-wrap:anywhere}table.meta td:first-child{color:var(--muted)}
+table.meta td{padding:.15rem .8rem .15rem 0;vertical-align:top;overflow-wrap:anywhere}
+table.meta td:first-child{color:var(--muted);overflow-wrap:normal}
 .grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(var(--cell),1fr));gap:12px}
 figure{margin:0;background:var(--card);border:1px solid var(--line);border-radius:4px;padding:6px}
 figure[hidden]{display:none}
@@ -47,9 +48,12 @@ figure img{width:100%;height:auto;display:block;image-rendering:auto}
 img.small{image-rendering:pixelated}
 figcaption{font-size:.8rem;color:var(--muted);margin-top:4px;overflow-wrap:anywhere}
 figcaption b{color:var(--fg);font-weight:600}
+.extras figure{width:fit-content;max-width:100%;box-sizing:border-box;margin-bottom:12px}
 .extras img{width:auto;max-width:100%;height:auto;border:1px solid var(--line)}
-.controls{display:flex;gap:.8rem;align-items:center;font-size:.85rem;margin:.4rem 0 .8rem;color:var(--muted)}
-.controls input{min-width:12rem}
+.controls{display:flex;flex-wrap:wrap;gap:.4rem .8rem;align-items:center;font-size:.85rem;margin:.4rem 0 .8rem;
+color:var(--muted)}
+.controls label,.controls .count{white-space:nowrap}
+.controls input{width:12rem;max-width:60vw}
 .thumbs{display:grid;grid-template-columns:repeat(var(--n),1fr);gap:3px}
 .badge{display:inline-block;font-size:.72rem;border:1px solid var(--badge);color:var(--badge);border-radius:3px;
 padding:0 .3rem;margin-left:.3rem}
@@ -60,6 +64,7 @@ justify-content:center;cursor:zoom-out;z-index:10}
 #lightbox img{max-width:92vw;max-height:86vh;width:auto;height:auto;background:#fff}
 #lightbox img.small{height:min(80vh,80vw);width:auto;object-fit:contain;image-rendering:pixelated}
 #lightbox p{color:#eee;font-size:.9rem;margin:.6rem}
+@media (max-width:600px){body{margin:1rem}}
 """
 
 SCRIPT = """
@@ -102,7 +107,7 @@ SCRIPT = """
     if (link && !event.ctrlKey && !event.metaKey && !event.shiftKey) {
       event.preventDefault();
       big.src = link.getAttribute("href");
-      caption.textContent = link.dataset.caption || "";
+      big.alt = caption.textContent = link.dataset.caption || link.getAttribute("href");
       box.hidden = false;
     } else if (!box.hidden && box.contains(event.target)) {
       box.hidden = true;
@@ -186,10 +191,12 @@ def label(key: str) -> str:
 
 
 def _meta_rows(fields: Mapping[str, Any]) -> str:
-    """The run's fields as a table; a field that is None (an option not used: a dream's tile, guide, zoom) has no
-    row unless its null is an answer (:data:`NONE_MEANS`); manifest.json keeps every field."""
+    """The run's fields as a table; a field that is None or empty (an option not used: a dream's tile, guide,
+    zoom; an attribution's empty list of skipped methods) has no row unless its null is an answer
+    (:data:`NONE_MEANS`); manifest.json keeps every field."""
     rows = "".join(f"<tr><td>{escape(label(key))}</td><td>{escape(human(value, key))}</td></tr>"
-                   for key, value in fields.items() if value is not None or key in NONE_MEANS)
+                   for key, value in fields.items()
+                   if key in NONE_MEANS or not (value is None or isinstance(value, (list, tuple, dict)) and not value))
     return f'<table class="meta">{rows}</table>'
 
 
@@ -208,7 +215,7 @@ def _figure(item: Mapping[str, Any], order: int, small: bool) -> str:
     klass = ' class="small"' if small else ""
     score = item.get("score")
     score = score if isinstance(score, (int, float)) and not isinstance(score, bool) and math.isfinite(score) else None
-    image = f'<img src="{href(file)}" alt="{escape(caption)}" loading="lazy"{klass}>'
+    image = f'<img src="{href(file)}" alt="{escape(caption or file)}" loading="lazy"{klass}>'
     return (
         f"<figure{_data(order=order, score=score, text=caption)}>{_zoom_link(file, caption, image)}"
         f"<figcaption>{escape(caption)}</figcaption></figure>"
@@ -275,7 +282,7 @@ def render_run_page(
         body.append('<h2>Overview</h2><div class="extras">')
         for extra in extras:
             caption = str(extra.get("caption", ""))
-            image = f'<img src="{href(extra["file"])}" alt="{escape(caption)}">'
+            image = f'<img src="{href(extra["file"])}" alt="{escape(caption or extra["file"])}">'
             body.append(f"<figure>{_zoom_link(extra['file'], caption, image)}"
                         f"<figcaption>{escape(caption)}</figcaption></figure>")
         body.append("</div>")
@@ -293,7 +300,9 @@ COLLECTION_SORTS = (
 def _card(run: Mapping[str, Any], order: int) -> str:
     thumbs = list(run.get("thumbnails") or [])
     klass = ' class="small"' if run.get("small") else ""
-    images = "".join(f'<img src="{href(t)}" alt="" loading="lazy"{klass}>' for t in thumbs)
+    name = f"{run.get('command', '')} {run.get('name', '')}".strip()
+    alts = [escape(f"{name}: image {k} of {len(thumbs)}") for k in range(1, len(thumbs) + 1)]
+    images = "".join(f'<img src="{href(t)}" alt="{alt}" loading="lazy"{klass}>' for t, alt in zip(thumbs, alts))
     picture = f'<div class="thumbs" style="--n:{min(2, len(thumbs))}">{images}</div>' if thumbs else ""
     badges = "".join(f'<span class="badge">{escape(badge)}</span>' for badge in run.get("badges", ()))
     fields = run.get("fields", {})

@@ -14,7 +14,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["number", "ratio", "seconds", "quantity", "DASH", "MINUS"]
+__all__ = ["number", "ratio", "probability", "seconds", "quantity", "DASH", "MINUS"]
 
 DASH = "\u2014"
 """What stands for a missing value (None, NaN)."""
@@ -90,6 +90,15 @@ def ratio(value: Any, *, digits: int = 3, minus: str = "-") -> str:
     text = number(value, digits=digits, minus=minus)
     numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
     return f"{text}\u00d7" if numeric and text != DASH else text
+
+
+def probability(value: Any, *, digits: int = 2) -> str:
+    """A probability: two decimals (``0.97``, ``1.00``) where they keep a digit that is not zero, else
+    ``digits`` significant digits (``0.0012``, ``3.4e-7``): with two decimals, 1,000 classes near 0.001
+    each all read ``0.00``. Non-numbers as :func:`number` writes them."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+        return number(value)
+    return f"{value:.2f}" if value == 0 or abs(value) >= 0.005 else number(value, digits=digits)
 
 
 def seconds(value: Any) -> str:

@@ -6,7 +6,9 @@ import math
 import re
 from collections.abc import Sequence
 
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
+
+from probe.gallery.typeface import Typeface, typeface
 
 __all__ = ["contact_sheet", "display_size", "font"]
 
@@ -17,12 +19,10 @@ TITLE_WIDTH = 1600
 """Pixels a contact sheet's heading may widen a narrow sheet to; a longer heading is cut with an ellipsis."""
 
 
-def font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
-    """Pillow's bundled font at ``size`` pixels (a bitmap font on old Pillow)."""
-    try:
-        return ImageFont.load_default(size=size)
-    except TypeError:  # Pillow < 10.1 has no sized default font
-        return ImageFont.load_default()
+def font(size: int) -> Typeface:
+    """The typeface captions and titles are set in at ``size`` pixels (:func:`probe.gallery.typeface.typeface`:
+    DejaVu Sans, a fallback font per character it lacks, a visible placeholder where none has it)."""
+    return typeface(size)
 
 
 def display_size(width: int, height: int, cell: int) -> tuple[int, int]:
@@ -44,36 +44,47 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]+")
 """Control characters (NUL, newlines, tabs, ...), drawn as a space: a font has no glyph for them."""
 
 
-def _prefix(text: str, draw: ImageDraw.ImageDraw, face: ImageFont.ImageFont, width: int) -> int:
-    """How many leading characters of ``text`` fit in ``width`` pixels (at least 1)."""
+def _prefix(text: str, face: Typeface, width: float, end: str = "") -> int:
+    """How many leading characters of ``text``, followed by ``end``, fit in ``width`` pixels (at least 1)."""
     low, high = 1, len(text)
     while low < high:
         middle = (low + high + 1) // 2
-        if draw.textlength(text[:middle], font=face) <= width:
+        if face.length(text[:middle] + end) <= width:
             low = middle
         else:
             high = middle - 1
     return low
 
 
-def _wrap(text: str, draw: ImageDraw.ImageDraw, face: ImageFont.ImageFont, width: int, lines: int) -> list[str]:
+def _ellipsis(face: Typeface) -> str:
+    """"…" where the typeface has it, three dots where it does not (Pillow's ASCII default font)."""
+    return "\u2026" if face.covers[0](0x2026) else "..."
+
+
+def _cut(text: str, face: Typeface, width: float) -> str:
+    """``text`` cut to end in an ellipsis that, with the rest, fits in ``width`` pixels."""
+    end = _ellipsis(face)
+    return text[:_prefix(text, face, width, end)].rstrip() + end
+
+
+def _wrap(text: str, face: Typeface, width: int, lines: int) -> list[str]:
     """``text`` in at most ``lines`` lines of at most ``width`` pixels, the last one ending in an ellipsis when
     cut; a word wider than ``width`` (a long label, a path) is cut, never drawn over the next cell."""
     wrapped: list[str] = []
     current = ""
     text = str(text)[: (lines + 1) * width]  # no glyph is narrower than a pixel: the rest could never show
     for word in _CONTROL.sub(" ", text).split():
-        while len(wrapped) <= lines and len(word) > 1 and draw.textlength(word, font=face) > width:
+        while len(wrapped) <= lines and len(word) > 1 and face.length(word) > width:
             if current:
                 wrapped.append(current)
                 current = ""
-            cut = _prefix(word, draw, face, width)
+            cut = _prefix(word, face, width)
             wrapped.append(word[:cut])
             word = word[cut:]
         if len(wrapped) > lines:
             break
         trial = f"{current} {word}".strip()
-        if draw.textlength(trial, font=face) <= width or not current:
+        if face.length(trial) <= width or not current:
             current = trial
         else:
             wrapped.append(current)
@@ -82,7 +93,7 @@ def _wrap(text: str, draw: ImageDraw.ImageDraw, face: ImageFont.ImageFont, width
         wrapped.append(current)
     if len(wrapped) > lines:
         wrapped = wrapped[:lines]
-        wrapped[-1] = wrapped[-1][: max(1, len(wrapped[-1]) - 1)] + "…"
+        wrapped[-1] = _cut(wrapped[-1], face, width)
     return wrapped
 
 
@@ -123,23 +134,22 @@ def contact_sheet(
     title_height = int(text_size * 1.5) + 2 * pad if title else 0
     width = columns * (cell + pad) + pad
     if title:  # never clip the heading of a narrow sheet; one of any length is cut at TITLE_WIDTH
-        measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
         room = max(width, TITLE_WIDTH) - 2 * pad
         title = _CONTROL.sub(" ", title[:room + 1])
-        if measure.textlength(title, font=title_face) > room:
-            title = title[:_prefix(title, measure, title_face, room) - 1] + "…"
-        width = max(width, int(measure.textlength(title, font=title_face)) + 2 * pad)
+        if title_face.length(title) > room:
+            title = _cut(title, title_face, room)
+        width = max(width, math.ceil(title_face.length(title)) + 2 * pad)
     height = title_height + rows * (cell + caption_height + pad) + pad
     sheet = Image.new("RGB", (width, height), BACKGROUND)
     draw = ImageDraw.Draw(sheet)
     if title:
-        draw.text((pad, pad), title, fill=INK, font=title_face)
+        title_face.draw(draw, (pad, pad), title, INK)
     for index, (image, caption) in enumerate(zip(images, captions)):
         row, column = divmod(index, columns)
         x = pad + column * (cell + pad)
         y = title_height + pad + row * (cell + caption_height + pad)
         fitted = _fit(image.convert("RGB"), cell)
         sheet.paste(fitted, (x + (cell - fitted.width) // 2, y + (cell - fitted.height) // 2))
-        for line_number, line in enumerate(_wrap(caption, draw, face, cell, caption_lines)):
-            draw.text((x, y + cell + 1 + line_number * (text_size + 2)), line, fill=MUTED, font=face)
+        for line_number, line in enumerate(_wrap(caption, face, cell, caption_lines)):
+            face.draw(draw, (x, y + cell + 1 + line_number * (text_size + 2)), line, MUTED)
     return sheet

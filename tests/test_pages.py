@@ -222,3 +222,78 @@ def test_a_pages_table_leaves_out_the_options_not_used():
     table = _meta_rows({"steps": 1, "tile": None, "guide": None, "diverged": None})
     assert "<td>steps</td>" in table and "<td>diverged</td><td>no</td>" in table
     assert "tile" not in table and "guide" not in table
+
+
+def images(page: str) -> list[dict]:
+    """The attributes of every <img> of ``page``."""
+    class Images(HTMLParser):
+        found: list[dict] = []
+
+        def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+            if tag == "img":
+                self.found.append(dict(attrs))
+
+    parser = Images()
+    parser.found = []
+    parser.feed(page)
+    return parser.found
+
+
+def test_every_image_of_run_and_collection_pages_says_what_it_shows(tmp_path):
+    """The collection's thumbnails had alt="" (their link read as nothing to a screen reader), and an image
+    without a caption had none either."""
+    root = tmp_path / "runs"
+    scored_gallery(root / "fc2")
+    (root / "bare").mkdir()
+    gallery = Gallery(root / "bare", command="filters", title="t", version="0")
+    gallery.add(Image.new("L", (8, 8)), "kernel.png", "")
+    gallery.add_extra("plot.png", "", image=Image.new("RGB", (30, 20)))
+    gallery.write()
+    mark(root / "bare")
+    index, _ = write_collection_index(root)
+    for page in (index, root / "fc2" / "index.html", root / "bare" / "index.html"):
+        shown = [attrs for attrs in images(page.read_text()) if attrs.get("src")]  # not the empty lightbox
+        assert shown and all(attrs.get("alt") for attrs in shown), (page, shown)
+    assert 'alt="maximize fc2: image 1 of ' in index.read_text()
+    assert 'alt="kernel.png"' in (root / "bare" / "index.html").read_text()
+
+
+def test_a_pages_table_leaves_out_empty_lists():
+    """An attribution page read 'skipped: —' when no method was skipped."""
+    from probe.gallery.html import _meta_rows
+
+    table = _meta_rows({"skipped": [], "options": {}, "methods": ["saliency"]})
+    assert "skipped" not in table and "options" not in table and "<td>saliency</td>" in table
+
+
+NARROW = """
+  var words = 0, broken = [];
+  document.querySelectorAll('table.meta td:first-child').forEach(function (cell) {
+    cell.textContent.split(' ').forEach(function (word) {
+      var probe = document.createElement('span');  // measured outside the table, which it would widen
+      probe.style.cssText = 'position:absolute;white-space:nowrap;font:' + getComputedStyle(cell).font;
+      probe.textContent = word; document.body.appendChild(probe);
+      var room = cell.clientWidth - parseFloat(getComputedStyle(cell).paddingRight);
+      if (probe.getBoundingClientRect().width > room + 0.5) { broken.push(word); }
+      document.body.removeChild(probe); words += 1;
+    });
+  });
+  document.body.setAttribute('data-words', words);
+  document.body.setAttribute('data-broken', broken.join(','));
+  document.body.setAttribute('data-wide', document.documentElement.scrollWidth > window.innerWidth ? 'yes' : 'no');
+"""
+
+
+@pytest.mark.skipif(BROWSER is None, reason="no Chromium installed")
+def test_a_run_page_on_a_phone_breaks_no_label_inside_a_word_and_scrolls_no_sideways(tmp_path):
+    """At 480 px the table's labels broke anywhere: 'objectiv/e', 'channel/s last', 'second/s'."""
+    page = scored_gallery(tmp_path / "run", objective_before=1.5, channels_last=False, seconds=3.0,
+                          cli="probe maximize --layer conv2 --out " + "/very/long/path" * 12,
+                          preprocess={"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]})
+    copy = page.with_name("scripted-" + page.name)
+    copy.write_text(page.read_text().replace("</body>", f"<script>{NARROW}</script></body>"))
+    run = subprocess.run([BROWSER, "--headless", "--disable-gpu", "--no-sandbox", "--window-size=480,900",
+                          "--virtual-time-budget=2000", "--dump-dom", copy.as_uri()],
+                         capture_output=True, text=True, timeout=90)
+    assert re.search(r'data-words="\d\d', run.stdout), run.stdout[-2000:]
+    assert 'data-broken=""' in run.stdout and 'data-wide="no"' in run.stdout

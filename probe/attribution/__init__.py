@@ -37,7 +37,11 @@ Heatmaps of the pixel methods add ``|attribution|`` over colour channels; each
 heatmap is scaled so its 99th percentile is 1 (one hot pixel does not wash out the rest).
 """
 
-from probe.attribution.api import attribute, attribute_batch, parse_baseline, resolve_target
+from probe.quiet import import_tqdm_quietly
+
+import_tqdm_quietly()  # before captum imports tqdm.auto
+
+from probe.attribution.api import attribute, attribute_batch, parse_baseline, resolve_target  # noqa: E402
 from probe.attribution.extra import EXTRA_METHODS
 from probe.attribution.gradients import (
     GAUSS_LEGENDRE_MAX_STEPS,

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from probe import __version__
-from probe.gallery.numbers import number
+from probe.gallery.numbers import number, probability
 from probe.images import to_pil
 from probe.reports.render import png_bytes
 
@@ -55,7 +55,7 @@ def captions(result: MaximizeResult) -> list[str]:
         value = result.terms[result.main][i] if result.main in result.terms else result.scores[i]
         parts = [f"{symbol}={number(float(value), digits=3)}"]
         if probabilities is not None:
-            parts.append(f"p={float(probabilities[i]):.2f}")
+            parts.append(f"p={probability(float(probabilities[i]))}")
         parts += [f"{short}={number(float(result.terms[name][i]), digits=3)}" for name, short in penalties]
         texts.append(f"{head}  " + " ".join(parts))
     return texts
@@ -99,12 +99,11 @@ def preview(result: MaximizeResult) -> bytes:
 
 
 def _history_figure(result: MaximizeResult) -> Any:
-    import matplotlib
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axis = plt.subplots(figsize=(5.5, 3.2))
+    # no pyplot: matplotlib.use("Agg") here switched a notebook's inline backend off for every later plot
+    figure = Figure(figsize=(5.5, 3.2))
+    axis = figure.subplots()
     steps = range(1, result.history.shape[0] + 1)
     history = result.history.numpy()
     if history.shape[1] <= 10:
@@ -117,7 +116,7 @@ def _history_figure(result: MaximizeResult) -> Any:
     axis.set_title(result.objective if len(result.objective) < 60 else result.objective[:57] + "...", fontsize=9)
     axis.legend(loc="lower right", fontsize=8)
     figure.tight_layout()
-    return figure, plt
+    return figure
 
 
 def _add_maps(gallery: Any, result: MaximizeResult, stems: list[str], texts: list[str]) -> None:
@@ -204,8 +203,7 @@ def save_gallery(result: MaximizeResult, folder: str | Path, *, cell: int = 128,
                         section=f"step {step}", unit=result.units[i], step=step)
     _add_maps(gallery, result, stems, texts)
     if result.history.numel():
-        figure, plt = _history_figure(result)
+        figure = _history_figure(result)
         gallery.add_extra("history.png", "the objective of each image along the optimization", figure=figure)
-        plt.close(figure)
     gallery.write(cell=cell, seconds=round(result.seconds, 2))
     return folder

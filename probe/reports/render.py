@@ -82,10 +82,7 @@ def overlay(image: torch.Tensor, heat: torch.Tensor, *, cmap: str = POSITIVE, st
 
 def bar_chart(values: Sequence[float], labels: Sequence[str], title: str, *, horizontal: bool = True) -> Image.Image:
     """A small matplotlib bar chart as a PIL image (probabilities, flat layers' features)."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    from matplotlib.figure import Figure
+    from matplotlib.figure import Figure  # no pyplot, no backend: a notebook's stays as it is
 
     count = len(values)
     figure = Figure(figsize=(4.2, max(1.6, 0.28 * count + 0.8)) if horizontal else (min(9.0, 3 + count * 0.05), 2.4))

@@ -12,7 +12,7 @@ from probe.images import to_pil
 from probe.reports.render import png_bytes
 from probe.style import StyleResult
 
-__all__ = ["save_gallery", "preview", "loss_figure", "summary"]
+__all__ = ["save_gallery", "preview", "loss_figure", "loss_weights", "summary"]
 
 
 def _percent(value: float) -> str:
@@ -30,18 +30,19 @@ def summary(result: StyleResult) -> str:
     )
 
 
+def loss_weights(options: dict[str, Any]) -> dict[str, float]:
+    """The weight of each loss in the total: ``{"content": 1.0, "style": 1000.0, "tv": 1.0}``."""
+    return {part: options[f"{part}_weight"] for part in ("content", "style", "tv")}
+
+
 def loss_figure(result: StyleResult) -> Any:
     """A matplotlib figure: the content, style and TV losses (weighted) and the total, per step, log scale."""
-    import matplotlib
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    options = result.options
-    weights = {"content": options["content_weight"], "style": options["style_weight"], "tv": options["tv_weight"]}
     steps = range(1, len(result.history["total"]) + 1)
-    figure, axis = plt.subplots(figsize=(6, 3.4))
-    for key, weight in weights.items():
+    figure = Figure(figsize=(6, 3.4))  # no pyplot: no global state, a notebook's backend left as it is
+    axis = figure.subplots()
+    for key, weight in loss_weights(result.options).items():
         values = [weight * value for value in result.history[key]]
         if weight > 0 and any(v > 0 for v in values):
             axis.plot(steps, values, label=f"{weight:g} × {key}")
@@ -121,15 +122,13 @@ def save_gallery(result: StyleResult, folder: str | Path, **fields: Any) -> Path
     for step, snapshot in result.snapshots:
         gallery.add(to_pil(snapshot), f"step-{step:04d}.png", f"step {step}", section="snapshots", step=step)
     if result.history.get("total"):
-        import matplotlib.pyplot as plt
-
-        figure = loss_figure(result)
-        gallery.add_extra("losses.png", "losses per step (log scale)", figure=figure)
-        plt.close(figure)
+        gallery.add_extra("losses.png", "losses per step (log scale)", figure=loss_figure(result))
     tiles = len(result.styles) + 2  # content, styles, result: one row; snapshots wrap to the same width
     return gallery.write(
         cell=192,
         columns=max(tiles, min(4, len(result.snapshots))),
+        # the total is weighted, the parts are not: a page showing 'style 0.47; total 474' says why
+        loss_weights=loss_weights(result.options),
         losses=result.losses,
         content_image_style_loss=result.content_image_style_loss,
         style_loss_percent=round(100 * result.style_ratio, 3),
