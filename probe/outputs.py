@@ -56,8 +56,15 @@ from typing import Any
 import torch
 from torch import nn
 
+from gallery.numbers import number
 from probe.errors import ProbeUsageError
 from probe.rewrites import tensors_in
+
+
+def percentage(value: float) -> str:
+    """A percentage without the ``%``: one decimal (``41.3``) where it keeps a digit that is not zero, else two
+    significant digits (``0.012``, ``3.4e-05``), so 1,000 classes near 0.1% each do not all read ``0.0``."""
+    return f"{value:.1f}" if value == 0 or abs(value) >= 0.05 else number(value, digits=2)
 
 __all__ = ["CLASS_KINDS", "Output", "Prediction", "class_scores", "head_kind", "no_class_scores", "prediction_of",
            "describe", "output_tensor", "read_output", "tensor_kind"]
@@ -401,7 +408,7 @@ class Prediction:
             return f"score {float(self.logits[index]):.4g} (one output, no probability)"
         if self.kind == "dense-score":
             return f"map summed to {float(self.logits[index]):.4g} (one map, no probability)"
-        percent = f"{100 * float(self.probabilities[index]):.1f}%"
+        percent = f"{percentage(100 * float(self.probabilities[index]))}%"
         if self.kind == "sigmoid":
             return f"sigmoid {percent}"
         return f"{percent} of the image" if self.kind == "dense" else percent

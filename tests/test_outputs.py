@@ -229,3 +229,15 @@ def test_the_cli_says_a_regression_score_and_refuses_to_explain_a_dict_of_maps(t
     code, output = _run(["attribute", "digits:0", "--model", "outputnets:head", "--model-arg", "kind=maps",
                          "--size", "16"], tmp_path / "b")
     assert code == 2 and "Invalid value for '--model'" in output and "Traceback" not in output, output
+
+
+def test_small_probabilities_keep_a_digit_that_is_not_zero():
+    """1,000 equal classes each read 0.1%, and one of 1e-5 reads 0.001%, not all '0.0%'."""
+    from probe.outputs import Prediction
+
+    probabilities = torch.full((1000,), 1e-3)
+    probabilities[1] = 1e-5
+    shown = Prediction(logits=probabilities.log(), probabilities=probabilities,
+                       labels=tuple(f"class {i}" for i in range(1000)))
+    assert shown.describe(0) == "0.1%"
+    assert shown.describe(1) == "0.001%"

@@ -20,6 +20,7 @@ from torch import nn
 from probe.errors import ProbeUsageError
 from probe.forward import passes_through
 from probe.models.preprocess import hf_preprocess
+from probe.quiet import import_tqdm_quietly
 from probe.models.registry import Built, ModelSource, Request, register_source
 from probe.models.weights import is_default, is_none, load_weights_into, require
 
@@ -79,6 +80,7 @@ def _labels(config: Any) -> tuple[str, ...] | None:
 
 def build(spec: str, request: Request) -> Built:
     """Load ``hf:NAME_OR_DIR`` as an :class:`HFClassifier`; ``request.kwargs`` go to the config."""
+    import_tqdm_quietly()  # transformers' logging imports tqdm.auto: no "IProgress" warning in notebooks
     require("transformers", "hf", f"model {spec!r}")
     from transformers import AutoConfig, AutoModelForImageClassification
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from probe.errors import ProbeUsageError, unknown_name
 from probe.models.preprocess import timm_preprocess
+from probe.quiet import import_tqdm_quietly
 from probe.models.registry import Built, ModelSource, Request, register_source
 from probe.models.weights import is_default, is_none, load_weights_into, require
 
@@ -16,6 +17,7 @@ PREFIX = "timm:"
 
 def build(spec: str, request: Request) -> Built:
     """``timm.create_model(NAME, pretrained=..., **kwargs)``; pretrained weights come through timm (network once)."""
+    import_tqdm_quietly()  # timm imports tqdm.auto through huggingface_hub: no "IProgress" warning in notebooks
     timm = require("timm", "timm", f"model {spec!r}")
     name, args, kwargs = spec[len(PREFIX):], request.args, dict(request.kwargs)
     if name == "create_model":  # timm:create_model('resnet18', ...) or (model_name='resnet18'): timm's own call
