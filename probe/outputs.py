@@ -56,7 +56,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from gallery.numbers import number
+from probe.gallery.numbers import number
 from probe.errors import ProbeUsageError
 from probe.rewrites import tensors_in
 

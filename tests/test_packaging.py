@@ -62,3 +62,13 @@ def test_the_wheel_holds_the_packages_weights_and_license(tmp_path):
         if line.startswith("Project-URL:"):
             label, _, url = line.removeprefix("Project-URL:").partition(",")
             assert re.fullmatch(r"https?://[^/\s]+\.[^/\s]+(/\S*)?", url.strip()), line
+
+
+def test_the_sources_import_the_installed_names():
+    """``cli/`` and ``gallery/`` install as ``probe.cli`` and ``probe.gallery``: a plain ``from gallery...`` runs
+    in this checkout (its root is on the path) and fails for every user of the installed package."""
+    bare = re.compile(r"^\s*(?:from|import)\s+(?:cli|gallery)(?:\.|\s|$)", re.MULTILINE)
+    found = [f"{path.relative_to(ROOT)}: {match.group(0).strip()}"
+             for folder in ("probe", "cli", "gallery") for path in sorted((ROOT / folder).rglob("*.py"))
+             for match in bare.finditer(path.read_text(encoding="utf-8"))]
+    assert found == []
