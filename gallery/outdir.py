@@ -432,6 +432,14 @@ def _move_into_claimed(staging: Path, claimed: Path, *, ours: bool) -> bool:
         raise
 
 
+def _empty_folder(folder: Path) -> bool:
+    """True when ``folder`` is a folder (not a link to one) that holds nothing."""
+    try:
+        return folder.is_dir() and not folder.is_symlink() and not os.listdir(folder)
+    except OSError:
+        return False
+
+
 def _in_use(folder: Path) -> bool:
     """True when replacing ``folder`` itself would pull it from under its users: it is or holds the current
     folder (``--out .``), or it is a mount point."""
@@ -798,14 +806,20 @@ class OutDir:
 
     @staticmethod
     def _claim_fresh(staging: Path, base: Path, start: int) -> Path:
-        """Rename ``staging`` to the first free name of ``base``, ``base-2``, ... (each claimed by ``mkdir``)."""
+        """Rename ``staging`` to the first free name of ``base``, ``base-2``, ... (each claimed by ``mkdir``).
+
+        A name held by an empty folder (a run killed between claiming it and renaming onto it) is taken
+        too, by the same rename, which fails on a folder that is not empty (another run got there first)."""
         number = start
         while True:
             candidate = base if number == 1 else base.with_name(f"{base.name}-{number}")
             number += 1
             try:
                 candidate.mkdir()
+                made = True
             except FileExistsError:
-                continue
-            if _move_into_claimed(staging, candidate, ours=True):
+                if not _empty_folder(candidate) or _in_use(candidate):
+                    continue
+                made = False
+            if _move_into_claimed(staging, candidate, ours=made):
                 return candidate

@@ -216,3 +216,15 @@ def test_followed_follows_the_named_folder_once_and_nothing_else(tmp_path):
     (tmp_path / "link").symlink_to(real, target_is_directory=True)
     assert followed(tmp_path / "link") == real.resolve() and followed(real) == real
     assert followed(tmp_path / "link" / "x") == tmp_path / "link" / "x"
+
+
+def test_a_default_name_a_killed_run_claimed_and_left_empty_is_used_not_skipped(tmp_path, monkeypatch):
+    """A kill between claiming the default name (mkdir) and renaming onto it left an empty folder, and every
+    later run wrote NAME-2, NAME-3, ... beside it."""
+    monkeypatch.chdir(tmp_path)
+    default = Path("runs") / "test-run"
+    _killed(outdir, "_move_into_claimed", 1, lambda: check_out_dir(None, default).write(_gallery("new")))
+    assert (tmp_path / default).is_dir() and not any((tmp_path / default).iterdir())
+    landed = check_out_dir(None, default).write(_gallery("new"))
+    assert landed == default and _whole(tmp_path / default, "new")
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["test-run"]
