@@ -554,8 +554,9 @@ def _recover_one(folder: Path, kind: str, target: Path) -> None:
     """:func:`recover` for one folder of the ``kind`` (``_OLD``, ``_SWAP``, ``_PARTIAL``), under its lock."""
     staging = target.with_name(f".{target.name}{_PARTIAL}{folder.name[-_SUFFIX:]}")
     pair = (folder, staging) if kind == _OLD and staging.is_dir() else (folder,)
-    held = [lock_folder(path) if path.is_dir() and not path.is_symlink() else None for path in pair]
+    held: list[int | None] = []
     try:
+        held.extend(lock_folder(path) if path.is_dir() and not path.is_symlink() else None for path in pair)
         if None in held:
             return  # not a real folder, or a live run holds it
         if kind == _PARTIAL and os.path.lexists(_aside(folder, target)):
