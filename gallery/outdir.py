@@ -548,6 +548,32 @@ def recover(target: str | Path) -> None:
         for name in names:
             if name.startswith(f"{prefix}{kind[1:]}") and len(name) == len(prefix) + len(kind) - 1 + _SUFFIX:
                 _recover_one(target.parent / name, kind, target)
+    _remove_temporaries(target)
+
+
+def _remove_temporaries(gallery: Path) -> None:
+    """Remove from the marked ``gallery`` the temporary files of the files it lists that a process killed while
+    replacing one left (``probe gallery`` adding a run page's link back): one made it look foreign to
+    ``--force``. Under the gallery's lock, so never a live writer's; a user's ``.tmp-notes`` is not one."""
+    marker = read_marker(gallery, "gallery") if gallery.is_dir() and not gallery.is_symlink() else None
+    if marker is None:
+        return
+    listed = [*marker["files"], MARKER]
+    try:
+        found = [name for name in os.listdir(gallery) if any(is_temporary(name, of) for of in listed)]
+        held = lock_folder(gallery) if found else None
+    except OSError:
+        return
+    if held is None:
+        return
+    try:
+        for name in found:
+            if not (gallery / name).is_symlink() and (gallery / name).is_file():
+                os.unlink(gallery / name)
+    except OSError:
+        pass
+    finally:
+        release(held)
 
 
 def _recover_one(folder: Path, kind: str, target: Path) -> None:

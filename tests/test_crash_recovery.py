@@ -18,6 +18,7 @@ import pytest
 import torch
 
 from probe.chunkstore import ChunkStore
+from probe.errors import ProbeUsageError
 from probe.folderlock import lock_folder, release
 from probe.gallery import MARKER, check_out_dir, write_collection_index
 from probe.gallery import outdir
@@ -228,3 +229,15 @@ def test_a_default_name_a_killed_run_claimed_and_left_empty_is_used_not_skipped(
     landed = check_out_dir(None, default).write(_gallery("new"))
     assert landed == default and _whole(tmp_path / default, "new")
     assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["test-run"]
+
+
+def test_a_run_gallery_holding_a_killed_writers_temporary_page_can_be_replaced_again(old):
+    """``probe gallery`` killed while it added a run page's link back left ``.tmp-index.html.XXXXXXXX`` in the
+    run's folder, and ``--force`` refused that folder as holding files cnn-probe did not write."""
+    (old / ".tmp-index.html.0123abcd").write_text("half a page")
+    check_out_dir(old, force=True).write(_gallery("new"))
+    assert _whole(old, "new") and _beside(old) == []
+    (old / ".tmp-index.html.bak").write_text("the user's")
+    with pytest.raises(ProbeUsageError, match="did not write"):
+        check_out_dir(old, force=True)
+    assert (old / ".tmp-index.html.bak").read_text() == "the user's"
