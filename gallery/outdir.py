@@ -555,12 +555,16 @@ def _remove_temporaries(gallery: Path) -> None:
     """Remove from the marked ``gallery`` the temporary files of the files it lists that a process killed while
     replacing one left (``probe gallery`` adding a run page's link back): one made it look foreign to
     ``--force``. Under the gallery's lock, so never a live writer's; a user's ``.tmp-notes`` is not one."""
-    marker = read_marker(gallery, "gallery") if gallery.is_dir() and not gallery.is_symlink() else None
+    try:
+        candidates = [name for name in os.listdir(gallery) if is_temporary(name)] if gallery.is_dir() else []
+    except OSError:
+        return
+    marker = read_marker(gallery, "gallery") if candidates and not gallery.is_symlink() else None
     if marker is None:
         return
     listed = [*marker["files"], MARKER]
+    found = [name for name in candidates if any(is_temporary(name, of) for of in listed)]
     try:
-        found = [name for name in os.listdir(gallery) if any(is_temporary(name, of) for of in listed)]
         held = lock_folder(gallery) if found else None
     except OSError:
         return
