@@ -11,12 +11,11 @@ builds into files.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from probe.gallery.files import replace_text
+from probe.gallery.files import followed, replace_text
 from probe.gallery.html import STYLE, escape, href, human, label
 from probe.gallery.numbers import MINUS, number, ratio
 
@@ -317,9 +316,8 @@ def write_site(folder: str | Path, atlas: Mapping[str, Any], tick: Callable[[], 
     Returns:
         The path of ``index.html``.
     """
-    folder = given = Path(folder)
-    if folder.is_symlink():  # the atlas's own folder, named by the user: followed; no link inside it is
-        folder = Path(os.path.realpath(folder))
+    given = Path(folder)
+    folder = followed(given)  # the atlas's own folder, named by the user: followed; no link inside it is
     replace_text(folder / ATLAS_JSON, json.dumps(atlas, indent=1, allow_nan=False) + "\n")
     layers: Sequence[Mapping[str, Any]] = atlas["layers"]
     for layer in layers:

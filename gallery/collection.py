@@ -14,7 +14,7 @@ from PIL import Image
 from probe.errors import ProbeRuntimeError, ProbeUsageError
 from probe.gallery.atlas import ATLAS_JSON
 from probe.folderlock import lock_folder, release
-from probe.gallery.files import TMP_PREFIX, replace_text
+from probe.gallery.files import followed, is_temporary, replace_text
 from probe.gallery.html import SMALL_IMAGE, render_collection_page, with_index_link
 from probe.gallery.outdir import MARKER, disk_advice, is_gallery, newer_refusal, read_marker, write_marker
 from probe.gallery.writer import MANIFEST
@@ -142,13 +142,13 @@ def _read_json(path: Path) -> dict[str, Any] | None:
 
 
 def _remove_stale_temporaries(folder: Path, names: tuple[str, ...]) -> None:
-    """Remove the temporary files (:func:`~probe.gallery.files.replace_bytes`) of ``names`` that a killed
+    """Remove the temporary files (:func:`~probe.gallery.files.is_temporary`) of ``names`` that a killed
     ``probe gallery`` left in ``folder``; the caller holds ``folder``'s lock, so no live run is writing them
-    (one left there would make the gallery look foreign to ``--force``)."""
-    prefixes = tuple(f"{TMP_PREFIX}{name}." for name in names)
+    (one left there would make the gallery look foreign to ``--force``). A user's ``.tmp-index.html.bak``
+    is not one."""
     try:
         for entry in os.scandir(folder):
-            if entry.name.startswith(prefixes) and entry.is_file(follow_symlinks=False):
+            if any(is_temporary(entry.name, name) for name in names) and entry.is_file(follow_symlinks=False):
                 os.unlink(entry.path)
     except OSError:
         pass
@@ -224,8 +224,7 @@ def write_collection_index(root: str | Path, *, title: str | None = None) -> tup
     if not root.is_dir():
         raise ProbeUsageError(f"{str(root)!r} is not a folder", param="folder")
     shown = root / "index.html"
-    if root.is_symlink():  # the folder named, also through a link to it; no link below it is followed
-        root = Path(os.path.realpath(root))
+    root = followed(root)  # the folder named, also through a link to it; no link below it is followed
     try:
         lock = lock_folder(root)
     except OSError as error:

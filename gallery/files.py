@@ -3,7 +3,10 @@
 :func:`replace_bytes` writes into a hidden temporary file beside the target (same folder, so the rename
 stays on one file system), which is then renamed over it. A full or failing disk, an exception or Ctrl-C
 leaves the old file (or none) and removes the temporary one; a process killed mid-write leaves only a
-``.tmp-*`` file, which no page links to and which ``probe atlas`` removes when it resumes.
+temporary file (``.tmp-NAME.XXXXXXXX``, :func:`is_temporary`), which no page links to and which the next
+writer of that folder removes once it holds the folder's lock (:mod:`probe.folderlock`): a name of that
+exact shape in a folder no live run holds is provably a killed run's, and a user's ``.tmp-notes`` is not.
+:func:`replace_with` is the same for a writer that streams (``torch.save``), with an optional fsync.
 
 Both it and :func:`create_new` work inside the folder opened once with ``O_NOFOLLOW`` (and refuse a
 folder that is a symbolic link), create their file with ``O_EXCL | O_NOFOLLOW`` and never open a name
@@ -18,19 +21,43 @@ import functools
 import os
 import re
 import secrets
+from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
 from probe.folderlock import open_folder
 
-__all__ = ["TMP_PREFIX", "create_new", "process_umask", "replace_bytes", "replace_text", "utf8"]
+__all__ = ["TMP_PREFIX", "create_new", "followed", "is_temporary", "process_umask", "replace_bytes", "replace_text",
+           "replace_with", "utf8"]
 
 TMP_PREFIX = ".tmp-"
-"""The name prefix of the temporary files (the one :func:`probe.atlas.records.remove_partial` clears)."""
+"""The name prefix of the temporary files (:func:`is_temporary` tells them by their whole name)."""
 
 _NEW = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
 _TMP_NAME = 40
 """Characters of the target's name kept in its temporary file's name (which must stay under NAME_MAX)."""
+_TMP_SUFFIX = 8
+"""Hex digits of the random suffix that tells one temporary file of a name from another."""
+_TEMPORARY = re.compile(rf"{re.escape(TMP_PREFIX)}(?P<name>.{{1,{_TMP_NAME}}})\.[0-9a-f]{{{_TMP_SUFFIX}}}", re.DOTALL)
+
+
+def is_temporary(name: str, of: str | None = None) -> bool:
+    """Whether the file name ``name`` has the exact shape of :func:`replace_with`'s temporary files,
+    ``.tmp-`` + the target's name (its first 40 characters) + ``.`` + 8 hex digits; with ``of``, of the
+    target named ``of``. A user's ``.tmp-notes`` or ``.tmp-index.html.bak`` is not one.
+
+    The shape alone proves nothing: remove such a file only under the lock of its folder
+    (:func:`probe.folderlock.lock_folder`), which no live writer of it holds then.
+    """
+    found = _TEMPORARY.fullmatch(name)
+    return found is not None and (of is None or found.group("name") == of[:_TMP_NAME])
+
+
+def followed(folder: str | Path) -> Path:
+    """``folder`` itself, or where it leads when it is a symbolic link (followed once, here, for a folder the
+    user named: a shared disk's link); no link below it is ever followed."""
+    folder = Path(folder)
+    return Path(os.path.realpath(folder)) if folder.is_symlink() else folder
 
 
 @functools.cache
@@ -61,21 +88,32 @@ def create_new(path: str | Path) -> BinaryIO:
 
 
 def replace_bytes(path: str | Path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically, with the permissions a new file gets (``0666 & ~umask``).
+    """Write ``data`` to ``path`` atomically (:func:`replace_with`, no fsync)."""
+    return replace_with(path, lambda stream: stream.write(data))
 
-    What was at ``path`` (a file, a link, a hard link to a file elsewhere) is replaced as a name; the
-    file it led to is left as it was. No fsync: this guards against crashes of the process, not of
-    the machine.
+
+def replace_with(path: str | Path, write: Callable[[BinaryIO], object], *, sync: bool = False) -> Path:
+    """Run ``write(stream)`` into a new temporary file beside ``path``, then rename it over ``path``.
+
+    The file gets the permissions a new file gets (``0666 & ~umask``). What was at ``path`` (a file, a
+    link, a hard link to a file elsewhere) is replaced as a name; the file it led to is left as it was.
+
+    Args:
+        path: the file to write.
+        write: writes the whole content into the binary stream it is given.
+        sync: fsync the file before the rename (default False: this guards against crashes of the
+            process, not of the machine; a resume's chunks, meant to outlive a crash, ask for it).
 
     Raises:
         OSError: the disk refused the write, or ``path``'s folder is a symbolic link (``ELOOP``,
-            :data:`probe.folderlock.LINKED`); ``path`` is as it was.
+            :data:`probe.folderlock.LINKED`); ``path`` is as it was, and the temporary file removed.
+        Whatever ``write`` raises (and KeyboardInterrupt), after the same clean-up.
     """
     path = Path(path)
     folder = open_folder(path.parent)
     try:
         while True:
-            temporary = f"{TMP_PREFIX}{path.name[:_TMP_NAME]}.{secrets.token_hex(4)}"
+            temporary = f"{TMP_PREFIX}{path.name[:_TMP_NAME]}.{secrets.token_hex(_TMP_SUFFIX // 2)}"
             try:
                 handle = os.open(temporary, _NEW, 0o666, dir_fd=folder)
                 break
@@ -83,7 +121,10 @@ def replace_bytes(path: str | Path, data: bytes) -> Path:
                 continue
         try:
             with os.fdopen(handle, "wb") as stream:
-                stream.write(data)
+                write(stream)
+                if sync:
+                    stream.flush()
+                    os.fsync(stream.fileno())
             os.replace(temporary, path.name, src_dir_fd=folder, dst_dir_fd=folder)
         except BaseException:
             try:

@@ -1,14 +1,13 @@
 """Output folders as transactions: nothing a user has is lost, nothing half-written is left.
 
 A run's destination is checked before the run (:func:`check_out_dir`: nothing
-is created or deleted), and the gallery is written only when there is something
-to save (:meth:`OutDir.write`):
+is created or deleted but a killed run's leftovers, see below), and the gallery
+is written only when there is something to save (:meth:`OutDir.write`):
 
-1. into a staging folder beside the destination (``.NAME.partial-XXXX``, same
+1. into a staging folder beside the destination (``.NAME.partial-XXXXXXXX``, same
    parent, so every move below is a rename on one file system);
 2. a marker file :data:`MARKER` (``.cnn-probe``, JSON) is written first, naming the
-   staging folder (a later write there removes a killed run's: :func:`_remove_stale`),
-   and when the gallery is complete rewritten listing every file of it: the only
+   staging folder, and when the gallery is complete rewritten listing every file of it: the only
    files cnn-probe will ever delete there; the folder is locked while it is written
    (:func:`probe.folderlock.lock_folder`), so no other run takes it for a killed one's;
 3. the staging folder is swapped in: renamed onto a free name (claimed with a
@@ -16,14 +15,21 @@ to save (:meth:`OutDir.write`):
    one); emptied, its files last of all the marker, into an empty folder that
    was there before (the user's, the current folder, a mount point: that folder
    itself is kept, never replaced); or with ``force`` exchanged with the old gallery in one atomic
-   ``renameat2(RENAME_EXCHANGE)`` where the system has it (else two renames),
-   after which the old gallery's listed files are deleted.
+   ``renameat2(RENAME_EXCHANGE)`` where the system has it (else three renames through
+   ``.NAME.swap-XXXXXXXX``), after which the old gallery's listed files are deleted, its marker
+   last; a folder that must stay itself has its entries moved aside (``.NAME.old-XXXXXXXX``, the
+   staging folder's suffix) and the new ones in.
 
 An exception or KeyboardInterrupt at any point removes the staging folder and
 the parent folders this write created; the old gallery stays as it was. A
 destination that can no longer take the gallery at save time (a file appeared
 in it, another run claimed the name) gets it under a fresh sibling name, said
 on stderr and returned: finished work is never discarded.
+
+A SIGKILL or a power cut runs no clean-up: it can stop a run between any two of these
+renames and deletions. Every state it can leave is told apart by the folders' exact
+names, their markers and their locks, and the next run's :func:`recover` finishes or
+undoes it before anything else (the old gallery or the new one, whole, in ``NAME``).
 """
 
 from __future__ import annotations
@@ -44,11 +50,11 @@ from typing import Any
 from probe.checks import check_path
 from probe.errors import ProbeRuntimeError, ProbeUsageError
 from probe.folderlock import lock_folder, release
-from probe.gallery.files import process_umask, replace_text
+from probe.gallery.files import is_temporary, process_umask, replace_text
 from probe.gallery.stamp import note_written
 
-__all__ = ["MARKER", "MARKER_FORMAT", "OutDir", "check_out_dir", "read_marker", "write_marker", "foreign_files",
-           "newer_refusal"]
+__all__ = ["MARKER", "MARKER_FORMAT", "OutDir", "check_out_dir", "read_marker", "recover", "write_marker",
+           "foreign_files", "newer_refusal"]
 
 MARKER = ".cnn-probe"
 """The marker file's name, in every folder cnn-probe writes."""
@@ -59,7 +65,12 @@ MARKER_FORMAT = 1
 _MANIFEST = "manifest.json"
 _SHOWN = 3  # foreign names quoted in a refusal
 _PARTIAL = ".partial-"
-_BESIDE = len(f".{_PARTIAL}") + 8
+_OLD = ".old-"
+_SWAP = ".swap-"
+_SUFFIX = 8
+"""Characters of mkdtemp's random suffix: the staging folder ``.NAME.partial-XXXXXXXX`` and the folders paired
+with it, ``.NAME.old-XXXXXXXX`` (:func:`_replace_entries`) and ``.NAME.swap-XXXXXXXX`` (:func:`_swap`)."""
+_BESIDE = len(f".{_PARTIAL}") + _SUFFIX
 """Bytes the hidden staging folder beside a gallery adds to its name, ``.NAME.partial-XXXXXXXX`` (mkdtemp's 8
 random characters): the longest of the names cnn-probe derives from it (``.NAME.old-...``, ``.NAME.chunks``,
 ``NAME-2``)."""
@@ -266,7 +277,8 @@ def _fit_name(folder: Path, *, explicit: bool) -> Path:
 
 
 def check_out_dir(out: str | Path | None, default: str | Path | None = None, *, force: bool = False) -> OutDir:
-    """Check where a run will write, before the run; create and delete nothing.
+    """Check where a run will write, before the run; create and delete nothing but what a killed run left
+    half done beside it (:func:`recover`, which finishes or undoes it).
 
     Args:
         out: the folder the user asked for, or None for ``default``.
@@ -291,6 +303,7 @@ def check_out_dir(out: str | Path | None, default: str | Path | None = None, *, 
                               "a script's variable went wrong? give a plain folder name", param="out")
     folder = _fit_name(folder, explicit=out is not None)
     _check_location(folder, "out")
+    recover(folder)  # what a killed run left half done there is put right first: it is no file of the user's
     try:
         holds_files = out is not None and folder.is_dir() and any(folder.iterdir())
     except OSError as error:
@@ -386,10 +399,11 @@ def _move_entries(staging: Path, folder: Path) -> bool:
 
 
 def _swap(first: Path, second: Path) -> None:
-    """Swap two folders: atomically where possible, else by two renames through a hidden third name."""
+    """Swap the staging folder ``first`` and the gallery ``second``: atomically where possible, else by three
+    renames through a hidden third name, ``.NAME.swap-XXXXXXXX`` (:func:`recover` finishes a killed one)."""
     if _exchange(first, second):
         return
-    aside = first.with_name(first.name + ".swap")
+    aside = second.with_name(f".{second.name}{_SWAP}{first.name[-_SUFFIX:]}")
     os.rename(second, aside)
     os.rename(first, second)
     os.rename(aside, first)
@@ -418,6 +432,14 @@ def _move_into_claimed(staging: Path, claimed: Path, *, ours: bool) -> bool:
         raise
 
 
+def _empty_folder(folder: Path) -> bool:
+    """True when ``folder`` is a folder (not a link to one) that holds nothing."""
+    try:
+        return folder.is_dir() and not folder.is_symlink() and not os.listdir(folder)
+    except OSError:
+        return False
+
+
 def _in_use(folder: Path) -> bool:
     """True when replacing ``folder`` itself would pull it from under its users: it is or holds the current
     folder (``--out .``), or it is a mount point."""
@@ -441,7 +463,12 @@ def _replace_entries(staging: Path, target: Path, marker: dict[str, Any]) -> boo
     meanwhile, an exception or Ctrl-C puts every entry back where it was first; returns False for
     the arrival. Not atomic for a reader of ``target``, unlike the exchange of whole folders.
     """
-    aside = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
+    aside = _aside(staging, target)
+    try:
+        aside.mkdir()  # a name of the user's there: no replace (the gallery goes to a sibling)
+    except FileExistsError:
+        return False
+    held = lock_folder(aside)  # while the old gallery is in it: no other run recovers it meanwhile
     moved: list[str] = []
     try:
         for name in sorted(os.listdir(target), key=lambda name: (name == MARKER, name)):
@@ -453,11 +480,21 @@ def _replace_entries(staging: Path, target: Path, marker: dict[str, Any]) -> boo
         for name in reversed(moved):
             _move_new(aside / name, target / name)
         aside.rmdir()
+        release(held)
         if isinstance(error, _Changed):
             return False
         raise
-    _delete_old(aside, marker)
+    try:
+        _delete_old(aside, marker)
+    finally:
+        release(held)
     return True
+
+
+def _aside(staging: Path, target: Path) -> Path:
+    """Where :func:`_replace_entries` keeps the old gallery: ``.NAME.old-XXXXXXXX``, with the staging folder's
+    own suffix, so that :func:`recover` knows which staging folder's gallery was moving in."""
+    return target.with_name(f".{target.name}{_OLD}{staging.name[-_SUFFIX:]}")
 
 
 def _delete_old(folder: Path, marker: dict[str, Any]) -> None:
@@ -469,33 +506,157 @@ def _delete_old(folder: Path, marker: dict[str, Any]) -> None:
               file=sys.stderr)
 
 
-def _remove_stale(target: Path) -> None:
-    """Remove the staging folders that killed runs (SIGKILL, a power cut) left beside ``target``.
-
-    Only what is provably such a folder goes: named ``.NAME.partial-XXXXXXXX``, a real folder, its marker
-    naming itself (what :meth:`OutDir.write` writes first, before any image), and no live run writing it
-    (its lock, :func:`probe.folderlock.lock_folder`, can be taken). A folder that holds an old gallery
-    after a swap, or anything else, stays.
-    """
-    prefix = f".{target.name}{_PARTIAL}"
-    try:
-        names = [name for name in os.listdir(target.parent) if name.startswith(prefix) and len(name) == len(prefix) + 8]
-    except OSError:
-        return
-    for name in names:
-        folder = target.parent / name
-        marker = read_marker(folder, "gallery") if folder.is_dir() and not folder.is_symlink() else None
-        if marker is None or marker.get("id") != name:
-            continue
+def _new_staging(target: Path) -> tuple[Path, int | None]:
+    """A new staging folder beside ``target`` and the lock held while it is written (no other run takes it
+    for a killed run's); made again when another run's :func:`recover` took the empty folder meanwhile."""
+    while True:
+        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}{_PARTIAL}", dir=target.parent))
         try:
-            lock = lock_folder(folder)
-        except OSError:
+            lock = lock_folder(staging)
+        except FileNotFoundError:
             continue
         if lock is not None:
-            try:
-                shutil.rmtree(folder, ignore_errors=True)
-            finally:
-                release(lock)
+            return staging, lock
+
+
+def recover(target: str | Path) -> None:
+    """Finish or undo what killed runs (SIGKILL, a power cut) left half done beside ``target``.
+
+    Only folders of cnn-probe's exact names beside ``target`` are looked at, and each only when no live
+    run holds its lock (:func:`probe.folderlock.lock_folder`; the kernel drops a dead process's):
+
+    - ``.NAME.old-XXXXXXXX``, an old gallery moving out of a folder that stays itself
+      (:func:`_replace_entries`): with its marker (all of it moved out), the new gallery is moved in from
+      its staging folder (same suffix) and the old one deleted; without (cut while moving out), its
+      entries, each one the marker left in ``target`` lists, go back;
+    - ``.NAME.swap-XXXXXXXX``, an old gallery mid-way through three renames (:func:`_swap` where the
+      system cannot exchange): put back as ``target`` when that is gone, else deleted as replaced;
+    - ``.NAME.partial-XXXXXXXX``: a staging folder (its marker names it): its gallery moved on into an
+      empty ``target`` of the user's when that was cut off mid-way, else removed whole; an old gallery
+      swapped out (another id): its listed files deleted; an empty folder (a clean-up cut before its
+      last step): removed.
+
+    Anything else, or anything holding a file no marker lists, is left as it is: never a file of the user's.
+    """
+    target = Path(os.path.abspath(target))
+    prefix = f".{target.name}."
+    try:
+        names = sorted(name for name in os.listdir(target.parent) if name.startswith(prefix))
+    except OSError:
+        return
+    for kind in (_OLD, _SWAP, _PARTIAL):
+        for name in names:
+            if name.startswith(f"{prefix}{kind[1:]}") and len(name) == len(prefix) + len(kind) - 1 + _SUFFIX:
+                _recover_one(target.parent / name, kind, target)
+    _remove_temporaries(target)
+
+
+def _remove_temporaries(gallery: Path) -> None:
+    """Remove from the marked ``gallery`` the temporary files of the files it lists that a process killed while
+    replacing one left (``probe gallery`` adding a run page's link back): one made it look foreign to
+    ``--force``. Under the gallery's lock, so never a live writer's; a user's ``.tmp-notes`` is not one."""
+    try:
+        candidates = [name for name in os.listdir(gallery) if is_temporary(name)] if gallery.is_dir() else []
+    except OSError:
+        return
+    marker = read_marker(gallery, "gallery") if candidates and not gallery.is_symlink() else None
+    if marker is None:
+        return
+    listed = [*marker["files"], MARKER]
+    found = [name for name in candidates if any(is_temporary(name, of) for of in listed)]
+    try:
+        held = lock_folder(gallery) if found else None
+    except OSError:
+        return
+    if held is None:
+        return
+    try:
+        for name in found:
+            if not (gallery / name).is_symlink() and (gallery / name).is_file():
+                os.unlink(gallery / name)
+    except OSError:
+        pass
+    finally:
+        release(held)
+
+
+def _recover_one(folder: Path, kind: str, target: Path) -> None:
+    """:func:`recover` for one folder of the ``kind`` (``_OLD``, ``_SWAP``, ``_PARTIAL``), under its lock."""
+    staging = target.with_name(f".{target.name}{_PARTIAL}{folder.name[-_SUFFIX:]}")
+    pair = (folder, staging) if kind == _OLD and staging.is_dir() else (folder,)
+    held: list[int | None] = []
+    try:
+        held.extend(lock_folder(path) if path.is_dir() and not path.is_symlink() else None for path in pair)
+        if None in held:
+            return  # not a real folder, or a live run holds it
+        if kind == _PARTIAL and os.path.lexists(_aside(folder, target)):
+            return  # moving in for an old gallery that is moving out: the aside's recovery finishes it
+        marker = read_marker(folder, "gallery")
+        if marker is not None and marker.get("id") != folder.name and foreign_files(folder, marker):
+            return  # an old gallery with a file of the user's among its own: left for them to see
+        if kind == _OLD:
+            _recover_aside(folder, marker, staging, target)
+        elif kind == _SWAP and marker is not None:
+            if not os.path.lexists(target):
+                os.rename(folder, target)
+            elif read_marker(target, "gallery") is not None:
+                _delete_listed(folder, marker)
+        elif kind == _PARTIAL:
+            _recover_staging(folder, marker, target)
+    except OSError:
+        pass  # left as it was found, for the next run to try again
+    finally:
+        for handle in held:
+            release(handle)
+
+
+def _recover_aside(aside: Path, marker: dict[str, Any] | None, staging: Path, target: Path) -> None:
+    """:func:`recover` for ``.NAME.old-XXXXXXXX``: forward when the old gallery is all out, else back."""
+    if marker is not None:
+        new = read_marker(staging, "gallery") if staging.is_dir() else None
+        if new is not None and new.get("id") == staging.name:
+            if not _move_entries(staging, target):
+                return
+        elif staging.is_dir():
+            staging.rmdir()  # its marker moved on last: nothing of the new gallery is left in it
+        _delete_listed(aside, marker)
+        return
+    left = read_marker(target, "gallery")
+    tops = {Path(name).parts[0] for name in (left or {}).get("files", [])}
+    names = os.listdir(aside)
+    if all(name in tops and not os.path.lexists(target / name) for name in names):
+        for name in names:
+            _move_new(aside / name, target / name)
+        aside.rmdir()
+
+
+def _recover_staging(staging: Path, marker: dict[str, Any] | None, target: Path) -> None:
+    """:func:`recover` for ``.NAME.partial-XXXXXXXX`` (see there)."""
+    if marker is None:
+        names = os.listdir(staging)
+        if all(is_temporary(name, MARKER) for name in names):  # killed before or while its first marker was written
+            for name in names:
+                os.unlink(staging / name)
+            staging.rmdir()
+        return
+    if marker.get("id") != staging.name:
+        _delete_listed(staging, marker)  # an old gallery swapped out; the new one is in target
+        return
+    if _moving_in(staging, marker, target) and _move_entries(staging, target):
+        return
+    shutil.rmtree(staging, ignore_errors=True)
+
+
+def _moving_in(staging: Path, marker: dict[str, Any], target: Path) -> bool:
+    """Whether ``target`` holds the first entries of the complete gallery in ``staging`` and nothing else, as
+    :func:`_move_entries` leaves a folder of the user's it was cut off filling (its marker moves last)."""
+    try:
+        present = os.listdir(target) if target.is_dir() and not target.is_symlink() else []
+    except OSError:
+        return False
+    tops = {Path(name).parts[0] for name in marker["files"]}
+    return bool(present) and MARKER not in present and all(
+        name in tops and not os.path.lexists(staging / name) for name in present)
 
 
 def _discard(staging: Path) -> None:
@@ -516,21 +677,30 @@ def _discard(staging: Path) -> None:
 
 
 def _delete_listed(folder: Path, marker: dict[str, Any]) -> None:
-    """Delete the files ``marker`` lists in ``folder`` and the marker, then the folders left empty.
+    """Delete the files ``marker`` lists in ``folder``, the folders left empty, then the marker and ``folder``.
 
     Only files found inside ``folder`` are candidates, so a marker naming ``../x`` deletes nothing outside.
+    The marker goes after every listed file and folder: a clean-up killed at any point leaves a folder its
+    marker still explains, or an empty one, which :func:`recover` finishes.
+
+    Raises:
+        OSError: a file could not be deleted, or ``folder`` holds what the marker does not list (kept, the
+            user's files alone in it).
     """
     listed = set(marker["files"])
     files, folders = _walk(folder)
     for name in files:
         if name in listed and name != MARKER:
             (folder / name).unlink()
-    (folder / MARKER).unlink(missing_ok=True)  # last: an interrupted clean-up still knows what is whose
     for sub in sorted(folders, key=lambda p: -p.count("/")):
         try:
             (folder / sub).rmdir()
         except OSError:
             pass
+    (folder / MARKER).unlink(missing_ok=True)
+    left = os.listdir(folder)
+    if left:
+        raise OSError(errno.ENOTEMPTY, f"it holds files the gallery did not list ({_quote(sorted(left))})", str(folder))
     folder.rmdir()
 
 
@@ -571,9 +741,8 @@ class OutDir:
         staging: Path | None = None
         lock: int | None = None
         try:
-            _remove_stale(target)
-            staging = Path(tempfile.mkdtemp(prefix=f".{target.name}{_PARTIAL}", dir=target.parent))
-            lock = lock_folder(staging)  # held while it is written: no other run takes it for a killed run's
+            recover(target)
+            staging, lock = _new_staging(target)
             staging.chmod(0o777 & ~process_umask())  # mkdtemp's 0700 would hide the gallery from other users
             write_marker(staging, [], "gallery", token=staging.name)  # whose it is, from its first file on
             writer(staging)
@@ -653,23 +822,35 @@ class OutDir:
             return False
         if _in_use(target):
             return _replace_entries(staging, target, marker)
-        _swap(staging, target)  # staging now holds the old gallery
-        if foreign_files(staging, marker):  # a file arrived between the check and the swap: undo
-            _swap(staging, target)
+        held = lock_folder(target)  # the old gallery's folder, wherever the swap moves it: no recovery meanwhile
+        if held is None:  # another run is replacing or recovering it now
             return False
-        _delete_old(staging, marker)
+        try:
+            _swap(staging, target)  # staging now holds the old gallery
+            if foreign_files(staging, marker):  # a file arrived between the check and the swap: undo
+                _swap(staging, target)
+                return False
+            _delete_old(staging, marker)
+        finally:
+            release(held)
         return True
 
     @staticmethod
     def _claim_fresh(staging: Path, base: Path, start: int) -> Path:
-        """Rename ``staging`` to the first free name of ``base``, ``base-2``, ... (each claimed by ``mkdir``)."""
+        """Rename ``staging`` to the first free name of ``base``, ``base-2``, ... (each claimed by ``mkdir``).
+
+        A name held by an empty folder (a run killed between claiming it and renaming onto it) is taken
+        too, by the same rename, which fails on a folder that is not empty (another run got there first)."""
         number = start
         while True:
             candidate = base if number == 1 else base.with_name(f"{base.name}-{number}")
             number += 1
             try:
                 candidate.mkdir()
+                made = True
             except FileExistsError:
-                continue
-            if _move_into_claimed(staging, candidate, ours=True):
+                if not _empty_folder(candidate) or _in_use(candidate):
+                    continue
+                made = False
+            if _move_into_claimed(staging, candidate, ours=made):
                 return candidate

@@ -2,7 +2,8 @@
 
 :func:`probe.maximize` with ``resume=FOLDER`` saves each finished chunk (its final and start images,
 history, snapshots and maps) as ``FOLDER/<fingerprint>-<first>-<last>.pt``, written to a temporary file
-and renamed, so a kill leaves either a whole file or none under that name. A rerun with the same request
+beside it, synced and renamed (:func:`probe.gallery.files.replace_with`), so a kill leaves either a whole
+file or none under that name. A rerun with the same request
 loads the chunks whose slice it would render and renders only the others: a chunk's images depend only on
 the request and on which images share its pass, so the result is the uninterrupted run's, bit for bit.
 
@@ -25,7 +26,6 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -33,11 +33,12 @@ import torch
 from torch import nn
 
 from probe.folderlock import lock_folder, release
-from probe.gallery.files import TMP_PREFIX
+from probe.gallery.files import is_temporary, replace_with
 
 __all__ = ["ChunkStore", "clear", "fingerprint", "weights_digest"]
 
 _CHUNK = re.compile(r"(?P<key>[0-9a-f]{16})-\d{6}-\d{6}\.pt")
+_OF_CHUNK = re.compile(r"\.tmp-(?P<key>[0-9a-f]{16})-\d{6}-\d{6}\.pt\.[0-9a-f]{8}")
 """A chunk file's name: ``<fingerprint>-<first>-<last>.pt``; nothing else in the folder is the store's."""
 
 
@@ -75,8 +76,19 @@ def _claim(folder: Path) -> bool:
 def _ours(path: Path) -> bool:
     """Whether ``path`` is a file a :class:`ChunkStore` wrote: a chunk, or a temporary file a kill left behind.
     The folder may hold the user's own files (``resume=`` named a folder of theirs): those are never touched."""
-    temporary = path.name.startswith(TMP_PREFIX) and path.suffix == ".pt"
-    return (temporary or _CHUNK.fullmatch(path.name) is not None) and path.is_file()
+    return _key(path.name) is not None and path.is_file()
+
+
+def _temporary(name: str) -> bool:
+    """Whether ``name`` is a chunk's temporary file (:func:`probe.gallery.files.is_temporary` of a chunk's name)."""
+    return is_temporary(name) and _OF_CHUNK.fullmatch(name) is not None
+
+
+def _key(name: str) -> str | None:
+    """The request fingerprint of a chunk file or of a chunk's temporary file named ``name``; None for any
+    other name."""
+    found = _CHUNK.fullmatch(name) or (_OF_CHUNK.fullmatch(name) if _temporary(name) else None)
+    return found.group("key") if found else None
 
 
 def weights_digest(module: nn.Module) -> str:
@@ -127,8 +139,8 @@ class ChunkStore:
                 self.failed = f"{BUSY}: {self.folder}"
                 return
             for path in self.folder.iterdir() if self.folder.is_dir() else ():
-                if _ours(path) and not path.name.startswith(f"{key}-"):  # a kill's leftover, or another request's
-                    self.discarded += not path.name.startswith(TMP_PREFIX)
+                if _ours(path) and (_temporary(path.name) or _key(path.name) != key):  # a kill's, another request's
+                    self.discarded += not _temporary(path.name)
                     path.unlink(missing_ok=True)
         except OSError as error:  # an unreadable folder: no chunk is kept (see save)
             self.failed = f"{error.strerror or error}: {self.folder}"
@@ -165,22 +177,9 @@ class ChunkStore:
             if not _claim(self.folder):
                 self.failed = f"{BUSY}: {self.folder}"
                 return
-            handle, temporary = tempfile.mkstemp(prefix=TMP_PREFIX, suffix=".pt", dir=self.folder)
+            replace_with(self._path(index), lambda file: torch.save({**chunk, "key": self.key}, file), sync=True)
         except OSError as error:
             self.failed = f"{error.strerror or error}: {self.folder}"
-            return
-        try:
-            with os.fdopen(handle, "wb") as file:
-                torch.save({**chunk, "key": self.key}, file)
-                file.flush()
-                os.fsync(file.fileno())
-            os.replace(temporary, self._path(index))
-        except OSError as error:
-            Path(temporary).unlink(missing_ok=True)
-            self.failed = f"{error.strerror or error}: {self.folder}"
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
 
     def clear(self) -> None:
         """Remove this request's chunk files and the folder when it is left empty (after the result is saved)."""
@@ -202,7 +201,7 @@ def clear(folder: str | Path, key: str | None = None) -> None:
         return
     try:
         for path in folder.iterdir():
-            if _ours(path) and (key is None or path.name.startswith(f"{key}-")):
+            if _ours(path) and (key is None or _key(path.name) == key):
                 path.unlink(missing_ok=True)
         folder.rmdir()
     except OSError:

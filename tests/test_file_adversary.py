@@ -204,7 +204,7 @@ def test_two_runs_keeping_chunks_in_one_folder_never_delete_each_others(tmp_path
     first run's chunks of another request and its temporary file mid-write, and its clear() all the rest."""
     folder = tmp_path / ".out.chunks"
     folder.mkdir()
-    theirs = [_chunk(folder, "0123456789abcdef-000000-000001.pt"), _chunk(folder, ".tmp-writing.pt")]
+    theirs = [_chunk(folder, "0123456789abcdef-000000-000001.pt"), _chunk(folder, ".tmp-0123456789abcdef-000002-000003.pt.0123abcd")]
     held = lock_folder(folder)
     try:
         store = ChunkStore(folder, "fedcba9876543210")

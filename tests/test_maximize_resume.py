@@ -38,13 +38,26 @@ def test_a_render_killed_mid_way_resumes_with_its_chunks_and_equals_the_uninterr
                             text=True, timeout=120)
     assert killed.returncode == -9, killed.stderr[-2000:]
     assert len(list(folder.glob("*.pt"))) == 3
-    (folder / ".tmp-half-written.pt").write_bytes(b"half")  # a kill inside a save leaves only a temporary file
+    half = folder / f".tmp-{sorted(folder.glob('*.pt'))[0].name[:16]}-000006-000007.pt.0123abcd"
+    half.write_bytes(b"half")  # a kill inside a save leaves only a temporary file
     resumed = _run(folder)
     assert resumed.settings["resume"] == {"folder": str(folder), "reused": 3, "discarded": 0}
     whole = probe.maximize(DIGITS, O.channel("conv2", range(10)), **REQUEST)
     assert torch.equal(resumed.images, whole.images) and torch.equal(resumed.history, whole.history)
     assert torch.equal(resumed.scores, whole.scores) and resumed.settings.get("unmoved") == whole.settings.get("unmoved")
-    assert not list(folder.glob(".tmp-*"))
+    assert not half.exists()
+
+
+def test_a_users_file_that_only_looks_like_a_temporary_chunk_is_kept(tmp_path):
+    """The store removed every ``.tmp-*.pt`` in its folder as a killed save's: a user's ``.tmp-notes.pt`` too."""
+    folder = tmp_path / "chunks"
+    folder.mkdir()
+    mine = [folder / ".tmp-notes.pt", folder / ".tmp-0123456789abcdef-000000-000001.pt.bak"]
+    for path in mine:
+        path.write_bytes(b"mine")
+    _run(folder, steps=1).settings["resume"]
+    clear(folder)
+    assert sorted(folder.iterdir()) == sorted(mine) and all(path.read_bytes() == b"mine" for path in mine)
 
 
 def test_a_damaged_chunk_is_rendered_again(tmp_path):

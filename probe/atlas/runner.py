@@ -29,7 +29,6 @@ batch, each with one line (:mod:`probe.atlas.distributed`); what was finished is
 
 from __future__ import annotations
 
-import os
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -55,6 +54,7 @@ from probe.chunkstore import weights_digest
 from probe.errors import ProbeRuntimeError, ProbeUsageError, unknown_name
 from probe.folderlock import lock_folder, release
 from probe.gallery import slug
+from probe.gallery.files import followed
 from probe.hooks import layers as list_layers
 from probe.images import to_pil
 from probe.leaves import is_leaf
@@ -584,7 +584,7 @@ def build_atlas(
         named = Path(out).expanduser() if out is not None else (
             Path("runs") / f"atlas-{slug(loaded.name)}-{settings.digest()[:8]}")
         # the atlas folder the user named may be a link (a shared disk's): followed once, here; no link inside it is
-        folder = Path(os.path.realpath(named)) if named.is_symlink() else named
+        folder = followed(named)
         def start() -> None:
             digests = weights_digest(loaded.module), data.identity()
             _claim_folder(folder, held)
