@@ -173,3 +173,37 @@ def test_an_atlas_folder_named_through_a_link_is_started_and_resumed_in_the_fold
     assert first.folder == tmp_path / "named" and (real / RUN_FILE).is_file() and (real / "index.html").is_file()
     again = build_atlas("digits", out=tmp_path / "named", **TINY)
     assert again.skipped == again.total and (tmp_path / "named").is_symlink()
+
+
+def test_a_force_killed_while_clearing_leaves_an_atlas_the_next_force_clears(tmp_path, monkeypatch):
+    """``--force`` with other settings deleted the atlas's files in sorted order, ``atlas-run.json`` first: killed
+    after that, the folder held pages but no run file, and every later run, --force too, refused it as 'holds no
+    atlas'. The run file now goes last; a user's ``.tmp-notes`` is not taken for a temporary of ours."""
+    from probe.atlas import records, runner
+
+    out = tmp_path / "atlas"
+    build_atlas("digits", out=out, **TINY)
+    (out / ".tmp-notes").write_text("mine")
+    with pytest.raises(probe.ProbeUsageError, match=r"does not write \(.tmp-notes\)"):
+        build_atlas("digits", out=out, force=True, **{**TINY, "steps": 2})
+    (out / ".tmp-notes").unlink()
+    (out / "records" / ".tmp-notes").write_text("mine")
+    assert records.remove_partial(out / "records") == 0 and (out / "records" / ".tmp-notes").exists()
+    (out / "records" / ".tmp-notes").unlink()
+
+    deleted = []
+    real_unlink = Path.unlink
+
+    def killed_after_three(path, missing_ok=False):
+        if len(deleted) == 3:
+            raise KeyboardInterrupt  # the kill, in the middle of clearing
+        deleted.append(path.name)
+        real_unlink(path, missing_ok=missing_ok)
+
+    monkeypatch.setattr(Path, "unlink", killed_after_three)
+    with pytest.raises(KeyboardInterrupt):
+        runner._clear(out)
+    monkeypatch.undo()
+    assert RUN_FILE not in deleted and (out / RUN_FILE).exists()
+    summary = build_atlas("digits", out=out, force=True, **{**TINY, "steps": 2})
+    assert summary.skipped == 0 and json.loads((out / RUN_FILE).read_text())["settings"]["steps"] == 2

@@ -14,7 +14,7 @@ from typing import Any
 
 from PIL import Image
 
-from probe.gallery.files import TMP_PREFIX, replace_bytes
+from probe.gallery.files import TMP_PREFIX, is_temporary, replace_bytes
 
 __all__ = ["write_bytes", "write_json", "write_png", "read_json", "remove_partial", "png_bytes", "TMP_PREFIX", "PNG_LEVEL"]
 
@@ -60,11 +60,13 @@ def read_json(path: Path) -> Any:
 
 
 def remove_partial(folder: Path) -> int:
-    """Delete the ``.tmp-*`` files an interrupted run left in ``folder`` (only those); return how many."""
+    """Delete the temporary files an interrupted run left in ``folder`` (only files of their exact shape,
+    :func:`probe.gallery.files.is_temporary`: a user's ``.tmp-notes`` stays); return how many. Call it under
+    the folder's lock."""
     removed = 0
     if folder.is_dir():
         for path in folder.glob(TMP_PREFIX + "*"):
-            if path.is_file():
+            if path.is_file() and not path.is_symlink() and is_temporary(path.name):
                 path.unlink(missing_ok=True)
                 removed += 1
     return removed

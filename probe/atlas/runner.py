@@ -48,13 +48,13 @@ from probe.atlas.liveness import DEFAULT_TIMEOUT_S
 from probe.atlas.examples import UnitExamples, batches_of, dataset_pass, merge_passes
 from probe.atlas.plan import AtlasSettings, Chunk, file_stem, make_chunks
 from probe.atlas.receptive import POSITIONS_PER_PASS, ReceptiveField, measure_fields, receptive_field
-from probe.atlas.records import TMP_PREFIX, png_bytes, read_json, remove_partial, write_bytes, write_json, write_png
+from probe.atlas.records import png_bytes, read_json, remove_partial, write_bytes, write_json, write_png
 from probe.atlas.writer import Writer
 from probe.chunkstore import weights_digest
 from probe.errors import ProbeRuntimeError, ProbeUsageError, unknown_name
 from probe.folderlock import lock_folder, release
 from probe.gallery import slug
-from probe.gallery.files import followed
+from probe.gallery.files import followed, is_temporary
 from probe.hooks import layers as list_layers
 from probe.images import to_pil
 from probe.leaves import is_leaf
@@ -229,18 +229,21 @@ def _clear(folder: Path) -> None:
             if sub == "." and path.name in ("images", "records") and path.is_dir() and not path.is_symlink():
                 continue
             mine = path.is_file() and not path.is_symlink() and (
-                names.fullmatch(path.name) is not None or path.name.startswith(TMP_PREFIX))
+                names.fullmatch(path.name) is not None or is_temporary(path.name))
             (own.append(path) if mine else foreign.append(str(path.relative_to(folder))))
     if foreign:
         shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
         raise ProbeUsageError(f"{str(folder)!r} holds files an atlas does not write ({shown}); refusing to start "
                               "over even with --force: move them out, or choose another --out (nothing was deleted)",
                               param="out")
+    run_file = folder / RUN_FILE  # last: while it is there, a run killed mid-way still finds an atlas to clear
     for path in own:
-        path.unlink(missing_ok=True)
+        if path != run_file:
+            path.unlink(missing_ok=True)
     for sub in ("images", "records"):
         if (folder / sub).is_dir():
             (folder / sub).rmdir()
+    run_file.unlink(missing_ok=True)
 
 
 def _claim_folder(folder: Path, held: ExitStack) -> None:
