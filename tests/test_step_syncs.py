@@ -4,7 +4,8 @@ Every method's main loop runs for few and for more steps under :class:`syncshim.
 ``.item()``, ``float``/``bool``/``int`` of a tensor, ``.tolist()``, ``.cpu()``, ``.numpy()``, ``nonzero``, a
 boolean mask as an index, ...; and tensors built from host data, a blocking copy on CUDA): the counts must not
 grow with the steps. Progress points are the exception, once every ``progress_every`` steps
-(tests/test_host_sync.py).
+(tests/test_host_sync.py). A nested :func:`probe.hooks.evaluating` of the model a loop already holds costs
+nothing, where it walked every module at every step.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from tinynets import tiny
 
 import probe
 from probe import objectives as O
+from probe.hooks import capture, evaluating
 from probe.models import Preprocess, load_model
 
 
@@ -96,3 +98,30 @@ def test_the_shim_sees_each_kind_of_read_and_gives_torch_back():
         "item", "__float__", "__bool__", "__int__", "tolist", "cpu", "numpy", "torch.nonzero", "mask"]
     assert [call.split()[0] for call in syncs.uploads] == ["torch.tensor"]  # as_tensor of a tensor copies nothing
     assert (torch.Tensor.item, torch.Tensor.__getitem__, torch.nonzero, torch.tensor) == originals
+
+
+def test_a_capture_inside_the_loops_block_does_not_walk_the_model(monkeypatch):
+    model = tiny()
+    model.train()
+    calls = []
+    original = torch.nn.Module.train
+
+    def train(self, mode=True):
+        calls.append(mode)
+        return original(self, mode)
+
+    monkeypatch.setattr(torch.nn.Module, "train", train)
+    x = torch.rand(2, 3, 16, 16)
+    with evaluating(model):
+        calls.clear()
+        for _ in range(3):
+            capture(model, x, ["conv2"])
+        assert calls == []  # the outer block set eval mode once; the old code set it again for every pass
+        assert not any(module.training for module in model.modules())
+        model.train()  # changed inside the block: the next capture puts it back in eval mode for its pass
+        seen = []
+        handle = model.drop.register_forward_hook(lambda module, args, out: seen.append(module.training))
+        capture(model, x, ["drop"], stop_early=False)
+        handle.remove()
+        assert seen == [False]
+    assert all(module.training for module in model.modules())  # the user's own flags, given back
