@@ -191,13 +191,58 @@ class _Target:
     call: int | None
 
 
+_Remembered = dict[str, tuple["weakref.ref[nn.Module] | None", str, "int | None"]]
+_RESOLVED: weakref.WeakKeyDictionary[nn.Module, dict[tuple[str, ...], _Remembered]] = weakref.WeakKeyDictionary()
+"""Per model: what :func:`_resolve` found for each tuple of names, each module weakly (the model as None: an
+entry holding its key would keep the model alive), reused while each module is still registered where it was."""
+
+
+def _submodule(model: nn.Module, name: str) -> nn.Module | None:
+    """The module registered under dotted ``name`` in ``model``, or None; a walk down the path only."""
+    module: nn.Module | None = model
+    for part in name.split("."):
+        module = module._modules.get(part) if module is not None else None
+    return module
+
+
+def _recalled(model: nn.Module, remembered: _Remembered) -> dict[str, _Target] | None:
+    """An earlier resolution, or None when one of its modules is no longer registered under its name."""
+    resolved = {}
+    for name, (ref, base, call) in remembered.items():
+        module = model if ref is None else ref()
+        if module is None or (ref is not None and _submodule(model, base) is not module):
+            return None
+        resolved[name] = _Target(module, base, call)
+    return resolved
+
+
 def _resolve(model: nn.Module, names: str | Iterable[str]) -> dict[str, _Target]:
-    """:func:`resolve_layers` with each name's module name and call index."""
+    """:func:`resolve_layers` with each name's module name and call index.
+
+    Remembered per model and names: a render loop resolves the same names at every step, and listing a
+    googlenet's modules each time was a third of the Python calls of a step. Names whose module was replaced
+    or removed since are resolved again.
+    """
     names = check_names(names, "layer")
     if isinstance(model, torch.jit.ScriptModule):
         raise ProbeUsageError(
             f"{type(model).__name__} is TorchScript, which takes no hooks; probe.load_model(module) converts it "
             "(through ONNX) to modules of the same names: record that model's .module", param="model")
+    try:
+        known = _RESOLVED.setdefault(model, {})
+    except TypeError:  # a model that cannot be weakly referenced: resolved every time
+        known = {}
+    remembered = known.get(tuple(names))
+    resolved = None if remembered is None else _recalled(model, remembered)
+    if resolved is None:
+        resolved = _resolved(model, names)
+        known[tuple(names)] = {name: (None if name in (INPUT, OUTPUT) else weakref.ref(target.module),
+                                      target.base, target.call) for name, target in resolved.items()}
+    return resolved
+
+
+def _resolved(model: nn.Module, names: list[str]) -> dict[str, _Target]:
+    """Resolve ``names`` against every module of ``model`` (see :func:`resolve_layers`)."""
     modules = dict(model.named_modules())
     resolved: dict[str, _Target] = {}
     for name in names:

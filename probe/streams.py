@@ -20,7 +20,7 @@ it gives the same numbers on the CPU and on CUDA.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Hashable, Sequence
 
 import torch
 
@@ -72,7 +72,8 @@ class ImageStreams:
         self._high = (self.keys >> 32) & _M32
         self.counter = 0
         self.generator = torch.Generator().manual_seed(self._keys[0] if self._keys else 0)
-        self._tables: dict[tuple[float, ...], torch.Tensor] = {}
+        self._tables: dict[Hashable, torch.Tensor] = {}
+        self._ahead: tuple[int, torch.Tensor] | None = None  # (first counter, (N, k) numbers) drawn ahead
 
     def __len__(self) -> int:
         return len(self._keys)
@@ -82,9 +83,31 @@ class ImageStreams:
         return [torch.Generator().manual_seed(key) for key in self._keys]
 
     def uniform(self, count: int) -> torch.Tensor:
-        """``(N, count)`` float32 numbers in ``[0, 1)`` on ``device``, 24 random bits each; advances the counter."""
-        counters = torch.arange(self.counter, self.counter + count, dtype=torch.int64, device=self.device) & _M32
+        """``(N, count)`` float32 numbers in ``[0, 1)`` on ``device``, 24 random bits each; advances the counter.
+
+        Served from what :meth:`prefetch` drew when that starts at the counter (the same numbers: each depends on
+        the image's key and its counter alone)."""
+        ahead = self._ahead
+        if ahead is not None and ahead[0] == self.counter and ahead[1].shape[1] >= count:
+            numbers, rest = ahead[1][:, :count], ahead[1][:, count:]
+            self._ahead = (self.counter + count, rest) if rest.shape[1] else None
+        else:
+            self._ahead = None
+            numbers = self._draw(self.counter, count)
         self.counter += count
+        return numbers
+
+    def prefetch(self, count: int) -> None:
+        """Draw the next ``count`` numbers of every stream now, in one go, for the next :meth:`uniform` calls.
+
+        A step's transforms draw a few numbers each; the hash costs some 60 small tensor operations per draw
+        (each a kernel launch on CUDA), so drawing them together costs one draw's. The counter does not move.
+        """
+        self._ahead = (self.counter, self._draw(self.counter, count)) if count > 0 else None
+
+    def _draw(self, start: int, count: int) -> torch.Tensor:
+        """``(N, count)`` numbers of counters ``start .. start + count - 1``."""
+        counters = torch.arange(start, start + count, dtype=torch.int64, device=self.device) & _M32
         mixed = _mix32(self._low[:, None] ^ _mix32(counters)[None, :])
         mixed = _mix32(mixed ^ self._high[:, None])
         return (mixed >> 8).to(torch.float32) * (1.0 / (1 << 24))
@@ -92,8 +115,14 @@ class ImageStreams:
     def table(self, values: Sequence[float]) -> torch.Tensor:
         """``values`` as a float32 tensor on ``device``, copied once per stream (a copy per step would sync)."""
         key = tuple(float(v) for v in values)
+        return self.constant(key, lambda: torch.tensor(key, dtype=torch.float32).to(self.device))
+
+    def constant(self, key: Hashable, make: Callable[[], torch.Tensor]) -> torch.Tensor:
+        """``make()``, made once per stream and ``key``: what every step of a batch uses alike (a transform's fixed
+        matrices, a grid's coordinates), built once instead of a few tensor operations at every step. Read it,
+        never write into it."""
         if key not in self._tables:
-            self._tables[key] = torch.tensor(key, dtype=torch.float32).to(self.device)
+            self._tables[key] = make()
         return self._tables[key]
 
     def integers(self, high: int, count: int) -> torch.Tensor:

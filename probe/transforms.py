@@ -292,13 +292,18 @@ def _translation(dx: torch.Tensor | float, dy: torch.Tensor | float, n: int, dev
     return matrix
 
 
-def _about_centre(linear: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+def _shift(dx: float, dy: float, streams: ImageStreams) -> torch.Tensor:
+    """:func:`_translation` by fixed numbers, for every image of ``streams``: made once per batch."""
+    return streams.constant(("translation", dx, dy), lambda: _translation(dx, dy, len(streams), streams.device))
+
+
+def _about_centre(linear: torch.Tensor, size: tuple[int, int], streams: ImageStreams) -> torch.Tensor:
     """Embed ``(N, 2, 2)`` linear maps as ``(N, 3, 3)`` maps about the centre of an ``(H, W)`` canvas."""
-    n, device = linear.shape[0], linear.device
     cx, cy = size[1] / 2, size[0] / 2
-    matrix = torch.eye(3, device=device).repeat(n, 1, 1)
+    matrix = streams.constant("identity", lambda: torch.eye(3, device=streams.device).repeat(len(streams), 1, 1))
+    matrix = matrix.clone()
     matrix[:, :2, :2] = linear
-    return _translation(cx, cy, n, device) @ matrix @ _translation(-cx, -cy, n, device)
+    return _shift(cx, cy, streams) @ matrix @ _shift(-cx, -cy, streams)
 
 
 def _step_affine(
@@ -312,7 +317,7 @@ def _step_affine(
     height, width = size
     if isinstance(transform, Pad):
         w = transform.width
-        return (_translation(-w, -w, n, device) if w else None), (height + 2 * w, width + 2 * w)
+        return (_shift(-w, -w, streams) if w else None), (height + 2 * w, width + 2 * w)
     if isinstance(transform, Jitter):
         d = transform.distance
         if d == 0:
@@ -324,13 +329,13 @@ def _step_affine(
     if isinstance(transform, RandomScale):
         options = streams.table(transform.scales)
         inverse = 1.0 / options[streams.integers(len(options), 1)[:, 0]]
-        return _about_centre(torch.diag_embed(torch.stack([inverse, inverse], 1)), size), size
+        return _about_centre(torch.diag_embed(torch.stack([inverse, inverse], 1)), size, streams), size
     if isinstance(transform, RandomRotate):
         options = streams.table([math.radians(a) for a in transform.angles])
         angle = options[streams.integers(len(options), 1)[:, 0]]
         cos, sin = angle.cos(), angle.sin()
         linear = torch.stack([torch.stack([cos, -sin], 1), torch.stack([sin, cos], 1)], 1)
-        return _about_centre(linear, size), size
+        return _about_centre(linear, size, streams), size
     if isinstance(transform, CenterFit):
         target_h, target_w = transform.size
 
@@ -338,8 +343,15 @@ def _step_affine(
             return (have - want) // 2 if have >= want else -((want - have) // 2)
 
         dy, dx = offset(height, target_h), offset(width, target_w)
-        return (_translation(dx, dy, n, device) if dx or dy else None), (target_h, target_w)
+        return (_shift(dx, dy, streams) if dx or dy else None), (target_h, target_w)
     raise TypeError(f"{type(transform).__name__} is not a geometric transform")
+
+
+def _draws(transform: object) -> int:
+    """How many numbers per image :func:`_step_affine` draws for ``transform``."""
+    if isinstance(transform, Jitter):
+        return 2 if transform.distance else 0
+    return 1 if isinstance(transform, (RandomScale, RandomRotate)) else 0
 
 
 def _fill(transform: object) -> float | None:
@@ -372,6 +384,7 @@ def resample(images: torch.Tensor, transforms: Sequence[Transform], streams: Ima
     size = (height, width)
     matrix: torch.Tensor | None = None
     fill: float | None = None
+    streams.prefetch(sum(map(_draws, transforms)))  # the run's numbers in one draw (the same numbers)
     for transform in transforms:
         step, size = _step_affine(transform, streams, size)
         if fill is None:
@@ -381,8 +394,8 @@ def resample(images: torch.Tensor, transforms: Sequence[Transform], streams: Ima
     if matrix is None:
         return images if size == (height, width) else CenterFit(size, 0.5 if fill is None else fill)(images)
     out_h, out_w = size
-    ys = torch.arange(out_h, dtype=torch.float32, device=images.device) + 0.5
-    xs = torch.arange(out_w, dtype=torch.float32, device=images.device) + 0.5
+    ys, xs = (streams.constant(("centres", side, images.device), lambda side=side: torch.arange(
+        side, dtype=torch.float32, device=images.device) + 0.5) for side in size)  # pixel centres, made once
     m = matrix[:, :2, :, None, None]  # (N, 2, 3, 1, 1); elementwise below, so each image is computed alone
     source = m[:, :, 0] * xs[None, None, None, :] + m[:, :, 1] * ys[None, None, :, None] + m[:, :, 2]  # (N, 2, H', W')
     # grid: (N, H', W', 2), x and y in [-1, 1] (align_corners=False: -1 is the left edge of the first pixel)

@@ -436,3 +436,46 @@ def test_a_rewrite_that_depends_on_the_data_is_read_right_with_the_model_run_onc
         handle.remove()
     assert len(runs) == 2 * len(passes)  # each pass once, and each check above once
     assert no_hooks_left(net)
+
+
+def test_names_are_resolved_once_and_again_when_a_layer_is_replaced_or_removed(model, batch, monkeypatch):
+    import gc
+    import weakref
+
+    from probe.hooks import capture, evaluating
+
+    walks = []
+    original = torch.nn.Module.named_modules
+
+    def named_modules(self, *args, **kwargs):
+        if self is model:
+            walks.append(1)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.Module, "named_modules", named_modules)
+    with evaluating(model):  # a render loop's steps: the old code listed every module at each
+        capture(model, batch, ["conv2", "output"])
+        walks.clear()
+        for _ in range(3):
+            capture(model, batch, ["conv2", "output"])
+        assert walks == []
+    model.conv2 = torch.nn.Conv2d(4, 6, 3, padding=1)  # the same name, another layer: found, not the old one
+    with torch.no_grad():
+        model.conv2.weight.zero_()
+        model.conv2.bias.fill_(2.0)
+        assert torch.equal(capture(model, batch, ["conv2", "output"])["conv2"], torch.full((2, 6, 8, 8), 2.0))
+    del model.conv2
+    with pytest.raises(ProbeUsageError, match="unknown layer 'conv2'"):
+        capture(model, batch, ["conv2", "output"])
+    monkeypatch.undo()
+
+    def remembered() -> weakref.ref:
+        from tinynets import tiny
+
+        net = tiny()
+        capture(net, batch, ["conv2", "output"])
+        return weakref.ref(net)
+
+    alive = remembered()
+    gc.collect()
+    assert alive() is None  # what was remembered does not keep the model alive

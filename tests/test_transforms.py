@@ -137,3 +137,24 @@ def test_gradients_flow_through_every_transform():
 def test_transforms_need_a_batch():
     with pytest.raises(ProbeUsageError, match=r"\(N, C, H, W\)"):
         T.jitter(1)(torch.zeros(3, 8, 8))
+
+
+def test_a_step_of_random_transforms_hashes_its_numbers_once_and_draws_the_same(monkeypatch):
+    from probe.streams import ImageStreams
+
+    keys = [11, 12, 13]
+    sequential, ahead = ImageStreams(keys), ImageStreams(keys)
+    expected = [sequential.uniform(2), sequential.uniform(1), sequential.uniform(3)]
+    ahead.prefetch(4)  # fewer than asked for: the last draw is made when asked
+    assert all(torch.equal(ahead.uniform(k), want) for k, want in zip((2, 1, 3), expected))
+    assert ahead.counter == sequential.counter == 6
+    ahead.prefetch(5)
+    ahead.counter += 1  # moved under the prefetch: it is not used
+    assert torch.equal(ahead.uniform(2), ImageStreams(keys).uniform(9)[:, 7:])
+
+    draws = []
+    original = ImageStreams._draw
+    monkeypatch.setattr(ImageStreams, "_draw", lambda self, *args: draws.append(args) or original(self, *args))
+    images = torch.rand(3, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    T.Compose(tuple(T.standard_transforms()))(images, ImageStreams(keys))
+    assert len(draws) == 1  # two jitters' two numbers, the scale's and the angle's: one hash of the keys, not four

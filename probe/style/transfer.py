@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -128,7 +128,8 @@ class _Run:
         self.total_steps = total_steps
         self.snapshot_at = _snapshot_steps(total_steps, snapshots)
         self.progress = progress
-        self.history: dict[str, list[torch.Tensor]] = {key: [] for key in (*LOSS_NAMES, "scale")}
+        # the losses stay 0-dim device tensors (read back once, at the end); "scale" is the scale's index, a number
+        self.history: dict[str, list[Any]] = {key: [] for key in (*LOSS_NAMES, "scale")}
         self.snapshots: list[tuple[int, torch.Tensor]] = []
         self.best_total = torch.tensor(math.inf)
         self.best_image = torch.empty(0)
@@ -177,7 +178,7 @@ class _Run:
             check_finite(parts["total"].detach(), "the style-transfer loss", step)
         for key in LOSS_NAMES:
             self.history[key].append(parts[key].detach())
-        self.history["scale"].append(torch.tensor(float(scale)))
+        self.history["scale"].append(float(scale))  # not a tensor built every step
         better = parts["total"].detach() < self.best_total  # kept on the device: no sync per step
         self.best_total = torch.where(better, parts["total"].detach(), self.best_total)
         self.best_image = torch.where(better, pixels.detach()[0], self.best_image)
@@ -401,7 +402,8 @@ def style_transfer(
         image=final.detach().cpu(),
         content=content_s.cpu(),
         styles=[style.cpu() for style in styles_s],
-        history={key: torch.stack(values).tolist() for key, values in run.history.items()},
+        history={key: torch.stack(values).tolist() if key != "scale" else list(values)
+                 for key, values in run.history.items()},
         losses={key: float(measured[key]) for key in LOSS_NAMES},
         layer_losses={key: float(value) for key, value in measured.items() if ":" in key},
         content_image_style_loss=float(targets.content_style),
