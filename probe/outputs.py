@@ -274,12 +274,14 @@ def read_output(output: Any, batch: int | None = None, module: nn.Module | None 
 
 def _head_on(first: torch.Tensor, items: Sequence[Any]) -> torch.Tensor | None:
     """The first ``(N, K)`` tensor among ``items`` computed from ``first``, an ``(N, D)`` embedding (its autograd
-    node is one of the later tensor's ancestors): ``(features, logits)``. None where there is none, or no graph."""
+    node is one of the later tensor's ancestors, and ``K != D``): ``(features, logits)``. None where there is
+    none, or no graph; ``(logits, logits.softmax(1))`` keeps its logits (the same width: no head between)."""
     node = getattr(first, "grad_fn", None)
     if node is None or first.dim() != 2:
         return None
     for item in items:
-        if isinstance(item, torch.Tensor) and item is not first and item.dim() == 2 and item.shape[0] == first.shape[0]:
+        if (isinstance(item, torch.Tensor) and item is not first and item.dim() == 2
+                and item.shape[0] == first.shape[0] and item.shape[1] != first.shape[1]):  # (logits, softmax): first
             if _descends(item, node):
                 return item
     return None

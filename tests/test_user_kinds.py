@@ -310,3 +310,16 @@ def test_a_tuple_of_features_and_logits_is_read_by_its_logits(order, classes) ->
     assert len(probe.attribute(net, _image(), "saliency", size=16).prediction.labels) == classes
     with pytest.raises(ProbeUsageError, match=rf"unit {classes} is out of range for output \(0 to {classes - 1}\)"):
         probe.maximize(net, probe.objectives.class_logit(classes), steps=1, image_size=16)
+
+
+def test_logits_with_their_own_softmax_are_read_by_the_logits() -> None:
+    """``return logits, logits.softmax(1)``: the second is computed from the first, but it is the same scores
+    normalized, not a head on an embedding; the logits stay what is read."""
+
+    class LogitsAndProbabilities(_FeaturesAndLogits):
+        def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            logits = self.fc(self.conv(x).mean((2, 3)))
+            return logits, logits.softmax(1)
+
+    prediction = probe.feature_maps(LogitsAndProbabilities(), _image(), size=16).prediction
+    assert prediction.kind == "logits" and len(prediction.labels) == 3
