@@ -86,7 +86,8 @@ def _target_layer(loaded: Any, objective: str, layer: str | None, size: tuple[in
                 param="layer",
             )
         if layer == OUTPUT:  # the output's own shape refused, before it is read at the module that made it
-            O.check_class_scores(torch.empty((1, *info.shape), device="meta"), OUTPUT, batch=1)
+            O.check_class_scores(torch.empty((1, *info.shape), device="meta"), OUTPUT, batch=1,
+                                 image=(1, loaded.preprocess.channels, *(size or loaded.preprocess.input_size)))
             if info.output_layer != OUTPUT:
                 info = inspect_layer(loaded, info.output_layer, size)
     return info

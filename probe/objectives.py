@@ -44,7 +44,7 @@ import torch.nn.functional as F
 
 from probe.errors import ProbeUsageError, unknown_name
 from probe.hooks import OUTPUT
-from probe.outputs import CLASS_KINDS, tensor_kind
+from probe.outputs import CLASS_KINDS, tensor_kind, why_no_scores
 from probe.outputs import class_scores as read_scores
 
 __all__ = [
@@ -459,25 +459,28 @@ def neuron(layer: str, units: Units, y: int | None = None, x: int | None = None)
                      units=chosen, layer=layer)
 
 
-def check_class_scores(logits: torch.Tensor, layer: str = OUTPUT, batch: int | None = None) -> str:
+def check_class_scores(logits: torch.Tensor, layer: str = OUTPUT, batch: int | None = None,
+                       image: Sequence[int] | None = None) -> str:
     """Refuse what holds no class scores (:mod:`probe.outputs`): ``(N, classes)`` logits, ``(N,)`` or ``(N, 1)``
     one score, a dense prediction's ``(N, classes, H, W)``; return its kind (``"logits"``, ``"score"``,
     ``"dense"``, ...). ``batch``: N, the images evaluated (a tensor without a row per image, as a detection
-    model's boxes, is refused); default None: not checked.
+    model's boxes, is refused); default None: not checked. ``image``: the ``(N, C, H, W)`` shape of the input
+    that gave ``logits``, which tells a picture larger than it (a super-resolution's, an upsampler's) from a
+    dense prediction (:func:`probe.outputs.tensor_kind`); default None: told by the last operation alone (a
+    render step's input is transformed: its size is not the images').
 
     Raises:
         ProbeUsageError: naming ``objective`` for the model's output, ``layer`` for a named layer.
     """
-    kind = tensor_kind(logits, batch, values=False)  # shapes only: no device sync per step
+    kind = tensor_kind(logits, batch, values=False, image=image)  # shapes only: no device sync per step
     if kind in CLASS_KINDS:
         return kind
     what = "the model's output" if layer == OUTPUT else layer
-    rows = " (not one row per image: detections?)" if kind == "detections" else ""
     raise ProbeUsageError(
         f"a class objective needs (N, classes) logits or (N,) one score per image or a dense prediction's "
         f"(N, classes, H, W); "
-        f"{what} gives {tuple(logits.shape)}{rows}; maximize a layer's units instead (--objective channel --layer "
-        "NAME)",
+        f"{what} gives {tuple(logits.shape)}: {why_no_scores(kind)}; maximize a layer's units instead "
+        "(--objective channel --layer NAME)",
         param="objective" if layer == OUTPUT else "layer",
     )
 

@@ -350,10 +350,14 @@ def describe(output: Output) -> str:
     return f"{text}: mean {values.mean():.4g} (min {values.min():.4g}, max {values.max():.4g})"
 
 
+def why_no_scores(kind: str) -> str:
+    """Why an output of ``kind`` holds no class scores, in a few words (``"a depth map, no classes"``)."""
+    return _WHY.get(kind, _WHY["other"])
+
+
 def no_class_scores(name: str, output: Output, param: str, instead: str) -> ProbeUsageError:
     """The one line for ``name``'s output without class scores, naming ``param``; ``instead`` says what to do."""
-    return ProbeUsageError(f"{name} returned {output.what}: {_WHY.get(output.kind, _WHY['other'])}; {instead}",
-                           param=param)
+    return ProbeUsageError(f"{name} returned {output.what}: {why_no_scores(output.kind)}; {instead}", param=param)
 
 
 _MEASURES = {"logits": "probability", "softmax": "probability", "sigmoid": "sigmoid probability",

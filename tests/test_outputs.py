@@ -199,7 +199,7 @@ def test_a_dict_output_records_its_logits_and_a_score_is_dreamed_on_and_has_no_p
 def test_a_class_objective_refuses_detections_and_the_probability_of_one_score():
     x = torch.rand(2, 3, 8, 8)
     boxes = O.Context({"output": torch.zeros(5, 4)}, x)
-    with pytest.raises(ProbeUsageError, match=r"gives \(5, 4\) \(not one row per image") as raised:
+    with pytest.raises(ProbeUsageError, match=r"gives \(5, 4\): detections, not a row of class scores per image") as raised:
         O.class_logit(0)(boxes)
     assert raised.value.param == "objective"
     with pytest.raises(ProbeUsageError, match="no softmax probability") as raised:

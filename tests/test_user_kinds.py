@@ -222,7 +222,7 @@ def test_a_time_major_sequence_is_said_to_be_one() -> None:
         probe.attribute(net, line, "saliency", size=16)
     with pytest.raises(ProbeUsageError, match=r"'rnn' gives \(8, 2, 4\) for 2 image\(s\): a time-major sequence"):
         probe.maximize(net, "rnn:0", steps=1, image_size=16)
-    with pytest.raises(ProbeUsageError, match=r"output gives \(8, 1, 5\);") as raised:
+    with pytest.raises(ProbeUsageError, match=r"output gives \(8, 1, 5\): per-step scores of a time-major sequence") as raised:
         probe.maximize(net, probe.objectives.class_logit(0), steps=1, image_size=16)
     assert "detections" not in str(raised.value)
 
@@ -323,3 +323,21 @@ def test_logits_with_their_own_softmax_are_read_by_the_logits() -> None:
 
     prediction = probe.feature_maps(LogitsAndProbabilities(), _image(), size=16).prediction
     assert prediction.kind == "logits" and len(prediction.labels) == 3
+
+
+def test_a_class_objective_on_an_upsamplers_picture_is_refused_before_the_run(tmp_path) -> None:
+    """``probe maximize --objective class`` on a learned x2 upsampler (a transposed convolution last, no tanh)
+    maximized a colour plane of its picture as a dense 3-class prediction: the check before the run saw the
+    output's shape without the input's. It is told a picture now, in one line naming --objective."""
+    from click.testing import CliRunner
+
+    from probe.cli.main import cli
+
+    (tmp_path / "nets.py").write_text(
+        "from torch import nn\n\n"
+        "def upsampler():\n"
+        "    return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.ConvTranspose2d(4, 3, 2, stride=2))\n")
+    result = CliRunner().invoke(cli, ["maximize", "--model", f"{tmp_path / 'nets.py'}:upsampler", "--objective",
+                                      "class", "--size", "16", "--steps", "1", "--out", str(tmp_path / "run")])
+    assert result.exit_code == 2 and "--objective" in result.output and "a picture" in result.output, result.output
+    assert not (tmp_path / "run").exists()
