@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import pytest
 import torch
+from syncshim import PROBE, SyncCounter
 from tinynets import tiny_gray
 
 import probe
@@ -14,36 +14,19 @@ from probe import objectives as O
 from probe.errors import ProbeRuntimeError
 from probe.models import Preprocess, load_model
 
-PROBE = str(Path(probe.__file__).parent)
-SYNCS = ("item", "tolist", "cpu", "numpy", "__bool__", "__float__", "__int__", "__index__")
-
-
-def counter(monkeypatch, roots: tuple[str, ...]) -> list[str]:
-    """Count the calls that read a tensor back to the host, made from files under ``roots``."""
-    calls: list[str] = []
-    for name in SYNCS:
-        original = getattr(torch.Tensor, name)
-
-        def counted(self, *args, _original=original, _name=name, **kwargs):
-            caller = sys._getframe(1).f_code.co_filename
-            if caller.startswith(roots):
-                calls.append(f"{_name} {Path(caller).name}:{sys._getframe(1).f_lineno}")
-            return _original(self, *args, **kwargs)
-
-        monkeypatch.setattr(torch.Tensor, name, counted)
-    return calls
-
 
 @pytest.fixture
-def count_syncs(monkeypatch):
+def count_syncs():
     """Count the calls that read a tensor back to the host, made from cnn-probe's own code."""
-    return counter(monkeypatch, (PROBE,))
+    with SyncCounter() as syncs:
+        yield syncs
 
 
 @pytest.fixture
-def count_lbfgs_syncs(monkeypatch):
+def count_lbfgs_syncs():
     """The same, counting torch.optim.LBFGS's own reads too (it ran style transfer's L-BFGS)."""
-    return counter(monkeypatch, (PROBE, sys.modules[torch.optim.LBFGS.__module__].__file__))
+    with SyncCounter((PROBE, sys.modules[torch.optim.LBFGS.__module__].__file__)) as syncs:
+        yield syncs
 
 
 def model():
@@ -58,7 +41,7 @@ def syncs(calls, **options):
 
 def test_the_render_loop_does_not_sync_each_step(count_syncs):
     few, many = syncs(count_syncs, steps=3), syncs(count_syncs, steps=9)
-    assert few == many, count_syncs
+    assert few == many, count_syncs.where()
     chunked = syncs(count_syncs, steps=9, batch=2)
     assert chunked > many and syncs(count_syncs, steps=3, batch=2) == chunked  # a few per chunk, none per step
 
@@ -102,10 +85,10 @@ def dream_syncs(calls, **options):
 
 def test_a_dream_reads_its_scores_once_not_every_step(count_syncs):
     (few, short), (many, long) = dream_syncs(count_syncs, steps=2), dream_syncs(count_syncs, steps=6)
-    assert few == many, count_syncs
+    assert few == many, count_syncs.where()
     assert len(short.history) == 4 and len(long.history) == 12 and all(isinstance(v, float) for v in long.history)
     tiled, _ = dream_syncs(count_syncs, steps=2, tile_size=8)
-    assert dream_syncs(count_syncs, steps=6, tile_size=8)[0] == tiled, count_syncs  # nor every tile
+    assert dream_syncs(count_syncs, steps=6, tile_size=8)[0] == tiled, count_syncs.where()  # nor every tile
 
 
 def test_a_dream_still_reports_progress_every_step_on_the_cpu():
@@ -127,5 +110,5 @@ def style_syncs(calls, steps):
 
 def test_style_lbfgs_reads_the_device_a_fixed_number_of_times_per_run(count_lbfgs_syncs):
     (few, short), (many, long) = style_syncs(count_lbfgs_syncs, 4), style_syncs(count_lbfgs_syncs, 12)
-    assert few == many, count_lbfgs_syncs
+    assert few == many, count_lbfgs_syncs.where()
     assert len(short.history["total"]) == 4 and len(long.history["total"]) == 12
