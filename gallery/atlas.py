@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from probe.gallery.files import followed, replace_text
-from probe.gallery.html import STYLE, escape, href, human, label
+from probe.gallery.html import STYLE, escape, href, human, index_above, label, with_index_link
 from probe.gallery.numbers import MINUS, number, ratio
 
 __all__ = ["write_site", "histogram_svg", "ATLAS_JSON"]
@@ -326,5 +326,8 @@ def write_site(folder: str | Path, atlas: Mapping[str, Any], tick: Callable[[], 
             replace_text(folder / unit["page"], _unit_page(atlas, layer, position))
             if tick is not None:
                 tick()
-    replace_text(folder / "index.html", _index(atlas))  # last: the site is listed once its index is there
+    index, above = _index(atlas), index_above(folder)
+    if above is not None:  # a probe gallery page over the runs: the link back to it, as a run's page has
+        index = with_index_link(index, above)
+    replace_text(folder / "index.html", index)  # last: the site is listed once its index is there
     return given / "index.html"

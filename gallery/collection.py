@@ -129,6 +129,7 @@ def _atlases(root: Path) -> list[dict[str, Any]]:
         atlas = _read_json(atlas_path)  # None: half written, or not ours: not listed
         if atlas is not None and atlas.get("command") == "atlas" and (folder / "index.html").is_file():
             cards.append(atlas_card(atlas, atlas_path, root))
+            _link_back(folder, root, atlas=True)
     return cards
 
 
@@ -154,14 +155,16 @@ def _remove_stale_temporaries(folder: Path, names: tuple[str, ...]) -> None:
         pass
 
 
-def _link_back(folder: Path, root: Path) -> None:
-    """Give a run page written before the collection page its link back (the page is cnn-probe's own).
+def _link_back(folder: Path, root: Path, *, atlas: bool = False) -> None:
+    """Give a run page written before the collection page its link back (the page is cnn-probe's own: listed
+    by the gallery's marker, or, with ``atlas``, the ``index.html`` of a ``probe atlas`` site, whose
+    ``atlas.json`` the caller read).
 
-    Under the run folder's lock (:func:`probe.folderlock.lock_folder`): a folder another process is
-    writing is left for this time."""
+    Under the run folder's lock (:func:`probe.folderlock.lock_folder`, which a running atlas holds too): a
+    folder another process is writing is left for this time."""
     page = folder / "index.html"
-    ours = read_marker(folder, "gallery")
-    if ours is None or "index.html" not in ours["files"] or page.is_symlink():
+    ours = None if atlas else read_marker(folder, "gallery")
+    if (not atlas and (ours is None or "index.html" not in ours["files"])) or page.is_symlink() or not page.is_file():
         return  # not a page cnn-probe wrote: never touched
     try:
         lock = lock_folder(folder)

@@ -298,6 +298,19 @@ def test_probe_gallery_lists_an_atlas(small_atlas, tmp_path):
     assert '<a href="atlas-digits/index.html"><b>atlas</b>: atlas-digits</a>' in page and "units: 75" in page
     assert 'src="atlas-digits/images/conv1-0000-s0.png"' in page and "layers: conv1, conv2" in page
     assert broken_links(tmp_path / "runs") == [] and reprs(page) == []
+    # the atlas's own page links back, as a run's does (it had no way back to the index)
+    assert '<nav><a href="../index.html">&larr; all runs</a></nav>' in (tmp_path / "runs" / "atlas-digits" / "index.html").read_text()
+
+
+def test_an_atlas_written_below_a_gallery_index_links_back_to_it(tmp_path):
+    """An atlas written (or rewritten, on resume) under a folder that ``probe gallery`` indexed gets the
+    link back at once, not only at the next ``probe gallery``."""
+    (tmp_path / "runs").mkdir()
+    assert CliRunner().invoke(cli, ["gallery", str(tmp_path / "runs")]).exit_code == 0
+    result = _atlas(tmp_path, "--steps", "1", "--limit", "8", "--examples", "1",
+                    out="runs/atlas")
+    assert result.exit_code == 0, result.output
+    assert '<nav><a href="../index.html">&larr; all runs</a></nav>' in (tmp_path / "runs" / "atlas" / "index.html").read_text()
 
 
 def test_every_crop_holds_its_box_of_its_dataset_image(small_atlas):
