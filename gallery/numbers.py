@@ -14,7 +14,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["number", "ratio", "probability", "seconds", "quantity", "DASH", "MINUS"]
+__all__ = ["number", "ratio", "probability", "percentage", "seconds", "quantity", "DASH", "MINUS"]
 
 DASH = "\u2014"
 """What stands for a missing value (None, NaN)."""
@@ -99,6 +99,13 @@ def probability(value: Any, *, digits: int = 2) -> str:
     if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
         return number(value)
     return f"{value:.2f}" if value == 0 or abs(value) >= 0.005 else number(value, digits=digits)
+
+
+def percentage(value: float) -> str:
+    """A percentage without the ``%``, as :func:`probability` writes a probability: one decimal (``41.3``) where
+    it keeps a digit that is not zero, else two significant digits (``0.012``, ``3.4e-5``), so 1,000 classes
+    near 0.1% each do not all read ``0.0``."""
+    return f"{value:.1f}" if value == 0 or abs(value) >= 0.05 else number(value, digits=2)
 
 
 def seconds(value: Any) -> str:

@@ -56,15 +56,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from probe.gallery.numbers import number
+from probe.gallery.numbers import percentage
 from probe.errors import ProbeUsageError
 from probe.rewrites import tensors_in
-
-
-def percentage(value: float) -> str:
-    """A percentage without the ``%``: one decimal (``41.3``) where it keeps a digit that is not zero, else two
-    significant digits (``0.012``, ``3.4e-05``), so 1,000 classes near 0.1% each do not all read ``0.0``."""
-    return f"{value:.1f}" if value == 0 or abs(value) >= 0.05 else number(value, digits=2)
 
 __all__ = ["CLASS_KINDS", "Output", "Prediction", "class_scores", "head_kind", "no_class_scores", "prediction_of",
            "describe", "output_tensor", "read_output", "tensor_kind"]
