@@ -163,9 +163,12 @@ def _link_back(folder: Path, root: Path, *, atlas: bool = False) -> None:
     Under the run folder's lock (:func:`probe.folderlock.lock_folder`, which a running atlas holds too): a
     folder another process is writing is left for this time."""
     page = folder / "index.html"
-    ours = None if atlas else read_marker(folder, "gallery")
-    if (not atlas and (ours is None or "index.html" not in ours["files"])) or page.is_symlink() or not page.is_file():
+    if page.is_symlink() or not page.is_file():
         return  # not a page cnn-probe wrote: never touched
+    if not atlas:
+        ours = read_marker(folder, "gallery")
+        if ours is None or "index.html" not in ours["files"]:
+            return
     try:
         lock = lock_folder(folder)
     except OSError:
