@@ -458,7 +458,7 @@ def _move_into_claimed(staging: Path, claimed: Path, *, ours: bool) -> bool:
         os.rename(staging, claimed)  # POSIX: replaces an empty folder, fails on a non-empty one
         return True
     except OSError as error:
-        if os.name == "nt" and claimed.is_dir() and not any(claimed.iterdir()):
+        if os.name == "nt" and _empty_folder(claimed):  # Windows renames onto no folder, empty or not
             os.rmdir(claimed)
             os.rename(staging, claimed)
             return True
@@ -473,7 +473,11 @@ def _move_into_claimed(staging: Path, claimed: Path, *, ours: bool) -> bool:
 
 
 def _empty_folder(folder: Path) -> bool:
-    """True when ``folder`` is a folder (not a link to one) that holds nothing."""
+    """True when ``folder`` is a folder (not a link to one) that holds nothing: one a gallery may be moved into.
+
+    A folder that cannot be listed (unreadable, or gone meanwhile) is not one: the gallery goes to a fresh
+    sibling instead of the write failing with the finished gallery discarded; a link to an empty folder is
+    not one either, so a link is never removed to make room."""
     try:
         return folder.is_dir() and not folder.is_symlink() and not os.listdir(folder)
     except OSError:
@@ -838,7 +842,7 @@ class OutDir:
         except FileExistsError:
             made = False
         if target.is_dir() and not target.is_symlink():
-            if not any(target.iterdir()):
+            if _empty_folder(target):
                 if made and _move_into_claimed(staging, target, ours=True):
                     return target
                 if not made and _move_entries(staging, target):  # the user's folder stays (a cwd, a mount)
