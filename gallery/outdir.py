@@ -50,7 +50,7 @@ from typing import Any
 from probe.checks import check_path
 from probe.errors import ProbeRuntimeError, ProbeUsageError
 from probe.folderlock import lock_folder, release
-from probe.gallery.files import is_temporary, process_umask, replace_text
+from probe.gallery.files import is_temporary, process_umask, read_json_object, replace_text
 from probe.gallery.stamp import note_written
 
 __all__ = ["MARKER", "MARKER_FORMAT", "OutDir", "check_out_dir", "read_marker", "recover", "write_marker",
@@ -114,14 +114,8 @@ def read_marker(folder: str | Path, kind: str | None = None) -> dict[str, Any] |
     Returns:
         ``{"format": 1, "kind": ..., "files": [relative POSIX paths]}``.
     """
-    path = Path(folder) / MARKER
-    if path.is_symlink() or not path.is_file():
-        return None
-    try:
-        marker = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    if not isinstance(marker, dict) or marker.get("format") != MARKER_FORMAT:
+    marker = _marker_object(folder)
+    if marker is None or marker.get("format") != MARKER_FORMAT:
         return None
     files = marker.get("files")
     if not isinstance(files, list) or not all(isinstance(f, str) for f in files):
@@ -131,14 +125,16 @@ def read_marker(folder: str | Path, kind: str | None = None) -> dict[str, Any] |
     return marker
 
 
+def _marker_object(folder: str | Path) -> dict[str, Any] | None:
+    """The JSON object in ``folder``'s marker, of any format; None when it has none (a link is none)."""
+    path = Path(folder) / MARKER
+    return None if path.is_symlink() else read_json_object(path)
+
+
 def newer_marker(folder: str | Path) -> int | None:
     """The format of ``folder``'s marker when a newer cnn-probe wrote it (a format this one cannot read), else None."""
-    path = Path(folder) / MARKER
-    try:
-        marker = json.loads(path.read_text(encoding="utf-8")) if not path.is_symlink() else None
-    except (OSError, ValueError):
-        return None
-    if not isinstance(marker, dict) or marker.get("tool") != "cnn-probe":
+    marker = _marker_object(folder)
+    if marker is None or marker.get("tool") != "cnn-probe":
         return None
     found = marker.get("format")
     return found if isinstance(found, int) and not isinstance(found, bool) and found > MARKER_FORMAT else None
@@ -209,11 +205,8 @@ def _quote(names: list[str]) -> str:
 
 def is_gallery(folder: Path) -> bool:
     """True when ``folder`` holds a run's gallery (a manifest with ``command`` and ``items``), marked or not."""
-    try:
-        manifest = json.loads((folder / _MANIFEST).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return isinstance(manifest, dict) and "command" in manifest and "items" in manifest
+    manifest = read_json_object(folder / _MANIFEST)
+    return manifest is not None and "command" in manifest and "items" in manifest
 
 
 def _replace_refusal(folder: Path, words: Words) -> str | None:
