@@ -415,7 +415,7 @@ def _move_entries(staging: Path, folder: Path) -> bool:
     staging folder onto it would replace it. Returns False, with everything moved back, when a name
     in ``folder`` is taken meanwhile; an exception (or Ctrl-C) also moves everything back first.
     """
-    names = sorted(os.listdir(staging), key=lambda name: (name == MARKER, name))
+    names = _marker_last(staging)
     moved: list[str] = []
     try:
         for name in names:
@@ -429,6 +429,12 @@ def _move_entries(staging: Path, folder: Path) -> bool:
         raise
     staging.rmdir()
     return True
+
+
+def _marker_last(folder: Path) -> list[str]:
+    """The entries of ``folder`` in the order a gallery moves entry by entry, its marker last: cut off at any
+    point, the folder it leaves still has the marker that explains what remains in it."""
+    return sorted(os.listdir(folder), key=lambda name: (name == MARKER, name))
 
 
 def _swap(first: Path, second: Path) -> None:
@@ -508,7 +514,7 @@ def _replace_entries(staging: Path, target: Path, marker: dict[str, Any]) -> boo
     held = lock_folder(aside)  # while the old gallery is in it: no other run recovers it meanwhile
     moved: list[str] = []
     try:
-        for name in sorted(os.listdir(target), key=lambda name: (name == MARKER, name)):
+        for name in _marker_last(target):
             os.rename(target / name, aside / name)
             moved.append(name)
         if foreign_files(aside, marker) or not _move_entries(staging, target):
@@ -659,9 +665,8 @@ def _recover_aside(aside: Path, marker: dict[str, Any] | None, staging: Path, ta
         _delete_listed(aside, marker)
         return
     left = read_marker(target, "gallery")
-    tops = {Path(name).parts[0] for name in (left or {}).get("files", [])}
     names = os.listdir(aside)
-    if all(name in tops and not os.path.lexists(target / name) for name in names):
+    if _moved_out(names, target, (left or {}).get("files", [])):
         for name in names:
             _move_new(aside / name, target / name)
         aside.rmdir()
@@ -691,9 +696,14 @@ def _moving_in(staging: Path, marker: dict[str, Any], target: Path) -> bool:
         present = os.listdir(target) if target.is_dir() and not target.is_symlink() else []
     except OSError:
         return False
-    tops = {Path(name).parts[0] for name in marker["files"]}
-    return bool(present) and MARKER not in present and all(
-        name in tops and not os.path.lexists(staging / name) for name in present)
+    return bool(present) and MARKER not in present and _moved_out(present, staging, marker["files"])
+
+
+def _moved_out(names: Iterable[str], source: Path, listed: Iterable[str]) -> bool:
+    """Whether every one of ``names`` is an entry of ``source`` its marker listed (``listed``: its files) that is
+    gone from ``source``: how a move entry by entry out of ``source``, cut off, leaves them where they went."""
+    tops = {Path(name).parts[0] for name in listed}
+    return all(name in tops and not os.path.lexists(source / name) for name in names)
 
 
 def _discard(staging: Path) -> None:
