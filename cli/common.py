@@ -46,6 +46,7 @@ __all__ = [
     "note_tiny_size",
     "list_option",
     "split_list",
+    "snapshot_count",
     "snapshot_steps",
     "snapshots_option",
     "gallery_command",
@@ -654,13 +655,19 @@ def list_option(*declarations: str, item: Any = str, default: Sequence[Any] | No
                         help=help + LIST_HELP, **kwargs)
 
 
+def snapshot_count(total: int, count: int) -> int:
+    """How many steps :func:`snapshot_steps` keeps, without listing them (for a memory check before it lists
+    2**31 of them): ``count``, or every step strictly inside ``(0, total)`` when that is fewer."""
+    return max(0, min(count, total - 1))
+
+
 def snapshot_steps(total: int, count: int) -> list[int]:
     """``count`` steps evenly spread strictly inside ``(0, total)``, as style transfer spreads its snapshots.
 
     ``snapshot_steps(30, 2)`` -> ``[10, 20]``; fewer when ``total`` is small (every step inside when
-    ``count`` asks for more, without looping over ``count``).
+    ``count`` asks for more, without looping over ``count``): :func:`snapshot_count` of them.
     """
-    if count >= total - 1:
+    if snapshot_count(total, count) == total - 1:  # every step inside
         return list(range(1, total))
     return sorted({round(total * i / (count + 1)) for i in range(1, count + 1)} - {0, total})
 

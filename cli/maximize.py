@@ -24,6 +24,7 @@ from probe.cli.common import (
     load_model_from_options,
     progress_bar,
     shared,
+    snapshot_count,
     snapshot_steps,
     snapshots_option,
     speed_options,
@@ -185,7 +186,7 @@ def command(
     copies = per_unit or (4 if diversity > 0 else 1)
     height_width = image_size or loaded.preprocess.input_size
     images = len(chosen) * copies  # refused before the objective lists them: --per-unit 2147483647 listed 2**31
-    check_results_fit(images, (loaded.preprocess.channels, *height_width), steps, min(snapshots, steps),
+    check_results_fit(images, (loaded.preprocess.channels, *height_width), steps, snapshot_count(steps, snapshots),
                       loaded.device, optimization_text(images, height_width, steps),
                       "give a smaller --size, fewer images (--units, --per-unit), fewer --steps or --snapshots")
     expanded = [unit for unit in chosen for _ in range(copies)]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping
 from datetime import datetime, timezone
@@ -14,7 +13,7 @@ from PIL import Image
 from probe.errors import ProbeRuntimeError, ProbeUsageError
 from probe.gallery.atlas import ATLAS_JSON
 from probe.folderlock import lock_folder, release
-from probe.gallery.files import followed, is_temporary, replace_text
+from probe.gallery.files import followed, is_temporary, read_json_object, replace_text
 from probe.gallery.html import SMALL_IMAGE, render_collection_page, with_index_link
 from probe.gallery.outdir import MARKER, disk_advice, is_gallery, newer_refusal, read_marker, write_marker
 from probe.gallery.writer import MANIFEST
@@ -126,20 +125,11 @@ def _atlases(root: Path) -> list[dict[str, Any]]:
         folder = atlas_path.parent
         if folder == root or any(part.startswith(".") for part in folder.relative_to(root).parts):
             continue
-        atlas = _read_json(atlas_path)  # None: half written, or not ours: not listed
+        atlas = read_json_object(atlas_path)  # None: half written, or not ours: not listed
         if atlas is not None and atlas.get("command") == "atlas" and (folder / "index.html").is_file():
             cards.append(atlas_card(atlas, atlas_path, root))
             _link_back(folder, root, atlas=True)
     return cards
-
-
-def _read_json(path: Path) -> dict[str, Any] | None:
-    """The JSON object in ``path``, or None when it is unreadable, not UTF-8, not JSON or not an object."""
-    try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return value if isinstance(value, dict) else None
 
 
 def _remove_stale_temporaries(folder: Path, names: tuple[str, ...]) -> None:
@@ -254,7 +244,7 @@ def _write_index(root: Path, title: str | None) -> int:
         folder = manifest_path.parent
         if folder == root or any(part.startswith(".") for part in folder.relative_to(root).parts):
             continue  # hidden: a staging folder being written, or one left by a crash
-        manifest = _read_json(manifest_path)
+        manifest = read_json_object(manifest_path)
         if manifest is None or "command" not in manifest or "items" not in manifest or not (folder / "index.html").is_file():
             continue  # not a run's gallery with a page to link to (or one half written by another tool)
         runs.append(run_card(manifest, manifest_path, root))

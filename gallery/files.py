@@ -18,21 +18,24 @@ the file it leads to is never written.
 from __future__ import annotations
 
 import functools
+import json
 import os
 import re
 import secrets
+import stat
 from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from probe.folderlock import open_folder
 
-__all__ = ["TMP_PREFIX", "create_new", "followed", "is_temporary", "process_umask", "replace_bytes", "replace_text",
-           "replace_with", "utf8"]
+__all__ = ["TMP_PREFIX", "create_new", "followed", "is_temporary", "process_umask", "read_json_object", "read_regular",
+           "replace_bytes", "replace_text", "replace_with", "utf8"]
 
 TMP_PREFIX = ".tmp-"
 """The name prefix of the temporary files (:func:`is_temporary` tells them by their whole name)."""
 
+_READ = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
 _NEW = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
 _TMP_NAME = 40
 """Characters of the target's name kept in its temporary file's name (which must stay under NAME_MAX)."""
@@ -67,6 +70,41 @@ def process_umask() -> int:
     umask = os.umask(0)
     os.umask(umask)
     return umask
+
+
+def read_regular(path: str | Path, limit: int = -1) -> bytes | None:
+    """The bytes of ``path`` (its first ``limit``; default all) when it is a regular file or a link to one, else
+    None: missing, unreadable, a folder, or a FIFO or device, which is opened without blocking and never read
+    (a FIFO named ``manifest.json`` in a user's folder hung ``--force`` and ``probe gallery`` for good)."""
+    try:
+        handle = os.open(path, _READ)
+    except OSError:
+        return None
+    try:
+        regular = stat.S_ISREG(os.fstat(handle).st_mode)
+    except OSError:
+        regular = False
+    if not regular:
+        os.close(handle)
+        return None
+    with os.fdopen(handle, "rb") as stream:
+        try:
+            return stream.read(limit)
+        except OSError:
+            return None
+
+
+def read_json_object(path: str | Path) -> dict[str, Any] | None:
+    """The JSON object in ``path``, or None when it is no regular file (:func:`read_regular`), unreadable, not
+    UTF-8, not JSON (or nested too deep to parse) or not an object."""
+    data = read_regular(path)
+    if data is None:
+        return None
+    try:
+        value = json.loads(data.decode("utf-8"))
+    except (ValueError, RecursionError):
+        return None
+    return value if isinstance(value, dict) else None
 
 
 def create_new(path: str | Path) -> BinaryIO:

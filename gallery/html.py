@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from probe.gallery.files import read_regular
 from probe.gallery.numbers import MINUS, quantity
 
 __all__ = ["render_run_page", "render_collection_page", "escape", "href", "human", "label", "SMALL_IMAGE", "COLLECTION_MARK", "index_above", "with_index_link"]
@@ -166,11 +167,9 @@ def index_above(folder: str | Path) -> str | None:
     parent = Path(folder).resolve()
     for level in range(1, LEVELS + 1):
         parent = parent.parent
-        try:
-            if COLLECTION_MARK in (parent / "index.html").read_text(encoding="utf-8", errors="replace")[:2000]:
-                return "../" * level + "index.html"
-        except OSError:
-            continue
+        head = read_regular(parent / "index.html", 8000)  # a FIFO there hung every run's save
+        if head is not None and COLLECTION_MARK in head.decode("utf-8", errors="replace")[:2000]:
+            return "../" * level + "index.html"
     return None
 
 

@@ -50,11 +50,11 @@ from typing import Any
 from probe.checks import check_path
 from probe.errors import ProbeRuntimeError, ProbeUsageError
 from probe.folderlock import lock_folder, release
-from probe.gallery.files import is_temporary, process_umask, replace_text
+from probe.gallery.files import is_temporary, process_umask, read_json_object, replace_text
 from probe.gallery.stamp import note_written
 
 __all__ = ["MARKER", "MARKER_FORMAT", "OutDir", "check_out_dir", "read_marker", "recover", "write_marker",
-           "foreign_files", "newer_refusal"]
+           "foreign_files", "newer_refusal", "Words", "CLI_WORDS", "API_WORDS"]
 
 MARKER = ".cnn-probe"
 """The marker file's name, in every folder cnn-probe writes."""
@@ -76,6 +76,34 @@ random characters): the longest of the names cnn-probe derives from it (``.NAME.
 ``NAME-2``)."""
 
 
+@dataclass(frozen=True)
+class Words:
+    """How a refusal names what its caller gave: the folder and the switch that replaces a gallery.
+
+    Attributes:
+        param: the :class:`~probe.errors.ProbeUsageError` ``param`` of a refusal about the folder
+            (the CLI shows ``"out"`` as its ``--out`` option).
+        folder: the folder as advice names it: ``choose another --out`` (default), ``choose another folder``.
+        force: the switch that replaces a gallery: ``--force`` (default), ``force=True``.
+    """
+
+    param: str = "out"
+    folder: str = "--out"
+    force: str = "--force"
+
+    @property
+    def elsewhere(self) -> str:
+        """The advice to write somewhere else: ``"choose another --out"``."""
+        return f"choose another {self.folder}"
+
+
+CLI_WORDS = Words()
+"""The ``probe`` commands' options: ``--out``, ``--force``."""
+
+API_WORDS = Words(param="folder", folder="folder", force="force=True")
+"""The Python API's arguments, ``result.save(folder, force=True)``."""
+
+
 def read_marker(folder: str | Path, kind: str | None = None) -> dict[str, Any] | None:
     """The parsed marker of ``folder``, or None when it has none (or one cnn-probe cannot read).
 
@@ -86,14 +114,8 @@ def read_marker(folder: str | Path, kind: str | None = None) -> dict[str, Any] |
     Returns:
         ``{"format": 1, "kind": ..., "files": [relative POSIX paths]}``.
     """
-    path = Path(folder) / MARKER
-    if path.is_symlink() or not path.is_file():
-        return None
-    try:
-        marker = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    if not isinstance(marker, dict) or marker.get("format") != MARKER_FORMAT:
+    marker = _marker_object(folder)
+    if marker is None or marker.get("format") != MARKER_FORMAT:
         return None
     files = marker.get("files")
     if not isinstance(files, list) or not all(isinstance(f, str) for f in files):
@@ -103,27 +125,35 @@ def read_marker(folder: str | Path, kind: str | None = None) -> dict[str, Any] |
     return marker
 
 
+def _marker_object(folder: str | Path) -> dict[str, Any] | None:
+    """The JSON object in ``folder``'s marker, of any format; None when it has none (a link is none)."""
+    path = Path(folder) / MARKER
+    return None if path.is_symlink() else read_json_object(path)
+
+
 def newer_marker(folder: str | Path) -> int | None:
     """The format of ``folder``'s marker when a newer cnn-probe wrote it (a format this one cannot read), else None."""
-    path = Path(folder) / MARKER
-    try:
-        marker = json.loads(path.read_text(encoding="utf-8")) if not path.is_symlink() else None
-    except (OSError, ValueError):
-        return None
-    if not isinstance(marker, dict) or marker.get("tool") != "cnn-probe":
+    marker = _marker_object(folder)
+    if marker is None or marker.get("tool") != "cnn-probe":
         return None
     found = marker.get("format")
     return found if isinstance(found, int) and not isinstance(found, bool) and found > MARKER_FORMAT else None
 
 
-def newer_refusal(folder: str | Path, what: str) -> str | None:
-    """Why ``folder`` is not touched when a newer cnn-probe marked it (``what``: what would have been done), or None."""
+def newer_refusal(folder: str | Path, what: str, elsewhere: str = "choose another folder") -> str | None:
+    """Why ``folder`` is not touched when a newer cnn-probe marked it, or None.
+
+    Args:
+        folder: the folder.
+        what: what would have been done (``"overwrite its index.html"``).
+        elsewhere: the advice to write somewhere else (:attr:`Words.elsewhere` for a run's ``--out``).
+    """
     found = newer_marker(folder)
     if found is None:
         return None
     return (f"{str(folder)!r} was written by a newer cnn-probe (its {MARKER} has format {found}; this one reads "
             f"{MARKER_FORMAT}), so this one cannot tell its files apart and will not {what}; use that newer "
-            "cnn-probe, or choose another folder")
+            f"cnn-probe, or {elsewhere}")
 
 
 def write_marker(folder: str | Path, files: Iterable[str], kind: str = "gallery", *, token: str = "") -> Path:
@@ -175,39 +205,37 @@ def _quote(names: list[str]) -> str:
 
 def is_gallery(folder: Path) -> bool:
     """True when ``folder`` holds a run's gallery (a manifest with ``command`` and ``items``), marked or not."""
-    try:
-        manifest = json.loads((folder / _MANIFEST).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return isinstance(manifest, dict) and "command" in manifest and "items" in manifest
+    manifest = read_json_object(folder / _MANIFEST)
+    return manifest is not None and "command" in manifest and "items" in manifest
 
 
-def _replace_refusal(folder: Path) -> str | None:
+def _replace_refusal(folder: Path, words: Words) -> str | None:
     """Why ``force`` may not replace ``folder`` (None when it holds a marked cnn-probe gallery and nothing else)."""
     marker = read_marker(folder, "gallery")
-    newer = newer_refusal(folder, "replace it even with --force")
+    newer = newer_refusal(folder, f"replace it even with {words.force}", words.elsewhere)
     if newer:
         return newer
     if marker is None:
         gallery = is_gallery(folder)
         if os.path.lexists(folder / MARKER) and gallery:
             return (f"output folder {str(folder)!r} holds a {MARKER} marker cnn-probe cannot read (damaged, "
-                    "truncated, or another tool's), so --force cannot tell its files from yours; delete or move "
-                    "the folder yourself, or choose another --out")
+                    f"truncated, or another tool's), so {words.force} cannot tell its files from yours; delete or "
+                    f"move the folder yourself, or {words.elsewhere}")
         if gallery:
             return (f"output folder {str(folder)!r} holds no {MARKER} marker (a gallery from cnn-probe before 0.2, "
-                    "or files that only look like one), so --force cannot tell its files from yours; "
-                    "delete or move it yourself, or choose another --out")
+                    f"or files that only look like one), so {words.force} cannot tell its files from yours; "
+                    f"delete or move it yourself, or {words.elsewhere}")
         return (f"output folder {str(folder)!r} holds files cnn-probe did not write "
-                f"({_quote(foreign_files(folder, None))}); refusing to touch it even with --force; choose another --out")
+                f"({_quote(foreign_files(folder, None))}); refusing to touch it even with {words.force}; "
+                f"{words.elsewhere}")
     foreign = foreign_files(folder, marker)
     if foreign:
         return (f"output folder {str(folder)!r} holds files cnn-probe did not write ({_quote(foreign)}); "
-                "refusing to replace the gallery even with --force; move them out or choose another --out")
+                f"refusing to replace the gallery even with {words.force}; move them out or {words.elsewhere}")
     return None
 
 
-def disk_advice(code: int | None, elsewhere: str = "choose another --out") -> str:
+def disk_advice(code: int | None, elsewhere: str = CLI_WORDS.elsewhere) -> str:
     """What to do about the disk refusing a write, by ``errno``; ``elsewhere`` is the way to write somewhere
     else (``"choose another --out"``; ``probe gallery``, which has no ``--out``: ``"give another folder"``)."""
     advice = {
@@ -228,8 +256,9 @@ def _nearest_existing(path: Path) -> Path:
     return path
 
 
-def _check_location(folder: Path, param: str) -> None:
+def _check_location(folder: Path, words: Words) -> None:
     """Refuse a destination that is a file, under a file, a symbolic link, or in a folder we cannot write."""
+    param = words.param
     if folder.is_symlink():
         raise ProbeUsageError(f"output folder {str(folder)!r} is a symbolic link; give the folder it points to", param=param)
     if os.path.lexists(folder) and not folder.is_dir():
@@ -238,7 +267,7 @@ def _check_location(folder: Path, param: str) -> None:
     if not above.is_dir():
         raise ProbeUsageError(f"output folder {str(folder)!r} is under {str(above)!r}, which is a file", param=param)
     if not os.access(above, os.W_OK | os.X_OK):
-        raise ProbeRuntimeError(f"cannot write in {str(above)!r} (permission denied); choose another --out")
+        raise ProbeRuntimeError(f"cannot write in {str(above)!r} (permission denied); {words.elsewhere}")
 
 
 def _name_max(folder: Path) -> int:
@@ -249,20 +278,20 @@ def _name_max(folder: Path) -> int:
         return 255
 
 
-def _fit_name(folder: Path, *, explicit: bool) -> Path:
+def _fit_name(folder: Path, words: Words, *, explicit: bool) -> Path:
     """``folder`` when every name in it fits the file system with room for the hidden folders beside it
     (:data:`_BESIDE`); a default name that does not is cut and told apart by a hash (a long layer name),
     a user's is refused before the run (it would have failed at the save, the run's work lost).
 
     Raises:
-        ProbeUsageError: (``param="out"``) a name of ``folder`` the user gave is too long.
+        ProbeUsageError: (``param=words.param``) a name of ``folder`` the user gave is too long.
     """
     limit = _name_max(folder)
     for part in folder.parts[:-1]:
         if len(os.fsencode(part)) > limit:
             raise ProbeUsageError(f"output folder {str(folder)[:60]!r}... has a folder name of {len(os.fsencode(part))} "
                                   f"bytes ({part[:20]!r}...); the file system takes {limit} at most: give shorter names",
-                                  param="out")
+                                  param=words.param)
     name = os.fsencode(folder.name)
     room = limit - _BESIDE
     if len(name) <= room:
@@ -270,13 +299,14 @@ def _fit_name(folder: Path, *, explicit: bool) -> Path:
     if explicit:
         raise ProbeUsageError(f"output folder name {folder.name[:40]!r}... is {len(name)} bytes long; the file system "
                               f"takes {limit} and cnn-probe needs {_BESIDE} of them for the hidden folders it writes "
-                              f"beside it: give a name of at most {room} bytes", param="out")
+                              f"beside it: give a name of at most {room} bytes", param=words.param)
     digest = hashlib.sha1(name).hexdigest()[:8]
     cut = "".join(c for c in os.fsdecode(name[:room - 9]) if not "\udc80" <= c <= "\udcff")  # no half character
     return folder.with_name(f"{cut}-{digest}")
 
 
-def check_out_dir(out: str | Path | None, default: str | Path | None = None, *, force: bool = False) -> OutDir:
+def check_out_dir(out: str | Path | None, default: str | Path | None = None, *, force: bool = False,
+                  words: Words = CLI_WORDS) -> OutDir:
     """Check where a run will write, before the run; create and delete nothing but what a killed run left
     half done beside it (:func:`recover`, which finishes or undoes it).
 
@@ -287,40 +317,43 @@ def check_out_dir(out: str | Path | None, default: str | Path | None = None, *, 
         force: allow replacing the cnn-probe gallery already in ``out``, once
             the new one is complete. A folder holding any file cnn-probe did not
             write (per its :data:`MARKER`) is refused even so.
+        words: how refusals name ``out`` and ``force``: the CLI's ``--out`` and ``--force``
+            (:data:`CLI_WORDS`, default) or the Python API's ``folder`` and ``force=True`` (:data:`API_WORDS`).
+            The :class:`OutDir` returned words its own failures alike.
 
     Returns:
         The destination; :meth:`OutDir.write` writes the gallery.
 
     Raises:
-        ProbeUsageError: (``param="out"``) ``out`` (or, when None, ``default``) is not a path; it is a
-            file, under a file, a symbolic link, holds files and ``force`` is off, or holds files
+        ProbeUsageError: (``param=words.param``) ``out`` (or, when None, ``default``) is not a path; it
+            is a file, under a file, a symbolic link, holds files and ``force`` is off, or holds files
             cnn-probe did not write.
         ProbeRuntimeError: the folder it would be written in is not writable.
     """
-    folder = check_path(out if out is not None else default, "out")
+    folder = check_path(out if out is not None else default, words.param)
     if any(ord(character) < 32 or ord(character) == 127 for character in str(folder)):
         raise ProbeUsageError(f"output folder {str(folder)!r} holds a control character (a newline, a tab?); "
-                              "a script's variable went wrong? give a plain folder name", param="out")
-    folder = _fit_name(folder, explicit=out is not None)
-    _check_location(folder, "out")
+                              "a script's variable went wrong? give a plain folder name", param=words.param)
+    folder = _fit_name(folder, words, explicit=out is not None)
+    _check_location(folder, words)
     recover(folder)  # what a killed run left half done there is put right first: it is no file of the user's
     try:
         holds_files = out is not None and folder.is_dir() and any(folder.iterdir())
     except OSError as error:
-        raise ProbeRuntimeError(f"cannot read output folder {str(folder)!r}: {error.strerror}; choose another --out") from None
+        raise ProbeRuntimeError(f"cannot read output folder {str(folder)!r}: {error.strerror}; {words.elsewhere}") from None
     if holds_files:
         if not force:
             raise ProbeUsageError(
-                f"output folder {str(folder)!r} already holds files; choose another --out, "
-                "or pass --force to replace the gallery in it",
-                param="out",
+                f"output folder {str(folder)!r} already holds files; {words.elsewhere}, "
+                f"or pass {words.force} to replace the gallery in it",
+                param=words.param,
             )
-        refusal = _replace_refusal(folder)
+        refusal = _replace_refusal(folder, words)
         if refusal:
-            raise ProbeUsageError(refusal, param="out")
+            raise ProbeUsageError(refusal, param=words.param)
         token = str((read_marker(folder, "gallery") or {}).get("id", ""))
-        return OutDir(folder, explicit=True, force=True, replaces=token)
-    return OutDir(folder, explicit=out is not None, force=force)
+        return OutDir(folder, explicit=True, force=True, replaces=token, words=words)
+    return OutDir(folder, explicit=out is not None, force=force, words=words)
 
 
 _RENAME_NOREPLACE, _RENAME_EXCHANGE = 1, 2  # renameat2's flags (linux/fs.h)
@@ -382,7 +415,7 @@ def _move_entries(staging: Path, folder: Path) -> bool:
     staging folder onto it would replace it. Returns False, with everything moved back, when a name
     in ``folder`` is taken meanwhile; an exception (or Ctrl-C) also moves everything back first.
     """
-    names = sorted(os.listdir(staging), key=lambda name: (name == MARKER, name))
+    names = _marker_last(staging)
     moved: list[str] = []
     try:
         for name in names:
@@ -396,6 +429,12 @@ def _move_entries(staging: Path, folder: Path) -> bool:
         raise
     staging.rmdir()
     return True
+
+
+def _marker_last(folder: Path) -> list[str]:
+    """The entries of ``folder`` in the order a gallery moves entry by entry, its marker last: cut off at any
+    point, the folder it leaves still has the marker that explains what remains in it."""
+    return sorted(os.listdir(folder), key=lambda name: (name == MARKER, name))
 
 
 def _swap(first: Path, second: Path) -> None:
@@ -418,7 +457,7 @@ def _move_into_claimed(staging: Path, claimed: Path, *, ours: bool) -> bool:
         os.rename(staging, claimed)  # POSIX: replaces an empty folder, fails on a non-empty one
         return True
     except OSError as error:
-        if os.name == "nt" and claimed.is_dir() and not any(claimed.iterdir()):
+        if os.name == "nt" and _empty_folder(claimed):  # Windows renames onto no folder, empty or not
             os.rmdir(claimed)
             os.rename(staging, claimed)
             return True
@@ -433,7 +472,11 @@ def _move_into_claimed(staging: Path, claimed: Path, *, ours: bool) -> bool:
 
 
 def _empty_folder(folder: Path) -> bool:
-    """True when ``folder`` is a folder (not a link to one) that holds nothing."""
+    """True when ``folder`` is a folder (not a link to one) that holds nothing: one a gallery may be moved into.
+
+    A folder that cannot be listed (unreadable, or gone meanwhile) is not one: the gallery goes to a fresh
+    sibling instead of the write failing with the finished gallery discarded; a link to an empty folder is
+    not one either, so a link is never removed to make room."""
     try:
         return folder.is_dir() and not folder.is_symlink() and not os.listdir(folder)
     except OSError:
@@ -471,7 +514,7 @@ def _replace_entries(staging: Path, target: Path, marker: dict[str, Any]) -> boo
     held = lock_folder(aside)  # while the old gallery is in it: no other run recovers it meanwhile
     moved: list[str] = []
     try:
-        for name in sorted(os.listdir(target), key=lambda name: (name == MARKER, name)):
+        for name in _marker_last(target):
             os.rename(target / name, aside / name)
             moved.append(name)
         if foreign_files(aside, marker) or not _move_entries(staging, target):
@@ -622,9 +665,8 @@ def _recover_aside(aside: Path, marker: dict[str, Any] | None, staging: Path, ta
         _delete_listed(aside, marker)
         return
     left = read_marker(target, "gallery")
-    tops = {Path(name).parts[0] for name in (left or {}).get("files", [])}
     names = os.listdir(aside)
-    if all(name in tops and not os.path.lexists(target / name) for name in names):
+    if _moved_out(names, target, (left or {}).get("files", [])):
         for name in names:
             _move_new(aside / name, target / name)
         aside.rmdir()
@@ -654,9 +696,14 @@ def _moving_in(staging: Path, marker: dict[str, Any], target: Path) -> bool:
         present = os.listdir(target) if target.is_dir() and not target.is_symlink() else []
     except OSError:
         return False
-    tops = {Path(name).parts[0] for name in marker["files"]}
-    return bool(present) and MARKER not in present and all(
-        name in tops and not os.path.lexists(staging / name) for name in present)
+    return bool(present) and MARKER not in present and _moved_out(present, staging, marker["files"])
+
+
+def _moved_out(names: Iterable[str], source: Path, listed: Iterable[str]) -> bool:
+    """Whether every one of ``names`` is an entry of ``source`` its marker listed (``listed``: its files) that is
+    gone from ``source``: how a move entry by entry out of ``source``, cut off, leaves them where they went."""
+    tops = {Path(name).parts[0] for name in listed}
+    return all(name in tops and not os.path.lexists(source / name) for name in names)
 
 
 def _discard(staging: Path) -> None:
@@ -714,12 +761,14 @@ class OutDir:
         force: replace the cnn-probe gallery in ``path``.
         replaces: the marker id of the gallery ``force`` replaces, as it was at the check
             (a gallery written there meanwhile, by another run, is kept).
+        words: how a failure of :meth:`write` names the folder (:class:`Words`; default the CLI's ``--out``).
     """
 
     path: Path
     explicit: bool = True
     force: bool = False
     replaces: str | None = None
+    words: Words = CLI_WORDS
 
     def write(self, writer: Callable[[Path], object]) -> Path:
         """Run ``writer(staging)`` to fill a staging folder, mark it, and swap it in; return where it landed.
@@ -760,7 +809,7 @@ class OutDir:
             if isinstance(error, OSError):
                 raise ProbeRuntimeError(
                     f"could not write the gallery in {str(target.parent)!r}: {error.strerror or error}; nothing "
-                    f"there was changed; {disk_advice(error.errno)}"
+                    f"there was changed; {disk_advice(error.errno, self.words.elsewhere)}"
                 ) from None
             raise
         finally:
@@ -796,7 +845,7 @@ class OutDir:
         except FileExistsError:
             made = False
         if target.is_dir() and not target.is_symlink():
-            if not any(target.iterdir()):
+            if _empty_folder(target):
                 if made and _move_into_claimed(staging, target, ours=True):
                     return target
                 if not made and _move_entries(staging, target):  # the user's folder stays (a cwd, a mount)

@@ -167,6 +167,16 @@ def _check_init(init: torch.Tensor, shape: tuple[int, int, int, int]) -> torch.T
     return init.expand(shape).to(torch.float32)
 
 
+def _colored_sigmoid(use_colors: bool, like: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``t -> sigmoid(mix(t))``, ``(N, C, H, W)`` -> ``(N, C, H, W)`` in ``[0, 1]``: ``mix`` the colour
+    decorrelation (:func:`decorrelate_colors`) when ``use_colors``, else nothing. The colour matrix is copied
+    to ``like``'s device and dtype once, here: a copy at every step would make the step wait for a GPU."""
+    if not use_colors:
+        return torch.sigmoid
+    colors = _COLOR_MATRIX.to(device=like.device, dtype=like.dtype)
+    return lambda t: torch.sigmoid(decorrelate_colors(t, colors))
+
+
 def _logit(images: torch.Tensor) -> torch.Tensor:
     return torch.logit(images.clamp(_EPSILON, 1 - _EPSILON))
 
@@ -223,12 +233,9 @@ def pixel_image(
     else:
         start = _draw((n, c, h, w), sd, generator, device)
     raw = start.clone().requires_grad_(True)
-    colors = _COLOR_MATRIX.to(device=device, dtype=raw.dtype)
-
-    def image() -> torch.Tensor:
-        return torch.sigmoid(decorrelate_colors(raw, colors) if use_colors else raw)
-
-    return ImageParam([raw], image, (n, c, h, w), "pixel", None, {"squash": "sigmoid", "decorrelate": use_colors})
+    to_image = _colored_sigmoid(use_colors, raw)
+    return ImageParam([raw], lambda: to_image(raw), (n, c, h, w), "pixel", None,
+                      {"squash": "sigmoid", "decorrelate": use_colors})
 
 
 def rfft2d_frequencies(height: int, width: int) -> torch.Tensor:
@@ -281,11 +288,10 @@ def fft_image(
     else:
         spectrum = _draw((n, c, h, w // 2 + 1, 2), sd, generator, device)
     raw = spectrum.clone().contiguous().requires_grad_(True)
-    colors = _COLOR_MATRIX.to(device=device, dtype=raw.dtype)
+    to_image = _colored_sigmoid(use_colors, raw)
 
     def image() -> torch.Tensor:
-        spatial = torch.fft.irfft2(torch.view_as_complex(raw * scale), s=(h, w), norm="ortho") / _FFT_MAGIC
-        return torch.sigmoid(decorrelate_colors(spatial, colors) if use_colors else spatial)
+        return to_image(torch.fft.irfft2(torch.view_as_complex(raw * scale), s=(h, w), norm="ortho") / _FFT_MAGIC)
 
     return ImageParam([raw], image, (n, c, h, w), "fft", None,
                       {"decay_power": decay_power, "decorrelate": use_colors})
@@ -390,6 +396,7 @@ def maco_image(
     magnitude = chosen.resized(h, w).to(device=device, dtype=torch.float32)[None]
     phase = _draw((n, c, h, w // 2 + 1), sd, generator, device).requires_grad_(True)
     transparency = torch.zeros(n, c, h, w, device=device)
+    to_image = _colored_sigmoid(use_colors, phase)
 
     def accumulate(grad: torch.Tensor) -> None:
         transparency.add_(grad.detach().abs().to(transparency.dtype))
@@ -397,8 +404,7 @@ def maco_image(
     def image() -> torch.Tensor:
         spatial = torch.fft.irfft2(torch.polar(magnitude.expand(n, -1, -1, -1), _standardize(phase)), s=(h, w),
                                    norm="ortho")
-        spatial = _standardize(spatial)
-        result = torch.sigmoid(decorrelate_colors(spatial) if use_colors else spatial)
+        result = to_image(_standardize(spatial))
         if result.requires_grad:
             result.register_hook(accumulate)
         return result
@@ -538,11 +544,12 @@ def laplacian_image(
     device = torch.device(device)
     params = [_draw((n, c, -(-h // 2**k), -(-w // 2**k)), sd, generator, device).requires_grad_(True)
               for k in range(levels)]
+    to_image = _colored_sigmoid(use_colors, params[0])
 
     def image() -> torch.Tensor:
         total = params[0]
         for level in params[1:]:
             total = total + torch.nn.functional.interpolate(level, size=(h, w), mode="bilinear", align_corners=False)
-        return torch.sigmoid(decorrelate_colors(total) if use_colors else total)
+        return to_image(total)
 
     return ImageParam(params, image, (n, c, h, w), "laplacian", None, {"levels": levels, "decorrelate": use_colors})

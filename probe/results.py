@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib
-import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -11,19 +10,6 @@ if TYPE_CHECKING:
     from probe.gallery import OutDir
 
 __all__ = ["GalleryResult"]
-
-_ARGUMENTS = {"out": "folder", "force": "force=True"}
-"""The gallery's checks name the CLI's options (``--out``, ``--force``); :meth:`GalleryResult.save`'s caller
-passed these arguments instead."""
-
-_WORDS = re.compile(r"""('(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")|--(out|force)\b""")
-"""A quoted string (a path: left as it is), or an option :data:`_ARGUMENTS` renames."""
-
-
-def _in_arguments(message: str) -> str:
-    """``message`` with the CLI's ``--out`` and ``--force`` named as :meth:`GalleryResult.save`'s arguments
-    (``folder``, ``force=True``); quoted paths are left as they are (a folder may be called ``x--out``)."""
-    return _WORDS.sub(lambda found: found.group(1) or _ARGUMENTS[found.group(2)], message)
 
 
 class GalleryResult:
@@ -60,25 +46,13 @@ class GalleryResult:
             ProbeUsageError: (``param="folder"``) ``folder`` is not a path, holds files (and ``force``
                 is off), or files cnn-probe did not write: nothing is overwritten or deleted.
             ProbeRuntimeError: the disk refused a write (full, read-only); nothing was changed.
-            Both name ``folder`` and ``force=True`` where the CLI names ``--out`` and ``--force``; given an
-            ``OutDir``, the CLI's words are kept.
+            Both name ``folder`` and ``force=True`` (:data:`probe.gallery.outdir.API_WORDS`); given an
+            ``OutDir``, the words it was checked with (the CLI's ``--out`` and ``--force``).
         """
-        from probe.checks import check_path
-        from probe.errors import ProbeError
         from probe.gallery import OutDir, check_out_dir
+        from probe.gallery.outdir import API_WORDS
 
-        if isinstance(folder, OutDir):
-            return self._write(folder, fields)
-        try:
-            return self._write(check_out_dir(check_path(folder, "folder"), force=force), fields)
-        except ProbeError as error:  # the gallery words its checks for the CLI's options
-            error.args = (_in_arguments(str(error)),)
-            if getattr(error, "param", None) == "out":
-                error.param = "folder"
-            raise
-
-    def _write(self, destination: OutDir, fields: dict[str, Any]) -> Path:
-        """Write the gallery through its report adapter into the checked ``destination``; the folder written."""
+        destination = folder if isinstance(folder, OutDir) else check_out_dir(folder, force=force, words=API_WORDS)
         report = importlib.import_module(self._report)
         return destination.write(lambda staging: report.save_gallery(self, staging, **fields))
 

@@ -43,7 +43,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import ClassVar, Protocol, runtime_checkable
 
 import torch
 import torch.nn.functional as F
@@ -115,6 +115,8 @@ class Pad:
     width: int
     mode: str = "constant"
     value: float = 0.5
+    draws: ClassVar[int] = 0
+    """Random numbers per image it draws from :class:`~probe.streams.ImageStreams` (see :func:`resample`): none."""
 
     def __post_init__(self) -> None:
         if self.width < 0:
@@ -148,6 +150,12 @@ class Jitter:
         if self.distance < 0:
             raise ProbeUsageError(f"jitter distance must be >= 0; got {self.distance}")
 
+    @property
+    def draws(self) -> int:
+        """Random numbers per image it draws from :class:`~probe.streams.ImageStreams`: an offset in y and one in
+        x (none for ``distance`` 0, which keeps the image)."""
+        return 2 if self.distance else 0
+
     def __call__(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         _check_batch(images, "jitter")
         d = self.distance
@@ -169,6 +177,8 @@ class RandomScale:
     """Resize by a factor drawn from ``scales`` (bilinear): ``H, W`` -> ``round(s H), round(s W)``."""
 
     scales: tuple[float, ...]
+    draws: ClassVar[int] = 1
+    """Random numbers per image it draws from :class:`~probe.streams.ImageStreams`: which scale."""
 
     def __post_init__(self) -> None:
         if not self.scales or any(s <= 0 for s in self.scales):
@@ -212,6 +222,8 @@ class RandomRotate:
 
     angles: tuple[float, ...]
     fill: float | None = None
+    draws: ClassVar[int] = 1
+    """Random numbers per image it draws from :class:`~probe.streams.ImageStreams`: which angle."""
 
     def __post_init__(self) -> None:
         if not self.angles:
@@ -241,6 +253,8 @@ class CenterFit:
 
     size: tuple[int, int]
     value: float = 0.5
+    draws: ClassVar[int] = 0
+    """Random numbers per image it draws: none."""
 
     def __call__(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         _check_batch(images, "center_fit")
@@ -324,15 +338,15 @@ def _step_affine(
             return None, size
         if d >= min(height, width):
             raise ProbeUsageError(f"jitter distance {d} is too large for images of {height}x{width}")
-        offsets = streams.integers(d + 1, 2).to(torch.float32)  # (N, 2): y, x
+        offsets = streams.integers(d + 1, transform.draws).to(torch.float32)  # (N, 2): y, x
         return _translation(offsets[:, 1], offsets[:, 0], n, device), (height - d, width - d)
     if isinstance(transform, RandomScale):
         options = streams.table(transform.scales)
-        inverse = 1.0 / options[streams.integers(len(options), 1)[:, 0]]
+        inverse = 1.0 / options[streams.integers(len(options), transform.draws)[:, 0]]
         return _about_centre(torch.diag_embed(torch.stack([inverse, inverse], 1)), size, streams), size
     if isinstance(transform, RandomRotate):
         options = streams.table([math.radians(a) for a in transform.angles])
-        angle = options[streams.integers(len(options), 1)[:, 0]]
+        angle = options[streams.integers(len(options), transform.draws)[:, 0]]
         cos, sin = angle.cos(), angle.sin()
         linear = torch.stack([torch.stack([cos, -sin], 1), torch.stack([sin, cos], 1)], 1)
         return _about_centre(linear, size, streams), size
@@ -345,13 +359,6 @@ def _step_affine(
         dy, dx = offset(height, target_h), offset(width, target_w)
         return (_shift(dx, dy, streams) if dx or dy else None), (target_h, target_w)
     raise TypeError(f"{type(transform).__name__} is not a geometric transform")
-
-
-def _draws(transform: object) -> int:
-    """How many numbers per image :func:`_step_affine` draws for ``transform``."""
-    if isinstance(transform, Jitter):
-        return 2 if transform.distance else 0
-    return 1 if isinstance(transform, (RandomScale, RandomRotate)) else 0
 
 
 def _fill(transform: object) -> float | None:
@@ -370,21 +377,29 @@ def resample(images: torch.Tensor, transforms: Sequence[Transform], streams: Ima
     Args:
         images: ``(N, C, H, W)``.
         transforms: constant :class:`Pad`, :class:`Jitter`, :class:`RandomScale`,
-            :class:`RandomRotate` and :class:`CenterFit`, in order.
+            :class:`RandomRotate` and :class:`CenterFit`, in order; each draws its ``draws``
+            numbers per image, all of the run's hashed in one go.
         streams: one stream per image (``len(streams) == N``).
 
     Returns:
         ``(N, C, H', W')``: one bilinear ``grid_sample`` of ``images``; pixels from
         outside take the first fill value of the run (border pixels when none has one).
+
+    Raises:
+        ProbeUsageError: ``streams`` is not one per image, or a transform is none of those.
     """
     _check_batch(images, "resample")
     n, _, height, width = images.shape
     if len(streams) != n:
         raise ProbeUsageError(f"{len(streams)} random streams for a batch of {n} images")
+    unfit = next((transform for transform in transforms if not _fusable(transform)), None)
+    if unfit is not None:  # a reflecting pad was resampled as a constant one
+        raise ProbeUsageError(f"resample fuses constant pads, jitter, random_scale, random_rotate and center_fit; "
+                              f"got {unfit!r}: apply it on its own")
     size = (height, width)
     matrix: torch.Tensor | None = None
     fill: float | None = None
-    streams.prefetch(sum(map(_draws, transforms)))  # the run's numbers in one draw (the same numbers)
+    streams.prefetch(sum(transform.draws for transform in transforms))  # the run's numbers in one hash, the same ones
     for transform in transforms:
         step, size = _step_affine(transform, streams, size)
         if fill is None:

@@ -112,3 +112,16 @@ def test_bad_requests():
         P.image_param("fft", (1, 1, 4, 4), squash="clip")
     with pytest.raises(ProbeUsageError, match="do not fit"):
         P.pixel_image((2, 1, 4, 4), init=torch.zeros(1, 3, 4, 4))
+
+
+@pytest.mark.parametrize("kind", ["pixel", "fft", "maco", "laplacian"])
+def test_no_step_copies_the_colour_matrix_again(kind, monkeypatch):
+    """Every RGB parametrization mixes its colours with the matrix it copied to its device once: maco and
+    laplacian copied it at every call of the image (on a GPU, a copy that waits for the device)."""
+    copied = []
+    mix = P.decorrelate_colors
+    monkeypatch.setattr(P, "decorrelate_colors", lambda t, matrix=None: copied.append(matrix is None) or mix(t, matrix))
+    options = {"spectrum": torch.ones(3, 16, 9)} if kind == "maco" else {}
+    image = P.image_param(kind, (2, 3, 16, 16), generator=gen(), **options)
+    first = image()
+    assert torch.equal(image(), first) and copied == [False, False]

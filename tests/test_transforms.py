@@ -158,3 +158,62 @@ def test_a_step_of_random_transforms_hashes_its_numbers_once_and_draws_the_same(
     images = torch.rand(3, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     T.Compose(tuple(T.standard_transforms()))(images, ImageStreams(keys))
     assert len(draws) == 1  # two jitters' two numbers, the scale's and the angle's: one hash of the keys, not four
+
+
+FUSED = [T.pad(2), T.pad(0), T.jitter(3), T.jitter(0), T.random_scale([0.9, 1.0, 1.1]), T.random_rotate([-5, 0, 5]),
+         T.random_rotate([0, 90], fill=0.2), T.center_fit(12), T.center_fit((20, 18))]
+
+
+@pytest.mark.parametrize("transform", FUSED, ids=repr)
+def test_a_fused_transform_draws_the_numbers_it_declares_all_hashed_ahead(transform, monkeypatch):
+    """``draws`` is what :func:`T.resample` hashes ahead for a transform: the numbers it then takes, no more, no
+    fewer (fewer would hash again at the step, more would be thrown away)."""
+    from probe.streams import ImageStreams
+
+    hashed = []
+    original = ImageStreams._draw
+    monkeypatch.setattr(ImageStreams, "_draw", lambda self, start, count: hashed.append(count) or original(
+        self, start, count))
+    streams = ImageStreams([5, 6])
+    T.resample(torch.rand(2, 1, 16, 16, generator=gen()), [transform], streams)
+    assert streams.counter == sum(hashed) == transform.draws and len(hashed) == (1 if transform.draws else 0)
+
+
+def test_resample_refuses_what_it_cannot_fuse_instead_of_padding_a_reflection_with_grey():
+    from probe.streams import ImageStreams
+
+    images = torch.rand(1, 1, 8, 8, generator=gen())
+    for unfit in (T.pad(2, mode="reflect"), lambda x, g: x):
+        with pytest.raises(ProbeUsageError, match="resample fuses constant pads.*apply it on its own"):
+            T.resample(images, [T.jitter(1), unfit], ImageStreams([1]))
+
+
+TRANSFORM_SETS = {
+    "the preset's (standard)": None, "lucent's list": T.standard_transforms(),
+    "runs split by a reflecting pad and a callable": [
+        T.pad(2, mode="reflect"), T.jitter(2), lambda images, generator: images.flip(-1), T.pad(1),
+        T.random_scale([0.95, 1.05]), T.random_rotate([-10, 0, 10], fill=0.1), T.jitter(0), T.center_fit(28)],
+}
+
+
+@pytest.fixture(scope="module")
+def digits():
+    import probe
+
+    return probe.load_model("digits")
+
+
+@pytest.mark.parametrize("transforms", list(TRANSFORM_SETS))
+def test_maximize_is_the_same_bit_for_bit_when_a_steps_numbers_are_hashed_ahead_or_one_by_one(transforms, digits,
+                                                                                             monkeypatch):
+    import probe
+    from probe import objectives as O
+    from probe.streams import ImageStreams
+
+    def render() -> probe.MaximizeResult:
+        return probe.maximize(digits, O.channel("conv2", [0, 3]), steps=2, transforms=TRANSFORM_SETS[transforms], seed=4)
+
+    ahead = render()
+    monkeypatch.setattr(ImageStreams, "prefetch", lambda self, count: None)
+    alone = render()
+    assert torch.equal(ahead.images, alone.images) and torch.equal(ahead.history, alone.history)
