@@ -33,7 +33,7 @@ from probe.inputs import model_input
 from probe.layout import channels_last_layers
 from probe.leaves import helper_names, is_leaf
 from probe.models import LoadedModel, as_loaded
-from probe.outputs import Prediction, describe, prediction_of, read_output
+from probe.outputs import Prediction, check_reading, describe, prediction_of, read_output
 from probe.results import GalleryResult
 from probe.rewrites import tensors_in
 from probe.runtime import check_finite_output
@@ -116,6 +116,7 @@ def feature_maps(
     top: int | None = None,
     limit: int | None = None,
     size: int | Sequence[int] | None = None,
+    output: str = "auto",
 ) -> FeatureMaps:
     """Record the feature maps of ``layers`` for one image.
 
@@ -131,13 +132,17 @@ def feature_maps(
         limit: without ``top``, keep the first ``limit`` channels per layer
             (default None: all).
         size: input size ``(H, W)`` or an int; default the model's.
+        output: what the model's output is (:data:`probe.outputs.OUTPUT_READINGS`): ``"auto"`` (default: read by
+            its shape; ``prediction.assumed`` says where the shape could not tell), ``"classes"`` or ``"image"``.
 
     Returns:
         A :class:`FeatureMaps`.
 
     Raises:
-        ProbeUsageError: unknown layers, ``top``/``limit`` below 1, no layer to show.
+        ProbeUsageError: unknown layers, ``top``/``limit`` below 1, no layer to show, an ``output`` reading that
+            is not known or that the output cannot be.
     """
+    check_reading(output)
     loaded = as_loaded(model)
     for name, value in (("top", top), ("limit", limit)):
         if value is not None and value < 1:
@@ -159,13 +164,13 @@ def feature_maps(
     channels_last = channels_last_layers(loaded.module, x)  # (H, W, C) blocks are shown as C maps
     image = x.detach().clone().requires_grad_(True)  # the output's graph tells a sigmoid or softmax head
     with evaluating(loaded.module), torch.enable_grad(), record(loaded.module, names, to_cpu=True) as acts:
-        output = loaded(image)
-    for tensor in tensors_in(output):
+        returned = loaded(image)
+    for tensor in tensors_in(returned):
         if tensor.is_floating_point():
             check_finite_output(loaded.name, loaded.module, tensor.detach())
-    read = read_output(output, 1, loaded.module, image=tuple(x.shape))
+    read = read_output(returned, 1, loaded.module, image=tuple(x.shape), reading=output)
     prediction = prediction_of(loaded, read)
-    del output, image  # the graph
+    del returned, image  # the graph
     maps: dict[str, torch.Tensor] = {}
     degree: dict[str, torch.Tensor] = {}
     order: dict[str, torch.Tensor] = {}

@@ -1,0 +1,76 @@
+"""What the user-model sweep left: outputs whose shape cannot tell a picture from per-pixel logits, a shared block's
+Grad-CAM default, decoder layers in the default activations, and the refusal of a model that takes no images on
+every way in."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import probe
+from probe.errors import ProbeUsageError
+
+
+def _image(side: int = 16, channels: int = 3) -> torch.Tensor:
+    return torch.rand(channels, side, side, generator=torch.Generator().manual_seed(0))
+
+
+def _conv_autoencoder(channels: int = 3) -> nn.Module:
+    """A denoising autoencoder as users write it: a strided conv encoder, a transposed-conv decoder, and a plain
+    3x3 convolution last (no sigmoid or tanh): (N, C, H, W) -> (N, C, H, W), the input's very shape."""
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(channels, 4, 3, 2, 1), nn.ReLU(), nn.ConvTranspose2d(4, 4, 4, 2, 1), nn.ReLU(),
+                         nn.Conv2d(4, channels, 3, padding=1))
+
+
+def _pet_segmenter() -> nn.Module:
+    """The Oxford-pets U-Net of the tutorials: 3 classes (pet, border, background) on RGB, the same shape."""
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 3, 1))
+
+
+@pytest.mark.parametrize("channels", [3, 1])
+def test_a_dense_output_that_may_be_a_picture_says_what_it_was_read_as(channels, tmp_path) -> None:
+    """An autoencoder ending in a plain convolution gives (N, C, H, W) at the input's shape: what a C-class
+    segmentation gives. It was read as per-pixel logits without a word ('class 1 (38.2% of the image)'). It is still
+    read so (the shape cannot tell; a pet segmenter is the same), but the prediction and the manifest say what was
+    assumed and how to say otherwise."""
+    net, image = _conv_autoencoder(channels), _image(channels=channels)
+    prediction = probe.feature_maps(net, image, size=16).prediction
+    assert prediction is not None and prediction.kind == ("dense" if channels > 1 else "dense-score")
+    assert "cannot tell" in prediction.assumed and "output='image'" in prediction.assumed
+    result = probe.attribute(net, image, "saliency", size=16)
+    assert result.prediction.assumed == prediction.assumed
+    manifest = json.loads((result.save(tmp_path / "run", image="x") / "manifest.json").read_text())
+    assert manifest["prediction_assumed"] == prediction.assumed
+    classifier = nn.Sequential(nn.Conv2d(channels, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3))
+    assert probe.feature_maps(classifier, image, size=16).prediction.assumed == ""  # nothing assumed of (N, K)
+    wide = nn.Sequential(nn.Conv2d(channels, 5, 1))  # 5 maps: no picture has them
+    assert probe.feature_maps(wide, image, size=16).prediction.assumed == ""
+
+
+def test_the_user_says_what_the_output_is() -> None:
+    """output='image' reads the autoencoder's reconstruction as a picture: activations describe it, attribution
+    refuses it in one line naming the model; output='classes' keeps a segmenter's logits without the note, and reads
+    a tanh picture as class maps when the user says it holds them. A reading the output cannot be, or an unknown
+    one, is one line naming output, before anything runs."""
+    net, image = _conv_autoencoder(), _image()
+    maps = probe.feature_maps(net, image, size=16, output="image")
+    assert maps.prediction is None and maps.output.startswith("an image, shape (1, 3, 16, 16), read as a picture")
+    with pytest.raises(ProbeUsageError, match=r"read as a picture \(output='image'\): a picture") as raised:
+        probe.attribute(net, image, "saliency", size=16, output="image")
+    assert raised.value.param == "model"
+    segmenter = _pet_segmenter()
+    said = probe.feature_maps(segmenter, image, size=16, output="classes").prediction
+    assert said.kind == "dense" and said.assumed == ""
+    tanh = nn.Sequential(nn.Conv2d(3, 3, 3, padding=1), nn.Tanh())
+    assert probe.attribute(tanh, image, "saliency", size=16, output="classes").heatmaps["saliency"].isfinite().all()
+    flat = nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    for bad, words in (("image", r"output='image' reads a \(N, C, H, W\) picture"), ("picture", "output must be one of")):
+        with pytest.raises(ProbeUsageError, match=words) as raised:
+            probe.feature_maps(flat, image, size=16, output=bad)
+        assert raised.value.param == "output"
