@@ -68,7 +68,7 @@ from probe.errors import ProbeUsageError
 from probe.rewrites import tensors_in
 
 __all__ = ["CLASS_KINDS", "OUTPUT_READINGS", "Output", "check_reading", "Prediction", "class_scores", "head_kind", "no_class_scores", "prediction_of",
-           "describe", "output_tensor", "read_output", "tensor_kind"]
+           "describe", "descends", "output_tensor", "read_output", "tensor_kind"]
 
 CLASS_KINDS: frozenset[str] = frozenset({"logits", "softmax", "sigmoid", "score", "dense", "dense-score"})
 """The kinds whose tensor holds class scores (see the module docstring)."""
@@ -356,14 +356,21 @@ def _head_on(first: torch.Tensor, items: Sequence[Any]) -> torch.Tensor | None:
     for item in items:
         if (isinstance(item, torch.Tensor) and item is not first and item.dim() == 2
                 and item.shape[0] == first.shape[0] and item.shape[1] != first.shape[1]):  # (logits, softmax): first
-            if _descends(item, node):
+            if descends(item, node):
                 return item
     return None
 
 
-def _descends(tensor: torch.Tensor, ancestor: Any, limit: int = 100_000) -> bool:
-    """Whether autograd node ``ancestor`` is in ``tensor``'s graph (visiting at most ``limit`` nodes)."""
-    stack, seen = [tensor.grad_fn], set()
+def _order(node: Any) -> int | None:
+    """An autograd node's sequence number (nodes made later in a thread have larger ones), None where it has none."""
+    number = getattr(node, "_sequence_nr", None)
+    return number() if callable(number) else None
+
+
+def descends(tensor: torch.Tensor, ancestor: Any, limit: int = 100_000) -> bool:
+    """Whether autograd node ``ancestor`` is in ``tensor``'s graph (visiting at most ``limit`` nodes; nodes made
+    before ``ancestor`` in the same thread are not searched behind, as none of them can lead to it)."""
+    stack, seen, floor = [tensor.grad_fn], set(), _order(ancestor)
     while stack and len(seen) < limit:
         node = stack.pop()
         if node is None or id(node) in seen:
@@ -371,6 +378,9 @@ def _descends(tensor: torch.Tensor, ancestor: Any, limit: int = 100_000) -> bool
         if node is ancestor:
             return True
         seen.add(id(node))
+        number = _order(node)
+        if floor is not None and number is not None and number < floor:
+            continue
         stack.extend(parent for parent, _ in node.next_functions)
     return False
 

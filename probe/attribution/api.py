@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from probe.attribution.cam import choose_cam_layer
+from probe.attribution.cam import CamLayer, choose_cam_layer
 from probe.attribution.extra import EXTRA_METHODS, completeness_gaps, run_extra
 from probe.attribution.gradients import METHODS, Normalized, integration_method, run_gradient
 from probe.attribution.occlusion import Progress
@@ -19,7 +19,7 @@ from probe.attribution.scores import is_dense, no_scores
 from probe.checks import check_count, check_names, check_number, check_seed, check_size
 from probe.errors import ProbeRuntimeError, ProbeUsageError, unknown_name
 from probe.forward import image_grad
-from probe.hooks import evaluating, resolve_layers
+from probe.hooks import CALL_SEPARATOR, evaluating, resolve_layers
 from probe.inputs import model_input
 from probe.memory import is_out_of_memory
 from probe.models import LoadedModel, as_loaded
@@ -237,8 +237,21 @@ def attribute(
                  "ig_method": integration_method(steps), "window": window, "stride": stride,
                  "completeness": gaps, "output": output,
                  **({} if cam is None or cam.layout is None else
-                    {"gradcam_layer": {"name": cam.name, "map": cam.layout.describe(), "default": layer is None}})},
+                    {"gradcam_layer": {"name": cam.name, "map": cam.layout.describe(), "default": layer is None,
+                                       "calls": _calls_note(cam)}})},
     )
+
+
+def _calls_note(cam: CamLayer) -> str:
+    """For Grad-CAM's layer that is one call of a module run several times, which call and why, in words for people
+    (``"block runs 2 times in one pass, each call on what the one before returned: block#1 is its last"``); ``""``
+    for a layer run once."""
+    if CALL_SEPARATOR not in cam.name:
+        return ""
+    module, index = cam.name.split(CALL_SEPARATOR)
+    chain = ", each call on what the one before returned (a shared block)" if cam.chained else ""
+    which = "its last call" if int(index) == cam.calls - 1 else f"its call {index} (of 0 to {cam.calls - 1})"
+    return f"{module} runs {cam.calls} times in one pass{chain}: {cam.name} is {which}"
 
 
 def attribute_batch(
