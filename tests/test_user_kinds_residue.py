@@ -74,3 +74,45 @@ def test_the_user_says_what_the_output_is() -> None:
         with pytest.raises(ProbeUsageError, match=words) as raised:
             probe.feature_maps(flat, image, size=16, output=bad)
         assert raised.value.param == "output"
+
+
+class _UNet(nn.Module):
+    """A two-level U-Net: a conv encoder, a transposed-conv decoder with a skip, a user's own F.conv2d head layer."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.down, self.bottom = nn.Conv2d(3, 4, 3, padding=1), nn.Conv2d(4, 8, 3, stride=2, padding=1)
+        self.up, self.fuse = nn.ConvTranspose2d(8, 4, 2, stride=2), nn.Upsample(scale_factor=1)
+        self.head = _OwnConv(8, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        skip = F.relu(self.down(x))
+        return self.head(torch.cat([skip, self.fuse(F.relu(self.up(F.relu(self.bottom(skip)))))], 1))
+
+
+class _OwnConv(nn.Module):
+    """A convolution layer written by hand: its kernel a 4-D weight, applied with F.conv2d."""
+
+    def __init__(self, channels: int, out: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(out, channels, 1, 1) * 0.1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(x, self.weight)
+
+
+def test_the_default_activations_show_a_decoders_convolutions() -> None:
+    """probe activations showed every Conv2d: a U-Net's or autoencoder's decoder (ConvTranspose2d) and a
+    convolution written by hand were left out. Every 2-D convolution is shown; upsampling, which repeats the
+    maps before it, and the 1-D and 3-D convolutions, batch norms and linears are not convolutions of images."""
+    from torchvision.ops import DeformConv2d
+
+    from probe.leaves import is_conv2d
+
+    maps = probe.feature_maps(_UNet(), _image(), size=16)
+    assert list(maps.maps) == ["down", "bottom", "up", "head"] and maps.maps["up"].shape == (4, 16, 16)
+    assert is_conv2d(DeformConv2d(3, 4, 3)) and is_conv2d(nn.LazyConv2d(4, 3)) and is_conv2d(nn.ConvTranspose2d(3, 4, 2))
+    for layer in (nn.Upsample(scale_factor=2), nn.PixelShuffle(2), nn.Conv1d(3, 4, 3), nn.Conv3d(3, 4, 3),
+                  nn.BatchNorm2d(3), nn.Linear(3, 4), nn.Sequential(nn.Conv2d(3, 4, 3))):
+        assert not is_conv2d(layer), layer
