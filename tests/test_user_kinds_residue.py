@@ -5,6 +5,7 @@ every way in."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import torch
@@ -116,3 +117,36 @@ def test_the_default_activations_show_a_decoders_convolutions() -> None:
     for layer in (nn.Upsample(scale_factor=2), nn.PixelShuffle(2), nn.Conv1d(3, 4, 3), nn.Conv3d(3, 4, 3),
                   nn.BatchNorm2d(3), nn.Linear(3, 4), nn.Sequential(nn.Conv2d(3, 4, 3))):
         assert not is_conv2d(layer), layer
+
+
+class _Generator(nn.Module):
+    """DCGAN's generator: a latent (N, 8, 1, 1) up to a (N, 3, 16, 16) image."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.main = nn.Sequential(nn.ConvTranspose2d(8, 4, 4, 1, 0), nn.ReLU(), nn.ConvTranspose2d(4, 3, 4, 4, 0),
+                                  nn.Tanh())
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.main(z)
+
+
+def test_a_generator_is_refused_on_every_way_in() -> None:
+    """load_model refused a DCGAN generator (its first layer takes a latent code), but probe.layers on the bare
+    module listed it for a latent shape, and for an image shape told it to take '--in-channels 8'; a LoadedModel
+    made by hand ran everywhere. Each is the one refusal now, naming the model, with the module left as it was."""
+    net = _Generator()
+    state = {key: value.clone() for key, value in net.state_dict().items()}
+    loaded = probe.LoadedModel("gen", net, probe.Preprocess((0.5,) * 8, (0.5,) * 8, 8, (1, 1)))
+    calls = [lambda: probe.layers(net, (8, 1, 1)), lambda: probe.layers(net, (3, 16, 16)),
+             lambda: probe.layers(loaded, (8, 1, 1)), lambda: probe.feature_maps(loaded, _image(channels=8)),
+             lambda: probe.maximize(loaded, "main.0:0", steps=1)]
+    for call, name in zip(calls, ["your module (_Generator)"] * 2 + ["your module (gen)"] * 3):
+        with pytest.raises(ProbeUsageError, match=rf"^{re.escape(name)}: its first layer main.0 is a ConvTranspose2d") \
+                as raised:
+            call()
+        assert raised.value.param == "model"
+    assert net.training and all(torch.equal(state[k], v) for k, v in net.state_dict().items())
+    assert not any(sub._forward_pre_hooks or sub._forward_hooks for sub in net.modules())
+    assert [row.name for row in probe.layers(_UNet(), (3, 16, 16))][:2] == ["down", "bottom"]  # an image model lists
