@@ -28,8 +28,8 @@ them instead of a prediction):
   ``pixel_shuffle`` (read from its autograd node), or, where the input is known, it is larger than the input, or
   it has the input's shape and colour channels (3 or 4) after a ``sigmoid``. A segmentation's logits are none of
   these. Where the shape cannot tell (an autoencoder whose last layer is a plain convolution gives what a
-  3-class segmentation of an RGB image gives: 1, 3 or 4 maps at the input's size, with no picture-making
-  operation last), the output is read as a dense prediction and :attr:`Output.assumed` says so, and how to say
+  3-class segmentation of an RGB image gives: the input's channels at its size, or 3 of a grey image's 1, with no
+  picture-making operation last), the output is read as a dense prediction and :attr:`Output.assumed` says so, and how to say
   otherwise: ``output="image"`` (see :data:`OUTPUT_READINGS`);
 - ``"depth"``: ``predicted_depth`` ``(N, H, W)`` of a depth-estimation model (DPT, GLPN);
 - ``"outputs"``: a dict of several tensors none of which is named ``logits`` or ``out`` (torchvision's FPN
@@ -77,9 +77,6 @@ OUTPUT_READINGS: tuple[str, ...] = ("auto", "classes", "image")
 """What a user may say a model's output is: ``"auto"`` (default: read by its shape and last operation, see the
 module docstring), ``"classes"`` (class scores: a 4-D picture read as per-pixel class scores, an embedding as
 logits), ``"image"`` (a ``(N, C, H, W)`` output is a picture: no class scores)."""
-
-_PICTURE_CHANNELS = (1, 3, 4)
-"""A picture's channel counts (grey, RGB, RGBA): a dense output with one of them at the input's size may be one."""
 
 _CLASS_KEYS = ("logits", "out")
 """A dict's keys that hold class scores, in the order they are looked for."""
@@ -281,17 +278,20 @@ def read_output(output: Any, batch: int | None = None, module: nn.Module | None 
 
 
 _ASSUMED = ("read as per-pixel scores of {classes} class(es): the output {shape} has the input's size and a "
-            "picture's channel count, so its shape cannot tell a segmentation from an image-to-image model's "
+            "picture's channels, so its shape cannot tell a segmentation from an image-to-image model's "
             "picture (an autoencoder ending in a convolution); if it is a picture, say output='image' (--output "
             "image); output='classes' (--output classes) says it is per-pixel scores, and this note goes")
 """What :attr:`Output.assumed` says of a dense output that may be a picture."""
 
 
 def _may_be_picture(tensor: torch.Tensor | None, image: Sequence[int] | None) -> bool:
-    """Whether a dense ``(N, K, H, W)`` output has what a picture of the ``(N, C, H, W)`` input has: the input's
-    ``H x W`` and 1, 3 or 4 channels (a colorization's 3 maps of a grey image too)."""
-    return (tensor is not None and tensor.dim() == 4 and image is not None and len(image) == 4
-            and tensor.shape[1] in _PICTURE_CHANNELS and tuple(tensor.shape[-2:]) == tuple(image[-2:]))
+    """Whether a dense ``(N, K, H, W)`` output has what a picture made of the ``(N, C, H, W)`` input has: the
+    input's ``H x W`` and its channels ``K = C`` (an autoencoder's, a denoiser's), or 3 of a grey image's 1 (a
+    colorization's)."""
+    if tensor is None or tensor.dim() != 4 or image is None or len(image) != 4:
+        return False
+    channels = (int(tensor.shape[1]), int(image[1]))
+    return tuple(tensor.shape[-2:]) == tuple(image[-2:]) and (channels[0] == channels[1] or channels == (3, 1))
 
 
 def _as_said(read: Output, reading: str) -> Output:

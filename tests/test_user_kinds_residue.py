@@ -50,8 +50,11 @@ def test_a_dense_output_that_may_be_a_picture_says_what_it_was_read_as(channels,
     assert manifest["prediction_assumed"] == prediction.assumed
     classifier = nn.Sequential(nn.Conv2d(channels, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3))
     assert probe.feature_maps(classifier, image, size=16).prediction.assumed == ""  # nothing assumed of (N, K)
-    wide = nn.Sequential(nn.Conv2d(channels, 5, 1))  # 5 maps: no picture has them
+    wide = nn.Sequential(nn.Conv2d(channels, channels + 1, 1))  # 4 maps of RGB, 2 of grey: no picture of it
     assert probe.feature_maps(wide, image, size=16).prediction.assumed == ""
+    if channels == 1:  # a colorization's 3 maps of a grey image may be a picture too
+        colorized = probe.feature_maps(nn.Sequential(nn.Conv2d(1, 3, 1)), image, size=16).prediction
+        assert colorized.assumed.startswith("read as per-pixel scores of 3 class(es): the output (1, 3, 16, 16)")
 
 
 def test_the_user_says_what_the_output_is() -> None:
