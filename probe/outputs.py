@@ -29,8 +29,8 @@ them instead of a prediction):
   it has the input's shape and colour channels (3 or 4) after a ``sigmoid``. A segmentation's logits are none of
   these. Where the shape cannot tell (an autoencoder whose last layer is a plain convolution gives what a
   3-class segmentation of an RGB image gives: the input's channels at its size, or 3 of a grey image's 1, with no
-  picture-making operation last), the output is read as a dense prediction and :attr:`Output.assumed` says so, and how to say
-  otherwise: ``output="image"`` (see :data:`OUTPUT_READINGS`);
+  picture-making operation last), the output is read as a dense prediction and :attr:`Output.assumed` says so,
+  and how to say otherwise: ``output="image"`` (see :data:`OUTPUT_READINGS`);
 - ``"depth"``: ``predicted_depth`` ``(N, H, W)`` of a depth-estimation model (DPT, GLPN);
 - ``"outputs"``: a dict of several tensors none of which is named ``logits`` or ``out`` (torchvision's FPN
   backbone's maps, two heads): which one holds the class scores is not known;
@@ -67,8 +67,8 @@ from probe.gallery.numbers import percentage
 from probe.errors import ProbeUsageError
 from probe.rewrites import tensors_in
 
-__all__ = ["CLASS_KINDS", "OUTPUT_READINGS", "Output", "check_reading", "Prediction", "class_scores", "head_kind", "no_class_scores", "prediction_of",
-           "describe", "descends", "output_tensor", "read_output", "tensor_kind"]
+__all__ = ["CLASS_KINDS", "OUTPUT_READINGS", "Output", "Prediction", "check_reading", "class_scores", "head_kind",
+           "no_class_scores", "prediction_of", "describe", "descends", "output_tensor", "read_output", "tensor_kind"]
 
 CLASS_KINDS: frozenset[str] = frozenset({"logits", "softmax", "sigmoid", "score", "dense", "dense-score"})
 """The kinds whose tensor holds class scores (see the module docstring)."""

@@ -199,7 +199,8 @@ def test_grad_cam_takes_one_call_of_a_module_that_runs_twice() -> None:
     assert default.layer == "block#1" and torch.equal(default.attributions["gradcam"], result.attributions["gradcam"])
     assert default.options["gradcam_layer"]["calls"] == ("block runs 2 times in one pass, each call on what the one "
                                                          "before returned (a shared block): block#1 is its last call")
-    with pytest.raises(ProbeUsageError, match=r"run several times, and not one call after another on one image .* name one call, e.g. 'block#3'"):
+    with pytest.raises(ProbeUsageError, match=r"run several times, and not one call after another on one image "
+                                              r".* name one call, e.g. 'block#3'"):
         probe.attribute(_FlipAverage(), image, "gradcam", size=16)
 
 

@@ -74,7 +74,8 @@ def test_the_user_says_what_the_output_is() -> None:
     tanh = nn.Sequential(nn.Conv2d(3, 3, 3, padding=1), nn.Tanh())
     assert probe.attribute(tanh, image, "saliency", size=16, output="classes").heatmaps["saliency"].isfinite().all()
     flat = nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten())
-    for bad, words in (("image", r"output='image' reads a \(N, C, H, W\) picture"), ("picture", "output must be one of")):
+    for bad, words in (("image", r"output='image' reads a \(N, C, H, W\) picture"),
+                       ("picture", "output must be one of")):
         with pytest.raises(ProbeUsageError, match=words) as raised:
             probe.feature_maps(flat, image, size=16, output=bad)
         assert raised.value.param == "output"
@@ -116,7 +117,7 @@ def test_the_default_activations_show_a_decoders_convolutions() -> None:
 
     maps = probe.feature_maps(_UNet(), _image(), size=16)
     assert list(maps.maps) == ["down", "bottom", "up", "head"] and maps.maps["up"].shape == (4, 16, 16)
-    assert is_conv2d(DeformConv2d(3, 4, 3)) and is_conv2d(nn.LazyConv2d(4, 3)) and is_conv2d(nn.ConvTranspose2d(3, 4, 2))
+    assert all(is_conv2d(conv) for conv in (DeformConv2d(3, 4, 3), nn.LazyConv2d(4, 3), nn.ConvTranspose2d(3, 4, 2)))
     for layer in (nn.Upsample(scale_factor=2), nn.PixelShuffle(2), nn.Conv1d(3, 4, 3), nn.Conv3d(3, 4, 3),
                   nn.BatchNorm2d(3), nn.Linear(3, 4), nn.Sequential(nn.Conv2d(3, 4, 3))):
         assert not is_conv2d(layer), layer

@@ -17,27 +17,27 @@ raster order, not its earlier ones. Each is viewed as ``(N, C, h, w)``; Grad-CAM
 gradient's mean over the positions, sums, keeps the positive part and upsamples bilinearly to the input
 (Selvaraju et al. 2017; the same numbers as captum's ``LayerGradCam`` on a channels-first layer).
 
-The default layer (:func:`default_cam_layer`) is what the field picks by hand: the last layer, in the order
-layers finish in one forward pass, whose output has more than one position and whose positions the explained
-score depends on (a non-zero gradient at some position). That is ResNet's ``layer4.2``, VGG's last ReLU,
-Swin's final map, and for ViT and DeiT the last block's first norm (``encoder_layer_11.ln_1``,
-``blocks.11.norm1``): after the last attention only the class token reaches the head, so later token maps
-get no gradient at their positions. A module that runs several times in the pass (a shared or recurrent block)
-takes part by its calls, ``block#1``, where each call is given what the one before returned (read from the
-autograd graph): then its last call runs last, as a layer run once does; calls on several images (a test-time
-flip's image and mirror) are never taken by default, as a call's map may be of the mirror. The internals of an attention module (its queries, keys and values) are
-passed over: they are not feature maps, though the class token reads the keys and values of every position. An
-attention module is an ``nn.MultiheadAttention``, a module whose class name ends in ``Attention``, or any module
-that computes a softmax or ``scaled_dot_product_attention`` itself in the pass (not in a sub-module), whatever
-its name: CaiT's and XCiT's ``ClassAttn``, XCiT's ``XCA``, LeViT's ``AttentionDownsample``, EfficientFormer's
-``Attention4D``, transformers' ``LevitAttentionSubsample``. A score that does not
-change with the image at all (torchvision's ViT with random weights has a zero head) gives no gradient
-anywhere; the layers are then judged by a seeded random direction at the input of the last leaf with weights
-that runs (the head's input; the last leaf's in a model without weights), which only the layers before the
-last attention reach. Pooling layers are passed over: an adaptive pool is the head's pooling, and a max or
-average pool only coarsens the map before it (Selvaraju et al. took the last convolutional layer: VGG's
-``relu5_3`` at 14x14, not ``pool5`` at 7x7). For a dense output ``(N, K, H, W)`` (segmentation) the maps with one channel per class are the output
-itself and are passed over too, so Grad-CAM explains the features the classifier reads.
+The default layer (:func:`default_cam_layer`) is what the field picks by hand: the last layer, in the order layers
+finish in one forward pass, whose output has more than one position and whose positions the explained score depends
+on (a non-zero gradient at some position). That is ResNet's ``layer4.2``, VGG's last ReLU, Swin's final map, and
+for ViT and DeiT the last block's first norm (``encoder_layer_11.ln_1``, ``blocks.11.norm1``): after the last
+attention only the class token reaches the head, so later token maps get no gradient at their positions. A module
+that runs several times in the pass (a shared or recurrent block) takes part by its calls, ``block#1``, where each
+call is given what the one before returned (read from the autograd graph): then its last call runs last, as a layer
+run once does; calls on several images (a test-time flip's image and mirror) are never taken by default, as a
+call's map may be of the mirror. The internals of an attention module (its queries, keys and values) are passed
+over: they are not feature maps, though the class token reads the keys and values of every position. An attention
+module is an ``nn.MultiheadAttention``, a module whose class name ends in ``Attention``, or any module that
+computes a softmax or ``scaled_dot_product_attention`` itself in the pass (not in a sub-module), whatever its name:
+CaiT's and XCiT's ``ClassAttn``, XCiT's ``XCA``, LeViT's ``AttentionDownsample``, EfficientFormer's
+``Attention4D``, transformers' ``LevitAttentionSubsample``. A score that does not change with the image at all
+(torchvision's ViT with random weights has a zero head) gives no gradient anywhere; the layers are then judged by a
+seeded random direction at the input of the last leaf with weights that runs (the head's input; the last leaf's in
+a model without weights), which only the layers before the last attention reach. Pooling layers are passed over: an
+adaptive pool is the head's pooling, and a max or average pool only coarsens the map before it (Selvaraju et al.
+took the last convolutional layer: VGG's ``relu5_3`` at 14x14, not ``pool5`` at 7x7). For a dense output
+``(N, K, H, W)`` (segmentation) the maps with one channel per class are the output itself and are passed over too,
+so Grad-CAM explains the features the classifier reads.
 """
 
 from __future__ import annotations
