@@ -31,9 +31,9 @@ from probe.errors import ProbeUsageError
 from probe.hooks import CALL_SEPARATOR, evaluating, record, resolve_layers
 from probe.inputs import model_input
 from probe.layout import channels_last_layers
-from probe.leaves import helper_names, is_leaf
+from probe.leaves import helper_names, is_conv2d, is_leaf
 from probe.models import LoadedModel, as_loaded
-from probe.outputs import Prediction, describe, prediction_of, read_output
+from probe.outputs import Prediction, check_reading, describe, prediction_of, read_output
 from probe.results import GalleryResult
 from probe.rewrites import tensors_in
 from probe.runtime import check_finite_output
@@ -49,15 +49,16 @@ def default_layers(module: nn.Module, which: str = "conv") -> list[str]:
 
     Args:
         module: the network.
-        which: ``"conv"`` (every ``Conv2d``) or ``"all"`` (every leaf module but
-            flatten, dropout and identity, which repeat their input).
+        which: ``"conv"`` (every 2-D convolution, :func:`probe.leaves.is_conv2d`: ``Conv2d`` and a decoder's
+            ``ConvTranspose2d``) or ``"all"`` (every leaf module but flatten, dropout and identity, which repeat
+            their input).
     """
     names = []
     helpers = helper_names(module)  # a weight-normed or QAT conv's parametrizations and observers are not layers
     for name, sub in module.named_modules():
         if not name or name in helpers or not is_leaf(sub):
             continue
-        if which == "conv" and isinstance(sub, nn.Conv2d):
+        if which == "conv" and is_conv2d(sub):
             names.append(name)
         elif which == "all" and not isinstance(sub, SKIPPED_TYPES):
             names.append(name)
@@ -116,6 +117,7 @@ def feature_maps(
     top: int | None = None,
     limit: int | None = None,
     size: int | Sequence[int] | None = None,
+    output: str = "auto",
 ) -> FeatureMaps:
     """Record the feature maps of ``layers`` for one image.
 
@@ -125,19 +127,23 @@ def feature_maps(
             ``(C, H, W)`` / ``(1, C, H, W)`` tensor in [0, 1]; converted to the
             model's channels, centre-cropped and resized to its input size.
         layers: layer names; ``"all"`` for every leaf layer (but flatten, dropout,
-            identity); default None: every ``Conv2d`` layer.
+            identity); default None: every 2-D convolution (``Conv2d``, ``ConvTranspose2d``: a decoder's too).
         top: keep only the ``top`` most active channels per layer, most active
             first (default None: every channel, in index order).
         limit: without ``top``, keep the first ``limit`` channels per layer
             (default None: all).
         size: input size ``(H, W)`` or an int; default the model's.
+        output: what the model's output is (:data:`probe.outputs.OUTPUT_READINGS`): ``"auto"`` (default: read by
+            its shape; ``prediction.assumed`` says where the shape could not tell), ``"classes"`` or ``"image"``.
 
     Returns:
         A :class:`FeatureMaps`.
 
     Raises:
-        ProbeUsageError: unknown layers, ``top``/``limit`` below 1, no layer to show.
+        ProbeUsageError: unknown layers, ``top``/``limit`` below 1, no layer to show, an ``output`` reading that
+            is not known or that the output cannot be.
     """
+    check_reading(output)
     loaded = as_loaded(model)
     for name, value in (("top", top), ("limit", limit)):
         if value is not None and value < 1:
@@ -150,8 +156,8 @@ def feature_maps(
                     f"{loaded.name} has no layers: its forward computes with functions (F.conv2d) on its own "
                     "parameters, and cnn-probe records modules; make its operations modules (nn.Conv2d, ...) to see "
                     "their maps", param="layer")
-            raise ProbeUsageError(f"{loaded.name} has no Conv2d layer; name layers with --layer, or give --all",
-                                  param="layer")
+            raise ProbeUsageError(f"{loaded.name} has no 2-D convolution (Conv2d, ConvTranspose2d); name layers with "
+                                  "--layer, or give --all", param="layer")
     else:
         names = check_names(layers, "layer")
         resolve_layers(loaded.module, names)
@@ -159,13 +165,13 @@ def feature_maps(
     channels_last = channels_last_layers(loaded.module, x)  # (H, W, C) blocks are shown as C maps
     image = x.detach().clone().requires_grad_(True)  # the output's graph tells a sigmoid or softmax head
     with evaluating(loaded.module), torch.enable_grad(), record(loaded.module, names, to_cpu=True) as acts:
-        output = loaded(image)
-    for tensor in tensors_in(output):
+        returned = loaded(image)
+    for tensor in tensors_in(returned):
         if tensor.is_floating_point():
             check_finite_output(loaded.name, loaded.module, tensor.detach())
-    read = read_output(output, 1, loaded.module, image=tuple(x.shape))
+    read = read_output(returned, 1, loaded.module, image=tuple(x.shape), reading=output)
     prediction = prediction_of(loaded, read)
-    del output, image  # the graph
+    del returned, image  # the graph
     maps: dict[str, torch.Tensor] = {}
     degree: dict[str, torch.Tensor] = {}
     order: dict[str, torch.Tensor] = {}

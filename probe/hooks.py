@@ -103,6 +103,7 @@ from probe.checks import MAX_SIDE, check_count, check_names
 from probe.errors import ProbeUsageError, unknown_name
 from probe.forward import model_input
 from probe.layout import channels_last_layers
+from probe.models import LoadedModel, taking_images
 from probe.models.forms import check_exported, check_lazy
 from probe.modes import evaluating
 from probe.outputs import output_tensor
@@ -976,7 +977,12 @@ def layers(
     Returns:
         One :class:`LayerInfo` per module, in ``named_modules()`` order,
         the root excluded (empty for a model without submodules).
+
+    Raises:
+        ProbeUsageError: (naming ``model``) its first layer takes no image (a generator's transposed convolution, a
+            text CNN's embedding, a Conv3d; :func:`probe.models.takes.check_takes_images`, as :func:`probe.load_model`).
     """
+    given = model if isinstance(model, (nn.Module, LoadedModel)) else getattr(model, "module", model)
     if not isinstance(model, nn.Module):  # a LoadedModel: its network (a DataParallel keeps its own .module)
         model = getattr(model, "module", model)
     if not isinstance(model, nn.Module):
@@ -988,6 +994,7 @@ def layers(
     input_shape = [check_count(side, "input_shape", 1, MAX_SIDE) for side in input_shape]
     check_lazy(model)  # the dummy pass would give them parameters
     check_exported(model)
+    taking_images(given, tuple(input_shape[-2:]) if len(input_shape) >= 2 else (1, 1))  # refused as load_model does
     if isinstance(model, torch.jit.ScriptModule):  # no hooks: its conversion, named as it is
         from probe.models.sources.files import hookable
 

@@ -6,6 +6,11 @@ ModuleDict on the conv, whose members compute its weight) and quantization-aware
 observers and fake-quantizers (``weight_fake_quant``, ``activation_post_process``). A ``Conv2d``
 carrying them is still one layer, and the helpers never see an image: counting children alone made
 a weight-normed or QAT conv a container and hid it from "every conv layer" defaults.
+
+Of those layers, the 2-D convolutions (:func:`is_conv2d`) are the ones that compute new maps of an image: a
+``Conv2d`` and a decoder's ``ConvTranspose2d`` alike (an autoencoder's, a U-Net's, a generator's upsampling is
+learned there). Upsampling (``nn.Upsample``), ``nn.PixelShuffle`` and ``nn.MaxUnpool2d`` only enlarge or reorder
+the maps of the convolution before them, which is one.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import sys
 from torch import nn
 from torch.nn.utils import parametrize
 
-__all__ = ["is_helper", "is_leaf", "helper_names", "quantization_helpers"]
+__all__ = ["is_conv2d", "is_helper", "is_leaf", "helper_names", "quantization_helpers"]
 
 
 def quantization_helpers() -> tuple[type[nn.Module], ...]:
@@ -52,3 +57,14 @@ def helper_names(model: nn.Module) -> set[str]:
                 prefix = f"{name}.{child_name}" if name else child_name
                 found.update(f"{prefix}.{sub}" if sub else prefix for sub, _ in child.named_modules())
     return found
+
+
+def is_conv2d(module: nn.Module) -> bool:
+    """Whether ``module`` is a 2-D convolution layer: an ``nn.Conv2d`` or ``nn.ConvTranspose2d`` (their lazy forms
+    and subclasses: timm's ``StdConv2d``, QAT's), or any other leaf with a 4-D ``weight`` kernel of its own
+    ``(out, in, kh, kw)``: torchvision's ``DeformConv2d``, a user's layer that calls ``F.conv2d`` itself."""
+    if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
+        return True
+    weight = module._parameters.get("weight", module._buffers.get("weight"))
+    return weight is not None and not isinstance(weight, nn.parameter.UninitializedParameter) and weight.dim() == 4 \
+        and is_leaf(module)

@@ -27,8 +27,10 @@ them instead of a prediction):
   reconstruction, a super-resolution net's or a generator's image): its last operation is a ``tanh`` or a
   ``pixel_shuffle`` (read from its autograd node), or, where the input is known, it is larger than the input, or
   it has the input's shape and colour channels (3 or 4) after a ``sigmoid``. A segmentation's logits are none of
-  these; an autoencoder whose last layer is a plain convolution is read as a dense prediction (its shape alone
-  cannot tell);
+  these. Where the shape cannot tell (an autoencoder whose last layer is a plain convolution gives what a
+  3-class segmentation of an RGB image gives: the input's channels at its size, or 3 of a grey image's 1, with no
+  picture-making operation last), the output is read as a dense prediction and :attr:`Output.assumed` says so,
+  and how to say otherwise: ``output="image"`` (see :data:`OUTPUT_READINGS`);
 - ``"depth"``: ``predicted_depth`` ``(N, H, W)`` of a depth-estimation model (DPT, GLPN);
 - ``"outputs"``: a dict of several tensors none of which is named ``logits`` or ``out`` (torchvision's FPN
   backbone's maps, two heads): which one holds the class scores is not known;
@@ -37,6 +39,11 @@ them instead of a prediction):
 - ``"detections"``: a list of per-image dicts (torchvision's detection models in eval mode), or a tensor
   without a row per image;
 - ``"other"``: any other shape (``(N, T, D)`` tokens), or no tensor (a dataclass of outputs).
+
+What the user says the output is (``output=`` of :func:`probe.feature_maps` and :func:`probe.attribute`, the
+commands' ``--output``; :data:`OUTPUT_READINGS`) overrides the shape rules above, as captum and zennit leave the
+score to the user: ``"image"`` reads a 4-D output as a picture, ``"classes"`` reads a picture or an embedding as
+class scores.
 
 Where the tensor is found: the output itself; a dict's (or ``ModelOutput``'s) ``logits``, then ``out``
 (torchvision's segmentation models), then its only tensor; a tuple's or list's first tensor (``(logits,
@@ -50,7 +57,7 @@ from __future__ import annotations
 import functools
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -60,11 +67,16 @@ from probe.gallery.numbers import percentage
 from probe.errors import ProbeUsageError
 from probe.rewrites import tensors_in
 
-__all__ = ["CLASS_KINDS", "Output", "Prediction", "class_scores", "head_kind", "no_class_scores", "prediction_of",
-           "describe", "output_tensor", "read_output", "tensor_kind"]
+__all__ = ["CLASS_KINDS", "OUTPUT_READINGS", "Output", "Prediction", "check_reading", "class_scores", "head_kind",
+           "no_class_scores", "prediction_of", "describe", "descends", "output_tensor", "read_output", "tensor_kind"]
 
 CLASS_KINDS: frozenset[str] = frozenset({"logits", "softmax", "sigmoid", "score", "dense", "dense-score"})
 """The kinds whose tensor holds class scores (see the module docstring)."""
+
+OUTPUT_READINGS: tuple[str, ...] = ("auto", "classes", "image")
+"""What a user may say a model's output is: ``"auto"`` (default: read by its shape and last operation, see the
+module docstring), ``"classes"`` (class scores: a 4-D picture read as per-pixel class scores, an embedding as
+logits), ``"image"`` (a ``(N, C, H, W)`` output is a picture: no class scores)."""
 
 _CLASS_KEYS = ("logits", "out")
 """A dict's keys that hold class scores, in the order they are looked for."""
@@ -90,11 +102,14 @@ class Output:
         tensor: the tensor the kind is about (``(N, K)`` scores, ``(N,)``, ``(N, K, H, W)``, ...), None when
             the output holds none that means one thing.
         what: the output in words, for messages (``"a dict of 2 tensors ('species' (1, 3), 'age' (1, 2))"``).
+        assumed: where the shape could not tell what the output is (a dense map that may be a picture), what
+            it was read as and how to say otherwise, in one sentence for people; ``""`` where nothing was assumed.
     """
 
     kind: str
     tensor: torch.Tensor | None
     what: str
+    assumed: str = ""
 
     @property
     def has_classes(self) -> bool:
@@ -224,8 +239,20 @@ def _headless(module: nn.Module | None) -> bool:
     return any(isinstance(getattr(module, name, None), nn.Identity) for name in _HEADS)
 
 
+def check_reading(reading: str) -> str:
+    """``reading`` if it is one of :data:`OUTPUT_READINGS`.
+
+    Raises:
+        ProbeUsageError: (naming ``output``) any other value.
+    """
+    if not isinstance(reading, str) or reading not in OUTPUT_READINGS:
+        raise ProbeUsageError(f"output must be one of {', '.join(OUTPUT_READINGS)} (what the model's output is: "
+                              f"read by its shape, class scores, or a picture); got {reading!r}", param="output")
+    return reading
+
+
 def read_output(output: Any, batch: int | None = None, module: nn.Module | None = None, *,
-                values: bool = True, image: Sequence[int] | None = None) -> Output:
+                values: bool = True, image: Sequence[int] | None = None, reading: str = "auto") -> Output:
     """Read what a model returned (see the module docstring).
 
     Args:
@@ -235,7 +262,60 @@ def read_output(output: Any, batch: int | None = None, module: nn.Module | None 
             ``num_classes=0``, an ``nn.Identity`` classifier) from a classifier; optional.
         values: look at the values too (:func:`tensor_kind`: an embedding's unit norms); default True.
         image: the input's shape ``(N, C, H, W)`` (:func:`tensor_kind`: tells a picture); default None.
+        reading: what the user says the output is, one of :data:`OUTPUT_READINGS`; default ``"auto"``: its
+            shape tells, and :attr:`Output.assumed` says where it could not.
+
+    Raises:
+        ProbeUsageError: (naming ``output``) ``reading`` is not a known one, or names a kind the output cannot be
+            (``"image"`` for an output without a 4-D tensor, ``"classes"`` for detections or a dict of maps).
     """
+    read = _read(output, batch, module, values=values, image=image)
+    if check_reading(reading) == "auto":
+        if read.kind in ("dense", "dense-score") and _may_be_picture(read.tensor, image):
+            return replace(read, assumed=_ASSUMED.format(shape=_shape(read.tensor), classes=read.tensor.shape[1]))
+        return read
+    return _as_said(read, reading)
+
+
+_ASSUMED = ("read as per-pixel scores of {classes} class(es): the output {shape} has the input's size and a "
+            "picture's channels, so its shape cannot tell a segmentation from an image-to-image model's "
+            "picture (an autoencoder ending in a convolution); if it is a picture, say output='image' (--output "
+            "image); output='classes' (--output classes) says it is per-pixel scores, and this note goes")
+"""What :attr:`Output.assumed` says of a dense output that may be a picture."""
+
+
+def _may_be_picture(tensor: torch.Tensor | None, image: Sequence[int] | None) -> bool:
+    """Whether a dense ``(N, K, H, W)`` output has what a picture made of the ``(N, C, H, W)`` input has: the
+    input's ``H x W`` and its channels ``K = C`` (an autoencoder's, a denoiser's), or 3 of a grey image's 1 (a
+    colorization's)."""
+    if tensor is None or tensor.dim() != 4 or image is None or len(image) != 4:
+        return False
+    channels = (int(tensor.shape[1]), int(image[1]))
+    return tuple(tensor.shape[-2:]) == tuple(image[-2:]) and (channels[0] == channels[1] or channels == (3, 1))
+
+
+def _as_said(read: Output, reading: str) -> Output:
+    """``read`` as the user says it is (``reading`` ``"classes"`` or ``"image"``), or the one line why it cannot be."""
+    tensor, said = read.tensor, f"{read.what}, read as {'a picture' if reading == 'image' else 'class scores'} " \
+                                f"(output={reading!r})"
+    if reading == "image":
+        if tensor is None or tensor.dim() != 4:
+            raise ProbeUsageError(f"output='image' reads a (N, C, H, W) picture, but the model returned {read.what}",
+                                  param="output")
+        return Output("image", tensor, said)
+    if read.has_classes:
+        return Output(read.kind, tensor, said)
+    if read.kind == "image":
+        return Output("dense" if tensor.shape[1] > 1 else "dense-score", tensor, said)
+    if read.kind == "embedding":
+        return Output("logits", tensor, said)
+    raise ProbeUsageError(f"output='classes' reads (N, K) scores, (N,) one score or a (N, K, H, W) map, but the model "
+                          f"returned {read.what}: {why_no_scores(read.kind)}", param="output")
+
+
+def _read(output: Any, batch: int | None, module: nn.Module | None, *, values: bool,
+          image: Sequence[int] | None) -> Output:
+    """:func:`read_output` by the shape rules alone (see the module docstring)."""
     what = _describe(output)
     kind = functools.partial(tensor_kind, batch=batch, values=values, image=image)
     if _headless(module) and not (isinstance(output, Mapping) and isinstance(output.get("logits"), torch.Tensor)):
@@ -276,14 +356,21 @@ def _head_on(first: torch.Tensor, items: Sequence[Any]) -> torch.Tensor | None:
     for item in items:
         if (isinstance(item, torch.Tensor) and item is not first and item.dim() == 2
                 and item.shape[0] == first.shape[0] and item.shape[1] != first.shape[1]):  # (logits, softmax): first
-            if _descends(item, node):
+            if descends(item, node):
                 return item
     return None
 
 
-def _descends(tensor: torch.Tensor, ancestor: Any, limit: int = 100_000) -> bool:
-    """Whether autograd node ``ancestor`` is in ``tensor``'s graph (visiting at most ``limit`` nodes)."""
-    stack, seen = [tensor.grad_fn], set()
+def _order(node: Any) -> int | None:
+    """An autograd node's sequence number (nodes made later in a thread have larger ones), None where it has none."""
+    number = getattr(node, "_sequence_nr", None)
+    return number() if callable(number) else None
+
+
+def descends(tensor: torch.Tensor, ancestor: Any, limit: int = 100_000) -> bool:
+    """Whether autograd node ``ancestor`` is in ``tensor``'s graph (visiting at most ``limit`` nodes; nodes made
+    before ``ancestor`` in the same thread are not searched behind, as none of them can lead to it)."""
+    stack, seen, floor = [tensor.grad_fn], set(), _order(ancestor)
     while stack and len(seen) < limit:
         node = stack.pop()
         if node is None or id(node) in seen:
@@ -291,6 +378,9 @@ def _descends(tensor: torch.Tensor, ancestor: Any, limit: int = 100_000) -> bool
         if node is ancestor:
             return True
         seen.add(id(node))
+        number = _order(node)
+        if floor is not None and number is not None and number < floor:
+            continue
         stack.extend(parent for parent, _ in node.next_functions)
     return False
 
@@ -370,12 +460,15 @@ class Prediction:
         labels: ``K`` class names (``"class 7"`` where unknown).
         kind: the output's kind (:mod:`probe.outputs`): ``"logits"`` (default), ``"softmax"``, ``"sigmoid"``,
             ``"score"`` or ``"dense-score"`` (one output, no probability), ``"dense"``.
+        assumed: what the output was assumed to be where its shape could not tell (:attr:`Output.assumed`: a
+            dense map that may be a picture), and how to say otherwise; ``""`` where nothing was assumed.
     """
 
     logits: torch.Tensor
     probabilities: torch.Tensor
     labels: tuple[str, ...]
     kind: str = "logits"
+    assumed: str = ""
 
     @property
     def index(self) -> int:
@@ -445,4 +538,4 @@ def prediction_of(loaded: Any, output: Any) -> Prediction | None:
         probabilities = torch.ones(1)
     else:
         probabilities = logits.softmax(0)
-    return Prediction(logits=logits, probabilities=probabilities, labels=labels, kind=read.kind)
+    return Prediction(logits=logits, probabilities=probabilities, labels=labels, kind=read.kind, assumed=read.assumed)

@@ -174,8 +174,10 @@ def test_grad_cam_takes_one_call_of_a_module_that_runs_twice() -> None:
     """A block named once and run twice was refused ('takes a layer that runs once; name another layer (a
     convolution runs once)'), also as 'block#1', and a model run twice on the image and its mirror had no layer at
     all. One call is now a layer, 'block#1', its map the Grad-CAM of that call's output and gradient (checked
-    against the formula); the plain name asks for a call; the default never takes a call (its map may be of the
-    mirror) and, when nothing else has positions, names one."""
+    against the formula); the plain name asks for a call. The default took the stem, which runs first: it takes
+    the block's last call, as each call is given what the one before returned, and says which call it took and
+    why; it never takes calls on the image and on its mirror (a map may be of the mirror) and, when nothing else
+    has positions, names one."""
     net, image = _SharedBlock(), _image()
     result = probe.attribute(net, image, "gradcam", layer="block#1", size=16, target=1)
     seen: list[torch.Tensor] = []
@@ -193,8 +195,12 @@ def test_grad_cam_takes_one_call_of_a_module_that_runs_twice() -> None:
     assert torch.allclose(result.attributions["gradcam"].reshape(16, 16), cam, atol=1e-5)
     with pytest.raises(ProbeUsageError, match=r"runs 2 times.*name one call: 'block#0', 'block#1'"):
         probe.attribute(net, image, "gradcam", layer="block", size=16)
-    assert probe.attribute(net, image, "gradcam", size=16).layer == "stem"
-    with pytest.raises(ProbeUsageError, match=r"run several times .* name one call, e.g. 'block#3'"):
+    default = probe.attribute(net, image, "gradcam", size=16, target=1)
+    assert default.layer == "block#1" and torch.equal(default.attributions["gradcam"], result.attributions["gradcam"])
+    assert default.options["gradcam_layer"]["calls"] == ("block runs 2 times in one pass, each call on what the one "
+                                                         "before returned (a shared block): block#1 is its last call")
+    with pytest.raises(ProbeUsageError, match=r"run several times, and not one call after another on one image "
+                                              r".* name one call, e.g. 'block#3'"):
         probe.attribute(_FlipAverage(), image, "gradcam", size=16)
 
 

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from probe.attribution.cam import choose_cam_layer
+from probe.attribution.cam import CamLayer, choose_cam_layer
 from probe.attribution.extra import EXTRA_METHODS, completeness_gaps, run_extra
 from probe.attribution.gradients import METHODS, Normalized, integration_method, run_gradient
 from probe.attribution.occlusion import Progress
@@ -19,11 +19,11 @@ from probe.attribution.scores import is_dense, no_scores
 from probe.checks import check_count, check_names, check_number, check_seed, check_size
 from probe.errors import ProbeRuntimeError, ProbeUsageError, unknown_name
 from probe.forward import image_grad
-from probe.hooks import evaluating, resolve_layers
+from probe.hooks import CALL_SEPARATOR, evaluating, resolve_layers
 from probe.inputs import model_input
 from probe.memory import is_out_of_memory
 from probe.models import LoadedModel, as_loaded
-from probe.outputs import Prediction, prediction_of, read_output
+from probe.outputs import Prediction, check_reading, prediction_of, read_output
 from probe.runtime import check_finite_output
 
 def resolve_target(target: int | str | None, prediction: Prediction) -> int:
@@ -104,6 +104,7 @@ def attribute(
     window: int | None = None,
     stride: int | None = None,
     progress: Progress | None = None,
+    output: str = "auto",
 ) -> Attribution:
     """Attribute the model's score for ``target`` to the pixels of ``image``.
 
@@ -133,6 +134,9 @@ def attribute(
         progress: ``progress(method, done, total)``, called as a method that runs many images advances
             (integrated gradients: ``steps``; smoothgrad and GradientShap: ``samples``; occlusion: its
             windows). Default None: silent.
+        output: what the model's output is (:data:`probe.outputs.OUTPUT_READINGS`): ``"auto"`` (default: read by
+            its shape; ``prediction.assumed`` says where the shape could not tell), ``"classes"`` (a picture read
+            as per-pixel class scores, an embedding as logits) or ``"image"`` (a picture: refused, no class).
 
     Returns:
         An :class:`Attribution`.
@@ -144,6 +148,7 @@ def attribute(
             (see :mod:`probe.attribution.scores`: ``(1, K)``, ``(1,)`` or a dense ``(1, K, H, W)`` map,
             whose class score is its summed map).
     """
+    check_reading(output)
     loaded = as_loaded(model)
     methods = _methods(method)
     check_count(steps, "steps")
@@ -169,19 +174,19 @@ def attribute(
     if layer is not None and resolve_layers(module, [layer])[layer] is module:
         raise ProbeUsageError(f"Grad-CAM needs an inner layer, not {layer!r}", param="layer")
 
-    forward = Normalized(loaded)
+    forward = Normalized(loaded, output)
     attributions: dict[str, torch.Tensor] = {}
     skipped: dict[str, str] = {}
     with evaluating(module), warnings.catch_warnings():
         warnings.filterwarnings("ignore", module=r"captum\..*")
         warnings.filterwarnings("ignore", message=r".*(require gradients|backward hook|inplace).*")
         with torch.enable_grad():  # the output's graph tells a sigmoid or softmax head (its last node)
-            output = loaded(x.detach().clone().requires_grad_(True))
-        read = read_output(output, 1, module, image=tuple(x.shape))
+            returned = loaded(x.detach().clone().requires_grad_(True))
+        read = read_output(returned, 1, module, image=tuple(x.shape), reading=output)
         prediction, dense = prediction_of(loaded, read), is_dense(read)
         if prediction is None:
             raise no_scores(loaded.name, read)
-        del output  # its graph: not held while the methods run
+        del returned  # its graph: not held while the methods run
         check_finite_output(loaded.name, loaded.module, prediction.logits)
         index = resolve_target(target, prediction)
         cam = None
@@ -230,10 +235,23 @@ def attribute(
         options={"steps": steps, "samples": samples, "noise": noise, "seed": seed,
                  "baseline": baseline if not isinstance(baseline, torch.Tensor) else f"tensor {tuple(baseline.shape)}",
                  "ig_method": integration_method(steps), "window": window, "stride": stride,
-                 "completeness": gaps,
+                 "completeness": gaps, "output": output,
                  **({} if cam is None or cam.layout is None else
-                    {"gradcam_layer": {"name": cam.name, "map": cam.layout.describe(), "default": layer is None}})},
+                    {"gradcam_layer": {"name": cam.name, "map": cam.layout.describe(), "default": layer is None,
+                                       "calls": _calls_note(cam)}})},
     )
+
+
+def _calls_note(cam: CamLayer) -> str:
+    """For Grad-CAM's layer that is one call of a module run several times, which call and why, in words for people
+    (``"block runs 2 times in one pass, each call on what the one before returned: block#1 is its last"``); ``""``
+    for a layer run once."""
+    if CALL_SEPARATOR not in cam.name:
+        return ""
+    module, index = cam.name.split(CALL_SEPARATOR)
+    chain = ", each call on what the one before returned (a shared block)" if cam.chained else ""
+    which = "its last call" if int(index) == cam.calls - 1 else f"its call {index} (of 0 to {cam.calls - 1})"
+    return f"{module} runs {cam.calls} times in one pass{chain}: {cam.name} is {which}"
 
 
 def attribute_batch(

@@ -17,24 +17,27 @@ raster order, not its earlier ones. Each is viewed as ``(N, C, h, w)``; Grad-CAM
 gradient's mean over the positions, sums, keeps the positive part and upsamples bilinearly to the input
 (Selvaraju et al. 2017; the same numbers as captum's ``LayerGradCam`` on a channels-first layer).
 
-The default layer (:func:`default_cam_layer`) is what the field picks by hand: the last layer, in the order
-layers finish in one forward pass, whose output has more than one position and whose positions the explained
-score depends on (a non-zero gradient at some position). That is ResNet's ``layer4.2``, VGG's last ReLU,
-Swin's final map, and for ViT and DeiT the last block's first norm (``encoder_layer_11.ln_1``,
-``blocks.11.norm1``): after the last attention only the class token reaches the head, so later token maps
-get no gradient at their positions. The internals of an attention module (its queries, keys and values) are
-passed over: they are not feature maps, though the class token reads the keys and values of every position. An
-attention module is an ``nn.MultiheadAttention``, a module whose class name ends in ``Attention``, or any module
-that computes a softmax or ``scaled_dot_product_attention`` itself in the pass (not in a sub-module), whatever
-its name: CaiT's and XCiT's ``ClassAttn``, XCiT's ``XCA``, LeViT's ``AttentionDownsample``, EfficientFormer's
-``Attention4D``, transformers' ``LevitAttentionSubsample``. A score that does not
-change with the image at all (torchvision's ViT with random weights has a zero head) gives no gradient
-anywhere; the layers are then judged by a seeded random direction at the input of the last leaf with weights
-that runs (the head's input; the last leaf's in a model without weights), which only the layers before the
-last attention reach. Pooling layers are passed over: an adaptive pool is the head's pooling, and a max or
-average pool only coarsens the map before it (Selvaraju et al. took the last convolutional layer: VGG's
-``relu5_3`` at 14x14, not ``pool5`` at 7x7). For a dense output ``(N, K, H, W)`` (segmentation) the maps with one channel per class are the output
-itself and are passed over too, so Grad-CAM explains the features the classifier reads.
+The default layer (:func:`default_cam_layer`) is what the field picks by hand: the last layer, in the order layers
+finish in one forward pass, whose output has more than one position and whose positions the explained score depends
+on (a non-zero gradient at some position). That is ResNet's ``layer4.2``, VGG's last ReLU, Swin's final map, and
+for ViT and DeiT the last block's first norm (``encoder_layer_11.ln_1``, ``blocks.11.norm1``): after the last
+attention only the class token reaches the head, so later token maps get no gradient at their positions. A module
+that runs several times in the pass (a shared or recurrent block) takes part by its calls, ``block#1``, where each
+call is given what the one before returned (read from the autograd graph): then its last call runs last, as a layer
+run once does; calls on several images (a test-time flip's image and mirror) are never taken by default, as a
+call's map may be of the mirror. The internals of an attention module (its queries, keys and values) are passed
+over: they are not feature maps, though the class token reads the keys and values of every position. An attention
+module is an ``nn.MultiheadAttention``, a module whose class name ends in ``Attention``, or any module that
+computes a softmax or ``scaled_dot_product_attention`` itself in the pass (not in a sub-module), whatever its name:
+CaiT's and XCiT's ``ClassAttn``, XCiT's ``XCA``, LeViT's ``AttentionDownsample``, EfficientFormer's
+``Attention4D``, transformers' ``LevitAttentionSubsample``. A score that does not change with the image at all
+(torchvision's ViT with random weights has a zero head) gives no gradient anywhere; the layers are then judged by a
+seeded random direction at the input of the last leaf with weights that runs (the head's input; the last leaf's in
+a model without weights), which only the layers before the last attention reach. Pooling layers are passed over: an
+adaptive pool is the head's pooling, and a max or average pool only coarsens the map before it (Selvaraju et al.
+took the last convolutional layer: VGG's ``relu5_3`` at 14x14, not ``pool5`` at 7x7). For a dense output
+``(N, K, H, W)`` (segmentation) the maps with one channel per class are the output itself and are passed over too,
+so Grad-CAM explains the features the classifier reads.
 """
 
 from __future__ import annotations
@@ -53,6 +56,7 @@ from probe.errors import ProbeUsageError, not_per_image
 from probe.forward import image_grad
 from probe.hooks import CALL_SEPARATOR, first_tensor, record
 from probe.layout import channels_last_layers
+from probe.outputs import descends
 
 __all__ = ["MAX_EXTRA_TOKENS", "MapLayout", "CamLayer", "map_layout", "token_grid", "survey_cam_layers",
            "default_cam_layer", "choose_cam_layer", "grad_cam"]
@@ -166,6 +170,9 @@ class CamLayer:
             whose positions are not the image's (``layout`` is then None).
         reordered: tokens that ran after the pass reordered its tokens (see :func:`_shuffled`): their
             order may not be the grid's, so :func:`choose_cam_layer` measures it before using them.
+        chained: for a call of a module that runs several times, whether its calls form one chain: each call
+            given what the one before returned, through the layers between (a shared or recurrent block run on
+            one image's path; not the image and its mirror of a test-time flip). False for a module run once.
     """
 
     name: str
@@ -180,6 +187,7 @@ class CamLayer:
     passes: bool = False
     batched: bool = True
     reordered: bool = False
+    chained: bool = False
 
 
 _POOLS = (nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d, nn.AdaptiveMaxPool1d,
@@ -246,10 +254,14 @@ def _survey(net: nn.Module, score: Callable[[torch.Tensor], torch.Tensor], x: to
     tokens: dict[int, torch.Tensor] = {}  # channels -> the last (N, L, C) output (or map) with that many
     order = {"reordered": False}
     reached: set[str] = set()
+    taking: dict[str, torch.Tensor | None] = {}  # each module's input in its running call
+    returned: dict[str, torch.Tensor] = {}  # each module's output in its last call
+    chained: dict[str, bool] = {}  # a module that ran several times -> whether each call took the last's output
 
     def entering(name: str, args: tuple) -> None:
         running.append(name)
         tensor = first_tensor(args)
+        taking[name] = tensor
         if tensor is not None and name not in inputs:
             inputs[name] = (id(tensor), tensor._version)
             made[name] = tensor
@@ -268,6 +280,11 @@ def _survey(net: nn.Module, score: Callable[[torch.Tensor], torch.Tensor], x: to
         batched = tensor.dim() > 0 and tensor.shape[0] == x.shape[0]
         layout = map_layout(tuple(tensor.shape), name in channels_last, image_hw) if batched else None
         key = (id(tensor), tensor._version)
+        if calls[name] > 1:  # is this call given, through the layers between, what the one before returned?
+            taken, before = taking.get(name), returned[name].grad_fn
+            chained[name] = chained.get(name, True) and taken is not None and before is not None and descends(
+                taken, before)
+        returned[name] = tensor
         call = f"{name}{CALL_SEPARATOR}{calls[name] - 1}"  # each call too, for a module that runs several times
         found[call] = (tensor, layout, key, isinstance(module, _POOLS), False, batched, False)
         if layout is not None and tensor.requires_grad:
@@ -315,7 +332,8 @@ def _survey(net: nn.Module, score: Callable[[torch.Tensor], torch.Tensor], x: to
             handle.remove()
     return [CamLayer(name, tuple(tensor.shape), layout, calls[name.split(CALL_SEPARATOR)[0]], name in reached, key,
                      pooling, None if layout is None else int(tensor.shape[1 if layout.kind == "channels-first" else -1]),
-                     any(name.startswith(f"{outer}.") for outer in attention), passes, batched, reordered)
+                     any(name.startswith(f"{outer}.") for outer in attention), passes, batched, reordered,
+                     CALL_SEPARATOR in name and chained.get(name.split(CALL_SEPARATOR)[0], False))
             for name, (tensor, layout, key, pooling, passes, batched, reordered) in found.items()
             if CALL_SEPARATOR not in name or calls[name.split(CALL_SEPARATOR)[0]] > 1]
 
@@ -373,25 +391,29 @@ def _in_grid_order(net: nn.Module, score: Callable[[torch.Tensor], torch.Tensor]
 
 
 def default_cam_layer(layers: list[CamLayer], dense_classes: int | None = None) -> CamLayer | None:
-    """Grad-CAM's default among ``layers`` (from :func:`survey_cam_layers`): the last one that ran once, has
-    more than one position the score depends on and is no pooling layer's output (nor, for a dense output of
-    ``dense_classes`` classes, a map with one channel per class); of layers returning that very tensor (a
-    block and its last child), the first to finish that computed it (not an ``nn.Identity`` or dropout passing
-    it on: timm's ``BatchNormAct2d`` finishes after its ``drop`` and ``act``); never inside an attention module.
-    None when no layer qualifies."""
+    """Grad-CAM's default among ``layers`` (from :func:`survey_cam_layers`): the last one that ran once, or is
+    a call of a module whose calls form one chain (:attr:`CamLayer.chained`: a shared block's last call,
+    ``block#1``, runs last), has more than one position the score depends on and is no pooling layer's output
+    (nor, for a dense output of ``dense_classes`` classes, a map with one channel per class); of layers returning
+    that very tensor (a block and its last child), the first to finish that computed it (not an ``nn.Identity``
+    or dropout passing it on: timm's ``BatchNormAct2d`` finishes after its ``drop`` and ``act``), a module run
+    once before a call (ResNet's ``layer4.1``, not its shared ``layer4.1.relu#1``); never inside an attention
+    module. Calls that are not one chain (a test-time flip runs every layer on the image and on its mirror, so
+    a call's map may be of the mirror) are never taken. None when no layer qualifies."""
 
     pooled = {layer.key for layer in layers if layer.pooling}  # a pool's output, also as its container's
 
     def usable(layer: CamLayer) -> bool:
         per_class = dense_classes is not None and layer.channels == dense_classes
-        return (layer.layout is not None and layer.calls == 1 and layer.reaches and layer.layout.positions > 1
-                and layer.key not in pooled and not per_class and not layer.in_attention)
+        return (layer.layout is not None and (layer.calls == 1 or layer.chained) and layer.reaches
+                and layer.layout.positions > 1 and layer.key not in pooled and not per_class and not layer.in_attention)
 
     chosen = [layer for layer in layers if usable(layer)]
     if not chosen:
         return None
-    same = [layer for layer in chosen if layer.key == chosen[-1].key]
-    return next((layer for layer in same if not layer.passes), same[0])
+    same = [layer for layer in chosen if layer.key == chosen[-1].key and not layer.passes] or [
+        layer for layer in chosen if layer.key == chosen[-1].key]
+    return next((layer for layer in same if CALL_SEPARATOR not in layer.name), same[0])
 
 
 def grad_cam(net: nn.Module, score: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, layer: str,
@@ -463,9 +485,9 @@ def choose_cam_layer(net: nn.Module, score: Callable[[torch.Tensor], torch.Tenso
         if default is None:
             repeated = [found for found in layers if found.layout is not None and CALL_SEPARATOR in found.name]
             hint = "" if not repeated else (
-                f"; the layers with spatial output run several times (a shared block, a test-time flip), which the "
-                f"default never takes, as a call's map may be of another image than yours: name one call, e.g. "
-                f"{repeated[-1].name!r}")
+                f"; the layers with spatial output run several times, and not one call after another on one image "
+                f"(a test-time flip runs them on the image and on its mirror), which the default never takes, as a "
+                f"call's map may be of another image than yours: name one call, e.g. {repeated[-1].name!r}")
             raise ProbeUsageError(
                 "Grad-CAM found no layer with spatial positions ((N, C, H, W), (N, H, W, C), or (N, L, C) tokens on "
                 f"a grid in raster order) that the score depends on; name one with --layer (layers with spatial "

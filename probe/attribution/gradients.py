@@ -23,15 +23,17 @@ METHODS: tuple[str, ...] = ("saliency", "integrated-gradients", "smoothgrad", "g
 class Normalized(nn.Module):
     """``image in [0, 1] -> (N, K) class scores``: the model with its normalization, as captum's forward
     function; the scores are :func:`probe.attribution.scores.attribution_scores` of the output (a dense
-    ``(N, K, H, W)`` map summed per class)."""
+    ``(N, K, H, W)`` map summed per class); ``reading``: what the user says the output is
+    (:data:`probe.outputs.OUTPUT_READINGS`, default ``"auto"``)."""
 
-    def __init__(self, loaded: LoadedModel) -> None:
+    def __init__(self, loaded: LoadedModel, reading: str = "auto") -> None:
         super().__init__()
         self.net = loaded.module
         self.preprocess = loaded.preprocess
+        self.reading = reading
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return attribution_scores(self.net(self.preprocess.normalize(images)))
+        return attribution_scores(self.net(self.preprocess.normalize(images)), self.reading)
 
 
 IG_BATCH = 32

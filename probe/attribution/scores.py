@@ -25,14 +25,15 @@ from probe.outputs import Output, class_scores, no_class_scores, read_output
 __all__ = ["attribution_scores", "is_dense", "no_scores"]
 
 
-def attribution_scores(output: Any) -> torch.Tensor:
+def attribution_scores(output: Any, reading: str = "auto") -> torch.Tensor:
     """``(N, K)`` the scores captum differentiates, from a batch's output (see the module docstring); an
-    output already checked by :func:`probe.outputs.prediction_of` (no values looked at: no device sync).
+    output already checked by :func:`probe.outputs.prediction_of` (no values looked at: no device sync);
+    ``reading``: what the user says the output is (:data:`probe.outputs.OUTPUT_READINGS`, default ``"auto"``).
 
     Raises:
         ProbeUsageError: the output holds no class scores (naming ``model``).
     """
-    read = read_output(output, values=False)
+    read = read_output(output, values=False, reading=reading)
     if read.tensor is None or not read.has_classes:
         raise no_scores("the model", output)
     return class_scores(read.tensor, "sum")

@@ -55,6 +55,7 @@ from probe.models.weights import is_none, load_state_dict_file, seeded
 __all__ = [
     "Preprocess", "LoadedModel", "load_model", "as_loaded", "load_state_dict_file", "frozen_view", "torchvision_names",
     "model_names", "ModelSource", "register_source", "SOURCES", "IMAGENET_MEAN", "IMAGENET_STD", "HFClassifier",
+    "taking_images",
 ]  # fmt: skip
 
 
@@ -106,7 +107,6 @@ def _build(text: str, weights: Any, target: torch.device, request: Request) -> L
         built.module = hookable(eager_view(built.module), f"the TorchScript module {text!r} returned", channels, size)
         check_form(built.module, built=True)
         materialize(built.module, channels, size)
-        check_takes_images(built.module, text, size)
     details = dict(built.details)
     if is_none(weights) and request.seed is not None:
         details["init_seed"] = request.seed
@@ -123,7 +123,6 @@ def _wrap_module(module: nn.Module, device: str | torch.device | None, channels:
     here = _module_device(module)
     _check_device(here, device, "your module")
     preprocess = module_preprocess(module)
-    check_takes_images(module, f"your module ({type(module).__name__})", size or preprocess.input_size)
     wrapped = HFClassifier(module) if is_hf_classifier(module) else eager_view(module)
     wrapped = hookable(wrapped, f"your TorchScript module ({type(module).__name__})", channels or preprocess.channels,
                        size or preprocess.input_size)  # fmt: skip
@@ -197,7 +196,27 @@ def load_model(
                                               input_size=size)  # fmt: skip
     if labels is not None:
         loaded.labels = tuple(labels)
-    return loaded
+    return taking_images(loaded)
+
+
+def taking_images(model: LoadedModel | nn.Module, size: tuple[int, int] | None = None) -> LoadedModel | nn.Module:
+    """``model``, once :func:`~probe.models.takes.check_takes_images` finds that it takes images: the one refusal
+    of a model whose first layer takes none (a generator, a text or volume model), for every way a model comes in
+    (a spec, your module, a LoadedModel you made; :func:`probe.layers` asks it too).
+
+    Args:
+        model: a :class:`LoadedModel` or an ``nn.Module`` (named ``your module (ClassName)``).
+        size: ``(H, W)`` of the confirming pass; default the LoadedModel's input size (a module's: 224 x 224).
+
+    Raises:
+        ProbeUsageError: (naming ``model``) its first layer takes no image.
+    """
+    if isinstance(model, LoadedModel):
+        name = f"your module ({model.name})" if model.source == "module" else model.name
+        check_takes_images(model.module, name, size or model.preprocess.input_size)
+    else:
+        check_takes_images(model, f"your module ({type(model).__name__})", size or (224, 224))
+    return model
 
 
 def as_loaded(model: str | Path | nn.Module | LoadedModel, device: str | torch.device | None = None) -> LoadedModel:
@@ -210,9 +229,9 @@ def as_loaded(model: str | Path | nn.Module | LoadedModel, device: str | torch.d
     that device (``"cuda"`` matches ``cuda:0`` while device 0 is current).
 
     Raises:
-        ProbeUsageError: the model lives elsewhere than ``device``; anything
-            :func:`load_model` raises for a spec.
+        ProbeUsageError: the model lives elsewhere than ``device``; its first layer takes no image (a LoadedModel
+            you made too); anything :func:`load_model` raises for a spec.
     """
     if isinstance(model, LoadedModel) and device in (None, "auto"):
-        return model
+        return taking_images(model)
     return load_model(model, device="auto" if device is None else device)

@@ -2,7 +2,9 @@
 
 A model's channel count is read from its first convolution (:func:`probe.models.preprocess.first_conv_channels`).
 Where that first layer is not a 2-D convolution, the model takes no images, and what it takes is said in one line
-before any command runs (where before the commands ran on, or failed in words about channels and sizes):
+before any command runs (where before the commands ran on, or failed in words about channels and sizes), whichever
+way the model came in: :func:`probe.models.taking_images` asks it of a spec, a module, a LoadedModel made by hand,
+and of :func:`probe.layers`' model:
 
 - a transposed convolution first: a GAN generator or a decoder, whose input is a latent code ``(N, Z, 1, 1)``
   (DCGAN) or ``(N, Z)`` reshaped; it runs on a ``(N, Z, H, W)`` "image" too, so maximize used to optimize Z

@@ -76,6 +76,7 @@ def save_gallery(result: Attribution, folder: str | Path, **fields: Any) -> Path
             "image_size": list(result.image.shape[-2:]),
             "prediction": result.prediction.top(5),
             "prediction_kind": result.prediction.kind,
+            "prediction_assumed": result.prediction.assumed or None,
             "skipped": result.skipped,
             "options": result.options,
             **fields,
