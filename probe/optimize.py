@@ -62,7 +62,7 @@ from probe.relu import redirected_relu
 from probe.results import GalleryResult
 from probe.runtime import progress_every as default_progress_every
 from probe.runtime import (
-    OUT_OF_MEMORY, FiniteLog, ProgressFn, autocast, check_generator, resolve_precision,
+    OUT_OF_MEMORY, FiniteLog, ProgressFn, autocast, check_generator, resolve_precision, with_gradients,
 )  # fmt: skip
 from probe.streams import ImageStreams, image_key
 
@@ -341,6 +341,7 @@ def unmoved_images(final: torch.Tensor, start: torch.Tensor) -> list[int]:
     return [int(i) for i in same.nonzero().flatten().tolist()]
 
 
+@with_gradients
 def maximize(
     model: LoadedModel | nn.Module,
     objective: Objective | Callable[[Context], torch.Tensor] | str,

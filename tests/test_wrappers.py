@@ -1,0 +1,63 @@
+"""The wrappers and states a model arrives in from real training code: the caller's global modes around the call
+(no_grad, inference_mode, a float64 default dtype), pruned and hook-based weight-normed layers, TorchScript,
+dynamic quantization, torch.compile. Each entry point runs (or refuses in one line) and leaves the model and the
+caller's global state as they were."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+
+import pytest
+import torch
+from torch import nn
+from torch.nn.utils import prune
+
+import probe
+from tinynets import tiny
+
+
+def _image(side: int = 16) -> torch.Tensor:
+    return torch.rand(3, side, side, generator=torch.Generator().manual_seed(0))
+
+
+@contextlib.contextmanager
+def _default_float64() -> Iterator[None]:
+    torch.set_default_dtype(torch.float64)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(torch.float32)
+
+
+def _modes() -> tuple[bool, bool, torch.dtype]:
+    return torch.is_grad_enabled(), torch.is_inference_mode_enabled(), torch.get_default_dtype()
+
+
+CALLERS = {"no_grad": torch.no_grad, "set_grad_enabled(False)": lambda: torch.set_grad_enabled(False),
+           "inference_mode": torch.inference_mode, "default float64": _default_float64}  # fmt: skip
+
+
+@pytest.mark.parametrize("caller", CALLERS)
+def test_gradient_work_runs_whatever_global_modes_the_caller_set(caller: str) -> None:
+    """Under the caller's no_grad, inference_mode or float64 default dtype, maximize blamed a gradient cut in the
+    model, style transfer and Grad-CAM raised autograd's RuntimeError as a traceback, and under float64 the images
+    cnn-probe made (torch.rand without a dtype) were float64, which the float32 model refused. Each now runs with
+    finite results, and the caller's modes are theirs again after."""
+    net = tiny().eval()
+    calls: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+        "maximize": lambda image: probe.maximize(net, "conv2:0", steps=1, image_size=16).images,
+        "class": lambda image: probe.maximize(net, probe.objectives.class_logit(1), steps=1, image_size=16).images,
+        "dream": lambda image: probe.dream(net, image, ["conv2"], steps=1, octaves=1, device=None).image,
+        "style": lambda image: probe.style_transfer(net, image, image, steps=1, size=16, content_layers=["conv2"],
+                                                    style_layers=["conv2"]).image,  # fmt: skip
+        "attribute": lambda image: probe.attribute(net, image, ["saliency", "gradcam"], size=16,
+                                                   layer="conv2").attributions["gradcam"],  # fmt: skip
+    }
+    for name, call in calls.items():
+        with CALLERS[caller]():
+            inside = _modes()
+            image = _image()  # made under the caller's mode: an inference tensor under inference_mode
+            result = call(image)
+            assert _modes() == inside, name
+        assert result.dtype == torch.float32 and torch.isfinite(result).all(), name
