@@ -61,3 +61,28 @@ def test_gradient_work_runs_whatever_global_modes_the_caller_set(caller: str) ->
             result = call(image)
             assert _modes() == inside, name
         assert result.dtype == torch.float32 and torch.isfinite(result).all(), name
+
+
+def pruned_and_old_norms() -> nn.Sequential:
+    """:func:`tiny` with conv1 pruned (a forward pre-hook computes ``weight`` into a plain attribute) and conv2
+    under the old hook-based weight_norm (the same kind of attribute), after one training pass."""
+    net = tiny()
+    prune.l1_unstructured(net.conv1, "weight", 0.5)
+    with pytest.warns(FutureWarning):
+        torch.nn.utils.weight_norm(net.conv2)
+    net(_image()[None])
+    return net
+
+
+def test_the_weights_pre_hooks_computed_stay_the_users() -> None:
+    """A pruned or hook-based weight-normed layer's ``weight`` is a tensor its pre-hook computes on every pass; a pass
+    of cnn-probe's under no_grad replaced it with one that does not require grad and has no graph, so the user's
+    ``conv.weight`` came back changed. It is the user's own tensor again after every call."""
+    net = pruned_and_old_norms()
+    weights = (net.conv1.weight, net.conv2.weight)
+    assert all(w.requires_grad and w.grad_fn is not None for w in weights)
+    probe.layers(net, (3, 16, 16))
+    probe.feature_maps(net, _image(), "conv2", size=16)
+    probe.attribute(net, _image(), "saliency", size=16)
+    probe.maximize(net, "conv2:0", steps=1, image_size=16)
+    assert net.conv1.weight is weights[0] and net.conv2.weight is weights[1]
