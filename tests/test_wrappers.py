@@ -86,3 +86,15 @@ def test_the_weights_pre_hooks_computed_stay_the_users() -> None:
     probe.attribute(net, _image(), "saliency", size=16)
     probe.maximize(net, "conv2:0", steps=1, image_size=16)
     assert net.conv1.weight is weights[0] and net.conv2.weight is weights[1]
+
+
+def test_a_torchscript_module_is_converted_without_moving_the_callers_random_generator() -> None:
+    """The conversion's example input was torch.rand from the global generator, and onnx2torch builds its modules
+    with torch's initializers: every call on a scripted or traced module moved the caller's torch generator."""
+    scripted = torch.jit.script(tiny().eval())
+    torch.manual_seed(7)
+    state = torch.get_rng_state()
+    loaded = probe.load_model(scripted, input_size=16)
+    probe.layers(scripted, (3, 16, 16))
+    assert torch.equal(torch.get_rng_state(), state)
+    assert "conv2" in dict(loaded.module.named_modules())
