@@ -98,3 +98,12 @@ def test_a_torchscript_module_is_converted_without_moving_the_callers_random_gen
     probe.layers(scripted, (3, 16, 16))
     assert torch.equal(torch.get_rng_state(), state)
     assert "conv2" in dict(loaded.module.named_modules())
+
+
+def test_a_dynamically_quantized_model_is_refused_naming_what_made_it() -> None:
+    """quantize_dynamic's Linear gives the image no gradient (silently: its backward returns none): the refusal
+    named only torch.ao.quantization.convert and listed the internal fc._packed_params as a module."""
+    net = torch.ao.quantization.quantize_dynamic(tiny().eval(), {nn.Linear}, dtype=torch.qint8)
+    with pytest.raises(probe.ProbeUsageError, match=r"quantized modules \(fc: .*quantize_dynamic\); ") as info:
+        probe.maximize(net, "conv2:0", steps=1, image_size=16)
+    assert "_packed_params" not in str(info.value) and info.value.param == "model"

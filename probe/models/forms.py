@@ -77,14 +77,16 @@ def lazy_modules(module: nn.Module) -> list[str]:
 
 
 def quantized_modules(module: nn.Module) -> list[str]:
-    """Names of the submodules that run int8 kernels (``torch.ao.nn.quantized``, its intrinsic and dynamic
-    forms, as ``torch.ao.quantization.convert`` makes them); quantization-aware (QAT) modules are float, and so
+    """Names of the submodules that run quantized kernels (``torch.ao.nn.quantized``, its intrinsic and dynamic
+    forms, as ``torch.ao.quantization.convert`` and ``quantize_dynamic`` make them; not the ``_packed_params``
+    holders inside them, which are no layers); quantization-aware (QAT) modules are float, and so
     is ``FloatFunctional`` (the float adds and concatenations of a model prepared for quantization, which
     ``convert`` turns into ``QFunctional``), though it lives in ``torch.ao.nn.quantized``."""
     from torch.ao.nn.quantized import FloatFunctional
 
     return [name or type(module).__name__ for name, sub in module.named_modules()
-            if ".quantized" in type(sub).__module__ and not isinstance(sub, FloatFunctional)]  # fmt: skip
+            if ".quantized" in type(sub).__module__ and not isinstance(sub, FloatFunctional)
+            and not type(sub).__name__.endswith("PackedParams")]  # fmt: skip
 
 
 def meta_tensor(module: nn.Module) -> str | None:
@@ -134,9 +136,10 @@ def check_form(module: nn.Module, *, built: bool = False) -> None:
     quantized = quantized_modules(module)
     if quantized:
         raise ProbeUsageError(
-            f"the model runs int8 quantized modules ({_listed(quantized)}: torch.ao.quantization.convert); no "
-            "gradient flows through quantized kernels and their outputs are quantized tensors: give the float model "
-            "(before prepare/convert), or the prepare_qat model, which cnn-probe takes", param="model")
+            f"the model runs quantized modules ({_listed(quantized)}: torch.ao.quantization.convert or "
+            "quantize_dynamic); no gradient flows through quantized kernels to the image (a dynamic one's is silently "
+            "none): give the float model (before quantize_dynamic, prepare or convert), or the prepare_qat model, which "
+            "cnn-probe takes", param="model")
     if not built:
         check_lazy(module)
 
