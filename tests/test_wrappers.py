@@ -107,3 +107,16 @@ def test_a_dynamically_quantized_model_is_refused_naming_what_made_it() -> None:
     with pytest.raises(probe.ProbeUsageError, match=r"quantized modules \(fc: .*quantize_dynamic\); ") as info:
         probe.maximize(net, "conv2:0", steps=1, image_size=16)
     assert "_packed_params" not in str(info.value) and info.value.param == "model"
+
+
+def test_layers_of_a_compiled_model_runs_it_eagerly() -> None:
+    """probe.layers called the compiled module itself: dynamo compiled the pass with its hooks (45 s for a small
+    CNN on 2 cores, once per input shape), where every other entry point runs the same modules eagerly."""
+    compiled = torch.compile(tiny().eval())
+
+    def compiled_forward(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the compiled forward ran")
+
+    compiled.forward = compiled_forward  # what dynamo would run
+    rows = {row.name: row for row in probe.layers(compiled, (3, 16, 16))}
+    assert rows["_orig_mod.conv2"].output_shape == (6, 8, 8)
