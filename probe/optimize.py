@@ -57,6 +57,7 @@ from probe.memory import (
     optimization_text, saved_bytes,
 )  # fmt: skip
 from probe.models import LoadedModel, as_loaded
+from probe.models.forms import why_not_run
 from probe.objectives import Context, Objective, as_objective, class_scores, parse_objective
 from probe.relu import redirected_relu
 from probe.results import GalleryResult
@@ -1098,8 +1099,8 @@ def inspect_layer(model: LoadedModel | nn.Module, layer: str, image_size: int | 
     if layer == OUTPUT and layer not in acts:  # named as a layer (--layer output, --target output:0)
         raise output_not_a_tensor(loaded.name, param=output_param)
     if layer not in acts and acts.calls.get(layer, 0) <= 1:  # a module that runs twice: acts[layer] names its calls
-        raise ProbeUsageError(f"layer {layer!r} does not run in a forward pass of {loaded.name} in eval mode "
-                              "(an auxiliary head?); choose another layer", param="layer")
+        raise ProbeUsageError(f"layer {layer!r} does not run in a forward pass of {loaded.name} in eval mode: "
+                              f"{why_not_run(loaded.module, layer)}", param="layer")
     output = acts.get(OUTPUT)
 
     def same(a: torch.Tensor, b: torch.Tensor | None) -> bool:

@@ -120,3 +120,40 @@ def test_layers_of_a_compiled_model_runs_it_eagerly() -> None:
     compiled.forward = compiled_forward  # what dynamo would run
     rows = {row.name: row for row in probe.layers(compiled, (3, 16, 16))}
     assert rows["_orig_mod.conv2"].output_shape == (6, 8, 8)
+
+
+class Blocks(nn.Module):
+    """Two convolution blocks, a classifier and an auxiliary head that eval mode skips: 16x16 -> (N, 4)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.block1 = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU())
+        self.block2 = nn.Sequential(nn.Conv2d(4, 6, 3, padding=1), nn.ReLU())
+        self.fc = nn.Linear(6, 4)
+        self.aux = nn.Conv2d(4, 4, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.block1(x)
+        if self.training:
+            x = x + self.aux(x)
+        return self.fc(self.block2(x).mean((2, 3)))
+
+
+@pytest.mark.parametrize("call", ["maximize", "dream", "style", "feature_maps"])
+def test_a_layer_that_never_runs_is_refused_saying_why_and_what_to_name(call: str) -> None:
+    """A torch.fx GraphModule (symbolic_trace, an ONNX model, a converted TorchScript module) keeps containers only to
+    hold the leaves its graph calls: maximize blamed 'an auxiliary head?', dream and style said only 'did not run',
+    and feature maps of the named container came back empty, silently. Each names the leaves to use instead; a layer
+    eval mode skips is refused by feature maps too, saying so."""
+    image = _image()
+    calls = {"maximize": lambda net, layer: probe.maximize(net, f"{layer}:0", steps=1, image_size=16),
+             "dream": lambda net, layer: probe.dream(net, image, [layer], steps=1, octaves=1, device=None),
+             "style": lambda net, layer: probe.style_transfer(net, image, image, steps=1, size=16,
+                                                              content_layers=[layer], style_layers=[layer]),
+             "feature_maps": lambda net, layer: probe.feature_maps(net, image, layer, size=16)}  # fmt: skip
+    traced = torch.fx.symbolic_trace(Blocks().eval())
+    with pytest.raises(probe.ProbeUsageError, match=r"torch\.fx graph .* \(block2\.0, block2\.1; the last, block2\.1,"):
+        calls[call](traced, "block2")
+    with pytest.raises(probe.ProbeUsageError, match=r"\baux\b.* the forward skips it \(an auxiliary head in eval mode"):
+        calls[call](Blocks().eval(), "aux")

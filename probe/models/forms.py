@@ -20,7 +20,7 @@ from probe.errors import ProbeUsageError
 from probe.forward import model_input, passes_through
 
 __all__ = ["Eager", "eager_view", "is_exported", "EXPORT_ADVICE", "lazy_modules", "quantized_modules", "meta_tensor",
-           "check_form", "check_exported", "check_lazy",
+           "check_form", "check_exported", "check_lazy", "why_not_run",
            "materialize"]
 
 
@@ -68,6 +68,46 @@ def eager_view(module: nn.Module) -> nn.Module:
     if is_data_parallel(module):
         return Eager(module, "module")
     return module
+
+
+def _graph_container(model: nn.Module, name: str) -> list[str] | None:
+    """The leaves inside module ``name`` that a ``torch.fx`` GraphModule holding it calls, when ``name`` is a container
+    the graph never calls itself (a traced model's ``layer1``; an ONNX or TorchScript conversion's); else None."""
+    parts = name.split(".")
+    for cut in range(len(parts)):  # the GraphModules above it, outermost first
+        owner = model.get_submodule(".".join(parts[:cut])) if cut else model
+        if not isinstance(owner, torch.fx.GraphModule):
+            continue
+        inner = ".".join(parts[cut:])
+        called = [str(node.target) for node in owner.graph.nodes if node.op == "call_module"]
+        if inner not in called:
+            inside = [target for target in called if target.startswith(inner + ".")]
+            prefix = ".".join(parts[:cut])
+            return [f"{prefix}.{target}" if prefix else target for target in inside]
+    return None
+
+
+def why_not_run(model: nn.Module, name: str) -> str:
+    """Why module ``name`` of ``model`` did not run in a forward pass, and what to name instead, in words that
+    follow a refusal's ``"layer 'NAME' did not run"``.
+
+    A ``torch.fx`` GraphModule (``symbolic_trace``, an ONNX model, a converted TorchScript module) keeps a traced
+    model's containers (``layer1``) only to hold the leaves its graph calls itself, so a container never runs:
+    its leaves are named. Any other module that did not run is a branch the forward skips (an auxiliary head in
+    eval mode, a layer defined but unused).
+    """
+    try:
+        inside = _graph_container(model, name)
+    except AttributeError:  # not a submodule of model: nothing more to say than that it did not run
+        inside = None
+    if inside is None:
+        return ("the forward skips it (an auxiliary head in eval mode, a layer defined but not used); choose another "
+                "layer")
+    if not inside:
+        return "the model is a torch.fx graph whose operations do not call it; choose another layer"
+    return (f"the model is a torch.fx graph (traced, or converted from ONNX or TorchScript), which calls the layers "
+            f"inside this container itself and never the container: name one of them ({_listed(inside)}; the last, "
+            f"{inside[-1]}, runs nearest its output)")
 
 
 def lazy_modules(module: nn.Module) -> list[str]:
