@@ -20,7 +20,7 @@ from probe.checks import check_seed
 from probe.errors import ProbeRuntimeError, ProbeUsageError
 
 __all__ = [
-    "Precision", "ProgressFn", "make_generator", "check_generator", "global_rng_kept", "gradients_on", "with_gradients", "autocast", "check_finite", "check_finite_output", "PRECISIONS", "resolve_precision",
+    "Precision", "ProgressFn", "make_generator", "check_generator", "global_rng_kept", "gradients_on", "float32_default", "with_gradients", "autocast", "check_finite", "check_finite_output", "PRECISIONS", "resolve_precision",
     "FiniteLog", "progress_every", "free_memory", "CUDA_PROGRESS_EVERY", "OUT_OF_MEMORY",
 ]  # fmt: skip
 
@@ -117,11 +117,24 @@ def gradients_on() -> Iterator[None]:
         if torch.is_inference_mode_enabled():
             stack.enter_context(torch.inference_mode(False))
         stack.enter_context(torch.enable_grad())
-        default = torch.get_default_dtype()
-        if default != torch.float32:
-            torch.set_default_dtype(torch.float32)
-            stack.callback(torch.set_default_dtype, default)
+        stack.enter_context(float32_default())
         yield
+
+
+@contextlib.contextmanager
+def float32_default() -> Iterator[None]:
+    """Run the block with float32 as torch's default dtype (what ``torch.rand``, ``torch.tensor`` and every new
+    module's parameters get without a dtype), then the caller's again: a model cnn-probe builds after the caller's
+    ``torch.set_default_dtype(torch.float64)`` was a float64 model, which its float32 images did not fit."""
+    default = torch.get_default_dtype()
+    if default == torch.float32:
+        yield
+        return
+    torch.set_default_dtype(torch.float32)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(default)
 
 
 _Function = TypeVar("_Function", bound=Callable[..., Any])

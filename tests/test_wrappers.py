@@ -157,3 +157,24 @@ def test_a_layer_that_never_runs_is_refused_saying_why_and_what_to_name(call: st
         calls[call](traced, "block2")
     with pytest.raises(probe.ProbeUsageError, match=r"\baux\b.* the forward skips it \(an auxiliary head in eval mode"):
         calls[call](Blocks().eval(), "aux")
+
+
+def test_a_model_built_after_a_float64_default_is_a_float32_model() -> None:
+    """Under the caller's torch.set_default_dtype(torch.float64), load_model built the zoo's digits network with
+    float64 parameters, which the float32 images of every command then did not fit ('bias type (double)')."""
+    with _default_float64():
+        loaded = probe.load_model("digits")
+        result = probe.maximize(loaded, "conv2:0", steps=1)
+        assert torch.get_default_dtype() == torch.float64
+    assert {p.dtype for p in loaded.module.parameters()} == {torch.float32}
+    assert torch.isfinite(result.images).all()
+
+
+def test_an_atlas_runs_under_the_callers_no_grad(tmp_path) -> None:
+    """build_atlas under the caller's no_grad refused every unit as 'not depending on the input image'."""
+    from probe.atlas import build_atlas
+
+    with torch.no_grad():
+        summary = build_atlas("digits", layers=["conv1"], dataset="zoo", out=tmp_path / "atlas", steps=1, limit=8,
+                              max_units=1, chunk=1)  # fmt: skip
+    assert summary.units == 1
