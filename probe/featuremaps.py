@@ -37,7 +37,7 @@ from probe.models.forms import why_not_run
 from probe.outputs import Prediction, describe, prediction_of, read_output
 from probe.results import GalleryResult
 from probe.rewrites import tensors_in
-from probe.runtime import check_finite_output
+from probe.runtime import check_finite_output, with_gradients
 
 __all__ = ["FeatureMaps", "feature_maps", "default_layers", "SKIPPED_TYPES"]
 
@@ -109,6 +109,7 @@ def _ordered(degree: torch.Tensor, top: int | None, limit: int | None) -> torch.
     return indices if limit is None else indices[:limit]
 
 
+@with_gradients  # the output's graph tells a sigmoid or softmax head, also under the caller's inference_mode
 def feature_maps(
     model: str | nn.Module | LoadedModel,
     image: Any,

@@ -178,3 +178,15 @@ def test_an_atlas_runs_under_the_callers_no_grad(tmp_path) -> None:
         summary = build_atlas("digits", layers=["conv1"], dataset="zoo", out=tmp_path / "atlas", steps=1, limit=8,
                               max_units=1, chunk=1)  # fmt: skip
     assert summary.units == 1
+
+
+def test_feature_maps_read_a_sigmoid_head_as_such_under_the_callers_inference_mode() -> None:
+    """Under inference_mode the pass kept no graph, so feature maps could not see the model's sigmoid and read its
+    outputs as logits: 'class 2 (22.7%)' instead of 'class 2 (sigmoid 60.4%)', silently."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 5),
+                        nn.Sigmoid()).eval()  # fmt: skip
+    plain = str(probe.feature_maps(net, _image(), size=16).prediction)
+    with torch.inference_mode():
+        inside = str(probe.feature_maps(net, _image(), size=16).prediction)
+    assert "sigmoid" in plain and inside == plain
