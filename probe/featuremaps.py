@@ -33,10 +33,11 @@ from probe.inputs import model_input
 from probe.layout import channels_last_layers
 from probe.leaves import helper_names, is_conv2d, is_leaf
 from probe.models import LoadedModel, as_loaded
+from probe.models.forms import why_not_run
 from probe.outputs import Prediction, check_reading, describe, prediction_of, read_output
 from probe.results import GalleryResult
 from probe.rewrites import tensors_in
-from probe.runtime import check_finite_output
+from probe.runtime import check_finite_output, with_gradients
 
 __all__ = ["FeatureMaps", "feature_maps", "default_layers", "SKIPPED_TYPES"]
 
@@ -109,6 +110,7 @@ def _ordered(degree: torch.Tensor, top: int | None, limit: int | None) -> torch.
     return indices if limit is None else indices[:limit]
 
 
+@with_gradients  # the output's graph tells a sigmoid or softmax head, also under the caller's inference_mode
 def feature_maps(
     model: str | nn.Module | LoadedModel,
     image: Any,
@@ -172,12 +174,17 @@ def feature_maps(
     read = read_output(returned, 1, loaded.module, image=tuple(x.shape), reading=output)
     prediction = prediction_of(loaded, read)
     del returned, image  # the graph
+    named = layers is not None and layers != "all"
+    unrun = [layer for layer in names if not any(key in acts for key in acts.recorded_as(layer))]
+    if named and unrun:  # asked for by name: an empty sheet would say nothing of why
+        raise ProbeUsageError(f"layer {unrun[0]!r} did not run in {loaded.name}'s forward pass: "
+                              f"{why_not_run(loaded.module, unrun[0])}", param="layer")
     maps: dict[str, torch.Tensor] = {}
     degree: dict[str, torch.Tensor] = {}
     order: dict[str, torch.Tensor] = {}
     for name in [key for layer in names for key in acts.recorded_as(layer)]:  # per call where a module runs twice
         if name not in acts:
-            continue  # a layer the forward pass never reached
+            continue  # a default layer the forward pass never reached (an auxiliary head in eval mode)
         activation = acts[name][0].float()
         if name.split(CALL_SEPARATOR)[0] in channels_last and activation.dim() >= 2:
             activation = activation.movedim(-1, 0)  # (H, W, C) or (L, C) -> (C, H, W) or (C, L), see probe.layout

@@ -104,7 +104,7 @@ from probe.errors import ProbeUsageError, unknown_name
 from probe.forward import model_input
 from probe.layout import channels_last_layers
 from probe.models import LoadedModel, taking_images
-from probe.models.forms import check_exported, check_lazy
+from probe.models.forms import check_exported, check_lazy, eager_view
 from probe.modes import evaluating
 from probe.outputs import output_tensor
 from probe.leaves import helper_names, is_leaf
@@ -1013,7 +1013,7 @@ def layers(
         device, dtype = torch.device("cpu"), torch.float32
     dummy = torch.zeros(2, *input_shape, device=device, dtype=dtype)  # two images: outputs without a batch show
     with evaluating(model), torch.no_grad(), record(model, [name for name, _ in named]) as acts, model_input(dummy):
-        model(dummy)
+        eager_view(model)(dummy)  # a compiled model's dynamo would compile the pass (seconds), its hooks and all
     last = channels_last_layers(model, dummy)
     rows = []
     for name, module in named:

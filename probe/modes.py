@@ -1,6 +1,7 @@
 """A user's model run in eval mode for a block: every module's own ``training`` flag, the state its
-quantization observers would write in eval mode too, and the global random generators its own code draws
-from (ViTMAE's random masking), restored after."""
+quantization observers would write in eval mode too, the tensors its forward pre-hooks compute into plain
+attributes (``torch.nn.utils.prune``'s ``weight``), and the global random generators its own code draws from
+(ViTMAE's random masking), restored after."""
 
 from __future__ import annotations
 
@@ -66,6 +67,19 @@ _NESTING = threading.local()
 ``models``: the ids of the models those blocks hold, each as many times as it is held."""
 
 
+_Computed = list[tuple[nn.Module, str, torch.Tensor]]
+
+
+def _computed(model: nn.Module) -> _Computed:
+    """The tensors ``model``'s modules hold as plain attributes, neither parameters nor buffers: what a forward
+    pre-hook computes from them on every pass (``torch.nn.utils.prune``'s ``weight = weight_orig * weight_mask``,
+    the old hook-based ``weight_norm``'s and ``spectral_norm``'s ``weight``). A pass under ``torch.no_grad()``
+    replaces each with a tensor that does not require grad and has no graph, so the user's ``conv.weight`` would
+    come back changed; :func:`evaluating` puts these very tensors back."""
+    return [(module, name, value) for module in model.modules() for name, value in vars(module).items()
+            if isinstance(value, torch.Tensor)]  # fmt: skip
+
+
 def _cuda_devices(model: nn.Module) -> list[torch.device]:
     """The CUDA devices ``model``'s parameters and buffers are on."""
     return list({t.device for t in [*model.parameters(), *model.buffers()] if t.device.type == "cuda"})
@@ -78,7 +92,9 @@ def evaluating(model: nn.Module) -> Iterator[nn.Module]:
     Used by every function that runs a user's model, so that dropout and
     batch-norm behave as at inference without leaving the model changed.
     Quantization observers, which write their ranges in eval mode too, are
-    held for the block and their buffers restored after (see :func:`_hold_observers`).
+    held for the block and their buffers restored after (see :func:`_hold_observers`); the tensors forward
+    pre-hooks compute into plain attributes (a pruned layer's ``weight``) are the user's again after (see
+    :func:`_computed`).
     A model whose forward draws random numbers itself in eval mode (ViTMAE's random masking of patches, a
     noise layer) draws them from Python's, NumPy's and torch's global generators (the CPU's and those of the
     CUDA devices it is on) seeded with :data:`DRAWS_SEED` for the outermost block: the same call draws the
@@ -96,6 +112,7 @@ def evaluating(model: nn.Module) -> Iterator[nn.Module]:
         yield model
         return
     flags = [(module, module.training) for module in model.modules()]
+    computed = _computed(model)
     saved = _hold_observers(model)
     model.eval()
     outermost = not getattr(_NESTING, "depth", 0)
@@ -109,4 +126,6 @@ def evaluating(model: nn.Module) -> Iterator[nn.Module]:
         _NESTING.models = held
         for module, training in flags:
             module.training = training
+        for module, name, value in computed:
+            vars(module)[name] = value  # as the pre-hook set it: a plain attribute, not a parameter or buffer
         _release(saved)

@@ -57,12 +57,13 @@ from probe.memory import (
     optimization_text, saved_bytes,
 )  # fmt: skip
 from probe.models import LoadedModel, as_loaded
+from probe.models.forms import why_not_run
 from probe.objectives import Context, Objective, as_objective, class_scores, parse_objective
 from probe.relu import redirected_relu
 from probe.results import GalleryResult
 from probe.runtime import progress_every as default_progress_every
 from probe.runtime import (
-    OUT_OF_MEMORY, FiniteLog, ProgressFn, autocast, check_generator, resolve_precision,
+    OUT_OF_MEMORY, FiniteLog, ProgressFn, autocast, check_generator, resolve_precision, with_gradients,
 )  # fmt: skip
 from probe.streams import ImageStreams, image_key
 
@@ -341,6 +342,7 @@ def unmoved_images(final: torch.Tensor, start: torch.Tensor) -> list[int]:
     return [int(i) for i in same.nonzero().flatten().tolist()]
 
 
+@with_gradients
 def maximize(
     model: LoadedModel | nn.Module,
     objective: Objective | Callable[[Context], torch.Tensor] | str,
@@ -1097,8 +1099,8 @@ def inspect_layer(model: LoadedModel | nn.Module, layer: str, image_size: int | 
     if layer == OUTPUT and layer not in acts:  # named as a layer (--layer output, --target output:0)
         raise output_not_a_tensor(loaded.name, param=output_param)
     if layer not in acts and acts.calls.get(layer, 0) <= 1:  # a module that runs twice: acts[layer] names its calls
-        raise ProbeUsageError(f"layer {layer!r} does not run in a forward pass of {loaded.name} in eval mode "
-                              "(an auxiliary head?); choose another layer", param="layer")
+        raise ProbeUsageError(f"layer {layer!r} does not run in a forward pass of {loaded.name} in eval mode: "
+                              f"{why_not_run(loaded.module, layer)}", param="layer")
     output = acts.get(OUTPUT)
 
     def same(a: torch.Tensor, b: torch.Tensor | None) -> bool:

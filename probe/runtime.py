@@ -10,8 +10,9 @@ callbacks run every :func:`progress_every` steps on CUDA.
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import torch
 
@@ -19,7 +20,7 @@ from probe.checks import check_seed
 from probe.errors import ProbeRuntimeError, ProbeUsageError
 
 __all__ = [
-    "Precision", "ProgressFn", "make_generator", "check_generator", "global_rng_kept", "autocast", "check_finite", "check_finite_output", "PRECISIONS", "resolve_precision",
+    "Precision", "ProgressFn", "make_generator", "check_generator", "global_rng_kept", "gradients_on", "float32_default", "with_gradients", "autocast", "check_finite", "check_finite_output", "PRECISIONS", "resolve_precision",
     "FiniteLog", "progress_every", "free_memory", "CUDA_PROGRESS_EVERY", "OUT_OF_MEMORY",
 ]  # fmt: skip
 
@@ -91,6 +92,63 @@ def global_rng_kept(seed: int | None = None, devices: Sequence[torch.device] = (
     finally:
         random.setstate(python_state)
         np.random.set_state(numpy_state)
+
+
+@contextlib.contextmanager
+def gradients_on() -> Iterator[None]:
+    """Run the block with autograd on, outside inference mode, and float32 as torch's default dtype, whatever the
+    caller set around the call; the caller's modes come back after, also on error.
+
+    cnn-probe's gradient work (maximize, dream, style transfer, attribution) differentiates scores w.r.t. images it
+    makes itself, so the caller's global modes must not reach it:
+
+    - under ``torch.no_grad()`` or ``torch.set_grad_enabled(False)`` no graph is built, and the image's gradient
+      was missing (maximize blamed a cut in the model's forward; style's autograd raised);
+    - under ``torch.inference_mode()`` every new tensor is an inference tensor, which keeps no graph and no
+      version counter (captum's Grad-CAM raised);
+    - after ``torch.set_default_dtype(torch.float64)``, the images and statistics made without a dtype
+      (``torch.rand``, ``torch.tensor(...)``) were float64, which a float32 model refused.
+
+    Only these three modes are set; the model, its weights and the caller's tensors are not touched (an image the
+    caller made under inference mode is read, never differentiated in place). The default dtype is process-wide in
+    torch, so another thread making tensors without a dtype during the block gets float32 too.
+    """
+    with contextlib.ExitStack() as stack:
+        if torch.is_inference_mode_enabled():
+            stack.enter_context(torch.inference_mode(False))
+        stack.enter_context(torch.enable_grad())
+        stack.enter_context(float32_default())
+        yield
+
+
+@contextlib.contextmanager
+def float32_default() -> Iterator[None]:
+    """Run the block with float32 as torch's default dtype (what ``torch.rand``, ``torch.tensor`` and every new
+    module's parameters get without a dtype), then the caller's again: a model cnn-probe builds after the caller's
+    ``torch.set_default_dtype(torch.float64)`` was a float64 model, which its float32 images did not fit."""
+    default = torch.get_default_dtype()
+    if default == torch.float32:
+        yield
+        return
+    torch.set_default_dtype(torch.float32)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(default)
+
+
+_Function = TypeVar("_Function", bound=Callable[..., Any])
+
+
+def with_gradients(function: _Function) -> _Function:
+    """Decorate a public function that differentiates w.r.t. images: it runs under :func:`gradients_on`."""
+
+    @functools.wraps(function)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        with gradients_on():
+            return function(*args, **kwargs)
+
+    return run  # type: ignore[return-value]
 
 
 @contextlib.contextmanager

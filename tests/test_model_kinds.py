@@ -187,7 +187,7 @@ def test_an_int8_model_is_refused_in_one_line_and_left_as_it_was() -> None:
                  lambda: probe.feature_maps(net, _image(), "1.conv2", size=16),
                  lambda: probe.dream(net, _image(), ["1.conv2"], steps=1, octaves=1, device=None),
                  lambda: probe.attribute(net, _image(), "saliency", size=16)):  # fmt: skip
-        with pytest.raises(probe.ProbeUsageError, match=r"int8 quantized modules \(0, 1.conv1.*give the float") as info:
+        with pytest.raises(probe.ProbeUsageError, match=r"quantized modules \(0, 1.conv1.*give the float") as info:
             call()
         assert info.value.param == "model"
     assert probe.models.forms.quantized_modules(tiny()) == []

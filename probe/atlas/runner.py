@@ -61,6 +61,7 @@ from probe.leaves import is_leaf
 from probe.memory import check_results_fit, optimization_text
 from probe.models import LoadedModel, load_model
 from probe.optimize import maximize, plan_memory
+from probe.runtime import with_gradients
 
 __all__ = ["AtlasSummary", "Progress", "build_atlas", "atlas_layers", "RUN_FILE", "DEFAULT_DIVERSITY"]
 
@@ -496,6 +497,7 @@ def _done(folder: Path, chunk: Chunk, digest: str) -> bool:
         (folder / file).is_file() for unit in record.get("units", []) for file in unit.get("files", []))
 
 
+@with_gradients
 def build_atlas(
     model: str,
     *,

@@ -24,7 +24,7 @@ from probe.inputs import model_input
 from probe.memory import is_out_of_memory
 from probe.models import LoadedModel, as_loaded
 from probe.outputs import Prediction, check_reading, prediction_of, read_output
-from probe.runtime import check_finite_output
+from probe.runtime import check_finite_output, with_gradients
 
 def resolve_target(target: int | str | None, prediction: Prediction) -> int:
     """The class index to explain.
@@ -88,6 +88,7 @@ def check_gradient_reaches(forward: nn.Module, x: torch.Tensor, index: int) -> N
             ".detach(), NumPy), so gradient methods cannot run; use --method occlusion, or remove the cut")
 
 
+@with_gradients
 def attribute(
     model: str | nn.Module | LoadedModel,
     image: Any,
@@ -254,6 +255,7 @@ def _calls_note(cam: CamLayer) -> str:
     return f"{module} runs {cam.calls} times in one pass{chain}: {cam.name} is {which}"
 
 
+@with_gradients
 def attribute_batch(
     model: str | nn.Module | LoadedModel,
     images: Sequence[Any] | torch.Tensor,

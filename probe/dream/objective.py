@@ -34,6 +34,7 @@ from probe.hooks import OUTPUT, capture
 from probe.images import resize
 from probe.memory import is_out_of_memory
 from probe.models import LoadedModel
+from probe.models.forms import why_not_run
 from probe.runtime import Precision, autocast
 from probe.tiling import Tile
 
@@ -122,7 +123,8 @@ class DreamObjective:
         if OUTPUT in missing:  # the pass ran, but its output holds no tensor known to be the prediction
             raise output_not_a_tensor(self.loaded.name, param="layer")
         if missing:
-            raise ProbeUsageError(f"layer(s) {', '.join(missing)} did not run in the model's forward pass", param="layer")
+            raise ProbeUsageError(f"layer(s) {', '.join(missing)} did not run in the model's forward pass: "
+                                  f"{why_not_run(self.loaded.module, missing[0])}", param="layer")
         for name in self.layers:  # features() reads image 0 of dim 0: a folded layer's would be its first patch
             if acts[name].dim() == 0 or acts[name].shape[0] != images.shape[0]:
                 raise not_per_image(name, tuple(acts[name].shape), images.shape[0], "a dream")

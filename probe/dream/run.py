@@ -23,11 +23,13 @@ from probe.images import divergence
 from probe.memory import FLOAT, PassCost, check_run, images_bytes
 from probe.models import LoadedModel, as_loaded
 from probe.runtime import Precision, ProgressFn, autocast, check_generator, make_generator, progress_every, resolve_precision
+from probe.runtime import with_gradients
 from probe.tiling import tile_plan
 
 __all__ = ["dream"]
 
 
+@with_gradients
 def dream(
     model: LoadedModel | nn.Module | str,
     image: ImageSource,

@@ -51,6 +51,7 @@ from probe.models.sources.torchvision_models import torchvision_names
 from probe.models.takes import check_takes_images
 from probe.models.types import IMAGENET_MEAN, IMAGENET_STD, LoadedModel, Preprocess, frozen_view
 from probe.models.weights import is_none, load_state_dict_file, seeded
+from probe.runtime import float32_default
 
 __all__ = [
     "Preprocess", "LoadedModel", "load_model", "as_loaded", "load_state_dict_file", "frozen_view", "torchvision_names",
@@ -100,7 +101,7 @@ def _build(text: str, weights: Any, target: torch.device, request: Request) -> L
     if isinstance(weights, str) and weights.lower() == "offline":  # what needs no network: shipped, or random
         weights = None if source.downloads(spec) else "default"
     request = Request(weights, request.seed, args, {**kwargs, **request.kwargs}, request.input_size, request.channels)
-    with seeded(request.seed):
+    with seeded(request.seed), float32_default():  # a float64 default would build a float64 model
         built = source.build(spec, request)
         channels = request.channels or built.preprocess.channels
         size = request.input_size or built.preprocess.input_size

@@ -20,7 +20,7 @@ from probe.errors import ProbeUsageError
 from probe.forward import model_input, passes_through
 
 __all__ = ["Eager", "eager_view", "is_exported", "EXPORT_ADVICE", "lazy_modules", "quantized_modules", "meta_tensor",
-           "check_form", "check_exported", "check_lazy",
+           "check_form", "check_exported", "check_lazy", "why_not_run",
            "materialize"]
 
 
@@ -70,6 +70,46 @@ def eager_view(module: nn.Module) -> nn.Module:
     return module
 
 
+def _graph_container(model: nn.Module, name: str) -> list[str] | None:
+    """The leaves inside module ``name`` that a ``torch.fx`` GraphModule holding it calls, when ``name`` is a container
+    the graph never calls itself (a traced model's ``layer1``; an ONNX or TorchScript conversion's); else None."""
+    parts = name.split(".")
+    for cut in range(len(parts)):  # the GraphModules above it, outermost first
+        owner = model.get_submodule(".".join(parts[:cut])) if cut else model
+        if not isinstance(owner, torch.fx.GraphModule):
+            continue
+        inner = ".".join(parts[cut:])
+        called = [str(node.target) for node in owner.graph.nodes if node.op == "call_module"]
+        if inner not in called:
+            inside = [target for target in called if target.startswith(inner + ".")]
+            prefix = ".".join(parts[:cut])
+            return [f"{prefix}.{target}" if prefix else target for target in inside]
+    return None
+
+
+def why_not_run(model: nn.Module, name: str) -> str:
+    """Why module ``name`` of ``model`` did not run in a forward pass, and what to name instead, in words that
+    follow a refusal's ``"layer 'NAME' did not run"``.
+
+    A ``torch.fx`` GraphModule (``symbolic_trace``, an ONNX model, a converted TorchScript module) keeps a traced
+    model's containers (``layer1``) only to hold the leaves its graph calls itself, so a container never runs:
+    its leaves are named. Any other module that did not run is a branch the forward skips (an auxiliary head in
+    eval mode, a layer defined but unused).
+    """
+    try:
+        inside = _graph_container(model, name)
+    except AttributeError:  # not a submodule of model: nothing more to say than that it did not run
+        inside = None
+    if inside is None:
+        return ("the forward skips it (an auxiliary head in eval mode, a layer defined but not used); choose another "
+                "layer")
+    if not inside:
+        return "the model is a torch.fx graph whose operations do not call it; choose another layer"
+    return (f"the model is a torch.fx graph (traced, or converted from ONNX or TorchScript), which calls the layers "
+            f"inside this container itself and never the container: name one of them ({_listed(inside)}; the last, "
+            f"{inside[-1]}, runs nearest its output)")
+
+
 def lazy_modules(module: nn.Module) -> list[str]:
     """Names of the submodules whose parameters or buffers are not yet initialized (``""``: the module itself)."""
     return [name for name, sub in module.named_modules()
@@ -77,14 +117,16 @@ def lazy_modules(module: nn.Module) -> list[str]:
 
 
 def quantized_modules(module: nn.Module) -> list[str]:
-    """Names of the submodules that run int8 kernels (``torch.ao.nn.quantized``, its intrinsic and dynamic
-    forms, as ``torch.ao.quantization.convert`` makes them); quantization-aware (QAT) modules are float, and so
+    """Names of the submodules that run quantized kernels (``torch.ao.nn.quantized``, its intrinsic and dynamic
+    forms, as ``torch.ao.quantization.convert`` and ``quantize_dynamic`` make them; not the ``_packed_params``
+    holders inside them, which are no layers); quantization-aware (QAT) modules are float, and so
     is ``FloatFunctional`` (the float adds and concatenations of a model prepared for quantization, which
     ``convert`` turns into ``QFunctional``), though it lives in ``torch.ao.nn.quantized``."""
     from torch.ao.nn.quantized import FloatFunctional
 
     return [name or type(module).__name__ for name, sub in module.named_modules()
-            if ".quantized" in type(sub).__module__ and not isinstance(sub, FloatFunctional)]  # fmt: skip
+            if ".quantized" in type(sub).__module__ and not isinstance(sub, FloatFunctional)
+            and not type(sub).__name__.endswith("PackedParams")]  # fmt: skip
 
 
 def meta_tensor(module: nn.Module) -> str | None:
@@ -134,9 +176,10 @@ def check_form(module: nn.Module, *, built: bool = False) -> None:
     quantized = quantized_modules(module)
     if quantized:
         raise ProbeUsageError(
-            f"the model runs int8 quantized modules ({_listed(quantized)}: torch.ao.quantization.convert); no "
-            "gradient flows through quantized kernels and their outputs are quantized tensors: give the float model "
-            "(before prepare/convert), or the prepare_qat model, which cnn-probe takes", param="model")
+            f"the model runs quantized modules ({_listed(quantized)}: torch.ao.quantization.convert or "
+            "quantize_dynamic); no gradient flows through quantized kernels to the image (a dynamic one's is silently "
+            "none): give the float model (before quantize_dynamic, prepare or convert), or the prepare_qat model, which "
+            "cnn-probe takes", param="model")
     if not built:
         check_lazy(module)
 

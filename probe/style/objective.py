@@ -19,6 +19,7 @@ from torch import nn
 from probe.errors import ProbeUsageError, check_depends_on_image
 from probe.forward import ModelInputError
 from probe.hooks import capture
+from probe.models.forms import why_not_run
 from probe.runtime import Precision, autocast
 from probe.style.layers import LayerPlan
 from probe.style.losses import (
@@ -107,7 +108,8 @@ class StyleObjective:
         traced = images.requires_grad and torch.is_grad_enabled()
         for name, module in {**self.plan.content, **self.plan.style}.items():
             if module not in captured:
-                raise ProbeUsageError(f"layer {name!r} ({module}) did not run in the forward pass", param="style_layer")
+                raise ProbeUsageError(f"layer {name!r} ({module}) did not run in the forward pass: "
+                                      f"{why_not_run(self.net, module)}", param="style_layer")
             if traced:  # a no_grad/detach in the model: only tv would move the image
                 check_depends_on_image(captured[module], [name],
                                        param="content_layer" if name in self.plan.content else "style_layer")

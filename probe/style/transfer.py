@@ -18,6 +18,7 @@ from probe.images import divergence, fit_size, resize
 from probe.memory import FLOAT, HEADROOM, PassCost, bytes_per_pixel, check_fits, check_run, images_bytes
 from probe.models import LoadedModel, as_loaded
 from probe.runtime import Precision, ProgressFn, check_finite, check_generator, make_generator, progress_every, resolve_precision
+from probe.runtime import with_gradients
 from probe.style.colors import keep_content_colors, match_histograms
 from probe.style.inputs import (
     ImageSource,
@@ -188,6 +189,7 @@ class _Run:
             self.progress(step, self.total_steps, {key: float(parts[key].detach()) for key in LOSS_NAMES})
 
 
+@with_gradients
 def style_transfer(
     model: str | nn.Module | LoadedModel,
     content: ImageSource,

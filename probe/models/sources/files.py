@@ -30,6 +30,7 @@ from probe.models.sources import onnx_names
 from probe.models.registry import Built, ModelSource, Request, register_source
 from probe.models.forms import EXPORT_ADVICE
 from probe.models.weights import archive_kind, is_default, require
+from probe.runtime import global_rng_kept
 
 __all__ = ["onnx_input_shape", "build_onnx", "build_torchscript", "hookable", "is_script"]
 
@@ -168,7 +169,14 @@ def hookable(module: nn.Module, what: str, channels: int, size: tuple[int, int])
     buffer = io.BytesIO()  # converted as a file's: a copy on the CPU whose ONNX nodes carry its modules' names
     torch.jit.save(module, buffer)
     buffer.seek(0)
-    return _unscript(torch.jit.load(buffer, map_location="cpu"), what, channels, size).to(device)
+    with global_rng_kept():  # onnx2torch builds its modules with torch's initializers: the caller's draws stay theirs
+        return _unscript(torch.jit.load(buffer, map_location="cpu"), what, channels, size).to(device)
+
+
+def _example(channels: int, size: tuple[int, int]) -> torch.Tensor:
+    """The ONNX export's example input: ``(1, channels, H, W)`` uniform noise from a seeded generator of its own,
+    never from torch's global one, which is the caller's."""
+    return torch.rand(1, channels, *size, generator=torch.Generator().manual_seed(0))
 
 
 def _unscript(script: Any, what: str, channels: int, size: tuple[int, int]) -> nn.Module:
@@ -179,7 +187,7 @@ def _unscript(script: Any, what: str, channels: int, size: tuple[int, int]) -> n
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                torch.onnx.export(script.eval(), (torch.rand(1, channels, *size),), str(exported), dynamo=False,
+                torch.onnx.export(script.eval(), (_example(channels, size),), str(exported), dynamo=False,
                                   opset_version=ONNX_OPSET, do_constant_folding=False, input_names=["input"],
                                   dynamic_axes={"input": {0: "batch", 2: "height", 3: "width"}})  # fmt: skip
         except Exception as error:  # the interpreter's last line says what failed
