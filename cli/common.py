@@ -23,6 +23,7 @@ import click
 from click.core import ParameterSource
 from click.shell_completion import CompletionItem
 
+from probe.checks import parse_size
 from probe.choices import PRECISIONS
 from probe.cli.entry import check_started
 from probe.cli.interrupt import INTERRUPTED, INTERRUPTED_HEAD, Interrupted
@@ -368,8 +369,6 @@ def _floats(ctx: click.Context, param: click.Parameter, value: str | None) -> tu
 def _size(ctx: click.Context, param: click.Parameter, value: str | None) -> int | tuple[int, int] | None:
     if value is None:
         return None
-    from probe.images import parse_size
-
     try:
         return parse_size(value)
     except ProbeUsageError as error:

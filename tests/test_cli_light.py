@@ -44,10 +44,13 @@ print(json.dumps({"codes": codes, "heavy": sorted(m for m in json.loads(sys.argv
 
 def _refusals(name: str) -> list[list[str]]:
     """Command lines that click (or cnn-probe's blank-value check) refuses before the command runs: for every
-    option a bad choice, a word for a number, no value, an empty value; a required argument left out."""
+    option a bad choice, a word for a number, no value, an empty value; a required argument left out; a bad
+    number after good values of the options whose callbacks read them (``--input-size 32``)."""
     command = cli.commands[name]
     required = [FILL] * sum(1 for p in command.params if isinstance(p, click.Argument) and p.required)
     lines = [[name, "--no-such-option"]]
+    if "input_size" in {p.name for p in command.params}:  # the model's options, read before the bad one
+        lines.append([name, *required, "--input-size", "32", "--mean", "0.5", "--std", "0.5", "--in-channels", "x"])
     if required:
         lines.append([name])  # a required argument missing
     for param in command.params:
