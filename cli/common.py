@@ -1,30 +1,34 @@
-"""What every ``probe`` command shares: error translation, common options, progress bars."""
+"""What every ``probe`` command shares: error translation, common options, progress bars, running the work.
+
+Light on purpose: it imports click, the standard library and cnn-probe's torch-free modules only, because the
+commands' declarations (:mod:`probe.cli.commands`) import it and ``probe COMMAND --help`` must answer at once.
+What needs torch, Pillow or the gallery writer is imported where it is used, once the command runs.
+"""
 
 from __future__ import annotations
 
 import errno
 import functools
+import importlib
 import json
 import re
 import shlex
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
-from PIL import Image
 from click.core import ParameterSource
 from click.shell_completion import CompletionItem
 
+from probe.checks import parse_size
+from probe.choices import PRECISIONS
+from probe.cli.entry import check_started
 from probe.cli.interrupt import INTERRUPTED, INTERRUPTED_HEAD, Interrupted
 from probe.cli.types import SEED, OutFolder, count, refuse_blank
 from probe.errors import ProbeRuntimeError, ProbeUsageError
-from probe.forward import DTYPE_WORDS, GRADIENT_WORDS, ModelInputError
-from probe.memory import is_out_of_memory
-from probe.gallery import MANIFEST, recording_invocation
-from probe.gallery.outdir import disk_advice
-from probe.runtime import OUT_OF_MEMORY, PRECISIONS
 
 if TYPE_CHECKING:
     from probe.models import LoadedModel
@@ -54,9 +58,9 @@ __all__ = [
     "complete_model",
     "complete_layer",
     "option_given",
+    "work",
 ]
 
-OOM_ADVICE = f"the GPU ran out of memory; {OUT_OF_MEMORY}"
 WORK_OPTIONS = ("tile", "size", "batch", "chunk", "steps", "per_unit", "examples", "samples", "scales")
 """The options that set the work per pass, most effective first: what the CPU's out-of-memory advice names."""
 HUGE_COUNT = 2**16
@@ -76,6 +80,34 @@ DISK_FAILURES = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, e
 file they concern."""
 
 
+def _torch_side(module: str) -> ModuleType | None:
+    """cnn-probe's ``module``, which imports torch, where this process has imported torch already; else None.
+
+    For recognising torch's errors after a command failed: an error torch raised (an allocation failure, a
+    dtype mismatch, a model's refusal of its input) cannot have happened without it, so a command that never
+    needed torch (``probe gallery``) does not import it (seconds) to learn that its error is none of those.
+    """
+    return importlib.import_module(module) if "torch" in sys.modules else None
+
+
+def work(module: str, /, *args: Any, **options: Any) -> Any:
+    """Run a command's work, ``probe.cli.<module>.run(*args, **options)``, with the options click parsed (any
+    names: ``probe train`` has a ``name``).
+
+    A command's declaration (:mod:`probe.cli.commands`) imports no torch, so that ``--help`` and click's own
+    usage errors answer at once; its work module, which imports torch and the rest of cnn-probe (seconds), is
+    imported here, once the command line was read. A Ctrl-C during that import exits 130 with the one line, as
+    one while the group was starting, also when a library's import swallowed the ``KeyboardInterrupt``
+    (:func:`~probe.cli.entry.check_started`).
+    """
+    try:
+        imported = importlib.import_module(f"probe.cli.{module}")
+        check_started()
+    except KeyboardInterrupt:
+        raise Interrupted(INTERRUPTED) from None
+    return imported.run(*args, **options)
+
+
 def out_of_memory_advice(error: BaseException, command: click.Command | None = None,
                          ctx: click.Context | None = None) -> str | None:
     """The one-line advice for an allocation failure (CUDA or CPU), or None if ``error`` is not one.
@@ -83,11 +115,14 @@ def out_of_memory_advice(error: BaseException, command: click.Command | None = N
     On the CPU it names what to lower: the counts given huge first (``--in-channels 2147483647``), then
     ``command``'s own :data:`WORK_OPTIONS` (a command without ``--tile`` is not told to use it).
     """
-    if not is_out_of_memory(error):
+    memory = _torch_side("probe.memory")
+    if not (isinstance(error, MemoryError) or memory is not None and memory.is_out_of_memory(error)):
         return None
     text = str(error).lower()
     if "cuda" in text or "gpu" in text or "hip" in text:
-        return OOM_ADVICE
+        from probe.runtime import OUT_OF_MEMORY
+
+        return f"the GPU ran out of memory; {OUT_OF_MEMORY}"
     params = list(command.params) if command is not None else []
     values = ctx.params if ctx is not None else {}
     huge = [p for p in params if isinstance(p, click.Option) and ctx is not None and isinstance(p.type, click.IntRange)
@@ -169,7 +204,8 @@ class ProbeCommand(_RecordsInvocation):
             raise Interrupted(self.interrupted) from None
         except ProbeUsageError as error:
             param = self._named(ctx, error.param.replace("-", "_")) if error.param else None
-            if isinstance(error, ModelInputError) and error.param == "size":
+            forward = _torch_side("probe.forward")
+            if forward is not None and isinstance(error, forward.ModelInputError) and error.param == "size":
                 param = self._size_param(ctx)
             if param is not None:
                 raise click.BadParameter(str(error), ctx=ctx, param=param) from None
@@ -182,13 +218,16 @@ class ProbeCommand(_RecordsInvocation):
                 raise click.ClickException(advice) from None
             self._wrong_size(ctx, error)
             self._wrong_weights(ctx, error)
-            if isinstance(error, RuntimeError) and any(words in str(error).lower() for words in DTYPE_WORDS):
+            forward = _torch_side("probe.forward")
+            if forward is None or not isinstance(error, RuntimeError):
+                raise
+            if any(words in str(error).lower() for words in forward.DTYPE_WORDS):
                 raise click.ClickException(
                     f"the model's weights and the float32 images differ in dtype or device ({_first_line(error)}); "
                     "give a float32 model whose weights all live on one device (module.float(): a float16 module "
                     "cannot run on the CPU); for mixed precision use --precision bf16 where the command has it"
                 ) from None
-            if isinstance(error, RuntimeError) and any(words in str(error) for words in GRADIENT_WORDS):
+            if any(words in str(error) for words in forward.GRADIENT_WORDS):
                 raise click.ClickException(
                     f"no gradient reaches the image through the model ({_first_line(error)}): its forward cuts the "
                     "graph (torch.no_grad(), .detach(), NumPy) before what this command differentiates; remove that "
@@ -197,8 +236,11 @@ class ProbeCommand(_RecordsInvocation):
             raise
         except OSError as error:
             self._os_error(ctx, error)
-        except Image.DecompressionBombError as error:
-            raise click.ClickException(f"refusing an image that decodes to too many pixels: {error}") from None
+        except Exception as error:
+            pillow = sys.modules.get("PIL.Image")  # Pillow's error: only where Pillow was imported
+            if pillow is not None and isinstance(error, pillow.DecompressionBombError):
+                raise click.ClickException(f"refusing an image that decodes to too many pixels: {error}") from None
+            raise
 
     def _named(self, ctx: click.Context, name: str) -> click.Parameter | None:
         """The option a usage error about ``name`` should name: ``name``'s own, unless the user left it out and
@@ -248,6 +290,8 @@ class ProbeCommand(_RecordsInvocation):
         if isinstance(error, BrokenPipeError):  # `probe layers vgg16 | head`: the reader left; click exits quietly
             raise error
         if error.errno in DISK_FAILURES:  # the disk's state, not the option's value: a runtime failure
+            from probe.gallery.outdir import disk_advice
+
             advice = disk_advice(error.errno, "choose another --out" if param is not None else "give another folder")
             raise click.ClickException(f"cannot write {where or 'the output'!r}: {reason}; what was finished before is "
                                        f"kept; {advice}") from None
@@ -326,8 +370,6 @@ def _floats(ctx: click.Context, param: click.Parameter, value: str | None) -> tu
 def _size(ctx: click.Context, param: click.Parameter, value: str | None) -> int | tuple[int, int] | None:
     if value is None:
         return None
-    from probe.images import parse_size
-
     try:
         return parse_size(value)
     except ProbeUsageError as error:
@@ -562,6 +604,8 @@ def manifest_summary(folder: Path, summary: str) -> dict[str, Any]:
     model, weights, ...), ``items`` (the number of images), ``summary`` (the
     line the command prints), ``folder``, ``page`` and ``manifest`` (paths).
     """
+    from probe.gallery import MANIFEST
+
     try:
         manifest = json.loads((folder / MANIFEST).read_text())
     except (OSError, ValueError):
@@ -594,6 +638,8 @@ def gallery_command(function: F) -> F:
 
     @functools.wraps(function)
     def wrapper(*args: Any, quiet: bool, json_summary: bool, **kwargs: Any) -> Any:
+        from probe.gallery import recording_invocation
+
         ctx = click.get_current_context()
         ctx.meta[QUIET_KEY] = quiet
         ctx.meta[JSON_KEY] = json_summary

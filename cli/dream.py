@@ -4,27 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import click
-
 import torch
 
 from probe.cli.common import (
-    ProbeCommand,
-    complete_layer,
     echo_done,
     fail_if_diverged,
-    gallery_command,
-    list_option,
     load_pretrained_or_say,
-    model_options,
     note,
     option_given,
-    out_options,
     progress_bar,
-    shared,
-    speed_options,
 )
-from probe.cli.types import count, finite
 from probe.dream import dream
 from probe.dream.geometry import MIN_OCTAVE_SIDE
 from probe.errors import ProbeUsageError
@@ -32,9 +21,6 @@ from probe.gallery import check_out_dir, slug
 from probe.images import load_image, parse_size
 from probe.memory import check_fits, images_bytes
 from probe.models import LoadedModel
-
-DEFAULT_MODEL = "googlenet"
-
 
 MAX_CHANNEL = 2**20 - 1
 """The largest channel index ``--channels`` takes; the layer's own count is checked once it is known."""
@@ -97,72 +83,12 @@ def _image_name(source: str) -> str:
     return slug(Path(source).stem)
 
 
-@click.command("dream", cls=ProbeCommand)
-@click.argument("image", metavar="IMAGE")
-@model_options(default=DEFAULT_MODEL, help_extra=" Offline: --model shapes.")
-@list_option("--layer", "layer", metavar="NAME", shell_complete=complete_layer,
-             help="Layer(s) to dream on. Default: the model's (googlenet: inception4c, "
-             "shapes: relu3_1, digits: conv2). 'probe layers MODEL' lists the names.")
-@list_option("--layer-weight", "layer_weight", item=finite(), metavar="W",
-             help="Weight of each --layer, in the same order (default 1 each).")
-@list_option("--channels", metavar="0-9|3",
-             help="Only these channels of the layer(s) count, by index or range (default: all).")
-@click.option("--objective", type=click.Choice(["l2", "mean"]), default="l2", show_default=True,
-              help="l2: mean squared activation (positive grows, negative shrinks); mean: mean activation.")
-@click.option("--octaves", type=count(1), default=4, show_default=True, help="Number of scales.")
-@click.option("--octave-scale", "octave_scale", type=finite(min=1.0), default=1.4, show_default=True,
-              help="Size ratio between consecutive octaves: 1.4 makes each octave's side 1.4 times the previous one's.")
-@click.option("--steps", type=count(1), default=10, show_default=True, help="Gradient steps per octave.")
-@click.option("--lr", type=finite(min=0.0, max=1.0, min_open=True), default=0.01, show_default=True,
-              help="Mean change of a pixel per step (pixel values in [0, 1]).")
-@click.option("--jitter", type=count(0), default=32, show_default=True,
-              help="Random roll in pixels before each step, undone after.")
-@click.option("--tile", type=count(8), default=None, metavar="PX",
-              help="Compute gradients in tiles of PX pixels (at random offsets): memory follows the tile, "
-              "not the image. Default: whole image.")
-@click.option("--tile-margin", "tile_margin", type=count(0), default=None, metavar="PX",
-              help="Context around each tile (default: tile/8).")
-@click.option("--guide", default=None, metavar="IMAGE",
-              help="Steer the dream toward the features of this image (file or skimage:NAME; default: none, "
-                   "the layer's own activation): --guide shapes:stripes.")
-@click.option("--frames", type=count(0), default=0, show_default=True,
-              help="Zoom sequence: N frames, each the dream of the previous one zoomed by --zoom (PNGs and a GIF).")
-@click.option("--zoom", type=finite(min=1.0), default=1.05, show_default=True,
-              help="Zoom factor between frames: 1.05 is 5% closer each frame.")
-@click.option("--size", default="auto", show_default=True, metavar="auto|full|N|HxW",
-              help="Resize IMAGE first: auto = longer side twice the model's input size, at least 256 "
-              "(googlenet: 448, shapes: 256); full keeps it; "
-              "N sets the longer side; HxW both (pixels).")
-@speed_options()
-@shared
-@out_options
-@gallery_command
-def command(image: str, model: str, weights: str, layer: list[str] | None, layer_weight: list[float] | None,
-            channels: list[str] | None, objective: str, octaves: int, octave_scale: float, steps: int, lr: float,
-            jitter: int, tile: int | None, tile_margin: int | None, guide: str | None, frames: int, zoom: float,
-            size: str, precision: str, channels_last: bool, device: str, seed: int, out: Path | None,
-            force: bool) -> None:
-    """Deep Dream: make the network exaggerate what it sees in IMAGE.
-
-    IMAGE is a file or a bundled sample: skimage:astronaut, skimage:coffee,
-    skimage:chelsea, ... Gradient ascent on the image for the layer's
-    activation, over several octaves (scales), with random jitter; the result
-    keeps the (resized) input's size. Writes the input, the dream, one image
-    per octave, the zoom frames and a GIF, index.html and manifest.json (with
-    the layer objective before and after).
-
-    The default model, googlenet, needs its pretrained weights (downloaded
-    once on a machine with internet). Offline, use the embedded --model shapes.
-
-    \b
-    Examples:
-      probe dream skimage:astronaut --model shapes
-      probe dream photo.jpg --layer inception4c,inception4d --layer-weight 1,0.5
-      probe dream photo.jpg --channels 0-9 --octaves 5 --steps 20
-      probe dream skimage:coffee --guide skimage:chelsea
-      probe dream big.jpg --size full --tile 512          # 4000 px photos in bounded memory
-      probe dream skimage:chelsea --model shapes --frames 10 --zoom 1.08 --size 128   # zoom.gif
-    """
+def run(image: str, model: str, weights: str, layer: list[str] | None, layer_weight: list[float] | None,
+        channels: list[str] | None, objective: str, octaves: int, octave_scale: float, steps: int, lr: float,
+        jitter: int, tile: int | None, tile_margin: int | None, guide: str | None, frames: int, zoom: float,
+        size: str, precision: str, channels_last: bool, device: str, seed: int, out: Path | None,
+        force: bool) -> None:
+    """``probe dream``'s work, on the options click parsed (see :mod:`probe.cli.commands.dream`)."""
     if size not in ("auto", "full"):
         parse_size(size)  # a clear --size error before any loading
     if tile_margin is not None and tile is None:  # both were ignored without their option

@@ -4,11 +4,12 @@ Light on purpose: it imports nothing but :mod:`signal` and :mod:`sys` before it 
 pressed in the first seconds, while the command is still importing click, torch and the rest, exits with code
 130 and the same one line as one pressed while the command runs, never a ``KeyboardInterrupt`` traceback. From
 click's start on, the command group turns a Ctrl-C into :class:`~probe.cli.interrupt.Interrupted` (it imports a
-command's module only when that command runs, so ``probe --help`` and ``probe --version`` need no torch).
+command's declaration only when that command is named, and the declaration imports the command's work, torch
+and the rest, only when it runs: ``probe --help``, ``probe --version`` and ``probe COMMAND --help`` need no torch).
 
-Until the command's module is imported, the Ctrl-C is also remembered (:func:`check_started`): an import that
-swallows ``KeyboardInterrupt`` (a bare ``except:`` in a library's import-time probing) cannot make the command
-run on as if the key had not been pressed.
+Until the command's work is imported (:func:`probe.cli.common.work`), the Ctrl-C is also remembered
+(:func:`check_started`): an import that swallows ``KeyboardInterrupt`` (a bare ``except:`` in a library's
+import-time probing) cannot make the command run on as if the key had not been pressed.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ def main() -> None:
 
 
 def check_started() -> None:
-    """The command's module is imported: give Ctrl-C back to Python's own handler (the command's cleanup takes
+    """The command's work is imported: give Ctrl-C back to Python's own handler (the command's cleanup takes
     over), and raise ``KeyboardInterrupt`` if it was pressed while starting, even if an import swallowed it."""
     if signal.getsignal(signal.SIGINT) is _on_ctrl_c_while_starting:
         signal.signal(signal.SIGINT, signal.default_int_handler)

@@ -1,4 +1,6 @@
-"""The ``probe`` command group; each command lives in a module of its own, imported when that command runs."""
+"""The ``probe`` command group; each command is declared in a module of its own under :mod:`probe.cli.commands`,
+imported when that command is run or asked for help, and does its work in ``probe.cli.<module>``, imported only
+when it runs (:func:`probe.cli.common.work`)."""
 
 from __future__ import annotations
 
@@ -8,7 +10,6 @@ from typing import Any
 import click
 
 from probe import __version__
-from probe.cli.entry import check_started
 from probe.cli.interrupt import INTERRUPTED, Interrupted
 
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -25,18 +26,20 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "atlas": ("atlas", "Map every unit of a model: its synthetic image(s) beside the dataset images that excite it "
                        "most."),
 }
-"""Each command -> its module under :mod:`probe.cli` and its summary, the first sentence of its help (the listing
-of ``probe --help``; tests/test_startup.py checks each against the command's own)."""
+"""Each command -> its module under :mod:`probe.cli.commands` (its work's under :mod:`probe.cli`) and its summary,
+the first sentence of its help (the listing of ``probe --help``; tests/test_startup.py checks each against the
+command's own)."""
 
 
 class LazyGroup(click.Group):
     """A click group that imports a command's module only when that command is run, completed or asked for help.
 
-    The modules import torch and the rest of :mod:`probe` (seconds); ``probe --help`` lists the commands from
-    :data:`COMMANDS` and ``probe --version`` needs nothing but :data:`probe.__version__`. ``.commands`` is still
-    every command (imported on access), for scripts and tests that walk them. A Ctrl-C while a command's module
-    is imported, or while the arguments are parsed, exits 130 with one line (:class:`Interrupted`) like one
-    during the command, not click's ``Aborted!`` with exit code 1.
+    A command's module declares its options and help and imports no torch (its work imports torch and the rest
+    of :mod:`probe`, seconds, once the command runs); ``probe --help`` lists the commands from :data:`COMMANDS`
+    without importing any, and ``probe --version`` needs nothing but :data:`probe.__version__`. ``.commands``
+    is still every command (imported on access), for scripts and tests that walk them. A Ctrl-C while a
+    command's module is imported, or while the arguments are parsed, exits 130 with one line
+    (:class:`Interrupted`) like one during the command, not click's ``Aborted!`` with exit code 1.
     """
 
     def __init__(self, *args: Any, lazy: dict[str, tuple[str, str]], **kwargs: Any) -> None:
@@ -101,8 +104,7 @@ class LazyGroup(click.Group):
 
     def _load(self, name: str) -> None:
         module, _ = self._lazy.pop(name)
-        self._loaded[name] = importlib.import_module(f"probe.cli.{module}").command
-        check_started()
+        self._loaded[name] = importlib.import_module(f"probe.cli.commands.{module}").command
 
 
 @click.group(cls=LazyGroup, lazy=COMMANDS, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

@@ -5,57 +5,30 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import click
 import torch
 
 from probe import objectives as O
 from probe.cli.common import (
-    ProbeCommand,
-    complete_layer,
     echo_done,
     fail_if_diverged,
-    gallery_command,
-    list_option,
-    model_options,
     note,
     note_tiny_size,
     option_given,
-    out_options,
     load_model_from_options,
     progress_bar,
-    shared,
     snapshot_count,
     snapshot_steps,
-    snapshots_option,
-    speed_options,
 )
-from probe.cli.methods import apply_methods, method_options, target_shorthand
+from probe.cli.methods import apply_methods, target_shorthand
 from probe.chunkstore import clear as clear_chunks
-from probe.cli.types import count, finite
 from probe.errors import ProbeUsageError
 from probe.gallery import check_out_dir, slug
 from probe.hooks import OUTPUT
 from probe.images import parse_size
 from probe.memory import check_results_fit, optimization_text
-from probe.optimize import PRESETS, LayerShape, MaximizeResult, inspect_layer, maximize
+from probe.optimize import LayerShape, MaximizeResult, inspect_layer, maximize
 
-OBJECTIVES = ("channel", "neuron", "class")
 WHAT = {"channel": "degree of activation", "neuron": "activation", "class": "logit"}
-
-
-class BatchSize(click.ParamType):
-    """``--batch``: a positive number of images, or ``auto``."""
-
-    name = "batch"
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int | str:
-        if isinstance(value, int) or str(value).strip().isdigit():
-            number = int(value)
-            if number >= 1:
-                return number
-        elif str(value).strip().lower() == "auto":
-            return "auto"
-        self.fail(f"give a number of images >= 1 or 'auto'; got {value!r}", param, ctx)
 
 
 def _size(text: str | None) -> tuple[int, int] | None:
@@ -107,76 +80,13 @@ def _summary(result: MaximizeResult, name: str) -> str:
     return text
 
 
-@click.command("maximize", cls=ProbeCommand)
-@model_options(default="digits")
-@click.option("--layer", default=None, metavar="LAYER", shell_complete=complete_layer,
-              help="Dotted layer name (see 'probe layers MODEL'). Activations are the module's output: conv2 is "
-                   "before its ReLU; name relu2 for the rectified map. No default: needed unless --target names it or "
-                   "--objective class (the output layer).")
-@list_option("--units", default=["all"], metavar="all|0-9|3",
-             help="Which filters/neurons/classes, by index or range; one image each, all in one batch (see --batch).")
-@click.option("--objective", type=click.Choice(OBJECTIVES), default="channel", show_default=True,
-              help="channel: degree of activation, the sum over a filter's map; neuron: the centre position "
-                   "(or a linear layer's unit); class: the logit of the model's output.")
-@click.option("--l1", type=finite(min=0), default=0.0, show_default=True, metavar="W",
-              help="Subtract W x sum|x| (the image in [0,1], summed over pixels): the L1 constraint, which keeps "
-                   "only the pixels the objective needs. 0.3 makes the digits model's class images look like digits.")
-@click.option("--tv", type=finite(min=0), default=0.0, show_default=True, metavar="W",
-              help="Subtract W x total variation (summed absolute differences of neighbouring pixels).")
-@click.option("--diversity", type=finite(min=0), default=0.0, show_default=True, metavar="W",
-              help="Add W x diversity: several images per unit (--per-unit, 4 by default then) that differ.")
-@click.option("--per-unit", type=count(1), default=None, metavar="K",
-              help="Images per unit (default 1, or 4 with --diversity).")
-@click.option("--preset", type=click.Choice(list(PRESETS)), default="robust", show_default=True,
-              help="robust: Fourier parametrization + colour decorrelation + random jitter/scale/rotate; "
-                   "plain: gradient ascent on the pixels themselves, clipped to [0, 1], no transforms.")
-@click.option("--steps", type=count(1), default=256, show_default=True,
-              help="Optimization steps: Adam updates of the image.")
-@click.option("--lr", type=finite(min=0, min_open=True), default=None,
-              help="Adam's learning rate on the image's parameters (default: 0.05; 0.005 for --param cppn).")
-@click.option("--size", default=None, metavar="H[xW]",
-              help="Image size in pixels: N (square) or HxW (default: the model's input size).")
-@click.option("--batch", type=BatchSize(), default="auto", show_default=True, metavar="N|auto",
-              help="At most N images per optimization pass; bigger requests run in chunks. auto: on CUDA the "
-                   "largest batch that fits 80% of the free memory (halved and retried if it runs out); on the CPU "
-                   "64, or fewer when 64 would not fit in half the free memory. Each image has its own seed, so it "
-                   "depends on N only at float rounding (README, 'Seeds').")
-@snapshots_option(default=0)
-@method_options
-@speed_options()
-@shared
-@out_options
-@gallery_command
-def command(
+def run(
     model: str, weights: str, layer: str | None, units: str, objective: str, l1: float,
     tv: float, diversity: float, per_unit: int | None, preset: str, steps: int, lr: float | None, size: str | None,
     batch: int | str, snapshots: int, precision: str, channels_last: bool, device: str, seed: int,
     out: Path | None, force: bool, **methods: Any,
 ) -> None:
-    """Synthesize the images that maximize a layer's filters, neurons or classes.
-
-    Gradient ascent on the image with the network frozen, for a filter's
-    "degree of activation": the sum of its feature map. One image per unit; a
-    whole layer renders in one batch. Writes a gallery: one PNG per
-    unit, a captioned contact sheet (a = degree of activation), index.html
-    and manifest.json with the score of every image.
-
-    Finished batches are kept beside the gallery (.NAME.chunks) until it is
-    written: the same command run again after a kill resumes where it
-    stopped, and gives the images an uninterrupted run gives.
-
-    \b
-    Examples:
-      probe maximize --layer conv2                         the 50 conv2 filters of digits
-      probe maximize --objective class                     the 10 digit classes: cluttered
-      probe maximize --objective class --l1 0.3            ... under the L1 constraint: digits
-      probe maximize --objective class --preset plain      plain pixel ascent: noise-like
-      probe maximize --layer conv2 --units 0-3,7 --preset plain --snapshots 2
-      probe maximize --model shapes --layer conv3_1 --units 0-15
-      probe maximize --model googlenet --layer inception4a --units 0-15 --size 128
-      probe maximize --target conv2:7 --param maco          MACO, with its transparency map
-      probe maximize --model shapes --target conv3_1:5 --from shapes:circle --accentuate 2
-    """
+    """``probe maximize``'s work, on the options click parsed (see :mod:`probe.cli.commands.maximize`)."""
     image_size = _size(size)
     loaded = load_model_from_options(model, weights, device, seed)
     note_tiny_size(image_size, loaded)

@@ -4,32 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import click
 import torch
 
 from probe import __version__, zoo
-from probe.cli.common import ProbeCommand, echo_done, gallery_command, out_options, progress_bar, seed_option
+from probe.cli.common import echo_done, progress_bar
 from probe.gallery import Gallery, check_out_dir
-from probe.cli.types import count
 
 
-@click.command("train", cls=ProbeCommand)
-@click.argument("name", metavar="NAME")
-@click.option("--epochs", type=count(1), default=None, help="Training epochs (default: the model's own).")
-@seed_option
-@out_options
-@gallery_command
-def command(name: str, epochs: int | None, seed: int, out: Path | None, force: bool) -> None:
-    """Train the embedded zoo model NAME (digits, lenet5, xo, shapes) on the CPU.
-
-    Deterministic: the same seed gives the same weights as the shipped ones
-    (seed 0). Writes NAME.pt (a state_dict) and the held-out accuracy into the
-    output folder; use it with --model NAME --weights OUT/NAME.pt.
-
-    \b
-    Example:
-      probe train digits --out runs/my-digits
-    """
+def run(name: str, epochs: int | None, seed: int, out: Path | None, force: bool) -> None:
+    """``probe train``'s work, on the options click parsed (see :mod:`probe.cli.commands.train`)."""
     spec = zoo.get_spec(name)
     destination = check_out_dir(out, Path("runs") / f"train-{name}", force=force)
     total = epochs or spec.epochs

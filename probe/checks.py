@@ -17,8 +17,9 @@ from typing import Any
 
 from probe.errors import ProbeUsageError
 
-__all__ = ["MAX_COUNT", "MAX_SEED", "MAX_SIDE", "check_callables", "check_count", "check_indices", "check_names", "check_name_or_callable",
-           "check_number", "check_numbers", "check_path", "check_seed", "check_size"]
+__all__ = ["MAX_COUNT", "MAX_SEED", "MAX_SIDE", "check_callables", "check_count", "check_indices", "check_names",
+           "check_name_or_callable", "check_number", "check_numbers", "check_path", "check_seed", "check_size",
+           "parse_size"]
 
 MAX_COUNT = 2**31 - 1
 """The largest count (steps, images, octaves, channels, samples) taken: beyond it torch's sizes overflow or a
@@ -64,6 +65,27 @@ def check_size(size: Any, name: str = "size") -> int | tuple[int, int]:
         height, width = (check_count(side, name, 1, MAX_SIDE) for side in size)
         return (height, width)
     raise ProbeUsageError(f"{name} must be N or (H, W) with integers from 1 to {MAX_SIDE}; got {size!r}", param=name)
+
+
+def parse_size(text: str) -> tuple[int, int] | int:
+    """Parse ``"128"`` (longer side) or ``"96x128"`` (H x W) as given on the command line (1 to :data:`MAX_SIDE`).
+
+    Here, free of torch, so that the commands' option callbacks (``--input-size``) can read it while click parses.
+    """
+    try:
+        if "x" in text.lower():
+            height, width = (int(part) for part in text.lower().split("x"))
+            if 0 < height <= MAX_SIDE and 0 < width <= MAX_SIDE:
+                return (height, width)
+        else:
+            value = int(text)
+            if 0 < value <= MAX_SIDE:
+                return value
+    except ValueError:
+        pass
+    raise ProbeUsageError(
+        f"size must be N or HxW with integers from 1 to {MAX_SIDE} (e.g. 224 or 96x128); got {text!r}", param="size"
+    )
 
 
 def check_indices(value: Any, name: str) -> list[int]:

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from probe.checks import MAX_SIDE, check_size
+from probe.checks import check_size, parse_size  # parse_size: torch-free, for the commands' options
 from probe.errors import ProbeUsageError, unknown_name
 
 __all__ = [
@@ -198,24 +198,6 @@ def to_channels(image: torch.Tensor, channels: int) -> torch.Tensor:
         f"cannot convert an image with {have} channel{'s' if have != 1 else ''} to {channels} channels, the model's; "
         f"give an image with {channels} channels{' (an RGBA PNG, ' if channels == 4 else ' (a grey PNG with alpha, ' if channels == 2 else ' ('}"
         f"or, in Python, a ({channels}, H, W) tensor or an (H, W, {channels}) array)", param="image")
-
-
-def parse_size(text: str) -> tuple[int, int] | int:
-    """Parse ``"128"`` (longer side) or ``"96x128"`` (H x W) as given on the command line (1 to :data:`MAX_SIDE`)."""
-    try:
-        if "x" in text.lower():
-            height, width = (int(part) for part in text.lower().split("x"))
-            if 0 < height <= MAX_SIDE and 0 < width <= MAX_SIDE:
-                return (height, width)
-        else:
-            value = int(text)
-            if 0 < value <= MAX_SIDE:
-                return value
-    except ValueError:
-        pass
-    raise ProbeUsageError(
-        f"size must be N or HxW with integers from 1 to {MAX_SIDE} (e.g. 224 or 96x128); got {text!r}", param="size"
-    )
 
 
 def fit_size(height: int, width: int, size: int | Sequence[int]) -> tuple[int, int]:

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
+from probe.choices import FILTER_VIEWS as VIEWS  # torch-free: the command's option offers it
 from probe.errors import ProbeUsageError, unknown_name
 from probe.models import LoadedModel, as_loaded
 from probe.modes import evaluating
@@ -37,7 +38,6 @@ from probe.results import GalleryResult
 
 __all__ = ["Filters", "filters", "conv_layers", "used_kernel", "VIEWS"]
 
-VIEWS: tuple[str, ...] = ("auto", "rgb", "channels", "mean")
 
 
 def conv_layers(module: nn.Module) -> list[str]:

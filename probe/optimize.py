@@ -44,6 +44,7 @@ from probe import param as P
 from probe import transforms as T
 from probe.chunkstore import ChunkStore, fingerprint, weights_digest
 from probe.checks import check_callables, check_count, check_name_or_callable, check_number, check_seed, check_size
+from probe.choices import PRESETS, Preset  # torch-free: the commands' --preset offers them
 from probe.errors import (
     ProbeRuntimeError, ProbeUsageError, check_depends_on_image, not_per_image, output_not_a_tensor,
 )  # fmt: skip
@@ -85,39 +86,6 @@ COUPLING = 1e-3
 """How far (relative to the layer's largest value) an image's activations may move when another image joins
 its pass before the model counts as coupling the images of a batch (:func:`batch_coupled`). Batched kernels
 round differently by about 1e-7; batch statistics move them by far more."""
-
-
-@dataclass(frozen=True)
-class Preset:
-    """A named recipe: parametrization, its options, whether to use transforms, learning rate.
-
-    Attributes:
-        name: ``"robust"`` or ``"plain"``.
-        param: ``"fft"`` or ``"pixel"``.
-        param_options: keyword options for :func:`probe.param.image_param`.
-        transforms: use :func:`probe.transforms.transforms_for_size` (True) or none.
-        lr: the default learning rate.
-        description: one line for ``--help`` and the docs.
-    """
-
-    name: str
-    param: str
-    param_options: dict[str, Any]
-    transforms: bool
-    lr: float
-    description: str
-
-
-PRESETS: dict[str, Preset] = {
-    "robust": Preset(
-        "robust", "fft", {}, True, 0.05,
-        "Fourier parametrization (1/f), colour decorrelation for RGB, random pad/jitter/scale/rotate",
-    ),
-    "plain": Preset(
-        "plain", "pixel", {"squash": "clip"}, False, 0.05,
-        "gradient ascent on the pixels themselves, clipped to [0, 1], no transforms",
-    ),
-}
 
 
 @dataclass

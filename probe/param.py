@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from probe.choices import PARAMETRIZATIONS  # torch-free: the command's option offers it
 from probe.errors import ProbeUsageError
 
 __all__ = [
@@ -59,7 +60,6 @@ __all__ = [
     "laplacian_image",
 ]
 
-PARAMETRIZATIONS = ("pixel", "fft", "maco", "cppn", "laplacian")
 SQUASHES = ("sigmoid", "clip")
 LEARNING_RATES = {"cppn": 0.005}
 """Default learning rates of parametrizations that need another than the preset's (Lucid's 0.005 for CPPNs)."""

@@ -17,6 +17,7 @@ from typing import Any, Literal, TypeVar
 import torch
 
 from probe.checks import check_seed
+from probe.choices import PRECISIONS  # torch-free: the commands' --precision offers it
 from probe.errors import ProbeRuntimeError, ProbeUsageError
 
 __all__ = [
@@ -25,7 +26,6 @@ __all__ = [
 ]  # fmt: skip
 
 Precision = Literal["fp32", "bf16", "fp16", "auto"]
-PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "fp16", "auto")
 OUT_OF_MEMORY = (
     "reduce the work per pass (--batch, --size, --tile where the command has them), try --precision bf16, "
     "or run on --device cpu"

@@ -31,14 +31,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from probe.choices import ATLAS_TIMEOUT_S as DEFAULT_TIMEOUT_S  # torch-free: the command's --timeout offers it
 from probe.errors import ProbeRuntimeError
 
 __all__ = ["BEAT_S", "DEFAULT_TIMEOUT_S", "Liveness", "RankGone", "ALIVE_KEY", "GONE_KEY"]
 
-DEFAULT_TIMEOUT_S = 600.0
-"""Default ``--timeout``: seconds without progress after which a rank counts as hung or gone. Every step
-counts as progress, so it only needs to exceed the slowest single step (loading the model, one optimization
-step of a large model on a CPU)."""
 BEAT_S = 1.0
 """Seconds between heartbeats (at most a quarter of the timeout)."""
 POLL_S = 0.02

@@ -45,6 +45,7 @@ from probe import objectives as O
 from probe.atlas.data import AtlasData, open_dataset
 from probe.atlas.distributed import Group, join
 from probe.atlas.liveness import DEFAULT_TIMEOUT_S
+from probe.choices import ATLAS_DIVERSITY as DEFAULT_DIVERSITY  # torch-free: the command's --diversity says it
 from probe.atlas.examples import UnitExamples, batches_of, dataset_pass, merge_passes
 from probe.atlas.plan import AtlasSettings, Chunk, file_stem, make_chunks
 from probe.atlas.receptive import POSITIONS_PER_PASS, ReceptiveField, measure_fields, receptive_field
@@ -70,7 +71,6 @@ CROPS = 2
 """How the examples record's crops are cut, recorded in it: 2 = an irregular layer's effective box (the 95% of
 the gradient). A record without it (an older cnn-probe's) cut every crop to the gradient's whole support:
 its dataset stage is done again, the chunks kept (:func:`_examples_stage`)."""
-DEFAULT_DIVERSITY = 10.0
 Progress = Callable[[str, int, int], None]
 """``progress(stage, done, total)``: stage ``"dataset"`` (images) or ``"render"`` (chunks)."""
 

@@ -7,15 +7,9 @@ from torch import nn
 
 from probe.attribution.hooked import run_deeplift, run_lrp
 from probe.attribution.occlusion import Progress, counting, run_occlusion
+from probe.choices import EXTRA_ATTRIBUTION_METHODS as EXTRA_METHODS  # torch-free: the command's option offers them
 from probe.errors import ProbeUsageError
 from probe.runtime import global_rng_kept
-
-EXTRA_METHODS: tuple[str, ...] = ("deeplift", "gradient-shap", "occlusion", "lrp")
-"""The methods beyond the first five, asked for by name (``method="all"`` stays the five of :data:`METHODS`).
-
-LRP uses captum's default rules on the leaf modules, and on a traced copy gives residual additions, sigmoid gates
-and activations their rules (:mod:`probe.attribution.lrp_graph`); a layer or an operation on activations without
-one, or a forward torch.fx cannot trace, is refused in one line."""
 
 
 SHAP_BATCH = 8

@@ -12,12 +12,11 @@ from probe.attribution.hooked import captum_refusal, hook_copy
 from probe.attribution.occlusion import Progress, counting
 from probe.attribution.relus import GuidedRelus, relu_check
 from probe.attribution.scores import attribution_scores
+from probe.choices import ATTRIBUTION_METHODS as METHODS  # torch-free: the command's option offers them
+from probe.choices import MAX_IG_STEPS
 from probe.errors import ProbeUsageError
 from probe.models import LoadedModel
 from probe.runtime import global_rng_kept
-
-METHODS: tuple[str, ...] = ("saliency", "integrated-gradients", "smoothgrad", "guided-backprop", "gradcam")
-"""Every method, in the order ``method="all"`` shows them."""
 
 
 class Normalized(nn.Module):
@@ -44,11 +43,6 @@ GAUSS_LEGENDRE_MAX_STEPS = 1024
 """Up to this many steps, integrated gradients uses Gauss-Legendre quadrature (captum's default, the
 most accurate); its nodes come from an ``steps x steps`` eigenproblem (8 MB and a fraction of a second
 at 1024, but 74.5 GiB at 100000), so more steps use the trapezoid rule, whose cost is linear."""
-
-
-MAX_IG_STEPS = 10_000
-"""The most integrated-gradients steps the CLI takes: time grows with the steps (memory does not),
-and the trapezoid rule's error is already below 1e-8 of the integral there."""
 
 
 def integration_method(steps: int) -> str:

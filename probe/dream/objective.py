@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from probe.checks import check_indices, check_number, check_numbers
+from probe.choices import DREAM_OBJECTIVES as OBJECTIVES  # torch-free: the command's option offers it
 from probe.errors import (
     ProbeRuntimeError, ProbeUsageError, check_depends_on_image, not_per_image, output_not_a_tensor,
 )  # fmt: skip
@@ -41,7 +42,6 @@ from probe.tiling import Tile
 __all__ = ["OBJECTIVES", "DreamObjective", "Evaluation", "Objective", "make_objective"]
 
 Objective = Literal["l2", "mean"]
-OBJECTIVES: tuple[str, ...] = ("l2", "mean")
 
 
 class Evaluation(NamedTuple):

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from probe import __version__
+from probe.choices import ACTIVATION_SCALES as SCALES  # torch-free: the command's option offers it
 from probe.featuremaps import FeatureMaps
 from probe.gallery import Gallery, slug
 from probe.gallery.numbers import number
@@ -20,7 +21,6 @@ from probe.reports.render import Entry, add_entries, bar_chart, preview_png, val
 
 __all__ = ["entries", "extras", "save_gallery", "preview", "SCALES"]
 
-SCALES: tuple[str, ...] = ("map", "layer")
 
 
 def _caption_input(result: FeatureMaps) -> str:

@@ -17,6 +17,7 @@ import torch
 from PIL import Image
 
 from probe import __version__
+from probe.choices import FILTER_SCALES as SCALES  # torch-free: the command's option offers it
 from probe.gallery import Gallery, slug
 from probe.gallery.numbers import number
 from probe.images import to_pil
@@ -25,7 +26,6 @@ from probe.reports.render import Entry, add_entries, preview_png, value_map
 
 __all__ = ["entries", "kernel_image", "save_gallery", "preview", "SCALES"]
 
-SCALES: tuple[str, ...] = ("kernel", "layer")
 _GAP = (60, 60, 60)
 
 

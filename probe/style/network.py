@@ -7,6 +7,7 @@ from typing import Literal
 
 from torch import nn
 
+from probe.choices import POOLINGS  # torch-free: the command's --pooling offers them
 from probe.errors import ProbeUsageError
 from probe.models.types import shared_memo
 
@@ -40,8 +41,8 @@ def style_network(module: nn.Module, pooling: Pooling = "max") -> tuple[nn.Modul
         ProbeUsageError: ``pooling="avg"`` on a model with no ``nn.MaxPool2d``
             or one that cannot be copied (TorchScript).
     """
-    if pooling not in ("max", "avg"):
-        raise ProbeUsageError(f"unknown pooling {pooling!r}; poolings are: max, avg", param="pooling")
+    if pooling not in POOLINGS:
+        raise ProbeUsageError(f"unknown pooling {pooling!r}; poolings are: {', '.join(POOLINGS)}", param="pooling")
     shared = shared_memo(module)
     try:
         view = copy.deepcopy(module, shared)

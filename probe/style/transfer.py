@@ -32,14 +32,15 @@ from probe.style.inputs import (
     size_the_model_takes,
     targets_for_model,
 )
+from probe.choices import (  # torch-free: the command's options offer them
+    STYLE_CONTENT_WEIGHT as DEFAULT_CONTENT_WEIGHT, STYLE_LEARNING_RATES as DEFAULT_LR, STYLE_LOSSES,
+    STYLE_STEPS as DEFAULT_STEPS, STYLE_STYLE_WEIGHT as DEFAULT_STYLE_WEIGHT, STYLE_TV_WEIGHT as DEFAULT_TV_WEIGHT,
+)
 from probe.style.layers import plan_layers
 from probe.style.lbfgs import history_pairs, minimize
 from probe.style.network import Pooling, style_network
 from probe.style.objective import LOSS_NAMES, StyleObjective, StyleTargets
 from probe.style.result import StyleResult
-
-STYLE_LOSSES = ("gram", "w2")
-"""The style losses :func:`style_transfer` takes: Gram matrices or Wasserstein-2 of mean and covariance."""
 
 __all__ = [
     "STYLE_LOSSES",
@@ -54,18 +55,13 @@ __all__ = [
 
 Optimizer = Literal["lbfgs", "adam"]
 
-DEFAULT_STEPS = 300
-DEFAULT_CONTENT_WEIGHT = 1.0
-DEFAULT_STYLE_WEIGHT = 1e3
-DEFAULT_TV_WEIGHT = 1.0
-DEFAULT_LR: dict[str, float] = {"lbfgs": 1.0, "adam": 0.02}
-
 
 def _check_options(
     optimizer: str, steps: int, weights: dict[str, float], style_scale: float, snapshots: int
 ) -> None:
     if optimizer not in DEFAULT_LR:
-        raise ProbeUsageError(f"unknown optimizer {optimizer!r}; optimizers are: lbfgs, adam", param="optimizer")
+        raise ProbeUsageError(f"unknown optimizer {optimizer!r}; optimizers are: {', '.join(DEFAULT_LR)}",
+                              param="optimizer")
     check_count(steps, "steps")
     for name, value in weights.items():
         check_number(value, name, 0)
