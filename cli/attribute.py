@@ -45,7 +45,7 @@ def _refuse_unused_options(methods: list[str]) -> None:
 
 def run(image: str, model: str, weights: str, method: list[str], target: str, layer: str | None, steps: int,
         samples: int, noise: float, size: str | None, window: int | None, stride: int | None, baseline: str,
-        device: str, seed: int, out: Path | None, force: bool) -> None:
+        output: str, device: str, seed: int, out: Path | None, force: bool) -> None:
     """``probe attribute``'s work, on the options click parsed (see :mod:`probe.cli.commands.attribute`)."""
     methods = list(METHODS) if "all" in method else list(dict.fromkeys(method))
     _refuse_unused_options(methods)
@@ -62,7 +62,7 @@ def run(image: str, model: str, weights: str, method: list[str], target: str, la
     try:
         result = attribute(loaded, image, methods, target=target, layer=layer, steps=steps, samples=samples,
                            noise=noise, seed=seed, size=parsed, baseline=parse_baseline(baseline, loaded, parsed),
-                           window=window, stride=stride, progress=progress)
+                           window=window, stride=stride, output=output, progress=progress)
     finally:
         for bar in bars.values():
             bar.close()
@@ -70,7 +70,11 @@ def run(image: str, model: str, weights: str, method: list[str], target: str, la
     chosen = result.options.get("gradcam_layer")
     if chosen:
         how = "the default: the last layer with positions the score depends on" if chosen["default"] else "--layer"
+        if chosen.get("calls"):
+            how += f"; {chosen['calls']}"
         note(f"Grad-CAM on {chosen['name']} ({chosen['map']}; {how})")
+    if result.prediction.assumed:
+        note(f"the output was {result.prediction.assumed}")
     for name, reason in result.skipped.items():
         note(f"skipped {name}: {reason}")
     flat = [name for name, attribution in result.attributions.items() if not bool(attribution.any())]

@@ -24,7 +24,7 @@ from click.core import ParameterSource
 from click.shell_completion import CompletionItem
 
 from probe.checks import parse_size
-from probe.choices import PRECISIONS
+from probe.choices import OUTPUT_READINGS, PRECISIONS
 from probe.cli.entry import check_started
 from probe.cli.interrupt import INTERRUPTED, INTERRUPTED_HEAD, Interrupted
 from probe.cli.types import SEED, OutFolder, count, refuse_blank
@@ -521,6 +521,16 @@ def speed_options(precisions: Sequence[str] = PRECISIONS) -> Callable[[F], F]:
         )(function)
 
     return decorate
+
+
+def output_option(function: F) -> F:
+    """``--output auto|classes|image``: what the model's output is, where its shape cannot tell (the API's
+    ``output=``, :data:`probe.choices.OUTPUT_READINGS`)."""
+    return click.option(
+        "--output", "output", type=click.Choice(OUTPUT_READINGS), default="auto", show_default=True,
+        help="What the model's output is: auto reads it from its shape and last operation; classes, scores "
+        "per class (or per pixel); image, a picture (an autoencoder's). Not the folder: that is --out.",
+    )(function)
 
 
 def out_options(function: F) -> F:

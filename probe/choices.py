@@ -18,13 +18,18 @@ __all__ = [
     "PRECISIONS", "Preset", "PRESETS", "PARAMETRIZATIONS", "ATTRIBUTION_METHODS", "EXTRA_ATTRIBUTION_METHODS",
     "MAX_IG_STEPS", "FILTER_VIEWS", "FILTER_SCALES", "ACTIVATION_SCALES", "DREAM_OBJECTIVES", "STYLE_LOSSES",
     "STYLE_STEPS", "STYLE_CONTENT_WEIGHT", "STYLE_STYLE_WEIGHT", "STYLE_TV_WEIGHT", "STYLE_LEARNING_RATES",
-    "POOLINGS", "ATLAS_DIVERSITY", "ATLAS_TIMEOUT_S",
+    "POOLINGS", "ATLAS_DIVERSITY", "ATLAS_TIMEOUT_S", "OUTPUT_READINGS",
 ]  # fmt: skip
 
 # ------------------------------------------------------------------ how the forward passes run
 
 PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "fp16", "auto")
 """The autocast precisions (:func:`probe.runtime.resolve_precision`): ``auto`` is bf16 on CUDA, fp32 on the CPU."""
+
+OUTPUT_READINGS: tuple[str, ...] = ("auto", "classes", "image")
+"""What a user may say a model's output is (:func:`probe.outputs.read_output`): ``"auto"`` (default: read by its
+shape and last operation), ``"classes"`` (class scores: a 4-D picture read as per-pixel class scores, an embedding
+as logits), ``"image"`` (a ``(N, C, H, W)`` output is a picture: no class scores)."""
 
 # ------------------------------------------------------------------ activation maximization
 

@@ -63,6 +63,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from probe.choices import OUTPUT_READINGS
 from probe.gallery.numbers import percentage
 from probe.errors import ProbeUsageError
 from probe.rewrites import tensors_in
@@ -73,10 +74,6 @@ __all__ = ["CLASS_KINDS", "OUTPUT_READINGS", "Output", "Prediction", "check_read
 CLASS_KINDS: frozenset[str] = frozenset({"logits", "softmax", "sigmoid", "score", "dense", "dense-score"})
 """The kinds whose tensor holds class scores (see the module docstring)."""
 
-OUTPUT_READINGS: tuple[str, ...] = ("auto", "classes", "image")
-"""What a user may say a model's output is: ``"auto"`` (default: read by its shape and last operation, see the
-module docstring), ``"classes"`` (class scores: a 4-D picture read as per-pixel class scores, an embedding as
-logits), ``"image"`` (a ``(N, C, H, W)`` output is a picture: no class scores)."""
 
 _CLASS_KEYS = ("logits", "out")
 """A dict's keys that hold class scores, in the order they are looked for."""

@@ -150,3 +150,11 @@ class NeedsMask(nn.Module):
 
     def _by_keyword(self, *, pixel_values: torch.Tensor) -> torch.Tensor:
         return self.body(pixel_values)
+
+
+def conv_autoencoder(channels: int = 3) -> nn.Sequential:
+    """A denoising autoencoder ending in a plain convolution: (N, C, H, W) -> (N, C, H, W), a C-class segmenter's
+    shape too, so only the user can say its output is a picture (``--output image``)."""
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(channels, 4, 3, 2, 1), nn.ReLU(), nn.ConvTranspose2d(4, 4, 4, 2, 1), nn.ReLU(),
+                         nn.Conv2d(4, channels, 3, padding=1))

@@ -9,7 +9,7 @@ import click
 
 from probe.choices import ACTIVATION_SCALES
 from probe.cli.common import (
-    ProbeCommand, complete_layer, device_option, gallery_command, list_option, model_options, out_options, work,
+    ProbeCommand, complete_layer, device_option, gallery_command, list_option, model_options, out_options, output_option, work,
 )
 from probe.cli.types import count
 
@@ -18,7 +18,7 @@ from probe.cli.types import count
 @click.argument("image")
 @model_options(default="digits")
 @list_option("--layer", "layer", metavar="NAME", shell_complete=complete_layer,
-             help="Layer(s) to show. Default: every Conv2d layer.")
+             help="Layer(s) to show. Default: every 2-D convolution (Conv2d, ConvTranspose2d).")
 @click.option("--all", "all_layers", is_flag=True, help="Every layer (but flatten/dropout/identity, which repeat their input).")
 @click.option("--top", type=count(1), default=None,
               help="Show only the N most active channels per layer, most active first (default: every "
@@ -30,6 +30,7 @@ from probe.cli.types import count
 @click.option("--size", default=None, metavar="N|HxW",
               help="Input size in pixels (default: the model's); the image is centre-cropped to it.")
 @device_option
+@output_option
 @out_options
 @gallery_command
 def command(**options: Any) -> None:

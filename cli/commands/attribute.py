@@ -9,7 +9,7 @@ import click
 
 from probe.choices import ATTRIBUTION_METHODS as METHODS, EXTRA_ATTRIBUTION_METHODS as EXTRA_METHODS, MAX_IG_STEPS
 from probe.cli.common import (
-    ProbeCommand, complete_layer, gallery_command, list_option, model_options, out_options, shared, work,
+    ProbeCommand, complete_layer, gallery_command, list_option, model_options, out_options, output_option, shared, work,
 )
 from probe.cli.types import count, finite
 
@@ -42,6 +42,7 @@ from probe.cli.types import count, finite
               help="Baseline of integrated-gradients, deeplift, gradient-shap and occlusion: a grey level in [0, 1] "
                    "or an image (a file, skimage:NAME, digits:0), resized like IMAGE.")
 @shared
+@output_option
 @out_options
 @gallery_command
 def command(**options: Any) -> None:
