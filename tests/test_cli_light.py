@@ -4,12 +4,14 @@ declarations hand every option to the work they start."""
 
 from __future__ import annotations
 
+import ast
 import importlib
 import importlib.abc
 import inspect
 import json
 import subprocess
 import sys
+import textwrap
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -92,9 +94,11 @@ def test_help_and_click_usage_errors_import_no_torch(name: str) -> None:
 def test_each_declaration_hands_its_options_to_its_work(name: str, monkeypatch: pytest.MonkeyPatch,
                                                         tmp_path: Path) -> None:
     """The options click parsed reach the work's ``run`` as its own parameters, whatever they are called
-    (``probe train``'s ``name`` collided with the work helper's own argument: a TypeError on every run)."""
+    (``probe train``'s ``name`` collided with the work helper's own argument: a TypeError on every run), and the
+    work reads each one (``probe activations --scale`` was parsed, taken and never used)."""
     module = importlib.import_module(f"probe.cli.{COMMANDS[name][0]}")
     signature = inspect.signature(module.run)
+    source = ast.parse(textwrap.dedent(inspect.getsource(module.run)))
     received: list[inspect.BoundArguments] = []
 
     def record(*args: Any, **options: Any) -> None:
@@ -105,6 +109,9 @@ def test_each_declaration_hands_its_options_to_its_work(name: str, monkeypatch: 
     assert result.exit_code == 0, result.output
     [bound] = received
     assert set(bound.arguments) == set(signature.parameters)
+    read = {node.id for node in ast.walk(source) if isinstance(node, ast.Name)}
+    dropped = [parameter for parameter in signature.parameters if parameter not in read]
+    assert dropped == [], f"{name}'s work takes {dropped} and never reads it"  # activations' --scale was dropped
 
 
 @pytest.mark.parametrize("name", sorted(COMMANDS))
