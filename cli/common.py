@@ -50,8 +50,6 @@ __all__ = [
     "note_tiny_size",
     "list_option",
     "split_list",
-    "snapshot_count",
-    "snapshot_steps",
     "snapshots_option",
     "gallery_command",
     "invocation",
@@ -709,23 +707,6 @@ def list_option(*declarations: str, item: Any = str, default: Sequence[Any] | No
         kwargs.update(default=tuple(map(str, default)), show_default=True)
     return click.option(*declarations, multiple=True, callback=convert, shell_complete=complete,
                         help=help + LIST_HELP, **kwargs)
-
-
-def snapshot_count(total: int, count: int) -> int:
-    """How many steps :func:`snapshot_steps` keeps, without listing them (for a memory check before it lists
-    2**31 of them): ``count``, or every step strictly inside ``(0, total)`` when that is fewer."""
-    return max(0, min(count, total - 1))
-
-
-def snapshot_steps(total: int, count: int) -> list[int]:
-    """``count`` steps evenly spread strictly inside ``(0, total)``, as style transfer spreads its snapshots.
-
-    ``snapshot_steps(30, 2)`` -> ``[10, 20]``; fewer when ``total`` is small (every step inside when
-    ``count`` asks for more, without looping over ``count``): :func:`snapshot_count` of them.
-    """
-    if snapshot_count(total, count) == total - 1:  # every step inside
-        return list(range(1, total))
-    return sorted({round(total * i / (count + 1)) for i in range(1, count + 1)} - {0, total})
 
 
 def snapshots_option(default: int) -> Callable[[F], F]:

@@ -16,12 +16,11 @@ from probe.cli.common import (
     option_given,
     load_model_from_options,
     progress_bar,
-    snapshot_count,
-    snapshot_steps,
 )
 from probe.cli.methods import apply_methods, target_shorthand
 from probe.chunkstore import clear as clear_chunks
 from probe.errors import ProbeUsageError
+from probe.snapshots import snapshot_count, snapshot_steps
 from probe.gallery import check_out_dir, slug
 from probe.hooks import OUTPUT
 from probe.images import parse_size

@@ -319,7 +319,7 @@ def test_integrated_gradients_steps_run_in_bounded_batches(monkeypatch: pytest.M
 
 def test_huge_counts_stay_cheap() -> None:
     """Counts far beyond the work are clipped to what exists, without looping over the count."""
-    from probe.cli.common import snapshot_steps
+    from probe.snapshots import snapshot_steps
     from probe.dream.geometry import octave_sizes
 
     assert snapshot_steps(3, 2**31 - 1) == [1, 2] and snapshot_steps(30, 2) == [10, 20]

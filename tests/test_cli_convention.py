@@ -13,7 +13,8 @@ import pytest
 from click.testing import CliRunner
 
 import probe
-from probe.cli.common import list_option, snapshot_steps
+from probe.cli.common import list_option
+from probe.snapshots import snapshot_steps
 from probe.cli.main import cli
 from tinynets import tiny
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from probe.cli.common import snapshot_count, snapshot_steps
+from probe.snapshots import snapshot_count, snapshot_steps
 
 
 def test_the_count_is_the_length_of_the_steps_kept_without_listing_them() -> None:

@@ -17,8 +17,11 @@ from probe.hooks import evaluating
 from probe.images import divergence, fit_size, resize
 from probe.memory import FLOAT, HEADROOM, PassCost, bytes_per_pixel, check_fits, check_run, images_bytes
 from probe.models import LoadedModel, as_loaded
-from probe.runtime import Precision, ProgressFn, check_finite, check_generator, make_generator, progress_every, resolve_precision
-from probe.runtime import with_gradients
+from probe.runtime import (
+    Precision, ProgressFn, check_finite, check_generator, make_generator, progress_every, resolve_precision,
+    with_gradients,
+)
+from probe.snapshots import snapshot_count, snapshot_steps
 from probe.style.colors import keep_content_colors, match_histograms
 from probe.style.inputs import (
     ImageSource,
@@ -104,17 +107,10 @@ def _check_kept(loaded: LoadedModel, sizes: Sequence[tuple[int, int]], total_ste
     fit (:mod:`probe.memory`): the snapshots at the largest scale, the best and the last image, and every
     step's losses. ``steps=snapshots=2**31-1`` listed 2**31 snapshot steps first."""
     height, width = max(sizes, key=lambda size: size[0] * size[1])
-    images = min(snapshots, max(0, total_steps - 1)) + 2
+    images = snapshot_count(total_steps, snapshots) + 2
     kept = images_bytes(loaded.preprocess.channels, [height * width * images]) + FLOAT * total_steps * (len(LOSS_NAMES) + 1)
     check_run(kept, PassCost(0.0), 0, loaded.device, f"style transfer over {total_steps:,} steps with {images - 2:,} "
               f"snapshot(s) of {height}x{width}", "ask for fewer --steps or --snapshots, or a smaller --size")
-
-
-def _snapshot_steps(total: int, count: int) -> set[int]:
-    """``count`` steps evenly spread strictly inside ``(0, total)`` (fewer if ``total`` is small)."""
-    if count >= total - 1:  # every step inside, without looping over a huge count
-        return set(range(1, total))
-    return {round(total * i / (count + 1)) for i in range(1, count + 1)} - {0, total}
 
 
 class _Run:
@@ -123,7 +119,7 @@ class _Run:
     def __init__(self, objective: StyleObjective, total_steps: int, snapshots: int, progress: ProgressFn | None):
         self.objective = objective
         self.total_steps = total_steps
-        self.snapshot_at = _snapshot_steps(total_steps, snapshots)
+        self.snapshot_at = set(snapshot_steps(total_steps, snapshots))
         self.progress = progress
         # the losses stay 0-dim device tensors (read back once, at the end); "scale" is the scale's index, a number
         self.history: dict[str, list[Any]] = {key: [] for key in (*LOSS_NAMES, "scale")}
