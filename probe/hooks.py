@@ -103,6 +103,7 @@ from probe.checks import MAX_SIDE, check_count, check_names
 from probe.errors import ProbeUsageError, unknown_name
 from probe.forward import model_input
 from probe.layout import channels_last_layers
+from probe.memory import check_scaled, held_bytes
 from probe.models.forms import check_exported, check_lazy
 from probe.modes import evaluating
 from probe.outputs import output_tensor
@@ -957,6 +958,19 @@ class LayerInfo:
     batched: bool = True
 
 
+PROBE_SIZE = (224, 224)
+"""The input size :func:`layers` scales its memory probe by for a bare module (a LoadedModel's own size else)."""
+
+
+def _dummy_pass(model: nn.Module, names: list[str], shape: Sequence[int], device: torch.device,
+                dtype: torch.dtype) -> tuple[Recording, torch.Tensor]:
+    """Two zero images of ``shape`` through ``model`` in eval mode, ``names`` recorded: the recording, the images."""
+    dummy = torch.zeros(2, *shape, device=device, dtype=dtype)  # two images: outputs without a batch show
+    with evaluating(model), torch.no_grad(), record(model, names) as acts, model_input(dummy):
+        model(dummy)
+    return acts, dummy
+
+
 def layers(
     model: nn.Module | Any,
     input_shape: Sequence[int],
@@ -976,7 +990,14 @@ def layers(
     Returns:
         One :class:`LayerInfo` per module, in ``named_modules()`` order,
         the root excluded (empty for a model without submodules).
+
+    Raises:
+        ProbeRuntimeError: the pass cannot fit in the free memory, estimated before it runs from the same
+            pass at a small size (:func:`~probe.memory.check_scaled`), for an image larger than four times
+            the model's input area (224x224 for a bare module).
     """
+    preprocess = getattr(model, "preprocess", None)  # a LoadedModel: its input size is the memory probe's scale
+    model_size = tuple(getattr(preprocess, "input_size", None) or PROBE_SIZE)
     if not isinstance(model, nn.Module):  # a LoadedModel: its network (a DataParallel keeps its own .module)
         model = getattr(model, "module", model)
     if not isinstance(model, nn.Module):
@@ -1004,9 +1025,13 @@ def layers(
         device, dtype = reference.device, reference.dtype
     except StopIteration:
         device, dtype = torch.device("cpu"), torch.float32
-    dummy = torch.zeros(2, *input_shape, device=device, dtype=dtype)  # two images: outputs without a batch show
-    with evaluating(model), torch.no_grad(), record(model, [name for name, _ in named]) as acts, model_input(dummy):
-        model(dummy)
+    names = [name for name, _ in named]
+    if len(input_shape) == 3:  # an image: refused before the pass when its outputs cannot fit
+        check_scaled(lambda small: held_bytes(*_dummy_pass(model, names, (input_shape[0], *small), device, dtype)),
+                     (input_shape[1], input_shape[2]), model_size, device,  # type: ignore[arg-type]
+                     f"a {input_shape[1]}x{input_shape[2]} pass that lists every layer's output",
+                     "give a smaller --size (input_shape=)")
+    acts, dummy = _dummy_pass(model, names, input_shape, device, dtype)
     last = channels_last_layers(model, dummy)
     rows = []
     for name, module in named:
