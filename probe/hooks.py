@@ -355,8 +355,19 @@ class _Copies:
         return rewritten
 
 
+_REDUCTIONS = ("mean", "max", "sum")
+
+
+def _check_reduction(reduction: Reduction | None) -> None:
+    """Refuse a reduction other than None, ``"mean"``, ``"max"`` and ``"sum"`` (naming them)."""
+    if reduction is not None and reduction not in _REDUCTIONS:
+        raise ProbeUsageError(f"unknown reduction {reduction!r}; reductions are: {', '.join(_REDUCTIONS)}",
+                              param="reduce")
+
+
 def _reduce(tensor: torch.Tensor, reduction: Reduction | None) -> torch.Tensor:
     """Reduce every dimension after the channel dimension (dim 1); 2-D tensors pass through."""
+    _check_reduction(reduction)
     if reduction is None or tensor.dim() <= 2:
         return tensor
     flat = tensor.flatten(2)
@@ -364,9 +375,7 @@ def _reduce(tensor: torch.Tensor, reduction: Reduction | None) -> torch.Tensor:
         return flat.mean(dim=2)
     if reduction == "sum":
         return flat.sum(dim=2)
-    if reduction == "max":
-        return flat.amax(dim=2)
-    raise ProbeUsageError(f"unknown reduction {reduction!r}; reductions are: mean, max, sum", param="reduce")
+    return flat.amax(dim=2)
 
 
 def _new_tensor(value: torch.Tensor, reduction: Reduction | None, to_cpu: bool) -> torch.Tensor | None:
@@ -465,9 +474,42 @@ class Recording(Mapping[str, torch.Tensor]):
         return f"{key}{CALL_SEPARATOR}0" if self.calls.get(key, 0) > 1 else key
 
 
-def _state_storages(model: nn.Module) -> set[int]:
-    """The storages of ``model``'s parameters and buffers (a module may return one; a later pass rewrites it)."""
-    return storages([*model.parameters(), *model.buffers()])
+def _modules_of(model: nn.Module) -> list[nn.Module]:
+    """``model`` and every submodule, each once, walked in one loop (``model.modules()`` resumes a generator per
+    module and level: a third of a recorded pass's Python calls when every pass listed the weights)."""
+    found: list[nn.Module] = []
+    seen: set[int] = set()
+    stack = [model]
+    while stack:
+        module = stack.pop()
+        if module is not None and id(module) not in seen:  # a child slot may hold None
+            seen.add(id(module))
+            found.append(module)
+            stack.extend(module._modules.values())
+    return found
+
+
+def _state_storages(modules: list[nn.Module]) -> set[int]:
+    """The storages of the parameters and buffers ``modules`` (a model's :func:`_modules_of`) hold now (a module
+    may return one; a later pass rewrites it)."""
+    tensors = [tensor for module in modules for table in (module._parameters, module._buffers)
+               for tensor in table.values() if tensor is not None]
+    try:
+        keys = {tensor.untyped_storage().data_ptr() for tensor in tensors}
+    except (RuntimeError, NotImplementedError):  # sparse, nested or meta tensors: one by one
+        keys = {storage_key(tensor) for tensor in tensors}
+    keys.discard(0)
+    keys.discard(None)  # type: ignore[arg-type]
+    return keys  # type: ignore[return-value]
+
+
+def _check_hookable(model: nn.Module, modules: list[nn.Module]) -> None:
+    """:func:`~probe.models.forms.check_exported`, asked only of a model with a ``torch.fx.GraphModule`` among
+    its ``modules`` (the only kind an exported program's module is)."""
+    for module in modules:  # a loop, not any(): no generator resumed per module
+        if isinstance(module, torch.fx.GraphModule):
+            check_exported(model)  # its submodules never run: nothing would be recorded
+            return
 
 
 def _place(tensor: torch.Tensor) -> Hashable:
@@ -622,10 +664,10 @@ def record(
     Raises:
         ProbeUsageError: for an unknown layer name or reduction.
     """
-    check_exported(model)  # its submodules never run: nothing would be recorded
+    modules = _modules_of(model)  # listed once per block; their weights are read at each pass
+    _check_hookable(model, modules)
     resolved = _resolve(model, layers)
-    if reduce is not None:
-        _reduce(torch.zeros(1, 1, 1), reduce)  # validate the name before any forward pass
+    _check_reduction(reduce)  # before any forward pass
     taps = _taps(resolved)
     recording = Recording(list(resolved))
     copies = _Copies()
@@ -707,10 +749,12 @@ def record(
         if state is None:
             return
         held.stop()
-        # what the caller, the user or a later pass may write into after this pass: copy those now
-        shared = storages((args, kwargs)) | storages(output) | _state_storages(model)
-        held.copy_sharing(shared)
-        written = {label for label, original in state.graphs if storage_key(original) in shared}
+        written: set[Hashable] = set()
+        if held.tensors or state.graphs:  # a pass that holds nothing uncopied (reduce=...) has nothing to compare
+            # what the caller, the user or a later pass may write into after this pass: copy those now
+            shared = storages((args, kwargs)) | storages(output) | _state_storages(modules)
+            held.copy_sharing(shared)
+            written = {label for label, original in state.graphs if storage_key(original) in shared}
         copies.restore(recording._acts, keep=held.watch.written | written)
         for label, original in state.graphs:
             held.watch.untrack(original, label)
@@ -909,7 +953,7 @@ def capture(
         if seen[name] > 1:
             raise _repeated(name, seen[name])
     if held is not None:  # the caller may write into what it gave or got back, or into the weights, later
-        held.copy_sharing(storages(inputs) | storages(result) | _state_storages(model))
+        held.copy_sharing(storages(inputs) | storages(result) | _state_storages(_modules_of(model)))
     if given is not None:
         outputs[INPUT] = given
     written = watch.written if watch is not None else set(copied)  # after learning: copied as rewritten
