@@ -122,13 +122,6 @@ class WriteWatch(TorchDispatchMode):
             if not labels:
                 del self.tracked[key]
 
-    @classmethod
-    def _should_skip_dynamo(cls) -> bool:
-        """False: torch wraps a mode's ``__torch_dispatch__`` in ``torch._disable_dynamo`` unless told so, four
-        Python calls more per operation (of about ten); nothing of this watch is ever compiled (cnn-probe runs
-        a compiled model's eager modules, :func:`probe.models.forms.eager_view`)."""
-        return False
-
     @passes_through
     def __torch_dispatch__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
         if self.tracked:  # one dict lookup for the operations that write nothing (most of a forward pass)

@@ -1,4 +1,4 @@
-"""What probe.record does per forward pass: no host read, no listing of the model, a watch without wrappers."""
+"""What probe.record does per forward pass: no host read, no listing of the model."""
 
 from __future__ import annotations
 
@@ -11,8 +11,6 @@ from syncshim import SyncCounter
 from torch import nn
 
 import probe
-from probe import hooks
-from probe.rewrites import WriteWatch
 
 
 class InPlace(nn.Module):
@@ -102,9 +100,3 @@ def test_a_parameter_replaced_between_passes_of_one_block_is_still_not_handed_ou
     with torch.no_grad():
         model.table.weight.zero_()  # the user writes into their weight after the pass
     assert torch.equal(acts["table"], torch.full((1, 4), 7.0))  # a copy: what the module returned then
-
-
-def test_the_watch_of_in_place_writes_is_not_wrapped_per_operation() -> None:
-    """torch wraps a dispatch mode's handler in torch._disable_dynamo unless the mode says not to: four Python
-    calls more for every operation a recorded pass runs after its first kept output."""
-    assert WriteWatch.__torch_dispatch__.__code__.co_filename == hooks.__file__.replace("hooks.py", "rewrites.py")

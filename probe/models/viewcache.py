@@ -1,20 +1,21 @@
 """Frozen views made once per module, and served again only while the module is still what they were made from.
 
-:func:`probe.models.frozen_view` deep-copies a user's module structure (30-50 ms on googlenet or a timm
-ConvNeXt), and every API call that optimizes an input asks for one. A fresh view is also a fresh key for
-what cnn-probe learns per model (:func:`probe.capture`'s rewrites, the channels-last layers, call counts), so
-each call paid those first passes again. :class:`ViewCache` keeps one view per module and kind, checked at
-every call against a :func:`fingerprint` of the module: what the view was copied from, cheap to recompute.
+:func:`probe.models.frozen_view` deep-copies a user's module structure (25-45 ms on googlenet or a timm
+ConvNeXt on a 2-core CPU), and every API call that optimizes an input asks for one. A fresh view is also a
+fresh key for what cnn-probe learns per model (:func:`probe.capture`'s rewrites, the channels-last layers,
+call counts), so each call paid those first passes again. :class:`ViewCache` keeps one view per module and
+kind, checked at every call against a :func:`fingerprint` of the module (about 1 ms on either model): what
+the view was copied from.
 
-The fingerprint holds, per module in the tree: its class, its ``training`` flag, its children (names and
-objects), its parameters and buffers (each object, its storage address, shape, dtype, device and
-``requires_grad``; a parameter's in-place version too, for views that copy weights), the keys of its hook
-dictionaries, and its other attributes (numbers, strings, tuples of them by value, anything else by
-object). So a replaced layer or tensor, ``.to()`` (which replaces ``param.data``), a flipped
-``requires_grad``, ``train()``/``eval()``, a hook added or removed, or ``relu.inplace = False`` make the
-next call build a new view. What it does not see: a change inside a mutable attribute that stays the
-same object (a list appended to); in-place writes into shared weights need no new view (the view sees
-them: ``load_state_dict`` copies in place).
+The fingerprint holds, per module in the tree: its class; its attributes, each by the object it holds (so
+``training``, whose two values are two objects, and a number or a layer set anew); its children; its
+parameters and buffers (each object, the address of its storage, ``requires_grad``; a parameter's
+in-place version too, for views that copy weights); the keys of its hook dictionaries. So a replaced layer
+or tensor, ``.to()`` (a new storage under the same parameter), a flipped ``requires_grad``,
+``train()``/``eval()``, a hook added or removed, or ``relu.inplace = False`` make the next call build a new
+view. What it does not see: a change inside a mutable attribute that stays the same object (a list
+appended to). In-place writes into shared weights need no new view (the view shares their storage:
+``load_state_dict`` copies in place).
 
 A view is cached only when it holds no reference to the module it was copied from (a hook closure
 naming the model would otherwise keep a deleted model alive through the cache); such a module gets a
@@ -166,7 +167,10 @@ class ViewCache:
             versions: fingerprint the parameters' version counters too (see :func:`fingerprint`).
         """
         key = (id(module), kind)
-        now = fingerprint(module, versions)
+        try:
+            now = fingerprint(module, versions)
+        except Exception:  # noqa: BLE001 - a module unlike nn.Module inside (TorchScript's): a view each time
+            return build()
         entry = self._views.get(key)
         if entry is not None and entry[0]() is module and entry[1] == now:
             return entry[2]
