@@ -224,3 +224,14 @@ def test_a_view_that_refers_to_its_module_is_not_cached_and_the_module_still_die
     frozen_view(module)
     assert len(made) == 2  # a cached view would keep the model alive through its hook: made again instead
     assert _collected(looped, frozen_view)
+
+
+def test_a_torchscript_module_still_gets_a_view_when_it_cannot_be_fingerprinted() -> None:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch.jit.script is deprecated
+        script = torch.jit.script(nn.Sequential(nn.Conv2d(3, 4, 3)))
+    view = frozen_view(script)  # its dict wrappers made the fingerprint raise KeyError
+    x = torch.rand(1, 3, 8, 8)
+    torch.testing.assert_close(view(x), script(x))
