@@ -4,7 +4,8 @@
 
 Per step of maximize (googlenet ``inception4a``, 16 units, robust preset), dream (googlenet ``inception4c``,
 one octave), style (VGG19, the tutorial's layers, L-BFGS evaluations) and a recorded vgg16 pass (three layers,
-the block opened and closed every pass, ``inference_mode``):
+the block opened and closed every pass, ``inference_mode``; full maps, ``record_mean`` for ``reduce="mean"``, and
+``plain_forward``, the same pass unrecorded, to subtract):
 
 - **Python calls**: function calls per step (:mod:`cProfile`'s count at 3 and at 13 steps, the difference / 10),
   the host's own work at every step, the cost that stays when a GPU makes the arithmetic fast;
@@ -59,9 +60,14 @@ def methods(size: int) -> dict[str, Work]:
     recorded = ["features.15", "features.22", "features.29"]
     batch = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(3))
 
-    def record(steps: int) -> None:
+    def record(steps: int, reduce: str | None = None) -> None:
         for _ in range(steps):
-            with torch.inference_mode(), probe.record(vgg16, recorded):
+            with torch.inference_mode(), probe.record(vgg16, recorded, reduce=reduce):
+                vgg16(batch)
+
+    def plain(steps: int) -> None:
+        for _ in range(steps):
+            with torch.inference_mode():
                 vgg16(batch)
 
     return {
@@ -71,6 +77,8 @@ def methods(size: int) -> dict[str, Work]:
             vgg19, photo, painting, size=size, steps=steps, snapshots=0, content_layers=["features.5"],
             style_layers=["features.0", "features.2", "features.5", "features.7", "features.10"]),
         "record": record,
+        "record_mean": lambda steps: record(steps, "mean"),
+        "plain_forward": plain,
     }
 
 
@@ -128,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.measure_steps", description=__doc__.split("\n")[0])
     parser.add_argument("--size", type=int, default=48, help="image side in px (default 48; counts do not grow)")
     parser.add_argument("--methods", nargs="+", default=["maximize", "dream", "style", "record"],
-                        choices=["maximize", "dream", "style", "record"])
+                        choices=["maximize", "dream", "style", "record", "record_mean", "plain_forward"])
     parser.add_argument("--out", type=Path, help="also write the counts here as JSON")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)

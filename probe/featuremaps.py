@@ -28,10 +28,11 @@ from torch import nn
 
 from probe.checks import check_names
 from probe.errors import ProbeUsageError
-from probe.hooks import CALL_SEPARATOR, evaluating, record, resolve_layers
+from probe.hooks import CALL_SEPARATOR, Recording, evaluating, record, resolve_layers
 from probe.inputs import model_input
 from probe.layout import channels_last_layers
 from probe.leaves import helper_names, is_conv2d, is_leaf
+from probe.memory import check_scaled, held_bytes, saved_bytes
 from probe.models import LoadedModel, as_loaded
 from probe.models.forms import why_not_run
 from probe.outputs import Prediction, check_reading, describe, prediction_of, read_output
@@ -110,6 +111,40 @@ def _ordered(degree: torch.Tensor, top: int | None, limit: int | None) -> torch.
     return indices if limit is None else indices[:limit]
 
 
+def _maps_pass(loaded: LoadedModel, names: list[str], image: torch.Tensor) -> tuple[Recording, Any]:
+    """``image`` ``(1, C, H, W)`` (requiring grad: the output's graph tells a sigmoid or softmax head) through
+    the model with ``names`` recorded on the CPU: the recording and the model's output."""
+    with evaluating(loaded.module), torch.enable_grad(), record(loaded.module, names, to_cpu=True) as acts:
+        output = loaded(image)
+    return acts, output
+
+
+def _check_fits(loaded: LoadedModel, names: list[str], size: int | Sequence[int] | None) -> None:
+    """Refuse, before the image is resized or run, a pass at ``size`` whose maps and graph cannot fit in memory:
+    the same pass at a small size, its held bytes scaled by the areas (:func:`~probe.memory.check_scaled`)."""
+    if size is None:
+        return
+    height, width = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+    if min(height, width) < 1:
+        return  # model_input's to refuse
+
+    def held(small: tuple[int, int]) -> int:
+        kept: list[Any] = []
+
+        def forward() -> Any:
+            blank = torch.full((1, loaded.preprocess.channels, *small), 0.5, device=loaded.device)
+            kept.append(_maps_pass(loaded, names, blank.requires_grad_(True)))
+            return kept[-1][1]
+
+        graph = saved_bytes(forward)
+        acts, output = kept[0]
+        return graph + held_bytes(dict(acts), output)
+
+    check_scaled(held, (height, width), loaded.preprocess.input_size, loaded.device,
+                 f"recording the feature maps of {len(names)} layer(s) of {loaded.name} at {height}x{width}",
+                 "give a smaller --size (size=), or fewer layers (--layer instead of --all)")
+
+
 @with_gradients  # the output's graph tells a sigmoid or softmax head, also under the caller's inference_mode
 def feature_maps(
     model: str | nn.Module | LoadedModel,
@@ -144,6 +179,8 @@ def feature_maps(
     Raises:
         ProbeUsageError: unknown layers, ``top``/``limit`` below 1, no layer to show, an ``output`` reading that
             is not known or that the output cannot be.
+        ProbeRuntimeError: the pass cannot fit in the free memory (estimated before it runs, for a ``size``
+            larger than four times the model's input area: :func:`~probe.memory.check_scaled`).
     """
     check_reading(output)
     loaded = as_loaded(model)
@@ -163,11 +200,11 @@ def feature_maps(
     else:
         names = check_names(layers, "layer")
         resolve_layers(loaded.module, names)
+    _check_fits(loaded, names, size)
     x = model_input(loaded, image, size)
     channels_last = channels_last_layers(loaded.module, x)  # (H, W, C) blocks are shown as C maps
     image = x.detach().clone().requires_grad_(True)  # the output's graph tells a sigmoid or softmax head
-    with evaluating(loaded.module), torch.enable_grad(), record(loaded.module, names, to_cpu=True) as acts:
-        returned = loaded(image)
+    acts, returned = _maps_pass(loaded, names, image)
     for tensor in tensors_in(returned):
         if tensor.is_floating_point():
             check_finite_output(loaded.name, loaded.module, tensor.detach())

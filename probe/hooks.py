@@ -103,6 +103,7 @@ from probe.checks import MAX_SIDE, check_count, check_names
 from probe.errors import ProbeUsageError, unknown_name
 from probe.forward import model_input
 from probe.layout import channels_last_layers
+from probe.memory import check_scaled, held_bytes
 from probe.models import LoadedModel, taking_images
 from probe.models.forms import check_exported, check_lazy, eager_view
 from probe.modes import evaluating
@@ -355,8 +356,19 @@ class _Copies:
         return rewritten
 
 
+_REDUCTIONS = ("mean", "max", "sum")
+
+
+def _check_reduction(reduction: Reduction | None) -> None:
+    """Refuse a reduction other than None, ``"mean"``, ``"max"`` and ``"sum"`` (naming them)."""
+    if reduction is not None and reduction not in _REDUCTIONS:
+        raise ProbeUsageError(f"unknown reduction {reduction!r}; reductions are: {', '.join(_REDUCTIONS)}",
+                              param="reduce")
+
+
 def _reduce(tensor: torch.Tensor, reduction: Reduction | None) -> torch.Tensor:
     """Reduce every dimension after the channel dimension (dim 1); 2-D tensors pass through."""
+    _check_reduction(reduction)
     if reduction is None or tensor.dim() <= 2:
         return tensor
     flat = tensor.flatten(2)
@@ -364,9 +376,7 @@ def _reduce(tensor: torch.Tensor, reduction: Reduction | None) -> torch.Tensor:
         return flat.mean(dim=2)
     if reduction == "sum":
         return flat.sum(dim=2)
-    if reduction == "max":
-        return flat.amax(dim=2)
-    raise ProbeUsageError(f"unknown reduction {reduction!r}; reductions are: mean, max, sum", param="reduce")
+    return flat.amax(dim=2)
 
 
 def _new_tensor(value: torch.Tensor, reduction: Reduction | None, to_cpu: bool) -> torch.Tensor | None:
@@ -465,9 +475,42 @@ class Recording(Mapping[str, torch.Tensor]):
         return f"{key}{CALL_SEPARATOR}0" if self.calls.get(key, 0) > 1 else key
 
 
-def _state_storages(model: nn.Module) -> set[int]:
-    """The storages of ``model``'s parameters and buffers (a module may return one; a later pass rewrites it)."""
-    return storages([*model.parameters(), *model.buffers()])
+def _modules_of(model: nn.Module) -> list[nn.Module]:
+    """``model`` and every submodule, each once, walked in one loop (``model.modules()`` resumes a generator per
+    module and level: a third of a recorded pass's Python calls when every pass listed the weights)."""
+    found: list[nn.Module] = []
+    seen: set[int] = set()
+    stack = [model]
+    while stack:
+        module = stack.pop()
+        if module is not None and id(module) not in seen:  # a child slot may hold None
+            seen.add(id(module))
+            found.append(module)
+            stack.extend(module._modules.values())
+    return found
+
+
+def _state_storages(modules: list[nn.Module]) -> set[int]:
+    """The storages of the parameters and buffers ``modules`` (a model's :func:`_modules_of`) hold now (a module
+    may return one; a later pass rewrites it)."""
+    tensors = [tensor for module in modules for table in (module._parameters, module._buffers)
+               for tensor in table.values() if tensor is not None]
+    try:
+        keys = {tensor.untyped_storage().data_ptr() for tensor in tensors}
+    except (RuntimeError, NotImplementedError):  # sparse, nested or meta tensors: one by one
+        keys = {storage_key(tensor) for tensor in tensors}
+    keys.discard(0)
+    keys.discard(None)  # type: ignore[arg-type]
+    return keys  # type: ignore[return-value]
+
+
+def _check_hookable(model: nn.Module, modules: list[nn.Module]) -> None:
+    """:func:`~probe.models.forms.check_exported`, asked only of a model with a ``torch.fx.GraphModule`` among
+    its ``modules`` (the only kind an exported program's module is)."""
+    for module in modules:  # a loop, not any(): no generator resumed per module
+        if isinstance(module, torch.fx.GraphModule):
+            check_exported(model)  # its submodules never run: nothing would be recorded
+            return
 
 
 def _place(tensor: torch.Tensor) -> Hashable:
@@ -622,10 +665,10 @@ def record(
     Raises:
         ProbeUsageError: for an unknown layer name or reduction.
     """
-    check_exported(model)  # its submodules never run: nothing would be recorded
+    modules = _modules_of(model)  # listed once per block; their weights are read at each pass
+    _check_hookable(model, modules)
     resolved = _resolve(model, layers)
-    if reduce is not None:
-        _reduce(torch.zeros(1, 1, 1), reduce)  # validate the name before any forward pass
+    _check_reduction(reduce)  # before any forward pass
     taps = _taps(resolved)
     recording = Recording(list(resolved))
     copies = _Copies()
@@ -707,10 +750,12 @@ def record(
         if state is None:
             return
         held.stop()
-        # what the caller, the user or a later pass may write into after this pass: copy those now
-        shared = storages((args, kwargs)) | storages(output) | _state_storages(model)
-        held.copy_sharing(shared)
-        written = {label for label, original in state.graphs if storage_key(original) in shared}
+        written: set[Hashable] = set()
+        if held.tensors or state.graphs:  # a pass that holds nothing uncopied (reduce=...) has nothing to compare
+            # what the caller, the user or a later pass may write into after this pass: copy those now
+            shared = storages((args, kwargs)) | storages(output) | _state_storages(modules)
+            held.copy_sharing(shared)
+            written = {label for label, original in state.graphs if storage_key(original) in shared}
         copies.restore(recording._acts, keep=held.watch.written | written)
         for label, original in state.graphs:
             held.watch.untrack(original, label)
@@ -909,7 +954,7 @@ def capture(
         if seen[name] > 1:
             raise _repeated(name, seen[name])
     if held is not None:  # the caller may write into what it gave or got back, or into the weights, later
-        held.copy_sharing(storages(inputs) | storages(result) | _state_storages(model))
+        held.copy_sharing(storages(inputs) | storages(result) | _state_storages(_modules_of(model)))
     if given is not None:
         outputs[INPUT] = given
     written = watch.written if watch is not None else set(copied)  # after learning: copied as rewritten
@@ -958,6 +1003,19 @@ class LayerInfo:
     batched: bool = True
 
 
+PROBE_SIZE = (224, 224)
+"""The input size :func:`layers` scales its memory probe by for a bare module (a LoadedModel's own size else)."""
+
+
+def _dummy_pass(model: nn.Module, names: list[str], shape: Sequence[int], device: torch.device,
+                dtype: torch.dtype) -> tuple[Recording, torch.Tensor]:
+    """Two zero images of ``shape`` through ``model`` in eval mode, ``names`` recorded: the recording, the images."""
+    dummy = torch.zeros(2, *shape, device=device, dtype=dtype)  # two images: outputs without a batch show
+    with evaluating(model), torch.no_grad(), record(model, names) as acts, model_input(dummy):
+        eager_view(model)(dummy)  # a compiled model's dynamo would compile the pass (seconds), its hooks and all
+    return acts, dummy
+
+
 def layers(
     model: nn.Module | Any,
     input_shape: Sequence[int],
@@ -981,8 +1039,13 @@ def layers(
     Raises:
         ProbeUsageError: (naming ``model``) its first layer takes no image (a generator's transposed convolution, a
             text CNN's embedding, a Conv3d; :func:`probe.models.takes.check_takes_images`, as :func:`probe.load_model`).
+        ProbeRuntimeError: the pass cannot fit in the free memory, estimated before it runs from the same
+            pass at a small size (:func:`~probe.memory.check_scaled`), for an image larger than four times
+            the model's input area (224x224 for a bare module).
     """
     given = model if isinstance(model, (nn.Module, LoadedModel)) else getattr(model, "module", model)
+    preprocess = getattr(model, "preprocess", None)  # a LoadedModel: its input size is the memory probe's scale
+    model_size = tuple(getattr(preprocess, "input_size", None) or PROBE_SIZE)
     if not isinstance(model, nn.Module):  # a LoadedModel: its network (a DataParallel keeps its own .module)
         model = getattr(model, "module", model)
     if not isinstance(model, nn.Module):
@@ -1011,9 +1074,13 @@ def layers(
         device, dtype = reference.device, reference.dtype
     except StopIteration:
         device, dtype = torch.device("cpu"), torch.float32
-    dummy = torch.zeros(2, *input_shape, device=device, dtype=dtype)  # two images: outputs without a batch show
-    with evaluating(model), torch.no_grad(), record(model, [name for name, _ in named]) as acts, model_input(dummy):
-        eager_view(model)(dummy)  # a compiled model's dynamo would compile the pass (seconds), its hooks and all
+    names = [name for name, _ in named]
+    if len(input_shape) == 3:  # an image: refused before the pass when its outputs cannot fit
+        check_scaled(lambda small: held_bytes(*_dummy_pass(model, names, (input_shape[0], *small), device, dtype)),
+                     (input_shape[1], input_shape[2]), model_size, device,  # type: ignore[arg-type]
+                     f"a {input_shape[1]}x{input_shape[2]} pass that lists every layer's output",
+                     "give a smaller --size (input_shape=)")
+    acts, dummy = _dummy_pass(model, names, input_shape, device, dtype)
     last = channels_last_layers(model, dummy)
     rows = []
     for name, module in named:

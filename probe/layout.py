@@ -35,6 +35,7 @@ from torch import nn
 
 from probe.leaves import is_leaf
 from probe.modes import evaluating
+from probe.runtime import global_rng_kept
 
 __all__ = ["channels_last_layers", "may_be_channels_last"]
 
@@ -81,7 +82,8 @@ def channels_last_layers(model: nn.Module, inputs: torch.Tensor) -> frozenset[st
 
     Args:
         model: the network (run once in eval mode under ``torch.no_grad`` on ``inputs[:1]``; no hook stays, no
-            module's mode or statistic changes).
+            module's mode or statistic changes, and the global generators it draws from are given back as they
+            were: a later call, which finds the layers known, draws what the first drew).
         inputs: a batch the model takes, e.g. ``(N, C, H, W)``.
 
     Returns:
@@ -128,9 +130,9 @@ def channels_last_layers(model: nn.Module, inputs: torch.Tensor) -> frozenset[st
 
         handles = [m.register_forward_hook(lambda m, a, out, n=name: hook(n, m, out))
                    for name, m in model.named_modules() if name]
-        try:
-            with evaluating(model), torch.no_grad():  # a model left in train() keeps its batch-norm statistics
-                model(inputs[:1])
+        try:  # its draws kept: a pass made once per model must not move what the caller's passes draw next
+            with global_rng_kept(devices=[inputs.device]), evaluating(model), torch.no_grad():  # and train()'s
+                model(inputs[:1])  # batch-norm statistics kept
         except Exception:  # noqa: BLE001 - the layers before the failure are known; the caller's pass reports it
             pass
         finally:

@@ -32,7 +32,7 @@ from probe.runtime import free_memory
 
 __all__ = ["is_out_of_memory", "available_bytes", "saved_bytes", "bytes_per_pixel", "check_fits", "format_bytes",
            "HEADROOM", "PassCost", "images_bytes", "kept_bytes", "check_run", "check_results_fit", "optimization_text",
-           "fit_batch", "FLOAT", "STEP_HEADROOM"]
+           "fit_batch", "FLOAT", "STEP_HEADROOM", "probe_size", "held_bytes", "check_scaled", "PASS_HEADROOM"]
 
 HEADROOM = 1.5
 """Peak memory of a gradient step over the activations saved for it (the gradients being computed)."""
@@ -44,6 +44,14 @@ allocator's. One step's peak RSS over its saved bytes (CPU, one thread) was 3.5 
 shapes conv3_1 (128 px); whole runs' estimate / peak RSS with this factor: digits conv2 50 images 28 px 1.01,
 8 images 128 px 1.05; shapes conv3_1 16 images 128 px 1.76; resnet18 layer3 8 images 224 px 2.36 (with
 :data:`HEADROOM`'s 1.5, digits' estimates were 0.35 of the peak)."""
+
+PASS_HEADROOM = 2.0
+"""Peak memory of a pass that keeps every layer's output (:func:`probe.layers`, the shape pass of
+:func:`probe.optimize.inspect_layer`, :func:`probe.feature_maps`) over the bytes it holds at its end: the
+transients of the operation under way (a convolution's unfolded input). The estimate of
+:func:`probe.optimize.inspect_layer` with this factor over the peak RSS rise of its pass (CPU, one thread):
+1.17 and 1.24 on a 2-conv tiny net at 1024 and 2048 px (its few-channel first convolution's transients are
+0.7x what it holds), 1.92 on googlenet at 1024 px (``tests/test_memory_estimates.py`` keeps it in [1, 2.5])."""
 
 FLOAT = 4
 """Bytes of one float32 value: images, scores and optimizer state are float32 whatever the precision."""
@@ -333,3 +341,63 @@ def fit_batch(kept: float, cost: PassCost, device: torch.device | str, most: int
     if powers_of_two and size < most:
         size = group * 2 ** int(math.floor(math.log2(max(1, size // group))))
     return max(1, size)
+
+
+def probe_size(size: tuple[int, int], model_size: tuple[int, int]) -> tuple[int, int]:
+    """``(H, W)`` of a small pass that learns what a pass at ``size`` would hold: ``size`` itself, or, for an
+    image larger than four times ``model_size``'s area (the model's input size), that area at the image's
+    aspect ratio, so that measuring never allocates what the real pass would."""
+    height, width = size
+    if height * width <= 4 * model_size[0] * model_size[1]:
+        return height, width
+    shrink = math.sqrt(4 * model_size[0] * model_size[1] / (height * width))
+    return max(1, round(height * shrink)), max(1, round(width * shrink))
+
+
+def held_bytes(*values: Any) -> int:
+    """Bytes of the storages the tensors in ``values`` hold (tensors, or tuples, lists and dicts of them; each
+    storage counted once, views and aliases included)."""
+    from probe.rewrites import storage_key, tensors_in  # it imports probe.forward, which imports this module
+
+    sizes: dict[int, int] = {}
+    for tensor in tensors_in(list(values)):
+        key = storage_key(tensor)
+        if key is not None and tensor.device.type != "meta":
+            sizes[key] = tensor.untyped_storage().nbytes()
+    return sum(sizes.values())
+
+
+def check_scaled(measure: Callable[[tuple[int, int]], float], size: tuple[int, int], model_size: tuple[int, int],
+                 device: torch.device | str, what: str, advice: str, headroom: float = PASS_HEADROOM) -> float | None:
+    """Refuse, before a pass at ``size`` allocates anything, one that cannot fit in the free memory.
+
+    ``measure(small)`` runs the same pass at :func:`probe_size` and returns the bytes it held; the estimate at
+    ``size`` is that times the areas' ratio (activations grow with the area) times ``headroom``. A ``size``
+    no larger than four times the model's input area is not measured (its own pass is as small as a probe).
+
+    Args:
+        measure: the pass at a small ``(H, W)``, returning its bytes (:func:`held_bytes`, :func:`saved_bytes`).
+        size: the ``(H, W)`` of the pass to come.
+        model_size: the model's input size.
+        device, what, advice: as :func:`check_fits`.
+        headroom: peak over held bytes (default :data:`PASS_HEADROOM`).
+
+    Returns:
+        The estimate in bytes, or None when nothing was measured (a small ``size``, or a model that refuses
+        the small size: the real pass will say why).
+
+    Raises:
+        ProbeRuntimeError: the estimate exceeds the free memory (:func:`check_fits`'s message).
+    """
+    from probe.forward import ModelInputError  # probe.forward imports this module
+
+    small = probe_size(size, model_size)
+    if small == tuple(size):
+        return None
+    try:
+        held = measure(small)
+    except (ModelInputError, ProbeUsageError):
+        return None
+    needed = headroom * held * (size[0] * size[1]) / (small[0] * small[1])
+    check_fits(needed, device, what, advice)
+    return needed

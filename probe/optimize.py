@@ -28,7 +28,6 @@ deepest layer the objective needs and leaves no hook behind.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
@@ -49,13 +48,13 @@ from probe.errors import (
     ProbeRuntimeError, ProbeUsageError, check_depends_on_image, not_per_image, output_not_a_tensor,
 )  # fmt: skip
 from probe.forward import ModelInputError, image_grad
-from probe.hooks import CALL_SEPARATOR, INPUT, OUTPUT, capture, evaluating, record, resolve_layers
+from probe.hooks import CALL_SEPARATOR, INPUT, OUTPUT, Recording, capture, evaluating, record, resolve_layers
 from probe.images import divergence
 from probe.layout import channels_last_layers
 from probe.leaves import is_leaf
 from probe.memory import (
-    FLOAT, STEP_HEADROOM, PassCost, check_results_fit, check_run, fit_batch, is_out_of_memory, kept_bytes,
-    optimization_text, saved_bytes,
+    FLOAT, STEP_HEADROOM, PassCost, check_results_fit, check_run, check_scaled, fit_batch, held_bytes,
+    is_out_of_memory, kept_bytes, optimization_text, probe_size, saved_bytes,
 )  # fmt: skip
 from probe.models import LoadedModel, as_loaded
 from probe.models.forms import why_not_run
@@ -845,12 +844,7 @@ class _Request:
         """``(H, W)`` of the small passes that learn about the model before the run (its memory, whether it
         mixes a batch): the run's size, or, for an image larger than four times the model's input area,
         that area at the image's aspect ratio: learning never allocates what the run would."""
-        _, height, width = self.shape
-        side = self.loaded.preprocess.input_size
-        if height * width <= 4 * side[0] * side[1]:
-            return height, width
-        shrink = math.sqrt(4 * side[0] * side[1] / (height * width))
-        return max(1, round(height * shrink)), max(1, round(width * shrink))
+        return probe_size(self.shape[1:], self.loaded.preprocess.input_size)
 
     def kept(self) -> float:
         """:func:`~probe.memory.kept_bytes` of the request's results."""
@@ -1030,8 +1024,21 @@ class LayerShape:
     output_layer: str
 
 
+def _shape_pass(loaded: LoadedModel, names: list[str], layer: str, size: tuple[int, int]) -> tuple[Recording, torch.Tensor]:
+    """Two blank ``(2, C, *size)`` images through the model, every module and the output recorded: the
+    recording and the images. A model that refuses the size after ``layer`` ran (a fixed-size head) is fine."""
+    blank = torch.full((2, loaded.preprocess.channels, *size), 0.5, device=loaded.device)  # 2: see the batch
+    with evaluating(loaded.module), torch.no_grad(), record(loaded.module, names + [OUTPUT]) as acts:
+        try:
+            loaded(blank)
+        except ModelInputError:  # a head of fixed size (a Linear after a flatten) refusing this size, after `layer`:
+            if layer in (INPUT, OUTPUT) or layer not in acts:  # the layer is known; the output is not this layer's
+                raise
+    return acts, blank
+
+
 def inspect_layer(model: LoadedModel | nn.Module, layer: str, image_size: int | Sequence[int] | None = None, *,
-                  output_param: str = "layer") -> LayerShape:
+                  output_param: str = "layer", advice: str = "give a smaller --size (image_size=)") -> LayerShape:
     """Run one blank image through the model to learn ``layer``'s shape and whether it gives the output.
 
     Args:
@@ -1041,6 +1048,8 @@ def inspect_layer(model: LoadedModel | nn.Module, layer: str, image_size: int | 
         output_param: what asked for ``"output"``, for the refusal of an output that holds no prediction
             (:func:`~probe.errors.output_not_a_tensor`): ``"layer"`` (default; ``--layer output``) or
             ``"objective"`` (a class objective).
+        advice: what to change, for the refusal of a pass that cannot fit (default ``"give a smaller --size
+            (image_size=)"``; a caller names its own options).
 
     A model that fails after ``layer`` on this size (a fixed-size ``Linear`` head given a larger image) is
     fine: a run on ``layer`` stops the forward pass there, so only ``is_output`` is False.
@@ -1049,18 +1058,22 @@ def inspect_layer(model: LoadedModel | nn.Module, layer: str, image_size: int | 
         ProbeUsageError: unknown layer (with the closest name), or a layer that
             does not run in a forward pass, gives no tensor, or has no batch dimension.
         ModelInputError: the model refused the size before computing ``layer``.
+        ProbeRuntimeError: the pass cannot fit in the free memory, estimated before it runs from the same pass
+            at a small size (:func:`~probe.memory.check_scaled`), for an image larger than four times the
+            model's input area.
     """
     loaded = as_loaded(model, None)
     resolve_layers(loaded.module, [layer])
     height, width = _image_size(image_size, loaded)
     names = [name for name, _ in loaded.module.named_modules() if name]
-    blank = torch.full((2, loaded.preprocess.channels, height, width), 0.5, device=loaded.device)  # 2: see the batch
-    with evaluating(loaded.module), torch.no_grad(), record(loaded.module, names + [OUTPUT]) as acts:
-        try:
-            loaded(blank)
-        except ModelInputError:  # a head of fixed size (a Linear after a flatten) refusing this size, after `layer`:
-            if layer in (INPUT, OUTPUT) or layer not in acts:  # the layer is known; the output is not this layer's
-                raise
+
+    def held(size: tuple[int, int]) -> int:  # what the pass below holds at a small size
+        acts, blank = _shape_pass(loaded, names, layer, size)
+        return held_bytes(blank, dict(acts))
+
+    check_scaled(held, (height, width), loaded.preprocess.input_size, loaded.device,
+                 f"a {height}x{width} pass of {loaded.name} that learns the shape of {layer!r}", advice)  # before it runs
+    acts, blank = _shape_pass(loaded, names, layer, (height, width))
     channels_last = channels_last_layers(loaded.module, blank)  # a pass that fails keeps what it found
     if layer == INPUT:
         raise ProbeUsageError("'input' is the image itself; name a layer of the model", param="layer")

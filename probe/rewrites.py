@@ -124,17 +124,25 @@ class WriteWatch(TorchDispatchMode):
 
     @passes_through
     def __torch_dispatch__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
-        kwargs = kwargs or {}
-        if self.tracked:
-            for position, name in _written_arguments(func):
-                value = args[position] if position < len(args) else kwargs.get(name)
-                for tensor in tensors_in(value):
-                    labels = self.tracked.pop(storage_key(tensor), None)
-                    if labels:
-                        self.written.update(labels)
-                        if self.before_write is not None:
-                            self.before_write(labels)
-        return func(*args, **kwargs)
+        if self.tracked:  # one dict lookup for the operations that write nothing (most of a forward pass)
+            written = _WRITES.get(func)
+            if written is None:
+                written = _written_arguments(func)
+            if written:
+                self._before_write(written, args, kwargs or {})
+        return func(*args, **kwargs) if kwargs else func(*args)
+
+    def _before_write(self, written: tuple[tuple[int, str], ...], args: tuple, kwargs: dict) -> None:
+        """An operation is about to write into the arguments ``written``: note, and report, the tracked
+        storages among them."""
+        for position, name in written:
+            value = args[position] if position < len(args) else kwargs.get(name)
+            for tensor in tensors_in(value):
+                labels = self.tracked.pop(storage_key(tensor), None)
+                if labels:
+                    self.written.update(labels)
+                    if self.before_write is not None:
+                        self.before_write(labels)
 
 
 class Rewrites:

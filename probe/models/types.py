@@ -18,6 +18,7 @@ from torch import nn
 
 from probe.errors import ProbeUsageError
 from probe.forward import model_input
+from probe.models.viewcache import ViewCache
 
 __all__ = ["Preprocess", "LoadedModel", "frozen_view", "shared_memo", "IMAGENET_MEAN", "IMAGENET_STD"]
 
@@ -169,6 +170,11 @@ def frozen_view(module: nn.Module, channels_last: bool = False) -> nn.Module:
     ``module`` itself when no parameter requires grad and ``channels_last`` is
     off, or when it cannot be copied (TorchScript).
 
+    Made once per module and format: a later call gets the same view while the
+    module is unchanged (:mod:`probe.models.viewcache`: ~1 ms to check on
+    googlenet, against ~30 ms to copy), and a new one after a layer, tensor,
+    device, ``requires_grad``, mode flag, hook or attribute of it changed.
+
     Args:
         module: the network; never changed.
         channels_last: store the 4-D (convolution) weights of the view in
@@ -180,9 +186,17 @@ def frozen_view(module: nn.Module, channels_last: bool = False) -> nn.Module:
             Those weights are copies (their memory once more; later changes
             of the module's weights are not seen); the others stay shared.
     """
-    parameters = list(module.parameters())
-    if not channels_last and not any(p.requires_grad for p in parameters):
+    if not channels_last and not any(p.requires_grad for p in module.parameters()):
         return module
+    return _VIEWS.get(module, channels_last, lambda: _copied_view(module, channels_last), versions=channels_last)
+
+
+_VIEWS = ViewCache()
+"""The frozen views made so far, one per module and format, each served while its module is unchanged."""
+
+
+def _copied_view(module: nn.Module, channels_last: bool) -> nn.Module:
+    """A new frozen view of ``module`` (see :func:`frozen_view`), or ``module`` when it cannot be copied."""
 
     def frozen(tensor: torch.Tensor) -> nn.Parameter:
         data = tensor.detach()
@@ -190,7 +204,7 @@ def frozen_view(module: nn.Module, channels_last: bool = False) -> nn.Module:
             data = data.contiguous(memory_format=torch.channels_last)
         return nn.Parameter(data, requires_grad=False)
 
-    memo: dict[int, Any] = {id(p): frozen(p) for p in parameters}
+    memo: dict[int, Any] = {id(p): frozen(p) for p in module.parameters()}
     memo = shared_memo(module, memo)
     try:
         return copy.deepcopy(module, memo)
