@@ -38,9 +38,10 @@ def _size(text: str | None) -> tuple[int, int] | None:
 
 
 def _target_layer(loaded: Any, objective: str, layer: str | None, size: tuple[int, int] | None,
-                  known: LayerShape | None = None, caricature: bool = False) -> LayerShape:
+                  known: LayerShape | None = None, caricature: bool = False, reading: str = "auto") -> LayerShape:
     """Check --layer against --objective and learn its shape (``known``: already learned for ``layer``;
-    ``caricature``: --caricature was given, which needs a layer whatever the objective)."""
+    ``caricature``: --caricature was given, which needs a layer whatever the objective; ``reading``: --output,
+    what the model's output is)."""
     if layer is None:
         if objective != "class":
             needs = ("--caricature amplifies what a layer sees in its IMAGE" if caricature else
@@ -50,7 +51,8 @@ def _target_layer(loaded: Any, objective: str, layer: str | None, size: tuple[in
                                   "them)", param="layer")
         layer = OUTPUT
     info = known if known is not None and known.name == layer else inspect_layer(
-        loaded, layer, size, output_param="objective" if objective == "class" else "layer")
+        loaded, layer, size, output_param="objective" if objective == "class" else "layer", reading=reading,
+        advice="give a smaller --size")
     if objective == "class":
         if not info.is_output:
             raise ProbeUsageError(
@@ -58,11 +60,12 @@ def _target_layer(loaded: Any, objective: str, layer: str | None, size: tuple[in
                 f"use --layer {info.output_layer} (or leave --layer out), or --objective channel/neuron for {layer}",
                 param="layer",
             )
-        if layer == OUTPUT:  # the output's own shape refused, before it is read at the module that made it
-            O.check_class_scores(torch.empty((1, *info.shape), device="meta"), OUTPUT, batch=1,
-                                 image=(1, loaded.preprocess.channels, *(size or loaded.preprocess.input_size)))
+        if layer == OUTPUT:  # the output, read with its graph, refused before it is read at the module that made it
+            O.check_class_kind(info.output_kind, (1, *info.shape), OUTPUT)
+            if info.assumed:
+                note(f"the output was {info.assumed}")
             if info.output_layer != OUTPUT:
-                info = inspect_layer(loaded, info.output_layer, size)
+                info = inspect_layer(loaded, info.output_layer, size, advice="give a smaller --size")
     return info
 
 
@@ -82,7 +85,7 @@ def _summary(result: MaximizeResult, name: str) -> str:
 def run(
     model: str, weights: str, layer: str | None, units: str, objective: str, l1: float,
     tv: float, diversity: float, per_unit: int | None, preset: str, steps: int, lr: float | None, size: str | None,
-    batch: int | str, snapshots: int, precision: str, channels_last: bool, device: str, seed: int,
+    batch: int | str, snapshots: int, precision: str, channels_last: bool, device: str, seed: int, output: str,
     out: Path | None, force: bool, **methods: Any,
 ) -> None:
     """``probe maximize``'s work, on the options click parsed (see :mod:`probe.cli.commands.maximize`)."""
@@ -90,7 +93,11 @@ def run(
     loaded = load_model_from_options(model, weights, device, seed)
     note_tiny_size(image_size, loaded)
     layer, units, objective, known = target_shorthand(methods, loaded, layer, units, objective, image_size)
-    info = _target_layer(loaded, objective, layer, image_size, known, caricature=bool(methods.get("caricature")))
+    if option_given("output") and objective != "class":
+        raise ProbeUsageError(f"--output says what the model's output is, for --objective class; --objective "
+                              f"{objective} maximizes a layer's units", param="output")
+    info = _target_layer(loaded, objective, layer, image_size, known, caricature=bool(methods.get("caricature")),
+                         reading=output)
     chosen = O.parse_units(",".join(units), info.units, info.name)
     copies = per_unit or (4 if diversity > 0 else 1)
     height_width = image_size or loaded.preprocess.input_size

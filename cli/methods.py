@@ -40,7 +40,7 @@ def target_shorthand(methods: dict[str, Any], loaded: Any, layer: str | None, un
     name, sep, chosen = text.strip().rpartition(":")
     if not sep or not name or not chosen:
         raise ProbeUsageError(f"cannot read --target {text!r}; write LAYER:UNITS, e.g. conv2:7", param="target")
-    info = inspect_layer(loaded, name, size)
+    info = inspect_layer(loaded, name, size, advice="give a smaller --size")
     return name, chosen.split(","), "channel" if len(info.shape) > 1 else "neuron", info
 
 

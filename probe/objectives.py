@@ -56,6 +56,7 @@ __all__ = [
     "neuron",
     "class_logit",
     "class_scores",
+    "check_class_kind",
     "check_class_scores",
     "direction",
     "diversity",
@@ -473,13 +474,24 @@ def check_class_scores(logits: torch.Tensor, layer: str = OUTPUT, batch: int | N
         ProbeUsageError: naming ``objective`` for the model's output, ``layer`` for a named layer.
     """
     kind = tensor_kind(logits, batch, values=False, image=image)  # shapes only: no device sync per step
+    return check_class_kind(kind, tuple(logits.shape), layer)
+
+
+def check_class_kind(kind: str, shape: Sequence[int], layer: str = OUTPUT) -> str:
+    """``kind`` if it holds class scores (:data:`probe.outputs.CLASS_KINDS`), as :func:`check_class_scores` reads
+    a tensor's, for a kind read already (:func:`probe.optimize.inspect_layer`'s, with the output's graph); else
+    the same refusal, ``shape`` being what ``layer`` gives.
+
+    Raises:
+        ProbeUsageError: naming ``objective`` for the model's output, ``layer`` for a named layer.
+    """
     if kind in CLASS_KINDS:
         return kind
     what = "the model's output" if layer == OUTPUT else layer
     raise ProbeUsageError(
         f"a class objective needs (N, classes) logits or (N,) one score per image or a dense prediction's "
         f"(N, classes, H, W); "
-        f"{what} gives {tuple(logits.shape)}: {why_no_scores(kind)}; maximize a layer's units instead "
+        f"{what} gives {tuple(shape)}: {why_no_scores(kind)}; maximize a layer's units instead "
         "(--objective channel --layer NAME)",
         param="objective" if layer == OUTPUT else "layer",
     )

@@ -62,8 +62,9 @@ from probe.objectives import Context, Objective, as_objective, class_scores, par
 from probe.relu import redirected_relu
 from probe.results import GalleryResult
 from probe.runtime import progress_every as default_progress_every
+from probe.outputs import read_output
 from probe.runtime import (
-    OUT_OF_MEMORY, FiniteLog, ProgressFn, autocast, check_generator, resolve_precision, with_gradients,
+    OUT_OF_MEMORY, FiniteLog, ProgressFn, autocast, check_generator, gradients_on, resolve_precision, with_gradients,
 )  # fmt: skip
 from probe.streams import ImageStreams, image_key
 
@@ -1015,6 +1016,10 @@ class LayerShape:
         output_layer: the name of the module whose output is the model's output
             (``"fc2"``; the first leaf module that gives it), or ``"output"``
             when no module gives it as it is.
+        output_kind: for ``name == "output"``, what the output is (:func:`probe.outputs.read_output`, read with
+            its autograd graph: ``"logits"``, ``"sigmoid"``, ``"dense"``, ``"image"``, ...); ``""`` for a layer.
+        assumed: for ``name == "output"``, what the reading assumed where the shape could not tell
+            (:attr:`probe.outputs.Output.assumed`); ``""`` otherwise.
     """
 
     name: str
@@ -1022,23 +1027,41 @@ class LayerShape:
     units: int
     is_output: bool
     output_layer: str
+    output_kind: str = ""
+    assumed: str = ""
 
 
-def _shape_pass(loaded: LoadedModel, names: list[str], layer: str, size: tuple[int, int]) -> tuple[Recording, torch.Tensor]:
+def _shape_pass(loaded: LoadedModel, names: list[str], layer: str, size: tuple[int, int],
+                reading: str = "auto") -> tuple[Recording, torch.Tensor, str, str]:
     """Two blank ``(2, C, *size)`` images through the model, every module and the output recorded: the
-    recording and the images. A model that refuses the size after ``layer`` ran (a fixed-size head) is fine."""
+    recording, the images, and for ``layer == "output"`` the output's kind and what its reading assumed (see
+    :class:`LayerShape`; ``reading``: what the user says it is, :data:`probe.choices.OUTPUT_READINGS`). A model
+    that refuses the size after ``layer`` ran (a fixed-size head) is fine.
+
+    The output is read with its autograd graph, as a run reads it: without one, a model returning
+    ``(features, logits)`` was read by its features and a sigmoid picture (an autoencoder's) by its shape
+    alone, and a class objective maximized a feature or a colour plane as a "logit"."""
+    graph = layer == OUTPUT
     blank = torch.full((2, loaded.preprocess.channels, *size), 0.5, device=loaded.device)  # 2: see the batch
-    with evaluating(loaded.module), torch.no_grad(), record(loaded.module, names + [OUTPUT]) as acts:
+    kind = assumed = ""
+    with evaluating(loaded.module), gradients_on() if graph else torch.no_grad(), \
+            record(loaded.module, names + [OUTPUT]) as acts:
         try:
-            loaded(blank)
+            returned = loaded(blank.requires_grad_(graph))
+            if graph:
+                read = read_output(returned, blank.shape[0], loaded.module, values=False, image=tuple(blank.shape),
+                                   reading=reading)
+                kind, assumed = read.kind, read.assumed
+            del returned  # the graph
         except ModelInputError:  # a head of fixed size (a Linear after a flatten) refusing this size, after `layer`:
             if layer in (INPUT, OUTPUT) or layer not in acts:  # the layer is known; the output is not this layer's
                 raise
-    return acts, blank
+    return acts, blank.detach(), kind, assumed
 
 
 def inspect_layer(model: LoadedModel | nn.Module, layer: str, image_size: int | Sequence[int] | None = None, *,
-                  output_param: str = "layer", advice: str = "give a smaller --size (image_size=)") -> LayerShape:
+                  output_param: str = "layer", advice: str = "give a smaller --size (image_size=)",
+                  reading: str = "auto") -> LayerShape:
     """Run one blank image through the model to learn ``layer``'s shape and whether it gives the output.
 
     Args:
@@ -1050,6 +1073,8 @@ def inspect_layer(model: LoadedModel | nn.Module, layer: str, image_size: int | 
             ``"objective"`` (a class objective).
         advice: what to change, for the refusal of a pass that cannot fit (default ``"give a smaller --size
             (image_size=)"``; a caller names its own options).
+        reading: for ``layer == "output"``, what the user says the output is (default ``"auto"``: its shape and
+            last operation tell; :data:`probe.choices.OUTPUT_READINGS`).
 
     A model that fails after ``layer`` on this size (a fixed-size ``Linear`` head given a larger image) is
     fine: a run on ``layer`` stops the forward pass there, so only ``is_output`` is False.
@@ -1068,12 +1093,12 @@ def inspect_layer(model: LoadedModel | nn.Module, layer: str, image_size: int | 
     names = [name for name, _ in loaded.module.named_modules() if name]
 
     def held(size: tuple[int, int]) -> int:  # what the pass below holds at a small size
-        acts, blank = _shape_pass(loaded, names, layer, size)
+        acts, blank, _, _ = _shape_pass(loaded, names, layer, size, reading)
         return held_bytes(blank, dict(acts))
 
     check_scaled(held, (height, width), loaded.preprocess.input_size, loaded.device,
                  f"a {height}x{width} pass of {loaded.name} that learns the shape of {layer!r}", advice)  # before it runs
-    acts, blank = _shape_pass(loaded, names, layer, (height, width))
+    acts, blank, kind, assumed = _shape_pass(loaded, names, layer, (height, width), reading)
     channels_last = channels_last_layers(loaded.module, blank)  # a pass that fails keeps what it found
     if layer == INPUT:
         raise ProbeUsageError("'input' is the image itself; name a layer of the model", param="layer")
@@ -1098,4 +1123,4 @@ def inspect_layer(model: LoadedModel | nn.Module, layer: str, image_size: int | 
     if layer.split(CALL_SEPARATOR)[0] in channels_last and value.dim() > 2:
         value = value.movedim(-1, 1)  # (N, H, W, C) blocks: channel k is feature k of the last dim, see probe.layout
     return LayerShape(layer, tuple(value.shape[1:]), int(value.shape[1]) if value.dim() > 1 else 1, is_output,
-                      output_layer)
+                      output_layer, kind, assumed)

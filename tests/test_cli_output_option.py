@@ -56,3 +56,24 @@ def test_activations_scale_reaches_the_gallery(tmp_path: Path) -> None:
         pictures[scale] = {path.name: path.read_bytes() for path in folder.rglob("*.png")}
     assert pictures["map"].keys() == pictures["layer"].keys()
     assert any(pictures["map"][name] != pictures["layer"][name] for name in pictures["map"])
+
+
+def test_maximize_class_reads_the_output_as_a_run_does(tmp_path: Path) -> None:
+    """The class objective's pre-check read the output without its autograd graph: a model returning
+    (features, logits) had its 8 features maximized as "logits", and a sigmoid autoencoder's colour planes were
+    maximized as class logits, without a word. Both are read with the graph now, as the run reads them."""
+    runner = CliRunner()
+    line = ["maximize", "--objective", "class", "--steps", "1", "--size", "16", "--quiet"]
+    logits = runner.invoke(cli, [*line, "--model", "tinynets:features_then_logits()", "--out", str(tmp_path / "f")])
+    assert logits.exit_code == 0, logits.output
+    manifest = _manifest(tmp_path / "f")
+    assert manifest["layer"] == "head" and len(manifest["units"]) == 3, manifest
+    picture = runner.invoke(cli, [*line, "--model", "tinynets:sigmoid_autoencoder()", "--out", str(tmp_path / "s")])
+    assert picture.exit_code == 2 and "--objective" in picture.output and "a picture" in picture.output
+    assert not (tmp_path / "s").exists()
+    said = runner.invoke(cli, [*line, *AUTOENCODER[:2], "--output", "image", "--out", str(tmp_path / "i")])
+    assert said.exit_code == 2 and "a picture" in said.output, said.output
+    assumed = runner.invoke(cli, [*line[:-1], *AUTOENCODER[:2], "--units", "0", "--out", str(tmp_path / "a")])
+    assert assumed.exit_code == 0 and "the output was read as per-pixel scores" in assumed.output, assumed.output
+    channel = runner.invoke(cli, ["maximize", "--layer", "conv1", "--output", "image"])
+    assert channel.exit_code == 2 and "--output" in channel.output and "--objective class" in channel.output

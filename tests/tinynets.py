@@ -158,3 +158,28 @@ def conv_autoencoder(channels: int = 3) -> nn.Sequential:
     torch.manual_seed(0)
     return nn.Sequential(nn.Conv2d(channels, 4, 3, 2, 1), nn.ReLU(), nn.ConvTranspose2d(4, 4, 4, 2, 1), nn.ReLU(),
                          nn.Conv2d(4, channels, 3, padding=1))
+
+
+class FeaturesThenLogits(nn.Module):
+    """``forward`` returns ``(features (N, 8), logits (N, 3))``: the logits are computed from the features, so only
+    the autograd graph tells which of the two is the prediction."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.head = nn.Linear(8, 3)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        features = self.body(x)
+        return features, self.head(features)
+
+
+def features_then_logits() -> FeaturesThenLogits:
+    torch.manual_seed(0)
+    return FeaturesThenLogits()
+
+
+def sigmoid_autoencoder() -> nn.Sequential:
+    """An autoencoder whose sigmoid gives a picture of the input's very shape: (N, 3, H, W) -> (N, 3, H, W)."""
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(3, 4, 3, 2, 1), nn.ReLU(), nn.ConvTranspose2d(4, 3, 4, 2, 1), nn.Sigmoid())

@@ -10,7 +10,7 @@ import click
 from probe.choices import PRESETS
 from probe.cli.commands.methods import method_options
 from probe.cli.common import (
-    ProbeCommand, complete_layer, gallery_command, list_option, model_options, out_options, shared,
+    ProbeCommand, complete_layer, gallery_command, list_option, model_options, out_options, output_option, shared,
     snapshots_option, speed_options, work,
 )
 from probe.cli.types import count, finite
@@ -72,6 +72,7 @@ class BatchSize(click.ParamType):
 @method_options
 @speed_options()
 @shared
+@output_option
 @out_options
 @gallery_command
 def command(**options: Any) -> None:
