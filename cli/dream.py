@@ -14,6 +14,7 @@ from probe.cli.common import (
     option_given,
     progress_bar,
 )
+from probe.choices import DREAM_AUTO_MIN_SIDE
 from probe.dream import dream
 from probe.dream.geometry import MIN_OCTAVE_SIDE
 from probe.errors import ProbeUsageError
@@ -48,10 +49,6 @@ def parse_channels(parts: list[str] | None) -> list[int] | None:
     return sorted(chosen)
 
 
-AUTO_MIN_SIDE = 256
-"""``--size auto``: the longer side is twice the model's input size, and at least this."""
-
-
 THIN_SIDE = 32
 """Below this many pixels across, a resized IMAGE gets a note (a 200x10000 strip at 256 px is 5 px tall)."""
 
@@ -61,7 +58,7 @@ def _input_image(source: str, loaded: LoadedModel, size: str) -> torch.Tensor:
     if size == "full":
         target = None
     elif size == "auto":
-        target = max(AUTO_MIN_SIDE, 2 * max(loaded.preprocess.input_size))
+        target = max(DREAM_AUTO_MIN_SIDE, 2 * max(loaded.preprocess.input_size))
     else:
         target = parse_size(size)
     if target is not None:  # the picture, its resize and its float copy are made before the dream checks memory

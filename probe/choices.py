@@ -18,7 +18,8 @@ __all__ = [
     "PRECISIONS", "Preset", "PRESETS", "PARAMETRIZATIONS", "ATTRIBUTION_METHODS", "EXTRA_ATTRIBUTION_METHODS",
     "MAX_IG_STEPS", "FILTER_VIEWS", "FILTER_SCALES", "ACTIVATION_SCALES", "DREAM_OBJECTIVES", "STYLE_LOSSES",
     "STYLE_STEPS", "STYLE_CONTENT_WEIGHT", "STYLE_STYLE_WEIGHT", "STYLE_TV_WEIGHT", "STYLE_LEARNING_RATES",
-    "POOLINGS", "ATLAS_DIVERSITY", "ATLAS_TIMEOUT_S", "OUTPUT_READINGS",
+    "POOLINGS", "ATLAS_DIVERSITY", "ATLAS_TIMEOUT_S", "OUTPUT_READINGS", "PARAM_LEARNING_RATES", "IG_BATCH",
+    "GAUSS_LEGENDRE_MAX_STEPS", "DREAM_AUTO_MIN_SIDE",
 ]  # fmt: skip
 
 # ------------------------------------------------------------------ how the forward passes run
@@ -70,10 +71,22 @@ PRESETS: dict[str, Preset] = {
 PARAMETRIZATIONS: tuple[str, ...] = ("pixel", "fft", "maco", "cppn", "laplacian")
 """The image parametrizations :func:`probe.param.parametrization` builds by name."""
 
+PARAM_LEARNING_RATES: dict[str, float] = {"cppn": 0.005}
+"""Default learning rates of parametrizations that need another than the preset's (Lucid's 0.005 for CPPNs)."""
+
 # ------------------------------------------------------------------ attribution
 
 ATTRIBUTION_METHODS: tuple[str, ...] = ("saliency", "integrated-gradients", "smoothgrad", "guided-backprop", "gradcam")
 """Every method, in the order ``method="all"`` shows them."""
+
+IG_BATCH = 32
+"""Integrated gradients runs its ``steps`` interpolated images in batches of at most this many:
+memory follows the batch, not ``steps``."""
+
+GAUSS_LEGENDRE_MAX_STEPS = 1024
+"""Up to this many steps, integrated gradients uses Gauss-Legendre quadrature (captum's default, the
+most accurate); its nodes come from an ``steps x steps`` eigenproblem (8 MB and a fraction of a second
+at 1024, but 74.5 GiB at 100000), so more steps use the trapezoid rule, whose cost is linear."""
 
 EXTRA_ATTRIBUTION_METHODS: tuple[str, ...] = ("deeplift", "gradient-shap", "occlusion", "lrp")
 """The methods beyond the first five, asked for by name (``method="all"`` stays the five of
@@ -102,6 +115,9 @@ ACTIVATION_SCALES: tuple[str, ...] = ("map", "layer")
 
 DREAM_OBJECTIVES: tuple[str, ...] = ("l2", "mean")
 """What a dream maximizes: the mean squared activation, or the mean activation."""
+
+DREAM_AUTO_MIN_SIDE = 256
+"""``probe dream --size auto``: the longer side is twice the model's input size, and at least this."""
 
 STYLE_LOSSES: tuple[str, ...] = ("gram", "w2")
 """The style losses :func:`probe.style_transfer` takes: Gram matrices or Wasserstein-2 of mean and covariance."""

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from probe.choices import PARAMETRIZATIONS  # torch-free: the command's option offers it
+from probe.choices import PARAM_LEARNING_RATES, PARAMETRIZATIONS  # torch-free: the commands' options offer them
 from probe.errors import ProbeUsageError
 
 __all__ = [
@@ -61,7 +61,7 @@ __all__ = [
 ]
 
 SQUASHES = ("sigmoid", "clip")
-LEARNING_RATES = {"cppn": 0.005}
+LEARNING_RATES = PARAM_LEARNING_RATES
 """Default learning rates of parametrizations that need another than the preset's (Lucid's 0.005 for CPPNs)."""
 
 COLOR_CORRELATION_SVD_SQRT = torch.tensor(

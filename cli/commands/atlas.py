@@ -67,7 +67,8 @@ def _rank_words() -> str:
 @click.option("--preset", type=click.Choice(list(PRESETS)), default="robust", show_default=True,
               help="How the synthetic images are made (see 'probe maximize --help').")
 @click.option("--steps", type=count(1), default=256, show_default=True, help="Optimization steps.")
-@click.option("--lr", type=finite(min=0, min_open=True), default=None, help="Learning rate (default 0.05).")
+@click.option("--lr", type=finite(min=0, min_open=True), default=None,
+              help=f"Learning rate (default {PRESETS['robust'].lr}).")
 @click.option("--chunk", type=count(1), default=16, show_default=True, metavar="N",
               help="Units per chunk: the work one process claims at a time, one batch, and the unit of resuming.")
 @click.option("--batch", type=count(1), default=64, show_default=True, metavar="N",

@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from probe.choices import ATTRIBUTION_METHODS as METHODS, EXTRA_ATTRIBUTION_METHODS as EXTRA_METHODS, MAX_IG_STEPS
+from probe.choices import GAUSS_LEGENDRE_MAX_STEPS, IG_BATCH
 from probe.cli.common import (
     ProbeCommand, complete_layer, gallery_command, list_option, model_options, out_options, output_option, shared, work,
 )
@@ -27,7 +28,8 @@ from probe.cli.types import count, finite
                    "(class/distillation tokens dropped). Default: the last layer whose positions the score depends on, "
                    "before global pooling (ResNet's layer4.2, ViT's last block's first norm); the run names it.")
 @click.option("--steps", type=count(1, MAX_IG_STEPS), default=50, show_default=True,
-              help="Integrated-gradients steps, run 32 at a time (Gauss-Legendre up to 1024, then the trapezoid rule).")
+              help=f"Integrated-gradients steps, run {IG_BATCH} at a time (Gauss-Legendre up to "
+                   f"{GAUSS_LEGENDRE_MAX_STEPS}, then the trapezoid rule).")
 @click.option("--samples", type=count(1), default=16, show_default=True, help="Smoothgrad noisy samples.")
 @click.option("--noise", type=finite(min=0), default=0.1, show_default=True,
               help="Smoothgrad noise standard deviation (image values are in [0, 1]).")

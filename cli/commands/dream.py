@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from probe.choices import DREAM_OBJECTIVES
+from probe.choices import DREAM_AUTO_MIN_SIDE, DREAM_OBJECTIVES
 from probe.cli.common import (
     ProbeCommand, complete_layer, gallery_command, list_option, model_options, out_options, shared, speed_options,
     work,
@@ -51,8 +51,8 @@ DEFAULT_MODEL = "googlenet"
 @click.option("--zoom", type=finite(min=1.0), default=1.05, show_default=True,
               help="Zoom factor between frames: 1.05 is 5% closer each frame.")
 @click.option("--size", default="auto", show_default=True, metavar="auto|full|N|HxW",
-              help="Resize IMAGE first: auto = longer side twice the model's input size, at least 256 "
-              "(googlenet: 448, shapes: 256); full keeps it; "
+              help="Resize IMAGE first: auto = longer side twice the model's input size, at least "
+              f"{DREAM_AUTO_MIN_SIDE} (googlenet: 448, shapes: 256); full keeps it; "
               "N sets the longer side; HxW both (pixels).")
 @speed_options()
 @shared

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from probe.choices import PRESETS
+from probe.choices import PARAM_LEARNING_RATES, PRESETS
 from probe.cli.commands.methods import method_options
 from probe.cli.common import (
     ProbeCommand, complete_layer, gallery_command, list_option, model_options, out_options, output_option, shared,
@@ -60,7 +60,8 @@ class BatchSize(click.ParamType):
 @click.option("--steps", type=count(1), default=256, show_default=True,
               help="Optimization steps: Adam updates of the image.")
 @click.option("--lr", type=finite(min=0, min_open=True), default=None,
-              help="Adam's learning rate on the image's parameters (default: 0.05; 0.005 for --param cppn).")
+              help=f"Adam's learning rate on the image's parameters (default: {PRESETS['robust'].lr}; "
+                   + "; ".join(f"{lr} for --param {name}" for name, lr in PARAM_LEARNING_RATES.items()) + ").")
 @click.option("--size", default=None, metavar="H[xW]",
               help="Image size in pixels: N (square) or HxW (default: the model's input size).")
 @click.option("--batch", type=BatchSize(), default="auto", show_default=True, metavar="N|auto",

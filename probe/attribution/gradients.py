@@ -13,7 +13,7 @@ from probe.attribution.occlusion import Progress, counting
 from probe.attribution.relus import GuidedRelus, relu_check
 from probe.attribution.scores import attribution_scores
 from probe.choices import ATTRIBUTION_METHODS as METHODS  # torch-free: the command's option offers them
-from probe.choices import MAX_IG_STEPS
+from probe.choices import GAUSS_LEGENDRE_MAX_STEPS, IG_BATCH, MAX_IG_STEPS
 from probe.errors import ProbeUsageError
 from probe.models import LoadedModel
 from probe.runtime import global_rng_kept
@@ -35,14 +35,6 @@ class Normalized(nn.Module):
         return attribution_scores(self.net(self.preprocess.normalize(images)), self.reading)
 
 
-IG_BATCH = 32
-"""Integrated gradients runs its ``steps`` interpolated images in batches of at most this many:
-memory follows the batch, not ``steps``."""
-
-GAUSS_LEGENDRE_MAX_STEPS = 1024
-"""Up to this many steps, integrated gradients uses Gauss-Legendre quadrature (captum's default, the
-most accurate); its nodes come from an ``steps x steps`` eigenproblem (8 MB and a fraction of a second
-at 1024, but 74.5 GiB at 100000), so more steps use the trapezoid rule, whose cost is linear."""
 
 
 def integration_method(steps: int) -> str:
