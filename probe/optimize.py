@@ -59,10 +59,10 @@ from probe.memory import (
 from probe.models import LoadedModel, as_loaded
 from probe.models.forms import why_not_run
 from probe.objectives import Context, Objective, as_objective, class_scores, parse_objective
+from probe.outputs import read_output
 from probe.relu import redirected_relu
 from probe.results import GalleryResult
 from probe.runtime import progress_every as default_progress_every
-from probe.outputs import read_output
 from probe.runtime import (
     OUT_OF_MEMORY, FiniteLog, ProgressFn, autocast, check_generator, gradients_on, resolve_precision, with_gradients,
 )  # fmt: skip
@@ -1042,10 +1042,10 @@ def _shape_pass(loaded: LoadedModel, names: list[str], layer: str, size: tuple[i
     ``(features, logits)`` was read by its features and a sigmoid picture (an autoencoder's) by its shape
     alone, and a class objective maximized a feature or a colour plane as a "logit"."""
     graph = layer == OUTPUT
-    blank = torch.full((2, loaded.preprocess.channels, *size), 0.5, device=loaded.device)  # 2: see the batch
     kind = assumed = ""
     with evaluating(loaded.module), gradients_on() if graph else torch.no_grad(), \
             record(loaded.module, names + [OUTPUT]) as acts:
+        blank = torch.full((2, loaded.preprocess.channels, *size), 0.5, device=loaded.device)  # 2: see the batch
         try:
             returned = loaded(blank.requires_grad_(graph))
             if graph:

@@ -77,3 +77,18 @@ def test_maximize_class_reads_the_output_as_a_run_does(tmp_path: Path) -> None:
     assert assumed.exit_code == 0 and "the output was read as per-pixel scores" in assumed.output, assumed.output
     channel = runner.invoke(cli, ["maximize", "--layer", "conv1", "--output", "image"])
     assert channel.exit_code == 2 and "--output" in channel.output and "--objective class" in channel.output
+
+
+def test_inspect_layer_reads_the_output_by_its_graph_under_any_caller_mode() -> None:
+    """The shape pass that tells the output's kind reads it with its graph, also inside the caller's
+    inference_mode (the blank image is made inside the pass's own autograd mode)."""
+    import torch
+
+    from probe.optimize import inspect_layer
+    from tinynets import features_then_logits, sigmoid_autoencoder
+
+    with torch.inference_mode():
+        info = inspect_layer(features_then_logits(), "output", 16)
+    assert (info.output_layer, info.output_kind, info.units) == ("head", "logits", 3)
+    assert inspect_layer(sigmoid_autoencoder(), "output", 16).output_kind == "image"
+    assert inspect_layer(features_then_logits(), "head", 16).output_kind == ""  # a layer: nothing read
