@@ -87,8 +87,9 @@ def test_inspect_layer_reads_the_output_by_its_graph_under_any_caller_mode() -> 
     from probe.optimize import inspect_layer
     from tinynets import features_then_logits, sigmoid_autoencoder
 
+    model = features_then_logits()
     with torch.inference_mode():
-        info = inspect_layer(features_then_logits(), "output", 16)
+        info = inspect_layer(model, "output", 16)
     assert (info.output_layer, info.output_kind, info.units) == ("head", "logits", 3)
     assert inspect_layer(sigmoid_autoencoder(), "output", 16).output_kind == "image"
     assert inspect_layer(features_then_logits(), "head", 16).output_kind == ""  # a layer: nothing read
