@@ -460,20 +460,18 @@ def neuron(layer: str, units: Units, y: int | None = None, x: int | None = None)
                      units=chosen, layer=layer)
 
 
-def check_class_scores(logits: torch.Tensor, layer: str = OUTPUT, batch: int | None = None,
-                       image: Sequence[int] | None = None) -> str:
+def check_class_scores(logits: torch.Tensor, layer: str = OUTPUT, batch: int | None = None) -> str:
     """Refuse what holds no class scores (:mod:`probe.outputs`): ``(N, classes)`` logits, ``(N,)`` or ``(N, 1)``
     one score, a dense prediction's ``(N, classes, H, W)``; return its kind (``"logits"``, ``"score"``,
     ``"dense"``, ...). ``batch``: N, the images evaluated (a tensor without a row per image, as a detection
-    model's boxes, is refused); default None: not checked. ``image``: the ``(N, C, H, W)`` shape of the input
-    that gave ``logits``, which tells a picture larger than it (a super-resolution's, an upsampler's) from a
-    dense prediction (:func:`probe.outputs.tensor_kind`); default None: told by the last operation alone (a
-    render step's input is transformed: its size is not the images').
+    model's boxes, is refused); default None: not checked. A picture is told by the last operation alone (a
+    render step's input is transformed: its size is not the images'); the commands tell it by the input's
+    shape too, before the run (:func:`probe.optimize.inspect_layer`'s ``output_kind``, :func:`check_class_kind`).
 
     Raises:
         ProbeUsageError: naming ``objective`` for the model's output, ``layer`` for a named layer.
     """
-    kind = tensor_kind(logits, batch, values=False, image=image)  # shapes only: no device sync per step
+    kind = tensor_kind(logits, batch, values=False)  # shapes only: no device sync per step
     return check_class_kind(kind, tuple(logits.shape), layer)
 
 
