@@ -74,7 +74,6 @@ __all__ = ["CLASS_KINDS", "OUTPUT_READINGS", "Output", "Prediction", "check_read
 CLASS_KINDS: frozenset[str] = frozenset({"logits", "softmax", "sigmoid", "score", "dense", "dense-score"})
 """The kinds whose tensor holds class scores (see the module docstring)."""
 
-
 _CLASS_KEYS = ("logits", "out")
 """A dict's keys that hold class scores, in the order they are looked for."""
 

@@ -62,7 +62,8 @@ __all__ = [
 
 SQUASHES = ("sigmoid", "clip")
 LEARNING_RATES = PARAM_LEARNING_RATES
-"""Default learning rates of parametrizations that need another than the preset's (Lucid's 0.005 for CPPNs)."""
+"""Default learning rates of parametrizations that need another than the preset's
+(:data:`probe.choices.PARAM_LEARNING_RATES`: Lucid's 0.005 for CPPNs)."""
 
 COLOR_CORRELATION_SVD_SQRT = torch.tensor(
     [[0.26, 0.09, 0.02], [0.27, 0.00, -0.05], [0.27, -0.09, 0.03]], dtype=torch.float64

@@ -11,6 +11,10 @@ import torch
 from torch import nn
 
 from probe.checks import check_count, check_number, check_size
+from probe.choices import (  # torch-free: the command's options offer them
+    STYLE_CONTENT_WEIGHT as DEFAULT_CONTENT_WEIGHT, STYLE_LEARNING_RATES as DEFAULT_LR, STYLE_LOSSES,
+    STYLE_STEPS as DEFAULT_STEPS, STYLE_STYLE_WEIGHT as DEFAULT_STYLE_WEIGHT, STYLE_TV_WEIGHT as DEFAULT_TV_WEIGHT,
+)
 from probe.errors import ProbeUsageError
 from probe.forward import image_grad
 from probe.hooks import evaluating
@@ -34,10 +38,6 @@ from probe.style.inputs import (
     scale_sizes,
     size_the_model_takes,
     targets_for_model,
-)
-from probe.choices import (  # torch-free: the command's options offer them
-    STYLE_CONTENT_WEIGHT as DEFAULT_CONTENT_WEIGHT, STYLE_LEARNING_RATES as DEFAULT_LR, STYLE_LOSSES,
-    STYLE_STEPS as DEFAULT_STEPS, STYLE_STYLE_WEIGHT as DEFAULT_STYLE_WEIGHT, STYLE_TV_WEIGHT as DEFAULT_TV_WEIGHT,
 )
 from probe.style.layers import plan_layers
 from probe.style.lbfgs import history_pairs, minimize
